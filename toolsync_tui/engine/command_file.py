@@ -1,0 +1,315 @@
+"""Reading a command file: encoding, separator, header, then records streamed as polars batches.
+
+Records are parsed by the stdlib csv module (RFC 4180 quoting, exact physical line numbers) and
+handed on in columnar polars batches. Each batch also carries every record's raw text, so that a
+tryback can hold the failing rows exactly as they were written.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TextIO
+
+import polars as pl
+
+from ..config import FileSettings
+
+SEPARATORS = (";", ",", "\t")
+SEPARATOR_NAMES = {";": "';'", ",": "','", "\t": "TAB"}
+LINE = "__line"
+RAW = "__raw"
+PROBLEM = "__problem"
+csv.field_size_limit(16 * 1024 * 1024)
+
+
+class FileProblem(Exception):
+    """The file cannot be processed at all; the message names the file, line and column."""
+
+
+@dataclass(frozen=True)
+class ColumnSpec:
+    """Which columns an operation's file has.
+
+    `patterns` are (regex, shown-as) pairs for numbered columns such as ("course\\d+", "courseN").
+    Header-less files name their fields in `headerless`; the first `len(required)` are required.
+    """
+
+    required: tuple[str, ...] = ()
+    optional: tuple[str, ...] = ()
+    patterns: tuple[tuple[str, str], ...] = ()
+    headerless: tuple[str, ...] | None = None
+
+    def allows(self, name: str) -> bool:
+        return name in self.required or name in self.optional or any(
+            re.fullmatch(regex, name) for regex, _ in self.patterns)
+
+    def allowed_names(self) -> str:
+        return ", ".join([*self.required, *self.optional, *(shown for _, shown in self.patterns)])
+
+
+@dataclass(frozen=True)
+class SourceFormat:
+    encoding: str  # a Python codec name: utf-8, windows-1252 or iso-8859-1
+    separator: str
+    bom: bool
+
+
+@dataclass
+class CommandFile:
+    path: Path
+    spec: ColumnSpec
+    format: SourceFormat
+    columns: list[str]  # the names each batch carries, in file order
+    header_raw: str = ""  # the header record as written, for the tryback
+    physical_lines: int = 0
+    ignored_columns: list[str] = field(default_factory=list)
+    comment_prefixes: tuple[str, ...] = ("#", "//")
+    _field_positions: list[int] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def has_header(self) -> bool:
+        return self.spec.headerless is None
+
+    @classmethod
+    def open(cls, path: Path, spec: ColumnSpec, settings: FileSettings) -> CommandFile:
+        """Check the file as a whole (readable, encoding, separator, header) before any row is used."""
+        if not path.is_file():
+            raise FileProblem(f"{path}: file not found")
+        encoding, bom, lines = _detect_encoding(path, settings.encoding)
+        prefixes = tuple(settings.comment_prefixes)
+        source = cls(path=path, spec=spec, format=SourceFormat(encoding, ";", bom), columns=[],
+                     physical_lines=lines, comment_prefixes=prefixes)
+        first = source._first_record_line()
+        separator = _choose_separator(path.name, first, settings.separator, spec.headerless is not None)
+        source.format = SourceFormat(encoding, separator, bom)
+        if spec.headerless is not None:
+            source.columns = list(spec.headerless)
+            source._field_positions = list(range(len(spec.headerless)))
+        else:
+            source._read_header(settings.ignore_unknown_columns)
+        return source
+
+    # -- whole-file checks -----------------------------------------------------------------
+
+    def _open_text(self) -> TextIO:
+        codec = "utf-8-sig" if self.format.encoding == "utf-8" else self.format.encoding
+        return self.path.open(encoding=codec, newline="")
+
+    def _first_record_line(self) -> str | None:
+        with self._open_text() as text:
+            for line in text:
+                if line.strip() and not line.startswith(self.comment_prefixes):
+                    return line
+        return None
+
+    def _read_header(self, ignore_unknown: bool) -> None:
+        records = self._records()
+        try:
+            line, raw, names = next(records)
+        except StopIteration:
+            raise FileProblem(f"{self.name}: the file is empty; a header line is expected "
+                              f"(columns: {self.spec.allowed_names()})") from None
+        finally:
+            records.close()
+        if isinstance(names, str):
+            raise FileProblem(f"{self.name} line {line}: the header cannot be read: {names}")
+        self.header_raw = raw
+        seen: dict[str, int] = {}
+        for position, name in enumerate(names, start=1):
+            name = name.strip()
+            where = f"{self.name} line {line}, column {position}"
+            if not name:
+                raise FileProblem(f"{where}: empty column name (is there a trailing separator?)")
+            if name in seen:
+                raise FileProblem(f"{where}: column '{name}' appears twice (also column {seen[name]})")
+            seen[name] = position
+            if not self.spec.allows(name):
+                if ignore_unknown:
+                    self.ignored_columns.append(name)
+                    continue
+                raise FileProblem(f"{where}: unknown column '{name}'; allowed columns are "
+                                  f"{self.spec.allowed_names()}")
+            self.columns.append(name)
+            self._field_positions.append(position - 1)
+        self._header_width = len(names)
+        missing = [name for name in self.spec.required if name not in seen]
+        if missing:
+            raise FileProblem(f"{self.name} line {line}: required column "
+                              f"{', '.join(repr(m) for m in missing)} missing; the header has "
+                              f"{', '.join(repr(n.strip()) for n in names)}")
+
+    # -- records and batches ---------------------------------------------------------------
+
+    def _records(self) -> Iterator[tuple[int, str, list[str] | str]]:
+        """(first physical line, raw text, fields) per record; fields is an error text if malformed."""
+        with self._open_text() as text:
+            feed = _LineFeed(text, self.comment_prefixes)
+            reader = csv.reader(feed, delimiter=self.format.separator, quotechar='"', strict=True)
+            while True:
+                try:
+                    fields: list[str] | str = next(reader)
+                except StopIteration:
+                    return
+                except csv.Error as exc:
+                    fields = _quoting_problem(str(exc), feed)
+                yield feed.start_line, feed.take(), fields
+
+    def batches(self, size: int) -> Iterator[pl.DataFrame]:
+        """Data records in batches: LINE, RAW, PROBLEM (null when the row is well formed), columns."""
+        records = self._records()
+        if self.has_header:
+            next(records, None)
+        width = getattr(self, "_header_width", None)
+        needed = len(self.spec.required) if width is None else width
+        lines: list[int] = []
+        raws: list[str] = []
+        problems: list[str | None] = []
+        values: list[list[str]] = [[] for _ in self.columns]
+        for line, raw, fields in records:
+            problem: str | None = None
+            if isinstance(fields, str):
+                problem, fields = fields, []
+            elif len(fields) < needed or (width is not None and len(fields) > width):
+                problem = (f"{len(fields)} values found, {needed} expected"
+                           + (" (a separator inside a value must be quoted)" if len(fields) > needed else ""))
+            lines.append(line)
+            raws.append(raw)
+            problems.append(problem)
+            for column, position in zip(values, self._field_positions, strict=True):
+                column.append(fields[position].strip() if position < len(fields) else "")
+            if len(lines) >= size:
+                yield self._frame(lines, raws, problems, values)
+                lines, raws, problems = [], [], []
+                values = [[] for _ in self.columns]
+        if lines:
+            yield self._frame(lines, raws, problems, values)
+
+    def _frame(self, lines: list[int], raws: list[str], problems: list[str | None],
+               values: list[list[str]]) -> pl.DataFrame:
+        data: dict[str, pl.Series] = {
+            LINE: pl.Series(LINE, lines, dtype=pl.Int64),
+            RAW: pl.Series(RAW, raws, dtype=pl.String),
+            PROBLEM: pl.Series(PROBLEM, problems, dtype=pl.String),
+        }
+        for name, column in zip(self.columns, values, strict=True):
+            data[name] = pl.Series(name, column, dtype=pl.String)
+        return pl.DataFrame(data)
+
+
+class _LineFeed:
+    """Feeds physical lines to csv.reader, skipping blank and comment lines between records."""
+
+    def __init__(self, text: TextIO, comment_prefixes: tuple[str, ...]) -> None:
+        self._text = text
+        self._prefixes = comment_prefixes
+        self.line_number = 0
+        self.start_line = 0
+        self._pending: list[str] = []
+
+    def __iter__(self) -> _LineFeed:
+        return self
+
+    def __next__(self) -> str:
+        while True:
+            line = next(self._text)
+            self.line_number += 1
+            if not self._pending:  # between records: blank and comment lines do not count
+                if not line.strip() or line.startswith(self._prefixes):
+                    continue
+                self.start_line = self.line_number
+            self._pending.append(line)
+            return line
+
+    def take(self) -> str:
+        raw = "".join(self._pending)
+        self._pending.clear()
+        return raw if raw.endswith("\n") else raw + "\n"
+
+
+def _quoting_problem(error: str, feed: _LineFeed) -> str:
+    if "unexpected end of data" in error:
+        return (f"a quoted value opened on line {feed.start_line} is not closed before the end of "
+                f"the file (lines {feed.start_line}-{feed.line_number})")
+    return f"malformed quoting: {error} (quote a value that holds quotes, doubling the inner ones)"
+
+
+def _detect_encoding(path: Path, setting: str) -> tuple[str, bool, int]:
+    """(codec, has BOM, physical line count). Strict UTF-8 unless the file or setting says otherwise."""
+    decoder = codecs.getincrementaldecoder("utf-8")("strict")
+    lines = 0
+    offset = 0
+    bom = False
+    legacy_bytes = False
+    with path.open("rb") as data:
+        while chunk := data.read(1 << 20):
+            if offset == 0:
+                bom = chunk.startswith(codecs.BOM_UTF8)
+            lines += chunk.count(b"\n")
+            if not legacy_bytes:
+                try:
+                    decoder.decode(chunk)
+                except UnicodeDecodeError as exc:
+                    legacy_bytes = True
+                    position = offset + exc.start
+                    if setting == "utf-8":
+                        raise FileProblem(_not_utf8(path, position, chunk[exc.start])) from None
+            offset += len(chunk)
+            last = chunk
+        if offset and not last.endswith(b"\n"):
+            lines += 1
+    if not legacy_bytes:
+        try:
+            decoder.decode(b"", final=True)
+        except UnicodeDecodeError:
+            legacy_bytes = True
+    if setting != "auto":
+        codec = setting
+    elif not legacy_bytes:
+        codec = "utf-8"
+    else:
+        codec = "windows-1252" if _decodes(path, "windows-1252") else "iso-8859-1"
+    return codec, bom and codec == "utf-8", lines
+
+
+def _decodes(path: Path, codec: str) -> bool:
+    decoder = codecs.getincrementaldecoder(codec)("strict")
+    try:
+        with path.open("rb") as data:
+            while chunk := data.read(1 << 20):
+                decoder.decode(chunk)
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _not_utf8(path: Path, position: int, byte: int) -> str:
+    with path.open("rb") as data:
+        head = data.read(position)
+    line = head.count(b"\n") + 1
+    column = position - (head.rfind(b"\n") + 1) + 1
+    return (f"{path.name} line {line}, byte {column}: 0x{byte:02X} is not valid UTF-8; if the file is "
+            f"in a legacy encoding set files.encoding to \"windows-1252\" or \"iso-8859-1\" (or \"auto\")")
+
+
+def _choose_separator(name: str, first: str | None, setting: str, headerless: bool) -> str:
+    counts = {sep: (first or "").count(sep) for sep in SEPARATORS}
+    if setting == "auto":
+        best = max(SEPARATORS, key=lambda sep: counts[sep])
+        return best if counts[best] else ";"
+    if headerless or first is None or counts[setting]:
+        return setting
+    others = [sep for sep in SEPARATORS if counts[sep]]
+    if others:
+        raise FileProblem(
+            f"{name} line 1: the header is separated by {SEPARATOR_NAMES[others[0]]}, but files.separator "
+            f"is {SEPARATOR_NAMES[setting]}; set files.separator to match the file, or to \"auto\"")
+    return setting

@@ -1,0 +1,38 @@
+"""The operations of the command line and the interface, in the original's dependency order."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .base import Operation
+from .check import CourseExistenceCheck
+
+
+@dataclass(frozen=True)
+class OperationInfo:
+    name: str
+    title: str
+    implementation: type[Operation] | None  # None: not available in this version yet
+
+
+OPERATIONS: dict[str, OperationInfo] = {
+    info.name: info
+    for info in (
+        OperationInfo("check", "Course existence check", CourseExistenceCheck),
+        OperationInfo("deletecourses", "Delete courses", None),
+        OperationInfo("resetcourses", "Reset courses", None),
+        OperationInfo("courses", "Create and update courses", None),
+        OperationInfo("metacourses", "Metacourse bindings", None),
+        OperationInfo("users", "Create and update users", None),
+        OperationInfo("deleteusers", "Delete users", None),
+        OperationInfo("suspendusers", "Suspend users", None),
+        OperationInfo("enrols", "Enrolments", None),
+        OperationInfo("groups", "Groups and groupings", None),
+        OperationInfo("groupmembers", "Group members", None),
+        OperationInfo("cohorts", "Cohorts", None),
+        OperationInfo("cohortscourses", "Cohort to course bindings", None),
+        OperationInfo("pictures", "User pictures", None),
+    )
+}
+
+__all__ = ["OPERATIONS", "Operation", "OperationInfo"]

@@ -1,0 +1,45 @@
+"""Course existence check (courses.csv): one course identifier per line, found or not found."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import polars as pl
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from ..command_file import LINE, ColumnSpec
+from ..outcomes import Outcome, outcome_rows
+from .base import Operation
+from .lookup import find_by_key
+
+
+class CourseExistenceCheck(Operation):
+    name = "check"
+    title = "Course existence check"
+    columns = ColumnSpec(required=("identifier",), headerless=("identifier", "description"))
+    read_only: ClassVar[bool] = True
+
+    async def apply(self, conn: AsyncConnection, rows: pl.DataFrame, dry_run: bool) -> pl.DataFrame:
+        field: str = getattr(self.settings, "identifier")
+        course = self.schema.course
+        matches = await find_by_key(
+            self.gateway, conn, course, field, rows["identifier"],
+            columns=["id", "shortname", "fullname", "idnumber"],
+            where=course.c.category != 0)  # the front page is not a course of the site's catalogue
+        looked_up = rows.select(LINE, "identifier").join(matches, on="identifier", how="left")
+        key = pl.col("identifier")
+        label = pl.format(f"Course with {field} '{{}}'", key)
+        empty = looked_up.filter(key == "")
+        bad_id = looked_up.filter((key != "") & pl.col("problem").is_not_null())
+        found = looked_up.filter(pl.col("id").is_not_null())
+        missing = looked_up.filter((key != "") & pl.col("problem").is_null() & pl.col("id").is_null())
+        ambiguity = pl.when(pl.col("matches") > 1).then(
+            pl.format("; {} courses match, the one with the lowest id is shown", "matches")).otherwise(pl.lit(""))
+        return pl.concat([
+            outcome_rows(empty, Outcome.FAILED, "check", key, "empty course identifier"),
+            outcome_rows(bad_id, Outcome.FAILED, "check", key, pl.col("problem")),
+            outcome_rows(found, Outcome.UNCHANGED, "found", key, pl.format(
+                "{} found: id {}, shortname '{}', fullname '{}', idnumber '{}'{}",
+                label, "id", "shortname", "fullname", pl.col("idnumber").fill_null(""), ambiguity)),
+            outcome_rows(missing, Outcome.FAILED, "not found", key, pl.format("{} not found", label)),
+        ]).sort("line")

@@ -1,0 +1,52 @@
+"""Row outcomes: every data row of a command file ends with exactly one of these."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+import polars as pl
+
+from .command_file import LINE
+
+
+class Outcome(StrEnum):
+    CREATED = "created"
+    UPDATED = "updated"
+    DELETED = "deleted"
+    UNCHANGED = "unchanged"
+    SKIPPED = "skipped"
+    FAILED = "failed"
+
+
+# One row per input row: its line, outcome, what was (or would be) done, the row's key, and why.
+OUTCOME_SCHEMA: dict[str, pl.DataType] = {
+    "line": pl.Int64(), "outcome": pl.String(), "action": pl.String(), "key": pl.String(),
+    "message": pl.String(),
+}
+# Outcomes whose rows go to the tryback, to be re-run as they are.
+RETRY_OUTCOMES = (Outcome.FAILED,)
+NOT_PROCESSED = "not processed"
+
+
+def outcome_rows(rows: pl.DataFrame, outcome: Outcome, action: str | pl.Expr, key: str | pl.Expr,
+                 message: str | pl.Expr) -> pl.DataFrame:
+    """Outcomes for every row of `rows` (a batch slice); plain strings are literals."""
+    def expr(value: str | pl.Expr) -> pl.Expr:
+        return value if isinstance(value, pl.Expr) else pl.lit(value, dtype=pl.String)
+
+    return rows.select(
+        pl.col(LINE).alias("line"),
+        pl.lit(outcome.value, dtype=pl.String).alias("outcome"),
+        expr(action).alias("action"),
+        expr(key).alias("key"),
+        expr(message).alias("message"),
+    )
+
+
+def empty_outcomes() -> pl.DataFrame:
+    return pl.DataFrame(schema=OUTCOME_SCHEMA)
+
+
+def count_outcomes(outcomes: pl.DataFrame) -> dict[str, int]:
+    counted = outcomes.group_by("outcome").len()
+    return {str(o): int(n) for o, n in counted.iter_rows()}

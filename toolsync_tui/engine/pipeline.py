@@ -1,0 +1,271 @@
+"""A run: one command file through one operation, every row accounted for.
+
+read (batches) -> validate (structure) -> apply per batch in a transaction -> report, tryback, archive.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import polars as pl
+from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
+
+from .. import __version__
+from ..config import Config
+from .command_file import LINE, PROBLEM, CommandFile, FileProblem
+from .gateway import DatabaseError, MoodleGateway
+from .operations import OPERATIONS, Operation
+from .outcomes import NOT_PROCESSED, Outcome, count_outcomes, outcome_rows
+from .report import RunReport, Tryback
+from .run_lock import RunLock
+from .store import DataStore, timestamp
+
+RECENT_MESSAGES = 50
+
+
+class RunProblem(Exception):
+    """The run cannot happen or cannot go on (file, header, configuration, database): exit code 2."""
+
+
+class SafetyStop(Exception):
+    """The run would remove more than the configured share of what it touches: exit code 3."""
+
+    def __init__(self, operation: str, destructive: int, base: int, threshold: float) -> None:
+        share = destructive / base if base else 1.0
+        super().__init__(
+            f"{operation}: this file would delete, unenrol or suspend {destructive} of {base} existing "
+            f"records ({share:.0%}), more than the safety threshold of {threshold:.0%}. Nothing was "
+            f"written. Re-run with --force (or confirm in the interface) if this is intended.")
+        self.destructive = destructive
+        self.base = base
+
+
+@dataclass
+class Progress:
+    operation: str
+    lines_done: int
+    lines_total: int
+    counts: dict[str, int]
+    rate: float  # data rows per second
+    batch: int
+    elapsed: float
+    recent: list[str] = field(default_factory=list)  # report lines of the last batch (bounded)
+
+
+@dataclass
+class RunResult:
+    operation: str
+    source: Path
+    dry_run: bool
+    counts: dict[str, int]
+    rows: int
+    duration: float
+    report_path: Path | None = None
+    table_path: Path | None = None
+    tryback_path: Path | None = None
+    archive_path: Path | None = None
+    cancelled: bool = False
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.counts.get(Outcome.FAILED, 0) or self.cancelled else 0
+
+    def summary(self) -> str:
+        parts = [f"{self.counts.get(o, 0)} {o}" for o in Outcome if self.counts.get(o, 0)]
+        verb = "would be" if self.dry_run else "were"
+        return (f"{self.rows} rows {verb} processed in {self.duration:.1f} s: "
+                + (", ".join(parts) if parts else "nothing to do"))
+
+
+ProgressCallback = Callable[[Progress], None]
+
+
+def make_operation(name: str, config: Config, gateway: MoodleGateway) -> Operation:
+    info = OPERATIONS.get(name)
+    if info is None:
+        raise RunProblem(f"unknown operation '{name}'; operations are {', '.join(OPERATIONS)}")
+    if info.implementation is None:
+        raise RunProblem(f"operation '{name}' ({info.title}) is not available in toolsync {__version__} yet")
+    return info.implementation(config, gateway)
+
+
+async def run_operation(config: Config, gateway: MoodleGateway, name: str, source: Path | None = None,
+                        *, dry_run: bool = False, force: bool = False,
+                        on_progress: ProgressCallback | None = None,
+                        cancel: asyncio.Event | None = None) -> RunResult:
+    operation = make_operation(name, config, gateway)
+    store = DataStore(config.data_dir)
+    store.ensure()
+    path = source or store.preselected(operation.settings.file)
+    try:
+        with RunLock(config.data_dir, name) as lock:
+            run = _Run(config, gateway, operation, store, path, dry_run, on_progress, cancel)
+            if lock.stale_note:
+                run.notes.append(lock.stale_note)
+            return await run.execute(force)
+    except FileProblem as exc:
+        raise RunProblem(str(exc)) from None
+    except DatabaseError as exc:
+        raise RunProblem(str(exc)) from None
+
+
+class _Run:
+    def __init__(self, config: Config, gateway: MoodleGateway, operation: Operation, store: DataStore,
+                 path: Path, dry_run: bool, on_progress: ProgressCallback | None,
+                 cancel: asyncio.Event | None) -> None:
+        self.config = config
+        self.gateway = gateway
+        self.operation = operation
+        self.store = store
+        self.path = path
+        self.dry_run = dry_run
+        self.on_progress = on_progress
+        self.cancel = cancel
+        self.notes: list[str] = []
+        self.started = datetime.now()
+        self.stamp = timestamp(self.started)
+
+    @property
+    def batch_size(self) -> int:
+        size = self.config.settings.run.batch_size
+        return max(size, 10_000) if self.operation.read_only else size
+
+    async def execute(self, force: bool) -> RunResult:
+        source = CommandFile.open(self.path, self.operation.columns, self.config.settings.files)
+        site = await self.gateway.site_info()
+        async with self.gateway.reading() as conn:
+            await self.operation.prepare(conn)
+        if self.operation.destructive_actions and not self.dry_run and not force:
+            await self._check_safety(source)
+        files = self.config.settings.files
+        report = tryback = None
+        if files.report:
+            text_path, table_path = self.store.report_paths(self.stamp, self.operation.name, self.path,
+                                                            self.dry_run)
+            report = RunReport(text_path, table_path, self._heading(site.label, source))
+        if files.tryback and not self.dry_run:
+            tryback = Tryback(self.store.tryback_path(self.stamp, self.path), source.format,
+                              source.header_raw)
+        counts: Counter[str] = Counter()
+        rows = 0
+        clock = time.monotonic()
+        cancelled = False
+        try:
+            for batch_number, batch in enumerate(source.batches(self.batch_size), start=1):
+                if self.cancel is not None and self.cancel.is_set():
+                    cancelled = True
+                    outcomes = outcome_rows(batch, Outcome.SKIPPED, NOT_PROCESSED, pl.lit(""),
+                                            "not processed: the run was cancelled")
+                else:
+                    outcomes = await self._apply(batch)
+                rows += batch.height
+                counts.update(count_outcomes(outcomes))
+                if report:
+                    report.add(outcomes)
+                if tryback:
+                    retry = outcomes.filter(
+                        (pl.col("outcome") == Outcome.FAILED) | (pl.col("action") == NOT_PROCESSED))
+                    tryback.add(batch.join(retry.select(pl.col("line").alias(LINE)), on=LINE, how="semi"))
+                self._progress(source, batch, batch_number, rows, counts, clock, outcomes)
+                await asyncio.sleep(0)  # let an interface redraw between batches
+        finally:
+            duration = time.monotonic() - clock
+            result = RunResult(self.operation.name, self.path, self.dry_run, dict(counts), rows, duration,
+                               cancelled=cancelled, notes=self.notes)
+            if report:
+                report.close([result.summary(), *self.notes])
+                result.report_path, result.table_path = report.text_path, report.table_path
+            if tryback:
+                result.tryback_path = tryback.close()
+        if not self.dry_run and not cancelled:
+            result.archive_path = self.store.archive_file(self.path, self.stamp, files.archive)
+        return result
+
+    async def _apply(self, batch: pl.DataFrame) -> pl.DataFrame:
+        malformed = batch.filter(pl.col(PROBLEM).is_not_null())
+        wellformed = batch.filter(pl.col(PROBLEM).is_null())
+        parts = [outcome_rows(malformed, Outcome.FAILED, "read", pl.lit(""), pl.col(PROBLEM))]
+        if not wellformed.is_empty():
+            parts.append(await self._apply_in_transaction(wellformed))
+        return pl.concat(parts).sort("line")
+
+    async def _apply_in_transaction(self, rows: pl.DataFrame) -> pl.DataFrame:
+        """All of a batch's writes or none: an error rolls the batch back and fails its rows."""
+        try:
+            async with self.gateway.engine.connect() as conn:
+                transaction = await conn.begin()
+                try:
+                    outcomes = await self.operation.apply(conn, rows, self.dry_run)
+                except BaseException:
+                    await transaction.rollback()
+                    raise
+                if self.dry_run or self.operation.read_only:
+                    await transaction.rollback()
+                else:
+                    await transaction.commit()
+        except OperationalError as exc:
+            raise DatabaseError(f"the database connection failed during the run: {_reason(exc)}; the "
+                                f"batch in progress was rolled back") from None
+        except SQLAlchemyError as exc:
+            return outcome_rows(rows, Outcome.FAILED, "write", pl.lit(""),
+                                f"database error, nothing of this batch was written: {_reason(exc)}")
+        if outcomes.height != rows.height:
+            raise AssertionError(f"{self.operation.name} returned {outcomes.height} outcomes for {rows.height} rows")
+        return outcomes
+
+    async def _check_safety(self, source: CommandFile) -> None:
+        run = self.config.settings.run
+        if run.safety_threshold <= 0:
+            return
+        destructive = 0
+        actions = list(self.operation.destructive_actions)
+        for batch in source.batches(self.batch_size):
+            wellformed = batch.filter(pl.col(PROBLEM).is_null())
+            if wellformed.is_empty():
+                continue
+            async with self.gateway.engine.connect() as conn:
+                transaction = await conn.begin()
+                try:
+                    planned = await self.operation.apply(conn, wellformed, dry_run=True)
+                finally:
+                    await transaction.rollback()
+            destructive += planned.filter(pl.col("action").is_in(actions)).height
+        async with self.gateway.reading() as conn:
+            base = await self.operation.safety_base(conn)
+        if destructive >= max(run.safety_min_rows, 1) and destructive > run.safety_threshold * base:
+            raise SafetyStop(self.operation.name, destructive, base, run.safety_threshold)
+
+    def _heading(self, site: str, source: CommandFile) -> list[str]:
+        mode = " (DRY RUN: nothing was written)" if self.dry_run else ""
+        return [
+            f"toolsync {__version__}: {self.operation.title}{mode}",
+            f"file: {self.path} ({source.format.encoding}, separator {source.format.separator!r})",
+            f"site: {site}",
+            f"started: {self.started:%Y-%m-%d %H:%M:%S}",
+            *self.notes,
+        ]
+
+    def _progress(self, source: CommandFile, batch: pl.DataFrame, number: int, rows: int,
+                  counts: Counter[str], clock: float, outcomes: pl.DataFrame) -> None:
+        if self.on_progress is None:
+            return
+        elapsed = time.monotonic() - clock
+        recent = outcomes.tail(RECENT_MESSAGES).select(
+            pl.format("line {}: {} {}", "line", "outcome", "message")).to_series().to_list()
+        self.on_progress(Progress(
+            operation=self.operation.name, lines_done=int(batch[LINE].max() or 0),  # type: ignore[arg-type]
+            lines_total=source.physical_lines, counts=dict(counts),
+            rate=rows / elapsed if elapsed > 0 else 0.0, batch=number, elapsed=elapsed, recent=recent))
+
+
+def _reason(exc: SQLAlchemyError) -> str:
+    if isinstance(exc, DBAPIError) and exc.orig is not None:
+        return str(exc.orig)
+    return str(exc).splitlines()[0]

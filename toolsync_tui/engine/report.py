@@ -1,0 +1,70 @@
+"""What a run leaves behind: the text report, its CSV twin, and the tryback of failed rows."""
+
+from __future__ import annotations
+
+import codecs
+import io
+import os
+from pathlib import Path
+from typing import BinaryIO
+
+import polars as pl
+
+from .command_file import LINE, RAW, SourceFormat
+from .store import private_file
+
+
+class RunReport:
+    """A readable report (one line per row, then a summary) and a CSV with one record per row."""
+
+    def __init__(self, text_path: Path, table_path: Path, heading: list[str]) -> None:
+        self.text_path = text_path
+        self.table_path = table_path
+        self._text = os.fdopen(private_file(text_path), "w", encoding="utf-8")
+        self._table = os.fdopen(private_file(table_path), "wb")
+        self._text.write("\n".join(heading) + "\n\n")
+        self._table_has_header = False
+
+    def add(self, outcomes: pl.DataFrame) -> None:
+        if outcomes.is_empty():
+            return
+        lines = outcomes.select(
+            pl.format("line {}: {} ({}) {}", "line", "outcome", "action", "message")).to_series()
+        self._text.write("\n".join(lines.to_list()) + "\n")
+        outcomes.write_csv(self._table, include_header=not self._table_has_header)
+        self._table_has_header = True
+
+    def close(self, summary: list[str]) -> None:
+        self._text.write("\n" + "\n".join(summary) + "\nend of report\n")
+        self._text.close()
+        if not self._table_has_header:
+            self._table.write(b"line,outcome,action,key,message\n")
+        self._table.close()
+
+
+class Tryback:
+    """Failed rows in the source's own format: header and records exactly as read, same encoding."""
+
+    def __init__(self, path: Path, source: SourceFormat, header_raw: str) -> None:
+        self.path = path
+        self._encoding = source.encoding
+        self._prefix = (codecs.BOM_UTF8 if source.bom else b"") + header_raw.encode(source.encoding)
+        self._out: BinaryIO | None = None
+        self.rows = 0
+
+    def add(self, rows: pl.DataFrame) -> None:
+        if rows.is_empty():
+            return
+        if self._out is None:
+            self._out = os.fdopen(private_file(self.path), "wb")
+            self._out.write(self._prefix)
+        buffer = io.StringIO()
+        buffer.writelines(rows.sort(LINE)[RAW].to_list())
+        self._out.write(buffer.getvalue().encode(self._encoding))
+        self.rows += rows.height
+
+    def close(self) -> Path | None:
+        if self._out is None:
+            return None
+        self._out.close()
+        return self.path

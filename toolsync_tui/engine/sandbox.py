@@ -1,0 +1,54 @@
+"""`toolsync sandbox init DIR`: a local SQLite Moodle with a fresh site's rows and sample files."""
+
+from __future__ import annotations
+
+import shutil
+from importlib import resources
+from pathlib import Path
+
+from ..config import Config, ConfigError, load_config, new_config
+from .baseline import install_baseline
+from .gateway import MoodleGateway
+from .store import DataStore
+
+CONFIG_NAME = "toolsync.toml"
+DATABASE_NAME = "sandbox.sqlite"
+
+
+def sandbox_document() -> dict[str, object]:
+    return {
+        "database": {"driver": "sqlite", "sqlite_path": DATABASE_NAME, "prefix": "mdl_"},
+        "files": {"data_dir": "data"},
+    }
+
+
+async def init_sandbox(directory: Path) -> Config:
+    """Create (or refuse to overwrite) a sandbox in `directory`; returns its configuration."""
+    config_path = directory / CONFIG_NAME
+    database = directory / DATABASE_NAME
+    if config_path.exists() or database.exists():
+        raise ConfigError(f"{directory} already holds a sandbox; remove {CONFIG_NAME} and {DATABASE_NAME} "
+                          "to start afresh")
+    directory.mkdir(parents=True, exist_ok=True)
+    config = new_config(config_path, sandbox_document())
+    gateway = MoodleGateway.for_sqlite(database, config.settings.database.prefix)
+    try:
+        await install_baseline(gateway)
+    finally:
+        await gateway.close()
+    store = DataStore(config.data_dir)
+    store.ensure()
+    samples = resources.files("toolsync_tui").joinpath("samples")
+    for sample in samples.iterdir():
+        if sample.name.endswith(".csv"):
+            with resources.as_file(sample) as source:
+                shutil.copyfile(source, store.inbox / sample.name)
+    config.save()
+    return config
+
+
+async def open_or_create_sandbox(directory: Path) -> Config:
+    """The embedded sandbox used when no configuration exists: created on first start."""
+    if (directory / CONFIG_NAME).exists():
+        return load_config(directory / CONFIG_NAME)
+    return await init_sandbox(directory)
