@@ -32,7 +32,7 @@ async def find_by_key(gateway: MoodleGateway, conn: AsyncConnection, table: Tabl
             .otherwise(pl.format(f"{field} '{{}}' is not a number", pl.col(name)))
             .alias("problem"))
         lookup = distinct.filter(pl.col("problem").is_null() & (pl.col(name) != ""))
-        join_key = pl.col(name).cast(pl.Int64)
+        join_key = pl.col(name).cast(pl.Int64, strict=False)
         values = lookup.select(join_key).to_series().to_list()
     else:
         distinct = distinct.with_columns(pl.lit(None, dtype=pl.String).alias("problem"))

@@ -1,0 +1,220 @@
+"""Realistic data for benchmarks: Moodle rows seeded in bulk, and command files of any size.
+
+Everything is deterministic for a given seed, and every generator says what the run must find
+(`Expected`), so that a benchmark checks the engine's answers as well as its speed.
+
+Course `i` (0-based) is the same everywhere: `course_shortname(i)`, `course_idnumber(i)`, ... The
+seeding helper creates courses 0..N-1; command files name those as existing and numbers >= N as
+missing, so missing courses look exactly like real ones that were never created.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections import Counter
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import String, cast, func, insert, literal, select, update
+
+from toolsync_tui.engine.gateway import MoodleGateway
+
+SUBJECTS: tuple[tuple[str, str], ...] = (
+    ("MATH", "Mathématiques"), ("PHYS", "Physique"), ("CHEM", "Chimie"), ("BIOL", "Biologie"),
+    ("HIST", "Histoire"), ("GEOG", "Géographie"), ("ECON", "Économie"), ("DROIT", "Droit"),
+    ("INFO", "Informatique"), ("LING", "Linguistique"), ("PSYC", "Psychologie"), ("MED", "Médecine"),
+    ("ANGL", "Anglais"), ("ESP", "Espagnol"), ("PHIL", "Philosophie"), ("SOCIO", "Sociologie"),
+    ("GEST", "Gestion"), ("ARTS", "Arts plastiques"), ("MUSI", "Musicologie"), ("STAPS", "Sport"),
+)
+LEVELS: tuple[str, ...] = ("L1", "L2", "L3", "M1", "M2")
+TERMS: tuple[str, ...] = ("S1", "S2")
+KINDS: tuple[str, ...] = ("CM", "TD", "TP")
+YEAR = 2025
+# 1 September 2025 and 30 June 2026, UTC: the academic year the seeded courses run.
+START_DATE = 1756684800
+END_DATE = 1782777600
+COURSE_CONTEXT_LEVEL = 50
+CATEGORY_CONTEXT_LEVEL = 40
+SEED_CHUNK = 5000  # rows built and handed to insert_many at a time (it sends 1000 per statement)
+
+
+# -- one course, by number -----------------------------------------------------------------------
+
+def course_shortname(i: int) -> str:
+    """Unique by the number suffix; reads like a university course code: MATH-L2-S1-TD-004711."""
+    subject = SUBJECTS[i % len(SUBJECTS)][0]
+    level = LEVELS[(i // len(SUBJECTS)) % len(LEVELS)]
+    term = TERMS[(i // 7) % len(TERMS)]
+    kind = KINDS[(i // 3) % len(KINDS)]
+    return f"{subject}-{level}-{term}-{kind}-{i:06d}"
+
+
+def course_idnumber(i: int) -> str:
+    return f"{YEAR}-C{i:07d}"
+
+
+def course_fullname(i: int) -> str:
+    subject = SUBJECTS[i % len(SUBJECTS)][1]
+    level = LEVELS[(i // len(SUBJECTS)) % len(LEVELS)]
+    term = TERMS[(i // 7) % len(TERMS)]
+    kind = KINDS[(i // 3) % len(KINDS)]
+    return f"{subject} {level} {term} - {kind} groupe {i % 40 + 1} ({YEAR}-{YEAR + 1}) n°{i}"
+
+
+def course_row(i: int, category: int, sortorder: int, now: int) -> dict[str, Any]:
+    """A course as Moodle's create_course() leaves it (defaults of a 4.5 site), minus sections."""
+    return {
+        "category": category,
+        "sortorder": sortorder,
+        "fullname": course_fullname(i),
+        "shortname": course_shortname(i),
+        "idnumber": course_idnumber(i),
+        "summary": f"<p>{course_fullname(i)}</p>",
+        "summaryformat": 1,
+        "format": "topics",
+        "showgrades": 1,
+        "newsitems": 5,
+        "startdate": START_DATE,
+        "enddate": END_DATE,
+        "visible": 1,
+        "visibleold": 1,
+        "timecreated": now,
+        "timemodified": now,
+        "enablecompletion": 1,
+        "cacherev": now,
+        "showactivitydates": 1,
+        "showcompletionconditions": 1,
+    }
+
+
+# -- seeding -------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class SeedResult:
+    table: str
+    rows: int
+    seconds: float
+    first_id: int
+    last_id: int
+
+
+async def seed_courses(gateway: MoodleGateway, count: int, *, category: int = 1, first: int = 0,
+                       contexts: bool = True) -> SeedResult:
+    """Insert courses first..first+count-1 into `category`, with their course contexts.
+
+    Multi-row INSERTs through the gateway in one transaction; then the contexts (level 50, path
+    under the category's context) with one INSERT ... SELECT and one UPDATE, and the category's
+    coursecount. 100,000 courses take a few seconds.
+    """
+    schema = gateway.schema
+    course, context, categories = schema.course, schema.context, schema.course_categories
+    clock = time.monotonic()
+    now = int(time.time())
+    async with gateway.transaction() as conn:
+        base_sortorder = (await conn.execute(
+            select(categories.c.sortorder).where(categories.c.id == category))).scalar_one()
+        before = (await conn.execute(select(func.coalesce(func.max(course.c.id), 0)))).scalar_one()
+        for start in range(first, first + count, SEED_CHUNK):
+            stop = min(start + SEED_CHUNK, first + count)
+            rows = [course_row(i, category, base_sortorder + 1 + i, now) for i in range(start, stop)]
+            await gateway.insert_many(conn, course, rows)
+        last = (await conn.execute(select(func.max(course.c.id)))).scalar_one()
+        if contexts:
+            parent_path, parent_depth = (await conn.execute(
+                select(context.c.path, context.c.depth).where(
+                    context.c.contextlevel == CATEGORY_CONTEXT_LEVEL, context.c.instanceid == category)
+            )).one()
+            new_courses = select(literal(COURSE_CONTEXT_LEVEL), course.c.id, literal(parent_depth + 1),
+                                 literal(0)).where(course.c.id > before)
+            await conn.execute(insert(context).from_select(
+                ["contextlevel", "instanceid", "depth", "locked"], new_courses))
+            await conn.execute(update(context).where(
+                context.c.contextlevel == COURSE_CONTEXT_LEVEL, context.c.path.is_(None)
+            ).values(path=literal(f"{parent_path}/") + cast(context.c.id, String)))
+        total = (await conn.execute(
+            select(func.count()).select_from(course).where(course.c.category == category))).scalar_one()
+        await conn.execute(update(categories).where(categories.c.id == category).values(coursecount=total))
+    return SeedResult(course.name, count, time.monotonic() - clock, int(before) + 1, int(last))
+
+
+async def seed_courses_at(url: str, prefix: str, count: int, **options: Any) -> SeedResult:
+    """`seed_courses` on the database at an SQLAlchemy async URL."""
+    gateway = MoodleGateway.for_url(url, prefix)
+    try:
+        return await seed_courses(gateway, count, **options)
+    finally:
+        await gateway.close()
+
+
+# -- command files -------------------------------------------------------------------------------
+
+@dataclass
+class Expected:
+    """What a run of a generated file must report: per outcome and per action, summed over lines."""
+
+    lines: int = 0
+    outcomes: Counter[str] = field(default_factory=Counter)
+    actions: Counter[str] = field(default_factory=Counter)
+
+
+@dataclass(frozen=True)
+class GeneratedFile:
+    path: Path
+    lines: int
+    bytes: int
+    seconds: float
+    expected: Expected
+
+
+CHECK_REASONS: tuple[str, ...] = (
+    "inscriptions pédagogiques {year}", "export Apogée du {day:02d}/09", "demande du secrétariat",
+    "maquette {year}-{next}", "vérification avant ouverture", "groupe de TD ajouté",
+    "import ROF", "liste du département",
+)
+
+
+def _check_lines(lines: int, courses: int, missing_share: float, case_share: float,
+                 rng: random.Random, expected: Expected) -> Iterator[str]:
+    """`<shortname>;<description>` for the existence check, with the found/not found tally."""
+    missing_pool = max(1, int(courses * 0.2))  # missing names repeat too, as in real exports
+    reasons = [r.format(year=YEAR, next=YEAR + 1, day=d) for r in CHECK_REASONS for d in (2, 9, 16)]
+    for _ in range(lines):
+        if courses == 0 or rng.random() < missing_share:
+            name = course_shortname(courses + rng.randrange(missing_pool))
+            expected.outcomes["failed"] += 1
+            expected.actions["not found"] += 1
+        else:
+            name = course_shortname(rng.randrange(courses))
+            if rng.random() < case_share:  # hand-edited files: matching is case-insensitive
+                name = name.lower()
+            expected.outcomes["unchanged"] += 1
+            expected.actions["found"] += 1
+        yield f"{name};{rng.choice(reasons)}\n"
+
+
+def write_check_file(path: Path, lines: int, courses: int, *, missing_share: float = 0.1,
+                     case_share: float = 0.02, seed: int = 42) -> GeneratedFile:
+    """A header-less course existence check file (courses.csv) of `lines` data lines, UTF-8.
+
+    About `missing_share` of the lines name a course that does not exist; the others pick one of the
+    `courses` seeded courses at random (so names repeat, as when a file lists enrolments' courses).
+    """
+    clock = time.monotonic()
+    rng = random.Random(seed)
+    expected = Expected(lines=lines)
+    buffer: list[str] = []
+    with path.open("w", encoding="utf-8", newline="") as out:
+        for line in _check_lines(lines, courses, missing_share, case_share, rng, expected):
+            buffer.append(line)
+            if len(buffer) >= 50_000:
+                out.write("".join(buffer))
+                buffer.clear()
+        out.write("".join(buffer))
+    return GeneratedFile(path, lines, path.stat().st_size, time.monotonic() - clock, expected)
+
+
+def count_values(values: Mapping[str, int]) -> str:
+    return ", ".join(f"{n:,} {name}" for name, n in sorted(values.items()) if n)

@@ -1,0 +1,102 @@
+"""Shared fixtures: a throwaway MariaDB for the session, databases per test module, sandboxes."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator, Coroutine, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+from tests.support.mariadb_server import SHARED_DUMP, ThrowawayMariaDB
+from toolsync_tui.config import Config, new_config
+from toolsync_tui.engine.baseline import install_baseline
+from toolsync_tui.engine.gateway import MoodleGateway
+from toolsync_tui.engine.sandbox import init_sandbox
+
+T = TypeVar("T")
+
+
+@pytest.fixture(scope="session")
+def mariadb() -> Iterator[ThrowawayMariaDB]:
+    """A real MariaDB server on loopback; the suite fails (never skips) when it cannot start."""
+    server = ThrowawayMariaDB.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def run_blocking(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run async set-up from sync fixtures, even when they are requested inside a running loop."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
+
+
+def _database_name(request: pytest.FixtureRequest, kind: str) -> str:
+    module = re.sub(r"\W", "_", request.module.__name__.rsplit(".", 1)[-1])
+    return f"{kind}_{module}"[:60]
+
+
+@pytest.fixture(scope="module")
+def project_db_url(mariadb: ThrowawayMariaDB, request: pytest.FixtureRequest) -> str:
+    """A MariaDB database built from the project's own declarations and the baseline rows."""
+    name = _database_name(request, "schema")
+    mariadb.create_database(name)
+    url = mariadb.url(name)
+
+    async def build() -> None:
+        gateway = MoodleGateway.for_url(url, "mdl_")
+        try:
+            await install_baseline(gateway)
+        finally:
+            await gateway.close()
+
+    run_blocking(build())
+    return url
+
+
+@pytest.fixture(scope="module")
+def dump_db_url(mariadb: ThrowawayMariaDB, request: pytest.FixtureRequest) -> str:
+    """A MariaDB database loaded from the real Moodle 4.5 dump in ../shared/moodle/."""
+    if not SHARED_DUMP.exists():
+        pytest.skip(f"the real Moodle dump is not present at {SHARED_DUMP}")
+    name = _database_name(request, "dump")
+    mariadb.load_dump(name)
+    return mariadb.url(name)
+
+
+@pytest.fixture
+async def sandbox(tmp_path: Path) -> Config:
+    return await init_sandbox(tmp_path / "sandbox")
+
+
+def mariadb_config(tmp_path: Path, url: str) -> Config:
+    """A configuration whose data directory is private to the test, for a MariaDB URL."""
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    return new_config(tmp_path / "toolsync.toml", {
+        "database": {"driver": "mariadb", "host": parsed.host, "port": parsed.port, "user": parsed.username,
+                     "password": parsed.password, "name": parsed.database, "prefix": "mdl_"},
+        "files": {"data_dir": str(tmp_path / "data")},
+    })
+
+
+@pytest.fixture(params=["sqlite", "mariadb"])
+async def site(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[tuple[Config, MoodleGateway]]:
+    """The same test on the SQLite sandbox and on MariaDB (project schema), with a private data dir."""
+    if request.param == "sqlite":
+        config = await init_sandbox(tmp_path / "sandbox")
+        gateway = MoodleGateway.for_sqlite(config.resolve(config.settings.database.sqlite_path), "mdl_")
+    else:
+        url = request.getfixturevalue("project_db_url")
+        config = mariadb_config(tmp_path, url)
+        gateway = MoodleGateway.for_url(url, "mdl_")
+    try:
+        yield config, gateway
+    finally:
+        await gateway.close()

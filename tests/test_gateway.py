@@ -1,0 +1,112 @@
+"""The gateway's bulk helpers, context rows and site checks, on SQLite and on MariaDB."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import select
+
+from tests.support.factories import unique
+from toolsync_tui.config import Config
+from toolsync_tui.engine.contexts import ContextLevel, create_contexts
+from toolsync_tui.engine.gateway import CHUNK, DatabaseError, MoodleGateway
+
+Site = tuple[Config, MoodleGateway]
+
+
+async def test_bulk_insert_fetch_update_delete_across_chunks(site: Site) -> None:
+    _, gateway = site
+    flags = gateway.schema.cache_flags
+    kind = unique("bulk/")
+    count = CHUNK * 2 + 7  # more than one chunk on every helper
+    async with gateway.transaction() as conn:
+        await gateway.insert_many(conn, flags, [
+            {"flagtype": kind, "name": f"n{i}", "value": "1", "expiry": i, "timemodified": 0} for i in range(count)])
+        rows = await gateway.fetch_in(conn, flags, "name", [f"n{i}" for i in range(count)], ["id", "name", "expiry"],
+                                      where=flags.c.flagtype == kind)
+        assert rows.height == count
+        await gateway.update_many(conn, flags, "id", [
+            {"id": row_id, "value": f"v{expiry}"} for row_id, expiry in zip(rows["id"], rows["expiry"], strict=True)])
+        changed = {value for (value,) in await conn.execute(select(flags.c.value).where(flags.c.flagtype == kind))}
+        assert changed == {f"v{i}" for i in range(count)}
+        removed = await gateway.delete_in(conn, flags, "id", rows["id"].to_list())
+        assert removed == count
+
+
+async def test_a_failing_batch_leaves_nothing_behind(site: Site) -> None:
+    _, gateway = site
+    flags = gateway.schema.cache_flags
+    kind = unique("rollback/")
+    with pytest.raises(Exception, match="(?i)null|constraint"):
+        async with gateway.transaction() as conn:
+            await gateway.insert_many(conn, flags, [{"flagtype": kind, "name": "a", "value": "1", "expiry": 0}])
+            await gateway.insert_many(conn, flags, [{"flagtype": kind, "name": "b", "value": None, "expiry": 0}])
+    async with gateway.reading() as conn:
+        assert (await conn.execute(select(flags.c.id).where(flags.c.flagtype == kind))).first() is None
+
+
+async def test_text_keys_match_case_insensitively_like_moodle_on_mariadb(site: Site) -> None:
+    _, gateway = site
+    role = gateway.schema.role
+    async with gateway.reading() as conn:
+        found = await gateway.fetch_in(conn, role, "shortname", ["Student", "EDITINGTEACHER"], ["id"], casefold=True)
+    assert sorted(found["id"].to_list()) == [3, 5]
+
+
+async def test_contexts_get_path_and_depth_from_their_parent(site: Site) -> None:
+    _, gateway = site
+    context = gateway.schema.context
+    async with gateway.transaction() as conn:
+        created = await create_contexts(gateway, conn, ContextLevel.USER, [(90001, "/1"), (90002, "/1")])
+        rows = {r.instanceid: r for r in await conn.execute(
+            select(context).where(context.c.contextlevel == 30, context.c.instanceid.in_([90001, 90002])))}
+        await conn.rollback()
+    for instance, (context_id, path) in created.items():
+        assert path == f"/1/{context_id}"
+        assert (rows[instance].path, rows[instance].depth, rows[instance].locked) == (path, 2, 0)
+
+
+async def test_site_info_reads_the_release(site: Site) -> None:
+    _, gateway = site
+    info = await gateway.site_info()
+    assert info.release == "4.5dev+ (Build: 20240903)"
+    assert info.version == "2024090300"
+    assert info.is_sandbox == (gateway.kind == "sqlite")
+
+
+async def test_site_info_on_the_real_dump(dump_db_url: str) -> None:
+    gateway = MoodleGateway.for_url(dump_db_url, "mdl_")
+    try:
+        assert (await gateway.site_info()).release.startswith("4.5")
+    finally:
+        await gateway.close()
+
+
+async def test_a_wrong_prefix_is_refused_as_not_a_moodle_database(dump_db_url: str) -> None:
+    gateway = MoodleGateway.for_url(dump_db_url, "m_")
+    try:
+        with pytest.raises(DatabaseError, match=r"is not a Moodle 4.5 database with prefix 'm_': missing table m_"):
+            await gateway.site_info()
+    finally:
+        await gateway.close()
+
+
+async def test_a_missing_column_is_refused_as_a_version_mismatch(mariadb: object, dump_db_url: str) -> None:
+    gateway = MoodleGateway.for_url(dump_db_url, "mdl_")
+    try:
+        async with gateway.transaction() as conn:
+            await conn.exec_driver_sql("ALTER TABLE mdl_course DROP COLUMN pdfexportfont")
+        with pytest.raises(DatabaseError, match=r"missing mdl_course.pdfexportfont.*Moodle version"):
+            await gateway.site_info()
+    finally:
+        async with gateway.transaction() as conn:
+            await conn.exec_driver_sql("ALTER TABLE mdl_course ADD COLUMN pdfexportfont varchar(50) NULL")
+        await gateway.close()
+
+
+async def test_an_unreachable_server_is_a_clear_error() -> None:
+    gateway = MoodleGateway.for_mariadb(host="127.0.0.1", port=1, user="u", password="p", database="d", prefix="mdl_")
+    try:
+        with pytest.raises(DatabaseError, match=r"cannot use the database at 127.0.0.1:1/d: .*Can't connect"):
+            await gateway.site_info()
+    finally:
+        await gateway.close()
