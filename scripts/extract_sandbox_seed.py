@@ -7,28 +7,43 @@ Reads the tables declared in moodle_schema from a database loaded with the real 
 from __future__ import annotations
 
 import decimal
-import re
 import json
+import re
 import sys
 from pathlib import Path
 
 import pymysql
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from toolsync_tui.engine.moodle_schema import MoodleSchema  # noqa: E402
+from toolsync_tui.engine.moodle_schema import MoodleSchema
 
 TARGET = Path(__file__).resolve().parents[1] / "toolsync_tui" / "engine" / "sandbox_seed.json"
 # Plugin settings the engine reads (course defaults, enrolment method defaults); the rest is not needed.
-PLUGINS = ("moodlecourse", "enrol_manual", "enrol_self", "enrol_guest", "enrol_cohort", "enrol_meta",
-           "auth_manual", "tool_uploaduser", "tool_uploadcourse")
+PLUGINS = (
+    "moodlecourse",
+    "enrol_manual",
+    "enrol_self",
+    "enrol_guest",
+    "enrol_cohort",
+    "enrol_meta",
+    "auth_manual",
+    "tool_uploaduser",
+    "tool_uploadcourse",
+)
 SKIPPED_TABLES = {"sessions", "cache_flags", "files"}
 SITE_SECRETS = re.compile(r"salt|secret|privatekey|siteidentifier|cronremotepassword")
 
 
 def main() -> None:
     host, port, user, password, database = sys.argv[1:6]
-    conn = pymysql.connect(host=host, port=int(port), user=user, password=password,
-                           database=database, cursorclass=pymysql.cursors.DictCursor)
+    conn = pymysql.connect(
+        host=host,
+        port=int(port),
+        user=user,
+        password=password,
+        database=database,
+        cursorclass=pymysql.cursors.DictCursor,
+    )
     schema = MoodleSchema("mdl_")
     seed: dict[str, list[dict[str, object]]] = {}
     with conn.cursor() as cur:
@@ -43,8 +58,7 @@ def main() -> None:
             else:
                 cur.execute(f"SELECT * FROM {name} ORDER BY id")
             rows = [
-                {k: (int(v) if isinstance(v, decimal.Decimal) else v) for k, v in row.items()}
-                for row in cur.fetchall()
+                {k: (int(v) if isinstance(v, decimal.Decimal) else v) for k, v in row.items()} for row in cur.fetchall()
             ]
             if short == "user":
                 for row in rows:  # no credential of the lab site travels into the sandbox

@@ -13,20 +13,50 @@ import pymysql
 
 # The Moodle tables the product reads or writes, across all operations.
 TABLES = (
-    "cache_flags", "cohort", "cohort_members", "config", "config_plugins", "context", "course",
-    "course_categories", "course_format_options", "course_sections", "enrol", "files", "groupings",
-    "groupings_groups", "groups", "groups_members", "mnet_host", "role", "role_assignments",
-    "role_context_levels", "sessions", "user", "user_enrolments", "user_info_category",
-    "user_info_data", "user_info_field", "user_lastaccess", "user_preferences",
+    "cache_flags",
+    "cohort",
+    "cohort_members",
+    "config",
+    "config_plugins",
+    "context",
+    "course",
+    "course_categories",
+    "course_format_options",
+    "course_sections",
+    "enrol",
+    "files",
+    "groupings",
+    "groupings_groups",
+    "groups",
+    "groups_members",
+    "mnet_host",
+    "role",
+    "role_assignments",
+    "role_context_levels",
+    "sessions",
+    "user",
+    "user_enrolments",
+    "user_info_category",
+    "user_info_data",
+    "user_info_field",
+    "user_lastaccess",
+    "user_preferences",
 )
 
 TARGET = Path(__file__).resolve().parents[1] / "toolsync_tui" / "engine" / "moodle_schema.py"
 
 
-def column_type(data_type: str, column_type: str, length: int | None, precision: int | None,
-                scale: int | None) -> str:
-    simple = {"bigint": "BIG", "int": "INT", "mediumint": "MEDIUM", "smallint": "SMALL",
-              "tinyint": "TINY", "longtext": "LONGTEXT", "longblob": "LONGBLOB", "double": "DOUBLE"}
+def column_type(data_type: str, column_type: str, length: int | None, precision: int | None, scale: int | None) -> str:
+    simple = {
+        "bigint": "BIG",
+        "int": "INT",
+        "mediumint": "MEDIUM",
+        "smallint": "SMALL",
+        "tinyint": "TINY",
+        "longtext": "LONGTEXT",
+        "longblob": "LONGBLOB",
+        "double": "DOUBLE",
+    }
     if data_type in simple:
         return simple[data_type]
     if data_type == "varchar":
@@ -65,7 +95,7 @@ def main() -> None:
         "class MoodleSchema:",
         '    """The tables under one table prefix; `tables.course` is `{prefix}course`."""',
         "",
-        "    def __init__(self, prefix: str = \"mdl_\") -> None:",
+        '    def __init__(self, prefix: str = "mdl_") -> None:',
         "        self.prefix = prefix",
         "        self.metadata = MetaData()",
         "        m = self.metadata",
@@ -76,7 +106,9 @@ def main() -> None:
             cur.execute(
                 "SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, CHARACTER_MAXIMUM_LENGTH, NUMERIC_PRECISION,"
                 " NUMERIC_SCALE, IS_NULLABLE, COLUMN_DEFAULT, EXTRA FROM information_schema.COLUMNS"
-                " WHERE TABLE_SCHEMA=%s AND TABLE_NAME=%s ORDER BY ORDINAL_POSITION", (database, full))
+                " WHERE TABLE_SCHEMA=%s AND TABLE_NAME=%s ORDER BY ORDINAL_POSITION",
+                (database, full),
+            )
             columns = cur.fetchall()
             if not columns:
                 raise SystemExit(f"table {full} not found")
@@ -85,8 +117,11 @@ def main() -> None:
                 if name == "id" and "auto_increment" in extra:
                     out.append('            Column("id", ID, primary_key=True, autoincrement=True),')
                     continue
-                args = [repr(name), column_type(dtype, ctype, length, precision, scale),
-                        f"nullable={nullable == 'YES'}"]
+                args = [
+                    repr(name),
+                    column_type(dtype, ctype, length, precision, scale),
+                    f"nullable={nullable == 'YES'}",
+                ]
                 literal = default_literal(default)
                 if literal is not None:
                     args.append(f"server_default={literal!r}")
@@ -95,7 +130,8 @@ def main() -> None:
                 "SELECT INDEX_NAME, NON_UNIQUE, GROUP_CONCAT(COLUMN_NAME ORDER BY SEQ_IN_INDEX)"
                 " FROM information_schema.STATISTICS WHERE TABLE_SCHEMA=%s AND TABLE_NAME=%s"
                 " AND INDEX_NAME <> 'PRIMARY' GROUP BY INDEX_NAME, NON_UNIQUE ORDER BY INDEX_NAME",
-                (database, full))
+                (database, full),
+            )
             for index_name, non_unique, cols in cur.fetchall():
                 short = index_name.removeprefix(prefix)
                 col_args = ", ".join(repr(c) for c in cols.split(","))

@@ -79,11 +79,21 @@ def mariadb_config(tmp_path: Path, url: str) -> Config:
     from sqlalchemy.engine import make_url
 
     parsed = make_url(url)
-    return new_config(tmp_path / "toolsync.toml", {
-        "database": {"driver": "mariadb", "host": parsed.host, "port": parsed.port, "user": parsed.username,
-                     "password": parsed.password, "name": parsed.database, "prefix": "mdl_"},
-        "files": {"data_dir": str(tmp_path / "data")},
-    })
+    return new_config(
+        tmp_path / "toolsync.toml",
+        {
+            "database": {
+                "driver": "mariadb",
+                "host": parsed.host,
+                "port": parsed.port,
+                "user": parsed.username,
+                "password": parsed.password,
+                "name": parsed.database,
+                "prefix": "mdl_",
+            },
+            "files": {"data_dir": str(tmp_path / "data")},
+        },
+    )
 
 
 @pytest.fixture(params=["sqlite", "mariadb"])

@@ -10,8 +10,11 @@ import pytest
 from toolsync_tui.config import FileSettings
 from toolsync_tui.engine.command_file import LINE, PROBLEM, RAW, ColumnSpec, CommandFile, FileProblem
 
-USERS = ColumnSpec(required=("username", "firstname", "lastname"), optional=("email", "idnumber"),
-                   patterns=((r"course\d+", "courseN"),))
+USERS = ColumnSpec(
+    required=("username", "firstname", "lastname"),
+    optional=("email", "idnumber"),
+    patterns=((r"course\d+", "courseN"),),
+)
 CHECK = ColumnSpec(required=("identifier",), headerless=("identifier", "description"))
 
 
@@ -35,7 +38,9 @@ def test_unquoted_file_parses_like_a_plain_split(tmp_path: Path) -> None:
     path = write(tmp_path, "username;firstname;lastname\njdoe;John;Doe\n o'neil ; Pat ;O\"Brien\n")
     _, rows = read(path)
     assert rows.select("username", "firstname", "lastname").rows() == [
-        ("jdoe", "John", "Doe"), ("o'neil", "Pat", 'O"Brien')]
+        ("jdoe", "John", "Doe"),
+        ("o'neil", "Pat", 'O"Brien'),
+    ]
     assert rows[LINE].to_list() == [2, 3]
 
 
@@ -43,14 +48,18 @@ def test_quoted_fields_hold_separators_quotes_and_newlines(tmp_path: Path) -> No
     path = write(tmp_path, 'username;firstname;lastname\n"a;b";"say ""hi""";"two\nlines"\nnext;N;X\n')
     _, rows = read(path)
     assert rows.select("username", "firstname", "lastname").rows() == [
-        ("a;b", 'say "hi"', "two\nlines"), ("next", "N", "X")]
+        ("a;b", 'say "hi"', "two\nlines"),
+        ("next", "N", "X"),
+    ]
     assert rows[LINE].to_list() == [2, 4]  # the second record starts on physical line 4
     assert rows[RAW][0] == '"a;b";"say ""hi""";"two\nlines"\n'
 
 
 def test_comments_and_blank_lines_are_skipped_but_counted(tmp_path: Path) -> None:
-    path = write(tmp_path, "# exported nightly\nusername;firstname;lastname\n\n// a comment\n"
-                           "jdoe;J;D\n   \n#jsmith;J;S\nasmith;A;S\n")
+    path = write(
+        tmp_path,
+        "# exported nightly\nusername;firstname;lastname\n\n// a comment\njdoe;J;D\n   \n#jsmith;J;S\nasmith;A;S\n",
+    )
     _, rows = read(path)
     assert rows["username"].to_list() == ["jdoe", "asmith"]
     assert rows[LINE].to_list() == [5, 8]
@@ -89,8 +98,10 @@ def test_explicit_utf8_rejects_legacy_bytes_naming_line_and_byte(tmp_path: Path)
 
 @pytest.mark.parametrize("separator", [",", "\t"])
 def test_other_separators_by_setting_or_detection(tmp_path: Path, separator: str) -> None:
-    path = write(tmp_path, separator.join(["username", "firstname", "lastname"]) + "\n"
-                 + separator.join(["jdoe", "J", "D"]) + "\n")
+    path = write(
+        tmp_path,
+        separator.join(["username", "firstname", "lastname"]) + "\n" + separator.join(["jdoe", "J", "D"]) + "\n",
+    )
     for setting in (separator, "auto"):
         source, rows = read(path, separator=setting)
         assert source.format.separator == separator
@@ -107,8 +118,10 @@ def test_unknown_column_names_it_and_lists_the_allowed_ones(tmp_path: Path) -> N
     path = write(tmp_path, "username;firstname;lastname;shoesize\n")
     with pytest.raises(FileProblem) as error:
         read(path)
-    assert str(error.value) == ("file.csv line 1, column 4: unknown column 'shoesize'; allowed columns are "
-                                "username, firstname, lastname, email, idnumber, courseN")
+    assert str(error.value) == (
+        "file.csv line 1, column 4: unknown column 'shoesize'; allowed columns are "
+        "username, firstname, lastname, email, idnumber, courseN"
+    )
 
 
 def test_unknown_columns_may_be_tolerated_and_ignored(tmp_path: Path) -> None:
@@ -118,11 +131,14 @@ def test_unknown_columns_may_be_tolerated_and_ignored(tmp_path: Path) -> None:
     assert rows.select("username", "firstname", "lastname", "course2").rows() == [("jdoe", "J", "D", "BIO")]
 
 
-@pytest.mark.parametrize(("header", "message"), [
-    ("username;firstname", "line 1: required column 'lastname' missing"),
-    ("username;firstname;lastname;username", "line 1, column 4: column 'username' appears twice"),
-    ("username;firstname;lastname;", "line 1, column 4: empty column name"),
-])
+@pytest.mark.parametrize(
+    ("header", "message"),
+    [
+        ("username;firstname", "line 1: required column 'lastname' missing"),
+        ("username;firstname;lastname;username", "line 1, column 4: column 'username' appears twice"),
+        ("username;firstname;lastname;", "line 1, column 4: empty column name"),
+    ],
+)
 def test_header_problems(tmp_path: Path, header: str, message: str) -> None:
     with pytest.raises(FileProblem, match=message):
         read(write(tmp_path, header + "\n"))
@@ -155,15 +171,17 @@ def test_malformed_quoting_fails_the_row_and_reading_goes_on(tmp_path: Path) -> 
     assert rows[LINE].to_list() == [2, 3, 4]
     assert rows[PROBLEM][0].startswith("malformed quoting")
     assert rows[PROBLEM][1] is None
-    assert rows[PROBLEM][2] == ("a quoted value opened on line 4 is not closed before the end of the file "
-                                "(lines 4-5)")
+    assert rows[PROBLEM][2] == ("a quoted value opened on line 4 is not closed before the end of the file (lines 4-5)")
 
 
 def test_headerless_file_with_optional_second_field(tmp_path: Path) -> None:
     source, rows = read(write(tmp_path, "BIO101;Biology\nCHEM\n\nX;y;z\n"), CHECK)
     assert not source.has_header
     assert rows.select(LINE, "identifier", "description", PROBLEM).rows() == [
-        (1, "BIO101", "Biology", None), (2, "CHEM", "", None), (4, "X", "y", None)]
+        (1, "BIO101", "Biology", None),
+        (2, "CHEM", "", None),
+        (4, "X", "y", None),
+    ]
 
 
 def test_empty_headerless_file_has_no_rows(tmp_path: Path) -> None:

@@ -43,13 +43,18 @@ def test_defaults_from_an_empty_file(tmp_path: Path) -> None:
     assert config.data_dir == (tmp_path / "data").resolve()
 
 
-@pytest.mark.parametrize(("text", "message"), [
-    ("[database]\nport = 'many'", "database.port: Input should be a valid integer"),
-    ("[files]\nseparator = '|'", "files.separator: Input should be ';', ',', '\\t' or 'auto'"),
-    ("[operations.check]\nidentifier = 'name'", "operations.check.identifier: Input should be 'id', "
-                                                "'idnumber' or 'shortname' (got 'name')"),
-    ("[database\n", "not valid TOML"),
-])
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[database]\nport = 'many'", "database.port: Input should be a valid integer"),
+        ("[files]\nseparator = '|'", "files.separator: Input should be ';', ',', '\\t' or 'auto'"),
+        (
+            "[operations.check]\nidentifier = 'name'",
+            "operations.check.identifier: Input should be 'id', 'idnumber' or 'shortname' (got 'name')",
+        ),
+        ("[database\n", "not valid TOML"),
+    ],
+)
 def test_bad_values_name_the_key_and_what_is_expected(tmp_path: Path, text: str, message: str) -> None:
     with pytest.raises(ConfigError) as error:
         load_config(write(tmp_path, text))
@@ -86,7 +91,7 @@ def test_saving_keeps_unknown_keys_and_applies_the_edit(tmp_path: Path) -> None:
 
 def test_an_invalid_edit_is_refused_and_changes_nothing(tmp_path: Path) -> None:
     config = load_config(write(tmp_path, ""))
-    with pytest.raises(ConfigError, match="run.batch_size"):
+    with pytest.raises(ConfigError, match=r"run\.batch_size"):
         config.set("run.batch_size", 0)
     assert config.settings.run.batch_size == 1000
     assert config.raw == {}

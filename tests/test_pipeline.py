@@ -36,24 +36,30 @@ def inbox_file(config: Config, name: str, content: bytes | str) -> Path:
 async def test_check_reports_found_and_missing_courses_with_tryback_and_archive(site: Site) -> None:
     config, gateway = site
     bio, chem = unique("BIO"), unique("CHEM")
-    [bio_id, _] = await add_courses(gateway, [{"shortname": bio, "fullname": "Biology", "idnumber": "B-1"},
-                                              {"shortname": chem, "fullname": "Chemistry"}])
-    content = (f"# nightly export\n{bio};first year\n\nNOPE-1;gone\n{chem.lower()}\n;empty identifier\n"
-               "NOPE-2\n")
+    [bio_id, _] = await add_courses(
+        gateway,
+        [{"shortname": bio, "fullname": "Biology", "idnumber": "B-1"}, {"shortname": chem, "fullname": "Chemistry"}],
+    )
+    content = f"# nightly export\n{bio};first year\n\nNOPE-1;gone\n{chem.lower()}\n;empty identifier\nNOPE-2\n"
     source = inbox_file(config, "courses.csv", content)
 
     result = await run_operation(config, gateway, "check")
 
     assert result.counts == {"unchanged": 2, "failed": 3}
-    assert result.rows == 5 and result.exit_code == 1
-    assert result.report_path is not None and result.tryback_path is not None
+    assert result.rows == 5
+    assert result.exit_code == 1
+    assert result.report_path is not None
+    assert result.tryback_path is not None
     report = result.report_path.read_text()
-    assert f"line 2: unchanged (found) Course with shortname '{bio}' found: id {bio_id}, shortname '{bio}', " \
-           f"fullname 'Biology', idnumber 'B-1'" in report
+    assert (
+        f"line 2: unchanged (found) Course with shortname '{bio}' found: id {bio_id}, shortname '{bio}', "
+        f"fullname 'Biology', idnumber 'B-1'" in report
+    )
     assert "line 4: failed (not found) Course with shortname 'NOPE-1' not found" in report
     assert f"line 5: unchanged (found) Course with shortname '{chem.lower()}' found" in report
     assert "line 6: failed (check) empty course identifier" in report
-    assert "5 rows were processed" in report and report.endswith("end of report\n")
+    assert "5 rows were processed" in report
+    assert report.endswith("end of report\n")
     table = pl.read_csv(result.table_path, schema_overrides={"key": pl.String})
     assert table["line"].to_list() == [2, 4, 5, 6, 7]
     assert table["outcome"].to_list() == ["unchanged", "failed", "unchanged", "failed", "failed"]
@@ -62,7 +68,8 @@ async def test_check_reports_found_and_missing_courses_with_tryback_and_archive(
     assert oct(result.tryback_path.stat().st_mode & 0o777) == "0o600"
     assert oct(result.report_path.stat().st_mode & 0o777) == "0o600"
     assert not source.exists()
-    assert result.archive_path is not None and result.archive_path.read_text() == content
+    assert result.archive_path is not None
+    assert result.archive_path.read_text() == content
     assert result.archive_path.name.endswith("_courses.csv")
 
 
@@ -97,9 +104,11 @@ async def test_dry_run_reports_without_tryback_or_archive(site: Site) -> None:
     source = inbox_file(config, "courses.csv", "NOPE\n")
     result = await run_operation(config, gateway, "check", dry_run=True)
     assert result.counts == {"failed": 1}
-    assert result.report_path is not None and result.report_path.name.endswith("_dryrun.txt")
+    assert result.report_path is not None
+    assert result.report_path.name.endswith("_dryrun.txt")
     assert "DRY RUN" in result.report_path.read_text()
-    assert result.tryback_path is None and result.archive_path is None
+    assert result.tryback_path is None
+    assert result.archive_path is None
     assert source.exists()
     assert list(DataStore(config.data_dir).tryback.iterdir()) == []
 
@@ -111,7 +120,8 @@ async def test_a_file_that_cannot_be_read_stops_before_any_report(site: Site) ->
     with pytest.raises(RunProblem, match=r"courses.csv line 2, byte 3: 0xC9 is not valid UTF-8"):
         await run_operation(config, gateway, "check")
     store = DataStore(config.data_dir)
-    assert list(store.reports.iterdir()) == [] and list(store.archive.iterdir()) == []
+    assert list(store.reports.iterdir()) == []
+    assert list(store.archive.iterdir()) == []
     assert source.exists()
 
 
@@ -126,7 +136,8 @@ async def test_tryback_keeps_the_source_encoding_and_line_endings(site: Site) ->
     config, gateway = site
     inbox_file(config, "courses.csv", b"CAF\xc9-1;caf\xe9\r\nCR\xc8ME\r\n")
     result = await run_operation(config, gateway, "check")
-    assert result.report_path is not None and result.tryback_path is not None
+    assert result.report_path is not None
+    assert result.tryback_path is not None
     assert "Course with shortname 'CAFÉ-1' not found" in result.report_path.read_text()
     assert result.tryback_path.read_bytes() == b"CAF\xc9-1;caf\xe9\r\nCR\xc8ME\r\n"
 
@@ -141,7 +152,8 @@ async def test_progress_events_count_up_to_the_whole_file(site: Site) -> None:
     assert [e.lines_done for e in events] == [10_000, 20_000, 25_000]
     assert all(e.lines_total == 25_000 for e in events)
     assert events[-1].counts == {"failed": 25_000} == result.counts
-    assert len(events[-1].recent) == 50 and events[-1].recent[-1] == "line 25000: failed Course with shortname 'C24999' not found"
+    assert len(events[-1].recent) == 50
+    assert events[-1].recent[-1] == "line 25000: failed Course with shortname 'C24999' not found"
 
 
 async def test_cancel_finishes_the_batch_in_flight_and_reports_the_rest(site: Site) -> None:
@@ -149,13 +161,15 @@ async def test_cancel_finishes_the_batch_in_flight_and_reports_the_rest(site: Si
     source = inbox_file(config, "courses.csv", "".join(f"C{i}\n" for i in range(30_000)))
     cancel = asyncio.Event()
     result = await run_operation(config, gateway, "check", cancel=cancel, on_progress=lambda _: cancel.set())
-    assert result.cancelled and result.exit_code == 1
+    assert result.cancelled
+    assert result.exit_code == 1
     assert result.counts == {"failed": 10_000, "skipped": 20_000}
     assert result.report_path is not None
     assert "line 10001: skipped (not processed) not processed: the run was cancelled" in result.report_path.read_text()
     assert result.tryback_path is not None
     assert result.tryback_path.read_text().count("\n") == 30_000  # failed and unprocessed rows, to run again
-    assert source.exists() and result.archive_path is None
+    assert source.exists()
+    assert result.archive_path is None
 
 
 async def test_a_run_holding_the_lock_refuses_a_second(site: Site) -> None:
@@ -176,18 +190,23 @@ class FlagPurge(Operation):
 
     async def apply(self, conn: AsyncConnection, rows: pl.DataFrame, dry_run: bool) -> pl.DataFrame:
         flags = self.schema.cache_flags
-        existing = await self.gateway.fetch_in(conn, flags, "name", rows["name"].to_list(), ["id", "name"],
-                                               where=flags.c.flagtype == self.flagtype)
+        existing = await self.gateway.fetch_in(
+            conn, flags, "name", rows["name"].to_list(), ["id", "name"], where=flags.c.flagtype == self.flagtype
+        )
         known = rows.join(existing, on="name", how="inner")
         if not dry_run:
             await self.gateway.delete_in(conn, flags, "id", known["id"].to_list())
             if "poison" in rows["name"].to_list():  # a write the database refuses: the batch must roll back
-                await self.gateway.insert_many(conn, flags, [{"flagtype": "x", "name": "x", "value": None, "expiry": 0}])
+                await self.gateway.insert_many(
+                    conn, flags, [{"flagtype": "x", "name": "x", "value": None, "expiry": 0}]
+                )
         missing = rows.join(existing, on="name", how="anti")
-        return pl.concat([
-            outcome_rows(known, Outcome.DELETED, "delete", pl.col("name"), "deleted"),
-            outcome_rows(missing, Outcome.FAILED, "delete", pl.col("name"), "no such flag"),
-        ]).sort("line")
+        return pl.concat(
+            [
+                outcome_rows(known, Outcome.DELETED, "delete", pl.col("name"), "deleted"),
+                outcome_rows(missing, Outcome.FAILED, "delete", pl.col("name"), "no such flag"),
+            ]
+        ).sort("line")
 
     async def safety_base(self, conn: AsyncConnection) -> int:
         flags = self.schema.cache_flags
@@ -199,11 +218,15 @@ async def flags(site: Site, monkeypatch: pytest.MonkeyPatch) -> tuple[Config, Mo
     config, gateway = site
     flagtype = unique("purge/")
     monkeypatch.setattr(FlagPurge, "flagtype", flagtype)
-    monkeypatch.setitem(operations.OPERATIONS, "flagpurge",
-                        operations.OperationInfo("flagpurge", FlagPurge.title, FlagPurge))
+    monkeypatch.setitem(
+        operations.OPERATIONS, "flagpurge", operations.OperationInfo("flagpurge", FlagPurge.title, FlagPurge)
+    )
     async with gateway.transaction() as conn:
-        await gateway.insert_many(conn, gateway.schema.cache_flags, [
-            {"flagtype": flagtype, "name": f"f{i}", "value": "1", "expiry": 0} for i in range(40)])
+        await gateway.insert_many(
+            conn,
+            gateway.schema.cache_flags,
+            [{"flagtype": flagtype, "name": f"f{i}", "value": "1", "expiry": 0} for i in range(40)],
+        )
     return config, gateway, flagtype
 
 
@@ -213,8 +236,9 @@ async def remaining(gateway: MoodleGateway, flagtype: str) -> int:
         return int((await conn.execute(select(func.count()).where(flags.c.flagtype == flagtype))).scalar_one())
 
 
-async def test_safety_threshold_stops_before_writing_and_force_goes_on(flags: tuple[Config, MoodleGateway, str],
-                                                                       tmp_path: Path) -> None:
+async def test_safety_threshold_stops_before_writing_and_force_goes_on(
+    flags: tuple[Config, MoodleGateway, str], tmp_path: Path
+) -> None:
     config, gateway, flagtype = flags
     path = tmp_path / "purge.csv"
     path.write_text("".join(f"f{i}\n" for i in range(12)))  # 12 of 40 = 30% > 10%, and >= 10 rows
@@ -226,8 +250,9 @@ async def test_safety_threshold_stops_before_writing_and_force_goes_on(flags: tu
     assert await remaining(gateway, flagtype) == 28
 
 
-async def test_safety_threshold_lets_small_removals_through(flags: tuple[Config, MoodleGateway, str],
-                                                            tmp_path: Path) -> None:
+async def test_safety_threshold_lets_small_removals_through(
+    flags: tuple[Config, MoodleGateway, str], tmp_path: Path
+) -> None:
     config, gateway, flagtype = flags
     path = tmp_path / "purge.csv"
     path.write_text("f1\nf2\nf3\n")  # 3 rows: under safety_min_rows
@@ -236,8 +261,9 @@ async def test_safety_threshold_lets_small_removals_through(flags: tuple[Config,
     assert await remaining(gateway, flagtype) == 37
 
 
-async def test_a_database_error_rolls_back_its_batch_only(flags: tuple[Config, MoodleGateway, str],
-                                                          tmp_path: Path) -> None:
+async def test_a_database_error_rolls_back_its_batch_only(
+    flags: tuple[Config, MoodleGateway, str], tmp_path: Path
+) -> None:
     config, gateway, flagtype = flags
     config.set("run.batch_size", 3)
     config.set("run.safety_threshold", 0.0)
@@ -248,7 +274,8 @@ async def test_a_database_error_rolls_back_its_batch_only(flags: tuple[Config, M
     assert await remaining(gateway, flagtype) == 34  # f4 and f5 came back with the rolled-back batch
     assert result.report_path is not None
     assert "line 4: failed (write) database error, nothing of this batch was written" in result.report_path.read_text()
-    assert result.tryback_path is not None and result.tryback_path.read_text() == "f4\npoison\nf5\n"
+    assert result.tryback_path is not None
+    assert result.tryback_path.read_text() == "f4\npoison\nf5\n"
 
 
 def test_every_row_has_exactly_one_outcome_line_in_the_table(tmp_path: Path) -> None:

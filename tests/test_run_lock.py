@@ -14,18 +14,30 @@ from toolsync_tui.engine.run_lock import LockBusy, RunLock
 
 
 def test_a_second_run_is_refused_while_the_first_holds_the_lock(tmp_path: Path) -> None:
-    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(f"""
         import sys, time
         from pathlib import Path
         from toolsync_tui.engine.run_lock import RunLock
         with RunLock(Path({str(tmp_path)!r}), "users"):
             print("locked", flush=True)
             sys.stdin.readline()
-    """)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    """),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
-        with pytest.raises(LockBusy, match=r"another run is in progress .*\(users, pid \d+"), \
-                RunLock(tmp_path, "check"):
+        assert holder.stdout is not None
+        assert holder.stdout.readline().strip() == "locked"
+        with (
+            pytest.raises(LockBusy, match=r"another run is in progress .*\(users, pid \d+"),
+            RunLock(tmp_path, "check"),
+        ):
             pass
     finally:
         holder.communicate("\n")
@@ -34,13 +46,20 @@ def test_a_second_run_is_refused_while_the_first_holds_the_lock(tmp_path: Path) 
 
 
 def test_a_lock_left_by_a_crashed_run_is_reported_and_cleared(tmp_path: Path) -> None:
-    crashed = subprocess.run([sys.executable, "-c", textwrap.dedent(f"""
+    crashed = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(f"""
         import os
         from pathlib import Path
         from toolsync_tui.engine.run_lock import RunLock
         RunLock(Path({str(tmp_path)!r}), "enrols").__enter__()
         os._exit(9)  # dies holding the lock, as a killed run would
-    """)], check=False)
+    """),
+        ],
+        check=False,
+    )
     assert crashed.returncode == 9
     with RunLock(tmp_path, "check") as lock:
         assert lock.stale_note is not None

@@ -41,9 +41,15 @@ async def query(url: str, sql: str) -> list[tuple[Any, ...]]:
 
 @pytest.fixture(scope="module")
 def real_columns(dump_db_url: str) -> dict[str, list[tuple[Any, ...]]]:
-    rows = run_blocking(query(dump_db_url, (
-        "SELECT TABLE_NAME, COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, IS_NULLABLE, COLUMN_DEFAULT, EXTRA "
-        "FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() ORDER BY TABLE_NAME, ORDINAL_POSITION")))
+    rows = run_blocking(
+        query(
+            dump_db_url,
+            (
+                "SELECT TABLE_NAME, COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, IS_NULLABLE, COLUMN_DEFAULT, EXTRA "
+                "FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() ORDER BY TABLE_NAME, ORDINAL_POSITION"
+            ),
+        )
+    )
     tables: dict[str, list[tuple[Any, ...]]] = {}
     for table, *rest in rows:
         tables.setdefault(table, []).append(tuple(rest))
@@ -52,10 +58,16 @@ def real_columns(dump_db_url: str) -> dict[str, list[tuple[Any, ...]]]:
 
 @pytest.fixture(scope="module")
 def real_indexes(dump_db_url: str) -> dict[str, set[tuple[str, str, bool]]]:
-    rows = run_blocking(query(dump_db_url, (
-        "SELECT TABLE_NAME, INDEX_NAME, GROUP_CONCAT(COLUMN_NAME ORDER BY SEQ_IN_INDEX), MIN(NON_UNIQUE) "
-        "FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = DATABASE() AND INDEX_NAME <> 'PRIMARY' "
-        "GROUP BY TABLE_NAME, INDEX_NAME")))
+    rows = run_blocking(
+        query(
+            dump_db_url,
+            (
+                "SELECT TABLE_NAME, INDEX_NAME, GROUP_CONCAT(COLUMN_NAME ORDER BY SEQ_IN_INDEX), MIN(NON_UNIQUE) "
+                "FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = DATABASE() AND INDEX_NAME <> 'PRIMARY' "
+                "GROUP BY TABLE_NAME, INDEX_NAME"
+            ),
+        )
+    )
     indexes: dict[str, set[tuple[str, str, bool]]] = {}
     for table, name, columns, non_unique in rows:
         indexes.setdefault(table, set()).add((name, columns, not int(non_unique)))
@@ -71,11 +83,24 @@ def default_of(raw: str | None) -> str | None:
 @pytest.mark.parametrize("table", sorted(SCHEMA.metadata.tables.values(), key=lambda t: t.name), ids=lambda t: t.name)
 def test_columns_types_nullability_and_defaults(table: Any, real_columns: dict[str, list[tuple[Any, ...]]]) -> None:
     assert table.name in real_columns, f"{table.name} is not a table of the real Moodle 4.5 schema"
-    real = [(name, real_type(dtype, ctype), nullable == "YES", default_of(default) if "auto_increment" not in extra
-             else "auto") for name, dtype, ctype, nullable, default, extra in real_columns[table.name]]
-    declared = [(c.name, declared_type(c), bool(c.nullable),
-                 "auto" if c.primary_key else (c.server_default.arg if c.server_default is not None else None))
-                for c in table.columns]
+    real = [
+        (
+            name,
+            real_type(dtype, ctype),
+            nullable == "YES",
+            default_of(default) if "auto_increment" not in extra else "auto",
+        )
+        for name, dtype, ctype, nullable, default, extra in real_columns[table.name]
+    ]
+    declared = [
+        (
+            c.name,
+            declared_type(c),
+            bool(c.nullable),
+            "auto" if c.primary_key else (c.server_default.arg if c.server_default is not None else None),
+        )
+        for c in table.columns
+    ]
     assert declared == real
 
 
@@ -88,12 +113,19 @@ def test_indexes_and_unique_keys(table: Any, real_indexes: dict[str, set[tuple[s
 def test_sandbox_seed_holds_the_real_baseline_rows(dump_db_url: str) -> None:
     seed = seed_rows()
     for table in ("context", "course", "course_categories", "role", "user", "mnet_host", "role_context_levels"):
-        real_ids = {row[0] for row in run_blocking(query(dump_db_url, f"SELECT id FROM mdl_{table}"
-                                                        + (" WHERE contextlevel IN (10,30,40,50)" if table == "context" else "")))}
+        where = " WHERE contextlevel IN (10,30,40,50)" if table == "context" else ""
+        real_ids = {row[0] for row in run_blocking(query(dump_db_url, f"SELECT id FROM mdl_{table}{where}"))}
         assert {row["id"] for row in seed[table]} == real_ids, table
     config = {row["name"]: row["value"] for row in seed["config"]}
-    real = dict(run_blocking(query(dump_db_url, "SELECT name, value FROM mdl_config WHERE name IN "
-                                               "('version','release','mnet_localhost_id','siteguest','siteadmins',"
-                                               "'enrol_plugins_enabled','allowaccountssameemail')")))
+    real = dict(
+        run_blocking(
+            query(
+                dump_db_url,
+                "SELECT name, value FROM mdl_config WHERE name IN "
+                "('version','release','mnet_localhost_id','siteguest','siteadmins',"
+                "'enrol_plugins_enabled','allowaccountssameemail')",
+            )
+        )
+    )
     assert {name: config[name] for name in real} == real
     assert all(row["password"] == "" for row in seed["user"]), "no credential of the lab site in the sandbox"

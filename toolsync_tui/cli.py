@@ -27,16 +27,23 @@ EXIT_OK, EXIT_ROWS_FAILED, EXIT_CANNOT_RUN, EXIT_SAFETY = 0, 1, 2, 3
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="toolsync", description="Feed a Moodle site from tool_sync command files.",
+        prog="toolsync",
+        description="Feed a Moodle site from tool_sync command files.",
         epilog="Exit codes: 0 all rows succeeded, 1 some rows failed, 2 the run could not happen, "
-               "3 stopped by the safety threshold.")
-    parser.add_argument("--config", type=Path, help="configuration file (default: $TOOLSYNC_CONFIG, "
-                        "~/.config/toolsync/toolsync.toml, else the embedded sandbox)")
+        "3 stopped by the safety threshold.",
+    )
+    parser.add_argument(
+        "--config",
+        type=Path,
+        help="configuration file (default: $TOOLSYNC_CONFIG, "
+        "~/.config/toolsync/toolsync.toml, else the embedded sandbox)",
+    )
     parser.add_argument("--version", action="version", version=f"toolsync {__version__}")
     commands = parser.add_subparsers(dest="command")
     run = commands.add_parser("run", help="run one operation on its command file, without the interface")
-    run.add_argument("operation", choices=list(OPERATIONS), metavar="OPERATION",
-                     help="one of: " + ", ".join(OPERATIONS))
+    run.add_argument(
+        "operation", choices=list(OPERATIONS), metavar="OPERATION", help="one of: " + ", ".join(OPERATIONS)
+    )
     run.add_argument("file", nargs="?", type=Path, help="command file (default: the preselected one)")
     run.add_argument("--dry-run", action="store_true", help="resolve and report, write nothing")
     run.add_argument("--force", action="store_true", help="go past the safety threshold")
@@ -65,8 +72,14 @@ class TerminalProgress:
         if self.interactive:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-            self._bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                 TextColumn("{task.fields[rate]}"), TimeRemainingColumn(), transient=True)
+            self._bar = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[rate]}"),
+                TimeRemainingColumn(),
+                transient=True,
+            )
             self._task = self._bar.add_task(operation, total=None, rate="")
             self._bar.start()
 
@@ -85,8 +98,12 @@ class TerminalProgress:
 
 def print_result(result: RunResult) -> None:
     print(f"{result.operation}: {result.summary()}")
-    for label, path in (("report", result.report_path), ("table", result.table_path),
-                        ("tryback", result.tryback_path), ("archived", result.archive_path)):
+    for label, path in (
+        ("report", result.report_path),
+        ("table", result.table_path),
+        ("tryback", result.tryback_path),
+        ("archived", result.archive_path),
+    ):
         if path is not None:
             print(f"  {label}: {path}")
     for note in result.notes:
@@ -100,8 +117,9 @@ async def command_run(args: argparse.Namespace) -> int:
     gateway = open_gateway(config.settings.database, config.database_password, config.base_dir)
     progress = TerminalProgress(args.operation)
     try:
-        result = await run_operation(config, gateway, args.operation, args.file, dry_run=args.dry_run,
-                                     force=args.force, on_progress=progress)
+        result = await run_operation(
+            config, gateway, args.operation, args.file, dry_run=args.dry_run, force=args.force, on_progress=progress
+        )
     finally:
         progress.stop()
         await gateway.close()

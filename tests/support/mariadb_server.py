@@ -26,9 +26,7 @@ def _find(binary: str, *fallbacks: str) -> str:
         found = shutil.which(name) or (f"/usr/sbin/{name}" if Path(f"/usr/sbin/{name}").exists() else None)
         if found:
             return found
-    raise RuntimeError(
-        f"{binary} not found: install the MariaDB server (apt-get install -y mariadb-server)"
-    )
+    raise RuntimeError(f"{binary} not found: install the MariaDB server (apt-get install -y mariadb-server)")
 
 
 @dataclass
@@ -47,25 +45,44 @@ class ThrowawayMariaDB:
         install_db = _find("mariadb-install-db", "mysql_install_db")
         user_args = ["--user=root"] if os.geteuid() == 0 else []
         subprocess.run(
-            [install_db, f"--datadir={datadir}", "--auth-root-authentication-method=normal",
-             "--skip-test-db", *user_args],
-            check=True, capture_output=True,
+            [
+                install_db,
+                f"--datadir={datadir}",
+                "--auth-root-authentication-method=normal",
+                "--skip-test-db",
+                *user_args,
+            ],
+            check=True,
+            capture_output=True,
         )
         port = _free_port()
         process = subprocess.Popen(
-            [_find("mariadbd", "mysqld"), "--no-defaults", f"--datadir={datadir}",
-             f"--socket={root / 'mysqld.sock'}", f"--pid-file={root / 'mysqld.pid'}",
-             "--bind-address=127.0.0.1", f"--port={port}", "--skip-log-bin",
-             "--innodb-flush-log-at-trx-commit=2", "--innodb-buffer-pool-size=512M",
-             "--innodb-doublewrite=0", "--character-set-server=utf8mb4",
-             "--collation-server=utf8mb4_unicode_ci", "--max-allowed-packet=64M",
-             f"--log-error={root / 'error.log'}", *user_args],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                _find("mariadbd", "mysqld"),
+                "--no-defaults",
+                f"--datadir={datadir}",
+                f"--socket={root / 'mysqld.sock'}",
+                f"--pid-file={root / 'mysqld.pid'}",
+                "--bind-address=127.0.0.1",
+                f"--port={port}",
+                "--skip-log-bin",
+                "--innodb-flush-log-at-trx-commit=2",
+                "--innodb-buffer-pool-size=512M",
+                "--innodb-doublewrite=0",
+                "--character-set-server=utf8mb4",
+                "--collation-server=utf8mb4_unicode_ci",
+                "--max-allowed-packet=64M",
+                f"--log-error={root / 'error.log'}",
+                *user_args,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         server = cls(root=root, port=port, process=process, client=_find("mariadb", "mysql"))
         server._wait_ready()
-        server.sql("CREATE USER 'toolsync'@'127.0.0.1' IDENTIFIED BY 'toolsync';"
-                   "GRANT ALL ON *.* TO 'toolsync'@'127.0.0.1';")
+        server.sql(
+            "CREATE USER 'toolsync'@'127.0.0.1' IDENTIFIED BY 'toolsync';GRANT ALL ON *.* TO 'toolsync'@'127.0.0.1';"
+        )
         return server
 
     def _wait_ready(self, timeout: float = 60.0) -> None:
@@ -85,19 +102,23 @@ class ThrowawayMariaDB:
         return [*args, database] if database else args
 
     def sql(self, statements: str, database: str | None = None) -> str:
-        done = subprocess.run([*self._client_args(database), "-N", "-e", statements],
-                              check=True, capture_output=True, text=True)
+        done = subprocess.run(
+            [*self._client_args(database), "-N", "-e", statements], check=True, capture_output=True, text=True
+        )
         return done.stdout
 
     def create_database(self, name: str) -> None:
-        self.sql(f"DROP DATABASE IF EXISTS `{name}`; CREATE DATABASE `{name}` "
-                 "CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
+        self.sql(
+            f"DROP DATABASE IF EXISTS `{name}`; CREATE DATABASE `{name}` "
+            "CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
+        )
 
     def load_dump(self, name: str, dump: Path = SHARED_DUMP) -> None:
         self.create_database(name)
         # gzip objects have the compressed file's descriptor, so the SQL is piped in as bytes.
-        subprocess.run(self._client_args(name), input=gzip.decompress(dump.read_bytes()),
-                       check=True, capture_output=True)
+        subprocess.run(
+            self._client_args(name), input=gzip.decompress(dump.read_bytes()), check=True, capture_output=True
+        )
 
     def url(self, database: str) -> str:
         return f"mysql+aiomysql://toolsync:toolsync@127.0.0.1:{self.port}/{database}?charset=utf8mb4"

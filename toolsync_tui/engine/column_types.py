@@ -14,6 +14,6 @@ SMALL = SmallInteger()
 TINY = SmallInteger().with_variant(mysql.TINYINT(), "mysql", "mariadb")
 LONGTEXT = Text().with_variant(mysql.LONGTEXT(), "mysql", "mariadb")
 LONGBLOB = LargeBinary().with_variant(mysql.LONGBLOB(), "mysql", "mariadb")
-DOUBLE = Double()
+DOUBLE: Double[float] = Double()
 
 __all__ = ["BIG", "DOUBLE", "ID", "INT", "LONGBLOB", "LONGTEXT", "MEDIUM", "SMALL", "TINY", "Numeric"]

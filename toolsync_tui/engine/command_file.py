@@ -10,7 +10,7 @@ from __future__ import annotations
 import codecs
 import csv
 import re
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
@@ -45,8 +45,11 @@ class ColumnSpec:
     headerless: tuple[str, ...] | None = None
 
     def allows(self, name: str) -> bool:
-        return name in self.required or name in self.optional or any(
-            re.fullmatch(regex, name) for regex, _ in self.patterns)
+        return (
+            name in self.required
+            or name in self.optional
+            or any(re.fullmatch(regex, name) for regex, _ in self.patterns)
+        )
 
     def allowed_names(self) -> str:
         return ", ".join([*self.required, *self.optional, *(shown for _, shown in self.patterns)])
@@ -69,6 +72,7 @@ class CommandFile:
     physical_lines: int = 0
     ignored_columns: list[str] = field(default_factory=list)
     comment_prefixes: tuple[str, ...] = ("#", "//")
+    header_width: int | None = None  # fields a data row must have (None: header-less)
     _field_positions: list[int] = field(default_factory=list)
 
     @property
@@ -86,8 +90,14 @@ class CommandFile:
             raise FileProblem(f"{path}: file not found")
         encoding, bom, lines = _detect_encoding(path, settings.encoding)
         prefixes = tuple(settings.comment_prefixes)
-        source = cls(path=path, spec=spec, format=SourceFormat(encoding, ";", bom), columns=[],
-                     physical_lines=lines, comment_prefixes=prefixes)
+        source = cls(
+            path=path,
+            spec=spec,
+            format=SourceFormat(encoding, ";", bom),
+            columns=[],
+            physical_lines=lines,
+            comment_prefixes=prefixes,
+        )
         first = source._first_record_line()
         separator = _choose_separator(path.name, first, settings.separator, spec.headerless is not None)
         source.format = SourceFormat(encoding, separator, bom)
@@ -116,8 +126,9 @@ class CommandFile:
         try:
             line, raw, names = next(records)
         except StopIteration:
-            raise FileProblem(f"{self.name}: the file is empty; a header line is expected "
-                              f"(columns: {self.spec.allowed_names()})") from None
+            raise FileProblem(
+                f"{self.name}: the file is empty; a header line is expected (columns: {self.spec.allowed_names()})"
+            ) from None
         finally:
             records.close()
         if isinstance(names, str):
@@ -136,20 +147,21 @@ class CommandFile:
                 if ignore_unknown:
                     self.ignored_columns.append(name)
                     continue
-                raise FileProblem(f"{where}: unknown column '{name}'; allowed columns are "
-                                  f"{self.spec.allowed_names()}")
+                raise FileProblem(f"{where}: unknown column '{name}'; allowed columns are {self.spec.allowed_names()}")
             self.columns.append(name)
             self._field_positions.append(position - 1)
-        self._header_width = len(names)
+        self.header_width = len(names)
         missing = [name for name in self.spec.required if name not in seen]
         if missing:
-            raise FileProblem(f"{self.name} line {line}: required column "
-                              f"{', '.join(repr(m) for m in missing)} missing; the header has "
-                              f"{', '.join(repr(n.strip()) for n in names)}")
+            raise FileProblem(
+                f"{self.name} line {line}: required column "
+                f"{', '.join(repr(m) for m in missing)} missing; the header has "
+                f"{', '.join(repr(n.strip()) for n in names)}"
+            )
 
     # -- records and batches ---------------------------------------------------------------
 
-    def _records(self) -> Iterator[tuple[int, str, list[str] | str]]:
+    def _records(self) -> Generator[tuple[int, str, list[str] | str], None, None]:
         """(first physical line, raw text, fields) per record; fields is an error text if malformed."""
         with self._open_text() as text:
             feed = _LineFeed(text, self.comment_prefixes)
@@ -168,7 +180,7 @@ class CommandFile:
         records = self._records()
         if self.has_header:
             next(records, None)
-        width = getattr(self, "_header_width", None)
+        width = self.header_width
         needed = len(self.spec.required) if width is None else width
         lines: list[int] = []
         raws: list[str] = []
@@ -179,8 +191,9 @@ class CommandFile:
             if isinstance(fields, str):
                 problem, fields = fields, []
             elif len(fields) < needed or (width is not None and len(fields) > width):
-                problem = (f"{len(fields)} values found, {needed} expected"
-                           + (" (a separator inside a value must be quoted)" if len(fields) > needed else ""))
+                problem = f"{len(fields)} values found, {needed} expected" + (
+                    " (a separator inside a value must be quoted)" if len(fields) > needed else ""
+                )
             lines.append(line)
             raws.append(raw)
             problems.append(problem)
@@ -193,8 +206,9 @@ class CommandFile:
         if lines:
             yield self._frame(lines, raws, problems, values)
 
-    def _frame(self, lines: list[int], raws: list[str], problems: list[str | None],
-               values: list[list[str]]) -> pl.DataFrame:
+    def _frame(
+        self, lines: list[int], raws: list[str], problems: list[str | None], values: list[list[str]]
+    ) -> pl.DataFrame:
         data: dict[str, pl.Series] = {
             LINE: pl.Series(LINE, lines, dtype=pl.Int64),
             RAW: pl.Series(RAW, raws, dtype=pl.String),
@@ -237,8 +251,10 @@ class _LineFeed:
 
 def _quoting_problem(error: str, feed: _LineFeed) -> str:
     if "unexpected end of data" in error:
-        return (f"a quoted value opened on line {feed.start_line} is not closed before the end of "
-                f"the file (lines {feed.start_line}-{feed.line_number})")
+        return (
+            f"a quoted value opened on line {feed.start_line} is not closed before the end of "
+            f"the file (lines {feed.start_line}-{feed.line_number})"
+        )
     return f"malformed quoting: {error} (quote a value that holds quotes, doubling the inner ones)"
 
 
@@ -296,8 +312,10 @@ def _not_utf8(path: Path, position: int, byte: int) -> str:
         head = data.read(position)
     line = head.count(b"\n") + 1
     column = position - (head.rfind(b"\n") + 1) + 1
-    return (f"{path.name} line {line}, byte {column}: 0x{byte:02X} is not valid UTF-8; if the file is "
-            f"in a legacy encoding set files.encoding to \"windows-1252\" or \"iso-8859-1\" (or \"auto\")")
+    return (
+        f"{path.name} line {line}, byte {column}: 0x{byte:02X} is not valid UTF-8; if the file is "
+        f'in a legacy encoding set files.encoding to "windows-1252" or "iso-8859-1" (or "auto")'
+    )
 
 
 def _choose_separator(name: str, first: str | None, setting: str, headerless: bool) -> str:
@@ -311,5 +329,6 @@ def _choose_separator(name: str, first: str | None, setting: str, headerless: bo
     if others:
         raise FileProblem(
             f"{name} line 1: the header is separated by {SEPARATOR_NAMES[others[0]]}, but files.separator "
-            f"is {SEPARATOR_NAMES[setting]}; set files.separator to match the file, or to \"auto\"")
+            f'is {SEPARATOR_NAMES[setting]}; set files.separator to match the file, or to "auto"'
+        )
     return setting

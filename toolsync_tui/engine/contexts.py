@@ -32,8 +32,9 @@ def depth_of(path: str) -> int:
     return path.count("/")
 
 
-async def create_contexts(gateway: MoodleGateway, conn: AsyncConnection, level: ContextLevel,
-                          children: Sequence[tuple[int, str]]) -> dict[int, tuple[int, str]]:
+async def create_contexts(
+    gateway: MoodleGateway, conn: AsyncConnection, level: ContextLevel, children: Sequence[tuple[int, str]]
+) -> dict[int, tuple[int, str]]:
     """Create the contexts of `children` = (instance id, parent context path) pairs.
 
     Like the API: insert with depth 0 and no path, then set both once the ids are known.
@@ -42,17 +43,25 @@ async def create_contexts(gateway: MoodleGateway, conn: AsyncConnection, level: 
     if not children:
         return {}
     table = gateway.schema.context
-    await gateway.insert_many(conn, table, [
-        {"contextlevel": int(level), "instanceid": instance, "depth": 0, "path": None, "locked": 0}
-        for instance, _ in children
-    ])
+    await gateway.insert_many(
+        conn,
+        table,
+        [
+            {"contextlevel": int(level), "instanceid": instance, "depth": 0, "path": None, "locked": 0}
+            for instance, _ in children
+        ],
+    )
     parents = dict(children)
-    created = await gateway.fetch_in(conn, table, "instanceid", list(parents), ["id", "instanceid"],
-                                     where=table.c.contextlevel == int(level))
+    created = await gateway.fetch_in(
+        conn, table, "instanceid", list(parents), ["id", "instanceid"], where=table.c.contextlevel == int(level)
+    )
     result: dict[int, tuple[int, str]] = {}
     for context_id, instance in created.iter_rows():
         result[instance] = (context_id, child_path(parents[instance], context_id))
-    await gateway.update_many(conn, table, "id", [
-        {"id": context_id, "path": path, "depth": depth_of(path)} for context_id, path in result.values()
-    ])
+    await gateway.update_many(
+        conn,
+        table,
+        "id",
+        [{"id": context_id, "path": path, "depth": depth_of(path)} for context_id, path in result.values()],
+    )
     return result

@@ -53,12 +53,19 @@ class MoodleGateway:
         self.label = label
 
     @classmethod
-    def for_mariadb(cls, *, host: str, port: int, user: str, password: str, database: str,
-                    prefix: str, socket: str = "") -> MoodleGateway:
+    def for_mariadb(
+        cls, *, host: str, port: int, user: str, password: str, database: str, prefix: str, socket: str = ""
+    ) -> MoodleGateway:
         query = {"charset": "utf8mb4"} | ({"unix_socket": socket} if socket else {})
-        url = URL.create("mysql+aiomysql", username=user, password=password or None,
-                         host=None if socket else host, port=None if socket else port,
-                         database=database, query=query)
+        url = URL.create(
+            "mysql+aiomysql",
+            username=user,
+            password=password or None,
+            host=None if socket else host,
+            port=None if socket else port,
+            database=database,
+            query=query,
+        )
         engine = create_async_engine(url, pool_size=2, max_overflow=2, pool_recycle=3600)
         where = socket or f"{host}:{port}"
         return cls(engine, MoodleSchema(prefix), "mariadb", f"{where}/{database}")
@@ -101,8 +108,13 @@ class MoodleGateway:
             raise
         except (SQLAlchemyError, OSError) as exc:
             raise DatabaseError(f"cannot use the database at {self.label}: {_reason(exc)}") from None
-        return SiteInfo(kind=self.kind, label=self.label, prefix=self.schema.prefix,
-                        release=values.get("release", "?"), version=values.get("version", "?"))
+        return SiteInfo(
+            kind=self.kind,
+            label=self.label,
+            prefix=self.schema.prefix,
+            release=values.get("release", "?"),
+            version=values.get("version", "?"),
+        )
 
     async def _check_columns(self) -> None:
         async with self.reading() as conn:
@@ -113,9 +125,12 @@ class MoodleGateway:
                     present[table.name] = {row[1] for row in rows}
             else:
                 rows = await conn.execute(
-                    text("SELECT TABLE_NAME, COLUMN_NAME FROM information_schema.COLUMNS "
-                         "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME LIKE :pattern"),
-                    {"pattern": self.schema.prefix.replace("_", "\\_") + "%"})
+                    text(
+                        "SELECT TABLE_NAME, COLUMN_NAME FROM information_schema.COLUMNS "
+                        "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME LIKE :pattern"
+                    ),
+                    {"pattern": self.schema.prefix.replace("_", "\\_") + "%"},
+                )
                 present = {}
                 for table_name, column_name in rows:
                     present.setdefault(table_name, set()).add(column_name)
@@ -140,9 +155,16 @@ class MoodleGateway:
 
     # -- bulk helpers ----------------------------------------------------------------------
 
-    async def fetch_in(self, conn: AsyncConnection, table: Table, key: str, values: Sequence[Any],
-                       columns: Sequence[str], where: ColumnElement[bool] | None = None,
-                       casefold: bool = False) -> pl.DataFrame:
+    async def fetch_in(
+        self,
+        conn: AsyncConnection,
+        table: Table,
+        key: str,
+        values: Sequence[Any],
+        columns: Sequence[str],
+        where: ColumnElement[bool] | None = None,
+        casefold: bool = False,
+    ) -> pl.DataFrame:
         """Rows whose `key` is in `values`, as a DataFrame, one SELECT per chunk of keys.
 
         casefold: match text case-insensitively, as MariaDB's Moodle collation does by itself.
@@ -165,8 +187,9 @@ class MoodleGateway:
         for part in chunks(list(rows)):
             await conn.execute(insert(table), list(part))
 
-    async def update_many(self, conn: AsyncConnection, table: Table, key: str,
-                          rows: Sequence[Mapping[str, Any]]) -> None:
+    async def update_many(
+        self, conn: AsyncConnection, table: Table, key: str, rows: Sequence[Mapping[str, Any]]
+    ) -> None:
         """Per-row values in one UPDATE per chunk: SET col = CASE key WHEN .. THEN .. END."""
         if not rows:
             return
@@ -202,6 +225,12 @@ def open_gateway(settings: Any, password: str, base_dir: Path) -> MoodleGateway:
         if not path.exists():
             raise DatabaseError(f"sandbox database {path} does not exist: run `toolsync sandbox init`")
         return MoodleGateway.for_sqlite(path, settings.prefix)
-    return MoodleGateway.for_mariadb(host=settings.host, port=settings.port, user=settings.user,
-                                     password=password, database=settings.name,
-                                     prefix=settings.prefix, socket=settings.socket)
+    return MoodleGateway.for_mariadb(
+        host=settings.host,
+        port=settings.port,
+        user=settings.user,
+        password=password,
+        database=settings.name,
+        prefix=settings.prefix,
+        socket=settings.socket,
+    )

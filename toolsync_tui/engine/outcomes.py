@@ -20,7 +20,10 @@ class Outcome(StrEnum):
 
 # One row per input row: its line, outcome, what was (or would be) done, the row's key, and why.
 OUTCOME_SCHEMA: dict[str, pl.DataType] = {
-    "line": pl.Int64(), "outcome": pl.String(), "action": pl.String(), "key": pl.String(),
+    "line": pl.Int64(),
+    "outcome": pl.String(),
+    "action": pl.String(),
+    "key": pl.String(),
     "message": pl.String(),
 }
 # Outcomes whose rows go to the tryback, to be re-run as they are.
@@ -28,9 +31,11 @@ RETRY_OUTCOMES = (Outcome.FAILED,)
 NOT_PROCESSED = "not processed"
 
 
-def outcome_rows(rows: pl.DataFrame, outcome: Outcome, action: str | pl.Expr, key: str | pl.Expr,
-                 message: str | pl.Expr) -> pl.DataFrame:
+def outcome_rows(
+    rows: pl.DataFrame, outcome: Outcome, action: str | pl.Expr, key: str | pl.Expr, message: str | pl.Expr
+) -> pl.DataFrame:
     """Outcomes for every row of `rows` (a batch slice); plain strings are literals."""
+
     def expr(value: str | pl.Expr) -> pl.Expr:
         return value if isinstance(value, pl.Expr) else pl.lit(value, dtype=pl.String)
 

@@ -41,7 +41,8 @@ class SafetyStop(Exception):
         super().__init__(
             f"{operation}: this file would delete, unenrol or suspend {destructive} of {base} existing "
             f"records ({share:.0%}), more than the safety threshold of {threshold:.0%}. Nothing was "
-            f"written. Re-run with --force (or confirm in the interface) if this is intended.")
+            f"written. Re-run with --force (or confirm in the interface) if this is intended."
+        )
         self.destructive = destructive
         self.base = base
 
@@ -80,8 +81,9 @@ class RunResult:
     def summary(self) -> str:
         parts = [f"{self.counts.get(o, 0)} {o}" for o in Outcome if self.counts.get(o, 0)]
         verb = "would be" if self.dry_run else "were"
-        return (f"{self.rows} rows {verb} processed in {self.duration:.1f} s: "
-                + (", ".join(parts) if parts else "nothing to do"))
+        return f"{self.rows} rows {verb} processed in {self.duration:.1f} s: " + (
+            ", ".join(parts) if parts else "nothing to do"
+        )
 
 
 ProgressCallback = Callable[[Progress], None]
@@ -96,10 +98,17 @@ def make_operation(name: str, config: Config, gateway: MoodleGateway) -> Operati
     return info.implementation(config, gateway)
 
 
-async def run_operation(config: Config, gateway: MoodleGateway, name: str, source: Path | None = None,
-                        *, dry_run: bool = False, force: bool = False,
-                        on_progress: ProgressCallback | None = None,
-                        cancel: asyncio.Event | None = None) -> RunResult:
+async def run_operation(
+    config: Config,
+    gateway: MoodleGateway,
+    name: str,
+    source: Path | None = None,
+    *,
+    dry_run: bool = False,
+    force: bool = False,
+    on_progress: ProgressCallback | None = None,
+    cancel: asyncio.Event | None = None,
+) -> RunResult:
     operation = make_operation(name, config, gateway)
     store = DataStore(config.data_dir)
     store.ensure()
@@ -117,9 +126,17 @@ async def run_operation(config: Config, gateway: MoodleGateway, name: str, sourc
 
 
 class _Run:
-    def __init__(self, config: Config, gateway: MoodleGateway, operation: Operation, store: DataStore,
-                 path: Path, dry_run: bool, on_progress: ProgressCallback | None,
-                 cancel: asyncio.Event | None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        gateway: MoodleGateway,
+        operation: Operation,
+        store: DataStore,
+        path: Path,
+        dry_run: bool,
+        on_progress: ProgressCallback | None,
+        cancel: asyncio.Event | None,
+    ) -> None:
         self.config = config
         self.gateway = gateway
         self.operation = operation
@@ -147,12 +164,10 @@ class _Run:
         files = self.config.settings.files
         report = tryback = None
         if files.report:
-            text_path, table_path = self.store.report_paths(self.stamp, self.operation.name, self.path,
-                                                            self.dry_run)
+            text_path, table_path = self.store.report_paths(self.stamp, self.operation.name, self.path, self.dry_run)
             report = RunReport(text_path, table_path, self._heading(site.label, source))
         if files.tryback and not self.dry_run:
-            tryback = Tryback(self.store.tryback_path(self.stamp, self.path), source.format,
-                              source.header_raw)
+            tryback = Tryback(self.store.tryback_path(self.stamp, self.path), source.format, source.header_raw)
         counts: Counter[str] = Counter()
         rows = 0
         clock = time.monotonic()
@@ -161,8 +176,9 @@ class _Run:
             for batch_number, batch in enumerate(source.batches(self.batch_size), start=1):
                 if self.cancel is not None and self.cancel.is_set():
                     cancelled = True
-                    outcomes = outcome_rows(batch, Outcome.SKIPPED, NOT_PROCESSED, pl.lit(""),
-                                            "not processed: the run was cancelled")
+                    outcomes = outcome_rows(
+                        batch, Outcome.SKIPPED, NOT_PROCESSED, pl.lit(""), "not processed: the run was cancelled"
+                    )
                 else:
                     outcomes = await self._apply(batch)
                 rows += batch.height
@@ -170,15 +186,22 @@ class _Run:
                 if report:
                     report.add(outcomes)
                 if tryback:
-                    retry = outcomes.filter(
-                        (pl.col("outcome") == Outcome.FAILED) | (pl.col("action") == NOT_PROCESSED))
+                    retry = outcomes.filter((pl.col("outcome") == Outcome.FAILED) | (pl.col("action") == NOT_PROCESSED))
                     tryback.add(batch.join(retry.select(pl.col("line").alias(LINE)), on=LINE, how="semi"))
                 self._progress(source, batch, batch_number, rows, counts, clock, outcomes)
                 await asyncio.sleep(0)  # let an interface redraw between batches
         finally:
             duration = time.monotonic() - clock
-            result = RunResult(self.operation.name, self.path, self.dry_run, dict(counts), rows, duration,
-                               cancelled=cancelled, notes=self.notes)
+            result = RunResult(
+                self.operation.name,
+                self.path,
+                self.dry_run,
+                dict(counts),
+                rows,
+                duration,
+                cancelled=cancelled,
+                notes=self.notes,
+            )
             if report:
                 report.close([result.summary(), *self.notes])
                 result.report_path, result.table_path = report.text_path, report.table_path
@@ -211,11 +234,17 @@ class _Run:
                 else:
                     await transaction.commit()
         except OperationalError as exc:
-            raise DatabaseError(f"the database connection failed during the run: {_reason(exc)}; the "
-                                f"batch in progress was rolled back") from None
+            raise DatabaseError(
+                f"the database connection failed during the run: {_reason(exc)}; the batch in progress was rolled back"
+            ) from None
         except SQLAlchemyError as exc:
-            return outcome_rows(rows, Outcome.FAILED, "write", pl.lit(""),
-                                f"database error, nothing of this batch was written: {_reason(exc)}")
+            return outcome_rows(
+                rows,
+                Outcome.FAILED,
+                "write",
+                pl.lit(""),
+                f"database error, nothing of this batch was written: {_reason(exc)}",
+            )
         if outcomes.height != rows.height:
             raise AssertionError(f"{self.operation.name} returned {outcomes.height} outcomes for {rows.height} rows")
         return outcomes
@@ -252,17 +281,37 @@ class _Run:
             *self.notes,
         ]
 
-    def _progress(self, source: CommandFile, batch: pl.DataFrame, number: int, rows: int,
-                  counts: Counter[str], clock: float, outcomes: pl.DataFrame) -> None:
+    def _progress(
+        self,
+        source: CommandFile,
+        batch: pl.DataFrame,
+        number: int,
+        rows: int,
+        counts: Counter[str],
+        clock: float,
+        outcomes: pl.DataFrame,
+    ) -> None:
         if self.on_progress is None:
             return
         elapsed = time.monotonic() - clock
-        recent = outcomes.tail(RECENT_MESSAGES).select(
-            pl.format("line {}: {} {}", "line", "outcome", "message")).to_series().to_list()
-        self.on_progress(Progress(
-            operation=self.operation.name, lines_done=int(batch[LINE].max() or 0),  # type: ignore[arg-type]
-            lines_total=source.physical_lines, counts=dict(counts),
-            rate=rows / elapsed if elapsed > 0 else 0.0, batch=number, elapsed=elapsed, recent=recent))
+        recent = (
+            outcomes.tail(RECENT_MESSAGES)
+            .select(pl.format("line {}: {} {}", "line", "outcome", "message"))
+            .to_series()
+            .to_list()
+        )
+        self.on_progress(
+            Progress(
+                operation=self.operation.name,
+                lines_done=int(batch[LINE].max() or 0),  # type: ignore[arg-type]
+                lines_total=source.physical_lines,
+                counts=dict(counts),
+                rate=rows / elapsed if elapsed > 0 else 0.0,
+                batch=number,
+                elapsed=elapsed,
+                recent=recent,
+            )
+        )
 
 
 def _reason(exc: SQLAlchemyError) -> str:

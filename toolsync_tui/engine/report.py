@@ -28,8 +28,7 @@ class RunReport:
     def add(self, outcomes: pl.DataFrame) -> None:
         if outcomes.is_empty():
             return
-        lines = outcomes.select(
-            pl.format("line {}: {} ({}) {}", "line", "outcome", "action", "message")).to_series()
+        lines = outcomes.select(pl.format("line {}: {} ({}) {}", "line", "outcome", "action", "message")).to_series()
         self._text.write("\n".join(lines.to_list()) + "\n")
         outcomes.write_csv(self._table, include_header=not self._table_has_header)
         self._table_has_header = True

@@ -33,14 +33,16 @@ class RunLock:
         previous = os.read(fd, 4096)
         if previous.strip():  # a holder that left its record behind never finished: it crashed
             self.stale_note = f"the previous run did not finish ({_describe(previous)}); its lock was cleared"
-        record = {"pid": os.getpid(), "operation": self.operation, "started": datetime.now().isoformat(timespec="seconds")}
+        started = datetime.now().isoformat(timespec="seconds")
+        record = {"pid": os.getpid(), "operation": self.operation, "started": started}
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps(record).encode(), 0)
         self._fd = fd
         return self
 
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
-                 trace: TracebackType | None) -> None:
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
         if self._fd is not None:
             os.ftruncate(self._fd, 0)
             fcntl.flock(self._fd, fcntl.LOCK_UN)

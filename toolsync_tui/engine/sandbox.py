@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 from importlib import resources
 from pathlib import Path
@@ -24,18 +25,29 @@ def sandbox_document() -> dict[str, object]:
 
 async def init_sandbox(directory: Path) -> Config:
     """Create (or refuse to overwrite) a sandbox in `directory`; returns its configuration."""
-    config_path = directory / CONFIG_NAME
     database = directory / DATABASE_NAME
-    if config_path.exists() or database.exists():
-        raise ConfigError(f"{directory} already holds a sandbox; remove {CONFIG_NAME} and {DATABASE_NAME} "
-                          "to start afresh")
-    directory.mkdir(parents=True, exist_ok=True)
-    config = new_config(config_path, sandbox_document())
+    config = await asyncio.to_thread(_prepare_directory, directory)
     gateway = MoodleGateway.for_sqlite(database, config.settings.database.prefix)
     try:
         await install_baseline(gateway)
     finally:
         await gateway.close()
+    await asyncio.to_thread(_lay_out_data, config)
+    return config
+
+
+def _prepare_directory(directory: Path) -> Config:
+    config_path = directory / CONFIG_NAME
+    if config_path.exists() or (directory / DATABASE_NAME).exists():
+        raise ConfigError(
+            f"{directory} already holds a sandbox; remove {CONFIG_NAME} and {DATABASE_NAME} to start afresh"
+        )
+    directory.mkdir(parents=True, exist_ok=True)
+    return new_config(config_path, sandbox_document())
+
+
+def _lay_out_data(config: Config) -> None:
+    """Data directory with the sample command files in its inbox; the config is saved last."""
     store = DataStore(config.data_dir)
     store.ensure()
     samples = resources.files("toolsync_tui").joinpath("samples")
@@ -44,11 +56,11 @@ async def init_sandbox(directory: Path) -> Config:
             with resources.as_file(sample) as source:
                 shutil.copyfile(source, store.inbox / sample.name)
     config.save()
-    return config
 
 
 async def open_or_create_sandbox(directory: Path) -> Config:
     """The embedded sandbox used when no configuration exists: created on first start."""
-    if (directory / CONFIG_NAME).exists():
-        return load_config(directory / CONFIG_NAME)
+    config_path = directory / CONFIG_NAME
+    if await asyncio.to_thread(config_path.exists):
+        return load_config(config_path)
     return await init_sandbox(directory)

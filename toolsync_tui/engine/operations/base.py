@@ -31,7 +31,7 @@ class Operation(ABC):
     def settings(self) -> OperationSettings:
         return self.config.operation(self.name)
 
-    async def prepare(self, conn: AsyncConnection) -> None:
+    async def prepare(self, conn: AsyncConnection) -> None:  # noqa: B027 (optional hook)
         """Read what the whole run needs once (site settings, role ids ...)."""
 
     @abstractmethod

@@ -20,12 +20,17 @@ class CourseExistenceCheck(Operation):
     read_only: ClassVar[bool] = True
 
     async def apply(self, conn: AsyncConnection, rows: pl.DataFrame, dry_run: bool) -> pl.DataFrame:
-        field: str = getattr(self.settings, "identifier")
+        field = self.config.settings.operations.check.identifier
         course = self.schema.course
         matches = await find_by_key(
-            self.gateway, conn, course, field, rows["identifier"],
+            self.gateway,
+            conn,
+            course,
+            field,
+            rows["identifier"],
             columns=["id", "shortname", "fullname", "idnumber"],
-            where=course.c.category != 0)  # the front page is not a course of the site's catalogue
+            where=course.c.category != 0,
+        )  # the front page is not a course of the site's catalogue
         looked_up = rows.select(LINE, "identifier").join(matches, on="identifier", how="left")
         key = pl.col("identifier")
         label = pl.format(f"Course with {field} '{{}}'", key)
@@ -33,13 +38,30 @@ class CourseExistenceCheck(Operation):
         bad_id = looked_up.filter((key != "") & pl.col("problem").is_not_null())
         found = looked_up.filter(pl.col("id").is_not_null())
         missing = looked_up.filter((key != "") & pl.col("problem").is_null() & pl.col("id").is_null())
-        ambiguity = pl.when(pl.col("matches") > 1).then(
-            pl.format("; {} courses match, the one with the lowest id is shown", "matches")).otherwise(pl.lit(""))
-        return pl.concat([
-            outcome_rows(empty, Outcome.FAILED, "check", key, "empty course identifier"),
-            outcome_rows(bad_id, Outcome.FAILED, "check", key, pl.col("problem")),
-            outcome_rows(found, Outcome.UNCHANGED, "found", key, pl.format(
-                "{} found: id {}, shortname '{}', fullname '{}', idnumber '{}'{}",
-                label, "id", "shortname", "fullname", pl.col("idnumber").fill_null(""), ambiguity)),
-            outcome_rows(missing, Outcome.FAILED, "not found", key, pl.format("{} not found", label)),
-        ]).sort("line")
+        ambiguity = (
+            pl.when(pl.col("matches") > 1)
+            .then(pl.format("; {} courses match, the one with the lowest id is shown", "matches"))
+            .otherwise(pl.lit(""))
+        )
+        return pl.concat(
+            [
+                outcome_rows(empty, Outcome.FAILED, "check", key, "empty course identifier"),
+                outcome_rows(bad_id, Outcome.FAILED, "check", key, pl.col("problem")),
+                outcome_rows(
+                    found,
+                    Outcome.UNCHANGED,
+                    "found",
+                    key,
+                    pl.format(
+                        "{} found: id {}, shortname '{}', fullname '{}', idnumber '{}'{}",
+                        label,
+                        "id",
+                        "shortname",
+                        "fullname",
+                        pl.col("idnumber").fill_null(""),
+                        ambiguity,
+                    ),
+                ),
+                outcome_rows(missing, Outcome.FAILED, "not found", key, pl.format("{} not found", label)),
+            ]
+        ).sort("line")

@@ -13,9 +13,15 @@ from ..gateway import MoodleGateway
 NUMERIC_KEYS = frozenset({"id"})
 
 
-async def find_by_key(gateway: MoodleGateway, conn: AsyncConnection, table: Table, field: str,
-                      keys: pl.Series, columns: Sequence[str],
-                      where: ColumnElement[bool] | None = None) -> pl.DataFrame:
+async def find_by_key(
+    gateway: MoodleGateway,
+    conn: AsyncConnection,
+    table: Table,
+    field: str,
+    keys: pl.Series,
+    columns: Sequence[str],
+    where: ColumnElement[bool] | None = None,
+) -> pl.DataFrame:
     """Match each distinct key of `keys` (named like the series) to `table.field`.
 
     Returns one row per distinct key: the key, `problem` (why it cannot be looked up), the matched
@@ -30,7 +36,8 @@ async def find_by_key(gateway: MoodleGateway, conn: AsyncConnection, table: Tabl
             pl.when(pl.col(name).str.contains(r"^\d+$") | (pl.col(name) == ""))
             .then(pl.lit(None, dtype=pl.String))
             .otherwise(pl.format(f"{field} '{{}}' is not a number", pl.col(name)))
-            .alias("problem"))
+            .alias("problem")
+        )
         lookup = distinct.filter(pl.col("problem").is_null() & (pl.col(name) != ""))
         join_key = pl.col(name).cast(pl.Int64, strict=False)
         values = lookup.select(join_key).to_series().to_list()
@@ -42,9 +49,11 @@ async def find_by_key(gateway: MoodleGateway, conn: AsyncConnection, table: Tabl
     wanted = list(dict.fromkeys(["id", field, *columns]))
     found = await gateway.fetch_in(conn, table, field, values, wanted, where=where, casefold=not numeric)
     found = found.with_columns(
-        (pl.col(field) if numeric else pl.col(field).cast(pl.String).str.to_lowercase()).alias("__join"))
-    best = (found.sort("id")
-            .group_by("__join", maintain_order=True)
-            .agg(*(pl.col(c).first() for c in columns), pl.len().alias("matches")))
-    return distinct.with_columns(join_key.alias("__join")).join(
-        best, on="__join", how="left").drop("__join")
+        (pl.col(field) if numeric else pl.col(field).cast(pl.String).str.to_lowercase()).alias("__join")
+    )
+    best = (
+        found.sort("id")
+        .group_by("__join", maintain_order=True)
+        .agg(*(pl.col(c).first() for c in columns), pl.len().alias("matches"))
+    )
+    return distinct.with_columns(join_key.alias("__join")).join(best, on="__join", how="left").drop("__join")
