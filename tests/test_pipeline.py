@@ -196,6 +196,8 @@ class FlagPurge(Operation):
         known = rows.join(existing, on="name", how="inner")
         if not dry_run:
             await self.gateway.delete_in(conn, flags, "id", known["id"].to_list())
+            if "kill" in rows["name"].to_list():  # the server goes away in the middle of a batch
+                await conn.exec_driver_sql("KILL CONNECTION_ID()")
             if "poison" in rows["name"].to_list():  # a write the database refuses: the batch must roll back
                 await self.gateway.insert_many(
                     conn, flags, [{"flagtype": "x", "name": "x", "value": None, "expiry": 0}]
@@ -283,3 +285,20 @@ def test_every_row_has_exactly_one_outcome_line_in_the_table(tmp_path: Path) -> 
     rows = pl.DataFrame({LINE: [3, 9], "name": ["a", "b"]})
     outcomes = outcome_rows(rows, Outcome.SKIPPED, "x", pl.col("name"), "why")
     assert outcomes.rows() == [(3, "skipped", "x", "a", "why"), (9, "skipped", "x", "b", "why")]
+
+
+@pytest.mark.parametrize("site", ["mariadb"], indirect=True)  # a connection dying mid-batch is a server matter
+async def test_a_lost_connection_stops_the_run_and_says_so(
+    flags: tuple[Config, MoodleGateway, str], tmp_path: Path
+) -> None:
+    config, gateway, flagtype = flags
+    config.set("run.batch_size", 3)
+    config.set("run.safety_threshold", 0.0)
+    path = tmp_path / "purge.csv"
+    path.write_text("f1\nf2\nf3\nf4\nkill\nf5\nf6\n")
+    with pytest.raises(RunProblem, match="the database connection failed during the run"):
+        await run_operation(config, gateway, "flagpurge", path)
+    assert await remaining(gateway, flagtype) == 37  # the first batch stays; the killed one rolled back
+    [report] = DataStore(config.data_dir).reports.glob("*.txt")
+    assert "the run stopped after 3 rows" in report.read_text()
+    assert path.exists()

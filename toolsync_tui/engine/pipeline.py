@@ -190,6 +190,12 @@ class _Run:
                     tryback.add(batch.join(retry.select(pl.col("line").alias(LINE)), on=LINE, how="semi"))
                 self._progress(source, batch, batch_number, rows, counts, clock, outcomes)
                 await asyncio.sleep(0)  # let an interface redraw between batches
+        except DatabaseError as exc:
+            self.notes.append(
+                f"the run stopped after {rows} rows: {exc}. The rows after them were not "
+                "processed; the file stays in the inbox and can be run again as it is."
+            )
+            raise
         finally:
             duration = time.monotonic() - clock
             result = RunResult(
@@ -278,7 +284,6 @@ class _Run:
             f"file: {self.path} ({source.format.encoding}, separator {source.format.separator!r})",
             f"site: {site}",
             f"started: {self.started:%Y-%m-%d %H:%M:%S}",
-            *self.notes,
         ]
 
     def _progress(
