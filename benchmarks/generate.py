@@ -11,14 +11,16 @@ missing, so missing courses look exactly like real ones that were never created.
 from __future__ import annotations
 
 import random
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from sqlalchemy import String, cast, func, insert, literal, select, update
+from sqlalchemy import String, Table, cast, func, insert, literal, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from toolsync_tui.engine.gateway import MoodleGateway
 
@@ -92,6 +94,9 @@ def course_row(i: int, category: int, sortorder: int, now: int) -> dict[str, Any
 
 # -- seeding -------------------------------------------------------------------------------------
 
+SeedMethod = Literal["load-data", "insert"]
+
+
 @dataclass(frozen=True)
 class SeedResult:
     table: str
@@ -99,15 +104,36 @@ class SeedResult:
     seconds: float
     first_id: int
     last_id: int
+    method: str
+
+
+def _tsv_value(value: Any) -> str:
+    """A value in LOAD DATA's default format: tab-separated, backslash escapes, \\N for NULL."""
+    if value is None:
+        return "\\N"
+    return str(value).replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n")
+
+
+async def _load_data(conn: AsyncConnection, table: Table, rows: Iterator[dict[str, Any]],
+                     columns: list[str]) -> None:
+    """LOAD DATA LOCAL INFILE from a temporary TSV (the engine's URL needs local_infile=1)."""
+    with tempfile.NamedTemporaryFile("w", encoding="utf-8", newline="", suffix=".tsv") as tsv:
+        for row in rows:
+            tsv.write("\t".join(_tsv_value(row[c]) for c in columns) + "\n")
+        tsv.flush()
+        quoted = ", ".join(f"`{c}`" for c in columns)
+        await conn.exec_driver_sql(
+            f"LOAD DATA LOCAL INFILE '{tsv.name}' INTO TABLE `{table.name}` CHARACTER SET utf8mb4 ({quoted})")
 
 
 async def seed_courses(gateway: MoodleGateway, count: int, *, category: int = 1, first: int = 0,
-                       contexts: bool = True) -> SeedResult:
+                       contexts: bool = True, method: SeedMethod = "insert") -> SeedResult:
     """Insert courses first..first+count-1 into `category`, with their course contexts.
 
-    Multi-row INSERTs through the gateway in one transaction; then the contexts (level 50, path
-    under the category's context) with one INSERT ... SELECT and one UPDATE, and the category's
-    coursecount. 100,000 courses take a few seconds.
+    method "insert": multi-row INSERTs through the gateway (any database the gateway opens);
+    "load-data": LOAD DATA LOCAL INFILE, about twice as fast on MariaDB (the gateway's URL must carry
+    local_infile=1; `seed_courses_at` sees to it). All in one transaction; then the contexts (level 50,
+    path under the category's context) with one INSERT ... SELECT, and the category's coursecount.
     """
     schema = gateway.schema
     course, context, categories = schema.course, schema.context, schema.course_categories
@@ -116,35 +142,50 @@ async def seed_courses(gateway: MoodleGateway, count: int, *, category: int = 1,
     async with gateway.transaction() as conn:
         base_sortorder = (await conn.execute(
             select(categories.c.sortorder).where(categories.c.id == category))).scalar_one()
-        before = (await conn.execute(select(func.coalesce(func.max(course.c.id), 0)))).scalar_one()
-        for start in range(first, first + count, SEED_CHUNK):
-            stop = min(start + SEED_CHUNK, first + count)
-            rows = [course_row(i, category, base_sortorder + 1 + i, now) for i in range(start, stop)]
-            await gateway.insert_many(conn, course, rows)
-        last = (await conn.execute(select(func.max(course.c.id)))).scalar_one()
+        before = int((await conn.execute(select(func.coalesce(func.max(course.c.id), 0)))).scalar_one())
+        numbers = range(first, first + count)
+        if method == "load-data":
+            columns = list(course_row(0, category, 0, now))
+            await _load_data(conn, course, (course_row(i, category, base_sortorder + 1 + i, now)
+                                            for i in numbers), columns)
+        else:
+            for start in range(first, first + count, SEED_CHUNK):
+                rows = [course_row(i, category, base_sortorder + 1 + i, now)
+                        for i in range(start, min(start + SEED_CHUNK, first + count))]
+                await gateway.insert_many(conn, course, rows)
+        last = int((await conn.execute(select(func.coalesce(func.max(course.c.id), 0)))).scalar_one())
         if contexts:
-            parent_path, parent_depth = (await conn.execute(
-                select(context.c.path, context.c.depth).where(
-                    context.c.contextlevel == CATEGORY_CONTEXT_LEVEL, context.c.instanceid == category)
-            )).one()
-            new_courses = select(literal(COURSE_CONTEXT_LEVEL), course.c.id, literal(parent_depth + 1),
-                                 literal(0)).where(course.c.id > before)
-            await conn.execute(insert(context).from_select(
-                ["contextlevel", "instanceid", "depth", "locked"], new_courses))
-            await conn.execute(update(context).where(
-                context.c.contextlevel == COURSE_CONTEXT_LEVEL, context.c.path.is_(None)
-            ).values(path=literal(f"{parent_path}/") + cast(context.c.id, String)))
+            await _add_course_contexts(conn, course, context, category, after=before)
         total = (await conn.execute(
             select(func.count()).select_from(course).where(course.c.category == category))).scalar_one()
         await conn.execute(update(categories).where(categories.c.id == category).values(coursecount=total))
-    return SeedResult(course.name, count, time.monotonic() - clock, int(before) + 1, int(last))
+    return SeedResult(course.name, count, time.monotonic() - clock, before + 1, last, method)
+
+
+async def _add_course_contexts(conn: AsyncConnection, course: Table, context: Table, category: int,
+                               after: int) -> None:
+    """Course contexts for the courses with id > after; ids are numbered here so the path is known."""
+    parent_path, parent_depth = (await conn.execute(
+        select(context.c.path, context.c.depth).where(
+            context.c.contextlevel == CATEGORY_CONTEXT_LEVEL, context.c.instanceid == category))).one()
+    base = int((await conn.execute(select(func.coalesce(func.max(context.c.id), 0)))).scalar_one())
+    new_id = literal(base) + func.row_number().over(order_by=course.c.id)
+    rows = select(new_id, literal(COURSE_CONTEXT_LEVEL), course.c.id,
+                  literal(f"{parent_path}/") + cast(new_id, String), literal(parent_depth + 1),
+                  literal(0)).where(course.c.id > after)
+    await conn.execute(insert(context).from_select(
+        ["id", "contextlevel", "instanceid", "path", "depth", "locked"], rows))
 
 
 async def seed_courses_at(url: str, prefix: str, count: int, **options: Any) -> SeedResult:
-    """`seed_courses` on the database at an SQLAlchemy async URL."""
+    """`seed_courses` on the database at an SQLAlchemy async URL: LOAD DATA on MariaDB."""
+    method: SeedMethod = "insert"
+    if url.startswith("mysql"):
+        url += ("&" if "?" in url else "?") + "local_infile=1"
+        method = "load-data"
     gateway = MoodleGateway.for_url(url, prefix)
     try:
-        return await seed_courses(gateway, count, **options)
+        return await seed_courses(gateway, count, method=options.pop("method", method), **options)
     finally:
         await gateway.close()
 

@@ -19,7 +19,7 @@ from toolsync_tui.engine.gateway import MoodleGateway
 from toolsync_tui.engine.operations.base import Operation
 from toolsync_tui.engine.outcomes import Outcome, outcome_rows
 from toolsync_tui.engine.pipeline import Progress, RunProblem, SafetyStop, run_operation
-from toolsync_tui.engine.run_lock import LockBusy, RunLock
+from toolsync_tui.engine.run_lock import RunLock
 from toolsync_tui.engine.store import DataStore
 
 Site = tuple[Config, MoodleGateway]
@@ -175,7 +175,7 @@ async def test_cancel_finishes_the_batch_in_flight_and_reports_the_rest(site: Si
 async def test_a_run_holding_the_lock_refuses_a_second(site: Site) -> None:
     config, gateway = site
     inbox_file(config, "courses.csv", "X\n")
-    with RunLock(config.data_dir, "users"), pytest.raises(LockBusy, match="another run is in progress"):
+    with RunLock(config.data_dir, "users"), pytest.raises(RunProblem, match="another run is in progress"):
         await run_operation(config, gateway, "check")
 
 

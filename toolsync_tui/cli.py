@@ -18,7 +18,6 @@ from .config import Config, ConfigError, load_config
 from .engine.gateway import DatabaseError, open_gateway
 from .engine.operations import OPERATIONS
 from .engine.pipeline import Progress, RunProblem, RunResult, SafetyStop, run_operation
-from .engine.run_lock import LockBusy
 from .engine.sandbox import init_sandbox, open_or_create_sandbox
 from .paths import embedded_sandbox_dir, find_config
 
@@ -144,7 +143,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SafetyStop as exc:
         print(f"toolsync: {exc}", file=sys.stderr)
         return EXIT_SAFETY
-    except (ConfigError, RunProblem, DatabaseError, LockBusy) as exc:
+    except (ConfigError, RunProblem, DatabaseError) as exc:
         print(f"toolsync: {exc}", file=sys.stderr)
         return EXIT_CANNOT_RUN
     except KeyboardInterrupt:

@@ -21,6 +21,7 @@ from .moodle_schema import MoodleSchema
 
 # Keys per IN (...) list and rows per multi-row statement; well under MariaDB's packet limit.
 CHUNK = 1000
+CONNECT_TIMEOUT = 10  # seconds
 
 
 class DatabaseError(Exception):
@@ -66,7 +67,9 @@ class MoodleGateway:
             database=database,
             query=query,
         )
-        engine = create_async_engine(url, pool_size=2, max_overflow=2, pool_recycle=3600)
+        engine = create_async_engine(
+            url, pool_size=2, max_overflow=2, pool_recycle=3600, connect_args={"connect_timeout": CONNECT_TIMEOUT}
+        )
         where = socket or f"{host}:{port}"
         return cls(engine, MoodleSchema(prefix), "mariadb", f"{where}/{database}")
 

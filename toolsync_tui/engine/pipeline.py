@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -23,7 +23,7 @@ from .gateway import DatabaseError, MoodleGateway
 from .operations import OPERATIONS, Operation
 from .outcomes import NOT_PROCESSED, Outcome, count_outcomes, outcome_rows
 from .report import RunReport, Tryback
-from .run_lock import RunLock
+from .run_lock import LockBusy, RunLock
 from .store import DataStore, timestamp
 
 RECENT_MESSAGES = 50
@@ -119,9 +119,7 @@ async def run_operation(
             if lock.stale_note:
                 run.notes.append(lock.stale_note)
             return await run.execute(force)
-    except FileProblem as exc:
-        raise RunProblem(str(exc)) from None
-    except DatabaseError as exc:
+    except (FileProblem, DatabaseError, LockBusy) as exc:
         raise RunProblem(str(exc)) from None
 
 
@@ -173,7 +171,7 @@ class _Run:
         clock = time.monotonic()
         cancelled = False
         try:
-            for batch_number, batch in enumerate(source.batches(self.batch_size), start=1):
+            async for batch_number, batch in _numbered(source.batches(self.batch_size)):
                 if self.cancel is not None and self.cancel.is_set():
                     cancelled = True
                     outcomes = outcome_rows(
@@ -189,7 +187,6 @@ class _Run:
                     retry = outcomes.filter((pl.col("outcome") == Outcome.FAILED) | (pl.col("action") == NOT_PROCESSED))
                     tryback.add(batch.join(retry.select(pl.col("line").alias(LINE)), on=LINE, how="semi"))
                 self._progress(source, batch, batch_number, rows, counts, clock, outcomes)
-                await asyncio.sleep(0)  # let an interface redraw between batches
         except DatabaseError as exc:
             self.notes.append(
                 f"the run stopped after {rows} rows: {exc}. The rows after them were not "
@@ -317,6 +314,14 @@ class _Run:
                 recent=recent,
             )
         )
+
+
+async def _numbered(batches: Iterator[pl.DataFrame]) -> AsyncIterator[tuple[int, pl.DataFrame]]:
+    """Batches pulled in a worker thread: parsing a batch never stalls the event loop."""
+    number = 0
+    while (batch := await asyncio.to_thread(next, batches, None)) is not None:
+        number += 1
+        yield number, batch
 
 
 def _reason(exc: SQLAlchemyError) -> str:

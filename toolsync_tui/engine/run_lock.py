@@ -11,7 +11,7 @@ from types import TracebackType
 
 
 class LockBusy(Exception):
-    """Another run holds the data directory."""
+    """Another run holds the data directory (run_operation reports it as a RunProblem)."""
 
 
 class RunLock:

@@ -1,0 +1,330 @@
+"""Benchmark a toolsync operation end to end: the real CLI, in a child process, on a real MariaDB.
+
+    python -m benchmarks.run check                                  # quick: 100,000 lines, 10,000 courses
+    python -m benchmarks.run check --lines 1000000 --courses 100000 # full size
+
+Each case starts a throwaway MariaDB (tests/support/mariadb_server.py), loads the Moodle 4.5 dump,
+seeds what the operation needs, generates its command file, writes a toolsync configuration for that
+database, then times `python -m toolsync_tui --config CFG run OPERATION FILE` and reads the child's
+peak RSS from the kernel (wait4). The child's summary, report and tryback are checked against what
+the generator says they must be. The server is stopped whatever happens.
+
+Adding an operation: write its generator (and seeding) in benchmarks/generate.py, then a
+`BenchCase` below with its own arguments and `prepare`, and `register` it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import pstats
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import tomli_w
+
+from tests.support.mariadb_server import ThrowawayMariaDB
+
+from .generate import Expected, GeneratedFile, SeedResult, count_values, seed_courses_at, write_check_file
+
+REPO = Path(__file__).resolve().parents[1]
+DATABASE = "moodle"
+PREFIX = "mdl_"
+EXIT_VERIFIED, EXIT_MISMATCH, EXIT_BELOW_TARGET = 0, 1, 2
+
+
+# -- the registry of cases -----------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Targets:
+    min_rate: float  # data lines per second, end to end (process start to exit)
+    max_rss_mb: float  # the child's peak resident set, MiB
+
+
+@dataclass
+class Prepared:
+    """What a case set up: the command file, what it runs against, and how long seeding took."""
+
+    file: GeneratedFile
+    against: str  # "100,000 courses"
+    seeded: list[SeedResult] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class BenchCase:
+    name: str
+    operation: str  # the toolsync operation the child runs
+    help: str
+    targets: Targets
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    prepare: Callable[[argparse.Namespace, ThrowawayMariaDB, Path], Prepared]
+    # [operations.<operation>] settings written to the configuration.
+    settings: dict[str, Any] = field(default_factory=dict)
+
+
+CASES: dict[str, BenchCase] = {}
+
+
+def register(case: BenchCase) -> BenchCase:
+    CASES[case.name] = case
+    return case
+
+
+# -- check: course existence check ---------------------------------------------------------------
+
+def _check_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--lines", type=int, default=100_000, help="data lines in the file (100,000)")
+    parser.add_argument("--courses", type=int, default=10_000, help="courses seeded in the site (10,000)")
+    parser.add_argument("--missing-share", type=float, default=0.1,
+                        help="share of lines naming a course that does not exist (0.1)")
+    parser.add_argument("--case-share", type=float, default=0.02,
+                        help="share of existing names written in lower case (0.02)")
+
+
+def _check_prepare(args: argparse.Namespace, server: ThrowawayMariaDB, workdir: Path) -> Prepared:
+    seeded = asyncio.run(seed_courses_at(server.url(DATABASE), PREFIX, args.courses))
+    generated = write_check_file(workdir / "courses.csv", args.lines, args.courses,
+                                 missing_share=args.missing_share, case_share=args.case_share,
+                                 seed=args.seed)
+    return Prepared(generated, f"{args.courses:,} courses", [seeded])
+
+
+register(BenchCase(
+    name="check", operation="check", help="course existence check: <shortname>;<description> lines",
+    targets=Targets(min_rate=100_000, max_rss_mb=400), add_arguments=_check_arguments,
+    prepare=_check_prepare, settings={"identifier": "shortname"}))
+
+
+# -- running -------------------------------------------------------------------------------------
+
+@dataclass
+class Measurement:
+    wall: float
+    peak_rss_mb: float
+    exit_code: int
+    stdout: str
+    stderr: str
+
+
+@dataclass
+class Summary:
+    """The child's `OPERATION: N rows were processed in X s: a unchanged, b failed` and file paths."""
+
+    rows: int
+    engine_seconds: float
+    outcomes: Counter[str]
+    paths: dict[str, Path]
+
+
+SUMMARY = re.compile(r"^(?P<op>\w+): (?P<rows>\d+) rows were processed in (?P<secs>[\d.]+) s: (?P<parts>.*)$")
+PATH_LINE = re.compile(r"^  (?P<label>report|table|tryback|archived): (?P<path>.+)$")
+
+
+def write_config(workdir: Path, server: ThrowawayMariaDB, case: BenchCase,
+                 args: argparse.Namespace) -> Path:
+    files: dict[str, Any] = {"data_dir": str(workdir / "data"), "archive": "off",
+                             "report": not args.no_report, "tryback": not args.no_tryback}
+    document: dict[str, Any] = {
+        "database": {"driver": "mariadb", "host": "127.0.0.1", "port": server.port, "user": "toolsync",
+                     "password": "toolsync", "password_env": "", "name": DATABASE, "prefix": PREFIX},
+        "files": files,
+        "operations": {case.operation: case.settings},
+    }
+    if args.batch_size:
+        document["run"] = {"batch_size": args.batch_size}
+    path = workdir / "toolsync.toml"
+    with path.open("wb") as out:
+        tomli_w.dump(document, out)
+    path.chmod(0o600)
+    return path
+
+
+def run_child(command: Sequence[str], workdir: Path, tag: str) -> Measurement:
+    """Run to completion; wall time from spawn to reaping, peak RSS from that child's rusage."""
+    out_path, err_path = workdir / f"{tag}.stdout", workdir / f"{tag}.stderr"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    env.pop("TOOLSYNC_CONFIG", None)
+    with out_path.open("wb") as out, err_path.open("wb") as err:
+        clock = time.perf_counter()
+        child = subprocess.Popen(list(command), stdout=out, stderr=err, stdin=subprocess.DEVNULL,
+                                 cwd=workdir, env=env)
+        try:
+            _, status, usage = os.wait4(child.pid, 0)
+        except BaseException:
+            child.kill()
+            child.wait()
+            raise
+        wall = time.perf_counter() - clock
+    child.returncode = os.waitstatus_to_exitcode(status)
+    return Measurement(wall, usage.ru_maxrss / 1024, child.returncode,
+                       out_path.read_text(errors="replace"), err_path.read_text(errors="replace"))
+
+
+def parse_summary(stdout: str, operation: str) -> Summary | None:
+    summary: Summary | None = None
+    for line in stdout.splitlines():
+        if (match := SUMMARY.match(line)) and match["op"] == operation:
+            outcomes: Counter[str] = Counter()
+            for part in match["parts"].split(", "):
+                number, _, name = part.partition(" ")
+                if number.isdigit():
+                    outcomes[name] = int(number)
+            summary = Summary(int(match["rows"]), float(match["secs"]), outcomes, {})
+        elif summary is not None and (match := PATH_LINE.match(line)):
+            summary.paths[match["label"]] = Path(match["path"])
+    return summary
+
+
+def verify(measured: Measurement, summary: Summary | None, expected: Expected,
+           check_exit: bool) -> list[str]:
+    """Differences between what the run reported and what the generated file holds; [] if none."""
+    if summary is None:
+        return [f"no summary line in the child's output (exit code {measured.exit_code}):\n"
+                f"{measured.stdout[-1500:]}{measured.stderr[-1500:]}"]
+    problems: list[str] = []
+    want_exit = 1 if expected.outcomes.get("failed") else 0
+    if check_exit and measured.exit_code != want_exit:
+        problems.append(f"exit code {measured.exit_code}, expected {want_exit}")
+    if summary.rows != expected.lines:
+        problems.append(f"{summary.rows:,} rows processed, {expected.lines:,} in the file")
+    if +summary.outcomes != +expected.outcomes:
+        problems.append(f"outcomes {count_values(summary.outcomes)}, expected {count_values(expected.outcomes)}")
+    table = summary.paths.get("table")
+    if table is not None:
+        counted = pl.read_csv(table, columns=["action"], schema_overrides={"action": pl.String})
+        actions = Counter({str(a): int(n) for a, n in counted.group_by("action").len().iter_rows()})
+        if +actions != +expected.actions:
+            problems.append(f"report actions {count_values(actions)}, expected {count_values(expected.actions)}")
+    tryback = summary.paths.get("tryback")
+    if tryback is not None:
+        with tryback.open("rb") as data:
+            retried = sum(chunk.count(b"\n") for chunk in iter(lambda: data.read(1 << 20), b""))
+        if retried != expected.outcomes.get("failed", 0):
+            problems.append(f"tryback holds {retried:,} lines, expected {expected.outcomes.get('failed', 0):,}")
+    return problems
+
+
+def _mb(size: float) -> str:
+    return f"{size / (1 << 20):,.1f} MB"
+
+
+def benchmark(case: BenchCase, args: argparse.Namespace) -> int:
+    workdir = Path(tempfile.mkdtemp(prefix=f"toolsync-bench-{case.name}-"))
+    server: ThrowawayMariaDB | None = None
+    try:
+        clock = time.monotonic()
+        server = ThrowawayMariaDB.start()
+        started = time.monotonic() - clock
+        clock = time.monotonic()
+        server.load_dump(DATABASE)
+        loaded = time.monotonic() - clock
+        prepared = case.prepare(args, server, workdir)
+        config = write_config(workdir, server, case, args)
+        generated = prepared.file
+        seeded = "; ".join(f"seeded {s.rows:,} rows into {s.table} in {s.seconds:.1f} s ({s.method})"
+                           for s in prepared.seeded)
+        print(f"setup: mariadbd {started:.1f} s, Moodle dump {loaded:.1f} s; {seeded}; generated "
+              f"{generated.lines:,} lines ({_mb(generated.bytes)}) in {generated.seconds:.1f} s", flush=True)
+        command = ["-m", "toolsync_tui", "--config", str(config), "run", case.operation, str(generated.path)]
+        return _measure(case, args, workdir, prepared, command)
+    finally:
+        if server is not None:
+            server.stop()
+        if args.keep:
+            print(f"kept: {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _measure(case: BenchCase, args: argparse.Namespace, workdir: Path, prepared: Prepared,
+             command: list[str]) -> int:
+    lines = prepared.file.lines
+    rates: list[float] = []
+    worst_rss = 0.0
+    mismatch = False
+    for attempt in range(1, args.repeat + 1):
+        profile = workdir / f"{case.name}-{attempt}.prof" if args.profile else None
+        prefix = [sys.executable, *(["-m", "cProfile", "-o", str(profile)] if profile else [])]
+        measured = run_child([*prefix, *command], workdir, f"run{attempt}")
+        summary = parse_summary(measured.stdout, case.operation)
+        problems = verify(measured, summary, prepared.file.expected, check_exit=profile is None)
+        rate = lines / measured.wall
+        rates.append(rate)
+        worst_rss = max(worst_rss, measured.peak_rss_mb)
+        met = rate >= case.targets.min_rate and measured.peak_rss_mb < case.targets.max_rss_mb
+        label = " under cProfile" if profile else ""
+        print(f"{case.name}{label}: {lines:,} lines against {prepared.against} in {measured.wall:.1f} s = "
+              f"{rate:,.0f} lines/s, peak RSS {measured.peak_rss_mb:,.0f} MB "
+              f"(target >= {case.targets.min_rate:,.0f} lines/s, < {case.targets.max_rss_mb:,.0f} MB: "
+              f"{'met' if met else 'MISSED'})", flush=True)
+        if summary is not None:
+            engine = summary.engine_seconds
+            print(f"  outcomes: {count_values(summary.outcomes)}; engine's own run loop {engine:.1f} s "
+                  f"({lines / engine if engine else 0:,.0f} lines/s), start-up and wrap-up "
+                  f"{measured.wall - engine:.1f} s")
+        if problems:
+            mismatch = True
+            print("  MISMATCH: " + "\n  MISMATCH: ".join(problems))
+        else:
+            print(f"  verified: {count_values(prepared.file.expected.actions)}, as generated; exit code "
+                  f"{measured.exit_code}")
+        if profile is not None:
+            _print_profile(profile, args.profile_top)
+    if args.repeat > 1:
+        print(f"{case.name}: {args.repeat} runs, median {statistics.median(rates):,.0f} lines/s, best "
+              f"{max(rates):,.0f} lines/s, worst peak RSS {worst_rss:,.0f} MB")
+    if mismatch:
+        return EXIT_MISMATCH
+    below = statistics.median(rates) < case.targets.min_rate or worst_rss >= case.targets.max_rss_mb
+    return EXIT_BELOW_TARGET if below and args.fail_below_target else EXIT_VERIFIED
+
+
+def _print_profile(path: Path, top: int) -> None:
+    print(f"  profile: {path}")
+    stats = pstats.Stats(str(path), stream=sys.stdout)
+    stats.strip_dirs().sort_stats("tottime").print_stats(top)
+    stats.sort_stats("cumulative").print_stats(top)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.run",
+        description="Time a toolsync operation end to end against a throwaway MariaDB with the Moodle dump.",
+        epilog="Exit codes: 0 the run's counts matched the generated file, 1 they did not, 2 below "
+               "target (only with --fail-below-target).")
+    cases = parser.add_subparsers(dest="case", required=True, metavar="CASE")
+    for case in CASES.values():
+        sub = cases.add_parser(case.name, help=case.help, description=case.help)
+        case.add_arguments(sub)
+        sub.add_argument("--seed", type=int, default=42, help="random seed of the generator (42)")
+        sub.add_argument("--repeat", type=int, default=1, help="runs of the child on the same setup (1)")
+        sub.add_argument("--batch-size", type=int, default=0, help="run.batch_size (toolsync's default)")
+        sub.add_argument("--no-report", action="store_true", help="files.report = false")
+        sub.add_argument("--no-tryback", action="store_true", help="files.tryback = false")
+        sub.add_argument("--profile", action="store_true",
+                         help="run the child under cProfile and print its hotspots (slower)")
+        sub.add_argument("--profile-top", type=int, default=30, help="functions shown per profile listing")
+        sub.add_argument("--keep", action="store_true", help="keep the work folder (file, config, reports)")
+        sub.add_argument("--fail-below-target", action="store_true", help="exit 2 when below target")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return benchmark(CASES[args.case], args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

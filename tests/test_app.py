@@ -1,0 +1,323 @@
+"""The interface driven with Pilot on a fresh sandbox (conftest's `sandbox`), at 80x24 like over SSH."""
+
+from __future__ import annotations
+
+import socket
+from typing import Any
+
+import pytest
+from textual.widgets import DataTable, Log, Static
+
+from toolsync_tui.app import ToolsyncApp
+from toolsync_tui.config import Config
+from toolsync_tui.engine import pipeline
+from toolsync_tui.engine.operations import OPERATIONS
+from toolsync_tui.engine.pipeline import SafetyStop
+from toolsync_tui.engine.run_lock import RunLock
+from toolsync_tui.screens import run as run_module
+from toolsync_tui.screens.confirm import ConfirmScreen
+from toolsync_tui.screens.dashboard import DashboardScreen
+from toolsync_tui.screens.help import HelpScreen
+from toolsync_tui.screens.run import RunScreen
+
+from .ui_helpers import wait_until
+
+SIZE = (80, 24)
+Notes = list[tuple[str, dict[str, Any]]]
+
+
+def record_notifications(app: ToolsyncApp, monkeypatch: pytest.MonkeyPatch) -> Notes:
+    """Toasts are off under run_test; record what would have been shown instead."""
+    notes: Notes = []
+    original = app.notify
+
+    def spy(message: str, **options: Any) -> None:
+        notes.append((message, options))
+        original(message, **options)
+
+    monkeypatch.setattr(app, "notify", spy)
+    return notes
+
+
+def text_of(screen: Any, selector: str) -> str:
+    return str(screen.query_one(selector, Static).content)
+
+
+async def start_run(app: ToolsyncApp, pilot: Any, key: str) -> RunScreen:
+    await pilot.press(key)
+    screen = app.screen
+    assert isinstance(screen, RunScreen)
+    assert screen.worker is not None
+    await screen.worker.wait()
+    await pilot.pause()
+    return screen
+
+
+def free_loopback_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+# -- dashboard and header ----------------------------------------------------------------------
+
+
+async def test_dashboard_lists_every_operation_and_marks_unavailable_ones(sandbox: Config) -> None:
+    app = ToolsyncApp(sandbox)
+    async with app.run_test(size=SIZE) as pilot:
+        assert app.site_loader is not None
+        await app.site_loader.wait()
+        await pilot.pause()
+        assert isinstance(app.screen, DashboardScreen)
+        table = app.screen.query_one(DataTable)
+        assert table.row_count == len(OPERATIONS) == 14
+        rows = {name: [str(cell) for cell in table.get_row(name)] for name in OPERATIONS}
+        assert rows["check"][:3] == ["check", "courses.csv", "260 Bytes"]
+        for name, info in OPERATIONS.items():
+            assert (rows[name][1] == "not available yet") is (info.implementation is None), name
+        assert "SANDBOX" in text_of(app.screen, "#site-badge")
+        detail = text_of(app.screen, "#site-detail")
+        assert detail.startswith("sandbox.sqlite · prefix mdl_ · Moodle 4.5")
+
+
+async def test_missing_sandbox_database_shows_an_error_in_the_header(
+    sandbox: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (sandbox.base_dir / "sandbox.sqlite").unlink()
+    app = ToolsyncApp(sandbox)
+    notes = record_notifications(app, monkeypatch)
+    async with app.run_test(size=SIZE) as pilot:
+        assert app.site_loader is not None
+        await app.site_loader.wait()
+        await pilot.pause()
+        assert text_of(app.screen, "#site-badge").strip() == "NO DATABASE"
+        assert "does not exist" in text_of(app.screen, "#site-detail")
+        assert "Traceback" not in text_of(app.screen, "#site-detail")
+        assert notes
+        assert notes[0][1]["severity"] == "error"
+
+
+async def test_unreachable_mariadb_shows_an_error_in_the_header(sandbox: Config) -> None:
+    sandbox.set("database.driver", "mariadb")
+    sandbox.set("database.port", free_loopback_port())  # nothing listens there: refused at once
+    app = ToolsyncApp(sandbox)
+    async with app.run_test(size=SIZE) as pilot:
+        assert app.site_loader is not None
+        await app.site_loader.wait()
+        await pilot.pause()
+        assert text_of(app.screen, "#site-badge").strip() == "NO DATABASE"
+        assert "cannot use the database at 127.0.0.1" in text_of(app.screen, "#site-detail")
+
+
+async def test_help_lists_the_keys_of_the_current_screen(sandbox: Config) -> None:
+    app = ToolsyncApp(sandbox)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("question_mark")
+        assert isinstance(app.screen, HelpScreen)
+        keys = dict(app.screen.keys)
+        assert keys["r"] == "Run"
+        assert keys["d"] == "Dry run"
+        assert keys["enter"] == "Run the chosen operation"
+        await pilot.press("escape")
+        assert isinstance(app.screen, DashboardScreen)
+
+
+# -- running --------------------------------------------------------------------------------------
+
+
+async def test_run_check_shows_the_summary_and_writes_the_report(sandbox: Config) -> None:
+    app = ToolsyncApp(sandbox)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await start_run(app, pilot, "r")
+        result = screen.result
+        assert result is not None
+        assert screen.error is None
+        assert result.counts == {"failed": 4}
+        assert result.rows == 4
+        assert not result.dry_run
+        assert result.report_path is not None
+        assert result.report_path.is_file()
+        assert result.tryback_path is not None
+        assert result.tryback_path.is_file()
+        assert result.archive_path is not None
+        assert result.archive_path.is_file()
+        assert not (sandbox.data_dir / "inbox" / "courses.csv").exists()  # archived (moved)
+        assert "failed 4" in text_of(screen, "#counters")
+        assert text_of(screen, "#state") == "Finished: 4 of 4 rows failed, see the report."
+        summary = text_of(screen, "#summary")
+        assert summary.startswith("4 rows were processed in ")
+        assert f"report   reports/{result.report_path.name}" in summary
+        assert f"archived archive/{result.archive_path.name}" in summary
+        assert "line 6: failed Course with shortname 'NOPE999' not found" in screen.query_one(Log).lines
+        await pilot.press("escape")  # back, and the dashboard sees the file is gone
+        assert isinstance(app.screen, DashboardScreen)
+        assert [str(c) for c in app.screen.query_one(DataTable).get_row("check")][2] == "missing"
+
+
+async def test_enter_runs_the_chosen_operation(sandbox: Config) -> None:
+    app = ToolsyncApp(sandbox)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await start_run(app, pilot, "enter")
+        assert screen.result is not None
+        assert screen.result.counts == {"failed": 4}
+
+
+async def test_dry_run_writes_no_tryback_and_keeps_the_file(sandbox: Config) -> None:
+    inbox_file = sandbox.data_dir / "inbox" / "courses.csv"
+    app = ToolsyncApp(sandbox)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await start_run(app, pilot, "d")
+        result = screen.result
+        assert result is not None
+        assert result.dry_run
+        assert result.counts == {"failed": 4}
+        assert result.tryback_path is None
+        assert result.archive_path is None
+        assert result.report_path is not None
+        assert result.report_path.name.endswith("_dryrun.txt")
+        assert inbox_file.is_file()
+        assert not any((sandbox.data_dir / "tryback").iterdir())
+        assert not any((sandbox.data_dir / "archive").iterdir())
+        assert "DRY RUN" in text_of(screen, "#run-title")
+        assert text_of(screen, "#state").startswith("Dry run finished, nothing was written")
+
+
+async def test_cancel_right_after_start_skips_the_remaining_rows(sandbox: Config) -> None:
+    lines = 300_000
+    inbox_file = sandbox.data_dir / "inbox" / "courses.csv"
+    inbox_file.write_text("".join(f"C{i:06d};course {i}\n" for i in range(lines)))
+    app = ToolsyncApp(sandbox)
+    async with app.run_test(size=SIZE) as pilot:
+        # simulate_key does not wait for the CPU to go idle (pilot.press would, for seconds, while
+        # the engine works), so "c" reaches the screen right after the run has started.
+        app.simulate_key("r")
+        await wait_until(lambda: isinstance(app.screen, RunScreen) and app.screen.running)
+        screen = app.screen
+        assert isinstance(screen, RunScreen)
+        assert screen.worker is not None
+        app.simulate_key("c")
+        await screen.worker.wait()
+        await pilot.pause()
+        result = screen.result
+        assert result is not None
+        assert result.cancelled
+        assert result.rows == lines  # every row accounted for: the rest are skipped, not dropped
+        assert result.counts.get("skipped", 0) > 0
+        assert sum(result.counts.values()) == lines
+        assert result.archive_path is None
+        assert inbox_file.is_file()
+        assert text_of(screen, "#state").startswith("Cancelled: ")
+        assert not screen.running
+        await pilot.press("escape")
+        assert isinstance(app.screen, DashboardScreen)
+
+
+async def test_quit_while_running_cancels_first(sandbox: Config) -> None:
+    (sandbox.data_dir / "inbox" / "courses.csv").write_text("".join(f"C{i:06d}\n" for i in range(300_000)))
+    app = ToolsyncApp(sandbox)
+    async with app.run_test(size=SIZE):
+        app.simulate_key("r")
+        await wait_until(lambda: isinstance(app.screen, RunScreen) and app.screen.running)
+        screen = app.screen
+        assert isinstance(screen, RunScreen)
+        assert screen.worker is not None
+        app.simulate_key("q")
+        await screen.worker.wait()  # the run ends by itself, cancelled, with its report written
+        assert screen.result is not None
+        assert screen.result.cancelled
+        assert screen.result.report_path is not None
+        assert screen.result.report_path.is_file()
+        await wait_until(lambda: not app.is_running)
+
+
+async def test_run_on_unavailable_operation_only_notifies(sandbox: Config, monkeypatch: pytest.MonkeyPatch) -> None:
+    app = ToolsyncApp(sandbox)
+    notes = record_notifications(app, monkeypatch)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("down", "r")  # deletecourses
+        await pilot.pause()
+        assert isinstance(app.screen, DashboardScreen)
+        assert len(app.screen_stack) == 2  # the default screen and the dashboard, no run screen
+        assert notes == [
+            (
+                "deletecourses (Delete courses) is not available in this version yet",
+                {"title": "Cannot run", "severity": "warning", "markup": False},
+            )
+        ]
+
+
+async def test_run_with_missing_file_only_notifies(sandbox: Config, monkeypatch: pytest.MonkeyPatch) -> None:
+    (sandbox.data_dir / "inbox" / "courses.csv").unlink()
+    app = ToolsyncApp(sandbox)
+    notes = record_notifications(app, monkeypatch)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("r")
+        await pilot.pause()
+        assert isinstance(app.screen, DashboardScreen)
+        assert len(notes) == 1
+        assert "courses.csv is missing" in notes[0][0]
+
+
+async def test_unreadable_file_is_a_message_not_a_crash(sandbox: Config, monkeypatch: pytest.MonkeyPatch) -> None:
+    sandbox.set("files.encoding", "utf-8")
+    (sandbox.data_dir / "inbox" / "courses.csv").write_bytes(b"BIO101;caf\xe9\n")  # latin-1, not UTF-8
+    app = ToolsyncApp(sandbox)
+    notes = record_notifications(app, monkeypatch)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await start_run(app, pilot, "r")
+        assert screen.result is None
+        assert screen.error is not None
+        assert screen.error.startswith("Could not run: courses.csv line 1, byte 11: 0xE9 is not valid UTF-8")
+        assert text_of(screen, "#state") == screen.error
+        assert notes[-1][1]["severity"] == "error"
+        await pilot.press("escape")
+        assert isinstance(app.screen, DashboardScreen)
+
+
+async def test_run_while_another_holds_the_lock_is_a_message(sandbox: Config) -> None:
+    app = ToolsyncApp(sandbox)
+    async with app.run_test(size=SIZE) as pilot:
+        with RunLock(sandbox.data_dir, "users"):  # e.g. the nightly cron run
+            screen = await start_run(app, pilot, "r")
+        assert screen.result is None
+        assert text_of(screen, "#state").startswith("Could not run: another run is in progress")
+
+
+def fake_threshold(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """The check never deletes, so it never trips the threshold: make the first attempt do so."""
+    attempts: list[bool] = []
+    real = pipeline.run_operation
+
+    async def guarded(*args: Any, force: bool = False, **options: Any) -> pipeline.RunResult:
+        attempts.append(force)
+        if not force:
+            raise SafetyStop("check", 40, 100, 0.1)
+        return await real(*args, force=force, **options)
+
+    monkeypatch.setattr(run_module, "run_operation", guarded)
+    return attempts
+
+
+@pytest.mark.parametrize(("answer", "confirmed"), [("y", True), ("n", False)])
+async def test_safety_stop_asks_and_reruns_with_force_on_yes(
+    sandbox: Config, monkeypatch: pytest.MonkeyPatch, answer: str, confirmed: bool
+) -> None:
+    attempts = fake_threshold(monkeypatch)
+    app = ToolsyncApp(sandbox)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("r")
+        await wait_until(lambda: isinstance(app.screen, ConfirmScreen))
+        screen = app.screen_stack[-2]
+        assert isinstance(screen, RunScreen)
+        assert screen.worker is not None
+        assert "40 of 100" in str(app.screen.query_one("#message", Static).content)
+        await pilot.press(answer)
+        await screen.worker.wait()
+        await pilot.pause()
+        assert attempts == ([False, True] if confirmed else [False])
+        if confirmed:
+            assert screen.result is not None
+            assert screen.result.counts == {"failed": 4}
+        else:
+            assert screen.result is None
+            assert text_of(screen, "#state").startswith("Stopped by the safety threshold")

@@ -1,0 +1,84 @@
+"""The Textual interface: the dashboard of operations, with the connected site always in view."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Iterable
+from typing import ClassVar
+
+from textual import work
+from textual.app import App, SystemCommand
+from textual.binding import Binding, BindingType
+from textual.reactive import reactive
+from textual.screen import Screen
+from textual.worker import Worker
+
+from .clock import Clock, SystemClock
+from .config import Config
+from .engine.gateway import DatabaseError, open_gateway
+from .screens.dashboard import DashboardScreen
+from .screens.help import HelpScreen, keys_of
+from .site_status import SiteStatus, connecting, failed, ready
+
+# An unreachable MariaDB host can leave a TCP connect hanging for minutes; say so much sooner.
+SITE_TIMEOUT = 15.0
+
+
+class ToolsyncApp(App[None]):
+    CSS_PATH = "app.tcss"
+    TITLE = "toolsync"
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("q", "quit", "Quit"),
+        Binding("question_mark", "help", "Help", key_display="?"),
+    ]
+
+    site_status: reactive[SiteStatus] = reactive(SiteStatus("connecting", "…", ""))
+
+    def __init__(self, config: Config, *, clock: Clock | None = None) -> None:
+        super().__init__()
+        self.config = config
+        self.clock: Clock = clock or SystemClock()
+        self.site_loader: Worker[None] | None = None
+        self.set_reactive(ToolsyncApp.site_status, connecting(config.settings.database, config.base_dir))
+        if "TEXTUAL_ANIMATIONS" not in os.environ:
+            self.animation_level = "none"  # redraws are costly over SSH; an explicit setting still wins
+
+    def on_mount(self) -> None:
+        # Pushed rather than returned by get_default_screen(): Textual 8.2 loads a screen's CSS_PATH
+        # only for pushed screens and modes.
+        self.push_screen(DashboardScreen(self.config, self.clock))
+        for warning in self.config.warnings:
+            self.notify(warning, title="Configuration", severity="warning", markup=False)
+        self.site_loader = self.load_site()
+
+    @work(exclusive=True, group="site", exit_on_error=False)
+    async def load_site(self) -> None:
+        """Read which site this is; any failure becomes the header's error text, never a traceback."""
+        database = self.config.settings.database
+        self.site_status = connecting(database, self.config.base_dir)
+        try:
+            gateway = open_gateway(database, self.config.database_password, self.config.base_dir)
+            try:
+                info = await asyncio.wait_for(gateway.site_info(), SITE_TIMEOUT)
+            finally:
+                await gateway.close()
+        except DatabaseError as problem:
+            status = failed(str(problem))
+        except TimeoutError:
+            status = failed(f"no answer from the database within {SITE_TIMEOUT:.0f} s: check host and port")
+        except Exception as unexpected:  # e.g. a driver error the gateway does not translate
+            status = failed(f"cannot use the database: {type(unexpected).__name__}: {unexpected}")
+        else:
+            status = ready(info, self.config.base_dir)
+        self.site_status = status
+        if status.state == "error":
+            self.notify(status.detail, title="Database", severity="error", markup=False)
+
+    def get_system_commands(self, screen: Screen[object]) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        yield SystemCommand("Reconnect", "Read the site information from the database again", self.load_site)
+
+    def action_help(self) -> None:
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen(keys_of(self, self.screen)))

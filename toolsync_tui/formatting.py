@@ -1,0 +1,35 @@
+"""How numbers, times and paths read on screen (humanize, and paths short enough for 80 columns)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import humanize
+
+
+def short_path(path: Path, base: Path) -> str:
+    """`path` relative to `base` when it lies inside it: the data dir is known, the rest is noise."""
+    try:
+        return str(path.relative_to(base))
+    except ValueError:
+        return str(path)
+
+
+def file_size(size: int) -> str:
+    return humanize.naturalsize(size)
+
+
+def file_age(modified: datetime, now: datetime) -> str:
+    # A file stamped in the future (clock skew, copied with -p) reads as "now", not as a negative age.
+    return humanize.naturaltime(max(now - modified, timedelta(0)))
+
+
+def rate(rows: int, seconds: float) -> str:
+    return f"{rows / seconds:,.0f} rows/s" if seconds > 0 else "— rows/s"
+
+
+def duration(seconds: float) -> str:
+    return (
+        f"{seconds:.1f} s" if seconds < 60 else humanize.precisedelta(seconds, minimum_unit="seconds", format="%0.0f")
+    )

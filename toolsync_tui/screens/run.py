@@ -1,0 +1,230 @@
+"""One run of one operation, live: progress, counters, recent report lines, then where the files went.
+
+The engine runs in an async worker on the UI loop (it awaits the database between batches). Its progress
+callback only stores; a timer paints ten times a second, so a fast engine cannot flood the terminal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from pathlib import Path
+from typing import ClassVar
+
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal
+from textual.screen import Screen
+from textual.timer import Timer
+from textual.widgets import Footer, Log, ProgressBar, Static
+from textual.worker import Worker
+
+from ..catalog import OperationEntry
+from ..clock import Clock
+from ..config import Config
+from ..engine.gateway import DatabaseError, open_gateway
+from ..engine.outcomes import Outcome
+from ..engine.pipeline import Progress, RunProblem, RunResult, SafetyStop, run_operation
+from ..formatting import rate, short_path
+from ..widgets.site_bar import SiteBar
+from .confirm import ConfirmScreen
+from .summary import outcome_line, summary_lines
+
+LOG_LINES = 1000
+PAINT_EVERY = 0.1  # seconds
+
+
+class RunScreen(Screen[None]):
+    CSS_PATH = "run.tcss"
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("c", "cancel_run", "Cancel"),
+        Binding("escape", "cancel_run", "Cancel", show=False),
+        Binding("escape", "back", "Back"),  # only once the run is over (see check_action)
+        Binding("q", "quit", "Quit"),
+    ]
+    KEY_HELP: ClassVar[tuple[tuple[str, str], ...]] = (("esc", "While running: cancel. After: back to the operations"),)
+
+    def __init__(self, config: Config, entry: OperationEntry, *, dry_run: bool, clock: Clock) -> None:
+        super().__init__()
+        self.config = config
+        self.entry = entry
+        self.dry_run = dry_run
+        self.clock = clock
+        self.running = False
+        self.result: RunResult | None = None
+        self.error: str | None = None
+        self.worker: Worker[None] | None = None
+        self._cancel = asyncio.Event()
+        self._quit_when_stopped = False
+        self._progress: Progress | None = None
+        self._pending: deque[str] = deque(maxlen=LOG_LINES)
+        self._started = 0.0
+        self._elapsed = 0.0
+        self._painter: Timer | None = None
+
+    def compose(self) -> ComposeResult:
+        yield SiteBar(id="site")
+        mode = " · DRY RUN: nothing will be written" if self.dry_run else ""
+        yield Static(f"{self.entry.name} · {self.entry.title}{mode}", id="run-title", markup=False)
+        with Horizontal(id="progress-row"):
+            yield ProgressBar(total=None, show_eta=False, id="bar")
+            yield Static("", id="lines")
+            yield Static("", id="rate")
+        yield Static(outcome_line({}), id="counters", markup=False)
+        yield Static("", id="state", markup=False)
+        yield Log(max_lines=LOG_LINES, id="log")
+        yield Static("", id="summary", markup=False)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        log = self.query_one(Log)
+        log.border_title = "Report lines, latest last"
+        log.write_line(f"{self.entry.name}: {self._short(self.entry.file)}")
+        self._started = self.clock.monotonic()
+        self._painter = self.set_interval(PAINT_EVERY, self._paint)
+        self.running = True
+        self._state("Running…")
+        self.worker = self._run()
+
+    # -- the run ---------------------------------------------------------------------------
+
+    @work(exclusive=True, group="run", exit_on_error=False)
+    async def _run(self) -> None:
+        # Every failure ends as a message on this screen: the worker never raises into the app.
+        # A CancelledError (the app is closing) is a BaseException and passes through untouched.
+        force = False
+        try:
+            while True:
+                try:
+                    self.result = await self._attempt(force)
+                    break
+                except SafetyStop as stop:
+                    if force or not await self._confirm_past_threshold(stop):
+                        self.error = f"Stopped by the safety threshold, not confirmed: {stop}"
+                        break
+                    force = True
+        except (RunProblem, DatabaseError) as problem:
+            self.error = f"Could not run: {problem}"
+        except Exception as unexpected:  # a run must never take the interface down with it
+            self.log.error(unexpected)  # devtools console: the screen shows a message, not a traceback
+            self.error = f"Unexpected error (please report it): {type(unexpected).__name__}: {unexpected}"
+        self._finish()
+
+    async def _attempt(self, force: bool) -> RunResult:
+        # One gateway per run: its pool does not outlive the run, nor share state with the header's.
+        gateway = open_gateway(self.config.settings.database, self.config.database_password, self.config.base_dir)
+        try:
+            return await run_operation(
+                self.config,
+                gateway,
+                self.entry.name,
+                self.entry.file,
+                dry_run=self.dry_run,
+                force=force,
+                on_progress=self._on_progress,
+                cancel=self._cancel,
+            )
+        finally:
+            await gateway.close()
+
+    async def _confirm_past_threshold(self, stop: SafetyStop) -> bool:
+        self._paint()
+        self._state("Waiting for confirmation: the safety threshold was reached.")
+        question = ConfirmScreen("Safety threshold", str(stop), yes="Yes, run it anyway")
+        confirmed = await self.app.push_screen_wait(question)
+        if confirmed and not self._cancel.is_set():
+            self.query_one(Log).write_line("confirmed past the safety threshold: running again")
+            self._state("Running past the safety threshold…")
+            return True
+        return False
+
+    def _on_progress(self, progress: Progress) -> None:
+        self._progress = progress
+        self._pending.extend(progress.recent)
+
+    # -- painting --------------------------------------------------------------------------
+
+    def _paint(self) -> None:
+        if self.running:
+            self._elapsed = self.clock.monotonic() - self._started
+        progress = self._progress
+        if progress is not None:
+            done = sum(progress.counts.values())
+            self.query_one(ProgressBar).update(total=max(progress.lines_total, 1), progress=progress.lines_done)
+            self.query_one("#lines", Static).update(f"line {progress.lines_done:,} of {progress.lines_total:,}")
+            self.query_one("#rate", Static).update(rate(done, self._elapsed))
+            self.query_one("#counters", Static).update(outcome_line(progress.counts))
+        if self._pending:
+            self.query_one(Log).write_lines(list(self._pending))
+            self._pending.clear()
+
+    def _state(self, text: str, kind: str = "") -> None:
+        state = self.query_one("#state", Static)
+        state.update(text)
+        for name in ("-error", "-warning", "-success"):
+            state.set_class(name == kind, name)
+
+    def _finish(self) -> None:
+        self._paint()
+        self.running = False
+        if self._painter is not None:
+            self._painter.stop()
+        result = self.result
+        if result is not None:
+            bar = self.query_one(ProgressBar)
+            bar.update(total=bar.total or 1, progress=bar.total or 1)  # trailing comments count as read
+            self.query_one("#counters", Static).update(outcome_line(result.counts))
+            self._state(*self._verdict(result))
+            summary = self.query_one("#summary", Static)
+            summary.update("\n".join(summary_lines(result, self.config.data_dir, self._elapsed)))
+            summary.display = True
+        elif self.error is not None:
+            if self._progress is None:
+                self.query_one(ProgressBar).update(total=1, progress=0)  # not a spinning "--%" forever
+            self._state(self.error, "-error")
+            self.notify(self.error, title=f"{self.entry.name} did not run", severity="error", markup=False)
+        self.refresh_bindings()
+        if self._quit_when_stopped:
+            self.app.exit()
+
+    def _verdict(self, result: RunResult) -> tuple[str, str]:
+        failed, skipped = result.counts.get(Outcome.FAILED, 0), result.counts.get(Outcome.SKIPPED, 0)
+        if result.cancelled:
+            kept = "" if result.dry_run else " The command file stays in the inbox."
+            return f"Cancelled: {skipped:,} rows were not processed (counted as skipped).{kept}", "-warning"
+        written = "Dry run finished, nothing was written" if result.dry_run else "Finished"
+        if not result.rows:
+            return f"{written}: the file has no data rows.", "-warning"
+        if failed:
+            return f"{written}: {failed:,} of {result.rows:,} rows failed, see the report.", "-error"
+        return f"{written}: every row succeeded.", "-success"
+
+    def _short(self, path: Path) -> str:
+        return short_path(path, self.config.data_dir)
+
+    # -- keys ------------------------------------------------------------------------------
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "cancel_run":
+            return self.running
+        if action == "back":
+            return not self.running
+        return True
+
+    def action_cancel_run(self) -> None:
+        if self._cancel.is_set():
+            return
+        self._cancel.set()
+        self._state("Cancelling: the batch in progress finishes, the remaining rows are marked skipped…", "-warning")
+
+    def action_back(self) -> None:
+        self.app.pop_screen()
+
+    def action_quit(self) -> None:
+        if not self.running:
+            self.app.exit()
+            return
+        self._quit_when_stopped = True
+        self.action_cancel_run()
+        self.notify("Quitting once the run has stopped", markup=False)
