@@ -97,14 +97,8 @@ class TerminalProgress:
 
 def print_result(result: RunResult) -> None:
     print(f"{result.operation}: {result.summary()}")
-    for label, path in (
-        ("report", result.report_path),
-        ("table", result.table_path),
-        ("tryback", result.tryback_path),
-        ("archived", result.archive_path),
-    ):
-        if path is not None:
-            print(f"  {label}: {path}")
+    for label, path in result.files():
+        print(f"  {label}: {path}")
     for note in result.notes:
         print(f"  note: {note}")
 

@@ -74,6 +74,16 @@ class RunResult:
     cancelled: bool = False
     notes: list[str] = field(default_factory=list)
 
+    def files(self) -> list[tuple[str, Path]]:
+        """What the run wrote, labelled: report, table, tryback, archived."""
+        labelled = (
+            ("report", self.report_path),
+            ("table", self.table_path),
+            ("tryback", self.tryback_path),
+            ("archived", self.archive_path),
+        )
+        return [(label, path) for label, path in labelled if path is not None]
+
     @property
     def exit_code(self) -> int:
         return 1 if self.counts.get(Outcome.FAILED, 0) or self.cancelled else 0

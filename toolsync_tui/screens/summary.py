@@ -19,13 +19,6 @@ def summary_lines(result: RunResult, data_dir: Path, seconds: float) -> list[str
     """`seconds` is the interface's own measure, so that a test clock can pin it (not result.duration)."""
     verb = "would be" if result.dry_run else "were"
     lines = [f"{result.rows:,} rows {verb} processed in {duration(seconds)} ({rate(result.rows, seconds)})"]
-    for label, path in (
-        ("report", result.report_path),
-        ("table", result.table_path),
-        ("tryback", result.tryback_path),
-        ("archived", result.archive_path),
-    ):
-        if path is not None:
-            lines.append(f"{label:<9}{short_path(path, data_dir)}")
+    lines += [f"{label:<9}{short_path(path, data_dir)}" for label, path in result.files()]
     lines += [f"note: {note}" for note in result.notes]
     return lines
