@@ -6,8 +6,9 @@
 Each case starts a throwaway MariaDB (tests/support/mariadb_server.py), loads the Moodle 4.5 dump,
 seeds what the operation needs, generates its command file, writes a toolsync configuration for that
 database, then times `python -m toolsync_tui --config CFG run OPERATION FILE` and reads the child's
-peak RSS from the kernel (wait4). The child's summary, report and tryback are checked against what
-the generator says they must be. The server is stopped whatever happens.
+peak RSS from the kernel (wait4, in the small launcher benchmarks/measure.py). The child's summary,
+report and tryback are checked against what the generator says they must be. The server is stopped
+whatever happens.
 
 Adding an operation: write its generator (and seeding) in benchmarks/generate.py, then a
 `BenchCase` below with its own arguments and `prepare`, and `register` it.
@@ -17,14 +18,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import pstats
 import re
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -40,12 +44,14 @@ from tests.support.mariadb_server import ThrowawayMariaDB
 from .generate import Expected, GeneratedFile, SeedResult, count_values, seed_courses_at, write_check_file
 
 REPO = Path(__file__).resolve().parents[1]
+MEASURE = Path(__file__).resolve().with_name("measure.py")
 DATABASE = "moodle"
 PREFIX = "mdl_"
 EXIT_VERIFIED, EXIT_MISMATCH, EXIT_BELOW_TARGET = 0, 1, 2
 
 
 # -- the registry of cases -----------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Targets:
@@ -84,38 +90,89 @@ def register(case: BenchCase) -> BenchCase:
 
 # -- check: course existence check ---------------------------------------------------------------
 
+
 def _check_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lines", type=int, default=100_000, help="data lines in the file (100,000)")
     parser.add_argument("--courses", type=int, default=10_000, help="courses seeded in the site (10,000)")
-    parser.add_argument("--missing-share", type=float, default=0.1,
-                        help="share of lines naming a course that does not exist (0.1)")
-    parser.add_argument("--case-share", type=float, default=0.02,
-                        help="share of existing names written in lower case (0.02)")
+    parser.add_argument(
+        "--missing-share", type=float, default=0.1, help="share of lines naming a course that does not exist (0.1)"
+    )
+    parser.add_argument(
+        "--case-share", type=float, default=0.02, help="share of existing names written in lower case (0.02)"
+    )
 
 
 def _check_prepare(args: argparse.Namespace, server: ThrowawayMariaDB, workdir: Path) -> Prepared:
     seeded = asyncio.run(seed_courses_at(server.url(DATABASE), PREFIX, args.courses))
-    generated = write_check_file(workdir / "courses.csv", args.lines, args.courses,
-                                 missing_share=args.missing_share, case_share=args.case_share,
-                                 seed=args.seed)
+    generated = write_check_file(
+        workdir / "courses.csv",
+        args.lines,
+        args.courses,
+        missing_share=args.missing_share,
+        case_share=args.case_share,
+        seed=args.seed,
+    )
     return Prepared(generated, f"{args.courses:,} courses", [seeded])
 
 
-register(BenchCase(
-    name="check", operation="check", help="course existence check: <shortname>;<description> lines",
-    targets=Targets(min_rate=100_000, max_rss_mb=400), add_arguments=_check_arguments,
-    prepare=_check_prepare, settings={"identifier": "shortname"}))
+register(
+    BenchCase(
+        name="check",
+        operation="check",
+        help="course existence check: <shortname>;<description> lines",
+        targets=Targets(min_rate=100_000, max_rss_mb=400),
+        add_arguments=_check_arguments,
+        prepare=_check_prepare,
+        settings={"identifier": "shortname"},
+    )
+)
 
 
 # -- running -------------------------------------------------------------------------------------
 
+
 @dataclass
 class Measurement:
     wall: float
-    peak_rss_mb: float
+    peak_rss_mb: float  # the kernel's figure for the child (wait4's ru_maxrss)
     exit_code: int
     stdout: str
     stderr: str
+    # psutil samples every RSS_INTERVAL: (seconds since start, RSS MiB); empty without psutil.
+    rss_samples: list[tuple[float, float]] = field(default_factory=list)
+
+    def rss_timeline(self, points: int = 10) -> str:
+        """RSS at `points` evenly spaced moments of the run, to see where the peak happens."""
+        if not self.rss_samples:
+            return ""
+        step = self.wall / points
+        shown = []
+        for k in range(1, points + 1):
+            upto = [mb for at, mb in self.rss_samples if at <= k * step]
+            shown.append(f"{max(upto) if upto else 0:,.0f}")
+        return " ".join(shown)
+
+
+RSS_INTERVAL = 0.05
+
+
+def _sample_rss(pid_file: Path, samples: list[tuple[float, float]], done: threading.Event) -> None:
+    """RSS of the measured command every RSS_INTERVAL, once the launcher has written its pid."""
+    try:
+        import psutil
+    except ImportError:
+        return
+    while not pid_file.exists() or not pid_file.read_text().strip():
+        if done.wait(0.005):
+            return
+    clock = time.perf_counter()
+    try:
+        process = psutil.Process(int(pid_file.read_text()))
+        while not done.is_set():
+            samples.append((time.perf_counter() - clock, process.memory_info().rss / (1 << 20)))
+            done.wait(RSS_INTERVAL)
+    except (psutil.Error, ValueError):  # the command has exited (or is a zombie)
+        return
 
 
 @dataclass
@@ -132,13 +189,24 @@ SUMMARY = re.compile(r"^(?P<op>\w+): (?P<rows>\d+) rows were processed in (?P<se
 PATH_LINE = re.compile(r"^  (?P<label>report|table|tryback|archived): (?P<path>.+)$")
 
 
-def write_config(workdir: Path, server: ThrowawayMariaDB, case: BenchCase,
-                 args: argparse.Namespace) -> Path:
-    files: dict[str, Any] = {"data_dir": str(workdir / "data"), "archive": "off",
-                             "report": not args.no_report, "tryback": not args.no_tryback}
+def write_config(workdir: Path, server: ThrowawayMariaDB, case: BenchCase, args: argparse.Namespace) -> Path:
+    files: dict[str, Any] = {
+        "data_dir": str(workdir / "data"),
+        "archive": "off",
+        "report": not args.no_report,
+        "tryback": not args.no_tryback,
+    }
     document: dict[str, Any] = {
-        "database": {"driver": "mariadb", "host": "127.0.0.1", "port": server.port, "user": "toolsync",
-                     "password": "toolsync", "password_env": "", "name": DATABASE, "prefix": PREFIX},
+        "database": {
+            "driver": "mariadb",
+            "host": "127.0.0.1",
+            "port": server.port,
+            "user": "toolsync",
+            "password": "toolsync",
+            "password_env": "",
+            "name": DATABASE,
+            "prefix": PREFIX,
+        },
         "files": files,
         "operations": {case.operation: case.settings},
     }
@@ -151,25 +219,73 @@ def write_config(workdir: Path, server: ThrowawayMariaDB, case: BenchCase,
     return path
 
 
-def run_child(command: Sequence[str], workdir: Path, tag: str) -> Measurement:
-    """Run to completion; wall time from spawn to reaping, peak RSS from that child's rusage."""
+def _attach_py_spy(pid_path: Path, out: Path, log: Path) -> subprocess.Popen[bytes] | None:
+    """py-spy recording the measured command (not the launcher) until it exits."""
+    deadline = time.monotonic() + 10
+    while not (pid_path.exists() and pid_path.read_text().strip()):
+        if time.monotonic() > deadline:
+            return None
+        time.sleep(0.005)
+    with log.open("wb") as messages:
+        pid = pid_path.read_text().strip()
+        spy = [
+            py_spy_binary(),
+            "record",
+            "--nonblocking",
+            "--pid",
+            pid,
+            "--rate",
+            "100",
+            "--format",
+            "raw",
+            "--output",
+            str(out),
+        ]
+        return subprocess.Popen(spy, stdout=messages, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+
+
+def run_child(command: Sequence[str], workdir: Path, tag: str, py_spy_out: Path | None = None) -> Measurement:
+    """Run to completion through benchmarks/measure.py: wall time from spawn to reaping, and the
+    command's own peak RSS (see measure.py for why it is not started from this process)."""
     out_path, err_path = workdir / f"{tag}.stdout", workdir / f"{tag}.stderr"
+    result_path, pid_path = workdir / f"{tag}.json", workdir / f"{tag}.json.pid"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
     env.pop("TOOLSYNC_CONFIG", None)
+    launcher = [sys.executable, str(MEASURE), str(result_path), "--", *command]
+    samples: list[tuple[float, float]] = []
+    done = threading.Event()
+    sampler = threading.Thread(target=_sample_rss, args=(pid_path, samples, done), daemon=True)
     with out_path.open("wb") as out, err_path.open("wb") as err:
-        clock = time.perf_counter()
-        child = subprocess.Popen(list(command), stdout=out, stderr=err, stdin=subprocess.DEVNULL,
-                                 cwd=workdir, env=env)
+        child = subprocess.Popen(launcher, stdout=out, stderr=err, stdin=subprocess.DEVNULL, cwd=workdir, env=env)
+        sampler.start()
+        spy = _attach_py_spy(pid_path, py_spy_out, workdir / f"{tag}.py-spy.log") if py_spy_out else None
         try:
-            _, status, usage = os.wait4(child.pid, 0)
+            child.wait()
+            if spy is not None:
+                spy.wait(timeout=60)
         except BaseException:
+            if pid_path.exists() and (pid := pid_path.read_text().strip()):
+                os.kill(int(pid), signal.SIGKILL)
             child.kill()
             child.wait()
             raise
-        wall = time.perf_counter() - clock
-    child.returncode = os.waitstatus_to_exitcode(status)
-    return Measurement(wall, usage.ru_maxrss / 1024, child.returncode,
-                       out_path.read_text(errors="replace"), err_path.read_text(errors="replace"))
+        finally:
+            done.set()
+            sampler.join()
+    if child.returncode != 0 or not result_path.exists():
+        raise RuntimeError(
+            f"the measuring launcher failed (exit code {child.returncode}): "
+            f"{err_path.read_text(errors='replace')[-2000:]}"
+        )
+    result = json.loads(result_path.read_text())
+    return Measurement(
+        float(result["wall"]),
+        int(result["maxrss_kb"]) / 1024,
+        int(result["exit_code"]),
+        out_path.read_text(errors="replace"),
+        err_path.read_text(errors="replace"),
+        samples,
+    )
 
 
 def parse_summary(stdout: str, operation: str) -> Summary | None:
@@ -187,12 +303,13 @@ def parse_summary(stdout: str, operation: str) -> Summary | None:
     return summary
 
 
-def verify(measured: Measurement, summary: Summary | None, expected: Expected,
-           check_exit: bool) -> list[str]:
+def verify(measured: Measurement, summary: Summary | None, expected: Expected, check_exit: bool) -> list[str]:
     """Differences between what the run reported and what the generated file holds; [] if none."""
     if summary is None:
-        return [f"no summary line in the child's output (exit code {measured.exit_code}):\n"
-                f"{measured.stdout[-1500:]}{measured.stderr[-1500:]}"]
+        return [
+            f"no summary line in the child's output (exit code {measured.exit_code}):\n"
+            f"{measured.stdout[-1500:]}{measured.stderr[-1500:]}"
+        ]
     problems: list[str] = []
     want_exit = 1 if expected.outcomes.get("failed") else 0
     if check_exit and measured.exit_code != want_exit:
@@ -221,6 +338,8 @@ def _mb(size: float) -> str:
 
 
 def benchmark(case: BenchCase, args: argparse.Namespace) -> int:
+    if args.profile == "py-spy":
+        py_spy_binary()  # fail before the setup, not after it
     workdir = Path(tempfile.mkdtemp(prefix=f"toolsync-bench-{case.name}-"))
     server: ThrowawayMariaDB | None = None
     try:
@@ -233,10 +352,14 @@ def benchmark(case: BenchCase, args: argparse.Namespace) -> int:
         prepared = case.prepare(args, server, workdir)
         config = write_config(workdir, server, case, args)
         generated = prepared.file
-        seeded = "; ".join(f"seeded {s.rows:,} rows into {s.table} in {s.seconds:.1f} s ({s.method})"
-                           for s in prepared.seeded)
-        print(f"setup: mariadbd {started:.1f} s, Moodle dump {loaded:.1f} s; {seeded}; generated "
-              f"{generated.lines:,} lines ({_mb(generated.bytes)}) in {generated.seconds:.1f} s", flush=True)
+        seeded = "; ".join(
+            f"seeded {s.rows:,} rows into {s.table} in {s.seconds:.1f} s ({s.method})" for s in prepared.seeded
+        )
+        print(
+            f"setup: mariadbd {started:.1f} s, Moodle dump {loaded:.1f} s; {seeded}; generated "
+            f"{generated.lines:,} lines ({_mb(generated.bytes)}) in {generated.seconds:.1f} s",
+            flush=True,
+        )
         command = ["-m", "toolsync_tui", "--config", str(config), "run", case.operation, str(generated.path)]
         return _measure(case, args, workdir, prepared, command)
     finally:
@@ -248,46 +371,60 @@ def benchmark(case: BenchCase, args: argparse.Namespace) -> int:
             shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _measure(case: BenchCase, args: argparse.Namespace, workdir: Path, prepared: Prepared,
-             command: list[str]) -> int:
+def _measure(case: BenchCase, args: argparse.Namespace, workdir: Path, prepared: Prepared, command: list[str]) -> int:
     lines = prepared.file.lines
     rates: list[float] = []
     worst_rss = 0.0
     mismatch = False
     for attempt in range(1, args.repeat + 1):
-        profile = workdir / f"{case.name}-{attempt}.prof" if args.profile else None
+        profile = workdir / f"{case.name}-{attempt}.prof" if args.profile == "cprofile" else None
+        sampled = workdir / f"{case.name}-{attempt}.py-spy.txt" if args.profile == "py-spy" else None
         prefix = [sys.executable, *(["-m", "cProfile", "-o", str(profile)] if profile else [])]
-        measured = run_child([*prefix, *command], workdir, f"run{attempt}")
+        measured = run_child([*prefix, *command], workdir, f"run{attempt}", py_spy_out=sampled)
         summary = parse_summary(measured.stdout, case.operation)
         problems = verify(measured, summary, prepared.file.expected, check_exit=profile is None)
         rate = lines / measured.wall
-        rates.append(rate)
-        worst_rss = max(worst_rss, measured.peak_rss_mb)
+        if not problems:  # a run whose counts are wrong (or that crashed) is not a measurement
+            rates.append(rate)
+            worst_rss = max(worst_rss, measured.peak_rss_mb)
         met = rate >= case.targets.min_rate and measured.peak_rss_mb < case.targets.max_rss_mb
-        label = " under cProfile" if profile else ""
-        print(f"{case.name}{label}: {lines:,} lines against {prepared.against} in {measured.wall:.1f} s = "
-              f"{rate:,.0f} lines/s, peak RSS {measured.peak_rss_mb:,.0f} MB "
-              f"(target >= {case.targets.min_rate:,.0f} lines/s, < {case.targets.max_rss_mb:,.0f} MB: "
-              f"{'met' if met else 'MISSED'})", flush=True)
+        label = {"cprofile": " under cProfile", "py-spy": " under py-spy"}.get(args.profile or "", "")
+        print(
+            f"{case.name}{label}: {lines:,} lines against {prepared.against} in {measured.wall:.1f} s = "
+            f"{rate:,.0f} lines/s, peak RSS {measured.peak_rss_mb:,.0f} MB "
+            f"(target >= {case.targets.min_rate:,.0f} lines/s, < {case.targets.max_rss_mb:,.0f} MB: "
+            f"{'met' if met else 'MISSED'})",
+            flush=True,
+        )
         if summary is not None:
             engine = summary.engine_seconds
-            print(f"  outcomes: {count_values(summary.outcomes)}; engine's own run loop {engine:.1f} s "
-                  f"({lines / engine if engine else 0:,.0f} lines/s), start-up and wrap-up "
-                  f"{measured.wall - engine:.1f} s")
+            print(
+                f"  outcomes: {count_values(summary.outcomes)}; engine's own run loop {engine:.1f} s "
+                f"({lines / engine if engine else 0:,.0f} lines/s), start-up and wrap-up "
+                f"{measured.wall - engine:.1f} s"
+            )
+        if timeline := measured.rss_timeline():
+            print(f"  peak RSS so far, MB, at each tenth of the run (psutil): {timeline}")
         if problems:
             mismatch = True
             print("  MISMATCH: " + "\n  MISMATCH: ".join(problems))
         else:
-            print(f"  verified: {count_values(prepared.file.expected.actions)}, as generated; exit code "
-                  f"{measured.exit_code}")
+            print(
+                f"  verified: {count_values(prepared.file.expected.actions)}, as generated; exit code "
+                f"{measured.exit_code}"
+            )
         if profile is not None:
             _print_profile(profile, args.profile_top)
-    if args.repeat > 1:
-        print(f"{case.name}: {args.repeat} runs, median {statistics.median(rates):,.0f} lines/s, best "
-              f"{max(rates):,.0f} lines/s, worst peak RSS {worst_rss:,.0f} MB")
+        if sampled is not None:
+            _print_py_spy(sampled, args.profile_top)
+    if args.repeat > 1 and rates:
+        print(
+            f"{case.name}: {args.repeat} runs, median {statistics.median(rates):,.0f} lines/s, best "
+            f"{max(rates):,.0f} lines/s, worst peak RSS {worst_rss:,.0f} MB"
+        )
     if mismatch:
         return EXIT_MISMATCH
-    below = statistics.median(rates) < case.targets.min_rate or worst_rss >= case.targets.max_rss_mb
+    below = not rates or statistics.median(rates) < case.targets.min_rate or worst_rss >= case.targets.max_rss_mb
     return EXIT_BELOW_TARGET if below and args.fail_below_target else EXIT_VERIFIED
 
 
@@ -298,12 +435,49 @@ def _print_profile(path: Path, top: int) -> None:
     stats.sort_stats("cumulative").print_stats(top)
 
 
+def py_spy_binary() -> str:
+    found = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    if not Path(found).exists():
+        raise SystemExit("py-spy not found: .venv/bin/pip install py-spy")
+    return found
+
+
+def _print_py_spy(path: Path, top: int) -> None:
+    """py-spy's collapsed stacks (all threads): toolsync functions with their callees, then the
+    functions where the samples landed."""
+    print(f"  py-spy samples: {path}")
+    if not path.exists():
+        print("  (py-spy wrote nothing: see the runN.py-spy.log in the work folder, and use --keep)")
+        return
+    inclusive: Counter[str] = Counter()
+    own: Counter[str] = Counter()
+    total = 0
+    for line in path.read_text(errors="replace").splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not count.isdigit():
+            continue
+        samples = int(count)
+        total += samples
+        frames = [re.sub(r":\d+\)$", ")", frame) for frame in stack.split(";")]
+        for frame in set(frames):
+            inclusive[frame] += samples
+        own[frames[-1]] += samples
+    if not total:
+        return
+    project = Counter({frame: n for frame, n in inclusive.items() if "toolsync_tui/" in frame})
+    for title, counter in (("inclusive (toolsync functions)", project), ("own (any function)", own)):
+        print(f"  {title}, share of {total:,} samples over all threads:")
+        for frame, samples in counter.most_common(top):
+            print(f"    {100 * samples / total:5.1f}%  {frame}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.run",
         description="Time a toolsync operation end to end against a throwaway MariaDB with the Moodle dump.",
         epilog="Exit codes: 0 the run's counts matched the generated file, 1 they did not, 2 below "
-               "target (only with --fail-below-target).")
+        "target (only with --fail-below-target).",
+    )
     cases = parser.add_subparsers(dest="case", required=True, metavar="CASE")
     for case in CASES.values():
         sub = cases.add_parser(case.name, help=case.help, description=case.help)
@@ -313,8 +487,14 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--batch-size", type=int, default=0, help="run.batch_size (toolsync's default)")
         sub.add_argument("--no-report", action="store_true", help="files.report = false")
         sub.add_argument("--no-tryback", action="store_true", help="files.tryback = false")
-        sub.add_argument("--profile", action="store_true",
-                         help="run the child under cProfile and print its hotspots (slower)")
+        sub.add_argument(
+            "--profile",
+            nargs="?",
+            const="cprofile",
+            choices=["cprofile", "py-spy"],
+            help="profile the child and print its hotspots: cProfile (the default; main "
+            "thread only, slows the run ~2x) or py-spy (sampling, all threads)",
+        )
         sub.add_argument("--profile-top", type=int, default=30, help="functions shown per profile listing")
         sub.add_argument("--keep", action="store_true", help="keep the work folder (file, config, reports)")
         sub.add_argument("--fail-below-target", action="store_true", help="exit 2 when below target")

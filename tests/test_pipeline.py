@@ -73,6 +73,18 @@ async def test_check_reports_found_and_missing_courses_with_tryback_and_archive(
     assert result.archive_path.name.endswith("_courses.csv")
 
 
+async def test_check_remembers_answers_across_batches_whatever_the_case(site: Site) -> None:
+    config, gateway = site
+    name = unique("Mixed")
+    await add_courses(gateway, [{"shortname": name}])
+    config.set("run.batch_size", 10_000)
+    lines = [name, name.upper(), name.lower(), "NOPE", "nope"] * 5000  # 25,000 lines over 3 batches
+    inbox_file(config, "courses.csv", "\n".join(lines) + "\n")
+    result = await run_operation(config, gateway, "check")
+    assert result.rows == 25_000
+    assert result.counts == {"unchanged": 15_000, "failed": 10_000}
+
+
 @pytest.mark.parametrize("identifier", ["idnumber", "id"])
 async def test_check_by_other_identifiers(site: Site, identifier: str) -> None:
     config, gateway = site

@@ -162,18 +162,29 @@ class CommandFile:
     # -- records and batches ---------------------------------------------------------------
 
     def _records(self) -> Generator[tuple[int, str, list[str] | str], None, None]:
-        """(first physical line, raw text, fields) per record; fields is an error text if malformed."""
+        """(first physical line, raw text, fields) per record; fields is an error text if malformed.
+
+        A line without quotes is split as it is (tool_sync's own rule, and most lines of most files);
+        a record with a quote goes through the csv module, which may read on over further lines.
+        """
+        separator = self.format.separator
         with self._open_text() as text:
-            feed = _LineFeed(text, self.comment_prefixes)
-            reader = csv.reader(feed, delimiter=self.format.separator, quotechar='"', strict=True)
-            while True:
+            feed = _LineFeed(text)
+            reader = csv.reader(feed, delimiter=separator, quotechar='"', strict=True)
+            for line in feed:
+                if not line.strip() or line.startswith(self.comment_prefixes):
+                    continue  # blank and comment lines between records
+                start = feed.line_number
+                if '"' not in line:
+                    yield start, line if line.endswith("\n") else line + "\n", line.rstrip("\r\n").split(separator)
+                    continue
+                feed.replay(line)
+                fields: list[str] | str
                 try:
-                    fields: list[str] | str = next(reader)
-                except StopIteration:
-                    return
+                    fields = next(reader)
                 except csv.Error as exc:
-                    fields = _quoting_problem(str(exc), feed)
-                yield feed.start_line, feed.take(), fields
+                    fields = _quoting_problem(str(exc), start, feed.line_number)
+                yield start, feed.take(), fields
 
     def batches(self, size: int) -> Iterator[pl.DataFrame]:
         """Data records in batches: LINE, RAW, PROBLEM (null when the row is well formed), columns."""
@@ -220,41 +231,41 @@ class CommandFile:
 
 
 class _LineFeed:
-    """Feeds physical lines to csv.reader, skipping blank and comment lines between records."""
+    """Physical lines with their numbers; what the csv reader reads for one record is kept as its raw text."""
 
-    def __init__(self, text: TextIO, comment_prefixes: tuple[str, ...]) -> None:
+    def __init__(self, text: TextIO) -> None:
         self._text = text
-        self._prefixes = comment_prefixes
         self.line_number = 0
-        self.start_line = 0
-        self._pending: list[str] = []
+        self._replay: str | None = None
+        self._record: list[str] | None = None  # the lines of the quoted record being read, if any
 
     def __iter__(self) -> _LineFeed:
         return self
 
     def __next__(self) -> str:
-        while True:
+        if self._replay is not None:  # the first line of a quoted record, read already
+            line, self._replay = self._replay, None
+        else:
             line = next(self._text)
             self.line_number += 1
-            if not self._pending:  # between records: blank and comment lines do not count
-                if not line.strip() or line.startswith(self._prefixes):
-                    continue
-                self.start_line = self.line_number
-            self._pending.append(line)
-            return line
+        if self._record is not None:
+            self._record.append(line)
+        return line
+
+    def replay(self, line: str) -> None:
+        """Start a quoted record with `line`, already read: the csv reader reads it again from here."""
+        self._record = []
+        self._replay = line
 
     def take(self) -> str:
-        raw = "".join(self._pending)
-        self._pending.clear()
+        raw = "".join(self._record or ())
+        self._record = None
         return raw if raw.endswith("\n") else raw + "\n"
 
 
-def _quoting_problem(error: str, feed: _LineFeed) -> str:
+def _quoting_problem(error: str, start: int, end: int) -> str:
     if "unexpected end of data" in error:
-        return (
-            f"a quoted value opened on line {feed.start_line} is not closed before the end of "
-            f"the file (lines {feed.start_line}-{feed.line_number})"
-        )
+        return f"a quoted value opened on line {start} is not closed before the end of the file (lines {start}-{end})"
     return f"malformed quoting: {error} (quote a value that holds quotes, doubling the inner ones)"
 
 

@@ -20,21 +20,23 @@ class RunReport:
     def __init__(self, text_path: Path, table_path: Path, heading: list[str]) -> None:
         self.text_path = text_path
         self.table_path = table_path
-        self._text = os.fdopen(private_file(text_path), "w", encoding="utf-8")
+        self._text = os.fdopen(private_file(text_path), "wb")
         self._table = os.fdopen(private_file(table_path), "wb")
-        self._text.write("\n".join(heading) + "\n\n")
+        self._text.write(("\n".join(heading) + "\n\n").encode())
         self._table_has_header = False
 
     def add(self, outcomes: pl.DataFrame) -> None:
         if outcomes.is_empty():
             return
-        lines = outcomes.select(pl.format("line {}: {} ({}) {}", "line", "outcome", "action", "message")).to_series()
-        self._text.write("\n".join(lines.to_list()) + "\n")
+        # polars writes the lines itself: a million report lines never become Python strings.
+        outcomes.select(pl.format("line {}: {} ({}) {}", "line", "outcome", "action", "message")).write_csv(
+            self._text, include_header=False, quote_style="never"
+        )
         outcomes.write_csv(self._table, include_header=not self._table_has_header)
         self._table_has_header = True
 
     def close(self, summary: list[str]) -> None:
-        self._text.write("\n" + "\n".join(summary) + "\nend of report\n")
+        self._text.write(("\n" + "\n".join(summary) + "\nend of report\n").encode())
         self._text.close()
         if not self._table_has_header:
             self._table.write(b"line,outcome,action,key,message\n")

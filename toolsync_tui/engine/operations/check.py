@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from ..command_file import LINE, ColumnSpec
 from ..outcomes import Outcome, outcome_rows
 from .base import Operation
-from .lookup import find_by_key
+from .lookup import KeyLookup
 
 
 class CourseExistenceCheck(Operation):
@@ -19,18 +19,20 @@ class CourseExistenceCheck(Operation):
     columns = ColumnSpec(required=("identifier",), headerless=("identifier", "description"))
     read_only: ClassVar[bool] = True
 
-    async def apply(self, conn: AsyncConnection, rows: pl.DataFrame, dry_run: bool) -> pl.DataFrame:
-        field = self.config.settings.operations.check.identifier
+    async def prepare(self, conn: AsyncConnection) -> None:
         course = self.schema.course
-        matches = await find_by_key(
+        self.courses = KeyLookup(
             self.gateway,
-            conn,
             course,
-            field,
-            rows["identifier"],
+            self.config.settings.operations.check.identifier,
             columns=["id", "shortname", "fullname", "idnumber"],
-            where=course.c.category != 0,
-        )  # the front page is not a course of the site's catalogue
+            where=course.c.category != 0,  # the front page is not a course of the site's catalogue
+            remember=True,  # a check writes nothing: a course found once stays found for the run
+        )
+
+    async def apply(self, conn: AsyncConnection, rows: pl.DataFrame, dry_run: bool) -> pl.DataFrame:
+        field = self.courses.field
+        matches = await self.courses.resolve(conn, rows["identifier"])
         looked_up = rows.select(LINE, "identifier").join(matches, on="identifier", how="left")
         key = pl.col("identifier")
         label = pl.format(f"Course with {field} '{{}}'", key)

@@ -11,49 +11,73 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from ..gateway import MoodleGateway
 
 NUMERIC_KEYS = frozenset({"id"})
+JOIN = "__join"
 
 
-async def find_by_key(
-    gateway: MoodleGateway,
-    conn: AsyncConnection,
-    table: Table,
-    field: str,
-    keys: pl.Series,
-    columns: Sequence[str],
-    where: ColumnElement[bool] | None = None,
-) -> pl.DataFrame:
-    """Match each distinct key of `keys` (named like the series) to `table.field`.
+class KeyLookup:
+    """Matches the values of a file column to `table.field`, one query per chunk of new keys.
 
-    Returns one row per distinct key: the key, `problem` (why it cannot be looked up), the matched
-    row with the lowest id (its `columns`), and `matches` (how many rows share the key). Text keys
-    match case-insensitively, as Moodle's lookups do on MariaDB's default collation.
+    Text keys match case-insensitively, as Moodle's lookups do on MariaDB's default collation.
+    With `remember`, every answer (found or not) is kept for the rest of the run, so a key that
+    recurs in the file costs one lookup: right for read-only runs, where no answer can change.
     """
-    name = keys.name
-    distinct = keys.unique().to_frame()
-    numeric = field in NUMERIC_KEYS
-    if numeric:
-        distinct = distinct.with_columns(
-            pl.when(pl.col(name).str.contains(r"^\d+$") | (pl.col(name) == ""))
+
+    def __init__(
+        self,
+        gateway: MoodleGateway,
+        table: Table,
+        field: str,
+        columns: Sequence[str],
+        where: ColumnElement[bool] | None = None,
+        *,
+        remember: bool = False,
+    ) -> None:
+        self.gateway = gateway
+        self.table = table
+        self.field = field
+        self.columns = list(columns)
+        self.where = where
+        self.numeric = field in NUMERIC_KEYS
+        self._known: pl.DataFrame | None = pl.DataFrame() if remember else None
+
+    async def resolve(self, conn: AsyncConnection, keys: pl.Series) -> pl.DataFrame:
+        """One row per distinct key: the key, `problem` (why it cannot be looked up), the matched row
+        with the lowest id (its `columns`) and `matches` (how many rows share the key)."""
+        distinct = self._keyed(keys.unique().to_frame())
+        # Keys differing only in case ("BIO1", "bio1") are one lookup.
+        wanted = distinct.filter(pl.col("problem").is_null() & pl.col(JOIN).is_not_null()).select(JOIN).unique()
+        if self._known is not None and not self._known.is_empty():
+            wanted = wanted.join(self._known, on=JOIN, how="anti")
+        answers = wanted.join(await self._fetch(conn, wanted[JOIN].to_list()), on=JOIN, how="left")
+        if self._known is not None:
+            self._known = pl.concat([self._known, answers], how="diagonal_relaxed")
+            answers = self._known
+        return distinct.join(answers, on=JOIN, how="left").drop(JOIN)
+
+    def _keyed(self, distinct: pl.DataFrame) -> pl.DataFrame:
+        key = pl.col(distinct.columns[0])
+        if not self.numeric:
+            return distinct.with_columns(
+                pl.lit(None, dtype=pl.String).alias("problem"),
+                pl.when(key != "").then(key.str.to_lowercase()).alias(JOIN),
+            )
+        return distinct.with_columns(
+            pl.when(key.str.contains(r"^\d+$") | (key == ""))
             .then(pl.lit(None, dtype=pl.String))
-            .otherwise(pl.format(f"{field} '{{}}' is not a number", pl.col(name)))
-            .alias("problem")
+            .otherwise(pl.format(f"{self.field} '{{}}' is not a number", key))
+            .alias("problem"),
+            key.cast(pl.Int64, strict=False).alias(JOIN),
         )
-        lookup = distinct.filter(pl.col("problem").is_null() & (pl.col(name) != ""))
-        join_key = pl.col(name).cast(pl.Int64, strict=False)
-        values = lookup.select(join_key).to_series().to_list()
-    else:
-        distinct = distinct.with_columns(pl.lit(None, dtype=pl.String).alias("problem"))
-        lookup = distinct.filter(pl.col(name) != "")
-        join_key = pl.col(name).str.to_lowercase()
-        values = lookup[name].to_list()
-    wanted = list(dict.fromkeys(["id", field, *columns]))
-    found = await gateway.fetch_in(conn, table, field, values, wanted, where=where, casefold=not numeric)
-    found = found.with_columns(
-        (pl.col(field) if numeric else pl.col(field).cast(pl.String).str.to_lowercase()).alias("__join")
-    )
-    best = (
-        found.sort("id")
-        .group_by("__join", maintain_order=True)
-        .agg(*(pl.col(c).first() for c in columns), pl.len().alias("matches"))
-    )
-    return distinct.with_columns(join_key.alias("__join")).join(best, on="__join", how="left").drop("__join")
+
+    async def _fetch(self, conn: AsyncConnection, values: list[object]) -> pl.DataFrame:
+        wanted = list(dict.fromkeys(["id", self.field, *self.columns]))
+        found = await self.gateway.fetch_in(
+            conn, self.table, self.field, values, wanted, where=self.where, casefold=not self.numeric
+        )
+        key = pl.col(self.field)
+        found = found.with_columns((key if self.numeric else key.cast(pl.String).str.to_lowercase()).alias(JOIN))
+        return (
+            found.sort("id")
+            .group_by(JOIN, maintain_order=True)
+            .agg(*(pl.col(c).first() for c in self.columns), pl.len().alias("matches"))
+        )
