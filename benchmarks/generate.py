@@ -25,11 +25,26 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from toolsync_tui.engine.gateway import MoodleGateway
 
 SUBJECTS: tuple[tuple[str, str], ...] = (
-    ("MATH", "Mathématiques"), ("PHYS", "Physique"), ("CHEM", "Chimie"), ("BIOL", "Biologie"),
-    ("HIST", "Histoire"), ("GEOG", "Géographie"), ("ECON", "Économie"), ("DROIT", "Droit"),
-    ("INFO", "Informatique"), ("LING", "Linguistique"), ("PSYC", "Psychologie"), ("MED", "Médecine"),
-    ("ANGL", "Anglais"), ("ESP", "Espagnol"), ("PHIL", "Philosophie"), ("SOCIO", "Sociologie"),
-    ("GEST", "Gestion"), ("ARTS", "Arts plastiques"), ("MUSI", "Musicologie"), ("STAPS", "Sport"),
+    ("MATH", "Mathématiques"),
+    ("PHYS", "Physique"),
+    ("CHEM", "Chimie"),
+    ("BIOL", "Biologie"),
+    ("HIST", "Histoire"),
+    ("GEOG", "Géographie"),
+    ("ECON", "Économie"),
+    ("DROIT", "Droit"),
+    ("INFO", "Informatique"),
+    ("LING", "Linguistique"),
+    ("PSYC", "Psychologie"),
+    ("MED", "Médecine"),
+    ("ANGL", "Anglais"),
+    ("ESP", "Espagnol"),
+    ("PHIL", "Philosophie"),
+    ("SOCIO", "Sociologie"),
+    ("GEST", "Gestion"),
+    ("ARTS", "Arts plastiques"),
+    ("MUSI", "Musicologie"),
+    ("STAPS", "Sport"),
 )
 LEVELS: tuple[str, ...] = ("L1", "L2", "L3", "M1", "M2")
 TERMS: tuple[str, ...] = ("S1", "S2")
@@ -44,6 +59,7 @@ SEED_CHUNK = 5000  # rows built and handed to insert_many at a time (it sends 10
 
 
 # -- one course, by number -----------------------------------------------------------------------
+
 
 def course_shortname(i: int) -> str:
     """Unique by the number suffix; reads like a university course code: MATH-L2-S1-TD-004711."""
@@ -114,8 +130,7 @@ def _tsv_value(value: Any) -> str:
     return str(value).replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n")
 
 
-async def _load_data(conn: AsyncConnection, table: Table, rows: Iterator[dict[str, Any]],
-                     columns: list[str]) -> None:
+async def _load_data(conn: AsyncConnection, table: Table, rows: Iterator[dict[str, Any]], columns: list[str]) -> None:
     """LOAD DATA LOCAL INFILE from a temporary TSV (the engine's URL needs local_infile=1)."""
     with tempfile.NamedTemporaryFile("w", encoding="utf-8", newline="", suffix=".tsv") as tsv:
         for row in rows:
@@ -123,11 +138,19 @@ async def _load_data(conn: AsyncConnection, table: Table, rows: Iterator[dict[st
         tsv.flush()
         quoted = ", ".join(f"`{c}`" for c in columns)
         await conn.exec_driver_sql(
-            f"LOAD DATA LOCAL INFILE '{tsv.name}' INTO TABLE `{table.name}` CHARACTER SET utf8mb4 ({quoted})")
+            f"LOAD DATA LOCAL INFILE '{tsv.name}' INTO TABLE `{table.name}` CHARACTER SET utf8mb4 ({quoted})"
+        )
 
 
-async def seed_courses(gateway: MoodleGateway, count: int, *, category: int = 1, first: int = 0,
-                       contexts: bool = True, method: SeedMethod = "insert") -> SeedResult:
+async def seed_courses(
+    gateway: MoodleGateway,
+    count: int,
+    *,
+    category: int = 1,
+    first: int = 0,
+    contexts: bool = True,
+    method: SeedMethod = "insert",
+) -> SeedResult:
     """Insert courses first..first+count-1 into `category`, with their course contexts.
 
     method "insert": multi-row INSERTs through the gateway (any database the gateway opens);
@@ -140,41 +163,55 @@ async def seed_courses(gateway: MoodleGateway, count: int, *, category: int = 1,
     clock = time.monotonic()
     now = int(time.time())
     async with gateway.transaction() as conn:
-        base_sortorder = (await conn.execute(
-            select(categories.c.sortorder).where(categories.c.id == category))).scalar_one()
+        base_sortorder = (
+            await conn.execute(select(categories.c.sortorder).where(categories.c.id == category))
+        ).scalar_one()
         before = int((await conn.execute(select(func.coalesce(func.max(course.c.id), 0)))).scalar_one())
         numbers = range(first, first + count)
         if method == "load-data":
             columns = list(course_row(0, category, 0, now))
-            await _load_data(conn, course, (course_row(i, category, base_sortorder + 1 + i, now)
-                                            for i in numbers), columns)
+            await _load_data(
+                conn, course, (course_row(i, category, base_sortorder + 1 + i, now) for i in numbers), columns
+            )
         else:
             for start in range(first, first + count, SEED_CHUNK):
-                rows = [course_row(i, category, base_sortorder + 1 + i, now)
-                        for i in range(start, min(start + SEED_CHUNK, first + count))]
+                rows = [
+                    course_row(i, category, base_sortorder + 1 + i, now)
+                    for i in range(start, min(start + SEED_CHUNK, first + count))
+                ]
                 await gateway.insert_many(conn, course, rows)
         last = int((await conn.execute(select(func.coalesce(func.max(course.c.id), 0)))).scalar_one())
         if contexts:
             await _add_course_contexts(conn, course, context, category, after=before)
-        total = (await conn.execute(
-            select(func.count()).select_from(course).where(course.c.category == category))).scalar_one()
+        total = (
+            await conn.execute(select(func.count()).select_from(course).where(course.c.category == category))
+        ).scalar_one()
         await conn.execute(update(categories).where(categories.c.id == category).values(coursecount=total))
     return SeedResult(course.name, count, time.monotonic() - clock, before + 1, last, method)
 
 
-async def _add_course_contexts(conn: AsyncConnection, course: Table, context: Table, category: int,
-                               after: int) -> None:
+async def _add_course_contexts(conn: AsyncConnection, course: Table, context: Table, category: int, after: int) -> None:
     """Course contexts for the courses with id > after; ids are numbered here so the path is known."""
-    parent_path, parent_depth = (await conn.execute(
-        select(context.c.path, context.c.depth).where(
-            context.c.contextlevel == CATEGORY_CONTEXT_LEVEL, context.c.instanceid == category))).one()
+    parent_path, parent_depth = (
+        await conn.execute(
+            select(context.c.path, context.c.depth).where(
+                context.c.contextlevel == CATEGORY_CONTEXT_LEVEL, context.c.instanceid == category
+            )
+        )
+    ).one()
     base = int((await conn.execute(select(func.coalesce(func.max(context.c.id), 0)))).scalar_one())
     new_id = literal(base) + func.row_number().over(order_by=course.c.id)
-    rows = select(new_id, literal(COURSE_CONTEXT_LEVEL), course.c.id,
-                  literal(f"{parent_path}/") + cast(new_id, String), literal(parent_depth + 1),
-                  literal(0)).where(course.c.id > after)
-    await conn.execute(insert(context).from_select(
-        ["id", "contextlevel", "instanceid", "path", "depth", "locked"], rows))
+    rows = select(
+        new_id,
+        literal(COURSE_CONTEXT_LEVEL),
+        course.c.id,
+        literal(f"{parent_path}/") + cast(new_id, String),
+        literal(parent_depth + 1),
+        literal(0),
+    ).where(course.c.id > after)
+    await conn.execute(
+        insert(context).from_select(["id", "contextlevel", "instanceid", "path", "depth", "locked"], rows)
+    )
 
 
 async def seed_courses_at(url: str, prefix: str, count: int, **options: Any) -> SeedResult:
@@ -191,6 +228,7 @@ async def seed_courses_at(url: str, prefix: str, count: int, **options: Any) -> 
 
 
 # -- command files -------------------------------------------------------------------------------
+
 
 @dataclass
 class Expected:
@@ -211,14 +249,20 @@ class GeneratedFile:
 
 
 CHECK_REASONS: tuple[str, ...] = (
-    "inscriptions pédagogiques {year}", "export Apogée du {day:02d}/09", "demande du secrétariat",
-    "maquette {year}-{next}", "vérification avant ouverture", "groupe de TD ajouté",
-    "import ROF", "liste du département",
+    "inscriptions pédagogiques {year}",
+    "export Apogée du {day:02d}/09",
+    "demande du secrétariat",
+    "maquette {year}-{next}",
+    "vérification avant ouverture",
+    "groupe de TD ajouté",
+    "import ROF",
+    "liste du département",
 )
 
 
-def _check_lines(lines: int, courses: int, missing_share: float, case_share: float,
-                 rng: random.Random, expected: Expected) -> Iterator[str]:
+def _check_lines(
+    lines: int, courses: int, missing_share: float, case_share: float, rng: random.Random, expected: Expected
+) -> Iterator[str]:
     """`<shortname>;<description>` for the existence check, with the found/not found tally."""
     missing_pool = max(1, int(courses * 0.2))  # missing names repeat too, as in real exports
     reasons = [r.format(year=YEAR, next=YEAR + 1, day=d) for r in CHECK_REASONS for d in (2, 9, 16)]
@@ -236,8 +280,9 @@ def _check_lines(lines: int, courses: int, missing_share: float, case_share: flo
         yield f"{name};{rng.choice(reasons)}\n"
 
 
-def write_check_file(path: Path, lines: int, courses: int, *, missing_share: float = 0.1,
-                     case_share: float = 0.02, seed: int = 42) -> GeneratedFile:
+def write_check_file(
+    path: Path, lines: int, courses: int, *, missing_share: float = 0.1, case_share: float = 0.02, seed: int = 42
+) -> GeneratedFile:
     """A header-less course existence check file (courses.csv) of `lines` data lines, UTF-8.
 
     About `missing_share` of the lines name a course that does not exist; the others pick one of the
