@@ -229,23 +229,24 @@ class _Run:
         wellformed = batch.filter(pl.col(PROBLEM).is_null())
         parts = [outcome_rows(malformed, Outcome.FAILED, "read", pl.lit(""), pl.col(PROBLEM))]
         if not wellformed.is_empty():
-            parts.append(await self._apply_in_transaction(wellformed))
+            write = not (self.dry_run or self.operation.read_only)
+            parts.append(await self._apply_in_transaction(wellformed, write=write))
         return pl.concat(parts).sort("line")
 
-    async def _apply_in_transaction(self, rows: pl.DataFrame) -> pl.DataFrame:
-        """All of a batch's writes or none: an error rolls the batch back and fails its rows."""
+    async def _apply_in_transaction(self, rows: pl.DataFrame, *, write: bool) -> pl.DataFrame:
+        """A batch's resolution, plan and (when `write`) writes in one transaction: all or nothing.
+
+        A database error rolls the batch back and fails its rows; a lost connection stops the run.
+        """
         try:
             async with self.gateway.engine.connect() as conn:
                 transaction = await conn.begin()
                 try:
-                    outcomes = await self.operation.apply(conn, rows, self.dry_run)
+                    outcomes = await self.operation.apply(conn, rows, not write)
                 except BaseException:
                     await transaction.rollback()
                     raise
-                if self.dry_run or self.operation.read_only:
-                    await transaction.rollback()
-                else:
-                    await transaction.commit()
+                await (transaction.commit() if write else transaction.rollback())
         except OperationalError as exc:
             raise DatabaseError(
                 f"the database connection failed during the run: {_reason(exc)}; the batch in progress was rolled back"
@@ -268,16 +269,11 @@ class _Run:
             return
         destructive = 0
         actions = list(self.operation.destructive_actions)
-        for batch in source.batches(self.batch_size):
+        async for _, batch in _numbered(source.batches(self.batch_size)):
             wellformed = batch.filter(pl.col(PROBLEM).is_null())
             if wellformed.is_empty():
                 continue
-            async with self.gateway.engine.connect() as conn:
-                transaction = await conn.begin()
-                try:
-                    planned = await self.operation.apply(conn, wellformed, dry_run=True)
-                finally:
-                    await transaction.rollback()
+            planned = await self._apply_in_transaction(wellformed, write=False)
             destructive += planned.filter(pl.col("action").is_in(actions)).height
         async with self.gateway.reading() as conn:
             base = await self.operation.safety_base(conn)
