@@ -1,0 +1,1 @@
+"""Users: checking and writing the rows of users files (create/update, delete, suspend)."""
