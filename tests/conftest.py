@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import shutil
 from collections.abc import AsyncIterator, Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -71,6 +72,17 @@ def dump_db_url(mariadb: ThrowawayMariaDB, request: pytest.FixtureRequest) -> st
     name = _database_name(request, "dump")
     mariadb.load_dump(name)
     return mariadb.url(name)
+
+
+@pytest.fixture(scope="session")
+def php() -> str:
+    """PHP's own command line, to check what toolsync writes against PHP (password_verify, filter_var)."""
+    path = shutil.which("php")
+    if path is None:
+        if os.environ.get("CI"):  # .ci/run installs php-cli: these checks must run there
+            pytest.fail("php is not on PATH")
+        pytest.skip("php is not on PATH")
+    return path
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ import hashlib
 import json
 import os
 import re
-import shutil
 import subprocess
 import traceback
 from collections.abc import Iterator
@@ -271,14 +270,6 @@ foreach ($cases as [$password, $hash]) {
 }
 echo json_encode($out, JSON_THROW_ON_ERROR);
 """
-
-
-@pytest.fixture(scope="module")
-def php() -> str:
-    path = shutil.which("php")
-    if path is None:
-        pytest.skip("php is not on PATH")
-    return path
 
 
 def php_check(php: str, cases: list[tuple[str, str]]) -> list[tuple[bool, str]]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 
 import polars as pl
@@ -223,14 +222,6 @@ def test_invalid_email(email: str) -> None:
 
 def test_empty_email_is_allowed() -> None:
     assert problem_of(email="") is None
-
-
-@pytest.fixture(scope="module")
-def php() -> str:
-    path = shutil.which("php")
-    if path is None:
-        pytest.skip("php is not on PATH")
-    return path
 
 
 # Moodle 4.5 lib/weblib.php validate_email(): PHPMailer::validateAddress() in its default 'php' mode (line breaks
