@@ -181,7 +181,7 @@ async def test_a_long_value_is_cut_in_the_message(site: Site) -> None:
     fields = await add_fields(gateway, {"code": {"datatype": "text", "param2": "5"}})
     encoded = encode_profile_values(batch(fields, {"code": ["x" * 100]}), fields, LONDON)
     assert encoded[PROBLEM].to_list() == [
-        f"{fields['code'].column} '{'x' * 57}...': expected at most 5 characters, got 100"
+        f"{fields['code'].column} '{'x' * 60}...': expected at most 5 characters, got 100"
     ]
 
 

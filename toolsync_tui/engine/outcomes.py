@@ -29,6 +29,16 @@ OUTCOME_SCHEMA: dict[str, pl.DataType] = {
 # Outcomes whose rows go to the tryback, to be re-run as they are.
 RETRY_OUTCOMES = (Outcome.FAILED,)
 NOT_PROCESSED = "not processed"
+SHOWN_CHARS = 60  # a value quoted in a row message is cut to this many characters
+
+
+def shown(value: pl.Expr) -> pl.Expr:
+    """A file value as quoted in a row message: long ones cut, so one bad cell cannot flood a report."""
+    return (
+        pl.when(value.str.len_chars() > SHOWN_CHARS)
+        .then(pl.concat_str(value.str.slice(0, SHOWN_CHARS), pl.lit("...")))
+        .otherwise(value)
+    )
 
 
 def outcome_rows(

@@ -34,6 +34,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..gateway import MoodleGateway
+from ..outcomes import shown
 
 PREFIX = "profile_field_"
 PROBLEM = "profile_problem"  # the first problem of a row's profile cells, null when they are all fine
@@ -43,7 +44,6 @@ SUPPORTED_TYPES = frozenset({"text", "textarea", "menu", "checkbox", "datetime",
 DEFAULT_MAX_LENGTH = 2048  # param2's default in the text field's definition form
 DATE_FORMATS = ("%Y-%m-%d", "%Y-%m-%d %H:%M", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d-%H-%M-%S")
 DATE_EXPECTED = "a date YYYY-MM-DD, YYYY-MM-DD hh:mm[:ss] or a unix timestamp"
-SHOWN = 60  # characters of a value quoted in a message
 SHOWN_OPTIONS = 10
 
 
@@ -268,13 +268,7 @@ def _epoch(wall: pl.Expr, timezone: str) -> pl.Expr:
 def _problem(field: ProfileField, cell: pl.Expr, expected: str | pl.Expr) -> pl.Expr:
     what = expected if isinstance(expected, pl.Expr) else pl.lit(expected)
     # Column and expectation go in as values: a brace in an option must not read as a placeholder.
-    return pl.format("{} '{}': expected {}", pl.lit(field.column), _shown(cell), what)
-
-
-def _shown(cell: pl.Expr) -> pl.Expr:
-    """A value as quoted in a message: long ones cut."""
-    cut = pl.concat_str(cell.str.slice(0, SHOWN - 3), pl.lit("..."))
-    return pl.when(cell.str.len_chars() > SHOWN).then(cut).otherwise(cell)
+    return pl.format("{} '{}': expected {}", pl.lit(field.column), shown(cell), what)
 
 
 # -- forceunique (database lookup) -------------------------------------------------------------
@@ -323,7 +317,7 @@ async def unique_value_problems(
         earlier = given.join(in_database, on="__row", how="anti", maintain_order="left").filter(
             (pl.col("__row") != first) & (pl.col(USERID) == first_user).fill_null(False).not_()
         )
-        used = pl.format("{} '{}': already used by {}", pl.lit(field.column), _shown(pl.col("value")), pl.col("by"))
+        used = pl.format("{} '{}': already used by {}", pl.lit(field.column), shown(pl.col("value")), pl.col("by"))
         found = (
             pl.concat(
                 [

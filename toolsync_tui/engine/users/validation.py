@@ -18,6 +18,7 @@ from sqlalchemy import String
 
 from ..command_file import LINE
 from ..moodle_schema import MoodleSchema
+from ..outcomes import shown
 from ..passwords import password_problem
 
 PROBLEM: Final = "problem"
@@ -53,7 +54,6 @@ CHOICES: Final[Mapping[str, tuple[str, ...]]] = MappingProxyType(
     }
 )
 
-SHOWN_CHARS: Final = 60  # a value quoted in a message is cut to this many characters
 _FIRST = "__first_line"
 
 
@@ -203,15 +203,6 @@ def _normalised(present: set[str]) -> dict[str, pl.Expr]:
     return {name: expr for name, expr in normal.items() if name in present}
 
 
-def _shown(value: pl.Expr) -> pl.Expr:
-    """A value as quoted in a message, cut short if long."""
-    return (
-        pl.when(value.str.len_chars() > SHOWN_CHARS)
-        .then(pl.concat_str(value.str.slice(0, SHOWN_CHARS), pl.lit("...")))
-        .otherwise(value)
-    )
-
-
 def _problem(condition: pl.Expr, template: str, *values: pl.Expr) -> pl.Expr:
     """`template` ({} placeholders) where `condition` holds, null elsewhere."""
     message = pl.format(template, *values) if values else pl.lit(template)
@@ -245,7 +236,7 @@ def _username(present: set[str], rules: UserRules, normal: Mapping[str, pl.Expr]
                 extra != "",
                 "username '{}' has characters Moodle does not allow in usernames ('{}'); allowed are a-z, 0-9 and "
                 "- . _ @ unless the site setting extendedusernamechars is on",
-                _shown(written),
+                shown(written),
                 extra,
             )
         )
@@ -254,7 +245,7 @@ def _username(present: set[str], rules: UserRules, normal: Mapping[str, pl.Expr]
         _problem(
             pl.col(_FIRST) < pl.col(LINE),
             "username '{}' already appears on line {}; a user can appear only once in a file",
-            _shown(username),
+            shown(username),
             pl.col(_FIRST),
         )
     )
@@ -270,7 +261,7 @@ def _oldusername(present: set[str], rules: UserRules, normal: Mapping[str, pl.Ex
             _problem(
                 written != "",
                 "oldusername '{}' is given, but renaming users is not allowed in the users settings",
-                _shown(written),
+                shown(written),
             )
         ]
     # No character check: the old name is looked up as it is, and may predate a change of extendedusernamechars.
@@ -281,7 +272,7 @@ def _formats(present: set[str], rules: UserRules, normal: Mapping[str, pl.Expr])
     checks: list[pl.Expr] = []
     if "email" in present:
         email = pl.col("email")
-        checks.append(_problem(_email_invalid(email), "email '{}' is not a valid e-mail address", _shown(email)))
+        checks.append(_problem(_email_invalid(email), "email '{}' is not a valid e-mail address", shown(email)))
     for name, allowed in rules.choices.items():
         if name in present:
             value = pl.col(name)
@@ -289,7 +280,7 @@ def _formats(present: set[str], rules: UserRules, normal: Mapping[str, pl.Expr])
                 _problem(
                     (value != "") & ~value.is_in(allowed),
                     f"{name} '{{}}' is not allowed; expected {_either(allowed)} (or empty)",
-                    _shown(value),
+                    shown(value),
                 )
             )
     if "auth" in present:
@@ -300,7 +291,7 @@ def _formats(present: set[str], rules: UserRules, normal: Mapping[str, pl.Expr])
                 (auth != "") & ~auth.is_in(sorted(rules.auth_plugins)),
                 f"auth '{{}}' is not an enabled authentication plugin; expected {_either(sorted(rules.auth_plugins))}"
                 " (or empty)",
-                _shown(auth),
+                shown(auth),
             )
         )
     if "country" in present:
@@ -308,7 +299,7 @@ def _formats(present: set[str], rules: UserRules, normal: Mapping[str, pl.Expr])
             _problem(
                 (normal["country"] != "") & ~normal["country"].is_in(sorted(rules.countries)),
                 "country '{}' is not a country code; expected two letters of ISO 3166-1, such as FR (or empty)",
-                _shown(pl.col("country")),
+                shown(pl.col("country")),
             )
         )
     if "lang" in present:
@@ -321,7 +312,7 @@ def _formats(present: set[str], rules: UserRules, normal: Mapping[str, pl.Expr])
             _problem(
                 (value != "") & ~value.str.contains(r"^[0-9]+$"),
                 "mnethostid '{}' is not a number; expected the id of an mnet host",
-                _shown(value),
+                shown(value),
             )
         )
     return checks
@@ -371,7 +362,7 @@ def _lang(rules: UserRules, lang: pl.Expr) -> list[pl.Expr]:
         _problem(
             (lang != "") & ~lang.str.contains(r"^[a-z0-9_-]+$"),
             "lang '{}' is not a language code; expected letters, digits, _ or - such as en or pt_br (or empty)",
-            _shown(written),
+            shown(written),
         )
     ]
     if rules.languages is not None:
@@ -380,7 +371,7 @@ def _lang(rules: UserRules, lang: pl.Expr) -> list[pl.Expr]:
             _problem(
                 (lang != "") & ~lang.is_in(installed),
                 f"lang '{{}}' is not installed on the site; expected {_either(installed or ['en'])} (or empty)",
-                _shown(written),
+                shown(written),
             )
         )
     return checks
@@ -393,7 +384,7 @@ def _timezone(rules: UserRules) -> list[pl.Expr]:
             (value != "") & ~value.str.contains(TIMEZONE_PATTERN),
             "timezone '{}' is not a time zone; expected a name such as Europe/Paris, 99 for the server's zone, "
             "or an hour offset such as -5.5 (or empty)",
-            _shown(value),
+            shown(value),
         )
     ]
     if rules.timezones is not None:
@@ -402,7 +393,7 @@ def _timezone(rules: UserRules) -> list[pl.Expr]:
             _problem(
                 named & ~value.is_in(sorted(rules.timezones)),
                 "timezone '{}' is not a known time zone name, such as Europe/Paris",
-                _shown(value),
+                shown(value),
             )
         )
     return checks
@@ -414,7 +405,7 @@ def _too_long(name: str, value: pl.Expr, limit: int | None) -> pl.Expr:
     return _problem(
         value.str.len_chars() > limit,
         f"{name} '{{}}' is {{}} characters long; Moodle stores at most {limit}",
-        _shown(pl.col(name)),
+        shown(pl.col(name)),
         value.str.len_chars(),
     )
 
