@@ -12,8 +12,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from .gateway import MoodleGateway
 
-SYSTEM_CONTEXT_PATH = "/1"
-
 
 class ContextLevel(IntEnum):
     SYSTEM = 10

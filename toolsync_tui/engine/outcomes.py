@@ -26,8 +26,6 @@ OUTCOME_SCHEMA: dict[str, pl.DataType] = {
     "key": pl.String(),
     "message": pl.String(),
 }
-# Outcomes whose rows go to the tryback, to be re-run as they are.
-RETRY_OUTCOMES = (Outcome.FAILED,)
 NOT_PROCESSED = "not processed"
 SHOWN_CHARS = 60  # a value quoted in a row message is cut to this many characters
 
@@ -56,10 +54,6 @@ def outcome_rows(
         expr(key).alias("key"),
         expr(message).alias("message"),
     )
-
-
-def empty_outcomes() -> pl.DataFrame:
-    return pl.DataFrame(schema=OUTCOME_SCHEMA)
 
 
 def count_outcomes(outcomes: pl.DataFrame) -> dict[str, int]:
