@@ -58,7 +58,7 @@ class ToolsyncApp(App[None]):
         database = self.config.settings.database
         self.site_status = connecting(database, self.config.base_dir)
         try:
-            gateway = open_gateway(database, self.config.database_password, self.config.base_dir)
+            gateway = open_gateway(self.config)
             try:
                 info = await asyncio.wait_for(gateway.site_info(), SITE_TIMEOUT)
             finally:

@@ -107,7 +107,7 @@ async def command_run(args: argparse.Namespace) -> int:
     config = await load_or_sandbox(args.config)
     for warning in config.warnings:
         print(f"toolsync: warning: {warning}", file=sys.stderr)
-    gateway = open_gateway(config.settings.database, config.database_password, config.base_dir)
+    gateway = open_gateway(config)
     progress = TerminalProgress(args.operation)
     try:
         result = await run_operation(

@@ -17,6 +17,7 @@ from sqlalchemy import URL, ColumnElement, Table, case, delete, func, insert, se
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from ..config import Config
 from .moodle_schema import MoodleSchema
 
 # Keys per IN (...) list and rows per multi-row statement; well under MariaDB's packet limit.
@@ -220,11 +221,11 @@ def _reason(exc: BaseException) -> str:
     return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
-def open_gateway(settings: Any, password: str, base_dir: Path) -> MoodleGateway:
-    """The gateway for a DatabaseSettings section."""
+def open_gateway(config: Config) -> MoodleGateway:
+    """The gateway for a configuration's [database] section."""
+    settings = config.settings.database
     if settings.driver == "sqlite":
-        path = Path(settings.sqlite_path).expanduser()
-        path = path if path.is_absolute() else base_dir / path
+        path = config.resolve(settings.sqlite_path)
         if not path.exists():
             raise DatabaseError(f"sandbox database {path} does not exist: run `toolsync sandbox init`")
         return MoodleGateway.for_sqlite(path, settings.prefix)
@@ -232,7 +233,7 @@ def open_gateway(settings: Any, password: str, base_dir: Path) -> MoodleGateway:
         host=settings.host,
         port=settings.port,
         user=settings.user,
-        password=password,
+        password=config.database_password,
         database=settings.name,
         prefix=settings.prefix,
         socket=settings.socket,

@@ -113,7 +113,7 @@ class RunScreen(Screen[None]):
 
     async def _attempt(self, force: bool) -> RunResult:
         # One gateway per run: its pool does not outlive the run, nor share state with the header's.
-        gateway = open_gateway(self.config.settings.database, self.config.database_password, self.config.base_dir)
+        gateway = open_gateway(self.config)
         try:
             return await run_operation(
                 self.config,
