@@ -148,7 +148,7 @@ async def test_run_check_shows_the_summary_and_writes_the_report(sandbox: Config
         assert summary.startswith("4 rows were processed in ")
         assert f"report   reports/{result.report_path.name}" in summary
         assert f"archived archive/{result.archive_path.name}" in summary
-        assert "line 6: failed Course with shortname 'NOPE999' not found" in screen.query_one(Log).lines
+        assert "line 6: failed (not found) Course with shortname 'NOPE999' not found" in screen.query_one(Log).lines
         await pilot.press("escape")  # back, and the dashboard sees the file is gone
         assert isinstance(app.screen, DashboardScreen)
         assert [str(c) for c in app.screen.query_one(DataTable).get_row("check")][2] == "missing"

@@ -165,7 +165,7 @@ async def test_progress_events_count_up_to_the_whole_file(site: Site) -> None:
     assert all(e.lines_total == 25_000 for e in events)
     assert events[-1].counts == {"failed": 25_000} == result.counts
     assert len(events[-1].recent) == 50
-    assert events[-1].recent[-1] == "line 25000: failed Course with shortname 'C24999' not found"
+    assert events[-1].recent[-1] == "line 25000: failed (not found) Course with shortname 'C24999' not found"
 
 
 async def test_cancel_finishes_the_batch_in_flight_and_reports_the_rest(site: Site) -> None:
@@ -296,7 +296,7 @@ def test_every_row_has_exactly_one_outcome_line_in_the_table(tmp_path: Path) -> 
     # Guard of the outcome model itself: the batch helper gives one outcome per row, with its line.
     rows = pl.DataFrame({LINE: [3, 9], "name": ["a", "b"]})
     outcomes = outcome_rows(rows, Outcome.SKIPPED, "x", pl.col("name"), "why")
-    assert outcomes.rows() == [(3, "skipped", "x", "a", "why"), (9, "skipped", "x", "b", "why")]
+    assert outcomes.rows() == [(3, None, "skipped", "x", "a", "why"), (9, None, "skipped", "x", "b", "why")]
 
 
 @pytest.mark.parametrize("site", ["mariadb"], indirect=True)  # a connection dying mid-batch is a server matter

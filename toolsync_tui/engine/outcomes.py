@@ -19,8 +19,11 @@ class Outcome(StrEnum):
 
 
 # One row per input row: its line, outcome, what was (or would be) done, the row's key, and why.
+# A row that does several things (a user's cohort and courseN columns) also has detail rows: the same line, the
+# `part` it concerns ("cohort", "course2"); a row's own outcome has a null part. Counts are of the rows' own outcomes.
 OUTCOME_SCHEMA: dict[str, pl.DataType] = {
     "line": pl.Int64(),
+    "part": pl.String(),
     "outcome": pl.String(),
     "action": pl.String(),
     "key": pl.String(),
@@ -40,15 +43,22 @@ def shown(value: pl.Expr) -> pl.Expr:
 
 
 def outcome_rows(
-    rows: pl.DataFrame, outcome: Outcome, action: str | pl.Expr, key: str | pl.Expr, message: str | pl.Expr
+    rows: pl.DataFrame,
+    outcome: Outcome,
+    action: str | pl.Expr,
+    key: str | pl.Expr,
+    message: str | pl.Expr,
+    *,
+    part: str | pl.Expr | None = None,
 ) -> pl.DataFrame:
-    """Outcomes for every row of `rows` (a batch slice); plain strings are literals."""
+    """Outcomes for every row of `rows` (a batch slice); plain strings are literals. With `part`, detail rows."""
 
-    def expr(value: str | pl.Expr) -> pl.Expr:
+    def expr(value: str | pl.Expr | None) -> pl.Expr:
         return value if isinstance(value, pl.Expr) else pl.lit(value, dtype=pl.String)
 
     return rows.select(
         pl.col(LINE).alias("line"),
+        expr(part).alias("part"),
         pl.lit(outcome.value, dtype=pl.String).alias("outcome"),
         expr(action).alias("action"),
         expr(key).alias("key"),
@@ -56,6 +66,16 @@ def outcome_rows(
     )
 
 
+def row_outcomes(outcomes: pl.DataFrame) -> pl.DataFrame:
+    """The rows' own outcomes, detail rows left out."""
+    return outcomes.filter(pl.col("part").is_null())
+
+
 def count_outcomes(outcomes: pl.DataFrame) -> dict[str, int]:
-    counted = outcomes.group_by("outcome").len()
+    """Outcome -> number of rows, of the rows' own outcomes."""
+    counted = row_outcomes(outcomes).group_by("outcome").len()
     return {str(o): int(n) for o, n in counted.iter_rows()}
+
+
+def count_failed_details(outcomes: pl.DataFrame) -> int:
+    return outcomes.filter(pl.col("part").is_not_null() & (pl.col("outcome") == Outcome.FAILED)).height

@@ -21,8 +21,8 @@ from ..config import Config
 from .command_file import LINE, PROBLEM, CommandFile, FileProblem
 from .gateway import DatabaseError, MoodleGateway
 from .operations import OPERATIONS, Operation
-from .outcomes import NOT_PROCESSED, Outcome, count_outcomes, outcome_rows
-from .report import RunReport, Tryback
+from .outcomes import NOT_PROCESSED, Outcome, count_failed_details, count_outcomes, outcome_rows, row_outcomes
+from .report import RunReport, Tryback, report_lines
 from .run_lock import LockBusy, RunLock
 from .store import DataStore, timestamp
 
@@ -73,6 +73,7 @@ class RunResult:
     archive_path: Path | None = None
     cancelled: bool = False
     notes: list[str] = field(default_factory=list)
+    failed_details: int = 0  # failed parts of rows (a user's course2 enrolment ...), beyond the rows' own outcomes
 
     def files(self) -> list[tuple[str, Path]]:
         """What the run wrote, labelled: report, table, tryback, archived."""
@@ -86,13 +87,16 @@ class RunResult:
 
     @property
     def exit_code(self) -> int:
-        return 1 if self.counts.get(Outcome.FAILED, 0) or self.cancelled else 0
+        return 1 if self.counts.get(Outcome.FAILED, 0) or self.failed_details or self.cancelled else 0
 
     def summary(self) -> str:
         parts = [f"{self.counts.get(o, 0)} {o}" for o in Outcome if self.counts.get(o, 0)]
         verb = "would be" if self.dry_run else "were"
-        return f"{self.rows} rows {verb} processed in {self.duration:.1f} s: " + (
-            ", ".join(parts) if parts else "nothing to do"
+        details = f"; {self.failed_details} parts of rows failed" if self.failed_details else ""
+        return (
+            f"{self.rows} rows {verb} processed in {self.duration:.1f} s: "
+            + (", ".join(parts) if parts else "nothing to do")
+            + details
         )
 
 
@@ -177,6 +181,7 @@ class _Run:
         if files.tryback and not self.dry_run:
             tryback = Tryback(self.store.tryback_path(self.stamp, self.path), source.format, source.header_raw)
         counts: Counter[str] = Counter()
+        failed_details = 0
         rows = 0
         clock = time.monotonic()
         cancelled = False
@@ -191,9 +196,11 @@ class _Run:
                     outcomes = await self._apply(batch)
                 rows += batch.height
                 counts.update(count_outcomes(outcomes))
+                failed_details += count_failed_details(outcomes)
                 if report:
                     report.add(outcomes)
                 if tryback:
+                    # A row with a failed part goes to the tryback too: re-running it redoes only what failed.
                     retry = outcomes.filter((pl.col("outcome") == Outcome.FAILED) | (pl.col("action") == NOT_PROCESSED))
                     tryback.add(batch.join(retry.select(pl.col("line").alias(LINE)), on=LINE, how="semi"))
                 self._progress(source, batch, batch_number, rows, counts, clock, outcomes)
@@ -214,6 +221,7 @@ class _Run:
                 duration,
                 cancelled=cancelled,
                 notes=self.notes,
+                failed_details=failed_details,
             )
             if report:
                 report.close([result.summary(), *self.notes])
@@ -231,7 +239,7 @@ class _Run:
         if not wellformed.is_empty():
             write = not (self.dry_run or self.operation.read_only)
             parts.append(await self._apply_in_transaction(wellformed, write=write))
-        return pl.concat(parts).sort("line")
+        return pl.concat(parts).sort("line", "part", nulls_last=False, maintain_order=True)
 
     async def _apply_in_transaction(self, rows: pl.DataFrame, *, write: bool) -> pl.DataFrame:
         """A batch's resolution, plan and (when `write`) writes in one transaction: all or nothing.
@@ -259,8 +267,9 @@ class _Run:
                 pl.lit(""),
                 f"database error, nothing of this batch was written: {_reason(exc)}",
             )
-        if outcomes.height != rows.height:
-            raise AssertionError(f"{self.operation.name} returned {outcomes.height} outcomes for {rows.height} rows")
+        own = row_outcomes(outcomes)
+        if own.height != rows.height or own["line"].n_unique() != rows.height:
+            raise AssertionError(f"{self.operation.name} returned {own.height} outcomes for {rows.height} rows")
         return outcomes
 
     async def _check_safety(self, source: CommandFile) -> None:
@@ -274,7 +283,7 @@ class _Run:
             if wellformed.is_empty():
                 continue
             planned = await self._apply_in_transaction(wellformed, write=False)
-            destructive += planned.filter(pl.col("action").is_in(actions)).height
+            destructive += row_outcomes(planned).filter(pl.col("action").is_in(actions)).height
         async with self.gateway.reading() as conn:
             base = await self.operation.safety_base(conn)
         if destructive >= max(run.safety_min_rows, 1) and destructive > run.safety_threshold * base:
@@ -302,12 +311,7 @@ class _Run:
         if self.on_progress is None:
             return
         elapsed = time.monotonic() - clock
-        recent = (
-            outcomes.tail(RECENT_MESSAGES)
-            .select(pl.format("line {}: {} {}", "line", "outcome", "message"))
-            .to_series()
-            .to_list()
-        )
+        recent = outcomes.tail(RECENT_MESSAGES).select(report_lines()).to_series().to_list()
         self.on_progress(
             Progress(
                 operation=self.operation.name,

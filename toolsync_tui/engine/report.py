@@ -14,6 +14,16 @@ from .command_file import LINE, RAW, SourceFormat
 from .store import private_file
 
 
+def report_lines() -> pl.Expr:
+    """A report line: "line 12: created (create) ...", a detail "line 12, course2: failed (enrol) ..."."""
+    where = (
+        pl.when(pl.col("part").is_null())
+        .then(pl.format("line {}", "line"))
+        .otherwise(pl.format("line {}, {}", "line", "part"))
+    )
+    return pl.format("{}: {} ({}) {}", where, "outcome", "action", "message")
+
+
 class RunReport:
     """A readable report (one line per row, then a summary) and a CSV with one record per row."""
 
@@ -29,9 +39,7 @@ class RunReport:
         if outcomes.is_empty():
             return
         # polars writes the lines itself: a million report lines never become Python strings.
-        outcomes.select(pl.format("line {}: {} ({}) {}", "line", "outcome", "action", "message")).write_csv(
-            self._text, include_header=False, quote_style="never"
-        )
+        outcomes.select(report_lines()).write_csv(self._text, include_header=False, quote_style="never")
         outcomes.write_csv(self._table, include_header=not self._table_has_header)
         self._table_has_header = True
 
@@ -39,7 +47,7 @@ class RunReport:
         self._text.write(("\n" + "\n".join(summary) + "\nend of report\n").encode())
         self._text.close()
         if not self._table_has_header:
-            self._table.write(b"line,outcome,action,key,message\n")
+            self._table.write(b"line,part,outcome,action,key,message\n")
         self._table.close()
 
 
