@@ -314,3 +314,26 @@ async def test_a_lost_connection_stops_the_run_and_says_so(
     [report] = DataStore(config.data_dir).reports.glob("*.txt")
     assert "the run stopped after 3 rows" in report.read_text()
     assert path.exists()
+
+
+def test_files_of_two_runs_in_the_same_second_do_not_overwrite_each_other(tmp_path: Path) -> None:
+    store = DataStore(tmp_path)
+    store.ensure()
+    source = store.inbox / "userimport.csv"
+    first_text, first_table = store.report_paths("20261124-020000", "users", source, False)
+    first_text.write_text("first")
+    second_text, second_table = store.report_paths("20261124-020000", "users", source, False)
+    first_tryback = store.tryback_path("20261124-020000", source)
+    first_tryback.write_text("failed rows")
+    assert (first_text.name, first_table.name) == (
+        "20261124-020000_users_userimport.txt",
+        "20261124-020000_users_userimport.csv",
+    )
+    assert (second_text.name, second_table.name) == (
+        "20261124-020000_users_userimport-2.txt",
+        "20261124-020000_users_userimport-2.csv",
+    )
+    assert store.tryback_path("20261124-020000", source).name == "userimport_tryback_20261124-020000-2.csv"
+    source.write_text("a;b\n")
+    assert store.archive_file(source, "20261124-020000", "copy") == store.archive / "20261124-020000_userimport.csv"
+    assert store.archive_file(source, "20261124-020000", "copy") == store.archive / "20261124-020000_userimport-2.csv"

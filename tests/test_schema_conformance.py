@@ -14,7 +14,7 @@ from toolsync_tui.engine.gateway import MoodleGateway
 from toolsync_tui.engine.moodle_schema import MoodleSchema
 
 SCHEMA = MoodleSchema("mdl_")
-TYPE_NAMES = {"NUMERIC": "decimal"}
+TYPE_NAMES = {"NUMERIC": "decimal", "INTEGER": "int"}  # the names information_schema uses
 
 
 def declared_type(column: Any) -> str:

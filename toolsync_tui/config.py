@@ -95,6 +95,11 @@ class UsersSettings(OperationSettings):
     file: str = "userimport.csv"
     primary_identity: UserKey = "idnumber"
     course_identity: CourseKey = "shortname"
+    allow_rename: bool = False
+    create_passwords: bool = False
+    protect_emails: bool = True
+    password_rounds: Literal[5000, 10000] = 5000
+    password_pepper_env: str = "TOOLSYNC_PASSWORD_PEPPER"
 
 
 class DeleteUsersSettings(OperationSettings):

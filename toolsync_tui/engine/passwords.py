@@ -41,6 +41,7 @@ _MAX_ROUNDS: Final = 999_999_999
 _MAX_PEPPER_BYTES: Final = 511 - MAX_PASSWORD_BYTES
 _SALT_RE: Final = re.compile(r"[A-Za-z0-9./]{16}")
 _HASH_CHARS: Final = 86
+_REUSABLE_RE: Final = re.compile(r"\$6\$rounds=\d+\$[A-Za-z0-9./]{16}\$[A-Za-z0-9./]{86}")
 DEFAULT_CHUNK_SIZE: Final = 64  # ~135 ms of work per task at 5000 rounds: cheap IPC, smooth progress
 
 
@@ -151,8 +152,17 @@ def _worker_pid() -> int:
     return os.getpid()
 
 
-def _hash_chunk(passwords: list[str]) -> tuple[int, list[str | PasswordRejected]]:
-    return os.getpid(), [_hash_or_reject(p, _worker_rounds, _worker_pepper, None) for p in passwords]
+def _hash_chunk(passwords: list[str], current: list[str | None]) -> tuple[int, list[str | PasswordRejected]]:
+    return os.getpid(), [_keep_or_hash(p, c) for p, c in zip(passwords, current, strict=True)]
+
+
+def _keep_or_hash(password: str, current: str | None) -> str | PasswordRejected:
+    # The stored hash when the password still matches it (same cost as hashing anew): a re-run stays "unchanged".
+    if current is not None and _REUSABLE_RE.fullmatch(current) and password_problem(password) is None:
+        setting = current[: current.rindex("$") + 1]
+        if _crypt(password + _worker_pepper, setting) == current:
+            return current
+    return _hash_or_reject(password, _worker_rounds, _worker_pepper, None)
 
 
 def usable_cpus() -> int:
@@ -236,10 +246,14 @@ class PasswordHasher:
         self,
         passwords: Sequence[str],
         on_progress: Callable[[int], None] | None = None,
+        *,
+        current: Sequence[str | None] | None = None,
     ) -> list[str | PasswordRejected]:
         """One result per password, in order: the hash, or a PasswordRejected saying why that row cannot be stored.
 
-        `on_progress(n)` is called on the event loop as each chunk finishes, with the number of passwords in it.
+        `current`: the hashes stored now (None where there is none); where a password still matches its stored
+        hash, that hash is returned unchanged. `on_progress(n)` is called on the event loop as each chunk
+        finishes, with the number of passwords in it.
         """
         if self._closed:
             raise RuntimeError("this PasswordHasher is closed")
@@ -248,10 +262,13 @@ class PasswordHasher:
         await self.start()
         loop = asyncio.get_running_loop()
         size = self.chunk_size
+        stored: list[str | None] = list(current) if current is not None else [None] * len(passwords)
+        if len(stored) != len(passwords):
+            raise ValueError("current must have one entry per password")
         futures = []
         for start in range(0, len(passwords), size):
             chunk = list(passwords[start : start + size])
-            future = loop.run_in_executor(self._pool, _hash_chunk, chunk)
+            future = loop.run_in_executor(self._pool, _hash_chunk, chunk, stored[start : start + size])
             if on_progress is not None:
                 future.add_done_callback(functools.partial(_report_progress, on_progress, len(chunk)))
             futures.append(future)

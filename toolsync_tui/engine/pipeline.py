@@ -18,6 +18,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 
 from .. import __version__
 from ..config import Config
+from .bridge import BridgeError
 from .command_file import LINE, PROBLEM, CommandFile, FileProblem
 from .gateway import DatabaseError, MoodleGateway
 from .operations import OPERATIONS, Operation
@@ -133,7 +134,7 @@ async def run_operation(
             if lock.stale_note:
                 run.notes.append(lock.stale_note)
             return await run.execute(force)
-    except (FileProblem, DatabaseError, LockBusy) as exc:
+    except (FileProblem, DatabaseError, LockBusy, BridgeError) as exc:
         raise RunProblem(str(exc)) from None
 
 
@@ -169,10 +170,18 @@ class _Run:
     async def execute(self, force: bool) -> RunResult:
         source = CommandFile.open(self.path, self.operation.columns, self.config.settings.files)
         site = await self.gateway.site_info()
-        async with self.gateway.reading() as conn:
-            await self.operation.prepare(conn)
-        if self.operation.destructive_actions and not self.dry_run and not force:
-            await self._check_safety(source)
+        try:
+            async with self.gateway.reading() as conn:
+                await self.operation.prepare(conn, source.columns)
+        except FileProblem as exc:
+            await self.operation.finish(self.dry_run)
+            raise FileProblem(f"{source.name}: {exc}") from None
+        if self.operation.may_destroy(source.columns) and not self.dry_run and not force:
+            try:
+                await self._check_safety(source)
+            except BaseException:
+                await self.operation.finish(self.dry_run)
+                raise
         files = self.config.settings.files
         report = tryback = None
         if files.report:
@@ -211,6 +220,7 @@ class _Run:
             )
             raise
         finally:
+            self.notes.extend(await self.operation.finish(self.dry_run))
             duration = time.monotonic() - clock
             result = RunResult(
                 self.operation.name,

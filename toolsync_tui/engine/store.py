@@ -48,21 +48,33 @@ class DataStore:
 
     def report_paths(self, stamp: str, operation: str, source: Path, dry_run: bool) -> tuple[Path, Path]:
         base = f"{stamp}_{operation}_{source.stem}" + ("_dryrun" if dry_run else "")
-        return self.reports / f"{base}.txt", self.reports / f"{base}.csv"
+        text = _unused(self.reports / f"{base}.txt", self.reports / f"{base}.csv")
+        return text, text.with_suffix(".csv")
 
     def tryback_path(self, stamp: str, source: Path) -> Path:
-        return self.tryback / f"{source.stem}_tryback_{stamp}{source.suffix}"
+        return _unused(self.tryback / f"{source.stem}_tryback_{stamp}{source.suffix}")
 
     def archive_file(self, source: Path, stamp: str, mode: str) -> Path | None:
         """Move or copy the processed file into archive/ with a timestamp prefix."""
         if mode == "off":
             return None
-        target = self.archive / f"{stamp}_{source.name}"
+        target = _unused(self.archive / f"{stamp}_{source.name}")
         if mode == "copy":
             shutil.copy2(source, target)
         else:
             shutil.move(source, target)
         return target
+
+
+def _unused(path: Path, twin: Path | None = None) -> Path:
+    """`path`, or `name-2.ext`, `name-3.ext` ... when a run of the same second already wrote it (and its twin)."""
+    number = 1
+    candidate, other = path, twin
+    while candidate.exists() or (other is not None and other.exists()):
+        number += 1
+        candidate = path.with_name(f"{path.stem}-{number}{path.suffix}")
+        other = twin.with_name(f"{twin.stem}-{number}{twin.suffix}") if twin is not None else None
+    return candidate
 
 
 def private_file(path: Path) -> int:

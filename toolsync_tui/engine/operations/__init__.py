@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 from .base import Operation
 from .check import CourseExistenceCheck
+from .user_lists import DeleteUsers, SuspendUsers
+from .users import UsersOperation
 
 
 @dataclass(frozen=True)
@@ -23,9 +25,9 @@ OPERATIONS: dict[str, OperationInfo] = {
         OperationInfo("resetcourses", "Reset courses", None),
         OperationInfo("courses", "Create and update courses", None),
         OperationInfo("metacourses", "Metacourse bindings", None),
-        OperationInfo("users", "Create and update users", None),
-        OperationInfo("deleteusers", "Delete users", None),
-        OperationInfo("suspendusers", "Suspend users", None),
+        OperationInfo("users", "Create and update users", UsersOperation),
+        OperationInfo("deleteusers", "Delete users", DeleteUsers),
+        OperationInfo("suspendusers", "Suspend users", SuspendUsers),
         OperationInfo("enrols", "Enrolments", None),
         OperationInfo("groups", "Groups and groupings", None),
         OperationInfo("groupmembers", "Group members", None),

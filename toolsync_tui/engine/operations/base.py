@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from typing import ClassVar
 
 import polars as pl
@@ -31,8 +32,11 @@ class Operation(ABC):
     def settings(self) -> OperationSettings:
         return self.config.operation(self.name)
 
-    async def prepare(self, conn: AsyncConnection) -> None:  # noqa: B027 (optional hook)
-        """Read what the whole run needs once (site settings, role ids ...)."""
+    async def prepare(self, conn: AsyncConnection, columns: Sequence[str]) -> None:  # noqa: B027 (optional hook)
+        """Read what the whole run needs once (site settings, role ids ...), knowing the file's columns.
+
+        Raises FileProblem for a header the site cannot take (a profile field it does not have ...).
+        """
 
     @abstractmethod
     async def apply(self, conn: AsyncConnection, rows: pl.DataFrame, dry_run: bool) -> pl.DataFrame:
@@ -40,6 +44,15 @@ class Operation(ABC):
 
         Returns exactly one outcome row per input row (see outcomes.OUTCOME_SCHEMA).
         """
+
+    def may_destroy(self, columns: Sequence[str]) -> bool:
+        """Whether a file with these columns can lead to destructive actions (then the safety pre-pass runs)."""
+        return bool(self.destructive_actions)
+
+    async def finish(self, dry_run: bool) -> list[str]:
+        """After the last batch, also after a failure: release what the run held, purge caches; notes for the
+        report."""
+        return []
 
     async def safety_base(self, conn: AsyncConnection) -> int:
         """How many existing records the destructive actions draw from (the threshold's 100%)."""

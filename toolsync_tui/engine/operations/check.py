@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import ClassVar
 
 import polars as pl
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..command_file import LINE, ColumnSpec
+from ..lookup import KeyLookup
 from ..outcomes import Outcome, outcome_rows
 from .base import Operation
-from .lookup import KeyLookup
 
 
 class CourseExistenceCheck(Operation):
@@ -19,7 +20,7 @@ class CourseExistenceCheck(Operation):
     columns = ColumnSpec(required=("identifier",), headerless=("identifier", "description"))
     read_only: ClassVar[bool] = True
 
-    async def prepare(self, conn: AsyncConnection) -> None:
+    async def prepare(self, conn: AsyncConnection, columns: Sequence[str]) -> None:
         course = self.schema.course
         self.courses = KeyLookup(
             self.gateway,

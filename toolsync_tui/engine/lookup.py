@@ -8,7 +8,7 @@ import polars as pl
 from sqlalchemy import ColumnElement, Table
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ..gateway import MoodleGateway
+from .gateway import MoodleGateway
 
 NUMERIC_KEYS = frozenset({"id"})
 JOIN = "__join"

@@ -1,0 +1,543 @@
+"""The Moodle bridge: our side of the protocol with fake `php` commands (always), the PHP script's request checks
+with the real php (when php is installed), and the real thing against an installed Moodle 4.5 site.
+
+Site-backed tests need a site made by scripts/install_test_moodle.sh (or any throwaway Moodle 4.5 site: they
+create and delete users and courses in it):
+
+    TOOLSYNC_TEST_MOODLE_DIRROOT=/srv/moodle-test/moodle .venv/bin/pytest tests/test_bridge.py
+
+The database coordinates come from the site's own config.php (read through PHP), so nothing else is needed.
+Optional: TOOLSYNC_TEST_MOODLE_PHP (PHP command, default php) and TOOLSYNC_TEST_MOODLE_RUN_AS (run PHP through
+`sudo -n -u <user>`, when the site's files belong to another user).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import re
+import shlex
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import URL, text
+
+from tests.conftest import run_blocking
+from toolsync_tui.config import Config, DatabaseSettings, new_config
+from toolsync_tui.engine.bridge import BRIDGE_SCRIPT, PROTOCOL, BridgeError, MoodleBridge
+from toolsync_tui.engine.gateway import MoodleGateway
+
+SITE_ENV = "TOOLSYNC_TEST_MOODLE_DIRROOT"
+
+# -- fakes: a site directory that passes our checks, and `php` commands that answer what a test needs ---------
+
+
+@pytest.fixture
+def fake_site(tmp_path: Path) -> Path:
+    site = tmp_path / "moodle"
+    site.mkdir()
+    (site / "config.php").write_text("<?php // never read: the php commands here are fakes\n")
+    return site
+
+
+def fake_php(tmp_path: Path, body: str, name: str = "php") -> str:
+    """An executable standing in for php: a Python script given the bridge's argv and stdin."""
+    script = tmp_path / name
+    script.write_text(f"#!{sys.executable}\nimport json, sys, time\n{body}\n")
+    script.chmod(0o755)
+    return str(script)
+
+
+ECHO_USERS = """
+request = json.load(sys.stdin)
+with open(sys.argv[0] + ".log", "a") as log:
+    log.write(json.dumps(request) + "\\n")
+if request.get("userids") and 13 in request["userids"]:
+    print("PHP Fatal error: out of memory", file=sys.stderr)
+    sys.exit(255)
+results = [{"id": i, "ok": True} if i % 2 == 0 else {"id": i, "ok": False, "error": f"user {i} is odd"}
+           for i in request.get("userids", []) if i != 8]
+print(json.dumps({"ok": True, "results": results}))
+"""
+
+
+def read_pid(path: str) -> int:
+    return int(Path(path).read_text())
+
+
+def requests_seen(php: str) -> list[dict[str, Any]]:
+    log = Path(php + ".log")
+    return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+
+
+# -- configuration ----------------------------------------------------------------------------------------------
+
+
+def test_no_bridge_without_moodle_dir(tmp_path: Path) -> None:
+    assert MoodleBridge.from_config(new_config(tmp_path / "toolsync.toml", {})) is None
+    blank = new_config(tmp_path / "toolsync.toml", {"bridge": {"moodle_dir": "  "}})
+    assert MoodleBridge.from_config(blank) is None
+
+
+def test_settings_make_the_command_line(tmp_path: Path) -> None:
+    config: Config = new_config(
+        tmp_path / "toolsync.toml", {"bridge": {"moodle_dir": "site/moodle", "php": "/opt/php8.3/bin/php -d x=1"}}
+    )
+    bridge = MoodleBridge.from_config(config)
+    assert bridge is not None
+    assert bridge.moodle_dir == tmp_path / "site" / "moodle"  # relative to the config file, like other paths
+    assert bridge.argv == ["/opt/php8.3/bin/php", "-d", "x=1", str(BRIDGE_SCRIPT), f"--moodle={tmp_path}/site/moodle"]
+
+    config.settings.bridge.run_as = "www-data"
+    bridge = MoodleBridge.from_config(config)
+    assert bridge is not None
+    assert bridge.argv[:5] == ["sudo", "-n", "-u", "www-data", "--"]  # never a password prompt
+    assert bridge.argv[5] == "/opt/php8.3/bin/php"
+
+
+def test_the_script_ships_in_the_package() -> None:
+    assert BRIDGE_SCRIPT.is_file()
+    assert f"const TOOLSYNC_BRIDGE_PROTOCOL = {PROTOCOL};" in BRIDGE_SCRIPT.read_text()
+
+
+# -- failures, with fake php commands ----------------------------------------------------------------------------
+
+
+async def test_a_missing_php_binary_is_named(fake_site: Path, tmp_path: Path) -> None:
+    bridge = MoodleBridge(fake_site, php=str(tmp_path / "no-such-php"))
+    with pytest.raises(BridgeError, match=r"bridge info: '.*no-such-php' not found: install or set the PHP command"):
+        await bridge.info()
+
+
+async def test_a_moodle_dir_without_config_php_is_refused_before_running_php(tmp_path: Path) -> None:
+    php = fake_php(tmp_path, "raise SystemExit('must not run')")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(BridgeError, match=r"no config\.php in \[bridge\] moodle_dir .*empty: it is not a Moodle site"):
+        await MoodleBridge(empty, php=php).delete_users([5])
+    code_only = tmp_path / "code"
+    (code_only / "lib").mkdir(parents=True)
+    (code_only / "lib" / "setup.php").write_text("<?php\n")
+    with pytest.raises(BridgeError, match=r"a Moodle code tree without config\.php \(not installed\?\)"):
+        await MoodleBridge(code_only, php=php).info()
+    with pytest.raises(BridgeError, match=r"moodle_dir .*nowhere is not a directory"):
+        await MoodleBridge(tmp_path / "nowhere", php=php).info()
+    assert requests_seen(php) == []
+
+
+async def test_garbage_on_stdout_is_an_error_quoting_it(fake_site: Path, tmp_path: Path) -> None:
+    php = fake_php(tmp_path, "print('<b>Notice</b>: Undefined index'); print('Deprecated: x', file=sys.stderr)")
+    with pytest.raises(
+        BridgeError, match=r"bridge info: the answer is not the bridge's JSON \(exit code 0\)"
+    ) as caught:
+        await MoodleBridge(fake_site, php=php).info()
+    assert "<b>Notice</b>" in str(caught.value)
+    assert "PHP stderr: Deprecated: x" in str(caught.value)
+
+
+async def test_json_that_is_not_an_answer_is_an_error(fake_site: Path, tmp_path: Path) -> None:
+    php = fake_php(tmp_path, "print('[1, 2]')")
+    with pytest.raises(BridgeError, match="not the bridge's JSON"):
+        await MoodleBridge(fake_site, php=php).info()
+
+
+async def test_no_answer_reports_exit_code_and_stderr_tail(fake_site: Path, tmp_path: Path) -> None:
+    php = fake_php(tmp_path, "print('x' * 5000 + 'PHP Fatal error: boom', file=sys.stderr); sys.exit(255)")
+    with pytest.raises(BridgeError, match=r"the PHP process exited with code 255 and no answer") as caught:
+        await MoodleBridge(fake_site, php=php).purge(events=["changesincourse"])
+    message = str(caught.value)
+    assert message.endswith("PHP Fatal error: boom")
+    assert len(message) < 1700  # the tail, not the whole of stderr
+
+
+async def test_php_unable_to_open_the_script_gets_a_hint(fake_site: Path, tmp_path: Path) -> None:
+    php = fake_php(tmp_path, "print('Could not open input file: /root/venv/toolsync_bridge.php'); sys.exit(1)")
+    with pytest.raises(BridgeError, match=r"(?s)exit code 1\): 'Could not open.*hint: the PHP process cannot read"):
+        await MoodleBridge(fake_site, php=php).info()
+
+
+async def test_a_refusal_from_the_script_is_raised_with_its_words(fake_site: Path, tmp_path: Path) -> None:
+    php = fake_php(tmp_path, "print(json.dumps({'ok': False, 'error': 'Database connection failed'})); sys.exit(1)")
+    with pytest.raises(BridgeError, match=r"^bridge info: Database connection failed$"):
+        await MoodleBridge(fake_site, php=php).info()
+
+
+async def test_output_printed_before_the_answer_is_tolerated(fake_site: Path, tmp_path: Path) -> None:
+    answer = {"ok": True, "protocol": PROTOCOL, "dbname": "moodle", "dbprefix": "mdl_"}
+    php = fake_php(tmp_path, f"print('mtrace from a plugin'); print({json.dumps(json.dumps(answer))})")
+    assert (await MoodleBridge(fake_site, php=php).info())["dbname"] == "moodle"
+
+
+async def test_a_script_of_another_protocol_is_refused(fake_site: Path, tmp_path: Path) -> None:
+    php = fake_php(tmp_path, "print(json.dumps({'ok': True, 'protocol': 99}))")
+    with pytest.raises(BridgeError, match="speaks protocol 99"):
+        await MoodleBridge(fake_site, php=php).info()
+
+
+async def test_verify_database_compares_name_and_prefix(fake_site: Path, tmp_path: Path) -> None:
+    answer = {"ok": True, "protocol": PROTOCOL, "dbname": "moodle", "dbprefix": "mdl_", "dbhost": "db1"}
+    bridge = MoodleBridge(fake_site, php=fake_php(tmp_path, f"print({json.dumps(json.dumps(answer))})"))
+    assert (await bridge.verify_database(DatabaseSettings(name="moodle", prefix="mdl_")))["dbhost"] == "db1"
+    with pytest.raises(BridgeError, match=r"uses database 'moodle' with prefix 'mdl_' \(on db1:default port\)"):
+        await bridge.verify_database(DatabaseSettings(name="moodle", prefix="m_"))
+    with pytest.raises(BridgeError, match="not the SQLite sandbox"):
+        await bridge.verify_database(DatabaseSettings(driver="sqlite"))
+
+
+async def test_a_hanging_php_is_stopped_at_the_timeout(fake_site: Path, tmp_path: Path) -> None:
+    php = fake_php(tmp_path, "open(sys.argv[0] + '.pid', 'w').write(str(__import__('os').getpid())); time.sleep(60)")
+    bridge = MoodleBridge(fake_site, php=php, timeout=0.5, seconds_per_user=0)
+    started = time.monotonic()
+    with pytest.raises(BridgeError, match=r"bridge delete_users: no answer after 0.5 s, PHP stopped \(some of these"):
+        await bridge.delete_users([3])
+    assert time.monotonic() - started < 10
+    pid = read_pid(php + ".pid")
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+
+
+async def test_delete_users_goes_in_chunks_and_maps_outcomes(fake_site: Path, tmp_path: Path) -> None:
+    php = fake_php(tmp_path, ECHO_USERS)
+    bridge = MoodleBridge(fake_site, php=php, chunk_size=3)
+    outcomes = await bridge.delete_users([2, 3, 4, 4, 5, 6, 7, 8])
+    assert [r["userids"] for r in requests_seen(php)] == [[2, 3, 4], [5, 6, 7], [8]]  # duplicates sent once
+    assert outcomes == {
+        2: None,
+        3: "user 3 is odd",
+        4: None,
+        5: "user 5 is odd",
+        6: None,
+        7: "user 7 is odd",
+        8: "the bridge gave no outcome for this user",
+    }
+    assert await bridge.delete_users([]) == {}
+    with pytest.raises(ValueError, match="positive integers"):
+        await bridge.delete_users([0])
+
+
+async def test_a_failed_chunk_keeps_the_outcomes_of_the_chunks_before_it(fake_site: Path, tmp_path: Path) -> None:
+    bridge = MoodleBridge(fake_site, php=fake_php(tmp_path, ECHO_USERS), chunk_size=2)
+    with pytest.raises(BridgeError, match=r"(?s)code 255 .*out of memory") as caught:
+        await bridge.delete_users([2, 3, 13, 14])
+    assert caught.value.done == {2: None, 3: "user 3 is odd"}
+
+
+async def test_purge_sends_what_is_stale_and_nothing_when_nothing_is(fake_site: Path, tmp_path: Path) -> None:
+    php = fake_php(tmp_path, ECHO_USERS)
+    bridge = MoodleBridge(fake_site, php=php)
+    await bridge.purge()
+    assert requests_seen(php) == []
+    await bridge.purge(events=["changesincourse", "changesincourse"], coursecontacts_courses=[4])
+    assert requests_seen(php) == [
+        {
+            "command": "purge",
+            "events": ["changesincourse"],
+            "groupdata_courses": [],
+            "user_group_groupings_users": [],
+            "coursecontacts_courses": [4],
+        }
+    ]
+
+
+# -- the PHP script's own request checks (real php, no Moodle site needed: it refuses before loading one) ------
+
+
+def run_script(php: str, moodle_dir: Path, request: str) -> tuple[int, dict[str, Any]]:
+    import subprocess
+
+    done = subprocess.run(
+        [php, str(BRIDGE_SCRIPT), f"--moodle={moodle_dir}"], input=request, capture_output=True, text=True, timeout=60
+    )
+    assert done.stdout.count("\n") == 1, done.stdout  # one line, whatever happens
+    return done.returncode, json.loads(done.stdout)
+
+
+@pytest.mark.parametrize(
+    ("request_text", "error"),
+    [
+        ("not json", r'one JSON object with a "command" string \(Syntax error\)'),
+        ('{"userids": [1]}', r'a "command" string'),
+        ('{"command": "drop_database"}', r"unknown command 'drop_database' \(known: info, delete_users, purge\)"),
+        ('{"command": "delete_users", "userids": [1, "2"]}', r"'userids' must hold positive integers, not \"2\""),
+        ('{"command": "delete_users", "userids": {"a": 1}}', r"'userids' must be a list of ids"),
+        ('{"command": "purge", "events": ["a b"]}', r"'events' must hold cache event names"),
+        ('{"command": "purge", "groupdata": [1]}', r"unknown field\(s\) for 'purge': groupdata"),
+    ],
+)
+def test_the_script_refuses_bad_requests_with_exit_code_2(
+    php: str, fake_site: Path, request_text: str, error: str
+) -> None:
+    code, answer = run_script(php, fake_site, request_text)
+    assert code == 2
+    assert answer["ok"] is False
+    assert re.search(error, answer["error"]), answer["error"]
+
+
+def test_the_script_refuses_a_directory_without_config_php(php: str, tmp_path: Path) -> None:
+    code, answer = run_script(php, tmp_path, '{"command": "info"}')
+    assert (code, answer["ok"]) == (2, False)
+    assert answer["error"] == f"{tmp_path}/config.php not found: {tmp_path} is not a Moodle site directory"
+
+
+# -- a real Moodle 4.5 site ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class Site:
+    dirroot: Path
+    php: str
+    run_as: str
+    url: str
+    prefix: str
+
+    def bridge(self, **kwargs: Any) -> MoodleBridge:
+        return MoodleBridge(self.dirroot, php=self.php, run_as=self.run_as, **kwargs)
+
+    async def run_php(self, code: str) -> Any:
+        """Run PHP code in the site (as admin); it ends with `$result = ...;`, which comes back decoded.
+
+        The code goes in on stdin, so that a run_as user needs no access to a file of ours."""
+        script = (
+            "<?php\ndefine('CLI_SCRIPT', true);\n"
+            f"require({json.dumps(str(self.dirroot / 'config.php'))});\n"
+            "\\core\\session\\manager::set_user(get_admin());\n"
+            f"{code}\n"
+            'echo "\\n", json_encode($result), "\\n";\n'
+        )
+        sudo = ["sudo", "-n", "-u", self.run_as, "--"] if self.run_as else []
+        process = await asyncio.create_subprocess_exec(
+            *sudo,
+            *shlex.split(self.php),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        stdout, stderr = await process.communicate(script.encode())
+        assert process.returncode == 0, (stdout + stderr).decode()
+        return json.loads(stdout.decode().strip().splitlines()[-1])
+
+
+def _site_or_skip() -> tuple[Path, str, str]:
+    value = os.environ.get(SITE_ENV, "")
+    if not value:
+        pytest.skip(
+            f"{SITE_ENV} is not set: these tests need an installed Moodle 4.5 site to run the bridge against "
+            "(make one with scripts/install_test_moodle.sh, then set it to the site's moodle/ directory)"
+        )
+    dirroot = Path(value).resolve()  # as Moodle reports its dirroot
+    if not (dirroot / "config.php").is_file():
+        pytest.fail(f"{SITE_ENV}={value} has no config.php: point it at an installed Moodle site's directory")
+    return dirroot, os.environ.get("TOOLSYNC_TEST_MOODLE_PHP", "php"), os.environ.get("TOOLSYNC_TEST_MOODLE_RUN_AS", "")
+
+
+@pytest.fixture(scope="module")
+def moodle_site() -> Site:
+    dirroot, php, run_as = _site_or_skip()
+    site = Site(dirroot, php, run_as, url="", prefix="")
+    code = (
+        "$result = ['host' => $CFG->dbhost, 'port' => $CFG->dboptions['dbport'] ?? '', "
+        "'socket' => $CFG->dboptions['dbsocket'] ?? '', 'name' => $CFG->dbname, 'user' => $CFG->dbuser, "
+        "'password' => $CFG->dbpass, 'prefix' => $CFG->prefix, 'type' => $CFG->dbtype];"
+    )
+    db = run_blocking(site.run_php(code))
+    if db["type"] not in ("mariadb", "mysqli", "auroramysql"):
+        pytest.fail(f"the test site uses {db['type']}: these tests read MariaDB/MySQL")
+    socket = db["socket"] if db["socket"] not in ("", "1", True) else None
+    site.url = URL.create(
+        "mysql+aiomysql",
+        username=db["user"],
+        password=db["password"] or None,
+        host=None if socket else db["host"],
+        port=None if socket else int(db["port"] or 3306),
+        database=db["name"],
+        query={"charset": "utf8mb4"} | ({"unix_socket": socket} if socket else {}),
+    ).render_as_string(hide_password=False)
+    site.prefix = db["prefix"]
+    return site
+
+
+@pytest.fixture
+async def site_db(moodle_site: Site) -> AsyncIterator[MoodleGateway]:
+    gateway = MoodleGateway.for_url(moodle_site.url, moodle_site.prefix)
+    try:
+        yield gateway
+    finally:
+        await gateway.close()
+
+
+async def scalar(gateway: MoodleGateway, sql: str, **params: Any) -> Any:
+    """One value from SQL written with {p} for the table prefix."""
+    async with gateway.reading() as conn:
+        return (await conn.execute(text(sql.format(p=gateway.schema.prefix)), params)).scalar()
+
+
+# Two users with everything delete_user() has to undo (moodle-db-semantics.md §5.2), made by Moodle's own APIs:
+# a manual enrolment (with its role), a cohort, a group, a category role, a preference and profile field data.
+POPULATE = """
+require_once($CFG->dirroot . '/user/lib.php');
+require_once($CFG->dirroot . '/user/profile/lib.php');
+require_once($CFG->dirroot . '/course/lib.php');
+require_once($CFG->dirroot . '/cohort/lib.php');
+require_once($CFG->dirroot . '/group/lib.php');
+$tag = '%(tag)s';
+$category = $DB->get_field_sql('SELECT MIN(id) FROM {course_categories}');
+$course = create_course((object) ['fullname' => "Bridge $tag", 'shortname' => "bridge$tag", 'category' => $category]);
+$manual = $DB->get_record('enrol', ['courseid' => $course->id, 'enrol' => 'manual'], '*', MUST_EXIST);
+$student = $DB->get_field('role', 'id', ['shortname' => 'student'], MUST_EXIST);
+$creator = $DB->get_field('role', 'id', ['shortname' => 'coursecreator'], MUST_EXIST);
+$cohort = cohort_add_cohort((object) ['contextid' => context_system::instance()->id, 'name' => "Bridge $tag",
+    'idnumber' => "bridge$tag"]);
+$group = groups_create_group((object) ['courseid' => $course->id, 'name' => "Bridge $tag"]);
+if (!$DB->record_exists('user_info_field', ['shortname' => 'toolsyncbridge'])) {
+    $cat = $DB->get_field_sql('SELECT MIN(id) FROM {user_info_category}')
+        ?: $DB->insert_record('user_info_category', ['name' => 'Other fields', 'sortorder' => 1]);
+    $DB->insert_record('user_info_field', ['shortname' => 'toolsyncbridge', 'name' => 'Bridge test',
+        'datatype' => 'text', 'categoryid' => $cat, 'sortorder' => 99, 'param1' => 30, 'param2' => 2048]);
+}
+$result = ['course' => (int) $course->id, 'cohort' => (int) $cohort, 'group' => (int) $group, 'users' => []];
+foreach (['victim', 'keeper'] as $who) {
+    $id = user_create_user((object) ['username' => "$who$tag", 'firstname' => ucfirst($who), 'lastname' => $tag,
+        'email' => "Mixed.Case+$who$tag@Example.org", 'idnumber' => "id-$who$tag", 'auth' => 'manual',
+        'password' => 'Secret-pass-1', 'confirmed' => 1, 'mnethostid' => $CFG->mnet_localhost_id], true, false);
+    enrol_get_plugin('manual')->enrol_user($manual, $id, $student);
+    cohort_add_member($cohort, $id);
+    groups_add_member($group, $id);
+    role_assign($creator, $id, context_coursecat::instance($category)->id);
+    set_user_preference('toolsync_bridge_test', 'yes', $id);
+    profile_save_data((object) ['id' => $id, 'profile_field_toolsyncbridge' => "data of $who"]);
+    $result['users'][$who] = (int) $id;
+}
+"""
+
+# What delete_user() removes, by table and user column.
+MEMBERSHIPS = [
+    ("user_enrolments", "userid"),
+    ("role_assignments", "userid"),
+    ("cohort_members", "userid"),
+    ("groups_members", "userid"),
+    ("user_preferences", "userid"),
+    ("user_info_data", "userid"),
+]
+
+
+async def test_info_names_the_sites_database(moodle_site: Site) -> None:
+    info = await moodle_site.bridge().info()
+    assert info["ok"] is True
+    assert info["version"].startswith("2024")  # 4.5 is 2024100700; development builds of 4.5 start 202409
+    assert info["dbprefix"] == moodle_site.prefix
+    assert info["dirroot"] == str(moodle_site.dirroot)
+    db = DatabaseSettings(name=info["dbname"], prefix=moodle_site.prefix)
+    assert (await moodle_site.bridge().verify_database(db))["dbname"] == db.name
+
+
+async def test_delete_users_runs_moodles_delete_user(moodle_site: Site, site_db: MoodleGateway) -> None:
+    tag = uuid.uuid4().hex[:8]
+    made = await moodle_site.run_php(POPULATE % {"tag": tag})
+    victim, keeper = made["users"]["victim"], made["users"]["keeper"]
+    for table, column in MEMBERSHIPS:
+        count = f"SELECT COUNT(*) FROM {{p}}{table} WHERE {column} = :u"
+        assert await scalar(site_db, count, u=victim) >= 1, f"the set-up wrote no {table} row"
+    admin = await scalar(site_db, "SELECT id FROM {p}user WHERE username = 'admin'")
+
+    started = time.monotonic()
+    outcomes = await moodle_site.bridge().delete_users([victim])
+    elapsed = time.monotonic() - started
+    assert outcomes == {victim: None}
+    print(f"delete_users of one populated user: {elapsed:.2f} s, PHP bootstrap included")
+
+    async with site_db.reading() as conn:
+        row = (
+            (await conn.execute(text(f"SELECT * FROM {site_db.schema.prefix}user WHERE id = :u"), {"u": victim}))
+            .mappings()
+            .one()
+        )
+    assert row["deleted"] == 1
+    # The username becomes the cleaned email plus a timestamp, the email the md5 of the old username.
+    assert re.fullmatch(rf"mixed\.casevictim{tag}@example\.org\.\d{{10}}", row["username"]), row["username"]
+    assert row["email"] == hashlib.md5(f"victim{tag}".encode()).hexdigest()
+    assert (row["idnumber"], row["picture"]) == ("", 0)
+    assert row["password"] != ""  # the hash stays (soft delete)
+    for table, column in MEMBERSHIPS:
+        count = f"SELECT COUNT(*) FROM {{p}}{table} WHERE {column} = :u"
+        assert await scalar(site_db, count, u=victim) == 0, f"{table} rows of the deleted user remain"
+        assert await scalar(site_db, count, u=keeper) >= 1, f"{table} rows of the other user are gone"
+    # Moodle's side effects, with the admin as the actor.
+    request = "SELECT requestedby FROM {p}tool_dataprivacy_request WHERE userid = :u AND type = 2"
+    assert await scalar(site_db, request, u=victim) == admin
+    event = (
+        "SELECT userid FROM {p}logstore_standard_log "
+        "WHERE eventname = '\\\\core\\\\event\\\\user_deleted' AND relateduserid = :u"
+    )
+    assert await scalar(site_db, event, u=victim) == admin
+    dirty = "SELECT COUNT(*) FROM {p}cache_flags WHERE flagtype = 'accesslib/dirtyusers' AND name = :u"
+    assert await scalar(site_db, dirty, u=str(victim)) == 1
+    keeper_state = "SELECT deleted FROM {p}user WHERE id = :u"
+    assert await scalar(site_db, keeper_state, u=keeper) == 0
+
+
+async def test_delete_users_refuses_per_user_and_goes_on(moodle_site: Site, site_db: MoodleGateway) -> None:
+    tag = uuid.uuid4().hex[:8]
+    made = await moodle_site.run_php(POPULATE % {"tag": tag})
+    victim, keeper = made["users"]["victim"], made["users"]["keeper"]
+    admin = await scalar(site_db, "SELECT id FROM {p}user WHERE username = 'admin'")
+    guest = await scalar(site_db, "SELECT id FROM {p}user WHERE username = 'guest'")
+    missing = await scalar(site_db, "SELECT MAX(id) + 1000 FROM {p}user")
+    bridge = moodle_site.bridge(chunk_size=3)  # two calls: the refusals do not stop the deletes behind them
+
+    outcomes = await bridge.delete_users([admin, guest, missing, victim, keeper])
+    assert (
+        outcomes[admin]
+        == f"user {admin} (admin) is a site administrator: remove them from the site administrators first"
+    )
+    assert outcomes[guest] == f"user {guest} is the guest account, which Moodle never deletes"
+    assert outcomes[missing] == f"no user with id {missing}"
+    assert (outcomes[victim], outcomes[keeper]) == (None, None)
+    assert await bridge.delete_users([victim]) == {victim: f"user {victim} is already deleted"}
+    deleted = "SELECT deleted FROM {p}user WHERE id = :u"
+    assert [await scalar(site_db, deleted, u=u) for u in (admin, guest, victim, keeper)] == [0, 0, 1, 1]
+
+
+async def test_purge_makes_a_direct_group_write_visible(moodle_site: Site, site_db: MoodleGateway) -> None:
+    """groupdata lives in the application cache with no TTL: a group written by SQL stays invisible until purged."""
+    tag = uuid.uuid4().hex[:8]
+    course = (await moodle_site.run_php(POPULATE % {"tag": tag}))["course"]
+    read = f"require_once($CFG->libdir . '/grouplib.php'); $result = count(groups_get_all_groups({course}));"
+    assert await moodle_site.run_php(read) == 1  # and now cached
+    async with site_db.transaction() as conn:
+        insert = (
+            "INSERT INTO {p}groups (courseid, name, description, timecreated, timemodified) VALUES (:c, :n, '', 0, 0)"
+        )
+        await conn.execute(text(insert.format(p=site_db.schema.prefix)), {"c": course, "n": f"direct {tag}"})
+    assert await moodle_site.run_php(read) == 1  # stale: this is why the bridge purges
+
+    await moodle_site.bridge().purge(
+        events=["changesincategoryenrolment", "changesincourse"],
+        groupdata_courses=[course],
+        user_group_groupings_users=[2],
+        coursecontacts_courses=[course],
+    )
+    assert await moodle_site.run_php(read) == 2
+
+
+async def test_a_moodle_failure_reaches_python_as_bridge_error(moodle_site: Site, tmp_path: Path) -> None:
+    """A config.php whose database is unreachable: Moodle's own error, through stderr, in the message."""
+    if moodle_site.run_as:
+        pytest.skip("the copied config.php would have to be readable by the run_as user")
+    broken = tmp_path / "moodle"
+    broken.mkdir()
+    config = (moodle_site.dirroot / "config.php").read_text()
+    config = re.sub(r"'dbport'\s*=>\s*[^,]*,", "'dbport' => 1,", config)
+    config = config.replace("__DIR__ . '/lib/setup.php'", repr(str(moodle_site.dirroot / "lib" / "setup.php")))
+    (broken / "config.php").write_text(config)
+    with pytest.raises(
+        BridgeError, match=r"bridge info: the PHP process exited with code 1 and no answer(?s:.*)PHP stderr: .*"
+    ):
+        await MoodleBridge(broken, php=moodle_site.php).info()
