@@ -29,6 +29,7 @@ PLUGINS = (
     "auth_manual",
     "tool_uploaduser",
     "tool_uploadcourse",
+    "tool_dataprivacy",  # whether deleting a user files a data deletion request
 )
 SKIPPED_TABLES = {"sessions", "cache_flags", "files"}
 SITE_SECRETS = re.compile(r"salt|secret|privatekey|siteidentifier|cronremotepassword")
