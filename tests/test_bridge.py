@@ -541,3 +541,106 @@ async def test_a_moodle_failure_reaches_python_as_bridge_error(moodle_site: Site
         BridgeError, match=r"bridge info: the PHP process exited with code 1 and no answer(?s:.*)PHP stderr: .*"
     ):
         await MoodleBridge(broken, php=moodle_site.php).info()
+
+
+# -- toolsync's operations against the real site ------------------------------------------------------------------
+
+
+def site_config(moodle_site: Site, tmp_path: Path, *, bridge: bool) -> Config:
+    """A toolsync configuration writing to the site's own database, with or without the bridge."""
+    from sqlalchemy.engine import make_url
+
+    url = make_url(moodle_site.url)
+    return new_config(
+        tmp_path / "toolsync.toml",
+        {
+            "database": {
+                "driver": "mariadb",
+                "host": url.host or "127.0.0.1",
+                "port": url.port or 3306,
+                "socket": str(url.query.get("unix_socket", "")),
+                "user": url.username,
+                "password": url.password,
+                "name": url.database,
+                "prefix": moodle_site.prefix,
+            },
+            "files": {"data_dir": str(tmp_path / "data")},
+            "run": {"safety_min_rows": 1000},
+            "bridge": {"moodle_dir": str(moodle_site.dirroot), "php": moodle_site.php, "run_as": moodle_site.run_as}
+            if bridge
+            else {},
+        },
+    )
+
+
+async def test_the_deleteusers_file_deletes_through_moodle_with_the_bridge(
+    moodle_site: Site, site_db: MoodleGateway, tmp_path: Path
+) -> None:
+    from toolsync_tui.engine.pipeline import run_operation
+
+    tag = uuid.uuid4().hex[:8]
+    made = await moodle_site.run_php(POPULATE % {"tag": tag})
+    config = site_config(moodle_site, tmp_path, bridge=True)
+    source = tmp_path / "userdelete.csv"
+    source.write_text(f"username\nvictim{tag}\nadmin\n")
+
+    result = await run_operation(config, site_db, "deleteusers", source)
+
+    assert result.counts == {"deleted": 1, "failed": 1}
+    assert result.report_path is not None
+    report = result.report_path.read_text()
+    assert "through the Moodle bridge, by Moodle's own delete_user()" in report
+    assert await scalar(site_db, "SELECT deleted FROM {p}user WHERE id = :u", u=made["users"]["victim"]) == 1
+    assert await scalar(site_db, "SELECT deleted FROM {p}user WHERE id = :u", u=made["users"]["keeper"]) == 0
+    event = "SELECT COUNT(*) FROM {p}logstore_standard_log WHERE eventname LIKE '%user_deleted' AND relateduserid = :u"
+    assert await scalar(site_db, event, u=made["users"]["victim"]) == 1  # Moodle's own code ran
+
+
+async def test_direct_deletion_leaves_the_rows_moodle_leaves(
+    moodle_site: Site, site_db: MoodleGateway, tmp_path: Path
+) -> None:
+    """The same populated user deleted by Moodle's delete_user() and by toolsync's direct path: the same rows."""
+    from toolsync_tui.engine.pipeline import run_operation
+
+    by_moodle = await moodle_site.run_php(POPULATE % {"tag": uuid.uuid4().hex[:8]})
+    by_toolsync = await moodle_site.run_php(POPULATE % {"tag": uuid.uuid4().hex[:8]})
+    moodle_id, toolsync_id = by_moodle["users"]["victim"], by_toolsync["users"]["victim"]
+    assert await moodle_site.bridge().delete_users([moodle_id]) == {moodle_id: None}
+    username = await scalar(site_db, "SELECT username FROM {p}user WHERE id = :u", u=toolsync_id)
+    source = tmp_path / "userdelete.csv"
+    source.write_text(f"username\n{username}\n")
+
+    result = await run_operation(site_config(moodle_site, tmp_path, bridge=False), site_db, "deleteusers", source)
+
+    assert result.counts == {"deleted": 1}
+    tables = [*MEMBERSHIPS, ("user_lastaccess", "userid"), ("sessions", "userid"), ("user_password_history", "userid")]
+    for table, column in tables:
+        count = f"SELECT COUNT(*) FROM {{p}}{table} WHERE {column} = :u"
+        assert await scalar(site_db, count, u=toolsync_id) == await scalar(site_db, count, u=moodle_id), table
+
+    async def user_state(user_id: int) -> tuple[Any, ...]:
+        async with site_db.reading() as conn:
+            row = (
+                (await conn.execute(text(f"SELECT * FROM {site_db.schema.prefix}user WHERE id = :u"), {"u": user_id}))
+                .mappings()
+                .one()
+            )
+        cleaned = re.sub(r"\.\d{10}$", ".<time>", row["username"]).replace(str(user_id), "<id>")
+        return (
+            row["deleted"],
+            re.sub(r"[0-9a-f]{8}", "<tag>", cleaned),
+            len(row["email"]),
+            row["idnumber"],
+            row["picture"],
+        )
+
+    assert await user_state(toolsync_id) == await user_state(moodle_id)
+
+    request = (
+        "SELECT CONCAT_WS('|', type, status, creationmethod, comments, commentsformat, dpo, dpocomment, "
+        "dpocommentformat, systemapproved, requestedby, usermodified) FROM {p}tool_dataprivacy_request "
+        "WHERE userid = :u"
+    )
+    assert await scalar(site_db, request, u=toolsync_id) == await scalar(site_db, request, u=moodle_id)
+    dirty = "SELECT COUNT(*) FROM {p}cache_flags WHERE flagtype = 'accesslib/dirtyusers' AND name = :u"
+    assert await scalar(site_db, dirty, u=str(toolsync_id)) == 1
