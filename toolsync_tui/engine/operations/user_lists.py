@@ -9,7 +9,6 @@ from collections.abc import Sequence
 from typing import ClassVar
 
 import polars as pl
-from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..bridge import BridgeError, MoodleBridge, open_bridge
@@ -84,9 +83,7 @@ class _AccountList(Operation):
         self.finder = AccountFinder(self.gateway, identity, self.site.mnethostid)
 
     async def safety_base(self, conn: AsyncConnection) -> int:
-        user = self.schema.user
-        query = select(func.count()).where((user.c.deleted == 0) & (user.c.mnethostid == self.site.mnethostid))
-        return int((await conn.execute(query)).scalar_one())
+        return await self.site.active_accounts(self.gateway, conn)
 
     async def _accounts(self, conn: AsyncConnection, rows: pl.DataFrame) -> pl.DataFrame:
         """The rows with USERID, PROBLEM, `key` (the value that names the account) and the account's state."""
@@ -114,7 +111,7 @@ class _AccountList(Operation):
 
     def _common(self, rows: pl.DataFrame) -> tuple[list[pl.DataFrame], pl.DataFrame]:
         """Outcomes every list shares (no key, problem, absent, already deleted, protected) and the rows left."""
-        protected = sorted(self.site.admins | ({self.site.guest} if self.site.guest else set()))
+        protected = self.site.protected_ids
         key = shown(pl.col("key"))
         cases: list[tuple[pl.Expr, Outcome, str | pl.Expr]] = [
             (pl.col("key") == "", Outcome.FAILED, "the row names no account: its username (or identity) is empty"),

@@ -17,11 +17,13 @@ from typing import Any, ClassVar
 import polars as pl
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ..bridge import BridgeError, open_bridge
+from ...config import Config
+from ..bridge import BridgeError, MoodleBridge, open_bridge
 from ..cohort_membership import CohortMemberships
 from ..command_file import LINE, FileProblem
 from ..contexts import ContextLevel, create_contexts
 from ..enrolment import CourseEnrolments, EnrolmentEffects
+from ..gateway import MoodleGateway
 from ..invalidation import end_sessions, mark_users_dirty
 from ..outcomes import Outcome, outcome_rows, shown
 from ..passwords import CREATE_PASSWORD_PREFERENCE, NOPASS, TO_BE_GENERATED, PasswordHasher, PasswordRejected
@@ -59,12 +61,22 @@ class UsersOperation(Operation):
     columns = USERS_FILE
     destructive_actions: ClassVar[frozenset[str]] = frozenset({"delete", "suspend"})
 
+    def __init__(self, config: Config, gateway: MoodleGateway) -> None:
+        super().__init__(config, gateway)
+        self.options = config.settings.operations.users
+        # What finish() releases or reports, also when prepare() stops half-way.
+        self.hasher: PasswordHasher | None = None
+        self.notes: list[str] = []
+        self.deleted_any = False
+        self.deletion_note = ""
+        self.effects = EnrolmentEffects(set(), set(), set(), set())
+        self.bridge: MoodleBridge | None = None
+
     def may_destroy(self, columns: Sequence[str]) -> bool:
         return "deleted" in columns or "suspended" in columns
 
     async def prepare(self, conn: AsyncConnection, columns: Sequence[str]) -> None:
-        settings = self.config.settings.operations.users
-        self.settings_ = settings
+        settings = self.options
         self.site = await UserSite.read(self.gateway)
         self.fields = await load_profile_fields(self.gateway, conn)
         problems = profile_column_problems(columns, self.fields)
@@ -94,10 +106,8 @@ class UsersOperation(Operation):
         if "cohort" in columns:
             await self.cohorts.prepare(conn)
         self.bridge = await open_bridge(self.config)
-        self.deletion_note = await check_deletion_path(self.gateway, conn, self.bridge) if "deleted" in columns else ""
-        self.deleted_any = False
-        self.effects = EnrolmentEffects(set(), set(), set(), set())
-        self.hasher: PasswordHasher | None = None
+        if "deleted" in columns:
+            self.deletion_note = await check_deletion_path(self.gateway, conn, self.bridge)
         self.notes = [
             f"column {name}: Moodle 4.5 has no such user field; its values were ignored"
             for name in RETIRED_FIELDS
@@ -105,15 +115,14 @@ class UsersOperation(Operation):
         ]
 
     async def finish(self, dry_run: bool) -> list[str]:
-        if getattr(self, "hasher", None) is not None:
-            assert self.hasher is not None
+        if self.hasher is not None:
             await self.hasher.aclose()
             self.hasher = None
-        notes = list(getattr(self, "notes", []))
-        if getattr(self, "deleted_any", False) and not dry_run:
+        notes = list(self.notes)
+        if self.deleted_any and not dry_run:
             notes.append(self.deletion_note)
-        effects: EnrolmentEffects | None = getattr(self, "effects", None)
-        if dry_run or effects is None or not (effects.group_courses or effects.dirty_users):
+        effects = self.effects
+        if dry_run or not (effects.group_courses or effects.dirty_users):
             return notes
         if self.bridge is None:
             notes.append(
@@ -136,11 +145,7 @@ class UsersOperation(Operation):
         return notes
 
     async def safety_base(self, conn: AsyncConnection) -> int:
-        from sqlalchemy import func, select
-
-        user = self.schema.user
-        query = select(func.count()).where((user.c.deleted == 0) & (user.c.mnethostid == self.site.mnethostid))
-        return int((await conn.execute(query)).scalar_one())
+        return await self.site.active_accounts(self.gateway, conn)
 
     # -- one batch ------------------------------------------------------------------------------
 
@@ -222,7 +227,7 @@ class UsersOperation(Operation):
         email = pl.col("email")
         creating = pl.col(USERID).is_null()
         changing = ~creating & (email.str.to_lowercase() != current("email").str.to_lowercase())
-        if self.settings_.protect_emails:
+        if self.options.protect_emails:
             changing = pl.lit(False)
         writes = (email != "") & (creating | changing)
         candidates = (
@@ -270,7 +275,7 @@ class UsersOperation(Operation):
 
         A password that still matches the stored hash keeps it: re-running a file changes nothing."""
         creating = pl.col(USERID).is_null()
-        generate = self.settings_.create_passwords
+        generate = self.options.create_passwords
         if "password" not in rows.columns:
             fallback = pl.when(creating).then(pl.lit(TO_BE_GENERATED if generate else ""))
             return rows.with_columns(fallback.alias(NEW_PASSWORD))
@@ -300,8 +305,8 @@ class UsersOperation(Operation):
 
     async def _hasher(self) -> PasswordHasher:
         if self.hasher is None:
-            pepper = os.environ.get(self.settings_.password_pepper_env, "")
-            self.hasher = PasswordHasher(rounds=self.settings_.password_rounds, pepper=pepper)
+            pepper = os.environ.get(self.options.password_pepper_env, "")
+            self.hasher = PasswordHasher(rounds=self.options.password_rounds, pepper=pepper)
         return self.hasher
 
     # -- planning -----------------------------------------------------------------------------
@@ -321,7 +326,7 @@ class UsersOperation(Operation):
             .group_by(USERID)
             .agg(pl.col("name").alias("__profile"))
         )
-        rows = rows.with_columns(changed_columns(fields, protect_emails=self.settings_.protect_emails)).join(
+        rows = rows.with_columns(changed_columns(fields, protect_emails=self.options.protect_emails)).join(
             profile_names, on=USERID, how="left"
         )
         password_changed = pl.col(NEW_PASSWORD).is_not_null() & (
@@ -337,7 +342,7 @@ class UsersOperation(Operation):
         rows = rows.with_columns(changes.alias(CHANGES))
         deleting = (pl.col("deleted") == "1") if "deleted" in rows.columns else pl.lit(False)
         found = pl.col(USERID).is_not_null()
-        protected = pl.col(USERID).is_in(sorted(self.site.admins | ({self.site.guest} if self.site.guest else set())))
+        protected = pl.col(USERID).is_in(self.site.protected_ids)
         suspending = (
             pl.col(CHANGES).list.contains("suspended") & (pl.col("suspended") == "1")
             if "suspended" in rows.columns

@@ -7,6 +7,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
 from ..gateway import MoodleGateway
 from ..invalidation import DEFAULT_SESSION_TIMEOUT
 
@@ -65,13 +68,16 @@ class UserSite:
         """Who the writes are made by (modifierid, usermodified): the first site administrator, as a CLI run."""
         return min(self.admins) if self.admins else 0
 
-    def protected(self, user_id: int) -> str | None:
-        """Why this account may not be deleted or suspended, or None."""
-        if user_id in self.admins:
-            return "it is a site administrator"
-        if user_id == self.guest:
-            return "it is the guest account"
-        return None
+    async def active_accounts(self, gateway: MoodleGateway, conn: AsyncConnection) -> int:
+        """Accounts of this site not deleted: what deletions and suspensions draw from (the safety threshold's base)."""
+        user = gateway.schema.user
+        query = select(func.count()).where((user.c.deleted == 0) & (user.c.mnethostid == self.mnethostid))
+        return int((await conn.execute(query)).scalar_one())
+
+    @property
+    def protected_ids(self) -> list[int]:
+        """Accounts never deleted or suspended: the site administrators and the guest."""
+        return sorted(self.admins | ({self.guest} if self.guest else set()))
 
     def new_user_defaults(self, now: int) -> dict[str, Any]:
         """Columns of a new mdl_user row before the file's values, as user_create_user() and its callers fill them."""
