@@ -304,3 +304,168 @@ def write_check_file(
 
 def count_values(values: Mapping[str, int]) -> str:
     return ", ".join(f"{n:,} {name}" for name, n in sorted(values.items()) if n)
+
+
+# -- users ---------------------------------------------------------------------------------------
+#
+# User `i` (0-based) is the same everywhere: `user_row(i)`. Seeding writes users 0..N-1 straight into
+# mdl_user (with their user contexts), with the values a toolsync create of the same row leaves there,
+# so that a users file of the same rows is "unchanged" and one with another `variant` is "updated".
+
+FIRSTNAMES: tuple[str, ...] = (
+    "Camille", "Léa", "Hugo", "Chloé", "Lucas", "Inès", "Mathis", "Manon", "Nathan", "Zoé",
+    "Théo", "Jade", "Louis", "Éloïse", "Arthur", "Noémie", "Gabriel", "Anaïs", "Raphaël", "Héloïse",
+)  # fmt: skip
+LASTNAMES: tuple[str, ...] = (
+    "Martin", "Bernard", "Dubois", "Thomas", "Robert", "Richard", "Petit", "Durand", "Leroy", "Moreau",
+    "Simon", "Laurent", "Lefèvre", "Michel", "Garcia", "David", "Bertrand", "Roux", "Vincent", "Fournier",
+    "Morel", "Girard", "André", "Lefebvre", "Mercier", "Dupont", "Lambert", "Bonnet", "François", "Martinez",
+)  # fmt: skip
+DEPARTMENTS: tuple[str, ...] = (
+    "UFR Sciences", "UFR Lettres", "UFR Droit", "UFR Médecine", "UFR Économie et gestion", "IUT",
+    "UFR Langues", "UFR STAPS", "UFR Arts", "UFR Sciences humaines", "Institut de préparation à l'administration",
+)  # fmt: skip
+CITIES: tuple[str, ...] = ("Lyon", "Villeurbanne", "Grenoble", "Saint-Étienne", "Chambéry", "Annecy", "Valence")
+COUNTRIES: tuple[str, ...] = ("FR",) * 17 + ("BE", "CH", "IT", "ES", "DE", "MA", "SN")
+INSTITUTION = "Université Exemple"
+USERS_HEADER: tuple[str, ...] = (
+    "username",
+    "firstname",
+    "lastname",
+    "email",
+    "idnumber",
+    "institution",
+    "department",
+    "city",
+    "country",
+)
+USER_CONTEXT_LEVEL = 30
+BENCH_PASSWORD_ALPHABET = "abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789!#%-_"
+
+
+def _ascii(text: str) -> str:
+    plain = text.lower().translate(str.maketrans("àâäéèêëîïôöùûüç", "aaaeeeeiioouuuc"))
+    return "".join(c for c in plain if c.isalnum())
+
+
+def user_row(i: int, variant: int = 0) -> dict[str, str]:
+    """User `i` as a users file writes it; `variant` changes the department (and nothing else)."""
+    first = FIRSTNAMES[i % len(FIRSTNAMES)]
+    last = LASTNAMES[(i // len(FIRSTNAMES)) % len(LASTNAMES)]
+    return {
+        "username": f"{_ascii(first)[0]}{_ascii(last)}{i:06d}",
+        "firstname": first,
+        "lastname": last,
+        "email": f"{_ascii(first)}.{_ascii(last)}.{i:06d}@etu.univ-exemple.fr",
+        "idnumber": f"{YEAR}-E{i:07d}",
+        "institution": INSTITUTION,
+        "department": DEPARTMENTS[(i + variant) % len(DEPARTMENTS)],
+        "city": CITIES[(i // 11) % len(CITIES)],
+        "country": COUNTRIES[(i // 5) % len(COUNTRIES)],
+    }
+
+
+def user_password(i: int, rng: random.Random) -> str:
+    """A 12-character initial password, as a student information system exports them (benchmark data)."""
+    return "".join(rng.choices(BENCH_PASSWORD_ALPHABET, k=12))
+
+
+def seeded_user_row(i: int, now: int, variant: int = 0) -> dict[str, Any]:
+    """mdl_user as toolsync's create of `user_row(i, variant)` leaves it on the fresh site (no password column)."""
+    return {
+        **user_row(i, variant),
+        "auth": "manual",
+        "confirmed": 1,
+        "mnethostid": 1,
+        "password": "",
+        "lang": "en",
+        "calendartype": "gregorian",
+        "timezone": "99",
+        "descriptionformat": 1,
+        "mailformat": 1,
+        "maildisplay": 2,
+        "autosubscribe": 1,
+        "timecreated": now,
+        "timemodified": now,
+    }
+
+
+async def seed_users(
+    gateway: MoodleGateway, count: int, *, variant: int = 0, method: SeedMethod = "insert"
+) -> SeedResult:
+    """Users 0..count-1 (`seeded_user_row`) with their user contexts (path /1/<id>, depth 2), in one
+    transaction: LOAD DATA LOCAL INFILE ("load-data") or multi-row INSERTs ("insert"), then the contexts
+    with one INSERT ... SELECT."""
+    user, context = gateway.schema.user, gateway.schema.context
+    clock = time.monotonic()
+    now = int(time.time())
+    async with gateway.transaction() as conn:
+        before = int((await conn.execute(select(func.coalesce(func.max(user.c.id), 0)))).scalar_one())
+        if method == "load-data":
+            columns = list(seeded_user_row(0, now))
+            await _load_data(conn, user, (seeded_user_row(i, now, variant) for i in range(count)), columns)
+        else:
+            for start in range(0, count, SEED_CHUNK):
+                rows = [seeded_user_row(i, now, variant) for i in range(start, min(start + SEED_CHUNK, count))]
+                await gateway.insert_many(conn, user, rows)
+        last = int((await conn.execute(select(func.coalesce(func.max(user.c.id), 0)))).scalar_one())
+        base = int((await conn.execute(select(func.coalesce(func.max(context.c.id), 0)))).scalar_one())
+        new_id = literal(base) + func.row_number().over(order_by=user.c.id)
+        contexts = select(
+            new_id,
+            literal(USER_CONTEXT_LEVEL),
+            user.c.id,
+            literal("/1/") + cast(new_id, String),
+            literal(2),
+            literal(0),
+        ).where(user.c.id > before)
+        await conn.execute(
+            insert(context).from_select(["id", "contextlevel", "instanceid", "path", "depth", "locked"], contexts)
+        )
+    return SeedResult(user.name, count, time.monotonic() - clock, before + 1, last, method)
+
+
+async def seed_users_at(url: str, prefix: str, count: int, **options: Any) -> SeedResult:
+    """`seed_users` on the database at an SQLAlchemy async URL: LOAD DATA on MariaDB."""
+    method: SeedMethod = "insert"
+    if url.startswith("mysql"):
+        url += ("&" if "?" in url else "?") + "local_infile=1"
+        method = "load-data"
+    gateway = MoodleGateway.for_url(url, prefix)
+    try:
+        return await seed_users(gateway, count, method=options.pop("method", method), **options)
+    finally:
+        await gateway.close()
+
+
+def write_users_file(
+    path: Path,
+    count: int,
+    *,
+    variant: int = 0,
+    passwords: bool = False,
+    outcome: Literal["created", "updated", "unchanged"] = "created",
+    seed: int = 42,
+) -> GeneratedFile:
+    """A users file (userimport.csv: header, ';'-separated, UTF-8) of users 0..count-1 in a shuffled
+    order, as an export lists them; `outcome` is what each row must report (the caller seeds to match).
+    With `passwords`, a last column `password` holds a distinct 12-character password per row."""
+    clock = time.monotonic()
+    rng = random.Random(seed)
+    order = list(range(count))
+    rng.shuffle(order)
+    action = {"created": "create", "updated": "update", "unchanged": "none"}[outcome]
+    expected = Expected(lines=count, outcomes=Counter({outcome: count}), actions=Counter({action: count}))
+    header = [*USERS_HEADER, *(["password"] if passwords else [])]
+    buffer: list[str] = [";".join(header) + "\n"]
+    with path.open("w", encoding="utf-8", newline="") as out:
+        for i in order:
+            values = list(user_row(i, variant).values())
+            if passwords:
+                values.append(user_password(i, rng))
+            buffer.append(";".join(values) + "\n")
+            if len(buffer) >= 50_000:
+                out.write("".join(buffer))
+                buffer.clear()
+        out.write("".join(buffer))
+    return GeneratedFile(path, count, path.stat().st_size, time.monotonic() - clock, expected)

@@ -40,8 +40,18 @@ import polars as pl
 import tomli_w
 
 from tests.support.mariadb_server import ThrowawayMariaDB
+from toolsync_tui.engine.passwords import hash_password, usable_cpus
 
-from .generate import Expected, GeneratedFile, SeedResult, count_values, seed_courses_at, write_check_file
+from .generate import (
+    Expected,
+    GeneratedFile,
+    SeedResult,
+    count_values,
+    seed_courses_at,
+    seed_users_at,
+    write_check_file,
+    write_users_file,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 MEASURE = Path(__file__).resolve().with_name("measure.py")
@@ -55,7 +65,7 @@ EXIT_VERIFIED, EXIT_MISMATCH, EXIT_BELOW_TARGET = 0, 1, 2
 
 @dataclass(frozen=True)
 class Targets:
-    min_rate: float  # data lines per second, end to end (process start to exit)
+    min_rate: float  # data lines per second, end to end (process start to exit); 0: none
     max_rss_mb: float  # the child's peak resident set, MiB
 
 
@@ -78,6 +88,18 @@ class BenchCase:
     prepare: Callable[[argparse.Namespace, ThrowawayMariaDB, Path], Prepared]
     # [operations.<operation>] settings written to the configuration.
     settings: dict[str, Any] = field(default_factory=dict)
+    unit: str = "lines"  # what a data line is called in the printout ("rows" for users)
+    # Case-specific analysis of a measured run: lines to print, and whether its own targets were met.
+    analyse: Callable[[Measurement, Prepared, argparse.Namespace], Analysis] | None = None
+    track_cpu: bool = False  # sample the CPU time of the child's processes and of each core (for `analyse`)
+    # The run changes what the next one would find: with --repeat, every run gets a fresh database and setup.
+    writes: bool = False
+
+
+@dataclass
+class Analysis:
+    lines: list[str]
+    met: bool = True
 
 
 CASES: dict[str, BenchCase] = {}
@@ -128,6 +150,184 @@ register(
 )
 
 
+# -- users: create, update, unchanged, passwords -------------------------------------------------
+#
+# User i is benchmarks.generate.user_row(i): username, firstname, lastname, email, idnumber, institution,
+# department, city, country. users-update and users-unchanged seed users 0..N-1 first (not timed); the
+# file then changes every row's department, or nothing. The file lists the users in a shuffled order.
+
+USERS_TARGETS = Targets(min_rate=25_000, max_rss_mb=400)
+USERS_SETTINGS: dict[str, Any] = {"primary_identity": "idnumber", "password_rounds": 5000}
+
+
+def _users_arguments(default: int, seeded: bool) -> Callable[[argparse.ArgumentParser], None]:
+    def add(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--users", type=int, default=default, help=f"rows in the file ({default:,})")
+        parser.add_argument(
+            "--row-format",
+            choices=["as-dumped", "dynamic"],
+            default="as-dumped",
+            help="mdl_user and mdl_context as the Moodle dump makes them (COMPRESSED, as Moodle creates them on "
+            "MariaDB), or converted to DYNAMIC first: a diagnostic, to see the engine when page compression "
+            "is not what bounds the run (python -m benchmarks.floor measures the database alone)",
+        )
+        if seeded:
+            parser.add_argument(
+                "--seed-with",
+                choices=["load-data", "toolsync"],
+                default="load-data",
+                help="how the existing users are made: LOAD DATA of the rows a create leaves (the default, "
+                "~3 s for 100,000) or an untimed toolsync run of the same users (a create file)",
+            )
+
+    return add
+
+
+def _users_prepare(
+    name: str, *, variant: int, outcome: str, passwords: bool = False
+) -> Callable[[argparse.Namespace, ThrowawayMariaDB, Path], Prepared]:
+    def prepare(args: argparse.Namespace, server: ThrowawayMariaDB, workdir: Path) -> Prepared:
+        seeded: list[SeedResult] = []
+        against = "the fresh site"
+        if args.row_format == "dynamic":
+            server.sql("ALTER TABLE mdl_user ROW_FORMAT=DYNAMIC; ALTER TABLE mdl_context ROW_FORMAT=DYNAMIC", DATABASE)
+        if outcome != "created":
+            if args.seed_with == "toolsync":
+                seeded.append(_seed_users_by_toolsync(CASES[name], args, server, workdir))
+            else:
+                seeded.append(asyncio.run(seed_users_at(server.url(DATABASE), PREFIX, args.users)))
+            against = f"{args.users:,} existing users"
+        if args.row_format == "dynamic":
+            against += " (mdl_user, mdl_context ROW_FORMAT=DYNAMIC)"
+        generated = write_users_file(
+            workdir / "userimport.csv",
+            args.users,
+            variant=variant,
+            passwords=passwords,
+            outcome=outcome,  # type: ignore[arg-type]
+            seed=args.seed,
+        )
+        return Prepared(generated, against, seeded)
+
+    return prepare
+
+
+def _seed_users_by_toolsync(
+    case: BenchCase, args: argparse.Namespace, server: ThrowawayMariaDB, workdir: Path
+) -> SeedResult:
+    """Users 0..N-1 created by toolsync itself (a create file, untimed), so an update or unchanged run
+    starts from exactly what toolsync writes."""
+    seed_file = write_users_file(workdir / "seed-users.csv", args.users, outcome="created", seed=args.seed + 1)
+    config = write_config(workdir, server, case, args)
+    command = [sys.executable, "-m", "toolsync_tui", "--config", str(config), "run", "users", str(seed_file.path)]
+    measured = run_child(command, workdir, "seed")
+    problems = verify(measured, parse_summary(measured.stdout, "users"), seed_file.expected, check_exit=True)
+    if problems:
+        raise RuntimeError("seeding the users by a toolsync run failed: " + "; ".join(problems))
+    return SeedResult("mdl_user", args.users, measured.wall, 0, 0, "toolsync run")
+
+
+def _hashing_analysis(measured: Measurement, prepared: Prepared, args: argparse.Namespace) -> Analysis:
+    """Hashes/s, per core, and the evidence that every core hashed: the CPU time of the hashing workers
+    (the command's descendants that worked) over the hashing window, and each core's busy share in it."""
+    samples = measured.cpu_samples
+    cores = usable_cpus()
+    if len(samples) < 3:
+        return Analysis(["hashing: no CPU samples (psutil missing?): cannot tell whether every core hashed"], False)
+    command = next(iter(samples[0].processes))
+    # CPU seconds so far per process at each sample; a process that has exited keeps its last figure.
+    so_far: dict[int, float] = {}
+    cumulative: list[dict[int, float]] = []
+    for sample in samples:
+        for pid, seconds in sample.processes.items():
+            so_far[pid] = max(seconds, so_far.get(pid, 0.0))
+        cumulative.append(dict(so_far))
+    # The forkserver and the resource tracker do next to nothing; a hashing worker works for seconds.
+    workers = sorted(pid for pid, seconds in so_far.items() if pid != command and seconds >= 1.0)
+    if not workers:
+        return Analysis(["hashing: no worker process did any work"], False)
+    hashing = [sum(done.get(pid, 0.0) for pid in workers) for done in cumulative]
+    total = hashing[-1]
+    # The window: from the last sample before the workers got going (their start-up and imports are a fraction
+    # of a CPU-second) to the first one by which they had done (nearly) all their work.
+    start = max(i for i, used in enumerate(hashing) if used < 0.2 * len(workers) or i == 0)
+    end = next(i for i, used in enumerate(hashing) if used >= total - 0.05 * len(workers))
+    first, stop = samples[start], samples[end]
+    window = max(stop.at - first.at, 1e-9)
+    hashes = prepared.file.lines
+    worker_cpu = max(hashing[end] - hashing[start], 1e-9)
+    per_worker = [(cumulative[end].get(pid, 0.0) - cumulative[start].get(pid, 0.0)) / window for pid in workers]
+    per_core = [
+        (stop.cores_busy[k] - first.cores_busy[k]) / max(stop.cores_total[k] - first.cores_total[k], 1e-9)
+        for k in range(len(stop.cores_busy))
+    ]
+    ceiling = _single_core_ceiling(args)
+    rate = hashes / window
+    shares = [w / (sum(per_worker) / len(per_worker)) for w in per_worker]
+    met = len(workers) >= cores and min(shares) >= 0.8 and min(per_core) >= 0.8
+    return Analysis(
+        [
+            f"hashing: {hashes:,} passwords (rounds {USERS_SETTINGS['password_rounds']}) in a {window:.1f} s window = "
+            f"{rate:,.0f} hashes/s, {rate / cores:,.0f} hashes/s per core ({cores} cores); while hashing, "
+            f"{hashes / worker_cpu:,.0f} hashes/s per worker CPU-second (one core alone, in-process, no IPC: "
+            f"{ceiling:,.0f} hashes/s)",
+            f"workers: {len(workers)} processes hashed (pids {', '.join(map(str, workers))}), each busy "
+            f"{' '.join(f'{100 * w:.0f}%' for w in per_worker)} of the window ({worker_cpu:.1f} CPU-s = "
+            f"{worker_cpu / window:.2f} cores; the rest is the batches' database work, between their hashing); "
+            f"the machine's cores were busy {' '.join(f'{100 * c:.0f}%' for c in per_core)} "
+            f"(psutil, every {CPU_INTERVAL} s)",
+            f"every core hashing (a worker per core, none doing < 80% of the mean share, every core >= 80% busy): "
+            f"{'met' if met else 'MISSED'}",
+        ],
+        met,
+    )
+
+
+def _single_core_ceiling(args: argparse.Namespace, count: int = 300) -> float:
+    """Hashes/s of hash_password() in this process: what one core does with no IPC and nothing else."""
+    passwords = [f"Bench-{i:06d}!x" for i in range(count)]
+    clock = time.perf_counter()
+    for password in passwords:
+        hash_password(password, USERS_SETTINGS["password_rounds"])
+    return count / (time.perf_counter() - clock)
+
+
+for _name, _help, _variant, _outcome, _default in (
+    ("users-create", "users file: create 100,000 new users (no password column)", 0, "created", 100_000),
+    ("users-update", "users file: change the department of 100,000 existing users", 1, "updated", 100_000),
+    ("users-unchanged", "users file: re-run 100,000 users as they are stored", 0, "unchanged", 100_000),
+):
+    register(
+        BenchCase(
+            name=_name,
+            operation="users",
+            help=_help,
+            targets=USERS_TARGETS,
+            add_arguments=_users_arguments(_default, seeded=_outcome != "created"),
+            prepare=_users_prepare(_name, variant=_variant, outcome=_outcome),
+            settings=USERS_SETTINGS,
+            unit="rows",
+            writes=_outcome != "unchanged",
+        )
+    )
+
+register(
+    BenchCase(
+        name="users-passwords",
+        operation="users",
+        help="users file: create 20,000 users with a password column (hashing on every core)",
+        targets=Targets(min_rate=0, max_rss_mb=400),
+        add_arguments=_users_arguments(20_000, seeded=False),
+        prepare=_users_prepare("users-passwords", variant=0, outcome="created", passwords=True),
+        settings=USERS_SETTINGS,
+        unit="rows",
+        analyse=_hashing_analysis,
+        track_cpu=True,
+        writes=True,
+    )
+)
+
+
 # -- running -------------------------------------------------------------------------------------
 
 
@@ -140,6 +340,8 @@ class Measurement:
     stderr: str
     # psutil samples every RSS_INTERVAL: (seconds since start, RSS MiB); empty without psutil.
     rss_samples: list[tuple[float, float]] = field(default_factory=list)
+    # With BenchCase.track_cpu, every CPU_INTERVAL: the CPU seconds of the command and each of its descendants.
+    cpu_samples: list[CpuSample] = field(default_factory=list)
 
     def rss_timeline(self, points: int = 10) -> str:
         """RSS at `points` evenly spaced moments of the run, to see where the peak happens."""
@@ -154,10 +356,25 @@ class Measurement:
 
 
 RSS_INTERVAL = 0.05
+CPU_INTERVAL = 0.25
 
 
-def _sample_rss(pid_file: Path, samples: list[tuple[float, float]], done: threading.Event) -> None:
-    """RSS of the measured command every RSS_INTERVAL, once the launcher has written its pid."""
+@dataclass(frozen=True)
+class CpuSample:
+    at: float  # seconds since the command started
+    processes: dict[int, float]  # pid -> user + system CPU seconds so far (the command and its descendants)
+    cores_busy: tuple[float, ...]  # per core of the machine: non-idle seconds since boot (psutil.cpu_times)
+    cores_total: tuple[float, ...]  # per core: all seconds since boot
+
+
+def _sample_rss(
+    pid_file: Path,
+    samples: list[tuple[float, float]],
+    done: threading.Event,
+    cpu_samples: list[CpuSample] | None = None,
+) -> None:
+    """RSS of the measured command every RSS_INTERVAL, once the launcher has written its pid; with
+    `cpu_samples`, also the CPU time of it and its descendants (hashing workers) every CPU_INTERVAL."""
     try:
         import psutil
     except ImportError:
@@ -166,13 +383,32 @@ def _sample_rss(pid_file: Path, samples: list[tuple[float, float]], done: thread
         if done.wait(0.005):
             return
     clock = time.perf_counter()
+    next_cpu = 0.0
     try:
         process = psutil.Process(int(pid_file.read_text()))
         while not done.is_set():
-            samples.append((time.perf_counter() - clock, process.memory_info().rss / (1 << 20)))
+            at = time.perf_counter() - clock
+            samples.append((at, process.memory_info().rss / (1 << 20)))
+            if cpu_samples is not None and at >= next_cpu:
+                cpu_samples.append(_cpu_sample(psutil, process, at))
+                next_cpu = at + CPU_INTERVAL
             done.wait(RSS_INTERVAL)
     except (psutil.Error, ValueError):  # the command has exited (or is a zombie)
         return
+
+
+def _cpu_sample(psutil: Any, process: Any, at: float) -> CpuSample:
+    used: dict[int, float] = {}
+    for each in [process, *process.children(recursive=True)]:
+        try:
+            times = each.cpu_times()
+        except psutil.Error:  # a worker that has just exited
+            continue
+        used[each.pid] = times.user + times.system
+    cores = psutil.cpu_times(percpu=True)
+    busy = tuple(c.user + c.nice + c.system + c.irq + c.softirq + c.steal for c in cores)
+    total = tuple(b + c.idle + c.iowait for b, c in zip(busy, cores, strict=True))
+    return CpuSample(at, used, busy, total)
 
 
 @dataclass
@@ -244,7 +480,9 @@ def _attach_py_spy(pid_path: Path, out: Path, log: Path) -> subprocess.Popen[byt
         return subprocess.Popen(spy, stdout=messages, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
 
 
-def run_child(command: Sequence[str], workdir: Path, tag: str, py_spy_out: Path | None = None) -> Measurement:
+def run_child(
+    command: Sequence[str], workdir: Path, tag: str, py_spy_out: Path | None = None, track_cpu: bool = False
+) -> Measurement:
     """Run to completion through benchmarks/measure.py: wall time from spawn to reaping, and the
     command's own peak RSS (see measure.py for why it is not started from this process)."""
     out_path, err_path = workdir / f"{tag}.stdout", workdir / f"{tag}.stderr"
@@ -253,8 +491,11 @@ def run_child(command: Sequence[str], workdir: Path, tag: str, py_spy_out: Path 
     env.pop("TOOLSYNC_CONFIG", None)
     launcher = [sys.executable, str(MEASURE), str(result_path), "--", *command]
     samples: list[tuple[float, float]] = []
+    cpu_samples: list[CpuSample] = []
     done = threading.Event()
-    sampler = threading.Thread(target=_sample_rss, args=(pid_path, samples, done), daemon=True)
+    sampler = threading.Thread(
+        target=_sample_rss, args=(pid_path, samples, done, cpu_samples if track_cpu else None), daemon=True
+    )
     with out_path.open("wb") as out, err_path.open("wb") as err:
         child = subprocess.Popen(launcher, stdout=out, stderr=err, stdin=subprocess.DEVNULL, cwd=workdir, env=env)
         sampler.start()
@@ -285,6 +526,7 @@ def run_child(command: Sequence[str], workdir: Path, tag: str, py_spy_out: Path 
         out_path.read_text(errors="replace"),
         err_path.read_text(errors="replace"),
         samples,
+        cpu_samples,
     )
 
 
@@ -356,12 +598,21 @@ def benchmark(case: BenchCase, args: argparse.Namespace) -> int:
             f"seeded {s.rows:,} rows into {s.table} in {s.seconds:.1f} s ({s.method})" for s in prepared.seeded
         )
         print(
-            f"setup: mariadbd {started:.1f} s, Moodle dump {loaded:.1f} s; {seeded}; generated "
+            f"setup: mariadbd {started:.1f} s, Moodle dump {loaded:.1f} s; {seeded or 'nothing seeded'}; generated "
             f"{generated.lines:,} lines ({_mb(generated.bytes)}) in {generated.seconds:.1f} s",
             flush=True,
         )
         command = ["-m", "toolsync_tui", "--config", str(config), "run", case.operation, str(generated.path)]
-        return _measure(case, args, workdir, prepared, command)
+
+        def reset() -> Prepared:
+            assert server is not None
+            clock = time.monotonic()
+            server.load_dump(DATABASE)
+            again = case.prepare(args, server, workdir)
+            print(f"setup again (the last run changed the database): {time.monotonic() - clock:.1f} s", flush=True)
+            return again
+
+        return _measure(case, args, workdir, prepared, command, reset if case.writes else None)
     finally:
         if server is not None:
             server.stop()
@@ -371,40 +622,59 @@ def benchmark(case: BenchCase, args: argparse.Namespace) -> int:
             shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _measure(case: BenchCase, args: argparse.Namespace, workdir: Path, prepared: Prepared, command: list[str]) -> int:
+def _measure(
+    case: BenchCase,
+    args: argparse.Namespace,
+    workdir: Path,
+    prepared: Prepared,
+    command: list[str],
+    reset: Callable[[], Prepared] | None = None,
+) -> int:
     lines = prepared.file.lines
     rates: list[float] = []
     worst_rss = 0.0
     mismatch = False
+    missed_own = False  # a case's own target (BenchCase.analyse) missed by a verified run
     for attempt in range(1, args.repeat + 1):
+        if attempt > 1 and reset is not None:
+            prepared = reset()
         profile = workdir / f"{case.name}-{attempt}.prof" if args.profile == "cprofile" else None
         sampled = workdir / f"{case.name}-{attempt}.py-spy.txt" if args.profile == "py-spy" else None
         prefix = [sys.executable, *(["-m", "cProfile", "-o", str(profile)] if profile else [])]
-        measured = run_child([*prefix, *command], workdir, f"run{attempt}", py_spy_out=sampled)
+        measured = run_child(
+            [*prefix, *command], workdir, f"run{attempt}", py_spy_out=sampled, track_cpu=case.track_cpu
+        )
         summary = parse_summary(measured.stdout, case.operation)
         problems = verify(measured, summary, prepared.file.expected, check_exit=profile is None)
+        analysis = case.analyse(measured, prepared, args) if case.analyse is not None and not problems else None
         rate = lines / measured.wall
+        met = rate >= case.targets.min_rate and measured.peak_rss_mb < case.targets.max_rss_mb
+        met = met and (analysis is None or analysis.met)
         if not problems:  # a run whose counts are wrong (or that crashed) is not a measurement
             rates.append(rate)
             worst_rss = max(worst_rss, measured.peak_rss_mb)
-        met = rate >= case.targets.min_rate and measured.peak_rss_mb < case.targets.max_rss_mb
+            missed_own |= analysis is not None and not analysis.met
         label = {"cprofile": " under cProfile", "py-spy": " under py-spy"}.get(args.profile or "", "")
+        unit = case.unit
+        wanted = f">= {case.targets.min_rate:,.0f} {unit}/s, " if case.targets.min_rate else ""
+        wanted += f"< {case.targets.max_rss_mb:,.0f} MB" + (", see below" if case.analyse else "")
         print(
-            f"{case.name}{label}: {lines:,} lines against {prepared.against} in {measured.wall:.1f} s = "
-            f"{rate:,.0f} lines/s, peak RSS {measured.peak_rss_mb:,.0f} MB "
-            f"(target >= {case.targets.min_rate:,.0f} lines/s, < {case.targets.max_rss_mb:,.0f} MB: "
-            f"{'met' if met else 'MISSED'})",
+            f"{case.name}{label}: {lines:,} {unit} against {prepared.against} in {measured.wall:.1f} s = "
+            f"{rate:,.0f} {unit}/s, peak RSS {measured.peak_rss_mb:,.0f} MB "
+            f"(target {wanted}: {'met' if met else 'MISSED'})",
             flush=True,
         )
         if summary is not None:
             engine = summary.engine_seconds
             print(
                 f"  outcomes: {count_values(summary.outcomes)}; engine's own run loop {engine:.1f} s "
-                f"({lines / engine if engine else 0:,.0f} lines/s), start-up and wrap-up "
+                f"({lines / engine if engine else 0:,.0f} {unit}/s), start-up and wrap-up "
                 f"{measured.wall - engine:.1f} s"
             )
         if timeline := measured.rss_timeline():
             print(f"  peak RSS so far, MB, at each tenth of the run (psutil): {timeline}")
+        if analysis is not None:
+            print("\n".join(f"  {line}" for line in analysis.lines))
         if problems:
             mismatch = True
             print("  MISMATCH: " + "\n  MISMATCH: ".join(problems))
@@ -419,12 +689,13 @@ def _measure(case: BenchCase, args: argparse.Namespace, workdir: Path, prepared:
             _print_py_spy(sampled, args.profile_top)
     if args.repeat > 1 and rates:
         print(
-            f"{case.name}: {args.repeat} runs, median {statistics.median(rates):,.0f} lines/s, best "
-            f"{max(rates):,.0f} lines/s, worst peak RSS {worst_rss:,.0f} MB"
+            f"{case.name}: {args.repeat} runs, median {statistics.median(rates):,.0f} {case.unit}/s, best "
+            f"{max(rates):,.0f} {case.unit}/s, worst peak RSS {worst_rss:,.0f} MB"
         )
     if mismatch:
         return EXIT_MISMATCH
     below = not rates or statistics.median(rates) < case.targets.min_rate or worst_rss >= case.targets.max_rss_mb
+    below |= missed_own
     return EXIT_BELOW_TARGET if below and args.fail_below_target else EXIT_VERIFIED
 
 

@@ -93,5 +93,5 @@ def test_an_invalid_edit_is_refused_and_changes_nothing(tmp_path: Path) -> None:
     config = load_config(write(tmp_path, ""))
     with pytest.raises(ConfigError, match=r"run\.batch_size"):
         config.set("run.batch_size", 0)
-    assert config.settings.run.batch_size == 1000
+    assert config.settings.run.batch_size == 5000
     assert config.raw == {}

@@ -49,7 +49,7 @@ class FileSettings(Section):
 
 
 class RunSettings(Section):
-    batch_size: int = Field(1000, ge=1, le=100_000)
+    batch_size: int = Field(5000, ge=1, le=100_000)
     safety_threshold: float = Field(0.1, ge=0.0, le=1.0)
     safety_min_rows: int = Field(10, ge=0)
 
@@ -114,6 +114,9 @@ class EnrolsSettings(OperationSettings):
     file: str = "enrols.csv"
     course_identifier: CourseKey = "id"
     user_identifier: UserKey = "id"
+    default_cmd: Literal["add", "del", "delete", "shift", "enable", "disable"] = "add"
+    enable_on_disabled: bool = False
+    protect_groups: bool = False
 
 
 class GroupsSettings(OperationSettings):
@@ -128,6 +131,7 @@ class GroupMembersSettings(OperationSettings):
     course_identifier: CourseKey = "id"
     group_identifier: GroupKey = "id"
     user_identifier: UserKey = "id"
+    purge_empty: Literal["off", "groups", "groups_and_groupings"] = "off"
 
 
 class CohortsSettings(OperationSettings):

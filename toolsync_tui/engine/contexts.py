@@ -8,9 +8,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from enum import IntEnum
 
+from sqlalchemy import String, cast, literal, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from .gateway import MoodleGateway
+from .gateway import MoodleGateway, chunks
+
+# Up to this many distinct parents in one call, the paths are set by one UPDATE per parent; beyond, per row.
+SET_BASED_PARENTS = 8
 
 
 class ContextLevel(IntEnum):
@@ -54,12 +58,22 @@ async def create_contexts(
         conn, table, "instanceid", list(parents), ["id", "instanceid"], where=table.c.contextlevel == int(level)
     )
     result: dict[int, tuple[int, str]] = {}
+    siblings: dict[str, list[int]] = {}
     for context_id, instance in created.iter_rows():
         result[instance] = (context_id, child_path(parents[instance], context_id))
-    await gateway.update_many(
-        conn,
-        table,
-        "id",
-        [{"id": context_id, "path": path, "depth": depth_of(path)} for context_id, path in result.values()],
-    )
+        siblings.setdefault(parents[instance], []).append(context_id)
+    if len(siblings) > SET_BASED_PARENTS:
+        await gateway.update_many(
+            conn,
+            table,
+            "id",
+            [{"id": context_id, "path": path, "depth": depth_of(path)} for context_id, path in result.values()],
+        )
+        return result
+    # Few parents (every user context is under /1): path = parent/id computed by the server, one UPDATE per
+    # parent and chunk of ids, the same values without sending a path per row.
+    for parent, ids in siblings.items():
+        path = literal(f"{parent}/", String) + cast(table.c.id, String)
+        for part in chunks(ids):
+            await conn.execute(update(table).where(table.c.id.in_(part)).values(path=path, depth=depth_of(parent) + 1))
     return result

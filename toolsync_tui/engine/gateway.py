@@ -6,14 +6,14 @@ statement per chunk of keys or rows: a batch of a command file costs a handful o
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import polars as pl
-from sqlalchemy import URL, ColumnElement, Table, case, delete, func, insert, select, text, update
+from sqlalchemy import URL, ColumnElement, Table, delete, func, insert, select, text
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
@@ -22,6 +22,8 @@ from .moodle_schema import MoodleSchema
 
 # Keys per IN (...) list and rows per multi-row statement; well under MariaDB's packet limit.
 CHUNK = 1000
+SQLITE_MAX_PARAMETERS = 32_766
+MAX_STATEMENT = 2_000_000  # bytes of a multi-row INSERT written here (MariaDB's max_allowed_packet: 16 MB by default)
 CONNECT_TIMEOUT = 10  # seconds
 
 
@@ -178,34 +180,141 @@ class MoodleGateway:
         if casefold and self.kind == "sqlite":
             key_col = func.lower(key_col)
             values = [str(v).lower() for v in values]
-        found: list[tuple[Any, ...]] = []
+        found: list[Any] = []
         for part in chunks(list(values)):
             query = select(*wanted).where(key_col.in_(part))
             if where is not None:
                 query = query.where(where)
-            found.extend(tuple(row) for row in await conn.execute(query))
-        return pl.DataFrame(found, schema=list(columns), orient="row", infer_schema_length=None)
+            found.extend(await conn.execute(query))
+        if not found:
+            return pl.DataFrame(schema=list(columns))
+        # Column by column: several times faster than polars' row orientation for thousands of rows.
+        return pl.DataFrame(dict(zip(columns, map(list, zip(*found, strict=True)), strict=True)), strict=False)
 
     async def insert_many(self, conn: AsyncConnection, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
-        """Multi-row INSERTs (the driver folds each chunk into one statement)."""
-        for part in chunks(list(rows)):
-            await conn.execute(insert(table), list(part))
+        """Multi-row INSERTs, a statement per chunk of rows.
+
+        On MariaDB, when every row has the same columns, the statement is written here: a value all the rows of the
+        chunk share is written once, escaped by the driver's own escape() (what it does to a parameter), the others
+        are parameters. A chunk of new users then has ~10 values a row to escape instead of ~40, and SQLAlchemy builds
+        no parameter set per row. Otherwise (SQLite, rows with differing columns) SQLAlchemy's executemany.
+        """
+        rows = list(rows)
+        if not rows:
+            return
+        names = list(rows[0])
+        written = self.kind == "mariadb" and set(names) <= set(table.c.keys())
+        if not written or any(row.keys() != rows[0].keys() for row in rows):
+            for part in chunks(rows):
+                await conn.execute(insert(table), list(part))
+            return
+        driver = (await conn.get_raw_connection()).driver_connection
+        for part in chunks(rows):
+            await self._insert_written(conn, table, names, part, driver.escape)  # type: ignore[union-attr]
+
+    async def _insert_written(
+        self,
+        conn: AsyncConnection,
+        table: Table,
+        names: list[str],
+        rows: Sequence[Mapping[str, Any]],
+        escape: Callable[[Any], str],
+    ) -> None:
+        first = rows[0]
+        shared = {
+            name
+            for name in names[1:]  # one parameter at least: the driver formats the text only when there is one
+            if all(type(row[name]) is type(first[name]) and row[name] == first[name] for row in rows)
+        }
+        varying = [name for name in names if name not in shared]
+        # A shared value goes into the text, which the driver then formats with the parameters: % doubled.
+        values = "(" + ", ".join(escape(first[n]).replace("%", "%%") if n in shared else "%s" for n in names) + ")"
+        quote = self.engine.dialect.identifier_preparer.quote
+        head = f"INSERT INTO {quote(table.name)} ({', '.join(quote(n) for n in names)}) VALUES "
+        # Statements stay under MAX_STATEMENT bytes (an upper bound of each escaped value's size).
+        start, size = 0, len(head)
+        for end, row in enumerate(rows):
+            row_size = len(values) + 2 + sum(_escaped_size(row[n]) for n in varying)
+            if end > start and size + row_size > MAX_STATEMENT:
+                await self._insert_rows(conn, head, values, varying, rows[start:end])
+                start, size = end, len(head)
+            size += row_size
+        await self._insert_rows(conn, head, values, varying, rows[start:])
+
+    @staticmethod
+    async def _insert_rows(
+        conn: AsyncConnection, head: str, values: str, varying: list[str], rows: Sequence[Mapping[str, Any]]
+    ) -> None:
+        params = tuple(row[name] for row in rows for name in varying)
+        await conn.exec_driver_sql(head + ", ".join([values] * len(rows)), params)
 
     async def update_many(
         self, conn: AsyncConnection, table: Table, key: str, rows: Sequence[Mapping[str, Any]]
     ) -> None:
-        """Per-row values in one UPDATE per chunk: SET col = CASE key WHEN .. THEN .. END."""
+        """Per-row values, one UPDATE per chunk: the chunk's rows as a derived table joined on `key`.
+
+        A column a row lacks keeps its stored value; a key given twice in a chunk takes, column by column,
+        the first row that has the column. Set-based on the server (one index lookup per row; a CASE per
+        column would compare every row with every key), and the SQL text is built here, its values passed
+        to the driver: no expression tree of thousands of nodes to build, compile and cache per chunk.
+        """
         if not rows:
             return
-        key_col = table.c[key]
-        for part in chunks(list(rows)):
-            columns = sorted({name for row in part for name in row if name != key})
-            values = {}
-            for name in columns:
-                whens = [(key_col == row[key], row[name]) for row in part if name in row]
-                values[name] = case(*whens, else_=table.c[name])
-            keys = [row[key] for row in part]
-            await conn.execute(update(table).where(key_col.in_(keys)).values(values))
+        for part in chunks(list(rows), self._update_chunk(rows)):
+            merged: dict[Any, dict[str, Any]] = {}
+            for row in part:
+                known = merged.setdefault(row[key], {})
+                for name, value in row.items():
+                    known.setdefault(name, value)
+            columns = sorted({name for row in merged.values() for name in row if name != key})
+            if columns:
+                await self._update_joined(conn, table, key, columns, list(merged.values()))
+
+    def _update_chunk(self, rows: Sequence[Mapping[str, Any]]) -> int:
+        if self.kind != "sqlite":
+            return CHUNK
+        # SQLite takes at most 32,766 parameters a statement: a value and a presence flag per column.
+        width = 1 + 2 * len({name for row in rows for name in row})
+        return max(1, min(CHUNK, SQLITE_MAX_PARAMETERS // width))
+
+    async def _update_joined(
+        self, conn: AsyncConnection, table: Table, key: str, columns: list[str], rows: list[dict[str, Any]]
+    ) -> None:
+        quote = self.engine.dialect.identifier_preparer.quote
+        mark = "?" if self.engine.dialect.paramstyle == "qmark" else "%s"
+        partial = [name for name in columns if any(name not in row for row in rows)]
+        fields = [key, *columns, *(f"{name}__given" for name in partial)]
+        params: list[Any] = []
+        for row in rows:
+            params.append(row[key])
+            params.extend(row.get(name) for name in columns)
+            params.extend(int(name in row) for name in partial)
+        target, alias = quote(table.name), "toolsync_v"
+
+        def value(name: str) -> str:
+            given = f"{alias}.{quote(name)}"
+            if name not in partial:
+                return given
+            return f"CASE WHEN {alias}.{quote(name + '__given')} = 1 THEN {given} ELSE {target}.{quote(name)} END"
+
+        assignments = ", ".join(f"{quote(name)} = {value(name)}" for name in columns)
+        if self.kind == "sqlite":
+            # VALUES names its columns column1, column2 ...: renamed by a SELECT over it.
+            renamed = ", ".join(f"column{i} AS {quote(name)}" for i, name in enumerate(fields, 1))
+            values = ", ".join(["(" + ", ".join([mark] * len(fields)) + ")"] * len(rows))
+            sql = (
+                f"UPDATE {target} SET {assignments} FROM (SELECT {renamed} FROM (VALUES {values})) AS {alias} "
+                f"WHERE {target}.{quote(key)} = {alias}.{quote(key)}"
+            )
+        else:
+            first = "SELECT " + ", ".join(f"{mark} AS {quote(name)}" for name in fields)
+            others = " UNION ALL SELECT " + ", ".join([mark] * len(fields))
+            sql = (
+                f"UPDATE {target} JOIN ({first}{others * (len(rows) - 1)}) AS {alias} "
+                f"ON {target}.{quote(key)} = {alias}.{quote(key)} SET "
+                + ", ".join(f"{target}.{quote(name)} = {value(name)}" for name in columns)
+            )
+        await conn.exec_driver_sql(sql, tuple(params))
 
     async def delete_in(self, conn: AsyncConnection, table: Table, key: str, values: Sequence[Any]) -> int:
         removed = 0
@@ -213,6 +322,15 @@ class MoodleGateway:
             result = await conn.execute(delete(table).where(table.c[key].in_(part)))
             removed += result.rowcount or 0
         return removed
+
+
+def _escaped_size(value: Any) -> int:
+    """At least the bytes the driver's escape of `value` takes: 4 a character of text, quotes included."""
+    if isinstance(value, str):
+        return 4 * len(value) + 2
+    if isinstance(value, bytes | bytearray):
+        return 2 * len(value) + 3
+    return len(str(value)) + 2
 
 
 def _reason(exc: BaseException) -> str:

@@ -43,16 +43,24 @@ class KeyLookup:
     async def resolve(self, conn: AsyncConnection, keys: pl.Series) -> pl.DataFrame:
         """One row per distinct key: the key, `problem` (why it cannot be looked up), the matched row
         with the lowest id (its `columns`) and `matches` (how many rows share the key)."""
+        resolved, _ = await self.resolve_rows(conn, keys)
+        return resolved
+
+    async def resolve_rows(self, conn: AsyncConnection, keys: pl.Series) -> tuple[pl.DataFrame, pl.DataFrame]:
+        """`resolve`, and every row fetched for it (`id`, the field and `columns` of each matching row, not
+        only the first), for a caller that needs the other matches too. With `remember`, the keys answered
+        earlier are not fetched again, so their rows are not among them."""
         distinct = self._keyed(keys.unique().to_frame())
         # Keys differing only in case ("BIO1", "bio1") are one lookup.
         wanted = distinct.filter(pl.col("problem").is_null() & pl.col(JOIN).is_not_null()).select(JOIN).unique()
         if self._known is not None and not self._known.is_empty():
             wanted = wanted.join(self._known, on=JOIN, how="anti")
-        answers = wanted.join(await self._fetch(conn, wanted[JOIN].to_list()), on=JOIN, how="left")
+        fetched = await self._fetch_rows(conn, wanted[JOIN].to_list())
+        answers = wanted.join(self._first_matches(fetched), on=JOIN, how="left")
         if self._known is not None:
             self._known = pl.concat([self._known, answers], how="diagonal_relaxed")
             answers = self._known
-        return distinct.join(answers, on=JOIN, how="left").drop(JOIN)
+        return distinct.join(answers, on=JOIN, how="left").drop(JOIN), fetched.drop(JOIN)
 
     def _keyed(self, distinct: pl.DataFrame) -> pl.DataFrame:
         key = pl.col(distinct.columns[0])
@@ -69,13 +77,15 @@ class KeyLookup:
             key.cast(pl.Int64, strict=False).alias(JOIN),
         )
 
-    async def _fetch(self, conn: AsyncConnection, values: list[object]) -> pl.DataFrame:
+    async def _fetch_rows(self, conn: AsyncConnection, values: list[object]) -> pl.DataFrame:
         wanted = list(dict.fromkeys(["id", self.field, *self.columns]))
         found = await self.gateway.fetch_in(
             conn, self.table, self.field, values, wanted, where=self.where, casefold=not self.numeric
         )
         key = pl.col(self.field)
-        found = found.with_columns((key if self.numeric else key.cast(pl.String).str.to_lowercase()).alias(JOIN))
+        return found.with_columns((key if self.numeric else key.cast(pl.String).str.to_lowercase()).alias(JOIN))
+
+    def _first_matches(self, found: pl.DataFrame) -> pl.DataFrame:
         return (
             found.sort("id")
             .group_by(JOIN, maintain_order=True)

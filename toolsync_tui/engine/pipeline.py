@@ -337,11 +337,18 @@ class _Run:
 
 
 async def _numbered(batches: Iterator[pl.DataFrame]) -> AsyncIterator[tuple[int, pl.DataFrame]]:
-    """Batches pulled in a worker thread: parsing a batch never stalls the event loop."""
+    """Batches pulled in a worker thread: parsing a batch never stalls the event loop, and the next batch is
+    parsed while the current one is applied (the database's turn is mostly waiting)."""
     number = 0
-    while (batch := await asyncio.to_thread(next, batches, None)) is not None:
-        number += 1
-        yield number, batch
+    ahead = asyncio.ensure_future(asyncio.to_thread(next, batches, None))
+    try:
+        while (batch := await ahead) is not None:
+            number += 1
+            ahead = asyncio.ensure_future(asyncio.to_thread(next, batches, None))
+            yield number, batch
+    finally:
+        if not ahead.done():
+            await asyncio.wait([ahead])  # the generator is not re-entered while its thread still runs
 
 
 def _reason(exc: SQLAlchemyError) -> str:

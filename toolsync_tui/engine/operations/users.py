@@ -53,6 +53,8 @@ NEW_PASSWORD = "__password"
 FORCE_CHANGE_PREFERENCE = "auth_forcepasswordchange"
 # Columns compared with the stored account, besides USER_FIELDS.
 STATE_FIELDS = ("username", "suspended")
+# The stored columns every row is planned with (cur_<column>), besides the USER_FIELDS of the file.
+CURRENT_FIELDS = ("id", "username", "deleted", "suspended", "password", "firstname", "lastname", "idnumber", "email")
 
 
 class UsersOperation(Operation):
@@ -91,8 +93,11 @@ class UsersOperation(Operation):
         )
         self.timezone = await site_timezone(self.gateway)
         self.seen = SeenUsernames()
-        self.finder = AccountFinder(self.gateway, settings.primary_identity, self.site.mnethostid)
         self.file_columns = list(columns)
+        self.stored_columns = [*CURRENT_FIELDS, *(f for f in USER_FIELDS if f in columns and f not in CURRENT_FIELDS)]
+        self.finder = AccountFinder(
+            self.gateway, settings.primary_identity, self.site.mnethostid, columns=self.stored_columns
+        )
         self.course_indexes = course_indexes(self.file_columns)
         self.enrolments = CourseEnrolments(
             self.gateway,
@@ -153,9 +158,9 @@ class UsersOperation(Operation):
         now = int(time.time())
         checked = self._checked(rows)
         good = checked.filter(pl.col(PROBLEM).is_null())
-        found = await self.finder.find(conn, good)
+        found, stored = await self.finder.find_stored(conn, good)
         good = good.join(found, on=LINE, how="left")
-        good = await self._with_current(conn, good)
+        good = await self._with_current(conn, good, stored)
         good = await self._with_passwords(good)
         good = good.with_columns(
             pl.coalesce(
@@ -207,14 +212,19 @@ class UsersOperation(Operation):
             )
         )
 
-    async def _with_current(self, conn: AsyncConnection, rows: pl.DataFrame) -> pl.DataFrame:
-        """The stored values of the accounts found, as cur_<column>."""
-        wanted = ["id", "username", "deleted", "suspended", "password", "firstname", "lastname", "idnumber", "email"]
-        wanted += [f for f in USER_FIELDS if f in rows.columns and f not in wanted]
-        ids = rows[USERID].drop_nulls().unique().to_list()
-        stored = await self.gateway.fetch_in(conn, self.schema.user, "id", ids, wanted)
+    async def _with_current(self, conn: AsyncConnection, rows: pl.DataFrame, known: pl.DataFrame) -> pl.DataFrame:
+        """The stored values of the accounts found, as cur_<column>; `known`: those already read (the finder's),
+        the others are read here."""
+        wanted = self.stored_columns
         schema = {c: (pl.Int64 if c in ("id", "deleted", "suspended") else pl.String) for c in wanted}
-        stored = (stored if stored.height else pl.DataFrame(schema=schema)).cast(schema, strict=False)  # type: ignore[arg-type]
+
+        def typed(frame: pl.DataFrame) -> pl.DataFrame:
+            return (frame if frame.height else pl.DataFrame(schema=schema)).cast(schema, strict=False)  # type: ignore[arg-type]
+
+        known = typed(known.select(wanted))
+        ids = rows[USERID].drop_nulls().unique()
+        missing = ids.filter(~ids.is_in(known["id"].implode())).to_list()
+        stored = pl.concat([known, typed(await self.gateway.fetch_in(conn, self.schema.user, "id", missing, wanted))])
         stored = stored.rename({c: CURRENT + c for c in wanted}).rename({CURRENT + "id": USERID})
         return rows.join(stored, on=USERID, how="left")
 
@@ -530,11 +540,20 @@ class UsersOperation(Operation):
                 pl.format(f"User account {would}changed: {{}} (id {{}}): {{}}", who, USERID, changed),
             ),
         ]
-        frames = [
-            outcome_rows(planned.filter(condition), outcome, act, _key(), message)
-            for condition, outcome, act, message in parts
-        ]
-        return pl.concat(frames, how="vertical_relaxed")
+
+        # One pass over the batch: each row meets exactly one of the conditions (there is one per action), so the
+        # first non-null of the guarded values is that condition's.
+        def pick(values: list[pl.Expr]) -> pl.Expr:
+            return pl.coalesce(pl.when(c).then(v) for (c, *_), v in zip(parts, values, strict=True))
+
+        return planned.filter(pl.any_horizontal(*(condition for condition, *_ in parts))).select(
+            pl.col(LINE).alias("line"),
+            pl.lit(None, dtype=pl.String).alias("part"),
+            pick([pl.lit(outcome.value, dtype=pl.String) for _, outcome, _, _ in parts]).alias("outcome"),
+            pick([a if isinstance(a, pl.Expr) else pl.lit(a, dtype=pl.String) for *_, a, _ in parts]).alias("action"),
+            _key().alias("key"),
+            pick([message.cast(pl.String) for *_, message in parts]).alias("message"),
+        )
 
     async def _parts(
         self, conn: AsyncConnection, planned: pl.DataFrame, created: dict[int, int], now: int, dry_run: bool

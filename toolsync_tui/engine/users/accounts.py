@@ -6,6 +6,8 @@ the original does), or, when renames are allowed, by `oldusername`. Only account
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import polars as pl
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -21,27 +23,65 @@ NO_ID = pl.lit(None, dtype=pl.Int64)
 
 
 class AccountFinder:
-    def __init__(self, gateway: MoodleGateway, identity: str, mnethostid: int) -> None:
+    def __init__(self, gateway: MoodleGateway, identity: str, mnethostid: int, columns: Sequence[str] = ()) -> None:
+        """`columns`: mdl_user columns `find_stored` also returns for the accounts it meets by identity."""
         user = gateway.schema.user
         local = user.c.mnethostid == mnethostid
         # A file has no `id` column: an `id` identity finds accounts by username, as the original does.
         self.identity = identity if identity in ("idnumber", "email") else "username"
+        self.columns = list(dict.fromkeys(["id", "username", *columns]))
         self.by_username = KeyLookup(gateway, user, "username", ["id"], local)
         self.by_identity = (
-            KeyLookup(gateway, user, self.identity, ["id"], local) if self.identity != "username" else None
+            KeyLookup(gateway, user, self.identity, self.columns, local) if self.identity != "username" else None
         )
+        # mdl_user's unique index (mnethostid, username) compares as the lookups do (the column's collation):
+        # an account met by identity whose username is the row's, exactly, is the only one a username lookup
+        # could find, so that lookup is skipped. Not on SQLite, whose index is case-sensitive while its lookups
+        # are not.
+        self.unique_usernames = gateway.kind == "mariadb"
 
     async def find(self, conn: AsyncConnection, rows: pl.DataFrame) -> pl.DataFrame:
         """Per row (LINE, username, the identity column, oldusername if any): LINE, USERID (the account to update,
         null to create), SKIP and PROBLEM (null when none), and `via`, the column that found the account."""
+        found, _ = await self.find_stored(conn, rows)
+        return found
+
+    async def find_stored(self, conn: AsyncConnection, rows: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+        """`find`, and the stored `columns` (as read) of the accounts met by the identity lookup, one row per id:
+        usually every account found, read without a query of their own."""
         has_old = "oldusername" in rows.columns
-        usernames = rows["username"]
+        if self.by_identity is not None and self.identity in rows.columns:
+            key = self.identity
+            by_identity, stored = await self.by_identity.resolve_rows(conn, rows[key])
+            stored = stored.unique("id", keep="first", maintain_order=True).select(self.columns)
+            found = rows.select(LINE, "username", *(["oldusername"] if has_old else []), key).join(
+                by_identity.select(key, pl.col("id").alias("i_id"), pl.col("matches").alias("i_matches")),
+                on=key,
+                how="left",
+            )
+            named = pl.col(key) != ""
+        else:
+            key = "username"
+            stored = pl.DataFrame(schema=dict.fromkeys(self.columns, pl.String)).cast({"id": pl.Int64})
+            found = rows.select(LINE, "username", *(["oldusername"] if has_old else [])).with_columns(
+                NO_ID.alias("i_id"), pl.lit(0).alias("i_matches")
+            )
+            named = pl.lit(False)
+        known = stored.select(pl.col("username").cast(pl.String), pl.col("id").cast(pl.Int64).alias("known_id"))
+        if not self.unique_usernames:
+            known = known.clear()
+        known = known.filter(pl.col("username") != "").unique("username", keep="first")
+        found = found.join(known, on="username", how="left")
+        usernames = found.filter(pl.col("known_id").is_null())["username"]
         if has_old:
             usernames = pl.concat([usernames, rows["oldusername"]])
-        by_username = await self.by_username.resolve(conn, usernames)
-        found = rows.select(LINE, "username", *(["oldusername"] if has_old else [])).join(
+        if usernames.is_empty():  # every row's account was met by identity: nothing to look up
+            by_username = pl.DataFrame(schema={"username": pl.String, "id": pl.Int64})
+        else:
+            by_username = await self.by_username.resolve(conn, usernames)
+        found = found.join(
             by_username.select(pl.col("username"), pl.col("id").alias("u_id")), on="username", how="left"
-        )
+        ).with_columns(pl.coalesce("known_id", "u_id").alias("u_id"))
         if has_old:
             found = found.join(
                 by_username.select(pl.col("username").alias("oldusername"), pl.col("id").alias("o_id")),
@@ -50,20 +90,7 @@ class AccountFinder:
             )
         else:
             found = found.with_columns(pl.lit("").alias("oldusername"), NO_ID.alias("o_id"))
-        if self.by_identity is not None and self.identity in rows.columns:
-            key = self.identity
-            by_identity = await self.by_identity.resolve(conn, rows[key])
-            found = found.with_columns(rows[key]).join(
-                by_identity.select(key, pl.col("id").alias("i_id"), pl.col("matches").alias("i_matches")),
-                on=key,
-                how="left",
-            )
-            named = pl.col(key) != ""
-        else:
-            key = "username"
-            found = found.with_columns(NO_ID.alias("i_id"), pl.lit(0).alias("i_matches"))
-            named = pl.lit(False)
-        return found.select(LINE, *_decide(key, named))
+        return found.select(LINE, *_decide(key, named)), stored
 
 
 def _decide(key: str, named: pl.Expr) -> list[pl.Expr]:
