@@ -42,6 +42,22 @@ import tomli_w
 from tests.support.mariadb_server import ThrowawayMariaDB
 from toolsync_tui.engine.passwords import hash_password, usable_cpus
 
+from .enrolments import (
+    COURSE_IDENTIFIER,
+    GROUP_IDENTIFIER,
+    GROUPS_PER_COURSE,
+    USER_IDENTIFIER,
+    EnrolSite,
+    compare_counts,
+    enrolment_counts_sql,
+    enrolment_pairs,
+    groups_of,
+    seed_enrol_site,
+    seed_enrolments,
+    write_enrols_file,
+    write_groupmembers_file,
+)
+from .floor import _server_cpu
 from .generate import (
     Expected,
     GeneratedFile,
@@ -76,6 +92,8 @@ class Prepared:
     file: GeneratedFile
     against: str  # "100,000 courses"
     seeded: list[SeedResult] = field(default_factory=list)
+    # After a run: what the database holds compared with what the file must leave there (problems; [] if none).
+    check_database: Callable[[], list[str]] | None = None
 
 
 @dataclass(frozen=True)
@@ -218,13 +236,8 @@ def _seed_users_by_toolsync(
     """Users 0..N-1 created by toolsync itself (a create file, untimed), so an update or unchanged run
     starts from exactly what toolsync writes."""
     seed_file = write_users_file(workdir / "seed-users.csv", args.users, outcome="created", seed=args.seed + 1)
-    config = write_config(workdir, server, case, args)
-    command = [sys.executable, "-m", "toolsync_tui", "--config", str(config), "run", "users", str(seed_file.path)]
-    measured = run_child(command, workdir, "seed")
-    problems = verify(measured, parse_summary(measured.stdout, "users"), seed_file.expected, check_exit=True)
-    if problems:
-        raise RuntimeError("seeding the users by a toolsync run failed: " + "; ".join(problems))
-    return SeedResult("mdl_user", args.users, measured.wall, 0, 0, "toolsync run")
+    seeded = _seed_by_toolsync(case, args, server, workdir, seed_file, "users")
+    return SeedResult("mdl_user", seeded.rows, seeded.seconds, 0, 0, seeded.method)
 
 
 def _hashing_analysis(measured: Measurement, prepared: Prepared, args: argparse.Namespace) -> Analysis:
@@ -323,6 +336,144 @@ register(
         unit="rows",
         analyse=_hashing_analysis,
         track_cpu=True,
+        writes=True,
+    )
+)
+
+
+# -- enrols and groupmembers ---------------------------------------------------------------------
+#
+# The site of issue 4: 20,000 users and 2,000 courses (category 1, contexts, the manual/guest/self instances
+# create_course() gives them), seeded untimed. A file of N rows names N distinct (user, course) pairs at random
+# (benchmarks/enrolments.py). enrols-add enrols every pair with the student role into the pair's group, which the
+# run creates (gaddcreate); enrols-unchanged runs the same file again where that has been done; groupmembers-add
+# puts 200,000 enrolled pairs into their (existing) groups.
+
+ENROLS_TARGETS = Targets(min_rate=25_000, max_rss_mb=400)
+ENROLS_SETTINGS: dict[str, Any] = {"course_identifier": COURSE_IDENTIFIER, "user_identifier": USER_IDENTIFIER}
+GROUPMEMBERS_SETTINGS: dict[str, Any] = {
+    "course_identifier": COURSE_IDENTIFIER,
+    "group_identifier": GROUP_IDENTIFIER,
+    "user_identifier": USER_IDENTIFIER,
+}
+
+
+def _enrols_arguments(default: int, seeded: bool) -> Callable[[argparse.ArgumentParser], None]:
+    def add(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument(
+            "--rows", type=int, default=default, help=f"rows (distinct pairs) in the file ({default:,})"
+        )
+        parser.add_argument("--users", type=int, default=20_000, help="users seeded in the site (20,000)")
+        parser.add_argument("--courses", type=int, default=2_000, help="courses seeded in the site (2,000)")
+        if seeded:
+            parser.add_argument(
+                "--seed-with",
+                choices=["load-data", "toolsync"],
+                default="load-data",
+                help="how the enrolments are made before the measured run: LOAD DATA of the rows an add leaves "
+                "(the default) or an untimed toolsync run of the same file",
+            )
+
+    return add
+
+
+def _database_check(server: ThrowawayMariaDB, site: EnrolSite, wanted: Sequence[int]) -> Callable[[], list[str]]:
+    def check() -> list[str]:
+        return compare_counts(server.sql(enrolment_counts_sql(PREFIX, site), DATABASE), wanted)
+
+    return check
+
+
+def _enrols_prepare(outcome: str) -> Callable[[argparse.Namespace, ThrowawayMariaDB, Path], Prepared]:
+    def prepare(args: argparse.Namespace, server: ThrowawayMariaDB, workdir: Path) -> Prepared:
+        site, seeded = asyncio.run(seed_enrol_site(server.url(DATABASE), PREFIX, args.users, args.courses))
+        pairs = enrolment_pairs(args.rows, args.users, args.courses, args.seed)
+        path = workdir / "enrols.csv"
+        if outcome == "unchanged" and args.seed_with == "toolsync":
+            first = write_enrols_file(path, pairs, args.users, outcome="created")
+            seeded.append(_seed_by_toolsync(CASES["enrols-unchanged"], args, server, workdir, first, "enrols"))
+        elif outcome == "unchanged":
+            seeded += asyncio.run(
+                seed_enrolments(server.url(DATABASE), PREFIX, site, pairs, groups="named", members=True)
+            )
+        generated = write_enrols_file(path, pairs, args.users, outcome=outcome)  # type: ignore[arg-type]
+        rows = len(pairs)
+        wanted = (rows, rows, len(groups_of(pairs, args.users)), rows)
+        against = f"{args.users:,} users, {args.courses:,} courses"
+        if outcome == "unchanged":
+            against += f", the {rows:,} enrolments already made"
+        del pairs
+        return Prepared(generated, against, seeded, _database_check(server, site, wanted))
+
+    return prepare
+
+
+def _groupmembers_prepare(args: argparse.Namespace, server: ThrowawayMariaDB, workdir: Path) -> Prepared:
+    site, seeded = asyncio.run(seed_enrol_site(server.url(DATABASE), PREFIX, args.users, args.courses))
+    pairs = enrolment_pairs(args.rows, args.users, args.courses, args.seed)
+    seeded += asyncio.run(
+        seed_enrolments(server.url(DATABASE), PREFIX, site, pairs, groups="with-idnumber", members=False)
+    )
+    generated = write_groupmembers_file(workdir / "groupmembers.csv", pairs, args.users)
+    rows = len(pairs)
+    wanted = (rows, rows, args.courses * GROUPS_PER_COURSE, rows)
+    against = (
+        f"{args.users:,} users, {args.courses:,} courses with {GROUPS_PER_COURSE} groups each, {rows:,} enrolments"
+    )
+    return Prepared(generated, against, seeded, _database_check(server, site, wanted))
+
+
+def _seed_by_toolsync(
+    case: BenchCase,
+    args: argparse.Namespace,
+    server: ThrowawayMariaDB,
+    workdir: Path,
+    seed_file: GeneratedFile,
+    operation: str,
+) -> SeedResult:
+    """An untimed toolsync run of `seed_file` (which must be verified as generated): the rows it leaves are exactly
+    what the measured run then finds."""
+    config = write_config(workdir, server, case, args)
+    command = [sys.executable, "-m", "toolsync_tui", "--config", str(config), "run", operation, str(seed_file.path)]
+    measured = run_child(command, workdir, "seed")
+    problems = verify(measured, parse_summary(measured.stdout, operation), seed_file.expected, check_exit=True)
+    if problems:
+        raise RuntimeError(f"seeding by a toolsync run of {operation} failed: " + "; ".join(problems))
+    return SeedResult(operation, seed_file.lines, measured.wall, 0, 0, "toolsync run")
+
+
+for _name, _help, _outcome in (
+    (
+        "enrols-add",
+        "enrolments file: 1,000,000 new enrolments (student, manual) each into a group it creates",
+        "created",
+    ),
+    ("enrols-unchanged", "enrolments file: the same 1,000,000 enrolments again, as they are stored", "unchanged"),
+):
+    register(
+        BenchCase(
+            name=_name,
+            operation="enrols",
+            help=_help,
+            targets=ENROLS_TARGETS,
+            add_arguments=_enrols_arguments(1_000_000, seeded=_outcome == "unchanged"),
+            prepare=_enrols_prepare(_outcome),
+            settings=ENROLS_SETTINGS,
+            unit="rows",
+            writes=_outcome != "unchanged",
+        )
+    )
+
+register(
+    BenchCase(
+        name="groupmembers-add",
+        operation="groupmembers",
+        help="group members file: 200,000 enrolled users added to existing groups",
+        targets=ENROLS_TARGETS,
+        add_arguments=_enrols_arguments(200_000, seeded=False),
+        prepare=_groupmembers_prepare,
+        settings=GROUPMEMBERS_SETTINGS,
+        unit="rows",
         writes=True,
     )
 )
@@ -562,7 +713,10 @@ def verify(measured: Measurement, summary: Summary | None, expected: Expected, c
         problems.append(f"outcomes {count_values(summary.outcomes)}, expected {count_values(expected.outcomes)}")
     table = summary.paths.get("table")
     if table is not None:
-        counted = pl.read_csv(table, columns=["action"], schema_overrides={"action": pl.String})
+        # The rows' own actions: detail rows (a `part` of a row, e.g. a users row's course2) are not counted.
+        counted = pl.read_csv(
+            table, columns=["part", "action"], schema_overrides={"part": pl.String, "action": pl.String}
+        ).filter(pl.col("part").is_null())
         actions = Counter({str(a): int(n) for a, n in counted.group_by("action").len().iter_rows()})
         if +actions != +expected.actions:
             problems.append(f"report actions {count_values(actions)}, expected {count_values(expected.actions)}")
@@ -602,6 +756,10 @@ def benchmark(case: BenchCase, args: argparse.Namespace) -> int:
             f"{generated.lines:,} lines ({_mb(generated.bytes)}) in {generated.seconds:.1f} s",
             flush=True,
         )
+        if args.setup_only:
+            problems = prepared.check_database() if prepared.check_database is not None else []
+            print(f"setup only: {generated.path}; " + ("; ".join(problems) or "database as expected"))
+            return EXIT_MISMATCH if problems else EXIT_VERIFIED
         command = ["-m", "toolsync_tui", "--config", str(config), "run", case.operation, str(generated.path)]
 
         def reset() -> Prepared:
@@ -612,7 +770,7 @@ def benchmark(case: BenchCase, args: argparse.Namespace) -> int:
             print(f"setup again (the last run changed the database): {time.monotonic() - clock:.1f} s", flush=True)
             return again
 
-        return _measure(case, args, workdir, prepared, command, reset if case.writes else None)
+        return _measure(case, args, workdir, prepared, command, reset if case.writes else None, server)
     finally:
         if server is not None:
             server.stop()
@@ -629,6 +787,7 @@ def _measure(
     prepared: Prepared,
     command: list[str],
     reset: Callable[[], Prepared] | None = None,
+    server: ThrowawayMariaDB | None = None,
 ) -> int:
     lines = prepared.file.lines
     rates: list[float] = []
@@ -641,11 +800,15 @@ def _measure(
         profile = workdir / f"{case.name}-{attempt}.prof" if args.profile == "cprofile" else None
         sampled = workdir / f"{case.name}-{attempt}.py-spy.txt" if args.profile == "py-spy" else None
         prefix = [sys.executable, *(["-m", "cProfile", "-o", str(profile)] if profile else [])]
+        server_cpu = _server_cpu(server) if server is not None else 0.0
         measured = run_child(
             [*prefix, *command], workdir, f"run{attempt}", py_spy_out=sampled, track_cpu=case.track_cpu
         )
+        server_cpu = _server_cpu(server) - server_cpu if server is not None else 0.0
         summary = parse_summary(measured.stdout, case.operation)
         problems = verify(measured, summary, prepared.file.expected, check_exit=profile is None)
+        if prepared.check_database is not None and summary is not None:
+            problems += prepared.check_database()
         analysis = case.analyse(measured, prepared, args) if case.analyse is not None and not problems else None
         rate = lines / measured.wall
         met = rate >= case.targets.min_rate and measured.peak_rss_mb < case.targets.max_rss_mb
@@ -669,7 +832,7 @@ def _measure(
             print(
                 f"  outcomes: {count_values(summary.outcomes)}; engine's own run loop {engine:.1f} s "
                 f"({lines / engine if engine else 0:,.0f} {unit}/s), start-up and wrap-up "
-                f"{measured.wall - engine:.1f} s"
+                f"{measured.wall - engine:.1f} s; mariadbd CPU {server_cpu:.1f} s"
             )
         if timeline := measured.rss_timeline():
             print(f"  peak RSS so far, MB, at each tenth of the run (psutil): {timeline}")
@@ -768,6 +931,9 @@ def build_parser() -> argparse.ArgumentParser:
         )
         sub.add_argument("--profile-top", type=int, default=30, help="functions shown per profile listing")
         sub.add_argument("--keep", action="store_true", help="keep the work folder (file, config, reports)")
+        sub.add_argument(
+            "--setup-only", action="store_true", help="set up (seed, generate, check the database) and stop: no run"
+        )
         sub.add_argument("--fail-below-target", action="store_true", help="exit 2 when below target")
     return parser
 

@@ -32,6 +32,7 @@ TABLES = (
     "course",
     "course_categories",
     "course_format_options",
+    "course_modules",
     "course_sections",
     "enrol",
     "event",

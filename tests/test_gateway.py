@@ -9,7 +9,7 @@ from sqlalchemy.exc import IntegrityError
 from tests.support.factories import unique
 from toolsync_tui.config import Config
 from toolsync_tui.engine.contexts import ContextLevel, create_contexts
-from toolsync_tui.engine.gateway import CHUNK, DatabaseError, MoodleGateway
+from toolsync_tui.engine.gateway import CHUNK, DatabaseError, MoodleGateway, open_gateway
 
 Site = tuple[Config, MoodleGateway]
 
@@ -93,6 +93,18 @@ async def test_site_info_reads_the_release(site: Site) -> None:
     assert info.release == "4.5dev+ (Build: 20240903)"
     assert info.version == "2024090300"
     assert info.is_sandbox == (gateway.kind == "sqlite")
+
+
+async def test_a_sandbox_from_an_older_version_gets_the_tables_declared_since(sandbox: Config) -> None:
+    gateway = open_gateway(sandbox)
+    try:
+        async with gateway.transaction() as conn:
+            await conn.run_sync(gateway.schema.course_modules.drop)
+        await gateway.site_info()
+        async with gateway.reading() as conn:
+            assert (await conn.execute(select(gateway.schema.course_modules.c.id))).all() == []
+    finally:
+        await gateway.close()
 
 
 async def test_site_info_on_the_real_dump(dump_db_url: str) -> None:

@@ -46,7 +46,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from .command_file import LINE
 from .contexts import ContextLevel
+from .enrolments.pairs import fetch_tuples, index_on
 from .gateway import MoodleGateway
+from .group_membership import add_members, create_groups, find_groups, stored_members
 from .lookup import KeyLookup
 from .outcomes import Outcome, outcome_rows, shown
 
@@ -71,6 +73,7 @@ REQUEST_COLUMNS: dict[str, type[pl.DataType]] = {
 }
 UE_KEY = ["enrolid", "userid"]
 RA_KEY = ["roleid", "contextid", "userid"]
+RA_INDEX = ["userid", "contextid", "roleid"]  # role_assignments' compound index
 GROUP_KEY = ["courseid", "groupkey"]
 MEMBER_KEY = ["courseid", "groupkey", "userid"]
 
@@ -89,9 +92,12 @@ class EnrolmentEffects:
     group_courses: set[int] = field(default_factory=set)
     group_users: set[int] = field(default_factory=set)
     contact_courses: set[int] = field(default_factory=set)
+    # course contexts whose disabled instance was enabled: enrol_plugin::update_status() marks them dirty
+    enabled_contexts: set[int] = field(default_factory=set)
 
     def update(self, other: EnrolmentEffects) -> None:
         """Add another batch's effects to these."""
+        self.enabled_contexts |= other.enabled_contexts
         self.dirty_users |= other.dirty_users
         self.group_courses |= other.group_courses
         self.group_users |= other.group_users
@@ -118,7 +124,16 @@ class CourseEnrolments:
     counts as empty). Values are trimmed.
     """
 
-    def __init__(self, gateway: MoodleGateway, *, course_identity: str, site_timezone: str, actor_id: int) -> None:
+    def __init__(
+        self,
+        gateway: MoodleGateway,
+        *,
+        course_identity: str,
+        site_timezone: str,
+        actor_id: int,
+        enable_on_disabled: bool = False,
+        remember_courses: bool = False,
+    ) -> None:
         if course_identity not in COURSE_IDENTITIES:
             raise ValueError(f"course_identity must be one of {', '.join(COURSE_IDENTITIES)}, not {course_identity!r}")
         self.gateway = gateway
@@ -126,8 +141,18 @@ class CourseEnrolments:
         self.course_identity = course_identity
         self.timezone = site_timezone
         self.actor_id = actor_id
+        # With no enabled instance of the plugin in the course, enrol through its first disabled one and enable it
+        # (the enrolments file's enable_on_disabled setting).
+        self.enable_on_disabled = enable_on_disabled
 
-        self.courses: KeyLookup = KeyLookup(gateway, gateway.schema.course, course_identity, columns=["id", "category"])
+        # remember_courses: each course identifier and course context is read once per run, for a caller that
+        # creates, deletes and renames no course (the enrolments file).
+        self.courses: KeyLookup = KeyLookup(
+            gateway, gateway.schema.course, course_identity, columns=["id", "category"], remember=remember_courses
+        )
+        self._contexts: pl.DataFrame | None = (
+            pl.DataFrame(schema={"contextid": pl.Int64, "courseid": pl.Int64}) if remember_courses else None
+        )
         self._site: _Site | None = None
 
     @property
@@ -184,7 +209,7 @@ class CourseEnrolments:
         req = await self._resolve_courses(conn, req)
         req = await self._resolve_instances(conn, req)
         req = await self._join_enrolments(conn, req, now)
-        req = req.with_columns(_problem(self.site, self.course_identity, self.timezone))
+        req = req.with_columns(_problem(self.site, self.course_identity, self.timezone, self.enable_on_disabled))
         failed = req.filter(pl.col("problem").is_not_null())
         plan = await self._plan(conn, req.filter(pl.col("problem").is_null()), now)
         if not dry_run:
@@ -203,40 +228,56 @@ class CourseEnrolments:
             pl.col("matches").cast(pl.Int64),
         )
         req = req.join(found, on="course", how="left", maintain_order="left")
+        ids = req["courseid"].drop_nulls().unique()
+        if self._contexts is not None:
+            ids = ids.filter(~ids.is_in(self._contexts["courseid"].implode()))
         context = self.schema.context
-        ids = _distinct(req, "courseid")
         contexts = await _fetch(
             self.gateway,
             conn,
             context,
             "instanceid",
-            ids,
+            sorted(ids.to_list()),
             {"id": pl.Int64, "instanceid": pl.Int64},
             where=context.c.contextlevel == int(ContextLevel.COURSE),
         )
         contexts = contexts.rename({"id": "contextid", "instanceid": "courseid"}).unique("courseid")
+        if self._contexts is not None:
+            contexts = self._contexts = pl.concat([self._contexts, contexts])
         return req.join(contexts, on="courseid", how="left", maintain_order="left")
 
     async def _resolve_instances(self, conn: AsyncConnection, req: pl.DataFrame) -> pl.DataFrame:
-        """enrolid and instance_roleid: the first enabled instance of the plugin in the course, by sortorder."""
+        """enrolid, instance_roleid and instance_status: the first enabled instance of the plugin in the course, by
+        sortorder; with enable_on_disabled and no enabled one, the first disabled one."""
         enrol = self.schema.enrol
+        where: ColumnElement[bool] = enrol.c.enrol.in_(DIRECT_PLUGINS)
+        if not self.enable_on_disabled:
+            where = where & (enrol.c.status == ACTIVE)
         instances = await _fetch(
             self.gateway,
             conn,
             enrol,
             "courseid",
             _distinct(req, "courseid"),
-            {"id": pl.Int64, "courseid": pl.Int64, "enrol": pl.String, "sortorder": pl.Int64, "roleid": pl.Int64},
-            where=enrol.c.enrol.in_(DIRECT_PLUGINS) & (enrol.c.status == ACTIVE),
+            {
+                "id": pl.Int64,
+                "courseid": pl.Int64,
+                "enrol": pl.String,
+                "sortorder": pl.Int64,
+                "roleid": pl.Int64,
+                "status": pl.Int64,
+            },
+            where=where,
         )
         first = (
-            instances.sort("sortorder", "id")
+            instances.sort(pl.col("status") != ACTIVE, "sortorder", "id")
             .unique(["courseid", "enrol"], keep="first", maintain_order=True)
             .select(
                 "courseid",
                 pl.col("enrol").alias("plugin"),
                 pl.col("id").alias("enrolid"),
                 pl.col("roleid").alias("instance_roleid"),
+                pl.col("status").alias("instance_status"),
             )
         )
         req = req.join(first, on=["courseid", "plugin"], how="left", maintain_order="left")
@@ -265,13 +306,12 @@ class CourseEnrolments:
         """The stored user_enrolments row of each request (ue_id null when none), and the start an end is checked
         against: the request's own, else the stored one, else now."""
         ue = self.schema.user_enrolments
-        instances = _distinct(req, "enrolid")
-        stored = await _fetch(
+        stored = await fetch_tuples(
             self.gateway,
             conn,
             ue,
-            "userid",
-            _distinct(req, "userid") if instances else [],
+            UE_KEY,
+            req.select(UE_KEY).iter_rows(),
             {
                 "id": pl.Int64,
                 "enrolid": pl.Int64,
@@ -280,7 +320,6 @@ class CourseEnrolments:
                 "timestart": pl.Int64,
                 "timeend": pl.Int64,
             },
-            where=ue.c.enrolid.in_(instances),
         )
         stored = stored.rename({"id": "ue_id", "status": "db_status", "timestart": "db_start", "timeend": "db_end"})
         req = req.join(stored, on=UE_KEY, how="left", maintain_order="left")
@@ -297,66 +336,47 @@ class CourseEnrolments:
 
     async def _plan_roles(self, conn: AsyncConnection, req: pl.DataFrame) -> pl.DataFrame:
         ra = self.schema.role_assignments
-        stored = await _fetch(
+        stored = await fetch_tuples(
             self.gateway,
             conn,
             ra,
-            "userid",
-            _distinct(req, "userid"),
+            RA_INDEX,
+            req.select(RA_INDEX).iter_rows(),
             {"roleid": pl.Int64, "contextid": pl.Int64, "userid": pl.Int64},
-            where=ra.c.contextid.in_(_distinct(req, "contextid")) & (ra.c.component == "") & (ra.c.itemid == 0),
+            where=[("component", ""), ("itemid", 0)],
+            index=index_on(ra, RA_INDEX),
         )
         stored = stored.unique().with_columns(pl.lit(True).alias("role_stored"))
         req = req.join(stored, on=RA_KEY, how="left", maintain_order="left")
         return req.with_columns((pl.col("role_stored").is_null() & _first(RA_KEY)).alias("role_new"))
 
     async def _plan_groups(self, conn: AsyncConnection, req: pl.DataFrame) -> pl.DataFrame:
+        """groupid (null when the group is still to be created), group_create and member_new, through the shared
+        group functions (group_membership.py)."""
         req = req.with_columns(pl.col("group").str.to_lowercase().alias("groupkey"))
-        found = await self._groups(conn, req)
-        req = req.join(found, on=GROUP_KEY, how="left", maintain_order="left")
         grouped = pl.col("group") != ""
+        wanted = req.filter(grouped)
+        found = await find_groups(self.gateway, conn, wanted.select("courseid", pl.col("group").alias("name")))
+        req = req.join(_by_key(found), on=GROUP_KEY, how="left", maintain_order="left")
         req = req.with_columns((grouped & pl.col("groupid").is_null() & _first(GROUP_KEY)).alias("group_create"))
-        members = self.schema.groups_members
-        groups = _distinct(req, "groupid")
-        stored = await _fetch(
-            self.gateway,
-            conn,
-            members,
-            "userid",
-            _distinct(req, "userid") if groups else [],
-            {"groupid": pl.Int64, "userid": pl.Int64},
-            where=members.c.groupid.in_(groups),
-        )
-        stored = stored.unique().with_columns(pl.lit(True).alias("member_stored"))
+        known = req.filter(pl.col("groupid").is_not_null()).select("groupid", "userid").unique()
+        stored = await stored_members(self.gateway, conn, known)
+        stored = stored.select("groupid", "userid").unique().with_columns(pl.lit(True).alias("member_stored"))
         # A group still to be created has no id: its members are all new (a null key never joins).
         req = req.join(stored, on=["groupid", "userid"], how="left", maintain_order="left")
         return req.with_columns((grouped & pl.col("member_stored").is_null() & _first(MEMBER_KEY)).alias("member_new"))
-
-    async def _groups(self, conn: AsyncConnection, req: pl.DataFrame) -> pl.DataFrame:
-        """courseid, groupkey (lower-cased name) -> groupid of the named groups of the batch's courses."""
-        wanted = req.filter(pl.col("group") != "")
-        groups = self.schema.groups
-        found = await _fetch(
-            self.gateway,
-            conn,
-            groups,
-            "name",
-            _distinct(wanted, "group"),
-            {"id": pl.Int64, "courseid": pl.Int64, "name": pl.String},
-            where=groups.c.courseid.in_(_distinct(wanted, "courseid")),
-            casefold=True,
-        )
-        return (
-            found.sort("id")
-            .select("courseid", pl.col("name").str.to_lowercase().alias("groupkey"), pl.col("id").alias("groupid"))
-            .unique(GROUP_KEY, keep="first", maintain_order=True)
-        )
 
     # -- writing ------------------------------------------------------------------------------------
 
     async def _write(self, conn: AsyncConnection, plan: pl.DataFrame, now: int) -> pl.DataFrame:
         """Write the plan in bulk; returns it with the ids of the groups it created."""
         plan = await self._create_groups(conn, plan, now)
+        await self.gateway.update_many(
+            conn,
+            self.schema.enrol,
+            "id",
+            [{"id": i, "status": ACTIVE, "timemodified": now} for i in _distinct(_enabling(plan), "enrolid")],
+        )
         await self._write_enrolments(conn, plan, now)
         new_roles = plan.filter(pl.col("role_new"))
         await self.gateway.insert_many(
@@ -377,33 +397,13 @@ class CourseEnrolments:
         return plan
 
     async def _create_groups(self, conn: AsyncConnection, plan: pl.DataFrame, now: int) -> pl.DataFrame:
+        """groups_create_group() for the groups the plan creates (none existed under these names); their new ids."""
         created = plan.filter(pl.col("group_create"))
         if created.is_empty():
             return plan
-        # All columns as groups_create_group() writes them without optional data (§7).
-        await self.gateway.insert_many(
-            conn,
-            self.schema.groups,
-            [
-                {
-                    "courseid": courseid,
-                    "idnumber": "",
-                    "name": name,
-                    "description": None,
-                    "descriptionformat": 0,
-                    "enrolmentkey": None,
-                    "picture": 0,
-                    "visibility": 0,
-                    "participation": 1,
-                    "timecreated": now,
-                    "timemodified": now,
-                }
-                for courseid, name in created.select("courseid", "group").iter_rows()
-            ],
-        )
-        found = await self._groups(conn, created)  # none existed under these names: the new ones
+        made = await create_groups(self.gateway, conn, created.select("courseid", pl.col("group").alias("name")), now)
         return plan.join(
-            found.rename({"groupid": "new_groupid"}), on=GROUP_KEY, how="left", maintain_order="left"
+            _by_key(made).rename({"groupid": "new_groupid"}), on=GROUP_KEY, how="left", maintain_order="left"
         ).select(pl.exclude("new_groupid", "groupid"), pl.coalesce("groupid", "new_groupid").alias("groupid"))
 
     async def _write_enrolments(self, conn: AsyncConnection, plan: pl.DataFrame, now: int) -> None:
@@ -439,22 +439,10 @@ class CourseEnrolments:
         )
 
     async def _write_members(self, conn: AsyncConnection, plan: pl.DataFrame, now: int) -> None:
+        """groups_add_member() (component '', itemid 0) after the request's enrolment: the user is enrolled."""
         added = plan.filter(pl.col("member_new"))
-        await self.gateway.insert_many(
-            conn,
-            self.schema.groups_members,
-            added.select(
-                "groupid",
-                "userid",
-                pl.lit(now).alias("timeadded"),
-                pl.lit("").alias("component"),
-                pl.lit(0).alias("itemid"),
-            ).to_dicts(),
-        )
-        touched = _distinct(added, "groupid")
-        await self.gateway.update_many(
-            conn, self.schema.groups, "id", [{"id": g, "timemodified": now} for g in touched]
-        )
+        if added.height:
+            await add_members(self.gateway, conn, added.select("groupid", "userid"), now=now)
 
     def _effects(self, plan: pl.DataFrame) -> EnrolmentEffects:
         """From the net writes: requests undoing each other within a batch leave nothing stale."""
@@ -467,6 +455,7 @@ class CourseEnrolments:
             *_distinct(plan.filter("role_new"), "userid"),
         ]
         return EnrolmentEffects(
+            enabled_contexts=set(_distinct(_enabling(plan), "contextid")),
             dirty_users=set(dirty),
             group_courses=set(_distinct(plan.filter(group_changed), "courseid")),
             group_users=set(_distinct(plan.filter(pl.col("member_new")), "userid")),
@@ -534,7 +523,7 @@ def _local(seconds: pl.Expr, timezone: str) -> pl.Expr:
     )
 
 
-def _problem(site: _Site, identity: str, timezone: str) -> pl.Expr:
+def _problem(site: _Site, identity: str, timezone: str, site_allows_disabled: bool) -> pl.Expr:
     """Why a request fails, the first reason in the order the values are checked; null when it can go ahead."""
     course = shown(pl.col("course"))
     plugin = pl.col("plugin")
@@ -600,7 +589,14 @@ def _problem(site: _Site, identity: str, timezone: str) -> pl.Expr:
         .when(pl.col("contextid").is_null())
         .then(pl.format("course '{}' has no context row (Moodle's context cleanup task rebuilds it)", course))
         .when(pl.col("enrolid").is_null())
-        .then(pl.format("course '{}' has no enabled {} enrolment instance", course, plugin))
+        .then(
+            pl.format(
+                "course '{}' has no {}{} enrolment instance",
+                course,
+                pl.lit("" if site_allows_disabled else "enabled "),
+                plugin,
+            )
+        )
         .when(pl.col("roleid").is_null())
         .then(pl.lit(f"no role given, and neither the enrolment instance's default role nor '{FALLBACK_ROLE}' exists"))
         .otherwise(pl.lit(None, dtype=pl.String))
@@ -650,6 +646,11 @@ def _plan_enrolments(valid: pl.DataFrame, now: int) -> pl.DataFrame:
     )
 
 
+def _enabling(plan: pl.DataFrame) -> pl.DataFrame:
+    """The planned requests that go through a disabled instance (enable_on_disabled): it is enabled first."""
+    return plan.filter(pl.col("instance_status") != ACTIVE)
+
+
 def _failed_outcomes(failed: pl.DataFrame) -> pl.DataFrame:
     rows = outcome_rows(failed, Outcome.FAILED, ACTION, pl.col("course"), pl.col("problem"), part=pl.col("part"))
     return rows.with_columns(failed[REQ])
@@ -671,8 +672,16 @@ def _success_outcomes(plan: pl.DataFrame, dry_run: bool) -> pl.DataFrame:
     """created / updated / unchanged lines of the planned requests (with REQ), what was (or would be) done."""
     ue_action = pl.col("ue_action")
     created = ue_action == Outcome.CREATED.value
+    enabling = pl.col("instance_status") != ACTIVE
     role = pl.when(pl.col("default_role")).then(pl.format("{} (default role)", "rolename")).otherwise("rolename")
-    where = pl.format("course '{}' ({})", shown(pl.col("course")), "plugin")
+    where = pl.format(
+        "course '{}' ({}{})",
+        shown(pl.col("course")),
+        "plugin",
+        pl.when(pl.col("instance_status") != ACTIVE)
+        .then(pl.lit(", disabled instance " + ("would be enabled" if dry_run else "enabled")))
+        .otherwise(pl.lit("")),
+    )
     enrolment = (
         pl.when(created)
         .then(pl.format("enrolled in {} as {}", where, role))
@@ -706,9 +715,12 @@ def _success_outcomes(plan: pl.DataFrame, dry_run: bool) -> pl.DataFrame:
         (Outcome.CREATED, created),
         (
             Outcome.UPDATED,
-            ~created & ((ue_action == Outcome.UPDATED.value) | pl.col("role_new") | pl.col("member_new")),
+            ~created & ((ue_action == Outcome.UPDATED.value) | pl.col("role_new") | pl.col("member_new") | enabling),
         ),
-        (Outcome.UNCHANGED, (ue_action == Outcome.UNCHANGED.value) & ~pl.col("role_new") & ~pl.col("member_new")),
+        (
+            Outcome.UNCHANGED,
+            (ue_action == Outcome.UNCHANGED.value) & ~pl.col("role_new") & ~pl.col("member_new") & ~enabling,
+        ),
     ):
         rows = plan.filter(chosen)
         parts.append(
@@ -736,6 +748,15 @@ async def _fetch(
         return pl.DataFrame(schema=schema)
     found = await gateway.fetch_in(conn, table, key, values, list(schema), where=where, casefold=casefold)
     return found.cast(dict(schema))  # type: ignore[arg-type]
+
+
+def _by_key(groups: pl.DataFrame) -> pl.DataFrame:
+    """courseid, groupkey (lower-cased name), groupid of the shared functions' (courseid, name, groupid) answer."""
+    return (
+        groups.select("courseid", pl.col("name").str.to_lowercase().alias("groupkey"), "groupid")
+        .drop_nulls("groupid")
+        .unique(GROUP_KEY, keep="first", maintain_order=True)
+    )
 
 
 def _distinct(frame: pl.DataFrame, column: str) -> list[Any]:

@@ -123,6 +123,10 @@ class MoodleGateway:
         )
 
     async def _check_columns(self) -> None:
+        if self.kind == "sqlite":
+            # A sandbox made by an older toolsync gets the tables declared since, empty (never done to a real site).
+            async with self.transaction() as conn:
+                await conn.run_sync(self.schema.metadata.create_all)
         async with self.reading() as conn:
             if self.kind == "sqlite":
                 present = {}

@@ -83,7 +83,10 @@ class KeyLookup:
             conn, self.table, self.field, values, wanted, where=self.where, casefold=not self.numeric
         )
         key = pl.col(self.field)
-        return found.with_columns((key if self.numeric else key.cast(pl.String).str.to_lowercase()).alias(JOIN))
+        # Typed even when nothing was found (an empty answer's columns are untyped), so that it still joins.
+        return found.with_columns(
+            (key.cast(pl.Int64) if self.numeric else key.cast(pl.String).str.to_lowercase()).alias(JOIN)
+        )
 
     def _first_matches(self, found: pl.DataFrame) -> pl.DataFrame:
         return (

@@ -289,13 +289,14 @@ class _Run:
         destructive = 0
         actions = list(self.operation.destructive_actions)
         async for _, batch in _numbered(source.batches(self.batch_size)):
-            wellformed = batch.filter(pl.col(PROBLEM).is_null())
-            if wellformed.is_empty():
+            candidates = self.operation.safety_candidates(batch.filter(pl.col(PROBLEM).is_null()))
+            if candidates.is_empty():
                 continue
-            planned = await self._apply_in_transaction(wellformed, write=False)
+            planned = await self._apply_in_transaction(candidates, write=False)
             destructive += row_outcomes(planned).filter(pl.col("action").is_in(actions)).height
         async with self.gateway.reading() as conn:
             base = await self.operation.safety_base(conn)
+            destructive += await self.operation.removals_after_rows(conn)
         if destructive >= max(run.safety_min_rows, 1) and destructive > run.safety_threshold * base:
             raise SafetyStop(self.operation.name, destructive, base, run.safety_threshold)
 

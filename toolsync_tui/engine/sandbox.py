@@ -20,6 +20,16 @@ def sandbox_document() -> dict[str, object]:
     return {
         "database": {"driver": "sqlite", "sqlite_path": DATABASE_NAME, "prefix": "mdl_"},
         "files": {"data_dir": "data"},
+        # The sample files name courses by shortname, users by username and groups by idnumber.
+        "operations": {
+            "enrols": {"course_identifier": "shortname", "user_identifier": "username"},
+            "groups": {"course_identifier": "shortname", "group_identifier": "idnumber"},
+            "groupmembers": {
+                "course_identifier": "shortname",
+                "group_identifier": "idnumber",
+                "user_identifier": "username",
+            },
+        },
     }
 
 

@@ -6,6 +6,9 @@ from dataclasses import dataclass
 
 from .base import Operation
 from .check import CourseExistenceCheck
+from .enrols import EnrolsOperation
+from .group_members import GroupMembersOperation
+from .groups import GroupsOperation
 from .user_lists import DeleteUsers, SuspendUsers
 from .users import UsersOperation
 
@@ -28,9 +31,9 @@ OPERATIONS: dict[str, OperationInfo] = {
         OperationInfo("users", "Create and update users", UsersOperation),
         OperationInfo("deleteusers", "Delete users", DeleteUsers),
         OperationInfo("suspendusers", "Suspend users", SuspendUsers),
-        OperationInfo("enrols", "Enrolments", None),
-        OperationInfo("groups", "Groups and groupings", None),
-        OperationInfo("groupmembers", "Group members", None),
+        OperationInfo("enrols", "Enrolments", EnrolsOperation),
+        OperationInfo("groups", "Groups and groupings", GroupsOperation),
+        OperationInfo("groupmembers", "Group members", GroupMembersOperation),
         OperationInfo("cohorts", "Cohorts", None),
         OperationInfo("cohortscourses", "Cohort to course bindings", None),
         OperationInfo("pictures", "User pictures", None),

@@ -49,6 +49,11 @@ class Operation(ABC):
         """Whether a file with these columns can lead to destructive actions (then the safety pre-pass runs)."""
         return bool(self.destructive_actions)
 
+    def safety_candidates(self, rows: pl.DataFrame) -> pl.DataFrame:
+        """The rows of a batch that can lead to a destructive action: the safety pre-pass dry-runs only these (a
+        file of additions then costs the pre-pass a read of the file, no database work)."""
+        return rows
+
     async def finish(self, dry_run: bool) -> list[str]:
         """After the last batch, also after a failure: release what the run held, purge caches; notes for the
         report."""
@@ -56,4 +61,9 @@ class Operation(ABC):
 
     async def safety_base(self, conn: AsyncConnection) -> int:
         """How many existing records the destructive actions draw from (the threshold's 100%)."""
+        return 0
+
+    async def removals_after_rows(self, conn: AsyncConnection) -> int:
+        """Records the run would remove beyond its rows' actions (a purge after the last batch), counted by the
+        safety threshold with them; called after the safety pre-pass has seen every row."""
         return 0

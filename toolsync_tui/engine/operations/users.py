@@ -18,7 +18,8 @@ import polars as pl
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ...config import Config
-from ..bridge import BridgeError, MoodleBridge, open_bridge
+from ..bridge import MoodleBridge, open_bridge
+from ..cache_purge import purge_after_run
 from ..cohort_membership import CohortMemberships
 from ..command_file import LINE, FileProblem
 from ..contexts import ContextLevel, create_contexts
@@ -77,6 +78,10 @@ class UsersOperation(Operation):
     def may_destroy(self, columns: Sequence[str]) -> bool:
         return "deleted" in columns or "suspended" in columns
 
+    def safety_candidates(self, rows: pl.DataFrame) -> pl.DataFrame:
+        flags = [pl.col(c).str.strip_chars() == "1" for c in ("deleted", "suspended") if c in rows.columns]
+        return rows.filter(pl.any_horizontal(flags)) if flags else rows.clear()
+
     async def prepare(self, conn: AsyncConnection, columns: Sequence[str]) -> None:
         settings = self.options
         self.site = await UserSite.read(self.gateway)
@@ -126,27 +131,8 @@ class UsersOperation(Operation):
         notes = list(self.notes)
         if self.deleted_any and not dry_run:
             notes.append(self.deletion_note)
-        effects = self.effects
-        if dry_run or not (effects.group_courses or effects.dirty_users):
-            return notes
-        if self.bridge is None:
-            notes.append(
-                "enrolment and group caches were not purged: no Moodle bridge is configured ([bridge] moodle_dir). "
-                "Logged-in users see the changes at once (dirty flags); course listings and group caches may lag "
-                "until Moodle's caches are purged (php admin/cli/purge_caches.php)."
-            )
-            return notes
-        try:
-            await self.bridge.purge(
-                events=["changesincategoryenrolment"],
-                groupdata_courses=sorted(effects.group_courses),
-                user_group_groupings_users=sorted(effects.group_users),
-                coursecontacts_courses=sorted(effects.contact_courses),
-            )
-        except BridgeError as exc:
-            notes.append(f"enrolment and group caches were not purged: {exc}")
-        else:
-            notes.append("Moodle's enrolment and group caches were purged through the bridge")
+        if not dry_run:
+            notes += await purge_after_run(self.bridge, self.effects)
         return notes
 
     async def safety_base(self, conn: AsyncConnection) -> int:

@@ -1,0 +1,459 @@
+"""The enrolments file (enrols.csv) end to end on SQLite and MariaDB: the rows Moodle would hold afterwards, the
+report, the tryback, dry runs and the safety threshold."""
+
+from __future__ import annotations
+
+import csv
+from typing import Any
+
+import pytest
+from sqlalchemy import Table, select
+
+from tests.support.course_factories import (
+    EDITINGTEACHER,
+    STUDENT,
+    TEACHER,
+    TestCourse,
+    add_enrolment_courses,
+    add_group,
+    add_users,
+)
+from tests.support.factories import unique
+from tests.test_pipeline import inbox_file
+from toolsync_tui.config import Config
+from toolsync_tui.engine.gateway import MoodleGateway
+from toolsync_tui.engine.pipeline import RunResult, SafetyStop, run_operation
+
+Site = tuple[Config, MoodleGateway]
+Outcomes = list[tuple[str, str, str, str]]  # part, outcome, action, message
+
+
+@pytest.fixture
+def site(site: Site) -> Site:
+    """conftest's site with the identifiers at their defaults (id), whatever the sandbox's configuration names."""
+    site[0].set("operations.enrols.course_identifier", "id")
+    site[0].set("operations.enrols.user_identifier", "id")
+    return site
+
+
+async def run(config: Config, gateway: MoodleGateway, content: str, **options: Any) -> RunResult:
+    inbox_file(config, "enrols.csv", content)
+    return await run_operation(config, gateway, "enrols", **options)
+
+
+def outcomes(result: RunResult) -> Outcomes:
+    """The report's rows as (part, outcome, action, message), in report order."""
+    assert result.table_path is not None
+    with result.table_path.open(newline="") as handle:
+        return [(r["part"], r["outcome"], r["action"], r["message"]) for r in csv.DictReader(handle)]
+
+
+def own(result: RunResult) -> list[tuple[str, str, str]]:
+    return [(o, a, m) for part, o, a, m in outcomes(result) if part == ""]
+
+
+async def rows_of(gateway: MoodleGateway, table: Table, **where: Any) -> list[dict[str, Any]]:
+    query = select(table).order_by(table.c.id)
+    for name, value in where.items():
+        query = query.where(table.c[name].in_(value) if isinstance(value, list) else table.c[name] == value)
+    async with gateway.reading() as conn:
+        return [dict(r._mapping) for r in await conn.execute(query)]
+
+
+async def enrolments(gateway: MoodleGateway, users: list[int]) -> list[tuple[int, int, int, int, int]]:
+    """(enrolid, userid, status, timestart, timeend) of the users."""
+    found = await rows_of(gateway, gateway.schema.user_enrolments, userid=users)
+    return [(r["enrolid"], r["userid"], r["status"], r["timestart"], r["timeend"]) for r in found]
+
+
+async def roles(gateway: MoodleGateway, users: list[int]) -> list[tuple[int, int, int, str, int]]:
+    """(roleid, contextid, userid, component, itemid) of the users."""
+    found = await rows_of(gateway, gateway.schema.role_assignments, userid=users)
+    return [(r["roleid"], r["contextid"], r["userid"], r["component"], r["itemid"]) for r in found]
+
+
+async def members(gateway: MoodleGateway, users: list[int]) -> list[tuple[int, int, str]]:
+    found = await rows_of(gateway, gateway.schema.groups_members, userid=users)
+    return sorted((r["groupid"], r["userid"], r["component"]) for r in found)
+
+
+async def dirty(gateway: MoodleGateway, users: list[int]) -> set[str]:
+    flags = await rows_of(gateway, gateway.schema.cache_flags, flagtype="accesslib/dirtyusers")
+    return {f["name"] for f in flags} & {str(u) for u in users}
+
+
+async def course_and_users(gateway: MoodleGateway, count: int = 2, **options: Any) -> tuple[TestCourse, list[int]]:
+    [course] = await add_enrolment_courses(gateway, **options)
+    return course, await add_users(gateway, count)
+
+
+# -- enrol mode -------------------------------------------------------------------------------------------------
+
+
+async def test_add_enrols_with_role_and_dates_and_a_rerun_is_unchanged(site: Site) -> None:
+    config, gateway = site
+    course, (ann, bob) = await course_and_users(gateway)
+    content = (
+        "rolename;cid;uid;cmd;enrol;starttime;endtime\n"
+        f"student;{course.id};{ann};add;manual;2030-01-01 08:00:00;1900000000\n"
+        f"editingteacher;{course.id};{bob};add;;;\n"
+    )
+
+    result = await run(config, gateway, content)
+
+    assert result.counts == {"created": 2}, outcomes(result)
+    manual = course.instance()
+    stored = await enrolments(gateway, [ann, bob])
+    assert [(e, u, s, end) for e, u, s, _, end in stored] == [(manual, ann, 0, 1900000000), (manual, bob, 0, 0)]
+    assert stored[0][3] == 1893484800  # 2030-01-01 08:00 Europe/London (GMT in winter)
+    assert await roles(gateway, [ann, bob]) == [
+        (STUDENT, course.contextid, ann, "", 0),
+        (EDITINGTEACHER, course.contextid, bob, "", 0),
+    ]
+    assert await dirty(gateway, [ann, bob]) == {str(ann), str(bob)}
+    assert any("caches were not purged" in n for n in result.notes)
+
+    again = await run(config, gateway, content)
+
+    assert again.counts == {"unchanged": 2}, outcomes(again)
+    assert await enrolments(gateway, [ann, bob]) == stored
+
+
+async def test_del_unenrols_with_the_last_enrolment_cleanup(site: Site) -> None:
+    config, gateway = site
+    config.set("run.safety_min_rows", 100)
+    course, (ann, bob) = await course_and_users(gateway)
+    group = await add_group(gateway, course.id, unique("G"))
+    schema = gateway.schema
+    await run(
+        config, gateway, f"rolename;cid;uid;enrol\nstudent;{course.id};{ann};manual\nstudent;{course.id};{bob};\n"
+    )
+    async with gateway.transaction() as conn:
+        await gateway.insert_many(conn, schema.groups_members, [{"groupid": group, "userid": ann, "timeadded": 1}])
+        await gateway.insert_many(
+            conn, schema.user_lastaccess, [{"userid": ann, "courseid": course.id, "timeaccess": 1}]
+        )
+        # A role given by hand besides the enrolment's: the last-enrolment cleanup removes it too.
+        await gateway.insert_many(
+            conn,
+            schema.role_assignments,
+            [{"roleid": TEACHER, "contextid": course.contextid, "userid": ann, "timemodified": 1, "modifierid": 2}],
+        )
+        await gateway.insert_many(
+            conn,
+            schema.forum,
+            [{"course": course.id, "name": "News", "intro": "", "timemodified": 1}],
+        )
+        [forum] = (await gateway.fetch_in(conn, schema.forum, "course", [course.id], ["id"]))["id"].to_list()
+        await gateway.insert_many(conn, schema.forum_subscriptions, [{"userid": ann, "forum": forum}])
+
+    result = await run(config, gateway, f"rolename;cid;uid;cmd;enrol\n;{course.id};{ann};del;manual\n")
+
+    [(outcome, action, message)] = own(result)
+    assert (outcome, action) == ("deleted", "unenrol")
+    assert message.endswith(f"' unenrolled from course '{course.shortname}' (manual)")
+    assert await enrolments(gateway, [ann]) == []
+    assert await roles(gateway, [ann]) == []
+    assert await members(gateway, [ann]) == []
+    assert await rows_of(gateway, schema.user_lastaccess, userid=ann) == []
+    assert await rows_of(gateway, schema.forum_subscriptions, userid=ann) == []
+    assert [e[1] for e in await enrolments(gateway, [bob])] == [bob]  # the others stay
+
+    again = await run(config, gateway, f"rolename;cid;uid;cmd;enrol\n;{course.id};{ann};delete;manual\n")
+
+    assert again.counts == {"unchanged": 1}, outcomes(again)
+
+
+async def test_shift_enable_and_disable_with_an_enrol_method(site: Site) -> None:
+    config, gateway = site
+    config.set("run.safety_min_rows", 100)
+    course, (ann,) = await course_and_users(gateway, 1)
+    head = "rolename;cid;uid;cmd;enrol;starttime\n"
+    await run(config, gateway, head + f"student;{course.id};{ann};add;manual;2030-01-01\n")
+    [(_, _, _, start, _)] = await enrolments(gateway, [ann])
+
+    shifted = await run(config, gateway, head + f"editingteacher;{course.id};{ann};shift;manual;2030-01-01\n")
+
+    assert [(o, a) for o, a, _ in own(shifted)] == [("updated", "shift")], outcomes(shifted)
+    assert await roles(gateway, [ann]) == [(EDITINGTEACHER, course.contextid, ann, "", 0)]
+    assert await enrolments(gateway, [ann]) == [(course.instance(), ann, 0, start, 0)]
+    again = await run(config, gateway, head + f"editingteacher;{course.id};{ann};shift;manual;2030-01-01\n")
+    assert again.counts == {"unchanged": 1}, outcomes(again)
+
+    disabled = await run(config, gateway, head + f";{course.id};{ann};disable;manual;\n")
+
+    assert [(o, a) for o, a, _ in own(disabled)] == [("updated", "disable")], outcomes(disabled)
+    assert await enrolments(gateway, [ann]) == [(course.instance(), ann, 1, start, 0)]  # timestart kept
+    assert await roles(gateway, [ann]) == [(EDITINGTEACHER, course.contextid, ann, "", 0)]  # roles kept
+    assert (await run(config, gateway, head + f";{course.id};{ann};disable;manual;\n")).counts == {"unchanged": 1}
+
+    enabled = await run(config, gateway, head + f";{course.id};{ann};enable;manual;\n")
+
+    assert [(o, a) for o, a, _ in own(enabled)] == [("updated", "enable")]
+    assert await enrolments(gateway, [ann]) == [(course.instance(), ann, 0, start, 0)]
+
+
+# -- role mode --------------------------------------------------------------------------------------------------
+
+
+async def test_role_mode_assigns_shifts_and_unassigns_without_enrolling(site: Site) -> None:
+    config, gateway = site
+    config.set("run.safety_min_rows", 100)
+    course, (ann,) = await course_and_users(gateway, 1)
+    head = "rolename;cid;uid;cmd\n"
+
+    added = await run(config, gateway, head + f"teacher;{course.id};{ann};add\n")
+
+    assert [(o, a) for o, a, _ in own(added)] == [("created", "assign")]
+    assert await roles(gateway, [ann]) == [(TEACHER, course.contextid, ann, "", 0)]
+    assert await enrolments(gateway, [ann]) == []
+    assert (await run(config, gateway, head + f"teacher;{course.id};{ann};add\n")).counts == {"unchanged": 1}
+
+    shifted = await run(config, gateway, head + f"editingteacher;{course.id};{ann};shift\n")
+
+    assert [(o, a) for o, a, _ in own(shifted)] == [("updated", "shift")]
+    assert await roles(gateway, [ann]) == [(EDITINGTEACHER, course.contextid, ann, "", 0)]
+
+    removed = await run(config, gateway, head + f"editingteacher;{course.id};{ann};del\n")
+
+    assert [(o, a) for o, a, _ in own(removed)] == [("deleted", "unassign")]
+    assert await roles(gateway, [ann]) == []
+    assert (await run(config, gateway, head + f"editingteacher;{course.id};{ann};del\n")).counts == {"unchanged": 1}
+
+
+async def test_role_mode_disable_and_enable_touch_every_enrolment_in_the_course(site: Site) -> None:
+    config, gateway = site
+    config.set("run.safety_min_rows", 100)
+    course, (ann, bob) = await course_and_users(gateway, instances=(("manual", 0), ("self", 0)))
+    await run(
+        config,
+        gateway,
+        f"rolename;cid;uid;enrol\nstudent;{course.id};{ann};manual\nstudent;{course.id};{ann};self\n",
+    )
+
+    result = await run(
+        config, gateway, f"rolename;cid;uid;cmd\n;{course.id};{ann};disable\n;{course.id};{bob};disable\n"
+    )
+
+    assert [(o, a) for o, a, _ in own(result)] == [("updated", "disable"), ("failed", "check")]
+    assert [s for _, _, s, _, _ in await enrolments(gateway, [ann])] == [1, 1]
+    assert "is not enrolled in course" in own(result)[1][2]
+
+
+# -- failures -----------------------------------------------------------------------------------------------------
+
+
+async def test_each_bad_value_fails_its_row_with_a_clear_message_and_a_tryback_line(site: Site) -> None:
+    config, gateway = site
+    course, (ann,) = await course_and_users(gateway, 1)
+    c, u = course.id, ann
+    lines = [
+        f"student;{c};999999;add;manual;;;;",
+        f"student;999999;{u};add;manual;;;;",
+        f"wizard;{c};{u};add;manual;;;;",
+        f"student;{c};{u};add;self;;;;",  # self is disabled in the course
+        f"student;{c};{u};promote;manual;;;;",
+        f"student;{c};{u};add;manual;;;gmove;G",
+        f"student;{c};{u};add;manual;tomorrow;;;",
+        f"student;{c};{u};add;manual;;2030-13-45;;",
+    ]
+    content = "rolename;cid;uid;cmd;enrol;starttime;endtime;gcmd;g1\n" + "\n".join(lines) + "\n"
+
+    result = await run(config, gateway, content)
+
+    assert result.counts == {"failed": 8}
+    messages = [m for _, _, m in own(result)]
+    assert "uid '999999': no user has this id (user_identifier)" in messages[0]
+    assert "cid '999999': no course has this id (course_identifier)" in messages[1]
+    assert "rolename 'wizard' is not a role of the site; expected one of" in messages[2]
+    assert f"course '{c}' has no enabled self enrolment instance" in messages[3]
+    assert "cmd 'promote' is not a command; expected add, del/delete, shift, enable, disable" in messages[4]
+    assert "gcmd 'gmove' is not a group command; expected gadd, gaddcreate, greplace" in messages[5]
+    assert "starttime 'tomorrow': expected a date YYYY-MM-DD" in messages[6]
+    assert "endtime '2030-13-45': expected a date" in messages[7]
+    assert await enrolments(gateway, [ann]) == []
+    assert result.tryback_path is not None
+    assert result.tryback_path.read_text().splitlines()[1:] == lines
+
+
+async def test_del_in_role_mode_with_an_unknown_role_fails_the_row(site: Site) -> None:
+    config, gateway = site
+    course, (ann,) = await course_and_users(gateway, 1)
+
+    result = await run(config, gateway, f"rolename;cid;uid;cmd\nwizard;{course.id};{ann};del\n;{course.id};{ann};del\n")
+
+    assert [(o, a) for o, a, _ in own(result)] == [("failed", "check"), ("failed", "check")]
+    assert "rolename 'wizard' is not a role of the site" in own(result)[0][2]
+    assert "rolename is empty" in own(result)[1][2]
+
+
+# -- groups -------------------------------------------------------------------------------------------------------
+
+
+async def test_group_commands_and_greplace_reports_each_group_left(site: Site) -> None:
+    config, gateway = site
+    config.set("run.safety_min_rows", 100)
+    course, (ann, bob) = await course_and_users(gateway)
+    red, blue = unique("Red"), unique("Blue")
+    green = await add_group(gateway, course.id, unique("Green"))
+    yellow = await add_group(gateway, course.id, unique("Yellow"))
+    head = "rolename;cid;uid;enrol;gcmd;g1;g2\n"
+
+    created = await run(config, gateway, head + f"student;{course.id};{ann};manual;gaddcreate;{red};{blue}\n")
+
+    assert [(p, o) for p, o, _, _ in outcomes(created)] == [("", "created"), ("g1", "created"), ("g2", "created")]
+    groups = {g["name"]: g["id"] for g in await rows_of(gateway, gateway.schema.groups, courseid=course.id)}
+    async with gateway.transaction() as conn:
+        await gateway.insert_many(
+            conn,
+            gateway.schema.groups_members,
+            [{"groupid": green, "userid": ann, "timeadded": 1}, {"groupid": yellow, "userid": ann, "timeadded": 1}],
+        )
+
+    replaced = await run(config, gateway, head + f"student;{course.id};{ann};manual;greplace;{red};\n")
+
+    report = outcomes(replaced)
+    assert report[0][:3] == ("", "unchanged", "none+greplace")
+    removals = sorted((p, o) for p, o, _, _ in report if p.startswith("group "))
+    assert len(removals) == 3  # Blue, Green and Yellow: each its own line
+    assert all(o == "deleted" and p.startswith("group ") for p, o in removals)
+    assert await members(gateway, [ann]) == [(groups[red], ann, "")]
+
+    missing = await run(config, gateway, head + f"student;{course.id};{bob};;gadd;Nowhere;{red}\n")
+
+    assert [(p, o) for p, o, _, _ in outcomes(missing)] == [("", "created"), ("g1", "failed"), ("g2", "created")]
+    assert "does not exist in course" in outcomes(missing)[1][3]
+    assert missing.tryback_path is not None
+    assert missing.tryback_path.exists()  # a row with a failed group part goes to the tryback
+
+    left = await run(config, gateway, head + f"student;{course.id};{bob};;gdel;{red};\n")
+
+    assert [(p, o) for p, o, _, _ in outcomes(left)] == [("", "unchanged"), ("g1", "deleted")]
+    assert await members(gateway, [bob]) == []
+
+
+async def test_group_membership_needs_an_enrolment(site: Site) -> None:
+    config, gateway = site
+    course, (ann,) = await course_and_users(gateway, 1)
+    name = unique("G")
+    await add_group(gateway, course.id, name)
+
+    result = await run(config, gateway, f"rolename;cid;uid;cmd;gcmd;g1\nteacher;{course.id};{ann};add;gadd;{name}\n")
+
+    assert [(p, o) for p, o, _, _ in outcomes(result)] == [("", "created"), ("g1", "failed")]
+    assert "the user is not enrolled in course" in outcomes(result)[1][3]
+    assert await members(gateway, [ann]) == []
+
+
+async def test_protect_groups_tags_memberships_and_greplace_keeps_the_others(site: Site) -> None:
+    config, gateway = site
+    config.set("operations.enrols.protect_groups", True)
+    config.set("run.safety_min_rows", 100)
+    course, (ann,) = await course_and_users(gateway, 1)
+    mine, kept = unique("Mine"), await add_group(gateway, course.id, unique("Kept"))
+    head = "rolename;cid;uid;enrol;gcmd;g1\n"
+    await run(config, gateway, head + f"student;{course.id};{ann};manual;gaddcreate;{mine}\n")
+    async with gateway.transaction() as conn:
+        await gateway.insert_many(
+            conn, gateway.schema.groups_members, [{"groupid": kept, "userid": ann, "timeadded": 1}]
+        )
+    [mine_id] = [
+        g["id"] for g in await rows_of(gateway, gateway.schema.groups, courseid=course.id) if g["name"] == mine
+    ]
+    assert await members(gateway, [ann]) == sorted([(mine_id, ann, "tool_sync"), (kept, ann, "")])
+    other = unique("Other")
+
+    result = await run(config, gateway, head + f"student;{course.id};{ann};manual;greplacecreate;{other}\n")
+
+    [new_id] = [
+        g["id"] for g in await rows_of(gateway, gateway.schema.groups, courseid=course.id) if g["name"] == other
+    ]
+    assert await members(gateway, [ann]) == sorted([(kept, ann, ""), (new_id, ann, "tool_sync")])
+    assert [p for p, o, _, _ in outcomes(result) if o == "deleted"] == [f"group {mine}"]
+
+
+# -- settings, dry run, safety ------------------------------------------------------------------------------------
+
+
+async def test_enable_on_disabled_enrols_through_a_disabled_instance_and_enables_it(site: Site) -> None:
+    config, gateway = site
+    config.set("operations.enrols.enable_on_disabled", True)
+    course, (ann,) = await course_and_users(gateway, 1)
+
+    result = await run(config, gateway, f"rolename;cid;uid;enrol\nstudent;{course.id};{ann};self\n")
+
+    assert result.counts == {"created": 1}, outcomes(result)
+    assert "disabled instance enabled" in own(result)[0][2]
+    self_instance = course.instance("self")
+    [instance] = await rows_of(gateway, gateway.schema.enrol, id=self_instance)
+    assert instance["status"] == 0
+    assert [e[0] for e in await enrolments(gateway, [ann])] == [self_instance]
+    flags = await rows_of(gateway, gateway.schema.cache_flags, flagtype="accesslib/dirtycontexts")
+    assert any(f["name"].endswith(f"/{course.contextid}") for f in flags)
+
+
+async def test_dry_run_writes_nothing_and_says_would(site: Site) -> None:
+    config, gateway = site
+    course, (ann,) = await course_and_users(gateway, 1)
+    content = f"rolename;cid;uid;enrol;gcmd;g1\nstudent;{course.id};{ann};manual;gaddcreate;{unique('G')}\n"
+
+    result = await run(config, gateway, content, dry_run=True)
+
+    assert result.counts == {"created": 1}
+    assert [o for _, o, _, _ in outcomes(result)] == ["created", "created"]
+    assert "would be created" in outcomes(result)[1][3]
+    assert await enrolments(gateway, [ann]) == []
+    assert await rows_of(gateway, gateway.schema.groups, courseid=course.id) == []
+
+
+async def test_safety_threshold_stops_a_mass_unenrolment(site: Site) -> None:
+    config, gateway = site
+    course, users = await course_and_users(gateway, 12)
+    await run(config, gateway, "rolename;cid;uid;enrol\n" + "".join(f"student;{course.id};{u};manual\n" for u in users))
+    content = "rolename;cid;uid;cmd;enrol\n" + "".join(f";{course.id};{u};del;manual\n" for u in users)
+    config.set("run.safety_threshold", 0.0001)
+
+    with pytest.raises(SafetyStop):
+        await run(config, gateway, content)
+
+    assert len(await enrolments(gateway, users)) == 12
+    forced = await run(config, gateway, content, force=True)
+    assert forced.counts == {"deleted": 12}
+
+
+# -- the real Moodle schema ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def dump_gateway(dump_db_url: str) -> Any:
+    gateway = MoodleGateway.for_url(dump_db_url, "mdl_")
+    try:
+        yield gateway
+    finally:
+        await gateway.close()
+
+
+async def test_on_the_real_moodle_dump(dump_gateway: MoodleGateway, dump_db_url: str, tmp_path: Any) -> None:
+    from tests.conftest import mariadb_config
+
+    config, gateway = mariadb_config(tmp_path, dump_db_url), dump_gateway
+    config.set("run.safety_min_rows", 100)
+    course, (ann, bob) = await course_and_users(gateway)
+    group = unique("G")
+    content = (
+        "rolename;cid;uid;cmd;enrol;gcmd;g1\n"
+        f"student;{course.id};{ann};add;manual;gaddcreate;{group}\n"
+        f"teacher;{course.id};{bob};add;;;\n"
+    )
+
+    result = await run(config, gateway, content)
+
+    assert result.counts == {"created": 2}, outcomes(result)
+    assert await roles(gateway, [ann, bob]) == [
+        (STUDENT, course.contextid, ann, "", 0),
+        (TEACHER, course.contextid, bob, "", 0),
+    ]
+    assert (await run(config, gateway, content)).counts == {"unchanged": 2}
+    deleted = await run(config, gateway, f"rolename;cid;uid;cmd;enrol\n;{course.id};{ann};del;manual\n")
+    assert deleted.counts == {"deleted": 1}
+    assert await members(gateway, [ann]) == []

@@ -1,0 +1,246 @@
+"""The group members file end to end on SQLite and MariaDB: memberships, report, tryback, safety, purge."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select, update
+
+from tests.conftest import mariadb_config
+from tests.support.course_factories import TestCourse, add_enrolment_courses, add_group, add_users
+from tests.support.factories import unique
+from tests.test_pipeline import inbox_file
+from toolsync_tui.config import Config
+from toolsync_tui.engine.gateway import MoodleGateway
+from toolsync_tui.engine.pipeline import RunResult, SafetyStop, run_operation
+
+Site = tuple[Config, MoodleGateway]
+
+
+@pytest.fixture
+def site(site: Site) -> Site:
+    """conftest's site with the identifiers at their defaults (id), whatever the sandbox's configuration names."""
+    config, _ = site
+    for name in ("course_identifier", "group_identifier", "user_identifier"):
+        config.set(f"operations.groupmembers.{name}", "id")
+    return site
+
+
+async def run(config: Config, gateway: MoodleGateway, content: str, **options: Any) -> RunResult:
+    inbox_file(config, "groupmembers.csv", content)
+    return await run_operation(config, gateway, "groupmembers", **options)
+
+
+def lines_of(result: RunResult) -> list[list[str]]:
+    assert result.table_path is not None
+    text = result.table_path.read_text().splitlines()
+    return [line.split(",") for line in text[1:]]
+
+
+def report_of(result: RunResult) -> str:
+    assert result.report_path is not None
+    return result.report_path.read_text()
+
+
+async def members(gateway: MoodleGateway, groups: list[int]) -> set[tuple[int, int, str]]:
+    gm = gateway.schema.groups_members
+    async with gateway.reading() as conn:
+        rows = await conn.execute(select(gm.c.groupid, gm.c.userid, gm.c.component).where(gm.c.groupid.in_(groups)))
+        return {(int(g), int(u), str(c)) for g, u, c in rows}
+
+
+async def enrol(gateway: MoodleGateway, course: TestCourse, users: list[int]) -> None:
+    async with gateway.transaction() as conn:
+        await gateway.insert_many(
+            conn,
+            gateway.schema.user_enrolments,
+            [{"enrolid": course.instance(), "userid": u, "status": 0, "timestart": 0, "timeend": 0} for u in users],
+        )
+
+
+async def setup(gateway: MoodleGateway) -> tuple[TestCourse, list[int], list[int]]:
+    [course] = await add_enrolment_courses(gateway)
+    groups = [await add_group(gateway, course.id, unique("G ")) for _ in range(3)]
+    users = await add_users(gateway, 3)
+    await enrol(gateway, course, users[:2])  # the third is not enrolled
+    return course, groups, users
+
+
+async def test_add_shift_del_and_rerun(site: Site) -> None:
+    config, gateway = site
+    course, (a, b, c), (ann, bob, cid) = await setup(gateway)
+    content = (
+        "groupid;userid;courseid;cmd\n"
+        f"{a};{ann};{course.id};add\n"
+        f"{b};{ann};{course.id};\n"
+        f"{a};{bob};{course.id};add\n"
+        f"{c};{bob};{course.id};shift\n"
+        f"{a};{cid};{course.id};add\n"
+        f"999999;{ann};{course.id};add\n"
+        f"{a};999999;{course.id};add\n"
+        f"{a};{ann};999999;add\n"
+        f"{a};{ann};{course.id};move\n"
+    )
+
+    result = await run(config, gateway, content)
+
+    assert await members(gateway, [a, b, c]) == {(a, ann, "tool_sync"), (b, ann, "tool_sync"), (c, bob, "tool_sync")}
+    assert result.counts == {"created": 3, "updated": 1, "failed": 5}
+    report = report_of(result)
+    assert "removed from 1 other group" in report
+    assert "is not enrolled in the course" in report
+    assert "group '999999' not found" in report
+    assert "user '999999' not found" in report
+    assert "course '999999' not found" in report
+    assert "cmd 'move': expected add, shift or del" in report
+    assert result.tryback_path is not None
+    assert len(result.tryback_path.read_text().splitlines()) == 6  # header + the five failed rows
+
+    again = await run(config, gateway, f"groupid;userid;courseid\n{a};{ann};{course.id}\n{b};{ann};{course.id}\n")
+    assert again.counts == {"unchanged": 2}
+
+    removed = await run(config, gateway, f"groupid;userid;courseid;cmd\n{b};{ann};{course.id};del\n")
+    assert removed.counts == {"deleted": 1}
+    assert await members(gateway, [a, b, c]) == {(a, ann, "tool_sync"), (c, bob, "tool_sync")}
+
+
+async def test_dry_run_writes_nothing(site: Site) -> None:
+    config, gateway = site
+    course, (a, _, _), (ann, _, _) = await setup(gateway)
+    result = await run(config, gateway, f"groupid;userid;courseid\n{a};{ann};{course.id}\n", dry_run=True)
+    assert result.counts == {"created": 1}
+    assert "would be added" in report_of(result)
+    assert await members(gateway, [a]) == set()
+
+
+async def test_safety_threshold_holds_mass_removals(site: Site) -> None:
+    config, gateway = site
+    course, (a, _, _), _ = await setup(gateway)
+    more = await add_users(gateway, 12)
+    await enrol(gateway, course, more)
+    content = "groupid;userid;courseid\n" + "".join(f"{a};{u};{course.id}\n" for u in more)
+    await run(config, gateway, content)
+    removal = "groupid;userid;courseid;cmd\n" + "".join(f"{a};{u};{course.id};del\n" for u in more)
+    with pytest.raises(SafetyStop):
+        await run(config, gateway, removal)
+    assert len(await members(gateway, [a])) == 12
+    forced = await run(config, gateway, removal, force=True)
+    assert forced.counts == {"deleted": 12}
+
+
+@pytest.mark.parametrize("mode", ["groups", "groups_and_groupings"])
+async def test_purge_empty_only_touches_the_files_courses(site: Site, mode: str) -> None:
+    config, gateway = site
+    config.set("operations.groupmembers.purge_empty", mode)
+    course, (a, b, c), (ann, _, _) = await setup(gateway)
+    [other] = await add_enrolment_courses(gateway)
+    elsewhere = await add_group(gateway, other.id, unique("G "))
+
+    result = await run(config, gateway, f"groupid;userid;courseid\n{a};{ann};{course.id}\n", force=True)
+
+    groups = gateway.schema.groups
+    async with gateway.reading() as conn:
+        left = {int(i) for (i,) in await conn.execute(select(groups.c.id).where(groups.c.id.in_([a, b, c, elsewhere])))}
+    assert left == {a, elsewhere}
+    assert any("purge_empty: deleted 2 empty groups" in note for note in result.notes)
+
+
+async def test_rows_of_one_user_follow_the_file_order(site: Site) -> None:
+    """A user's del, add and shift rows in one batch are applied in file order; a user with add rows only is
+    planned in bulk, the same membership named twice added once."""
+    config, gateway = site
+    course, (a, b, c), (ann, bob, cid) = await setup(gateway)
+    [dan] = await add_users(gateway, 1)
+    await enrol(gateway, course, [dan])
+    async with gateway.transaction() as conn:
+        await gateway.insert_many(
+            conn,
+            gateway.schema.groups_members,
+            [
+                {"groupid": a, "userid": ann, "timeadded": 1, "component": "tool_sync", "itemid": 0},
+                {"groupid": c, "userid": bob, "timeadded": 1, "component": "enrol_cohort", "itemid": 7},
+            ],
+        )
+    rows = [(a, ann, "del"), (a, ann, "add"), (b, ann, ""), (b, ann, "add"), (a, bob, "shift"), (b, bob, "add")]
+    rows += [(a, cid, "add"), (c, bob, "del"), (c, dan, "add"), (c, dan, "add")]
+    content = "groupid;userid;courseid;cmd\n" + "".join(f"{g};{u};{course.id};{cmd}\n" for g, u, cmd in rows)
+
+    result = await run(config, gateway, content, force=True)
+
+    assert [(line[0], line[2], line[3]) for line in lines_of(result)] == [
+        ("2", "deleted", "remove"),
+        ("3", "created", "add"),
+        ("4", "created", "add"),
+        ("5", "unchanged", "none"),
+        ("6", "created", "add"),
+        ("6", "skipped", "none"),  # kept in c: enrol_cohort's
+        ("7", "created", "add"),
+        ("8", "failed", "check"),
+        ("9", "failed", "check"),
+        ("10", "created", "add"),
+        ("11", "unchanged", "none"),
+    ]
+    assert await members(gateway, [a, b, c]) == {
+        (a, ann, "tool_sync"),
+        (b, ann, "tool_sync"),
+        (a, bob, "tool_sync"),
+        (b, bob, "tool_sync"),
+        (c, bob, "enrol_cohort"),
+        (c, dan, "tool_sync"),
+    }
+    report = report_of(result)
+    assert "is not enrolled in the course" in report
+    assert "is managed by enrol_cohort" in report
+
+
+@pytest.mark.parametrize("identifier", ["name", "idnumber"])
+async def test_groups_by_name_or_idnumber_within_the_rows_course(site: Site, identifier: str) -> None:
+    config, gateway = site
+    config.set("operations.groupmembers.group_identifier", identifier)
+    config.set("operations.groupmembers.course_identifier", "shortname")
+    course, (a, _, _), (ann, bob, _) = await setup(gateway)
+    [other] = await add_enrolment_courses(gateway)
+    same = await add_group(gateway, other.id, "Same name")
+    groups = gateway.schema.groups
+    async with gateway.transaction() as conn:
+        await conn.execute(update(groups).where(groups.c.id == a).values(name="Same name", idnumber="SAME"))
+        await conn.execute(update(groups).where(groups.c.id == same).values(idnumber="SAME"))
+    value = "same NAME" if identifier == "name" else "same"
+    content = (
+        "groupid;userid;courseid\n"
+        f"{value};{ann};{course.shortname}\n"
+        f"{value};{bob};{course.shortname}\n"
+        f"{value};{ann};{course.shortname}\n"
+        f"nope;{ann};{course.shortname}\n"
+        f"{value};{ann};\n"
+    )
+
+    result = await run(config, gateway, content)
+
+    assert result.counts == {"created": 2, "unchanged": 1, "failed": 2}
+    assert await members(gateway, [a, same]) == {(a, ann, "tool_sync"), (a, bob, "tool_sync")}
+    report = report_of(result)
+    assert f"group 'nope' not found in course '{course.shortname}' (group_identifier {identifier})" in report
+    assert f"empty courseid: groups named by {identifier} are looked up in the row's course" in report
+
+
+# -- the real Moodle schema ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def dump_site(dump_db_url: str, tmp_path: Path) -> AsyncIterator[Site]:
+    """The real Moodle 4.5 dump on MariaDB, with a private data dir and the default (id) identifiers."""
+    gateway = MoodleGateway.for_url(dump_db_url, "mdl_")
+    try:
+        yield mariadb_config(tmp_path, dump_db_url), gateway
+    finally:
+        await gateway.close()
+
+
+async def test_on_the_real_moodle_dump(dump_site: Site) -> None:
+    await test_add_shift_del_and_rerun(dump_site)
+    await test_rows_of_one_user_follow_the_file_order(dump_site)
+    await test_purge_empty_only_touches_the_files_courses(dump_site, "groups_and_groupings")

@@ -1,0 +1,277 @@
+"""The group commands of the enrolments file (`gcmd` with g1 ... g9: group names in the row's course), run after the
+row's command, through the shared group functions (group_membership.py):
+
+* gadd / gaddcreate: membership of each named group; a missing group fails its part (gadd) or is created
+  (gaddcreate). Moodle adds only users enrolled in the course (groups_add_member()), so a user who is not fails it.
+* greplace / greplacecreate: the same, after leaving the course's other groups (each removal its own detail line).
+* gdel: leave each named group.
+
+With protect_groups, memberships are written with component 'tool_sync' (the UI cannot remove them), and greplace and
+gdel remove only memberships of that component: those made by hand or by other plugins stay.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import polars as pl
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from ..command_file import LINE
+from ..enrolment import EnrolmentEffects
+from ..gateway import MoodleGateway
+from ..group_membership import (
+    MEMBERSHIP_SCHEMA,
+    PROTECTED_COMPONENT,
+    add_members,
+    create_groups,
+    enrolled,
+    find_groups,
+    memberships,
+    remove_members,
+    stored_members,
+)
+from ..outcomes import Outcome, outcome_rows, shown
+from .rows import GROUP_COLUMNS
+
+ACTION = "group"
+KNOWN_SCHEMA: dict[str, type[pl.DataType]] = {"courseid": pl.Int64, "key": pl.String, "groupid": pl.Int64}
+
+
+@dataclass(frozen=True)
+class GroupSteps:
+    gateway: MoodleGateway
+    protect: bool
+    # courseid, key (lower-cased name), groupid of the groups found or created so far in the run
+    known: pl.DataFrame = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "known", pl.DataFrame(schema=KNOWN_SCHEMA))
+
+    def _remember(self, groups: pl.DataFrame) -> None:
+        """Add groups (courseid, name, groupid; null ids left out) to `known`."""
+        new = groups.filter(pl.col("groupid").is_not_null()).select(
+            pl.col("courseid").cast(pl.Int64),
+            pl.col("name").str.to_lowercase().alias("key"),
+            pl.col("groupid").cast(pl.Int64),
+        )
+        if new.height:
+            known = pl.concat([self.known, new]).unique(["courseid", "key"], keep="first", maintain_order=True)
+            object.__setattr__(self, "known", known)
+
+    @property
+    def component(self) -> str:
+        return PROTECTED_COMPONENT if self.protect else ""
+
+    async def apply(
+        self, conn: AsyncConnection, rows: pl.DataFrame, *, now: int, dry_run: bool
+    ) -> tuple[pl.DataFrame, EnrolmentEffects]:
+        """rows: LINE, userid, courseid, cid, group_command, g1..g9, `enrolled_after` (Boolean: what the row's command
+        left, null when the database says). Detail outcomes (part g<n> or "group <name>") and what went stale."""
+        named = self._named(rows)
+        # Groups found or created earlier in the run are not looked up again: the file deletes and renames none.
+        unknown = named.join(self.known, on=["courseid", "key"], how="anti")
+        found = await find_groups(self.gateway, conn, unknown.select("courseid", "name"))
+        self._remember(found)
+        named = named.join(self.known, on=["courseid", "key"], how="left", maintain_order="left")
+        creating = pl.col("group_command").str.ends_with("create") & pl.col("groupid").is_null()
+        to_create = named.filter(creating)
+        if to_create.height and not dry_run:
+            made = await create_groups(self.gateway, conn, to_create.select("courseid", "name"), now)
+            self._remember(made)
+            made = made.select(
+                "courseid", pl.col("name").str.to_lowercase().alias("key"), pl.col("groupid").alias("new")
+            )
+            named = named.join(made, on=["courseid", "key"], how="left", maintain_order="left").with_columns(
+                pl.coalesce("groupid", "new").alias("groupid")
+            )
+        named = named.with_columns(creating.alias("created"))
+        # Every membership of the user in the course only for greplace and gdel (which remove by component); the
+        # other rows' named groups are checked pair by pair.
+        whole = pl.col("group_command").str.starts_with("greplace") | (pl.col("group_command") == "gdel")
+        pairs = rows.filter(whole).select("courseid", "userid").unique()
+        current = (
+            await memberships(self.gateway, conn, pairs) if pairs.height else pl.DataFrame(schema=MEMBERSHIP_SCHEMA)
+        )
+        exact = named.filter(~whole & ~pl.col("created") & pl.col("groupid").is_not_null()).select("groupid", "userid")
+        stored = await stored_members(self.gateway, conn, exact.unique())
+        held = pl.concat(
+            [
+                current.select("groupid", "userid", "component"),
+                stored.select("groupid", "userid", pl.lit(None, dtype=pl.String).alias("component")),
+            ]
+        ).unique(["groupid", "userid"], keep="first", maintain_order=True)
+        # Rows whose command just enrolled the user need no look-up (in a dry run, nothing was written to look up).
+        unknown = rows.filter(pl.col("enrolled_after").is_null()).select("courseid", "userid").unique()
+        enrolled_now = (await enrolled(self.gateway, conn, unknown)).with_columns(pl.lit(True).alias("in_db"))
+        rows = rows.join(enrolled_now, on=["courseid", "userid"], how="left", maintain_order="left").with_columns(
+            pl.coalesce("enrolled_after", "in_db", pl.lit(False)).alias("is_enrolled")
+        )
+        removals = self._removals(rows, named, current)
+        named = (
+            named.join(rows.select("__row", "is_enrolled"), on="__row", how="left")
+            .join(
+                held.select(
+                    "groupid", "userid", pl.lit(True).alias("member"), pl.col("component").alias("member_component")
+                ),
+                on=["groupid", "userid"],
+                how="left",
+                maintain_order="left",
+            )
+            .with_columns(pl.col("member").fill_null(False))
+        )
+        adding = named.filter(pl.col("group_command") != "gdel")
+        leaving = named.filter(pl.col("group_command") == "gdel")
+        removable = pl.col("member") & (
+            pl.lit(True) if not self.protect else pl.col("member_component") == PROTECTED_COMPONENT
+        )
+        to_leave = leaving.filter(pl.col("groupid").is_not_null() & removable)
+        joinable = pl.col("groupid").is_not_null() | pl.col("created")
+        to_join = adding.filter(joinable & pl.col("is_enrolled") & ~pl.col("member"))
+        if not dry_run:
+            gone = pl.concat([removals.select("groupid", "userid"), to_leave.select("groupid", "userid")])
+            await remove_members(self.gateway, conn, gone, now=now)
+            await add_members(
+                self.gateway, conn, to_join.select("groupid", "userid"), now=now, component=self.component
+            )
+        outcomes = pl.concat(
+            [
+                self._removal_outcomes(removals, dry_run),
+                self._add_outcomes(adding, dry_run),
+                self._leave_outcomes(leaving, removable, dry_run),
+            ]
+        )
+        changed = pl.concat(
+            [
+                removals.select("courseid", "userid"),
+                to_leave.select("courseid", "userid"),
+                to_join.select("courseid", "userid"),
+            ]
+        )
+        effects = EnrolmentEffects(
+            group_courses={*changed["courseid"].to_list(), *named.filter("created")["courseid"].to_list()},
+            group_users=set(changed["userid"].to_list()),
+        )
+        return outcomes, effects
+
+    def _named(self, rows: pl.DataFrame) -> pl.DataFrame:
+        """One row per non-empty g<n> of a row: __row, LINE, userid, courseid, cid, group_command, part, name, key."""
+        frames = [
+            rows.filter(pl.col(column) != "").select(
+                "__row",
+                LINE,
+                "userid",
+                "courseid",
+                "cid",
+                "group_command",
+                pl.lit(column).alias("part"),
+                pl.col(column).alias("name"),
+            )
+            for column in GROUP_COLUMNS
+        ]
+        return pl.concat(frames).with_columns(pl.col("name").str.to_lowercase().alias("key")).sort("__row", "part")
+
+    def _removals(self, rows: pl.DataFrame, named: pl.DataFrame, current: pl.DataFrame) -> pl.DataFrame:
+        """greplace: the memberships of the row's user in the course's groups that the row does not name (only those
+        of component tool_sync with protect_groups)."""
+        replacing = rows.filter(pl.col("group_command").str.starts_with("greplace")).select(
+            "__row", LINE, "courseid", "userid", "cid"
+        )
+        held = replacing.join(current, on=["courseid", "userid"])
+        if self.protect:
+            held = held.filter(pl.col("component") == PROTECTED_COMPONENT)
+        kept = named.select("__row", pl.col("groupid")).drop_nulls()
+        return held.join(kept, on=["__row", "groupid"], how="anti").sort("__row", "groupname")
+
+    @staticmethod
+    def _removal_outcomes(removals: pl.DataFrame, dry_run: bool) -> pl.DataFrame:
+        would = "would be " if dry_run else ""
+        return outcome_rows(
+            removals,
+            Outcome.DELETED,
+            "greplace",
+            pl.col("groupname"),
+            pl.format(
+                f"{would}removed from group '{{}}' of course '{{}}' (greplace: not named in the row)",
+                "groupname",
+                shown(pl.col("cid")),
+            ),
+            part=pl.format("group {}", pl.col("groupname")),
+        )
+
+    def _add_outcomes(self, adding: pl.DataFrame, dry_run: bool) -> pl.DataFrame:
+        would = "would be " if dry_run else ""
+        name, course = shown(pl.col("name")), shown(pl.col("cid"))
+        missing = pl.col("groupid").is_null() & ~pl.col("created")
+        cases: list[tuple[pl.Expr, Outcome, pl.Expr]] = [
+            (
+                missing,
+                Outcome.FAILED,
+                pl.format(
+                    "group '{}' does not exist in course '{}'; gaddcreate or greplacecreate creates it", name, course
+                ),
+            ),
+            (
+                ~pl.col("is_enrolled"),
+                Outcome.FAILED,
+                pl.format(
+                    "not added to group '{}': the user is not enrolled in course '{}' (groups take enrolled users)",
+                    name,
+                    course,
+                ),
+            ),
+            (
+                pl.col("created"),
+                Outcome.CREATED,
+                pl.format(f"group '{{}}' {would}created in course '{{}}', member {would}added", name, course),
+            ),
+            (pl.col("member"), Outcome.UNCHANGED, pl.format("already in group '{}'", name)),
+            (pl.lit(True), Outcome.CREATED, pl.format(f"{would}added to group '{{}}'", name)),
+        ]
+        return _cases(adding, cases)
+
+    @staticmethod
+    def _leave_outcomes(leaving: pl.DataFrame, removable: pl.Expr, dry_run: bool) -> pl.DataFrame:
+        would = "would be " if dry_run else ""
+        name, course = shown(pl.col("name")), shown(pl.col("cid"))
+        cases: list[tuple[pl.Expr, Outcome, pl.Expr]] = [
+            (
+                pl.col("groupid").is_null(),
+                Outcome.FAILED,
+                pl.format("group '{}' does not exist in course '{}'", name, course),
+            ),
+            (~pl.col("member"), Outcome.UNCHANGED, pl.format("not a member of group '{}'", name)),
+            (
+                ~removable,
+                Outcome.UNCHANGED,
+                pl.format(
+                    "membership of group '{}' kept: it was not made by this file (component '{}', protect_groups)",
+                    name,
+                    pl.col("member_component"),
+                ),
+            ),
+            (pl.lit(True), Outcome.DELETED, pl.format(f"{would}removed from group '{{}}'", name)),
+        ]
+        return _cases(leaving, cases, action="gdel")
+
+
+def _cases(
+    rows: pl.DataFrame, cases: list[tuple[pl.Expr, Outcome, pl.Expr]], *, action: str | pl.Expr | None = None
+) -> pl.DataFrame:
+    """Detail outcomes, each row by the first case it meets."""
+    done = pl.lit(False)
+    frames = []
+    for condition, outcome, message in cases:
+        chosen = rows.filter(~done & condition)
+        frames.append(
+            outcome_rows(
+                chosen,
+                outcome,
+                action if action is not None else pl.col("group_command"),
+                pl.col("name"),
+                message,
+                part=pl.col("part"),
+            ).with_columns(chosen["__row"].alias("__row"))
+        )
+        done = done | condition
+    return pl.concat(frames).sort("__row", "part").drop("__row")

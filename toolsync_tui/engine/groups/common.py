@@ -1,0 +1,63 @@
+"""What the groups file and the group members file share: course resolution, row cells, cache purges."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import polars as pl
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from ..bridge import MoodleBridge
+from ..cache_purge import purge_after_run
+from ..enrolment import EnrolmentEffects
+from ..gateway import MoodleGateway
+from ..lookup import KeyLookup
+
+
+def cells(rows: pl.DataFrame, names: Sequence[str]) -> pl.DataFrame:
+    """The rows with each of `names` as trimmed text ("" when empty or absent from the file)."""
+    return rows.with_columns(
+        (pl.col(n).cast(pl.String).fill_null("").str.strip_chars() if n in rows.columns else pl.lit("")).alias(n)
+        for n in names
+    )
+
+
+def course_lookup(gateway: MoodleGateway, identifier: str) -> KeyLookup:
+    """The lookup of the file's courses for a whole run: the groups files change no course, so each value is looked
+    up once, whatever the number of batches (and the safety pre-pass) naming it."""
+    return KeyLookup(gateway, gateway.schema.course, identifier, columns=["id"], remember=True)
+
+
+async def resolve_courses(
+    lookup: KeyLookup, conn: AsyncConnection, values: pl.Series
+) -> dict[str, tuple[int | None, str | None]]:
+    """File value -> (course id, why not): unknown, ambiguous (several courses share the value) or not a number."""
+    identifier = lookup.field
+    found = await lookup.resolve(conn, values)
+    answers: dict[str, tuple[int | None, str | None]] = {}
+    column = found.columns[0]
+    for value, problem, course_id, matches in found.select(column, "problem", "id", "matches").iter_rows():
+        if value == "":
+            answers[value] = (None, "empty courseid: the row names no course")
+        elif problem is not None:
+            answers[value] = (None, f"course {problem}")
+        elif course_id is None:
+            answers[value] = (None, f"course '{value}' not found (course_identifier {identifier})")
+        elif matches > 1:
+            answers[value] = (None, f"course '{value}' is ambiguous: {matches} courses have this {identifier}")
+        else:
+            answers[value] = (int(course_id), None)
+    return answers
+
+
+@dataclass
+class GroupCaches:
+    """Courses whose groups or groupings changed and users whose memberships changed, across batches (§11): Moodle's
+    core/groupdata and core/user_group_groupings caches have no expiry, so they are purged after the run."""
+
+    courses: set[int] = field(default_factory=set)
+    users: set[int] = field(default_factory=set)
+
+    async def purge(self, bridge: MoodleBridge | None) -> list[str]:
+        return await purge_after_run(bridge, EnrolmentEffects(group_courses=self.courses, group_users=self.users))
