@@ -644,3 +644,60 @@ async def test_direct_deletion_leaves_the_rows_moodle_leaves(
     assert await scalar(site_db, request, u=toolsync_id) == await scalar(site_db, request, u=moodle_id)
     dirty = "SELECT COUNT(*) FROM {p}cache_flags WHERE flagtype = 'accesslib/dirtyusers' AND name = :u"
     assert await scalar(site_db, dirty, u=str(toolsync_id)) == 1
+
+
+async def test_enrolments_and_groups_written_by_toolsync_are_what_moodle_sees(
+    moodle_site: Site, site_db: MoodleGateway, tmp_path: Path
+) -> None:
+    """The enrolments file (add with gaddcreate) and the group members file (shift), then Moodle's own APIs, after the
+    bridge's purge: the user is enrolled with the role, and the groups and memberships are visible (groupdata and
+    user_group_groupings have no expiry, so without the purge Moodle would keep the cached answers)."""
+    from toolsync_tui.engine.pipeline import run_operation
+
+    tag = uuid.uuid4().hex[:8]
+    made = await moodle_site.run_php(POPULATE % {"tag": tag})
+    course, keeper = made["course"], made["users"]["keeper"]
+    seen = f"""
+        require_once($CFG->libdir . '/grouplib.php');
+        $context = context_course::instance({course});
+        $groups = groups_get_user_groups({course}, %(user)d)[0];
+        $names = array_map(fn($g) => $g->name, groups_get_all_groups({course}));
+        sort($names);
+        $result = ['enrolled' => is_enrolled($context, %(user)d), 'groups' => array_map(fn($id) =>
+            groups_get_group($id)->name, array_values($groups)), 'names' => array_values($names),
+            'student' => user_has_role_assignment(%(user)d, 5, $context->id)];
+    """
+    newcomer = await moodle_site.run_php(
+        f"""require_once($CFG->dirroot . '/user/lib.php');
+        $result = user_create_user((object) ['username' => 'newcomer{tag}', 'firstname' => 'New', 'lastname' => 'Comer',
+            'email' => 'newcomer{tag}@example.org', 'auth' => 'manual', 'confirmed' => 1,
+            'mnethostid' => $CFG->mnet_localhost_id], false, false);"""
+    )
+    before = await moodle_site.run_php(seen % {"user": newcomer})  # cached now: the purge must reach these
+    assert before == {"enrolled": False, "groups": [], "names": [f"Bridge {tag}"], "student": False}
+    config = site_config(moodle_site, tmp_path, bridge=True)
+    config.set("operations.enrols.course_identifier", "id")
+    config.set("operations.enrols.user_identifier", "id")
+    enrols = tmp_path / "enrols.csv"
+    enrols.write_text(f"rolename;cid;uid;enrol;gcmd;g1\nstudent;{course};{newcomer};manual;gaddcreate;Lab {tag}\n")
+
+    result = await run_operation(config, site_db, "enrols", enrols)
+
+    assert result.counts == {"created": 1}
+    assert "Moodle's enrolment and group caches were purged through the bridge" in result.notes
+    after = await moodle_site.run_php(seen % {"user": newcomer})
+    assert after == {"enrolled": True, "groups": [f"Lab {tag}"], "names": sorted([f"Bridge {tag}", f"Lab {tag}"]),
+                     "student": True}  # fmt: skip
+
+    # The group members file moves the keeper (in "Bridge <tag>" through Moodle's API) into the new group.
+    config.set("operations.groupmembers.course_identifier", "id")
+    config.set("operations.groupmembers.group_identifier", "name")
+    config.set("operations.groupmembers.user_identifier", "id")
+    members = tmp_path / "groupmembers.csv"
+    members.write_text(f"courseid;groupid;userid;cmd\n{course};Lab {tag};{keeper};shift\n")
+    assert (await moodle_site.run_php(seen % {"user": keeper}))["groups"] == [f"Bridge {tag}"]
+
+    result = await run_operation(config, site_db, "groupmembers", members)
+
+    assert result.counts == {"updated": 1}
+    assert (await moodle_site.run_php(seen % {"user": keeper}))["groups"] == [f"Lab {tag}"]
