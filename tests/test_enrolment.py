@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 import polars as pl
 import pytest
-from sqlalchemy import Table, select, update
+from sqlalchemy import update
 
 from tests.support.course_factories import (
     EDITINGTEACHER,
@@ -18,8 +18,10 @@ from tests.support.course_factories import (
     add_enrolment_courses,
     add_group,
     add_users,
+    created_group,
 )
 from tests.support.factories import unique
+from tests.support.tables import rows_of
 from toolsync_tui.config import Config
 from toolsync_tui.engine.command_file import LINE
 from toolsync_tui.engine.enrolment import REQUEST_COLUMNS, CourseEnrolments, EnrolmentEffects
@@ -67,21 +69,13 @@ def outcomes_of(result: tuple[list[tuple[Any, ...]], EnrolmentEffects]) -> list[
     return [(row[2], row[5]) for row in result[0]]
 
 
-async def table_rows(gateway: MoodleGateway, table: Table, **where: Any) -> list[dict[str, Any]]:
-    query = select(table).order_by(table.c.id)
-    for name, value in where.items():
-        query = query.where(table.c[name].in_(value) if isinstance(value, list) else table.c[name] == value)
-    async with gateway.reading() as conn:
-        return [dict(r._mapping) for r in await conn.execute(query)]
-
-
 async def enrolments_of(gateway: MoodleGateway, users: list[int]) -> list[dict[str, Any]]:
-    rows = await table_rows(gateway, gateway.schema.user_enrolments, userid=users)
+    rows = await rows_of(gateway, gateway.schema.user_enrolments, userid=users)
     return [{k: v for k, v in r.items() if k != "id"} for r in rows]
 
 
 async def roles_of(gateway: MoodleGateway, users: list[int]) -> list[dict[str, Any]]:
-    rows = await table_rows(gateway, gateway.schema.role_assignments, userid=users)
+    rows = await rows_of(gateway, gateway.schema.role_assignments, userid=users)
     return [{k: v for k, v in r.items() if k != "id"} for r in rows]
 
 
@@ -467,26 +461,13 @@ async def test_groups_are_created_once_and_joined_after_the_enrolment(site: Site
             f"group '{new}' created, member added",
         ),
     ]
-    groups = await table_rows(gateway, gateway.schema.groups, courseid=[course.id, other_course.id])
+    groups = await rows_of(gateway, gateway.schema.groups, courseid=[course.id, other_course.id])
     created = [g for g in groups if g["id"] != existing]
     assert [{k: v for k, v in g.items() if k != "id"} for g in created] == [
-        {
-            "courseid": courseid,
-            "idnumber": "",
-            "name": new,
-            "description": None,
-            "descriptionformat": 0,
-            "enrolmentkey": None,
-            "picture": 0,
-            "visibility": 0,
-            "participation": 1,
-            "timecreated": NOW,
-            "timemodified": NOW,
-        }
-        for courseid in sorted([course.id, other_course.id])
+        created_group(courseid, new, NOW) for courseid in sorted([course.id, other_course.id])
     ]
     by_course = {g["courseid"]: g["id"] for g in created}
-    members = await table_rows(gateway, gateway.schema.groups_members, userid=[ann, bob])
+    members = await rows_of(gateway, gateway.schema.groups_members, userid=[ann, bob])
     assert sorted((m["groupid"], m["userid"], m["timeadded"], m["component"], m["itemid"]) for m in members) == sorted(
         [
             (by_course[course.id], ann, NOW, "", 0),
@@ -504,8 +485,8 @@ async def test_groups_are_created_once_and_joined_after_the_enrolment(site: Site
 
     assert [o for o, _ in outcomes_of(again)] == ["unchanged"] * 4
     assert outcomes_of(again)[1][1].endswith(f"; already in group '{new.upper()}'")
-    assert len(await table_rows(gateway, gateway.schema.groups, courseid=[course.id, other_course.id])) == 3
-    assert len(await table_rows(gateway, gateway.schema.groups_members, userid=[ann, bob])) == 4
+    assert len(await rows_of(gateway, gateway.schema.groups, courseid=[course.id, other_course.id])) == 3
+    assert len(await rows_of(gateway, gateway.schema.groups_members, userid=[ann, bob])) == 4
     assert again[1] == EnrolmentEffects()
 
 
@@ -520,7 +501,7 @@ async def test_a_failed_enrolment_joins_no_group(site: Site) -> None:
     )
 
     assert result[0][0][2] == "failed"
-    assert await table_rows(gateway, gateway.schema.groups, courseid=course.id) == []
+    assert await rows_of(gateway, gateway.schema.groups, courseid=course.id) == []
 
 
 # -- dry run ----------------------------------------------------------------------------------------------
@@ -540,7 +521,7 @@ async def test_a_dry_run_reports_the_same_and_writes_nothing(site: Site) -> None
     before = (
         await enrolments_of(gateway, [ann, bob]),
         await roles_of(gateway, [ann, bob]),
-        await table_rows(gateway, gateway.schema.groups, courseid=course.id),
+        await rows_of(gateway, gateway.schema.groups, courseid=course.id),
     )
 
     dry = await run(gateway, batch, dry_run=True)
@@ -548,7 +529,7 @@ async def test_a_dry_run_reports_the_same_and_writes_nothing(site: Site) -> None
     after = (
         await enrolments_of(gateway, [ann, bob]),
         await roles_of(gateway, [ann, bob]),
-        await table_rows(gateway, gateway.schema.groups, courseid=course.id),
+        await rows_of(gateway, gateway.schema.groups, courseid=course.id),
     )
     assert after == before
     c = course.shortname
@@ -604,9 +585,9 @@ async def test_on_the_real_moodle_schema(dump_gateway: MoodleGateway) -> None:
         ue_row(manual, bob, NOW),
     ]
     assert await roles_of(gateway, [ann, bob]) == [ra_row(EDITINGTEACHER, course, ann), ra_row(STUDENT, course, bob)]
-    [created] = await table_rows(gateway, gateway.schema.groups, courseid=course.id)
+    [created] = await rows_of(gateway, gateway.schema.groups, courseid=course.id)
     assert (created["name"], created["participation"], created["timecreated"]) == (group, 1, NOW)
-    members = await table_rows(gateway, gateway.schema.groups_members, groupid=created["id"])
+    members = await rows_of(gateway, gateway.schema.groups_members, groupid=created["id"])
     assert [(m["userid"], m["component"], m["itemid"]) for m in members] == [(ann, "", 0), (bob, "", 0)]
     assert result[1] == EnrolmentEffects(
         dirty_users={ann, bob}, group_courses={course.id}, group_users={ann, bob}, contact_courses={course.id}

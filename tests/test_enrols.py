@@ -7,7 +7,6 @@ import csv
 from typing import Any
 
 import pytest
-from sqlalchemy import Table, select
 
 from tests.support.course_factories import (
     EDITINGTEACHER,
@@ -19,10 +18,11 @@ from tests.support.course_factories import (
     add_users,
 )
 from tests.support.factories import unique
-from tests.test_pipeline import inbox_file
+from tests.support.operation_files import identifiers_by_id, run_file
+from tests.support.tables import rows_of
 from toolsync_tui.config import Config
 from toolsync_tui.engine.gateway import MoodleGateway
-from toolsync_tui.engine.pipeline import RunResult, SafetyStop, run_operation
+from toolsync_tui.engine.pipeline import RunResult, SafetyStop
 
 Site = tuple[Config, MoodleGateway]
 Outcomes = list[tuple[str, str, str, str]]  # part, outcome, action, message
@@ -31,14 +31,12 @@ Outcomes = list[tuple[str, str, str, str]]  # part, outcome, action, message
 @pytest.fixture
 def site(site: Site) -> Site:
     """conftest's site with the identifiers at their defaults (id), whatever the sandbox's configuration names."""
-    site[0].set("operations.enrols.course_identifier", "id")
-    site[0].set("operations.enrols.user_identifier", "id")
+    identifiers_by_id(site[0], "enrols", "course_identifier", "user_identifier")
     return site
 
 
 async def run(config: Config, gateway: MoodleGateway, content: str, **options: Any) -> RunResult:
-    inbox_file(config, "enrols.csv", content)
-    return await run_operation(config, gateway, "enrols", **options)
+    return await run_file(config, gateway, "enrols", content, **options)
 
 
 def outcomes(result: RunResult) -> Outcomes:
@@ -50,14 +48,6 @@ def outcomes(result: RunResult) -> Outcomes:
 
 def own(result: RunResult) -> list[tuple[str, str, str]]:
     return [(o, a, m) for part, o, a, m in outcomes(result) if part == ""]
-
-
-async def rows_of(gateway: MoodleGateway, table: Table, **where: Any) -> list[dict[str, Any]]:
-    query = select(table).order_by(table.c.id)
-    for name, value in where.items():
-        query = query.where(table.c[name].in_(value) if isinstance(value, list) else table.c[name] == value)
-    async with gateway.reading() as conn:
-        return [dict(r._mapping) for r in await conn.execute(query)]
 
 
 async def enrolments(gateway: MoodleGateway, users: list[int]) -> list[tuple[int, int, int, int, int]]:
@@ -390,6 +380,19 @@ async def test_enable_on_disabled_enrols_through_a_disabled_instance_and_enables
     assert [e[0] for e in await enrolments(gateway, [ann])] == [self_instance]
     flags = await rows_of(gateway, gateway.schema.cache_flags, flagtype="accesslib/dirtycontexts")
     assert any(f["name"].endswith(f"/{course.contextid}") for f in flags)
+
+
+async def test_enable_on_disabled_enables_the_instance_once_for_rows_that_apply_in_turn(site: Site) -> None:
+    """The second row for the same pair applies after the first one enabled the instance: it sees it enabled."""
+    config, gateway = site
+    config.set("operations.enrols.enable_on_disabled", True)
+    course, (ann,) = await course_and_users(gateway, 1)
+    row = f"student;{course.id};{ann};self\n"
+
+    result = await run(config, gateway, "rolename;cid;uid;enrol\n" + row + row)
+
+    assert [o for o, _, _ in own(result)] == ["created", "unchanged"], outcomes(result)
+    assert ["disabled instance enabled" in m for _, _, m in own(result)] == [True, False]
 
 
 async def test_dry_run_writes_nothing_and_says_would(site: Site) -> None:

@@ -12,10 +12,10 @@ from sqlalchemy import select, update
 from tests.conftest import mariadb_config
 from tests.support.course_factories import TestCourse, add_enrolment_courses, add_group, add_users
 from tests.support.factories import unique
-from tests.test_pipeline import inbox_file
+from tests.support.operation_files import identifiers_by_id, run_file
 from toolsync_tui.config import Config
 from toolsync_tui.engine.gateway import MoodleGateway
-from toolsync_tui.engine.pipeline import RunResult, SafetyStop, run_operation
+from toolsync_tui.engine.pipeline import RunResult, SafetyStop
 
 Site = tuple[Config, MoodleGateway]
 
@@ -23,15 +23,12 @@ Site = tuple[Config, MoodleGateway]
 @pytest.fixture
 def site(site: Site) -> Site:
     """conftest's site with the identifiers at their defaults (id), whatever the sandbox's configuration names."""
-    config, _ = site
-    for name in ("course_identifier", "group_identifier", "user_identifier"):
-        config.set(f"operations.groupmembers.{name}", "id")
+    identifiers_by_id(site[0], "groupmembers", "course_identifier", "group_identifier", "user_identifier")
     return site
 
 
 async def run(config: Config, gateway: MoodleGateway, content: str, **options: Any) -> RunResult:
-    inbox_file(config, "groupmembers.csv", content)
-    return await run_operation(config, gateway, "groupmembers", **options)
+    return await run_file(config, gateway, "groupmembers", content, **options)
 
 
 def lines_of(result: RunResult) -> list[list[str]]:

@@ -7,24 +7,17 @@ from typing import Any
 
 import polars as pl
 import pytest
-from sqlalchemy import Table, select, update
+from sqlalchemy import update
 
-from tests.support.course_factories import add_enrolment_courses, add_group, add_users
+from tests.support.course_factories import add_enrolment_courses, add_group, add_users, created_group
 from tests.support.factories import unique
+from tests.support.tables import rows_of
 from toolsync_tui.config import Config
 from toolsync_tui.engine import group_membership as gm
 from toolsync_tui.engine.gateway import MoodleGateway
 
 Site = tuple[Config, MoodleGateway]
 NOW = 1_790_000_000
-
-
-async def rows_of(gateway: MoodleGateway, table: Table, **where: Any) -> list[dict[str, Any]]:
-    query = select(table).order_by(table.c.id)
-    for name, value in where.items():
-        query = query.where(table.c[name].in_(value) if isinstance(value, list) else table.c[name] == value)
-    async with gateway.reading() as conn:
-        return [dict(r._mapping) for r in await conn.execute(query)]
 
 
 async def enrol(gateway: MoodleGateway, instance: int, users: list[int], status: int = 0) -> None:
@@ -70,20 +63,7 @@ async def check_find_create_and_members(gateway: MoodleGateway) -> None:
     assert created["courseid"].to_list() == [first.id, second.id]
     rows = await rows_of(gateway, gateway.schema.groups, id=created["groupid"].to_list())
     assert [{k: v for k, v in r.items() if k != "id"} for r in rows] == [
-        {
-            "courseid": course,
-            "idnumber": "",
-            "name": new_name,
-            "description": None,
-            "descriptionformat": 0,
-            "enrolmentkey": None,
-            "picture": 0,
-            "visibility": 0,
-            "participation": 1,
-            "timecreated": NOW,
-            "timemodified": NOW,
-        }
-        for course in (first.id, second.id)
+        created_group(course, new_name, NOW) for course in (first.id, second.id)
     ]
 
     ann, bob, cid = await add_users(gateway, 3)

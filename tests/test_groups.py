@@ -12,10 +12,10 @@ from sqlalchemy import Table, select
 from tests.conftest import mariadb_config
 from tests.support.course_factories import add_enrolment_courses, add_group
 from tests.support.factories import unique
-from tests.test_pipeline import inbox_file
+from tests.support.operation_files import identifiers_by_id, run_file
 from toolsync_tui.config import Config
 from toolsync_tui.engine.gateway import MoodleGateway
-from toolsync_tui.engine.pipeline import RunResult, run_operation
+from toolsync_tui.engine.pipeline import RunResult
 
 Site = tuple[Config, MoodleGateway]
 
@@ -23,15 +23,12 @@ Site = tuple[Config, MoodleGateway]
 @pytest.fixture
 def site(site: Site) -> Site:
     """conftest's site with the identifiers at their defaults (id), whatever the sandbox's configuration names."""
-    config, _ = site
-    for name in ("course_identifier", "group_identifier", "grouping_identifier"):
-        config.set(f"operations.groups.{name}", "id")
+    identifiers_by_id(site[0], "groups", "course_identifier", "group_identifier", "grouping_identifier")
     return site
 
 
 async def run(config: Config, gateway: MoodleGateway, content: str, **options: Any) -> RunResult:
-    inbox_file(config, "groups.csv", content)
-    return await run_operation(config, gateway, "groups", **options)
+    return await run_file(config, gateway, "groups", content, **options)
 
 
 def report_of(result: RunResult) -> str:

@@ -113,6 +113,23 @@ async def add_group(gateway: MoodleGateway, courseid: int, name: str) -> int:
     return int(found.filter(found["name"] == name)["id"].max())  # type: ignore[arg-type]
 
 
+def created_group(courseid: int, name: str, now: int) -> dict[str, object]:
+    """A groups row (without its id) as groups_create_group() writes it at `now`."""
+    return {
+        "courseid": courseid,
+        "idnumber": "",
+        "name": name,
+        "description": None,
+        "descriptionformat": 0,
+        "enrolmentkey": None,
+        "picture": 0,
+        "visibility": 0,
+        "participation": 1,
+        "timecreated": now,
+        "timemodified": now,
+    }
+
+
 async def add_cohort(gateway: MoodleGateway, name: str, *, contextid: int = 1, idnumber: str | None = None) -> int:
     """A cohort as cohort_add_cohort() writes it; returns its id."""
     cohort = gateway.schema.cohort

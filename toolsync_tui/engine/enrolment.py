@@ -199,15 +199,23 @@ class CourseEnrolments:
     # -- one batch --------------------------------------------------------------------------------
 
     async def apply(
-        self, conn: AsyncConnection, requests: pl.DataFrame, *, now: int, dry_run: bool
+        self,
+        conn: AsyncConnection,
+        requests: pl.DataFrame,
+        *,
+        now: int,
+        dry_run: bool,
+        instances: pl.DataFrame | None = None,
     ) -> tuple[pl.DataFrame, EnrolmentEffects]:
-        """Resolve, plan and (unless dry_run) write one batch; one detail outcome per request, in request order."""
+        """Resolve, plan and (unless dry_run) write one batch; one detail outcome per request, in request order.
+        `instances`: first_instances() of (at least) the requests' courses, when the caller has already read them
+        and nothing has changed them since."""
         req = _normalised(requests)
         if req.is_empty():
             return outcome_rows(req, Outcome.FAILED, ACTION, "", "", part=pl.col("part")), EnrolmentEffects()
         req = _parse_values(req, self.site, self.timezone)
         req = await self._resolve_courses(conn, req)
-        req = await self._resolve_instances(conn, req)
+        req = await self._resolve_instances(conn, req, instances)
         req = await self._join_enrolments(conn, req, now)
         req = req.with_columns(_problem(self.site, self.course_identity, self.timezone, self.enable_on_disabled))
         failed = req.filter(pl.col("problem").is_not_null())
@@ -246,41 +254,16 @@ class CourseEnrolments:
             contexts = self._contexts = pl.concat([self._contexts, contexts])
         return req.join(contexts, on="courseid", how="left", maintain_order="left")
 
-    async def _resolve_instances(self, conn: AsyncConnection, req: pl.DataFrame) -> pl.DataFrame:
-        """enrolid, instance_roleid and instance_status: the first enabled instance of the plugin in the course, by
-        sortorder; with enable_on_disabled and no enabled one, the first disabled one."""
-        enrol = self.schema.enrol
-        where: ColumnElement[bool] = enrol.c.enrol.in_(DIRECT_PLUGINS)
-        if not self.enable_on_disabled:
-            where = where & (enrol.c.status == ACTIVE)
-        instances = await _fetch(
-            self.gateway,
-            conn,
-            enrol,
-            "courseid",
-            _distinct(req, "courseid"),
-            {
-                "id": pl.Int64,
-                "courseid": pl.Int64,
-                "enrol": pl.String,
-                "sortorder": pl.Int64,
-                "roleid": pl.Int64,
-                "status": pl.Int64,
-            },
-            where=where,
-        )
-        first = (
-            instances.sort(pl.col("status") != ACTIVE, "sortorder", "id")
-            .unique(["courseid", "enrol"], keep="first", maintain_order=True)
-            .select(
-                "courseid",
-                pl.col("enrol").alias("plugin"),
-                pl.col("id").alias("enrolid"),
-                pl.col("roleid").alias("instance_roleid"),
-                pl.col("status").alias("instance_status"),
+    async def _resolve_instances(
+        self, conn: AsyncConnection, req: pl.DataFrame, instances: pl.DataFrame | None
+    ) -> pl.DataFrame:
+        """enrolid, instance_roleid and instance_status (first_instances(); read here unless the caller passes them),
+        then roleid and rolename: the given role, else the instance's default one."""
+        if instances is None:
+            instances = await first_instances(
+                self.gateway, conn, _distinct(req, "courseid"), enable_on_disabled=self.enable_on_disabled
             )
-        )
-        req = req.join(first, on=["courseid", "plugin"], how="left", maintain_order="left")
+        req = req.join(instances, on=["courseid", "plugin"], how="left", maintain_order="left")
         # No role given: the instance's default role, else student (module docstring).
         roles = self.site.roles.select("roleid", "rolename")
         default = roles.rename({"roleid": "instance_roleid", "rolename": "default_name"})
@@ -730,6 +713,45 @@ def _success_outcomes(plan: pl.DataFrame, dry_run: bool) -> pl.DataFrame:
 
 
 # -- small helpers ---------------------------------------------------------------------------------------
+
+
+async def first_instances(
+    gateway: MoodleGateway, conn: AsyncConnection, courses: Sequence[int], *, enable_on_disabled: bool
+) -> pl.DataFrame:
+    """courseid, plugin, enrolid, instance_roleid, instance_status: the instance a request for a direct plugin goes
+    through in each of the courses: the first enabled instance of the plugin in the course, by sortorder; with
+    enable_on_disabled and no enabled one, the first disabled one. No row for a course and plugin without one."""
+    enrol = gateway.schema.enrol
+    where: ColumnElement[bool] = enrol.c.enrol.in_(DIRECT_PLUGINS)
+    if not enable_on_disabled:
+        where = where & (enrol.c.status == ACTIVE)
+    instances = await _fetch(
+        gateway,
+        conn,
+        enrol,
+        "courseid",
+        courses,
+        {
+            "id": pl.Int64,
+            "courseid": pl.Int64,
+            "enrol": pl.String,
+            "sortorder": pl.Int64,
+            "roleid": pl.Int64,
+            "status": pl.Int64,
+        },
+        where=where,
+    )
+    return (
+        instances.sort(pl.col("status") != ACTIVE, "sortorder", "id")
+        .unique(["courseid", "enrol"], keep="first", maintain_order=True)
+        .select(
+            "courseid",
+            pl.col("enrol").alias("plugin"),
+            pl.col("id").alias("enrolid"),
+            pl.col("roleid").alias("instance_roleid"),
+            pl.col("status").alias("instance_status"),
+        )
+    )
 
 
 async def _fetch(

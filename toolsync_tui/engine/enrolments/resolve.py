@@ -4,11 +4,10 @@ row with an `enrol` column goes through."""
 from __future__ import annotations
 
 import polars as pl
-from sqlalchemy import ColumnElement
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..contexts import ContextLevel
-from ..enrolment import ACTIVE, DIRECT_PLUGINS
+from ..enrolment import DIRECT_PLUGINS
 from ..gateway import MoodleGateway
 from ..lookup import KeyLookup
 from ..outcomes import shown
@@ -144,30 +143,11 @@ class Resolver:
         )
 
 
-async def choose_instances(
-    gateway: MoodleGateway, conn: AsyncConnection, rows: pl.DataFrame, *, enable_on_disabled: bool
-) -> pl.DataFrame:
-    """enrolid and instance_status per row (enrol mode): the first enabled instance of the method in the course by
-    sortorder; with enable_on_disabled and no enabled one, the first disabled one. Null when the course has none."""
-    enrol = gateway.schema.enrol
-    courses = sorted(rows["courseid"].drop_nulls().unique().to_list())
-    where: ColumnElement[bool] = enrol.c.enrol.in_(DIRECT_PLUGINS)
-    if not enable_on_disabled:
-        where = where & (enrol.c.status == ACTIVE)
-    schema = {"id": pl.Int64, "courseid": pl.Int64, "enrol": pl.String, "status": pl.Int64, "sortorder": pl.Int64}
-    found = await gateway.fetch_in(conn, enrol, "courseid", courses, list(schema), where=where) if courses else None
-    instances = found.cast(schema) if found is not None and found.height else pl.DataFrame(schema=schema)  # type: ignore[arg-type]
-    first = (
-        instances.sort(pl.col("status") != ACTIVE, "sortorder", "id")
-        .unique(["courseid", "enrol"], keep="first", maintain_order=True)
-        .select(
-            "courseid",
-            pl.col("enrol").alias("plugin"),
-            pl.col("id").alias("enrolid"),
-            pl.col("status").alias("instance_status"),
-        )
-    )
-    return rows.join(first, on=["courseid", "plugin"], how="left", maintain_order="left")
+def choose_instances(rows: pl.DataFrame, instances: pl.DataFrame) -> pl.DataFrame:
+    """enrolid and instance_status per row (enrol mode): the row's instance among `instances` (first_instances() of
+    the rows' courses). Null when the course has none."""
+    chosen = instances.select("courseid", "plugin", "enrolid", "instance_status")
+    return rows.join(chosen, on=["courseid", "plugin"], how="left", maintain_order="left")
 
 
 def instance_problem(enable_on_disabled: bool) -> pl.Expr:

@@ -8,6 +8,7 @@ import polars as pl
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..gateway import MoodleGateway
+from .unenrol import fetch_user_enrolments
 
 ACTIVE, SUSPENDED = 0, 1  # ENROL_USER_ACTIVE, ENROL_USER_SUSPENDED
 
@@ -15,7 +16,7 @@ ACTIVE, SUSPENDED = 0, 1  # ENROL_USER_ACTIVE, ENROL_USER_SUSPENDED
 async def course_enrolments(gateway: MoodleGateway, conn: AsyncConnection, rows: pl.DataFrame) -> pl.DataFrame:
     """Role mode: every enrolment of the row's user in the row's course, any method: one row per (row, enrolment)
     with ue_id, enrolid, plugin, ue_status, ue_start, ue_end; rows without any are left out."""
-    ue, enrol = gateway.schema.user_enrolments, gateway.schema.enrol
+    enrol = gateway.schema.enrol
     courses = sorted(rows["courseid"].unique().to_list())
     instances = await gateway.fetch_in(conn, enrol, "courseid", courses, ["id", "courseid", "enrol"])
     if instances.is_empty():
@@ -31,23 +32,8 @@ async def course_enrolments(gateway: MoodleGateway, conn: AsyncConnection, rows:
         pl.col("courseid").cast(pl.Int64),
         pl.col("enrol").cast(pl.String).alias("plugin"),
     )
-    schema = {
-        "ue_id": pl.Int64,
-        "enrolid": pl.Int64,
-        "userid": pl.Int64,
-        "ue_status": pl.Int64,
-        "ue_start": pl.Int64,
-        "ue_end": pl.Int64,
-    }
-    found = await gateway.fetch_in(
-        conn,
-        ue,
-        "userid",
-        sorted(rows["userid"].unique().to_list()),
-        ["id", "enrolid", "userid", "status", "timestart", "timeend"],
-        where=ue.c.enrolid.in_(sorted(instances["enrolid"].to_list())),
-    )
-    stored = pl.DataFrame(found.rows(), schema=schema, orient="row") if found.height else pl.DataFrame(schema=schema)
+    users = sorted(rows["userid"].unique().to_list())
+    stored = await fetch_user_enrolments(gateway, conn, users, sorted(instances["enrolid"].to_list()))
     stored = stored.join(instances, on="enrolid")
     return rows.drop("enrolid", "plugin", strict=False).join(stored, on=["courseid", "userid"]).sort("__row", "ue_id")
 

@@ -25,12 +25,12 @@ from ..group_membership import memberships, remove_members
 PAIRS = 500  # (a, b) pairs per DELETE ... WHERE (a, b) IN (...)
 
 
-async def stored_enrolments(gateway: MoodleGateway, conn: AsyncConnection, rows: pl.DataFrame) -> pl.DataFrame:
-    """rows (enrolid, userid) joined with their stored user_enrolments: ue_id, ue_status, ue_start, ue_end (null
-    when the user is not enrolled through that instance)."""
+async def fetch_user_enrolments(
+    gateway: MoodleGateway, conn: AsyncConnection, users: Sequence[int], instances: Sequence[int]
+) -> pl.DataFrame:
+    """The user_enrolments rows of these users through these instances: ue_id, enrolid, userid, ue_status, ue_start,
+    ue_end."""
     ue = gateway.schema.user_enrolments
-    users = sorted(rows["userid"].drop_nulls().unique().to_list())
-    instances = sorted(rows["enrolid"].drop_nulls().unique().to_list())
     schema = {
         "ue_id": pl.Int64,
         "enrolid": pl.Int64,
@@ -51,7 +51,15 @@ async def stored_enrolments(gateway: MoodleGateway, conn: AsyncConnection, rows:
         if users and instances
         else pl.DataFrame()
     )
-    stored = pl.DataFrame(found.rows(), schema=schema, orient="row") if found.height else pl.DataFrame(schema=schema)
+    return pl.DataFrame(found.rows(), schema=schema, orient="row") if found.height else pl.DataFrame(schema=schema)
+
+
+async def stored_enrolments(gateway: MoodleGateway, conn: AsyncConnection, rows: pl.DataFrame) -> pl.DataFrame:
+    """rows (enrolid, userid) joined with their stored user_enrolments: ue_id, ue_status, ue_start, ue_end (null
+    when the user is not enrolled through that instance)."""
+    users = sorted(rows["userid"].drop_nulls().unique().to_list())
+    instances = sorted(rows["enrolid"].drop_nulls().unique().to_list())
+    stored = await fetch_user_enrolments(gateway, conn, users, instances)
     return rows.join(stored, on=["enrolid", "userid"], how="left", maintain_order="left")
 
 

@@ -21,7 +21,7 @@ from ...config import Config
 from ..bridge import MoodleBridge, open_bridge
 from ..cache_purge import purge_after_run
 from ..command_file import LINE
-from ..enrolment import CourseEnrolments, EnrolmentEffects
+from ..enrolment import CourseEnrolments, EnrolmentEffects, first_instances
 from ..enrolments.dirty_contexts import mark_contexts_dirty
 from ..enrolments.groups import GroupSteps
 from ..enrolments.resolve import Resolver, choose_instances, instance_problem
@@ -53,6 +53,7 @@ class EnrolsOperation(Operation):
         self.options = config.settings.operations.enrols
         self.effects = EnrolmentEffects()
         self.bridge: MoodleBridge | None = None
+        self.instances: pl.DataFrame | None = None  # the batch's first_instances(), while current
 
     def may_destroy(self, columns: Sequence[str]) -> bool:
         return "cmd" in columns or "gcmd" in columns or self.options.default_cmd not in ("add", "enable")
@@ -110,7 +111,13 @@ class EnrolsOperation(Operation):
                 "problem", self.resolver.problem(site.course_roles, site.installed_plugins, site.enabled_plugins)
             )
         )
-        req = await choose_instances(self.gateway, conn, req, enable_on_disabled=self.options.enable_on_disabled)
+        courses = sorted(req["courseid"].drop_nulls().unique().to_list())
+        instances = await first_instances(
+            self.gateway, conn, courses, enable_on_disabled=self.options.enable_on_disabled
+        )
+        req = choose_instances(req, instances)
+        # CourseEnrolments reuses them until one of its writes enables an instance (_add).
+        self.instances = instances
         req = req.with_columns(pl.coalesce("problem", instance_problem(self.options.enable_on_disabled)))
         failed = req.filter(pl.col("problem").is_not_null())
         outcomes = [_own(outcome_rows(failed, Outcome.FAILED, "check", _key(), pl.col("problem")), failed)]
@@ -185,7 +192,11 @@ class EnrolsOperation(Operation):
         """enrol_user() through CourseEnrolments (the users file's course columns do the same)."""
         if rows.is_empty():
             return _empty()
-        done, batch_effects = await self.enrolments.apply(conn, self._requests(rows), now=now, dry_run=dry_run)
+        done, batch_effects = await self.enrolments.apply(
+            conn, self._requests(rows), now=now, dry_run=dry_run, instances=self.instances
+        )
+        if batch_effects.enabled_contexts and not dry_run:
+            self.instances = None  # stale: CourseEnrolments reads them again
         effects.update(batch_effects)
         done = done.with_columns(rows[ROW], rows[LINE], _key_values(rows))
         return done.with_columns(
