@@ -303,7 +303,7 @@ async def test_group_commands_and_greplace_reports_each_group_left(site: Site) -
     replaced = await run(config, gateway, head + f"student;{course.id};{ann};manual;greplace;{red};\n")
 
     report = outcomes(replaced)
-    assert report[0][:3] == ("", "unchanged", "none+greplace")
+    assert report[0][:3] == ("", "unchanged", "none")
     removals = sorted((p, o) for p, o, _, _ in report if p.startswith("group "))
     assert len(removals) == 3  # Blue, Green and Yellow: each its own line
     assert all(o == "deleted" and p.startswith("group ") for p, o in removals)
@@ -422,6 +422,25 @@ async def test_safety_threshold_stops_a_mass_unenrolment(site: Site) -> None:
     assert len(await enrolments(gateway, users)) == 12
     forced = await run(config, gateway, content, force=True)
     assert forced.counts == {"deleted": 12}
+
+
+async def test_memberships_greplace_removes_count_towards_the_safety_threshold(site: Site) -> None:
+    config, gateway = site
+    course, users = await course_and_users(gateway, 12)
+    head = "rolename;cid;uid;enrol;gcmd;g1\n"
+    await run(config, gateway, head + "".join(f"student;{course.id};{u};manual;gaddcreate;Red\n" for u in users))
+    # Every row is an unchanged enrolment; what it destroys is each user's membership of Red.
+    content = head + "".join(f"student;{course.id};{u};manual;greplacecreate;Blue\n" for u in users)
+    config.set("run.safety_threshold", 0.0001)
+
+    with pytest.raises(SafetyStop):
+        await run(config, gateway, content)
+
+    forced = await run(config, gateway, content, force=True)
+    assert forced.counts == {"unchanged": 12}
+    left = [line for line in outcomes(forced) if line[1] == "deleted"]
+    message = f"removed from group 'Red' of course '{course.id}' (greplace: not named in the row)"
+    assert left == [("group Red", "deleted", "greplace", message)] * 12
 
 
 # -- the real Moodle schema ---------------------------------------------------------------------------------------

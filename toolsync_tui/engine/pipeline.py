@@ -293,7 +293,10 @@ class _Run:
             if candidates.is_empty():
                 continue
             planned = await self._apply_in_transaction(candidates, write=False)
-            destructive += row_outcomes(planned).filter(pl.col("action").is_in(actions)).height
+            # A row's own destructive action (suspend, shift ...) and every record it removes, its own or a part's
+            # (a group left by greplace), each count once.
+            removing = pl.col("action").is_in(actions) | (pl.col("outcome") == Outcome.DELETED.value)
+            destructive += planned.filter(removing).height
         async with self.gateway.reading() as conn:
             base = await self.operation.safety_base(conn)
             destructive += await self.operation.removals_after_rows(conn)

@@ -37,7 +37,6 @@ from ..users.site import UserSite
 from .base import Operation
 
 ROW = "__row"
-ACTIONS = ("enrol", "shift", "unenrol", "enable", "disable", "assign", "unassign", "none")
 DESTRUCTIVE = ("shift", "unenrol", "disable", "unassign")
 
 
@@ -45,8 +44,8 @@ class EnrolsOperation(Operation):
     name = "enrols"
     title = "Enrolments"
     columns = ENROLS_FILE
-    # greplace removes memberships: a row's own action then carries "+greplace".
-    destructive_actions: ClassVar[frozenset[str]] = frozenset({*DESTRUCTIVE, *(f"{a}+greplace" for a in ACTIONS)})
+    # The memberships greplace removes count too: the safety check counts every `deleted` line, parts included.
+    destructive_actions: ClassVar[frozenset[str]] = frozenset(DESTRUCTIVE)
 
     def __init__(self, config: Config, gateway: MoodleGateway) -> None:
         super().__init__(config, gateway)
@@ -134,16 +133,6 @@ class EnrolsOperation(Operation):
                 steps, group_effects = await self.groups.apply(conn, grouped, now=now, dry_run=dry_run)
                 effects.update(group_effects)
                 details.append(steps)
-                replaced = (
-                    steps.filter((pl.col("action") == "greplace") & (pl.col("outcome") == Outcome.DELETED.value))
-                    .select(pl.col("line").alias(LINE))
-                    .unique()
-                )
-                own = own.with_columns(
-                    pl.when(pl.col(LINE).is_in(replaced[LINE].implode()) & ~pl.col("action").is_in(DESTRUCTIVE))
-                    .then(pl.col("action") + "+greplace")
-                    .otherwise("action")
-                )
             outcomes.append(own)
         if not dry_run:
             await mark_users_dirty(self.gateway, conn, effects.dirty_users, now, self.site.session_timeout)

@@ -47,7 +47,8 @@ class GroupMembersOperation(Operation):
     name = "groupmembers"
     title = "Group members"
     columns = ColumnSpec(required=("groupid", "userid"), optional=("courseid", "cmd"))
-    destructive_actions: ClassVar[frozenset[str]] = frozenset({"remove", "shift"})
+    # `del` rows and the groups a `shift` leaves are `deleted` lines, which the safety check counts by themselves.
+    destructive_actions: ClassVar[frozenset[str]] = frozenset({"remove"})
 
     def __init__(self, config: Config, gateway: MoodleGateway) -> None:
         super().__init__(config, gateway)
