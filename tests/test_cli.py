@@ -77,8 +77,8 @@ def test_dry_run_option(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
         ("bad_config", ["run", "check"], "files.archive: Input should be 'move', 'copy' or 'off' (got 'shred')"),
         (
             "none",
-            ["run", "cohorts"],
-            "operation 'cohorts' (Cohorts) is not available in toolsync 0.1.0 yet",
+            ["run", "pictures"],
+            "operation 'pictures' (User pictures) is not available in toolsync 0.1.0 yet",
         ),
         ("none", ["run", "check", "missing.csv"], "missing.csv: file not found"),
     ],

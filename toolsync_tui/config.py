@@ -138,6 +138,7 @@ class CohortsSettings(OperationSettings):
     file: str = "cohorts.csv"
     cohort_identifier: GroupKey = "idnumber"
     user_identifier: UserKey = "idnumber"
+    autocreate: bool = True  # add: create a cohort the file names that does not exist
 
 
 class CohortsCoursesSettings(OperationSettings):

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from .base import Operation
 from .check import CourseExistenceCheck
+from .cohorts import CohortsOperation
 from .enrols import EnrolsOperation
 from .group_members import GroupMembersOperation
 from .groups import GroupsOperation
@@ -34,7 +35,7 @@ OPERATIONS: dict[str, OperationInfo] = {
         OperationInfo("enrols", "Enrolments", EnrolsOperation),
         OperationInfo("groups", "Groups and groupings", GroupsOperation),
         OperationInfo("groupmembers", "Group members", GroupMembersOperation),
-        OperationInfo("cohorts", "Cohorts", None),
+        OperationInfo("cohorts", "Cohorts", CohortsOperation),
         OperationInfo("cohortscourses", "Cohort to course bindings", None),
         OperationInfo("pictures", "User pictures", None),
     )

@@ -1,0 +1,182 @@
+"""The cohort file end to end on SQLite and MariaDB: create, update, members, del, free, delete, safety."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from tests.support.course_factories import add_cohort, add_enrolment_courses, add_users
+from tests.support.factories import unique
+from tests.support.operation_files import identifiers_by_id, run_file
+from toolsync_tui.config import Config
+from toolsync_tui.engine.gateway import MoodleGateway
+from toolsync_tui.engine.pipeline import RunResult, SafetyStop
+
+Site = tuple[Config, MoodleGateway]
+
+
+@pytest.fixture
+def site(site: Site) -> Site:
+    """Users by id; cohorts by idnumber (the default)."""
+    identifiers_by_id(site[0], "cohorts", "user_identifier")
+    site[0].set("operations.cohorts.cohort_identifier", "idnumber")
+    return site
+
+
+async def run(config: Config, gateway: MoodleGateway, content: str, **options: Any) -> RunResult:
+    return await run_file(config, gateway, "cohorts", content, **options)
+
+
+def report_of(result: RunResult) -> str:
+    assert result.report_path is not None
+    return result.report_path.read_text()
+
+
+async def cohort_rows(gateway: MoodleGateway, idnumber: str) -> list[dict[str, Any]]:
+    cohort = gateway.schema.cohort
+    async with gateway.reading() as conn:
+        rows = await conn.execute(select(cohort).where(cohort.c.idnumber == idnumber))
+        return [dict(r._mapping) for r in rows]
+
+
+async def members(gateway: MoodleGateway, cohortid: int) -> set[int]:
+    cm = gateway.schema.cohort_members
+    async with gateway.reading() as conn:
+        rows = await conn.execute(select(cm.c.userid, cm.c.timeadded).where(cm.c.cohortid == cohortid))
+        found = list(rows)
+    assert all(int(t) > 0 for _, t in found)
+    return {int(u) for u, _ in found}
+
+
+async def test_add_creates_updates_and_reruns(site: Site) -> None:
+    config, gateway = site
+    ann, bob = await add_users(gateway, 2)
+    code = unique("C")
+    content = (
+        "cmd;cidnumber;cname;cdescription;userid\n"
+        f"add;{code};Year 1;First year;{ann}\n"
+        f";{code};;;{bob}\n"
+        f"add;{code};;;999999\n"
+    )
+    result = await run(config, gateway, content)
+    assert result.counts == {"created": 2, "failed": 1}
+    [row] = await cohort_rows(gateway, code)
+    assert (row["name"], row["description"], row["contextid"]) == ("Year 1", "First year", 1)
+    assert (row["descriptionformat"], row["visible"], row["component"], row["theme"]) == (1, 1, "", "")
+    assert row["timecreated"] == row["timemodified"]
+    assert row["timecreated"] > 0
+    assert await members(gateway, row["id"]) == {ann, bob}
+    assert "user '999999' not found" in report_of(result)
+    assert result.tryback_path is not None
+    assert result.tryback_path.read_text().splitlines()[1:] == [f"add;{code};;;999999"]
+
+    again = await run(config, gateway, f"cidnumber;userid\n{code};{ann}\n{code};{bob}\n")
+    assert again.counts == {"unchanged": 2}
+
+    updated = await run(config, gateway, f"cidnumber;cname;cdescription;cvisible\n{code};Year One;Desc;0\n")
+    assert updated.counts == {"updated": 1}
+    [row] = await cohort_rows(gateway, code)
+    assert (row["name"], row["description"], row["visible"]) == ("Year One", "Desc", 0)
+
+
+async def test_category_context_and_autocreate_off(site: Site) -> None:
+    config, gateway = site
+    code, other = unique("C"), unique("C")
+    ctx = gateway.schema.context
+    async with gateway.reading() as conn:
+        catctx = (await conn.execute(select(ctx.c.id).where(ctx.c.contextlevel == 40, ctx.c.instanceid == 1))).scalar()
+    result = await run(config, gateway, f"cidnumber;cname;ccatcontext\n{code};In cat;1\n{other};Bad cat;999999\n")
+    assert result.counts == {"created": 1, "failed": 1}
+    [row] = await cohort_rows(gateway, code)
+    assert row["contextid"] == catctx
+    assert "ccatcontext '999999': no such course category" in report_of(result)
+
+    config.set("operations.cohorts.autocreate", False)
+    off = await run(config, gateway, f"cidnumber;cname\n{unique('C')};Nope\n")
+    assert off.counts == {"failed": 1}
+    assert "not found (autocreate is off)" in report_of(off)
+
+
+async def test_del_free_delete(site: Site) -> None:
+    config, gateway = site
+    ann, bob, cid = await add_users(gateway, 3)
+    code = unique("C")
+    cohort = await add_cohort(gateway, "Del", idnumber=code)
+    await run(config, gateway, "cidnumber;userid\n" + "".join(f"{code};{u}\n" for u in (ann, bob, cid)))
+    result = await run(
+        config,
+        gateway,
+        f"cmd;cidnumber;userid\ndel;{code};{ann}\ndel;{code};999999\ndel;{code};\ndel;{code};{ann}\ndel;nope;{bob}\n",
+    )
+    assert result.counts == {"deleted": 1, "unchanged": 1, "failed": 3}
+    assert await members(gateway, cohort) == {bob, cid}
+    report = report_of(result)
+    assert "user '999999' not found" in report
+    assert "to delete the cohort itself use cmd delete" in report
+    assert await cohort_rows(gateway, code)  # never deleted by del
+
+    freed = await run(config, gateway, f"cmd;cidnumber\nfree;{code}\n", force=True)
+    assert freed.counts == {"deleted": 1}
+    assert await members(gateway, cohort) == set()
+
+    await run(config, gateway, f"cidnumber;userid\n{code};{ann}\n")
+    dry = await run(config, gateway, f"cmd;cidnumber\ndelete;{code}\n", dry_run=True, force=True)
+    assert dry.counts == {"deleted": 1}
+    assert await cohort_rows(gateway, code)
+    gone = await run(config, gateway, f"cmd;cidnumber\ndelete;{code}\n", force=True)
+    assert gone.counts == {"deleted": 1}
+    assert await cohort_rows(gateway, code) == []
+    assert await members(gateway, cohort) == set()
+    again = await run(config, gateway, f"cmd;cidnumber\ndelete;{code}\n")
+    assert again.counts == {"unchanged": 1}
+
+
+async def test_delete_refused_when_enrol_cohort_uses_it(site: Site) -> None:
+    config, gateway = site
+    code = unique("C")
+    cohort = await add_cohort(gateway, "Bound", idnumber=code)
+    [course] = await add_enrolment_courses(gateway)
+    async with gateway.transaction() as conn:
+        await gateway.insert_many(
+            conn,
+            gateway.schema.enrol,
+            [
+                {
+                    "enrol": "cohort",
+                    "status": 0,
+                    "courseid": course.id,
+                    "sortorder": 5,
+                    "roleid": 5,
+                    "customint1": cohort,
+                }
+            ],
+        )
+    result = await run(config, gateway, f"cmd;cidnumber\ndelete;{code}\n", force=True)
+    assert result.counts == {"failed": 1}
+    assert "cohort enrolment method(s) use it" in report_of(result)
+    assert await cohort_rows(gateway, code)
+
+
+async def test_dry_run_and_safety(site: Site) -> None:
+    config, gateway = site
+    users = await add_users(gateway, 12)
+    code = unique("C")
+    dry = await run(config, gateway, f"cidnumber;cname;userid\n{code};Dry;{users[0]}\n", dry_run=True)
+    assert dry.counts == {"created": 1}
+    assert "would be created" in report_of(dry)
+    assert await cohort_rows(gateway, code) == []
+
+    await run(config, gateway, "cidnumber;cname;userid\n" + "".join(f"{code};S;{u}\n" for u in users))
+    [row] = await cohort_rows(gateway, code)
+    removal = "cmd;cidnumber;userid\n" + "".join(f"del;{code};{u}\n" for u in users)
+    with pytest.raises(SafetyStop):
+        await run(config, gateway, removal)
+    with pytest.raises(SafetyStop):
+        await run(config, gateway, f"cmd;cidnumber\nfree;{code}\n")
+    with pytest.raises(SafetyStop):
+        await run(config, gateway, f"cmd;cidnumber\ndelete;{code}\n")
+    assert len(await members(gateway, row["id"])) == 12
+    forced = await run(config, gateway, removal, force=True)
+    assert forced.counts == {"deleted": 12}

@@ -1,0 +1,563 @@
+"""Cohort file (cohorts.csv): cohorts created and updated, members added and removed, cohorts emptied and deleted.
+
+Columns (reference §2.6.1, all optional): `cmd`, `userid`, the cohort key column `c<cohort_identifier>` (`cid`,
+`cidnumber` or `cname`), `cname`, `cidnumber`, `cdescription`, `ccatcontext` (category id), `ccatcontextidnumber`
+(category idnumber), `component`, and `cvisible` (0/1, beyond the original). Commands:
+
+* `add` (default): the cohort is created when missing (setting `autocreate`, else the row fails) as
+  cohort_add_cohort() writes it (moodle-db-semantics §8): context = the system context or the category's context,
+  idnumber NULL when empty, description '' / descriptionformat 1, visible 1 (or `cvisible`), component '' (or the
+  `component` cell), theme '', timecreated = timemodified = now. An existing cohort gets the given `cname` (when the
+  key is not the name), `cdescription` and `cvisible` (timemodified = now); its idnumber and context are set at
+  creation only. With a `userid`, the user becomes a member: `cohort_members (cohortid, userid, timeadded = now)`.
+* `del`: removes the user from the cohort. An empty or unknown user fails the row (CONTRACT §3: never a deletion).
+* `free`: removes every member of the cohort.
+* `delete`: deletes the cohort as cohort_delete_cohort() does (its members, then the cohort row). A cohort that
+  cohort enrolment methods (enrol_cohort, §6.5) point at is refused: Moodle's deletion then also deletes or disables
+  those methods and unenrols their users, a cascade through enrolments, roles and groups that only Moodle's own code
+  does right. Rows in `competency_templatecohort` and cohort custom field data are not removed by this version.
+
+A cohort managed by a plugin (a non-empty `component` other than the row's) is refused by every command. Membership
+changes reach course enrolments through Moodle's enrol_cohort sync (scheduled task), not through this file.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import polars as pl
+from sqlalchemy import and_, delete, func, insert, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from ...config import Config
+from ..cohort_membership import FORMAT_HTML, IDNUMBER_MAX, NAME_MAX
+from ..command_file import LINE, ColumnSpec
+from ..contexts import ContextLevel
+from ..gateway import MoodleGateway, chunks
+from ..groups.common import cells
+from ..lookup import KeyLookup
+from ..outcomes import OUTCOME_SCHEMA
+from .base import Operation
+
+COMMANDS = ("add", "del", "free", "delete")
+TEXT = (
+    "cmd",
+    "userid",
+    "cid",
+    "cname",
+    "cidnumber",
+    "cdescription",
+    "ccatcontext",
+    "ccatcontextidnumber",
+    "component",
+    "cvisible",
+)
+COHORT_COLUMNS = ["id", "name", "idnumber", "description", "visible", "contextid", "component"]
+SYNC_NOTE = (
+    "cohort memberships changed: course enrolments of cohorts bound to courses (enrol_cohort) are materialised by "
+    "Moodle's enrol_cohort sync, the scheduled task \\enrol_cohort\\task\\enrol_cohort_sync (hourly), or at once with "
+    "php admin/cli/scheduled_task.php --execute='\\enrol_cohort\\task\\enrol_cohort_sync'"
+)
+Outcome = tuple[int, str | None, str, str, str, str]
+
+
+@dataclass
+class _Cohort:
+    """A cohort as the batch sees it, row after row."""
+
+    id: int | None
+    name: str
+    idnumber: str | None
+    description: str
+    visible: int
+    contextid: int
+    component: str
+    exists: bool = True
+    members: set[int] = field(default_factory=set)
+    changed: set[str] = field(default_factory=set)  # updated columns of a stored cohort
+
+
+class CohortsOperation(Operation):
+    name = "cohorts"
+    title = "Cohorts"
+    columns = ColumnSpec(optional=TEXT)
+    # del rows are `remove`, free `free`, delete `delete`; the members a free or delete removes beyond its row are
+    # counted by removals_after_rows().
+    destructive_actions: ClassVar[frozenset[str]] = frozenset({"remove", "free", "delete"})
+
+    def __init__(self, config: Config, gateway: MoodleGateway) -> None:
+        super().__init__(config, gateway)
+        self.options = config.settings.operations.cohorts
+        self.key = "c" + self.options.cohort_identifier
+        user = self.schema.user
+        # This file changes no account: each user value is looked up once per run.
+        self.users = KeyLookup(
+            gateway, user, self.options.user_identifier, ["id"], where=user.c.deleted == 0, remember=True
+        )
+        self.system_context = 0
+        self.changed_members = False
+        self.touched: dict[bool, set[int]] = {True: set(), False: set()}  # stored cohorts the file names, per mode
+        self.extra_removed = 0  # members removed by free and delete rows beyond one a row (safety pre-pass)
+
+    def may_destroy(self, columns: Sequence[str]) -> bool:
+        return "cmd" in columns
+
+    def safety_candidates(self, rows: pl.DataFrame) -> pl.DataFrame:
+        if "cmd" not in rows.columns:
+            return rows.clear()
+        return rows.filter(pl.col("cmd").str.strip_chars().str.to_lowercase().is_in(["del", "free", "delete"]))
+
+    async def prepare(self, conn: AsyncConnection, columns: Sequence[str]) -> None:
+        context = self.schema.context
+        query = select(func.min(context.c.id)).where(context.c.contextlevel == int(ContextLevel.SYSTEM))
+        found = (await conn.execute(query)).scalar_one_or_none()
+        if found is None:
+            raise RuntimeError("the database has no system context row: not a Moodle site")
+        self.system_context = int(found)
+
+    async def safety_base(self, conn: AsyncConnection) -> int:
+        """The stored cohorts the file names and their members."""
+        ids = sorted(self.touched[True])
+        members = self.schema.cohort_members
+        total = len(ids)
+        for part in chunks(ids):
+            query = select(func.count()).select_from(members).where(members.c.cohortid.in_(part))
+            total += int((await conn.execute(query)).scalar_one())
+        return total
+
+    async def removals_after_rows(self, conn: AsyncConnection) -> int:
+        extra, self.extra_removed = self.extra_removed, 0
+        return extra
+
+    async def finish(self, dry_run: bool) -> list[str]:
+        return [SYNC_NOTE] if self.changed_members and not dry_run else []
+
+    # -- a batch ---------------------------------------------------------------------------------------
+
+    async def apply(self, conn: AsyncConnection, rows: pl.DataFrame, dry_run: bool) -> pl.DataFrame:
+        rows = cells(rows, TEXT).with_columns(pl.col("cmd").str.to_lowercase())
+        rows = rows.with_columns(_join_key(pl.col(self.key), self.options.cohort_identifier).alias("__ckey"))
+        users = await self.users.resolve(conn, rows.filter(pl.col("userid") != "")["userid"])
+        cohorts = await self._stored_cohorts(conn, rows)
+        categories = await self._categories(conn, rows)
+        frame = rows.join(
+            users.select(
+                pl.col(users.columns[0]).alias("userid"),
+                pl.col("problem").alias("__uproblem"),
+                pl.col("id").cast(pl.Int64).alias("__uid"),
+                pl.col("matches").cast(pl.Int64).alias("__umatches"),
+            ),
+            on="userid",
+            how="left",
+            maintain_order="left",
+        ).join(categories, on=["ccatcontext", "ccatcontextidnumber"], how="left", maintain_order="left")
+        stored = {row["__ckey"]: row for row in cohorts.to_dicts()}
+        ids = [int(r["id"]) for r in stored.values()]
+        self.touched[dry_run].update(ids)
+        members = await self._members(conn, frame, stored)
+        enrol_uses = await self._enrol_uses(conn, frame, stored)
+        taken = await self._taken_idnumbers(conn, frame)
+        state: dict[str, _Cohort] = {}
+        for key, row in stored.items():
+            state[key] = _Cohort(
+                id=int(row["id"]),
+                name=str(row["name"]),
+                idnumber=row["idnumber"],
+                description=str(row["description"] or ""),
+                visible=int(row["visible"]),
+                contextid=int(row["contextid"]),
+                component=str(row["component"] or ""),
+                members=set(members.get(int(row["id"]), set())),
+            )
+        initial = {key: (c.id, set(c.members)) for key, c in state.items()}
+        planner = _Planner(self, state, enrol_uses, taken, dry_run)
+        outcomes = [planner.row(row) for row in frame.iter_rows(named=True)]
+        if not dry_run:
+            await self._write(conn, state, initial)
+        return pl.DataFrame(outcomes, schema=OUTCOME_SCHEMA, orient="row").sort("line", maintain_order=True)
+
+    # -- resolution (one query per chunk of keys) ------------------------------------------------------
+
+    async def _stored_cohorts(self, conn: AsyncConnection, rows: pl.DataFrame) -> pl.DataFrame:
+        """__ckey -> the stored cohort (COHORT_COLUMNS), the lowest id when several share the key."""
+        identifier = self.options.cohort_identifier
+        keys = rows["__ckey"].drop_nulls().unique().to_list()
+        cohort = self.schema.cohort
+        values: list[Any] = [int(k) for k in keys] if identifier == "id" else keys
+        found = await self.gateway.fetch_in(
+            conn, cohort, identifier, values, COHORT_COLUMNS, casefold=identifier != "id"
+        )
+        if found.is_empty():
+            return pl.DataFrame(schema={"__ckey": pl.String})
+        return (
+            found.with_columns(pl.col("id").cast(pl.Int64))
+            .sort("id")
+            .with_columns(_join_key(pl.col(identifier).cast(pl.String), identifier).alias("__ckey"))
+            .unique("__ckey", keep="first", maintain_order=True)
+        )
+
+    async def _categories(self, conn: AsyncConnection, rows: pl.DataFrame) -> pl.DataFrame:
+        """(ccatcontext, ccatcontextidnumber) -> __catctx (the category's context id) or __catwhy."""
+        pairs = rows.select("ccatcontext", "ccatcontextidnumber").unique()
+        by_id = pl.col("ccatcontext") != ""
+        named = pairs.filter(by_id | (pl.col("ccatcontextidnumber") != ""))
+        table = self.schema.course_categories
+        ids = named.filter(by_id)["ccatcontext"].cast(pl.Int64, strict=False).drop_nulls().unique().to_list()
+        idnumbers = named.filter(~by_id)["ccatcontextidnumber"].unique().to_list()
+        found = pl.concat(
+            [
+                (await self.gateway.fetch_in(conn, table, "id", ids, ["id", "idnumber"])).cast(
+                    {"id": pl.Int64, "idnumber": pl.String}
+                ),
+                (
+                    await self.gateway.fetch_in(conn, table, "idnumber", idnumbers, ["id", "idnumber"], casefold=True)
+                ).cast({"id": pl.Int64, "idnumber": pl.String}),
+            ]
+        ).unique()
+        context = self.schema.context
+        contexts = await self.gateway.fetch_in(
+            conn,
+            context,
+            "instanceid",
+            found["id"].to_list(),
+            ["instanceid", "id"],
+            where=context.c.contextlevel == int(ContextLevel.COURSECAT),
+        )
+        ctx = {int(i): int(c) for i, c in contexts.iter_rows()}
+        by_number = {str(n).lower(): int(i) for i, n in found.sort("id", descending=True).iter_rows() if n}
+        known_ids = set(found["id"].to_list())
+        answers: list[tuple[str, str, int | None, str | None]] = []
+        for cat, catnumber in named.iter_rows():
+            category: int | None
+            if cat != "":
+                category = int(cat) if cat.isdigit() and int(cat) in known_ids else None
+                shown = f"ccatcontext '{cat}'"
+            else:
+                category = by_number.get(catnumber.lower())
+                shown = f"ccatcontextidnumber '{catnumber}'"
+            if category is None:
+                answers.append((cat, catnumber, None, f"{shown}: no such course category"))
+            elif category not in ctx:
+                answers.append((cat, catnumber, None, f"{shown}: the category has no context row"))
+            else:
+                answers.append((cat, catnumber, ctx[category], None))
+        return pl.DataFrame(
+            answers,
+            schema={
+                "ccatcontext": pl.String,
+                "ccatcontextidnumber": pl.String,
+                "__catctx": pl.Int64,
+                "__catwhy": pl.String,
+            },
+            orient="row",
+        )
+
+    async def _members(
+        self, conn: AsyncConnection, frame: pl.DataFrame, stored: dict[str, dict[str, Any]]
+    ) -> dict[int, set[int]]:
+        """cohort id -> members: every member of the cohorts a free or delete row names, and of the others the
+        members among the batch's users."""
+        table = self.schema.cohort_members
+        whole = {
+            int(stored[k]["id"])
+            for k in frame.filter(pl.col("cmd").is_in(["free", "delete"]))["__ckey"].drop_nulls().unique().to_list()
+            if k in stored
+        }
+        others = sorted({int(c["id"]) for c in stored.values()} - whole)
+        users = frame["__uid"].drop_nulls().unique().to_list()
+        found = [await self.gateway.fetch_in(conn, table, "cohortid", sorted(whole), ["cohortid", "userid"])]
+        if others and users:
+            found.append(
+                await self.gateway.fetch_in(
+                    conn, table, "userid", users, ["cohortid", "userid"], where=table.c.cohortid.in_(others)
+                )
+            )
+        result: dict[int, set[int]] = {}
+        for part in found:
+            for cohortid, userid in part.iter_rows():
+                result.setdefault(int(cohortid), set()).add(int(userid))
+        return result
+
+    async def _enrol_uses(
+        self, conn: AsyncConnection, frame: pl.DataFrame, stored: dict[str, dict[str, Any]]
+    ) -> dict[int, list[int]]:
+        """cohort id -> the courses of the cohort enrolment methods pointing at it, for the cohorts delete rows name."""
+        wanted = [
+            int(stored[k]["id"])
+            for k in frame.filter(pl.col("cmd") == "delete")["__ckey"].drop_nulls().unique().to_list()
+            if k in stored
+        ]
+        enrol = self.schema.enrol
+        found = await self.gateway.fetch_in(
+            conn, enrol, "customint1", wanted, ["customint1", "courseid"], where=enrol.c.enrol == "cohort"
+        )
+        uses: dict[int, list[int]] = {}
+        for cohortid, courseid in found.iter_rows():
+            uses.setdefault(int(cohortid), []).append(int(courseid))
+        return uses
+
+    async def _taken_idnumbers(self, conn: AsyncConnection, frame: pl.DataFrame) -> dict[str, str]:
+        """lower-cased idnumber -> name of the stored cohort that has it, for the cidnumber cells of the batch (the
+        key itself when cohorts are named by idnumber: a missing one is free)."""
+        values = frame.filter(pl.col("cidnumber") != "")["cidnumber"].unique().to_list()
+        found = await self.gateway.fetch_in(
+            conn, self.schema.cohort, "idnumber", values, ["id", "idnumber", "name"], casefold=True
+        )
+        return {str(n).lower(): str(name) for _, n, name in found.sort("id", descending=True).iter_rows()}
+
+    # -- writing -----------------------------------------------------------------------------------------
+
+    async def _write(
+        self, conn: AsyncConnection, state: dict[str, _Cohort], initial: dict[str, tuple[int | None, set[int]]]
+    ) -> None:
+        now = int(time.time())
+        cohort, members = self.schema.cohort, self.schema.cohort_members
+        final_ids = {c.id for c in state.values() if c.exists and c.id is not None}
+        gone = sorted({cid for cid, _ in initial.values() if cid is not None} - final_ids)
+        # cohort_delete_cohort(): the members, then the cohort.
+        await self.gateway.delete_in(conn, members, "cohortid", gone)
+        await self.gateway.delete_in(conn, cohort, "id", gone)
+        updates = []
+        for c in state.values():
+            if c.exists and c.id is not None and c.changed:
+                values: dict[str, Any] = {"id": c.id, "timemodified": now}
+                values.update({name: getattr(c, name) for name in sorted(c.changed)})
+                updates.append(values)
+        for values in updates:  # a row per changed cohort: cohorts are few beside their members
+            await self.gateway.update_many(conn, cohort, "id", [values])
+        for c in state.values():
+            if c.exists and c.id is None:  # one INSERT per new cohort, for its id (cohorts, not rows)
+                result = await conn.execute(
+                    insert(cohort).values(
+                        contextid=c.contextid,
+                        name=c.name,
+                        idnumber=c.idnumber,
+                        description=c.description,
+                        descriptionformat=FORMAT_HTML,
+                        visible=c.visible,
+                        component=c.component,
+                        timecreated=now,
+                        timemodified=now,
+                        theme="",
+                    )
+                )
+                c.id = int(result.inserted_primary_key[0])  # type: ignore[index]
+        added: list[dict[str, int]] = []
+        for key, c in state.items():
+            if not c.exists or c.id is None:
+                continue
+            before_id, before = initial.get(key, (None, set()))
+            stored = before if before_id == c.id else set()
+            removed = sorted(stored - c.members)
+            for part in chunks(removed):
+                await conn.execute(delete(members).where(and_(members.c.cohortid == c.id, members.c.userid.in_(part))))
+            added += [{"cohortid": c.id, "userid": u, "timeadded": now} for u in sorted(c.members - stored)]
+            self.changed_members |= bool(removed)
+        await self.gateway.insert_many(conn, members, added)
+        self.changed_members |= bool(added or gone)
+
+
+class _Planner:
+    """The rows of a batch in file order, each seeing what the rows before it did to `state`."""
+
+    def __init__(
+        self,
+        op: CohortsOperation,
+        state: dict[str, _Cohort],
+        enrol_uses: dict[int, list[int]],
+        taken: dict[str, str],
+        dry_run: bool,
+    ) -> None:
+        self.op = op
+        self.state = state
+        self.enrol_uses = enrol_uses
+        self.taken = taken
+        self.would = "would be " if dry_run else ""
+        self.dry_run = dry_run
+
+    def row(self, row: dict[str, Any]) -> Outcome:
+        op = self.op
+        line, cmd, ckey = int(row[LINE]), row["cmd"] or "add", row["__ckey"]
+        cell, user_cell = row[op.key], row["userid"]
+        key = f"{cell}/{user_cell}" if user_cell else cell
+
+        def fail(why: str) -> Outcome:
+            return (line, None, "failed", "check", key, why)
+
+        if cmd not in COMMANDS:
+            return fail(f"cmd '{cmd}': expected add, del, free or delete (empty: add)")
+        if cell == "":
+            return fail(f"empty {op.key}: the row names no cohort (cohort_identifier {op.options.cohort_identifier})")
+        if ckey is None:
+            return fail(f"{op.key} '{cell}' is not a number")
+        if row["cvisible"] not in ("", "0", "1"):
+            return fail(f"cvisible '{row['cvisible']}': expected 0 or 1")
+        uid: int | None = None
+        if user_cell != "":
+            if row["__uproblem"] is not None:
+                return fail(f"user {row['__uproblem']}")
+            if row["__uid"] is None:
+                return fail(f"user '{user_cell}' not found (user_identifier {op.options.user_identifier})")
+            if (row["__umatches"] or 0) > 1:
+                return fail(
+                    f"user '{user_cell}' is ambiguous: {row['__umatches']} accounts have this "
+                    f"{op.options.user_identifier}"
+                )
+            uid = int(row["__uid"])
+        c = self.state.get(ckey)
+        present = c is not None and c.exists
+        if present and c is not None and c.component not in ("", row["component"]):
+            return fail(f"cohort '{c.name}' is managed by {c.component}; it is changed there, not by this file")
+        if cmd == "add":
+            return self._add(line, key, row, ckey, c if present else None, uid)
+        if not present or c is None:
+            if cmd == "delete":
+                return (line, None, "unchanged", "none", key, f"no cohort '{cell}'; nothing to delete")
+            return fail(f"cohort '{cell}' not found (cohort_identifier {op.options.cohort_identifier})")
+        if cmd == "del":
+            if uid is None:
+                return fail(
+                    "empty userid: del removes a member from a cohort; to delete the cohort itself use cmd delete"
+                )
+            if uid not in c.members:
+                return (line, None, "unchanged", "none", key, f"not a member of cohort '{c.name}'")
+            c.members.discard(uid)
+            return (line, None, "deleted", "remove", key, f"{self.would}removed from cohort '{c.name}'")
+        if cmd == "free":
+            count = len(c.members)
+            if not count:
+                return (line, None, "unchanged", "none", key, f"cohort '{c.name}' has no members")
+            c.members.clear()
+            if self.dry_run:
+                self.op.extra_removed += count - 1
+            return (line, None, "deleted", "free", key, f"{count} member(s) {self.would}removed from cohort '{c.name}'")
+        # delete
+        courses = self.enrol_uses.get(c.id, []) if c.id is not None else []
+        if courses:
+            shown = ", ".join(str(x) for x in sorted(courses)[:5]) + (" ..." if len(courses) > 5 else "")
+            return fail(
+                f"cohort '{c.name}' not deleted: {len(courses)} cohort enrolment method(s) use it (course id {shown}); "
+                "deleting it also deletes or disables them and unenrols their users, which only Moodle's own "
+                "cohort_delete_cohort() does: delete the cohort in Moodle, or remove those enrolment methods first"
+            )
+        count = len(c.members)
+        if self.dry_run:
+            self.op.extra_removed += count
+        c.members = set()
+        c.exists = False
+        return (
+            line,
+            None,
+            "deleted",
+            "delete",
+            key,
+            f"cohort '{c.name}' {self.would}deleted" + (f" with its {count} member(s)" if count else ""),
+        )
+
+    def _add(self, line: int, key: str, row: dict[str, Any], ckey: str, c: _Cohort | None, uid: int | None) -> Outcome:
+        op = self.op
+        identifier = op.options.cohort_identifier
+        created = False
+        changes: list[str] = []
+        if c is None:
+            if not op.options.autocreate:
+                return (line, None, "failed", "check", key, f"cohort '{row[op.key]}' not found (autocreate is off)")
+            c, why = self._new(row)
+            if c is None:
+                return (line, None, "failed", "check", key, why)
+            self.state[ckey] = c
+            created = True
+        else:
+            wanted: dict[str, Any] = {}
+            if row["cname"] != "" and identifier != "name":
+                wanted["name"] = row["cname"]
+            if row["cdescription"] != "":
+                wanted["description"] = row["cdescription"]
+            if row["cvisible"] != "":
+                wanted["visible"] = int(row["cvisible"])
+            if len(wanted.get("name", "")) > NAME_MAX:
+                return (line, None, "failed", "check", key, f"cname: a cohort name has at most {NAME_MAX} characters")
+            for name, value in wanted.items():
+                if getattr(c, name) != value:
+                    setattr(c, name, value)
+                    if c.id is not None:
+                        c.changed.add(name)
+                    changes.append(name)
+        added = uid is not None and uid not in c.members
+        if uid is not None:
+            c.members.add(uid)
+        parts = []
+        if created:
+            parts.append(f"cohort '{c.name}' {self.would}created")
+        if changes:
+            parts.append(f"cohort '{c.name}' {self.would}updated ({', '.join(changes)})")
+        if added:
+            parts.append(f"{self.would}added to cohort '{c.name}'")
+        elif uid is not None:
+            parts.append(f"already a member of cohort '{c.name}'")
+        if not parts:
+            parts.append(f"cohort '{c.name}' is up to date")
+        message = "; ".join(parts)
+        if created or added:
+            return (line, None, "created", "create" if created else "add", key, message)
+        if changes:
+            return (line, None, "updated", "update", key, message)
+        return (line, None, "unchanged", "none", key, message)
+
+    def _new(self, row: dict[str, Any]) -> tuple[_Cohort | None, str]:
+        """The cohort an add row creates, or why it cannot."""
+        op = self.op
+        identifier = op.options.cohort_identifier
+        if identifier == "id":
+            return (
+                None,
+                f"cohort id '{row['cid']}' not found: a cohort named by id is not created (use cidnumber or cname)",
+            )
+        name, idnumber = row["cname"], row["cidnumber"]
+        if name == "":
+            return None, f"cohort '{row[op.key]}' not found, and not created: a new cohort needs a name (cname)"
+        if len(name) > NAME_MAX:
+            return None, f"cname: a cohort name has at most {NAME_MAX} characters"
+        if len(idnumber) > IDNUMBER_MAX:
+            return None, f"cidnumber: a cohort idnumber has at most {IDNUMBER_MAX} characters"
+        if idnumber != "":
+            holder = self.taken.get(idnumber.lower())
+            if holder is None:
+                holder = next(
+                    (
+                        c.name
+                        for c in self.state.values()
+                        if c.exists and (c.idnumber or "").lower() == idnumber.lower()
+                    ),
+                    None,
+                )
+            if holder is not None:
+                return (
+                    None,
+                    f"cohort '{name}' not created: cidnumber '{idnumber}' is already the idnumber of cohort '{holder}'",
+                )
+        if row["__catwhy"] is not None:
+            return None, f"cohort '{name}' not created: {row['__catwhy']}"
+        context = row["__catctx"] if row["__catctx"] is not None else op.system_context
+        return (
+            _Cohort(
+                id=None,
+                name=name,
+                idnumber=idnumber or None,
+                description=row["cdescription"],
+                visible=int(row["cvisible"] or 1),
+                contextid=int(context),
+                component=row["component"],
+            ),
+            "",
+        )
+
+
+def _join_key(value: pl.Expr, identifier: str) -> pl.Expr:
+    """The key a cohort cell is matched by: the id as text, else the lower-cased value (MariaDB's collation)."""
+    if identifier == "id":
+        return pl.when(value.str.contains(r"^\d+$")).then(value.cast(pl.Int64, strict=False).cast(pl.String))
+    return value.str.to_lowercase()
