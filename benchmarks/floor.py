@@ -40,14 +40,14 @@ READ_COLUMNS = (
 )
 
 
-def _server_cpu(server: ThrowawayMariaDB) -> float:
+def mariadbd_cpu_seconds(server: ThrowawayMariaDB) -> float:
     """mariadbd's CPU seconds so far (user + system), from /proc."""
     pid = int((server.root / "mysqld.pid").read_text())
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / 100  # utime, stime in clock ticks (100 Hz on Linux)
 
 
-async def _compression(cursor: aiomysql.Cursor) -> tuple[int, int]:
+async def page_compressions(cursor: aiomysql.Cursor) -> tuple[int, int]:
     await cursor.execute("SELECT SUM(compress_ops), SUM(compress_time) FROM information_schema.INNODB_CMP")
     ops, seconds = await cursor.fetchone()
     return int(ops or 0), int(seconds or 0)
@@ -75,16 +75,16 @@ async def floor(server: ThrowawayMariaDB, users: int, seed: int) -> None:
         inserts.append(f"INSERT INTO mdl_user ({', '.join(columns)}) VALUES {values}")
 
     async def timed(label: str, work: Sequence[str], per_statement: bool = False) -> None:
-        ops, spent = await _compression(cursor)
-        cpu, clock = _server_cpu(server), time.perf_counter()
+        ops, spent = await page_compressions(cursor)
+        cpu, clock = mariadbd_cpu_seconds(server), time.perf_counter()
         for sql in work:
             await cursor.execute(sql)
             if per_statement:
                 await _contexts(cursor, cursor.lastrowid, cursor.rowcount)
             await conn.commit()
         wall = time.perf_counter() - clock
-        used = _server_cpu(server) - cpu
-        ops_after, spent_after = await _compression(cursor)
+        used = mariadbd_cpu_seconds(server) - cpu
+        ops_after, spent_after = await page_compressions(cursor)
         print(
             f"{label}: {users:,} rows in {wall:.1f} s = {users / wall:,.0f} rows/s; mariadbd CPU {used:.1f} s; "
             f"InnoDB page compressions {ops_after - ops:,} taking {spent_after - spent} s",

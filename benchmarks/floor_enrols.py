@@ -43,7 +43,7 @@ from .enrolments import (
     seed_enrol_site,
     seed_enrolments,
 )
-from .floor import _compression, _server_cpu
+from .floor import mariadbd_cpu_seconds, page_compressions
 
 DATABASE = "moodle"
 PREFIX = "mdl_"
@@ -105,8 +105,8 @@ async def floor(server: ThrowawayMariaDB, site: EnrolSite, pairs: Sequence[int])
     del number
 
     async def timed(label: str, work: list[list[str]], fetch: bool = False) -> None:
-        ops, spent = await _compression(cursor)
-        cpu, clock = _server_cpu(server), time.perf_counter()
+        ops, spent = await page_compressions(cursor)
+        cpu, clock = mariadbd_cpu_seconds(server), time.perf_counter()
         found = 0
         for statements in work:
             for sql in statements:
@@ -115,8 +115,8 @@ async def floor(server: ThrowawayMariaDB, site: EnrolSite, pairs: Sequence[int])
                     found += len(await cursor.fetchall())
             await conn.commit()
         wall = time.perf_counter() - clock
-        used = _server_cpu(server) - cpu
-        ops_after, spent_after = await _compression(cursor)
+        used = mariadbd_cpu_seconds(server) - cpu
+        ops_after, spent_after = await page_compressions(cursor)
         rows = len(pairs)
         print(
             f"{label}: {rows:,} rows in {wall:.1f} s = {rows / wall:,.0f} rows/s; mariadbd CPU {used:.1f} s; "

@@ -57,7 +57,7 @@ from .enrolments import (
     write_enrols_file,
     write_groupmembers_file,
 )
-from .floor import _server_cpu
+from .floor import mariadbd_cpu_seconds
 from .generate import (
     Expected,
     GeneratedFile,
@@ -800,11 +800,11 @@ def _measure(
         profile = workdir / f"{case.name}-{attempt}.prof" if args.profile == "cprofile" else None
         sampled = workdir / f"{case.name}-{attempt}.py-spy.txt" if args.profile == "py-spy" else None
         prefix = [sys.executable, *(["-m", "cProfile", "-o", str(profile)] if profile else [])]
-        server_cpu = _server_cpu(server) if server is not None else 0.0
+        server_cpu = mariadbd_cpu_seconds(server) if server is not None else 0.0
         measured = run_child(
             [*prefix, *command], workdir, f"run{attempt}", py_spy_out=sampled, track_cpu=case.track_cpu
         )
-        server_cpu = _server_cpu(server) - server_cpu if server is not None else 0.0
+        server_cpu = mariadbd_cpu_seconds(server) - server_cpu if server is not None else 0.0
         summary = parse_summary(measured.stdout, case.operation)
         problems = verify(measured, summary, prepared.file.expected, check_exit=profile is None)
         if prepared.check_database is not None and summary is not None:

@@ -39,6 +39,24 @@ REQ = "__req"  # position of a request in the batch
 MEMBER_KEY = ["cohortkey", "userid"]
 
 
+def new_cohort_row(
+    *, contextid: int, name: str, idnumber: str | None, description: str, visible: int, component: str, now: int
+) -> dict[str, Any]:
+    """A `cohort` row as cohort_add_cohort() writes it."""
+    return {
+        "contextid": contextid,
+        "name": name,
+        "idnumber": idnumber,
+        "description": description,
+        "descriptionformat": FORMAT_HTML,
+        "visible": visible,
+        "component": component,
+        "timecreated": now,
+        "timemodified": now,
+        "theme": "",
+    }
+
+
 class CohortMemberships:
     """Applies batches of cohort membership requests.
 
@@ -162,18 +180,15 @@ class CohortMemberships:
             conn,
             self.schema.cohort,
             [
-                {
-                    "contextid": self.system_context,
-                    "name": name,
-                    "idnumber": idnumber or None,
-                    "description": "",
-                    "descriptionformat": FORMAT_HTML,
-                    "visible": 1,
-                    "component": "",
-                    "timecreated": now,
-                    "timemodified": now,
-                    "theme": "",
-                }
+                new_cohort_row(
+                    contextid=self.system_context,
+                    name=name,
+                    idnumber=idnumber or None,
+                    description="",
+                    visible=1,
+                    component="",
+                    now=now,
+                )
                 for name, idnumber in creating.select("cohort", "new_idnumber").iter_rows()
             ],
         )

@@ -33,7 +33,7 @@ from sqlalchemy import and_, delete, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ...config import Config
-from ..cohort_membership import FORMAT_HTML, IDNUMBER_MAX, NAME_MAX
+from ..cohort_membership import IDNUMBER_MAX, NAME_MAX, new_cohort_row
 from ..command_file import LINE, ColumnSpec
 from ..contexts import ContextLevel
 from ..gateway import MoodleGateway, chunks
@@ -326,22 +326,20 @@ class CohortsOperation(Operation):
                 values: dict[str, Any] = {"id": c.id, "timemodified": now}
                 values.update({name: getattr(c, name) for name in sorted(c.changed)})
                 updates.append(values)
-        for values in updates:  # a row per changed cohort: cohorts are few beside their members
-            await self.gateway.update_many(conn, cohort, "id", [values])
+        await self.gateway.update_many(conn, cohort, "id", updates)
         for c in state.values():
             if c.exists and c.id is None:  # one INSERT per new cohort, for its id (cohorts, not rows)
                 result = await conn.execute(
                     insert(cohort).values(
-                        contextid=c.contextid,
-                        name=c.name,
-                        idnumber=c.idnumber,
-                        description=c.description,
-                        descriptionformat=FORMAT_HTML,
-                        visible=c.visible,
-                        component=c.component,
-                        timecreated=now,
-                        timemodified=now,
-                        theme="",
+                        new_cohort_row(
+                            contextid=c.contextid,
+                            name=c.name,
+                            idnumber=c.idnumber,
+                            description=c.description,
+                            visible=c.visible,
+                            component=c.component,
+                            now=now,
+                        )
                     )
                 )
                 c.id = int(result.inserted_primary_key[0])  # type: ignore[index]
