@@ -310,7 +310,7 @@ async def seed_enrolments(
 # -- command files -------------------------------------------------------------------------------
 
 
-def _write_lines(path: Path, header: Sequence[str], lines: Iterable[str]) -> None:
+def write_lines(path: Path, header: Sequence[str], lines: Iterable[str]) -> None:
     with path.open("w", encoding="utf-8", newline="") as out:
         buffer = [";".join(header) + "\n"]
         for line in lines:
@@ -342,7 +342,7 @@ def write_enrols_file(
         f"{courses[c]};{people[u]};{STUDENT_ROLE};manual;gaddcreate;{groups[group_number(u, c)]}\n"
         for u, c in ((p % users, p // users) for p in pairs)
     )
-    _write_lines(path, ENROLS_HEADER, lines)
+    write_lines(path, ENROLS_HEADER, lines)
     action = ENROLS_ACTION if outcome == "created" else UNCHANGED_ACTION
     expected = Expected(len(pairs), Counter({outcome: len(pairs)}), Counter({action: len(pairs)}))
     return GeneratedFile(path, len(pairs), path.stat().st_size, time.monotonic() - clock, expected)
@@ -357,7 +357,7 @@ def write_groupmembers_file(path: Path, pairs: Sequence[int], users: int) -> Gen
         f"{courses[c]};{groups[group_number(u, c)]};{people[u]};add\n"
         for u, c in ((p % users, p // users) for p in pairs)
     )
-    _write_lines(path, GROUPMEMBERS_HEADER, lines)
+    write_lines(path, GROUPMEMBERS_HEADER, lines)
     count = len(pairs)
     expected = Expected(count, Counter({"created": count}), Counter({GROUPMEMBERS_ACTION: count}))
     return GeneratedFile(path, count, path.stat().st_size, time.monotonic() - clock, expected)

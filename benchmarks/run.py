@@ -42,6 +42,7 @@ import tomli_w
 from tests.support.mariadb_server import ThrowawayMariaDB
 from toolsync_tui.engine.passwords import hash_password, usable_cpus
 
+from .cohorts import cohort_counts_sql, membership_pairs, write_cohorts_file
 from .enrolments import (
     COURSE_IDENTIFIER,
     GROUP_IDENTIFIER,
@@ -473,6 +474,51 @@ register(
         add_arguments=_enrols_arguments(200_000, seeded=False),
         prepare=_groupmembers_prepare,
         settings=GROUPMEMBERS_SETTINGS,
+        unit="rows",
+        writes=True,
+    )
+)
+
+
+# -- cohorts: members added to cohorts the file creates ------------------------------------------
+
+COHORTS_TARGETS = Targets(min_rate=25_000, max_rss_mb=400)
+COHORTS_SETTINGS: dict[str, Any] = {"cohort_identifier": "idnumber", "user_identifier": "idnumber", "autocreate": True}
+
+
+def _cohorts_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--rows", type=int, default=100_000, help="rows (distinct memberships) in the file (100,000)")
+    parser.add_argument("--users", type=int, default=20_000, help="users seeded in the site (20,000)")
+    parser.add_argument("--cohorts", type=int, default=500, help="cohorts the file names and creates (500)")
+
+
+def _cohorts_prepare(args: argparse.Namespace, server: ThrowawayMariaDB, workdir: Path) -> Prepared:
+    seeded = [asyncio.run(seed_users_at(server.url(DATABASE), PREFIX, args.users))]
+    pairs = membership_pairs(args.rows, args.users, args.cohorts, args.seed)
+    generated = write_cohorts_file(workdir / "cohorts.csv", pairs, args.users)
+    named = len({p // args.users for p in pairs})
+
+    def check() -> list[str]:
+        found = [int(v) for v in server.sql(cohort_counts_sql(PREFIX), DATABASE).split()]
+        wanted = [named, len(pairs)]
+        return [
+            f"{what}: {got:,} in the database, expected {want:,}"
+            for what, got, want in zip(("cohorts", "cohort members"), found, wanted, strict=True)
+            if got != want
+        ]
+
+    return Prepared(generated, f"{args.users:,} users, {named:,} cohorts created by the file", seeded, check)
+
+
+register(
+    BenchCase(
+        name="cohorts-add",
+        operation="cohorts",
+        help="cohort file: 100,000 memberships across 500 cohorts the file creates",
+        targets=COHORTS_TARGETS,
+        add_arguments=_cohorts_arguments,
+        prepare=_cohorts_prepare,
+        settings=COHORTS_SETTINGS,
         unit="rows",
         writes=True,
     )

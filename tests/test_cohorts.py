@@ -180,3 +180,39 @@ async def test_dry_run_and_safety(site: Site) -> None:
     assert len(await members(gateway, row["id"])) == 12
     forced = await run(config, gateway, removal, force=True)
     assert forced.counts == {"deleted": 12}
+
+
+async def test_plain_adds_planned_like_row_by_row(site: Site) -> None:
+    """The column-wise planner of plain adds (cohorts that exist, only add rows) and the row-by-row planner (used
+    when another command names the cohort) give the same outcomes, messages and rows."""
+    config, gateway = site
+    ann, bob, cid = await add_users(gateway, 3)
+    lines = [
+        "{code};;;;{ann}",  # added
+        "{code};Renamed;;;{bob}",  # name changed, added
+        "{code};Renamed;About;0;{ann}",  # description and visible changed, already a member
+        "{code};Renamed;About;0;",  # up to date
+        "{code};Renamed;Other;;999999",  # unknown user: fails, changes nothing
+        "{code};;Other;7;{cid}",  # bad cvisible
+        "{code};Back;About;1;{cid}",  # name and visible changed, added
+    ]
+    reports = []
+    for tail in ("", "del;{code};;;;{cid}\n"):  # a del row sends the cohort to the row-by-row planner
+        code = unique("C")
+        cohort = await add_cohort(gateway, "Start", idnumber=code)
+        await run(config, gateway, f"cidnumber;userid\n{code};{ann}\n")
+        content = "cmd;cidnumber;cname;cdescription;cvisible;userid\n" + "".join(
+            f"add;{line}\n".format(code=code, ann=ann, bob=bob, cid=cid) for line in lines
+        )
+        result = await run(config, gateway, content + tail.format(code=code, cid=cid), force=True)
+        report = report_of(result).replace(code, "CODE")
+        reports.append(report.splitlines()[: report.count("\n") - (1 if tail else 0)])
+        [row] = await cohort_rows(gateway, code)
+        assert (row["name"], row["description"], row["visible"]) == ("Back", "About", 1)
+        assert await members(gateway, cohort) == ({ann, bob, cid} if not tail else {ann, bob})
+    plain, row_by_row = reports
+    assert [line for line in plain if "CODE" in line] == [line for line in row_by_row if "CODE" in line]
+    assert "updated (name)" in "\n".join(plain)
+    assert "updated (description, visible)" in "\n".join(plain)
+    assert "already a member of cohort 'Renamed'" in "\n".join(plain)
+    assert "cvisible '7': expected 0 or 1" in "\n".join(plain)

@@ -46,6 +46,39 @@ async def test_bulk_insert_fetch_update_delete_across_chunks(site: Site) -> None
         assert removed == count
 
 
+async def test_insert_many_keeps_percent_and_braces_and_integers_exact(site: Site) -> None:
+    """Shared values go into the statement's text, integers as digits: text with % and braces must arrive as is."""
+    _, gateway = site
+    flags = gateway.schema.cache_flags
+    kind = unique("100% {x}/")
+    rows = [
+        {"flagtype": kind, "name": f"{{n}} {i}%s", "value": "%d {0}", "expiry": i, "timemodified": 7} for i in range(5)
+    ]
+    async with gateway.transaction() as conn:
+        await gateway.insert_many(conn, flags, rows)
+        # Every varying value an integer: no parameter at all, and still the shared text's % arrives as is.
+        await gateway.insert_many(
+            conn,
+            flags,
+            [{"flagtype": kind, "name": "%%", "value": "%", "expiry": 10 + i, "timemodified": i} for i in (1, 2)],
+        )
+        await gateway.insert_many(
+            conn, gateway.schema.cohort_members, [{"cohortid": 9_000_001, "userid": i, "timeadded": 5} for i in (1, 2)]
+        )
+        found = await conn.execute(
+            select(flags.c.flagtype, flags.c.name, flags.c.value, flags.c.expiry, flags.c.timemodified)
+            .where(flags.c.flagtype == kind)
+            .order_by(flags.c.expiry)
+        )
+        assert [tuple(r) for r in found] == [(kind, f"{{n}} {i}%s", "%d {0}", i, 7) for i in range(5)] + [
+            (kind, "%%", "%", 11, 1),
+            (kind, "%%", "%", 12, 2),
+        ]
+        members = gateway.schema.cohort_members
+        found = await conn.execute(select(members.c.userid, members.c.timeadded).where(members.c.cohortid == 9_000_001))
+        assert sorted(tuple(r) for r in found) == [(1, 5), (2, 5)]
+
+
 async def test_a_failing_batch_leaves_nothing_behind(site: Site) -> None:
     _, gateway = site
     flags = gateway.schema.cache_flags

@@ -294,7 +294,7 @@ class CourseEnrolments:
             conn,
             ue,
             UE_KEY,
-            req.select(UE_KEY).iter_rows(),
+            req.select(UE_KEY),
             {
                 "id": pl.Int64,
                 "enrolid": pl.Int64,
@@ -324,7 +324,7 @@ class CourseEnrolments:
             conn,
             ra,
             RA_INDEX,
-            req.select(RA_INDEX).iter_rows(),
+            req.select(RA_INDEX),
             {"roleid": pl.Int64, "contextid": pl.Int64, "userid": pl.Int64},
             where=[("component", ""), ("itemid", 0)],
             index=index_on(ra, RA_INDEX),

@@ -5,13 +5,13 @@ The bulk reads of an enrolment batch are per (instance, user), (user, context, r
 enrolments, every user of a batch brings back ~50 enrolments for the one the row names). A row-constructor IN list
 is a semi-join on the unique or compound index on MariaDB (and a row-value IN (VALUES ...) on SQLite).
 
-The keys are integers, written into the statement text (int() of each: nothing else can get in); the SQL is built
-here rather than by SQLAlchemy, whose expanding IN renders and binds thousands of parameters per statement.
+The keys are integers (cast to Int64 by polars: nothing else can get in), written into the statement text; the SQL is
+built here rather than by SQLAlchemy, whose expanding IN renders and binds thousands of parameters per statement.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import polars as pl
@@ -36,16 +36,24 @@ async def fetch_tuples(
     conn: AsyncConnection,
     table: Table,
     key: Sequence[str],
-    values: Iterable[Sequence[Any]],
+    values: pl.DataFrame,
     schema: dict[str, type[pl.DataType]],
     *,
     where: Sequence[tuple[str, int | str]] = (),
     index: str | None = None,
 ) -> pl.DataFrame:
-    """The `schema` columns of the rows whose `key` columns are one of `values` (integer tuples; a tuple with a
-    null is left out) and whose `where` columns equal the given constants. `index`: forced on MariaDB."""
-    wanted = sorted({tuple(int(v) for v in value) for value in values if all(v is not None for v in value)})
-    if not wanted:
+    """The `schema` columns of the rows whose `key` columns are one of the rows of `values` (integer columns, in
+    `key` order; a row with a null is left out) and whose `where` columns equal the given constants. `index`: forced
+    on MariaDB."""
+    wanted = (
+        values.select(pl.all().cast(pl.Int64))
+        .drop_nulls()
+        .unique()
+        .sort(pl.all())
+        # Each tuple's text, "(1, 2)", written by polars: thousands of them per statement.
+        .select(pl.format("(" + ", ".join(["{}"] * values.width) + ")", *values.columns).alias("tuple"))["tuple"]
+    )
+    if wanted.is_empty():
         return pl.DataFrame(schema=schema)
     mariadb = gateway.kind == "mariadb"
     quote = gateway.engine.dialect.identifier_preparer.quote
@@ -57,8 +65,7 @@ async def fetch_tuples(
     row_key = "(" + ", ".join(quote(c) for c in key) + ")"
     found: list[Sequence[Any]] = []
     for start in range(0, len(wanted), TUPLES):
-        part = wanted[start : start + TUPLES]
-        tuples = ", ".join("(" + ", ".join(map(str, value)) + ")" for value in part)
+        tuples = ", ".join(wanted.slice(start, TUPLES).to_list())
         member = f"{row_key} IN ({tuples})" if mariadb else f"{row_key} IN (VALUES {tuples})"
         sql = f"{head} WHERE {' AND '.join([*conditions, member])}"
         found.extend(await conn.exec_driver_sql(sql))

@@ -33,9 +33,11 @@ from sqlalchemy import and_, delete, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ...config import Config
+from ..cohort_adds import plain_add_rows, plan_plain_adds
 from ..cohort_membership import IDNUMBER_MAX, NAME_MAX, new_cohort_row
 from ..command_file import LINE, ColumnSpec
 from ..contexts import ContextLevel
+from ..enrolments.pairs import fetch_tuples
 from ..gateway import MoodleGateway, chunks
 from ..groups.common import cells
 from ..lookup import KeyLookup
@@ -142,7 +144,6 @@ class CohortsOperation(Operation):
         rows = rows.with_columns(_join_key(pl.col(self.key), self.options.cohort_identifier).alias("__ckey"))
         users = await self.users.resolve(conn, rows.filter(pl.col("userid") != "")["userid"])
         cohorts = await self._stored_cohorts(conn, rows)
-        categories = await self._categories(conn, rows)
         frame = rows.join(
             users.select(
                 pl.col(users.columns[0]).alias("userid"),
@@ -153,13 +154,18 @@ class CohortsOperation(Operation):
             on="userid",
             how="left",
             maintain_order="left",
-        ).join(categories, on=["ccatcontext", "ccatcontextidnumber"], how="left", maintain_order="left")
+        )
         stored = {row["__ckey"]: row for row in cohorts.to_dicts()}
+        plain = frame.select(plain_add_rows(list(stored)))[:, 0]
+        # The row-by-row planner's rows, with what only it needs: categories and idnumbers of cohorts to create.
+        others = frame.filter(~plain)
+        categories = await self._categories(conn, others)
+        others = others.join(categories, on=["ccatcontext", "ccatcontextidnumber"], how="left", maintain_order="left")
         ids = [int(r["id"]) for r in stored.values()]
         self.touched[dry_run].update(ids)
         members = await self._members(conn, frame, stored)
-        enrol_uses = await self._enrol_uses(conn, frame, stored)
-        taken = await self._taken_idnumbers(conn, frame)
+        enrol_uses = await self._enrol_uses(conn, others, stored)
+        taken = await self._taken_idnumbers(conn, others)
         state: dict[str, _Cohort] = {}
         for key, row in stored.items():
             state[key] = _Cohort(
@@ -173,11 +179,58 @@ class CohortsOperation(Operation):
                 members=set(members.get(int(row["id"]), set())),
             )
         initial = {key: (c.id, set(c.members)) for key, c in state.items()}
+        planned = self._plan_plain_adds(frame.filter(plain), cohorts, members, state, dry_run)
         planner = _Planner(self, state, enrol_uses, taken, dry_run)
-        outcomes = [planner.row(row) for row in frame.iter_rows(named=True)]
+        outcomes = [planner.row(row) for row in others.iter_rows(named=True)]
         if not dry_run:
             await self._write(conn, state, initial)
-        return pl.DataFrame(outcomes, schema=OUTCOME_SCHEMA, orient="row").sort("line", maintain_order=True)
+        return pl.concat([planned, pl.DataFrame(outcomes, schema=OUTCOME_SCHEMA, orient="row")]).sort(
+            "line", maintain_order=True
+        )
+
+    def _plan_plain_adds(
+        self,
+        rows: pl.DataFrame,
+        cohorts: pl.DataFrame,
+        members: dict[int, set[int]],
+        state: dict[str, _Cohort],
+        dry_run: bool,
+    ) -> pl.DataFrame:
+        """Plan the plain add rows column-wise (cohort_adds), then carry what they leave into `state`."""
+        if rows.is_empty():
+            return pl.DataFrame(schema=OUTCOME_SCHEMA)
+        stored = cohorts.select(
+            "__ckey",
+            pl.col("id").alias("__sid"),
+            pl.col("name").alias("__sname"),
+            pl.col("description").fill_null("").alias("__sdesc"),
+            pl.col("visible").cast(pl.Int64).alias("__svis"),
+            pl.col("component").fill_null("").alias("__scomp"),
+        )
+        pairs = pl.DataFrame(
+            [(c, u) for c, users in members.items() for u in users],
+            schema={"__sid": pl.Int64, "__uid": pl.Int64},
+            orient="row",
+        ).with_columns(pl.lit(True).alias("__member"))
+        rows = rows.join(stored, on="__ckey", how="left", maintain_order="left").join(
+            pairs, on=["__sid", "__uid"], how="left", maintain_order="left"
+        )
+        plan = plan_plain_adds(
+            rows,
+            cell=self.key,
+            identifier=self.options.cohort_identifier,
+            user_identifier=self.options.user_identifier,
+            dry_run=dry_run,
+        )
+        for key, name, description, visible in plan.finals.iter_rows():
+            c = state[key]
+            for attribute, value in (("name", name), ("description", description), ("visible", visible)):
+                if value is not None and getattr(c, attribute) != value:
+                    setattr(c, attribute, value)
+                    c.changed.add(attribute)
+        for key, users in plan.added.group_by("__ckey").agg("__uid").iter_rows():
+            state[key].members.update(users)
+        return plan.outcomes
 
     # -- resolution (one query per chunk of keys) ------------------------------------------------------
 
@@ -259,27 +312,29 @@ class CohortsOperation(Operation):
         self, conn: AsyncConnection, frame: pl.DataFrame, stored: dict[str, dict[str, Any]]
     ) -> dict[int, set[int]]:
         """cohort id -> members: every member of the cohorts a free or delete row names, and of the others the
-        members among the batch's users."""
+        (cohort, user) pairs the rows name."""
         table = self.schema.cohort_members
-        whole = {
-            int(stored[k]["id"])
+        whole_keys = {
+            k
             for k in frame.filter(pl.col("cmd").is_in(["free", "delete"]))["__ckey"].drop_nulls().unique().to_list()
             if k in stored
         }
-        others = sorted({int(c["id"]) for c in stored.values()} - whole)
-        users = frame["__uid"].drop_nulls().unique().to_list()
+        whole = {int(stored[k]["id"]) for k in whole_keys}
         found = [await self.gateway.fetch_in(conn, table, "cohortid", sorted(whole), ["cohortid", "userid"])]
-        if others and users:
-            found.append(
-                await self.gateway.fetch_in(
-                    conn, table, "userid", users, ["cohortid", "userid"], where=table.c.cohortid.in_(others)
-                )
-            )
-        result: dict[int, set[int]] = {}
-        for part in found:
-            for cohortid, userid in part.iter_rows():
-                result.setdefault(int(cohortid), set()).add(int(userid))
-        return result
+        # Of the other cohorts, the exact (cohort, user) pairs the rows name, on the unique index.
+        ids = pl.DataFrame(
+            {"__ckey": list(stored), "cohortid": [int(c["id"]) for c in stored.values()]},
+            schema={"__ckey": pl.String, "cohortid": pl.Int64},
+        )
+        pairs = (
+            frame.filter(~pl.col("__ckey").is_in(list(whole_keys)))
+            .join(ids, on="__ckey")
+            .select("cohortid", pl.col("__uid").alias("userid"))
+        )
+        schema: dict[str, type[pl.DataType]] = {"cohortid": pl.Int64, "userid": pl.Int64}
+        found.append(await fetch_tuples(self.gateway, conn, table, ["cohortid", "userid"], pairs, schema))
+        every = pl.concat(f.cast(pl.Int64) for f in found)
+        return {int(c): set(users) for c, users in every.group_by("cohortid").agg("userid").iter_rows()}
 
     async def _enrol_uses(
         self, conn: AsyncConnection, frame: pl.DataFrame, stored: dict[str, dict[str, Any]]
@@ -300,9 +355,10 @@ class CohortsOperation(Operation):
         return uses
 
     async def _taken_idnumbers(self, conn: AsyncConnection, frame: pl.DataFrame) -> dict[str, str]:
-        """lower-cased idnumber -> name of the stored cohort that has it, for the cidnumber cells of the batch (the
+        """lower-cased idnumber -> name of the stored cohort that has it, for the cidnumber cells of add rows (the
         key itself when cohorts are named by idnumber: a missing one is free)."""
-        values = frame.filter(pl.col("cidnumber") != "")["cidnumber"].unique().to_list()
+        adds = frame.filter(pl.col("cmd").is_in(["", "add"]) & (pl.col("cidnumber") != ""))
+        values = adds["cidnumber"].unique().to_list()
         found = await self.gateway.fetch_in(
             conn, self.schema.cohort, "idnumber", values, ["id", "idnumber", "name"], casefold=True
         )
