@@ -247,6 +247,33 @@ async def test_purge_sends_what_is_stale_and_nothing_when_nothing_is(fake_site: 
     ]
 
 
+async def test_enrol_sync_sends_the_courses_per_plugin_and_reads_the_answer(fake_site: Path, tmp_path: Path) -> None:
+    php = fake_php(
+        tmp_path,
+        ECHO_USERS.replace('print(json.dumps({"ok": True, "results": results}))', "")
+        + 'print(json.dumps({"ok": True, "plugins": {"cohort": "synced", "meta": "disabled"}}))',
+    )
+    bridge = MoodleBridge(fake_site, php=php)
+    assert await bridge.enrol_sync() == {}
+    assert requests_seen(php) == []
+    assert await bridge.enrol_sync(cohort_courses=[7, 3, 7], meta_courses=[9]) == {
+        "cohort": "synced",
+        "meta": "disabled",
+    }
+    assert requests_seen(php) == [{"command": "enrol_sync", "cohort_courses": [3, 7], "meta_courses": [9]}]
+
+
+async def test_sync_notes_say_who_enrols_without_a_bridge_and_when_a_plugin_is_off() -> None:
+    from toolsync_tui.engine.enrol_sync import sync_after_run
+
+    assert await sync_after_run(None) == []
+    [scheduled] = await sync_after_run(None, cohort_courses=[4, 5, 4])
+    assert "cohort enrolments (enrol_cohort) of 2 course(s) changed" in scheduled
+    assert "--execute='\\enrol_cohort\\task\\enrol_cohort_sync'" in scheduled
+    [off] = await sync_after_run(None, meta_courses=[4], disabled=["meta"])
+    assert "the plugin is disabled on this site" in off
+
+
 # -- the PHP script's own request checks (real php, no Moodle site needed: it refuses before loading one) ------
 
 
@@ -265,11 +292,15 @@ def run_script(php: str, moodle_dir: Path, request: str) -> tuple[int, dict[str,
     [
         ("not json", r'one JSON object with a "command" string \(Syntax error\)'),
         ('{"userids": [1]}', r'a "command" string'),
-        ('{"command": "drop_database"}', r"unknown command 'drop_database' \(known: info, delete_users, purge\)"),
+        (
+            '{"command": "drop_database"}',
+            r"unknown command 'drop_database' \(known: info, delete_users, purge, enrol_sync\)",
+        ),
         ('{"command": "delete_users", "userids": [1, "2"]}', r"'userids' must hold positive integers, not \"2\""),
         ('{"command": "delete_users", "userids": {"a": 1}}', r"'userids' must be a list of ids"),
         ('{"command": "purge", "events": ["a b"]}', r"'events' must hold cache event names"),
         ('{"command": "purge", "groupdata": [1]}', r"unknown field\(s\) for 'purge': groupdata"),
+        ('{"command": "enrol_sync", "cohort_courses": [0]}', r"'cohort_courses' must hold positive integers"),
     ],
 )
 def test_the_script_refuses_bad_requests_with_exit_code_2(
@@ -701,3 +732,73 @@ async def test_enrolments_and_groups_written_by_toolsync_are_what_moodle_sees(
 
     assert result.counts == {"updated": 1}
     assert (await moodle_site.run_php(seen % {"user": keeper}))["groups"] == [f"Lab {tag}"]
+
+
+async def test_cohort_and_meta_bindings_are_materialised_by_moodles_sync_through_the_bridge(
+    moodle_site: Site, site_db: MoodleGateway, tmp_path: Path
+) -> None:
+    """A cohort bound to a course by the cohortscourses file, then a new member added by the cohorts file, then a meta
+    link to a second course: after each run, Moodle's own sync (run by the bridge) has enrolled the users, with the
+    binding's role and group, as Moodle's APIs see them."""
+    from toolsync_tui.engine.pipeline import run_operation
+
+    tag = uuid.uuid4().hex[:8]
+    made = await moodle_site.run_php(POPULATE % {"tag": tag})
+    course, keeper = made["course"], made["users"]["keeper"]
+    meta = await moodle_site.run_php(
+        f"""require_once($CFG->dirroot . '/course/lib.php');
+        $category = $DB->get_field_sql('SELECT MIN(id) FROM {{course_categories}}');
+        $result = (int) create_course((object) ['fullname' => 'Meta {tag}', 'shortname' => 'meta{tag}',
+            'category' => $category])->id;
+        $enabled = explode(',', $CFG->enrol_plugins_enabled);
+        if (!in_array('meta', $enabled)) {{
+            set_config('enrol_plugins_enabled', implode(',', [...$enabled, 'meta']));
+        }}"""
+    )
+    newcomer = await moodle_site.run_php(
+        f"""require_once($CFG->dirroot . '/user/lib.php');
+        $result = user_create_user((object) ['username' => 'joiner{tag}', 'firstname' => 'Jo', 'lastname' => 'Iner',
+            'email' => 'joiner{tag}@example.org', 'idnumber' => 'id-joiner{tag}', 'auth' => 'manual', 'confirmed' => 1,
+            'mnethostid' => $CFG->mnet_localhost_id], false, false);"""
+    )
+    seen = """
+        $context = context_course::instance(%(course)d);
+        $instance = $DB->get_record('enrol', ['courseid' => %(course)d, 'enrol' => '%(plugin)s'], '*', IGNORE_MULTIPLE);
+        $groups = array_map(fn($id) => groups_get_group($id)->name, array_values(groups_get_user_groups(%(course)d,
+            %(user)d)[0]));
+        $result = ['enrolled' => is_enrolled($context, %(user)d), 'through' => $instance ? $DB->record_exists(
+            'user_enrolments', ['enrolid' => $instance->id, 'userid' => %(user)d]) : false,
+            'teacher' => user_has_role_assignment(%(user)d, 4, $context->id), 'groups' => $groups];
+    """
+    config = site_config(moodle_site, tmp_path, bridge=True)
+    config.set("operations.cohortscourses.cohort_identifier", "idnumber")
+    config.set("operations.cohortscourses.course_identifier", "id")
+    bindings = tmp_path / "cohortscourses.csv"
+    bindings.write_text(f"cohort;course;role;makegroup\nbridge{tag};{course};teacher;1\n")
+
+    result = await run_operation(config, site_db, "cohortscourses", bindings)
+
+    assert result.counts == {"created": 1}
+    assert "cohort enrolments (enrol_cohort) of 1 course(s) synchronised by Moodle through the bridge" in result.notes
+    assert await moodle_site.run_php(seen % {"course": course, "plugin": "cohort", "user": keeper}) == {
+        "enrolled": True,
+        "through": True,
+        "teacher": True,
+        "groups": [f"Bridge {tag}", f"Bridge {tag} cohort"],
+    }
+
+    config.set("operations.cohorts.cohort_identifier", "idnumber")
+    config.set("operations.cohorts.user_identifier", "idnumber")
+    members = tmp_path / "cohorts.csv"
+    members.write_text(f"cidnumber;userid\nbridge{tag};id-joiner{tag}\n")
+    result = await run_operation(config, site_db, "cohorts", members)
+    assert result.counts == {"created": 1}
+    assert (await moodle_site.run_php(seen % {"course": course, "plugin": "cohort", "user": newcomer}))["through"]
+
+    config.set("operations.metacourses.identifier", "id")
+    links = tmp_path / "metacourses.csv"
+    links.write_text(f"master;meta\n{course};{meta}\n")
+    result = await run_operation(config, site_db, "metacourses", links)
+    assert result.counts == {"created": 1}
+    in_meta = await moodle_site.run_php(seen % {"course": meta, "plugin": "meta", "user": newcomer})
+    assert (in_meta["enrolled"], in_meta["through"]) == (True, True)

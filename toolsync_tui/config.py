@@ -143,6 +143,7 @@ class CohortsSettings(OperationSettings):
 
 class CohortsCoursesSettings(OperationSettings):
     file: str = "cohortscourses.csv"
+    cohort_identifier: GroupKey = "idnumber"
     course_identifier: CourseKey = "idnumber"
     role_identifier: Literal["id", "shortname"] = "shortname"
 

@@ -11,13 +11,17 @@
 //   {"command":"delete_users","userids":[3,4]}
 //   {"command":"purge","events":[..],"groupdata_courses":[..],"user_group_groupings_users":[..],
 //    "coursecontacts_courses":[..]}
+//   {"command":"enrol_sync","cohort_courses":[..],"meta_courses":[..]}
 // Every answer has "ok". Exit codes: 0 answered (a delete_users answer may still hold per-user failures),
 // 1 the command failed inside Moodle, 2 a bad request or no usable site (nothing was done).
 
 define('CLI_SCRIPT', true);
 
 // Bumped when requests or answers change, so the Python side can refuse a mismatched helper.
-const TOOLSYNC_BRIDGE_PROTOCOL = 1;
+const TOOLSYNC_BRIDGE_PROTOCOL = 2;
+
+// Beyond this many courses, one sync of every course is cheaper than one per course.
+const TOOLSYNC_BRIDGE_SYNC_ALL_FROM = 200;
 
 // Moodle may print at any time: debugging() messages, PHP notices, plugin output. Send all of it to stderr
 // (chunk size 1: as it happens, so a killed process still leaves its diagnostics) to keep stdout for the answer.
@@ -88,6 +92,7 @@ $allowed = [
     'info' => [],
     'delete_users' => ['userids'],
     'purge' => ['events', 'groupdata_courses', 'user_group_groupings_users', 'coursecontacts_courses'],
+    'enrol_sync' => ['cohort_courses', 'meta_courses'],
 ];
 if (!array_key_exists($command, $allowed)) {
     toolsync_bridge_refuse("unknown command '$command' (known: " . implode(', ', array_keys($allowed)) . ')');
@@ -112,6 +117,11 @@ if ($command === 'delete_users') {
     $groupdatacourses = toolsync_bridge_ids($request, 'groupdata_courses');
     $groupingusers = toolsync_bridge_ids($request, 'user_group_groupings_users');
     $contactcourses = toolsync_bridge_ids($request, 'coursecontacts_courses');
+} else if ($command === 'enrol_sync') {
+    $synccourses = [
+        'cohort' => toolsync_bridge_ids($request, 'cohort_courses'),
+        'meta' => toolsync_bridge_ids($request, 'meta_courses'),
+    ];
 }
 
 $configfile = $moodledir . '/config.php';
@@ -203,6 +213,36 @@ function toolsync_bridge_purge(array $events, array $groupdatacourses, array $gr
     }
 }
 
+// Moodle's own sync of cohort and meta enrolments (what their scheduled tasks run), for these courses only: the
+// user enrolments, roles and group memberships the instances imply. Per plugin: "synced", or "disabled" (then
+// nothing is run: the sync of a disabled plugin unassigns every role it gave).
+function toolsync_bridge_enrol_sync(array $synccourses): array {
+    global $CFG;
+    $answers = [];
+    foreach ($synccourses as $plugin => $courseids) {
+        if (!$courseids) {
+            continue;
+        }
+        if (!enrol_is_enabled($plugin)) {
+            $answers[$plugin] = 'disabled';
+            continue;
+        }
+        require_once("$CFG->dirroot/enrol/$plugin/locallib.php");
+        $trace = new null_progress_trace();
+        $targets = count($courseids) >= TOOLSYNC_BRIDGE_SYNC_ALL_FROM ? [null] : $courseids;
+        foreach ($targets as $courseid) {
+            if ($plugin === 'cohort') {
+                enrol_cohort_sync($trace, $courseid);
+            } else {
+                enrol_meta_sync($courseid);
+            }
+        }
+        $trace->finished();
+        $answers[$plugin] = 'synced';
+    }
+    return $answers;
+}
+
 try {
     if ($command === 'info') {
         toolsync_bridge_answer([
@@ -221,6 +261,8 @@ try {
         ]);
     } else if ($command === 'delete_users') {
         toolsync_bridge_answer(['ok' => true, 'results' => toolsync_bridge_delete_users($userids)]);
+    } else if ($command === 'enrol_sync') {
+        toolsync_bridge_answer(['ok' => true, 'plugins' => toolsync_bridge_enrol_sync($synccourses)]);
     } else {
         toolsync_bridge_purge($events, $groupdatacourses, $groupingusers, $contactcourses);
         toolsync_bridge_answer(['ok' => true]);

@@ -1,8 +1,9 @@
 """The Moodle bridge: Moodle's own PHP, run on the site's server, for what toolsync must not do in SQL.
 
-User delete cascades through every plugin's tables, and MUC caches live in Moodle's cache stores (files,
-Redis, ...), so both go through `toolsync_bridge.php`, a small CLI script shipped in this package and run
-with the site's config.php. One process per call: one JSON request on stdin, one JSON line on stdout.
+User delete cascades through every plugin's tables, MUC caches live in Moodle's cache stores (files, Redis, ...),
+and cohort and meta enrolments are materialised by their plugins' own sync: these go through `toolsync_bridge.php`,
+a small CLI script shipped in this package and run with the site's config.php.
+One process per call: one JSON request on stdin, one JSON line on stdout.
 Settings: `[bridge]` php, moodle_dir (empty: no bridge), run_as (run PHP through `sudo -n -u <user>`).
 """
 
@@ -19,10 +20,11 @@ from typing import Any
 from ..config import Config, DatabaseSettings
 
 BRIDGE_SCRIPT = Path(__file__).resolve().parent.parent / "bridge" / "toolsync_bridge.php"
-PROTOCOL = 1  # must match TOOLSYNC_BRIDGE_PROTOCOL in the PHP script
+PROTOCOL = 2  # must match TOOLSYNC_BRIDGE_PROTOCOL in the PHP script
 CHUNK = 500  # users per delete_users call: a failed call then costs at most this many unknown outcomes
 TIMEOUT = 120.0  # seconds per call, for bootstrap and purges...
 SECONDS_PER_USER = 2.0  # ... plus this per user to delete: a generous ceiling (12 ms each measured on a test site)
+SECONDS_PER_SYNCED_COURSE = 5.0  # ... or this per course to sync: a ceiling for courses of thousands of users
 STDERR_TAIL = 1500  # characters of PHP's stderr quoted in errors
 
 # Hints for failures whose raw message does not say what to change.
@@ -160,6 +162,20 @@ class MoodleBridge:
         keys = sum(len(value) for value in request.values() if isinstance(value, list))
         if keys:  # nothing stale, no PHP
             await self._call(request, self.timeout + keys / 1000)
+
+    async def enrol_sync(self, cohort_courses: Sequence[int] = (), meta_courses: Sequence[int] = ()) -> dict[str, str]:
+        """Run Moodle's cohort and meta enrolment sync for these courses: plugin -> "synced" or "disabled"."""
+        request = {
+            "command": "enrol_sync",
+            "cohort_courses": sorted(set(cohort_courses)),
+            "meta_courses": sorted(set(meta_courses)),
+        }
+        courses = len(request["cohort_courses"]) + len(request["meta_courses"])
+        if not courses:
+            return {}
+        answer = await self._call(request, self.timeout + courses * SECONDS_PER_SYNCED_COURSE)
+        plugins = answer.get("plugins")
+        return {str(k): str(v) for k, v in plugins.items()} if isinstance(plugins, dict) else {}
 
     # -- one PHP process ---------------------------------------------------------------------
 

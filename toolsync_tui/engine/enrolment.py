@@ -105,7 +105,7 @@ class EnrolmentEffects:
 
 
 @dataclass(frozen=True)
-class _Site:
+class EnrolmentSite:
     """What prepare() reads once per run."""
 
     roles: pl.DataFrame  # rolekey (lower-cased shortname), roleid, rolename, in_course
@@ -153,48 +153,17 @@ class CourseEnrolments:
         self._contexts: pl.DataFrame | None = (
             pl.DataFrame(schema={"contextid": pl.Int64, "courseid": pl.Int64}) if remember_courses else None
         )
-        self._site: _Site | None = None
+        self._site: EnrolmentSite | None = None
 
     @property
-    def site(self) -> _Site:
+    def site(self) -> EnrolmentSite:
         if self._site is None:
             raise RuntimeError("CourseEnrolments.prepare() must run before apply()")
         return self._site
 
     async def prepare(self, conn: AsyncConnection) -> None:
         """Read the roles, the course-contact roles and the enrolment plugins, once per run."""
-        role, levels = self.schema.role, self.schema.role_context_levels
-        rows = await conn.execute(select(role.c.id, role.c.shortname, role.c.sortorder).order_by(role.c.sortorder))
-        in_course = {
-            int(r[0])
-            for r in await conn.execute(
-                select(levels.c.roleid).where(levels.c.contextlevel == int(ContextLevel.COURSE))
-            )
-        }
-        roles = pl.DataFrame(
-            [(str(name).lower(), int(rid), str(name), int(rid) in in_course) for rid, name, _ in rows],
-            schema={"rolekey": pl.String, "roleid": pl.Int64, "rolename": pl.String, "in_course": pl.Boolean},
-            orient="row",
-        ).unique("rolekey", keep="first", maintain_order=True)
-        settings = await self._config(conn, ["coursecontact", "enrol_plugins_enabled"])
-        self._site = _Site(
-            roles=roles,
-            course_roles=", ".join(roles.filter(pl.col("in_course"))["rolename"].to_list()),
-            contact_roles=frozenset(_ints(settings.get("coursecontact", ""))),
-            enabled_plugins=frozenset(_names(settings.get("enrol_plugins_enabled", ""))),
-            installed_plugins=await self._installed_plugins(conn),
-        )
-
-    async def _config(self, conn: AsyncConnection, names: list[str]) -> dict[str, str]:
-        config = self.schema.config
-        rows = await conn.execute(select(config.c.name, config.c.value).where(config.c.name.in_(names)))
-        return {str(name): str(value) for name, value in rows}
-
-    async def _installed_plugins(self, conn: AsyncConnection) -> frozenset[str]:
-        """Enrolment plugins of the site: those with a version in config_plugins."""
-        plugins = self.schema.config_plugins
-        rows = await conn.execute(select(plugins.c.plugin).where(plugins.c.name == "version"))
-        return frozenset(str(r[0]).removeprefix("enrol_") for r in rows if str(r[0]).startswith("enrol_"))
+        self._site = await read_enrolment_site(self.gateway, conn)
 
     # -- one batch --------------------------------------------------------------------------------
 
@@ -449,6 +418,38 @@ class CourseEnrolments:
 # -- requests and their values (pure, vectorised) ------------------------------------------------------
 
 
+async def read_enrolment_site(gateway: MoodleGateway, conn: AsyncConnection) -> EnrolmentSite:
+    """The roles (and which are assignable in a course), the course-contact roles and the enrolment plugins."""
+    schema = gateway.schema
+    role, levels = schema.role, schema.role_context_levels
+    rows = await conn.execute(select(role.c.id, role.c.shortname, role.c.sortorder).order_by(role.c.sortorder))
+    in_course = {
+        int(r[0])
+        for r in await conn.execute(select(levels.c.roleid).where(levels.c.contextlevel == int(ContextLevel.COURSE)))
+    }
+    roles = pl.DataFrame(
+        [(str(name).lower(), int(rid), str(name), int(rid) in in_course) for rid, name, _ in rows],
+        schema={"rolekey": pl.String, "roleid": pl.Int64, "rolename": pl.String, "in_course": pl.Boolean},
+        orient="row",
+    ).unique("rolekey", keep="first", maintain_order=True)
+    config = schema.config
+    found = await conn.execute(
+        select(config.c.name, config.c.value).where(config.c.name.in_(["coursecontact", "enrol_plugins_enabled"]))
+    )
+    settings = {str(name): str(value) for name, value in found}
+    plugins = schema.config_plugins
+    versions = await conn.execute(select(plugins.c.plugin).where(plugins.c.name == "version"))
+    return EnrolmentSite(
+        roles=roles,
+        course_roles=", ".join(roles.filter(pl.col("in_course"))["rolename"].to_list()),
+        contact_roles=frozenset(_ints(settings.get("coursecontact", ""))),
+        enabled_plugins=frozenset(_names(settings.get("enrol_plugins_enabled", ""))),
+        installed_plugins=frozenset(
+            str(r[0]).removeprefix("enrol_") for r in versions if str(r[0]).startswith("enrol_")
+        ),
+    )
+
+
 def _normalised(requests: pl.DataFrame) -> pl.DataFrame:
     """The request columns with their types, text trimmed ("" for null or absent), and the batch position REQ."""
     missing = [c for c in (LINE, "part", "userid", "course") if c not in requests.columns]
@@ -467,7 +468,7 @@ def _normalised(requests: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def _parse_values(req: pl.DataFrame, site: _Site, timezone: str) -> pl.DataFrame:
+def _parse_values(req: pl.DataFrame, site: EnrolmentSite, timezone: str) -> pl.DataFrame:
     """plugin, start_given/end_given (null when empty or bad), the given role's id and name."""
     roles = site.roles.select(
         "rolekey",
@@ -506,7 +507,7 @@ def _local(seconds: pl.Expr, timezone: str) -> pl.Expr:
     )
 
 
-def _problem(site: _Site, identity: str, timezone: str, site_allows_disabled: bool) -> pl.Expr:
+def _problem(site: EnrolmentSite, identity: str, timezone: str, site_allows_disabled: bool) -> pl.Expr:
     """Why a request fails, the first reason in the order the values are checked; null when it can go ahead."""
     course = shown(pl.col("course"))
     plugin = pl.col("plugin")

@@ -29,6 +29,7 @@ def sandbox_document() -> dict[str, object]:
                 "group_identifier": "idnumber",
                 "user_identifier": "username",
             },
+            "cohortscourses": {"course_identifier": "shortname"},
         },
     }
 

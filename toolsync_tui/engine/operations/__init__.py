@@ -6,10 +6,12 @@ from dataclasses import dataclass
 
 from .base import Operation
 from .check import CourseExistenceCheck
+from .cohort_bindings import CohortBindingsOperation
 from .cohorts import CohortsOperation
 from .enrols import EnrolsOperation
 from .group_members import GroupMembersOperation
 from .groups import GroupsOperation
+from .meta_bindings import MetaBindingsOperation
 from .user_lists import DeleteUsers, SuspendUsers
 from .users import UsersOperation
 
@@ -28,7 +30,7 @@ OPERATIONS: dict[str, OperationInfo] = {
         OperationInfo("deletecourses", "Delete courses", None),
         OperationInfo("resetcourses", "Reset courses", None),
         OperationInfo("courses", "Create and update courses", None),
-        OperationInfo("metacourses", "Metacourse bindings", None),
+        OperationInfo("metacourses", "Metacourse bindings", MetaBindingsOperation),
         OperationInfo("users", "Create and update users", UsersOperation),
         OperationInfo("deleteusers", "Delete users", DeleteUsers),
         OperationInfo("suspendusers", "Suspend users", SuspendUsers),
@@ -36,7 +38,7 @@ OPERATIONS: dict[str, OperationInfo] = {
         OperationInfo("groups", "Groups and groupings", GroupsOperation),
         OperationInfo("groupmembers", "Group members", GroupMembersOperation),
         OperationInfo("cohorts", "Cohorts", CohortsOperation),
-        OperationInfo("cohortscourses", "Cohort to course bindings", None),
+        OperationInfo("cohortscourses", "Cohort to course bindings", CohortBindingsOperation),
         OperationInfo("pictures", "User pictures", None),
     )
 }

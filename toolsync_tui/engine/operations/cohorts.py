@@ -18,7 +18,8 @@ Columns (reference §2.6.1, all optional): `cmd`, `userid`, the cohort key colum
   does right. Rows in `competency_templatecohort` and cohort custom field data are not removed by this version.
 
 A cohort managed by a plugin (a non-empty `component` other than the row's) is refused by every command. Membership
-changes reach course enrolments through Moodle's enrol_cohort sync (scheduled task), not through this file.
+changes reach course enrolments through Moodle's enrol_cohort sync: run by the bridge after the file for the courses
+bound to the cohorts that changed, else by Moodle's scheduled task (engine/enrol_sync.py; the report says which).
 """
 
 from __future__ import annotations
@@ -33,10 +34,12 @@ from sqlalchemy import and_, delete, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ...config import Config
+from ..bridge import MoodleBridge, open_bridge
 from ..cohort_adds import plain_add_rows, plan_plain_adds
 from ..cohort_membership import IDNUMBER_MAX, NAME_MAX, new_cohort_row
 from ..command_file import LINE, ColumnSpec
 from ..contexts import ContextLevel
+from ..enrol_sync import sync_after_run
 from ..enrolments.pairs import fetch_tuples
 from ..gateway import MoodleGateway, chunks
 from ..groups.common import cells
@@ -58,11 +61,6 @@ TEXT = (
     "cvisible",
 )
 COHORT_COLUMNS = ["id", "name", "idnumber", "description", "visible", "contextid", "component"]
-SYNC_NOTE = (
-    "cohort memberships changed: course enrolments of cohorts bound to courses (enrol_cohort) are materialised by "
-    "Moodle's enrol_cohort sync, the scheduled task \\enrol_cohort\\task\\enrol_cohort_sync (hourly), or at once with "
-    "php admin/cli/scheduled_task.php --execute='\\enrol_cohort\\task\\enrol_cohort_sync'"
-)
 Outcome = tuple[int, str | None, str, str, str, str]
 
 
@@ -100,7 +98,8 @@ class CohortsOperation(Operation):
             gateway, user, self.options.user_identifier, ["id"], where=user.c.deleted == 0, remember=True
         )
         self.system_context = 0
-        self.changed_members = False
+        self.changed_cohorts: set[int] = set()  # cohorts whose members changed: their enrol_cohort courses sync
+        self.bridge: MoodleBridge | None = None
         self.touched: dict[bool, set[int]] = {True: set(), False: set()}  # stored cohorts the file names, per mode
         self.extra_removed = 0  # members removed by free and delete rows beyond one a row (safety pre-pass)
 
@@ -119,6 +118,7 @@ class CohortsOperation(Operation):
         if found is None:
             raise RuntimeError("the database has no system context row: not a Moodle site")
         self.system_context = int(found)
+        self.bridge = await open_bridge(self.config)
 
     async def safety_base(self, conn: AsyncConnection) -> int:
         """The stored cohorts the file names and their members."""
@@ -135,7 +135,15 @@ class CohortsOperation(Operation):
         return extra
 
     async def finish(self, dry_run: bool) -> list[str]:
-        return [SYNC_NOTE] if self.changed_members and not dry_run else []
+        """Moodle's cohort sync of the courses bound to the cohorts whose members changed."""
+        if dry_run or not self.changed_cohorts:
+            return []
+        enrol = self.schema.enrol
+        async with self.gateway.reading() as conn:
+            bound = await self.gateway.fetch_in(
+                conn, enrol, "customint1", sorted(self.changed_cohorts), ["courseid"], where=enrol.c.enrol == "cohort"
+            )
+        return await sync_after_run(self.bridge, cohort_courses=bound["courseid"].to_list() if bound.height else [])
 
     # -- a batch ---------------------------------------------------------------------------------------
 
@@ -409,9 +417,10 @@ class CohortsOperation(Operation):
             for part in chunks(removed):
                 await conn.execute(delete(members).where(and_(members.c.cohortid == c.id, members.c.userid.in_(part))))
             added += [{"cohortid": c.id, "userid": u, "timeadded": now} for u in sorted(c.members - stored)]
-            self.changed_members |= bool(removed)
+            if removed or c.members - stored:
+                self.changed_cohorts.add(c.id)
         await self.gateway.insert_many(conn, members, added)
-        self.changed_members |= bool(added or gone)
+        self.changed_cohorts.update(gone)
 
 
 class _Planner:
