@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -12,7 +13,7 @@ from tests.support.factories import unique
 from tests.support.operation_files import identifiers_by_id, run_file
 from toolsync_tui.config import Config
 from toolsync_tui.engine.gateway import MoodleGateway
-from toolsync_tui.engine.pipeline import RunResult, SafetyStop
+from toolsync_tui.engine.pipeline import RunProblem, RunResult, SafetyStop
 
 Site = tuple[Config, MoodleGateway]
 
@@ -216,3 +217,74 @@ async def test_plain_adds_planned_like_row_by_row(site: Site) -> None:
     assert "updated (description, visible)" in "\n".join(plain)
     assert "already a member of cohort 'Renamed'" in "\n".join(plain)
     assert "cvisible '7': expected 0 or 1" in "\n".join(plain)
+
+
+async def test_batches_written_while_the_next_is_planned_see_each_other(site: Site) -> None:
+    """With batches of 2 rows, each batch's write overlaps the next batch's planning on MariaDB: a cohort created by
+    one batch, a member added by one and named again by the next, and a member added then removed, all come out as
+    if the batches ran one after the other."""
+    config, gateway = site
+    config.set("run.batch_size", 2)
+    ann, bob, cid = await add_users(gateway, 3)
+    code, other = unique("C"), unique("C")
+    existing = await add_cohort(gateway, "Existing", idnumber=other)
+    content = (
+        "cmd;cidnumber;cname;userid\n"
+        f"add;{other};;{ann}\n"  # batch 1: plain adds to a stored cohort
+        f"add;{other};;{bob}\n"
+        f"add;{other};;{ann}\n"  # batch 2: a pair batch 1 added (waits for it)
+        f"add;{code};New;{ann}\n"  # creates a cohort
+        f"add;{code};;{bob}\n"  # batch 3: the cohort batch 2 created
+        f"del;{other};;{bob}\n"  # removes a member batch 1 added
+        f"add;{other};;{cid}\n"  # batch 4
+    )
+    result = await run(config, gateway, content)
+    assert result.counts == {"created": 5, "unchanged": 1, "deleted": 1}, report_of(result)
+    assert await members(gateway, existing) == {ann, cid}
+    [new] = await cohort_rows(gateway, code)
+    assert await members(gateway, new["id"]) == {ann, bob}
+
+
+@pytest.mark.parametrize(
+    ("refusal", "stops"),
+    [
+        # A duplicate key (IntegrityError): the batch fails, the run goes on.
+        ("INSERT INTO mdl_config (name, value) VALUES ('version', 'duplicate')", False),
+        # An error pymysql classes as operational: the run stops after the batches before it.
+        ("SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'refused by test'", True),
+    ],
+)
+async def test_a_batch_whose_write_fails(site: Site, refusal: str, stops: bool) -> None:
+    """A write refused by the database fails its batch's rows, nothing of it written, and leaves no transaction
+    open (the DROP TRIGGER after the run would wait for it); the batches before it are written, also with
+    overlapping writes."""
+    config, gateway = site
+    if gateway.kind != "mariadb":
+        pytest.skip("a trigger refusing one user's membership is MariaDB SQL")
+    config.set("run.batch_size", 2)
+    users = await add_users(gateway, 6)
+    code = unique("C")
+    cohort = await add_cohort(gateway, "Refusing", idnumber=code)
+    trigger = unique("refuse_")
+    async with gateway.transaction() as conn:
+        await conn.exec_driver_sql(
+            f"CREATE TRIGGER {trigger} BEFORE INSERT ON mdl_cohort_members FOR EACH ROW "
+            f"IF NEW.userid = {users[3]} THEN {refusal}; END IF"
+        )
+    content = "cidnumber;userid\n" + "".join(f"{code};{u}\n" for u in users)
+    try:
+        if stops:
+            with pytest.raises(RunProblem, match="refused by test"):
+                await run(config, gateway, content)
+        else:
+            result = await run(config, gateway, content)
+    finally:
+        async with gateway.transaction() as conn:
+            await asyncio.wait_for(conn.exec_driver_sql(f"DROP TRIGGER {trigger}"), 20)
+    if stops:
+        assert await members(gateway, cohort) == {users[0], users[1]}
+        return
+    assert result.counts == {"created": 4, "failed": 2}
+    assert "database error, nothing of this batch was written" in report_of(result)
+    assert "Duplicate entry" in report_of(result)
+    assert await members(gateway, cohort) == {users[0], users[1], users[4], users[5]}

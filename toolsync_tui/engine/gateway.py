@@ -213,8 +213,9 @@ class MoodleGateway:
                 await conn.execute(insert(table), list(part))
             return
         driver = (await conn.get_raw_connection()).driver_connection
-        for part in chunks(rows):
-            await self._insert_written(conn, table, names, part, driver.escape)  # type: ignore[union-attr]
+        # As few statements as MAX_STATEMENT allows: the server then works through a batch's rows while the event loop
+        # is free for other work (the next batch's planning, with overlapping writes).
+        await self._insert_written(conn, table, names, rows, driver.escape)  # type: ignore[union-attr]
 
     async def _insert_written(
         self,

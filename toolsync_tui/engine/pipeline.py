@@ -23,6 +23,7 @@ from .command_file import LINE, PROBLEM, CommandFile, FileProblem
 from .gateway import DatabaseError, MoodleGateway
 from .operations import OPERATIONS, Operation
 from .outcomes import NOT_PROCESSED, Outcome, count_failed_details, count_outcomes, outcome_rows, row_outcomes
+from .overlap import OverlappedWrites
 from .report import RunReport, Tryback, report_lines
 from .run_lock import LockBusy, RunLock
 from .store import DataStore, timestamp
@@ -194,25 +195,47 @@ class _Run:
         rows = 0
         clock = time.monotonic()
         cancelled = False
+        overlapped = (
+            OverlappedWrites(self.gateway, self.operation, self._failure, self._check)
+            if self.operation.overlaps_writes and self.gateway.kind == "mariadb" and not self.dry_run
+            else None
+        )
+
+        def record(batch: pl.DataFrame, batch_number: int, outcomes: pl.DataFrame) -> None:
+            nonlocal rows, failed_details
+            rows += batch.height
+            counts.update(count_outcomes(outcomes))
+            failed_details += count_failed_details(outcomes)
+            if report:
+                report.add(outcomes)
+            if tryback:
+                # A row with a failed part goes to the tryback too: re-running it redoes only what failed.
+                retry = outcomes.filter((pl.col("outcome") == Outcome.FAILED) | (pl.col("action") == NOT_PROCESSED))
+                tryback.add(batch.join(retry.select(pl.col("line").alias(LINE)), on=LINE, how="semi"))
+            self._progress(source, batch, batch_number, rows, counts, clock, outcomes)
+
         try:
-            async for batch_number, batch in _numbered(source.batches(self.batch_size)):
-                if self.cancel is not None and self.cancel.is_set():
-                    cancelled = True
-                    outcomes = outcome_rows(
-                        batch, Outcome.SKIPPED, NOT_PROCESSED, pl.lit(""), "not processed: the run was cancelled"
-                    )
-                else:
-                    outcomes = await self._apply(batch)
-                rows += batch.height
-                counts.update(count_outcomes(outcomes))
-                failed_details += count_failed_details(outcomes)
-                if report:
-                    report.add(outcomes)
-                if tryback:
-                    # A row with a failed part goes to the tryback too: re-running it redoes only what failed.
-                    retry = outcomes.filter((pl.col("outcome") == Outcome.FAILED) | (pl.col("action") == NOT_PROCESSED))
-                    tryback.add(batch.join(retry.select(pl.col("line").alias(LINE)), on=LINE, how="semi"))
-                self._progress(source, batch, batch_number, rows, counts, clock, outcomes)
+            try:
+                async for batch_number, batch in _numbered(source.batches(self.batch_size)):
+                    if self.cancel is not None and self.cancel.is_set():
+                        cancelled = True
+                        for settled in await overlapped.drain() if overlapped else []:
+                            record(*settled)
+                        skipped = "not processed: the run was cancelled"
+                        record(
+                            batch,
+                            batch_number,
+                            outcome_rows(batch, Outcome.SKIPPED, NOT_PROCESSED, pl.lit(""), skipped),
+                        )
+                    elif overlapped:
+                        for settled in await overlapped.submit(batch, batch_number):
+                            record(*settled)
+                    else:
+                        record(batch, batch_number, await self._apply(batch))
+            finally:
+                # The batch written last, also when the run stops: its rows are accounted for.
+                for settled in await overlapped.drain() if overlapped else []:
+                    record(*settled)
         except DatabaseError as exc:
             self.notes.append(
                 f"the run stopped after {rows} rows: {exc}. The rows after them were not "
@@ -265,22 +288,30 @@ class _Run:
                     await transaction.rollback()
                     raise
                 await (transaction.commit() if write else transaction.rollback())
-        except OperationalError as exc:
+        except SQLAlchemyError as exc:
+            return self._failure(rows, exc)
+        self._check(rows, outcomes)
+        return outcomes
+
+    @staticmethod
+    def _failure(rows: pl.DataFrame, exc: SQLAlchemyError) -> pl.DataFrame:
+        """The outcomes of a batch the database refused, rolled back; a lost connection stops the run instead."""
+        if isinstance(exc, OperationalError):
             raise DatabaseError(
                 f"the database connection failed during the run: {_reason(exc)}; the batch in progress was rolled back"
             ) from None
-        except SQLAlchemyError as exc:
-            return outcome_rows(
-                rows,
-                Outcome.FAILED,
-                "write",
-                pl.lit(""),
-                f"database error, nothing of this batch was written: {_reason(exc)}",
-            )
+        return outcome_rows(
+            rows,
+            Outcome.FAILED,
+            "write",
+            pl.lit(""),
+            f"database error, nothing of this batch was written: {_reason(exc)}",
+        )
+
+    def _check(self, rows: pl.DataFrame, outcomes: pl.DataFrame) -> None:
         own = row_outcomes(outcomes)
         if own.height != rows.height or own["line"].n_unique() != rows.height:
             raise AssertionError(f"{self.operation.name} returned {own.height} outcomes for {rows.height} rows")
-        return outcomes
 
     async def _check_safety(self, source: CommandFile) -> None:
         run = self.config.settings.run

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import ClassVar
 
 import polars as pl
@@ -12,6 +12,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from ...config import Config, OperationSettings
 from ..command_file import ColumnSpec
 from ..gateway import MoodleGateway
+
+PreviousWrite = Callable[[], Awaitable[None]]
+BatchWrite = Callable[[AsyncConnection], Awaitable[None]]
 
 
 class Operation(ABC):
@@ -22,6 +25,8 @@ class Operation(ABC):
     destructive_actions: ClassVar[frozenset[str]] = frozenset()
     # Reads only: never needs a write transaction, and may use larger batches.
     read_only: ClassVar[bool] = False
+    # On MariaDB, a batch's write may run while the next batch is planned (plan_batch).
+    overlaps_writes: ClassVar[bool] = False
 
     def __init__(self, config: Config, gateway: MoodleGateway) -> None:
         self.config = config
@@ -44,6 +49,15 @@ class Operation(ABC):
 
         Returns exactly one outcome row per input row (see outcomes.OUTCOME_SCHEMA).
         """
+
+    async def plan_batch(
+        self, conn: AsyncConnection, rows: pl.DataFrame, previous: PreviousWrite
+    ) -> tuple[pl.DataFrame, BatchWrite]:
+        """With overlaps_writes: plan a batch (reads on `conn`) without writing; its outcomes and its write, which the
+        pipeline runs in conn's transaction while the next batch is planned on another connection (READ COMMITTED).
+        `await previous()` returns when the previous batch's write has ended: await it before any read that write
+        may change."""
+        raise NotImplementedError(f"{self.name} does not overlap its writes")
 
     def may_destroy(self, columns: Sequence[str]) -> bool:
         """Whether a file with these columns can lead to destructive actions (then the safety pre-pass runs)."""

@@ -120,7 +120,7 @@ class InstanceBindings(Operation):
         return int((await conn.execute(query)).scalar_one())
 
     async def finish(self, dry_run: bool) -> list[str]:
-        if dry_run:
+        if dry_run or self._site is None:  # nothing written (or the run stopped before it began)
             return []
         disabled = [] if self.plugin in self.site.enabled_plugins else [self.plugin]
         notes = await sync_after_run(self.bridge, **{f"{self.plugin}_courses": self.synced_courses}, disabled=disabled)

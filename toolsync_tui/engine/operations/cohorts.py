@@ -45,7 +45,7 @@ from ..gateway import MoodleGateway, chunks
 from ..groups.common import cells
 from ..lookup import KeyLookup
 from ..outcomes import OUTCOME_SCHEMA
-from .base import Operation
+from .base import BatchWrite, Operation, PreviousWrite
 
 COMMANDS = ("add", "del", "free", "delete")
 TEXT = (
@@ -62,6 +62,7 @@ TEXT = (
 )
 COHORT_COLUMNS = ["id", "name", "idnumber", "description", "visible", "contextid", "component"]
 Outcome = tuple[int, str | None, str, str, str, str]
+PAIR_SCHEMA = {"cohortid": pl.Int64, "userid": pl.Int64}
 
 
 @dataclass
@@ -87,6 +88,7 @@ class CohortsOperation(Operation):
     # del rows are `remove`, free `free`, delete `delete`; the members a free or delete removes beyond its row are
     # counted by removals_after_rows().
     destructive_actions: ClassVar[frozenset[str]] = frozenset({"remove", "free", "delete"})
+    overlaps_writes = True
 
     def __init__(self, config: Config, gateway: MoodleGateway) -> None:
         super().__init__(config, gateway)
@@ -102,6 +104,8 @@ class CohortsOperation(Operation):
         self.bridge: MoodleBridge | None = None
         self.touched: dict[bool, set[int]] = {True: set(), False: set()}  # stored cohorts the file names, per mode
         self.extra_removed = 0  # members removed by free and delete rows beyond one a row (safety pre-pass)
+        # The pairs the batch being written adds, when that is all it writes (None: it writes more, or nothing runs).
+        self.in_flight: pl.DataFrame | None = None
 
     def may_destroy(self, columns: Sequence[str]) -> bool:
         return "cmd" in columns
@@ -148,6 +152,24 @@ class CohortsOperation(Operation):
     # -- a batch ---------------------------------------------------------------------------------------
 
     async def apply(self, conn: AsyncConnection, rows: pl.DataFrame, dry_run: bool) -> pl.DataFrame:
+        outcomes, write = await self._plan(conn, rows, dry_run, None)
+        if not dry_run:
+            await write(conn)
+        return outcomes
+
+    async def plan_batch(
+        self, conn: AsyncConnection, rows: pl.DataFrame, previous: PreviousWrite
+    ) -> tuple[pl.DataFrame, BatchWrite]:
+        return await self._plan(conn, rows, False, previous)
+
+    async def _plan(
+        self, conn: AsyncConnection, rows: pl.DataFrame, dry_run: bool, previous: PreviousWrite | None
+    ) -> tuple[pl.DataFrame, BatchWrite]:
+        """A batch's outcomes and its write. While the previous batch's write is still running (`previous`), this one
+        reads what that write cannot change: users always; cohorts when that batch only added members; members when
+        this batch names none of the pairs it added. Otherwise it waits for that write first."""
+        if previous is not None and self.in_flight is None:
+            await previous()
         rows = cells(rows, TEXT).with_columns(pl.col("cmd").str.to_lowercase())
         rows = rows.with_columns(_join_key(pl.col(self.key), self.options.cohort_identifier).alias("__ckey"))
         users = await self.users.resolve(conn, rows.filter(pl.col("userid") != "")["userid"])
@@ -167,6 +189,10 @@ class CohortsOperation(Operation):
         plain = frame.select(plain_add_rows(list(stored)))[:, 0]
         # The row-by-row planner's rows, with what only it needs: categories and idnumbers of cohorts to create.
         others = frame.filter(~plain)
+        if previous is not None and self.in_flight is not None:
+            named = _pairs(frame, cohorts)
+            if not others.is_empty() or not named.join(self.in_flight, on=named.columns, how="semi").is_empty():
+                await previous()
         categories = await self._categories(conn, others)
         others = others.join(categories, on=["ccatcontext", "ccatcontextidnumber"], how="left", maintain_order="left")
         ids = [int(r["id"]) for r in stored.values()]
@@ -187,14 +213,18 @@ class CohortsOperation(Operation):
                 members=set(members.get(int(row["id"]), set())),
             )
         initial = {key: (c.id, set(c.members)) for key, c in state.items()}
-        planned = self._plan_plain_adds(frame.filter(plain), cohorts, members, state, dry_run)
+        planned, added = self._plan_plain_adds(frame.filter(plain), cohorts, members, state, dry_run)
         planner = _Planner(self, state, enrol_uses, taken, dry_run)
         outcomes = [planner.row(row) for row in others.iter_rows(named=True)]
-        if not dry_run:
+        # What the next batch may read before this write is done: only member additions leave the rest as it is.
+        only_adds = others.is_empty() and not any(c.changed for c in state.values())
+        self.in_flight = added if only_adds else None
+
+        async def write(conn: AsyncConnection) -> None:
             await self._write(conn, state, initial)
-        return pl.concat([planned, pl.DataFrame(outcomes, schema=OUTCOME_SCHEMA, orient="row")]).sort(
-            "line", maintain_order=True
-        )
+
+        result = pl.concat([planned, pl.DataFrame(outcomes, schema=OUTCOME_SCHEMA, orient="row")])
+        return result.sort("line", maintain_order=True), write
 
     def _plan_plain_adds(
         self,
@@ -203,10 +233,11 @@ class CohortsOperation(Operation):
         members: dict[int, set[int]],
         state: dict[str, _Cohort],
         dry_run: bool,
-    ) -> pl.DataFrame:
-        """Plan the plain add rows column-wise (cohort_adds), then carry what they leave into `state`."""
+    ) -> tuple[pl.DataFrame, pl.DataFrame]:
+        """Plan the plain add rows column-wise (cohort_adds), then carry what they leave into `state`; the outcomes,
+        and the (cohortid, userid) pairs added."""
         if rows.is_empty():
-            return pl.DataFrame(schema=OUTCOME_SCHEMA)
+            return pl.DataFrame(schema=OUTCOME_SCHEMA), pl.DataFrame(schema=PAIR_SCHEMA)
         stored = cohorts.select(
             "__ckey",
             pl.col("id").alias("__sid"),
@@ -238,7 +269,7 @@ class CohortsOperation(Operation):
                     c.changed.add(attribute)
         for key, users in plan.added.group_by("__ckey").agg("__uid").iter_rows():
             state[key].members.update(users)
-        return plan.outcomes
+        return plan.outcomes, _pairs(plan.added, cohorts)
 
     # -- resolution (one query per chunk of keys) ------------------------------------------------------
 
@@ -617,6 +648,14 @@ class _Planner:
             ),
             "",
         )
+
+
+def _pairs(rows: pl.DataFrame, cohorts: pl.DataFrame) -> pl.DataFrame:
+    """The (cohortid, userid) pairs of rows naming a stored cohort (__ckey) and a user (__uid)."""
+    ids = cohorts.select("__ckey", pl.col("id").cast(pl.Int64).alias("cohortid")) if cohorts.height else None
+    if ids is None:
+        return pl.DataFrame(schema=PAIR_SCHEMA)
+    return rows.join(ids, on="__ckey").select("cohortid", pl.col("__uid").alias("userid")).drop_nulls()
 
 
 def _join_key(value: pl.Expr, identifier: str) -> pl.Expr:
