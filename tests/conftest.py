@@ -74,6 +74,16 @@ def dump_db_url(mariadb: ThrowawayMariaDB, request: pytest.FixtureRequest) -> st
     return mariadb.url(name)
 
 
+@pytest.fixture
+async def dump_gateway(dump_db_url: str) -> AsyncIterator[MoodleGateway]:
+    """A gateway to the module's database loaded from the real dump."""
+    gateway = MoodleGateway.for_url(dump_db_url, "mdl_")
+    try:
+        yield gateway
+    finally:
+        await gateway.close()
+
+
 @pytest.fixture(scope="session")
 def php() -> str:
     """PHP's own command line, to check what toolsync writes against PHP (password_verify, filter_var)."""

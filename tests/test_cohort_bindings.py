@@ -8,7 +8,7 @@ import pytest
 
 from tests.support.course_factories import STUDENT, TEACHER, TestCourse, add_cohort, add_enrolment_courses, add_users
 from tests.support.factories import unique
-from tests.support.operation_files import run_file
+from tests.support.operation_files import report_of, run_file
 from tests.support.tables import rows_of
 from toolsync_tui.config import Config
 from toolsync_tui.engine.gateway import MoodleGateway
@@ -27,11 +27,6 @@ def site(site: Site) -> Site:
 
 async def run(config: Config, gateway: MoodleGateway, content: str, **options: Any) -> RunResult:
     return await run_file(config, gateway, "cohortscourses", content, **options)
-
-
-def report_of(result: RunResult) -> str:
-    assert result.report_path is not None
-    return result.report_path.read_text()
 
 
 async def cohort_instances(gateway: MoodleGateway, course: TestCourse) -> list[dict[str, Any]]:
@@ -204,15 +199,6 @@ async def test_safety_threshold_stops_mass_removal(site: Site) -> None:
 
 
 # -- the real Moodle schema ---------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-async def dump_gateway(dump_db_url: str) -> Any:
-    gateway = MoodleGateway.for_url(dump_db_url, "mdl_")
-    try:
-        yield gateway
-    finally:
-        await gateway.close()
 
 
 async def test_on_the_real_moodle_dump(dump_gateway: MoodleGateway, dump_db_url: str, tmp_path: Any) -> None:

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import polars as pl
-import pytest
 from sqlalchemy import Table, select
 
 from tests.support.course_factories import add_cohort, add_users
@@ -181,15 +179,6 @@ async def test_a_dry_run_reports_the_same_and_writes_nothing(site: Site) -> None
 
 
 # -- the real Moodle schema ----------------------------------------------------------------------------
-
-
-@pytest.fixture
-async def dump_gateway(dump_db_url: str) -> AsyncIterator[MoodleGateway]:
-    gateway = MoodleGateway.for_url(dump_db_url, "mdl_")
-    try:
-        yield gateway
-    finally:
-        await gateway.close()
 
 
 async def test_on_the_real_moodle_schema(dump_gateway: MoodleGateway) -> None:

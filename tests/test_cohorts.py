@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from tests.support.course_factories import add_cohort, add_enrolment_courses, add_users
 from tests.support.factories import unique
-from tests.support.operation_files import identifiers_by_id, run_file
+from tests.support.operation_files import identifiers_by_id, report_of, run_file
 from toolsync_tui.config import Config
 from toolsync_tui.engine.gateway import MoodleGateway
 from toolsync_tui.engine.pipeline import RunProblem, RunResult, SafetyStop
@@ -28,11 +28,6 @@ def site(site: Site) -> Site:
 
 async def run(config: Config, gateway: MoodleGateway, content: str, **options: Any) -> RunResult:
     return await run_file(config, gateway, "cohorts", content, **options)
-
-
-def report_of(result: RunResult) -> str:
-    assert result.report_path is not None
-    return result.report_path.read_text()
 
 
 async def cohort_rows(gateway: MoodleGateway, idnumber: str) -> list[dict[str, Any]]:

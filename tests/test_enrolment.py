@@ -7,7 +7,6 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import polars as pl
-import pytest
 from sqlalchemy import update
 
 from tests.support.course_factories import (
@@ -554,15 +553,6 @@ async def test_a_dry_run_reports_the_same_and_writes_nothing(site: Site) -> None
 
 
 # -- the real Moodle schema ----------------------------------------------------------------------------
-
-
-@pytest.fixture
-async def dump_gateway(dump_db_url: str) -> Any:
-    gateway = MoodleGateway.for_url(dump_db_url, "mdl_")
-    try:
-        yield gateway
-    finally:
-        await gateway.close()
 
 
 async def test_on_the_real_moodle_schema(dump_gateway: MoodleGateway) -> None:

@@ -446,15 +446,6 @@ async def test_memberships_greplace_removes_count_towards_the_safety_threshold(s
 # -- the real Moodle schema ---------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-async def dump_gateway(dump_db_url: str) -> Any:
-    gateway = MoodleGateway.for_url(dump_db_url, "mdl_")
-    try:
-        yield gateway
-    finally:
-        await gateway.close()
-
-
 async def test_on_the_real_moodle_dump(dump_gateway: MoodleGateway, dump_db_url: str, tmp_path: Any) -> None:
     from tests.conftest import mariadb_config
 

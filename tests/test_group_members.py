@@ -12,7 +12,7 @@ from sqlalchemy import select, update
 from tests.conftest import mariadb_config
 from tests.support.course_factories import TestCourse, add_enrolment_courses, add_group, add_users
 from tests.support.factories import unique
-from tests.support.operation_files import identifiers_by_id, run_file
+from tests.support.operation_files import identifiers_by_id, report_of, run_file
 from toolsync_tui.config import Config
 from toolsync_tui.engine.gateway import MoodleGateway
 from toolsync_tui.engine.pipeline import RunResult, SafetyStop
@@ -35,11 +35,6 @@ def lines_of(result: RunResult) -> list[list[str]]:
     assert result.table_path is not None
     text = result.table_path.read_text().splitlines()
     return [line.split(",") for line in text[1:]]
-
-
-def report_of(result: RunResult) -> str:
-    assert result.report_path is not None
-    return result.report_path.read_text()
 
 
 async def members(gateway: MoodleGateway, groups: list[int]) -> set[tuple[int, int, str]]:

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import polars as pl
-import pytest
 from sqlalchemy import update
 
 from tests.support.course_factories import add_enrolment_courses, add_group, add_users, created_group
@@ -234,15 +232,6 @@ async def check_delete_groupings_releases_activities(gateway: MoodleGateway) -> 
 
 async def test_delete_groupings_releases_the_activities_restricted_to_them(site: Site) -> None:
     await check_delete_groupings_releases_activities(site[1])
-
-
-@pytest.fixture
-async def dump_gateway(dump_db_url: str) -> AsyncIterator[MoodleGateway]:
-    gateway = MoodleGateway.for_url(dump_db_url, "mdl_")
-    try:
-        yield gateway
-    finally:
-        await gateway.close()
 
 
 async def test_on_the_real_moodle_schema(dump_gateway: MoodleGateway) -> None:

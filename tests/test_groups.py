@@ -12,7 +12,7 @@ from sqlalchemy import Table, select
 from tests.conftest import mariadb_config
 from tests.support.course_factories import add_enrolment_courses, add_group
 from tests.support.factories import unique
-from tests.support.operation_files import identifiers_by_id, run_file
+from tests.support.operation_files import identifiers_by_id, report_of, run_file
 from toolsync_tui.config import Config
 from toolsync_tui.engine.gateway import MoodleGateway
 from toolsync_tui.engine.pipeline import RunResult
@@ -29,11 +29,6 @@ def site(site: Site) -> Site:
 
 async def run(config: Config, gateway: MoodleGateway, content: str, **options: Any) -> RunResult:
     return await run_file(config, gateway, "groups", content, **options)
-
-
-def report_of(result: RunResult) -> str:
-    assert result.report_path is not None
-    return result.report_path.read_text()
 
 
 async def rows_of(gateway: MoodleGateway, table: Table, courseid: int) -> list[dict[str, Any]]:

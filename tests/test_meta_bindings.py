@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import select, update
 
 from tests.support.course_factories import STUDENT, TestCourse, add_enrolment_courses, add_users
-from tests.support.operation_files import run_file
+from tests.support.operation_files import report_of, run_file
 from tests.support.tables import rows_of
 from toolsync_tui.config import Config
 from toolsync_tui.engine.gateway import MoodleGateway
@@ -25,11 +25,6 @@ def site(site: Site) -> Site:
 
 async def run(config: Config, gateway: MoodleGateway, content: str, **options: Any) -> RunResult:
     return await run_file(config, gateway, "metacourses", content, **options)
-
-
-def report_of(result: RunResult) -> str:
-    assert result.report_path is not None
-    return result.report_path.read_text()
 
 
 async def meta_instances(gateway: MoodleGateway, course: TestCourse) -> list[dict[str, Any]]:
@@ -109,20 +104,11 @@ async def test_bad_rows_fail_into_the_tryback(site: Site) -> None:
     result = await run(config, gateway, "master;meta;cmd\n" + "".join(f"{line}\n" for line in lines))
     assert result.counts == {"failed": 3}
     report = report_of(result)
-    assert "master: course 'nocourse' not found (course_identifier shortname)" in report
+    assert "master: course 'nocourse' not found (identifier shortname)" in report
     assert "cannot be a meta link of itself" in report
     assert "cmd 'sync': expected add or del" in report
     assert result.tryback_path is not None
     assert result.tryback_path.read_text().splitlines()[1:] == lines
-
-
-@pytest.fixture
-async def dump_gateway(dump_db_url: str) -> Any:
-    gateway = MoodleGateway.for_url(dump_db_url, "mdl_")
-    try:
-        yield gateway
-    finally:
-        await gateway.close()
 
 
 async def test_on_the_real_moodle_dump(dump_gateway: MoodleGateway, dump_db_url: str, tmp_path: Any) -> None:

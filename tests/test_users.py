@@ -10,6 +10,7 @@ from sqlalchemy import select
 
 from tests.support.course_factories import add_enrolment_courses
 from tests.support.factories import unique
+from tests.support.operation_files import report_of
 from tests.test_pipeline import inbox_file
 from tests.test_profile_fields import add_fields
 from toolsync_tui.config import Config
@@ -26,11 +27,6 @@ async def run(
     files = {"users": "userimport.csv", "deleteusers": "userdelete.csv", "suspendusers": "usersuspend.csv"}
     inbox_file(config, files[name], content)
     return await run_operation(config, gateway, name, **options)
-
-
-def report_of(result: RunResult) -> str:
-    assert result.report_path is not None
-    return result.report_path.read_text()
 
 
 async def user_rows(gateway: MoodleGateway, usernames: list[str]) -> dict[str, dict[str, Any]]:

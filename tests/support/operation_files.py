@@ -20,3 +20,9 @@ async def run_file(config: Config, gateway: MoodleGateway, operation: str, conte
     """Run the operation on `content` as its inbox file (`<operation>.csv`)."""
     inbox_file(config, f"{operation}.csv", content)
     return await run_operation(config, gateway, operation, **options)
+
+
+def report_of(result: RunResult) -> str:
+    """The run's text report."""
+    assert result.report_path is not None
+    return result.report_path.read_text()

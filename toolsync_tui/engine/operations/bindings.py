@@ -79,6 +79,7 @@ class InstanceBindings(Operation):
 
     plugin: ClassVar[str]
     destructive_actions: ClassVar[frozenset[str]] = DESTRUCTIVE
+    removing_commands: ClassVar[tuple[str, ...]] = ()  # the cmd values the safety pre-pass dry-runs
 
     def __init__(self, config: Config, gateway: MoodleGateway) -> None:
         super().__init__(config, gateway)
@@ -105,8 +106,6 @@ class InstanceBindings(Operation):
         if "cmd" not in rows.columns:
             return rows.clear()
         return rows.filter(pl.col("cmd").str.strip_chars().str.to_lowercase().is_in(self.removing_commands))
-
-    removing_commands: ClassVar[tuple[str, ...]] = ()
 
     async def prepare(self, conn: AsyncConnection, columns: Sequence[str]) -> None:
         self._site = await read_enrolment_site(self.gateway, conn)
@@ -223,12 +222,12 @@ def answers_by_value(found: pl.DataFrame) -> dict[str, dict[str, Any]]:
     return {str(row[column]): row for row in found.to_dicts()}
 
 
-def lookup_problem(answer: dict[str, Any] | None, value: str, what: str, identifier: str) -> str | None:
-    """Why a looked-up value names no single row, or None."""
+def lookup_problem(answer: dict[str, Any] | None, value: str, what: str, setting: str, identifier: str) -> str | None:
+    """Why a looked-up value names no single row (`setting` = `identifier` names the lookup), or None."""
     if answer is None or answer.get("id") is None:
         if answer is not None and answer.get("problem"):
             return f"{what} {answer['problem']}"
-        return f"{what} '{value}' not found ({what}_identifier {identifier})"
+        return f"{what} '{value}' not found ({setting} {identifier})"
     if (answer.get("matches") or 0) > 1:
         return f"{what} '{value}' is ambiguous: {answer['matches']} {what}s have this {identifier}"
     return None

@@ -151,11 +151,11 @@ class _Planner:
         if course_cell == "":
             return fail("empty course: the row names no course")
         cohort = self.cohorts.get(cohort_cell)
-        why = lookup_problem(cohort, cohort_cell, "cohort", options.cohort_identifier)
+        why = lookup_problem(cohort, cohort_cell, "cohort", "cohort_identifier", options.cohort_identifier)
         if why is not None or cohort is None:
             return fail(str(why))
         course = self.courses.get(course_cell)
-        why = lookup_problem(course, course_cell, "course", options.course_identifier)
+        why = lookup_problem(course, course_cell, "course", "course_identifier", options.course_identifier)
         if why is not None or course is None:
             return fail(str(why))
         if int(course["category"] or 0) == 0:

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import polars as pl
-from sqlalchemy import and_, delete, func, insert, select
+from sqlalchemy import and_, delete, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ...config import Config
@@ -422,22 +422,7 @@ class CohortsOperation(Operation):
                 values.update({name: getattr(c, name) for name in sorted(c.changed)})
                 updates.append(values)
         await self.gateway.update_many(conn, cohort, "id", updates)
-        for c in state.values():
-            if c.exists and c.id is None:  # one INSERT per new cohort, for its id (cohorts, not rows)
-                result = await conn.execute(
-                    insert(cohort).values(
-                        new_cohort_row(
-                            contextid=c.contextid,
-                            name=c.name,
-                            idnumber=c.idnumber,
-                            description=c.description,
-                            visible=c.visible,
-                            component=c.component,
-                            now=now,
-                        )
-                    )
-                )
-                c.id = int(result.inserted_primary_key[0])  # type: ignore[index]
+        await self._create(conn, [c for c in state.values() if c.exists and c.id is None], now)
         added: list[dict[str, int]] = []
         for key, c in state.items():
             if not c.exists or c.id is None:
@@ -452,6 +437,32 @@ class CohortsOperation(Operation):
                 self.changed_cohorts.add(c.id)
         await self.gateway.insert_many(conn, members, added)
         self.changed_cohorts.update(gone)
+
+    async def _create(self, conn: AsyncConnection, new: list[_Cohort], now: int) -> None:
+        """Insert the new cohorts in one statement, then read their ids back by key: no stored cohort had the key (the
+        batch looked it up), so the newest row with it is the new one, as autoincrement numbers them."""
+        if not new:
+            return
+        cohort = self.schema.cohort
+        rows = [
+            new_cohort_row(
+                contextid=c.contextid,
+                name=c.name,
+                idnumber=c.idnumber,
+                description=c.description,
+                visible=c.visible,
+                component=c.component,
+                now=now,
+            )
+            for c in new
+        ]
+        await self.gateway.insert_many(conn, cohort, rows)
+        identifier = self.options.cohort_identifier
+        keys = [getattr(c, identifier) for c in new]
+        found = await self.gateway.fetch_in(conn, cohort, identifier, keys, ["id", identifier], casefold=True)
+        newest = {str(k).lower(): int(i) for i, k in found.sort("id").iter_rows()}
+        for c in new:
+            c.id = newest[str(getattr(c, identifier)).lower()]
 
 
 class _Planner:

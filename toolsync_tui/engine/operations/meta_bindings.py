@@ -75,7 +75,7 @@ class MetaBindingsOperation(InstanceBindings):
             if value == "":
                 return fail(f"empty {column}: the row names no {column} course")
             answer = courses.get(value)
-            why = lookup_problem(answer, value, "course", self.options.identifier)
+            why = lookup_problem(answer, value, "course", "identifier", self.options.identifier)
             if why is not None or answer is None:
                 return fail(f"{column}: {why}")
             if int(answer["category"] or 0) == 0:
