@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from tests.support.course_factories import add_cohort, add_enrolment_courses, add_users
+from tests.support.course_factories import add_category, add_cohort, add_enrolment_courses, add_users
 from tests.support.factories import unique
 from tests.support.operation_files import identifiers_by_id, report_of, run_file
 from toolsync_tui.config import Config
@@ -88,6 +88,29 @@ async def test_category_context_and_autocreate_off(site: Site) -> None:
     [row] = await cohort_rows(gateway, code)
     assert row["contextid"] == catctx
     assert "ccatcontext '999999': no such course category" in report_of(result)
+
+    # The same category by idnumber and by path of names (a sub-category of it too).
+    categories = gateway.schema.course_categories
+    async with gateway.reading() as conn:
+        top = (await conn.execute(select(categories.c.name).where(categories.c.id == 1))).scalar_one()
+    sub = await add_category(gateway, "Biology", parent=1, idnumber=unique("CAT"))
+    by_number, by_path, by_sub, lost = (unique("C") for _ in range(4))
+    named = await run(
+        config,
+        gateway,
+        "cidnumber;cname;ccatcontextidnumber;ccatcontextpath\n"
+        f"{by_number};By idnumber;{sub.idnumber};\n"
+        f"{by_path};By path;;{top.upper()}\n"
+        f"{by_sub};By sub path;;{top} / biology\n"
+        f"{lost};Lost;;{top}/Chemistry\n",
+    )
+    assert named.counts == {"created": 3, "failed": 1}, report_of(named)
+    assert [(await cohort_rows(gateway, c))[0]["contextid"] for c in (by_number, by_path, by_sub)] == [
+        sub.contextid,
+        catctx,
+        sub.contextid,
+    ]
+    assert f"ccatcontextpath '{top}/Chemistry': no such course category" in report_of(named)
 
     config.set("operations.cohorts.autocreate", False)
     off = await run(config, gateway, f"cidnumber;cname\n{unique('C')};Nope\n")

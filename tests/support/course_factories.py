@@ -154,3 +154,38 @@ async def add_cohort(gateway: MoodleGateway, name: str, *, contextid: int = 1, i
         )
         found = await gateway.fetch_in(conn, cohort, "name", [name], ["id"])
     return int(found["id"].max())  # type: ignore[arg-type]
+
+
+@dataclass
+class TestCategory:
+    __test__ = False  # not a pytest test class
+
+    id: int
+    idnumber: str
+    contextid: int
+
+
+async def add_category(gateway: MoodleGateway, name: str, *, parent: int, idnumber: str = "") -> TestCategory:
+    """A course category under `parent` with its context (under the parent's), as core_course_category::create()
+    leaves the columns toolsync reads."""
+    categories, context = gateway.schema.course_categories, gateway.schema.context
+    async with gateway.transaction() as conn:
+        parent_path, parent_depth = (
+            await conn.execute(select(categories.c.path, categories.c.depth).where(categories.c.id == parent))
+        ).one()
+        result = await conn.execute(
+            categories.insert().values(name=name, idnumber=idnumber, parent=parent, depth=parent_depth + 1, sortorder=0)
+        )
+        category = int(result.inserted_primary_key[0])  # type: ignore[index]
+        await conn.execute(
+            categories.update().where(categories.c.id == category).values(path=f"{parent_path}/{category}")
+        )
+        parent_context = (
+            await conn.execute(
+                select(context.c.path).where(
+                    (context.c.contextlevel == int(ContextLevel.COURSECAT)) & (context.c.instanceid == parent)
+                )
+            )
+        ).scalar_one()
+        contexts = await create_contexts(gateway, conn, ContextLevel.COURSECAT, [(category, parent_context)])
+    return TestCategory(category, idnumber, contexts[category][0])

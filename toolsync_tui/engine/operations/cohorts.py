@@ -2,7 +2,8 @@
 
 Columns (reference §2.6.1, all optional): `cmd`, `userid`, the cohort key column `c<cohort_identifier>` (`cid`,
 `cidnumber` or `cname`), `cname`, `cidnumber`, `cdescription`, `ccatcontext` (category id), `ccatcontextidnumber`
-(category idnumber), `component`, and `cvisible` (0/1, beyond the original). Commands:
+(category idnumber), `component`, and beyond the original `ccatcontextpath` (category path, `Science/Biology`) and
+`cvisible` (0/1). Commands:
 
 * `add` (default): the cohort is created when missing (setting `autocreate`, else the row fails) as
   cohort_add_cohort() writes it (moodle-db-semantics §8): context = the system context or the category's context,
@@ -35,6 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ...config import Config
 from ..bridge import MoodleBridge, open_bridge
+from ..categories import CategoryIndex
 from ..cohort_adds import plain_add_rows, plan_plain_adds
 from ..cohort_membership import IDNUMBER_MAX, NAME_MAX, new_cohort_row
 from ..command_file import LINE, ColumnSpec
@@ -57,9 +59,11 @@ TEXT = (
     "cdescription",
     "ccatcontext",
     "ccatcontextidnumber",
+    "ccatcontextpath",
     "component",
     "cvisible",
 )
+CATEGORY_CELLS = ("ccatcontext", "ccatcontextidnumber", "ccatcontextpath")  # a category by id, idnumber or path
 COHORT_COLUMNS = ["id", "name", "idnumber", "description", "visible", "contextid", "component"]
 Outcome = tuple[int, str | None, str, str, str, str]
 PAIR_SCHEMA = {"cohortid": pl.Int64, "userid": pl.Int64}
@@ -100,6 +104,7 @@ class CohortsOperation(Operation):
             gateway, user, self.options.user_identifier, ["id"], where=user.c.deleted == 0, remember=True
         )
         self.system_context = 0
+        self.categories: CategoryIndex | None = None  # read when a row first names a category
         self.changed_cohorts: set[int] = set()  # cohorts whose members changed: their enrol_cohort courses sync
         self.bridge: MoodleBridge | None = None
         self.touched: dict[bool, set[int]] = {True: set(), False: set()}  # stored cohorts the file names, per mode
@@ -194,7 +199,7 @@ class CohortsOperation(Operation):
             if not others.is_empty() or not named.join(self.in_flight, on=named.columns, how="semi").is_empty():
                 await previous()
         categories = await self._categories(conn, others)
-        others = others.join(categories, on=["ccatcontext", "ccatcontextidnumber"], how="left", maintain_order="left")
+        others = others.join(categories, on=list(CATEGORY_CELLS), how="left", maintain_order="left")
         ids = [int(r["id"]) for r in stored.values()]
         self.touched[dry_run].update(ids)
         members = await self._members(conn, frame, stored)
@@ -292,60 +297,30 @@ class CohortsOperation(Operation):
         )
 
     async def _categories(self, conn: AsyncConnection, rows: pl.DataFrame) -> pl.DataFrame:
-        """(ccatcontext, ccatcontextidnumber) -> __catctx (the category's context id) or __catwhy."""
-        pairs = rows.select("ccatcontext", "ccatcontextidnumber").unique()
-        by_id = pl.col("ccatcontext") != ""
-        named = pairs.filter(by_id | (pl.col("ccatcontextidnumber") != ""))
-        table = self.schema.course_categories
-        ids = named.filter(by_id)["ccatcontext"].cast(pl.Int64, strict=False).drop_nulls().unique().to_list()
-        idnumbers = named.filter(~by_id)["ccatcontextidnumber"].unique().to_list()
-        found = pl.concat(
-            [
-                (await self.gateway.fetch_in(conn, table, "id", ids, ["id", "idnumber"])).cast(
-                    {"id": pl.Int64, "idnumber": pl.String}
-                ),
-                (
-                    await self.gateway.fetch_in(conn, table, "idnumber", idnumbers, ["id", "idnumber"], casefold=True)
-                ).cast({"id": pl.Int64, "idnumber": pl.String}),
-            ]
-        ).unique()
-        context = self.schema.context
-        contexts = await self.gateway.fetch_in(
-            conn,
-            context,
-            "instanceid",
-            found["id"].to_list(),
-            ["instanceid", "id"],
-            where=context.c.contextlevel == int(ContextLevel.COURSECAT),
-        )
-        ctx = {int(i): int(c) for i, c in contexts.iter_rows()}
-        by_number = {str(n).lower(): int(i) for i, n in found.sort("id", descending=True).iter_rows() if n}
-        known_ids = set(found["id"].to_list())
-        answers: list[tuple[str, str, int | None, str | None]] = []
-        for cat, catnumber in named.iter_rows():
-            category: int | None
+        """CATEGORY_CELLS -> __catctx (the category's context id) or __catwhy, for the rows naming a category."""
+        triples = rows.select(CATEGORY_CELLS).unique()
+        named = triples.filter(pl.any_horizontal(pl.col(c) != "" for c in CATEGORY_CELLS))
+        schema = {**dict.fromkeys(CATEGORY_CELLS, pl.String), "__catctx": pl.Int64, "__catwhy": pl.String}
+        if named.is_empty():
+            return pl.DataFrame(schema=schema)
+        if self.categories is None:
+            self.categories = await CategoryIndex.read(self.gateway, conn)
+        answers = []
+        for cat, catnumber, catpath in named.iter_rows():
             if cat != "":
-                category = int(cat) if cat.isdigit() and int(cat) in known_ids else None
-                shown = f"ccatcontext '{cat}'"
+                category, shown = self.categories.by_id(cat), f"ccatcontext '{cat}'"
+            elif catnumber != "":
+                category, shown = self.categories.by_idnumber(catnumber), f"ccatcontextidnumber '{catnumber}'"
             else:
-                category = by_number.get(catnumber.lower())
-                shown = f"ccatcontextidnumber '{catnumber}'"
+                category, shown = self.categories.by_path(catpath), f"ccatcontextpath '{catpath}'"
+            context = self.categories.contexts.get(category) if category is not None else None
+            why = None
             if category is None:
-                answers.append((cat, catnumber, None, f"{shown}: no such course category"))
-            elif category not in ctx:
-                answers.append((cat, catnumber, None, f"{shown}: the category has no context row"))
-            else:
-                answers.append((cat, catnumber, ctx[category], None))
-        return pl.DataFrame(
-            answers,
-            schema={
-                "ccatcontext": pl.String,
-                "ccatcontextidnumber": pl.String,
-                "__catctx": pl.Int64,
-                "__catwhy": pl.String,
-            },
-            orient="row",
-        )
+                why = f"{shown}: no such course category"
+            elif context is None:
+                why = f"{shown}: the category has no context row"
+            answers.append((cat, catnumber, catpath, context, why))
+        return pl.DataFrame(answers, schema=schema, orient="row")
 
     async def _members(
         self, conn: AsyncConnection, frame: pl.DataFrame, stored: dict[str, dict[str, Any]]
