@@ -47,14 +47,9 @@ def mariadbd_cpu_seconds(server: ThrowawayMariaDB) -> float:
     return (int(fields[11]) + int(fields[12])) / 100  # utime, stime in clock ticks (100 Hz on Linux)
 
 
-async def page_compressions(cursor: aiomysql.Cursor) -> tuple[int, int]:
-    await cursor.execute("SELECT SUM(compress_ops), SUM(compress_time) FROM information_schema.INNODB_CMP")
-    ops, seconds = await cursor.fetchone()
-    return int(ops or 0), int(seconds or 0)
-
-
-async def floor(server: ThrowawayMariaDB, users: int, seed: int) -> None:
-    conn = await aiomysql.connect(
+async def bare_connection(server: ThrowawayMariaDB) -> aiomysql.Connection:
+    """The bare driver's connection to the throwaway server's dump database, transactions explicit."""
+    return await aiomysql.connect(
         host="127.0.0.1",
         port=server.port,
         user="toolsync",
@@ -63,6 +58,16 @@ async def floor(server: ThrowawayMariaDB, users: int, seed: int) -> None:
         charset="utf8mb4",
         autocommit=False,
     )
+
+
+async def page_compressions(cursor: aiomysql.Cursor) -> tuple[int, int]:
+    await cursor.execute("SELECT SUM(compress_ops), SUM(compress_time) FROM information_schema.INNODB_CMP")
+    ops, seconds = await cursor.fetchone()
+    return int(ops or 0), int(seconds or 0)
+
+
+async def floor(server: ThrowawayMariaDB, users: int, seed: int) -> None:
+    conn = await bare_connection(server)
     cursor = await conn.cursor()
     now = int(time.time())
     order = list(range(users))

@@ -15,21 +15,17 @@ import sys
 import time
 from collections.abc import Sequence
 
-import aiomysql
-
 from tests.support.mariadb_server import ThrowawayMariaDB
 
 from .cohorts import membership_pairs
-from .floor import DATABASE, mariadbd_cpu_seconds
+from .floor import DATABASE, bare_connection, mariadbd_cpu_seconds
 
 BATCH = 5000
 FIRST_USER = 100  # user ids of the statement text: the floor needs no user rows (no foreign keys in Moodle)
 
 
 async def floor(server: ThrowawayMariaDB, rows: int, users: int, cohorts: int, seed: int) -> None:
-    conn = await aiomysql.connect(
-        host="127.0.0.1", port=server.port, user="toolsync", password="toolsync", db=DATABASE, autocommit=False
-    )
+    conn = await bare_connection(server)
     cursor = await conn.cursor()
     now = int(time.time())
     pairs = membership_pairs(rows, users, cohorts, seed)

@@ -27,8 +27,6 @@ import sys
 import time
 from collections.abc import Sequence
 
-import aiomysql
-
 from tests.support.mariadb_server import ThrowawayMariaDB
 
 from .enrolments import (
@@ -43,7 +41,7 @@ from .enrolments import (
     seed_enrol_site,
     seed_enrolments,
 )
-from .floor import mariadbd_cpu_seconds, page_compressions
+from .floor import bare_connection, mariadbd_cpu_seconds, page_compressions
 
 DATABASE = "moodle"
 PREFIX = "mdl_"
@@ -55,15 +53,7 @@ RA_INDEX = f"{PREFIX}roleassi_useconrol_ix"
 
 
 async def floor(server: ThrowawayMariaDB, site: EnrolSite, pairs: Sequence[int]) -> None:
-    conn = await aiomysql.connect(
-        host="127.0.0.1",
-        port=server.port,
-        user="toolsync",
-        password="toolsync",
-        db=DATABASE,
-        charset="utf8mb4",
-        autocommit=False,
-    )
+    conn = await bare_connection(server)
     cursor = await conn.cursor()
     await cursor.execute(
         f"SELECT courseid, name, id FROM {PREFIX}groups "

@@ -84,6 +84,12 @@ async def dump_gateway(dump_db_url: str) -> AsyncIterator[MoodleGateway]:
         await gateway.close()
 
 
+@pytest.fixture
+def dump_site(dump_db_url: str, dump_gateway: MoodleGateway, tmp_path: Path) -> tuple[Config, MoodleGateway]:
+    """The real dump with a configuration writing to it (a private data dir, the default identifiers)."""
+    return mariadb_config(tmp_path, dump_db_url), dump_gateway
+
+
 @pytest.fixture(scope="session")
 def php() -> str:
     """PHP's own command line, to check what toolsync writes against PHP (password_verify, filter_var)."""

@@ -201,10 +201,8 @@ async def test_safety_threshold_stops_mass_removal(site: Site) -> None:
 # -- the real Moodle schema ---------------------------------------------------------------------------------------
 
 
-async def test_on_the_real_moodle_dump(dump_gateway: MoodleGateway, dump_db_url: str, tmp_path: Any) -> None:
-    from tests.conftest import mariadb_config
-
-    config, gateway = mariadb_config(tmp_path, dump_db_url), dump_gateway
+async def test_on_the_real_moodle_dump(dump_site: Site) -> None:
+    config, gateway = dump_site
     course, cohort, code = await course_and_cohort(gateway)
     content = f"cohort;course;makegroup\n{code};{course.idnumber};1\n"
     assert (await run(config, gateway, content)).counts == {"created": 1}

@@ -446,10 +446,8 @@ async def test_memberships_greplace_removes_count_towards_the_safety_threshold(s
 # -- the real Moodle schema ---------------------------------------------------------------------------------------
 
 
-async def test_on_the_real_moodle_dump(dump_gateway: MoodleGateway, dump_db_url: str, tmp_path: Any) -> None:
-    from tests.conftest import mariadb_config
-
-    config, gateway = mariadb_config(tmp_path, dump_db_url), dump_gateway
+async def test_on_the_real_moodle_dump(dump_site: Site) -> None:
+    config, gateway = dump_site
     config.set("run.safety_min_rows", 100)
     course, (ann, bob) = await course_and_users(gateway)
     group = unique("G")

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import select, update
 
-from tests.conftest import mariadb_config
 from tests.support.course_factories import TestCourse, add_enrolment_courses, add_group, add_users
 from tests.support.factories import unique
 from tests.support.operation_files import identifiers_by_id, report_of, run_file
@@ -220,16 +217,6 @@ async def test_groups_by_name_or_idnumber_within_the_rows_course(site: Site, ide
 
 
 # -- the real Moodle schema ----------------------------------------------------------------------------
-
-
-@pytest.fixture
-async def dump_site(dump_db_url: str, tmp_path: Path) -> AsyncIterator[Site]:
-    """The real Moodle 4.5 dump on MariaDB, with a private data dir and the default (id) identifiers."""
-    gateway = MoodleGateway.for_url(dump_db_url, "mdl_")
-    try:
-        yield mariadb_config(tmp_path, dump_db_url), gateway
-    finally:
-        await gateway.close()
 
 
 async def test_on_the_real_moodle_dump(dump_site: Site) -> None:

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import Table, select
 
-from tests.conftest import mariadb_config
 from tests.support.course_factories import add_enrolment_courses, add_group
 from tests.support.factories import unique
 from tests.support.operation_files import identifiers_by_id, report_of, run_file
@@ -163,16 +160,6 @@ async def test_a_rename_is_seen_by_the_later_rows_of_the_batch(site: Site) -> No
 
 
 # -- the real Moodle schema ----------------------------------------------------------------------------
-
-
-@pytest.fixture
-async def dump_site(dump_db_url: str, tmp_path: Path) -> AsyncIterator[Site]:
-    """The real Moodle 4.5 dump on MariaDB, with a private data dir and the default (id) identifiers."""
-    gateway = MoodleGateway.for_url(dump_db_url, "mdl_")
-    try:
-        yield mariadb_config(tmp_path, dump_db_url), gateway
-    finally:
-        await gateway.close()
 
 
 async def test_on_the_real_moodle_dump(dump_site: Site) -> None:

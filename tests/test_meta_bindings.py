@@ -111,10 +111,8 @@ async def test_bad_rows_fail_into_the_tryback(site: Site) -> None:
     assert result.tryback_path.read_text().splitlines()[1:] == lines
 
 
-async def test_on_the_real_moodle_dump(dump_gateway: MoodleGateway, dump_db_url: str, tmp_path: Any) -> None:
-    from tests.conftest import mariadb_config
-
-    config, gateway = mariadb_config(tmp_path, dump_db_url), dump_gateway
+async def test_on_the_real_moodle_dump(dump_site: Site) -> None:
+    config, gateway = dump_site
     config.set("operations.metacourses.identifier", "shortname")
     master, meta = await add_enrolment_courses(gateway, 2)
     content = f"master;meta\n{master.shortname};{meta.shortname}\n"

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import subprocess
-from collections.abc import AsyncIterator
 from typing import Any
 
 import polars as pl
@@ -41,15 +40,6 @@ Site = tuple[Config, MoodleGateway]
 NOW = 1795531293  # the trace's clock
 ADMIN = 2
 TIMEOUT = 28800
-
-
-@pytest.fixture
-async def dump(dump_db_url: str) -> AsyncIterator[MoodleGateway]:
-    gateway = MoodleGateway.for_url(dump_db_url, "mdl_")
-    try:
-        yield gateway
-    finally:
-        await gateway.close()
 
 
 def batch(*users: tuple[int, str, str | None]) -> pl.DataFrame:
@@ -143,9 +133,9 @@ def test_prefixes_are_computed_for_a_whole_batch() -> None:
 # -- who may not be deleted ---------------------------------------------------------------------------------------
 
 
-async def test_undeletable_users_on_the_real_dump_are_the_admin_and_the_guest(dump: MoodleGateway) -> None:
-    async with dump.reading() as conn:
-        assert await undeletable_users(dump, conn) == {
+async def test_undeletable_users_on_the_real_dump_are_the_admin_and_the_guest(dump_gateway: MoodleGateway) -> None:
+    async with dump_gateway.reading() as conn:
+        assert await undeletable_users(dump_gateway, conn) == {
             1: "it is the guest account",
             2: "it is a site administrator",
         }
@@ -272,8 +262,8 @@ async def check_full_deletion(gateway: MoodleGateway) -> None:
     assert all(row_id in after[table] for table, ids in other.rows.items() for row_id in ids)
 
 
-async def test_delete_on_the_real_dump(dump: MoodleGateway) -> None:
-    await check_full_deletion(dump)
+async def test_delete_on_the_real_dump(dump_gateway: MoodleGateway) -> None:
+    await check_full_deletion(dump_gateway)
 
 
 async def test_delete_on_the_sandbox_and_the_project_schema(site: Site) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from enum import IntEnum
 
+import polars as pl
 from sqlalchemy import String, cast, literal, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -77,3 +78,20 @@ async def create_contexts(
         for part in chunks(ids):
             await conn.execute(update(table).where(table.c.id.in_(part)).values(path=path, depth=depth_of(parent) + 1))
     return result
+
+
+async def course_contexts(gateway: MoodleGateway, conn: AsyncConnection, course_ids: Sequence[int]) -> pl.DataFrame:
+    """courseid, contextid, context_path of these courses (one context a course)."""
+    context = gateway.schema.context
+    found = await gateway.fetch_in(
+        conn,
+        context,
+        "instanceid",
+        sorted(set(course_ids)),
+        ["instanceid", "id", "path"],
+        where=context.c.contextlevel == int(ContextLevel.COURSE),
+    )
+    schema = {"courseid": pl.Int64, "contextid": pl.Int64, "context_path": pl.String}
+    if found.is_empty():
+        return pl.DataFrame(schema=schema)
+    return pl.DataFrame(found.rows(), schema=schema, orient="row").unique("courseid")

@@ -21,7 +21,7 @@ import polars as pl
 from sqlalchemy import and_, delete, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from .contexts import ContextLevel
+from .contexts import course_contexts
 from .enrolment import EnrolmentEffects
 from .enrolments.dirty_contexts import mark_contexts_dirty
 from .enrolments.unenrol import unenrol
@@ -77,23 +77,6 @@ async def add_instance(
     }
     result = await conn.execute(insert(gateway.schema.enrol).values(row))
     return int(result.inserted_primary_key[0])  # type: ignore[index]
-
-
-async def course_contexts(gateway: MoodleGateway, conn: AsyncConnection, course_ids: Sequence[int]) -> pl.DataFrame:
-    """courseid, contextid, context_path of these courses."""
-    context = gateway.schema.context
-    found = await gateway.fetch_in(
-        conn,
-        context,
-        "instanceid",
-        sorted(set(course_ids)),
-        ["instanceid", "id", "path"],
-        where=context.c.contextlevel == int(ContextLevel.COURSE),
-    )
-    schema = {"courseid": pl.Int64, "contextid": pl.Int64, "context_path": pl.String}
-    if found.is_empty():
-        return pl.DataFrame(schema=schema)
-    return pl.DataFrame(found.rows(), schema=schema, orient="row")
 
 
 async def set_status(

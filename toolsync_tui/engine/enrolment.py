@@ -45,7 +45,7 @@ from sqlalchemy import ColumnElement, Table, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from .command_file import LINE
-from .contexts import ContextLevel
+from .contexts import ContextLevel, course_contexts
 from .enrolments.pairs import fetch_tuples, index_on
 from .gateway import MoodleGateway
 from .group_membership import add_members, create_groups, find_groups, stored_members
@@ -208,17 +208,7 @@ class CourseEnrolments:
         ids = req["courseid"].drop_nulls().unique()
         if self._contexts is not None:
             ids = ids.filter(~ids.is_in(self._contexts["courseid"].implode()))
-        context = self.schema.context
-        contexts = await _fetch(
-            self.gateway,
-            conn,
-            context,
-            "instanceid",
-            sorted(ids.to_list()),
-            {"id": pl.Int64, "instanceid": pl.Int64},
-            where=context.c.contextlevel == int(ContextLevel.COURSE),
-        )
-        contexts = contexts.rename({"id": "contextid", "instanceid": "courseid"}).unique("courseid")
+        contexts = (await course_contexts(self.gateway, conn, ids.to_list())).select("contextid", "courseid")
         if self._contexts is not None:
             contexts = self._contexts = pl.concat([self._contexts, contexts])
         return req.join(contexts, on="courseid", how="left", maintain_order="left")

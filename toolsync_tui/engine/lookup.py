@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import polars as pl
 from sqlalchemy import ColumnElement, Table
@@ -94,3 +95,20 @@ class KeyLookup:
             .group_by(JOIN, maintain_order=True)
             .agg(*(pl.col(c).first() for c in self.columns), pl.len().alias("matches"))
         )
+
+
+def answers_by_value(found: pl.DataFrame) -> dict[str, dict[str, Any]]:
+    """File value -> its KeyLookup answer (problem, id, matches, columns)."""
+    column = found.columns[0]
+    return {str(row[column]): row for row in found.to_dicts()}
+
+
+def lookup_problem(answer: dict[str, Any] | None, value: str, what: str, setting: str, identifier: str) -> str | None:
+    """Why a looked-up value names no single row (`setting` = `identifier` names the lookup), or None."""
+    if answer is None or answer.get("id") is None:
+        if answer is not None and answer.get("problem"):
+            return f"{what} {answer['problem']}"
+        return f"{what} '{value}' not found ({setting} {identifier})"
+    if (answer.get("matches") or 0) > 1:
+        return f"{what} '{value}' is ambiguous: {answer['matches']} {what}s have this {identifier}"
+    return None

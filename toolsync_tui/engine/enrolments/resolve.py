@@ -6,7 +6,7 @@ from __future__ import annotations
 import polars as pl
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ..contexts import ContextLevel
+from ..contexts import course_contexts
 from ..enrolment import DIRECT_PLUGINS
 from ..gateway import MoodleGateway
 from ..lookup import KeyLookup
@@ -71,22 +71,8 @@ class Resolver:
         ids = courses.drop_nulls().unique()
         missing = sorted(ids.filter(~ids.is_in(self.contexts["courseid"].implode())).to_list())
         if missing:
-            context = self.gateway.schema.context
-            found = await self.gateway.fetch_in(
-                conn,
-                context,
-                "instanceid",
-                missing,
-                ["id", "instanceid", "path"],
-                where=context.c.contextlevel == int(ContextLevel.COURSE),
-            )
-            if found.height:
-                new = found.select(
-                    pl.col("id").cast(pl.Int64).alias("contextid"),
-                    pl.col("instanceid").cast(pl.Int64).alias("courseid"),
-                    pl.col("path").cast(pl.String).alias("context_path"),
-                ).unique("courseid")
-                self.contexts = pl.concat([self.contexts, new])
+            found = await course_contexts(self.gateway, conn, missing)
+            self.contexts = pl.concat([self.contexts, found.select(self.contexts.columns)])
         return self.contexts
 
     def problem(self, course_roles: str, installed: frozenset[str], enabled: frozenset[str]) -> pl.Expr:

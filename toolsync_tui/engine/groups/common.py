@@ -12,7 +12,7 @@ from ..bridge import MoodleBridge
 from ..cache_purge import purge_after_run
 from ..enrolment import EnrolmentEffects
 from ..gateway import MoodleGateway
-from ..lookup import KeyLookup
+from ..lookup import KeyLookup, lookup_problem
 
 
 def cells(rows: pl.DataFrame, names: Sequence[str]) -> pl.DataFrame:
@@ -37,17 +37,13 @@ async def resolve_courses(
     found = await lookup.resolve(conn, values)
     answers: dict[str, tuple[int | None, str | None]] = {}
     column = found.columns[0]
-    for value, problem, course_id, matches in found.select(column, "problem", "id", "matches").iter_rows():
+    for answer in found.to_dicts():
+        value = answer[column]
+        why = lookup_problem(answer, value, "course", "course_identifier", identifier)
         if value == "":
             answers[value] = (None, "empty courseid: the row names no course")
-        elif problem is not None:
-            answers[value] = (None, f"course {problem}")
-        elif course_id is None:
-            answers[value] = (None, f"course '{value}' not found (course_identifier {identifier})")
-        elif matches > 1:
-            answers[value] = (None, f"course '{value}' is ambiguous: {matches} courses have this {identifier}")
         else:
-            answers[value] = (int(course_id), None)
+            answers[value] = (None, why) if why is not None else (int(answer["id"]), None)
     return answers
 
 

@@ -216,30 +216,11 @@ def free_group_name(base: str, taken: set[str]) -> str:
     return name
 
 
-def answers_by_value(found: pl.DataFrame) -> dict[str, dict[str, Any]]:
-    """File value -> its KeyLookup answer (problem, id, matches, columns)."""
-    column = found.columns[0]
-    return {str(row[column]): row for row in found.to_dicts()}
-
-
-def lookup_problem(answer: dict[str, Any] | None, value: str, what: str, setting: str, identifier: str) -> str | None:
-    """Why a looked-up value names no single row (`setting` = `identifier` names the lookup), or None."""
-    if answer is None or answer.get("id") is None:
-        if answer is not None and answer.get("problem"):
-            return f"{what} {answer['problem']}"
-        return f"{what} '{value}' not found ({setting} {identifier})"
-    if (answer.get("matches") or 0) > 1:
-        return f"{what} '{value}' is ambiguous: {answer['matches']} {what}s have this {identifier}"
-    return None
-
-
 __all__ = [
     "DISABLED",
     "ENABLED",
     "Instance",
     "InstanceBindings",
     "Outcome",
-    "answers_by_value",
     "free_group_name",
-    "lookup_problem",
 ]

@@ -32,7 +32,7 @@ from ...config import Config
 from ..command_file import LINE, ColumnSpec
 from ..gateway import MoodleGateway
 from ..groups.common import cells
-from ..lookup import KeyLookup
+from ..lookup import KeyLookup, answers_by_value, lookup_problem
 from ..outcomes import OUTCOME_SCHEMA
 from .bindings import (
     DISABLED,
@@ -40,9 +40,7 @@ from .bindings import (
     Instance,
     InstanceBindings,
     Outcome,
-    answers_by_value,
     free_group_name,
-    lookup_problem,
 )
 
 COMMANDS = ("add", "del", "restore", "fulldel")

@@ -66,7 +66,7 @@ TEXT = (
 CATEGORY_CELLS = ("ccatcontext", "ccatcontextidnumber", "ccatcontextpath")  # a category by id, idnumber or path
 COHORT_COLUMNS = ["id", "name", "idnumber", "description", "visible", "contextid", "component"]
 Outcome = tuple[int, str | None, str, str, str, str]
-PAIR_SCHEMA = {"cohortid": pl.Int64, "userid": pl.Int64}
+PAIR_SCHEMA: dict[str, type[pl.DataType]] = {"cohortid": pl.Int64, "userid": pl.Int64}
 
 
 @dataclass
@@ -202,7 +202,7 @@ class CohortsOperation(Operation):
         others = others.join(categories, on=list(CATEGORY_CELLS), how="left", maintain_order="left")
         ids = [int(r["id"]) for r in stored.values()]
         self.touched[dry_run].update(ids)
-        members = await self._members(conn, frame, stored)
+        members = await self._members(conn, frame, stored, cohorts)
         enrol_uses = await self._enrol_uses(conn, others, stored)
         taken = await self._taken_idnumbers(conn, others)
         state: dict[str, _Cohort] = {}
@@ -323,7 +323,7 @@ class CohortsOperation(Operation):
         return pl.DataFrame(answers, schema=schema, orient="row")
 
     async def _members(
-        self, conn: AsyncConnection, frame: pl.DataFrame, stored: dict[str, dict[str, Any]]
+        self, conn: AsyncConnection, frame: pl.DataFrame, stored: dict[str, dict[str, Any]], cohorts: pl.DataFrame
     ) -> dict[int, set[int]]:
         """cohort id -> members: every member of the cohorts a free or delete row names, and of the others the
         (cohort, user) pairs the rows name."""
@@ -336,17 +336,8 @@ class CohortsOperation(Operation):
         whole = {int(stored[k]["id"]) for k in whole_keys}
         found = [await self.gateway.fetch_in(conn, table, "cohortid", sorted(whole), ["cohortid", "userid"])]
         # Of the other cohorts, the exact (cohort, user) pairs the rows name, on the unique index.
-        ids = pl.DataFrame(
-            {"__ckey": list(stored), "cohortid": [int(c["id"]) for c in stored.values()]},
-            schema={"__ckey": pl.String, "cohortid": pl.Int64},
-        )
-        pairs = (
-            frame.filter(~pl.col("__ckey").is_in(list(whole_keys)))
-            .join(ids, on="__ckey")
-            .select("cohortid", pl.col("__uid").alias("userid"))
-        )
-        schema: dict[str, type[pl.DataType]] = {"cohortid": pl.Int64, "userid": pl.Int64}
-        found.append(await fetch_tuples(self.gateway, conn, table, ["cohortid", "userid"], pairs, schema))
+        pairs = _pairs(frame.filter(~pl.col("__ckey").is_in(list(whole_keys))), cohorts)
+        found.append(await fetch_tuples(self.gateway, conn, table, ["cohortid", "userid"], pairs, PAIR_SCHEMA))
         every = pl.concat(f.cast(pl.Int64) for f in found)
         return {int(c): set(users) for c, users in every.group_by("cohortid").agg("userid").iter_rows()}
 
@@ -638,9 +629,9 @@ class _Planner:
 
 def _pairs(rows: pl.DataFrame, cohorts: pl.DataFrame) -> pl.DataFrame:
     """The (cohortid, userid) pairs of rows naming a stored cohort (__ckey) and a user (__uid)."""
-    ids = cohorts.select("__ckey", pl.col("id").cast(pl.Int64).alias("cohortid")) if cohorts.height else None
-    if ids is None:
+    if cohorts.is_empty():  # untyped: nothing stored to join
         return pl.DataFrame(schema=PAIR_SCHEMA)
+    ids = cohorts.select("__ckey", pl.col("id").cast(pl.Int64).alias("cohortid"))
     return rows.join(ids, on="__ckey").select("cohortid", pl.col("__uid").alias("userid")).drop_nulls()
 
 

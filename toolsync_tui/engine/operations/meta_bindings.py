@@ -24,8 +24,9 @@ from ...config import Config
 from ..command_file import LINE, ColumnSpec
 from ..gateway import MoodleGateway
 from ..groups.common import cells
+from ..lookup import answers_by_value, lookup_problem
 from ..outcomes import OUTCOME_SCHEMA
-from .bindings import ENABLED, Instance, InstanceBindings, Outcome, answers_by_value, lookup_problem
+from .bindings import ENABLED, Instance, InstanceBindings, Outcome
 
 COMMANDS = ("add", "del")
 TEXT = ("master", "meta", "cmd")
