@@ -43,6 +43,7 @@ from tests.support.mariadb_server import ThrowawayMariaDB
 from toolsync_tui.engine.passwords import hash_password, usable_cpus
 
 from .cohorts import cohort_counts_sql, membership_pairs, write_cohorts_file
+from .courses import course_counts_sql, write_courses_file
 from .enrolments import (
     COURSE_IDENTIFIER,
     GROUP_IDENTIFIER,
@@ -480,6 +481,16 @@ register(
 )
 
 
+def count_mismatches(server: ThrowawayMariaDB, sql: str, wanted: dict[str, int]) -> list[str]:
+    """The counts of a one-row query that differ from what a run must leave, in words."""
+    found = [int(v) for v in server.sql(sql, DATABASE).split()]
+    return [
+        f"{what}: {got:,} in the database, expected {want:,}"
+        for (what, want), got in zip(wanted.items(), found, strict=True)
+        if got != want
+    ]
+
+
 # -- cohorts: members added to cohorts the file creates ------------------------------------------
 
 COHORTS_TARGETS = Targets(min_rate=25_000, max_rss_mb=400)
@@ -499,13 +510,7 @@ def _cohorts_prepare(args: argparse.Namespace, server: ThrowawayMariaDB, workdir
     named = len({p // args.users for p in pairs})
 
     def check() -> list[str]:
-        found = [int(v) for v in server.sql(cohort_counts_sql(PREFIX), DATABASE).split()]
-        wanted = [named, len(pairs)]
-        return [
-            f"{what}: {got:,} in the database, expected {want:,}"
-            for what, got, want in zip(("cohorts", "cohort members"), found, wanted, strict=True)
-            if got != want
-        ]
+        return count_mismatches(server, cohort_counts_sql(PREFIX), {"cohorts": named, "cohort members": len(pairs)})
 
     return Prepared(generated, f"{args.users:,} users, {named:,} cohorts created by the file", seeded, check)
 
@@ -519,6 +524,48 @@ register(
         add_arguments=_cohorts_arguments,
         prepare=_cohorts_prepare,
         settings=COHORTS_SETTINGS,
+        unit="rows",
+        writes=True,
+    )
+)
+
+
+# -- courses: courses created in new categories, three levels deep ------------------------------
+
+COURSES_TARGETS = Targets(min_rate=500, max_rss_mb=400)
+
+
+def _courses_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--rows", type=int, default=2_000, help="courses the file creates (2,000)")
+    parser.add_argument("--categories", type=int, default=200, help="categories the file creates, 3 levels (200)")
+
+
+def _courses_prepare(args: argparse.Namespace, server: ThrowawayMariaDB, workdir: Path) -> Prepared:
+    generated = write_courses_file(workdir / "uploadcourses.csv", args.rows, args.categories)
+
+    def check() -> list[str]:
+        # 5 sections (0-4) and 3 enrolment methods (manual, guest, self) a course on a fresh site.
+        wanted = {
+            "courses": args.rows,
+            "course contexts": args.rows,
+            "sections": 5 * args.rows,
+            "enrol methods": 3 * args.rows,
+            "categories": args.categories,
+            "wrong coursecounts": 0,
+        }
+        return count_mismatches(server, course_counts_sql(PREFIX), wanted)
+
+    return Prepared(generated, f"{args.categories} new categories on the real dump", [], check)
+
+
+register(
+    BenchCase(
+        name="courses-create",
+        operation="courses",
+        help="course file: 2,000 courses in 200 new categories, 3 levels deep",
+        targets=COURSES_TARGETS,
+        add_arguments=_courses_arguments,
+        prepare=_courses_prepare,
         unit="rows",
         writes=True,
     )

@@ -1,60 +1,36 @@
 """The Moodle bridge: our side of the protocol with fake `php` commands (always), the PHP script's request checks
 with the real php (when php is installed), and the real thing against an installed Moodle 4.5 site.
 
-Site-backed tests need a site made by scripts/install_test_moodle.sh (or any throwaway Moodle 4.5 site: they
-create and delete users and courses in it):
+Site-backed tests need a site made by scripts/install_test_moodle.sh (tests/support/moodle_site.py):
 
     TOOLSYNC_TEST_MOODLE_DIRROOT=/srv/moodle-test/moodle .venv/bin/pytest tests/test_bridge.py
 
-The database coordinates come from the site's own config.php (read through PHP), so nothing else is needed.
-Optional: TOOLSYNC_TEST_MOODLE_PHP (PHP command, default php) and TOOLSYNC_TEST_MOODLE_RUN_AS (run PHP through
-`sudo -n -u <user>`, when the site's files belong to another user).
+The courses' commands (delete, reset, restore, categories) are tested in tests/test_course_bridge.py.
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import os
 import re
-import shlex
-import sys
 import time
 import uuid
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import URL, text
+from sqlalchemy import text
 
-from tests.conftest import run_blocking
+from tests.support.bridge_fakes import fake_php, fake_site_fixture, read_pid, requests_seen
+from tests.support.moodle_site import Site, moodle_site_fixture, scalar, site_config, site_db_fixture
 from toolsync_tui.config import Config, DatabaseSettings, new_config
 from toolsync_tui.engine.bridge import BRIDGE_SCRIPT, PROTOCOL, BridgeError, MoodleBridge
 from toolsync_tui.engine.gateway import MoodleGateway
 
-SITE_ENV = "TOOLSYNC_TEST_MOODLE_DIRROOT"
-
-# -- fakes: a site directory that passes our checks, and `php` commands that answer what a test needs ---------
-
-
-@pytest.fixture
-def fake_site(tmp_path: Path) -> Path:
-    site = tmp_path / "moodle"
-    site.mkdir()
-    (site / "config.php").write_text("<?php // never read: the php commands here are fakes\n")
-    return site
-
-
-def fake_php(tmp_path: Path, body: str, name: str = "php") -> str:
-    """An executable standing in for php: a Python script given the bridge's argv and stdin."""
-    script = tmp_path / name
-    script.write_text(f"#!{sys.executable}\nimport json, sys, time\n{body}\n")
-    script.chmod(0o755)
-    return str(script)
-
+# A delete_users that answers per user as protocol 3 does: even ids deleted, odd ones refused, 8 left unanswered;
+# 13 makes it die as PHP does on a fatal error.
+FIXTURES = (fake_site_fixture, moodle_site_fixture, site_db_fixture)  # used by name: fake_site, moodle_site, site_db
 
 ECHO_USERS = """
 request = json.load(sys.stdin)
@@ -63,19 +39,12 @@ with open(sys.argv[0] + ".log", "a") as log:
 if request.get("userids") and 13 in request["userids"]:
     print("PHP Fatal error: out of memory", file=sys.stderr)
     sys.exit(255)
-results = [{"id": i, "ok": True} if i % 2 == 0 else {"id": i, "ok": False, "error": f"user {i} is odd"}
-           for i in request.get("userids", []) if i != 8]
-print(json.dumps({"ok": True, "results": results}))
+for i in request.get("userids", []):
+    line = {"item": i, "ok": True} if i % 2 == 0 else {"item": i, "ok": False, "error": f"user {i} is odd"}
+    if i != 8:
+        print(json.dumps(line))
+print(json.dumps({"ok": True, "done": True}))
 """
-
-
-def read_pid(path: str) -> int:
-    return int(Path(path).read_text())
-
-
-def requests_seen(php: str) -> list[dict[str, Any]]:
-    log = Path(php + ".log")
-    return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
 
 
 # -- configuration ----------------------------------------------------------------------------------------------
@@ -230,6 +199,104 @@ async def test_a_failed_chunk_keeps_the_outcomes_of_the_chunks_before_it(fake_si
     assert caught.value.done == {2: None, 3: "user 3 is odd"}
 
 
+# -- protocol 3: item lines read as they come -----------------------------------------------------------------------
+
+# Answers each course after the previous one's line has been seen by the caller (it creates `<php>.seen<id>`): a
+# caller that read only at the end would leave this process waiting, and it gives up after 10 s.
+LOCKSTEP = """
+import os
+request = json.load(sys.stdin)
+for i in request["courseids"]:
+    print("a plugin's echo, not JSON")
+    print(json.dumps({"item": i, "ok": i != 5, **({} if i != 5 else {"error": "no course with id 5"})}), flush=True)
+    waited = 0.0
+    while not os.path.exists(f"{sys.argv[0]}.seen{i}"):
+        time.sleep(0.01)
+        waited += 0.01
+        if waited > 10:
+            print("the caller never read item", i, file=sys.stderr)
+            sys.exit(3)
+print(json.dumps({"ok": True, "done": True, "deleted": 2}))
+"""
+
+
+async def test_each_item_reaches_the_caller_while_php_still_runs(fake_site: Path, tmp_path: Path) -> None:
+    php = fake_php(tmp_path, LOCKSTEP)
+    seen: list[dict[str, Any]] = []
+
+    def on_result(line: dict[str, Any]) -> None:
+        seen.append(line)
+        Path(f"{php}.seen{line['item']}").touch()
+
+    started = time.monotonic()
+    outcomes = await MoodleBridge(fake_site, php=php).delete_courses([4, 5, 6], on_result)
+
+    assert time.monotonic() - started < 5
+    assert outcomes == {4: None, 5: "no course with id 5", 6: None}
+    assert [line["item"] for line in seen] == [4, 5, 6]
+    assert seen[1] == {"item": 5, "ok": False, "error": "no course with id 5"}
+
+
+async def test_a_php_dying_half_way_keeps_the_items_it_answered(fake_site: Path, tmp_path: Path) -> None:
+    php = fake_php(
+        tmp_path,
+        """request = json.load(sys.stdin)
+print(json.dumps({"item": 7, "ok": True}))
+print(json.dumps({"item": 8, "ok": False, "error": "delete_course() refused course 8"}))
+print("PHP Fatal error: Allowed memory size exhausted", file=sys.stderr)
+sys.exit(255)""",
+    )
+    with pytest.raises(BridgeError) as caught:
+        await MoodleBridge(fake_site, php=php).delete_courses([7, 8, 9])
+    assert str(caught.value).startswith(
+        "bridge delete_courses: the PHP process exited with code 255 and no answer after 2 item(s)"
+    )
+    assert "PHP stderr: PHP Fatal error: Allowed memory size exhausted" in str(caught.value)
+    assert caught.value.done == {7: None, 8: "delete_course() refused course 8"}
+
+
+async def test_the_time_allowed_grows_with_the_items_and_a_stop_keeps_what_was_answered(
+    fake_site: Path, tmp_path: Path
+) -> None:
+    slow = """request = json.load(sys.stdin)
+for i in request["categoryids"]:
+    time.sleep(0.4)
+    print(json.dumps({"item": i, "ok": True}), flush=True)
+    if i == 99:
+        open(sys.argv[0] + ".pid", "w").write(str(__import__("os").getpid()))
+        time.sleep(60)
+print(json.dumps({"ok": True, "done": True}))"""
+    bridge = MoodleBridge(fake_site, php=fake_php(tmp_path, slow), timeout=0.5, seconds_per_course=1.0)
+    # 1.2 s of work: more than the 0.5 s base, within 0.5 + 3 x 1.0.
+    assert await bridge.delete_categories([1, 2, 3]) == {1: None, 2: None, 3: None}
+
+    started = time.monotonic()
+    with pytest.raises(BridgeError) as caught:
+        await bridge.delete_categories([1, 99])
+    assert time.monotonic() - started < 10
+    assert str(caught.value) == (
+        "bridge delete_categories: no answer after 2.5 s, PHP stopped (some of these categories may have been "
+        "deleted; 2 had answered)"
+    )
+    assert caught.value.done == {1: None, 99: None}
+    with pytest.raises(ProcessLookupError):
+        os.kill(read_pid(bridge.php[0] + ".pid"), 0)
+
+
+async def test_a_failing_answer_after_items_keeps_them(fake_site: Path, tmp_path: Path) -> None:
+    php = fake_php(
+        tmp_path,
+        """json.load(sys.stdin)
+print(json.dumps({"item": 3, "ok": True, "shortname": "OLD1"}))
+print(json.dumps({"ok": False, "error": "delete_courses failed: dml_write_exception: Error writing to database"}))
+sys.exit(1)""",
+    )
+    with pytest.raises(BridgeError, match=r"^bridge delete_courses: delete_courses failed: dml_write") as caught:
+        await MoodleBridge(fake_site, php=php).delete_courses([3, 4])
+    assert caught.value.done == {3: None}
+    assert caught.value.items == [{"item": 3, "ok": True, "shortname": "OLD1"}]
+
+
 async def test_purge_sends_what_is_stale_and_nothing_when_nothing_is(fake_site: Path, tmp_path: Path) -> None:
     php = fake_php(tmp_path, ECHO_USERS)
     bridge = MoodleBridge(fake_site, php=php)
@@ -250,8 +317,8 @@ async def test_purge_sends_what_is_stale_and_nothing_when_nothing_is(fake_site: 
 async def test_enrol_sync_sends_the_courses_per_plugin_and_reads_the_answer(fake_site: Path, tmp_path: Path) -> None:
     php = fake_php(
         tmp_path,
-        ECHO_USERS.replace('print(json.dumps({"ok": True, "results": results}))', "")
-        + 'print(json.dumps({"ok": True, "plugins": {"cohort": "synced", "meta": "disabled"}}))',
+        ECHO_USERS.replace('print(json.dumps({"ok": True, "done": True}))', "")
+        + 'print(json.dumps({"ok": True, "done": True, "plugins": {"cohort": "synced", "meta": "disabled"}}))',
     )
     bridge = MoodleBridge(fake_site, php=php)
     assert await bridge.enrol_sync() == {}
@@ -294,13 +361,42 @@ def run_script(php: str, moodle_dir: Path, request: str) -> tuple[int, dict[str,
         ('{"userids": [1]}', r'a "command" string'),
         (
             '{"command": "drop_database"}',
-            r"unknown command 'drop_database' \(known: info, delete_users, purge, enrol_sync\)",
+            r"unknown command 'drop_database' \(known: info, delete_users, purge, enrol_sync, delete_courses, "
+            r"reset_courses, restore_templates, delete_categories\)",
         ),
         ('{"command": "delete_users", "userids": [1, "2"]}', r"'userids' must hold positive integers, not \"2\""),
         ('{"command": "delete_users", "userids": {"a": 1}}', r"'userids' must be a list of ids"),
         ('{"command": "purge", "events": ["a b"]}', r"'events' must hold cache event names"),
         ('{"command": "purge", "groupdata": [1]}', r"unknown field\(s\) for 'purge': groupdata"),
         ('{"command": "enrol_sync", "cohort_courses": [0]}', r"'cohort_courses' must hold positive integers"),
+        ('{"command": "delete_courses", "courseids": [-1]}', r"'courseids' must hold positive integers, not -1"),
+        ('{"command": "delete_categories", "categoryids": "7"}', r"'categoryids' must be a list of ids"),
+        ('{"command": "reset_courses", "resets": [{"course": 0}]}', r"need a positive integer 'course', not 0"),
+        (
+            '{"command": "reset_courses", "resets": [{"course": 3}, {"course": 3}]}',
+            r"course 3 appears twice in 'resets'",
+        ),
+        (
+            '{"command": "reset_courses", "resets": [{"course": 3, "options": {"reset_start_date": 1}}]}',
+            r"option 'reset_start_date' of course 3 is not a reset option toolsync may set",
+        ),
+        (
+            '{"command": "reset_courses", "resets": [{"course": 3, "options": {"reset_events": "yes"}}]}',
+            r"option 'reset_events' of course 3 must be 0 or 1, not \"yes\"",
+        ),
+        (
+            '{"command": "reset_courses", "resets": [{"course": 3, "options": {"unenrol_users": ["student"]}}]}',
+            r"option 'unenrol_users' of course 3 must hold role ids, not \"student\"",
+        ),
+        (
+            '{"command": "restore_templates", "items": [{"course": 3, "template": "T", "mode": "merge"}]}',
+            r"the mode of course 3 must be 'add' or 'replace', not \"merge\"",
+        ),
+        (
+            '{"command": "restore_templates", "items": [{"course": 3, "template": " ", "mode": "add"}]}',
+            r"the template of course 3 must be a course shortname or a \.mbz path",
+        ),
+        ('{"command": "restore_templates", "items": [{"course": 3, "x": 1}]}', r"unknown key\(s\) in 'items': x"),
     ],
 )
 def test_the_script_refuses_bad_requests_with_exit_code_2(
@@ -319,95 +415,6 @@ def test_the_script_refuses_a_directory_without_config_php(php: str, tmp_path: P
 
 
 # -- a real Moodle 4.5 site ---------------------------------------------------------------------------------------
-
-
-@dataclass
-class Site:
-    dirroot: Path
-    php: str
-    run_as: str
-    url: str
-    prefix: str
-
-    def bridge(self, **kwargs: Any) -> MoodleBridge:
-        return MoodleBridge(self.dirroot, php=self.php, run_as=self.run_as, **kwargs)
-
-    async def run_php(self, code: str) -> Any:
-        """Run PHP code in the site (as admin); it ends with `$result = ...;`, which comes back decoded.
-
-        The code goes in on stdin, so that a run_as user needs no access to a file of ours."""
-        script = (
-            "<?php\ndefine('CLI_SCRIPT', true);\n"
-            f"require({json.dumps(str(self.dirroot / 'config.php'))});\n"
-            "\\core\\session\\manager::set_user(get_admin());\n"
-            f"{code}\n"
-            'echo "\\n", json_encode($result), "\\n";\n'
-        )
-        sudo = ["sudo", "-n", "-u", self.run_as, "--"] if self.run_as else []
-        process = await asyncio.create_subprocess_exec(
-            *sudo,
-            *shlex.split(self.php),
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        stdout, stderr = await process.communicate(script.encode())
-        assert process.returncode == 0, (stdout + stderr).decode()
-        return json.loads(stdout.decode().strip().splitlines()[-1])
-
-
-def _site_or_skip() -> tuple[Path, str, str]:
-    value = os.environ.get(SITE_ENV, "")
-    if not value:
-        pytest.skip(
-            f"{SITE_ENV} is not set: these tests need an installed Moodle 4.5 site to run the bridge against "
-            "(make one with scripts/install_test_moodle.sh, then set it to the site's moodle/ directory)"
-        )
-    dirroot = Path(value).resolve()  # as Moodle reports its dirroot
-    if not (dirroot / "config.php").is_file():
-        pytest.fail(f"{SITE_ENV}={value} has no config.php: point it at an installed Moodle site's directory")
-    return dirroot, os.environ.get("TOOLSYNC_TEST_MOODLE_PHP", "php"), os.environ.get("TOOLSYNC_TEST_MOODLE_RUN_AS", "")
-
-
-@pytest.fixture(scope="module")
-def moodle_site() -> Site:
-    dirroot, php, run_as = _site_or_skip()
-    site = Site(dirroot, php, run_as, url="", prefix="")
-    code = (
-        "$result = ['host' => $CFG->dbhost, 'port' => $CFG->dboptions['dbport'] ?? '', "
-        "'socket' => $CFG->dboptions['dbsocket'] ?? '', 'name' => $CFG->dbname, 'user' => $CFG->dbuser, "
-        "'password' => $CFG->dbpass, 'prefix' => $CFG->prefix, 'type' => $CFG->dbtype];"
-    )
-    db = run_blocking(site.run_php(code))
-    if db["type"] not in ("mariadb", "mysqli", "auroramysql"):
-        pytest.fail(f"the test site uses {db['type']}: these tests read MariaDB/MySQL")
-    socket = db["socket"] if db["socket"] not in ("", "1", True) else None
-    site.url = URL.create(
-        "mysql+aiomysql",
-        username=db["user"],
-        password=db["password"] or None,
-        host=None if socket else db["host"],
-        port=None if socket else int(db["port"] or 3306),
-        database=db["name"],
-        query={"charset": "utf8mb4"} | ({"unix_socket": socket} if socket else {}),
-    ).render_as_string(hide_password=False)
-    site.prefix = db["prefix"]
-    return site
-
-
-@pytest.fixture
-async def site_db(moodle_site: Site) -> AsyncIterator[MoodleGateway]:
-    gateway = MoodleGateway.for_url(moodle_site.url, moodle_site.prefix)
-    try:
-        yield gateway
-    finally:
-        await gateway.close()
-
-
-async def scalar(gateway: MoodleGateway, sql: str, **params: Any) -> Any:
-    """One value from SQL written with {p} for the table prefix."""
-    async with gateway.reading() as conn:
-        return (await conn.execute(text(sql.format(p=gateway.schema.prefix)), params)).scalar()
 
 
 # Two users with everything delete_user() has to undo (moodle-db-semantics.md §5.2), made by Moodle's own APIs:
@@ -465,6 +472,7 @@ async def test_info_names_the_sites_database(moodle_site: Site) -> None:
     assert info["version"].startswith("2024")  # 4.5 is 2024100700; development builds of 4.5 start 202409
     assert info["dbprefix"] == moodle_site.prefix
     assert info["dirroot"] == str(moodle_site.dirroot)
+    assert {"assign", "forum", "page", "quiz"} <= set(info["modules"])  # what a reset's modules may name
     db = DatabaseSettings(name=info["dbname"], prefix=moodle_site.prefix)
     assert (await moodle_site.bridge().verify_database(db))["dbname"] == db.name
 
@@ -575,33 +583,6 @@ async def test_a_moodle_failure_reaches_python_as_bridge_error(moodle_site: Site
 
 
 # -- toolsync's operations against the real site ------------------------------------------------------------------
-
-
-def site_config(moodle_site: Site, tmp_path: Path, *, bridge: bool) -> Config:
-    """A toolsync configuration writing to the site's own database, with or without the bridge."""
-    from sqlalchemy.engine import make_url
-
-    url = make_url(moodle_site.url)
-    return new_config(
-        tmp_path / "toolsync.toml",
-        {
-            "database": {
-                "driver": "mariadb",
-                "host": url.host or "127.0.0.1",
-                "port": url.port or 3306,
-                "socket": str(url.query.get("unix_socket", "")),
-                "user": url.username,
-                "password": url.password,
-                "name": url.database,
-                "prefix": moodle_site.prefix,
-            },
-            "files": {"data_dir": str(tmp_path / "data")},
-            "run": {"safety_min_rows": 1000},
-            "bridge": {"moodle_dir": str(moodle_site.dirroot), "php": moodle_site.php, "run_as": moodle_site.run_as}
-            if bridge
-            else {},
-        },
-    )
 
 
 async def test_the_deleteusers_file_deletes_through_moodle_with_the_bridge(

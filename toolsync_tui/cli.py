@@ -1,4 +1,4 @@
-"""The `toolsync` command: the interface by default, `run` and `sandbox init` headless.
+"""The `toolsync` command: the interface by default, `run`, `sandbox init`, `generate`, `categories clean` headless.
 
 Exit codes: 0 every row succeeded, 1 some rows failed (see the report), 2 the run could not happen,
 3 stopped by the safety threshold.
@@ -50,6 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
     sandbox_commands = sandbox.add_subparsers(dest="sandbox_command", required=True)
     init = sandbox_commands.add_parser("init", help="create a sandbox (config, database, sample files)")
     init.add_argument("directory", type=Path)
+    from .cli_tools import add_tool_parsers  # here: cli_tools builds on this module
+
+    add_tool_parsers(commands)
     return parser
 
 
@@ -125,6 +128,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "run":
             return asyncio.run(command_run(args))
+        if args.command in ("generate", "categories"):
+            from .cli_tools import run_tool
+
+            return asyncio.run(run_tool(args))
         if args.command == "sandbox":
             config = asyncio.run(init_sandbox(args.directory))
             print(f"sandbox ready: {config.path}\n  try: toolsync --config {config.path} run check")

@@ -84,6 +84,10 @@ class CoursesSettings(OperationSettings):
     file: str = "uploadcourses.csv"
     identifier: CourseKey = "shortname"
     category_identifier: Literal["idname", "idnumber"] = "idname"
+    forceupdate: bool = False  # update existing courses (only the file's non-empty cells)
+    protect_category: bool = False  # an update never moves a course to another category
+    new_categories_visible: bool = True
+    template_mode: Literal["none", "add", "replace"] = "none"  # template content for existing courses
 
 
 class MetaCoursesSettings(OperationSettings):

@@ -1,60 +1,67 @@
 """The Moodle bridge: Moodle's own PHP, run on the site's server, for what toolsync must not do in SQL.
 
-User delete cascades through every plugin's tables, MUC caches live in Moodle's cache stores (files, Redis, ...),
-and cohort and meta enrolments are materialised by their plugins' own sync: these go through `toolsync_bridge.php`,
-a small CLI script shipped in this package and run with the site's config.php.
-One process per call: one JSON request on stdin, one JSON line on stdout.
+User and course delete, course reset and restore cascade through every plugin's tables, MUC caches live in Moodle's
+cache stores (files, Redis, ...), and cohort and meta enrolments are materialised by their plugins' own sync: these go
+through `toolsync_bridge.php`, a small CLI script shipped in this package and run with the site's config.php.
+One process per call: one JSON request on stdin; an item command answers one line per item as each finishes, then
+every command one final answer line (engine/bridge_process.py).
 Settings: `[bridge]` php, moodle_dir (empty: no bridge), run_as (run PHP through `sudo -n -u <user>`).
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import json
 import shlex
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from ..config import Config, DatabaseSettings
+from .bridge_process import BridgeError, Launch, OnResult, exchange, item_error
 
 BRIDGE_SCRIPT = Path(__file__).resolve().parent.parent / "bridge" / "toolsync_bridge.php"
-PROTOCOL = 2  # must match TOOLSYNC_BRIDGE_PROTOCOL in the PHP script
-CHUNK = 500  # users per delete_users call: a failed call then costs at most this many unknown outcomes
+PROTOCOL = 3  # must match TOOLSYNC_BRIDGE_PROTOCOL in the PHP script
+CHUNK = 500  # users per delete_users call: a PHP process that dies then leaves at most this many users unanswered
 TIMEOUT = 120.0  # seconds per call, for bootstrap and purges...
 SECONDS_PER_USER = 2.0  # ... plus this per user to delete: a generous ceiling (12 ms each measured on a test site)
 SECONDS_PER_SYNCED_COURSE = 5.0  # ... or this per course to sync: a ceiling for courses of thousands of users
-STDERR_TAIL = 1500  # characters of PHP's stderr quoted in errors
+# ... or this per course to delete, reset or restore into, or per category to delete: a big course's recycle-bin
+# backup or restore takes minutes (a small one about a second).
+SECONDS_PER_COURSE = 900.0
 
-# Hints for failures whose raw message does not say what to change.
-_HINTS = (
-    (
-        "Could not open input file",
-        "the PHP process cannot read the bridge script: with run_as, that user needs read access to {script}",
-    ),
-    (
-        "a password is required",
-        "sudo asks for a password: allow this user to run PHP as {run_as} without one (sudoers NOPASSWD)",
-    ),
-    ("unknown user", "sudo does not know the user {run_as}: check [bridge] run_as"),
-    (
-        "Permission denied",
-        "permission denied: PHP must run as the user owning the site's files and moodledata "
-        "([bridge] run_as, e.g. www-data)",
-    ),
-)
+__all__ = [
+    "BRIDGE_SCRIPT",
+    "PROTOCOL",
+    "BridgeError",
+    "CourseReset",
+    "MoodleBridge",
+    "OnResult",
+    "TemplateItem",
+    "open_bridge",
+]
 
 
-class BridgeError(Exception):
-    """The bridge could not do what was asked; the message names the command and quotes PHP's stderr.
+@dataclass(frozen=True)
+class TemplateItem:
+    """Content of a template course (its shortname) or a .mbz backup, restored into an existing course."""
 
-    `done` holds the outcomes of delete_users chunks that finished before the failure (None = deleted).
-    """
+    course_id: int
+    template: str
+    mode: Literal["add", "replace"]
 
-    def __init__(self, message: str, done: dict[int, str | None] | None = None) -> None:
-        super().__init__(message)
-        self.done: dict[int, str | None] = done or {}
+
+@dataclass(frozen=True)
+class CourseReset:
+    """A course's reset: why it was not done (None: done), and reset_course_userdata()'s status lines
+    (`component: item: OK`, or the error in place of OK)."""
+
+    error: str | None
+    statuses: tuple[str, ...]
+
+    @classmethod
+    def from_line(cls, line: Mapping[str, Any]) -> CourseReset:
+        statuses = line.get("statuses")
+        return cls(item_error(dict(line)), tuple(str(s) for s in statuses) if isinstance(statuses, list) else ())
 
 
 class MoodleBridge:
@@ -67,6 +74,7 @@ class MoodleBridge:
         script: Path = BRIDGE_SCRIPT,
         timeout: float = TIMEOUT,
         seconds_per_user: float = SECONDS_PER_USER,
+        seconds_per_course: float = SECONDS_PER_COURSE,
         chunk_size: int = CHUNK,
     ) -> None:
         self.moodle_dir = moodle_dir
@@ -75,6 +83,7 @@ class MoodleBridge:
         self.script = script
         self.timeout = timeout
         self.seconds_per_user = seconds_per_user
+        self.seconds_per_course = seconds_per_course
         self.chunk_size = chunk_size
 
     @classmethod
@@ -93,7 +102,8 @@ class MoodleBridge:
     # -- commands ----------------------------------------------------------------------------
 
     async def info(self) -> dict[str, Any]:
-        """The site's release, version, database (dbhost, dbport, dbname, dbprefix), wwwroot and PHP version."""
+        """The site's release, version, database (dbhost, dbport, dbname, dbprefix), wwwroot, PHP version and
+        installed activity modules."""
         answer = await self._call({"command": "info"})
         if answer.get("protocol") != PROTOCOL:
             raise BridgeError(
@@ -116,33 +126,90 @@ class MoodleBridge:
             )
         return info
 
-    async def delete_users(self, ids: Sequence[int]) -> dict[int, str | None]:
+    async def delete_users(self, ids: Sequence[int], on_result: OnResult | None = None) -> dict[int, str | None]:
         """Delete users with Moodle's delete_user(): id -> None when deleted, else why not.
 
         Site administrators, the guest account, deleted and unknown users are refused per user. A call that
-        fails as a whole raises BridgeError, whose `done` holds the outcomes of the chunks before it.
+        fails as a whole raises BridgeError, whose `done` holds the users answered before the failure.
         """
-        wanted = list(dict.fromkeys(ids))
-        bad = [i for i in wanted if isinstance(i, bool) or not isinstance(i, int) or i <= 0]
-        if bad:
-            raise ValueError(f"user ids must be positive integers, not {bad[:5]}")
+        wanted = _ids(ids, "user")
         outcomes: dict[int, str | None] = {}
         for start in range(0, len(wanted), self.chunk_size):
             chunk = wanted[start : start + self.chunk_size]
-            timeout = self.timeout + self.seconds_per_user * len(chunk)
+            request = {"command": "delete_users", "userids": chunk}
             try:
-                answer = await self._call({"command": "delete_users", "userids": chunk}, timeout)
+                lines = await self._items(request, len(chunk), self.seconds_per_user, on_result, "users", "deleted")
             except BridgeError as exc:
-                raise BridgeError(str(exc), done=outcomes) from None
-            results = answer.get("results")
-            if not isinstance(results, list):
-                raise BridgeError(f"bridge delete_users: the answer has no results list: {answer!r:.200}", outcomes)
-            for result in results:
-                if isinstance(result, dict) and isinstance(result.get("id"), int):
-                    outcomes[result["id"]] = None if result.get("ok") is True else str(result.get("error") or "failed")
-            for missing in (i for i in chunk if i not in outcomes):
-                outcomes[missing] = "the bridge gave no outcome for this user"
+                raise BridgeError(str(exc), {**outcomes, **exc.done}, exc.items) from None
+            outcomes.update(_outcomes(lines, chunk, "user"))
         return outcomes
+
+    async def delete_courses(
+        self, course_ids: Sequence[int], on_result: OnResult | None = None
+    ) -> dict[int, str | None]:
+        """Delete courses with Moodle's delete_course(), then one fix_course_sortorder(): id -> None when deleted,
+        else why not (the front page and unknown courses are refused per course)."""
+        wanted = _ids(course_ids, "course")
+        if not wanted:
+            return {}
+        request = {"command": "delete_courses", "courseids": wanted}
+        lines = await self._items(request, len(wanted), self.seconds_per_course, on_result, "courses", "deleted")
+        return _outcomes(lines, wanted, "course")
+
+    async def reset_courses(
+        self, resets: Sequence[tuple[int, Mapping[str, Any]]], on_result: OnResult | None = None
+    ) -> dict[int, CourseReset]:
+        """Reset courses with Moodle's reset_course_userdata(): id -> its CourseReset.
+
+        Options are reset_course_userdata()'s own (`reset_events`: 1, `unenrol_users`: [role ids, 0 = users with no
+        role], ...), plus `modules`: activity modules whose reset form defaults apply first. Dates are not shifted.
+        A course named twice is a ValueError.
+        """
+        wanted = _ids([course for course, _ in resets], "course", unique=True)
+        if not wanted:
+            return {}
+        request = {"command": "reset_courses", "resets": [{"course": c, "options": dict(o)} for c, o in resets]}
+        lines = await self._items(request, len(wanted), self.seconds_per_course, on_result, "courses", "reset")
+        answered = {int(line["item"]): CourseReset.from_line(line) for line in lines}
+        missing = CourseReset("the bridge gave no outcome for this course", ())
+        return {course: answered.get(course, missing) for course in wanted}
+
+    async def restore_templates(
+        self, items: Sequence[TemplateItem], on_result: OnResult | None = None
+    ) -> dict[int, str | None]:
+        """Restore template content into existing courses, without users and keeping each course's own settings:
+        course id -> None when restored, else why not.
+
+        A template is a course shortname (its content is backed up afresh, once per call, as Moodle's course import
+        does) or a .mbz path, absolute or relative to the site directory (extracted once per call). `add` adds to
+        the course's content, `replace` replaces it (keeping its enrolments, roles, groups and groupings). A course
+        named twice with different templates or modes is a ValueError.
+        """
+        distinct = list(dict.fromkeys(items))
+        wanted = _ids([item.course_id for item in distinct], "course", unique=True)
+        bad = [item.mode for item in distinct if item.mode not in ("add", "replace")]
+        if bad:
+            raise ValueError(f"template modes are add or replace, not {bad[:5]}")
+        if not wanted:
+            return {}
+        request = {
+            "command": "restore_templates",
+            "items": [{"course": i.course_id, "template": i.template, "mode": i.mode} for i in distinct],
+        }
+        lines = await self._items(request, len(wanted), self.seconds_per_course, on_result, "courses", "restored into")
+        return _outcomes(lines, wanted, "course")
+
+    async def delete_categories(
+        self, category_ids: Sequence[int], on_result: OnResult | None = None
+    ) -> dict[int, str | None]:
+        """Delete empty categories, in the order given (leaves first), with Moodle's delete_full(): id -> None when
+        deleted, else why not (a category holding courses or subcategories is refused)."""
+        wanted = _ids(category_ids, "category")
+        if not wanted:
+            return {}
+        request = {"command": "delete_categories", "categoryids": wanted}
+        lines = await self._items(request, len(wanted), self.seconds_per_course, on_result, "categories", "deleted")
+        return _outcomes(lines, wanted, "category")
 
     async def purge(
         self,
@@ -180,32 +247,33 @@ class MoodleBridge:
     # -- one PHP process ---------------------------------------------------------------------
 
     async def _call(self, request: dict[str, Any], seconds: float | None = None) -> dict[str, Any]:
-        command = str(request["command"])
+        """A command's final answer."""
+        reply = await exchange(self._launch(str(request["command"])), request, seconds or self.timeout)
+        assert reply.answer is not None  # exchange() raises when there is none
+        return reply.answer
+
+    async def _items(
+        self,
+        request: dict[str, Any],
+        count: int,
+        per_item: float,
+        on_result: OnResult | None,
+        noun: str,
+        verb: str,
+    ) -> list[dict[str, Any]]:
+        """An item command's item lines; the time allowed grows with the items."""
+        reply = await exchange(
+            self._launch(str(request["command"])),
+            request,
+            self.timeout + per_item * count,
+            on_result,
+            unfinished=f"some of these {noun} may have been {verb}",
+        )
+        return reply.items
+
+    def _launch(self, command: str) -> Launch:
         self._check_paths(command)
-        argv = self.argv
-        try:
-            process = await asyncio.create_subprocess_exec(
-                *argv,
-                stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-            )
-        except FileNotFoundError:
-            what = "sudo (needed for [bridge] run_as)" if self.run_as else "the PHP command ([bridge] php)"
-            raise BridgeError(f"bridge {command}: {argv[0]!r} not found: install or set {what}") from None
-        except OSError as exc:
-            raise BridgeError(f"bridge {command}: cannot run {argv[0]!r}: {exc.strerror or exc}") from None
-        limit = self.timeout if seconds is None else seconds
-        try:
-            stdout, stderr = await asyncio.wait_for(process.communicate(json.dumps(request).encode()), limit)
-        except TimeoutError:
-            raise BridgeError(
-                f"bridge {command}: no answer after {limit:g} s, PHP stopped"
-                + (" (some of these users may have been deleted)" if command == "delete_users" else "")
-            ) from None
-        finally:
-            await _stop(process)
-        return self._answer(command, process.returncode, stdout, stderr)
+        return Launch(self.argv, self.script, self.run_as)
 
     def _check_paths(self, command: str) -> None:
         """Fail early and plainly on a wrong moodle_dir. With run_as, PHP (as that user) checks it instead."""
@@ -224,51 +292,22 @@ class MoodleBridge:
                 "moodle_dir must be the site directory holding config.php"
             )
 
-    def _answer(self, command: str, returncode: int | None, stdout: bytes, stderr: bytes) -> dict[str, Any]:
-        # The script writes one line; anything before it came from PHP code writing to STDOUT behind its back.
-        out = stdout.decode("utf-8", errors="replace").strip()
-        lines = out.splitlines()
-        if not lines:
-            raise BridgeError(
-                f"bridge {command}: the PHP process exited with code {returncode} and no answer{self._note(stderr)}"
-            )
-        try:
-            answer = json.loads(lines[-1])
-        except ValueError:
-            answer = None
-        if not isinstance(answer, dict) or not isinstance(answer.get("ok"), bool):
-            raise BridgeError(
-                f"bridge {command}: the answer is not the bridge's JSON (exit code {returncode}): "
-                f"{lines[-1][:200]!r}{self._note(stderr, out)}"
-            )
-        if not answer["ok"]:
-            raise BridgeError(f"bridge {command}: {answer.get('error') or 'failed'}{self._note(stderr)}")
-        return answer
 
-    def _note(self, stderr: bytes, stdout: str = "") -> str:
-        """A hint when the output says what to fix (php prints some of its own errors on stdout), and stderr's tail."""
-        text = stderr.decode("utf-8", errors="replace").strip()
-        said = f"{stdout}\n{text}"
-        hints = [hint.format(script=self.script, run_as=self.run_as) for needle, hint in _HINTS if needle in said]
-        note = "".join(f"\n  hint: {hint}" for hint in hints[:1])
-        if text:
-            tail = text[-STDERR_TAIL:]
-            note += "\n  PHP stderr: " + ("..." if len(text) > len(tail) else "") + tail.replace("\n", "\n    ")
-        return note
+def _ids(ids: Sequence[int], what: str, *, unique: bool = False) -> list[int]:
+    """Ids in order, each once; ValueError for one that is not a positive integer (or, with `unique`, repeats)."""
+    bad = [i for i in ids if isinstance(i, bool) or not isinstance(i, int) or i <= 0]
+    if bad:
+        raise ValueError(f"{what} ids must be positive integers, not {bad[:5]}")
+    wanted = list(dict.fromkeys(ids))
+    if unique and len(wanted) != len(ids):
+        raise ValueError(f"each {what} may be named once per call: {len(ids) - len(wanted)} named again")
+    return wanted
 
 
-async def _stop(process: asyncio.subprocess.Process) -> None:
-    """End a PHP process still running (timeout, or the caller was cancelled): TERM, which sudo passes on, then KILL."""
-    if process.returncode is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        process.terminate()
-    try:
-        await asyncio.wait_for(process.wait(), 5)
-    except TimeoutError:
-        with contextlib.suppress(ProcessLookupError):
-            process.kill()
-        await process.wait()
+def _outcomes(lines: list[dict[str, Any]], wanted: list[int], what: str) -> dict[int, str | None]:
+    """Id -> None when done, else why not, for every id asked about."""
+    answered = {int(line["item"]): item_error(line) for line in lines}
+    return {i: answered.get(i, f"the bridge gave no outcome for this {what}") for i in wanted}
 
 
 async def open_bridge(config: Config) -> MoodleBridge | None:

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from enum import IntEnum
 
 import polars as pl
-from sqlalchemy import String, cast, literal, update
+from sqlalchemy import String, cast, func, literal, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from .gateway import MoodleGateway, chunks
@@ -95,3 +95,18 @@ async def course_contexts(gateway: MoodleGateway, conn: AsyncConnection, course_
     if found.is_empty():
         return pl.DataFrame(schema=schema)
     return pl.DataFrame(found.rows(), schema=schema, orient="row").unique("courseid")
+
+
+async def move_contexts(gateway: MoodleGateway, conn: AsyncConnection, moves: Sequence[tuple[str, str]]) -> None:
+    """(old path, new path) of moved contexts: each, and every context below it, takes the new path prefix, and
+    their depth shifts by the difference (moodle-db-semantics §1.1). One UPDATE per moved context."""
+    table = gateway.schema.context
+    for old, new in moves:
+        if old == new:
+            continue
+        tail = func.substr(table.c.path, len(old) + 1)
+        await conn.execute(
+            update(table)
+            .where((table.c.path == old) | table.c.path.like(f"{old}/%"))
+            .values(path=literal(new, String) + tail, depth=table.c.depth + (depth_of(new) - depth_of(old)))
+        )

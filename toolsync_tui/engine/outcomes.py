@@ -29,6 +29,7 @@ OUTCOME_SCHEMA: dict[str, pl.DataType] = {
     "key": pl.String(),
     "message": pl.String(),
 }
+OutcomeRow = tuple[int, str | None, str, str, str, str]  # one OUTCOME_SCHEMA row, for row-by-row planners
 NOT_PROCESSED = "not processed"
 SHOWN_CHARS = 60  # a value quoted in a row message is cut to this many characters
 

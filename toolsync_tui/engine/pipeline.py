@@ -166,7 +166,9 @@ class _Run:
     @property
     def batch_size(self) -> int:
         size = self.config.settings.run.batch_size
-        return max(size, 10_000) if self.operation.read_only else size
+        size = max(size, 10_000) if self.operation.read_only else size
+        limit = self.operation.batch_limit
+        return min(size, limit) if limit else size
 
     async def execute(self, force: bool) -> RunResult:
         source = CommandFile.open(self.path, self.operation.columns, self.config.settings.files)
@@ -291,7 +293,7 @@ class _Run:
         except SQLAlchemyError as exc:
             return self._failure(rows, exc)
         self._check(rows, outcomes)
-        return outcomes
+        return await self.operation.after_commit(outcomes) if write else outcomes
 
     @staticmethod
     def _failure(rows: pl.DataFrame, exc: SQLAlchemyError) -> pl.DataFrame:

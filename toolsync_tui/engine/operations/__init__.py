@@ -8,10 +8,13 @@ from .base import Operation
 from .check import CourseExistenceCheck
 from .cohort_bindings import CohortBindingsOperation
 from .cohorts import CohortsOperation
+from .courses import CoursesOperation
+from .delete_courses import DeleteCourses
 from .enrols import EnrolsOperation
 from .group_members import GroupMembersOperation
 from .groups import GroupsOperation
 from .meta_bindings import MetaBindingsOperation
+from .reset_courses import ResetCourses
 from .user_lists import DeleteUsers, SuspendUsers
 from .users import UsersOperation
 
@@ -27,9 +30,9 @@ OPERATIONS: dict[str, OperationInfo] = {
     info.name: info
     for info in (
         OperationInfo("check", "Course existence check", CourseExistenceCheck),
-        OperationInfo("deletecourses", "Delete courses", None),
-        OperationInfo("resetcourses", "Reset courses", None),
-        OperationInfo("courses", "Create and update courses", None),
+        OperationInfo("deletecourses", "Delete courses", DeleteCourses),
+        OperationInfo("resetcourses", "Reset courses", ResetCourses),
+        OperationInfo("courses", "Create and update courses", CoursesOperation),
         OperationInfo("metacourses", "Metacourse bindings", MetaBindingsOperation),
         OperationInfo("users", "Create and update users", UsersOperation),
         OperationInfo("deleteusers", "Delete users", DeleteUsers),

@@ -27,6 +27,9 @@ class Operation(ABC):
     read_only: ClassVar[bool] = False
     # On MariaDB, a batch's write may run while the next batch is planned (plan_batch).
     overlaps_writes: ClassVar[bool] = False
+    # At most this many rows per batch, whatever run.batch_size says (None: no limit): rows that each run Moodle's
+    # PHP for seconds (a course delete) keep the progress moving and a failed call costs few rows.
+    batch_limit: ClassVar[int | None] = None
 
     def __init__(self, config: Config, gateway: MoodleGateway) -> None:
         self.config = config
@@ -58,6 +61,11 @@ class Operation(ABC):
         `await previous()` returns when the previous batch's write has ended: await it before any read that write
         may change."""
         raise NotImplementedError(f"{self.name} does not overlap its writes")
+
+    async def after_commit(self, outcomes: pl.DataFrame) -> pl.DataFrame:
+        """After a batch's transaction has committed (never in a dry run): work that needs the batch's rows visible to
+        other processes, such as the Moodle bridge. Returns the batch's outcomes, with detail rows added if need be."""
+        return outcomes
 
     def may_destroy(self, columns: Sequence[str]) -> bool:
         """Whether a file with these columns can lead to destructive actions (then the safety pre-pass runs)."""

@@ -35,10 +35,11 @@ from ..enrolment import EnrolmentEffects, EnrolmentSite, read_enrolment_site
 from ..gateway import MoodleGateway
 from ..group_membership import create_groups
 from ..lookup import KeyLookup
+from ..outcomes import OutcomeRow
 from ..users.site import UserSite
 from .base import Operation
 
-Outcome = tuple[int, str | None, str, str, str, str]
+Outcome = OutcomeRow
 DESTRUCTIVE = frozenset({"disable", "remove"})
 
 

@@ -46,7 +46,7 @@ from ..enrolments.pairs import fetch_tuples
 from ..gateway import MoodleGateway, chunks
 from ..groups.common import cells
 from ..lookup import KeyLookup
-from ..outcomes import OUTCOME_SCHEMA
+from ..outcomes import OUTCOME_SCHEMA, OutcomeRow
 from .base import BatchWrite, Operation, PreviousWrite
 
 COMMANDS = ("add", "del", "free", "delete")
@@ -65,7 +65,7 @@ TEXT = (
 )
 CATEGORY_CELLS = ("ccatcontext", "ccatcontextidnumber", "ccatcontextpath")  # a category by id, idnumber or path
 COHORT_COLUMNS = ["id", "name", "idnumber", "description", "visible", "contextid", "component"]
-Outcome = tuple[int, str | None, str, str, str, str]
+Outcome = OutcomeRow
 PAIR_SCHEMA: dict[str, type[pl.DataType]] = {"cohortid": pl.Int64, "userid": pl.Int64}
 
 
