@@ -172,7 +172,7 @@ async def test_bad_rows_fail_alone_with_line_column_and_what_was_expected(site: 
     report = report_of(result)
     assert result.counts == {"unchanged": 1, "failed": 7, "created": 2}, report
     for expected in (
-        "line 2: unchanged (exists) already exists; not updated ([operations.courses] forceupdate)",
+        "line 2: unchanged (exists) already exists; not updated ([operations.courses] forceupdate is off)",
         "line 3: failed (check) idnumber 'id-1' is taken by course id",
         "line 4: failed (check) category 'Science//Bio' is not a path of names",
         "line 5: failed (check) column newsitems: '12': expected a whole number from 0 to 10",
@@ -186,6 +186,10 @@ async def test_bad_rows_fail_alone_with_line_column_and_what_was_expected(site: 
         "OK1",
         "OK2",
     ]
+    backwards = await run_courses(
+        config, gateway, "shortname;fullname;startdate;enddate\nEND1;E;2026-09-01;2026-08-01\n"
+    )
+    assert "line 2: failed (check) the course would end (enddate) before it starts (startdate)" in report_of(backwards)
     tryback = result.tryback_path
     assert tryback is not None
     assert "NEW3;New;;;12;;" in tryback.read_text()
@@ -285,6 +289,18 @@ async def test_topics_self_guest_and_teachers(site: Site) -> None:
     assert "line 2: updated (update) updated: self disabled, sections" in report_of(update)
     sections = {s["section"]: s for s in await rows_of(gateway, gateway.schema.course_sections, course=t1["id"])}
     assert (sections[2]["name"], sections[2]["summary"]) == (None, "New summary")
+    again = await run_courses(config, gateway, "shortname;fullname;self;topic2\nT1;T;0;|New summary\n")
+    assert again.counts == {"unchanged": 1}, report_of(again)
+
+
+async def test_a_weeks_course_ends_with_its_last_week_after_updates(site: Site) -> None:
+    config, gateway = site
+    await run_courses(config, gateway, "shortname;fullname;format;startdate\nW1;W;weeks;2026-01-05\n")
+    config.set("operations.courses.forceupdate", True)
+    await run_courses(config, gateway, "shortname;fullname;startdate;topic6\nW1;W;2026-02-02;Week six\n")
+    week = await course(gateway, "W1")
+    days = (week["enddate"] - week["startdate"]) / 86400
+    assert 6 * 7 - 1 / 24 <= days <= 6 * 7 + 1 / 24  # six weeks, whatever daylight saving did
 
 
 async def test_the_same_course_twice_in_a_batch_applies_in_order(site: Site) -> None:

@@ -166,9 +166,10 @@ async def set_coursedisplay(
 
 async def write_sections(
     gateway: MoodleGateway, conn: AsyncConnection, wanted: Mapping[int, Sections], now: int
-) -> dict[int, int]:
-    """Create missing sections up to each course's `last`, and set the names and summaries of topicN columns (an
-    empty summary part keeps the stored summary); course id -> its highest section number afterwards."""
+) -> tuple[dict[int, int], set[int]]:
+    """Create missing sections up to each course's `last`, and set the names and summaries of topicN columns (no
+    summary part keeps the stored summary). Returns course id -> its highest section number afterwards, and the
+    courses whose sections changed."""
     table = gateway.schema.course_sections
     stored = await gateway.fetch_in(
         conn, table, "course", sorted(wanted), ["id", "course", "section", "name", "summary"]
@@ -176,6 +177,7 @@ async def write_sections(
     existing = {(int(c), int(n)): (int(i), name, summary) for i, c, n, name, summary in stored.iter_rows()}
     new, changes = [], []
     highest: dict[int, int] = {}
+    changed: set[int] = set()
     for course, sections in wanted.items():
         last = max([sections.last, *sections.topics, *(n for c, n in existing if c == course)])
         highest[course] = last
@@ -183,6 +185,7 @@ async def write_sections(
             name, summary = sections.topics.get(number, (None, None))
             if (course, number) not in existing:
                 new.append(_section(course, number, name or None, summary or "", now))
+                changed.add(course)
                 continue
             ident, stored_name, stored_summary = existing[(course, number)]
             change: dict[str, Any] = {}
@@ -192,9 +195,10 @@ async def write_sections(
                 change["summary"] = summary
             if change:
                 changes.append({"id": ident, **change, "timemodified": now})
+                changed.add(course)
     await gateway.insert_many(conn, table, new)
     await gateway.update_many(conn, table, "id", changes)
-    return highest
+    return highest, changed
 
 
 def _section(course: int, number: int, name: str | None, summary: str, now: int) -> dict[str, Any]:

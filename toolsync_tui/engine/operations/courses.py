@@ -23,8 +23,6 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal
 
 import polars as pl
@@ -33,10 +31,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from ...config import Config
 from ..bridge import BridgeError, MoodleBridge, TemplateItem, open_bridge
 from ..cache_purge import purge_after_run
-from ..categories import Category, CategoryIndex, create_paths, split_path
+from ..categories import Category, CategoryIndex, create_paths
 from ..command_file import LINE, ColumnSpec, FileProblem
 from ..contexts import move_contexts
+from ..courses.plan import CoursePlanner, Plan, failed, row_outcome
 from ..courses.site import SECTIONED_FORMATS, CourseSite, read_course_site
+from ..courses.teachers import find_accounts
 from ..courses.values import OPTIONAL, PATTERNS, TEACHER, CourseRow, parse_rows
 from ..courses.writes import (
     Sections,
@@ -44,7 +44,6 @@ from ..courses.writes import (
     add_format_options,
     automatic_end_courses,
     insert_courses,
-    new_course_record,
     next_cacherev,
     set_coursedisplay,
     set_enrol_statuses,
@@ -55,7 +54,6 @@ from ..courses.writes import (
 from ..enrolment import CourseEnrolments, EnrolmentEffects
 from ..enrolments.dirty_contexts import mark_contexts_dirty
 from ..gateway import MoodleGateway
-from ..lookup import KeyLookup, answers_by_value
 from ..outcomes import OUTCOME_SCHEMA, Outcome, OutcomeRow
 from ..sortorder import CATEGORY_EVENT, COURSE_EVENT, fix_course_sortorder
 from ..users.site import UserSite
@@ -63,16 +61,6 @@ from .base import Operation
 
 DEFAULT_TEACHER_ROLE = "teacher"  # tool_sync assigned this role (non-editing teacher) whatever teacherN_role said
 SITE_COURSE = 1
-
-
-@dataclass
-class Plan:
-    """What a round of rows does: its outcomes, and what the writes need."""
-
-    outcomes: list[OutcomeRow] = field(default_factory=list)
-    creates: list[tuple[CourseRow, dict[str, Any], Category]] = field(default_factory=list)
-    updates: list[tuple[CourseRow, dict[str, Any], dict[str, Any], Category | None]] = field(default_factory=list)
-    new_paths: dict[str, list[str]] = field(default_factory=dict)  # folded path -> names, categories to create
 
 
 class CoursesOperation(Operation):
@@ -85,6 +73,7 @@ class CoursesOperation(Operation):
         self.options = config.settings.operations.courses
         self.identifier = self.options.identifier
         self._site: CourseSite | None = None
+        self._planner: CoursePlanner | None = None
         self.categories = CategoryIndex()
         self.bridge: MoodleBridge | None = None
         self.bridge_problem: str | None = None
@@ -99,6 +88,12 @@ class CoursesOperation(Operation):
         if self._site is None:
             raise RuntimeError("prepare() must run before apply()")
         return self._site
+
+    @property
+    def planner(self) -> CoursePlanner:
+        if self._planner is None:
+            raise RuntimeError("prepare() must run before apply()")
+        return self._planner
 
     async def prepare(self, conn: AsyncConnection, columns: Sequence[str]) -> None:
         if self.identifier == "id":
@@ -124,11 +119,12 @@ class CoursesOperation(Operation):
                 self.gateway, course_identity="id", site_timezone=self.site.timezone, actor_id=users.actor_id
             )
             await self.enrolments.prepare(conn)
+        self._planner = CoursePlanner(self.gateway, self.options, self.site, self.categories, self.bridge)
 
     async def apply(self, conn: AsyncConnection, rows: pl.DataFrame, dry_run: bool) -> pl.DataFrame:
         now = _now()
         parsed = parse_rows(rows, self.identifier, self.site)
-        outcomes: list[OutcomeRow] = [_fail(r, r.problem) for r in parsed if r.problem]
+        outcomes: list[OutcomeRow] = [failed(r, r.problem) for r in parsed if r.problem]
         # A course named again in the batch waits for the next round, so that it sees what the row before did.
         rounds: list[list[CourseRow]] = []
         seen: Counter[str] = Counter()
@@ -150,13 +146,7 @@ class CoursesOperation(Operation):
     # -- one round: plan, then write -----------------------------------------------------------------
 
     async def _round(self, conn: AsyncConnection, rows: list[CourseRow], dry_run: bool, now: int) -> list[OutcomeRow]:
-        plan = Plan()
-        existing = answers_by_value(await self._lookup(self.identifier).resolve(conn, pl.Series([r.key for r in rows])))
-        taken = await self._taken(conn, rows)
-        templates = await self._template_courses(conn, rows)
-        claimed: dict[tuple[str, str], int] = {}  # (column, folded value) -> the line claiming it in this round
-        for row in rows:
-            self._plan_row(row, existing.get(row.key), taken, claimed, templates, plan, now)
+        plan = await self.planner.plan(conn, rows, now)
         stored = await stored_courses(self.gateway, conn, [int(c["id"]) for _, c, _, _ in plan.updates])
         if dry_run:
             return plan.outcomes + self._dry_outcomes(plan, stored)
@@ -175,125 +165,6 @@ class CoursesOperation(Operation):
         teachers = await self._teachers(conn, plan, created, now)
         return [*plan.outcomes, *self._created_outcomes(plan, created), *updated.values(), *teachers]
 
-    async def _taken(self, conn: AsyncConnection, rows: list[CourseRow]) -> dict[str, dict[str, dict[str, Any]]]:
-        """column -> folded value -> the course holding it, for the shortnames and idnumbers the rows give."""
-        taken: dict[str, dict[str, dict[str, Any]]] = {}
-        for column in ("shortname", "idnumber"):
-            values = [str(r.values[column]) for r in rows if r.values.get(column)]
-            found = answers_by_value(await self._lookup(column).resolve(conn, pl.Series(values, dtype=pl.String)))
-            taken[column] = {k.lower(): v for k, v in found.items() if v.get("id") is not None}
-        return taken
-
-    def _lookup(self, column: str) -> KeyLookup:
-        course = self.schema.course
-        return KeyLookup(self.gateway, course, column, ["id", "shortname", "idnumber", "category", "fullname"])
-
-    async def _template_courses(self, conn: AsyncConnection, rows: list[CourseRow]) -> dict[str, int]:
-        """Folded shortname -> id of the template courses the rows name (a .mbz file is not a course)."""
-        names = [r.template for r in rows if r.template and not _is_backup(r.template)]
-        if not names:
-            return {}
-        found = answers_by_value(await self._lookup("shortname").resolve(conn, pl.Series(names)))
-        return {k.lower(): int(v["id"]) for k, v in found.items() if v.get("id") is not None}
-
-    def _plan_row(
-        self,
-        row: CourseRow,
-        course: dict[str, Any] | None,
-        taken: dict[str, dict[str, dict[str, Any]]],
-        claimed: dict[tuple[str, str], int],
-        templates: dict[str, int],
-        plan: Plan,
-        now: int,
-    ) -> None:
-        exists = course is not None and course.get("id") is not None
-        if course is not None and int(course.get("matches") or 0) > 1:
-            return plan.outcomes.append(
-                _fail(row, f"{course['matches']} courses have the {self.identifier} '{row.key}'")
-            )
-        if exists and course is not None and int(course["id"]) == SITE_COURSE:
-            return plan.outcomes.append(
-                _fail(row, "this is the site's front page, which the course file cannot change")
-            )
-        if exists and not self.options.forceupdate:
-            return plan.outcomes.append(
-                _row(row, Outcome.UNCHANGED, "exists", "already exists; not updated ([operations.courses] forceupdate)")
-            )
-        own = int(course["id"]) if exists and course is not None else None
-        for column in ("shortname", "idnumber"):
-            value = str(row.values.get(column) or "")
-            holder = taken[column].get(value.lower()) if value else None
-            if holder is not None and int(holder["id"]) != own:
-                return plan.outcomes.append(
-                    _fail(row, f"{column} '{value}' is taken by course id {holder['id']} ('{holder['shortname']}')")
-                )
-            if value and claimed.setdefault((column, value.lower()), row.line) != row.line:
-                line = claimed[(column, value.lower())]
-                return plan.outcomes.append(_fail(row, f"{column} '{value}' is claimed by line {line} of this file"))
-        if not exists and not (row.values.get("fullname") and row.values.get("shortname")):
-            return plan.outcomes.append(_fail(row, "a new course needs a fullname and a shortname"))
-        problem = self._template_problem(row, exists, templates)
-        if problem:
-            return plan.outcomes.append(_fail(row, problem))
-        category, problem = self._category(row, exists, plan)
-        if problem:
-            return plan.outcomes.append(_fail(row, problem))
-        if exists and course is not None:
-            plan.updates.append((row, course, dict(row.values), category))
-        else:
-            assert category is not None
-            plan.creates.append((row, new_course_record(row.values, category, self.site, now), category))
-
-    def _template_problem(self, row: CourseRow, exists: bool, templates: dict[str, int]) -> str | None:
-        if not row.template or (exists and self.options.template_mode == "none"):
-            return None
-        if _is_backup(row.template):
-            path = Path(row.template)
-            if self.bridge is not None and not path.is_absolute():
-                path = self.bridge.moodle_dir / path
-            if self.bridge is not None and not self.bridge.run_as and not path.is_file():
-                return f"template: the backup file {path} does not exist"
-            return None
-        if row.template.lower() not in templates:
-            return f"template: no course with shortname '{row.template}' to copy content from"
-        return None
-
-    def _category(self, row: CourseRow, exists: bool, plan: Plan) -> tuple[Category | None, str | None]:
-        """The row's category (None: an existing course stays where it is); or why there is none."""
-        text = row.category
-        if not text or (exists and self.options.protect_category):
-            if exists:
-                return None, None
-            default = self.categories.details.get(self.site.default_category) or (
-                self.categories.details[min(self.categories.details)] if self.categories.details else None
-            )
-            return (default, None) if default else (None, "the site has no category to put the course in")
-        if self.options.category_identifier == "idnumber":
-            found = self.categories.by_idnumber(text)
-            return (self.categories.details[found], None) if found else (None, f"no category has the idnumber '{text}'")
-        if text.isdigit():
-            found = self.categories.by_id(text)
-            return (self.categories.details[found], None) if found else (None, f"no category has the id {text}")
-        names = split_path(text)
-        if names is None:
-            return None, f"category '{text}' is not a path of names like Top/Sub (an empty or too long name)"
-        found = self.categories.by_names(names)
-        if found:
-            return self.categories.details[found], None
-        plan.new_paths.setdefault("/".join(names).lower(), names)
-        # A category to create: id 0 until then, its names path where the context path will be (see _placed).
-        return Category(0, len(names), "", self.options.new_categories_visible, "/".join(names)), None
-
-    # -- writes ---------------------------------------------------------------------------------------
-
-    def _placed(self, category: Category) -> Category:
-        """A category planned by path (id 0) as created since."""
-        if category.id:
-            return category
-        found = self.categories.by_names(category.context_path.split("/"))
-        assert found is not None
-        return self.categories.details[found]
-
     async def _create(self, conn: AsyncConnection, plan: Plan, now: int) -> dict[int, int]:
         """The new courses; line -> course id."""
         if not plan.creates:
@@ -301,7 +172,7 @@ class CoursesOperation(Operation):
         records = []
         placed: dict[int, Category] = {}
         for _, record, category in plan.creates:
-            real = self._placed(category)
+            real = self.planner.placed(category)
             record["category"] = real.id
             placed[real.id] = real
             records.append(record)
@@ -313,7 +184,7 @@ class CoursesOperation(Operation):
             lines[row.line]: Sections(self._numsections(str(record["format"])), row.topics)
             for row, record, _ in plan.creates
         }
-        highest = await write_sections(self.gateway, conn, sections, now)
+        highest, _ = await write_sections(self.gateway, conn, sections, now)
         await add_default_instances(
             self.gateway, conn, self.site, {lines[row.line]: row.enrol_status for row, _, _ in plan.creates}, now
         )
@@ -365,7 +236,7 @@ class CoursesOperation(Operation):
             change = {k: v for k, v in values.items() if current.get(k) != v and k != "timecreated"}
             if "visible" in change:
                 change["visibleold"] = change["visible"]
-            target = self._placed(category) if category is not None else None
+            target = self.planner.placed(category) if category is not None else None
             if target is not None and target.id != int(current["category"]):
                 change["category"] = target.id
                 moves.append((row.line, ident, target))
@@ -390,27 +261,29 @@ class CoursesOperation(Operation):
         await self._move(conn, moves, now)
         await add_format_options(self.gateway, conn, self.site, formats)
         shown = await set_coursedisplay(self.gateway, conn, displays)
-        highest = await write_sections(self.gateway, conn, sections, now) if sections else {}
+        highest, renamed = await write_sections(self.gateway, conn, sections, now)
         enrol_words = await set_enrol_statuses(self.gateway, conn, self.site, statuses, now)
         lines = {int(course["id"]): row.line for row, course, _, _ in plan.updates}
         for ident, said in enrol_words.items():
             words[lines[ident]] += said
-        touched = {c for c in sections} | {c for c in displays if shown} | set(formats)
-        if touched:
-            await self._bump(conn, touched - {int(c["id"]) for c in changes}, stored, now)
+        touched = renamed | {c for c in displays if shown} | set(formats)
         by_id = {int(c["id"]): c for c in changes}
+        await self._bump(conn, touched - set(by_id), stored, now)
+        # format_weeks' observers move the end date when the start date or the sections change.
         weeks = {
             ident: int(by_id.get(ident, {}).get("startdate", stored[ident]["startdate"]))
-            for ident in {i for i, c in by_id.items() if "startdate" in c} | set(highest)
+            for ident in {i for i, c in by_id.items() if "startdate" in c or "format" in c} | renamed
             if str(by_id.get(ident, {}).get("format", stored[ident]["format"])) == "weeks"
         }
-        await self._weeks_end_dates(conn, weeks, highest or await self._last_sections(conn, list(weeks)))
+        last = await self._last_sections(conn, [c for c in weeks if c not in highest])
+        await self._weeks_end_dates(conn, weeks, highest | last)
         for row, course, _, _ in plan.updates:
-            said = words[row.line] + (["sections"] if int(course["id"]) in sections else [])
+            said = words[row.line] + (["sections"] if int(course["id"]) in renamed else [])
             if said:
-                outcomes[row.line] = _row(row, Outcome.UPDATED, "update", f"updated: {', '.join(dict.fromkeys(said))}")
+                message = f"updated: {', '.join(dict.fromkeys(said))}"
+                outcomes[row.line] = row_outcome(row, Outcome.UPDATED, "update", message)
             else:
-                outcomes[row.line] = _row(row, Outcome.UNCHANGED, "update", "up to date")
+                outcomes[row.line] = row_outcome(row, Outcome.UNCHANGED, "update", "up to date")
         if changes or touched:
             self.events.add(COURSE_EVENT)
         return outcomes
@@ -458,7 +331,7 @@ class CoursesOperation(Operation):
         wanted = [(row, part, account, role) for line, row in lines.items() for part, account, role in row.teachers]
         if not wanted:
             return []
-        users = await self._accounts(conn, [account for _, _, account, _ in wanted])
+        users = await find_accounts(self.gateway, conn, [account for _, _, account, _ in wanted])
         requests = pl.DataFrame(
             {
                 LINE: [row.line for row, *_ in wanted],
@@ -487,41 +360,20 @@ class CoursesOperation(Operation):
             rows.append((line, part, outcome, action, key, message))
         return rows
 
-    async def _accounts(self, conn: AsyncConnection, accounts: list[str]) -> dict[str, int]:
-        """Folded account -> user id: by id when numeric, else by username, else by e-mail when it names one user."""
-        user = self.schema.user
-        found: dict[str, int] = {}
-        live = (user.c.deleted == 0) & (user.c.id > 1)
-        numbers = sorted({int(a) for a in accounts if a.isdigit()})
-        if numbers:
-            rows = await self.gateway.fetch_in(conn, user, "id", numbers, ["id"], where=live)
-            found |= {str(i): int(i) for (i,) in rows.iter_rows()}
-        texts = sorted({a for a in accounts if not a.isdigit()})
-        for column in ("username", "email"):
-            rest = [a for a in texts if a.lower() not in found]
-            if not rest:
-                break
-            rows = await self.gateway.fetch_in(conn, user, column, rest, ["id", column], where=live, casefold=True)
-            counts = Counter(str(v).lower() for _, v in rows.iter_rows())
-            found |= {str(v).lower(): int(i) for i, v in rows.iter_rows() if counts[str(v).lower()] == 1}
-        return found
-
-    # -- outcomes -------------------------------------------------------------------------------------
-
     def _created_outcomes(self, plan: Plan, created: dict[int, int]) -> list[OutcomeRow]:
         rows = []
         for row, _record, category in plan.creates:
-            where = self.categories.path_of(self._placed(category).id)
+            where = self.categories.path_of(self.planner.placed(category).id)
             new = " (new category)" if not category.id else ""
             message = f"created with id {created[row.line]} in {where}{new}"
-            rows.append(_row(row, Outcome.CREATED, "create", message))
+            rows.append(row_outcome(row, Outcome.CREATED, "create", message))
         return rows
 
     def _dry_outcomes(self, plan: Plan, stored: dict[int, dict[str, Any]]) -> list[OutcomeRow]:
         rows = []
         for row, _, category in plan.creates:
             where = self.categories.path_of(category.id) if category.id else f"{category.context_path} (new category)"
-            rows.append(_row(row, Outcome.CREATED, "create", f"would be created in {where}"))
+            rows.append(row_outcome(row, Outcome.CREATED, "create", f"would be created in {where}"))
             rows += [
                 (
                     row.line,
@@ -541,9 +393,9 @@ class CoursesOperation(Operation):
             change += ["sections"] if row.topics else []
             change += [f"{p} method" for p in row.enrol_status]
             if change:
-                rows.append(_row(row, Outcome.UPDATED, "update", f"would be updated: {', '.join(change)}"))
+                rows.append(row_outcome(row, Outcome.UPDATED, "update", f"would be updated: {', '.join(change)}"))
             else:
-                rows.append(_row(row, Outcome.UNCHANGED, "update", "up to date"))
+                rows.append(row_outcome(row, Outcome.UNCHANGED, "update", "up to date"))
         return rows
 
     # -- after the batch ------------------------------------------------------------------------------
@@ -610,17 +462,5 @@ class CoursesOperation(Operation):
         return notes + await purge_after_run(self.bridge, self.effects)
 
 
-def _is_backup(template: str) -> bool:
-    return ".mbz" in template.lower()
-
-
 def _now() -> int:
     return int(time.time())
-
-
-def _row(row: CourseRow, outcome: Outcome, action: str, message: str) -> OutcomeRow:
-    return (row.line, None, outcome.value, action, row.key, message)
-
-
-def _fail(row: CourseRow, why: str | None) -> OutcomeRow:
-    return _row(row, Outcome.FAILED, "check", why or "failed")
