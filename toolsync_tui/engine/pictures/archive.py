@@ -1,0 +1,177 @@
+"""Read picture entries from a zip archive in memory, never extracting anything to disk.
+
+The archive comes from outside and is treated as hostile: names are checked (no traversal,
+no absolute paths), links and encrypted entries are refused, and every size is capped by what
+is really decompressed, not by what the headers claim.
+"""
+
+from __future__ import annotations
+
+import lzma
+import posixpath
+import re
+import stat
+import zipfile
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+MB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one archive may hold before it is refused (a zip bomb or a mistake).
+
+    max_entries: entries in the central directory, folders included (100,000: a very large site's users).
+    max_entry_bytes: uncompressed bytes of one entry (30 MB: above any real profile picture).
+    max_total_bytes: uncompressed bytes read from the whole archive (4 GB).
+    max_ratio: uncompressed/compressed size allowed for entries over ratio_floor bytes (100:1;
+        JPEG and PNG hardly compress, a bomb compresses ~1000:1; small entries are exempt because
+        a tiny flat image can legitimately compress very well).
+    """
+
+    max_entries: int = 100_000
+    max_entry_bytes: int = 30 * MB
+    max_total_bytes: int = 4 * 1024 * MB
+    max_ratio: int = 100
+    ratio_floor: int = 1 * MB
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A readable file of the archive: name is its path inside the zip, value its file name without extension."""
+
+    name: str
+    value: str
+    data: bytes
+
+
+@dataclass(frozen=True)
+class BadEntry:
+    """An entry that cannot be used, with the reason in plain words."""
+
+    name: str
+    value: str
+    problem: str
+
+
+class ArchiveProblem(Exception):
+    """The archive as a whole cannot be read (not a zip, too many entries, too much data)."""
+
+
+_DRIVE = re.compile(r"^[A-Za-z]:")
+
+
+def _human(size: int) -> str:
+    return f"{size / MB:,.0f} MB" if size >= MB else f"{size:,} bytes"
+
+
+def value_of(name: str) -> str:
+    """The file name without its last extension: 'sub/dir/jdoe.jpg' -> 'jdoe'."""
+    base = posixpath.basename(name.replace("\\", "/"))
+    return posixpath.splitext(base)[0]
+
+
+def _name_problem(name: str) -> str | None:
+    # Nothing is ever extracted, but the names end up in reports and maybe paths later on:
+    # refuse what would escape a folder on any system.
+    if "\\" in name:
+        return "its path contains a backslash"
+    if name.startswith("/"):
+        return "its path is absolute"
+    if _DRIVE.match(name):
+        return "its path starts with a drive letter"
+    if ".." in name.split("/"):
+        return "its path goes up a folder ('..')"
+    return None
+
+
+def _skipped(name: str) -> bool:
+    """macOS resource forks (__MACOSX/, ._x.jpg) and hidden files or folders are not pictures."""
+    parts = name.split("/")
+    return "__MACOSX" in parts or any(part.startswith(".") and part != "." for part in parts)
+
+
+def _kind_problem(info: zipfile.ZipInfo) -> str | None:
+    mode = info.external_attr >> 16
+    if stat.S_ISLNK(mode):
+        return "it is a symbolic link"
+    # Zips made on Unix carry the file type; a type that is neither file nor folder is a device or pipe.
+    if stat.S_IFMT(mode) and not stat.S_ISREG(mode) and not stat.S_ISDIR(mode):
+        return "it is not a regular file"
+    if info.flag_bits & 0x1:
+        return "it is encrypted (password-protected)"
+    return None
+
+
+def _size_problem(info: zipfile.ZipInfo, limits: Limits) -> str | None:
+    if info.file_size > limits.max_entry_bytes:
+        return f"it is larger than {_human(limits.max_entry_bytes)} uncompressed"
+    if info.file_size > limits.ratio_floor and info.file_size > info.compress_size * limits.max_ratio:
+        return f"it compresses more than {limits.max_ratio}:1 (a zip bomb?)"
+    return None
+
+
+# What a damaged or hostile entry can raise while it is decompressed (bz2 raises OSError).
+_READ_ERRORS = (zipfile.BadZipFile, zlib.error, lzma.LZMAError, EOFError, OSError, RuntimeError)
+
+
+def _read(zf: zipfile.ZipFile, info: zipfile.ZipInfo, limits: Limits) -> bytes | str:
+    """The entry's bytes, or the problem. Reads at most max_entry_bytes + 1 whatever the header says."""
+    try:
+        with zf.open(info) as stream:
+            data = stream.read(limits.max_entry_bytes + 1)
+    except NotImplementedError:
+        return "it uses a compression method that cannot be read"
+    except _READ_ERRORS as error:
+        return f"it is damaged ({error})"
+    if len(data) > limits.max_entry_bytes:
+        return f"it is larger than {_human(limits.max_entry_bytes)} uncompressed"
+    if len(data) != info.file_size:
+        # zipfile stops at the declared size, so a header that understates it shows up as a CRC error
+        # above; one that overstates it ends here.
+        return f"its recorded size ({info.file_size:,} bytes) does not match its content ({len(data):,} bytes)"
+    if len(data) > limits.ratio_floor and len(data) > max(info.compress_size, 1) * limits.max_ratio:
+        return f"it compresses more than {limits.max_ratio}:1 (a zip bomb?)"
+    return data
+
+
+def iter_entries(path: str | Path, limits: Limits | None = None) -> Iterator[Entry | BadEntry]:
+    """Every file of the archive, in every folder, as an Entry or a BadEntry; folders and hidden files skipped.
+
+    Raises ArchiveProblem (on the first next(), as this is a generator) when the file is not a readable
+    zip or holds too many entries, and midway when the data read would pass max_total_bytes.
+    """
+    limits = limits or Limits()
+    try:
+        zf = zipfile.ZipFile(path)
+    except zipfile.BadZipFile as error:
+        raise ArchiveProblem(f"{path} is not a zip archive ({error})") from error
+    except (OSError, EOFError, ValueError) as error:
+        raise ArchiveProblem(f"{path} cannot be read ({error})") from error
+    with zf:
+        infos = zf.infolist()
+        if len(infos) > limits.max_entries:
+            raise ArchiveProblem(f"{path} holds {len(infos):,} entries, more than the {limits.max_entries:,} allowed")
+        total = 0
+        for info in infos:
+            name = info.filename
+            if info.is_dir():
+                continue
+            problem = _name_problem(name)
+            if problem is None and _skipped(name):
+                continue
+            problem = problem or _kind_problem(info) or _size_problem(info, limits)
+            if problem is not None:
+                yield BadEntry(name, value_of(name), problem)
+                continue
+            result = _read(zf, info, limits)
+            if isinstance(result, str):
+                yield BadEntry(name, value_of(name), result)
+                continue
+            total += len(result)
+            if total > limits.max_total_bytes:
+                raise ArchiveProblem(f"{path} expands to more than {_human(limits.max_total_bytes)}")
+            yield Entry(name, value_of(name), result)
