@@ -106,24 +106,26 @@ def next_cacherev(stored: int | None, now: int) -> int:
 async def insert_courses(
     gateway: MoodleGateway,
     conn: AsyncConnection,
-    site: CourseSite,
     records: Sequence[dict[str, Any]],
     categories: Mapping[int, Category],
-) -> dict[str, tuple[int, int]]:
-    """The course rows and their contexts; shortname -> (course id, context id). Shortnames are free (checked)."""
+) -> dict[str, int]:
+    """The course rows and their contexts; shortname -> course id. The shortnames are free (checked before)."""
     if not records:
         return {}
     course = gateway.schema.course
     await gateway.insert_many(conn, course, records)
+    # Read back by shortname among the unsorted rows: fix_course_sortorder() has not placed them yet.
     found = await gateway.fetch_in(
         conn, course, "shortname", [r["shortname"] for r in records], ["id", "shortname"], where=course.c.sortorder == 0
     )
     ids = {str(shortname): int(ident) for ident, shortname in found.iter_rows()}
-    category_of = {ids[r["shortname"]]: categories[r["category"]] for r in records}
-    contexts = await create_contexts(
-        gateway, conn, ContextLevel.COURSE, [(c, category.context_path) for c, category in category_of.items()]
+    await create_contexts(
+        gateway,
+        conn,
+        ContextLevel.COURSE,
+        [(ids[r["shortname"]], categories[r["category"]].context_path) for r in records],
     )
-    return {r["shortname"]: (ids[r["shortname"]], contexts[ids[r["shortname"]]][0]) for r in records}
+    return {r["shortname"]: ids[r["shortname"]] for r in records}
 
 
 async def add_format_options(

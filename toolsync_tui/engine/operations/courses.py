@@ -176,8 +176,8 @@ class CoursesOperation(Operation):
             record["category"] = real.id
             placed[real.id] = real
             records.append(record)
-        ids = await insert_courses(self.gateway, conn, self.site, records, placed)
-        lines = {row.line: ids[record["shortname"]][0] for row, record, _ in plan.creates}
+        ids = await insert_courses(self.gateway, conn, records, placed)
+        lines = {row.line: ids[record["shortname"]] for row, record, _ in plan.creates}
         formats = {lines[row.line]: (str(record["format"]), row.coursedisplay) for row, record, _ in plan.creates}
         await add_format_options(self.gateway, conn, self.site, formats)
         sections = {
