@@ -17,12 +17,11 @@ from dataclasses import dataclass, field
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from .contexts import ContextLevel, create_contexts
+from .contexts import SYSTEM_CONTEXT_PATH, ContextLevel, create_contexts
 from .gateway import MoodleGateway
 
 PATH_SEPARATOR = "/"
 ROOT = 0  # the parent of top-level categories
-SYSTEM_CONTEXT_PATH = "/1"
 NAME_MAX = 255  # course_categories.name
 
 

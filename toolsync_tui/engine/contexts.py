@@ -14,6 +14,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from .gateway import MoodleGateway, chunks
 
+SYSTEM_CONTEXT_PATH = "/1"  # the system context: id 1, the root of every path
+SITE_COURSE = 1  # the front page course, whose context hangs under the system context
+
 # Up to this many distinct parents in one call, the paths are set by one UPDATE per parent; beyond, per row.
 SET_BASED_PARENTS = 8
 

@@ -24,13 +24,11 @@ import polars as pl
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from .contexts import ContextLevel, child_path, move_contexts
+from .contexts import SITE_COURSE, SYSTEM_CONTEXT_PATH, ContextLevel, child_path, move_contexts
 from .gateway import MoodleGateway
 
 MAX_COURSES_IN_CATEGORY: Final = 10_000  # unless $CFG->maxcoursesincategory
 MAX_COURSE_CATEGORIES: Final = 10_000
-SITE_COURSE: Final = 1
-SYSTEM_CONTEXT_PATH: Final = "/1"
 CATEGORY_EVENT: Final = "changesincoursecat"
 COURSE_EVENT: Final = "changesincourse"
 

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from ...config import CoursesSettings
 from ..bridge import MoodleBridge
 from ..categories import Category, CategoryIndex, split_path
+from ..contexts import SITE_COURSE
 from ..gateway import MoodleGateway
 from ..lookup import KeyLookup, answers_by_value
 from ..outcomes import Outcome, OutcomeRow
@@ -26,7 +27,6 @@ from .site import CourseSite
 from .values import CourseRow
 from .writes import new_course_record
 
-SITE_COURSE = 1
 FORCEUPDATE = "[operations.courses] forceupdate"
 
 

@@ -33,7 +33,7 @@ from ..bridge import BridgeError, MoodleBridge, TemplateItem, open_bridge
 from ..cache_purge import purge_after_run
 from ..categories import Category, CategoryIndex, create_paths
 from ..command_file import LINE, ColumnSpec, FileProblem
-from ..contexts import move_contexts
+from ..contexts import child_path, course_contexts, move_contexts
 from ..courses.plan import CoursePlanner, Plan, failed, row_outcome
 from ..courses.site import SECTIONED_FORMATS, CourseSite, read_course_site
 from ..courses.teachers import find_accounts
@@ -60,7 +60,6 @@ from ..users.site import UserSite
 from .base import Operation
 
 DEFAULT_TEACHER_ROLE = "teacher"  # tool_sync assigned this role (non-editing teacher) whatever teacherN_role said
-SITE_COURSE = 1
 
 
 class CoursesOperation(Operation):
@@ -224,7 +223,7 @@ class CoursesOperation(Operation):
         """The updates of existing courses; line -> its outcome (updated or unchanged)."""
         outcomes: dict[int, OutcomeRow] = {}
         changes: list[dict[str, Any]] = []
-        moves: list[tuple[int, int, Category]] = []
+        moves: list[tuple[int, Category]] = []
         sections: dict[int, Sections] = {}
         statuses: dict[int, dict[str, int]] = {}
         displays: dict[int, tuple[str, int]] = {}
@@ -239,7 +238,7 @@ class CoursesOperation(Operation):
             target = self.planner.placed(category) if category is not None else None
             if target is not None and target.id != int(current["category"]):
                 change["category"] = target.id
-                moves.append((row.line, ident, target))
+                moves.append((ident, target))
             fmt = str(change.get("format", current["format"]))
             if "format" in change:
                 formats[ident] = (fmt, row.coursedisplay)
@@ -299,28 +298,17 @@ class CoursesOperation(Operation):
         found = await self.gateway.fetch_in(conn, table, "course", ids, ["course", "section"])
         return {int(c): int(n) for c, n in found.group_by("course").agg(pl.col("section").max()).iter_rows()}
 
-    async def _move(self, conn: AsyncConnection, moves: list[tuple[int, int, Category]], now: int) -> None:
+    async def _move(self, conn: AsyncConnection, moves: list[tuple[int, Category]], now: int) -> None:
         """Courses moved to another category: their context subtree follows, and is marked dirty."""
         if not moves:
             return
-        context = self.schema.context
-        found = await self.gateway.fetch_in(
-            conn,
-            context,
-            "instanceid",
-            [c for _, c, _ in moves],
-            ["id", "instanceid", "path"],
-            where=context.c.contextlevel == 50,
-        )
-        paths = {int(instance): (int(ctx), str(path)) for ctx, instance, path in found.iter_rows()}
+        found = await course_contexts(self.gateway, conn, [c for c, _ in moves])
+        paths = {int(course): (int(ctx), str(path)) for course, ctx, path in found.iter_rows()}
+        moved = [(c, target) for c, target in moves if c in paths]
         await move_contexts(
-            self.gateway,
-            conn,
-            [(paths[c][1], f"{target.context_path}/{paths[c][0]}") for _, c, target in moves if c in paths],
+            self.gateway, conn, [(paths[c][1], child_path(target.context_path, paths[c][0])) for c, target in moved]
         )
-        await mark_contexts_dirty(
-            self.gateway, conn, [paths[c][0] for _, c, _ in moves if c in paths], now, self.site.session_timeout
-        )
+        await mark_contexts_dirty(self.gateway, conn, [paths[c][0] for c, _ in moved], now, self.site.session_timeout)
 
     async def _teachers(self, conn: AsyncConnection, plan: Plan, created: dict[int, int], now: int) -> list[OutcomeRow]:
         """teacherN_account/teacherN_role: enrolled through the course's manual method, detail outcomes per N."""

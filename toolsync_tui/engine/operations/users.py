@@ -22,7 +22,7 @@ from ..bridge import MoodleBridge, open_bridge
 from ..cache_purge import purge_after_run
 from ..cohort_membership import CohortMemberships
 from ..command_file import LINE, FileProblem
-from ..contexts import ContextLevel, create_contexts
+from ..contexts import SYSTEM_CONTEXT_PATH, ContextLevel, create_contexts
 from ..enrolment import CourseEnrolments, EnrolmentEffects
 from ..gateway import MoodleGateway
 from ..invalidation import end_sessions, mark_users_dirty
@@ -429,7 +429,7 @@ class UsersOperation(Operation):
         )
         by_name = dict(zip(made["username"].to_list(), made["id"].to_list(), strict=True))
         ids = {line: by_name[name] for line, name in creates.select(LINE, "username").iter_rows()}
-        await create_contexts(self.gateway, conn, ContextLevel.USER, [(i, "/1") for i in ids.values()])
+        await create_contexts(self.gateway, conn, ContextLevel.USER, [(i, SYSTEM_CONTEXT_PATH) for i in ids.values()])
         with_ids = creates.with_columns(pl.col(LINE).replace_strict(ids, return_dtype=pl.Int64).alias(USERID))
         if self.profile_columns:
             await write_profile_data(

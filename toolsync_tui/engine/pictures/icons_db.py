@@ -16,7 +16,7 @@ from typing import Any, Final
 from sqlalchemy import and_
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ..contexts import ContextLevel, create_contexts
+from ..contexts import SYSTEM_CONTEXT_PATH, ContextLevel, create_contexts
 from ..gateway import MoodleGateway
 from .filepool import FilePool
 
@@ -26,7 +26,6 @@ ITEMID: Final = 0
 FILEPATH: Final = "/"
 DIRECTORY: Final = "."
 EMPTY_SHA1: Final = hashlib.sha1(b"").hexdigest()
-SYSTEM_CONTEXT_PATH: Final = "/1"
 
 
 @dataclass(frozen=True)
