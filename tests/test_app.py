@@ -14,6 +14,7 @@ from toolsync_tui.engine import pipeline
 from toolsync_tui.engine.operations import OPERATIONS
 from toolsync_tui.engine.pipeline import SafetyStop
 from toolsync_tui.engine.run_lock import RunLock
+from toolsync_tui.formatting import file_size
 from toolsync_tui.screens import run as run_module
 from toolsync_tui.screens.confirm import ConfirmScreen
 from toolsync_tui.screens.dashboard import DashboardScreen
@@ -62,7 +63,9 @@ def free_loopback_port() -> int:
 # -- dashboard and header ----------------------------------------------------------------------
 
 
-async def test_dashboard_lists_every_operation_and_marks_unavailable_ones(sandbox: Config) -> None:
+async def test_dashboard_lists_every_operation_with_its_files(sandbox: Config) -> None:
+    inbox = sandbox.data_dir / "inbox"
+    (inbox / "userpictures_b.zip").write_bytes((inbox / "userpictures_sample.zip").read_bytes())
     app = ToolsyncApp(sandbox)
     async with app.run_test(size=SIZE) as pilot:
         assert app.site_loader is not None
@@ -73,8 +76,12 @@ async def test_dashboard_lists_every_operation_and_marks_unavailable_ones(sandbo
         assert table.row_count == len(OPERATIONS) == 14
         rows = {name: [str(cell) for cell in table.get_row(name)] for name in OPERATIONS}
         assert rows["check"][:3] == ["check", "courses.csv", "260 Bytes"]
-        for name, info in OPERATIONS.items():
-            assert (rows[name][1] == "not available yet") is (info.implementation is None), name
+        # Every picture archive of the inbox, counted, their sizes added.
+        size = 2 * (inbox / "userpictures_sample.zip").stat().st_size
+        assert rows["pictures"][1:3] == ["userpictures_*.zip (2)", file_size(size)]
+        await pilot.press(*["down"] * (len(OPERATIONS) - 1))
+        await pilot.pause()
+        assert text_of(app.screen, "#detail").endswith("userpictures_b.zip, userpictures_sample.zip")
         assert "SANDBOX" in text_of(app.screen, "#site-badge")
         detail = text_of(app.screen, "#site-detail")
         assert detail.startswith("sandbox.sqlite · prefix mdl_ · Moodle 4.5")
@@ -154,6 +161,32 @@ async def test_run_check_shows_the_summary_and_writes_the_report(sandbox: Config
         assert [str(c) for c in app.screen.query_one(DataTable).get_row("check")][2] == "missing"
 
 
+async def test_pictures_run_each_archive_in_turn_with_its_own_files(sandbox: Config) -> None:
+    inbox = sandbox.data_dir / "inbox"
+    (inbox / "userpictures_b.zip").write_bytes((inbox / "userpictures_sample.zip").read_bytes())
+    app = ToolsyncApp(sandbox)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press(*["down"] * (len(OPERATIONS) - 1))
+        screen = await start_run(app, pilot, "r")
+        assert screen.error is None
+        # The sandbox has the admin account only: jdoe, asmith and bprof come with the users sample.
+        assert [result.source.name for result in screen.results] == ["userpictures_b.zip", "userpictures_sample.zip"]
+        assert [result.counts for result in screen.results] == [
+            {"created": 1, "failed": 3},
+            {"unchanged": 1, "failed": 3},
+        ]
+        assert all(result.archive_path is not None and result.archive_path.is_file() for result in screen.results)
+        assert "created 1   updated 0   deleted 0   unchanged 1   skipped 0   failed 6" in text_of(screen, "#counters")
+        summary = text_of(screen, "#summary").splitlines()
+        assert summary[0] == "userpictures_b.zip: 4 rows were processed in " + summary[0].split(" in ")[1]
+        assert any(line.startswith("userpictures_sample.zip: 4 rows were processed") for line in summary)
+        log = screen.query_one(Log).lines
+        assert "-- userpictures_sample.zip (2 of 2)" in log
+        assert "line 1: created (picture) admin.jpg: user admin (id 2)" in log
+        assert "line 2: failed (picture) students/jdoe.png: no user has username 'jdoe'" in log
+        assert list(inbox.glob("userpictures_*")) == []
+
+
 async def test_enter_runs_the_chosen_operation(sandbox: Config) -> None:
     app = ToolsyncApp(sandbox)
     async with app.run_test(size=SIZE) as pilot:
@@ -228,22 +261,6 @@ async def test_quit_while_running_cancels_first(sandbox: Config) -> None:
         assert screen.result.report_path is not None
         assert screen.result.report_path.is_file()
         await wait_until(lambda: not app.is_running)
-
-
-async def test_run_on_unavailable_operation_only_notifies(sandbox: Config, monkeypatch: pytest.MonkeyPatch) -> None:
-    app = ToolsyncApp(sandbox)
-    notes = record_notifications(app, monkeypatch)
-    async with app.run_test(size=SIZE) as pilot:
-        await pilot.press(*["down"] * (len(OPERATIONS) - 1), "r")  # pictures, the last one
-        await pilot.pause()
-        assert isinstance(app.screen, DashboardScreen)
-        assert len(app.screen_stack) == 2  # the default screen and the dashboard, no run screen
-        assert notes == [
-            (
-                "pictures (User pictures) is not available in this version yet",
-                {"title": "Cannot run", "severity": "warning", "markup": False},
-            )
-        ]
 
 
 async def test_run_with_missing_file_only_notifies(sandbox: Config, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -75,11 +75,7 @@ def test_dry_run_option(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     [
         ("bad_bytes", ["run", "check"], "toolsync: courses.csv line 1, byte 4: 0xC9 is not valid UTF-8"),
         ("bad_config", ["run", "check"], "files.archive: Input should be 'move', 'copy' or 'off' (got 'shred')"),
-        (
-            "none",
-            ["run", "pictures"],
-            "operation 'pictures' (User pictures) is not available in toolsync 0.1.0 yet",
-        ),
+        ("no_archives", ["run", "pictures"], "pictures: nothing to run, no "),
         ("none", ["run", "check", "missing.csv"], "missing.csv: file not found"),
     ],
 )
@@ -90,6 +86,8 @@ def test_problems_are_one_clear_line_and_exit_2(
     if setup == "bad_bytes":
         config_path.write_text(config_path.read_text().replace("[files]\n", '[files]\nencoding = "utf-8"\n'))
         (config_path.parent / "data" / "inbox" / "courses.csv").write_bytes(b"CAF\xc9\n")
+    if setup == "no_archives":
+        (config_path.parent / "data" / "inbox" / "userpictures_sample.zip").unlink()
     if setup == "bad_config":
         config_path.write_text(config_path.read_text().replace("[files]\n", '[files]\narchive = "shred"\n'))
     assert main(["--config", str(config_path), *argv_tail]) == 2

@@ -10,7 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from toolsync_tui.engine.pictures.archive import ArchiveProblem, BadEntry, Entry, Limits, iter_entries, value_of
+from toolsync_tui.engine.pictures.archive import (
+    Archive,
+    ArchiveProblem,
+    BadEntry,
+    Entry,
+    Limits,
+    iter_entries,
+    value_of,
+)
 
 JPEG_LIKE = b"\xff\xd8\xff" + os.urandom(2000)  # incompressible, like a real picture
 
@@ -155,11 +163,10 @@ def test_too_many_entries_is_an_archive_problem(tmp_path: Path) -> None:
 
 def test_too_much_data_in_total_is_an_archive_problem(tmp_path: Path) -> None:
     path = make_zip(tmp_path / "p.zip", {f"u{i}.jpg": JPEG_LIKE for i in range(3)})
-    entries = iter_entries(path, Limits(max_total_bytes=2 * len(JPEG_LIKE)))
-    assert isinstance(next(entries), Entry)
-    assert isinstance(next(entries), Entry)
+    assert len(list(iter_entries(path, Limits(max_total_bytes=3 * len(JPEG_LIKE))))) == 3
+    # Refused as a whole, before any picture is read or written.
     with pytest.raises(ArchiveProblem, match="expands to more than"):
-        next(entries)
+        Archive(path, Limits(max_total_bytes=3 * len(JPEG_LIKE) - 1))
 
 
 def test_encrypted_entry_is_a_bad_entry(tmp_path: Path) -> None:

@@ -17,7 +17,7 @@ from . import __version__
 from .config import Config, ConfigError, load_config
 from .engine.gateway import DatabaseError, open_gateway
 from .engine.operations import OPERATIONS
-from .engine.pipeline import Progress, RunProblem, RunResult, SafetyStop, run_operation
+from .engine.pipeline import Progress, RunProblem, RunResult, SafetyStop, run_inputs
 from .engine.sandbox import init_sandbox, open_or_create_sandbox
 from .paths import embedded_sandbox_dir, find_config
 
@@ -43,7 +43,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "operation", choices=list(OPERATIONS), metavar="OPERATION", help="one of: " + ", ".join(OPERATIONS)
     )
-    run.add_argument("file", nargs="?", type=Path, help="command file (default: the preselected one)")
+    run.add_argument(
+        "file",
+        nargs="?",
+        type=Path,
+        help="command file or picture archive (default: the preselected file; pictures: every archive)",
+    )
     run.add_argument("--dry-run", action="store_true", help="resolve and report, write nothing")
     run.add_argument("--force", action="store_true", help="go past the safety threshold")
     sandbox = commands.add_parser("sandbox", help="manage a local SQLite sandbox site")
@@ -93,6 +98,11 @@ class TerminalProgress:
             self._last_line = time.monotonic()
             print(f"{self.operation}: line {progress.lines_done}/{progress.lines_total}, {rate}", file=sys.stderr)
 
+    def clear(self) -> None:
+        """Start afresh for the next input (picture archive) of the run."""
+        if self._bar is not None:
+            self._bar.reset(self._task, total=None, rate="")
+
     def stop(self) -> None:
         if self._bar is not None:
             self._bar.stop()
@@ -112,15 +122,26 @@ async def command_run(args: argparse.Namespace) -> int:
         print(f"toolsync: warning: {warning}", file=sys.stderr)
     gateway = open_gateway(config)
     progress = TerminalProgress(args.operation)
+
+    def finished(result: RunResult) -> None:
+        progress.clear()
+        print_result(result)
+
     try:
-        result = await run_operation(
-            config, gateway, args.operation, args.file, dry_run=args.dry_run, force=args.force, on_progress=progress
+        results = await run_inputs(
+            config,
+            gateway,
+            args.operation,
+            None if args.file is None else [args.file],
+            on_result=finished,
+            dry_run=args.dry_run,
+            force=args.force,
+            on_progress=progress,
         )
     finally:
         progress.stop()
         await gateway.close()
-    print_result(result)
-    return result.exit_code
+    return max(result.exit_code for result in results)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -153,8 +153,10 @@ class CohortsCoursesSettings(OperationSettings):
 
 
 class PicturesSettings(OperationSettings):
-    file: str = "userpictures_"
+    file: str = "userpictures_"  # a plain prefix: every <prefix>*.zip of the inbox
     user_field: Literal["id", "idnumber", "username", "hostedusername", "email"] = "username"
+    overwrite: bool = True  # replace a user's existing picture
+    moodle_data_dir: str = ""  # the site's $CFG->dataroot, whose filedir/ receives the pictures
 
 
 class OperationsSettings(Section):

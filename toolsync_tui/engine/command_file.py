@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import codecs
 import csv
+import io
+import os
 import re
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TextIO
+from typing import BinaryIO, TextIO
 
 import polars as pl
 
 from ..config import FileSettings
+from .store import private_file
 
 SEPARATORS = (";", ",", "\t")
 SEPARATOR_NAMES = {";": "';'", ",": "','", "\t": "TAB"}
@@ -78,6 +81,12 @@ class CommandFile:
     @property
     def name(self) -> str:
         return self.path.name
+
+    def describe(self) -> str:
+        return f"{self.format.encoding}, separator {self.format.separator!r}"
+
+    def tryback(self, path: Path) -> CsvTryback:
+        return CsvTryback(path, self.format, self.header_raw)
 
     @property
     def has_header(self) -> bool:
@@ -228,6 +237,34 @@ class CommandFile:
         for name, column in zip(self.columns, values, strict=True):
             data[name] = pl.Series(name, column, dtype=pl.String)
         return pl.DataFrame(data)
+
+
+class CsvTryback:
+    """Failed rows in the source's own format: header and records exactly as read, same encoding."""
+
+    def __init__(self, path: Path, source: SourceFormat, header_raw: str) -> None:
+        self.path = path
+        self._encoding = source.encoding
+        self._prefix = (codecs.BOM_UTF8 if source.bom else b"") + header_raw.encode(source.encoding)
+        self._out: BinaryIO | None = None
+        self.rows = 0
+
+    def add(self, rows: pl.DataFrame) -> None:
+        if rows.is_empty():
+            return
+        if self._out is None:
+            self._out = os.fdopen(private_file(self.path), "wb")
+            self._out.write(self._prefix)
+        buffer = io.StringIO()
+        buffer.writelines(rows.sort(LINE)[RAW].to_list())
+        self._out.write(buffer.getvalue().encode(self._encoding))
+        self.rows += rows.height
+
+    def close(self) -> Path | None:
+        if self._out is None:
+            return None
+        self._out.close()
+        return self.path
 
 
 class _LineFeed:

@@ -8,10 +8,11 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
@@ -19,12 +20,13 @@ from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 from .. import __version__
 from ..config import Config
 from .bridge import BridgeError
-from .command_file import LINE, PROBLEM, CommandFile, FileProblem
+from .command_file import LINE, PROBLEM, FileProblem
 from .gateway import DatabaseError, MoodleGateway
 from .operations import OPERATIONS, Operation
+from .operations.base import SetupProblem, Source
 from .outcomes import NOT_PROCESSED, Outcome, count_failed_details, count_outcomes, outcome_rows, row_outcomes
 from .overlap import OverlappedWrites
-from .report import RunReport, Tryback, report_lines
+from .report import RunReport, report_lines
 from .run_lock import LockBusy, RunLock
 from .store import DataStore, timestamp
 
@@ -105,13 +107,50 @@ class RunResult:
 ProgressCallback = Callable[[Progress], None]
 
 
-def make_operation(name: str, config: Config, gateway: MoodleGateway) -> Operation:
+def _implementation(name: str) -> type[Operation]:
     info = OPERATIONS.get(name)
     if info is None:
         raise RunProblem(f"unknown operation '{name}'; operations are {', '.join(OPERATIONS)}")
-    if info.implementation is None:
-        raise RunProblem(f"operation '{name}' ({info.title}) is not available in toolsync {__version__} yet")
-    return info.implementation(config, gateway)
+    return info.implementation
+
+
+def make_operation(name: str, config: Config, gateway: MoodleGateway) -> Operation:
+    return _implementation(name)(config, gateway)
+
+
+def operation_inputs(config: Config, name: str) -> list[Path]:
+    """What the operation runs on when no file is given: its preselected file, or every picture archive of the
+    inbox; raises RunProblem when an operation of archives finds none."""
+    suffix = _implementation(name).inputs_suffix
+    store = DataStore(config.data_dir)
+    setting = config.operation(name).file
+    inputs = store.inputs(setting, suffix)
+    if not inputs:
+        raise RunProblem(f"{name}: nothing to run, no {store.inputs_pattern(setting, suffix)} found")
+    return inputs
+
+
+async def run_inputs(
+    config: Config,
+    gateway: MoodleGateway,
+    name: str,
+    sources: Sequence[Path] | None = None,
+    *,
+    on_result: Callable[[RunResult], None] | None = None,
+    **options: Any,
+) -> list[RunResult]:
+    """run_operation on each input in turn (each picture archive of the inbox, in name order), each with its own
+    report, tryback and archive. A cancelled run ends the series; a run that cannot happen stops it (RunProblem), the
+    inputs before it done and archived, the ones after it left in the inbox."""
+    results: list[RunResult] = []
+    for source in operation_inputs(config, name) if sources is None else sources:
+        result = await run_operation(config, gateway, name, source, **options)
+        results.append(result)
+        if on_result is not None:
+            on_result(result)
+        if result.cancelled:
+            break
+    return results
 
 
 async def run_operation(
@@ -128,14 +167,14 @@ async def run_operation(
     operation = make_operation(name, config, gateway)
     store = DataStore(config.data_dir)
     store.ensure()
-    path = source or store.preselected(operation.settings.file)
+    path = source or operation_inputs(config, name)[0]
     try:
         with RunLock(config.data_dir, name) as lock:
             run = _Run(config, gateway, operation, store, path, dry_run, on_progress, cancel)
             if lock.stale_note:
                 run.notes.append(lock.stale_note)
             return await run.execute(force)
-    except (FileProblem, DatabaseError, LockBusy, BridgeError) as exc:
+    except (FileProblem, SetupProblem, DatabaseError, LockBusy, BridgeError) as exc:
         raise RunProblem(str(exc)) from None
 
 
@@ -171,7 +210,7 @@ class _Run:
         return min(size, limit) if limit else size
 
     async def execute(self, force: bool) -> RunResult:
-        source = CommandFile.open(self.path, self.operation.columns, self.config.settings.files)
+        source = self.operation.open_source(self.path)
         site = await self.gateway.site_info()
         try:
             async with self.gateway.reading() as conn:
@@ -179,6 +218,9 @@ class _Run:
         except FileProblem as exc:
             await self.operation.finish(self.dry_run)
             raise FileProblem(f"{source.name}: {exc}") from None
+        except SetupProblem:
+            await self.operation.finish(self.dry_run)
+            raise
         if self.operation.may_destroy(source.columns) and not self.dry_run and not force:
             try:
                 await self._check_safety(source)
@@ -191,7 +233,7 @@ class _Run:
             text_path, table_path = self.store.report_paths(self.stamp, self.operation.name, self.path, self.dry_run)
             report = RunReport(text_path, table_path, self._heading(site.label, source))
         if files.tryback and not self.dry_run:
-            tryback = Tryback(self.store.tryback_path(self.stamp, self.path), source.format, source.header_raw)
+            tryback = source.tryback(self.store.tryback_path(self.stamp, self.path))
         counts: Counter[str] = Counter()
         failed_details = 0
         rows = 0
@@ -315,7 +357,7 @@ class _Run:
         if own.height != rows.height or own["line"].n_unique() != rows.height:
             raise AssertionError(f"{self.operation.name} returned {own.height} outcomes for {rows.height} rows")
 
-    async def _check_safety(self, source: CommandFile) -> None:
+    async def _check_safety(self, source: Source) -> None:
         run = self.config.settings.run
         if run.safety_threshold <= 0:
             return
@@ -336,18 +378,18 @@ class _Run:
         if destructive >= max(run.safety_min_rows, 1) and destructive > run.safety_threshold * base:
             raise SafetyStop(self.operation.name, destructive, base, run.safety_threshold)
 
-    def _heading(self, site: str, source: CommandFile) -> list[str]:
+    def _heading(self, site: str, source: Source) -> list[str]:
         mode = " (DRY RUN: nothing was written)" if self.dry_run else ""
         return [
             f"toolsync {__version__}: {self.operation.title}{mode}",
-            f"file: {self.path} ({source.format.encoding}, separator {source.format.separator!r})",
+            f"file: {self.path} ({source.describe()})",
             f"site: {site}",
             f"started: {self.started:%Y-%m-%d %H:%M:%S}",
         ]
 
     def _progress(
         self,
-        source: CommandFile,
+        source: Source,
         batch: pl.DataFrame,
         number: int,
         rows: int,

@@ -1,16 +1,12 @@
-"""What a run leaves behind: the text report, its CSV twin, and the tryback of failed rows."""
+"""What a run leaves behind: the text report and its CSV twin."""
 
 from __future__ import annotations
 
-import codecs
-import io
 import os
 from pathlib import Path
-from typing import BinaryIO
 
 import polars as pl
 
-from .command_file import LINE, RAW, SourceFormat
 from .store import private_file
 
 
@@ -49,31 +45,3 @@ class RunReport:
         if not self._table_has_header:
             self._table.write(b"line,part,outcome,action,key,message\n")
         self._table.close()
-
-
-class Tryback:
-    """Failed rows in the source's own format: header and records exactly as read, same encoding."""
-
-    def __init__(self, path: Path, source: SourceFormat, header_raw: str) -> None:
-        self.path = path
-        self._encoding = source.encoding
-        self._prefix = (codecs.BOM_UTF8 if source.bom else b"") + header_raw.encode(source.encoding)
-        self._out: BinaryIO | None = None
-        self.rows = 0
-
-    def add(self, rows: pl.DataFrame) -> None:
-        if rows.is_empty():
-            return
-        if self._out is None:
-            self._out = os.fdopen(private_file(self.path), "wb")
-            self._out.write(self._prefix)
-        buffer = io.StringIO()
-        buffer.writelines(rows.sort(LINE)[RAW].to_list())
-        self._out.write(buffer.getvalue().encode(self._encoding))
-        self.rows += rows.height
-
-    def close(self) -> Path | None:
-        if self._out is None:
-            return None
-        self._out.close()
-        return self.path

@@ -14,6 +14,7 @@ from .store import DataStore
 
 CONFIG_NAME = "toolsync.toml"
 DATABASE_NAME = "sandbox.sqlite"
+MOODLE_DATA = "moodledata"
 
 
 def sandbox_document() -> dict[str, object]:
@@ -30,6 +31,8 @@ def sandbox_document() -> dict[str, object]:
                 "user_identifier": "username",
             },
             "cohortscourses": {"course_identifier": "shortname"},
+            # The sandbox's own file pool, in place of a Moodle site's moodledata.
+            "pictures": {"moodle_data_dir": MOODLE_DATA},
         },
     }
 
@@ -58,12 +61,14 @@ def _prepare_directory(directory: Path) -> Config:
 
 
 def _lay_out_data(config: Config) -> None:
-    """Data directory with the sample command files in its inbox; the config is saved last."""
+    """Data directory with the sample command files (and picture archive) in its inbox, the file pool's folder; the
+    config is saved last."""
     store = DataStore(config.data_dir)
     store.ensure()
+    (config.resolve(MOODLE_DATA) / "filedir").mkdir(parents=True, exist_ok=True)
     samples = resources.files("toolsync_tui").joinpath("samples")
     for sample in samples.iterdir():
-        if sample.name.endswith(".csv"):
+        if sample.name.endswith((".csv", ".zip")):
             with resources.as_file(sample) as source:
                 shutil.copyfile(source, store.inbox / sample.name)
     config.save()

@@ -46,6 +46,24 @@ class DataStore:
         candidate = Path(file_setting).expanduser()
         return candidate if candidate.is_absolute() else self.inbox / candidate
 
+    def inputs(self, file_setting: str, suffix: str | None = None) -> list[Path]:
+        """An operation's command files: its preselected file; with `suffix`, the setting is a plain name prefix and
+        the inputs are the files of that folder named <prefix>...<suffix>, in name order (picture archives)."""
+        preselected = self.preselected(file_setting)
+        if suffix is None:
+            return [preselected]
+        try:
+            candidates = list(preselected.parent.iterdir())
+        except OSError:  # no such folder: no inputs
+            return []
+        prefix = preselected.name
+        return sorted(p for p in candidates if p.name.startswith(prefix) and p.name.endswith(suffix) and p.is_file())
+
+    def inputs_pattern(self, file_setting: str, suffix: str | None = None) -> Path:
+        """What `inputs` looks for, as an administrator reads it: inbox/userpictures_*.zip."""
+        preselected = self.preselected(file_setting)
+        return preselected if suffix is None else preselected.with_name(f"{preselected.name}*{suffix}")
+
     def report_paths(self, stamp: str, operation: str, source: Path, dry_run: bool) -> tuple[Path, Path]:
         base = f"{stamp}_{operation}_{source.stem}" + ("_dryrun" if dry_run else "")
         text = _unused(self.reports / f"{base}.txt", self.reports / f"{base}.csv")

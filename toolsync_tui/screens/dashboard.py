@@ -77,16 +77,15 @@ class DashboardScreen(Screen[None]):
         self._describe(self._chosen())
 
     def _cells(self, entry: OperationEntry) -> list[Text]:
-        style = "" if entry.available else "dim"
-        if not entry.available:
-            file, size, changed = "not available yet", "", ""
-        elif entry.size is None or entry.modified is None:
+        if entry.size is None or entry.modified is None:
             file, size, changed = entry.file.name, "missing", ""
         else:
             file, size = entry.file.name, file_size(entry.size)
+            if entry.files != (entry.file,):  # picture archives: how many there are
+                file = f"{file} ({len(entry.files)})"
             changed = file_age(entry.modified, self.clock.now())
         cells = [entry.name, *([entry.title] if self._wide else []), file, size, changed]
-        return [Text(cell, style=style) for cell in cells]
+        return [Text(cell) for cell in cells]
 
     def _chosen(self) -> OperationEntry | None:
         table = self.query_one(DataTable)
@@ -99,10 +98,10 @@ class DashboardScreen(Screen[None]):
         if entry is None:
             return
         where = short_path(entry.file, self.config.data_dir)
-        if not entry.available:
-            state = "not available in this version yet"
-        elif entry.size is None:
+        if entry.size is None:
             state = f"{where} is missing"
+        elif entry.files != (entry.file,):
+            state = f"{where}: " + ", ".join(path.name for path in entry.files)
         else:
             state = where
         self.query_one("#detail", Static).update(f"{entry.title}: {state}")

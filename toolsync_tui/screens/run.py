@@ -29,7 +29,7 @@ from ..engine.pipeline import Progress, RunProblem, RunResult, SafetyStop, run_o
 from ..formatting import rate, short_path
 from ..widgets.site_bar import SiteBar
 from .confirm import ConfirmScreen
-from .summary import outcome_line, summary_lines
+from .summary import combined, outcome_line, series_lines
 
 LOG_LINES = 1000
 PAINT_EVERY = 0.1  # seconds
@@ -52,7 +52,7 @@ class RunScreen(Screen[None]):
         self.dry_run = dry_run
         self.clock = clock
         self.running = False
-        self.result: RunResult | None = None
+        self.results: list[RunResult] = []  # one per input: a command file, or each picture archive in turn
         self.error: str | None = None
         self.worker: Worker[None] | None = None
         self._cancel = asyncio.Event()
@@ -62,6 +62,11 @@ class RunScreen(Screen[None]):
         self._started = 0.0
         self._elapsed = 0.0
         self._painter: Timer | None = None
+
+    @property
+    def result(self) -> RunResult | None:
+        """The latest input's result."""
+        return self.results[-1] if self.results else None
 
     def compose(self) -> ComposeResult:
         yield SiteBar(id="site")
@@ -81,6 +86,8 @@ class RunScreen(Screen[None]):
         log = self.query_one(Log)
         log.border_title = "Report lines, latest last"
         log.write_line(f"{self.entry.name}: {self._short(self.entry.file)}")
+        if len(self.entry.files) > 1:
+            log.write_line(f"{len(self.entry.files)} archives, each with its own report, tryback and archive")
         self._started = self.clock.monotonic()
         self._painter = self.set_interval(PAINT_EVERY, self._paint)
         self.running = True
@@ -93,17 +100,17 @@ class RunScreen(Screen[None]):
     async def _run(self) -> None:
         # Every failure ends as a message on this screen: the worker never raises into the app.
         # A CancelledError (the app is closing) is a BaseException and passes through untouched.
-        force = False
         try:
-            while True:
-                try:
-                    self.result = await self._attempt(force)
+            for number, path in enumerate(self.entry.files, start=1):
+                if len(self.entry.files) > 1:
+                    self._pending.append(f"-- {path.name} ({number} of {len(self.entry.files)})")
+                    self._progress = None
+                result = await self._run_input(path)
+                if result is None:
                     break
-                except SafetyStop as stop:
-                    if force or not await self._confirm_past_threshold(stop):
-                        self.error = f"Stopped by the safety threshold, not confirmed: {stop}"
-                        break
-                    force = True
+                self.results.append(result)
+                if result.cancelled:
+                    break
         except (RunProblem, DatabaseError) as problem:
             self.error = f"Could not run: {problem}"
         except Exception as unexpected:  # a run must never take the interface down with it
@@ -111,7 +118,19 @@ class RunScreen(Screen[None]):
             self.error = f"Unexpected error (please report it): {type(unexpected).__name__}: {unexpected}"
         self._finish()
 
-    async def _attempt(self, force: bool) -> RunResult:
+    async def _run_input(self, path: Path) -> RunResult | None:
+        """One input's run; None when the safety threshold stopped it, unconfirmed."""
+        force = False
+        while True:
+            try:
+                return await self._attempt(path, force)
+            except SafetyStop as stop:
+                if force or not await self._confirm_past_threshold(stop):
+                    self.error = f"Stopped by the safety threshold, not confirmed: {stop}"
+                    return None
+                force = True
+
+    async def _attempt(self, path: Path, force: bool) -> RunResult:
         # One gateway per run: its pool does not outlive the run, nor share state with the header's.
         gateway = open_gateway(self.config)
         try:
@@ -119,7 +138,7 @@ class RunScreen(Screen[None]):
                 self.config,
                 gateway,
                 self.entry.name,
-                self.entry.file,
+                path,
                 dry_run=self.dry_run,
                 force=force,
                 on_progress=self._on_progress,
@@ -170,16 +189,16 @@ class RunScreen(Screen[None]):
         self.running = False
         if self._painter is not None:
             self._painter.stop()
-        result = self.result
-        if result is not None:
+        if self.results:
+            result = combined(self.results)
             bar = self.query_one(ProgressBar)
             bar.update(total=bar.total or 1, progress=bar.total or 1)  # trailing comments count as read
             self.query_one("#counters", Static).update(outcome_line(result.counts))
             self._state(*self._verdict(result))
             summary = self.query_one("#summary", Static)
-            summary.update("\n".join(summary_lines(result, self.config.data_dir, self._elapsed)))
+            summary.update("\n".join(series_lines(self.results, self.config.data_dir, self._elapsed)))
             summary.display = True
-        elif self.error is not None:
+        if self.error is not None:
             if self._progress is None:
                 self.query_one(ProgressBar).update(total=1, progress=0)  # not a spinning "--%" forever
             self._state(self.error, "-error")

@@ -14,6 +14,7 @@ from .enrols import EnrolsOperation
 from .group_members import GroupMembersOperation
 from .groups import GroupsOperation
 from .meta_bindings import MetaBindingsOperation
+from .pictures import PicturesOperation
 from .reset_courses import ResetCourses
 from .user_lists import DeleteUsers, SuspendUsers
 from .users import UsersOperation
@@ -23,7 +24,7 @@ from .users import UsersOperation
 class OperationInfo:
     name: str
     title: str
-    implementation: type[Operation] | None  # None: not available in this version yet
+    implementation: type[Operation]
 
 
 OPERATIONS: dict[str, OperationInfo] = {
@@ -42,7 +43,7 @@ OPERATIONS: dict[str, OperationInfo] = {
         OperationInfo("groupmembers", "Group members", GroupMembersOperation),
         OperationInfo("cohorts", "Cohorts", CohortsOperation),
         OperationInfo("cohortscourses", "Cohort to course bindings", CohortBindingsOperation),
-        OperationInfo("pictures", "User pictures", None),
+        OperationInfo("pictures", "User pictures", PicturesOperation),
     )
 }
 

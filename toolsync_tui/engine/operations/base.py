@@ -3,18 +3,59 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable, Sequence
-from typing import ClassVar
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from pathlib import Path
+from typing import ClassVar, Protocol
 
 import polars as pl
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ...config import Config, OperationSettings
-from ..command_file import ColumnSpec
+from ..command_file import ColumnSpec, CommandFile
 from ..gateway import MoodleGateway
 
 PreviousWrite = Callable[[], Awaitable[None]]
 BatchWrite = Callable[[AsyncConnection], Awaitable[None]]
+
+
+class SetupProblem(Exception):
+    """The site or the configuration cannot take this operation at all (a Moodle data directory missing ...)."""
+
+
+class Tryback(Protocol):
+    """The failed rows of a run, written so that the file can be run again as it is."""
+
+    def add(self, rows: pl.DataFrame) -> None: ...
+
+    def close(self) -> Path | None:
+        """The file written, or None when no row failed."""
+        ...
+
+
+class Source(Protocol):
+    """What a run reads: a command file, or an archive of pictures.
+
+    Its batches carry LINE (the record's line, or the entry's position in an archive), PROBLEM (null when the
+    record is well formed) and the `columns`."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def columns(self) -> list[str]: ...
+
+    @property
+    def physical_lines(self) -> int:
+        """Lines (or entries) in all: the progress bar's end."""
+        ...
+
+    def describe(self) -> str:
+        """How the source was read, for the report's heading: "utf-8, separator ';'"."""
+        ...
+
+    def batches(self, size: int) -> Iterator[pl.DataFrame]: ...
+
+    def tryback(self, path: Path) -> Tryback: ...
 
 
 class Operation(ABC):
@@ -30,6 +71,9 @@ class Operation(ABC):
     # At most this many rows per batch, whatever run.batch_size says (None: no limit): rows that each run Moodle's
     # PHP for seconds (a course delete) keep the progress moving and a failed call costs few rows.
     batch_limit: ClassVar[int | None] = None
+    # Not None: the `file` setting is a name prefix and the operation runs on every <prefix>*<suffix> of the inbox in
+    # turn, one run each (picture archives).
+    inputs_suffix: ClassVar[str | None] = None
 
     def __init__(self, config: Config, gateway: MoodleGateway) -> None:
         self.config = config
@@ -40,10 +84,15 @@ class Operation(ABC):
     def settings(self) -> OperationSettings:
         return self.config.operation(self.name)
 
+    def open_source(self, path: Path) -> Source:
+        """The run's input, checked as a whole (readable, header ...) before any row is used; raises FileProblem."""
+        return CommandFile.open(path, self.columns, self.config.settings.files)
+
     async def prepare(self, conn: AsyncConnection, columns: Sequence[str]) -> None:  # noqa: B027 (optional hook)
         """Read what the whole run needs once (site settings, role ids ...), knowing the file's columns.
 
-        Raises FileProblem for a header the site cannot take (a profile field it does not have ...).
+        Raises FileProblem for a header the site cannot take (a profile field it does not have ...), SetupProblem for
+        a site or configuration that cannot take the operation.
         """
 
     @abstractmethod

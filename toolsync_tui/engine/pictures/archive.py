@@ -88,8 +88,11 @@ def _name_problem(name: str) -> str | None:
     return None
 
 
-def _skipped(name: str) -> bool:
-    """macOS resource forks (__MACOSX/, ._x.jpg) and hidden files or folders are not pictures."""
+def _hidden(name: str) -> bool:
+    """macOS resource forks (__MACOSX/, ._x.jpg) and hidden files or folders are not pictures; a name that tries to
+    leave the archive's folder is never hidden, so that it is reported."""
+    if _name_problem(name) is not None:
+        return False
     parts = name.split("/")
     return "__MACOSX" in parts or any(part.startswith(".") and part != "." for part in parts)
 
@@ -138,40 +141,61 @@ def _read(zf: zipfile.ZipFile, info: zipfile.ZipInfo, limits: Limits) -> bytes |
     return data
 
 
-def iter_entries(path: str | Path, limits: Limits | None = None) -> Iterator[Entry | BadEntry]:
-    """Every file of the archive, in every folder, as an Entry or a BadEntry; folders and hidden files skipped.
+class Archive:
+    """An open picture archive: checked as a whole when opened, its pictures read one at a time.
 
-    Raises ArchiveProblem (on the first next(), as this is a generator) when the file is not a readable
-    zip or holds too many entries, and midway when the data read would pass max_total_bytes.
+    `members` are the files that count (folders, hidden files and macOS resource forks left out), in the
+    archive's order; an entry's position in that list (from 1) is its line in the run's report.
     """
-    limits = limits or Limits()
-    try:
-        zf = zipfile.ZipFile(path)
-    except zipfile.BadZipFile as error:
-        raise ArchiveProblem(f"{path} is not a zip archive ({error})") from error
-    except (OSError, EOFError, ValueError) as error:
-        raise ArchiveProblem(f"{path} cannot be read ({error})") from error
-    with zf:
-        infos = zf.infolist()
-        if len(infos) > limits.max_entries:
-            raise ArchiveProblem(f"{path} holds {len(infos):,} entries, more than the {limits.max_entries:,} allowed")
-        total = 0
-        for info in infos:
+
+    def __init__(self, path: str | Path, limits: Limits | None = None) -> None:
+        self.path = Path(path)
+        self.limits = limits or Limits()
+        try:
+            self._zip = zipfile.ZipFile(path)
+        except zipfile.BadZipFile as error:
+            raise ArchiveProblem(f"{path} is not a zip archive ({error})") from error
+        except (OSError, EOFError, ValueError) as error:
+            raise ArchiveProblem(f"{path} cannot be read ({error})") from error
+        infos = self._zip.infolist()
+        if len(infos) > self.limits.max_entries:
+            self._zip.close()
+            raise ArchiveProblem(
+                f"{path} holds {len(infos):,} entries, more than the {self.limits.max_entries:,} allowed"
+            )
+        self.members = [info for info in infos if not info.is_dir() and not _hidden(info.filename)]
+        # An entry is read only if its content matches its recorded size (see _read), so the recorded sizes bound
+        # what the whole archive can expand to before anything is read.
+        total = sum(info.file_size for info in self.members)
+        if total > self.limits.max_total_bytes:
+            self._zip.close()
+            raise ArchiveProblem(f"{path} expands to more than {_human(self.limits.max_total_bytes)}")
+
+    def __enter__(self) -> Archive:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._zip.close()
+
+    def entries(self) -> Iterator[Entry | BadEntry]:
+        """Every member, in order, as an Entry or a BadEntry."""
+        for info in self.members:
             name = info.filename
-            if info.is_dir():
-                continue
-            problem = _name_problem(name)
-            if problem is None and _skipped(name):
-                continue
-            problem = problem or _kind_problem(info) or _size_problem(info, limits)
-            if problem is not None:
-                yield BadEntry(name, value_of(name), problem)
-                continue
-            result = _read(zf, info, limits)
-            if isinstance(result, str):
-                yield BadEntry(name, value_of(name), result)
-                continue
-            total += len(result)
-            if total > limits.max_total_bytes:
-                raise ArchiveProblem(f"{path} expands to more than {_human(limits.max_total_bytes)}")
-            yield Entry(name, value_of(name), result)
+            problem = _name_problem(name) or _kind_problem(info) or _size_problem(info, self.limits)
+            if problem is None:
+                result = _read(self._zip, info, self.limits)
+                if isinstance(result, bytes):
+                    yield Entry(name, value_of(name), result)
+                    continue
+                problem = result
+            yield BadEntry(name, value_of(name), problem)
+
+
+def iter_entries(path: str | Path, limits: Limits | None = None) -> Iterator[Entry | BadEntry]:
+    """Every picture of the archive at `path` (see Archive); raises ArchiveProblem on the first next() when the
+    archive as a whole cannot be used."""
+    with Archive(path, limits) as archive:
+        yield from archive.entries()

@@ -43,14 +43,24 @@ def pathnamehash(contextid: int, filename: str) -> str:
     return hashlib.sha1(f"/{contextid}/{COMPONENT}/{FILEAREA}/{ITEMID}{FILEPATH}{filename}".encode()).hexdigest()
 
 
+async def find_user_contexts(gateway: MoodleGateway, conn: AsyncConnection, user_ids: Sequence[int]) -> dict[int, int]:
+    """User id -> the id of its context, for the users that have one."""
+    context = gateway.schema.context
+    found = await gateway.fetch_in(
+        conn,
+        context,
+        "instanceid",
+        sorted(set(user_ids)),
+        ["instanceid", "id"],
+        where=context.c.contextlevel == ContextLevel.USER,
+    )
+    return {int(user): int(ident) for user, ident in found.iter_rows()}
+
+
 async def user_contexts(gateway: MoodleGateway, conn: AsyncConnection, user_ids: Sequence[int]) -> dict[int, int]:
     """User id -> the id of its context, created (under the system context) where missing, as
     context_user::instance() does."""
-    context = gateway.schema.context
-    found = await gateway.fetch_in(
-        conn, context, "instanceid", sorted(set(user_ids)), ["instanceid", "id"], where=context.c.contextlevel == 30
-    )
-    contexts = {int(user): int(ident) for user, ident in found.iter_rows()}
+    contexts = await find_user_contexts(gateway, conn, user_ids)
     missing = [(u, SYSTEM_CONTEXT_PATH) for u in sorted(set(user_ids)) if u not in contexts]
     created = await create_contexts(gateway, conn, ContextLevel.USER, missing)
     return contexts | {user: ident for user, (ident, _) in created.items()}

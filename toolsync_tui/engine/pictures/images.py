@@ -32,6 +32,11 @@ class Icons:
     files: tuple[tuple[str, bytes], ...]
     source_sha1: str
 
+    @property
+    def f1_sha1(self) -> str:
+        """The content hash of f1: what the user's current picture is compared with."""
+        return hashlib.sha1(self.files[0][1]).hexdigest()
+
 
 @dataclass(frozen=True)
 class ImageProblem:
