@@ -168,6 +168,12 @@ def main() -> None:
                 unique = "" if non_unique else ", unique=True"
                 out.append(f'            Index(f"{{prefix}}{short}", {col_args}{unique}),')
             out.append("        )")
+    out += [
+        "        # As on MariaDB, an id is never given twice (SQLite would reuse the highest after a delete):",
+        "        # Moodle relies on it: user.picture, the id of a new f1 row, is a revision busting browser caches.",
+        "        for table in m.tables.values():",
+        '            table.dialect_options["sqlite"]["autoincrement"] = True',
+    ]
     TARGET.write_text("\n".join(out) + "\n")
     print(f"wrote {TARGET}")
 

@@ -62,7 +62,7 @@ def test_jpeg_gives_jpeg_icons_of_moodle_sizes() -> None:
     images = decoded(icons)
     assert [im.size for im in images] == [(100, 100), (35, 35), (512, 512)]
     assert all(im.format == "JPEG" and im.mode == "RGB" for im in images)
-    assert icons.source_sha1 == hashlib.sha1(data).hexdigest()
+    assert icons.f1_sha1 == hashlib.sha1(icons.files[0][1]).hexdigest()
 
 
 def test_small_images_are_upscaled() -> None:

@@ -1097,3 +1097,7 @@ class MoodleSchema:
             Index(f"{prefix}userprivkey_scrval_ix", "script", "value"),
             Index(f"{prefix}userprivkey_use_ix", "userid"),
         )
+        # As on MariaDB, an id is never given twice (SQLite would reuse the highest after a delete):
+        # Moodle relies on it: user.picture, the id of a new f1 row, is a revision busting browser caches.
+        for table in m.tables.values():
+            table.dialect_options["sqlite"]["autoincrement"] = True

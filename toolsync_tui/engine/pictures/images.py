@@ -30,7 +30,6 @@ class Icons:
     extension: str
     mimetype: str
     files: tuple[tuple[str, bytes], ...]
-    source_sha1: str
 
     @property
     def f1_sha1(self) -> str:
@@ -116,5 +115,4 @@ def make_icons(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Icons | Ima
         extension=extension,
         mimetype="image/jpeg" if as_jpeg else "image/png",
         files=files,
-        source_sha1=hashlib.sha1(data).hexdigest(),
     )
