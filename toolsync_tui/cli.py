@@ -1,4 +1,5 @@
-"""The `toolsync` command: the interface by default, `run`, `sandbox init`, `generate`, `categories clean` headless.
+"""The `toolsync` command: the interface by default; `run`, `cron`, `crontab`, `sandbox init`, `generate`,
+`categories clean` headless.
 
 Exit codes: 0 every row succeeded, 1 some rows failed (see the report), 2 the run could not happen,
 3 stopped by the safety threshold.
@@ -15,10 +16,12 @@ from pathlib import Path
 
 from . import __version__
 from .config import Config, ConfigError, load_config
+from .crontab import CrontabProblem
 from .engine.gateway import DatabaseError, open_gateway
 from .engine.operations import OPERATIONS
 from .engine.pipeline import Progress, RunProblem, RunResult, SafetyStop, run_inputs
 from .engine.sandbox import init_sandbox, open_or_create_sandbox
+from .engine.schedules import ScheduleProblem
 from .paths import embedded_sandbox_dir, find_config
 
 EXIT_OK, EXIT_ROWS_FAILED, EXIT_CANNOT_RUN, EXIT_SAFETY = 0, 1, 2, 3
@@ -55,9 +58,11 @@ def build_parser() -> argparse.ArgumentParser:
     sandbox_commands = sandbox.add_subparsers(dest="sandbox_command", required=True)
     init = sandbox_commands.add_parser("init", help="create a sandbox (config, database, sample files)")
     init.add_argument("directory", type=Path)
+    from .cli_cron import add_cron_parsers
     from .cli_tools import add_tool_parsers  # here: cli_tools builds on this module
 
     add_tool_parsers(commands)
+    add_cron_parsers(commands)
     return parser
 
 
@@ -144,11 +149,26 @@ async def command_run(args: argparse.Namespace) -> int:
     return max(result.exit_code for result in results)
 
 
+def _unattended(args: argparse.Namespace) -> int:
+    from .cli_cron import command_cron, command_crontab
+
+    # An explicit configuration only: cron must never fall back to the sandbox by accident.
+    path = find_config(args.config)
+    if path is None:
+        raise ConfigError("no configuration found: give --config PATH (or set TOOLSYNC_CONFIG)")
+    config = load_config(path)
+    if args.command == "cron":
+        return asyncio.run(command_cron(config))
+    return command_crontab(config, args.action, args.every)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.command == "run":
             return asyncio.run(command_run(args))
+        if args.command in ("cron", "crontab"):
+            return _unattended(args)
         if args.command in ("generate", "categories"):
             from .cli_tools import run_tool
 
@@ -165,7 +185,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SafetyStop as exc:
         print(f"toolsync: {exc}", file=sys.stderr)
         return EXIT_SAFETY
-    except (ConfigError, RunProblem, DatabaseError) as exc:
+    except (ConfigError, RunProblem, DatabaseError, ScheduleProblem, CrontabProblem) as exc:
         print(f"toolsync: {exc}", file=sys.stderr)
         return EXIT_CANNOT_RUN
     except KeyboardInterrupt:

@@ -13,7 +13,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import tomli_w
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from .engine.schedules import ScheduleProblem, check_expression
 
 CourseKey = Literal["id", "idnumber", "shortname"]
 UserKey = Literal["id", "idnumber", "username", "email"]
@@ -60,9 +62,39 @@ class BridgeSettings(Section):
     run_as: str = ""
 
 
+class CronSettings(Section):
+    order: list[str] = Field(default_factory=list)  # operations in run order; empty: the original's dependency order
+    timezone: str = ""  # IANA zone the schedules are read in, e.g. "Europe/Paris"; empty: the system's
+    drop_dir: str = ""  # where the information system drops command files; each cron call moves them to inbox/
+    settle_seconds: int = Field(60, ge=0)  # a dropped file unchanged for this long is complete
+    lock_files: list[str] = Field(default_factory=lambda: ["alock.txt"])  # nothing is taken while one is there
+    retention_days: int = Field(0, ge=0)  # archives, reports, trybacks older than this are removed; 0 keeps all
+    crontab_command: str = "crontab"  # the command that reads (-l) and replaces (-) the user's crontab
+
+
+class NotifySettings(Section):
+    when: Literal["never", "failures", "always"] = "failures"  # after an unattended run
+    smtp_host: str = ""  # empty: no mail
+    smtp_port: int = Field(25, ge=1, le=65535)
+    smtp_security: Literal["none", "starttls", "tls"] = "none"
+    smtp_user: str = ""
+    smtp_password_env: str = "TOOLSYNC_SMTP_PASSWORD"
+    sender: str = ""
+    recipients: list[str] = Field(default_factory=list)
+    command: str = ""  # a program given the summary on stdin and the report's path as argument
+
+
 class OperationSettings(Section):
     file: str = ""
-    schedule: str = ""
+    schedule: str = ""  # a cron expression for `toolsync cron`; empty: not scheduled
+
+    @field_validator("schedule")
+    @classmethod
+    def _cron_expression(cls, value: str) -> str:
+        try:
+            return check_expression(value) if value else value
+        except ScheduleProblem as problem:
+            raise ValueError(str(problem)) from None
 
 
 class CheckSettings(OperationSettings):
@@ -181,6 +213,8 @@ class Settings(Section):
     files: FileSettings = Field(default_factory=FileSettings)
     run: RunSettings = Field(default_factory=RunSettings)
     bridge: BridgeSettings = Field(default_factory=BridgeSettings)
+    cron: CronSettings = Field(default_factory=CronSettings)
+    notify: NotifySettings = Field(default_factory=NotifySettings)
     operations: OperationsSettings = Field(default_factory=OperationsSettings)
 
 

@@ -28,6 +28,7 @@ from .outcomes import NOT_PROCESSED, Outcome, count_failed_details, count_outcom
 from .overlap import OverlappedWrites
 from .report import RunReport, report_lines
 from .run_lock import LockBusy, RunLock
+from .runlog import RunLog, RunRecord
 from .store import DataStore, timestamp
 
 RECENT_MESSAGES = 50
@@ -35,6 +36,10 @@ RECENT_MESSAGES = 50
 
 class RunProblem(Exception):
     """The run cannot happen or cannot go on (file, header, configuration, database): exit code 2."""
+
+
+class RunBusy(RunProblem):
+    """Another run holds the data directory: nothing was tried (cron tries again at its next call)."""
 
 
 class SafetyStop(Exception):
@@ -168,14 +173,37 @@ async def run_operation(
     store = DataStore(config.data_dir)
     store.ensure()
     path = source or operation_inputs(config, name)[0]
+    log = RunLog(config.data_dir)
+    started = datetime.now().isoformat(timespec="seconds")
     try:
         with RunLock(config.data_dir, name) as lock:
             run = _Run(config, gateway, operation, store, path, dry_run, on_progress, cancel)
             if lock.stale_note:
                 run.notes.append(lock.stale_note)
-            return await run.execute(force)
-    except (FileProblem, SetupProblem, DatabaseError, LockBusy, BridgeError) as exc:
+            result = await run.execute(force)
+    except LockBusy as exc:
+        raise RunBusy(str(exc)) from None  # nothing was tried: not a run of the log
+    except (FileProblem, SetupProblem, DatabaseError, BridgeError) as exc:
+        log.add(RunRecord(name, path.name, started, exit_code=2, dry_run=dry_run, problem=str(exc)))
         raise RunProblem(str(exc)) from None
+    except SafetyStop as stop:
+        log.add(RunRecord(name, path.name, started, exit_code=3, dry_run=dry_run, problem=str(stop)))
+        raise
+    log.add(
+        RunRecord(
+            name,
+            path.name,
+            started,
+            duration=round(result.duration, 3),
+            rows=result.rows,
+            counts=result.counts,
+            exit_code=result.exit_code,
+            dry_run=dry_run,
+            cancelled=result.cancelled,
+            report=str(result.report_path) if result.report_path else None,
+        )
+    )
+    return result
 
 
 class _Run:

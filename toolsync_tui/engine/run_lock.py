@@ -15,8 +15,8 @@ class LockBusy(Exception):
 
 
 class RunLock:
-    def __init__(self, data_dir: Path, operation: str) -> None:
-        self.path = data_dir / ".toolsync.lock"
+    def __init__(self, data_dir: Path, operation: str, name: str = ".toolsync.lock") -> None:
+        self.path = data_dir / name
         self.operation = operation
         self.stale_note: str | None = None
         self._fd: int | None = None
