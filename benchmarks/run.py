@@ -70,6 +70,17 @@ from .generate import (
     write_check_file,
     write_users_file,
 )
+from .pictures import (
+    ARCHIVE_NAME,
+    TreeMemory,
+    expected_extensions,
+    fresh_moodledata,
+    icon_files_sql,
+    memory_lines,
+    picture_counts_sql,
+    pool_problems,
+    write_pictures_archive,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 MEASURE = Path(__file__).resolve().with_name("measure.py")
@@ -114,6 +125,9 @@ class BenchCase:
     track_cpu: bool = False  # sample the CPU time of the child's processes and of each core (for `analyse`)
     # The run changes what the next one would find: with --repeat, every run gets a fresh database and setup.
     writes: bool = False
+    # Read the memory and CPU of the command and each descendant from /proc while it runs (Measurement.tree).
+    track_tree: bool = False
+    rss_note: str = ""  # after "peak RSS N MB" in the printout: what that figure covers, when it needs saying
 
 
 @dataclass
@@ -572,6 +586,73 @@ register(
 )
 
 
+# -- pictures: a zip archive of user pictures, icons made on every core --------------------------
+#
+# Users 0..N-1 are seeded (LOAD DATA, with their contexts, untimed); the archive holds picture i for user i by
+# username, half JPEG, half PNG, sides 200..2000 (benchmarks/pictures.py). moodle_data_dir is a fresh moodledata in the
+# work folder (relative to the configuration). The archive is made once per work folder; --repeat reuses it.
+
+PICTURES_SETTINGS: dict[str, Any] = {"moodle_data_dir": "moodledata", "user_field": "username"}
+
+
+def _pictures_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--pictures", type=int, default=2_000, help="pictures in the archive, users seeded (2,000)")
+
+
+def _pictures_prepare(args: argparse.Namespace, server: ThrowawayMariaDB, workdir: Path) -> Prepared:
+    seeded = asyncio.run(seed_users_at(server.url(DATABASE), PREFIX, args.pictures))
+    first, last = seeded.first_id, seeded.last_id
+    moodledata = fresh_moodledata(workdir / PICTURES_SETTINGS["moodle_data_dir"])
+    before = int(server.sql(picture_counts_sql(PREFIX, first, last), DATABASE).split()[1])
+    generated = write_pictures_archive(workdir / ARCHIVE_NAME, args.pictures, args.seed)
+    extensions = expected_extensions(args.pictures, args.seed)
+
+    def check() -> list[str]:
+        # 4 rows a picture: f1, the area's directory entry ".", f2, f3 (process_new_icon()).
+        wanted = {
+            "icon rows of the seeded users": 4 * args.pictures,
+            "icon rows in all": before + 4 * args.pictures,
+            "seeded users without a picture": 0,
+            "seeded users whose picture is their f1 row's id": args.pictures,
+            "f1.jpg rows (JPEG pictures)": extensions["jpg"],
+            "f1.png rows (PNG pictures)": extensions["png"],
+        }
+        problems = count_mismatches(server, picture_counts_sql(PREFIX, first, last), wanted)
+        return problems + pool_problems(moodledata, server.sql(icon_files_sql(PREFIX, first, last), DATABASE))
+
+    against = f"{args.pictures:,} users ({extensions['jpg']:,} JPEG, {extensions['png']:,} PNG pictures)"
+    return Prepared(generated, against, [seeded], check)
+
+
+def _pictures_analysis(measured: Measurement, prepared: Prepared, args: argparse.Namespace) -> Analysis:
+    """The memory of the main process and of the icon workers, each its own, and where the CPU went."""
+    if measured.tree is None or not measured.tree.samples:
+        return Analysis(["memory: no /proc samples (psutil missing?): the workers' peak is unknown"], False)
+    lines, main_mb, worker_mb = memory_lines(measured.tree, measured.peak_rss_mb, measured.wall)
+    limit = CASES["pictures"].targets.max_rss_mb
+    met = bool(measured.tree.of_role("worker")) and max(main_mb, worker_mb) < limit
+    lines.append(f"main process and every worker < {limit:,.0f} MB each: {'met' if met else 'MISSED'}")
+    return Analysis(lines, met)
+
+
+register(
+    BenchCase(
+        name="pictures",
+        operation="pictures",
+        help="user pictures: a zip of 2,000 JPEG and PNG pictures (200..2000 px a side) of existing users",
+        targets=Targets(min_rate=0, max_rss_mb=400),
+        add_arguments=_pictures_arguments,
+        prepare=_pictures_prepare,
+        settings=PICTURES_SETTINGS,
+        unit="pictures",
+        analyse=_pictures_analysis,
+        writes=True,
+        track_tree=True,
+        rss_note=" (wait4: the largest single process, see below)",
+    )
+)
+
+
 # -- running -------------------------------------------------------------------------------------
 
 
@@ -586,6 +667,8 @@ class Measurement:
     rss_samples: list[tuple[float, float]] = field(default_factory=list)
     # With BenchCase.track_cpu, every CPU_INTERVAL: the CPU seconds of the command and each of its descendants.
     cpu_samples: list[CpuSample] = field(default_factory=list)
+    # With BenchCase.track_tree: each process's own peak RSS and CPU time, and the tree's summed memory.
+    tree: TreeMemory | None = None
 
     def rss_timeline(self, points: int = 10) -> str:
         """RSS at `points` evenly spaced moments of the run, to see where the peak happens."""
@@ -616,9 +699,11 @@ def _sample_rss(
     samples: list[tuple[float, float]],
     done: threading.Event,
     cpu_samples: list[CpuSample] | None = None,
+    tree: TreeMemory | None = None,
 ) -> None:
     """RSS of the measured command every RSS_INTERVAL, once the launcher has written its pid; with
-    `cpu_samples`, also the CPU time of it and its descendants (hashing workers) every CPU_INTERVAL."""
+    `cpu_samples`, also the CPU time of it and its descendants (hashing workers) every CPU_INTERVAL; with `tree`,
+    the memory and CPU of each process of the tree every tree.interval."""
     try:
         import psutil
     except ImportError:
@@ -627,7 +712,7 @@ def _sample_rss(
         if done.wait(0.005):
             return
     clock = time.perf_counter()
-    next_cpu = 0.0
+    next_cpu = next_tree = 0.0
     try:
         process = psutil.Process(int(pid_file.read_text()))
         while not done.is_set():
@@ -636,6 +721,9 @@ def _sample_rss(
             if cpu_samples is not None and at >= next_cpu:
                 cpu_samples.append(_cpu_sample(psutil, process, at))
                 next_cpu = at + CPU_INTERVAL
+            if tree is not None and at >= next_tree:
+                tree.sample(psutil, process)
+                next_tree = at + tree.interval
             done.wait(RSS_INTERVAL)
     except (psutil.Error, ValueError):  # the command has exited (or is a zombie)
         return
@@ -725,7 +813,12 @@ def _attach_py_spy(pid_path: Path, out: Path, log: Path) -> subprocess.Popen[byt
 
 
 def run_child(
-    command: Sequence[str], workdir: Path, tag: str, py_spy_out: Path | None = None, track_cpu: bool = False
+    command: Sequence[str],
+    workdir: Path,
+    tag: str,
+    py_spy_out: Path | None = None,
+    track_cpu: bool = False,
+    track_tree: bool = False,
 ) -> Measurement:
     """Run to completion through benchmarks/measure.py: wall time from spawn to reaping, and the
     command's own peak RSS (see measure.py for why it is not started from this process)."""
@@ -736,9 +829,10 @@ def run_child(
     launcher = [sys.executable, str(MEASURE), str(result_path), "--", *command]
     samples: list[tuple[float, float]] = []
     cpu_samples: list[CpuSample] = []
+    tree = TreeMemory() if track_tree else None
     done = threading.Event()
     sampler = threading.Thread(
-        target=_sample_rss, args=(pid_path, samples, done, cpu_samples if track_cpu else None), daemon=True
+        target=_sample_rss, args=(pid_path, samples, done, cpu_samples if track_cpu else None, tree), daemon=True
     )
     with out_path.open("wb") as out, err_path.open("wb") as err:
         child = subprocess.Popen(launcher, stdout=out, stderr=err, stdin=subprocess.DEVNULL, cwd=workdir, env=env)
@@ -771,6 +865,7 @@ def run_child(
         err_path.read_text(errors="replace"),
         samples,
         cpu_samples,
+        tree,
     )
 
 
@@ -820,6 +915,11 @@ def verify(measured: Measurement, summary: Summary | None, expected: Expected, c
         if retried != expected.outcomes.get("failed", 0):
             problems.append(f"tryback holds {retried:,} lines, expected {expected.outcomes.get('failed', 0):,}")
     return problems
+
+
+def _rate(rate: float) -> str:
+    """A rate as printed: a decimal below 100 a second (pictures), none above (lines)."""
+    return f"{rate:,.1f}" if rate < 100 else f"{rate:,.0f}"
 
 
 def _mb(size: float) -> str:
@@ -895,7 +995,12 @@ def _measure(
         prefix = [sys.executable, *(["-m", "cProfile", "-o", str(profile)] if profile else [])]
         server_cpu = mariadbd_cpu_seconds(server) if server is not None else 0.0
         measured = run_child(
-            [*prefix, *command], workdir, f"run{attempt}", py_spy_out=sampled, track_cpu=case.track_cpu
+            [*prefix, *command],
+            workdir,
+            f"run{attempt}",
+            py_spy_out=sampled,
+            track_cpu=case.track_cpu,
+            track_tree=case.track_tree,
         )
         server_cpu = mariadbd_cpu_seconds(server) - server_cpu if server is not None else 0.0
         summary = parse_summary(measured.stdout, case.operation)
@@ -916,7 +1021,7 @@ def _measure(
         wanted += f"< {case.targets.max_rss_mb:,.0f} MB" + (", see below" if case.analyse else "")
         print(
             f"{case.name}{label}: {lines:,} {unit} against {prepared.against} in {measured.wall:.1f} s = "
-            f"{rate:,.0f} {unit}/s, peak RSS {measured.peak_rss_mb:,.0f} MB "
+            f"{_rate(rate)} {unit}/s, peak RSS {measured.peak_rss_mb:,.0f} MB{case.rss_note} "
             f"(target {wanted}: {'met' if met else 'MISSED'})",
             flush=True,
         )
@@ -924,7 +1029,7 @@ def _measure(
             engine = summary.engine_seconds
             print(
                 f"  outcomes: {count_values(summary.outcomes)}; engine's own run loop {engine:.1f} s "
-                f"({lines / engine if engine else 0:,.0f} {unit}/s), start-up and wrap-up "
+                f"({_rate(lines / engine if engine else 0)} {unit}/s), start-up and wrap-up "
                 f"{measured.wall - engine:.1f} s; mariadbd CPU {server_cpu:.1f} s"
             )
         if timeline := measured.rss_timeline():
@@ -945,8 +1050,8 @@ def _measure(
             _print_py_spy(sampled, args.profile_top)
     if args.repeat > 1 and rates:
         print(
-            f"{case.name}: {args.repeat} runs, median {statistics.median(rates):,.0f} {case.unit}/s, best "
-            f"{max(rates):,.0f} {case.unit}/s, worst peak RSS {worst_rss:,.0f} MB"
+            f"{case.name}: {args.repeat} runs, median {_rate(statistics.median(rates))} {case.unit}/s, best "
+            f"{_rate(max(rates))} {case.unit}/s, worst peak RSS {worst_rss:,.0f} MB"
         )
     if mismatch:
         return EXIT_MISMATCH

@@ -63,6 +63,16 @@ async def test_due_operations_run_in_dependency_order_once(sandbox: Config) -> N
     assert [line.split(":")[0] for line in await quiet_cron(sandbox, "2026-11-25 03:00")] == ["cohorts"]
 
 
+async def test_a_paused_schedule_does_not_run(sandbox: Config) -> None:
+    schedule(sandbox, users="0 * * * *")
+    await quiet_cron(sandbox, "2026-11-25 09:30")
+    sandbox.set("operations.users.schedule_enabled", False)
+    assert await quiet_cron(sandbox, "2026-11-25 10:00") == []
+    sandbox.set("operations.users.schedule_enabled", True)
+    assert await quiet_cron(sandbox, "2026-11-25 10:05") == []  # its slots while paused are not owed
+    assert (await quiet_cron(sandbox, "2026-11-25 11:00"))[0].startswith("users: userimport.csv")
+
+
 async def test_an_absent_file_is_passed_over_cleanly(sandbox: Config) -> None:
     schedule(sandbox, enrols="*/5 * * * *")
     (DataStore(sandbox.data_dir).inbox / "enrols.csv").unlink()

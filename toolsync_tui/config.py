@@ -87,6 +87,7 @@ class NotifySettings(Section):
 class OperationSettings(Section):
     file: str = ""
     schedule: str = ""  # a cron expression for `toolsync cron`; empty: not scheduled
+    schedule_enabled: bool = True  # false: the schedule is kept but `toolsync cron` does not run it
 
     @field_validator("schedule")
     @classmethod

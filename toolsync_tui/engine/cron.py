@@ -92,9 +92,11 @@ class _Call:
         state = ScheduleState(self.config.data_dir / STATE)
         try:
             for name in cron_order(self.config):
-                expression = self.config.operation(name).schedule
+                operation = self.config.operation(name)
+                expression = operation.schedule
                 slot = state.due(name, expression, now) if expression else None
-                if slot is not None and await self._run_due(name, slot):
+                # A paused schedule's slots pass unrun: enabled again, it waits for its next one.
+                if slot is not None and (not operation.schedule_enabled or await self._run_due(name, slot)):
                     state.handled(name, expression, slot)
         finally:
             if self._gateway is not None:

@@ -20,7 +20,9 @@ VALUE = "value"  # its file name without extension: what names the user
 DATA = "data"  # its bytes (null for an entry that could not be read)
 LATER = "later"  # the name of a later entry for the same value, which wins (null when none)
 COLUMNS = [NAME, VALUE, DATA, LATER]
-BATCH_BYTES = 64 * 1024 * 1024  # a batch holds at most this much picture data (plus one picture)
+# A batch holds at most this much picture data (plus one picture): enough pictures to keep every core busy, while the
+# main process holds a batch's bytes a few times over (read, planned, sent to the workers) and reads the next one.
+BATCH_BYTES = max(16, 4 * (os.cpu_count() or 1)) * 1024 * 1024
 
 
 @dataclass
