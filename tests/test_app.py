@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import socket
+from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from textual.widgets import DataTable, Log, Static
@@ -14,6 +16,7 @@ from toolsync_tui.engine import pipeline
 from toolsync_tui.engine.operations import OPERATIONS
 from toolsync_tui.engine.pipeline import SafetyStop
 from toolsync_tui.engine.run_lock import RunLock
+from toolsync_tui.engine.schedules import next_runs
 from toolsync_tui.formatting import file_size
 from toolsync_tui.screens import run as run_module
 from toolsync_tui.screens.confirm import ConfirmScreen
@@ -21,7 +24,7 @@ from toolsync_tui.screens.dashboard import DashboardScreen
 from toolsync_tui.screens.help import HelpScreen
 from toolsync_tui.screens.run import RunScreen
 
-from .ui_helpers import wait_until
+from .ui_helpers import FrozenClock, wait_until
 
 SIZE = (80, 24)
 Notes = list[tuple[str, dict[str, Any]]]
@@ -81,7 +84,30 @@ async def test_dashboard_lists_every_operation_with_its_files(sandbox: Config) -
         assert rows["pictures"][1:3] == ["userpictures_*.zip (2)", file_size(size)]
         await pilot.press(*["down"] * (len(OPERATIONS) - 1))
         await pilot.pause()
-        assert text_of(app.screen, "#detail").endswith("userpictures_b.zip, userpictures_sample.zip")
+        first, second = text_of(app.screen, "#detail").splitlines()
+        assert first.endswith("userpictures_b.zip, userpictures_sample.zip")
+        assert second == "never run · next run: not scheduled"
+
+
+async def test_dashboard_shows_the_last_run_and_the_next_one(sandbox: Config) -> None:
+    sandbox.set("operations.users.schedule", "30 2 * * *")
+    sandbox.set("cron.timezone", "UTC")
+    now = datetime.now() + timedelta(hours=1)  # the run log has the real time; the screen sees it an hour later
+    expected_next = next_runs("30 2 * * *", now.astimezone(ZoneInfo("UTC")), 1)[0].strftime("%a %H:%M")
+    app = ToolsyncApp(sandbox, clock=FrozenClock(now))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press(*["down"] * list(OPERATIONS).index("users"))
+        await start_run(app, pilot, "r")
+        await pilot.press("escape")
+        await pilot.pause()
+        table = app.screen.query_one(DataTable)
+        cells = [str(cell) for cell in table.get_row("users")]
+        # The sample's users are created; their rows' courses are not in the sandbox: parts failed.
+        assert cells[5:] == ["an hour ago, parts failed", expected_next]
+        assert [str(cell) for cell in table.get_row("enrols")][5:] == ["never", "not scheduled"]
+        detail = text_of(app.screen, "#detail").splitlines()[1]
+        assert detail.startswith("last run 20")
+        assert detail.endswith(f": 3 created · next run: {expected_next}")
         assert "SANDBOX" in text_of(app.screen, "#site-badge")
         detail = text_of(app.screen, "#site-detail")
         assert detail.startswith("sandbox.sqlite · prefix mdl_ · Moodle 4.5")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from typing import ClassVar
 
 from rich.text import Text
@@ -15,6 +16,9 @@ from textual.widgets import DataTable, Footer, Static
 from ..catalog import OperationEntry, operation_entries
 from ..clock import Clock
 from ..config import Config
+from ..engine.outcomes import Outcome
+from ..engine.runlog import RunLog, RunRecord
+from ..engine.schedules import ScheduleProblem, next_runs, schedule_zone
 from ..formatting import file_age, file_size, short_path
 from ..widgets.site_bar import SiteBar
 from .run import RunScreen
@@ -23,6 +27,32 @@ from .run import RunScreen
 WIDE = 100
 # Files land in the inbox by scp or cron: look again now and then, not only when coming back.
 RESCAN_SECONDS = 10
+
+
+def run_summary(record: RunRecord) -> str:
+    """A run in a few words: "3 created, 1 failed", "could not run", "cancelled"."""
+    if record.problem:
+        return "could not run"
+    counts = ", ".join(f"{record.counts[o]:,} {o}" for o in Outcome if record.counts.get(o))
+    verdict = "cancelled" if record.cancelled else counts or "no rows"
+    return f"{verdict} (dry run)" if record.dry_run else verdict
+
+
+def last_run_text(record: RunRecord | None, now: datetime) -> str:
+    """The last run for the table: when, and whether it went well."""
+    if record is None:
+        return "never"
+    if record.problem:
+        verdict = "could not run"
+    elif record.cancelled:
+        verdict = "cancelled"
+    elif failed := record.counts.get(Outcome.FAILED, 0):
+        verdict = f"{failed:,} failed"
+    elif record.exit_code:  # no row failed, some of their parts did (a user's course enrolment ...)
+        verdict = "parts failed"
+    else:
+        verdict = "ok"
+    return f"{file_age(record.started_at, now)}, {verdict}" + (" (dry)" if record.dry_run else "")
 
 
 class DashboardScreen(Screen[None]):
@@ -41,6 +71,7 @@ class DashboardScreen(Screen[None]):
         self.config = config
         self.clock = clock
         self.entries: dict[str, OperationEntry] = {}
+        self.last_runs: dict[str, RunRecord] = {}
         self._wide: bool | None = None
 
     def compose(self) -> ComposeResult:
@@ -64,28 +95,53 @@ class DashboardScreen(Screen[None]):
         self._wide = self.size.width >= WIDE
         cursor = table.cursor_row
         self.entries = {entry.name: entry for entry in operation_entries(self.config)}
+        self.last_runs = RunLog(self.config.data_dir).last_by_operation()
         table.clear(columns=True)
         table.add_column("Operation", key="name")
         if self._wide:
             table.add_column("Title", key="title")
         table.add_column("Command file", key="file")
         table.add_column("Size", key="size")
-        table.add_column("Changed", key="changed")
+        if self._wide:
+            table.add_column("Changed", key="changed")
+        table.add_column("Last run", key="last")
+        if self._wide:
+            table.add_column("Next run", key="next")
         for entry in self.entries.values():
             table.add_row(*self._cells(entry), key=entry.name)
         table.move_cursor(row=cursor)
         self._describe(self._chosen())
 
     def _cells(self, entry: OperationEntry) -> list[Text]:
-        if entry.size is None or entry.modified is None:
-            file, size, changed = entry.file.name, "missing", ""
-        else:
-            file, size = entry.file.name, file_size(entry.size)
-            if entry.files != (entry.file,):  # picture archives: how many there are
-                file = f"{file} ({len(entry.files)})"
-            changed = file_age(entry.modified, self.clock.now())
-        cells = [entry.name, *([entry.title] if self._wide else []), file, size, changed]
+        file, size, changed = self._file_facts(entry)
+        last = last_run_text(self.last_runs.get(entry.name), self.clock.now())
+        if not self._wide:
+            return [Text(cell) for cell in (entry.name, file, size, last)]
+        cells = (entry.name, entry.title, file, size, changed, last, self._next_run(entry.name))
         return [Text(cell) for cell in cells]
+
+    def _file_facts(self, entry: OperationEntry) -> tuple[str, str, str]:
+        """The file column (with the number of archives for pictures), its size and its age."""
+        if entry.size is None or entry.modified is None:
+            return entry.file.name, "missing", ""
+        file = entry.file.name
+        if entry.files != (entry.file,):
+            file = f"{file} ({len(entry.files)})"
+        return file, file_size(entry.size), file_age(entry.modified, self.clock.now())
+
+    def _next_run(self, name: str) -> str:
+        settings = self.config.operation(name)
+        if not settings.schedule:
+            return "not scheduled"
+        if not settings.schedule_enabled:
+            return "paused"
+        try:
+            zone = schedule_zone(self.config.settings.cron.timezone)
+        except ScheduleProblem:
+            return "bad time zone"
+        now = self.clock.now().astimezone(zone)
+        [slot] = next_runs(settings.schedule, now, 1)
+        return slot.strftime("%a %H:%M" if slot - now < timedelta(days=6) else "%Y-%m-%d %H:%M")
 
     def _chosen(self) -> OperationEntry | None:
         table = self.query_one(DataTable)
@@ -104,7 +160,12 @@ class DashboardScreen(Screen[None]):
             state = f"{where}: " + ", ".join(path.name for path in entry.files)
         else:
             state = where
-        self.query_one("#detail", Static).update(f"{entry.title}: {state}")
+        if entry.modified is not None:
+            state += f" · changed {file_age(entry.modified, self.clock.now())}"
+        record = self.last_runs.get(entry.name)
+        last = "never run" if record is None else f"last run {record.started_at:%Y-%m-%d %H:%M}: {run_summary(record)}"
+        facts = [last, f"next run: {self._next_run(entry.name)}"]
+        self.query_one("#detail", Static).update(f"{entry.title}: {state}\n" + " · ".join(facts))
 
     @on(DataTable.RowHighlighted)
     def _highlighted(self, event: DataTable.RowHighlighted) -> None:

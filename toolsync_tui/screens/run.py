@@ -26,7 +26,7 @@ from ..config import Config
 from ..engine.gateway import DatabaseError, open_gateway
 from ..engine.outcomes import Outcome
 from ..engine.pipeline import Progress, RunProblem, RunResult, SafetyStop, run_operation
-from ..formatting import rate, short_path
+from ..formatting import rate, short_path, time_left
 from ..widgets.site_bar import SiteBar
 from .confirm import ConfirmScreen
 from .summary import combined, outcome_line, series_lines
@@ -172,7 +172,8 @@ class RunScreen(Screen[None]):
             done = sum(progress.counts.values())
             self.query_one(ProgressBar).update(total=max(progress.lines_total, 1), progress=progress.lines_done)
             self.query_one("#lines", Static).update(f"line {progress.lines_done:,} of {progress.lines_total:,}")
-            self.query_one("#rate", Static).update(rate(done, self._elapsed))
+            left = time_left(progress.lines_done, progress.lines_total, self._elapsed)
+            self.query_one("#rate", Static).update(" · ".join(filter(None, [rate(done, self._elapsed), left])))
             self.query_one("#counters", Static).update(outcome_line(progress.counts))
         if self._pending:
             self.query_one(Log).write_lines(list(self._pending))
