@@ -85,7 +85,7 @@ async def test_dashboard_lists_every_operation_with_its_files(sandbox: Config) -
         await pilot.press(*["down"] * (len(OPERATIONS) - 1))
         await pilot.pause()
         first, second = text_of(app.screen, "#detail").splitlines()
-        assert first.endswith("userpictures_b.zip, userpictures_sample.zip")
+        assert first.startswith("User pictures: inbox/userpictures_*.zip: userpictures_b.zip, userpictures_sample.zip")
         assert second == "never run · next run: not scheduled"
 
 
@@ -103,8 +103,9 @@ async def test_dashboard_shows_the_last_run_and_the_next_one(sandbox: Config) ->
         table = app.screen.query_one(DataTable)
         cells = [str(cell) for cell in table.get_row("users")]
         # The sample's users are created; their rows' courses are not in the sandbox: parts failed.
-        assert cells[5:] == ["an hour ago, parts failed", expected_next]
-        assert [str(cell) for cell in table.get_row("enrols")][5:] == ["never", "not scheduled"]
+        assert cells[6:] == ["an hour ago, parts failed", expected_next]
+        # enrols.csv: a header and two records
+        assert [str(cell) for cell in table.get_row("enrols")][4:] == ["2", "an hour ago", "never", "not scheduled"]
         detail = text_of(app.screen, "#detail").splitlines()[1]
         assert detail.startswith("last run 20")
         assert detail.endswith(f": 3 created · next run: {expected_next}")

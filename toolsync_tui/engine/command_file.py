@@ -195,6 +195,16 @@ class CommandFile:
                     fields = _quoting_problem(str(exc), start, feed.line_number)
                 yield start, feed.take(), fields
 
+    def count_records(self) -> int:
+        """Data records, by the rules of a run (comments, blank lines, quoted records over several lines), without
+        building their columns."""
+        records = self._records()
+        try:
+            total = sum(1 for _ in records)
+        finally:
+            records.close()
+        return total - 1 if self.has_header and total else total
+
     def batches(self, size: int) -> Iterator[pl.DataFrame]:
         """Data records in batches: LINE, RAW, PROBLEM (null when the row is well formed), columns."""
         records = self._records()

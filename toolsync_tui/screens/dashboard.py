@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timedelta
 from typing import ClassVar
 
 from rich.text import Text
-from textual import on
+from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.events import Resize
@@ -16,12 +17,16 @@ from textual.widgets import DataTable, Footer, Static
 from ..catalog import OperationEntry, operation_entries
 from ..clock import Clock
 from ..config import Config
+from ..engine.command_file import FileProblem
 from ..engine.outcomes import Outcome
+from ..engine.preview import count_rows
 from ..engine.runlog import RunLog, RunRecord
 from ..engine.schedules import ScheduleProblem, next_runs, schedule_zone
 from ..formatting import file_age, file_size, short_path
 from ..widgets.site_bar import SiteBar
+from .files import FilesScreen
 from .run import RunScreen
+from .schedules import SchedulesScreen
 
 # From this width on the title gets a column; below it, it is shown under the table (80 columns fit).
 WIDE = 100
@@ -60,6 +65,8 @@ class DashboardScreen(Screen[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("r", "run(False)", "Run"),
         Binding("d", "run(True)", "Dry run"),
+        Binding("f", "files", "Files"),
+        Binding("s", "schedules", "Schedules"),
     ]
     KEY_HELP: ClassVar[tuple[tuple[str, str], ...]] = (
         ("↑ ↓", "Choose an operation"),
@@ -72,6 +79,7 @@ class DashboardScreen(Screen[None]):
         self.clock = clock
         self.entries: dict[str, OperationEntry] = {}
         self.last_runs: dict[str, RunRecord] = {}
+        self.row_counts: dict[str, str] = {}  # counted in a worker, shown when ready
         self._wide: bool | None = None
 
     def compose(self) -> ComposeResult:
@@ -103,6 +111,7 @@ class DashboardScreen(Screen[None]):
         table.add_column("Command file", key="file")
         table.add_column("Size", key="size")
         if self._wide:
+            table.add_column("Rows", key="rows")
             table.add_column("Changed", key="changed")
         table.add_column("Last run", key="last")
         if self._wide:
@@ -111,13 +120,32 @@ class DashboardScreen(Screen[None]):
             table.add_row(*self._cells(entry), key=entry.name)
         table.move_cursor(row=cursor)
         self._describe(self._chosen())
+        self._count_rows()
+
+    @work(exclusive=True, group="rows", exit_on_error=False)
+    async def _count_rows(self) -> None:
+        """Data rows of every present file, counted off the UI thread (cached while a file is unchanged)."""
+        for entry in list(self.entries.values()):
+            if not entry.files:
+                continue
+            try:
+                counts = [await asyncio.to_thread(count_rows, self.config, entry.name, path) for path in entry.files]
+                text = f"{sum(counts):,}"
+            except FileProblem:
+                text = "unreadable"
+            if self.row_counts.get(entry.name) != text:
+                self.row_counts[entry.name] = text
+                if self._wide:
+                    self.query_one(DataTable).update_cell(entry.name, "rows", text)
+        self._describe(self._chosen())
 
     def _cells(self, entry: OperationEntry) -> list[Text]:
         file, size, changed = self._file_facts(entry)
         last = last_run_text(self.last_runs.get(entry.name), self.clock.now())
         if not self._wide:
             return [Text(cell) for cell in (entry.name, file, size, last)]
-        cells = (entry.name, entry.title, file, size, changed, last, self._next_run(entry.name))
+        rows = self.row_counts.get(entry.name, "") if entry.files else ""
+        cells = (entry.name, entry.title, file, size, rows, changed, last, self._next_run(entry.name))
         return [Text(cell) for cell in cells]
 
     def _file_facts(self, entry: OperationEntry) -> tuple[str, str, str]:
@@ -160,6 +188,8 @@ class DashboardScreen(Screen[None]):
             state = f"{where}: " + ", ".join(path.name for path in entry.files)
         else:
             state = where
+        if entry.files and entry.name in self.row_counts:
+            state += f" · {self.row_counts[entry.name]} rows"
         if entry.modified is not None:
             state += f" · changed {file_age(entry.modified, self.clock.now())}"
         record = self.last_runs.get(entry.name)
@@ -187,3 +217,12 @@ class DashboardScreen(Screen[None]):
             self.rescan()
             return
         self.app.push_screen(RunScreen(self.config, entry, dry_run=dry_run, clock=self.clock))
+
+    def action_schedules(self) -> None:
+        self.app.push_screen(SchedulesScreen(self.config, self.clock))
+
+    def action_files(self) -> None:
+        """Choose the operation's command file, with a preview that validates it."""
+        chosen = self._chosen()
+        if chosen is not None:
+            self.app.push_screen(FilesScreen(self.config, chosen.name, self.clock))

@@ -1,0 +1,551 @@
+"""Choosing an operation's command file: the inbox's candidates, a preview of the highlighted one, a dry run.
+
+Whatever reads a file runs in a worker thread (asyncio.to_thread), and the preview only ever holds one page: the
+list stays responsive whatever the size of the file under the cursor. Nothing here writes but the configuration
+(when a file is chosen) and the dry run's report.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import stat
+from contextlib import suppress
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import ClassVar
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.screen import Screen
+from textual.timer import Timer
+from textual.widgets import DataTable, Footer, Input, Static
+from textual.widgets.data_table import RowDoesNotExist
+
+from ..clock import Clock
+from ..config import Config, ConfigError
+from ..engine.command_file import FileProblem
+from ..engine.gateway import DatabaseError, open_gateway
+from ..engine.operations import OPERATIONS
+from ..engine.pipeline import RunProblem, RunResult, run_operation
+from ..engine.preview import PAGE_ROWS, FilePreview, Page, PreviewRow, count_rows, is_archive_operation, open_preview
+from ..engine.store import DataStore
+from ..formatting import file_age, file_size, short_path
+from ..widgets.site_bar import SiteBar
+from .summary import outcome_line
+
+MARK = "✔"  # the preselected file; for pictures, every archive a run would take
+SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
+SPIN_EVERY = 0.1  # seconds
+CELL_CHARS = 40  # a long value is cut in the preview: the columns after it stay in view
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A file the operation could run on."""
+
+    path: Path
+    shown: str  # its name in the inbox; elsewhere, its path
+    size: int
+    modified: datetime
+
+
+def candidates(config: Config, operation: str) -> list[Candidate]:
+    """The inbox's files an operation can take, in name order: zip archives for pictures, the other files for the
+    rest, plus the preselected file when it lies outside the inbox (an absolute setting)."""
+    store = DataStore(config.data_dir)
+    archives = is_archive_operation(operation)
+    try:
+        paths = [path for path in store.inbox.iterdir() if not path.name.startswith(".")]
+    except OSError:  # no inbox yet: nothing to choose from
+        paths = []
+    paths = [path for path in paths if (path.suffix.lower() == ".zip") == archives]
+    preselected = store.preselected(config.operation(operation).file)
+    if not archives and preselected.parent != store.inbox:
+        paths.append(preselected)
+    found = [candidate for path in paths if (candidate := _candidate(path, store.inbox)) is not None]
+    return sorted(found, key=lambda candidate: candidate.shown.lower())
+
+
+def _candidate(path: Path, inbox: Path) -> Candidate | None:
+    try:
+        status = path.stat()
+    except OSError:  # gone since the listing, or unreadable: not a candidate
+        return None
+    if not stat.S_ISREG(status.st_mode):
+        return None
+    return Candidate(path, short_path(path, inbox), status.st_size, datetime.fromtimestamp(status.st_mtime))
+
+
+def file_setting(path: Path, inbox: Path) -> str:
+    """The `file` setting naming `path`: relative to the inbox when it lies there (the configuration then survives a
+    move of the data directory), else absolute."""
+    return str(path.relative_to(inbox)) if path.is_relative_to(inbox) else str(path)
+
+
+class FilesScreen(Screen[None]):
+    CSS_PATH = "files.tcss"
+    AUTO_FOCUS = "#files"
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("c", "choose", "Choose"),
+        Binding("v", "dry_run", "Dry run"),
+        Binding("slash", "filter", "Filter", key_display="/"),
+        # Priority: the file list is a DataTable, which would otherwise take these keys to scroll itself.
+        Binding("pagedown", "page(1)", "Page", key_display="PgDn", priority=True),
+        Binding("pageup", "page(-1)", "Previous page", key_display="PgUp", priority=True, show=False),
+        Binding("n", "page(1)", "Next page", show=False),
+        Binding("p", "page(-1)", "Previous page", show=False),
+        Binding("escape", "back", "Back"),
+    ]
+    KEY_HELP: ClassVar[tuple[tuple[str, str], ...]] = (
+        ("↑ ↓", "Highlight a file: its first rows show below"),
+        ("enter", "Choose the highlighted file (as c)"),
+        ("PgUp / p", "Previous page of the preview"),
+        ("n", "Next page of the preview (as PgDn)"),
+        ("tab", "Move between the file list and the preview"),
+        ("esc in the filter", "Clear the filter"),
+    )
+
+    def __init__(self, config: Config, operation: str, clock: Clock) -> None:
+        super().__init__()
+        self.config = config
+        self.operation = operation
+        self.clock = clock
+        self.title_text = OPERATIONS[operation].title
+        self.archives = is_archive_operation(operation)
+        self.store = DataStore(config.data_dir)
+        self.candidates: dict[str, Candidate] = {}
+        self.highlighted: Candidate | None = None
+        self.preview: FilePreview | None = None
+        self.page: Page | None = None
+        self.file_problem: str | None = None  # why the highlighted file cannot be read as the operation's input
+        self.rows_counted: int | None = None
+        self.counting = False
+        self.dry_running = False
+        self.dry_run_result: RunResult | None = None
+        self.dry_run_error: str | None = None
+        self._dry_run_file = ""  # what the dry run in progress reads, for its spinner
+        self._spinner: Timer | None = None
+        self._spin = 0
+        self._shown_once = False
+
+    def compose(self) -> ComposeResult:
+        yield SiteBar(id="site")
+        yield Static(id="files-title", markup=False)
+        yield Input(placeholder="Filter the files by name; enter: to the list, esc: clear", id="filter")
+        yield DataTable(id="files", cursor_type="row", zebra_stripes=True)
+        yield Static(id="preview-title", markup=False)
+        yield DataTable(id="preview", cursor_type="row")
+        yield Static(id="file-problem", markup=False)
+        yield Static(id="row-problem", markup=False)
+        yield Static(id="dry-run", markup=False)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#filter", Input).display = False
+        self.query_one("#file-problem", Static).display = False
+        self._show_dry_run()
+
+    def on_screen_resume(self) -> None:
+        self.rescan()  # first display, and back from the help: files may have come or gone meanwhile
+
+    def on_unmount(self) -> None:
+        if self.preview is not None:
+            # Closing waits for a page read still running in its thread: not on the event loop.
+            asyncio.get_running_loop().run_in_executor(None, self.preview.close)
+            self.preview = None
+
+    # -- the file list ---------------------------------------------------------------------
+
+    def rescan(self) -> None:
+        self.candidates = {str(c.path): c for c in candidates(self.config, self.operation)}
+        self._show_title()
+        self._fill_files()
+
+    def _fill_files(self) -> None:
+        table = self.query_one("#files", DataTable)
+        wanted = self.highlighted.path if self.highlighted else self._preselected()
+        words = self.query_one("#filter", Input).value.strip().lower()
+        marked = self._marked()
+        table.clear(columns=True)
+        table.add_column(" ", key="mark")
+        table.add_column("File", key="file")
+        table.add_column("Size", key="size")
+        table.add_column("Changed", key="changed")
+        now = self.clock.now()
+        for key, candidate in self.candidates.items():
+            if words in candidate.shown.lower():
+                mark = MARK if candidate.path in marked else ""
+                age = file_age(candidate.modified, now)
+                table.add_row(mark, Text(candidate.shown), file_size(candidate.size), age, key=key)
+        with suppress(RowDoesNotExist):  # gone, or filtered out: the cursor stays on the first row
+            table.move_cursor(row=table.get_row_index(str(wanted)))
+        self._highlight(self._under_cursor())
+
+    def _under_cursor(self) -> Candidate | None:
+        table = self.query_one("#files", DataTable)
+        if not table.row_count:
+            return None
+        row_key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key
+        return self.candidates.get(str(row_key.value))
+
+    def _preselected(self) -> Path:
+        return self.store.preselected(self.config.operation(self.operation).file)
+
+    def _marked(self) -> set[Path]:
+        setting = self.config.operation(self.operation).file
+        if self.archives:  # a prefix: every archive it matches is run, in name order
+            return set(self.store.inputs(setting, ".zip"))
+        return {self.store.preselected(setting)}
+
+    def _show_title(self) -> None:
+        setting = self.config.operation(self.operation).file
+        if self.archives:
+            pattern = short_path(self.store.inputs_pattern(setting, ".zip"), self.config.data_dir)
+            chosen = f"runs every {pattern}, in name order"
+        else:
+            preselected = self._preselected()
+            missing = "" if preselected.is_file() else " (missing)"
+            chosen = f"file: {short_path(preselected, self.config.data_dir)}{missing}"
+        self.query_one("#files-title", Static).update(f"{self.operation} · {self.title_text} · {chosen}")
+
+    @on(DataTable.RowHighlighted, "#files")
+    def _file_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        self._highlight(self.candidates.get(str(event.row_key.value)))
+
+    @on(DataTable.RowSelected, "#files")
+    def _file_selected(self) -> None:  # enter, or a click on the highlighted row
+        self.action_choose()
+
+    def _highlight(self, candidate: Candidate | None) -> None:
+        """Show `candidate` in the preview, unless it is shown already: the list is refilled as the filter changes,
+        and a file changed since (size, time) is read again."""
+        if candidate == self.highlighted and self._shown_once:
+            return
+        self._shown_once = True
+        moved = candidate is None or self.highlighted is None or candidate.path != self.highlighted.path
+        self.highlighted = candidate
+        if moved and not self.dry_running:  # a dry run's summary belongs to its file
+            self.dry_run_result, self.dry_run_error = None, None
+            self._show_dry_run()
+        self.rows_counted = None
+        self._close_preview()
+        if candidate is None:
+            self._show_empty()
+            return
+        self.counting = True
+        self._show_loading(candidate)
+        self._open(candidate)
+        self._count(candidate)
+
+    # -- the filter ------------------------------------------------------------------------
+
+    def action_filter(self) -> None:
+        field = self.query_one("#filter", Input)
+        field.display = True
+        field.focus()
+
+    @on(Input.Changed, "#filter")
+    def _filter_changed(self) -> None:
+        self._fill_files()
+
+    @on(Input.Submitted, "#filter")
+    def _filter_done(self) -> None:
+        self.query_one("#files", DataTable).focus()
+
+    def _leave_filter(self) -> None:
+        field = self.query_one("#filter", Input)
+        field.value = ""  # Input.Changed refills the list
+        field.display = False
+        self.query_one("#files", DataTable).focus()
+
+    # -- the preview -----------------------------------------------------------------------
+
+    @work(exclusive=True, group="preview", exit_on_error=False)
+    async def _open(self, candidate: Candidate) -> None:
+        try:
+            preview = await asyncio.to_thread(open_preview, self.config, self.operation, candidate.path)
+            page = await asyncio.to_thread(preview.page, 0)
+        except Exception as problem:  # shown as words, never raised into the app: see _problem_text
+            if self._still(candidate):
+                self._show_file_problem(_problem_text(problem))
+            return
+        if not self._still(candidate):
+            asyncio.get_running_loop().run_in_executor(None, preview.close)
+            return
+        self.preview = preview
+        self._show_page(page)
+
+    def _still(self, candidate: Candidate) -> bool:
+        """Whether `candidate` is still the highlighted file (a worker's result may come after the cursor moved on)."""
+        return self.highlighted is not None and self.highlighted.path == candidate.path
+
+    @work(exclusive=True, group="page", exit_on_error=False)
+    async def _turn(self, preview: FilePreview, number: int) -> None:
+        try:
+            page = await asyncio.to_thread(preview.page, number)
+        except Exception as problem:  # e.g. the file was removed since it was opened
+            if preview is self.preview:
+                self._show_file_problem(_problem_text(problem))
+            return
+        if preview is self.preview:  # not a page of a file highlighted before
+            self._show_page(page)
+
+    def _close_preview(self) -> None:
+        preview, self.preview = self.preview, None
+        self.page, self.file_problem = None, None
+        if preview is not None:
+            asyncio.get_running_loop().run_in_executor(None, preview.close)
+
+    def action_page(self, step: int) -> None:
+        if self.preview is None or self.page is None:
+            return
+        number = self.page.number + step
+        if number < 0 or (step > 0 and self.page.last):
+            self.app.bell()
+            return
+        self._turn(self.preview, number)
+
+    @on(DataTable.RowHighlighted, "#preview")
+    def _preview_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        if self.page is not None and 0 <= event.cursor_row < len(self.page.rows):
+            self._show_row_problem(self.page.rows[event.cursor_row])
+
+    def _show_loading(self, candidate: Candidate) -> None:
+        self.query_one("#preview-title", Static).update(f"{candidate.shown} · reading…")
+        self.query_one("#preview", DataTable).clear(columns=True)
+        self._show_file_problem(None)
+        self._set_row_problem("")
+
+    def _show_empty(self) -> None:
+        inbox = short_path(self.store.inbox, self.config.data_dir)
+        kind = "zip archive" if self.archives else "file"
+        filtered = " matches the filter" if self.query_one("#filter", Input).value.strip() else f" in {inbox}/"
+        self.query_one("#preview-title", Static).update(f"No {kind}{filtered}.")
+        self.query_one("#preview", DataTable).clear(columns=True)
+        self._show_file_problem(None)
+        self._set_row_problem("")
+
+    def _show_file_problem(self, text: str | None) -> None:
+        self.file_problem = text
+        problem = self.query_one("#file-problem", Static)
+        problem.update(f"This file cannot be run as it is:\n{text}" if text else "")
+        problem.display = text is not None
+        self.query_one("#preview", DataTable).display = text is None
+        if text is not None:
+            self._set_row_problem("")
+            self._show_preview_title()
+
+    def _show_page(self, page: Page) -> None:
+        assert self.preview is not None
+        self.page = page
+        self._show_file_problem(None)
+        table = self.query_one("#preview", DataTable)
+        table.clear(columns=True)
+        table.add_column("line", key="line")
+        for name in self.preview.columns:
+            table.add_column(name)
+        problem_style = f"bold {self.app.current_theme.error or 'red'}"
+        for row in page.rows:
+            style = problem_style if row.problem else ""
+            line = f"! {row.line}" if row.problem else str(row.line)  # the mark reads without colour too
+            table.add_row(Text(line, style), *(Text(_cell(value), style) for value in row.values))
+        self._show_preview_title()
+        self._show_page_problems(page)
+
+    def _show_page_problems(self, page: Page) -> None:
+        faulty = [row for row in page.rows if row.problem]
+        if not faulty:
+            self._set_row_problem("")
+        elif len(faulty) == 1:
+            self._show_row_problem(faulty[0])
+        else:
+            first = faulty[0]
+            self._set_row_problem(
+                f"{len(faulty)} rows of this page cannot be read; the first, line {first.line}: {first.problem}"
+            )
+
+    def _show_row_problem(self, row: PreviewRow) -> None:
+        if row.problem:
+            self._set_row_problem(f"line {row.line} cannot be read: {row.problem}")
+        elif self.page is not None:  # back to what the page as a whole has
+            self._show_page_problems(self.page)
+
+    def _set_row_problem(self, text: str) -> None:
+        widget = self.query_one("#row-problem", Static)
+        widget.update(text)
+        widget.display = bool(text)
+
+    def _show_preview_title(self) -> None:
+        candidate = self.highlighted
+        if candidate is None:
+            return
+        parts = [candidate.shown]
+        if self.rows_counted is not None:
+            unit = "file" if self.archives else "data row"
+            parts.append(f"{self.rows_counted:,} {unit}{'' if self.rows_counted == 1 else 's'}")
+        elif self.counting:
+            parts.append("counting rows…")
+        if self.preview is not None and self.file_problem is None and not self.archives:  # an archive's: its count
+            parts.append(self.preview.describe())
+        if self.page is not None and self.file_problem is None:
+            parts.append(self._page_label(self.page))
+        self.query_one("#preview-title", Static).update(" · ".join(parts))
+
+    def _page_label(self, page: Page) -> str:
+        if self.rows_counted is not None:
+            pages = max(1, -(-self.rows_counted // PAGE_ROWS))
+            return f"page {page.number + 1:,} of {pages:,}"
+        return f"page {page.number + 1:,}" + (" (last)" if page.last else "")
+
+    # -- the row count ---------------------------------------------------------------------
+
+    @work(exclusive=True, group="count", exit_on_error=False)
+    async def _count(self, candidate: Candidate) -> None:
+        self.counting = True
+        try:
+            counted: int | None = await asyncio.to_thread(count_rows, self.config, self.operation, candidate.path)
+        except Exception:  # the preview says why the file cannot be read
+            counted = None
+        self.counting = False
+        if self._still(candidate):
+            self.rows_counted = counted
+            self._show_preview_title()
+
+    # -- the dry run -----------------------------------------------------------------------
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "dry_run" and self.dry_running:
+            return None  # shown, greyed: one dry run at a time
+        return True
+
+    def action_dry_run(self) -> None:
+        candidate = self.highlighted
+        if candidate is None or self.dry_running:
+            return
+        self.dry_running = True
+        self._dry_run_file = candidate.shown
+        self.dry_run_result, self.dry_run_error = None, None
+        self._spinner = self.set_interval(SPIN_EVERY, self._spin_once)
+        self._spin_once()
+        self.refresh_bindings()
+        self._dry_run(candidate)
+
+    @work(exclusive=True, group="dry-run", exit_on_error=False)
+    async def _dry_run(self, candidate: Candidate) -> None:
+        try:
+            result = await self._run_dry(candidate.path)
+        except (RunProblem, DatabaseError) as problem:
+            self._dry_run_done(None, f"{candidate.shown} cannot run: {problem}")
+        except Exception as unexpected:  # a dry run must never take the interface down with it
+            self.log.error(unexpected)
+            text = f"Unexpected error (please report it): {type(unexpected).__name__}: {unexpected}"
+            self._dry_run_done(None, text)
+        else:
+            self._dry_run_done(result, None)
+
+    async def _run_dry(self, path: Path) -> RunResult:
+        # Its own gateway, as a run has: its pool neither outlives it nor shares state with the header's.
+        gateway = open_gateway(self.config)
+        try:
+            return await run_operation(self.config, gateway, self.operation, path, dry_run=True)
+        finally:
+            await gateway.close()
+
+    def _dry_run_done(self, result: RunResult | None, error: str | None) -> None:
+        self.dry_running = False
+        if self._spinner is not None:
+            self._spinner.stop()
+        self.refresh_bindings()
+        # Shown even when another file is highlighted by now: the summary names its file.
+        self.dry_run_result, self.dry_run_error = result, error
+        self._show_dry_run()
+        if error is not None:
+            self.notify(error, title="Dry run", severity="error", markup=False)
+
+    def _spin_once(self) -> None:
+        self._spin = (self._spin + 1) % len(SPINNER)
+        text = f"{SPINNER[self._spin]} Dry run of {self._dry_run_file}: nothing is written…"
+        self._set_dry_run(text, "")
+
+    def _show_dry_run(self) -> None:
+        result, error = self.dry_run_result, self.dry_run_error
+        if error is not None:
+            self._set_dry_run(error, "-error")
+        elif result is not None:
+            self._set_dry_run("\n".join(self._result_lines(result)), "-warning" if result.exit_code else "-success")
+        elif self.highlighted is not None:
+            self._set_dry_run("v: dry run of this file against the site, nothing is written", "-hint")
+        else:
+            self._set_dry_run("", "")
+
+    def _result_lines(self, result: RunResult) -> list[str]:
+        rows = f"{result.rows:,} row{'' if result.rows == 1 else 's'}"
+        lines = [f"Dry run of {result.source.name}, {rows}, nothing was written. A run would give:"]
+        details = f"   ({result.failed_details:,} parts of rows failed)" if result.failed_details else ""
+        lines.append(outcome_line(result.counts) + details)
+        if result.report_path is not None:
+            lines.append(f"report: {short_path(result.report_path, self.config.data_dir)}")
+        return lines
+
+    def _set_dry_run(self, text: str, kind: str) -> None:
+        widget = self.query_one("#dry-run", Static)
+        widget.update(text)
+        for name in ("-error", "-warning", "-success", "-hint"):
+            widget.set_class(name == kind, name)
+
+    # -- choosing, leaving -----------------------------------------------------------------
+
+    def action_choose(self) -> None:
+        candidate = self.highlighted
+        if candidate is None:
+            return
+        if self.archives:
+            self._explain_archives()
+            return
+        old = self.config.operation(self.operation).file
+        value = file_setting(candidate.path, self.store.inbox)
+        key = f"operations.{self.operation}.file"
+        try:
+            self.config.set(key, value)
+            self.config.save()
+        except (ConfigError, OSError) as problem:
+            self.config.set(key, old)  # as on disk: the interface never shows a setting that was not saved
+            self.notify(f"{key} was not saved: {problem}", title="Not saved", severity="error", markup=False)
+            return
+        self.notify(f"{self.operation} will run {value}", title="File chosen", markup=False)
+        self.rescan()
+
+    def _explain_archives(self) -> None:
+        setting = self.config.operation(self.operation).file
+        pattern = short_path(self.store.inputs_pattern(setting, ".zip"), self.config.data_dir)
+        self.notify(
+            f"{self.operation} has no single file to choose: a run takes every archive named {pattern}, one after "
+            f"the other (the archives marked {MARK}). Rename an archive to match, or change {self.operation}'s file "
+            "prefix in the configuration.",
+            title="Nothing to choose",
+            markup=False,
+        )
+
+    def action_back(self) -> None:
+        if self.query_one("#filter", Input).has_focus:
+            self._leave_filter()
+            return
+        self.app.pop_screen()
+
+
+def _cell(value: str) -> str:
+    """A value on one line of a table cell: line breaks of a quoted value shown, a long value cut."""
+    flat = value.replace("\r\n", "↵").replace("\n", "↵")
+    return flat if len(flat) <= CELL_CHARS else flat[: CELL_CHARS - 1] + "…"
+
+
+def _problem_text(problem: Exception) -> str:
+    """A problem reading a file in the administrator's words, never a traceback."""
+    if isinstance(problem, FileProblem):
+        return str(problem)
+    if isinstance(problem, OSError):
+        return f"cannot be read: {problem.strerror or problem}"
+    return f"unexpected error (please report it): {type(problem).__name__}: {problem}"
