@@ -27,6 +27,7 @@ from ..widgets.site_bar import SiteBar
 from .files import FilesScreen
 from .run import RunScreen
 from .schedules import SchedulesScreen
+from .settings import SettingsScreen
 
 # From this width on the title gets a column; below it, it is shown under the table (80 columns fit).
 WIDE = 100
@@ -67,6 +68,7 @@ class DashboardScreen(Screen[None]):
         Binding("d", "run(True)", "Dry run"),
         Binding("f", "files", "Files"),
         Binding("s", "schedules", "Schedules"),
+        Binding("c", "settings", "Settings"),
     ]
     KEY_HELP: ClassVar[tuple[tuple[str, str], ...]] = (
         ("↑ ↓", "Choose an operation"),
@@ -217,6 +219,9 @@ class DashboardScreen(Screen[None]):
             self.rescan()
             return
         self.app.push_screen(RunScreen(self.config, entry, dry_run=dry_run, clock=self.clock))
+
+    def action_settings(self) -> None:
+        self.app.push_screen(SettingsScreen(self.config))
 
     def action_schedules(self) -> None:
         self.app.push_screen(SchedulesScreen(self.config, self.clock))
