@@ -365,3 +365,26 @@ async def test_safety_stop_asks_and_reruns_with_force_on_yes(
         else:
             assert screen.result is None
             assert text_of(screen, "#state").startswith("Stopped by the safety threshold")
+
+
+@pytest.mark.parametrize(
+    ("key", "screen"),
+    [("f", "FilesScreen"), ("h", "HistoryScreen"), ("s", "SchedulesScreen"), ("c", "SettingsScreen")],
+)
+async def test_dashboard_keys_open_each_screen_and_esc_comes_back(sandbox: Config, key: str, screen: str) -> None:
+    app = ToolsyncApp(sandbox)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press(key)
+        await wait_until(lambda: type(app.screen).__name__ == screen)
+        await pilot.press("escape")
+        await wait_until(lambda: isinstance(app.screen, DashboardScreen))
+
+
+async def test_the_palette_opens_the_history_of_every_operation(sandbox: Config) -> None:
+    app = ToolsyncApp(sandbox)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("ctrl+p")
+        await pilot.press(*"History")
+        await pilot.press("enter")
+        await wait_until(lambda: type(app.screen).__name__ == "HistoryScreen")
+        assert getattr(app.screen, "operation", "missing") is None

@@ -19,6 +19,9 @@ from .config import Config
 from .engine.gateway import DatabaseError, open_gateway
 from .screens.dashboard import DashboardScreen
 from .screens.help import HelpScreen, keys_of
+from .screens.history import HistoryScreen
+from .screens.schedules import SchedulesScreen
+from .screens.settings import SettingsScreen
 from .site_status import SiteStatus, connecting, failed, ready
 
 # An unreachable MariaDB host can leave a TCP connect hanging for minutes; say so much sooner.
@@ -78,6 +81,18 @@ class ToolsyncApp(App[None]):
     def get_system_commands(self, screen: Screen[object]) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
         yield SystemCommand("Reconnect", "Read the site information from the database again", self.load_site)
+        yield SystemCommand("History", "Reports, trybacks and archives of every operation", self._history)
+        yield SystemCommand("Schedules", "When toolsync cron runs each operation; the crontab line", self._schedules)
+        yield SystemCommand("Settings", "Database, files, bridge, identifiers and switches", self._settings)
+
+    def _history(self) -> None:
+        self.push_screen(HistoryScreen(self.config, self.clock))
+
+    def _schedules(self) -> None:
+        self.push_screen(SchedulesScreen(self.config, self.clock))
+
+    def _settings(self) -> None:
+        self.push_screen(SettingsScreen(self.config))
 
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):

@@ -25,6 +25,7 @@ from ..engine.schedules import ScheduleProblem, next_runs, schedule_zone
 from ..formatting import file_age, file_size, short_path
 from ..widgets.site_bar import SiteBar
 from .files import FilesScreen
+from .history import HistoryScreen
 from .run import RunScreen
 from .schedules import SchedulesScreen
 from .settings import SettingsScreen
@@ -67,6 +68,7 @@ class DashboardScreen(Screen[None]):
         Binding("r", "run(False)", "Run"),
         Binding("d", "run(True)", "Dry run"),
         Binding("f", "files", "Files"),
+        Binding("h", "history", "History"),
         Binding("s", "schedules", "Schedules"),
         Binding("c", "settings", "Settings"),
     ]
@@ -219,6 +221,11 @@ class DashboardScreen(Screen[None]):
             self.rescan()
             return
         self.app.push_screen(RunScreen(self.config, entry, dry_run=dry_run, clock=self.clock))
+
+    def action_history(self) -> None:
+        """Reports, trybacks and archives of the chosen operation."""
+        chosen = self._chosen()
+        self.app.push_screen(HistoryScreen(self.config, self.clock, chosen.name if chosen else None))
 
     def action_settings(self) -> None:
         self.app.push_screen(SettingsScreen(self.config))

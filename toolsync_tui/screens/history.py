@@ -1,0 +1,366 @@
+"""The history: reports, trybacks and archived command files, newest first; open, re-run a tryback, delete."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime
+from pathlib import Path
+from typing import ClassVar
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.events import Resize
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Input, Static
+
+from ..catalog import OperationEntry
+from ..clock import Clock
+from ..config import Config
+from ..engine.operations import OPERATIONS
+from ..formatting import file_age, file_size, short_path
+from ..history import (
+    KINDS,
+    HistoryEntry,
+    HistoryProblem,
+    Kind,
+    counts_text,
+    delete_entries,
+    file_count,
+    list_history,
+    report_counts,
+    total_size,
+    tryback_rows,
+)
+from ..widgets.site_bar import SiteBar
+from .confirm import ConfirmScreen
+from .report import FileScreen, ReportScreen
+from .run import RunScreen
+
+# From this width on, the operation and the run log's counts get columns; below, the line under the table says them.
+WIDE = 120
+# A data directory years old can hold tens of thousands of files: the table shows the newest ones.
+MAX_ROWS = 1_000
+MARK = "●"
+SHOWN_IN_CONFIRM = 5  # file names listed in the delete question
+# Column widths: kind, size ("999.9 kB", "260 Bytes"), age ("45 minutes ago"), operation, counts.
+KIND_WIDTH, SIZE_WIDTH, AGE_WIDTH, OPERATION_WIDTH, RESULT_WIDTH = 7, 9, 14, 14, 20
+# What the other columns take: each column's padding (1 each side), the mark column, the scroll bar.
+PADDING, SCROLLBAR = 2, 2
+MIN_FILE_WIDTH = 12
+
+KIND_KEYS = Binding.Group("Show", compact=True)
+# What becomes of a re-run tryback, by files.archive: the run treats it as any command file.
+AFTERWARDS = {
+    "move": "Afterwards it is moved to archive/, as a command file is.",
+    "copy": "Afterwards a copy goes to archive/ and the tryback stays (files.archive is copy).",
+    "off": "Afterwards the tryback stays where it is (files.archive is off).",
+}
+
+
+class HistoryScreen(Screen[None]):
+    CSS_PATH = "history.tcss"
+    AUTO_FOCUS = "#history"  # the filter field is hidden until `/`
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "back", "Back"),
+        Binding("space", "mark", "Mark"),
+        Binding("delete", "delete", "Delete", key_display="del"),
+        Binding("ctrl+d", "delete", "Delete", show=False),
+        Binding("t", "rerun", "Re-run"),
+        Binding("slash", "filter", "Filter", key_display="/"),
+        Binding("1", "kind('')", "All", group=KIND_KEYS),
+        Binding("2", "kind('report')", "Reports", group=KIND_KEYS),
+        Binding("3", "kind('tryback')", "Trybacks", group=KIND_KEYS),
+        Binding("4", "kind('archive')", "Archives", group=KIND_KEYS),
+        Binding("a", "mark_all", "Mark all shown", show=False),
+        Binding("r", "refresh", "Refresh", show=False),
+    ]
+    KEY_HELP: ClassVar[tuple[tuple[str, str], ...]] = (
+        ("↑ ↓", "Choose a file"),
+        ("enter", "Open: a report with its outcome table, a tryback or an archived file"),
+        ("a", "Mark every file shown (again: unmark them)"),
+        ("ctrl+d", "Delete, as del does: the marked files, or else the chosen one (after a confirmation)"),
+        ("esc", "In the filter: back to the list, the filter kept"),
+        ("r", "Read the folders again"),
+    )
+
+    def __init__(self, config: Config, clock: Clock, operation: str | None = None) -> None:
+        super().__init__()
+        self.config = config
+        self.clock = clock
+        self.operation = operation  # None: every operation's files
+        self.kind: Kind | None = None
+        self.entries: list[HistoryEntry] = []  # what the folders hold (of `operation`)
+        self.shown: dict[str, HistoryEntry] = {}  # row key -> entry, in table order
+        self.marked: set[Path] = set()
+        self.counts: dict[str, dict[str, int]] = {}
+        self._wide = False
+        self._width = 0
+
+    def compose(self) -> ComposeResult:
+        yield SiteBar(id="site")
+        yield Input(placeholder="Filter: part of a name, an operation or a kind", id="filter", compact=True)
+        yield DataTable(id="history", cursor_type="row", zebra_stripes=True)
+        yield Static(id="detail", markup=False)
+        yield Static(id="status", markup=False)
+        yield Footer()
+
+    def on_screen_resume(self) -> None:
+        self.rescan()  # first display, and back from a run (the tryback was archived, new files came)
+
+    def on_resize(self, event: Resize) -> None:
+        if event.size.width != self._width:  # the file column takes what the others leave
+            self.show_entries()
+
+    # -- listing ----------------------------------------------------------------------------------
+
+    def rescan(self) -> None:
+        listed = list_history(self.config)
+        if self.operation is not None:
+            listed = [entry for entry in listed if entry.operation == self.operation]
+        self.entries = listed
+        self.counts = report_counts(self.config.data_dir)
+        present = {path for entry in listed for path in entry.files}
+        self.marked &= present  # marks of files gone meanwhile
+        self.show_entries()
+
+    def _visible(self) -> list[HistoryEntry]:
+        text = self.query_one("#filter", Input).value
+        return [
+            entry for entry in self.entries if (self.kind is None or entry.kind == self.kind) and entry.matches(text)
+        ]
+
+    def show_entries(self) -> None:
+        table = self.query_one(DataTable)
+        chosen = self._chosen()
+        self._width = self.size.width
+        self._wide = self._width >= WIDE
+        matching = self._visible()
+        visible = matching[:MAX_ROWS]
+        file_width = self._file_width(visible)
+        table.clear(columns=True)
+        table.add_column(" ", key="mark", width=1)
+        table.add_column("Kind", key="kind", width=KIND_WIDTH)
+        if self._wide:
+            table.add_column("Operation", key="operation", width=OPERATION_WIDTH)
+        table.add_column("File", key="file", width=file_width)
+        table.add_column("Size", key="size", width=SIZE_WIDTH)
+        table.add_column("Age", key="age", width=AGE_WIDTH)
+        if self._wide:
+            table.add_column("Result", key="result", width=RESULT_WIDTH)
+        now = self.clock.now()
+        self.shown = {}
+        for entry in visible:
+            key = str(entry.path)
+            self.shown[key] = entry
+            table.add_row(*self._cells(entry, file_width, now), key=key)
+        if chosen is not None and str(chosen.path) in self.shown:
+            table.move_cursor(row=table.get_row_index(str(chosen.path)))
+        self._describe(self._chosen())
+        self._show_status(matching)
+
+    def _file_width(self, visible: list[HistoryEntry]) -> int:
+        columns = [1, KIND_WIDTH, SIZE_WIDTH, AGE_WIDTH] + ([OPERATION_WIDTH, RESULT_WIDTH] if self._wide else [])
+        taken = sum(columns) + PADDING * (len(columns) + 1) + SCROLLBAR
+        longest = max((len(entry.name) for entry in visible), default=MIN_FILE_WIDTH)
+        return max(MIN_FILE_WIDTH, min(longest, self.size.width - taken))
+
+    def _cells(self, entry: HistoryEntry, file_width: int, now: datetime) -> list[Text]:
+        cells = [
+            MARK if entry.path in self.marked else "",
+            entry.kind,
+            *([entry.operation or "—"] if self._wide else []),
+            shortened(entry.name, file_width),
+            file_size(entry.size),
+            file_age(entry.modified, now),
+            *([shortened(self._result(entry), RESULT_WIDTH)] if self._wide else []),
+        ]
+        return [Text(cell, no_wrap=True) for cell in cells]
+
+    def _result(self, entry: HistoryEntry) -> str:
+        counts = self.counts.get(entry.name) if entry.kind == "report" else None
+        result = counts_text(counts) if counts else ""
+        if entry.dry_run:
+            return f"dry run: {result}" if result else "dry run"
+        return result
+
+    def _chosen(self) -> HistoryEntry | None:
+        table = self.query_one(DataTable)
+        if not table.row_count:
+            return None
+        row_key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key
+        return self.shown.get(str(row_key.value))
+
+    def _describe(self, entry: HistoryEntry | None) -> None:
+        detail = self.query_one("#detail", Static)
+        if entry is None:
+            empty = "No file matches" if self.entries else "Nothing here yet: runs leave their files here"
+            detail.update(empty)
+            return
+        # Most telling first: the line is cut at the screen's edge, and the table already shows most of the name.
+        parts = [entry.operation or "no known operation"]
+        if result := self._result(entry):
+            parts.append(result)
+        parts.append(short_path(entry.path, self.config.data_dir) + (" + .csv" if entry.twin is not None else ""))
+        detail.update(" · ".join(parts))
+
+    def _show_status(self, visible: list[HistoryEntry]) -> None:
+        which = "All" if self.kind is None else f"{self.kind.capitalize()}s"
+        shown = f"{len(visible):,}" if len(visible) <= MAX_ROWS else f"the newest {MAX_ROWS:,} of {len(visible):,}"
+        parts = [f"{which}: {shown} shown ({file_size(total_size(visible))})"]
+        if self.operation is not None:
+            parts.append(f"{self.operation} only")
+        marked = self._marked_entries()
+        if marked:
+            parts.append(f"{len(marked):,} marked ({file_size(total_size(marked))})")
+        self.query_one("#status", Static).update(" · ".join(parts))
+
+    def _marked_entries(self) -> list[HistoryEntry]:
+        return [entry for entry in self.entries if entry.path in self.marked]
+
+    @on(DataTable.RowHighlighted)
+    def _highlighted(self, event: DataTable.RowHighlighted) -> None:
+        self._describe(self.shown.get(str(event.row_key.value)))
+
+    # -- filtering --------------------------------------------------------------------------------
+
+    def action_filter(self) -> None:
+        field = self.query_one("#filter", Input)
+        field.display = True
+        field.focus()
+
+    @on(Input.Changed, "#filter")
+    def _filter_changed(self) -> None:
+        self.show_entries()
+
+    @on(Input.Submitted, "#filter")
+    def _filter_submitted(self) -> None:
+        self._leave_filter()
+
+    def _leave_filter(self) -> None:
+        field = self.query_one("#filter", Input)
+        field.display = bool(field.value)  # an active filter stays in view
+        self.query_one(DataTable).focus()
+
+    def action_kind(self, kind: str) -> None:
+        self.kind = next((known for known in KINDS if known == kind), None)
+        self.show_entries()
+
+    def action_back(self) -> None:
+        if self.query_one("#filter", Input).has_focus:
+            self._leave_filter()
+        else:
+            self.app.pop_screen()
+
+    def action_refresh(self) -> None:
+        self.rescan()
+
+    # -- opening ----------------------------------------------------------------------------------
+
+    @on(DataTable.RowSelected)
+    def _selected(self) -> None:  # enter, or a click on the highlighted row
+        entry = self._chosen()
+        if entry is None:
+            return
+        if not entry.path.exists():
+            self.notify(f"{entry.name} is gone (removed meanwhile)", severity="warning", markup=False)
+            self.rescan()
+        elif entry.kind == "report":
+            self.app.push_screen(ReportScreen(self.config, entry.path, self.clock))
+        else:
+            self.app.push_screen(FileScreen(self.config, entry.path, self.clock))
+
+    # -- marking and deleting ---------------------------------------------------------------------
+
+    def action_mark(self) -> None:
+        entry = self._chosen()
+        if entry is None:
+            return
+        self.marked ^= {entry.path}
+        table = self.query_one(DataTable)
+        table.update_cell(str(entry.path), "mark", Text(MARK if entry.path in self.marked else ""))
+        table.action_cursor_down()  # as in htop and k9s: space, space, space marks a run of rows
+        self._show_status(self._visible())
+
+    def action_mark_all(self) -> None:
+        shown = {entry.path for entry in self.shown.values()}
+        self.marked = self.marked - shown if shown <= self.marked else self.marked | shown
+        self.show_entries()
+
+    def action_delete(self) -> None:
+        chosen = self._chosen()
+        doomed = self._marked_entries() or ([chosen] if chosen is not None else [])
+        if not doomed:
+            return
+        count, size = file_count(doomed), file_size(total_size(doomed))
+        names = [entry.name + (" (and its .csv)" if entry.twin else "") for entry in doomed]
+        listed = names[:SHOWN_IN_CONFIRM]
+        if len(names) > SHOWN_IN_CONFIRM:
+            listed.append(f"… and {len(names) - SHOWN_IN_CONFIRM:,} more")
+        plural = "file" if count == 1 else "files"
+        question = f"Delete {count:,} {plural} ({size})?\n" + "\n".join(listed) + "\nThey cannot be recovered."
+
+        def answered(confirmed: bool | None) -> None:
+            if confirmed:
+                self._delete(doomed)
+
+        self.app.push_screen(ConfirmScreen("Delete", question, yes="Yes, delete"), answered)
+
+    def _delete(self, doomed: list[HistoryEntry]) -> None:
+        done = delete_entries(self.config, doomed)
+        self.marked -= {path for entry in doomed for path in entry.files}
+        if done.removed:
+            plural = "file" if len(done.removed) == 1 else "files"
+            self.notify(f"Deleted {len(done.removed):,} {plural} ({file_size(done.freed)})", markup=False)
+        for problem in done.problems:
+            self.notify(problem, title="Not deleted", severity="error", markup=False)
+        self.rescan()
+
+    # -- re-running a tryback ---------------------------------------------------------------------
+
+    def action_rerun(self) -> None:
+        entry = self._chosen()
+        if entry is None:
+            return
+        if entry.kind != "tryback":
+            self.notify(f"t runs a tryback again; {entry.name} is a {entry.kind}", severity="warning", markup=False)
+        elif entry.operation is None:
+            self.notify(
+                f"No operation's command file is named like {entry.name}: cannot tell which operation runs it",
+                severity="warning",
+                markup=False,
+            )
+        else:
+            self._confirm_rerun(entry, entry.operation)
+
+    @work(exclusive=True, group="rerun", exit_on_error=False)
+    async def _confirm_rerun(self, entry: HistoryEntry, operation: str) -> None:
+        try:
+            # A tryback of a million rows takes a moment to count: not on the interface's loop.
+            rows = await asyncio.to_thread(tryback_rows, self.config, operation, entry.path)
+        except HistoryProblem as problem:
+            self.notify(str(problem), title="Cannot run", severity="error", markup=False)
+            return
+        except Exception as unexpected:  # a worker's error would pass unseen: say it
+            problem_text = f"{type(unexpected).__name__}: {unexpected}"
+            self.notify(problem_text, title="Cannot run", severity="error", markup=False)
+            return
+        info = OPERATIONS[operation]
+        singular, plural = ("entry", "entries") if entry.path.suffix.lower() == ".zip" else ("row", "rows")
+        question = (
+            f"Run {info.name} ({info.title}) on {entry.name}: {rows:,} {singular if rows == 1 else plural}?\n"
+            + AFTERWARDS[self.config.settings.files.archive]
+        )
+        if not await self.app.push_screen_wait(ConfirmScreen("Run the tryback again", question, yes="Yes, run it")):
+            return
+        run = OperationEntry(info.name, info.title, entry.path, (entry.path,), entry.size, entry.modified)
+        self.app.push_screen(RunScreen(self.config, run, dry_run=False, clock=self.clock))
+
+
+def shortened(text: str, width: int) -> str:
+    """`text` cut in its middle to fit `width`: a file name's stamp and its end both stay readable."""
+    if len(text) <= width:
+        return text
+    keep = width - 1
+    return text[: (keep + 1) // 2] + "…" + text[len(text) - keep // 2 :]
