@@ -90,7 +90,8 @@ class DashboardScreen(Screen[None]):
         yield SiteBar(id="site")
         yield DataTable(id="operations", cursor_type="row", zebra_stripes=True)
         yield Static(id="detail", markup=False)
-        yield Footer()
+        # Every key hint fits in 80 columns; ctrl+p still opens the palette, and ? lists it.
+        yield Footer(show_command_palette=False)
 
     def on_mount(self) -> None:
         self.set_interval(RESCAN_SECONDS, self.rescan)
