@@ -415,3 +415,16 @@ def test_pages_are_read_forward_back_and_past_the_end(sandbox: Config) -> None:
         preview.close()
     empty = open_preview(sandbox, "users", users_file(sandbox, "empty.csv", 0))
     assert (empty.page(3).number, empty.page(3).rows, empty.page(3).last) == (0, (), True)
+
+
+def test_files_of_the_browse_folders_are_offered_too(sandbox: Config, tmp_path: Path) -> None:
+    exports = tmp_path / "exports"
+    exports.mkdir()
+    (exports / "users-2026-11-25.csv").write_text("username\njdoe\n")
+    (exports / "photos.zip").write_bytes(b"")
+    sandbox.set("files.browse_dirs", [str(exports)])
+    shown = {candidate.path for candidate in files_module.candidates(sandbox, "users")}
+    assert exports / "users-2026-11-25.csv" in shown
+    assert sandbox.data_dir / "inbox" / "userimport.csv" in shown
+    assert exports / "photos.zip" not in shown  # an archive is not a users file
+    assert exports / "photos.zip" in {c.path for c in files_module.candidates(sandbox, "pictures")}

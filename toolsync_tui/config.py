@@ -48,6 +48,7 @@ class FileSettings(Section):
     report: bool = True
     tryback: bool = True
     archive: Literal["move", "copy", "off"] = "move"
+    browse_dirs: list[str] = Field(default_factory=list)  # folders besides the inbox the files screen offers
 
 
 class RunSettings(Section):

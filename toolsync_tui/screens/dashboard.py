@@ -22,7 +22,7 @@ from ..engine.outcomes import Outcome
 from ..engine.preview import count_rows
 from ..engine.runlog import RunLog, RunRecord
 from ..engine.schedules import ScheduleProblem, next_runs, schedule_zone
-from ..formatting import file_age, file_size, short_path
+from ..formatting import duration, file_age, file_size, short_path
 from ..widgets.site_bar import SiteBar
 from .files import FilesScreen
 from .history import HistoryScreen
@@ -198,7 +198,11 @@ class DashboardScreen(Screen[None]):
         if entry.modified is not None:
             state += f" · changed {file_age(entry.modified, self.clock.now())}"
         record = self.last_runs.get(entry.name)
-        last = "never run" if record is None else f"last run {record.started_at:%Y-%m-%d %H:%M}: {run_summary(record)}"
+        last = (
+            "never run"
+            if record is None
+            else f"last run {record.started_at:%Y-%m-%d %H:%M} ({duration(record.duration)}): {run_summary(record)}"
+        )
         facts = [last, f"next run: {self._next_run(entry.name)}"]
         self.query_one("#detail", Static).update(f"{entry.title}: {state}\n" + " · ".join(facts))
 

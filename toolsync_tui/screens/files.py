@@ -53,17 +53,20 @@ class Candidate:
 
 
 def candidates(config: Config, operation: str) -> list[Candidate]:
-    """The inbox's files an operation can take, in name order: zip archives for pictures, the other files for the
-    rest, plus the preselected file when it lies outside the inbox (an absolute setting)."""
+    """The files an operation can take, in name order, from the inbox and the folders of `files.browse_dirs`: zip
+    archives for pictures, the other files for the rest, plus the preselected file when it lies elsewhere (an absolute
+    setting)."""
     store = DataStore(config.data_dir)
     archives = is_archive_operation(operation)
-    try:
-        paths = [path for path in store.inbox.iterdir() if not path.name.startswith(".")]
-    except OSError:  # no inbox yet: nothing to choose from
-        paths = []
+    paths: list[Path] = []
+    for folder in [store.inbox, *(config.resolve(name) for name in config.settings.files.browse_dirs)]:
+        try:
+            paths += [path for path in folder.iterdir() if not path.name.startswith(".")]
+        except OSError:  # no such folder (yet): nothing to choose from there
+            continue
     paths = [path for path in paths if (path.suffix.lower() == ".zip") == archives]
     preselected = store.preselected(config.operation(operation).file)
-    if not archives and preselected.parent != store.inbox:
+    if not archives and preselected not in paths:
         paths.append(preselected)
     found = [candidate for path in paths if (candidate := _candidate(path, store.inbox)) is not None]
     return sorted(found, key=lambda candidate: candidate.shown.lower())
