@@ -20,6 +20,7 @@ from toolsync_tui.engine.run_lock import RunLock
 from toolsync_tui.engine.runlog import RunLog
 from toolsync_tui.engine.store import DataStore
 
+from .test_crontab import FAKE_CRONTAB, executable
 from .test_notify import Inbox, serve
 
 PARIS = ZoneInfo("Europe/Paris")
@@ -212,3 +213,24 @@ async def test_failures_are_mailed_to_the_administrators(sandbox: Config, mailbo
     [attachment] = list(mail.iter_attachments())
     assert attachment.get_filename().endswith("_check_courses.txt")
     assert "line 6: failed (not found) Course with shortname 'NOPE999' not found" in attachment.get_content()
+
+
+def test_crontab_show_install_remove_from_the_command_line(
+    sandbox: Config, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake = executable(tmp_path / "fake-crontab", FAKE_CRONTAB)  # keeps its table beside itself
+    table = tmp_path / "crontab.txt"
+    sandbox.set("cron.crontab_command", str(fake))
+    sandbox.save()
+    arguments = ["--config", str(sandbox.path), "crontab"]
+    assert main([*arguments, "show"]) == 0
+    assert capsys.readouterr().out == "no toolsync line in this user's crontab\n"
+    assert main([*arguments, "install", "--every", "10"]) == 0
+    installed = capsys.readouterr().out
+    assert installed.startswith("installed: */10 * * * * ")
+    assert f"-m toolsync_tui --config {sandbox.path} cron" in installed
+    assert main([*arguments, "show"]) == 0
+    assert capsys.readouterr().out.startswith("*/10 * * * * ")
+    assert main([*arguments, "remove"]) == 0
+    assert capsys.readouterr().out == "removed the toolsync line\n"
+    assert "toolsync_tui" not in table.read_text()

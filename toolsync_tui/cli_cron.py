@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 from .config import Config
 
@@ -37,5 +36,5 @@ def command_crontab(config: Config, action: str, every: int) -> int:
         print("removed the toolsync line" if remove(config) else "no toolsync line to remove")
     else:
         line = show(config)
-        print(line if line is not None else "no toolsync line in this user's crontab", file=sys.stdout)
+        print(line if line is not None else "no toolsync line in this user's crontab")
     return 0

@@ -12,7 +12,6 @@ from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import polars as pl
 from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
@@ -142,14 +141,19 @@ async def run_inputs(
     sources: Sequence[Path] | None = None,
     *,
     on_result: Callable[[RunResult], None] | None = None,
-    **options: Any,
+    dry_run: bool = False,
+    force: bool = False,
+    on_progress: ProgressCallback | None = None,
+    cancel: asyncio.Event | None = None,
 ) -> list[RunResult]:
     """run_operation on each input in turn (each picture archive of the inbox, in name order), each with its own
     report, tryback and archive. A cancelled run ends the series; a run that cannot happen stops it (RunProblem), the
     inputs before it done and archived, the ones after it left in the inbox."""
     results: list[RunResult] = []
     for source in operation_inputs(config, name) if sources is None else sources:
-        result = await run_operation(config, gateway, name, source, **options)
+        result = await run_operation(
+            config, gateway, name, source, dry_run=dry_run, force=force, on_progress=on_progress, cancel=cancel
+        )
         results.append(result)
         if on_result is not None:
             on_result(result)
