@@ -150,8 +150,8 @@ def test_a_lock_older_than_three_hours_is_reported(drop: Path, inbox: Path, reco
     assert result.locked_by == "alock.txt"
     assert result.captured == []
     assert result.notes == [
-        f"The feeder's lock {drop / 'alock.txt'} has been there for 3 h 05 min: the feeder may have died while "
-        "writing. Nothing is taken while it is there; check the feeder, then delete the lock."
+        f"The feeder's lock {drop / 'alock.txt'} has been there for 3 hours and 5 minutes: the feeder may have died "
+        "while writing. Nothing is taken while it is there; check the feeder, then delete the lock."
     ]
 
 

@@ -24,6 +24,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import NamedTuple
 
+import humanize
+
 STALE_LOCK_SECONDS = 3 * 3600  # the original warns about a write lock older than 3 hours
 _CHUNK = 1024 * 1024
 
@@ -115,15 +117,11 @@ def _stale_lock_notes(lock: Path, clock: float) -> list[str]:
         return []
     if age < STALE_LOCK_SECONDS:
         return []
+    since = humanize.precisedelta(age, minimum_unit="minutes", format="%0.0f")
     return [
-        f"The feeder's lock {lock} has been there for {_duration(age)}: the feeder may have died while writing. "
+        f"The feeder's lock {lock} has been there for {since}: the feeder may have died while writing. "
         "Nothing is taken while it is there; check the feeder, then delete the lock."
     ]
-
-
-def _duration(seconds: float) -> str:
-    minutes = int(seconds // 60)
-    return f"{minutes // 60} h {minutes % 60:02d} min"
 
 
 def _take(source: Path, target: Path, settle_seconds: int, clock: float, notes: list[str]) -> Captured | str | None:
