@@ -16,10 +16,10 @@ from toolsync_tui import history
 from toolsync_tui.app import ToolsyncApp
 from toolsync_tui.config import Config
 from toolsync_tui.engine.gateway import open_gateway
+from toolsync_tui.engine.outcomes import counts_text
 from toolsync_tui.engine.pipeline import RunResult, run_operation
 from toolsync_tui.history import (
     HistoryEntry,
-    counts_text,
     delete_entries,
     list_history,
     operation_of_file,

@@ -20,9 +20,9 @@ from typing import Literal
 import polars as pl
 
 from .config import Config
-from .engine.command_file import CommandFile, FileProblem
+from .engine.command_file import FileProblem
 from .engine.operations import OPERATIONS
-from .engine.outcomes import Outcome
+from .engine.preview import count_rows
 from .engine.runlog import KEEP, RunLog
 from .engine.store import DataStore
 
@@ -216,11 +216,6 @@ def report_counts(data_dir: Path) -> dict[str, dict[str, int]]:
     return found
 
 
-def counts_text(counts: dict[str, int]) -> str:
-    """The outcomes that happened, in the engine's order: "3 created, 1 failed"."""
-    return ", ".join(f"{counts[outcome]:,} {outcome}" for outcome in Outcome if counts.get(outcome))
-
-
 # -- deleting -------------------------------------------------------------------------------------
 
 
@@ -263,12 +258,8 @@ def delete_entries(config: Config, entries: Sequence[HistoryEntry]) -> Deletion:
 def tryback_rows(config: Config, operation: str, path: Path) -> int:
     """How many rows (or, for picture archives, entries) a tryback would run; raises HistoryProblem."""
     try:
-        if path.suffix.lower() == ".zip":
-            with zipfile.ZipFile(path) as archive:
-                return sum(1 for member in archive.infolist() if not member.is_dir())
-        source = CommandFile.open(path, OPERATIONS[operation].implementation.columns, config.settings.files)
-        return sum(batch.height for batch in source.batches(50_000))
-    except (FileProblem, OSError, zipfile.BadZipFile, UnicodeDecodeError) as problem:
+        return count_rows(config, operation, path)
+    except (FileProblem, OSError) as problem:
         raise HistoryProblem(f"{path.name} cannot be read: {problem}") from None
 
 

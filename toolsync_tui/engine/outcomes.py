@@ -80,3 +80,8 @@ def count_outcomes(outcomes: pl.DataFrame) -> dict[str, int]:
 
 def count_failed_details(outcomes: pl.DataFrame) -> int:
     return outcomes.filter(pl.col("part").is_not_null() & (pl.col("outcome") == Outcome.FAILED)).height
+
+
+def counts_text(counts: dict[str, int]) -> str:
+    """The outcomes that happened, in the engine's order: "3 created, 1 failed"."""
+    return ", ".join(f"{counts[outcome]:,} {outcome}" for outcome in Outcome if counts.get(outcome))

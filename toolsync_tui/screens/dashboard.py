@@ -18,7 +18,7 @@ from ..catalog import OperationEntry, operation_entries
 from ..clock import Clock
 from ..config import Config
 from ..engine.command_file import FileProblem
-from ..engine.outcomes import Outcome
+from ..engine.outcomes import Outcome, counts_text
 from ..engine.preview import count_rows
 from ..engine.runlog import RunLog, RunRecord
 from ..engine.schedules import ScheduleProblem, next_runs, schedule_zone
@@ -40,8 +40,7 @@ def run_summary(record: RunRecord) -> str:
     """A run in a few words: "3 created, 1 failed", "could not run", "cancelled"."""
     if record.problem:
         return "could not run"
-    counts = ", ".join(f"{record.counts[o]:,} {o}" for o in Outcome if record.counts.get(o))
-    verdict = "cancelled" if record.cancelled else counts or "no rows"
+    verdict = "cancelled" if record.cancelled else counts_text(record.counts) or "no rows"
     return f"{verdict} (dry run)" if record.dry_run else verdict
 
 

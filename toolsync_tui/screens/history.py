@@ -19,13 +19,13 @@ from ..catalog import OperationEntry
 from ..clock import Clock
 from ..config import Config
 from ..engine.operations import OPERATIONS
+from ..engine.outcomes import counts_text
 from ..formatting import file_age, file_size, short_path
 from ..history import (
     KINDS,
     HistoryEntry,
     HistoryProblem,
     Kind,
-    counts_text,
     delete_entries,
     file_count,
     list_history,
