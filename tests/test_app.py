@@ -24,27 +24,9 @@ from toolsync_tui.screens.dashboard import DashboardScreen
 from toolsync_tui.screens.help import HelpScreen
 from toolsync_tui.screens.run import RunScreen
 
-from .ui_helpers import FrozenClock, wait_until
+from .ui_helpers import FrozenClock, record_notifications, text_of, wait_until
 
 SIZE = (80, 24)
-Notes = list[tuple[str, dict[str, Any]]]
-
-
-def record_notifications(app: ToolsyncApp, monkeypatch: pytest.MonkeyPatch) -> Notes:
-    """Toasts are off under run_test; record what would have been shown instead."""
-    notes: Notes = []
-    original = app.notify
-
-    def spy(message: str, **options: Any) -> None:
-        notes.append((message, options))
-        original(message, **options)
-
-    monkeypatch.setattr(app, "notify", spy)
-    return notes
-
-
-def text_of(screen: Any, selector: str) -> str:
-    return str(screen.query_one(selector, Static).content)
 
 
 async def start_run(app: ToolsyncApp, pilot: Any, key: str) -> RunScreen:

@@ -24,11 +24,10 @@ from toolsync_tui.screens.dashboard import DashboardScreen
 from toolsync_tui.screens.files import MARK, FilesScreen
 from toolsync_tui.screens.help import HelpScreen
 
-from .ui_helpers import wait_until
+from .ui_helpers import record_notifications, text_of, wait_until
 
 SIZE = (80, 24)
 USERS_HEADER = "username;firstname;lastname;email\n"
-Notes = list[tuple[str, dict[str, Any]]]
 
 
 def inbox(config: Config) -> Path:
@@ -39,23 +38,6 @@ def users_file(config: Config, name: str, rows: int) -> Path:
     path = inbox(config) / name
     path.write_text(USERS_HEADER + "".join(f"u{i};First{i};Last{i};u{i}@example.edu\n" for i in range(rows)))
     return path
-
-
-def record_notifications(app: ToolsyncApp, monkeypatch: pytest.MonkeyPatch) -> Notes:
-    """Toasts are off under run_test; record what would have been shown instead."""
-    notes: Notes = []
-    original = app.notify
-
-    def spy(message: str, **options: Any) -> None:
-        notes.append((message, options))
-        original(message, **options)
-
-    monkeypatch.setattr(app, "notify", spy)
-    return notes
-
-
-def text_of(screen: FilesScreen, selector: str) -> str:
-    return str(screen.query_one(selector, Static).content)
 
 
 def file_rows(screen: FilesScreen) -> dict[str, list[str]]:

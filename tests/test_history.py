@@ -37,12 +37,11 @@ from toolsync_tui.screens.history import HistoryScreen, shortened
 from toolsync_tui.screens.report import PAGE_ROWS, REPORT_LINES, TAIL_LINES, FileScreen, ReportScreen
 from toolsync_tui.screens.run import RunScreen
 
-from .ui_helpers import FrozenClock, wait_until
+from .ui_helpers import FrozenClock, record_notifications, wait_until
 
 SIZE = (80, 24)
 NOW = datetime(2026, 1, 5, 9, 5, 0)
 STAMP_IN_NAME = re.compile(r"(\d{8}-\d{6})")
-Notes = list[tuple[str, dict[str, Any]]]
 
 
 # -- helpers, also used by the snapshots ------------------------------------------------------------
@@ -65,19 +64,6 @@ def date_by_stamp(data_dir: Path) -> None:
             assert found is not None, path
             moment = datetime.strptime(found[1], "%Y%m%d-%H%M%S").timestamp()
             os.utime(path, (moment, moment))
-
-
-def record_notifications(app: ToolsyncApp, monkeypatch: pytest.MonkeyPatch) -> Notes:
-    """Toasts are off under run_test; record what would have been shown instead."""
-    notes: Notes = []
-    original = app.notify
-
-    def spy(message: str, **options: Any) -> None:
-        notes.append((message, options))
-        original(message, **options)
-
-    monkeypatch.setattr(app, "notify", spy)
-    return notes
 
 
 async def open_history(app: ToolsyncApp, pilot: Any) -> HistoryScreen:

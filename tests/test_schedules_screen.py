@@ -30,9 +30,8 @@ from toolsync_tui.screens.dashboard import DashboardScreen
 from toolsync_tui.screens.help import HelpScreen
 from toolsync_tui.screens.schedules import ScheduleEditor, SchedulesScreen, reading
 
-from .test_app import Notes, record_notifications
 from .test_crontab import FAKE_CRONTAB, executable
-from .ui_helpers import FrozenClock, wait_until
+from .ui_helpers import FrozenClock, Notes, record_notifications, text_of, wait_until
 
 SIZE = (80, 24)
 NOW = datetime(2026, 1, 5, 9, 5)  # a Monday; 10:05 in Paris, the local zone being UTC
@@ -124,10 +123,6 @@ def write(path: Path, text: str) -> None:
 
 def row(screen: SchedulesScreen, name: str) -> list[str]:
     return [str(cell) for cell in screen.query_one(DataTable).get_row(name)]
-
-
-def text_of(screen: Any, selector: str) -> str:
-    return str(screen.query_one(selector, Static).content)
 
 
 async def edit(pilot: Pilot[Any], name: str) -> ScheduleEditor:

@@ -21,10 +21,9 @@ from toolsync_tui.screens.dashboard import DashboardScreen
 from toolsync_tui.screens.help import HelpScreen
 from toolsync_tui.screens.settings import SettingsScreen
 
-from .ui_helpers import wait_until
+from .ui_helpers import Notes, text_of, wait_until
 
 SIZE = (80, 24)
-Notes = list[tuple[str, dict[str, Any]]]
 
 
 def free_loopback_port() -> int:
@@ -35,10 +34,6 @@ def free_loopback_port() -> int:
 
 def field_id(key: str) -> str:
     return "#f-" + key.replace(".", "--")
-
-
-def text_of(screen: Any, selector: str) -> str:
-    return str(screen.query_one(selector, Static).content)
 
 
 @asynccontextmanager

@@ -1,4 +1,5 @@
-"""Shared by the interface tests: a clock that stands still and a way to wait without wait_for_complete."""
+"""Shared by the interface tests: a clock that stands still, a way to wait without wait_for_complete, the toasts a
+screen would have shown, and a Static's text."""
 
 from __future__ import annotations
 
@@ -8,6 +9,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
+
+import pytest
+from textual.app import App
+from textual.widgets import Static
 
 WAIT_LIMIT, STEP = 20.0, 0.01  # seconds
 
@@ -39,3 +45,23 @@ def touch_all(directory: Path, moment: datetime) -> None:
     stamp = moment.timestamp()
     for path in directory.iterdir():
         os.utime(path, (stamp, stamp))
+
+
+Notes = list[tuple[str, dict[str, Any]]]
+
+
+def record_notifications(app: App[Any], monkeypatch: pytest.MonkeyPatch) -> Notes:
+    """Toasts are off under run_test; record what would have been shown instead."""
+    notes: Notes = []
+    original = app.notify
+
+    def spy(message: str, **options: Any) -> None:
+        notes.append((message, options))
+        original(message, **options)
+
+    monkeypatch.setattr(app, "notify", spy)
+    return notes
+
+
+def text_of(screen: Any, selector: str) -> str:
+    return str(screen.query_one(selector, Static).content)
