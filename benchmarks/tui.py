@@ -4,7 +4,6 @@
     python -m benchmarks.tui --operation check         # 1,000,000 course existence checks, ~1 min
     python -m benchmarks.tui --lines 100000            # a smaller run
     python -m benchmarks.tui --key-every 0             # no keys: the run's own effect on the loop
-    python -m benchmarks.tui --gc-freeze               # diagnostic: gc.freeze() after start-up
 
 The setup is benchmarks.run's: a case of benchmarks.run (`enrols-add`, `users-create` or `check`) starts the
 throwaway MariaDB, loads the Moodle dump, seeds and generates its command file; the file is moved into the
@@ -184,8 +183,9 @@ class GcWatch:
 
 
 class LoopAccount:
-    """Every callback the event loop runs (asyncio's Handle._run), timed and put down to its owner: for a task step,
-    the run's worker, a node's message pump or a timer's callback; else the callback itself (e.g. a socket read)."""
+    """Every callback the interface's event loop runs (asyncio's Handle._run; not the engine's loop, in its own
+    thread), timed and put down to its owner: for a task step, the run's worker, a node's message pump or a timer's
+    callback; else the callback itself (e.g. a socket read)."""
 
     def __init__(self) -> None:
         self.phase: Phase | None = None
@@ -197,10 +197,12 @@ class LoopAccount:
         run = asyncio.events.Handle._run
         account = self
 
+        loop_thread = threading.get_ident()
+
         @functools.wraps(run)
         def timed_run(handle: asyncio.Handle) -> None:
             phase = account.phase
-            if phase is None:
+            if phase is None or threading.get_ident() != loop_thread:  # the engine's loop runs in a thread of its own
                 run(handle)
                 return
             label = account.label(getattr(handle, "_callback", None))
@@ -407,7 +409,7 @@ def _cpu_seconds() -> float:
 
 async def drive(config_path: Path, args: argparse.Namespace) -> ChildReport:
     """The interface from start to the end of the run, measured (the child's whole job): `args` are the child's
-    options (--operation, --idle-seconds, --key-every, --gc-freeze)."""
+    options (--operation, --idle-seconds, --key-every)."""
     import textual
     from textual.widgets import DataTable
 
@@ -434,9 +436,6 @@ async def drive(config_path: Path, args: argparse.Namespace) -> ChildReport:
         chosen = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
         if chosen != args.operation:
             raise RuntimeError(f"the dashboard's cursor is on {chosen}, not {args.operation}")
-        if args.gc_freeze:
-            gc.collect()
-            gc.freeze()
 
         stop = asyncio.Event()
         account.phase = collections.phase = idle
@@ -703,7 +702,6 @@ def benchmark(args: argparse.Namespace) -> int:
             str(args.idle_seconds),
             "--key-every",
             str(args.key_every),
-            *(["--gc-freeze"] if args.gc_freeze else []),
         ]
         sampled = workdir / "tui.py-spy.txt" if args.profile else None
         load_before = os.getloadavg()[0]
@@ -717,7 +715,7 @@ def benchmark(args: argparse.Namespace) -> int:
         unit = case.unit
         print(
             f"{case.name} through the interface (Textual {child['textual']}, headless {SIZE[0]}x{SIZE[1]}, "
-            f"{'py-spy attached, ' if args.profile else ''}{'gc.freeze() after start-up, ' if args.gc_freeze else ''}"
+            f"{'py-spy attached, ' if args.profile else ''}"
             f"dashboard, `r`): {generated.lines:,} {unit} against "
             f"{prepared.against}",
             flush=True,
@@ -790,12 +788,6 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=KEY_EVERY,
         help=f"seconds between key cycles ({KEY_EVERY}); 0: no keys (to see what the probing itself costs)",
-    )
-    parser.add_argument(
-        "--gc-freeze",
-        action="store_true",
-        help="a diagnostic: gc.freeze() in the interface process once the dashboard has settled, so that full "
-        "collections no longer traverse the objects of start-up (not what toolsync does)",
     )
     parser.add_argument(
         "--profile",

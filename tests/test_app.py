@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import socket
 from datetime import datetime, timedelta
 from typing import Any
@@ -9,18 +10,19 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from textual.widgets import DataTable, Log, Static
+from textual.widgets._footer import FooterKey
 
 from toolsync_tui.app import ToolsyncApp
 from toolsync_tui.config import Config
-from toolsync_tui.engine import pipeline
+from toolsync_tui.engine import pipeline, run_thread
 from toolsync_tui.engine.operations import OPERATIONS
 from toolsync_tui.engine.pipeline import SafetyStop
 from toolsync_tui.engine.run_lock import RunLock
 from toolsync_tui.engine.schedules import next_runs
 from toolsync_tui.formatting import file_size
-from toolsync_tui.screens import run as run_module
 from toolsync_tui.screens.confirm import ConfirmScreen
 from toolsync_tui.screens.dashboard import DashboardScreen
+from toolsync_tui.screens.files import FilesScreen
 from toolsync_tui.screens.help import HelpScreen
 from toolsync_tui.screens.run import RunScreen
 
@@ -138,6 +140,36 @@ async def test_help_lists_the_keys_of_the_current_screen(sandbox: Config) -> Non
         assert isinstance(app.screen, DashboardScreen)
 
 
+async def test_slash_filters_the_operations_and_keys_act_on_the_one_shown(sandbox: Config) -> None:
+    app = ToolsyncApp(sandbox)
+    async with app.run_test(size=SIZE) as pilot:
+        table = app.screen.query_one(DataTable)
+        await pilot.press("slash", *"Delete")  # case does not matter; names and titles
+        assert [str(key.value) for key in table.rows] == ["deletecourses", "deleteusers"]
+        await pilot.press("enter")  # back to the list, the filter kept
+        assert table.has_focus
+        await pilot.press("down", "f")
+        screen = app.screen
+        assert isinstance(screen, FilesScreen)
+        assert screen.operation == "deleteusers"
+        await pilot.press("escape", "slash", "escape")  # back, then the filter cleared
+        assert [str(key.value) for key in table.rows] == list(OPERATIONS)
+
+
+async def test_screen_changes_leave_no_old_footer_keys_alive(sandbox: Config) -> None:
+    """Textual's Footer keeps every key it ever showed (Textualize/textual#6666); ours only those it shows."""
+    app = ToolsyncApp(sandbox)
+    async with app.run_test(size=SIZE) as pilot:
+        for _ in range(20):
+            await pilot.press("question_mark")  # the help opens and closes: the dashboard's footer is rebuilt
+        await pilot.pause()
+        gc.collect()
+        shown = sum(len(screen.query(FooterKey)) for screen in app.screen_stack)
+        alive = sum(isinstance(thing, FooterKey) for thing in gc.get_objects())
+        assert shown > 0
+        assert alive == shown
+
+
 # -- running --------------------------------------------------------------------------------------
 
 
@@ -168,6 +200,23 @@ async def test_run_check_shows_the_summary_and_writes_the_report(sandbox: Config
         await pilot.press("escape")  # back, and the dashboard sees the file is gone
         assert isinstance(app.screen, DashboardScreen)
         assert [str(c) for c in app.screen.query_one(DataTable).get_row("check")][2] == "missing"
+
+
+async def test_rows_applied_with_failed_parts_are_not_called_a_success(sandbox: Config) -> None:
+    app = ToolsyncApp(sandbox)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press(*["down"] * list(OPERATIONS).index("users"))
+        screen = await start_run(app, pilot, "r")
+        result = screen.result
+        assert result is not None
+        # The sample users are created, but their courses are not on the sandbox until the courses file has run.
+        assert result.counts == {"created": 3}
+        assert result.failed_details == 3
+        assert (
+            text_of(screen, "#state") == "Finished: every row was applied, but 3 parts of rows failed, see the report."
+        )
+        assert screen.query_one("#state").has_class("-error")
+        assert result.tryback_path is not None  # the rows go to the tryback, to redo what failed
 
 
 async def test_pictures_run_each_archive_in_turn_with_its_own_files(sandbox: Config) -> None:
@@ -320,7 +369,7 @@ def fake_threshold(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
             raise SafetyStop("check", 40, 100, 0.1)
         return await real(*args, force=force, **options)
 
-    monkeypatch.setattr(run_module, "run_operation", guarded)
+    monkeypatch.setattr(run_thread, "run_operation", guarded)
     return attempts
 
 

@@ -4,6 +4,7 @@ and the engine's preview (pages, row counts) it reads files with."""
 from __future__ import annotations
 
 import asyncio
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ from textual.widgets import DataTable, Input, Static
 from tests.support.tables import rows_of
 from toolsync_tui.app import ToolsyncApp
 from toolsync_tui.config import Config, load_config
-from toolsync_tui.engine import pipeline
+from toolsync_tui.engine import pipeline, run_thread
 from toolsync_tui.engine.gateway import open_gateway
 from toolsync_tui.engine.pipeline import RunResult
 from toolsync_tui.engine.preview import count_rows, open_preview
@@ -128,7 +129,12 @@ async def test_filter_narrows_the_list_and_esc_clears_it(sandbox: Config) -> Non
         await pilot.press(*"xyz")
         assert file_rows(screen) == {}
         assert text_of(screen, "#preview-title") == "No file matches the filter."
-        await pilot.press("escape")  # clears the filter and leaves it
+        await pilot.press(*["backspace"] * 3, "enter")  # back to the list, the filter kept and in view
+        assert list(file_rows(screen)) == ["userimport.csv"]
+        assert screen.query_one("#files", DataTable).has_focus
+        assert screen.query_one("#filter", Input).display
+        await pilot.press("slash", "escape")  # clears the filter and leaves it
+        assert not screen.query_one("#filter", Input).display
         assert len(file_rows(screen)) == everything
         assert screen.query_one("#files", DataTable).has_focus
         assert isinstance(app.screen, FilesScreen)
@@ -260,14 +266,14 @@ async def test_pictures_preview_lists_the_archive_and_choosing_is_explained(
 
 
 async def test_dry_run_shows_the_counts_and_writes_nothing(sandbox: Config, monkeypatch: pytest.MonkeyPatch) -> None:
-    release = asyncio.Event()
+    release = threading.Event()  # set by the test's loop, waited for on the engine thread's
     real = pipeline.run_operation
 
     async def held(*args: Any, **options: Any) -> RunResult:
-        await release.wait()  # the screen shows its spinner meanwhile
+        await asyncio.to_thread(release.wait, 60)  # the screen shows its spinner meanwhile
         return await real(*args, **options)
 
-    monkeypatch.setattr(files_module, "run_operation", held)
+    monkeypatch.setattr(run_thread, "run_operation", held)
     app = ToolsyncApp(sandbox)
     async with app.run_test(size=SIZE) as pilot:
         screen = await open_files(app, pilot)

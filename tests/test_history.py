@@ -303,7 +303,7 @@ async def test_only_one_operations_files_when_asked(sandbox: Config) -> None:
         assert len(screen.shown) == 3
 
 
-async def test_the_filter_narrows_the_list_and_esc_leaves_it(sandbox: Config) -> None:
+async def test_the_filter_narrows_the_list_enter_keeps_it_and_esc_clears_it(sandbox: Config) -> None:
     await run_operations(sandbox, ("check", False), ("cohorts", False))
     app = ToolsyncApp(sandbox, clock=FrozenClock(NOW))
     async with app.run_test(size=SIZE) as pilot:
@@ -314,7 +314,7 @@ async def test_the_filter_narrows_the_list_and_esc_leaves_it(sandbox: Config) ->
         await pilot.press(*"cohorts")
         assert len(rows_of(screen)) == 3
         assert all("cohorts" in name for _, name in rows_of(screen))
-        await pilot.press("escape")  # leaves the filter, not the screen
+        await pilot.press("enter")  # back to the list, the filter kept
         assert app.screen is screen
         assert screen.query_one(DataTable).has_focus
         assert field.display  # a filter in force stays in view
@@ -324,6 +324,11 @@ async def test_the_filter_narrows_the_list_and_esc_leaves_it(sandbox: Config) ->
         await pilot.press("slash", *["backspace"] * 7, "enter")
         assert len(rows_of(screen)) == 2  # every tryback
         assert not field.display
+        await pilot.press("slash", *"check", "escape")  # esc clears the filter, and leaves the screen alone
+        assert app.screen is screen
+        assert screen.query_one(DataTable).has_focus
+        assert not field.display
+        assert len(rows_of(screen)) == 2
 
 
 async def test_open_a_report_and_show_its_failed_outcomes(sandbox: Config) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
+import threading
 from pathlib import Path
 from typing import ClassVar
 
@@ -171,7 +171,7 @@ async def test_progress_events_count_up_to_the_whole_file(site: Site) -> None:
 async def test_cancel_finishes_the_batch_in_flight_and_reports_the_rest(site: Site) -> None:
     config, gateway = site
     source = inbox_file(config, "courses.csv", "".join(f"C{i}\n" for i in range(30_000)))
-    cancel = asyncio.Event()
+    cancel = threading.Event()
     result = await run_operation(config, gateway, "check", cancel=cancel, on_progress=lambda _: cancel.set())
     assert result.cancelled
     assert result.exit_code == 1

@@ -160,6 +160,24 @@ async def test_the_table_shows_schedules_states_and_next_runs(site: Config) -> N
         assert "SANDBOX" in text_of(screen, "#site-badge")
 
 
+async def test_slash_filters_the_operations_and_the_editor_opens_on_the_one_shown(site: Config) -> None:
+    app = app_for(site)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_schedules(pilot)
+        table = screen.query_one(DataTable)
+        await pilot.press("slash", *"group", "enter")  # names and titles: groups, groupmembers
+        assert [str(key.value) for key in table.rows] == ["groups", "groupmembers"]
+        assert table.has_focus
+        await pilot.press("down", "e")
+        editor = on_top(app)
+        assert isinstance(editor, ScheduleEditor)
+        assert editor.operation == "groupmembers"
+        await pilot.press("escape")  # the editor closes
+        await pilot.press("slash", "escape")  # the filter is cleared
+        assert [str(key.value) for key in table.rows] == list(OPERATIONS)
+        assert on_top(app) is screen
+
+
 async def test_a_wide_terminal_adds_the_titles(site: Config) -> None:
     app = app_for(site)
     async with app.run_test(size=(120, 40)) as pilot:

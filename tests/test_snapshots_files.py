@@ -74,3 +74,13 @@ def test_files_screen_rows_with_problems(snap_compare: SnapCompare, files_app: T
 
 def test_files_screen_pictures(snap_compare: SnapCompare, files_app: ToolsyncApp) -> None:
     assert snap_compare(files_app, terminal_size=(80, 24), run_before=then(site_loaded, files_open("pictures")))
+
+
+async def filtered(pilot: Pilot[Any]) -> None:
+    await pilot.press("slash", *"user")
+    await shown(pilot)
+
+
+def test_files_screen_filtered(snap_compare: SnapCompare, files_app: ToolsyncApp) -> None:
+    steps = then(site_loaded, files_open("users"), filtered)
+    assert snap_compare(files_app, terminal_size=(80, 24), run_before=steps)

@@ -6,6 +6,7 @@ read (batches) -> validate (structure) -> apply per batch in a transaction -> re
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
@@ -144,7 +145,7 @@ async def run_inputs(
     dry_run: bool = False,
     force: bool = False,
     on_progress: ProgressCallback | None = None,
-    cancel: asyncio.Event | None = None,
+    cancel: threading.Event | None = None,
 ) -> list[RunResult]:
     """run_operation on each input in turn (each picture archive of the inbox, in name order), each with its own
     report, tryback and archive. A cancelled run ends the series; a run that cannot happen stops it (RunProblem), the
@@ -171,7 +172,7 @@ async def run_operation(
     dry_run: bool = False,
     force: bool = False,
     on_progress: ProgressCallback | None = None,
-    cancel: asyncio.Event | None = None,
+    cancel: threading.Event | None = None,
 ) -> RunResult:
     operation = make_operation(name, config, gateway)
     store = DataStore(config.data_dir)
@@ -220,7 +221,7 @@ class _Run:
         path: Path,
         dry_run: bool,
         on_progress: ProgressCallback | None,
-        cancel: asyncio.Event | None,
+        cancel: threading.Event | None,
     ) -> None:
         self.config = config
         self.gateway = gateway

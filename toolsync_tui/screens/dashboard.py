@@ -12,7 +12,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.events import Resize
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Static
+from textual.widgets import DataTable, Input, Static
 
 from ..catalog import OperationEntry, operation_entries
 from ..clock import Clock
@@ -23,6 +23,8 @@ from ..engine.preview import count_rows
 from ..engine.runlog import RunLog, RunRecord
 from ..engine.schedules import ScheduleProblem, next_runs, schedule_zone
 from ..formatting import duration, file_age, file_size, short_path
+from ..widgets.filter_input import FilterInput
+from ..widgets.key_footer import KeyFooter
 from ..widgets.site_bar import SiteBar
 from .files import FilesScreen
 from .history import HistoryScreen
@@ -63,6 +65,7 @@ def last_run_text(record: RunRecord | None, now: datetime) -> str:
 
 class DashboardScreen(Screen[None]):
     CSS_PATH = "dashboard.tcss"
+    AUTO_FOCUS = "#operations"  # the filter field is hidden until `/`
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("r", "run(False)", "Run"),
         Binding("d", "run(True)", "Dry run"),
@@ -70,10 +73,12 @@ class DashboardScreen(Screen[None]):
         Binding("h", "history", "History"),
         Binding("s", "schedules", "Schedules"),
         Binding("c", "settings", "Settings"),
+        Binding("slash", "filter", "Filter", key_display="/", show=False),  # the footer is full at 80 columns
     ]
     KEY_HELP: ClassVar[tuple[tuple[str, str], ...]] = (
         ("↑ ↓", "Choose an operation"),
         ("enter", "Run the chosen operation"),
+        ("/", "Filter the operations by name or title (enter: keep it, esc: clear it)"),
     )
 
     def __init__(self, config: Config, clock: Clock) -> None:
@@ -87,10 +92,11 @@ class DashboardScreen(Screen[None]):
 
     def compose(self) -> ComposeResult:
         yield SiteBar(id="site")
+        yield FilterInput("Filter the operations by name or title", list_selector="#operations")
         yield DataTable(id="operations", cursor_type="row", zebra_stripes=True)
         yield Static(id="detail", markup=False)
         # Every key hint fits in 80 columns; ctrl+p still opens the palette, and ? lists it.
-        yield Footer(show_command_palette=False)
+        yield KeyFooter(show_command_palette=False)
 
     def on_mount(self) -> None:
         self.set_interval(RESCAN_SECONDS, self.rescan)
@@ -120,8 +126,10 @@ class DashboardScreen(Screen[None]):
         table.add_column("Last run", key="last")
         if self._wide:
             table.add_column("Next run", key="next")
+        words = self.query_one(FilterInput).words
         for entry in self.entries.values():
-            table.add_row(*self._cells(entry), key=entry.name)
+            if words in f"{entry.name} {entry.title}".lower():
+                table.add_row(*self._cells(entry), key=entry.name)
         table.move_cursor(row=cursor)
         self._describe(self._chosen())
         self._count_rows()
@@ -204,6 +212,13 @@ class DashboardScreen(Screen[None]):
         )
         facts = [last, f"next run: {self._next_run(entry.name)}"]
         self.query_one("#detail", Static).update(f"{entry.title}: {state}\n" + " · ".join(facts))
+
+    def action_filter(self) -> None:
+        self.query_one(FilterInput).open()
+
+    @on(Input.Changed, "#filter")
+    def _filter_changed(self) -> None:
+        self.rescan()
 
     @on(DataTable.RowHighlighted)
     def _highlighted(self, event: DataTable.RowHighlighted) -> None:

@@ -21,18 +21,21 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.screen import Screen
 from textual.timer import Timer
-from textual.widgets import DataTable, Footer, Input, Static
+from textual.widgets import DataTable, Input, Static
 from textual.widgets.data_table import RowDoesNotExist
 
 from ..clock import Clock
 from ..config import Config, ConfigError
 from ..engine.command_file import FileProblem
-from ..engine.gateway import DatabaseError, open_gateway
+from ..engine.gateway import DatabaseError
 from ..engine.operations import OPERATIONS
-from ..engine.pipeline import RunProblem, RunResult, run_operation
+from ..engine.pipeline import RunProblem, RunResult
 from ..engine.preview import PAGE_ROWS, FilePreview, Page, PreviewRow, count_rows, is_archive_operation, open_preview
+from ..engine.run_thread import run_in_thread
 from ..engine.store import DataStore
 from ..formatting import file_age, file_size, short_path
+from ..widgets.filter_input import FilterInput
+from ..widgets.key_footer import KeyFooter
 from ..widgets.site_bar import SiteBar
 from .summary import outcome_line
 
@@ -108,7 +111,7 @@ class FilesScreen(Screen[None]):
         ("PgUp / p", "Previous page of the preview"),
         ("n", "Next page of the preview (as PgDn)"),
         ("tab", "Move between the file list and the preview"),
-        ("esc in the filter", "Clear the filter"),
+        ("enter / esc in the filter", "Back to the list: the filter kept / cleared"),
     )
 
     def __init__(self, config: Config, operation: str, clock: Clock) -> None:
@@ -137,17 +140,16 @@ class FilesScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         yield SiteBar(id="site")
         yield Static(id="files-title", markup=False)
-        yield Input(placeholder="Filter the files by name; enter: to the list, esc: clear", id="filter")
+        yield FilterInput("Filter the files by name", list_selector="#files")
         yield DataTable(id="files", cursor_type="row", zebra_stripes=True)
         yield Static(id="preview-title", markup=False)
         yield DataTable(id="preview", cursor_type="row")
         yield Static(id="file-problem", markup=False)
         yield Static(id="row-problem", markup=False)
         yield Static(id="dry-run", markup=False)
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
-        self.query_one("#filter", Input).display = False
         self.query_one("#file-problem", Static).display = False
         self._show_dry_run()
 
@@ -170,7 +172,7 @@ class FilesScreen(Screen[None]):
     def _fill_files(self) -> None:
         table = self.query_one("#files", DataTable)
         wanted = self.highlighted.path if self.highlighted else self._preselected()
-        words = self.query_one("#filter", Input).value.strip().lower()
+        words = self.query_one(FilterInput).words
         marked = self._marked()
         table.clear(columns=True)
         table.add_column(" ", key="mark")
@@ -246,23 +248,11 @@ class FilesScreen(Screen[None]):
     # -- the filter ------------------------------------------------------------------------
 
     def action_filter(self) -> None:
-        field = self.query_one("#filter", Input)
-        field.display = True
-        field.focus()
+        self.query_one(FilterInput).open()
 
     @on(Input.Changed, "#filter")
     def _filter_changed(self) -> None:
         self._fill_files()
-
-    @on(Input.Submitted, "#filter")
-    def _filter_done(self) -> None:
-        self.query_one("#files", DataTable).focus()
-
-    def _leave_filter(self) -> None:
-        field = self.query_one("#filter", Input)
-        field.value = ""  # Input.Changed refills the list
-        field.display = False
-        self.query_one("#files", DataTable).focus()
 
     # -- the preview -----------------------------------------------------------------------
 
@@ -325,7 +315,7 @@ class FilesScreen(Screen[None]):
     def _show_empty(self) -> None:
         inbox = short_path(self.store.inbox, self.config.data_dir)
         kind = "zip archive" if self.archives else "file"
-        filtered = " matches the filter" if self.query_one("#filter", Input).value.strip() else f" in {inbox}/"
+        filtered = " matches the filter" if self.query_one(FilterInput).words else f" in {inbox}/"
         self.query_one("#preview-title", Static).update(f"No {kind}{filtered}.")
         self.query_one("#preview", DataTable).clear(columns=True)
         self._show_file_problem(None)
@@ -439,7 +429,7 @@ class FilesScreen(Screen[None]):
     @work(exclusive=True, group="dry-run", exit_on_error=False)
     async def _dry_run(self, candidate: Candidate) -> None:
         try:
-            result = await self._run_dry(candidate.path)
+            result = await run_in_thread(self.config, self.operation, candidate.path, dry_run=True)
         except (RunProblem, DatabaseError) as problem:
             self._dry_run_done(None, f"{candidate.shown} cannot run: {problem}")
         except Exception as unexpected:  # a dry run must never take the interface down with it
@@ -448,14 +438,6 @@ class FilesScreen(Screen[None]):
             self._dry_run_done(None, text)
         else:
             self._dry_run_done(result, None)
-
-    async def _run_dry(self, path: Path) -> RunResult:
-        # Its own gateway, as a run has: its pool neither outlives it nor shares state with the header's.
-        gateway = open_gateway(self.config)
-        try:
-            return await run_operation(self.config, gateway, self.operation, path, dry_run=True)
-        finally:
-            await gateway.close()
 
     def _dry_run_done(self, result: RunResult | None, error: str | None) -> None:
         self.dry_running = False
@@ -533,9 +515,6 @@ class FilesScreen(Screen[None]):
         )
 
     def action_back(self) -> None:
-        if self.query_one("#filter", Input).has_focus:
-            self._leave_filter()
-            return
         self.app.pop_screen()
 
 

@@ -13,7 +13,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.events import Resize
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Input, Static
+from textual.widgets import DataTable, Input, Static
 
 from ..catalog import OperationEntry
 from ..clock import Clock
@@ -33,6 +33,8 @@ from ..history import (
     total_size,
     tryback_rows,
 )
+from ..widgets.filter_input import FilterInput
+from ..widgets.key_footer import KeyFooter
 from ..widgets.site_bar import SiteBar
 from .confirm import ConfirmScreen
 from .report import FileScreen, ReportScreen
@@ -81,7 +83,7 @@ class HistoryScreen(Screen[None]):
         ("enter", "Open: a report with its outcome table, a tryback or an archived file"),
         ("a", "Mark every file shown (again: unmark them)"),
         ("ctrl+d", "Delete, as del does: the marked files, or else the chosen one (after a confirmation)"),
-        ("esc", "In the filter: back to the list, the filter kept"),
+        ("enter / esc in the filter", "Back to the list: the filter kept / cleared"),
         ("r", "Read the folders again"),
     )
 
@@ -100,11 +102,11 @@ class HistoryScreen(Screen[None]):
 
     def compose(self) -> ComposeResult:
         yield SiteBar(id="site")
-        yield Input(placeholder="Filter: part of a name, an operation or a kind", id="filter", compact=True)
+        yield FilterInput("Filter: part of a name, an operation or a kind", list_selector="#history")
         yield DataTable(id="history", cursor_type="row", zebra_stripes=True)
         yield Static(id="detail", markup=False)
         yield Static(id="status", markup=False)
-        yield Footer()
+        yield KeyFooter()
 
     def on_screen_resume(self) -> None:
         self.rescan()  # first display, and back from a run (the tryback was archived, new files came)
@@ -126,7 +128,7 @@ class HistoryScreen(Screen[None]):
         self.show_entries()
 
     def _visible(self) -> list[HistoryEntry]:
-        text = self.query_one("#filter", Input).value
+        text = self.query_one(FilterInput).value
         return [
             entry for entry in self.entries if (self.kind is None or entry.kind == self.kind) and entry.matches(text)
         ]
@@ -226,32 +228,18 @@ class HistoryScreen(Screen[None]):
     # -- filtering --------------------------------------------------------------------------------
 
     def action_filter(self) -> None:
-        field = self.query_one("#filter", Input)
-        field.display = True
-        field.focus()
+        self.query_one(FilterInput).open()
 
     @on(Input.Changed, "#filter")
     def _filter_changed(self) -> None:
         self.show_entries()
-
-    @on(Input.Submitted, "#filter")
-    def _filter_submitted(self) -> None:
-        self._leave_filter()
-
-    def _leave_filter(self) -> None:
-        field = self.query_one("#filter", Input)
-        field.display = bool(field.value)  # an active filter stays in view
-        self.query_one(DataTable).focus()
 
     def action_kind(self, kind: str) -> None:
         self.kind = next((known for known in KINDS if known == kind), None)
         self.show_entries()
 
     def action_back(self) -> None:
-        if self.query_one("#filter", Input).has_focus:
-            self._leave_filter()
-        else:
-            self.app.pop_screen()
+        self.app.pop_screen()
 
     def action_refresh(self) -> None:
         self.rescan()

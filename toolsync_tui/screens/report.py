@@ -16,7 +16,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Log, Select, Static
+from textual.widgets import DataTable, Log, Select, Static
 
 from ..clock import Clock
 from ..config import Config
@@ -35,6 +35,7 @@ from ..history import (
     text_view,
     zip_members,
 )
+from ..widgets.key_footer import KeyFooter
 from ..widgets.site_bar import SiteBar
 
 REPORT_LINES = 5_000  # of a report's text, from its start
@@ -93,7 +94,7 @@ class ReportScreen(Screen[None]):
             yield Select(self._choices(), allow_blank=False, value=ALL, compact=True, id="outcome")
             yield Static(id="page", markup=False)
         yield DataTable(id="outcomes", cursor_type="row", zebra_stripes=True)
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         log = self.query_one(Log)
@@ -202,7 +203,7 @@ class FileScreen(Screen[None]):
         yield SiteBar(id="site")
         yield Static(self._title(), id="view-title", markup=False)
         yield Log(auto_scroll=False, id="file-text")
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         log = self.query_one(Log)

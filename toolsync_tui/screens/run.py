@@ -1,12 +1,13 @@
 """One run of one operation, live: progress, counters, recent report lines, then where the files went.
 
-The engine runs in an async worker on the UI loop (it awaits the database between batches). Its progress
-callback only stores; a timer paints ten times a second, so a fast engine cannot flood the terminal.
+The engine runs on an event loop of its own in another thread (engine/run_thread.py); this screen's worker only
+waits for it. The engine's progress callback, called in that thread, only stores; a timer paints ten times a
+second, so a fast engine cannot flood the terminal.
 """
 
 from __future__ import annotations
 
-import asyncio
+import threading
 from collections import deque
 from pathlib import Path
 from typing import ClassVar
@@ -17,16 +18,18 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.timer import Timer
-from textual.widgets import Footer, Log, ProgressBar, Static
+from textual.widgets import Log, ProgressBar, Static
 from textual.worker import Worker
 
 from ..catalog import OperationEntry
 from ..clock import Clock
 from ..config import Config
-from ..engine.gateway import DatabaseError, open_gateway
+from ..engine.gateway import DatabaseError
 from ..engine.outcomes import Outcome
-from ..engine.pipeline import Progress, RunProblem, RunResult, SafetyStop, run_operation
+from ..engine.pipeline import Progress, RunProblem, RunResult, SafetyStop
+from ..engine.run_thread import run_in_thread
 from ..formatting import rate, short_path, time_left
+from ..widgets.key_footer import KeyFooter
 from ..widgets.site_bar import SiteBar
 from .confirm import ConfirmScreen
 from .summary import combined, outcome_line, series_lines
@@ -55,7 +58,7 @@ class RunScreen(Screen[None]):
         self.results: list[RunResult] = []  # one per input: a command file, or each picture archive in turn
         self.error: str | None = None
         self.worker: Worker[None] | None = None
-        self._cancel = asyncio.Event()
+        self._cancel = threading.Event()
         self._quit_when_stopped = False
         self._progress: Progress | None = None
         self._pending: deque[str] = deque(maxlen=LOG_LINES)
@@ -80,7 +83,7 @@ class RunScreen(Screen[None]):
         yield Static("", id="state", markup=False)
         yield Log(max_lines=LOG_LINES, id="log")
         yield Static("", id="summary", markup=False)
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         log = self.query_one(Log)
@@ -131,21 +134,15 @@ class RunScreen(Screen[None]):
                 force = True
 
     async def _attempt(self, path: Path, force: bool) -> RunResult:
-        # One gateway per run: its pool does not outlive the run, nor share state with the header's.
-        gateway = open_gateway(self.config)
-        try:
-            return await run_operation(
-                self.config,
-                gateway,
-                self.entry.name,
-                path,
-                dry_run=self.dry_run,
-                force=force,
-                on_progress=self._on_progress,
-                cancel=self._cancel,
-            )
-        finally:
-            await gateway.close()
+        return await run_in_thread(
+            self.config,
+            self.entry.name,
+            path,
+            dry_run=self.dry_run,
+            force=force,
+            on_progress=self._on_progress,
+            cancel=self._cancel,
+        )
 
     async def _confirm_past_threshold(self, stop: SafetyStop) -> bool:
         self._paint()
@@ -159,6 +156,7 @@ class RunScreen(Screen[None]):
         return False
 
     def _on_progress(self, progress: Progress) -> None:
+        # The engine's thread: a plain assignment and a deque's extend are safe without a lock.
         self._progress = progress
         self._pending.extend(progress.recent)
 
@@ -176,8 +174,9 @@ class RunScreen(Screen[None]):
             self.query_one("#rate", Static).update(" · ".join(filter(None, [rate(done, self._elapsed), left])))
             self.query_one("#counters", Static).update(outcome_line(progress.counts))
         if self._pending:
-            self.query_one(Log).write_lines(list(self._pending))
-            self._pending.clear()
+            # popleft, not list() then clear(): a line the engine adds meanwhile is kept for the next paint.
+            pending = self._pending
+            self.query_one(Log).write_lines([pending.popleft() for _ in range(len(pending))])
 
     def _state(self, text: str, kind: str = "") -> None:
         state = self.query_one("#state", Static)
@@ -218,6 +217,9 @@ class RunScreen(Screen[None]):
             return f"{written}: the file has no data rows.", "-warning"
         if failed:
             return f"{written}: {failed:,} of {result.rows:,} rows failed, see the report.", "-error"
+        if result.failed_details:  # e.g. a user created, but not enrolled in the course its row names
+            parts = result.failed_details
+            return f"{written}: every row was applied, but {parts:,} parts of rows failed, see the report.", "-error"
         return f"{written}: every row succeeded.", "-success"
 
     def _short(self, path: Path) -> str:

@@ -24,7 +24,7 @@ from textual.containers import Horizontal, Vertical
 from textual.events import Resize
 from textual.screen import ModalScreen, Screen
 from textual.validation import ValidationResult, Validator
-from textual.widgets import Button, DataTable, Footer, Input, Label, Select, Static
+from textual.widgets import Button, DataTable, Input, Label, Select, Static
 from textual.worker import Worker
 
 from .. import crontab
@@ -34,6 +34,8 @@ from ..crontab import CrontabProblem
 from ..engine.operations import OPERATIONS
 from ..engine.schedules import ScheduleProblem, check_expression, next_runs, schedule_zone
 from ..formatting import short_path
+from ..widgets.filter_input import FilterInput
+from ..widgets.key_footer import KeyFooter
 from ..widgets.site_bar import SiteBar
 from .confirm import ConfirmScreen
 
@@ -338,6 +340,7 @@ class ScheduleEditor(ModalScreen[str | None]):
 
 class SchedulesScreen(Screen[None]):
     CSS_PATH = "schedules.tcss"
+    AUTO_FOCUS = "#schedules"  # the filter field is hidden until `/`
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("e", "edit", "Edit"),
         Binding("space", "pause", "Pause/resume"),
@@ -345,9 +348,11 @@ class SchedulesScreen(Screen[None]):
         Binding("u", "remove_crontab", "Remove cron"),
         Binding("x", "remove_crontab", "Remove cron", show=False),
         Binding("escape", "back", "Back"),
+        Binding("slash", "filter", "Filter", key_display="/", show=False),  # the footer is full at 80 columns
     ]
     KEY_HELP: ClassVar[tuple[tuple[str, str], ...]] = (
         ("↑ ↓", "Choose an operation"),
+        ("/", "Filter the operations by name or title (enter: keep it, esc: clear it)"),
         ("enter", "Edit the chosen operation's schedule"),
         ("x", "Remove the crontab line, like u"),
     )
@@ -364,12 +369,13 @@ class SchedulesScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         yield SiteBar(id="site")
         yield Static(id="zone", markup=False)
+        yield FilterInput("Filter the operations by name or title", list_selector="#schedules")
         yield DataTable(id="schedules", cursor_type="row", zebra_stripes=True)
         with Vertical(id="crontab"):
             yield Static("Crontab: checking…", id="crontab-state", markup=False)
             yield Static(id="crontab-line", markup=False)
             yield Static(id="crontab-owner", markup=False)
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         self.refresh_table()
@@ -394,7 +400,10 @@ class SchedulesScreen(Screen[None]):
             table.add_column("Title", key="title")
         for label in ("Schedule", "State", "Next run"):
             table.add_column(label, key=label.lower())
+        words = self.query_one(FilterInput).words
         for name, info in OPERATIONS.items():
+            if words not in f"{name} {info.title}".lower():
+                continue
             title = [Text(info.title)] if self._wide else []
             table.add_row(Text(name), *title, *self._cells(name, now), key=name)
         table.move_cursor(row=cursor)
@@ -429,6 +438,13 @@ class SchedulesScreen(Screen[None]):
         if not table.row_count:
             return None
         return str(table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value)
+
+    def action_filter(self) -> None:
+        self.query_one(FilterInput).open()
+
+    @on(Input.Changed, "#filter")
+    def _filter_changed(self) -> None:
+        self.refresh_table()
 
     # -- editing and pausing --
 

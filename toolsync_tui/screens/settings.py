@@ -20,7 +20,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
 from textual.widget import Widget
-from textual.widgets import Button, Footer, Input, Label, Select, Static, Switch, TabbedContent, TabPane
+from textual.widgets import Button, Input, Label, Select, Static, Switch, TabbedContent, TabPane
 from textual.worker import Worker
 
 from ..config import (
@@ -36,6 +36,7 @@ from ..engine.bridge import BridgeError, MoodleBridge
 from ..engine.gateway import DatabaseError, open_gateway
 from ..engine.operations import OPERATIONS
 from ..site_status import ready
+from ..widgets.key_footer import KeyFooter
 from ..widgets.site_bar import SiteBar
 from .confirm import ConfirmScreen
 
@@ -395,7 +396,7 @@ class SettingsScreen(Screen[None]):
                     if section == FIRST_SECTION:
                         yield from self._section_rows(section)
         yield Static("", id="status", markup=False)
-        yield Footer()
+        yield KeyFooter()
 
     def _section_top(self, section: str) -> Iterator[Widget]:
         yield Static(SECTION_HELP[section], classes="section-help", markup=False)

@@ -1,0 +1,44 @@
+"""The `/` filter of a list, as k9s has it: hidden until `/`, the list narrows as it is typed, enter goes back to the
+list with the filter kept (and in view), esc clears it and goes back."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from textual.binding import Binding, BindingType
+from textual.widgets import Input
+
+
+class FilterInput(Input):
+    DEFAULT_CSS = """
+    FilterInput {
+        display: none;
+        margin: 0 1;
+    }
+    """
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "clear", "Clear the filter", show=False)]
+
+    def __init__(self, placeholder: str, *, list_selector: str, id: str = "filter") -> None:
+        # compact: one line, no border, as 80x24 has no room to spare
+        super().__init__(placeholder=f"{placeholder}; enter: to the list, esc: clear", id=id, compact=True)
+        self._list_selector = list_selector
+
+    @property
+    def words(self) -> str:
+        """What is typed, trimmed and lower-cased: the screens match names case-insensitively."""
+        return self.value.strip().lower()
+
+    def open(self) -> None:
+        self.display = True
+        self.focus()
+
+    async def action_submit(self) -> None:
+        self._back_to_the_list()
+
+    def action_clear(self) -> None:
+        self.value = ""  # Input.Changed: the screen shows its whole list again
+        self._back_to_the_list()
+
+    def _back_to_the_list(self) -> None:
+        self.display = bool(self.value)  # a filter in force stays in view
+        self.screen.query_one(self._list_selector).focus()
