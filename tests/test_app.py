@@ -92,7 +92,7 @@ async def test_dashboard_shows_the_last_run_and_the_next_one(sandbox: Config) ->
         assert [str(cell) for cell in table.get_row("enrols")][4:] == ["2", "an hour ago", "never", "not scheduled"]
         detail = text_of(app.screen, "#detail").splitlines()[1]
         assert detail.startswith("last run 20")
-        assert detail.endswith(f": 3 created · next run: {expected_next}")
+        assert detail.endswith(f": 3 created, parts of rows failed · next run: {expected_next}")
         assert "SANDBOX" in text_of(app.screen, "#site-badge")
         detail = text_of(app.screen, "#site-detail")
         assert detail.startswith("sandbox.sqlite · prefix mdl_ · Moodle 4.5")

@@ -39,10 +39,12 @@ RESCAN_SECONDS = 10
 
 
 def run_summary(record: RunRecord) -> str:
-    """A run in a few words: "3 created, 1 failed", "could not run", "cancelled"."""
+    """A run in a few words: "3 created, 1 failed", "3 created, parts of rows failed", "could not run", "cancelled"."""
     if record.problem:
         return "could not run"
     verdict = "cancelled" if record.cancelled else counts_text(record.counts) or "no rows"
+    if record.exit_code and not record.cancelled and not record.counts.get(Outcome.FAILED, 0):
+        verdict += ", parts of rows failed"  # a user's course enrolment ...: the report says which
     return f"{verdict} (dry run)" if record.dry_run else verdict
 
 
