@@ -38,13 +38,19 @@ WIDE = 100
 RESCAN_SECONDS = 10
 
 
+def parts_failed(record: RunRecord) -> bool:
+    """No row failed but parts of some did (a user's course enrolment ...): only the exit code tells."""
+    done = not record.problem and not record.cancelled
+    return done and bool(record.exit_code) and not record.counts.get(Outcome.FAILED, 0)
+
+
 def run_summary(record: RunRecord) -> str:
     """A run in a few words: "3 created, 1 failed", "3 created, parts of rows failed", "could not run", "cancelled"."""
     if record.problem:
         return "could not run"
     verdict = "cancelled" if record.cancelled else counts_text(record.counts) or "no rows"
-    if record.exit_code and not record.cancelled and not record.counts.get(Outcome.FAILED, 0):
-        verdict += ", parts of rows failed"  # a user's course enrolment ...: the report says which
+    if parts_failed(record):
+        verdict += ", parts of rows failed"
     return f"{verdict} (dry run)" if record.dry_run else verdict
 
 
@@ -58,7 +64,7 @@ def last_run_text(record: RunRecord | None, now: datetime) -> str:
         verdict = "cancelled"
     elif failed := record.counts.get(Outcome.FAILED, 0):
         verdict = f"{failed:,} failed"
-    elif record.exit_code:  # no row failed, some of their parts did (a user's course enrolment ...)
+    elif parts_failed(record):
         verdict = "parts failed"
     else:
         verdict = "ok"
@@ -128,9 +134,9 @@ class DashboardScreen(Screen[None]):
         table.add_column("Last run", key="last")
         if self._wide:
             table.add_column("Next run", key="next")
-        words = self.query_one(FilterInput).words
+        field = self.query_one(FilterInput)
         for entry in self.entries.values():
-            if words in f"{entry.name} {entry.title}".lower():
+            if field.admits(entry.name, entry.title):
                 table.add_row(*self._cells(entry), key=entry.name)
         table.move_cursor(row=cursor)
         self._describe(self._chosen())

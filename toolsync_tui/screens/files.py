@@ -172,7 +172,7 @@ class FilesScreen(Screen[None]):
     def _fill_files(self) -> None:
         table = self.query_one("#files", DataTable)
         wanted = self.highlighted.path if self.highlighted else self._preselected()
-        words = self.query_one(FilterInput).words
+        field = self.query_one(FilterInput)
         marked = self._marked()
         table.clear(columns=True)
         table.add_column(" ", key="mark")
@@ -181,7 +181,7 @@ class FilesScreen(Screen[None]):
         table.add_column("Changed", key="changed")
         now = self.clock.now()
         for key, candidate in self.candidates.items():
-            if words in candidate.shown.lower():
+            if field.admits(candidate.shown):
                 mark = MARK if candidate.path in marked else ""
                 age = file_age(candidate.modified, now)
                 table.add_row(mark, Text(candidate.shown), file_size(candidate.size), age, key=key)

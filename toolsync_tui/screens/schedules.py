@@ -400,9 +400,9 @@ class SchedulesScreen(Screen[None]):
             table.add_column("Title", key="title")
         for label in ("Schedule", "State", "Next run"):
             table.add_column(label, key=label.lower())
-        words = self.query_one(FilterInput).words
+        field = self.query_one(FilterInput)
         for name, info in OPERATIONS.items():
-            if words not in f"{name} {info.title}".lower():
+            if not field.admits(name, info.title):
                 continue
             title = [Text(info.title)] if self._wide else []
             table.add_row(Text(name), *title, *self._cells(name, now), key=name)

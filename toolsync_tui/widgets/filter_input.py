@@ -25,8 +25,14 @@ class FilterInput(Input):
 
     @property
     def words(self) -> str:
-        """What is typed, trimmed and lower-cased: the screens match names case-insensitively."""
+        """What is typed, trimmed and lower-cased ("": no filter in force)."""
         return self.value.strip().lower()
+
+    def admits(self, *texts: str) -> bool:
+        """Whether a row showing these texts (a name, a title ...) stays in the list: one of them holds the words,
+        whatever their case."""
+        words = self.words
+        return any(words in text.lower() for text in texts)
 
     def open(self) -> None:
         self.display = True
