@@ -9,6 +9,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from textual import events
 from textual.widgets import DataTable, Log, Static
 from textual.widgets._footer import FooterKey
 
@@ -154,6 +155,18 @@ async def test_slash_filters_the_operations_and_keys_act_on_the_one_shown(sandbo
         assert screen.operation == "deleteusers"
         await pilot.press("escape", "slash", "escape")  # back, then the filter cleared
         assert [str(key.value) for key in table.rows] == list(OPERATIONS)
+
+
+async def test_keys_typed_right_after_slash_go_to_the_filter(sandbox: Config) -> None:
+    """Over SSH keys come in bursts: the ones behind `/` must not reach the dashboard (c would open the settings)."""
+    app = ToolsyncApp(sandbox)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        for key, character in [("slash", "/"), *((c, c) for c in "cohort")]:
+            app.post_message(events.Key(key, character))  # all queued before any is handled
+        await pilot.pause()
+        assert isinstance(app.screen, DashboardScreen)
+        assert [str(key.value) for key in app.screen.query_one(DataTable).rows] == ["cohorts", "cohortscourses"]
 
 
 async def test_screen_changes_leave_no_old_footer_keys_alive(sandbox: Config) -> None:

@@ -142,6 +142,20 @@ async def test_filter_narrows_the_list_and_esc_clears_it(sandbox: Config) -> Non
         assert isinstance(app.screen, DashboardScreen)
 
 
+async def test_a_slash_typed_in_the_filter_is_part_of_it(sandbox: Config, tmp_path: Path) -> None:
+    exports = tmp_path / "exports"
+    exports.mkdir()
+    (exports / "users-2026-11-25.csv").write_text("username\njdoe\n")
+    sandbox.set("files.browse_dirs", [str(exports)])
+    app = ToolsyncApp(sandbox)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_files(app, pilot)
+        await pilot.press("slash", *"exports", "slash")  # the second `/` is typed, not taken as the filter key
+        assert screen.query_one("#filter", Input).value == "exports/"
+        [shown] = file_rows(screen)
+        assert shown.endswith("exports/users-2026-11-25.csv")
+
+
 async def test_help_lists_the_keys_of_the_screen(sandbox: Config) -> None:
     app = ToolsyncApp(sandbox)
     async with app.run_test(size=SIZE) as pilot:

@@ -23,7 +23,7 @@ from ..engine.preview import count_rows
 from ..engine.runlog import RunLog, RunRecord
 from ..engine.schedules import ScheduleProblem, next_runs, schedule_zone
 from ..formatting import duration, file_age, file_size, short_path
-from ..widgets.filter_input import FilterInput
+from ..widgets.filter_input import FilterInput, filter_binding
 from ..widgets.key_footer import KeyFooter
 from ..widgets.site_bar import SiteBar
 from .files import FilesScreen
@@ -81,7 +81,7 @@ class DashboardScreen(Screen[None]):
         Binding("h", "history", "History"),
         Binding("s", "schedules", "Schedules"),
         Binding("c", "settings", "Settings"),
-        Binding("slash", "filter", "Filter", key_display="/", show=False),  # the footer is full at 80 columns
+        filter_binding(show=False),  # the footer is full at 80 columns
     ]
     KEY_HELP: ClassVar[tuple[tuple[str, str], ...]] = (
         ("↑ ↓", "Choose an operation"),
@@ -222,7 +222,7 @@ class DashboardScreen(Screen[None]):
         self.query_one("#detail", Static).update(f"{entry.title}: {state}\n" + " · ".join(facts))
 
     def action_filter(self) -> None:
-        self.query_one(FilterInput).open()
+        self.query_one(FilterInput).slash_pressed()
 
     @on(Input.Changed, "#filter")
     def _filter_changed(self) -> None:

@@ -34,7 +34,7 @@ from ..engine.preview import PAGE_ROWS, FilePreview, Page, PreviewRow, count_row
 from ..engine.run_thread import run_in_thread
 from ..engine.store import DataStore
 from ..formatting import file_age, file_size, short_path
-from ..widgets.filter_input import FilterInput
+from ..widgets.filter_input import FilterInput, filter_binding
 from ..widgets.key_footer import KeyFooter
 from ..widgets.site_bar import SiteBar
 from .summary import outcome_line
@@ -97,7 +97,7 @@ class FilesScreen(Screen[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("c", "choose", "Choose"),
         Binding("v", "dry_run", "Dry run"),
-        Binding("slash", "filter", "Filter", key_display="/"),
+        filter_binding(),
         # Priority: the file list is a DataTable, which would otherwise take these keys to scroll itself.
         Binding("pagedown", "page(1)", "Page", key_display="PgDn", priority=True),
         Binding("pageup", "page(-1)", "Previous page", key_display="PgUp", priority=True, show=False),
@@ -248,7 +248,7 @@ class FilesScreen(Screen[None]):
     # -- the filter ------------------------------------------------------------------------
 
     def action_filter(self) -> None:
-        self.query_one(FilterInput).open()
+        self.query_one(FilterInput).slash_pressed()
 
     @on(Input.Changed, "#filter")
     def _filter_changed(self) -> None:

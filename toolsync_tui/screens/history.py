@@ -33,7 +33,7 @@ from ..history import (
     total_size,
     tryback_rows,
 )
-from ..widgets.filter_input import FilterInput
+from ..widgets.filter_input import FilterInput, filter_binding
 from ..widgets.key_footer import KeyFooter
 from ..widgets.site_bar import SiteBar
 from .confirm import ConfirmScreen
@@ -70,7 +70,7 @@ class HistoryScreen(Screen[None]):
         Binding("delete", "delete", "Delete", key_display="del"),
         Binding("ctrl+d", "delete", "Delete", show=False),
         Binding("t", "rerun", "Re-run"),
-        Binding("slash", "filter", "Filter", key_display="/"),
+        filter_binding(),
         Binding("1", "kind('')", "All", group=KIND_KEYS),
         Binding("2", "kind('report')", "Reports", group=KIND_KEYS),
         Binding("3", "kind('tryback')", "Trybacks", group=KIND_KEYS),
@@ -228,7 +228,7 @@ class HistoryScreen(Screen[None]):
     # -- filtering --------------------------------------------------------------------------------
 
     def action_filter(self) -> None:
-        self.query_one(FilterInput).open()
+        self.query_one(FilterInput).slash_pressed()
 
     @on(Input.Changed, "#filter")
     def _filter_changed(self) -> None:

@@ -34,7 +34,7 @@ from ..crontab import CrontabProblem
 from ..engine.operations import OPERATIONS
 from ..engine.schedules import ScheduleProblem, check_expression, next_runs, schedule_zone
 from ..formatting import short_path
-from ..widgets.filter_input import FilterInput
+from ..widgets.filter_input import FilterInput, filter_binding
 from ..widgets.key_footer import KeyFooter
 from ..widgets.site_bar import SiteBar
 from .confirm import ConfirmScreen
@@ -348,7 +348,7 @@ class SchedulesScreen(Screen[None]):
         Binding("u", "remove_crontab", "Remove cron"),
         Binding("x", "remove_crontab", "Remove cron", show=False),
         Binding("escape", "back", "Back"),
-        Binding("slash", "filter", "Filter", key_display="/", show=False),  # the footer is full at 80 columns
+        filter_binding(show=False),  # the footer is full at 80 columns
     ]
     KEY_HELP: ClassVar[tuple[tuple[str, str], ...]] = (
         ("↑ ↓", "Choose an operation"),
@@ -440,7 +440,7 @@ class SchedulesScreen(Screen[None]):
         return str(table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value)
 
     def action_filter(self) -> None:
-        self.query_one(FilterInput).open()
+        self.query_one(FilterInput).slash_pressed()
 
     @on(Input.Changed, "#filter")
     def _filter_changed(self) -> None:

@@ -9,6 +9,14 @@ from textual.binding import Binding, BindingType
 from textual.widgets import Input
 
 
+def filter_binding(*, show: bool = True) -> Binding:
+    """The `/` of a screen with a FilterInput, whose action_filter calls slash_pressed().
+
+    A priority binding, run by the app as the key arrives: over SSH the keys typed right after `/` arrive with it,
+    and a screen binding would run only after the app had sent them to the list (`c` would open the settings)."""
+    return Binding("slash", "filter", "Filter", key_display="/", show=show, priority=True)
+
+
 class FilterInput(Input):
     DEFAULT_CSS = """
     FilterInput {
@@ -34,9 +42,13 @@ class FilterInput(Input):
         words = self.words
         return any(words in text.lower() for text in texts)
 
-    def open(self) -> None:
+    def slash_pressed(self) -> None:
+        """`/` on the list's screen: show the filter and focus it, or type the slash when it has the focus already."""
+        if self.has_focus:
+            self.insert_text_at_cursor("/")  # e.g. a folder of files.browse_dirs
+            return
         self.display = True
-        self.focus()
+        self.screen.set_focus(self)  # now, not later as focus() does: see filter_binding
 
     async def action_submit(self) -> None:
         self._back_to_the_list()
