@@ -13,8 +13,8 @@ from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
-from .enrolments import write_lines
-from .generate import Expected, GeneratedFile, user_row
+from benchmarks.enrolments import write_lines
+from benchmarks.generate import Expected, GeneratedFile, user_row
 
 COHORTS_HEADER = ("cidnumber", "cname", "userid")
 

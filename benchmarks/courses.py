@@ -11,8 +11,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from .enrolments import write_lines
-from .generate import Expected, GeneratedFile
+from benchmarks.enrolments import write_lines
+from benchmarks.generate import Expected, GeneratedFile
 
 COURSES_HEADER = ("shortname", "fullname", "idnumber", "category", "summary", "startdate")
 SHORTNAME_PREFIX = "BENCH-"

@@ -23,9 +23,7 @@ from typing import Any, Literal
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from toolsync_tui.engine.gateway import MoodleGateway
-
-from .generate import (
+from benchmarks.generate import (
     COURSE_CONTEXT_LEVEL,
     Expected,
     GeneratedFile,
@@ -37,6 +35,7 @@ from .generate import (
     seed_users,
     user_row,
 )
+from toolsync_tui.engine.moodle.gateway import MoodleGateway
 
 GROUPS_PER_COURSE = 10
 STUDENT_ROLE = "student"

@@ -28,9 +28,8 @@ from pathlib import Path
 
 import aiomysql
 
+from benchmarks.generate import seeded_user_row, user_row
 from tests.support.mariadb_server import ThrowawayMariaDB
-
-from .generate import seeded_user_row, user_row
 
 DATABASE = "moodle"
 CHUNK = 1000

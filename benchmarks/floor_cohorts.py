@@ -15,10 +15,9 @@ import sys
 import time
 from collections.abc import Sequence
 
+from benchmarks.cohorts import membership_pairs
+from benchmarks.floor import DATABASE, bare_connection, mariadbd_cpu_seconds
 from tests.support.mariadb_server import ThrowawayMariaDB
-
-from .cohorts import membership_pairs
-from .floor import DATABASE, bare_connection, mariadbd_cpu_seconds
 
 BATCH = 5000
 FIRST_USER = 100  # user ids of the statement text: the floor needs no user rows (no foreign keys in Moodle)

@@ -27,9 +27,7 @@ import sys
 import time
 from collections.abc import Sequence
 
-from tests.support.mariadb_server import ThrowawayMariaDB
-
-from .enrolments import (
+from benchmarks.enrolments import (
     ADMIN_ID,
     GM_COLUMNS,
     RA_COLUMNS,
@@ -41,7 +39,8 @@ from .enrolments import (
     seed_enrol_site,
     seed_enrolments,
 )
-from .floor import bare_connection, mariadbd_cpu_seconds, page_compressions
+from benchmarks.floor import bare_connection, mariadbd_cpu_seconds, page_compressions
+from tests.support.mariadb_server import ThrowawayMariaDB
 
 DATABASE = "moodle"
 PREFIX = "mdl_"

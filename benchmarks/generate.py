@@ -22,7 +22,7 @@ from typing import Any, Literal
 from sqlalchemy import String, Table, cast, func, insert, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from toolsync_tui.engine.gateway import MoodleGateway
+from toolsync_tui.engine.moodle.gateway import MoodleGateway
 
 SUBJECTS: tuple[tuple[str, str], ...] = (
     ("MATH", "Mathématiques"),

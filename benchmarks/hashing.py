@@ -1,4 +1,4 @@
-"""Benchmark Moodle password hashing (toolsync_tui.engine.passwords): one process vs all cores.
+"""Benchmark Moodle password hashing (toolsync_tui.engine.moodle.passwords): one process vs all cores.
 
     python -m benchmarks.hashing --count 2000 --rounds 5000
     python -m benchmarks.hashing --count 20000 --rounds 10000 --workers 4
@@ -21,7 +21,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from toolsync_tui.engine.passwords import DEFAULT_CHUNK_SIZE, FAST_ROUNDS, PasswordHasher, hash_password, usable_cpus
+from toolsync_tui.engine.moodle.passwords import (
+    DEFAULT_CHUNK_SIZE,
+    FAST_ROUNDS,
+    PasswordHasher,
+    hash_password,
+    usable_cpus,
+)
 
 
 @dataclass(frozen=True)

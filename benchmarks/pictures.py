@@ -29,7 +29,7 @@ from typing import Any, Literal
 
 from PIL import Image, ImageChops
 
-from .generate import Expected, GeneratedFile, user_row
+from benchmarks.generate import Expected, GeneratedFile, user_row
 
 ARCHIVE_NAME = "userpictures_bench.zip"
 ACTION = "picture"

@@ -39,12 +39,9 @@ from typing import Any
 import polars as pl
 import tomli_w
 
-from tests.support.mariadb_server import ThrowawayMariaDB
-from toolsync_tui.engine.passwords import hash_password, usable_cpus
-
-from .cohorts import cohort_counts_sql, membership_pairs, write_cohorts_file
-from .courses import course_counts_sql, write_courses_file
-from .enrolments import (
+from benchmarks.cohorts import cohort_counts_sql, membership_pairs, write_cohorts_file
+from benchmarks.courses import course_counts_sql, write_courses_file
+from benchmarks.enrolments import (
     COURSE_IDENTIFIER,
     GROUP_IDENTIFIER,
     GROUPS_PER_COURSE,
@@ -59,8 +56,8 @@ from .enrolments import (
     write_enrols_file,
     write_groupmembers_file,
 )
-from .floor import mariadbd_cpu_seconds
-from .generate import (
+from benchmarks.floor import mariadbd_cpu_seconds
+from benchmarks.generate import (
     Expected,
     GeneratedFile,
     SeedResult,
@@ -70,7 +67,7 @@ from .generate import (
     write_check_file,
     write_users_file,
 )
-from .pictures import (
+from benchmarks.pictures import (
     ARCHIVE_NAME,
     TreeMemory,
     expected_extensions,
@@ -81,6 +78,8 @@ from .pictures import (
     pool_problems,
     write_pictures_archive,
 )
+from tests.support.mariadb_server import ThrowawayMariaDB
+from toolsync_tui.engine.moodle.passwords import hash_password, usable_cpus
 
 REPO = Path(__file__).resolve().parents[1]
 MEASURE = Path(__file__).resolve().with_name("measure.py")

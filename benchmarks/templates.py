@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from tests.support.moodle_site import SITE_ENV, Site
-from toolsync_tui.engine.bridge import TemplateItem
+from toolsync_tui.engine.moodle.bridge.client import TemplateItem
 
 ACTIVITIES = (("page", "Course rules"), ("forum", "Questions"), ("assign", "First essay"), ("url", "Library"))
 MAKE = """require_once($CFG->dirroot . '/course/lib.php');

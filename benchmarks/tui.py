@@ -57,10 +57,9 @@ if TYPE_CHECKING:  # the measured child imports none of the harness (its peak RS
     from textual.pilot import Pilot
     from textual.screen import Screen
 
+    from benchmarks.run import BenchCase, Prepared
     from tests.support.mariadb_server import ThrowawayMariaDB
     from toolsync_tui.app import ToolsyncApp
-
-    from .run import BenchCase, Prepared
 
 ROOT = str(Path(__file__).resolve().parents[1])
 SIZE = (80, 24)
@@ -415,7 +414,7 @@ async def drive(config_path: Path, args: argparse.Namespace) -> ChildReport:
 
     from toolsync_tui.app import ToolsyncApp
     from toolsync_tui.config import load_config
-    from toolsync_tui.engine.operations import OPERATIONS
+    from toolsync_tui.engine.registry import OPERATIONS
     from toolsync_tui.screens.dashboard import DashboardScreen
     from toolsync_tui.screens.run import RunScreen
 
@@ -637,10 +636,9 @@ def report_lines(child: dict[str, Any], unit: str) -> tuple[list[str], float]:
 
 def prepare(args: argparse.Namespace, server: ThrowawayMariaDB, workdir: Path) -> tuple[BenchCase, Prepared, Path]:
     """benchmarks.run's case for the operation: seeded, its file generated and moved into the config's inbox."""
+    from benchmarks import run
     from toolsync_tui.config import load_config
-    from toolsync_tui.engine.store import DataStore
-
-    from . import run
+    from toolsync_tui.engine.datadir.store import DataStore
 
     name, size_option, extra = CASES[args.operation]
     case = run.CASES[name]
@@ -659,11 +657,10 @@ def prepare(args: argparse.Namespace, server: ThrowawayMariaDB, workdir: Path) -
 
 
 def benchmark(args: argparse.Namespace) -> int:
+    from benchmarks import run
+    from benchmarks.floor import mariadbd_cpu_seconds
+    from benchmarks.generate import count_values
     from tests.support.mariadb_server import ThrowawayMariaDB
-
-    from . import run
-    from .floor import mariadbd_cpu_seconds
-    from .generate import count_values
 
     if args.profile:
         run.py_spy_binary()  # fail before the setup, not after it

@@ -1,7 +1,7 @@
-"""Regenerate toolsync_tui/engine/sandbox_seed.json: a fresh Moodle site's baseline rows.
+"""Regenerate toolsync_tui/engine/moodle/sandbox_seed.json: a fresh Moodle site's baseline rows.
 
 Usage: python scripts/extract_sandbox_seed.py HOST PORT USER PASSWORD DATABASE
-Reads the tables declared in moodle_schema from a database loaded with the real fresh-install dump.
+Reads the tables declared in engine/moodle/schema.py from a database loaded with the real fresh-install dump.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from pathlib import Path
 import pymysql
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from toolsync_tui.engine.moodle_schema import MoodleSchema
+from toolsync_tui.engine.moodle.schema import MoodleSchema
 
-TARGET = Path(__file__).resolve().parents[1] / "toolsync_tui" / "engine" / "sandbox_seed.json"
+TARGET = Path(__file__).resolve().parents[1] / "toolsync_tui" / "engine" / "moodle" / "sandbox_seed.json"
 # Plugin settings the engine reads (course defaults, enrolment method defaults); the rest is not needed.
 PLUGINS = (
     "moodlecourse",

@@ -1,4 +1,4 @@
-"""Regenerate toolsync_tui/engine/moodle_schema.py from a loaded Moodle database.
+"""Regenerate toolsync_tui/engine/moodle/schema.py from a loaded Moodle database.
 
 Usage: python scripts/generate_schema.py HOST PORT USER PASSWORD DATABASE [PREFIX]
 The real dump in ../shared/moodle/ is the ground truth; the conformance test keeps the two in step.
@@ -73,7 +73,7 @@ TABLES = (
     "user_private_key",
 )
 
-TARGET = Path(__file__).resolve().parents[1] / "toolsync_tui" / "engine" / "moodle_schema.py"
+TARGET = Path(__file__).resolve().parents[1] / "toolsync_tui" / "engine" / "moodle" / "schema.py"
 
 
 def column_type(data_type: str, column_type: str, length: int | None, precision: int | None, scale: int | None) -> str:

@@ -15,8 +15,8 @@ import pytest
 
 from tests.support.mariadb_server import SHARED_DUMP, ThrowawayMariaDB
 from toolsync_tui.config import Config, new_config
-from toolsync_tui.engine.baseline import install_baseline
-from toolsync_tui.engine.gateway import MoodleGateway
+from toolsync_tui.engine.moodle.baseline import install_baseline
+from toolsync_tui.engine.moodle.gateway import MoodleGateway
 from toolsync_tui.engine.sandbox import init_sandbox
 
 T = TypeVar("T")

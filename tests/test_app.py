@@ -13,21 +13,21 @@ from textual import events
 from textual.widgets import DataTable, Log, Static
 from textual.widgets._footer import FooterKey
 
+from tests.ui_helpers import FrozenClock, record_notifications, text_of, wait_until
 from toolsync_tui.app import ToolsyncApp
 from toolsync_tui.config import Config
-from toolsync_tui.engine import pipeline, run_thread
-from toolsync_tui.engine.operations import OPERATIONS
-from toolsync_tui.engine.pipeline import SafetyStop
-from toolsync_tui.engine.run_lock import RunLock
-from toolsync_tui.engine.schedules import next_runs
-from toolsync_tui.formatting import file_size
+from toolsync_tui.engine.registry import OPERATIONS
+from toolsync_tui.engine.run import pipeline
+from toolsync_tui.engine.run import thread as run_thread
+from toolsync_tui.engine.run.lock import RunLock
+from toolsync_tui.engine.run.pipeline import SafetyStop
+from toolsync_tui.engine.unattended.schedules import next_runs
 from toolsync_tui.screens.confirm import ConfirmScreen
 from toolsync_tui.screens.dashboard import DashboardScreen
 from toolsync_tui.screens.files import FilesScreen
 from toolsync_tui.screens.help import HelpScreen
 from toolsync_tui.screens.run import RunScreen
-
-from .ui_helpers import FrozenClock, record_notifications, text_of, wait_until
+from toolsync_tui.views.formatting import file_size
 
 SIZE = (80, 24)
 

@@ -25,8 +25,9 @@ from sqlalchemy import text
 from tests.support.bridge_fakes import fake_php, fake_site_fixture, read_pid, requests_seen
 from tests.support.moodle_site import Site, moodle_site_fixture, scalar, site_config, site_db_fixture
 from toolsync_tui.config import Config, DatabaseSettings, new_config
-from toolsync_tui.engine.bridge import BRIDGE_SCRIPT, PROTOCOL, BridgeError, MoodleBridge
-from toolsync_tui.engine.gateway import MoodleGateway
+from toolsync_tui.engine.connect import bridge_from_config
+from toolsync_tui.engine.moodle.bridge.client import BRIDGE_SCRIPT, PROTOCOL, BridgeError, MoodleBridge
+from toolsync_tui.engine.moodle.gateway import MoodleGateway
 
 # A delete_users that answers per user as protocol 3 does: even ids deleted, odd ones refused, 8 left unanswered;
 # 13 makes it die as PHP does on a fatal error.
@@ -51,22 +52,22 @@ print(json.dumps({"ok": True, "done": True}))
 
 
 def test_no_bridge_without_moodle_dir(tmp_path: Path) -> None:
-    assert MoodleBridge.from_config(new_config(tmp_path / "toolsync.toml", {})) is None
+    assert bridge_from_config(new_config(tmp_path / "toolsync.toml", {})) is None
     blank = new_config(tmp_path / "toolsync.toml", {"bridge": {"moodle_dir": "  "}})
-    assert MoodleBridge.from_config(blank) is None
+    assert bridge_from_config(blank) is None
 
 
 def test_settings_make_the_command_line(tmp_path: Path) -> None:
     config: Config = new_config(
         tmp_path / "toolsync.toml", {"bridge": {"moodle_dir": "site/moodle", "php": "/opt/php8.3/bin/php -d x=1"}}
     )
-    bridge = MoodleBridge.from_config(config)
+    bridge = bridge_from_config(config)
     assert bridge is not None
     assert bridge.moodle_dir == tmp_path / "site" / "moodle"  # relative to the config file, like other paths
     assert bridge.argv == ["/opt/php8.3/bin/php", "-d", "x=1", str(BRIDGE_SCRIPT), f"--moodle={tmp_path}/site/moodle"]
 
     config.settings.bridge.run_as = "www-data"
-    bridge = MoodleBridge.from_config(config)
+    bridge = bridge_from_config(config)
     assert bridge is not None
     assert bridge.argv[:5] == ["sudo", "-n", "-u", "www-data", "--"]  # never a password prompt
     assert bridge.argv[5] == "/opt/php8.3/bin/php"
@@ -331,7 +332,7 @@ async def test_enrol_sync_sends_the_courses_per_plugin_and_reads_the_answer(fake
 
 
 async def test_sync_notes_say_who_enrols_without_a_bridge_and_when_a_plugin_is_off() -> None:
-    from toolsync_tui.engine.enrol_sync import sync_after_run
+    from toolsync_tui.engine.moodle.enrol_sync import sync_after_run
 
     assert await sync_after_run(None) == []
     [scheduled] = await sync_after_run(None, cohort_courses=[4, 5, 4])
@@ -588,7 +589,7 @@ async def test_a_moodle_failure_reaches_python_as_bridge_error(moodle_site: Site
 async def test_the_deleteusers_file_deletes_through_moodle_with_the_bridge(
     moodle_site: Site, site_db: MoodleGateway, tmp_path: Path
 ) -> None:
-    from toolsync_tui.engine.pipeline import run_operation
+    from toolsync_tui.engine.run.pipeline import run_operation
 
     tag = uuid.uuid4().hex[:8]
     made = await moodle_site.run_php(POPULATE % {"tag": tag})
@@ -612,7 +613,7 @@ async def test_direct_deletion_leaves_the_rows_moodle_leaves(
     moodle_site: Site, site_db: MoodleGateway, tmp_path: Path
 ) -> None:
     """The same populated user deleted by Moodle's delete_user() and by toolsync's direct path: the same rows."""
-    from toolsync_tui.engine.pipeline import run_operation
+    from toolsync_tui.engine.run.pipeline import run_operation
 
     by_moodle = await moodle_site.run_php(POPULATE % {"tag": uuid.uuid4().hex[:8]})
     by_toolsync = await moodle_site.run_php(POPULATE % {"tag": uuid.uuid4().hex[:8]})
@@ -664,7 +665,7 @@ async def test_enrolments_and_groups_written_by_toolsync_are_what_moodle_sees(
     """The enrolments file (add with gaddcreate) and the group members file (shift), then Moodle's own APIs, after the
     bridge's purge: the user is enrolled with the role, and the groups and memberships are visible (groupdata and
     user_group_groupings have no expiry, so without the purge Moodle would keep the cached answers)."""
-    from toolsync_tui.engine.pipeline import run_operation
+    from toolsync_tui.engine.run.pipeline import run_operation
 
     tag = uuid.uuid4().hex[:8]
     made = await moodle_site.run_php(POPULATE % {"tag": tag})
@@ -721,7 +722,7 @@ async def test_cohort_and_meta_bindings_are_materialised_by_moodles_sync_through
     """A cohort bound to a course by the cohortscourses file, then a new member added by the cohorts file, then a meta
     link to a second course: after each run, Moodle's own sync (run by the bridge) has enrolled the users, with the
     binding's role and group, as Moodle's APIs see them."""
-    from toolsync_tui.engine.pipeline import run_operation
+    from toolsync_tui.engine.run.pipeline import run_operation
 
     tag = uuid.uuid4().hex[:8]
     made = await moodle_site.run_php(POPULATE % {"tag": tag})

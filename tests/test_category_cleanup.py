@@ -19,10 +19,10 @@ from tests.support.moodle_site import moodle_site_fixture, site_config, site_db_
 from tests.support.tables import rows_of
 from toolsync_tui.cli import main
 from toolsync_tui.config import Config
-from toolsync_tui.engine.bridge import BridgeError, MoodleBridge
-from toolsync_tui.engine.categories import CategoryProblem
-from toolsync_tui.engine.category_cleanup import CleanupSafetyStop, delete_planned, plan_cleanup
-from toolsync_tui.engine.gateway import MoodleGateway
+from toolsync_tui.engine.moodle.bridge.client import BridgeError
+from toolsync_tui.engine.moodle.categories import CategoryProblem
+from toolsync_tui.engine.moodle.gateway import MoodleGateway
+from toolsync_tui.engine.tools.category_cleanup import CleanupSafetyStop, delete_planned, plan_cleanup
 
 Site = tuple[Config, MoodleGateway]
 __all__ = ["moodle_site_fixture", "site_db_fixture"]
@@ -224,7 +224,7 @@ async def test_a_real_run_prints_each_category_and_exits_1_when_one_is_refused(
     config, gateway = site
     t = await tree(gateway)
     bridge = StandInBridge(refuse={t.ids["c1"]: "it holds a course"})
-    monkeypatch.setattr(MoodleBridge, "from_config", classmethod(lambda cls, config: bridge))
+    monkeypatch.setattr("toolsync_tui.cli.tools.bridge_from_config", lambda config: bridge)
     assert await toolsync(config, "categories", "clean", "--under", str(t.root)) == 1
     root = t.paths["a"].rsplit("/", 1)[0]
     assert capsys.readouterr().out.splitlines() == [

@@ -14,8 +14,8 @@ from tests.support.factories import add_courses
 from tests.test_pipeline import FlagPurge
 from toolsync_tui.cli import main
 from toolsync_tui.config import load_config
-from toolsync_tui.engine import operations
-from toolsync_tui.engine.gateway import MoodleGateway
+from toolsync_tui.engine import registry
+from toolsync_tui.engine.moodle.gateway import MoodleGateway
 
 
 def init(tmp_path: Path) -> Path:
@@ -111,8 +111,8 @@ def test_the_safety_threshold_exits_3(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     config_path = init(tmp_path)
-    monkeypatch.setitem(operations.OPERATIONS, "flagpurge", operations.OperationInfo("flagpurge", "t", FlagPurge))
-    monkeypatch.setattr("toolsync_tui.cli.OPERATIONS", operations.OPERATIONS)
+    monkeypatch.setitem(registry.OPERATIONS, "flagpurge", registry.OperationInfo("flagpurge", "t", FlagPurge))
+    monkeypatch.setattr("toolsync_tui.cli.OPERATIONS", registry.OPERATIONS)
 
     async def add_flags() -> None:
         gateway = MoodleGateway.for_sqlite(config_path.parent / "sandbox.sqlite", "mdl_")

@@ -10,9 +10,9 @@ from sqlalchemy import Table, select
 from tests.support.course_factories import add_cohort, add_users
 from tests.support.factories import unique
 from toolsync_tui.config import Config
-from toolsync_tui.engine.cohort_membership import CohortMemberships
-from toolsync_tui.engine.command_file import LINE
-from toolsync_tui.engine.gateway import MoodleGateway
+from toolsync_tui.engine.moodle.gateway import MoodleGateway
+from toolsync_tui.engine.parts.cohort_memberships import CohortMemberships
+from toolsync_tui.engine.rows import LINE
 
 Site = tuple[Config, MoodleGateway]
 NOW = 1_790_000_000

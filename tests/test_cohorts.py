@@ -12,8 +12,8 @@ from tests.support.course_factories import add_category, add_cohort, add_enrolme
 from tests.support.factories import unique
 from tests.support.operation_files import identifiers_by_id, report_of, run_file
 from toolsync_tui.config import Config
-from toolsync_tui.engine.gateway import MoodleGateway
-from toolsync_tui.engine.pipeline import RunProblem, RunResult, SafetyStop
+from toolsync_tui.engine.moodle.gateway import MoodleGateway
+from toolsync_tui.engine.run.pipeline import RunProblem, RunResult, SafetyStop
 
 Site = tuple[Config, MoodleGateway]
 

@@ -8,7 +8,8 @@ import polars as pl
 import pytest
 
 from toolsync_tui.config import FileSettings
-from toolsync_tui.engine.command_file import LINE, PROBLEM, RAW, ColumnSpec, CommandFile, FileProblem
+from toolsync_tui.engine.rows import LINE, PROBLEM, RAW
+from toolsync_tui.engine.run.command_file import ColumnSpec, CommandFile, FileProblem
 
 USERS = ColumnSpec(
     required=("username", "firstname", "lastname"),

@@ -15,9 +15,9 @@ import pytest
 
 from tests.support.bridge_fakes import fake_php, fake_site_fixture, requests_seen
 from tests.support.moodle_site import Site, moodle_site_fixture, scalar, site_config, site_db_fixture
-from toolsync_tui.engine.bridge import CourseReset, MoodleBridge, TemplateItem
-from toolsync_tui.engine.gateway import MoodleGateway
-from toolsync_tui.engine.pipeline import run_operation
+from toolsync_tui.engine.moodle.bridge.client import CourseReset, MoodleBridge, TemplateItem
+from toolsync_tui.engine.moodle.gateway import MoodleGateway
+from toolsync_tui.engine.run.pipeline import run_operation
 
 FIXTURES = (fake_site_fixture, moodle_site_fixture, site_db_fixture)  # used by name: fake_site, moodle_site, site_db
 

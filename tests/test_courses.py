@@ -12,8 +12,8 @@ from tests.support.operation_files import report_of
 from tests.support.tables import rows_of
 from tests.test_pipeline import inbox_file
 from toolsync_tui.config import Config
-from toolsync_tui.engine.gateway import MoodleGateway
-from toolsync_tui.engine.pipeline import RunProblem, RunResult, run_operation
+from toolsync_tui.engine.moodle.gateway import MoodleGateway
+from toolsync_tui.engine.run.pipeline import RunProblem, RunResult, run_operation
 
 Site = tuple[Config, MoodleGateway]
 

@@ -13,15 +13,14 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from tests.test_crontab import FAKE_CRONTAB, executable
+from tests.test_notify import Inbox, serve
 from toolsync_tui.cli import main
 from toolsync_tui.config import Config
-from toolsync_tui.engine.cron import CRON_LOCK, run_cron
-from toolsync_tui.engine.run_lock import RunLock
-from toolsync_tui.engine.runlog import RunLog
-from toolsync_tui.engine.store import DataStore
-
-from .test_crontab import FAKE_CRONTAB, executable
-from .test_notify import Inbox, serve
+from toolsync_tui.engine.datadir.store import DataStore
+from toolsync_tui.engine.run.lock import RunLock
+from toolsync_tui.engine.run.log import RunLog
+from toolsync_tui.engine.unattended.cron import CRON_LOCK, run_cron
 
 PARIS = ZoneInfo("Europe/Paris")
 

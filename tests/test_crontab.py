@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from toolsync_tui.config import Config, new_config
-from toolsync_tui.crontab import MARKER, CrontabProblem, cron_line, install, remove, show
+from toolsync_tui.engine.unattended.crontab import MARKER, CrontabProblem, cron_line, install, remove, show
 
 # Behaves like crontab(1) for one user: -l prints the crontab or says there is none, - replaces it from stdin.
 FAKE_CRONTAB = """#!/bin/sh
@@ -68,9 +68,9 @@ def test_a_relative_config_path_becomes_absolute(tmp_path: Path, monkeypatch: py
 
 
 def test_output_goes_to_syslog_or_else_to_a_log_file(config: Config, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("toolsync_tui.crontab.shutil.which", lambda name: f"/usr/bin/{name}")
+    monkeypatch.setattr("toolsync_tui.engine.unattended.crontab.shutil.which", lambda name: f"/usr/bin/{name}")
     assert cron_line(config).endswith("cron 2>&1 | /usr/bin/logger -t toolsync")
-    monkeypatch.setattr("toolsync_tui.crontab.shutil.which", lambda name: None)
+    monkeypatch.setattr("toolsync_tui.engine.unattended.crontab.shutil.which", lambda name: None)
     assert cron_line(config).endswith(f"cron >> {config.data_dir / 'cron.log'} 2>&1")
     install(config)
     assert config.data_dir.is_dir()  # the shell opens the log before toolsync runs

@@ -13,8 +13,8 @@ from tests.support.course_factories import add_enrolment_courses
 from tests.support.operation_files import report_of, run_file
 from tests.support.tables import rows_of
 from toolsync_tui.config import Config
-from toolsync_tui.engine.gateway import MoodleGateway
-from toolsync_tui.engine.pipeline import Progress, RunProblem, RunResult, SafetyStop
+from toolsync_tui.engine.moodle.gateway import MoodleGateway
+from toolsync_tui.engine.run.pipeline import Progress, RunProblem, RunResult, SafetyStop
 
 Site = tuple[Config, MoodleGateway]
 

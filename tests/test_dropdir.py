@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from toolsync_tui.engine import dropdir
-from toolsync_tui.engine.dropdir import Capture, FileChanged, capture, copy_across
+from toolsync_tui.engine.datadir import dropdir
+from toolsync_tui.engine.datadir.dropdir import Capture, FileChanged, capture, copy_across
 
 NOW = 1_750_000_000.0  # the pinned clock; file times are set relative to it
 SETTLE = 60

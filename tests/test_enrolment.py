@@ -22,9 +22,10 @@ from tests.support.course_factories import (
 from tests.support.factories import unique
 from tests.support.tables import rows_of
 from toolsync_tui.config import Config
-from toolsync_tui.engine.command_file import LINE
-from toolsync_tui.engine.enrolment import REQUEST_COLUMNS, CourseEnrolments, EnrolmentEffects
-from toolsync_tui.engine.gateway import MoodleGateway
+from toolsync_tui.engine.moodle.gateway import MoodleGateway
+from toolsync_tui.engine.moodle.staleness import EnrolmentEffects
+from toolsync_tui.engine.parts.course_enrolments import REQUEST_COLUMNS, CourseEnrolments
+from toolsync_tui.engine.rows import LINE
 
 Site = tuple[Config, MoodleGateway]
 NOW = 1_790_000_000

@@ -21,8 +21,8 @@ from tests.support.factories import unique
 from tests.support.operation_files import identifiers_by_id, run_file
 from tests.support.tables import rows_of
 from toolsync_tui.config import Config
-from toolsync_tui.engine.gateway import MoodleGateway
-from toolsync_tui.engine.pipeline import RunResult, SafetyStop
+from toolsync_tui.engine.moodle.gateway import MoodleGateway
+from toolsync_tui.engine.run.pipeline import RunResult, SafetyStop
 
 Site = tuple[Config, MoodleGateway]
 Outcomes = list[tuple[str, str, str, str]]  # part, outcome, action, message

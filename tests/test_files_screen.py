@@ -13,19 +13,19 @@ from rich.text import Text
 from textual.widgets import DataTable, Input, Static
 
 from tests.support.tables import rows_of
+from tests.ui_helpers import record_notifications, text_of, wait_until
 from toolsync_tui.app import ToolsyncApp
 from toolsync_tui.config import Config, load_config
-from toolsync_tui.engine import pipeline, run_thread
-from toolsync_tui.engine.gateway import open_gateway
-from toolsync_tui.engine.pipeline import RunResult
-from toolsync_tui.engine.preview import count_rows, open_preview
-from toolsync_tui.engine.run_lock import RunLock
+from toolsync_tui.engine.connect import open_gateway
+from toolsync_tui.engine.run import pipeline
+from toolsync_tui.engine.run import thread as run_thread
+from toolsync_tui.engine.run.lock import RunLock
+from toolsync_tui.engine.run.pipeline import RunResult
+from toolsync_tui.engine.run.preview import count_rows, open_preview
 from toolsync_tui.screens import files as files_module
 from toolsync_tui.screens.dashboard import DashboardScreen
 from toolsync_tui.screens.files import MARK, FilesScreen
 from toolsync_tui.screens.help import HelpScreen
-
-from .ui_helpers import record_notifications, text_of, wait_until
 
 SIZE = (80, 24)
 USERS_HEADER = "username;firstname;lastname;email\n"
@@ -392,7 +392,7 @@ def test_count_rows_counts_records_not_lines(sandbox: Config) -> None:
 
 
 def test_count_rows_of_a_bad_file_raises_file_problem(sandbox: Config) -> None:
-    from toolsync_tui.engine.command_file import FileProblem
+    from toolsync_tui.engine.run.command_file import FileProblem
 
     with pytest.raises(FileProblem, match="file not found"):
         count_rows(sandbox, "users", inbox(sandbox) / "absent.csv")

@@ -8,8 +8,9 @@ from sqlalchemy.exc import IntegrityError
 
 from tests.support.factories import unique
 from toolsync_tui.config import Config
-from toolsync_tui.engine.contexts import ContextLevel, create_contexts
-from toolsync_tui.engine.gateway import CHUNK, DatabaseError, MoodleGateway, open_gateway
+from toolsync_tui.engine.connect import open_gateway
+from toolsync_tui.engine.moodle.contexts import ContextLevel, create_contexts
+from toolsync_tui.engine.moodle.gateway import CHUNK, DatabaseError, MoodleGateway
 
 Site = tuple[Config, MoodleGateway]
 

@@ -11,12 +11,12 @@ from tests.support.course_factories import add_category
 from tests.support.factories import add_courses, unique
 from toolsync_tui.cli import main
 from toolsync_tui.config import Config
-from toolsync_tui.engine.categories import CategoryProblem
-from toolsync_tui.engine.command_file import ColumnSpec, CommandFile
-from toolsync_tui.engine.course_selection import CourseSelection, SelectionProblem, select_courses
-from toolsync_tui.engine.gateway import MoodleGateway
-from toolsync_tui.engine.generators import RESET_DEFAULTS, GenerateProblem, generate
-from toolsync_tui.engine.store import DataStore
+from toolsync_tui.engine.datadir.store import DataStore
+from toolsync_tui.engine.moodle.categories import CategoryProblem
+from toolsync_tui.engine.moodle.gateway import MoodleGateway
+from toolsync_tui.engine.run.command_file import ColumnSpec, CommandFile
+from toolsync_tui.engine.tools.course_selection import CourseSelection, SelectionProblem, select_courses
+from toolsync_tui.engine.tools.generators import RESET_DEFAULTS, GenerateProblem, generate
 
 Site = tuple[Config, MoodleGateway]
 RESET_TAIL = "roles;local_roles;completion;grades;groups;groupings;blog_associations;events;logs;notes;comments;modules"

@@ -11,8 +11,8 @@ from tests.support.course_factories import add_enrolment_courses, add_group, add
 from tests.support.factories import unique
 from tests.support.tables import rows_of
 from toolsync_tui.config import Config
-from toolsync_tui.engine import group_membership as gm
-from toolsync_tui.engine.gateway import MoodleGateway
+from toolsync_tui.engine.moodle import groups as gm
+from toolsync_tui.engine.moodle.gateway import MoodleGateway
 
 Site = tuple[Config, MoodleGateway]
 NOW = 1_790_000_000

@@ -11,8 +11,8 @@ from tests.support.course_factories import add_enrolment_courses, add_group
 from tests.support.factories import unique
 from tests.support.operation_files import identifiers_by_id, report_of, run_file
 from toolsync_tui.config import Config
-from toolsync_tui.engine.gateway import MoodleGateway
-from toolsync_tui.engine.pipeline import RunResult
+from toolsync_tui.engine.moodle.gateway import MoodleGateway
+from toolsync_tui.engine.run.pipeline import RunResult
 
 Site = tuple[Config, MoodleGateway]
 

@@ -1,4 +1,4 @@
-"""The history (toolsync_tui.history and its screens), on files that real runs on the sandbox left behind."""
+"""The history (engine/datadir/history.py and its screens), on files that real runs on the sandbox left behind."""
 
 from __future__ import annotations
 
@@ -12,13 +12,12 @@ from typing import Any
 import pytest
 from textual.widgets import DataTable, Input, Log, Static
 
-from toolsync_tui import history
+from tests.ui_helpers import FrozenClock, record_notifications, wait_until
 from toolsync_tui.app import ToolsyncApp
 from toolsync_tui.config import Config
-from toolsync_tui.engine.gateway import open_gateway
-from toolsync_tui.engine.outcomes import counts_text
-from toolsync_tui.engine.pipeline import RunResult, run_operation
-from toolsync_tui.history import (
+from toolsync_tui.engine.connect import open_gateway
+from toolsync_tui.engine.datadir import history
+from toolsync_tui.engine.datadir.history import (
     HistoryEntry,
     delete_entries,
     list_history,
@@ -31,13 +30,13 @@ from toolsync_tui.history import (
     tryback_rows,
     zip_members,
 )
+from toolsync_tui.engine.rows import counts_text
+from toolsync_tui.engine.run.pipeline import RunResult, run_operation
 from toolsync_tui.screens.confirm import ConfirmScreen
 from toolsync_tui.screens.help import HelpScreen
 from toolsync_tui.screens.history import HistoryScreen, shortened
 from toolsync_tui.screens.report import PAGE_ROWS, REPORT_LINES, TAIL_LINES, FileScreen, ReportScreen
 from toolsync_tui.screens.run import RunScreen
-
-from .ui_helpers import FrozenClock, record_notifications, wait_until
 
 SIZE = (80, 24)
 NOW = datetime(2026, 1, 5, 9, 5, 0)

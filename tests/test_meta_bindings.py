@@ -11,8 +11,8 @@ from tests.support.course_factories import STUDENT, TestCourse, add_enrolment_co
 from tests.support.operation_files import report_of, run_file
 from tests.support.tables import rows_of
 from toolsync_tui.config import Config
-from toolsync_tui.engine.gateway import MoodleGateway
-from toolsync_tui.engine.pipeline import RunResult
+from toolsync_tui.engine.moodle.gateway import MoodleGateway
+from toolsync_tui.engine.run.pipeline import RunResult
 
 Site = tuple[Config, MoodleGateway]
 

@@ -23,9 +23,9 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from toolsync_tui.config import NotifySettings
-from toolsync_tui.engine import notify
-from toolsync_tui.engine.notify import Notice, notice_for, send, wanted
-from toolsync_tui.engine.pipeline import RunResult
+from toolsync_tui.engine.run.pipeline import RunResult
+from toolsync_tui.engine.unattended import notify
+from toolsync_tui.engine.unattended.notify import Notice, notice_for, send, wanted
 
 PASSWORD = "s3cret-Pa55"
 REPORT_TEXT = "users: userimport.csv\n\nline 2: created (create) jdoe\nline 3: failed (create) bad e-mail\n"

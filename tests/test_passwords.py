@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from toolsync_tui.engine.passwords import (
+from toolsync_tui.engine.moodle.passwords import (
     CREATE_PASSWORD_PREFERENCE,
     DEFAULT_ROUNDS,
     FAST_ROUNDS,

@@ -10,8 +10,8 @@ from pathlib import Path
 from tests.support.course_factories import add_users
 from tests.support.tables import rows_of
 from tests.test_courses import Site
-from toolsync_tui.engine.pictures.filepool import FilePool
-from toolsync_tui.engine.pictures.icons_db import (
+from toolsync_tui.engine.moodle.filepool import FilePool
+from toolsync_tui.engine.moodle.icons import (
     NewIcon,
     current_f1_hashes,
     replace_icons,
@@ -90,7 +90,7 @@ async def test_a_user_without_a_context_gets_one(site: Site) -> None:
 def test_the_pool_refuses_a_directory_that_is_not_moodledata(tmp_path: Path) -> None:
     import pytest
 
-    from toolsync_tui.engine.pictures.filepool import FilePoolProblem
+    from toolsync_tui.engine.moodle.filepool import FilePoolProblem
 
     with pytest.raises(FilePoolProblem, match="moodle_data_dir"):
         FilePool(tmp_path).check()

@@ -36,8 +36,8 @@ from tests.support.operation_files import report_of
 from tests.support.tables import rows_of
 from tests.test_pipeline import inbox_file
 from toolsync_tui.config import Config
-from toolsync_tui.engine.gateway import MoodleGateway
-from toolsync_tui.engine.pipeline import RunResult, run_operation
+from toolsync_tui.engine.moodle.gateway import MoodleGateway
+from toolsync_tui.engine.run.pipeline import RunResult, run_operation
 
 __all__ = ["moodle_site_fixture", "site_db_fixture"]
 

@@ -13,14 +13,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tests.support.factories import add_courses, unique
 from toolsync_tui.config import Config
-from toolsync_tui.engine import operations
-from toolsync_tui.engine.command_file import LINE, ColumnSpec
-from toolsync_tui.engine.gateway import MoodleGateway
-from toolsync_tui.engine.operations.base import Operation
-from toolsync_tui.engine.outcomes import Outcome, outcome_rows
-from toolsync_tui.engine.pipeline import Progress, RunProblem, SafetyStop, run_operation
-from toolsync_tui.engine.run_lock import RunLock
-from toolsync_tui.engine.store import DataStore
+from toolsync_tui.engine import registry
+from toolsync_tui.engine.datadir.store import DataStore
+from toolsync_tui.engine.moodle.gateway import MoodleGateway
+from toolsync_tui.engine.rows import LINE, Outcome, outcome_rows
+from toolsync_tui.engine.run.command_file import ColumnSpec
+from toolsync_tui.engine.run.lock import RunLock
+from toolsync_tui.engine.run.operation import Operation
+from toolsync_tui.engine.run.pipeline import Progress, RunProblem, SafetyStop, run_operation
 
 Site = tuple[Config, MoodleGateway]
 
@@ -233,7 +233,7 @@ async def flags(site: Site, monkeypatch: pytest.MonkeyPatch) -> tuple[Config, Mo
     flagtype = unique("purge/")
     monkeypatch.setattr(FlagPurge, "flagtype", flagtype)
     monkeypatch.setitem(
-        operations.OPERATIONS, "flagpurge", operations.OperationInfo("flagpurge", FlagPurge.title, FlagPurge)
+        registry.OPERATIONS, "flagpurge", registry.OperationInfo("flagpurge", FlagPurge.title, FlagPurge)
     )
     async with gateway.transaction() as conn:
         await gateway.insert_many(

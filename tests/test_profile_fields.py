@@ -10,7 +10,8 @@ from sqlalchemy import select
 
 from tests.support.factories import unique
 from toolsync_tui.config import Config
-from toolsync_tui.engine.gateway import MoodleGateway
+from toolsync_tui.engine.moodle.gateway import MoodleGateway
+from toolsync_tui.engine.moodle.site_settings import site_timezone
 from toolsync_tui.engine.users.profile_fields import (
     PROBLEM,
     USERID,
@@ -19,7 +20,6 @@ from toolsync_tui.engine.users.profile_fields import (
     load_profile_fields,
     profile_column_problems,
     save_profile_data,
-    site_timezone,
     unique_value_problems,
     unknown_profile_columns,
 )

@@ -13,8 +13,8 @@ from tests.support.bridge_fakes import fake_moodle, requests_seen
 from tests.support.course_factories import STUDENT, TEACHER, add_enrolment_courses
 from tests.support.operation_files import report_of, run_file
 from toolsync_tui.config import Config
-from toolsync_tui.engine.gateway import MoodleGateway
-from toolsync_tui.engine.pipeline import RunProblem, RunResult, SafetyStop
+from toolsync_tui.engine.moodle.gateway import MoodleGateway
+from toolsync_tui.engine.run.pipeline import RunProblem, RunResult, SafetyStop
 
 Site = tuple[Config, MoodleGateway]
 HEADER = "shortname;events;logs;notes;grades;roles;local_roles;groups;groupings;modules"

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from toolsync_tui.engine.retention import DAY, remove_expired
-from toolsync_tui.engine.store import DataStore
+from toolsync_tui.engine.datadir.retention import DAY, remove_expired
+from toolsync_tui.engine.datadir.store import DataStore
 
 NOW = 1_750_000_000.0
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from toolsync_tui.engine.run_lock import LockBusy, RunLock
+from toolsync_tui.engine.run.lock import LockBusy, RunLock
 
 
 def test_a_second_run_is_refused_while_the_first_holds_the_lock(tmp_path: Path) -> None:
@@ -21,7 +21,7 @@ def test_a_second_run_is_refused_while_the_first_holds_the_lock(tmp_path: Path) 
             textwrap.dedent(f"""
         import sys, time
         from pathlib import Path
-        from toolsync_tui.engine.run_lock import RunLock
+        from toolsync_tui.engine.run.lock import RunLock
         with RunLock(Path({str(tmp_path)!r}), "users"):
             print("locked", flush=True)
             sys.stdin.readline()
@@ -53,7 +53,7 @@ def test_a_lock_left_by_a_crashed_run_is_reported_and_cleared(tmp_path: Path) ->
             textwrap.dedent(f"""
         import os
         from pathlib import Path
-        from toolsync_tui.engine.run_lock import RunLock
+        from toolsync_tui.engine.run.lock import RunLock
         RunLock(Path({str(tmp_path)!r}), "enrols").__enter__()
         os._exit(9)  # dies holding the lock, as a killed run would
     """),

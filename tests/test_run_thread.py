@@ -9,14 +9,13 @@ from pathlib import Path
 
 import pytest
 
+from tests.ui_helpers import wait_until
 from toolsync_tui.config import Config
-from toolsync_tui.engine.gateway import MoodleGateway
-from toolsync_tui.engine.pipeline import Progress
-from toolsync_tui.engine.run_thread import run_in_thread
-from toolsync_tui.engine.runlog import RunLog
-from toolsync_tui.engine.store import DataStore
-
-from .ui_helpers import wait_until
+from toolsync_tui.engine.datadir.store import DataStore
+from toolsync_tui.engine.moodle.gateway import MoodleGateway
+from toolsync_tui.engine.run.log import RunLog
+from toolsync_tui.engine.run.pipeline import Progress
+from toolsync_tui.engine.run.thread import run_in_thread
 
 
 def courses_file(config: Config, lines: int) -> Path:

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from toolsync_tui.engine import runlog
-from toolsync_tui.engine.runlog import RunLog, RunRecord
+from toolsync_tui.engine.run import log as runlog
+from toolsync_tui.engine.run.log import RunLog, RunRecord
 
 
 def record(operation: str, minute: int, **fields: object) -> RunRecord:

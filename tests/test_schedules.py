@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from toolsync_tui.engine.schedules import ScheduleProblem, ScheduleState, next_runs, schedule_zone
+from toolsync_tui.engine.unattended.schedules import ScheduleProblem, ScheduleState, next_runs, schedule_zone
 
 PARIS = ZoneInfo("Europe/Paris")
 

@@ -19,19 +19,18 @@ import pytest
 from textual.pilot import Pilot
 from textual.widgets import Button, DataTable, Input, Select, Static
 
-from toolsync_tui import crontab
+from tests.test_crontab import FAKE_CRONTAB, executable
+from tests.ui_helpers import FrozenClock, Notes, record_notifications, text_of, wait_until
 from toolsync_tui.app import ToolsyncApp
 from toolsync_tui.config import Config, load_config
-from toolsync_tui.crontab import MARKER
-from toolsync_tui.engine.operations import OPERATIONS
+from toolsync_tui.engine.registry import OPERATIONS
+from toolsync_tui.engine.unattended import crontab
+from toolsync_tui.engine.unattended.crontab import MARKER
 from toolsync_tui.screens import schedules
 from toolsync_tui.screens.confirm import ConfirmScreen
 from toolsync_tui.screens.dashboard import DashboardScreen
 from toolsync_tui.screens.help import HelpScreen
 from toolsync_tui.screens.schedules import ScheduleEditor, SchedulesScreen, reading
-
-from .test_crontab import FAKE_CRONTAB, executable
-from .ui_helpers import FrozenClock, Notes, record_notifications, text_of, wait_until
 
 SIZE = (80, 24)
 NOW = datetime(2026, 1, 5, 9, 5)  # a Monday; 10:05 in Paris, the local zone being UTC

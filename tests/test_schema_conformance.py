@@ -9,9 +9,9 @@ from sqlalchemy import text
 from sqlalchemy.dialects import mysql
 
 from tests.conftest import run_blocking
-from toolsync_tui.engine.baseline import seed_rows
-from toolsync_tui.engine.gateway import MoodleGateway
-from toolsync_tui.engine.moodle_schema import MoodleSchema
+from toolsync_tui.engine.moodle.baseline import seed_rows
+from toolsync_tui.engine.moodle.gateway import MoodleGateway
+from toolsync_tui.engine.moodle.schema import MoodleSchema
 
 SCHEMA = MoodleSchema("mdl_")
 TYPE_NAMES = {"NUMERIC": "decimal", "INTEGER": "int"}  # the names information_schema uses

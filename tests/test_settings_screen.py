@@ -14,14 +14,13 @@ from textual.pilot import Pilot
 from textual.widgets import Input, Select, Static, Switch, TabbedContent
 
 from tests.support.bridge_fakes import fake_moodle
+from tests.ui_helpers import Notes, text_of, wait_until
 from toolsync_tui.app import ToolsyncApp
 from toolsync_tui.config import Config, load_config
 from toolsync_tui.screens.confirm import ConfirmScreen
 from toolsync_tui.screens.dashboard import DashboardScreen
 from toolsync_tui.screens.help import HelpScreen
 from toolsync_tui.screens.settings import SettingsScreen
-
-from .ui_helpers import Notes, text_of, wait_until
 
 SIZE = (80, 24)
 

@@ -16,12 +16,11 @@ from typing import Any
 import pytest
 from textual.pilot import Pilot
 
+from tests.ui_helpers import FrozenClock, touch_all, wait_until
 from toolsync_tui.app import ToolsyncApp
-from toolsync_tui.engine import pipeline
+from toolsync_tui.engine.run import pipeline
 from toolsync_tui.engine.sandbox import init_sandbox
 from toolsync_tui.screens.run import RunScreen
-
-from .ui_helpers import FrozenClock, touch_all, wait_until
 
 FILE_TIME = datetime(2026, 1, 5, 9, 0, 0)
 NOW = FILE_TIME + timedelta(minutes=5)

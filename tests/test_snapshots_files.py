@@ -14,12 +14,11 @@ import pytest
 from textual.pilot import Pilot
 from textual.widgets import DataTable
 
+from tests.test_snapshots import FILE_TIME, NOW, SIZES, SnapCompare, site_loaded, then
+from tests.ui_helpers import FrozenClock, touch_all, wait_until
 from toolsync_tui.app import ToolsyncApp
 from toolsync_tui.engine.sandbox import init_sandbox
 from toolsync_tui.screens.files import FilesScreen
-
-from .test_snapshots import FILE_TIME, NOW, SIZES, SnapCompare, site_loaded, then
-from .ui_helpers import FrozenClock, touch_all, wait_until
 
 BROKEN = "broken.csv"
 

@@ -18,15 +18,14 @@ from typing import Any
 import pytest
 from textual.pilot import Pilot
 
+from tests.test_history import date_by_stamp, run_operations
+from tests.ui_helpers import FrozenClock, wait_until
 from toolsync_tui.app import ToolsyncApp
 from toolsync_tui.config import Config
-from toolsync_tui.engine import pipeline
+from toolsync_tui.engine.run import pipeline
 from toolsync_tui.engine.sandbox import init_sandbox
 from toolsync_tui.screens.history import HistoryScreen
 from toolsync_tui.screens.report import ReportScreen
-
-from .test_history import date_by_stamp, run_operations
-from .ui_helpers import FrozenClock, wait_until
 
 NOW = datetime(2026, 1, 5, 9, 5, 0)
 # (operation, dry run, the stamp its files get): yesterday's cohorts, this morning's check, a dry run just before NOW.

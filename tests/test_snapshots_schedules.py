@@ -18,15 +18,14 @@ from typing import Any
 import pytest
 from textual.pilot import Pilot
 
-from toolsync_tui import crontab
+from tests.test_schedules_screen import NOW, fake_crontab, local_zone, scheduled
+from tests.ui_helpers import FrozenClock
 from toolsync_tui.app import ToolsyncApp
 from toolsync_tui.config import Config
 from toolsync_tui.engine.sandbox import init_sandbox
+from toolsync_tui.engine.unattended import crontab
 from toolsync_tui.screens import schedules
 from toolsync_tui.screens.schedules import ScheduleEditor, SchedulesScreen
-
-from .test_schedules_screen import NOW, fake_crontab, local_zone, scheduled
-from .ui_helpers import FrozenClock
 
 SIZES = pytest.mark.parametrize("size", [(80, 24), (120, 40)], ids=["80x24", "120x40"])
 SITE = "/srv/toolsync"  # shown instead of the sandbox's folder under tmp_path

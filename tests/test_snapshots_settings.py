@@ -17,11 +17,10 @@ import pytest
 from textual.pilot import Pilot
 from textual.widgets import TabbedContent
 
+from tests.ui_helpers import FrozenClock, touch_all, wait_until
 from toolsync_tui.app import ToolsyncApp
 from toolsync_tui.engine.sandbox import init_sandbox
 from toolsync_tui.screens.settings import SettingsScreen
-
-from .ui_helpers import FrozenClock, touch_all, wait_until
 
 FILE_TIME = datetime(2026, 1, 5, 9, 0, 0)
 SIZES = pytest.mark.parametrize("size", [(80, 24), (120, 40)], ids=["80x24", "120x40"])

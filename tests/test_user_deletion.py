@@ -23,9 +23,9 @@ from tests.support.user_factories import (
     snapshot,
 )
 from toolsync_tui.config import Config
-from toolsync_tui.engine.gateway import MoodleGateway
-from toolsync_tui.engine.invalidation import DIRTY_USERS
-from toolsync_tui.engine.users.deletion import (
+from toolsync_tui.engine.moodle.gateway import MoodleGateway
+from toolsync_tui.engine.moodle.staleness import DIRTY_USERS
+from toolsync_tui.engine.moodle.user_deletion import (
     REQUEST_COMMENT,
     DirectDeletionUnsupported,
     assign_deleted_usernames,

@@ -9,8 +9,8 @@ import polars as pl
 import pytest
 from sqlalchemy import String
 
-from toolsync_tui.engine.command_file import LINE, PROBLEM, RAW
-from toolsync_tui.engine.moodle_schema import MoodleSchema
+from toolsync_tui.engine.moodle.schema import MoodleSchema
+from toolsync_tui.engine.rows import LINE, PROBLEM, RAW
 from toolsync_tui.engine.users.validation import (
     CHOICES,
     COUNTRY_CODES,

@@ -14,9 +14,9 @@ from tests.support.operation_files import report_of
 from tests.test_pipeline import inbox_file
 from tests.test_profile_fields import add_fields
 from toolsync_tui.config import Config
-from toolsync_tui.engine.gateway import MoodleGateway
-from toolsync_tui.engine.passwords import NOPASS, TO_BE_GENERATED
-from toolsync_tui.engine.pipeline import RunResult, SafetyStop, run_operation
+from toolsync_tui.engine.moodle.gateway import MoodleGateway
+from toolsync_tui.engine.moodle.passwords import NOPASS, TO_BE_GENERATED
+from toolsync_tui.engine.run.pipeline import RunResult, SafetyStop, run_operation
 
 Site = tuple[Config, MoodleGateway]
 
@@ -370,7 +370,7 @@ async def test_delete_and_suspend_files_refuse_admin_and_guest_and_skip_the_unkn
 
 
 async def test_an_unknown_profile_field_column_stops_the_run_before_any_row(site: Site) -> None:
-    from toolsync_tui.engine.pipeline import RunProblem
+    from toolsync_tui.engine.run.pipeline import RunProblem
 
     config, gateway = site
     with pytest.raises(RunProblem, match="the site has no custom profile field 'nosuchfield'"):

@@ -14,15 +14,16 @@ from textual.reactive import reactive
 from textual.screen import Screen
 from textual.worker import Worker
 
-from .clock import Clock, SystemClock
-from .config import Config
-from .engine.gateway import DatabaseError, open_gateway
-from .screens.dashboard import DashboardScreen
-from .screens.help import HelpScreen, keys_of
-from .screens.history import HistoryScreen
-from .screens.schedules import SchedulesScreen
-from .screens.settings import SettingsScreen
-from .site_status import SiteStatus, connecting, failed, ready
+from toolsync_tui.config import Config
+from toolsync_tui.engine.connect import open_gateway
+from toolsync_tui.engine.moodle.gateway import DatabaseError
+from toolsync_tui.screens.dashboard import DashboardScreen
+from toolsync_tui.screens.help import HelpScreen, keys_of
+from toolsync_tui.screens.history import HistoryScreen
+from toolsync_tui.screens.schedules import SchedulesScreen
+from toolsync_tui.screens.settings import SettingsScreen
+from toolsync_tui.views.clock import Clock, SystemClock
+from toolsync_tui.views.site_status import SiteStatus, connecting, failed, ready
 
 # An unreachable MariaDB host can leave a TCP connect hanging for minutes; say so much sooner.
 SITE_TIMEOUT = 15.0

@@ -15,7 +15,7 @@ from typing import Any, Literal
 import tomli_w
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from .engine.schedules import ScheduleProblem, check_expression
+from toolsync_tui.engine.unattended.schedules import ScheduleProblem, check_expression
 
 CourseKey = Literal["id", "idnumber", "shortname"]
 UserKey = Literal["id", "idnumber", "username", "email"]

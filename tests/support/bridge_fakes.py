@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from toolsync_tui.config import Config
-from toolsync_tui.engine.bridge import PROTOCOL
+from toolsync_tui.engine.moodle.bridge.client import PROTOCOL
 
 
 @pytest.fixture(name="fake_site")

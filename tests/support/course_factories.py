@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from sqlalchemy import select
 
 from tests.support.factories import add_courses, unique
-from toolsync_tui.engine.contexts import ContextLevel, create_contexts
-from toolsync_tui.engine.gateway import MoodleGateway
+from toolsync_tui.engine.moodle.contexts import ContextLevel, create_contexts
+from toolsync_tui.engine.moodle.gateway import MoodleGateway
 
 STUDENT, TEACHER, EDITINGTEACHER, GUEST = 5, 4, 3, 6  # role ids of a fresh site (the dump and the sandbox)
 # add_default_instances() of a fresh site: manual enabled, guest and self disabled, in this order.

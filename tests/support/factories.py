@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 
-from toolsync_tui.engine.gateway import MoodleGateway
+from toolsync_tui.engine.moodle.gateway import MoodleGateway
 
 _unique = itertools.count(1)
 

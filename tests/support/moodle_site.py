@@ -26,8 +26,8 @@ from sqlalchemy import URL, text
 
 from tests.conftest import run_blocking
 from toolsync_tui.config import Config, new_config
-from toolsync_tui.engine.bridge import MoodleBridge
-from toolsync_tui.engine.gateway import MoodleGateway
+from toolsync_tui.engine.moodle.bridge.client import MoodleBridge
+from toolsync_tui.engine.moodle.gateway import MoodleGateway
 
 SITE_ENV = "TOOLSYNC_TEST_MOODLE_DIRROOT"
 

@@ -6,8 +6,8 @@ from typing import Any
 
 from tests.test_pipeline import inbox_file
 from toolsync_tui.config import Config
-from toolsync_tui.engine.gateway import MoodleGateway
-from toolsync_tui.engine.pipeline import RunResult, run_operation
+from toolsync_tui.engine.moodle.gateway import MoodleGateway
+from toolsync_tui.engine.run.pipeline import RunResult, run_operation
 
 
 def identifiers_by_id(config: Config, operation: str, *names: str) -> None:

@@ -6,7 +6,7 @@ from typing import Any
 
 from sqlalchemy import Table, select
 
-from toolsync_tui.engine.gateway import MoodleGateway
+from toolsync_tui.engine.moodle.gateway import MoodleGateway
 
 
 async def rows_of(gateway: MoodleGateway, table: Table, **where: Any) -> list[dict[str, Any]]:

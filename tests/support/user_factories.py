@@ -15,8 +15,8 @@ from sqlalchemy import Integer, Numeric, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tests.support.factories import unique
-from toolsync_tui.engine.contexts import ContextLevel, create_contexts
-from toolsync_tui.engine.gateway import MoodleGateway
+from toolsync_tui.engine.moodle.contexts import ContextLevel, create_contexts
+from toolsync_tui.engine.moodle.gateway import MoodleGateway
 
 SYSTEM_PATH = "/1"
 CATEGORY_CONTEXT = 3  # the context of category 1 in the fresh site (and the sandbox seed)

@@ -7,10 +7,10 @@ import shutil
 from importlib import resources
 from pathlib import Path
 
-from ..config import Config, ConfigError, load_config, new_config
-from .baseline import install_baseline
-from .gateway import MoodleGateway
-from .store import DataStore
+from toolsync_tui.config import Config, ConfigError, load_config, new_config
+from toolsync_tui.engine.datadir.store import DataStore
+from toolsync_tui.engine.moodle.baseline import install_baseline
+from toolsync_tui.engine.moodle.gateway import MoodleGateway
 
 CONFIG_NAME = "toolsync.toml"
 DATABASE_NAME = "sandbox.sqlite"

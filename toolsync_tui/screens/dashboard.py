@@ -14,23 +14,23 @@ from textual.events import Resize
 from textual.screen import Screen
 from textual.widgets import DataTable, Input, Static
 
-from ..catalog import OperationEntry, operation_entries
-from ..clock import Clock
-from ..config import Config
-from ..engine.command_file import FileProblem
-from ..engine.outcomes import Outcome, counts_text
-from ..engine.preview import count_rows
-from ..engine.runlog import RunLog, RunRecord
-from ..engine.schedules import ScheduleProblem, next_runs, schedule_zone
-from ..formatting import duration, file_age, file_size, short_path
-from ..widgets.filter_input import FilterInput, filter_binding
-from ..widgets.key_footer import KeyFooter
-from ..widgets.site_bar import SiteBar
-from .files import FilesScreen
-from .history import HistoryScreen
-from .run import RunScreen
-from .schedules import SchedulesScreen
-from .settings import SettingsScreen
+from toolsync_tui.config import Config
+from toolsync_tui.engine.datadir.catalog import OperationEntry, operation_entries
+from toolsync_tui.engine.rows import Outcome, counts_text
+from toolsync_tui.engine.run.command_file import FileProblem
+from toolsync_tui.engine.run.log import RunLog, RunRecord
+from toolsync_tui.engine.run.preview import count_rows
+from toolsync_tui.engine.unattended.schedules import ScheduleProblem, next_runs, schedule_zone
+from toolsync_tui.screens.files import FilesScreen
+from toolsync_tui.screens.history import HistoryScreen
+from toolsync_tui.screens.run import RunScreen
+from toolsync_tui.screens.schedules import SchedulesScreen
+from toolsync_tui.screens.settings import SettingsScreen
+from toolsync_tui.views.clock import Clock
+from toolsync_tui.views.formatting import duration, file_age, file_size, short_path
+from toolsync_tui.widgets.filter_input import FilterInput, filter_binding
+from toolsync_tui.widgets.key_footer import KeyFooter
+from toolsync_tui.widgets.site_bar import SiteBar
 
 # From this width on the title gets a column; below it, it is shown under the table (80 columns fit).
 WIDE = 100

@@ -24,20 +24,28 @@ from textual.timer import Timer
 from textual.widgets import DataTable, Input, Static
 from textual.widgets.data_table import RowDoesNotExist
 
-from ..clock import Clock
-from ..config import Config, ConfigError
-from ..engine.command_file import FileProblem
-from ..engine.gateway import DatabaseError
-from ..engine.operations import OPERATIONS
-from ..engine.pipeline import RunProblem, RunResult
-from ..engine.preview import PAGE_ROWS, FilePreview, Page, PreviewRow, count_rows, is_archive_operation, open_preview
-from ..engine.run_thread import run_in_thread
-from ..engine.store import DataStore
-from ..formatting import file_age, file_size, short_path
-from ..widgets.filter_input import FilterInput, filter_binding
-from ..widgets.key_footer import KeyFooter
-from ..widgets.site_bar import SiteBar
-from .summary import outcome_line
+from toolsync_tui.config import Config, ConfigError
+from toolsync_tui.engine.datadir.store import DataStore
+from toolsync_tui.engine.moodle.gateway import DatabaseError
+from toolsync_tui.engine.registry import OPERATIONS
+from toolsync_tui.engine.run.command_file import FileProblem
+from toolsync_tui.engine.run.pipeline import RunProblem, RunResult
+from toolsync_tui.engine.run.preview import (
+    PAGE_ROWS,
+    FilePreview,
+    Page,
+    PreviewRow,
+    count_rows,
+    is_archive_operation,
+    open_preview,
+)
+from toolsync_tui.engine.run.thread import run_in_thread
+from toolsync_tui.views.clock import Clock
+from toolsync_tui.views.formatting import file_age, file_size, short_path
+from toolsync_tui.views.run_words import outcome_line
+from toolsync_tui.widgets.filter_input import FilterInput, filter_binding
+from toolsync_tui.widgets.key_footer import KeyFooter
+from toolsync_tui.widgets.site_bar import SiteBar
 
 MARK = "✔"  # the preselected file; for pictures, every archive a run would take
 SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"

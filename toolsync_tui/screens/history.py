@@ -15,13 +15,9 @@ from textual.events import Resize
 from textual.screen import Screen
 from textual.widgets import DataTable, Input, Static
 
-from ..catalog import OperationEntry
-from ..clock import Clock
-from ..config import Config
-from ..engine.operations import OPERATIONS
-from ..engine.outcomes import counts_text
-from ..formatting import file_age, file_size, short_path
-from ..history import (
+from toolsync_tui.config import Config
+from toolsync_tui.engine.datadir.catalog import OperationEntry
+from toolsync_tui.engine.datadir.history import (
     KINDS,
     HistoryEntry,
     HistoryProblem,
@@ -33,12 +29,16 @@ from ..history import (
     total_size,
     tryback_rows,
 )
-from ..widgets.filter_input import FilterInput, filter_binding
-from ..widgets.key_footer import KeyFooter
-from ..widgets.site_bar import SiteBar
-from .confirm import ConfirmScreen
-from .report import FileScreen, ReportScreen
-from .run import RunScreen
+from toolsync_tui.engine.registry import OPERATIONS
+from toolsync_tui.engine.rows import counts_text
+from toolsync_tui.screens.confirm import ConfirmScreen
+from toolsync_tui.screens.report import FileScreen, ReportScreen
+from toolsync_tui.screens.run import RunScreen
+from toolsync_tui.views.clock import Clock
+from toolsync_tui.views.formatting import file_age, file_size, short_path
+from toolsync_tui.widgets.filter_input import FilterInput, filter_binding
+from toolsync_tui.widgets.key_footer import KeyFooter
+from toolsync_tui.widgets.site_bar import SiteBar
 
 # From this width on, the operation and the run log's counts get columns; below, the line under the table says them.
 WIDE = 120

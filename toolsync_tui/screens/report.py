@@ -18,12 +18,8 @@ from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import DataTable, Log, Select, Static
 
-from ..clock import Clock
-from ..config import Config
-from ..engine.operations import OPERATIONS
-from ..engine.outcomes import Outcome
-from ..formatting import file_age, file_size, short_path
-from ..history import (
+from toolsync_tui.config import Config
+from toolsync_tui.engine.datadir.history import (
     DRY_RUN_STEM,
     TABLE_SCHEMA,
     HistoryProblem,
@@ -35,8 +31,12 @@ from ..history import (
     text_view,
     zip_members,
 )
-from ..widgets.key_footer import KeyFooter
-from ..widgets.site_bar import SiteBar
+from toolsync_tui.engine.registry import OPERATIONS
+from toolsync_tui.engine.rows import Outcome
+from toolsync_tui.views.clock import Clock
+from toolsync_tui.views.formatting import file_age, file_size, short_path
+from toolsync_tui.widgets.key_footer import KeyFooter
+from toolsync_tui.widgets.site_bar import SiteBar
 
 REPORT_LINES = 5_000  # of a report's text, from its start
 TAIL_LINES = 20  # of its end, when the start is not all of it: the summary

@@ -21,18 +21,18 @@ from textual.timer import Timer
 from textual.widgets import Log, ProgressBar, Static
 from textual.worker import Worker
 
-from ..catalog import OperationEntry
-from ..clock import Clock
-from ..config import Config
-from ..engine.gateway import DatabaseError
-from ..engine.outcomes import Outcome
-from ..engine.pipeline import Progress, RunProblem, RunResult, SafetyStop
-from ..engine.run_thread import run_in_thread
-from ..formatting import rate, short_path, time_left
-from ..widgets.key_footer import KeyFooter
-from ..widgets.site_bar import SiteBar
-from .confirm import ConfirmScreen
-from .summary import combined, outcome_line, series_lines
+from toolsync_tui.config import Config
+from toolsync_tui.engine.datadir.catalog import OperationEntry
+from toolsync_tui.engine.moodle.gateway import DatabaseError
+from toolsync_tui.engine.rows import Outcome
+from toolsync_tui.engine.run.pipeline import Progress, RunProblem, RunResult, SafetyStop
+from toolsync_tui.engine.run.thread import run_in_thread
+from toolsync_tui.screens.confirm import ConfirmScreen
+from toolsync_tui.views.clock import Clock
+from toolsync_tui.views.formatting import rate, short_path, time_left
+from toolsync_tui.views.run_words import combined, outcome_line, series_lines
+from toolsync_tui.widgets.key_footer import KeyFooter
+from toolsync_tui.widgets.site_bar import SiteBar
 
 LOG_LINES = 1000
 PAINT_EVERY = 0.1  # seconds

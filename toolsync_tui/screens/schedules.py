@@ -27,17 +27,17 @@ from textual.validation import ValidationResult, Validator
 from textual.widgets import Button, DataTable, Input, Label, Select, Static
 from textual.worker import Worker
 
-from .. import crontab
-from ..clock import Clock
-from ..config import Config, ConfigError
-from ..crontab import CrontabProblem
-from ..engine.operations import OPERATIONS
-from ..engine.schedules import ScheduleProblem, check_expression, next_runs, schedule_zone
-from ..formatting import short_path
-from ..widgets.filter_input import FilterInput, filter_binding
-from ..widgets.key_footer import KeyFooter
-from ..widgets.site_bar import SiteBar
-from .confirm import ConfirmScreen
+from toolsync_tui.config import Config, ConfigError
+from toolsync_tui.engine.registry import OPERATIONS
+from toolsync_tui.engine.unattended import crontab
+from toolsync_tui.engine.unattended.crontab import CrontabProblem
+from toolsync_tui.engine.unattended.schedules import ScheduleProblem, check_expression, next_runs, schedule_zone
+from toolsync_tui.screens.confirm import ConfirmScreen
+from toolsync_tui.views.clock import Clock
+from toolsync_tui.views.formatting import short_path
+from toolsync_tui.widgets.filter_input import FilterInput, filter_binding
+from toolsync_tui.widgets.key_footer import KeyFooter
+from toolsync_tui.widgets.site_bar import SiteBar
 
 # From this width on the operation's title gets a column (80 columns fit without it).
 WIDE = 100

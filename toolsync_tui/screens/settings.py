@@ -23,7 +23,7 @@ from textual.widget import Widget
 from textual.widgets import Button, Input, Label, Select, Static, Switch, TabbedContent, TabPane
 from textual.worker import Worker
 
-from ..config import (
+from toolsync_tui.config import (
     BridgeSettings,
     Config,
     ConfigError,
@@ -32,13 +32,14 @@ from ..config import (
     OperationsSettings,
     RunSettings,
 )
-from ..engine.bridge import BridgeError, MoodleBridge
-from ..engine.gateway import DatabaseError, open_gateway
-from ..engine.operations import OPERATIONS
-from ..site_status import ready
-from ..widgets.key_footer import KeyFooter
-from ..widgets.site_bar import SiteBar
-from .confirm import ConfirmScreen
+from toolsync_tui.engine.connect import bridge_from_config, open_gateway
+from toolsync_tui.engine.moodle.bridge.client import BridgeError, MoodleBridge
+from toolsync_tui.engine.moodle.gateway import DatabaseError
+from toolsync_tui.engine.registry import OPERATIONS
+from toolsync_tui.screens.confirm import ConfirmScreen
+from toolsync_tui.views.site_status import ready
+from toolsync_tui.widgets.key_footer import KeyFooter
+from toolsync_tui.widgets.site_bar import SiteBar
 
 # Same limit as the header's own connection: an unreachable host must not leave the test hanging for minutes.
 DATABASE_TEST_TIMEOUT = 15.0
@@ -591,7 +592,7 @@ class SettingsScreen(Screen[None]):
         keys = [key for key in self.rows if key.startswith(("bridge.", "database."))]
         if self._report_problems(problems, keys, "Not tested"):
             return
-        bridge = MoodleBridge.from_config(trial)
+        bridge = bridge_from_config(trial)
         if bridge is None:
             self._failed("bridge", "no bridge: set moodle_dir to the Moodle site's directory (the one with config.php)")
             return

@@ -6,7 +6,7 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal
 from textual.widgets import Static
 
-from ..site_status import SiteStatus
+from toolsync_tui.views.site_status import SiteStatus
 
 
 class SiteBar(Horizontal):

@@ -16,16 +16,16 @@ from typing import Any
 import polars as pl
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ...config import CoursesSettings
-from ..bridge import MoodleBridge
-from ..categories import Category, CategoryIndex, split_path
-from ..contexts import SITE_COURSE
-from ..gateway import MoodleGateway
-from ..lookup import KeyLookup, answers_by_value
-from ..outcomes import Outcome, OutcomeRow
-from .site import CourseSite
-from .values import CourseRow
-from .writes import new_course_record
+from toolsync_tui.config import CoursesSettings
+from toolsync_tui.engine.courses.site import CourseSite
+from toolsync_tui.engine.courses.values import CourseRow
+from toolsync_tui.engine.courses.writes import new_course_record
+from toolsync_tui.engine.moodle.bridge.client import MoodleBridge
+from toolsync_tui.engine.moodle.categories import Category, CategoryIndex, split_path
+from toolsync_tui.engine.moodle.contexts import SITE_COURSE
+from toolsync_tui.engine.moodle.gateway import MoodleGateway
+from toolsync_tui.engine.moodle.lookup import KeyLookup, answers_by_value
+from toolsync_tui.engine.rows import Outcome, OutcomeRow
 
 FORCEUPDATE = "[operations.courses] forceupdate"
 

@@ -14,9 +14,9 @@ from typing import Any, Final
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ..gateway import MoodleGateway
-from ..sortorder import max_courses_in_category
-from ..users.profile_fields import site_timezone
+from toolsync_tui.engine.moodle.gateway import MoodleGateway
+from toolsync_tui.engine.moodle.site_settings import site_timezone
+from toolsync_tui.engine.moodle.sortorder import max_courses_in_category
 
 # Formats of a 4.5 install, with the options they store per course (name -> default, None: from moodlecourse).
 FORMAT_OPTIONS: Final[dict[str, dict[str, str | None]]] = {

@@ -6,7 +6,7 @@ from collections import Counter
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ..gateway import MoodleGateway
+from toolsync_tui.engine.moodle.gateway import MoodleGateway
 
 
 async def find_accounts(gateway: MoodleGateway, conn: AsyncConnection, accounts: list[str]) -> dict[str, int]:

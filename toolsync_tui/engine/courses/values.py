@@ -13,10 +13,9 @@ from typing import Any, Final
 
 import polars as pl
 
-from ..command_file import LINE
-from ..enrolment import DATE_EXPECTED, timestamp
-from ..outcomes import SHOWN_CHARS
-from .site import CourseSite
+from toolsync_tui.engine.courses.site import CourseSite
+from toolsync_tui.engine.parts.course_enrolments import DATE_EXPECTED, timestamp
+from toolsync_tui.engine.rows import LINE, SHOWN_CHARS
 
 TOPIC: Final = re.compile(r"topic([0-9]|[1-4][0-9]|5[0-2])")
 TEACHER: Final = re.compile(r"teacher([1-9]\d*)_(account|role)")

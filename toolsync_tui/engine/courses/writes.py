@@ -16,11 +16,11 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import and_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ..categories import Category
-from ..contexts import ContextLevel, create_contexts
-from ..enrol_instances import course_instances, next_sortorders, set_status
-from ..gateway import MoodleGateway
-from .site import CourseSite
+from toolsync_tui.engine.courses.site import CourseSite
+from toolsync_tui.engine.moodle.categories import Category
+from toolsync_tui.engine.moodle.contexts import ContextLevel, create_contexts
+from toolsync_tui.engine.moodle.enrol_instances import course_instances, next_sortorders, set_status
+from toolsync_tui.engine.moodle.gateway import MoodleGateway
 
 FORMAT_HTML: Final = 1
 ONE_HOUR: Final = 3600

@@ -17,10 +17,9 @@ from dataclasses import dataclass, field
 import polars as pl
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ..command_file import LINE
-from ..enrolment import EnrolmentEffects
-from ..gateway import MoodleGateway
-from ..group_membership import (
+from toolsync_tui.engine.enrolments.rows import GROUP_COLUMNS
+from toolsync_tui.engine.moodle.gateway import MoodleGateway
+from toolsync_tui.engine.moodle.groups import (
     MEMBERSHIP_SCHEMA,
     PROTECTED_COMPONENT,
     add_members,
@@ -31,8 +30,8 @@ from ..group_membership import (
     remove_members,
     stored_members,
 )
-from ..outcomes import Outcome, outcome_rows, shown
-from .rows import GROUP_COLUMNS
+from toolsync_tui.engine.moodle.staleness import EnrolmentEffects
+from toolsync_tui.engine.rows import LINE, Outcome, outcome_rows, shown
 
 ACTION = "group"
 KNOWN_SCHEMA: dict[str, type[pl.DataType]] = {"courseid": pl.Int64, "key": pl.String, "groupid": pl.Int64}

@@ -6,12 +6,12 @@ from __future__ import annotations
 import polars as pl
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ..contexts import course_contexts
-from ..enrolment import DIRECT_PLUGINS
-from ..gateway import MoodleGateway
-from ..lookup import KeyLookup
-from ..outcomes import shown
-from .rows import ROLE_MODE
+from toolsync_tui.engine.enrolments.rows import ROLE_MODE
+from toolsync_tui.engine.moodle.contexts import course_contexts
+from toolsync_tui.engine.moodle.gateway import MoodleGateway
+from toolsync_tui.engine.moodle.lookup import KeyLookup
+from toolsync_tui.engine.parts.course_enrolments import DIRECT_PLUGINS
+from toolsync_tui.engine.rows import shown
 
 CONTEXT_SCHEMA: dict[str, type[pl.DataType]] = {"contextid": pl.Int64, "courseid": pl.Int64, "context_path": pl.String}
 

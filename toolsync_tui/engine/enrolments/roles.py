@@ -7,7 +7,7 @@ from __future__ import annotations
 import polars as pl
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ..gateway import MoodleGateway
+from toolsync_tui.engine.moodle.gateway import MoodleGateway
 
 RA_KEY = ["contextid", "userid"]
 

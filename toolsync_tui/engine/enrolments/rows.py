@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import polars as pl
 
-from ..command_file import LINE, ColumnSpec
-from ..enrolment import DATE_EXPECTED, timestamp
-from ..outcomes import shown
+from toolsync_tui.engine.parts.course_enrolments import DATE_EXPECTED, timestamp
+from toolsync_tui.engine.rows import LINE, shown
+from toolsync_tui.engine.run.command_file import ColumnSpec
 
 GROUP_COLUMNS = tuple(f"g{n}" for n in range(1, 10))
 ENROLS_FILE = ColumnSpec(

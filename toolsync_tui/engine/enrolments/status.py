@@ -7,8 +7,8 @@ from __future__ import annotations
 import polars as pl
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ..gateway import MoodleGateway
-from .unenrol import fetch_user_enrolments
+from toolsync_tui.engine.moodle.gateway import MoodleGateway
+from toolsync_tui.engine.moodle.unenrol import fetch_user_enrolments
 
 ACTIVE, SUSPENDED = 0, 1  # ENROL_USER_ACTIVE, ENROL_USER_SUSPENDED
 

@@ -2,25 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import polars as pl
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ..bridge import MoodleBridge
-from ..cache_purge import purge_after_run
-from ..enrolment import EnrolmentEffects
-from ..gateway import MoodleGateway
-from ..lookup import KeyLookup, lookup_problem
-
-
-def cells(rows: pl.DataFrame, names: Sequence[str]) -> pl.DataFrame:
-    """The rows with each of `names` as trimmed text ("" when empty or absent from the file)."""
-    return rows.with_columns(
-        (pl.col(n).cast(pl.String).fill_null("").str.strip_chars() if n in rows.columns else pl.lit("")).alias(n)
-        for n in names
-    )
+from toolsync_tui.engine.moodle.bridge.client import MoodleBridge
+from toolsync_tui.engine.moodle.gateway import MoodleGateway
+from toolsync_tui.engine.moodle.lookup import KeyLookup, lookup_problem
+from toolsync_tui.engine.moodle.staleness import EnrolmentEffects, purge_after_run
 
 
 def course_lookup(gateway: MoodleGateway, identifier: str) -> KeyLookup:

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from .. import group_membership as gm
-from ..gateway import MoodleGateway, chunks
+from toolsync_tui.engine.moodle import groups as gm
+from toolsync_tui.engine.moodle.gateway import MoodleGateway, chunks
 
 SHOWN = 10  # names listed in the report note
 

@@ -7,9 +7,9 @@ from __future__ import annotations
 import polars as pl
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ..gateway import MoodleGateway
-from ..lookup import KeyLookup
-from ..outcomes import shown
+from toolsync_tui.engine.moodle.gateway import MoodleGateway
+from toolsync_tui.engine.moodle.lookup import KeyLookup
+from toolsync_tui.engine.rows import shown
 
 USERID = "userid"
 PICTURE = "picture"  # the account's user.picture: 0 when it has none

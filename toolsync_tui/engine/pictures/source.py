@@ -11,9 +11,10 @@ from typing import BinaryIO
 
 import polars as pl
 
-from ..command_file import LINE, PROBLEM, FileProblem
-from ..store import private_file
-from .archive import Archive, ArchiveProblem, BadEntry, Limits, value_of
+from toolsync_tui.engine.datadir.store import private_file
+from toolsync_tui.engine.pictures.archive import Archive, ArchiveProblem, BadEntry, Limits, value_of
+from toolsync_tui.engine.rows import LINE, PROBLEM
+from toolsync_tui.engine.run.command_file import FileProblem
 
 NAME = "name"  # the entry's path inside the archive
 VALUE = "value"  # its file name without extension: what names the user

@@ -17,7 +17,7 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from multiprocessing import resource_tracker
 
-from .images import Icons, ImageProblem, make_icons
+from toolsync_tui.engine.pictures.images import Icons, ImageProblem, make_icons
 
 WORKER_DIED = "the picture could not be processed: a worker process died (out of memory?); run the tryback again"
 

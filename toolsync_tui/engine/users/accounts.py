@@ -11,10 +11,9 @@ from collections.abc import Sequence
 import polars as pl
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ..command_file import LINE
-from ..gateway import MoodleGateway
-from ..lookup import KeyLookup
-from ..outcomes import shown
+from toolsync_tui.engine.moodle.gateway import MoodleGateway
+from toolsync_tui.engine.moodle.lookup import KeyLookup
+from toolsync_tui.engine.rows import LINE, shown
 
 USERID = "userid"
 SKIP = "skip"  # why the row is skipped (a rename of an account that does not exist)

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 import polars as pl
 
-from .accounts import USERID
+from toolsync_tui.engine.users.accounts import USERID
 
 CURRENT = "cur_"
 CHANGES = "changes"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from ..command_file import ColumnSpec
+from toolsync_tui.engine.run.command_file import ColumnSpec
 
 REQUIRED: Final = ("username", "firstname", "lastname")
 

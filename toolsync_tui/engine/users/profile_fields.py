@@ -25,7 +25,6 @@ so a file can carry a profile column for only some of its users.
 
 from __future__ import annotations
 
-import zoneinfo
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -33,8 +32,8 @@ import polars as pl
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ..gateway import MoodleGateway
-from ..outcomes import shown
+from toolsync_tui.engine.moodle.gateway import MoodleGateway
+from toolsync_tui.engine.rows import shown
 
 PREFIX = "profile_field_"
 PROBLEM = "profile_problem"  # the first problem of a row's profile cells, null when they are all fine
@@ -122,23 +121,6 @@ async def load_profile_fields(gateway: MoodleGateway, conn: AsyncConnection) -> 
             ),
         )
     return fields
-
-
-async def site_timezone(gateway: MoodleGateway) -> str:
-    """The timezone dates are read in: forcetimezone, else the site's timezone, else PHP's default (UTC).
-
-    Moodle reads them in the timezone of the user running the upload, an admin usually left on the site default.
-    """
-    values = await gateway.config_values(["forcetimezone", "timezone"])
-    for name in ("forcetimezone", "timezone"):
-        zone = values.get(name, "").strip()
-        if zone not in ("", "99"):
-            try:
-                zoneinfo.ZoneInfo(zone)
-            except (ValueError, zoneinfo.ZoneInfoNotFoundError):
-                continue
-            return zone
-    return "UTC"
 
 
 # -- columns (file-level) ---------------------------------------------------------------------

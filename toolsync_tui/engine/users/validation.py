@@ -16,10 +16,9 @@ from typing import Final
 import polars as pl
 from sqlalchemy import String
 
-from ..command_file import LINE
-from ..moodle_schema import MoodleSchema
-from ..outcomes import shown
-from ..passwords import password_problem
+from toolsync_tui.engine.moodle.passwords import password_problem
+from toolsync_tui.engine.moodle.schema import MoodleSchema
+from toolsync_tui.engine.rows import LINE, shown
 
 PROBLEM: Final = "problem"
 REQUIRED: Final = ("username", "firstname", "lastname")

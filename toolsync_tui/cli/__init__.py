@@ -1,0 +1,109 @@
+"""The `toolsync` command: the interface by default; `run`, `cron`, `crontab`, `sandbox init`, `generate`,
+`categories clean` headless.
+
+Exit codes: 0 every row succeeded, 1 some rows failed (see the report), 2 the run could not happen,
+3 stopped by the safety threshold.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from toolsync_tui import __version__
+from toolsync_tui.cli.cron import add_cron_parsers
+from toolsync_tui.cli.run import command_run
+from toolsync_tui.cli.site import load_or_sandbox
+from toolsync_tui.cli.tools import add_tool_parsers
+from toolsync_tui.config import ConfigError, load_config
+from toolsync_tui.engine.moodle.gateway import DatabaseError
+from toolsync_tui.engine.registry import OPERATIONS
+from toolsync_tui.engine.run.exits import EXIT_CANNOT_RUN, EXIT_OK, EXIT_SAFETY
+from toolsync_tui.engine.run.pipeline import RunProblem, SafetyStop
+from toolsync_tui.engine.sandbox import init_sandbox
+from toolsync_tui.engine.unattended.crontab import CrontabProblem
+from toolsync_tui.engine.unattended.schedules import ScheduleProblem
+from toolsync_tui.paths import find_config
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="toolsync",
+        description="Feed a Moodle site from tool_sync command files.",
+        epilog="Exit codes: 0 all rows succeeded, 1 some rows failed, 2 the run could not happen, "
+        "3 stopped by the safety threshold.",
+    )
+    parser.add_argument(
+        "--config",
+        type=Path,
+        help="configuration file (default: $TOOLSYNC_CONFIG, "
+        "~/.config/toolsync/toolsync.toml, else the embedded sandbox)",
+    )
+    parser.add_argument("--version", action="version", version=f"toolsync {__version__}")
+    commands = parser.add_subparsers(dest="command")
+    run = commands.add_parser("run", help="run one operation on its command file, without the interface")
+    run.add_argument(
+        "operation", choices=list(OPERATIONS), metavar="OPERATION", help="one of: " + ", ".join(OPERATIONS)
+    )
+    run.add_argument(
+        "file",
+        nargs="?",
+        type=Path,
+        help="command file or picture archive (default: the preselected file; pictures: every archive)",
+    )
+    run.add_argument("--dry-run", action="store_true", help="resolve and report, write nothing")
+    run.add_argument("--force", action="store_true", help="go past the safety threshold")
+    sandbox = commands.add_parser("sandbox", help="manage a local SQLite sandbox site")
+    sandbox_commands = sandbox.add_subparsers(dest="sandbox_command", required=True)
+    init = sandbox_commands.add_parser("init", help="create a sandbox (config, database, sample files)")
+    init.add_argument("directory", type=Path)
+    add_tool_parsers(commands)
+    add_cron_parsers(commands)
+    return parser
+
+
+def _unattended(args: argparse.Namespace) -> int:
+    from toolsync_tui.cli.cron import command_cron, command_crontab
+
+    # An explicit configuration only: cron must never fall back to the sandbox by accident.
+    path = find_config(args.config)
+    if path is None:
+        raise ConfigError("no configuration found: give --config PATH (or set TOOLSYNC_CONFIG)")
+    config = load_config(path)
+    if args.command == "cron":
+        return asyncio.run(command_cron(config))
+    return command_crontab(config, args.action, args.every)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "run":
+            return asyncio.run(command_run(args))
+        if args.command in ("cron", "crontab"):
+            return _unattended(args)
+        if args.command in ("generate", "categories"):
+            from toolsync_tui.cli.tools import run_tool
+
+            return asyncio.run(run_tool(args))
+        if args.command == "sandbox":
+            config = asyncio.run(init_sandbox(args.directory))
+            print(f"sandbox ready: {config.path}\n  try: toolsync --config {config.path} run check")
+            return EXIT_OK
+        from toolsync_tui.app import ToolsyncApp
+
+        config = asyncio.run(load_or_sandbox(args.config))
+        ToolsyncApp(config).run()
+        return EXIT_OK
+    except SafetyStop as exc:
+        print(f"toolsync: {exc}", file=sys.stderr)
+        return EXIT_SAFETY
+    except (ConfigError, RunProblem, DatabaseError, ScheduleProblem, CrontabProblem) as exc:
+        print(f"toolsync: {exc}", file=sys.stderr)
+        return EXIT_CANNOT_RUN
+    except KeyboardInterrupt:
+        print("toolsync: interrupted; the batch in progress was rolled back", file=sys.stderr)
+        return EXIT_CANNOT_RUN

@@ -1,0 +1,178 @@
+"""`toolsync generate` (course delete and reset files from a selection) and `toolsync categories clean`.
+
+Each prints what it did on standard output; a problem is one line on standard error and exit code 2, a safety stop
+exit code 3 (CONTRACT §5).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+
+from toolsync_tui.cli.site import load_or_sandbox
+from toolsync_tui.config import Config
+from toolsync_tui.engine.connect import bridge_from_config, open_gateway
+from toolsync_tui.engine.moodle.bridge.client import BridgeError
+from toolsync_tui.engine.moodle.categories import CategoryProblem
+from toolsync_tui.engine.moodle.gateway import DatabaseError, MoodleGateway
+from toolsync_tui.engine.run.exits import EXIT_CANNOT_RUN, EXIT_OK, EXIT_ROWS_FAILED, EXIT_SAFETY
+from toolsync_tui.engine.tools.category_cleanup import CleanupSafetyStop, delete_planned, plan_cleanup
+from toolsync_tui.engine.tools.course_selection import CourseSelection, SelectionProblem
+from toolsync_tui.engine.tools.generators import GENERATORS, GenerateProblem, generate
+
+SHOWN_LEFT_OUT = 10  # shortnames named in the warning about courses without an identifier
+CATEGORY_HELP = "id, idnumber or path of names from the top ('Science/Biology')"
+PROBLEMS = (CategoryProblem, SelectionProblem, GenerateProblem, BridgeError, DatabaseError)
+
+
+class ToolProblem(Exception):
+    """The command cannot do what was asked: exit code 2."""
+
+
+def add_tool_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    generate_parser = commands.add_parser(
+        "generate",
+        help="write a course delete or reset file from a selection of courses",
+        description="Write deletecourses.csv or resetcourses.csv for the courses of some categories, or whose "
+        "shortname, fullname or idnumber matches a pattern, or both. The front page is never selected.",
+    )
+    generate_parser.add_argument("operation", choices=GENERATORS, help="the file to write")
+    generate_parser.add_argument(
+        "--category",
+        action="append",
+        default=[],
+        metavar="CAT",
+        help=f"courses of this category ({CATEGORY_HELP}); repeat for several",
+    )
+    generate_parser.add_argument("--recursive", action="store_true", help="and of the categories' subcategories")
+    generate_parser.add_argument(
+        "--pattern",
+        metavar="GLOB",
+        help="courses whose shortname, fullname or idnumber matches this shell pattern "
+        "(* ? [...], case-insensitive), e.g. 'BIO*'",
+    )
+    generate_parser.add_argument(
+        "--all", action="store_true", dest="every_course", help="every course of the site (there is no other selection)"
+    )
+    generate_parser.add_argument(
+        "--output", type=Path, metavar="FILE", help="where to write (default: the operation's file in the inbox)"
+    )
+    generate_parser.add_argument("--force", action="store_true", help="overwrite an existing file")
+
+    categories = commands.add_parser("categories", help="course category tools")
+    category_commands = categories.add_subparsers(dest="categories_command", required=True)
+    clean = category_commands.add_parser(
+        "clean",
+        help="delete empty course categories through the Moodle bridge",
+        description="Delete the categories that hold no course, in them or in any subcategory, leaves first, with "
+        "Moodle's core_course_category::delete_full() run by the Moodle bridge.",
+    )
+    clean.add_argument("--under", metavar="CAT", help=f"only below this category ({CATEGORY_HELP}); default: all")
+    clean.add_argument(
+        "--ignore-subcategories",
+        action="store_true",
+        help="delete only categories with no course and no subcategory at all (a parent they leave empty goes at "
+        "the next run)",
+    )
+    clean.add_argument("--dry-run", action="store_true", help="list what would be deleted; needs no bridge")
+    clean.add_argument("--force", action="store_true", help="go past the safety threshold")
+
+
+async def run_tool(args: argparse.Namespace) -> int:
+    config = await load_or_sandbox(args.config)
+    for warning in config.warnings:
+        print(f"toolsync: warning: {warning}", file=sys.stderr)
+    command: Callable[[Config, argparse.Namespace], Awaitable[int]] = (
+        command_generate if args.command == "generate" else command_categories_clean
+    )
+    name = f"generate {args.operation}" if args.command == "generate" else "categories clean"
+    try:
+        return await command(config, args)
+    except CleanupSafetyStop as exc:
+        print(f"toolsync: {name}: {exc}", file=sys.stderr)
+        return EXIT_SAFETY
+    except (ToolProblem, *PROBLEMS) as exc:
+        print(f"toolsync: {name}: {exc}", file=sys.stderr)
+        return EXIT_CANNOT_RUN
+
+
+def counted(number: int, singular: str, plural: str) -> str:
+    return f"{number} {singular if number == 1 else plural}"
+
+
+@asynccontextmanager
+async def connected(config: Config) -> AsyncIterator[MoodleGateway]:
+    """The configured database, checked to be a Moodle 4.5 site; a failure on the way is a DatabaseError."""
+    gateway = open_gateway(config)
+    try:
+        await gateway.site_info()
+        yield gateway
+    except SQLAlchemyError as exc:
+        reason = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
+        raise DatabaseError(f"cannot use the database at {gateway.label}: {str(reason).splitlines()[0]}") from None
+    finally:
+        await gateway.close()
+
+
+async def command_generate(config: Config, args: argparse.Namespace) -> int:
+    selection = CourseSelection(tuple(args.category), args.recursive, args.pattern, args.every_course)
+    selection.check()  # before connecting
+    async with connected(config) as gateway:
+        result = await generate(config, gateway, args.operation, selection, args.output, force=args.force)
+    if result.left_out:
+        names = ", ".join(c.shortname for c in result.left_out[:SHOWN_LEFT_OUT])
+        more = " ..." if len(result.left_out) > SHOWN_LEFT_OUT else ""
+        print(
+            f"toolsync: warning: left out {counted(len(result.left_out), 'selected course', 'selected courses')} "
+            f"with an empty {result.identifier}: {names}{more}",
+            file=sys.stderr,
+        )
+    written = counted(result.written, "course", "courses")
+    print(f"generate {result.operation}: {written} written to {result.path} (by {result.identifier})")
+    return EXIT_OK
+
+
+async def command_categories_clean(config: Config, args: argparse.Namespace) -> int:
+    bridge = None
+    if not args.dry_run:
+        bridge = bridge_from_config(config)
+        if bridge is None:
+            raise ToolProblem(
+                "deleting categories needs the Moodle bridge: set [bridge] moodle_dir (--dry-run lists them without it)"
+            )
+    async with connected(config) as gateway:
+        plan = await plan_cleanup(gateway, args.under, ignore_subcategories=args.ignore_subcategories)
+    if not plan.empty:
+        print(f"categories clean: no empty category under {plan.start_label}")
+        return EXIT_OK
+    if bridge is None:
+        for category in plan.empty:
+            print(f"would delete: {plan.label(category)}")
+        print(
+            f"categories clean (dry run): {counted(len(plan.empty), 'empty category', 'empty categories')} under "
+            f"{plan.start_label} would be deleted; nothing was deleted"
+        )
+        if reason := plan.over_threshold(config.settings.run):
+            print(f"  note: a real run needs --force: {reason}")
+        return EXIT_OK
+    plan.check_safety(config.settings.run, force=args.force)
+    await bridge.verify_database(config.settings.database)
+    try:
+        outcomes = await delete_planned(plan, bridge)
+    except BridgeError as exc:
+        for line in plan.outcome_lines(exc.done):
+            print(line)
+        raise
+    for line in plan.outcome_lines(outcomes):
+        print(line)
+    failed = sum(1 for why in outcomes.values() if why is not None)
+    print(
+        f"categories clean: {len(outcomes) - failed} deleted, {failed} not deleted, of "
+        f"{counted(len(plan.empty), 'empty category', 'empty categories')} under {plan.start_label}"
+    )
+    return EXIT_ROWS_FAILED if failed else EXIT_OK

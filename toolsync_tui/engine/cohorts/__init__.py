@@ -1,0 +1,1 @@
+"""The cohorts file (cohorts.csv): cohorts created, updated and deleted, members added and removed."""

@@ -1,0 +1,42 @@
+"""The doors to the site, opened from the configuration: the database gateway and the Moodle bridge."""
+
+from __future__ import annotations
+
+from toolsync_tui.config import Config
+from toolsync_tui.engine.moodle.bridge.client import MoodleBridge
+from toolsync_tui.engine.moodle.gateway import DatabaseError, MoodleGateway
+
+
+def open_gateway(config: Config) -> MoodleGateway:
+    """The gateway for a configuration's [database] section."""
+    settings = config.settings.database
+    if settings.driver == "sqlite":
+        path = config.resolve(settings.sqlite_path)
+        if not path.exists():
+            raise DatabaseError(f"sandbox database {path} does not exist: run `toolsync sandbox init`")
+        return MoodleGateway.for_sqlite(path, settings.prefix)
+    return MoodleGateway.for_mariadb(
+        host=settings.host,
+        port=settings.port,
+        user=settings.user,
+        password=config.database_password,
+        database=settings.name,
+        prefix=settings.prefix,
+        socket=settings.socket,
+    )
+
+
+def bridge_from_config(config: Config) -> MoodleBridge | None:
+    """The configured bridge, or None when `[bridge] moodle_dir` is empty (no bridge)."""
+    settings = config.settings.bridge
+    if not settings.moodle_dir.strip():
+        return None
+    return MoodleBridge(config.resolve(settings.moodle_dir), php=settings.php, run_as=settings.run_as.strip())
+
+
+async def open_bridge(config: Config) -> MoodleBridge | None:
+    """The configured bridge, checked to serve the database toolsync writes to; None when there is none."""
+    bridge = bridge_from_config(config)
+    if bridge is not None:
+        await bridge.verify_database(config.settings.database)
+    return bridge

@@ -1,0 +1,140 @@
+"""What the course delete and course reset files share: one course per row, named by the operation's `identifier`
+setting and resolved in bulk, then handed to Moodle's own PHP through the bridge (deleting or resetting a course
+cascades through every plugin's tables). Without a working bridge the run is refused before any row.
+
+Rows are taken a few at a time (each course costs Moodle seconds), and a course named again by a later row of the
+run is not handed to Moodle twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import polars as pl
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from toolsync_tui.config import Config
+from toolsync_tui.engine.connect import bridge_from_config
+from toolsync_tui.engine.moodle.bridge.client import BridgeError, MoodleBridge
+from toolsync_tui.engine.moodle.gateway import MoodleGateway
+from toolsync_tui.engine.moodle.lookup import KeyLookup, answers_by_value, lookup_problem
+from toolsync_tui.engine.rows import LINE, Outcome, OutcomeRow
+from toolsync_tui.engine.run.command_file import FileProblem
+from toolsync_tui.engine.run.operation import Operation
+
+
+@dataclass(frozen=True)
+class Course:
+    """A row's course, found."""
+
+    line: int
+    key: str  # the file's value
+    id: int
+    shortname: str
+    row: dict[str, Any]
+
+    @property
+    def label(self) -> str:
+        return f"course '{self.shortname}' (id {self.id})"
+
+
+async def require_bridge(config: Config, doing: str) -> tuple[MoodleBridge, dict[str, Any]]:
+    """The configured bridge and its site's `info`, checked to serve toolsync's database; FileProblem otherwise."""
+    bridge = bridge_from_config(config)
+    if bridge is None:
+        raise FileProblem(
+            f"{doing} runs Moodle's own code through the Moodle bridge, and none is configured: set [bridge] "
+            "moodle_dir to the site's directory (the one holding config.php); nothing was done"
+        )
+    try:
+        info = await bridge.verify_database(config.settings.database)
+    except BridgeError as exc:
+        raise FileProblem(f"{doing} needs the Moodle bridge, which does not work: {exc}; nothing was done") from None
+    return bridge, info
+
+
+class BridgedCourses(Operation):
+    """Rows naming a course in `column`; subclasses hand the found courses to the bridge."""
+
+    batch_limit: ClassVar[int | None] = 50
+    doing: ClassVar[str]  # "deleting courses", for the refusal without a bridge
+    done_verb: ClassVar[str]  # "deleted", for messages
+    verb: ClassVar[str]  # "deletes"
+
+    def __init__(self, config: Config, gateway: MoodleGateway) -> None:
+        super().__init__(config, gateway)
+        self.identifier: str = getattr(self.settings, "identifier", "shortname")  # both operations' settings have one
+        self.bridge: MoodleBridge | None = None
+        self.info: dict[str, Any] = {}
+        self.taken: dict[int, int] = {}  # course id -> the line of this pass that deletes or resets it
+        self.taken_keys: dict[str, int] = {}  # the same, by the file's (lower-cased) value
+        self.writing: bool | None = None  # the pass under way: the safety pre-pass (dry) or the run
+        self.sent = False  # courses went to the bridge (for the report's note)
+        self.courses = KeyLookup(gateway, self.schema.course, self.identifier, ["id", "category", "shortname"])
+
+    async def prepare(self, conn: AsyncConnection, columns: Sequence[str]) -> None:
+        self.bridge, self.info = await require_bridge(self.config, self.doing)
+
+    async def safety_base(self, conn: AsyncConnection) -> int:
+        """The site's courses, its front page left out."""
+        course = self.schema.course
+        query = select(func.count()).select_from(course).where(course.c.category != 0)
+        return int((await conn.execute(query)).scalar_one())
+
+    async def find(
+        self, conn: AsyncConnection, rows: pl.DataFrame, column: str, dry_run: bool
+    ) -> tuple[list[OutcomeRow], list[Course]]:
+        """The outcomes of rows naming no course this run may take, and the courses of the others (each once)."""
+        if self.writing is not None and self.writing == dry_run:
+            # The run after the safety pre-pass (which planned every row without writing): it starts afresh.
+            self.taken.clear()
+            self.taken_keys.clear()
+        self.writing = not dry_run
+        rows = rows.with_columns(pl.col(column).fill_null("").str.strip_chars())
+        answers = answers_by_value(await self.courses.resolve(conn, rows[column]))
+        outcomes: list[OutcomeRow] = []
+        found: list[Course] = []
+        for row in rows.iter_rows(named=True):
+            line, value = int(row[LINE]), str(row[column])
+
+            def fail(why: str, line: int = line, value: str = value) -> None:
+                outcomes.append((line, None, Outcome.FAILED.value, "check", value, why))
+
+            earlier = self.taken_keys.get(value.lower())
+            answer = answers.get(value)
+            if value == "":
+                fail(f"empty course identifier ({self.identifier})")
+            elif earlier is not None and (answer is None or answer.get("id") is None):
+                outcomes.append(self.again(line, value, f"course '{value}'", earlier))
+            elif (why := lookup_problem(answer, value, "course", "identifier", self.identifier)) is not None:
+                fail(why)
+            elif answer is not None and int(answer["category"] or 0) == 0:
+                fail(f"course '{value}' is the site's front page, which cannot be {self.done_verb}")
+            elif answer is not None:
+                course = Course(line, value, int(answer["id"]), str(answer["shortname"]), row)
+                if course.id in self.taken:
+                    outcomes.append(self.again(line, value, course.label, self.taken[course.id]))
+                elif (why := self.check(course)) is not None:
+                    fail(why)
+                else:
+                    self.taken[course.id] = line
+                    self.taken_keys[value.lower()] = line
+                    found.append(course)
+        return outcomes, found
+
+    def check(self, course: Course) -> str | None:
+        """Why the row cannot have its course (its other cells are wrong), or None."""
+        return None
+
+    def again(self, line: int, key: str, what: str, earlier: int) -> OutcomeRow:
+        """The outcome of a row naming a course that an earlier row of the run takes."""
+        message = f"{what} is named by line {earlier}, which {self.verb} it"
+        return (line, None, Outcome.UNCHANGED.value, "none", key, message)
+
+    def release(self, course: Course) -> None:
+        """The course was not taken after all (its row failed): a later row may take it."""
+        self.taken.pop(course.id, None)
+        self.taken_keys.pop(course.key.lower(), None)

@@ -1,0 +1,454 @@
+"""Course create and update file (uploadcourses.csv; tool_sync-reference §2.1.4, CONTRACT §3-4).
+
+A row names a course by the `identifier` setting (shortname or idnumber). A course that does not exist is created as
+`create_course()` creates it (engine/courses/writes.py), in the category of the `category` column: a numeric id, a
+`Top/Sub/Leaf` path of names whose missing categories are created (visible per `new_categories_visible`), or an
+idnumber (`category_identifier = "idnumber"`); empty, the site's default category. An existing course is updated when
+`forceupdate` is on, with the non-empty cells of the row only (the original reset absent columns to defaults), moved
+to the row's category unless `protect_category`; with `forceupdate` off it is left alone.
+
+Also: `topicN` names (and `name|summary`) section N, created if missing; `teacherN_account` (user id, username or
+e-mail) is enrolled in the course with the role `teacherN_role` (shortname; empty: `teacher`, the original's role);
+`self` and `guest` 1/0 enable or disable those enrolment methods; `template` (a template course's shortname, or a .mbz
+backup file, absolute or relative to the Moodle directory) fills a new course with the template's content, and an
+existing one per `template_mode` (none, add, replace), through the Moodle bridge once the batch is committed.
+
+A shortname or idnumber another course has is a row error, as are two rows of a batch claiming one. Rows naming the
+same course apply in file order. Category and course order, and course counts, are repaired as fix_course_sortorder()
+does after each batch.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import polars as pl
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from toolsync_tui.config import Config
+from toolsync_tui.engine.connect import open_bridge
+from toolsync_tui.engine.courses.plan import CoursePlanner, Plan, failed, row_outcome
+from toolsync_tui.engine.courses.site import SECTIONED_FORMATS, CourseSite, read_course_site
+from toolsync_tui.engine.courses.teachers import find_accounts
+from toolsync_tui.engine.courses.values import OPTIONAL, PATTERNS, TEACHER, CourseRow, parse_rows
+from toolsync_tui.engine.courses.writes import (
+    Sections,
+    add_default_instances,
+    add_format_options,
+    automatic_end_courses,
+    insert_courses,
+    next_cacherev,
+    set_coursedisplay,
+    set_enrol_statuses,
+    stored_courses,
+    weeks_end_date,
+    write_sections,
+)
+from toolsync_tui.engine.moodle.bridge.client import BridgeError, MoodleBridge, TemplateItem
+from toolsync_tui.engine.moodle.categories import Category, CategoryIndex, create_paths
+from toolsync_tui.engine.moodle.contexts import child_path, course_contexts, move_contexts
+from toolsync_tui.engine.moodle.gateway import MoodleGateway
+from toolsync_tui.engine.moodle.site_settings import UserSite
+from toolsync_tui.engine.moodle.sortorder import CATEGORY_EVENT, COURSE_EVENT, fix_course_sortorder
+from toolsync_tui.engine.moodle.staleness import EnrolmentEffects, mark_contexts_dirty, purge_after_run
+from toolsync_tui.engine.parts.course_enrolments import CourseEnrolments
+from toolsync_tui.engine.rows import LINE, OUTCOME_SCHEMA, Outcome, OutcomeRow
+from toolsync_tui.engine.run.command_file import ColumnSpec, FileProblem
+from toolsync_tui.engine.run.operation import Operation
+
+DEFAULT_TEACHER_ROLE = "teacher"  # tool_sync assigned this role (non-editing teacher) whatever teacherN_role said
+
+
+class CoursesOperation(Operation):
+    name = "courses"
+    title = "Create and update courses"
+    columns = ColumnSpec(required=("fullname", "shortname"), optional=OPTIONAL, patterns=PATTERNS)
+
+    def __init__(self, config: Config, gateway: MoodleGateway) -> None:
+        super().__init__(config, gateway)
+        self.options = config.settings.operations.courses
+        self.identifier = self.options.identifier
+        self._site: CourseSite | None = None
+        self._planner: CoursePlanner | None = None
+        self.categories = CategoryIndex()
+        self.bridge: MoodleBridge | None = None
+        self.bridge_problem: str | None = None
+        self.enrolments: CourseEnrolments | None = None
+        self.effects = EnrolmentEffects()
+        self.events: set[str] = set()
+        self.templates: dict[int, tuple[int, TemplateItem]] = {}  # line -> (course id, what to restore), this batch
+        self.template_column = False
+
+    @property
+    def site(self) -> CourseSite:
+        if self._site is None:
+            raise RuntimeError("prepare() must run before apply()")
+        return self._site
+
+    @property
+    def planner(self) -> CoursePlanner:
+        if self._planner is None:
+            raise RuntimeError("prepare() must run before apply()")
+        return self._planner
+
+    async def prepare(self, conn: AsyncConnection, columns: Sequence[str]) -> None:
+        if self.identifier == "id":
+            raise FileProblem(
+                "[operations.courses] identifier = 'id' cannot name courses to create: use shortname or idnumber"
+            )
+        self._site = await read_course_site(self.gateway, conn)
+        self.categories = await CategoryIndex.read(self.gateway, conn)
+        self.template_column = "template" in columns
+        try:
+            self.bridge = await open_bridge(self.config)
+        except BridgeError as exc:
+            self.bridge_problem = str(exc)
+        if self.template_column and self.bridge is None:
+            why = self.bridge_problem or "no Moodle bridge is configured ([bridge] moodle_dir)"
+            raise FileProblem(
+                f"the template column needs the Moodle bridge to restore course content, and {why}; "
+                "configure the bridge or remove the column"
+            )
+        if any(TEACHER.fullmatch(c) for c in columns):
+            users = await UserSite.read(self.gateway)
+            self.enrolments = CourseEnrolments(
+                self.gateway, course_identity="id", site_timezone=self.site.timezone, actor_id=users.actor_id
+            )
+            await self.enrolments.prepare(conn)
+        self._planner = CoursePlanner(self.gateway, self.options, self.site, self.categories, self.bridge)
+
+    async def apply(self, conn: AsyncConnection, rows: pl.DataFrame, dry_run: bool) -> pl.DataFrame:
+        now = _now()
+        parsed = parse_rows(rows, self.identifier, self.site)
+        outcomes: list[OutcomeRow] = [failed(r, r.problem) for r in parsed if r.problem]
+        # A course named again in the batch waits for the next round, so that it sees what the row before did.
+        rounds: list[list[CourseRow]] = []
+        seen: Counter[str] = Counter()
+        for row in (r for r in parsed if not r.problem):
+            position = seen[row.key.lower()]
+            seen[row.key.lower()] += 1
+            if position == len(rounds):
+                rounds.append([])
+            rounds[position].append(row)
+        self.templates = {}
+        for batch in rounds:
+            outcomes += await self._round(conn, batch, dry_run, now)
+        if not dry_run:
+            fix = await fix_course_sortorder(self.gateway, conn, self.site.max_in_category)
+            self.events |= fix.events
+        frame = pl.DataFrame(outcomes, schema=OUTCOME_SCHEMA, orient="row")
+        return frame.sort("line", "part", nulls_last=False, maintain_order=True)
+
+    # -- one round: plan, then write -----------------------------------------------------------------
+
+    async def _round(self, conn: AsyncConnection, rows: list[CourseRow], dry_run: bool, now: int) -> list[OutcomeRow]:
+        plan = await self.planner.plan(conn, rows, now)
+        stored = await stored_courses(self.gateway, conn, [int(c["id"]) for _, c, _, _ in plan.updates])
+        if dry_run:
+            return plan.outcomes + self._dry_outcomes(plan, stored)
+        if plan.new_paths:
+            await create_paths(
+                self.gateway,
+                conn,
+                self.categories,
+                list(plan.new_paths.values()),
+                visible=self.options.new_categories_visible,
+                now=now,
+            )
+            self.events.add(CATEGORY_EVENT)
+        created = await self._create(conn, plan, now)
+        updated = await self._update(conn, plan, stored, now)
+        teachers = await self._teachers(conn, plan, created, now)
+        return [*plan.outcomes, *self._created_outcomes(plan, created), *updated.values(), *teachers]
+
+    async def _create(self, conn: AsyncConnection, plan: Plan, now: int) -> dict[int, int]:
+        """The new courses; line -> course id."""
+        if not plan.creates:
+            return {}
+        records = []
+        placed: dict[int, Category] = {}
+        for _, record, category in plan.creates:
+            real = self.planner.placed(category)
+            record["category"] = real.id
+            placed[real.id] = real
+            records.append(record)
+        ids = await insert_courses(self.gateway, conn, records, placed)
+        lines = {row.line: ids[record["shortname"]] for row, record, _ in plan.creates}
+        formats = {lines[row.line]: (str(record["format"]), row.coursedisplay) for row, record, _ in plan.creates}
+        await add_format_options(self.gateway, conn, self.site, formats)
+        sections = {
+            lines[row.line]: Sections(self._numsections(str(record["format"])), row.topics)
+            for row, record, _ in plan.creates
+        }
+        highest, _ = await write_sections(self.gateway, conn, sections, now)
+        await add_default_instances(
+            self.gateway, conn, self.site, {lines[row.line]: row.enrol_status for row, _, _ in plan.creates}, now
+        )
+        weeks = {
+            lines[row.line]: int(record["startdate"]) for row, record, _ in plan.creates if record["format"] == "weeks"
+        }
+        await self._weeks_end_dates(conn, weeks, highest)
+        for row, _, _ in plan.creates:
+            if row.template:
+                self.templates[row.line] = (lines[row.line], TemplateItem(lines[row.line], row.template, "add"))
+        self.events |= {COURSE_EVENT, CATEGORY_EVENT}
+        return lines
+
+    def _numsections(self, format_name: str) -> int:
+        value = self.site.default("numsections")
+        return int(value) if format_name in SECTIONED_FORMATS and value.isdigit() else 0
+
+    async def _weeks_end_dates(self, conn: AsyncConnection, starts: dict[int, int], highest: dict[int, int]) -> None:
+        """format_weeks' observers: a weeks course with automaticenddate ends with its last section's week."""
+        if not starts:
+            return
+        automatic = await automatic_end_courses(self.gateway, conn, list(starts))
+        await self.gateway.update_many(
+            conn,
+            self.schema.course,
+            "id",
+            [
+                {"id": c, "enddate": weeks_end_date(start, highest.get(c, 0), self.site.timezone)}
+                for c, start in starts.items()
+                if c in automatic
+            ],
+        )
+
+    async def _update(
+        self, conn: AsyncConnection, plan: Plan, stored: dict[int, dict[str, Any]], now: int
+    ) -> dict[int, OutcomeRow]:
+        """The updates of existing courses; line -> its outcome (updated or unchanged)."""
+        outcomes: dict[int, OutcomeRow] = {}
+        changes: list[dict[str, Any]] = []
+        moves: list[tuple[int, Category]] = []
+        sections: dict[int, Sections] = {}
+        statuses: dict[int, dict[str, int]] = {}
+        displays: dict[int, tuple[str, int]] = {}
+        formats: dict[int, tuple[str, int | None]] = {}
+        words: dict[int, list[str]] = {}
+        for row, course, values, category in plan.updates:
+            ident = int(course["id"])
+            current = stored[ident]
+            change = {k: v for k, v in values.items() if current.get(k) != v and k != "timecreated"}
+            if "visible" in change:
+                change["visibleold"] = change["visible"]
+            target = self.planner.placed(category) if category is not None else None
+            if target is not None and target.id != int(current["category"]):
+                change["category"] = target.id
+                moves.append((ident, target))
+            fmt = str(change.get("format", current["format"]))
+            if "format" in change:
+                formats[ident] = (fmt, row.coursedisplay)
+            elif row.coursedisplay is not None:
+                displays[ident] = (fmt, row.coursedisplay)
+            if row.topics:
+                sections[ident] = Sections(0, row.topics)
+            if row.enrol_status:
+                statuses[ident] = row.enrol_status
+            if change:
+                change["cacherev"] = next_cacherev(current.get("cacherev"), now)
+                changes.append({"id": ident, **change, "timemodified": now})
+            words[row.line] = [k for k in change if k not in ("visibleold", "cacherev")]
+            if row.template and self.options.template_mode != "none":
+                mode: Literal["add", "replace"] = "replace" if self.options.template_mode == "replace" else "add"
+                self.templates[row.line] = (ident, TemplateItem(ident, row.template, mode))
+                words[row.line].append(f"template content ({mode})")
+        await self.gateway.update_many(conn, self.schema.course, "id", changes)
+        await self._move(conn, moves, now)
+        await add_format_options(self.gateway, conn, self.site, formats)
+        shown = await set_coursedisplay(self.gateway, conn, displays)
+        highest, renamed = await write_sections(self.gateway, conn, sections, now)
+        enrol_words = await set_enrol_statuses(self.gateway, conn, self.site, statuses, now)
+        lines = {int(course["id"]): row.line for row, course, _, _ in plan.updates}
+        for ident, said in enrol_words.items():
+            words[lines[ident]] += said
+        touched = renamed | {c for c in displays if shown} | set(formats)
+        by_id = {int(c["id"]): c for c in changes}
+        await self._bump(conn, touched - set(by_id), stored, now)
+        # format_weeks' observers move the end date when the start date or the sections change.
+        weeks = {
+            ident: int(by_id.get(ident, {}).get("startdate", stored[ident]["startdate"]))
+            for ident in {i for i, c in by_id.items() if "startdate" in c or "format" in c} | renamed
+            if str(by_id.get(ident, {}).get("format", stored[ident]["format"])) == "weeks"
+        }
+        last = await self._last_sections(conn, [c for c in weeks if c not in highest])
+        await self._weeks_end_dates(conn, weeks, highest | last)
+        for row, course, _, _ in plan.updates:
+            said = words[row.line] + (["sections"] if int(course["id"]) in renamed else [])
+            if said:
+                message = f"updated: {', '.join(dict.fromkeys(said))}"
+                outcomes[row.line] = row_outcome(row, Outcome.UPDATED, "update", message)
+            else:
+                outcomes[row.line] = row_outcome(row, Outcome.UNCHANGED, "update", "up to date")
+        if changes or touched:
+            self.events.add(COURSE_EVENT)
+        return outcomes
+
+    async def _bump(self, conn: AsyncConnection, ids: set[int], stored: dict[int, dict[str, Any]], now: int) -> None:
+        rows = [{"id": i, "cacherev": next_cacherev(stored[i].get("cacherev"), now)} for i in sorted(ids)]
+        await self.gateway.update_many(conn, self.schema.course, "id", rows)
+
+    async def _last_sections(self, conn: AsyncConnection, ids: list[int]) -> dict[int, int]:
+        if not ids:
+            return {}
+        table = self.schema.course_sections
+        found = await self.gateway.fetch_in(conn, table, "course", ids, ["course", "section"])
+        return {int(c): int(n) for c, n in found.group_by("course").agg(pl.col("section").max()).iter_rows()}
+
+    async def _move(self, conn: AsyncConnection, moves: list[tuple[int, Category]], now: int) -> None:
+        """Courses moved to another category: their context subtree follows, and is marked dirty."""
+        if not moves:
+            return
+        found = await course_contexts(self.gateway, conn, [c for c, _ in moves])
+        paths = {int(course): (int(ctx), str(path)) for course, ctx, path in found.iter_rows()}
+        moved = [(c, target) for c, target in moves if c in paths]
+        await move_contexts(
+            self.gateway, conn, [(paths[c][1], child_path(target.context_path, paths[c][0])) for c, target in moved]
+        )
+        await mark_contexts_dirty(self.gateway, conn, [paths[c][0] for c, _ in moved], now, self.site.session_timeout)
+
+    async def _teachers(self, conn: AsyncConnection, plan: Plan, created: dict[int, int], now: int) -> list[OutcomeRow]:
+        """teacherN_account/teacherN_role: enrolled through the course's manual method, detail outcomes per N."""
+        if self.enrolments is None:
+            return []
+        lines = {row.line: row for row, _, _ in plan.creates} | {row.line: row for row, _, _, _ in plan.updates}
+        ids = dict(created) | {row.line: int(course["id"]) for row, course, _, _ in plan.updates}
+        wanted = [(row, part, account, role) for line, row in lines.items() for part, account, role in row.teachers]
+        if not wanted:
+            return []
+        users = await find_accounts(self.gateway, conn, [account for _, _, account, _ in wanted])
+        requests = pl.DataFrame(
+            {
+                LINE: [row.line for row, *_ in wanted],
+                "part": [part for _, part, _, _ in wanted],
+                "userid": [users.get(account.lower()) for _, _, account, _ in wanted],
+                "course": [str(ids.get(row.line) or "") for row, *_ in wanted],
+                "role": [role or DEFAULT_TEACHER_ROLE for *_, role in wanted],
+                "enrol": ["manual"] * len(wanted),
+            },
+            schema={
+                LINE: pl.Int64,
+                "part": pl.String,
+                "userid": pl.Int64,
+                "course": pl.String,
+                "role": pl.String,
+                "enrol": pl.String,
+            },
+        )
+        outcomes, effects = await self.enrolments.apply(conn, requests, now=now, dry_run=False)
+        self.effects.update(effects)
+        unknown = {(row.line, part): account for row, part, account, _ in wanted if account.lower() not in users}
+        rows: list[OutcomeRow] = []
+        for line, part, outcome, action, key, message in outcomes.iter_rows():
+            if (line, part) in unknown:
+                message = f"no user has the id, username or e-mail '{unknown[(line, part)]}'"
+            rows.append((line, part, outcome, action, key, message))
+        return rows
+
+    def _created_outcomes(self, plan: Plan, created: dict[int, int]) -> list[OutcomeRow]:
+        rows = []
+        for row, _record, category in plan.creates:
+            where = self.categories.path_of(self.planner.placed(category).id)
+            new = " (new category)" if not category.id else ""
+            message = f"created with id {created[row.line]} in {where}{new}"
+            rows.append(row_outcome(row, Outcome.CREATED, "create", message))
+        return rows
+
+    def _dry_outcomes(self, plan: Plan, stored: dict[int, dict[str, Any]]) -> list[OutcomeRow]:
+        rows = []
+        for row, _, category in plan.creates:
+            where = self.categories.path_of(category.id) if category.id else f"{category.context_path} (new category)"
+            rows.append(row_outcome(row, Outcome.CREATED, "create", f"would be created in {where}"))
+            rows += [
+                (
+                    row.line,
+                    part,
+                    Outcome.CREATED.value,
+                    "enrol",
+                    account,
+                    f"would be enrolled as {role or DEFAULT_TEACHER_ROLE}",
+                )
+                for part, account, role in row.teachers
+            ]
+        for row, course, values, target in plan.updates:
+            current = stored[int(course["id"])]
+            change = [k for k, v in values.items() if current.get(k) != v and k != "timecreated"]
+            if target is not None and target.id != int(current["category"]):
+                change.append("category")
+            change += ["sections"] if row.topics else []
+            change += [f"{p} method" for p in row.enrol_status]
+            if change:
+                rows.append(row_outcome(row, Outcome.UPDATED, "update", f"would be updated: {', '.join(change)}"))
+            else:
+                rows.append(row_outcome(row, Outcome.UNCHANGED, "update", "up to date"))
+        return rows
+
+    # -- after the batch ------------------------------------------------------------------------------
+
+    async def after_commit(self, outcomes: pl.DataFrame) -> pl.DataFrame:
+        """Template content restored through the bridge into the batch's committed courses: one part per row."""
+        if not self.templates or self.bridge is None:
+            return outcomes
+        items = [item for _, item in self.templates.values()]
+        try:
+            results = await self.bridge.restore_templates(items)
+        except BridgeError as exc:
+            results = {**{i.course_id: str(exc) for i in items}, **exc.done}
+        rows: list[OutcomeRow] = []
+        for line, (course, item) in sorted(self.templates.items()):
+            error = results.get(course, "the bridge gave no outcome for this course")
+            if error is None:
+                rows.append(
+                    (
+                        line,
+                        "template",
+                        Outcome.UPDATED.value,
+                        "template",
+                        item.template,
+                        f"content of {item.template} restored ({item.mode})",
+                    )
+                )
+            else:
+                rows.append(
+                    (
+                        line,
+                        "template",
+                        Outcome.FAILED.value,
+                        "template",
+                        item.template,
+                        f"template not restored: {error}",
+                    )
+                )
+        self.templates = {}
+        return pl.concat([outcomes, pl.DataFrame(rows, schema=OUTCOME_SCHEMA, orient="row")]).sort(
+            "line", "part", nulls_last=False, maintain_order=True
+        )
+
+    async def finish(self, dry_run: bool) -> list[str]:
+        if dry_run or self._site is None:
+            return []
+        notes = [
+            f"enrolment plugin {p} adds a default method to new courses in Moodle; toolsync does not write it"
+            for p in self.site.unknown_default_plugins
+        ]
+        if self.events:
+            if self.bridge is None:
+                why = self.bridge_problem or "no Moodle bridge is configured ([bridge] moodle_dir)"
+                notes.append(
+                    f"course and category caches were not purged: {why}. Category listings may lag until Moodle's "
+                    "caches are purged (php admin/cli/purge_caches.php)."
+                )
+            else:
+                try:
+                    await self.bridge.purge(events=sorted(self.events))
+                    notes.append("Moodle's course and category caches were purged through the bridge")
+                except BridgeError as exc:
+                    notes.append(f"course and category caches were not purged: {exc}")
+        return notes + await purge_after_run(self.bridge, self.effects)
+
+
+def _now() -> int:
+    return int(time.time())

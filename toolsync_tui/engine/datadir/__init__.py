@@ -1,0 +1,1 @@
+"""The data directory: its names written and parsed in one place, history, catalog, drop directory, retention."""

@@ -1,0 +1,538 @@
+"""Enrolments file (enrols.csv): enrol, unenrol, shift, enable and disable users in courses, through an enrol method
+(`enrol` column) or as bare role assignments (no `enrol` column), then the row's group command
+(tool_sync-reference §2.4, contract §3; the rows written: moodle-db-semantics §6, §7).
+
+Per batch: read and check the values -> resolve users, courses, roles and enrol instances in bulk -> apply the rows
+generation by generation (a generation holds at most one row per user and course, so rows naming the same pair apply
+in file order) -> group commands -> dirty flags. Every row has one own outcome; group steps are detail lines.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import ClassVar
+
+import polars as pl
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from toolsync_tui.config import Config
+from toolsync_tui.engine.connect import open_bridge
+from toolsync_tui.engine.enrolments.groups import GroupSteps
+from toolsync_tui.engine.enrolments.resolve import Resolver, choose_instances, instance_problem
+from toolsync_tui.engine.enrolments.roles import plan_roles, write_roles
+from toolsync_tui.engine.enrolments.rows import ENROLS_FILE, GEN, ROLE_MODE, normalised, value_problem
+from toolsync_tui.engine.enrolments.status import course_enrolments, plan_status, write_status
+from toolsync_tui.engine.moodle.bridge.client import MoodleBridge
+from toolsync_tui.engine.moodle.gateway import MoodleGateway
+from toolsync_tui.engine.moodle.site_settings import UserSite, site_timezone
+from toolsync_tui.engine.moodle.staleness import (
+    EnrolmentEffects,
+    mark_contexts_dirty,
+    mark_users_dirty,
+    purge_after_run,
+)
+from toolsync_tui.engine.moodle.unenrol import stored_enrolments, unenrol
+from toolsync_tui.engine.parts.course_enrolments import CourseEnrolments, first_instances
+from toolsync_tui.engine.rows import LINE, OUTCOME_SCHEMA, Outcome, outcome_rows, shown
+from toolsync_tui.engine.run.operation import Operation
+
+ROW = "__row"
+DESTRUCTIVE = ("shift", "unenrol", "disable", "unassign")
+
+
+class EnrolsOperation(Operation):
+    name = "enrols"
+    title = "Enrolments"
+    columns = ENROLS_FILE
+    # The memberships greplace removes count too: the safety check counts every `deleted` line, parts included.
+    destructive_actions: ClassVar[frozenset[str]] = frozenset(DESTRUCTIVE)
+
+    def __init__(self, config: Config, gateway: MoodleGateway) -> None:
+        super().__init__(config, gateway)
+        self.options = config.settings.operations.enrols
+        self.effects = EnrolmentEffects()
+        self.bridge: MoodleBridge | None = None
+        self.instances: pl.DataFrame | None = None  # the batch's first_instances(), while current
+
+    def may_destroy(self, columns: Sequence[str]) -> bool:
+        return "cmd" in columns or "gcmd" in columns or self.options.default_cmd not in ("add", "enable")
+
+    def safety_candidates(self, rows: pl.DataFrame) -> pl.DataFrame:
+        def lowered(column: str, default: str = "") -> pl.Expr:
+            if column not in rows.columns:
+                return pl.lit(default)
+            return pl.col(column).str.strip_chars().str.to_lowercase()
+
+        removing = lowered("cmd", self.options.default_cmd).is_in(["del", "delete", "shift", "disable"])
+        return rows.filter(removing | lowered("gcmd").is_in(["greplace", "greplacecreate"]))
+
+    async def prepare(self, conn: AsyncConnection, columns: Sequence[str]) -> None:
+        self.site = await UserSite.read(self.gateway)
+        self.timezone = await site_timezone(self.gateway)
+        self.role_mode = "enrol" not in columns
+        self.enrolments = CourseEnrolments(
+            self.gateway,
+            course_identity=self.options.course_identifier,
+            site_timezone=self.timezone,
+            actor_id=self.site.actor_id,
+            enable_on_disabled=self.options.enable_on_disabled,
+            remember_courses=True,
+        )
+        await self.enrolments.prepare(conn)
+        self.resolver = Resolver(
+            self.gateway, user_identifier=self.options.user_identifier, course_identifier=self.options.course_identifier
+        )
+        self.groups = GroupSteps(self.gateway, protect=self.options.protect_groups)
+        self.bridge = await open_bridge(self.config)
+
+    async def safety_base(self, conn: AsyncConnection) -> int:
+        """The enrolments the file draws from; role assignments of component '' for a role-only file."""
+        if self.role_mode:
+            ra = self.schema.role_assignments
+            query = select(func.count()).select_from(ra).where(ra.c.component == "")
+        else:
+            query = select(func.count()).select_from(self.schema.user_enrolments)
+        return int((await conn.execute(query)).scalar_one())
+
+    async def finish(self, dry_run: bool) -> list[str]:
+        return [] if dry_run else await purge_after_run(self.bridge, self.effects)
+
+    # -- one batch ------------------------------------------------------------------------------
+
+    async def apply(self, conn: AsyncConnection, rows: pl.DataFrame, dry_run: bool) -> pl.DataFrame:
+        now = int(time.time())
+        req = normalised(rows, default_cmd=self.options.default_cmd, timezone=self.timezone)
+        req = req.with_columns(pl.int_range(pl.len(), dtype=pl.Int64).alias(ROW), value_problem().alias("problem"))
+        site = self.enrolments.site
+        req = await self.resolver.resolve(conn, req, site.roles)
+        req = req.with_columns(
+            pl.coalesce(
+                "problem", self.resolver.problem(site.course_roles, site.installed_plugins, site.enabled_plugins)
+            )
+        )
+        courses = sorted(req["courseid"].drop_nulls().unique().to_list())
+        instances = await first_instances(
+            self.gateway, conn, courses, enable_on_disabled=self.options.enable_on_disabled
+        )
+        req = choose_instances(req, instances)
+        # CourseEnrolments reuses them until one of its writes enables an instance (_add).
+        self.instances = instances
+        req = req.with_columns(pl.coalesce("problem", instance_problem(self.options.enable_on_disabled)))
+        failed = req.filter(pl.col("problem").is_not_null())
+        outcomes = [_own(outcome_rows(failed, Outcome.FAILED, "check", _key(), pl.col("problem")), failed)]
+        details: list[pl.DataFrame] = []
+        effects = EnrolmentEffects()
+        valid = req.filter(pl.col("problem").is_null())
+        for generation in sorted(valid[GEN].unique().to_list()):
+            batch = valid.filter(pl.col(GEN) == generation)
+            own = await self._commands(conn, batch, now, dry_run, effects)
+            grouped = batch.filter(pl.col("gcmd") != "").join(
+                own.filter(pl.col("outcome") != Outcome.FAILED.value).select(ROW, "enrolled_after"), on=ROW
+            )
+            if grouped.height:
+                steps, group_effects = await self.groups.apply(conn, grouped, now=now, dry_run=dry_run)
+                effects.update(group_effects)
+                details.append(steps)
+            outcomes.append(own)
+        if not dry_run:
+            await mark_users_dirty(self.gateway, conn, effects.dirty_users, now, self.site.session_timeout)
+            await mark_contexts_dirty(self.gateway, conn, effects.enabled_contexts, now, self.site.session_timeout)
+            self.effects.update(effects)
+        result = pl.concat([o.select(list(OUTCOME_SCHEMA)) for o in outcomes], how="vertical_relaxed")
+        return pl.concat([result, *details], how="vertical_relaxed").sort(
+            "line", "part", nulls_last=False, maintain_order=True
+        )
+
+    async def _commands(
+        self, conn: AsyncConnection, rows: pl.DataFrame, now: int, dry_run: bool, effects: EnrolmentEffects
+    ) -> pl.DataFrame:
+        """The rows' own outcomes (with ROW, LINE and enrolled_after) for one generation."""
+        command, role_mode = pl.col("command"), pl.col(ROLE_MODE)
+        parts = [
+            await self._add(conn, rows.filter(~role_mode & (command == "add")), now, dry_run, effects),
+            await self._shift(conn, rows.filter(~role_mode & (command == "shift")), now, dry_run, effects),
+            await self._unenrol(conn, rows.filter(~role_mode & (command == "del")), now, dry_run, effects),
+            await self._status(conn, rows.filter(command.is_in(["enable", "disable"])), now, dry_run, effects),
+            await self._roles(
+                conn, rows.filter(role_mode & command.is_in(["add", "del", "shift"])), now, dry_run, effects
+            ),
+        ]
+        return (
+            pl.concat([p for p in parts if p.height], how="vertical_relaxed")
+            if any(p.height for p in parts)
+            else parts[0]
+        )
+
+    def _requests(self, rows: pl.DataFrame) -> pl.DataFrame:
+        return rows.select(
+            LINE,
+            pl.lit(None, dtype=pl.String).alias("part"),
+            "userid",
+            pl.col("cid").alias("course"),
+            pl.col("rolename").alias("role"),
+            pl.col("plugin").alias("enrol"),
+            pl.col("starttime").alias("start"),
+            pl.col("endtime").alias("end"),
+        )
+
+    async def _add(
+        self, conn: AsyncConnection, rows: pl.DataFrame, now: int, dry_run: bool, effects: EnrolmentEffects
+    ) -> pl.DataFrame:
+        """enrol_user() through CourseEnrolments (the users file's course columns do the same)."""
+        if rows.is_empty():
+            return _empty()
+        done, batch_effects = await self.enrolments.apply(
+            conn, self._requests(rows), now=now, dry_run=dry_run, instances=self.instances
+        )
+        if batch_effects.enabled_contexts and not dry_run:
+            self.instances = None  # stale: CourseEnrolments reads them again
+        effects.update(batch_effects)
+        done = done.with_columns(rows[ROW], rows[LINE], _key_values(rows))
+        return done.with_columns(
+            (pl.col("outcome") != Outcome.FAILED.value).alias("enrolled_after"),
+            pl.when(pl.col("outcome") == Outcome.FAILED.value)
+            .then(pl.lit("check"))
+            .when(pl.col("outcome") == Outcome.UNCHANGED.value)
+            .then(pl.lit("none"))
+            .otherwise(pl.lit("enrol"))
+            .alias("action"),
+        ).select(_COLUMNS)
+
+    async def _shift(
+        self, conn: AsyncConnection, rows: pl.DataFrame, now: int, dry_run: bool, effects: EnrolmentEffects
+    ) -> pl.DataFrame:
+        """unenrol_user() then enrol_user() with the new role; unchanged when the user is already enrolled, active,
+        through that instance with exactly that role (component '') and the dates the row gives."""
+        if rows.is_empty():
+            return _empty()
+        rows = await stored_enrolments(self.gateway, conn, rows)
+        roles = await plan_roles(self.gateway, conn, rows.with_columns(pl.lit("shift").alias("command")))
+        same = (
+            pl.col("ue_id").is_not_null()
+            & (pl.col("ue_status") == 0)
+            & pl.col("roleid").is_not_null()
+            & (pl.col("role_action") == "none")
+            & (pl.col("start_given").is_null() | (pl.col("start_given") == pl.col("ue_start")))
+            & (pl.col("end_given").is_null() | (pl.col("end_given") == pl.col("ue_end")))
+        )
+        bad_end = (pl.col("end_given") > 0) & (pl.col("end_given") < pl.coalesce("start_given", pl.lit(now)))
+        roles = roles.with_columns(same.fill_null(False).alias("same"), bad_end.fill_null(False).alias("bad_end"))
+        unchanged = roles.filter(pl.col("same"))
+        failing = roles.filter(~pl.col("same") & pl.col("bad_end"))
+        moving = roles.filter(~pl.col("same") & ~pl.col("bad_end"))
+        frames = [
+            _own(
+                outcome_rows(
+                    unchanged,
+                    Outcome.UNCHANGED,
+                    "none",
+                    _key(),
+                    pl.format(
+                        "already enrolled in course '{}' ({}) as {}", shown(pl.col("cid")), "plugin", "role_shortname"
+                    ),
+                ),
+                unchanged,
+                enrolled=True,
+            ),
+            _own(
+                outcome_rows(
+                    failing,
+                    Outcome.FAILED,
+                    "check",
+                    _key(),
+                    pl.format("endtime '{}' is before the start of the enrolment", pl.col("endtime")),
+                ),
+                failing,
+            ),
+        ]
+        if dry_run:
+            frames.append(
+                _own(
+                    outcome_rows(
+                        moving,
+                        Outcome.UPDATED,
+                        "shift",
+                        _key(),
+                        pl.format(
+                            "would be unenrolled from course '{}' ({}) and enrolled again as {}",
+                            shown(pl.col("cid")),
+                            "plugin",
+                            pl.coalesce("role_shortname", pl.lit("the default role")),
+                        ),
+                    ),
+                    moving,
+                    enrolled=True,
+                )
+            )
+            return pl.concat(frames)
+        await self._unenrol_rows(conn, moving.filter(pl.col("ue_id").is_not_null()), now, effects)
+        again = await self._add(conn, moving, now, dry_run, effects)
+        again = again.with_columns(
+            pl.when(pl.col("outcome") == Outcome.FAILED.value)
+            .then(pl.col("outcome"))
+            .otherwise(pl.lit(Outcome.UPDATED.value))
+            .alias("outcome"),
+            pl.when(pl.col("outcome") == Outcome.FAILED.value)
+            .then(pl.col("action"))
+            .otherwise(pl.lit("shift"))
+            .alias("action"),
+            pl.when(pl.col("outcome") == Outcome.FAILED.value)
+            .then(pl.col("message"))
+            .otherwise(pl.concat_str(pl.lit("shifted: unenrolled, then "), pl.col("message")))
+            .alias("message"),
+        )
+        frames.append(again)
+        return pl.concat(frames, how="vertical_relaxed")
+
+    async def _unenrol_rows(
+        self, conn: AsyncConnection, rows: pl.DataFrame, now: int, effects: EnrolmentEffects
+    ) -> None:
+        if rows.is_empty():
+            return
+        last = await unenrol(self.gateway, conn, rows, now)
+        effects.dirty_users |= set(rows["userid"].to_list())
+        # Contact roles may have gone with the enrolment: the course listings' teachers.
+        effects.contact_courses |= set(rows["courseid"].to_list())
+        left = last.filter("groups_left")
+        effects.group_courses |= set(left["courseid"].to_list())
+        effects.group_users |= set(left["userid"].to_list())
+
+    async def _unenrol(
+        self, conn: AsyncConnection, rows: pl.DataFrame, now: int, dry_run: bool, effects: EnrolmentEffects
+    ) -> pl.DataFrame:
+        """unenrol_user() of the instance; a user not enrolled through it is unchanged."""
+        if rows.is_empty():
+            return _empty()
+        rows = await stored_enrolments(self.gateway, conn, rows)
+        enrolled = rows.filter(pl.col("ue_id").is_not_null())
+        absent = rows.filter(pl.col("ue_id").is_null())
+        if not dry_run:
+            await self._unenrol_rows(conn, enrolled, now, effects)
+        would = "would be " if dry_run else ""
+        return pl.concat(
+            [
+                _own(
+                    outcome_rows(
+                        enrolled,
+                        Outcome.DELETED,
+                        "unenrol",
+                        _key(),
+                        pl.format(
+                            f"User '{{}}' {would}unenrolled from course '{{}}' ({{}})",
+                            "username",
+                            "shortname",
+                            "plugin",
+                        ),
+                    ),
+                    enrolled,
+                ),
+                _own(
+                    outcome_rows(
+                        absent,
+                        Outcome.UNCHANGED,
+                        "none",
+                        _key(),
+                        pl.format(
+                            "not enrolled in course '{}' through its {} instance; nothing to unenrol",
+                            "shortname",
+                            "plugin",
+                        ),
+                    ),
+                    absent,
+                ),
+            ]
+        )
+
+    async def _status(
+        self, conn: AsyncConnection, rows: pl.DataFrame, now: int, dry_run: bool, effects: EnrolmentEffects
+    ) -> pl.DataFrame:
+        """update_user_enrol(): with enrol, the enrolment through the chosen instance; in role mode, every enrolment
+        of the user in the course."""
+        if rows.is_empty():
+            return _empty()
+        with_enrol = await stored_enrolments(self.gateway, conn, rows.filter(~pl.col(ROLE_MODE)))
+        role_mode = rows.filter(pl.col(ROLE_MODE))
+        found = pl.concat(
+            [with_enrol.filter(pl.col("ue_id").is_not_null()), await course_enrolments(self.gateway, conn, role_mode)],
+            how="diagonal_relaxed",
+        )
+        none = rows.join(found.select(ROW).unique(), on=ROW, how="anti")
+        planned = plan_status(found) if found.height else found
+        if not dry_run and planned.height:
+            await write_status(self.gateway, conn, planned, now=now, actor_id=self.site.actor_id)
+            effects.dirty_users |= set(planned.filter(pl.col("changes") != "")["userid"].to_list())
+        would = "would be " if dry_run else ""
+        per_row = (
+            planned.group_by(ROW, maintain_order=True)
+            .agg(
+                pl.col("changes").filter(pl.col("changes") != "").alias("changed"),
+                pl.col("plugin").filter(pl.col("changes") != "").alias("changed_plugins"),
+                pl.col("plugin").alias("plugins"),
+            )
+            .join(rows, on=ROW)
+            if planned.height
+            else rows.clear().with_columns(
+                pl.lit([], dtype=pl.List(pl.String)).alias(c) for c in ("changed", "changed_plugins", "plugins")
+            )
+        )
+        changed = per_row.filter(pl.col("changed").list.len() > 0)
+        same = per_row.filter(pl.col("changed").list.len() == 0)
+        word = pl.when(pl.col("command") == "enable").then(pl.lit("active")).otherwise(pl.lit("suspended"))
+        how = pl.when(pl.col(ROLE_MODE)).then(pl.lit("any enrolment")).otherwise(pl.format("its {} instance", "plugin"))
+        return pl.concat(
+            [
+                _own(
+                    outcome_rows(
+                        changed,
+                        Outcome.UPDATED,
+                        pl.col("command"),
+                        _key(),
+                        pl.format(
+                            f"enrolment of '{{}}' in course '{{}}' {would}updated: {{}} ({{}})",
+                            "username",
+                            "shortname",
+                            pl.col("changed").list.join("; "),
+                            pl.col("changed_plugins").list.join(", "),
+                        ),
+                    ),
+                    changed,
+                ),
+                _own(
+                    outcome_rows(
+                        same,
+                        Outcome.UNCHANGED,
+                        "none",
+                        _key(),
+                        pl.format(
+                            "enrolment in course '{}' already {} ({})",
+                            "shortname",
+                            word,
+                            pl.col("plugins").list.join(", "),
+                        ),
+                    ),
+                    same,
+                ),
+                _own(
+                    outcome_rows(
+                        none,
+                        Outcome.FAILED,
+                        "check",
+                        _key(),
+                        pl.format(
+                            "user '{}' is not enrolled in course '{}' through {}: nothing to {} (add enrols)",
+                            "username",
+                            "shortname",
+                            how,
+                            "command",
+                        ),
+                    ),
+                    none,
+                ),
+            ]
+        )
+
+    async def _roles(
+        self, conn: AsyncConnection, rows: pl.DataFrame, now: int, dry_run: bool, effects: EnrolmentEffects
+    ) -> pl.DataFrame:
+        """Role mode add/del/shift: role_assign()/role_unassign() in the course context, component '', itemid 0."""
+        if rows.is_empty():
+            return _empty()
+        planned = await plan_roles(self.gateway, conn, rows)
+        action = pl.col("role_action")
+        changed = planned.filter(action != "none")
+        if not dry_run and changed.height:
+            await write_roles(self.gateway, conn, changed, now=now, actor_id=self.site.actor_id)
+            effects.dirty_users |= set(changed["userid"].to_list())
+            contacts = sorted(self.enrolments.site.contact_roles)
+            touches_contact = (
+                pl.col("roleid").is_in(contacts)
+                | pl.col("other_roles").list.eval(pl.element().is_in(contacts)).list.any()
+            )
+            effects.contact_courses |= set(changed.filter(touches_contact)["courseid"].to_list())
+        would = "would be " if dry_run else ""
+        role, course = pl.col("role_shortname"), pl.col("shortname")
+        others = pl.col("other_roles").list.len()
+        cases: list[tuple[pl.Expr, Outcome, str, pl.Expr]] = [
+            (
+                action == "assign",
+                Outcome.CREATED,
+                "assign",
+                pl.format(f"Role '{{}}' {would}added for '{{}}' in course '{{}}'", role, "username", course),
+            ),
+            (
+                action == "unassign",
+                Outcome.DELETED,
+                "unassign",
+                pl.format(f"Role '{{}}' {would}removed from '{{}}' in course '{{}}'", role, "username", course),
+            ),
+            (
+                action == "shift",
+                Outcome.UPDATED,
+                "shift",
+                pl.format(
+                    f"roles of '{{}}' in course '{{}}' {would}shifted to '{{}}' ({{}} other role(s) removed)",
+                    "username",
+                    course,
+                    role,
+                    others,
+                ),
+            ),
+            (
+                (action == "none") & (pl.col("command") == "del"),
+                Outcome.UNCHANGED,
+                "none",
+                pl.format("'{}' has no role '{}' in course '{}'; nothing to remove", "username", role, course),
+            ),
+            (
+                action == "none",
+                Outcome.UNCHANGED,
+                "none",
+                pl.format("'{}' already has the role '{}' in course '{}'", "username", role, course),
+            ),
+        ]
+        frames = []
+        done = pl.lit(False)
+        for condition, outcome, name, message in cases:
+            chosen = planned.filter(~done & condition)
+            frames.append(_own(outcome_rows(chosen, outcome, name, _key(), message), chosen))
+            done = done | condition
+        return pl.concat(frames)
+
+
+_COLUMNS = [ROW, LINE, "line", "part", "outcome", "action", "key", "message", "enrolled_after"]
+
+
+def _own(outcomes: pl.DataFrame, rows: pl.DataFrame, *, enrolled: bool | None = None) -> pl.DataFrame:
+    """A command's own outcomes with ROW, LINE and enrolled_after (what the group steps may assume; null: ask)."""
+    return outcomes.with_columns(
+        rows[ROW] if ROW in rows.columns else pl.lit(None, dtype=pl.Int64).alias(ROW),
+        rows[LINE],
+        pl.lit(enrolled, dtype=pl.Boolean).alias("enrolled_after"),
+    ).select(_COLUMNS)
+
+
+def _empty() -> pl.DataFrame:
+    return pl.DataFrame(
+        schema={
+            ROW: pl.Int64,
+            LINE: pl.Int64,
+            "line": pl.Int64,
+            "part": pl.String,
+            "outcome": pl.String,
+            "action": pl.String,
+            "key": pl.String,
+            "message": pl.String,
+            "enrolled_after": pl.Boolean,
+        }
+    )
+
+
+def _key() -> pl.Expr:
+    """A row's key in the report: its user and course as the file names them."""
+    return pl.format("{} {}", pl.col("uid"), pl.col("cid"))
+
+
+def _key_values(rows: pl.DataFrame) -> pl.Series:
+    return rows.select(_key().alias("key"))["key"]

@@ -1,0 +1,393 @@
+"""Groups file (groups.csv): create and update groups and groupings of courses (reference §2.5.1).
+
+Rows are written as groups_create_group(), groups_create_grouping() and groups_assign_grouping() write them
+(moodle-db-semantics §7). Decisions where we differ from the original (CONTRACT §3):
+
+* a group or grouping is found by `updateid` (group_identifier / grouping_identifier) when the cell is given, else by
+  idnumber when given, else by name, within the row's course; not found: created in the row's resolved course;
+* an `updateid` naming by id a group (grouping) of another course fails the row, naming both courses: it is never
+  taken for a new one. With the identifier `id`, an `updateid` that is not a number fails the row too;
+* found, with an `updateid` column: the present, non-empty cells (name, idnumber, description) that differ are
+  updated (never set to NULL); found, without it (add-only mode): `unchanged` when the row matches, else `skipped`
+  naming what differs;
+* names are unique within a course and idnumbers too (Moodle's forms refuse duplicates): a collision fails the row;
+* `selfgrouping` creates the grouping of the group's name when missing AND assigns the group to it;
+* `grouping` names a grouping of the course by idnumber; unknown fails the row (nothing of it is written);
+* `type`: empty or `group`, or `grouping`; anything else fails the row.
+
+Planning is in memory, row by row in file order (a row sees what the rows before it create or rename), each lookup a
+dict access (_Index): a batch costs a handful of statements and O(rows) Python, whatever the courses hold.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, get_args
+
+import polars as pl
+from sqlalchemy import Table
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from toolsync_tui.config import Config, GroupKey
+from toolsync_tui.engine.connect import open_bridge
+from toolsync_tui.engine.groups.common import GroupCaches, course_lookup, resolve_courses
+from toolsync_tui.engine.moodle import groups as gm
+from toolsync_tui.engine.moodle.bridge.client import MoodleBridge
+from toolsync_tui.engine.moodle.gateway import MoodleGateway, chunks
+from toolsync_tui.engine.rows import LINE, OUTCOME_SCHEMA, Outcome, cells
+from toolsync_tui.engine.run.command_file import ColumnSpec
+from toolsync_tui.engine.run.operation import Operation
+
+Kind = Literal["group", "grouping"]
+KINDS: dict[str, Kind] = {"": "group", "group": "group", "grouping": "grouping"}  # lower-cased `type` -> kind
+TEXT = ("courseid", "name", "type", "idnumber", "updateid", "selfgrouping", "grouping", "description")
+FIELDS = ("name", "idnumber", "description")
+LIMITS: dict[Kind, dict[str, int]] = {
+    "group": {"name": 254, "idnumber": 100},
+    "grouping": {"name": 255, "idnumber": 100},
+}
+ANY_COURSE = 0  # the course part of an id key: ids are unique site-wide
+
+
+@dataclass(eq=False)
+class _Item:
+    """A group or grouping, as stored or as planned (id < 0: to be created). Compared by identity."""
+
+    id: int
+    kind: Kind
+    courseid: int
+    name: str
+    idnumber: str
+    description: str | None
+    changed: set[str] = field(default_factory=set)
+
+
+class _Refused(Exception):
+    """The row fails, for this reason (nothing of it is planned)."""
+
+
+_Key = tuple[Kind, int, str, str]
+
+
+class _Index:
+    """The items by (kind, courseid, field, lower-cased value), field "name" or "idnumber", and by (kind, ANY_COURSE,
+    "id", str(id)) for the stored ones. Several items under a key (stored duplicates): the lowest stored id wins,
+    then the first planned."""
+
+    def __init__(self, items: Iterable[_Item] = ()) -> None:
+        self._by: dict[_Key, list[_Item]] = {}
+        for item in items:
+            self.add(item)
+
+    @staticmethod
+    def _keys(item: _Item) -> list[_Key]:
+        keys: list[_Key] = [(item.kind, item.courseid, "name", item.name.lower())]
+        if item.idnumber:
+            keys.append((item.kind, item.courseid, "idnumber", item.idnumber.lower()))
+        if item.id > 0:
+            keys.append((item.kind, ANY_COURSE, "id", str(item.id)))
+        return keys
+
+    def __contains__(self, item: _Item) -> bool:
+        return item in self._by.get((item.kind, ANY_COURSE, "id", str(item.id)), ())
+
+    def add(self, item: _Item) -> None:
+        for key in self._keys(item):
+            self._by.setdefault(key, []).append(item)
+
+    def set(self, item: _Item, values: dict[str, str]) -> None:
+        """Change fields of an item, keeping its keys in step."""
+        for key in self._keys(item):
+            self._by[key].remove(item)
+        for name, value in values.items():
+            setattr(item, name, value)
+        self.add(item)
+
+    def find(self, kind: Kind, courseid: int, field: str, value: str) -> _Item | None:
+        """The item whose `field` is `value` (case-insensitively), within the course; by id, in any course."""
+        key: _Key = (kind, ANY_COURSE, "id", value) if field == "id" else (kind, courseid, field, value.lower())
+        hits = self._by.get(key)
+        if not hits:
+            return None
+        return hits[0] if len(hits) == 1 else min(hits, key=lambda i: (i.id < 0, abs(i.id)))
+
+
+def _as_id(value: str) -> str | None:
+    """A file value as an id key ("007" -> "7"); None when it is not a number."""
+    return str(int(value)) if value.isascii() and value.isdigit() else None
+
+
+class GroupsOperation(Operation):
+    name = "groups"
+    title = "Groups and groupings"
+    columns = ColumnSpec(required=("courseid", "name"), optional=TEXT[2:])
+
+    def __init__(self, config: Config, gateway: MoodleGateway) -> None:
+        super().__init__(config, gateway)
+        self.options = config.settings.operations.groups
+        self.caches = GroupCaches()
+        self.courses = course_lookup(gateway, self.options.course_identifier)
+        self.bridge: MoodleBridge | None = None
+        self.update_mode = False
+        self.file_columns: set[str] = set()
+        self._items: list[_Item] = []
+        self._index = _Index()
+        self._assigned: set[tuple[int, int]] = set()
+        self._next = -1
+
+    async def prepare(self, conn: AsyncConnection, columns: Sequence[str]) -> None:
+        self.update_mode = "updateid" in columns
+        self.file_columns = set(columns)
+        self.bridge = await open_bridge(self.config)
+
+    async def finish(self, dry_run: bool) -> list[str]:
+        return [] if dry_run else await self.caches.purge(self.bridge)
+
+    def _identifier(self, kind: Kind) -> GroupKey:
+        return self.options.group_identifier if kind == "group" else self.options.grouping_identifier
+
+    async def apply(self, conn: AsyncConnection, rows: pl.DataFrame, dry_run: bool) -> pl.DataFrame:
+        rows = cells(rows, TEXT)
+        courses = await resolve_courses(self.courses, conn, rows["courseid"])
+        ids = sorted({c for c, _ in courses.values() if c is not None})
+        self._items = await self._stored(conn, ids)
+        self._index = _Index(self._items)
+        for item in await self._named_by_id(conn, rows):
+            if item not in self._index:
+                self._items.append(item)
+                self._index.add(item)
+        self._assigned = await self._assignments(conn, [i.id for i in self._items if i.kind == "grouping"])
+        self._next = -1
+        new_links: set[tuple[int, int]] = set()
+        outcomes: list[tuple[int, str | None, str, str, str, str]] = []
+        would = "would be " if dry_run else ""
+        for row in rows.select(LINE, *TEXT).iter_rows(named=True):
+            courseid, why = courses[row["courseid"]]
+            key = row["name"] or row["updateid"]
+            if why is None:
+                assert courseid is not None
+                try:
+                    outcome, message, links = self._plan(row, courseid, would)
+                except _Refused as refused:
+                    why = str(refused)
+            if why is not None:
+                outcomes.append((row[LINE], None, Outcome.FAILED.value, "check", key, why))
+                continue
+            new_links |= links
+            self._assigned |= links
+            action = {Outcome.CREATED: "create", Outcome.UPDATED: "update"}.get(outcome, "none")
+            outcomes.append((row[LINE], None, outcome.value, action, key, message))
+        if not dry_run:
+            await self._write(conn, new_links)
+        return pl.DataFrame(outcomes, schema=OUTCOME_SCHEMA, orient="row")
+
+    # -- planning (in memory, row by row in file order) ------------------------------------------------
+
+    def _plan(self, row: dict[str, Any], courseid: int, would: str) -> tuple[Outcome, str, set[tuple[int, int]]]:
+        """The row's outcome, message and the (grouping, group) assignments it adds; raises _Refused."""
+        kind = KINDS.get(row["type"].lower())
+        if kind is None:
+            raise _Refused(f"type '{row['type']}': expected group or grouping (empty: group)")
+        for name, limit in LIMITS[kind].items():
+            if len(row[name]) > limit:
+                raise _Refused(f"{name}: a {kind} {name} has at most {limit} characters")
+        item = self._target(kind, row, courseid)
+        wanted = {f: row[f] for f in FIELDS if f in self.file_columns and row[f] != ""}
+        if item is None and not row["name"]:
+            raise _Refused(f"empty name: a new {kind} needs a name")
+        for name in ("name", "idnumber"):
+            value = wanted.get(name)
+            other = self._index.find(kind, courseid, name, value) if value else None
+            if other is not None and other is not item:
+                raise _Refused(f"{name} '{value}' is already used by another {kind} of the course")
+        grouping: _Item | None = None
+        if kind == "group" and row["grouping"]:
+            grouping = self._index.find("grouping", courseid, "idnumber", row["grouping"])
+            if grouping is None:
+                raise _Refused(f"grouping '{row['grouping']}' not found: no grouping of the course has this idnumber")
+        if item is None:
+            item = self._new(kind, courseid, row["name"], wanted.get("idnumber", ""), wanted.get("description"))
+            outcome, message = Outcome.CREATED, f"{kind} '{row['name']}' {would}created"
+        else:
+            differs = sorted(f for f, v in wanted.items() if (getattr(item, f) or "") != v)
+            if not differs:
+                outcome, message = Outcome.UNCHANGED, f"{kind} '{item.name}' exists (id {item.id}) and matches the row"
+            elif not self.update_mode:
+                outcome = Outcome.SKIPPED
+                message = (
+                    f"{kind} '{item.name}' exists (id {item.id}); {', '.join(differs)} differ(s) but the file has no "
+                    "updateid column (add-only): not updated"
+                )
+            else:
+                self._index.set(item, {f: wanted[f] for f in differs})
+                item.changed |= set(differs)
+                outcome, message = Outcome.UPDATED, f"{kind} '{item.name}' {would}updated: {', '.join(differs)}"
+        links: set[tuple[int, int]] = set()
+        extras: list[str] = []
+        targets = [grouping] if grouping else []
+        if kind == "group" and row["selfgrouping"] not in ("", "0"):
+            own = self._index.find("grouping", courseid, "name", item.name)
+            if own is None:
+                own = self._new("grouping", courseid, item.name, "", None)
+                extras.append(f"grouping '{item.name}' {would}created")
+            targets.insert(0, own)
+        for target in targets:
+            if (target.id, item.id) not in self._assigned:
+                links.add((target.id, item.id))
+                extras.append(f"{would}assigned to grouping '{target.name}'")
+        if extras:
+            message += "; " + "; ".join(extras)
+            outcome = Outcome.UPDATED if outcome in (Outcome.UNCHANGED, Outcome.SKIPPED) else outcome
+        return outcome, message, links
+
+    def _target(self, kind: Kind, row: dict[str, Any], courseid: int) -> _Item | None:
+        """The existing (or planned) item the row is about: by updateid, else idnumber, else name."""
+        if not row["updateid"]:
+            if row["idnumber"]:
+                return self._index.find(kind, courseid, "idnumber", row["idnumber"])
+            return self._index.find(kind, courseid, "name", row["name"])
+        identifier = self._identifier(kind)
+        value: str | None = row["updateid"]
+        if identifier == "id":
+            value = _as_id(row["updateid"])
+            if value is None:
+                raise _Refused(
+                    f"updateid '{row['updateid']}': {kind}s are named by id ({kind}_identifier), expected a number"
+                )
+        assert value is not None
+        item = self._index.find(kind, courseid, identifier, value)
+        if item is not None and item.courseid != courseid:
+            given = f" ('{row['courseid']}')" if row["courseid"] != str(courseid) else ""
+            raise _Refused(
+                f"{kind} {item.id} belongs to course {item.courseid}, not to the row's course {courseid}{given}: "
+                "not updated, and no new one created"
+            )
+        return item
+
+    def _new(self, kind: Kind, courseid: int, name: str, idnumber: str, description: str | None) -> _Item:
+        item = _Item(self._next, kind, courseid, name, idnumber, description)
+        self._next -= 1
+        self._items.append(item)
+        self._index.add(item)
+        return item
+
+    # -- reading and writing -------------------------------------------------------------------------
+
+    def _table(self, kind: Kind) -> Table:
+        return self.schema.groups if kind == "group" else self.schema.groupings
+
+    async def _stored(self, conn: AsyncConnection, courses: list[int]) -> list[_Item]:
+        items: list[_Item] = []
+        for kind in get_args(Kind):
+            found = await self.gateway.fetch_in(
+                conn, self._table(kind), "courseid", courses, ["id", "courseid", *FIELDS]
+            )
+            items += _items(kind, found)
+        return items
+
+    async def _named_by_id(self, conn: AsyncConnection, rows: pl.DataFrame) -> list[_Item]:
+        """The groups and groupings the batch's updateids name by id, in whatever course they are: an updateid of
+        another course's item must be found (and refused), never taken for a new one."""
+        items: list[_Item] = []
+        for kind in get_args(Kind):
+            if self._identifier(kind) != "id":
+                continue
+            types = [t for t, k in KINDS.items() if k == kind]
+            ids = (
+                rows.filter(
+                    pl.col("type").str.to_lowercase().is_in(types), pl.col("updateid").str.contains(r"^[0-9]+$")
+                )
+                .select(pl.col("updateid").cast(pl.Int64, strict=False))
+                .drop_nulls()
+                .unique()
+                .to_series()
+                .sort()
+                .to_list()
+            )
+            if ids:
+                found = await self.gateway.fetch_in(conn, self._table(kind), "id", ids, ["id", "courseid", *FIELDS])
+                items += _items(kind, found)
+        return items
+
+    async def _assignments(self, conn: AsyncConnection, groupings: list[int]) -> set[tuple[int, int]]:
+        table = self.schema.groupings_groups
+        found = await self.gateway.fetch_in(conn, table, "groupingid", groupings, ["groupingid", "groupid"])
+        return {(int(a), int(b)) for a, b in found.iter_rows()}
+
+    async def _write(self, conn: AsyncConnection, links: set[tuple[int, int]]) -> None:
+        now = int(time.time())
+        new_ids: dict[int, int] = {}
+        for kind in ("grouping", "group"):
+            new = [i for i in self._items if i.kind == kind and i.id < 0]
+            wanted = pl.DataFrame(
+                [(i.courseid, i.name, i.idnumber, i.description) for i in new],
+                schema={"courseid": pl.Int64, "name": pl.String, "idnumber": pl.String, "description": pl.String},
+                orient="row",
+            )
+            create = gm.create_groups if kind == "group" else _create_groupings
+            created = await create(self.gateway, conn, wanted, now)
+            ids = {(c, n.lower()): g for c, n, g in created.iter_rows()}
+            for item in new:
+                new_ids[item.id] = ids[(item.courseid, item.name.strip().lower())]
+            updates = [
+                {"id": i.id, **{f: getattr(i, f) for f in i.changed}, "timemodified": now}
+                for i in self._items
+                if i.kind == kind and i.id > 0 and i.changed
+            ]
+            await self.gateway.update_many(conn, self._table(kind), "id", updates)
+            self.caches.courses |= {i.courseid for i in self._items if i.kind == kind and (i.id < 0 or i.changed)}
+        await self.gateway.insert_many(
+            conn,
+            self.schema.groupings_groups,
+            [
+                {"groupingid": new_ids.get(a, a), "groupid": new_ids.get(b, b), "timeadded": now}
+                for a, b in sorted(links)
+            ],
+        )
+        linked = {a for a, _ in links}
+        self.caches.courses |= {i.courseid for i in self._items if i.kind == "grouping" and i.id in linked}
+
+
+def _items(kind: Kind, found: pl.DataFrame) -> list[_Item]:
+    return [
+        _Item(int(r["id"]), kind, int(r["courseid"]), r["name"], r["idnumber"] or "", r["description"])
+        for r in found.to_dicts()
+    ]
+
+
+async def _create_groupings(
+    gateway: MoodleGateway, conn: AsyncConnection, wanted: pl.DataFrame, now: int
+) -> pl.DataFrame:
+    """groups_create_grouping() for each row: courseid, name, idnumber, description (NULL unless given),
+    descriptionformat 0, configdata NULL, timecreated, timemodified. Returns courseid, name, groupid (its id)."""
+    table = gateway.schema.groupings
+    await gateway.insert_many(
+        conn,
+        table,
+        [
+            {
+                "courseid": c,
+                "name": n.strip(),
+                "idnumber": (i or "").strip(),
+                "description": d,
+                "descriptionformat": 0,
+                "configdata": None,
+                "timecreated": now,
+                "timemodified": now,
+            }
+            for c, n, i, d in wanted.iter_rows()
+        ],
+    )
+    rows: list[tuple[int, str, int]] = []
+    for part in chunks(sorted(set(wanted["courseid"].to_list()))):
+        found = await gateway.fetch_in(conn, table, "courseid", part, ["id", "courseid", "name"])
+        rows += [(int(c), str(n), int(i)) for i, c, n in found.sort("id").iter_rows()]
+    # The new rows have the highest ids of their name: autoincrement.
+    latest = {(c, n.lower()): i for c, n, i in rows}
+    return pl.DataFrame(
+        [(c, n, latest[(c, n.strip().lower())]) for c, n in wanted.select("courseid", "name").iter_rows()],
+        schema={"courseid": pl.Int64, "name": pl.String, "groupid": pl.Int64},
+        orient="row",
+    )

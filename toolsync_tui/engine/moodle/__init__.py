@@ -1,0 +1,1 @@
+"""What Moodle's PHP APIs would write, in SQL: knows tables, never files, rows or settings."""

@@ -1,0 +1,358 @@
+"""Groups and group memberships in bulk, as Moodle 4.5's group API writes them (moodle-db-semantics §7).
+
+Shared by the groups file, the group members file and the enrolments file. Every function works inside the caller's
+transaction and costs a handful of statements per call (one per chunk of keys), whatever the number of rows:
+DataFrames in, DataFrames out.
+
+* groups_create_group(): `groups` with name trimmed, idnumber '' unless given, description NULL unless given,
+  descriptionformat 0, enrolmentkey NULL, picture 0, visibility 0, participation 1, timecreated = timemodified = now.
+* groups_add_member(): `groups_members (groupid, userid, timeadded = now, component, itemid)` when absent, and
+  `groups.timemodified = now` of the group. Moodle refuses a user who is not enrolled in the course (is_enrolled(),
+  any enrolment status): callers check with enrolled() first.
+* groups_remove_member(): the `groups_members` row deleted, `groups.timemodified = now`.
+* groups_delete_group(): the group's `event` rows, `groupings_groups`, `groups_members`, then `groups`.
+* groups_delete_grouping(): `groupings_groups`, `course.defaultgroupingid` and `course_modules.groupingid` reset
+  (and `course.cacherev` bumped where activities changed), then `groupings`.
+
+Names match case-insensitively within a course, as MariaDB's Moodle collation compares (lower-cased on SQLite); the
+lowest id wins when several groups share a name. The caches these writes make stale (core/groupdata per course,
+core/user_group_groupings per user) are the caller's to purge (§11).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import polars as pl
+from sqlalchemy import case, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from toolsync_tui.engine.moodle.gateway import CHUNK, MoodleGateway, chunks
+
+PROTECTED_COMPONENT = "tool_sync"  # the component tool_sync gives the memberships of its group members file
+KEY = "__key"  # lower-cased name: how a name matches within a course
+
+PAIR_SCHEMA: dict[str, type[pl.DataType]] = {"courseid": pl.Int64, "userid": pl.Int64}
+MEMBERSHIP_SCHEMA: dict[str, type[pl.DataType]] = {
+    "courseid": pl.Int64,
+    "userid": pl.Int64,
+    "groupid": pl.Int64,
+    "groupname": pl.String,
+    "component": pl.String,
+    "itemid": pl.Int64,
+}
+
+
+def _wanted_pairs(wanted: pl.DataFrame) -> pl.DataFrame:
+    """Distinct (courseid, name) pairs with their match key; null courses or names left out."""
+    return (
+        wanted.select(pl.col("courseid").cast(pl.Int64), pl.col("name").cast(pl.String))
+        .drop_nulls()
+        .unique(maintain_order=True)
+        .with_columns(pl.col("name").str.to_lowercase().alias(KEY))
+    )
+
+
+async def _groups_named(
+    gateway: MoodleGateway, conn: AsyncConnection, courses: Sequence[int], names: Sequence[str]
+) -> pl.DataFrame:
+    """id, courseid, KEY of the groups of `courses` whose name is one of `names` (case-insensitively)."""
+    schema = {"id": pl.Int64, "courseid": pl.Int64, "name": pl.String}
+    if not courses or not names:
+        return pl.DataFrame(schema=schema).with_columns(pl.lit(None, dtype=pl.String).alias(KEY))
+    groups = gateway.schema.groups
+    found = pl.concat(
+        [
+            await gateway.fetch_in(
+                conn, groups, "name", names, list(schema), where=groups.c.courseid.in_(part), casefold=True
+            )
+            for part in chunks(list(courses))
+        ],
+        how="diagonal_relaxed",
+    )
+    if found.is_empty():
+        found = pl.DataFrame(schema=schema)
+    return found.cast(dict(schema)).with_columns(pl.col("name").str.to_lowercase().alias(KEY))  # type: ignore[arg-type]
+
+
+async def find_groups(gateway: MoodleGateway, conn: AsyncConnection, wanted: pl.DataFrame) -> pl.DataFrame:
+    """wanted's distinct (courseid, name) pairs and `groupid` (null when the course has no group of that name)."""
+    pairs = _wanted_pairs(wanted)
+    found = await _groups_named(gateway, conn, _distinct(pairs, "courseid"), _distinct(pairs, "name"))
+    first = (
+        found.sort("id")
+        .unique(["courseid", KEY], keep="first", maintain_order=True)
+        .select("courseid", KEY, pl.col("id").alias("groupid"))
+    )
+    return pairs.join(first, on=["courseid", KEY], how="left", maintain_order="left").select(
+        "courseid", "name", "groupid"
+    )
+
+
+async def create_groups(gateway: MoodleGateway, conn: AsyncConnection, wanted: pl.DataFrame, now: int) -> pl.DataFrame:
+    """Create one group per distinct (courseid, name) of `wanted` (names differing only in case are one group);
+    returns courseid, name (as given first), groupid of the new groups.
+
+    Optional columns of `wanted`, taken from the first row of each pair: `idnumber` and `description` (null or
+    absent: '' and NULL). The caller checks beforehand that no group of that name or idnumber exists.
+    """
+    extra = [c for c in ("idnumber", "description") if c in wanted.columns]
+    rows = (
+        wanted.with_columns(pl.col("courseid").cast(pl.Int64), pl.col("name").cast(pl.String).str.strip_chars())
+        .filter(pl.col("courseid").is_not_null() & pl.col("name").is_not_null())
+        .with_columns(pl.col("name").str.to_lowercase().alias(KEY))
+        .unique(["courseid", KEY], keep="first", maintain_order=True)
+    )
+    if rows.is_empty():
+        return pl.DataFrame(schema={"courseid": pl.Int64, "name": pl.String, "groupid": pl.Int64})
+    idnumbers = rows["idnumber"].to_list() if "idnumber" in extra else [None] * rows.height
+    descriptions = rows["description"].to_list() if "description" in extra else [None] * rows.height
+    await gateway.insert_many(
+        conn,
+        gateway.schema.groups,
+        [
+            {
+                "courseid": courseid,
+                "idnumber": (idnumber or "").strip(),
+                "name": name,
+                "description": description,
+                "descriptionformat": 0,
+                "enrolmentkey": None,
+                "picture": 0,
+                "visibility": 0,
+                "participation": 1,
+                "timecreated": now,
+                "timemodified": now,
+            }
+            for (courseid, name), idnumber, description in zip(
+                rows.select("courseid", "name").iter_rows(), idnumbers, descriptions, strict=True
+            )
+        ],
+    )
+    found = await _groups_named(gateway, conn, _distinct(rows, "courseid"), _distinct(rows, "name"))
+    # The new rows have the highest ids of their name: autoincrement.
+    newest = (
+        found.sort("id", descending=True)
+        .unique(["courseid", KEY], keep="first")
+        .select("courseid", KEY, pl.col("id").alias("groupid"))
+    )
+    return rows.join(newest, on=["courseid", KEY], how="left", maintain_order="left").select(
+        "courseid", "name", "groupid"
+    )
+
+
+async def enrolled(gateway: MoodleGateway, conn: AsyncConnection, pairs: pl.DataFrame) -> pl.DataFrame:
+    """The (courseid, userid) pairs of `pairs` whose user has a user_enrolments row in an enrol instance of the
+    course, any status, and is not deleted: Moodle's is_enrolled() as groups_add_member() calls it.
+
+    The pairs are a derived table joined to enrol (courseid), user_enrolments (its unique enrolid, userid key) and
+    user: index lookups for the pairs asked about only, not every enrolment of the users in the courses."""
+    wanted = _pairs(pairs)
+    schema = gateway.schema
+    quote = gateway.engine.dialect.identifier_preparer.quote
+    enrol, ue, user = (quote(t.name) for t in (schema.enrol, schema.user_enrolments, schema.user))
+    found = await _join_pairs(
+        gateway,
+        conn,
+        wanted.select("courseid", "userid"),
+        "SELECT DISTINCT v.courseid, v.userid FROM {pairs} "
+        f"JOIN {enrol} e ON e.courseid = v.courseid "
+        f"JOIN {ue} ue ON ue.enrolid = e.id AND ue.userid = v.userid "
+        f"JOIN {user} u ON u.id = ue.userid AND u.deleted = 0",
+    )
+    hits = pl.DataFrame(found, schema={"courseid": pl.Int64, "userid": pl.Int64}, orient="row")
+    return wanted.join(hits, on=["courseid", "userid"], how="semi", maintain_order="left")
+
+
+async def memberships(gateway: MoodleGateway, conn: AsyncConnection, pairs: pl.DataFrame) -> pl.DataFrame:
+    """Every current membership of the users of `pairs` in groups of the course paired with them:
+    courseid, userid, groupid, groupname, component, itemid (sorted by courseid, userid, groupid)."""
+    wanted = _pairs(pairs)
+    members, groups = gateway.schema.groups_members, gateway.schema.groups
+    found: list[tuple[Any, ...]] = []
+    for courses, users in _pair_chunks(wanted):
+        query = (
+            select(
+                groups.c.courseid, members.c.userid, groups.c.id, groups.c.name, members.c.component, members.c.itemid
+            )
+            .select_from(members.join(groups, groups.c.id == members.c.groupid))
+            .where(groups.c.courseid.in_(courses), members.c.userid.in_(users))
+        )
+        found.extend(tuple(r) for r in await conn.execute(query))
+    rows = pl.DataFrame(found, schema=MEMBERSHIP_SCHEMA, orient="row").unique()
+    return rows.join(wanted, on=["courseid", "userid"], how="semi").sort("courseid", "userid", "groupid")
+
+
+async def add_members(
+    gateway: MoodleGateway,
+    conn: AsyncConnection,
+    rows: pl.DataFrame,
+    *,
+    now: int,
+    component: str = "",
+    itemid: int = 0,
+    absent: bool = False,
+) -> pl.DataFrame:
+    """groups_add_member() for each distinct (groupid, userid) of `rows` not a member yet (whatever the component of
+    an existing membership: Moodle keeps the first one). Returns the distinct pairs, in first-seen order, with
+    `added` (Boolean). Enrolment is the caller's to check (enrolled()). `absent`: the caller has read, in this
+    transaction, that none of the pairs is a member (stored_members()): not read again."""
+    wanted = (
+        rows.select(pl.col("groupid").cast(pl.Int64), pl.col("userid").cast(pl.Int64))
+        .drop_nulls()
+        .unique(maintain_order=True)
+    )
+    stored = (
+        pl.DataFrame(schema={"id": pl.Int64, "groupid": pl.Int64, "userid": pl.Int64})
+        if absent
+        else await stored_members(gateway, conn, wanted)
+    )
+    result = wanted.join(
+        stored.select("groupid", "userid", pl.lit(False).alias("added")),
+        on=["groupid", "userid"],
+        how="left",
+        maintain_order="left",
+    ).with_columns(pl.col("added").fill_null(True))
+    new = result.filter("added")
+    await gateway.insert_many(
+        conn,
+        gateway.schema.groups_members,
+        [
+            {"groupid": g, "userid": u, "timeadded": now, "component": component, "itemid": itemid}
+            for g, u in new.select("groupid", "userid").iter_rows()
+        ],
+    )
+    await touch_groups(gateway, conn, _distinct(new, "groupid"), now)
+    return result
+
+
+async def remove_members(gateway: MoodleGateway, conn: AsyncConnection, rows: pl.DataFrame, *, now: int) -> int:
+    """groups_remove_member() for each (groupid, userid) of `rows` that is a member; returns how many were."""
+    wanted = (
+        rows.select(pl.col("groupid").cast(pl.Int64), pl.col("userid").cast(pl.Int64))
+        .drop_nulls()
+        .unique(maintain_order=True)
+    )
+    stored = await stored_members(gateway, conn, wanted)
+    removed = await gateway.delete_in(conn, gateway.schema.groups_members, "id", _distinct(stored, "id"))
+    await touch_groups(gateway, conn, _distinct(stored, "groupid"), now)
+    return removed
+
+
+async def delete_groups(gateway: MoodleGateway, conn: AsyncConnection, group_ids: Iterable[int]) -> None:
+    """groups_delete_group() as it writes the database: the group's calendar events, its grouping assignments, its
+    members, then the group. The files of its description and picture (file areas group/description and group/icon)
+    and the per-module group overrides are left to Moodle (its file API and observers): a direct writer cannot
+    remove stored files safely, and orphaned file rows are harmless until Moodle's cleanup."""
+    ids = sorted({int(i) for i in group_ids})
+    if not ids:
+        return
+    schema = gateway.schema
+    await gateway.delete_in(conn, schema.event, "groupid", ids)
+    await gateway.delete_in(conn, schema.groupings_groups, "groupid", ids)
+    await gateway.delete_in(conn, schema.groups_members, "groupid", ids)
+    await gateway.delete_in(conn, schema.groups, "id", ids)
+
+
+async def delete_groupings(
+    gateway: MoodleGateway, conn: AsyncConnection, grouping_ids: Iterable[int], *, now: int | None = None
+) -> None:
+    """groups_delete_grouping() as it writes the database: the grouping's group assignments, the courses using it as
+    their default grouping (defaultgroupingid 0), the activities restricted to it (course_modules.groupingid 0), then
+    the grouping. The description files are left to Moodle (see delete_groups()).
+
+    Beyond Moodle: the courses whose activities changed get their `cacherev` bumped (moodle-db-semantics §1.3).
+    groups_delete_grouping() does not, and the course's cached modinfo keeps the activities' old grouping until
+    something else rebuilds it; a direct writer bumps it after any course_modules change, which costs Moodle only a
+    modinfo rebuild of those courses.
+    """
+    ids = sorted({int(i) for i in grouping_ids})
+    if not ids:
+        return
+    schema = gateway.schema
+    course, modules = schema.course, schema.course_modules
+    await gateway.delete_in(conn, schema.groupings_groups, "groupingid", ids)
+    touched: set[int] = set()
+    for part in chunks(ids):
+        await conn.execute(update(course).where(course.c.defaultgroupingid.in_(part)).values(defaultgroupingid=0))
+        using = select(modules.c.course).distinct().where(modules.c.groupingid.in_(part))
+        touched |= {int(c) for (c,) in await conn.execute(using)}
+        await conn.execute(update(modules).where(modules.c.groupingid.in_(part)).values(groupingid=0))
+    await bump_cacherev(gateway, conn, sorted(touched), int(time.time()) if now is None else now)
+    await gateway.delete_in(conn, schema.groupings, "id", ids)
+
+
+async def bump_cacherev(gateway: MoodleGateway, conn: AsyncConnection, course_ids: Sequence[int], now: int) -> None:
+    """increment_revision_number('course', 'cacherev', ...) for these courses: NULL, below now or above now + 1 hour
+    becomes now, else cacherev + 1 (moodle-db-semantics §1.3)."""
+    course = gateway.schema.course
+    rev = course.c.cacherev
+    bumped = case((rev.is_(None), now), (rev < now, now), (rev > now + 3600, now), else_=rev + 1)
+    for part in chunks(list(course_ids)):
+        await conn.execute(update(course).where(course.c.id.in_(part)).values(cacherev=bumped))
+
+
+async def touch_groups(gateway: MoodleGateway, conn: AsyncConnection, group_ids: Sequence[int], now: int) -> None:
+    """groups.timemodified = now, as adding or removing a member does."""
+    await gateway.update_many(conn, gateway.schema.groups, "id", [{"id": g, "timemodified": now} for g in group_ids])
+
+
+# -- helpers ---------------------------------------------------------------------------------------------
+
+
+async def stored_members(gateway: MoodleGateway, conn: AsyncConnection, wanted: pl.DataFrame) -> pl.DataFrame:
+    """id, groupid, userid of the stored memberships among the (groupid, userid) pairs of `wanted` (one statement a
+    chunk of pairs, through the unique (userid, groupid) key)."""
+    schema: dict[str, type[pl.DataType]] = {"id": pl.Int64, "groupid": pl.Int64, "userid": pl.Int64}
+    members = gateway.engine.dialect.identifier_preparer.quote(gateway.schema.groups_members.name)
+    found = await _join_pairs(
+        gateway,
+        conn,
+        wanted.select("groupid", "userid"),
+        f"SELECT m.id, m.groupid, m.userid FROM {{pairs}} JOIN {members} m "
+        "ON m.groupid = v.groupid AND m.userid = v.userid",
+    )
+    return pl.DataFrame(found, schema=schema, orient="row")
+
+
+async def _join_pairs(
+    gateway: MoodleGateway, conn: AsyncConnection, pairs: pl.DataFrame, sql: str
+) -> list[tuple[Any, ...]]:
+    """Run `sql`, whose {pairs} is replaced by the derived table `v` of the integer pairs (the frame's two column
+    names), once a chunk of pairs. The values are written as literals: thousands of bound parameters a statement
+    cost more to expand, escape and send than the query costs the server; they are only ever integers (int()
+    refuses anything else), so there is nothing to escape."""
+    first, second = pairs.columns
+    found: list[tuple[Any, ...]] = []
+    for part in chunks(list(pairs.iter_rows())):
+        if gateway.kind == "sqlite":
+            values = ", ".join(f"({int(a)}, {int(b)})" for a, b in part)
+            derived = f"(SELECT column1 AS {first}, column2 AS {second} FROM (VALUES {values})) AS v"
+        else:
+            (a, b), rest = part[0], part[1:]
+            others = "".join(f" UNION ALL SELECT {int(x)}, {int(y)}" for x, y in rest)
+            derived = f"(SELECT {int(a)} AS {first}, {int(b)} AS {second}{others}) AS v"
+        found.extend(tuple(r) for r in await conn.exec_driver_sql(sql.replace("{pairs}", derived)))
+    return found
+
+
+def _pairs(pairs: pl.DataFrame) -> pl.DataFrame:
+    return (
+        pairs.select(pl.col("courseid").cast(pl.Int64), pl.col("userid").cast(pl.Int64))
+        .drop_nulls()
+        .unique(maintain_order=True)
+    )
+
+
+def _pair_chunks(pairs: pl.DataFrame) -> Iterable[tuple[list[int], list[int]]]:
+    """The distinct courses and users of each chunk of pairs: two IN lists of at most CHUNK keys a statement."""
+    for start in range(0, pairs.height, CHUNK):
+        part = pairs.slice(start, CHUNK)
+        yield _distinct(part, "courseid"), _distinct(part, "userid")
+
+
+def _distinct(frame: pl.DataFrame, column: str) -> list[Any]:
+    """The distinct non-null values of a column, sorted (stable statements)."""
+    return sorted(frame[column].drop_nulls().unique().to_list())

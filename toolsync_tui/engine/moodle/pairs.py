@@ -1,0 +1,84 @@
+"""Reading rows by exact key tuples: `WHERE (a, b) IN ((1, 2), (3, 4) ...)`, one statement per chunk of tuples.
+
+The bulk reads of an enrolment batch are per (instance, user), (user, context, role) or (group, user): asking for
+`a IN (...) AND b IN (...)` instead returns their cross product, which grows with the table (at 1,000,000 stored
+enrolments, every user of a batch brings back ~50 enrolments for the one the row names). A row-constructor IN list
+is a semi-join on the unique or compound index on MariaDB (and a row-value IN (VALUES ...) on SQLite).
+
+The keys are integers (cast to Int64 by polars: nothing else can get in), written into the statement text; the SQL is
+built here rather than by SQLAlchemy, whose expanding IN renders and binds thousands of parameters per statement.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import polars as pl
+from sqlalchemy import Table
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from toolsync_tui.engine.moodle.gateway import MoodleGateway
+
+TUPLES = 5000  # key tuples a statement
+
+
+def index_on(table: Table, columns: Sequence[str]) -> str | None:
+    """The name of the table's index on exactly these columns, in this order (None when it has none)."""
+    for index in table.indexes:
+        if [c.name for c in index.columns] == list(columns) and index.name is not None:
+            return str(index.name)
+    return None
+
+
+async def fetch_tuples(
+    gateway: MoodleGateway,
+    conn: AsyncConnection,
+    table: Table,
+    key: Sequence[str],
+    values: pl.DataFrame,
+    schema: dict[str, type[pl.DataType]],
+    *,
+    where: Sequence[tuple[str, int | str]] = (),
+    index: str | None = None,
+) -> pl.DataFrame:
+    """The `schema` columns of the rows whose `key` columns are one of the rows of `values` (integer columns, in
+    `key` order; a row with a null is left out) and whose `where` columns equal the given constants. `index`: forced
+    on MariaDB."""
+    wanted = (
+        values.select(pl.all().cast(pl.Int64))
+        .drop_nulls()
+        .unique()
+        .sort(pl.all())
+        # Each tuple's text, "(1, 2)", written by polars: thousands of them per statement.
+        .select(pl.format("(" + ", ".join(["{}"] * values.width) + ")", *values.columns).alias("tuple"))["tuple"]
+    )
+    if wanted.is_empty():
+        return pl.DataFrame(schema=schema)
+    mariadb = gateway.kind == "mariadb"
+    quote = gateway.engine.dialect.identifier_preparer.quote
+    columns = list(schema)
+    head = f"SELECT {', '.join(quote(c) for c in columns)} FROM {quote(table.name)}"
+    if index is not None and mariadb:
+        head += f" FORCE INDEX ({quote(index)})"
+    conditions = [f"{quote(name)} = {_literal(value)}" for name, value in where]
+    row_key = "(" + ", ".join(quote(c) for c in key) + ")"
+    found: list[Sequence[Any]] = []
+    for start in range(0, len(wanted), TUPLES):
+        tuples = ", ".join(wanted.slice(start, TUPLES).to_list())
+        member = f"{row_key} IN ({tuples})" if mariadb else f"{row_key} IN (VALUES {tuples})"
+        sql = f"{head} WHERE {' AND '.join([*conditions, member])}"
+        found.extend(await conn.exec_driver_sql(sql))
+    if not found:
+        return pl.DataFrame(schema=schema)
+    # Column by column: faster than polars' row orientation for thousands of rows.
+    data = dict(zip(columns, map(list, zip(*found, strict=True)), strict=True))
+    return pl.DataFrame(data, schema=schema)
+
+
+def _literal(value: int | str) -> str:
+    if isinstance(value, int):
+        return str(int(value))
+    if value == "":
+        return "''"
+    raise ValueError("only integers and the empty string are written into the statement")

@@ -1,0 +1,132 @@
+"""What direct writes leave stale in Moodle, and how it learns of it (moodle-db-semantics §1.4, §6.6, §7, §11.5).
+
+Written in the batch's own transaction: `accesslib/dirtyusers` and `accesslib/dirtycontexts` flags (open sessions
+reload capabilities and enrolments; context::mark_dirty() for an enabled enrol instance's course), and ended sessions
+(`mdl_sessions` rows deleted: suspended and deleted accounts are logged out on their next request).
+
+After the run: Moodle's cache stores (the enrolment event's session caches, course contacts, the group caches that
+never expire), which only Moodle's own PHP reaches, purged through the bridge (contract §4); without a bridge the
+report says so.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from toolsync_tui.engine.moodle.bridge.client import BridgeError, MoodleBridge
+from toolsync_tui.engine.moodle.gateway import MoodleGateway
+
+DIRTY_USERS = "accesslib/dirtyusers"
+DEFAULT_SESSION_TIMEOUT = 28800  # $CFG->sessiontimeout of a fresh site, in seconds
+
+
+async def mark_users_dirty(
+    gateway: MoodleGateway, conn: AsyncConnection, user_ids: Iterable[int], now: int, session_timeout: int
+) -> int:
+    """Upsert one dirty flag per user, as mark_user_dirty() does: value 1, expiry now + sessiontimeout."""
+    ids = sorted({int(i) for i in user_ids})
+    if not ids:
+        return 0
+    flags = gateway.schema.cache_flags
+    existing = await gateway.fetch_in(
+        conn, flags, "name", [str(i) for i in ids], ["id"], where=flags.c.flagtype == DIRTY_USERS
+    )
+    await gateway.delete_in(conn, flags, "id", existing["id"].to_list())
+    await gateway.insert_many(
+        conn,
+        flags,
+        [
+            {
+                "flagtype": DIRTY_USERS,
+                "name": str(i),
+                "value": "1",
+                "expiry": now + session_timeout,
+                "timemodified": now,
+            }
+            for i in ids
+        ],
+    )
+    return len(ids)
+
+
+async def end_sessions(gateway: MoodleGateway, conn: AsyncConnection, user_ids: Iterable[int]) -> int:
+    """Log users out: Moodle resets a session whose mdl_sessions row is gone."""
+    return await gateway.delete_in(conn, gateway.schema.sessions, "userid", sorted({int(i) for i in user_ids}))
+
+
+DIRTY_CONTEXTS = "accesslib/dirtycontexts"
+
+
+async def mark_contexts_dirty(
+    gateway: MoodleGateway, conn: AsyncConnection, context_ids: Iterable[int], now: int, session_timeout: int
+) -> None:
+    """Upsert one flag per context: name = the context's path, value 1, expiry now + sessiontimeout."""
+    ids = sorted({int(i) for i in context_ids})
+    if not ids:
+        return
+    schema = gateway.schema
+    paths = [str(p) for p in (await gateway.fetch_in(conn, schema.context, "id", ids, ["path"]))["path"].to_list()]
+    flags = schema.cache_flags
+    existing = await gateway.fetch_in(conn, flags, "name", paths, ["id"], where=flags.c.flagtype == DIRTY_CONTEXTS)
+    await gateway.delete_in(conn, flags, "id", existing["id"].to_list())
+    await gateway.insert_many(
+        conn,
+        flags,
+        [
+            {"flagtype": DIRTY_CONTEXTS, "name": p, "value": "1", "expiry": now + session_timeout, "timemodified": now}
+            for p in paths
+        ],
+    )
+
+
+@dataclass
+class EnrolmentEffects:
+    """What went stale in the batch (or would, in a dry run), for the caller's invalidation (§1.4, §6.6, §7).
+
+    dirty_users: users whose enrolments or roles changed (accesslib/dirtyusers flags);
+    group_courses / group_users: courses whose groups or memberships changed, users whose memberships changed
+    (core/groupdata and core/user_group_groupings caches);
+    contact_courses: courses where a course-contact role ($CFG->coursecontact) was assigned (core/coursecontacts).
+    """
+
+    dirty_users: set[int] = field(default_factory=set)
+    group_courses: set[int] = field(default_factory=set)
+    group_users: set[int] = field(default_factory=set)
+    contact_courses: set[int] = field(default_factory=set)
+    # course contexts whose disabled instance was enabled: enrol_plugin::update_status() marks them dirty
+    enabled_contexts: set[int] = field(default_factory=set)
+
+    def update(self, other: EnrolmentEffects) -> None:
+        """Add another batch's effects to these."""
+        self.enabled_contexts |= other.enabled_contexts
+        self.dirty_users |= other.dirty_users
+        self.group_courses |= other.group_courses
+        self.group_users |= other.group_users
+        self.contact_courses |= other.contact_courses
+
+
+async def purge_after_run(bridge: MoodleBridge | None, effects: EnrolmentEffects) -> list[str]:
+    """Purge what `effects` made stale; the report's note on it (none when nothing went stale)."""
+    enrolments = bool(effects.dirty_users or effects.contact_courses)
+    if not (enrolments or effects.group_courses or effects.group_users):
+        return []
+    what = "enrolment and group caches" if enrolments else "group caches"
+    if bridge is None:
+        return [
+            f"{what} were not purged: no Moodle bridge is configured ([bridge] moodle_dir). Logged-in users see "
+            "enrolment changes at once (dirty flags); course listings, groups and memberships may lag until Moodle's "
+            "caches are purged (php admin/cli/purge_caches.php)."
+        ]
+    try:
+        await bridge.purge(
+            events=["changesincategoryenrolment"] if enrolments else [],
+            groupdata_courses=sorted(effects.group_courses),
+            user_group_groupings_users=sorted(effects.group_users),
+            coursecontacts_courses=sorted(effects.contact_courses),
+        )
+    except BridgeError as exc:
+        return [f"{what} were not purged: {exc}"]
+    return [f"Moodle's {what} were purged through the bridge"]

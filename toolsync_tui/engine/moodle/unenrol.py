@@ -1,0 +1,164 @@
+"""unenrol_user($instance, $userid) in bulk, as Moodle 4.5 writes it (moodle-db-semantics §6.3).
+
+1. the memberships and role assignments the instance itself made (component 'enrol_<method>', itemid = instance);
+2. the user_enrolments row;
+3. when it was the user's last enrolment in the course: every remaining role assignment of the user in the course
+   context and below it, every group membership in the course, user_lastaccess of the course, and (mod_forum's
+   observer of user_enrolment_deleted) the user's forum_digests, forum_subscriptions, forum_track_prefs and
+   forum_read rows of the course's forums.
+
+Grades are kept: grade_user_unenrol() needs the course's grade items, a table toolsync does not hold.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import polars as pl
+from sqlalchemy import Table, delete, select, tuple_
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from toolsync_tui.engine.moodle.gateway import MoodleGateway, chunks
+from toolsync_tui.engine.moodle.groups import memberships, remove_members
+
+PAIRS = 500  # (a, b) pairs per DELETE ... WHERE (a, b) IN (...)
+
+
+async def fetch_user_enrolments(
+    gateway: MoodleGateway, conn: AsyncConnection, users: Sequence[int], instances: Sequence[int]
+) -> pl.DataFrame:
+    """The user_enrolments rows of these users through these instances: ue_id, enrolid, userid, ue_status, ue_start,
+    ue_end."""
+    ue = gateway.schema.user_enrolments
+    schema = {
+        "ue_id": pl.Int64,
+        "enrolid": pl.Int64,
+        "userid": pl.Int64,
+        "ue_status": pl.Int64,
+        "ue_start": pl.Int64,
+        "ue_end": pl.Int64,
+    }
+    found = (
+        await gateway.fetch_in(
+            conn,
+            ue,
+            "userid",
+            users,
+            ["id", "enrolid", "userid", "status", "timestart", "timeend"],
+            where=ue.c.enrolid.in_(instances),
+        )
+        if users and instances
+        else pl.DataFrame()
+    )
+    return pl.DataFrame(found.rows(), schema=schema, orient="row") if found.height else pl.DataFrame(schema=schema)
+
+
+async def stored_enrolments(gateway: MoodleGateway, conn: AsyncConnection, rows: pl.DataFrame) -> pl.DataFrame:
+    """rows (enrolid, userid) joined with their stored user_enrolments: ue_id, ue_status, ue_start, ue_end (null
+    when the user is not enrolled through that instance)."""
+    users = sorted(rows["userid"].drop_nulls().unique().to_list())
+    instances = sorted(rows["enrolid"].drop_nulls().unique().to_list())
+    stored = await fetch_user_enrolments(gateway, conn, users, instances)
+    return rows.join(stored, on=["enrolid", "userid"], how="left", maintain_order="left")
+
+
+async def unenrol(gateway: MoodleGateway, conn: AsyncConnection, done: pl.DataFrame, now: int) -> pl.DataFrame:
+    """Unenrol each row of `done` (ue_id, enrolid, plugin, userid, courseid, contextid, context_path; one row per
+    enrolment). Returns the (courseid, userid) pairs whose last enrolment in the course it was, with `groups_left`
+    (whether group memberships were removed)."""
+    schema = gateway.schema
+    component = pl.format("enrol_{}", pl.col("plugin"))
+    own = done.select("courseid", "userid", component.alias("component"), pl.col("enrolid").alias("itemid"))
+    # 1. What the instance itself made (manual and self make none; kept for exactness).
+    members = await memberships(gateway, conn, done.select("courseid", "userid"))
+    await remove_members(
+        gateway, conn, members.join(own, on=["courseid", "userid", "component", "itemid"], how="semi"), now=now
+    )
+    ra = schema.role_assignments
+    await _delete_tuples(
+        conn,
+        ra,
+        ("userid", "contextid", "component", "itemid"),
+        done.select("userid", "contextid", component, "enrolid").rows(),
+    )
+    # 2. The enrolments.
+    await gateway.delete_in(conn, schema.user_enrolments, "id", sorted(done["ue_id"].to_list()))
+    # 3. The last enrolment of the user in the course.
+    pairs = done.select("courseid", "userid", "contextid", "context_path").unique(["courseid", "userid"])
+    left = await _still_enrolled(gateway, conn, pairs)
+    last = pairs.join(left, on=["courseid", "userid"], how="anti")
+    if last.is_empty():
+        return last.select("courseid", "userid", pl.lit(False).alias("groups_left"))
+    await _unassign_in_course(gateway, conn, last)
+    in_course = members.join(last, on=["courseid", "userid"], how="semi")
+    await remove_members(gateway, conn, in_course, now=now)
+    await _delete_tuples(conn, schema.user_lastaccess, ("userid", "courseid"), last.select("userid", "courseid").rows())
+    await _forget_forums(gateway, conn, last)
+    grouped = in_course.select("courseid", "userid").unique().with_columns(pl.lit(True).alias("groups_left"))
+    return (
+        last.select("courseid", "userid")
+        .join(grouped, on=["courseid", "userid"], how="left")
+        .with_columns(pl.col("groups_left").fill_null(False))
+    )
+
+
+async def _still_enrolled(gateway: MoodleGateway, conn: AsyncConnection, pairs: pl.DataFrame) -> pl.DataFrame:
+    """(courseid, userid) of `pairs` with an enrolment left in the course (any instance, any status)."""
+    ue, enrol = gateway.schema.user_enrolments, gateway.schema.enrol
+    found: list[tuple[Any, ...]] = []
+    for part in chunks(pairs.select("courseid", "userid").rows()):
+        courses = sorted({c for c, _ in part})
+        users = sorted({u for _, u in part})
+        query = (
+            select(enrol.c.courseid, ue.c.userid)
+            .select_from(ue.join(enrol, enrol.c.id == ue.c.enrolid))
+            .where(enrol.c.courseid.in_(courses), ue.c.userid.in_(users))
+            .distinct()
+        )
+        found.extend(tuple(r) for r in await conn.execute(query))
+    return pl.DataFrame(found, schema={"courseid": pl.Int64, "userid": pl.Int64}, orient="row")
+
+
+async def _unassign_in_course(gateway: MoodleGateway, conn: AsyncConnection, last: pl.DataFrame) -> None:
+    """role_unassign_all(userid, course context, subcontexts): the course context and every context below it."""
+    ra, context = gateway.schema.role_assignments, gateway.schema.context
+    found: list[tuple[Any, ...]] = []
+    for part in chunks(sorted(last["userid"].unique().to_list())):
+        query = (
+            select(ra.c.id, ra.c.userid, context.c.path)
+            .select_from(ra.join(context, context.c.id == ra.c.contextid))
+            .where(ra.c.userid.in_(part))
+        )
+        found.extend(tuple(r) for r in await conn.execute(query))
+    held = pl.DataFrame(found, schema={"id": pl.Int64, "userid": pl.Int64, "path": pl.String}, orient="row")
+    below = held.join(last.select("userid", "context_path"), on="userid").filter(
+        (pl.col("path") == pl.col("context_path")) | pl.col("path").str.starts_with(pl.col("context_path") + "/")
+    )
+    await gateway.delete_in(conn, ra, "id", sorted(below["id"].unique().to_list()))
+
+
+async def _forget_forums(gateway: MoodleGateway, conn: AsyncConnection, last: pl.DataFrame) -> None:
+    """mod_forum_observer::user_enrolment_deleted for a last enrolment: the user's rows of the course's forums."""
+    schema = gateway.schema
+    courses = sorted(last["courseid"].unique().to_list())
+    forums = await gateway.fetch_in(conn, schema.forum, "course", courses, ["id", "course"])
+    if forums.is_empty():
+        return
+    forums = forums.select(
+        pl.col("id").cast(pl.Int64).alias("forum"), pl.col("course").cast(pl.Int64).alias("courseid")
+    )
+    pairs = last.join(forums, on="courseid").select("userid", "forum").unique().sort("userid", "forum").rows()
+    await _delete_tuples(conn, schema.forum_digests, ("userid", "forum"), pairs)
+    await _delete_tuples(conn, schema.forum_subscriptions, ("userid", "forum"), pairs)
+    await _delete_tuples(conn, schema.forum_track_prefs, ("userid", "forumid"), pairs)
+    await _delete_tuples(conn, schema.forum_read, ("userid", "forumid"), pairs)
+
+
+async def _delete_tuples(
+    conn: AsyncConnection, table: Table, columns: Sequence[str], values: Sequence[tuple[Any, ...]]
+) -> None:
+    """DELETE the rows whose `columns` are one of `values`: one statement per chunk of tuples."""
+    key = tuple_(*(table.c[name] for name in columns))
+    for part in chunks(sorted(set(values)), size=PAIRS):
+        await conn.execute(delete(table).where(key.in_(list(part))))

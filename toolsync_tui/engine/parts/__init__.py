@@ -1,0 +1,1 @@
+"""A row's parts that several families' files share: course enrolments, cohort memberships."""

@@ -1,0 +1,1 @@
+"""One run of one input, whatever the operation: reading, the pipeline, overlap, lock, log, report, preview."""

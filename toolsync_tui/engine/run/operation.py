@@ -1,0 +1,140 @@
+"""What an operation provides to the pipeline: its file's columns and how to apply one batch."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from pathlib import Path
+from typing import ClassVar, Protocol
+
+import polars as pl
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from toolsync_tui.config import Config, OperationSettings
+from toolsync_tui.engine.moodle.gateway import MoodleGateway
+from toolsync_tui.engine.run.command_file import ColumnSpec, CommandFile
+
+PreviousWrite = Callable[[], Awaitable[None]]
+BatchWrite = Callable[[AsyncConnection], Awaitable[None]]
+
+
+class SetupProblem(Exception):
+    """The site or the configuration cannot take this operation at all (a Moodle data directory missing ...)."""
+
+
+class Tryback(Protocol):
+    """The failed rows of a run, written so that the file can be run again as it is."""
+
+    def add(self, rows: pl.DataFrame) -> None: ...
+
+    def close(self) -> Path | None:
+        """The file written, or None when no row failed."""
+        ...
+
+
+class Source(Protocol):
+    """What a run reads: a command file, or an archive of pictures.
+
+    Its batches carry LINE (the record's line, or the entry's position in an archive), PROBLEM (null when the
+    record is well formed) and the `columns`."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def columns(self) -> list[str]: ...
+
+    @property
+    def physical_lines(self) -> int:
+        """Lines (or entries) in all: the progress bar's end."""
+        ...
+
+    def describe(self) -> str:
+        """How the source was read, for the report's heading: "utf-8, separator ';'"."""
+        ...
+
+    def batches(self, size: int) -> Iterator[pl.DataFrame]: ...
+
+    def tryback(self, path: Path) -> Tryback: ...
+
+
+class Operation(ABC):
+    name: ClassVar[str]
+    title: ClassVar[str]
+    columns: ClassVar[ColumnSpec]
+    # Actions counted by the safety threshold (delete, unenrol, suspend ...).
+    destructive_actions: ClassVar[frozenset[str]] = frozenset()
+    # Reads only: never needs a write transaction, and may use larger batches.
+    read_only: ClassVar[bool] = False
+    # On MariaDB, a batch's write may run while the next batch is planned (plan_batch).
+    overlaps_writes: ClassVar[bool] = False
+    # At most this many rows per batch, whatever run.batch_size says (None: no limit): rows that each run Moodle's
+    # PHP for seconds (a course delete) keep the progress moving and a failed call costs few rows.
+    batch_limit: ClassVar[int | None] = None
+    # Not None: the `file` setting is a name prefix and the operation runs on every <prefix>*<suffix> of the inbox in
+    # turn, one run each (picture archives).
+    inputs_suffix: ClassVar[str | None] = None
+
+    def __init__(self, config: Config, gateway: MoodleGateway) -> None:
+        self.config = config
+        self.gateway = gateway
+        self.schema = gateway.schema
+
+    @property
+    def settings(self) -> OperationSettings:
+        return self.config.operation(self.name)
+
+    def open_source(self, path: Path) -> Source:
+        """The run's input, checked as a whole (readable, header ...) before any row is used; raises FileProblem."""
+        return CommandFile.open(path, self.columns, self.config.settings.files)
+
+    async def prepare(self, conn: AsyncConnection, columns: Sequence[str]) -> None:  # noqa: B027 (optional hook)
+        """Read what the whole run needs once (site settings, role ids ...), knowing the file's columns.
+
+        Raises FileProblem for a header the site cannot take (a profile field it does not have ...), SetupProblem for
+        a site or configuration that cannot take the operation.
+        """
+
+    @abstractmethod
+    async def apply(self, conn: AsyncConnection, rows: pl.DataFrame, dry_run: bool) -> pl.DataFrame:
+        """Resolve, plan and (unless dry_run) write one batch of well-formed rows.
+
+        Returns exactly one outcome row per input row (see outcomes.OUTCOME_SCHEMA).
+        """
+
+    async def plan_batch(
+        self, conn: AsyncConnection, rows: pl.DataFrame, previous: PreviousWrite
+    ) -> tuple[pl.DataFrame, BatchWrite]:
+        """With overlaps_writes: plan a batch (reads on `conn`) without writing; its outcomes and its write, which the
+        pipeline runs in conn's transaction while the next batch is planned on another connection (READ COMMITTED).
+        `await previous()` returns when the previous batch's write has ended: await it before any read that write
+        may change."""
+        raise NotImplementedError(f"{self.name} does not overlap its writes")
+
+    async def after_commit(self, outcomes: pl.DataFrame) -> pl.DataFrame:
+        """After a batch's transaction has committed (never in a dry run): work that needs the batch's rows visible to
+        other processes, such as the Moodle bridge. Returns the batch's outcomes, with detail rows added if need be."""
+        return outcomes
+
+    def may_destroy(self, columns: Sequence[str]) -> bool:
+        """Whether a file with these columns can lead to destructive actions (then the safety pre-pass runs)."""
+        return bool(self.destructive_actions)
+
+    def safety_candidates(self, rows: pl.DataFrame) -> pl.DataFrame:
+        """The rows of a batch that can lead to a destructive action: the safety pre-pass dry-runs only these (a
+        file of additions then costs the pre-pass a read of the file, no database work)."""
+        return rows
+
+    async def finish(self, dry_run: bool) -> list[str]:
+        """After the last batch, also after a failure: release what the run held, purge caches; notes for the
+        report."""
+        return []
+
+    async def safety_base(self, conn: AsyncConnection) -> int:
+        """How many existing records the destructive actions draw from (the threshold's 100%)."""
+        return 0
+
+    async def removals_after_rows(self, conn: AsyncConnection) -> int:
+        """Records the run would remove beyond its rows' actions (a purge after the last batch), counted by the
+        safety threshold with them; called after the safety pre-pass has seen every row."""
+        return 0

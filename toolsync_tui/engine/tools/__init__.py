@@ -1,0 +1,1 @@
+"""Command-line tools beside the runs: generated delete and reset files, empty categories cleaned."""

@@ -1,0 +1,1 @@
+"""`toolsync cron`: schedules, the crontab line, notifications."""

@@ -1,0 +1,232 @@
+"""Delete file (userdelete.csv) and suspend file (usersuspend.csv): one account per row, named as in the users file
+(the primary_identity column, else username). Manual operations in the original; here they also run from cron.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import ClassVar
+
+import polars as pl
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from toolsync_tui.engine.connect import open_bridge
+from toolsync_tui.engine.moodle.bridge.client import BridgeError, MoodleBridge
+from toolsync_tui.engine.moodle.gateway import MoodleGateway
+from toolsync_tui.engine.moodle.site_settings import UserSite
+from toolsync_tui.engine.moodle.staleness import end_sessions
+from toolsync_tui.engine.moodle.user_deletion import delete_users, deletion_settings
+from toolsync_tui.engine.rows import LINE, Outcome, outcome_rows, shown
+from toolsync_tui.engine.run.command_file import ColumnSpec, FileProblem
+from toolsync_tui.engine.run.operation import Operation
+from toolsync_tui.engine.users.accounts import PROBLEM, USERID, AccountFinder
+
+IDENTIFYING = ("username", "idnumber", "email")
+
+
+async def delete_accounts(
+    gateway: MoodleGateway,
+    bridge: MoodleBridge | None,
+    conn: AsyncConnection,
+    users: pl.DataFrame,
+    site: UserSite,
+    now: int,
+) -> dict[int, str]:
+    """Delete the accounts of `users` (id, username, email), through Moodle's own delete_user() when the bridge is
+    configured, else directly as delete_user() writes (moodle-db-semantics §5.2). Returns id -> why, for failures."""
+    if users.is_empty():
+        return {}
+    if bridge is not None:
+        ids = users["id"].to_list()
+        try:
+            answers = await bridge.delete_users(ids)
+        except BridgeError as exc:  # the chunks before the failure were done; the rest were not
+            answers = {**dict.fromkeys(ids, f"not deleted: the Moodle bridge failed: {exc}"), **exc.done}
+        return {user_id: error for user_id, error in answers.items() if error is not None}
+    await delete_users(
+        gateway,
+        conn,
+        users.with_columns(pl.lit(site.mnethostid, dtype=pl.Int64).alias("mnethostid")),
+        now=now,
+        actor_id=site.actor_id,
+        session_timeout=site.session_timeout,
+    )
+    return {}
+
+
+async def check_deletion_path(gateway: MoodleGateway, conn: AsyncConnection, bridge: MoodleBridge | None) -> str:
+    """How this run deletes accounts, for the report; FileProblem when it cannot (refused before any row)."""
+    if bridge is not None:
+        return "accounts are deleted through the Moodle bridge, by Moodle's own delete_user()"
+    problem = (await deletion_settings(gateway, conn)).problem
+    if problem is not None:
+        raise FileProblem(f"{problem}; configure the Moodle bridge ([bridge] moodle_dir) to delete users on this site")
+    return (
+        "accounts were deleted directly in the database as Moodle's delete_user() does; the files, blocks and "
+        "comments of their user context are removed by Moodle's hourly context clean-up task (configure the "
+        "Moodle bridge to delete through Moodle itself)"
+    )
+
+
+class _AccountList(Operation):
+    columns = ColumnSpec(optional=IDENTIFYING)
+    verb: ClassVar[str]
+
+    async def prepare(self, conn: AsyncConnection, columns: Sequence[str]) -> None:
+        identity = self.config.settings.operations.users.primary_identity
+        if not any(name in columns for name in IDENTIFYING):
+            raise FileProblem(
+                f"the header names no account: expected a column {identity} (the users primary_identity setting) "
+                "or username"
+            )
+        self.site = await UserSite.read(self.gateway)
+        self.finder = AccountFinder(self.gateway, identity, self.site.mnethostid)
+
+    async def safety_base(self, conn: AsyncConnection) -> int:
+        return await self.site.active_accounts(self.gateway, conn)
+
+    async def _accounts(self, conn: AsyncConnection, rows: pl.DataFrame) -> pl.DataFrame:
+        """The rows with USERID, PROBLEM, `key` (the value that names the account) and the account's state."""
+        rows = rows.with_columns(
+            pl.col(name).fill_null("").str.strip_chars() if name in rows.columns else pl.lit("").alias(name)
+            for name in IDENTIFYING
+        ).with_columns(pl.col("username").str.to_lowercase())
+        found = await self.finder.find(conn, rows)
+        rows = rows.join(found, on=LINE, how="left")
+        key = self.finder.identity
+        rows = rows.with_columns(
+            pl.when(pl.col(key) != "").then(pl.col(key)).otherwise(pl.col("username")).alias("key")
+        )
+        user = self.schema.user
+        ids = rows[USERID].drop_nulls().unique().to_list()
+        stored = await self.gateway.fetch_in(conn, user, "id", ids, ["id", "username", "email", "deleted", "suspended"])
+        stored = stored.select(
+            pl.col("id").cast(pl.Int64).alias(USERID),
+            pl.col("username").cast(pl.String).alias("stored_username"),
+            pl.col("email").cast(pl.String).alias("stored_email"),
+            pl.col("deleted").cast(pl.Int64),
+            pl.col("suspended").cast(pl.Int64),
+        )
+        return rows.join(stored, on=USERID, how="left")
+
+    def _common(self, rows: pl.DataFrame) -> tuple[list[pl.DataFrame], pl.DataFrame]:
+        """Outcomes every list shares (no key, problem, absent, already deleted, protected) and the rows left."""
+        protected = self.site.protected_ids
+        key = shown(pl.col("key"))
+        cases: list[tuple[pl.Expr, Outcome, str | pl.Expr]] = [
+            (pl.col("key") == "", Outcome.FAILED, "the row names no account: its username (or identity) is empty"),
+            (pl.col(PROBLEM).is_not_null(), Outcome.FAILED, pl.col(PROBLEM)),
+            (pl.col(USERID).is_null(), Outcome.SKIPPED, pl.format("no account '{}'; nothing to do", key)),
+            (pl.col("deleted") == 1, Outcome.UNCHANGED, pl.format("the account '{}' is already deleted", key)),
+            (
+                pl.col(USERID).is_in(protected),
+                Outcome.FAILED,
+                pl.format(
+                    f"the account '{{}}' (id {{}}) cannot be {self.verb}: it is the site's guest or an administrator",
+                    key,
+                    USERID,
+                ),
+            ),
+        ]
+        done = pl.lit(False)
+        outcomes = []
+        for condition, outcome, message in cases:
+            outcomes.append(outcome_rows(rows.filter(~done & condition), outcome, "check", pl.col("key"), message))
+            done = done | condition.fill_null(False)
+        return outcomes, rows.filter(~done)
+
+
+class DeleteUsers(_AccountList):
+    name = "deleteusers"
+    title = "Delete users"
+    verb = "deleted"
+    destructive_actions: ClassVar[frozenset[str]] = frozenset({"delete"})
+
+    async def prepare(self, conn: AsyncConnection, columns: Sequence[str]) -> None:
+        await super().prepare(conn, columns)
+        self.bridge = await open_bridge(self.config)
+        self.deletion_note = await check_deletion_path(self.gateway, conn, self.bridge)
+        self.deleted_any = False
+
+    async def finish(self, dry_run: bool) -> list[str]:
+        return [self.deletion_note] if getattr(self, "deleted_any", False) and not dry_run else []
+
+    async def apply(self, conn: AsyncConnection, rows: pl.DataFrame, dry_run: bool) -> pl.DataFrame:
+        outcomes, left = self._common(await self._accounts(conn, rows))
+        # The same account twice in a batch: the first row deletes it.
+        first = pl.col(LINE) == pl.col(LINE).min().over(USERID)
+        again, left = left.filter(~first), left.filter(first)
+        outcomes.append(
+            outcome_rows(again, Outcome.UNCHANGED, "none", pl.col("key"), "the account is deleted by an earlier row")
+        )
+        failures: dict[int, str] = {}
+        if not dry_run:
+            users = left.select(
+                pl.col(USERID).alias("id"),
+                pl.col("stored_username").alias("username"),
+                pl.col("stored_email").alias("email"),
+            )
+            failures = await delete_accounts(self.gateway, self.bridge, conn, users, self.site, int(time.time()))
+            self.deleted_any |= not users.is_empty()
+        failed = pl.col(USERID).is_in(list(failures))
+        would = "would be " if dry_run else ""
+        outcomes.append(
+            outcome_rows(
+                left.filter(~failed),
+                Outcome.DELETED,
+                "delete",
+                pl.col("key"),
+                pl.format(f"User {would}deleted: '{{}}' (id {{}})", "stored_username", USERID),
+            )
+        )
+        outcomes.append(
+            outcome_rows(
+                left.filter(failed),
+                Outcome.FAILED,
+                "delete",
+                pl.col("key"),
+                pl.col(USERID).replace_strict(failures, default="", return_dtype=pl.String),
+            )
+        )
+        return pl.concat(outcomes).sort("line")
+
+
+class SuspendUsers(_AccountList):
+    name = "suspendusers"
+    title = "Suspend users"
+    verb = "suspended"
+    destructive_actions: ClassVar[frozenset[str]] = frozenset({"suspend"})
+
+    async def apply(self, conn: AsyncConnection, rows: pl.DataFrame, dry_run: bool) -> pl.DataFrame:
+        outcomes, left = self._common(await self._accounts(conn, rows))
+        first = pl.col(LINE) == pl.col(LINE).min().over(USERID)
+        already = (pl.col("suspended") == 1) | ~first
+        suspend = left.filter(~already)
+        if not dry_run:
+            now = int(time.time())
+            await self.gateway.update_many(
+                conn,
+                self.schema.user,
+                "id",
+                [{"id": user_id, "suspended": 1, "timemodified": now} for user_id in suspend[USERID].to_list()],
+            )
+            await end_sessions(self.gateway, conn, suspend[USERID].to_list())
+        would = "would be " if dry_run else ""
+        outcomes += [
+            outcome_rows(
+                left.filter(already),
+                Outcome.UNCHANGED,
+                "none",
+                pl.col("key"),
+                pl.format("the account '{}' (id {}) is already suspended", "stored_username", USERID),
+            ),
+            outcome_rows(
+                suspend,
+                Outcome.UPDATED,
+                "suspend",
+                pl.col("key"),
+                pl.format(f"User {would}suspended and logged out: '{{}}' (id {{}})", "stored_username", USERID),
+            ),
+        ]
+        return pl.concat(outcomes).sort("line")

@@ -1,0 +1,630 @@
+"""Users file (userimport.csv): create, update, suspend, delete, revive and rename accounts, with passwords, custom
+profile fields, cohort membership and course enrolments (tool_sync-reference §2.2.1, contract §3).
+
+Per batch: check the values (no database) -> find the accounts -> hash passwords (all cores) -> plan each row from
+what differs -> write in bulk: new users and their contexts, changed columns, profile data, preferences, deletions,
+then the rows' cohort and course parts, each with an outcome line of its own.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import zoneinfo
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import polars as pl
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from toolsync_tui.config import Config
+from toolsync_tui.engine.connect import open_bridge
+from toolsync_tui.engine.moodle.bridge.client import MoodleBridge
+from toolsync_tui.engine.moodle.contexts import SYSTEM_CONTEXT_PATH, ContextLevel, create_contexts
+from toolsync_tui.engine.moodle.gateway import MoodleGateway
+from toolsync_tui.engine.moodle.passwords import (
+    CREATE_PASSWORD_PREFERENCE,
+    NOPASS,
+    TO_BE_GENERATED,
+    PasswordHasher,
+    PasswordRejected,
+)
+from toolsync_tui.engine.moodle.site_settings import UserSite, site_timezone
+from toolsync_tui.engine.moodle.staleness import EnrolmentEffects, end_sessions, mark_users_dirty, purge_after_run
+from toolsync_tui.engine.parts.cohort_memberships import CohortMemberships
+from toolsync_tui.engine.parts.course_enrolments import CourseEnrolments
+from toolsync_tui.engine.rows import LINE, Outcome, outcome_rows, shown
+from toolsync_tui.engine.run.command_file import FileProblem
+from toolsync_tui.engine.run.operation import Operation
+from toolsync_tui.engine.users.accounts import PROBLEM as ACCOUNT_PROBLEM
+from toolsync_tui.engine.users.accounts import SKIP, USERID, AccountFinder
+from toolsync_tui.engine.users.changes import CHANGES, CURRENT, changed_columns, current, revived
+from toolsync_tui.engine.users.columns import NUMERIC_FIELDS, RETIRED_FIELDS, USER_FIELDS, USERS_FILE, course_indexes
+from toolsync_tui.engine.users.lists import check_deletion_path, delete_accounts
+from toolsync_tui.engine.users.profile_fields import (
+    PREFIX,
+    encode_profile_values,
+    load_profile_fields,
+    match_profile_columns,
+    plan_profile_data,
+    profile_column_problems,
+    unique_value_problems,
+    write_profile_data,
+)
+from toolsync_tui.engine.users.profile_fields import PROBLEM as PROFILE_PROBLEM
+from toolsync_tui.engine.users.validation import PROBLEM, SeenUsernames, UserRules, validate_user_rows
+
+ACTION = "__action"
+NEW_PASSWORD = "__password"
+FORCE_CHANGE_PREFERENCE = "auth_forcepasswordchange"
+# Columns compared with the stored account, besides USER_FIELDS.
+STATE_FIELDS = ("username", "suspended")
+# The stored columns every row is planned with (cur_<column>), besides the USER_FIELDS of the file.
+CURRENT_FIELDS = ("id", "username", "deleted", "suspended", "password", "firstname", "lastname", "idnumber", "email")
+
+
+class UsersOperation(Operation):
+    name = "users"
+    title = "Create and update users"
+    columns = USERS_FILE
+    destructive_actions: ClassVar[frozenset[str]] = frozenset({"delete", "suspend"})
+
+    def __init__(self, config: Config, gateway: MoodleGateway) -> None:
+        super().__init__(config, gateway)
+        self.options = config.settings.operations.users
+        # What finish() releases or reports, also when prepare() stops half-way.
+        self.hasher: PasswordHasher | None = None
+        self.notes: list[str] = []
+        self.deleted_any = False
+        self.deletion_note = ""
+        self.effects = EnrolmentEffects(set(), set(), set(), set())
+        self.bridge: MoodleBridge | None = None
+
+    def may_destroy(self, columns: Sequence[str]) -> bool:
+        return "deleted" in columns or "suspended" in columns
+
+    def safety_candidates(self, rows: pl.DataFrame) -> pl.DataFrame:
+        flags = [pl.col(c).str.strip_chars() == "1" for c in ("deleted", "suspended") if c in rows.columns]
+        return rows.filter(pl.any_horizontal(flags)) if flags else rows.clear()
+
+    async def prepare(self, conn: AsyncConnection, columns: Sequence[str]) -> None:
+        settings = self.options
+        self.site = await UserSite.read(self.gateway)
+        self.fields = await load_profile_fields(self.gateway, conn)
+        problems = profile_column_problems(columns, self.fields)
+        if problems:
+            raise FileProblem("; ".join(problems))
+        self.profile_columns = match_profile_columns(columns, self.fields)
+        self.rules = UserRules.from_site(
+            self.site.config,
+            self.schema,
+            allow_rename=settings.allow_rename,
+            timezones=zoneinfo.available_timezones(),
+        )
+        self.timezone = await site_timezone(self.gateway)
+        self.seen = SeenUsernames()
+        self.file_columns = list(columns)
+        self.stored_columns = [*CURRENT_FIELDS, *(f for f in USER_FIELDS if f in columns and f not in CURRENT_FIELDS)]
+        self.finder = AccountFinder(
+            self.gateway, settings.primary_identity, self.site.mnethostid, columns=self.stored_columns
+        )
+        self.course_indexes = course_indexes(self.file_columns)
+        self.enrolments = CourseEnrolments(
+            self.gateway,
+            course_identity=settings.course_identity,
+            site_timezone=self.timezone,
+            actor_id=self.site.actor_id,
+        )
+        if self.course_indexes:
+            await self.enrolments.prepare(conn)
+        self.cohorts = CohortMemberships(self.gateway)
+        if "cohort" in columns:
+            await self.cohorts.prepare(conn)
+        self.bridge = await open_bridge(self.config)
+        if "deleted" in columns:
+            self.deletion_note = await check_deletion_path(self.gateway, conn, self.bridge)
+        self.notes = [
+            f"column {name}: Moodle 4.5 has no such user field; its values were ignored"
+            for name in RETIRED_FIELDS
+            if name in columns
+        ]
+
+    async def finish(self, dry_run: bool) -> list[str]:
+        if self.hasher is not None:
+            await self.hasher.aclose()
+            self.hasher = None
+        notes = list(self.notes)
+        if self.deleted_any and not dry_run:
+            notes.append(self.deletion_note)
+        if not dry_run:
+            notes += await purge_after_run(self.bridge, self.effects)
+        return notes
+
+    async def safety_base(self, conn: AsyncConnection) -> int:
+        return await self.site.active_accounts(self.gateway, conn)
+
+    # -- one batch ------------------------------------------------------------------------------
+
+    async def apply(self, conn: AsyncConnection, rows: pl.DataFrame, dry_run: bool) -> pl.DataFrame:
+        now = int(time.time())
+        checked = self._checked(rows)
+        good = checked.filter(pl.col(PROBLEM).is_null())
+        found, stored = await self.finder.find_stored(conn, good)
+        good = good.join(found, on=LINE, how="left")
+        good = await self._with_current(conn, good, stored)
+        good = await self._with_passwords(good)
+        good = good.with_columns(
+            pl.coalesce(
+                pl.col(ACCOUNT_PROBLEM),
+                pl.Series(await unique_value_problems(self.gateway, conn, good, self.fields)),
+                await self._email_problems(conn, good),
+            ).alias(PROBLEM)
+        )
+        profile_changes = await plan_profile_data(
+            self.gateway, conn, good.filter(pl.col(USERID).is_not_null() & pl.col(PROBLEM).is_null()), self.fields
+        )
+        planned = self._plan(good, profile_changes)
+        outcomes = [
+            outcome_rows(
+                checked.filter(pl.col(PROBLEM).is_not_null()), Outcome.FAILED, "check", _key(), pl.col(PROBLEM)
+            )
+        ]
+        ids: dict[int, int] = {}
+        if not dry_run:
+            ids, failures = await self._write(conn, planned, profile_changes, now)
+            planned = planned.with_columns(
+                pl.when(pl.col(USERID).is_in(list(failures)) & (pl.col(ACTION) == "delete"))
+                .then(pl.col(USERID).replace_strict(failures, default=None, return_dtype=pl.String))
+                .otherwise(pl.col(PROBLEM))
+                .alias(PROBLEM)
+            ).with_columns(
+                pl.when(pl.col(PROBLEM).is_not_null()).then(pl.lit("failed")).otherwise(ACTION).alias(ACTION)
+            )
+        outcomes.append(self._outcomes(planned, ids, dry_run))
+        outcomes.extend(await self._parts(conn, planned, ids, now, dry_run))
+        return pl.concat(outcomes, how="vertical_relaxed").sort("line", "part", nulls_last=False, maintain_order=True)
+
+    def _checked(self, rows: pl.DataFrame) -> pl.DataFrame:
+        validated = validate_user_rows(rows, self.rules, self.seen)
+        profile = encode_profile_values(validated, self.fields, self.timezone)
+        validated = validated.drop([c for c in validated.columns if c.startswith(PREFIX)])
+        checked = pl.concat([validated, profile], how="horizontal")
+        checked = checked.with_columns(pl.coalesce(PROBLEM, PROFILE_PROBLEM, self._mnet_problem()).alias(PROBLEM))
+        return checked.drop(PROFILE_PROBLEM)
+
+    def _mnet_problem(self) -> pl.Expr:
+        if "mnethostid" not in self.file_columns:
+            return pl.lit(None, dtype=pl.String)
+        value, local = pl.col("mnethostid"), str(self.site.mnethostid)
+        return pl.when((value != "") & (value != local)).then(
+            pl.format(
+                f"mnethostid '{{}}': toolsync manages the accounts of this site only (mnet_localhost_id {local})",
+                shown(value),
+            )
+        )
+
+    async def _with_current(self, conn: AsyncConnection, rows: pl.DataFrame, known: pl.DataFrame) -> pl.DataFrame:
+        """The stored values of the accounts found, as cur_<column>; `known`: those already read (the finder's),
+        the others are read here."""
+        wanted = self.stored_columns
+        schema = {c: (pl.Int64 if c in ("id", "deleted", "suspended") else pl.String) for c in wanted}
+
+        def typed(frame: pl.DataFrame) -> pl.DataFrame:
+            return (frame if frame.height else pl.DataFrame(schema=schema)).cast(schema, strict=False)  # type: ignore[arg-type]
+
+        known = typed(known.select(wanted))
+        ids = rows[USERID].drop_nulls().unique()
+        missing = ids.filter(~ids.is_in(known["id"].implode())).to_list()
+        stored = pl.concat([known, typed(await self.gateway.fetch_in(conn, self.schema.user, "id", missing, wanted))])
+        stored = stored.rename({c: CURRENT + c for c in wanted}).rename({CURRENT + "id": USERID})
+        return rows.join(stored, on=USERID, how="left")
+
+    async def _email_problems(self, conn: AsyncConnection, rows: pl.DataFrame) -> pl.Series:
+        """Unless the site allows accounts to share an e-mail: an e-mail this row would write that another account
+        has (case-insensitively, deleted accounts aside), or an earlier row of the batch writes."""
+        none = pl.Series(PROBLEM, [None] * rows.height, dtype=pl.String)
+        if "email" not in rows.columns or self.site.allow_same_email:
+            return none
+        email = pl.col("email")
+        creating = pl.col(USERID).is_null()
+        changing = ~creating & (email.str.to_lowercase() != current("email").str.to_lowercase())
+        if self.options.protect_emails:
+            changing = pl.lit(False)
+        writes = (email != "") & (creating | changing)
+        candidates = (
+            rows.with_row_index("__row").filter(writes).select("__row", USERID, email.str.to_lowercase().alias("key"))
+        )
+        if candidates.is_empty():
+            return none
+        user = self.schema.user
+        holders = await self.gateway.fetch_in(
+            conn,
+            user,
+            "email",
+            candidates["key"].unique().to_list(),
+            ["id", "email"],
+            where=(user.c.deleted == 0) & (user.c.mnethostid == self.site.mnethostid),
+            casefold=True,
+        )
+        holders = holders.select(
+            pl.col("email").cast(pl.String).str.to_lowercase().alias("key"), pl.col("id").cast(pl.Int64).alias("holder")
+        )
+        taken = (
+            candidates.join(holders, on="key")
+            .filter(pl.col(USERID).is_null() | (pl.col("holder") != pl.col(USERID)))
+            .group_by("__row")
+            .agg(pl.col("holder").min(), pl.col("key").first())
+            .select(
+                "__row",
+                pl.format("email '{}' is already the e-mail of another account (id {})", "key", "holder").alias(
+                    "problem"
+                ),
+            )
+        )
+        first = candidates.with_columns(pl.col("__row").min().over("key").alias("first"))
+        repeated = first.filter(pl.col("__row") != pl.col("first")).select(
+            "__row", pl.lit("email is already written by an earlier row of this batch").alias("problem")
+        )
+        found = pl.concat([taken, repeated]).unique("__row", keep="first")
+        problems = (
+            rows.with_row_index("__row").select("__row").join(found, on="__row", how="left", maintain_order="left")
+        )
+        return problems["problem"].alias(PROBLEM)
+
+    async def _with_passwords(self, rows: pl.DataFrame) -> pl.DataFrame:
+        """NEW_PASSWORD: the value to store (a hash, *NOPASS*, 'to be generated'), null to leave the password alone.
+
+        A password that still matches the stored hash keeps it: re-running a file changes nothing."""
+        creating = pl.col(USERID).is_null()
+        generate = self.options.create_passwords
+        if "password" not in rows.columns:
+            fallback = pl.when(creating).then(pl.lit(TO_BE_GENERATED if generate else ""))
+            return rows.with_columns(fallback.alias(NEW_PASSWORD))
+        password = pl.col("password")
+        literal = (
+            pl.when(password == NOPASS)
+            .then(pl.lit(NOPASS))
+            .when((password == "") & creating)
+            .then(pl.lit(TO_BE_GENERATED if generate else ""))
+        )
+        rows = rows.with_columns(literal.alias(NEW_PASSWORD))
+        to_hash = rows.select(
+            pl.arange(0, pl.len()).alias("__i"),
+            (pl.col(PROBLEM).is_null() & (password != "") & (password != NOPASS)).alias("__hash"),
+        )
+        positions = to_hash.filter("__hash")["__i"].to_list()
+        if not positions:
+            return rows
+        hasher = await self._hasher()
+        subset = rows[positions]
+        results = await hasher.hash_many(subset["password"].to_list(), current=subset[CURRENT + "password"].to_list())
+        hashes = [r if isinstance(r, str) else None for r in results]
+        problems = [str(r) if isinstance(r, PasswordRejected) else None for r in results]
+        values = rows[NEW_PASSWORD].scatter(positions, hashes)
+        problem = rows[PROBLEM].scatter(positions, problems) if any(problems) else rows[PROBLEM]
+        return rows.with_columns(values.alias(NEW_PASSWORD), pl.coalesce(pl.col(PROBLEM), problem).alias(PROBLEM))
+
+    async def _hasher(self) -> PasswordHasher:
+        if self.hasher is None:
+            pepper = os.environ.get(self.options.password_pepper_env, "")
+            self.hasher = PasswordHasher(rounds=self.options.password_rounds, pepper=pepper)
+        return self.hasher
+
+    # -- planning -----------------------------------------------------------------------------
+
+    def _plan(self, rows: pl.DataFrame, profile_changes: pl.DataFrame) -> pl.DataFrame:
+        """ACTION per row: failed, skipped, create, update, rename, suspend, reactivate, revive, delete, none; and
+        CHANGES, the columns an update writes."""
+        fields = [f for f in (*STATE_FIELDS, *USER_FIELDS) if f in rows.columns]
+        profile_names = (
+            profile_changes.join(
+                pl.DataFrame(
+                    {"fieldid": [f.id for f in self.fields.values()], "name": [f.column for f in self.fields.values()]},
+                    schema={"fieldid": pl.Int64, "name": pl.String},
+                ),
+                on="fieldid",
+            )
+            .group_by(USERID)
+            .agg(pl.col("name").alias("__profile"))
+        )
+        rows = rows.with_columns(changed_columns(fields, protect_emails=self.options.protect_emails)).join(
+            profile_names, on=USERID, how="left"
+        )
+        password_changed = pl.col(NEW_PASSWORD).is_not_null() & (
+            pl.col(NEW_PASSWORD) != current("password").fill_null("")
+        )
+        changes = pl.concat_list(
+            CHANGES,
+            pl.when(pl.col(USERID).is_not_null() & password_changed)
+            .then(pl.lit(["password"], dtype=pl.List(pl.String)))
+            .otherwise(pl.lit([], dtype=pl.List(pl.String))),
+            pl.col("__profile").fill_null(pl.lit([], dtype=pl.List(pl.String))),
+        )
+        rows = rows.with_columns(changes.alias(CHANGES))
+        deleting = (pl.col("deleted") == "1") if "deleted" in rows.columns else pl.lit(False)
+        found = pl.col(USERID).is_not_null()
+        protected = pl.col(USERID).is_in(self.site.protected_ids)
+        suspending = (
+            pl.col(CHANGES).list.contains("suspended") & (pl.col("suspended") == "1")
+            if "suspended" in rows.columns
+            else pl.lit(False)
+        )
+        mismatch = (pl.col("via") != "oldusername") & found & (current("username") != pl.col("username"))
+        earlier = found & (pl.col(LINE) != pl.col(LINE).min().over(USERID))
+        action = (
+            pl.when(pl.col(PROBLEM).is_not_null())
+            .then(pl.lit("failed"))
+            .when(pl.col(SKIP).is_not_null())
+            .then(pl.lit("skipped"))
+            .when(earlier)
+            .then(pl.lit("duplicate"))
+            .when(deleting & ~found)
+            .then(pl.lit("absent"))
+            .when(deleting & (current("deleted") == 1))
+            .then(pl.lit("none"))
+            .when(deleting & protected)
+            .then(pl.lit("protected"))
+            .when(deleting)
+            .then(pl.lit("delete"))
+            .when(~found)
+            .then(pl.lit("create"))
+            .when(mismatch)
+            .then(pl.lit("mismatch"))
+            .when(suspending & protected)
+            .then(pl.lit("protected"))
+            .when(revived())
+            .then(pl.lit("revive"))
+            .when(pl.col(CHANGES).list.len() == 0)
+            .then(pl.lit("none"))
+            .when(suspending)
+            .then(pl.lit("suspend"))
+            .when(pl.col(CHANGES).list.contains("username"))
+            .then(pl.lit("rename"))
+            .when(pl.col(CHANGES).list.contains("suspended"))
+            .then(pl.lit("reactivate"))
+            .otherwise(pl.lit("update"))
+        )
+        return rows.with_columns(action.alias(ACTION))
+
+    # -- writing ------------------------------------------------------------------------------
+
+    async def _write(
+        self, conn: AsyncConnection, planned: pl.DataFrame, profile_changes: pl.DataFrame, now: int
+    ) -> tuple[dict[int, int], dict[int, str]]:
+        """Apply the plan; returns line -> id of the accounts created, and id -> why for deletions that failed."""
+        action = pl.col(ACTION)
+        creates = planned.filter(action == "create")
+        created = await self._create(conn, creates, now)
+        updates = planned.filter(action.is_in(["update", "rename", "suspend", "reactivate", "revive"]))
+        await self.gateway.update_many(conn, self.schema.user, "id", self._update_rows(updates, now))
+        await write_profile_data(
+            self.gateway, conn, profile_changes.join(updates.select(USERID), on=USERID, how="semi")
+        )
+        await end_sessions(self.gateway, conn, planned.filter(action == "suspend")[USERID].to_list())
+        deletes = planned.filter(action == "delete").select(
+            pl.col(USERID).alias("id"), current("username").alias("username"), current("email").alias("email")
+        )
+        failures = await delete_accounts(self.gateway, self.bridge, conn, deletes, self.site, now)
+        self.deleted_any |= not deletes.is_empty()
+        return created, failures
+
+    async def _create(self, conn: AsyncConnection, creates: pl.DataFrame, now: int) -> dict[int, int]:
+        if creates.is_empty():
+            return {}
+        defaults = self.site.new_user_defaults(now)
+        present = [f for f in ("username", "firstname", "lastname", "suspended", *USER_FIELDS) if f in creates.columns]
+        records: list[dict[str, Any]] = []
+        for row in creates.select(*present, NEW_PASSWORD).iter_rows(named=True):
+            record = dict(defaults)
+            for name in present:
+                value = row[name]
+                if value != "":
+                    record[name] = int(value) if name in NUMERIC_FIELDS else value
+            record["password"] = row[NEW_PASSWORD] or ""
+            records.append(record)
+        user = self.schema.user
+        await self.gateway.insert_many(conn, user, records)
+        made = await self.gateway.fetch_in(
+            conn,
+            user,
+            "username",
+            creates["username"].to_list(),
+            ["id", "username"],
+            where=user.c.mnethostid == self.site.mnethostid,
+        )
+        by_name = dict(zip(made["username"].to_list(), made["id"].to_list(), strict=True))
+        ids = {line: by_name[name] for line, name in creates.select(LINE, "username").iter_rows()}
+        await create_contexts(self.gateway, conn, ContextLevel.USER, [(i, SYSTEM_CONTEXT_PATH) for i in ids.values()])
+        with_ids = creates.with_columns(pl.col(LINE).replace_strict(ids, return_dtype=pl.Int64).alias(USERID))
+        if self.profile_columns:
+            await write_profile_data(
+                self.gateway, conn, await plan_profile_data(self.gateway, conn, with_ids, self.fields)
+            )
+        generated = with_ids.filter(pl.col(NEW_PASSWORD) == TO_BE_GENERATED)[USERID].to_list()
+        await self.gateway.insert_many(
+            conn,
+            self.schema.user_preferences,
+            [
+                {"userid": uid, "name": name, "value": "1"}
+                for uid in generated
+                for name in (CREATE_PASSWORD_PREFERENCE, FORCE_CHANGE_PREFERENCE)
+            ],
+        )
+        return ids
+
+    def _update_rows(self, updates: pl.DataFrame, now: int) -> list[dict[str, Any]]:
+        records = []
+        for row in updates.iter_rows(named=True):
+            record: dict[str, Any] = {"id": row[USERID], "timemodified": now}
+            for name in row[CHANGES]:
+                if name == "password":
+                    record["password"] = row[NEW_PASSWORD]
+                elif not name.startswith(PREFIX):
+                    record[name] = int(row[name]) if name in NUMERIC_FIELDS else row[name]
+            if row[ACTION] == "revive":
+                record["deleted"] = 0
+            records.append(record)
+        return records
+
+    # -- outcomes -----------------------------------------------------------------------------
+
+    def _outcomes(self, planned: pl.DataFrame, created: dict[int, int], dry_run: bool) -> pl.DataFrame:
+        action = pl.col(ACTION)
+        would = "would be " if dry_run else ""
+        who = pl.format("'{}'", pl.col("username"))
+        changed = pl.col(CHANGES).list.join(", ")
+        new_id = pl.col(LINE).replace_strict(created, default=None, return_dtype=pl.Int64)
+        added = (
+            pl.format(f"User account {would}added: {{}}", who)
+            if dry_run
+            else pl.format("User account added: id {}, {}", new_id, who)
+        )
+        identity = self.finder.identity
+        parts: list[tuple[pl.Expr, Outcome, str | pl.Expr, pl.Expr]] = [
+            (action == "failed", Outcome.FAILED, "check", pl.col(PROBLEM)),
+            (action == "skipped", Outcome.SKIPPED, "rename", pl.col(SKIP)),
+            (
+                action == "duplicate",
+                Outcome.FAILED,
+                "check",
+                pl.format("the account {} (id {}) is already changed by an earlier row of this batch", who, USERID),
+            ),
+            (action == "absent", Outcome.SKIPPED, "delete", pl.format("no account {} to delete", who)),
+            (
+                action == "protected",
+                Outcome.FAILED,
+                "check",
+                pl.format(
+                    "the account {} (id {}) cannot be deleted or suspended: {}", who, USERID, _protected_why(self.site)
+                ),
+            ),
+            (
+                action == "delete",
+                Outcome.DELETED,
+                "delete",
+                pl.format(f"User {would}deleted: {{}} (id {{}})", who, USERID),
+            ),
+            (action == "create", Outcome.CREATED, "create", added),
+            (
+                action == "mismatch",
+                Outcome.FAILED,
+                "check",
+                pl.format(
+                    f"{identity} '{{}}' is the account '{{}}', not {{}}; a username changes only through oldusername"
+                    " (setting allow_rename)",
+                    shown(pl.col(identity)) if identity in planned.columns else pl.lit(""),
+                    current("username"),
+                    who,
+                ),
+            ),
+            (
+                action == "revive",
+                Outcome.UPDATED,
+                "revive",
+                pl.format(f"User was {would}revived: {{}} (id {{}})", who, USERID),
+            ),
+            (action == "none", Outcome.UNCHANGED, "none", pl.format("no change: {} (id {})", who, USERID)),
+            (
+                action.is_in(["update", "rename", "suspend", "reactivate"]),
+                Outcome.UPDATED,
+                action,
+                pl.format(f"User account {would}changed: {{}} (id {{}}): {{}}", who, USERID, changed),
+            ),
+        ]
+
+        # One pass over the batch: each row meets exactly one of the conditions (there is one per action), so the
+        # first non-null of the guarded values is that condition's.
+        def pick(values: list[pl.Expr]) -> pl.Expr:
+            return pl.coalesce(pl.when(c).then(v) for (c, *_), v in zip(parts, values, strict=True))
+
+        return planned.filter(pl.any_horizontal(*(condition for condition, *_ in parts))).select(
+            pl.col(LINE).alias("line"),
+            pl.lit(None, dtype=pl.String).alias("part"),
+            pick([pl.lit(outcome.value, dtype=pl.String) for _, outcome, _, _ in parts]).alias("outcome"),
+            pick([a if isinstance(a, pl.Expr) else pl.lit(a, dtype=pl.String) for *_, a, _ in parts]).alias("action"),
+            _key().alias("key"),
+            pick([message.cast(pl.String) for *_, message in parts]).alias("message"),
+        )
+
+    async def _parts(
+        self, conn: AsyncConnection, planned: pl.DataFrame, created: dict[int, int], now: int, dry_run: bool
+    ) -> list[pl.DataFrame]:
+        """Cohort and course outcomes of the rows whose account exists (or, in a dry run, would)."""
+        if "cohort" not in planned.columns and not self.course_indexes:
+            return []
+        live = planned.filter(
+            pl.col(ACTION).is_in(["create", "update", "rename", "suspend", "reactivate", "revive", "none"])
+        )
+        # In a dry run an account still to create has no id: a negative stand-in, never written.
+        stand_in = -pl.col(LINE)
+        new_id = pl.col(LINE).replace_strict(created, default=None, return_dtype=pl.Int64)
+        live = live.with_columns(pl.coalesce(USERID, new_id, stand_in if dry_run else None).alias(USERID))
+        results: list[pl.DataFrame] = []
+        if "cohort" in planned.columns:
+            requests = live.filter(pl.col("cohort") != "").select(
+                LINE,
+                USERID,
+                "cohort",
+                (pl.col("cohortid") if "cohortid" in live.columns else pl.lit("")).alias("cohortid"),
+            )
+            if not requests.is_empty():
+                results.append(await self.cohorts.apply(conn, requests, now=now, dry_run=dry_run))
+        if self.course_indexes:
+            requests = self._course_requests(live)
+            remote = pl.col("wwwroot") != ""
+            results.append(
+                outcome_rows(
+                    requests.filter(remote),
+                    Outcome.FAILED,
+                    "enrol",
+                    pl.col("course"),
+                    pl.format(
+                        "wwwroot '{}': enrolment on another (MNET) site is not supported", shown(pl.col("wwwroot"))
+                    ),
+                    part=pl.col("part"),
+                )
+            )
+            requests = requests.filter(~remote).drop("wwwroot")
+            if not requests.is_empty():
+                details, effects = await self.enrolments.apply(conn, requests, now=now, dry_run=dry_run)
+                results.append(details)
+                if not dry_run:
+                    await mark_users_dirty(self.gateway, conn, effects.dirty_users, now, self.site.session_timeout)
+                    self.effects.update(effects)
+        return results
+
+    def _course_requests(self, live: pl.DataFrame) -> pl.DataFrame:
+        frames = []
+        for n in self.course_indexes:
+
+            def cell(part: str, n: int = n) -> pl.Expr:
+                name = f"{part}{n}"
+                return (pl.col(name) if name in live.columns else pl.lit("")).fill_null("").alias(part)
+
+            frames.append(
+                live.select(
+                    LINE,
+                    pl.lit(f"course{n}").alias("part"),
+                    USERID,
+                    cell("course"),
+                    cell("role"),
+                    cell("group"),
+                    cell("enrol"),
+                    cell("start"),
+                    cell("end"),
+                    cell("wwwroot"),
+                )
+            )
+        return pl.concat(frames).filter(pl.col("course") != "")
+
+
+def _key() -> pl.Expr:
+    return pl.col("username").fill_null("")
+
+
+def _protected_why(site: UserSite) -> pl.Expr:
+    return (
+        pl.when(pl.col(USERID).is_in(sorted(site.admins)))
+        .then(pl.lit("it is a site administrator"))
+        .otherwise(pl.lit("it is the guest account"))
+    )
