@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 import pytest
 
 from tests.support.mariadb_server import SHARED_DUMP, ThrowawayMariaDB
+from tests.support.sandbox import copy_sandbox
 from toolsync_tui.config import Config, new_config
 from toolsync_tui.engine.moodle.baseline import install_baseline
 from toolsync_tui.engine.moodle.gateway import MoodleGateway
@@ -25,7 +26,7 @@ T = TypeVar("T")
 @pytest.fixture(scope="session")
 def mariadb() -> Iterator[ThrowawayMariaDB]:
     """A real MariaDB server on loopback; the suite fails (never skips) when it cannot start."""
-    server = ThrowawayMariaDB.start()
+    server = ThrowawayMariaDB.start(in_memory=True)
     try:
         yield server
     finally:
@@ -101,9 +102,17 @@ def php() -> str:
     return path
 
 
+@pytest.fixture(scope="session")
+def sandbox_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A sandbox made once per test run (1-4 s); each test gets a copy of it (milliseconds)."""
+    directory = tmp_path_factory.mktemp("template") / "sandbox"
+    run_blocking(init_sandbox(directory))
+    return directory
+
+
 @pytest.fixture
-async def sandbox(tmp_path: Path) -> Config:
-    return await init_sandbox(tmp_path / "sandbox")
+def sandbox(sandbox_template: Path, tmp_path: Path) -> Config:
+    return copy_sandbox(sandbox_template, tmp_path / "sandbox")
 
 
 def mariadb_config(tmp_path: Path, url: str) -> Config:
@@ -132,7 +141,7 @@ def mariadb_config(tmp_path: Path, url: str) -> Config:
 async def site(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[tuple[Config, MoodleGateway]]:
     """The same test on the SQLite sandbox and on MariaDB (project schema), with a private data dir."""
     if request.param == "sqlite":
-        config = await init_sandbox(tmp_path / "sandbox")
+        config = copy_sandbox(request.getfixturevalue("sandbox_template"), tmp_path / "sandbox")
         gateway = MoodleGateway.for_sqlite(config.resolve(config.settings.database.sqlite_path), "mdl_")
     else:
         url = request.getfixturevalue("project_db_url")

@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Any
+import os
+import re
+from datetime import datetime
+from pathlib import Path
+from typing import Any, ClassVar
 
-from tests.test_pipeline import inbox_file
+import polars as pl
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
 from toolsync_tui.config import Config
+from toolsync_tui.engine.connect import open_gateway
+from toolsync_tui.engine.datadir.store import DataStore
 from toolsync_tui.engine.moodle.gateway import MoodleGateway
+from toolsync_tui.engine.rows import Outcome, outcome_rows
+from toolsync_tui.engine.run.command_file import ColumnSpec
+from toolsync_tui.engine.run.operation import Operation
 from toolsync_tui.engine.run.pipeline import RunResult, run_operation
 
 
@@ -26,3 +38,72 @@ def report_of(result: RunResult) -> str:
     """The run's text report."""
     assert result.report_path is not None
     return result.report_path.read_text()
+
+
+Site = tuple[Config, MoodleGateway]
+
+
+def inbox_file(config: Config, name: str, content: bytes | str) -> Path:
+    store = DataStore(config.data_dir)
+    store.ensure()
+    path = store.inbox / name
+    path.write_bytes(content.encode() if isinstance(content, str) else content)
+    return path
+
+
+class FlagPurge(Operation):
+    """A test-only destructive operation: deletes the cache_flags rows of one flagtype named in the file."""
+
+    name = "flagpurge"
+    title = "Purge flags (test)"
+    columns = ColumnSpec(required=("name",), headerless=("name",))
+    destructive_actions: ClassVar[frozenset[str]] = frozenset({"delete"})
+    flagtype = ""
+
+    async def apply(self, conn: AsyncConnection, rows: pl.DataFrame, dry_run: bool) -> pl.DataFrame:
+        flags = self.schema.cache_flags
+        existing = await self.gateway.fetch_in(
+            conn, flags, "name", rows["name"].to_list(), ["id", "name"], where=flags.c.flagtype == self.flagtype
+        )
+        known = rows.join(existing, on="name", how="inner")
+        if not dry_run:
+            await self.gateway.delete_in(conn, flags, "id", known["id"].to_list())
+            if "kill" in rows["name"].to_list():  # the server goes away in the middle of a batch
+                await conn.exec_driver_sql("KILL CONNECTION_ID()")
+            if "poison" in rows["name"].to_list():  # a write the database refuses: the batch must roll back
+                await self.gateway.insert_many(
+                    conn, flags, [{"flagtype": "x", "name": "x", "value": None, "expiry": 0}]
+                )
+        missing = rows.join(existing, on="name", how="anti")
+        return pl.concat(
+            [
+                outcome_rows(known, Outcome.DELETED, "delete", pl.col("name"), "deleted"),
+                outcome_rows(missing, Outcome.FAILED, "delete", pl.col("name"), "no such flag"),
+            ]
+        ).sort("line")
+
+    async def safety_base(self, conn: AsyncConnection) -> int:
+        flags = self.schema.cache_flags
+        return int((await conn.execute(select(func.count()).where(flags.c.flagtype == self.flagtype))).scalar_one())
+
+
+async def run_operations(config: Config, *runs: tuple[str, bool]) -> list[RunResult]:
+    """(operation, dry run) in turn on the sandbox, as the command line would run them."""
+    gateway = open_gateway(config)
+    try:
+        return [await run_operation(config, gateway, name, dry_run=dry_run) for name, dry_run in runs]
+    finally:
+        await gateway.close()
+
+
+def date_by_stamp(data_dir: Path) -> None:
+    """Give every file of the history the time its name's stamp says: runs of one test are seconds apart at most."""
+    for folder in ("archive", "reports", "tryback"):
+        for path in (data_dir / folder).iterdir():
+            found = STAMP_IN_NAME.search(path.name)
+            assert found is not None, path
+            moment = datetime.strptime(found[1], "%Y%m%d-%H%M%S").timestamp()
+            os.utime(path, (moment, moment))
+
+
+STAMP_IN_NAME = re.compile(r"(\d{8}-\d{6})")

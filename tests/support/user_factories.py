@@ -17,6 +17,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from tests.support.factories import unique
 from toolsync_tui.engine.moodle.contexts import ContextLevel, create_contexts
 from toolsync_tui.engine.moodle.gateway import MoodleGateway
+from toolsync_tui.engine.users.profile_fields import (
+    ProfileField,
+    load_profile_fields,
+)
 
 SYSTEM_PATH = "/1"
 CATEGORY_CONTEXT = 3  # the context of category 1 in the fresh site (and the sandbox seed)
@@ -304,3 +308,36 @@ def diff(before: Mapping[str, Mapping[int, Mapping[str, Any]]], after: Rows) -> 
             if columns:
                 changed.setdefault(table, {})[row_id] = columns
     return Diff(removed, added, changed)
+
+
+async def add_fields(gateway: MoodleGateway, specs: dict[str, dict[str, Any]]) -> dict[str, ProfileField]:
+    """Field definitions, as profile_save_field() writes them, in a new category; returns them by spec key."""
+    category, field = gateway.schema.user_info_category, gateway.schema.user_info_field
+    shortnames = {key: unique(f"pf{key}") for key in specs}
+    category_name = unique("Category ")
+    async with gateway.transaction() as conn:
+        await gateway.insert_many(conn, category, [{"name": category_name, "sortorder": 1}])
+        [category_id] = (await gateway.fetch_in(conn, category, "name", [category_name], ["id"]))["id"]
+        rows = [
+            {
+                "shortname": shortnames[key],
+                "name": key,
+                "description": "",
+                "descriptionformat": 1,
+                "categoryid": category_id,
+                "sortorder": n,
+                "required": 0,
+                "locked": 0,
+                "visible": 2,
+                "forceunique": 0,
+                "signup": 0,
+                "defaultdata": "",
+                "defaultdataformat": 0,
+                **dict.fromkeys(("param1", "param2", "param3", "param4", "param5")),
+                **spec,
+            }
+            for n, (key, spec) in enumerate(specs.items(), start=1)
+        ]
+        await gateway.insert_many(conn, field, rows)
+        fields = await load_profile_fields(gateway, conn)
+    return {key: fields[shortname] for key, shortname in shortnames.items()}

@@ -7,9 +7,8 @@ import uuid
 from pathlib import Path
 
 from tests.support.moodle_site import Site, moodle_site_fixture, site_config, site_db_fixture
-from tests.support.operation_files import report_of
+from tests.support.operation_files import inbox_file, report_of
 from tests.support.tables import rows_of
-from tests.test_pipeline import inbox_file
 from toolsync_tui.engine.moodle.gateway import MoodleGateway
 from toolsync_tui.engine.run.pipeline import run_operation
 

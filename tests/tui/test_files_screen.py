@@ -13,7 +13,7 @@ from rich.text import Text
 from textual.widgets import DataTable, Input, Static
 
 from tests.support.tables import rows_of
-from tests.ui_helpers import record_notifications, text_of, wait_until
+from tests.support.ui import record_notifications, text_of, wait_until
 from toolsync_tui.app import ToolsyncApp
 from toolsync_tui.config import Config, load_config
 from toolsync_tui.engine.connect import open_gateway

@@ -12,18 +12,16 @@ import asyncio
 import re
 from collections.abc import Callable
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
 from textual.pilot import Pilot
 
-from tests.test_history import date_by_stamp, run_operations
-from tests.ui_helpers import FrozenClock, wait_until
+from tests.support.operation_files import date_by_stamp, run_operations
+from tests.support.ui import FrozenClock, wait_until
 from toolsync_tui.app import ToolsyncApp
 from toolsync_tui.config import Config
 from toolsync_tui.engine.run import pipeline
-from toolsync_tui.engine.sandbox import init_sandbox
 from toolsync_tui.screens.history import HistoryScreen
 from toolsync_tui.screens.report import ReportScreen
 
@@ -50,8 +48,8 @@ def pin_reports(config: Config) -> None:
 
 
 @pytest.fixture
-def history_app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ToolsyncApp:
-    config = asyncio.run(init_sandbox(tmp_path / "sandbox"))
+def history_app(sandbox: Config, monkeypatch: pytest.MonkeyPatch) -> ToolsyncApp:
+    config = sandbox
     for name, dry_run, stamp in RUNS:
         # The engine stamps file names with datetime.now() and offers no clock of its own.
         monkeypatch.setattr(pipeline, "timestamp", lambda moment=None, stamp=stamp: stamp)

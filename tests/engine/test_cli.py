@@ -11,7 +11,7 @@ import pytest
 
 from tests.conftest import run_blocking
 from tests.support.factories import add_courses
-from tests.test_pipeline import FlagPurge
+from tests.support.operation_files import FlagPurge
 from toolsync_tui.cli import main
 from toolsync_tui.config import load_config
 from toolsync_tui.engine import registry

@@ -13,8 +13,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from tests.test_crontab import FAKE_CRONTAB, executable
-from tests.test_notify import Inbox, serve
+from tests.support.mail import Inbox, serve
+from tests.support.schedules import FAKE_CRONTAB, executable
 from toolsync_tui.cli import main
 from toolsync_tui.config import Config
 from toolsync_tui.engine.datadir.store import DataStore

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import io
-import struct
-import zlib
 
 import pytest
 from PIL import ExifTags, Image, ImageFile
 
+from tests.support.images import png_header_only
 from toolsync_tui.engine.pictures.images import Icons, ImageProblem, centre_square, make_icons
 
 RED = (255, 0, 0)
@@ -42,16 +41,6 @@ def pixel(image: Image.Image, x: int, y: int) -> tuple[int, ...]:
 def close(value: tuple[int, ...], colour: tuple[int, int, int], tolerance: int = 40) -> bool:
     """The RGB part of value is within tolerance of colour."""
     return all(abs(a - b) <= tolerance for a, b in zip(value[:3], colour, strict=True))
-
-
-def png_header_only(width: int, height: int) -> bytes:
-    """A PNG that claims width x height pixels in a few dozen bytes."""
-
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0")) + chunk(b"IEND", b"")
 
 
 def test_jpeg_gives_jpeg_icons_of_moodle_sizes() -> None:

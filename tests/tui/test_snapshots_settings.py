@@ -7,19 +7,17 @@ then look at the SVGs before committing.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
 from textual.pilot import Pilot
 from textual.widgets import TabbedContent
 
-from tests.ui_helpers import FrozenClock, touch_all, wait_until
+from tests.support.ui import FrozenClock, touch_all, wait_until
 from toolsync_tui.app import ToolsyncApp
-from toolsync_tui.engine.sandbox import init_sandbox
+from toolsync_tui.config import Config
 from toolsync_tui.screens.settings import SettingsScreen
 
 FILE_TIME = datetime(2026, 1, 5, 9, 0, 0)
@@ -29,8 +27,8 @@ SnapCompare = Callable[..., bool]
 
 
 @pytest.fixture
-def pinned_app(tmp_path: Path) -> ToolsyncApp:
-    config = asyncio.run(init_sandbox(tmp_path / "sandbox"))
+def pinned_app(sandbox: Config) -> ToolsyncApp:
+    config = sandbox
     touch_all(config.data_dir / "inbox", FILE_TIME)
     return ToolsyncApp(config, clock=FrozenClock(FILE_TIME))
 

@@ -5,27 +5,25 @@ Update with `pytest tests/test_snapshots_files.py --snapshot-update`, then look 
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
 from textual.pilot import Pilot
 from textual.widgets import DataTable
 
-from tests.test_snapshots import FILE_TIME, NOW, SIZES, SnapCompare, site_loaded, then
-from tests.ui_helpers import FrozenClock, touch_all, wait_until
+from tests.support.snapshots import FILE_TIME, NOW, SIZES, SnapCompare, site_loaded, then
+from tests.support.ui import FrozenClock, touch_all, wait_until
 from toolsync_tui.app import ToolsyncApp
-from toolsync_tui.engine.sandbox import init_sandbox
+from toolsync_tui.config import Config
 from toolsync_tui.screens.files import FilesScreen
 
 BROKEN = "broken.csv"
 
 
 @pytest.fixture
-def files_app(tmp_path: Path) -> ToolsyncApp:
-    config = asyncio.run(init_sandbox(tmp_path / "sandbox"))
+def files_app(sandbox: Config) -> ToolsyncApp:
+    config = sandbox
     inbox = config.data_dir / "inbox"
     (inbox / BROKEN).write_text(
         "username;firstname;lastname;email\njdoe;John;Doe;john.doe@example.edu\nasmith;Alice\nbprof;Bob;Prof;b@x;y\n"

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 import polars as pl
 from sqlalchemy import select
 
 from tests.support.factories import unique
+from tests.support.user_factories import add_fields
 from toolsync_tui.config import Config
 from toolsync_tui.engine.moodle.gateway import MoodleGateway
 from toolsync_tui.engine.moodle.site_settings import site_timezone
@@ -26,39 +26,6 @@ from toolsync_tui.engine.users.profile_fields import (
 
 Site = tuple[Config, MoodleGateway]
 LONDON = "Europe/London"  # the sandbox's and the baseline's site timezone
-
-
-async def add_fields(gateway: MoodleGateway, specs: dict[str, dict[str, Any]]) -> dict[str, ProfileField]:
-    """Field definitions, as profile_save_field() writes them, in a new category; returns them by spec key."""
-    category, field = gateway.schema.user_info_category, gateway.schema.user_info_field
-    shortnames = {key: unique(f"pf{key}") for key in specs}
-    category_name = unique("Category ")
-    async with gateway.transaction() as conn:
-        await gateway.insert_many(conn, category, [{"name": category_name, "sortorder": 1}])
-        [category_id] = (await gateway.fetch_in(conn, category, "name", [category_name], ["id"]))["id"]
-        rows = [
-            {
-                "shortname": shortnames[key],
-                "name": key,
-                "description": "",
-                "descriptionformat": 1,
-                "categoryid": category_id,
-                "sortorder": n,
-                "required": 0,
-                "locked": 0,
-                "visible": 2,
-                "forceunique": 0,
-                "signup": 0,
-                "defaultdata": "",
-                "defaultdataformat": 0,
-                **dict.fromkeys(("param1", "param2", "param3", "param4", "param5")),
-                **spec,
-            }
-            for n, (key, spec) in enumerate(specs.items(), start=1)
-        ]
-        await gateway.insert_many(conn, field, rows)
-        fields = await load_profile_fields(gateway, conn)
-    return {key: fields[shortname] for key, shortname in shortnames.items()}
 
 
 async def add_users(gateway: MoodleGateway, count: int) -> list[int]:

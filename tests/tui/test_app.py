@@ -13,7 +13,7 @@ from textual import events
 from textual.widgets import DataTable, Log, Static
 from textual.widgets._footer import FooterKey
 
-from tests.ui_helpers import FrozenClock, record_notifications, text_of, wait_until
+from tests.support.ui import FrozenClock, record_notifications, text_of, wait_until
 from toolsync_tui.app import ToolsyncApp
 from toolsync_tui.config import Config
 from toolsync_tui.engine.registry import OPERATIONS

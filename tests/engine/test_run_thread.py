@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.ui_helpers import wait_until
+from tests.support.ui import wait_until
 from toolsync_tui.config import Config
 from toolsync_tui.engine.datadir.store import DataStore
 from toolsync_tui.engine.moodle.gateway import MoodleGateway

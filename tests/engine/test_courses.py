@@ -8,14 +8,11 @@ from typing import Any
 import pytest
 
 from tests.support.course_factories import add_category, add_users
-from tests.support.operation_files import report_of
+from tests.support.operation_files import Site, inbox_file, report_of
 from tests.support.tables import rows_of
-from tests.test_pipeline import inbox_file
 from toolsync_tui.config import Config
 from toolsync_tui.engine.moodle.gateway import MoodleGateway
 from toolsync_tui.engine.run.pipeline import RunProblem, RunResult, run_operation
-
-Site = tuple[Config, MoodleGateway]
 
 
 async def run_courses(config: Config, gateway: MoodleGateway, content: str, **options: Any) -> RunResult:

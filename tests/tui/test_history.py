@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import zipfile
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -12,10 +11,10 @@ from typing import Any
 import pytest
 from textual.widgets import DataTable, Input, Log, Static
 
-from tests.ui_helpers import FrozenClock, record_notifications, wait_until
+from tests.support.operation_files import date_by_stamp, run_operations
+from tests.support.ui import FrozenClock, record_notifications, wait_until
 from toolsync_tui.app import ToolsyncApp
 from toolsync_tui.config import Config
-from toolsync_tui.engine.connect import open_gateway
 from toolsync_tui.engine.datadir import history
 from toolsync_tui.engine.datadir.history import (
     HistoryEntry,
@@ -31,7 +30,6 @@ from toolsync_tui.engine.datadir.history import (
     zip_members,
 )
 from toolsync_tui.engine.rows import counts_text
-from toolsync_tui.engine.run.pipeline import RunResult, run_operation
 from toolsync_tui.screens.confirm import ConfirmScreen
 from toolsync_tui.screens.help import HelpScreen
 from toolsync_tui.screens.history import HistoryScreen, shortened
@@ -40,29 +38,9 @@ from toolsync_tui.screens.run import RunScreen
 
 SIZE = (80, 24)
 NOW = datetime(2026, 1, 5, 9, 5, 0)
-STAMP_IN_NAME = re.compile(r"(\d{8}-\d{6})")
 
 
 # -- helpers, also used by the snapshots ------------------------------------------------------------
-
-
-async def run_operations(config: Config, *runs: tuple[str, bool]) -> list[RunResult]:
-    """(operation, dry run) in turn on the sandbox, as the command line would run them."""
-    gateway = open_gateway(config)
-    try:
-        return [await run_operation(config, gateway, name, dry_run=dry_run) for name, dry_run in runs]
-    finally:
-        await gateway.close()
-
-
-def date_by_stamp(data_dir: Path) -> None:
-    """Give every file of the history the time its name's stamp says: runs of one test are seconds apart at most."""
-    for folder in ("archive", "reports", "tryback"):
-        for path in (data_dir / folder).iterdir():
-            found = STAMP_IN_NAME.search(path.name)
-            assert found is not None, path
-            moment = datetime.strptime(found[1], "%Y%m%d-%H%M%S").timestamp()
-            os.utime(path, (moment, moment))
 
 
 async def open_history(app: ToolsyncApp, pilot: Any) -> HistoryScreen:

@@ -14,7 +14,7 @@ from textual.pilot import Pilot
 from textual.widgets import Input, Select, Static, Switch, TabbedContent
 
 from tests.support.bridge_fakes import fake_moodle
-from tests.ui_helpers import Notes, text_of, wait_until
+from tests.support.ui import Notes, text_of, wait_until
 from toolsync_tui.app import ToolsyncApp
 from toolsync_tui.config import Config, load_config
 from toolsync_tui.screens.confirm import ConfirmScreen

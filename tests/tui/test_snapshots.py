@@ -7,52 +7,28 @@ Update with `pytest tests/test_snapshots.py --snapshot-update`, then look at the
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable
-from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
 from textual.pilot import Pilot
 
-from tests.ui_helpers import FrozenClock, touch_all, wait_until
+from tests.support.snapshots import FILE_TIME, NOW, SIZES, SnapCompare, site_loaded, then
+from tests.support.ui import FrozenClock, touch_all, wait_until
 from toolsync_tui.app import ToolsyncApp
+from toolsync_tui.config import Config
 from toolsync_tui.engine.run import pipeline
-from toolsync_tui.engine.sandbox import init_sandbox
 from toolsync_tui.screens.run import RunScreen
 
-FILE_TIME = datetime(2026, 1, 5, 9, 0, 0)
-NOW = FILE_TIME + timedelta(minutes=5)
 STAMP = "20260105-090500"  # what the engine's report/tryback/archive names would carry
-SIZES = pytest.mark.parametrize("size", [(80, 24), (120, 40)], ids=["80x24", "120x40"])
-
-SnapCompare = Callable[..., bool]
 
 
 @pytest.fixture
-def pinned_app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ToolsyncApp:
-    config = asyncio.run(init_sandbox(tmp_path / "sandbox"))
+def pinned_app(sandbox: Config, monkeypatch: pytest.MonkeyPatch) -> ToolsyncApp:
+    config = sandbox
     touch_all(config.data_dir / "inbox", FILE_TIME)
     # The engine stamps file names with datetime.now() and offers no clock of its own (yet).
     monkeypatch.setattr(pipeline, "timestamp", lambda moment=None: STAMP)
     return ToolsyncApp(config, clock=FrozenClock(NOW))
-
-
-async def site_loaded(pilot: Pilot[Any]) -> None:
-    app = pilot.app
-    assert isinstance(app, ToolsyncApp)
-    assert app.site_loader is not None
-    await app.site_loader.wait()
-    await pilot.pause()
-
-
-def then(*steps: Callable[[Pilot[Any]], Awaitable[None]]) -> Callable[[Pilot[Any]], Awaitable[None]]:
-    async def run_all(pilot: Pilot[Any]) -> None:
-        for step in steps:
-            await step(pilot)
-
-    return run_all
 
 
 async def finished_check(pilot: Pilot[Any]) -> None:

@@ -6,12 +6,8 @@ schedules are read in Europe/Paris: next runs show the conversion. The real cron
 
 from __future__ import annotations
 
-import os
 import shlex
-import time
 from collections.abc import Iterator
-from contextlib import contextmanager
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +15,8 @@ import pytest
 from textual.pilot import Pilot
 from textual.widgets import Button, DataTable, Input, Select, Static
 
-from tests.test_crontab import FAKE_CRONTAB, executable
-from tests.ui_helpers import FrozenClock, Notes, record_notifications, text_of, wait_until
+from tests.support.schedules import NOW, executable, fake_crontab, local_zone, scheduled
+from tests.support.ui import FrozenClock, Notes, record_notifications, text_of, wait_until
 from toolsync_tui.app import ToolsyncApp
 from toolsync_tui.config import Config, load_config
 from toolsync_tui.engine.registry import OPERATIONS
@@ -33,46 +29,12 @@ from toolsync_tui.screens.help import HelpScreen
 from toolsync_tui.screens.schedules import ScheduleEditor, SchedulesScreen, reading
 
 SIZE = (80, 24)
-NOW = datetime(2026, 1, 5, 9, 5)  # a Monday; 10:05 in Paris, the local zone being UTC
-SCHEDULES = {"check": "0 2 * * *", "users": "*/15 * * * *", "enrols": "0 */6 * * *"}
-
-
-@contextmanager
-def local_zone(name: str) -> Iterator[None]:
-    """The system zone, which the naive clock is read in, pinned (and given back afterwards)."""
-    before = os.environ.get("TZ")
-    os.environ["TZ"] = name
-    time.tzset()
-    try:
-        yield
-    finally:
-        if before is None:
-            del os.environ["TZ"]
-        else:
-            os.environ["TZ"] = before
-        time.tzset()
 
 
 @pytest.fixture
 def local_utc() -> Iterator[None]:
     with local_zone("UTC"):
         yield
-
-
-def fake_crontab(config: Config, folder: Path) -> Path:
-    """Point cron.crontab_command at the stand-in program; returns the file holding its crontab."""
-    program = executable(folder / "crontab", FAKE_CRONTAB)
-    config.set("cron.crontab_command", shlex.quote(str(program)))
-    return folder / "crontab.txt"
-
-
-def scheduled(config: Config) -> None:
-    """Schedules in Paris time: two enabled, one paused, the rest off."""
-    config.set("cron.timezone", "Europe/Paris")
-    for name, expression in SCHEDULES.items():
-        config.set(f"operations.{name}.schedule", expression)
-    config.set("operations.enrols.schedule_enabled", False)
-    config.save()
 
 
 @pytest.fixture

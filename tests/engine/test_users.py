@@ -10,9 +10,8 @@ from sqlalchemy import select
 
 from tests.support.course_factories import add_enrolment_courses
 from tests.support.factories import unique
-from tests.support.operation_files import report_of
-from tests.test_pipeline import inbox_file
-from tests.test_profile_fields import add_fields
+from tests.support.operation_files import inbox_file, report_of
+from tests.support.user_factories import add_fields
 from toolsync_tui.config import Config
 from toolsync_tui.engine.moodle.gateway import MoodleGateway
 from toolsync_tui.engine.moodle.passwords import NOPASS, TO_BE_GENERATED

@@ -9,7 +9,6 @@ Update with `pytest tests/test_snapshots_schedules.py --snapshot-update`, then l
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -18,11 +17,10 @@ from typing import Any
 import pytest
 from textual.pilot import Pilot
 
-from tests.test_schedules_screen import NOW, fake_crontab, local_zone, scheduled
-from tests.ui_helpers import FrozenClock
+from tests.support.schedules import NOW, fake_crontab, local_zone, scheduled
+from tests.support.ui import FrozenClock
 from toolsync_tui.app import ToolsyncApp
 from toolsync_tui.config import Config
-from toolsync_tui.engine.sandbox import init_sandbox
 from toolsync_tui.engine.unattended import crontab
 from toolsync_tui.screens import schedules
 from toolsync_tui.screens.schedules import ScheduleEditor, SchedulesScreen
@@ -46,8 +44,8 @@ def mask_machine(config: Config, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def pinned_app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[ToolsyncApp]:
-    config = asyncio.run(init_sandbox(tmp_path / "sandbox"))
+def pinned_app(sandbox: Config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[ToolsyncApp]:
+    config = sandbox
     fake_crontab(config, tmp_path / "fake bin")
     scheduled(config)
     mask_machine(config, monkeypatch)

@@ -15,11 +15,9 @@ import pytest
 from PIL import Image
 
 from tests.support.course_factories import add_users
-from tests.support.operation_files import report_of
+from tests.support.images import png_header_only
+from tests.support.operation_files import Site, inbox_file, report_of
 from tests.support.tables import rows_of
-from tests.test_courses import Site
-from tests.test_picture_images import png_header_only
-from tests.test_pipeline import inbox_file
 from toolsync_tui.engine.datadir.store import DataStore
 from toolsync_tui.engine.moodle.gateway import MoodleGateway
 from toolsync_tui.engine.pictures.images import Icons, make_icons

@@ -8,27 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.schedules import FAKE_CRONTAB, executable
 from toolsync_tui.config import Config, new_config
 from toolsync_tui.engine.unattended.crontab import MARKER, CrontabProblem, cron_line, install, remove, show
 
-# Behaves like crontab(1) for one user: -l prints the crontab or says there is none, - replaces it from stdin.
-FAKE_CRONTAB = """#!/bin/sh
-table="$(dirname "$0")/crontab.txt"
-case "$1" in
-  -l) if [ -f "$table" ]; then cat "$table"; else echo "no crontab for test" >&2; exit 1; fi ;;
-  -) cat > "$table" ;;
-  *) echo "usage: crontab -l | -" >&2; exit 2 ;;
-esac
-"""
-
 OTHERS = "MAILTO=admin@example.org\n# nightly backup\n0 2 * * * /usr/local/bin/backup --all\n\n"
-
-
-def executable(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    path.chmod(0o755)
-    return path
 
 
 def config_with(tmp_path: Path, crontab_command: str) -> Config:

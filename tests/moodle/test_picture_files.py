@@ -8,8 +8,8 @@ import time
 from pathlib import Path
 
 from tests.support.course_factories import add_users
+from tests.support.operation_files import Site
 from tests.support.tables import rows_of
-from tests.test_courses import Site
 from toolsync_tui.engine.moodle.filepool import FilePool
 from toolsync_tui.engine.moodle.icons import (
     NewIcon,

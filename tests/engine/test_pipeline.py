@@ -4,33 +4,22 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
-from typing import ClassVar
 
 import polars as pl
 import pytest
 from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tests.support.factories import add_courses, unique
+from tests.support.operation_files import FlagPurge, inbox_file
 from toolsync_tui.config import Config
 from toolsync_tui.engine import registry
 from toolsync_tui.engine.datadir.store import DataStore
 from toolsync_tui.engine.moodle.gateway import MoodleGateway
 from toolsync_tui.engine.rows import LINE, Outcome, outcome_rows
-from toolsync_tui.engine.run.command_file import ColumnSpec
 from toolsync_tui.engine.run.lock import RunLock
-from toolsync_tui.engine.run.operation import Operation
 from toolsync_tui.engine.run.pipeline import Progress, RunProblem, SafetyStop, run_operation
 
 Site = tuple[Config, MoodleGateway]
-
-
-def inbox_file(config: Config, name: str, content: bytes | str) -> Path:
-    store = DataStore(config.data_dir)
-    store.ensure()
-    path = store.inbox / name
-    path.write_bytes(content.encode() if isinstance(content, str) else content)
-    return path
 
 
 async def test_check_reports_found_and_missing_courses_with_tryback_and_archive(site: Site) -> None:
@@ -189,42 +178,6 @@ async def test_a_run_holding_the_lock_refuses_a_second(site: Site) -> None:
     inbox_file(config, "courses.csv", "X\n")
     with RunLock(config.data_dir, "users"), pytest.raises(RunProblem, match="another run is in progress"):
         await run_operation(config, gateway, "check")
-
-
-class FlagPurge(Operation):
-    """A test-only destructive operation: deletes the cache_flags rows of one flagtype named in the file."""
-
-    name = "flagpurge"
-    title = "Purge flags (test)"
-    columns = ColumnSpec(required=("name",), headerless=("name",))
-    destructive_actions: ClassVar[frozenset[str]] = frozenset({"delete"})
-    flagtype = ""
-
-    async def apply(self, conn: AsyncConnection, rows: pl.DataFrame, dry_run: bool) -> pl.DataFrame:
-        flags = self.schema.cache_flags
-        existing = await self.gateway.fetch_in(
-            conn, flags, "name", rows["name"].to_list(), ["id", "name"], where=flags.c.flagtype == self.flagtype
-        )
-        known = rows.join(existing, on="name", how="inner")
-        if not dry_run:
-            await self.gateway.delete_in(conn, flags, "id", known["id"].to_list())
-            if "kill" in rows["name"].to_list():  # the server goes away in the middle of a batch
-                await conn.exec_driver_sql("KILL CONNECTION_ID()")
-            if "poison" in rows["name"].to_list():  # a write the database refuses: the batch must roll back
-                await self.gateway.insert_many(
-                    conn, flags, [{"flagtype": "x", "name": "x", "value": None, "expiry": 0}]
-                )
-        missing = rows.join(existing, on="name", how="anti")
-        return pl.concat(
-            [
-                outcome_rows(known, Outcome.DELETED, "delete", pl.col("name"), "deleted"),
-                outcome_rows(missing, Outcome.FAILED, "delete", pl.col("name"), "no such flag"),
-            ]
-        ).sort("line")
-
-    async def safety_base(self, conn: AsyncConnection) -> int:
-        flags = self.schema.cache_flags
-        return int((await conn.execute(select(func.count()).where(flags.c.flagtype == self.flagtype))).scalar_one())
 
 
 @pytest.fixture

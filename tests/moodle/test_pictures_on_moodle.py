@@ -32,9 +32,8 @@ from PIL import Image, ImageDraw
 
 from tests.conftest import run_blocking
 from tests.support.moodle_site import Site, moodle_site_fixture, site_config, site_db_fixture
-from tests.support.operation_files import report_of
+from tests.support.operation_files import inbox_file, report_of
 from tests.support.tables import rows_of
-from tests.test_pipeline import inbox_file
 from toolsync_tui.config import Config
 from toolsync_tui.engine.moodle.gateway import MoodleGateway
 from toolsync_tui.engine.run.pipeline import RunResult, run_operation
