@@ -111,7 +111,7 @@ def test_the_safety_threshold_exits_3(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     config_path = init(tmp_path)
-    monkeypatch.setitem(registry.OPERATIONS, "flagpurge", registry.OperationInfo("flagpurge", "t", FlagPurge))
+    monkeypatch.setitem(registry.OPERATIONS, "flagpurge", registry.OperationInfo(FlagPurge))
     monkeypatch.setattr("toolsync_tui.cli.OPERATIONS", registry.OPERATIONS)
 
     async def add_flags() -> None:

@@ -186,7 +186,7 @@ async def flags(site: Site, monkeypatch: pytest.MonkeyPatch) -> tuple[Config, Mo
     flagtype = unique("purge/")
     monkeypatch.setattr(FlagPurge, "flagtype", flagtype)
     monkeypatch.setitem(
-        registry.OPERATIONS, "flagpurge", registry.OperationInfo("flagpurge", FlagPurge.title, FlagPurge)
+        registry.OPERATIONS, "flagpurge", registry.OperationInfo(FlagPurge)
     )
     async with gateway.transaction() as conn:
         await gateway.insert_many(

@@ -22,28 +22,36 @@ from toolsync_tui.engine.users.operation import UsersOperation
 
 @dataclass(frozen=True)
 class OperationInfo:
-    name: str
-    title: str
+    """An operation as the command line and the interface list it: its name and title are its class's own."""
+
     implementation: type[Operation]
+
+    @property
+    def name(self) -> str:
+        return self.implementation.name
+
+    @property
+    def title(self) -> str:
+        return self.implementation.title
 
 
 OPERATIONS: dict[str, OperationInfo] = {
-    info.name: info
-    for info in (
-        OperationInfo("check", "Course existence check", CourseExistenceCheck),
-        OperationInfo("deletecourses", "Delete courses", DeleteCourses),
-        OperationInfo("resetcourses", "Reset courses", ResetCourses),
-        OperationInfo("courses", "Create and update courses", CoursesOperation),
-        OperationInfo("metacourses", "Metacourse bindings", MetaBindingsOperation),
-        OperationInfo("users", "Create and update users", UsersOperation),
-        OperationInfo("deleteusers", "Delete users", DeleteUsers),
-        OperationInfo("suspendusers", "Suspend users", SuspendUsers),
-        OperationInfo("enrols", "Enrolments", EnrolsOperation),
-        OperationInfo("groups", "Groups and groupings", GroupsOperation),
-        OperationInfo("groupmembers", "Group members", GroupMembersOperation),
-        OperationInfo("cohorts", "Cohorts", CohortsOperation),
-        OperationInfo("cohortscourses", "Cohort to course bindings", CohortBindingsOperation),
-        OperationInfo("pictures", "User pictures", PicturesOperation),
+    operation.name: OperationInfo(operation)
+    for operation in (
+        CourseExistenceCheck,
+        DeleteCourses,
+        ResetCourses,
+        CoursesOperation,
+        MetaBindingsOperation,
+        UsersOperation,
+        DeleteUsers,
+        SuspendUsers,
+        EnrolsOperation,
+        GroupsOperation,
+        GroupMembersOperation,
+        CohortsOperation,
+        CohortBindingsOperation,
+        PicturesOperation,
     )
 }
 
