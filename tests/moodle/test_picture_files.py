@@ -10,6 +10,7 @@ from pathlib import Path
 from tests.support.course_factories import add_users
 from tests.support.operation_files import Site
 from tests.support.tables import rows_of
+from toolsync_tui.engine.moodle.contexts import system_context
 from toolsync_tui.engine.moodle.filepool import FilePool
 from toolsync_tui.engine.moodle.icons import (
     NewIcon,
@@ -38,7 +39,7 @@ async def test_a_picture_writes_four_rows_the_content_and_user_picture(site: Sit
     first = (("f1.png", b"one-100"), ("f2.png", b"one-35"), ("f3.png", b"one-512"))
     now = int(time.time())
     async with gateway.transaction() as conn:
-        context = (await user_contexts(gateway, conn, [user]))[user]
+        context = (await user_contexts(gateway, conn, await system_context(gateway, conn), [user]))[user]
         pictures, replaced = await replace_icons(gateway, conn, pool, [NewIcon(user, context, "image/png", first)], now)
     assert replaced == set()
     rows = await rows_of(gateway, gateway.schema.files, contextid=context)
@@ -82,7 +83,7 @@ async def test_a_user_without_a_context_gets_one(site: Site) -> None:
     context = gateway.schema.context
     async with gateway.transaction() as conn:
         await conn.execute(context.delete().where((context.c.contextlevel == 30) & (context.c.instanceid == user)))
-        made = (await user_contexts(gateway, conn, [user]))[user]
+        made = (await user_contexts(gateway, conn, await system_context(gateway, conn), [user]))[user]
     row = (await rows_of(gateway, context, id=made))[0]
     assert (row["contextlevel"], row["instanceid"], row["path"], row["depth"]) == (30, user, f"/1/{made}", 2)
 

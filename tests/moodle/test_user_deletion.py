@@ -24,6 +24,7 @@ from tests.support.user_factories import (
 )
 from toolsync_tui.config import Config
 from toolsync_tui.engine.moodle.gateway import MoodleGateway
+from toolsync_tui.engine.moodle.site_settings import protected_accounts
 from toolsync_tui.engine.moodle.staleness import DIRTY_USERS
 from toolsync_tui.engine.moodle.user_deletion import (
     REQUEST_COMMENT,
@@ -32,7 +33,6 @@ from toolsync_tui.engine.moodle.user_deletion import (
     delete_users,
     deleted_username,
     deleted_username_prefixes,
-    undeletable_users,
     with_suffix,
 )
 
@@ -133,9 +133,9 @@ def test_prefixes_are_computed_for_a_whole_batch() -> None:
 # -- who may not be deleted ---------------------------------------------------------------------------------------
 
 
-async def test_undeletable_users_on_the_real_dump_are_the_admin_and_the_guest(dump_gateway: MoodleGateway) -> None:
+async def test_protected_accounts_on_the_real_dump_are_the_admin_and_the_guest(dump_gateway: MoodleGateway) -> None:
     async with dump_gateway.reading() as conn:
-        assert await undeletable_users(dump_gateway, conn) == {
+        assert await protected_accounts(dump_gateway, conn) == {
             1: "it is the guest account",
             2: "it is a site administrator",
         }
@@ -145,7 +145,7 @@ async def test_an_account_named_guest_on_another_host_is_refused_as_delete_user_
     _, gateway = site
     async with gateway.transaction() as conn:
         other_guest = await add_user(gateway, conn, username="guest", mnethostid=3)
-        reasons = await undeletable_users(gateway, conn)
+        reasons = await protected_accounts(gateway, conn)
     assert reasons[other_guest] == "it is named 'guest', the guest account's name"
     assert reasons[1] == "it is the guest account"
     assert reasons[2] == "it is a site administrator"

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
 from toolsync_tui.config import Config
-from toolsync_tui.engine.moodle.bridge.client import MoodleBridge
+from toolsync_tui.engine.moodle.bridge.client import BridgeError, MoodleBridge
 from toolsync_tui.engine.moodle.gateway import DatabaseError, MoodleGateway
 
 
@@ -34,9 +38,32 @@ def bridge_from_config(config: Config) -> MoodleBridge | None:
     return MoodleBridge(config.resolve(settings.moodle_dir), php=settings.php, run_as=settings.run_as.strip())
 
 
-async def open_bridge(config: Config) -> MoodleBridge | None:
-    """The configured bridge, checked to serve the database toolsync writes to; None when there is none."""
+@dataclass(frozen=True)
+class BridgeLink:
+    """A run's Moodle bridge, opened once: the bridge and its site's `info` when it serves toolsync's database; no
+    bridge when none is configured, or when the configured one does not work (`problem`: why)."""
+
+    bridge: MoodleBridge | None = None
+    info: Mapping[str, Any] = field(default_factory=dict)
+    problem: str | None = None
+
+    def working(self) -> MoodleBridge | None:
+        """The bridge, None when none is configured; BridgeError when the configured one does not work."""
+        if self.problem is not None:
+            raise BridgeError(self.problem)
+        return self.bridge
+
+
+NO_BRIDGE = BridgeLink()
+
+
+async def open_bridge(config: Config) -> BridgeLink:
+    """The configured bridge, checked to serve the database toolsync writes to (this starts PHP once)."""
     bridge = bridge_from_config(config)
-    if bridge is not None:
-        await bridge.verify_database(config.settings.database)
-    return bridge
+    if bridge is None:
+        return NO_BRIDGE
+    try:
+        info = await bridge.verify_database(config.settings.database)
+    except BridgeError as exc:
+        return BridgeLink(problem=str(exc))
+    return BridgeLink(bridge, info)

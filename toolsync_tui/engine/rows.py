@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from enum import StrEnum
+from typing import NamedTuple
 
 import polars as pl
 
@@ -58,18 +59,65 @@ def outcome_rows(
     part: str | pl.Expr | None = None,
 ) -> pl.DataFrame:
     """Outcomes for every row of `rows` (a batch slice); plain strings are literals. With `part`, detail rows."""
-
-    def expr(value: str | pl.Expr | None) -> pl.Expr:
-        return value if isinstance(value, pl.Expr) else pl.lit(value, dtype=pl.String)
-
     return rows.select(
         pl.col(LINE).alias("line"),
-        expr(part).alias("part"),
+        _text(part).alias("part"),
         pl.lit(outcome.value, dtype=pl.String).alias("outcome"),
-        expr(action).alias("action"),
-        expr(key).alias("key"),
-        expr(message).alias("message"),
+        _text(action).alias("action"),
+        _text(key).alias("key"),
+        _text(message).alias("message"),
     )
+
+
+class Rule(NamedTuple):
+    """A planner's rule: the rows `when` holds for get this outcome, action and message (plain strings are literals),
+    unless an earlier rule of the list holds for them."""
+
+    when: pl.Expr
+    outcome: Outcome
+    action: str | pl.Expr
+    message: str | pl.Expr
+
+
+RULE = "__rule"  # the index of the first rule that holds for a row, while first_match picks
+
+
+def first_match(
+    rows: pl.DataFrame,
+    rules: Sequence[Rule],
+    key: str | pl.Expr,
+    *,
+    part: str | pl.Expr | None = None,
+    keep: Sequence[str] = (),
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """One outcome per row, by the first of `rules` that holds for it (a null `when` does not hold).
+
+    Returns the outcomes of the rows a rule holds for, in the rows' order (OUTCOME_SCHEMA, then the `keep` columns of
+    `rows`), and the rows none holds for: what the planner decides next (a write, another list of rules). End the list
+    with a `pl.lit(True)` rule to decide every row.
+    """
+    chosen = pl.coalesce(pl.when(rule.when.fill_null(False)).then(pl.lit(n)) for n, rule in enumerate(rules))
+    numbered = rows.with_columns(chosen.alias(RULE))
+
+    def pick(values: Sequence[str | pl.Expr]) -> pl.Expr:
+        # Only the chosen rule's branch is not null (a null value of its own stays null).
+        return pl.coalesce(pl.when(pl.col(RULE) == n).then(_text(v)) for n, v in enumerate(values)).cast(pl.String)
+
+    decided = numbered.filter(pl.col(RULE).is_not_null()).select(
+        pl.col(LINE).alias("line"),
+        _text(part).alias("part"),
+        pick([rule.outcome.value for rule in rules]).alias("outcome"),
+        pick([rule.action for rule in rules]).alias("action"),
+        _text(key).alias("key"),
+        pick([rule.message for rule in rules]).alias("message"),
+        *keep,
+    )
+    return decided, numbered.filter(pl.col(RULE).is_null()).drop(RULE)
+
+
+def _text(value: str | pl.Expr | None) -> pl.Expr:
+    """An outcome cell: an expression as it is, plain text (or None) as a literal."""
+    return value if isinstance(value, pl.Expr) else pl.lit(value, dtype=pl.String)
 
 
 def row_outcomes(outcomes: pl.DataFrame) -> pl.DataFrame:

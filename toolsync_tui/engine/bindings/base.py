@@ -19,8 +19,6 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from toolsync_tui.config import Config
-from toolsync_tui.engine.connect import open_bridge
-from toolsync_tui.engine.moodle.bridge.client import MoodleBridge
 from toolsync_tui.engine.moodle.enrol_instances import (
     DISABLED,
     ENABLED,
@@ -82,12 +80,12 @@ class InstanceBindings(Operation):
     plugin: ClassVar[str]
     destructive_actions: ClassVar[frozenset[str]] = DESTRUCTIVE
     removing_commands: ClassVar[tuple[str, ...]] = ()  # the cmd values the safety pre-pass dry-runs
+    uses_bridge = True
 
     def __init__(self, config: Config, gateway: MoodleGateway) -> None:
         super().__init__(config, gateway)
         self.effects = EnrolmentEffects()
         self.synced_courses: set[int] = set()
-        self.bridge: MoodleBridge | None = None
         self.session_timeout = 0
         self._site: EnrolmentSite | None = None
 
@@ -112,7 +110,6 @@ class InstanceBindings(Operation):
     async def prepare(self, conn: AsyncConnection, columns: Sequence[str]) -> None:
         self._site = await read_enrolment_site(self.gateway, conn)
         self.session_timeout = (await UserSite.read(self.gateway)).session_timeout
-        self.bridge = await open_bridge(self.config)
 
     async def safety_base(self, conn: AsyncConnection) -> int:
         """The plugin's instances on the site."""

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import polars as pl
 
 from toolsync_tui.engine.parts.cohort_memberships import NAME_MAX
-from toolsync_tui.engine.rows import LINE, OUTCOME_SCHEMA
+from toolsync_tui.engine.rows import OUTCOME_SCHEMA, Outcome, Rule, first_match
 
 KEY = "__ckey"
 ATTRIBUTES = (("name", "__sname"), ("description", "__sdesc"), ("visible", "__svis"))
@@ -118,28 +118,13 @@ def plan_plain_adds(
         ignore_nulls=True,
     )
     message = pl.when(parts != "").then(parts).otherwise(pl.format("cohort '{}' is up to date", shown))
-    outcomes = planned.select(
-        pl.col(LINE).alias("line"),
-        pl.lit(None, pl.String).alias("part"),
-        pl.when(~ok)
-        .then(pl.lit("failed"))
-        .when(pl.col("__added"))
-        .then(pl.lit("created"))
-        .when(changed)
-        .then(pl.lit("updated"))
-        .otherwise(pl.lit("unchanged"))
-        .alias("outcome"),
-        pl.when(~ok)
-        .then(pl.lit("check"))
-        .when(pl.col("__added"))
-        .then(pl.lit("add"))
-        .when(changed)
-        .then(pl.lit("update"))
-        .otherwise(pl.lit("none"))
-        .alias("action"),
-        pl.col("__key").alias("key"),
-        pl.coalesce("__problem", message).alias("message"),
-    ).cast(OUTCOME_SCHEMA)  # type: ignore[arg-type]
+    rules = [
+        Rule(~ok, Outcome.FAILED, "check", pl.col("__problem")),
+        Rule(pl.col("__added"), Outcome.CREATED, "add", message),
+        Rule(changed, Outcome.UPDATED, "update", message),
+        Rule(pl.lit(True), Outcome.UNCHANGED, "none", message),
+    ]
+    outcomes = first_match(planned, rules, pl.col("__key"))[0].cast(OUTCOME_SCHEMA)  # type: ignore[arg-type]
     finals = planned.group_by(KEY, maintain_order=True).agg(
         *(pl.col(name).drop_nulls().last() for name, _ in ATTRIBUTES)
     )

@@ -36,10 +36,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from toolsync_tui.config import Config
 from toolsync_tui.engine.cohorts.adds import plain_add_rows, plan_plain_adds
-from toolsync_tui.engine.connect import open_bridge
-from toolsync_tui.engine.moodle.bridge.client import MoodleBridge
 from toolsync_tui.engine.moodle.categories import CategoryIndex
-from toolsync_tui.engine.moodle.contexts import ContextLevel
+from toolsync_tui.engine.moodle.contexts import system_context
 from toolsync_tui.engine.moodle.enrol_sync import sync_after_run
 from toolsync_tui.engine.moodle.gateway import MoodleGateway, chunks
 from toolsync_tui.engine.moodle.lookup import KeyLookup
@@ -93,6 +91,7 @@ class CohortsOperation(Operation):
     # counted by removals_after_rows().
     destructive_actions: ClassVar[frozenset[str]] = frozenset({"remove", "free", "delete"})
     overlaps_writes = True
+    uses_bridge = True
 
     def __init__(self, config: Config, gateway: MoodleGateway) -> None:
         super().__init__(config, gateway)
@@ -106,7 +105,6 @@ class CohortsOperation(Operation):
         self.system_context = 0
         self.categories: CategoryIndex | None = None  # read when a row first names a category
         self.changed_cohorts: set[int] = set()  # cohorts whose members changed: their enrol_cohort courses sync
-        self.bridge: MoodleBridge | None = None
         self.touched: dict[bool, set[int]] = {True: set(), False: set()}  # stored cohorts the file names, per mode
         self.extra_removed = 0  # members removed by free and delete rows beyond one a row (safety pre-pass)
         # The pairs the batch being written adds, when that is all it writes (None: it writes more, or nothing runs).
@@ -121,13 +119,7 @@ class CohortsOperation(Operation):
         return rows.filter(pl.col("cmd").str.strip_chars().str.to_lowercase().is_in(["del", "free", "delete"]))
 
     async def prepare(self, conn: AsyncConnection, columns: Sequence[str]) -> None:
-        context = self.schema.context
-        query = select(func.min(context.c.id)).where(context.c.contextlevel == int(ContextLevel.SYSTEM))
-        found = (await conn.execute(query)).scalar_one_or_none()
-        if found is None:
-            raise RuntimeError("the database has no system context row: not a Moodle site")
-        self.system_context = int(found)
-        self.bridge = await open_bridge(self.config)
+        self.system_context = (await system_context(self.gateway, conn)).id
 
     async def safety_base(self, conn: AsyncConnection) -> int:
         """The stored cohorts the file names and their members."""

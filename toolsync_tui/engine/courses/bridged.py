@@ -8,7 +8,7 @@ run is not handed to Moodle twice.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -17,8 +17,8 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from toolsync_tui.config import Config
-from toolsync_tui.engine.connect import bridge_from_config
-from toolsync_tui.engine.moodle.bridge.client import BridgeError, MoodleBridge
+from toolsync_tui.engine.connect import NO_BRIDGE, BridgeLink
+from toolsync_tui.engine.moodle.bridge.client import MoodleBridge
 from toolsync_tui.engine.moodle.gateway import MoodleGateway
 from toolsync_tui.engine.moodle.lookup import KeyLookup, answers_by_value, lookup_problem
 from toolsync_tui.engine.rows import LINE, Outcome, OutcomeRow
@@ -41,25 +41,23 @@ class Course:
         return f"course '{self.shortname}' (id {self.id})"
 
 
-async def require_bridge(config: Config, doing: str) -> tuple[MoodleBridge, dict[str, Any]]:
-    """The configured bridge and its site's `info`, checked to serve toolsync's database; FileProblem otherwise."""
-    bridge = bridge_from_config(config)
-    if bridge is None:
+def require_bridge(link: BridgeLink, doing: str) -> tuple[MoodleBridge, Mapping[str, Any]]:
+    """The run's bridge and its site's `info`, checked to serve toolsync's database; FileProblem otherwise."""
+    if link.problem is not None:
+        raise FileProblem(f"{doing} needs the Moodle bridge, which does not work: {link.problem}; nothing was done")
+    if link.bridge is None:
         raise FileProblem(
             f"{doing} runs Moodle's own code through the Moodle bridge, and none is configured: set [bridge] "
             "moodle_dir to the site's directory (the one holding config.php); nothing was done"
         )
-    try:
-        info = await bridge.verify_database(config.settings.database)
-    except BridgeError as exc:
-        raise FileProblem(f"{doing} needs the Moodle bridge, which does not work: {exc}; nothing was done") from None
-    return bridge, info
+    return link.bridge, link.info
 
 
 class BridgedCourses(Operation):
     """Rows naming a course in `column`; subclasses hand the found courses to the bridge."""
 
     batch_limit: ClassVar[int | None] = 50
+    uses_bridge = True
     doing: ClassVar[str]  # "deleting courses", for the refusal without a bridge
     done_verb: ClassVar[str]  # "deleted", for messages
     verb: ClassVar[str]  # "deletes"
@@ -67,16 +65,19 @@ class BridgedCourses(Operation):
     def __init__(self, config: Config, gateway: MoodleGateway) -> None:
         super().__init__(config, gateway)
         self.identifier: str = getattr(self.settings, "identifier", "shortname")  # both operations' settings have one
-        self.bridge: MoodleBridge | None = None
-        self.info: dict[str, Any] = {}
+        self.link = NO_BRIDGE
+        self.info: Mapping[str, Any] = {}
         self.taken: dict[int, int] = {}  # course id -> the line of this pass that deletes or resets it
         self.taken_keys: dict[str, int] = {}  # the same, by the file's (lower-cased) value
         self.writing: bool | None = None  # the pass under way: the safety pre-pass (dry) or the run
         self.sent = False  # courses went to the bridge (for the report's note)
         self.courses = KeyLookup(gateway, self.schema.course, self.identifier, ["id", "category", "shortname"])
 
+    def take_bridge(self, link: BridgeLink) -> None:
+        self.link = link  # refused in prepare(), after the header's own problems
+
     async def prepare(self, conn: AsyncConnection, columns: Sequence[str]) -> None:
-        self.bridge, self.info = await require_bridge(self.config, self.doing)
+        self.bridge, self.info = require_bridge(self.link, self.doing)
 
     async def safety_base(self, conn: AsyncConnection) -> int:
         """The site's courses, its front page left out."""

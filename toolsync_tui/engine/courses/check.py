@@ -9,7 +9,7 @@ import polars as pl
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from toolsync_tui.engine.moodle.lookup import KeyLookup
-from toolsync_tui.engine.rows import LINE, Outcome, outcome_rows
+from toolsync_tui.engine.rows import LINE, Outcome, Rule, first_match
 from toolsync_tui.engine.run.command_file import ColumnSpec
 from toolsync_tui.engine.run.operation import Operation
 
@@ -37,34 +37,28 @@ class CourseExistenceCheck(Operation):
         looked_up = rows.select(LINE, "identifier").join(matches, on="identifier", how="left")
         key = pl.col("identifier")
         label = pl.format(f"Course with {field} '{{}}'", key)
-        empty = looked_up.filter(key == "")
-        bad_id = looked_up.filter((key != "") & pl.col("problem").is_not_null())
-        found = looked_up.filter(pl.col("id").is_not_null())
-        missing = looked_up.filter((key != "") & pl.col("problem").is_null() & pl.col("id").is_null())
         ambiguity = (
             pl.when(pl.col("matches") > 1)
             .then(pl.format("; {} courses match, the one with the lowest id is shown", "matches"))
             .otherwise(pl.lit(""))
         )
-        return pl.concat(
-            [
-                outcome_rows(empty, Outcome.FAILED, "check", key, "empty course identifier"),
-                outcome_rows(bad_id, Outcome.FAILED, "check", key, pl.col("problem")),
-                outcome_rows(
-                    found,
-                    Outcome.UNCHANGED,
-                    "found",
-                    key,
-                    pl.format(
-                        "{} found: id {}, shortname '{}', fullname '{}', idnumber '{}'{}",
-                        label,
-                        "id",
-                        "shortname",
-                        "fullname",
-                        pl.col("idnumber").fill_null(""),
-                        ambiguity,
-                    ),
+        rules = [
+            Rule(key == "", Outcome.FAILED, "check", "empty course identifier"),
+            Rule(pl.col("problem").is_not_null(), Outcome.FAILED, "check", pl.col("problem")),
+            Rule(
+                pl.col("id").is_not_null(),
+                Outcome.UNCHANGED,
+                "found",
+                pl.format(
+                    "{} found: id {}, shortname '{}', fullname '{}', idnumber '{}'{}",
+                    label,
+                    "id",
+                    "shortname",
+                    "fullname",
+                    pl.col("idnumber").fill_null(""),
+                    ambiguity,
                 ),
-                outcome_rows(missing, Outcome.FAILED, "not found", key, pl.format("{} not found", label)),
-            ]
-        ).sort("line")
+            ),
+            Rule(pl.lit(True), Outcome.FAILED, "not found", pl.format("{} not found", label)),
+        ]
+        return first_match(looked_up, rules, key)[0].sort("line")

@@ -29,7 +29,7 @@ import polars as pl
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from toolsync_tui.config import Config
-from toolsync_tui.engine.connect import open_bridge
+from toolsync_tui.engine.connect import BridgeLink
 from toolsync_tui.engine.courses.plan import CoursePlanner, Plan, failed, row_outcome
 from toolsync_tui.engine.courses.site import SECTIONED_FORMATS, CourseSite, read_course_site
 from toolsync_tui.engine.courses.teachers import find_accounts
@@ -47,7 +47,7 @@ from toolsync_tui.engine.courses.writes import (
     weeks_end_date,
     write_sections,
 )
-from toolsync_tui.engine.moodle.bridge.client import BridgeError, MoodleBridge, TemplateItem
+from toolsync_tui.engine.moodle.bridge.client import BridgeError, TemplateItem
 from toolsync_tui.engine.moodle.categories import Category, CategoryIndex, create_paths
 from toolsync_tui.engine.moodle.contexts import child_path, course_contexts, move_contexts
 from toolsync_tui.engine.moodle.gateway import MoodleGateway
@@ -66,6 +66,7 @@ class CoursesOperation(Operation):
     name = "courses"
     title = "Create and update courses"
     columns = ColumnSpec(required=("fullname", "shortname"), optional=OPTIONAL, patterns=PATTERNS)
+    uses_bridge = True
 
     def __init__(self, config: Config, gateway: MoodleGateway) -> None:
         super().__init__(config, gateway)
@@ -74,7 +75,6 @@ class CoursesOperation(Operation):
         self._site: CourseSite | None = None
         self._planner: CoursePlanner | None = None
         self.categories = CategoryIndex()
-        self.bridge: MoodleBridge | None = None
         self.bridge_problem: str | None = None
         self.enrolments: CourseEnrolments | None = None
         self.effects = EnrolmentEffects()
@@ -94,6 +94,11 @@ class CoursesOperation(Operation):
             raise RuntimeError("prepare() must run before apply()")
         return self._planner
 
+    def take_bridge(self, link: BridgeLink) -> None:
+        """Courses are written without the bridge too: one that does not work only refuses the template column, and
+        its reason goes to the report."""
+        self.bridge, self.bridge_problem = link.bridge, link.problem
+
     async def prepare(self, conn: AsyncConnection, columns: Sequence[str]) -> None:
         if self.identifier == "id":
             raise FileProblem(
@@ -102,10 +107,6 @@ class CoursesOperation(Operation):
         self._site = await read_course_site(self.gateway, conn)
         self.categories = await CategoryIndex.read(self.gateway, conn)
         self.template_column = "template" in columns
-        try:
-            self.bridge = await open_bridge(self.config)
-        except BridgeError as exc:
-            self.bridge_problem = str(exc)
         if self.template_column and self.bridge is None:
             why = self.bridge_problem or "no Moodle bridge is configured ([bridge] moodle_dir)"
             raise FileProblem(

@@ -31,7 +31,7 @@ from toolsync_tui.engine.moodle.groups import (
     stored_members,
 )
 from toolsync_tui.engine.moodle.staleness import EnrolmentEffects
-from toolsync_tui.engine.rows import LINE, Outcome, outcome_rows, shown
+from toolsync_tui.engine.rows import LINE, Outcome, Rule, first_match, outcome_rows, shown
 
 ACTION = "group"
 KNOWN_SCHEMA: dict[str, type[pl.DataType]] = {"courseid": pl.Int64, "key": pl.String, "groupid": pl.Int64}
@@ -202,75 +202,65 @@ class GroupSteps:
         would = "would be " if dry_run else ""
         name, course = shown(pl.col("name")), shown(pl.col("cid"))
         missing = pl.col("groupid").is_null() & ~pl.col("created")
-        cases: list[tuple[pl.Expr, Outcome, pl.Expr]] = [
-            (
+        command = pl.col("group_command")
+        rules = [
+            Rule(
                 missing,
                 Outcome.FAILED,
+                command,
                 pl.format(
                     "group '{}' does not exist in course '{}'; gaddcreate or greplacecreate creates it", name, course
                 ),
             ),
-            (
+            Rule(
                 ~pl.col("is_enrolled"),
                 Outcome.FAILED,
+                command,
                 pl.format(
                     "not added to group '{}': the user is not enrolled in course '{}' (groups take enrolled users)",
                     name,
                     course,
                 ),
             ),
-            (
+            Rule(
                 pl.col("created"),
                 Outcome.CREATED,
+                command,
                 pl.format(f"group '{{}}' {would}created in course '{{}}', member {would}added", name, course),
             ),
-            (pl.col("member"), Outcome.UNCHANGED, pl.format("already in group '{}'", name)),
-            (pl.lit(True), Outcome.CREATED, pl.format(f"{would}added to group '{{}}'", name)),
+            Rule(pl.col("member"), Outcome.UNCHANGED, command, pl.format("already in group '{}'", name)),
+            Rule(pl.lit(True), Outcome.CREATED, command, pl.format(f"{would}added to group '{{}}'", name)),
         ]
-        return _cases(adding, cases)
+        return _steps(adding, rules)
 
     @staticmethod
     def _leave_outcomes(leaving: pl.DataFrame, removable: pl.Expr, dry_run: bool) -> pl.DataFrame:
         would = "would be " if dry_run else ""
         name, course = shown(pl.col("name")), shown(pl.col("cid"))
-        cases: list[tuple[pl.Expr, Outcome, pl.Expr]] = [
-            (
+        rules = [
+            Rule(
                 pl.col("groupid").is_null(),
                 Outcome.FAILED,
+                "gdel",
                 pl.format("group '{}' does not exist in course '{}'", name, course),
             ),
-            (~pl.col("member"), Outcome.UNCHANGED, pl.format("not a member of group '{}'", name)),
-            (
+            Rule(~pl.col("member"), Outcome.UNCHANGED, "gdel", pl.format("not a member of group '{}'", name)),
+            Rule(
                 ~removable,
                 Outcome.UNCHANGED,
+                "gdel",
                 pl.format(
                     "membership of group '{}' kept: it was not made by this file (component '{}', protect_groups)",
                     name,
                     pl.col("member_component"),
                 ),
             ),
-            (pl.lit(True), Outcome.DELETED, pl.format(f"{would}removed from group '{{}}'", name)),
+            Rule(pl.lit(True), Outcome.DELETED, "gdel", pl.format(f"{would}removed from group '{{}}'", name)),
         ]
-        return _cases(leaving, cases, action="gdel")
+        return _steps(leaving, rules)
 
 
-def _cases(
-    rows: pl.DataFrame, cases: list[tuple[pl.Expr, Outcome, pl.Expr]], *, action: str | pl.Expr | None = None
-) -> pl.DataFrame:
-    """Detail outcomes, each row by the first case it meets."""
-    done = pl.lit(False)
-    frames = []
-    for condition, outcome, message in cases:
-        chosen = rows.filter(~done & condition)
-        frames.append(
-            outcome_rows(
-                chosen,
-                outcome,
-                action if action is not None else pl.col("group_command"),
-                pl.col("name"),
-                message,
-                part=pl.col("part"),
-            ).with_columns(chosen["__row"].alias("__row"))
-        )
-        done = done | condition
-    return pl.concat(frames).sort("__row", "part").drop("__row")
+def _steps(rows: pl.DataFrame, rules: list[Rule]) -> pl.DataFrame:
+    """The detail outcome of each named group of a row (part g<n>), in the rows' order."""
+    decided, _ = first_match(rows, rules, pl.col("name"), part=pl.col("part"), keep=["__row"])
+    return decided.sort("__row", "part").drop("__row")

@@ -18,13 +18,11 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from toolsync_tui.config import Config
-from toolsync_tui.engine.connect import open_bridge
 from toolsync_tui.engine.enrolments.groups import GroupSteps
 from toolsync_tui.engine.enrolments.resolve import Resolver, choose_instances, instance_problem
 from toolsync_tui.engine.enrolments.roles import plan_roles, write_roles
 from toolsync_tui.engine.enrolments.rows import ENROLS_FILE, GEN, ROLE_MODE, normalised, value_problem
 from toolsync_tui.engine.enrolments.status import course_enrolments, plan_status, write_status
-from toolsync_tui.engine.moodle.bridge.client import MoodleBridge
 from toolsync_tui.engine.moodle.gateway import MoodleGateway
 from toolsync_tui.engine.moodle.site_settings import UserSite, site_timezone
 from toolsync_tui.engine.moodle.staleness import (
@@ -35,7 +33,7 @@ from toolsync_tui.engine.moodle.staleness import (
 )
 from toolsync_tui.engine.moodle.unenrol import stored_enrolments, unenrol
 from toolsync_tui.engine.parts.course_enrolments import CourseEnrolments, first_instances
-from toolsync_tui.engine.rows import LINE, OUTCOME_SCHEMA, Outcome, outcome_rows, shown
+from toolsync_tui.engine.rows import LINE, OUTCOME_SCHEMA, Outcome, Rule, first_match, outcome_rows, shown
 from toolsync_tui.engine.run.operation import Operation
 
 ROW = "__row"
@@ -48,12 +46,12 @@ class EnrolsOperation(Operation):
     columns = ENROLS_FILE
     # The memberships greplace removes count too: the safety check counts every `deleted` line, parts included.
     destructive_actions: ClassVar[frozenset[str]] = frozenset(DESTRUCTIVE)
+    uses_bridge = True
 
     def __init__(self, config: Config, gateway: MoodleGateway) -> None:
         super().__init__(config, gateway)
         self.options = config.settings.operations.enrols
         self.effects = EnrolmentEffects()
-        self.bridge: MoodleBridge | None = None
         self.instances: pl.DataFrame | None = None  # the batch's first_instances(), while current
 
     def may_destroy(self, columns: Sequence[str]) -> bool:
@@ -85,7 +83,6 @@ class EnrolsOperation(Operation):
             self.gateway, user_identifier=self.options.user_identifier, course_identifier=self.options.course_identifier
         )
         self.groups = GroupSteps(self.gateway, protect=self.options.protect_groups)
-        self.bridge = await open_bridge(self.config)
 
     async def safety_base(self, conn: AsyncConnection) -> int:
         """The enrolments the file draws from; role assignments of component '' for a role-only file."""
@@ -306,44 +303,29 @@ class EnrolsOperation(Operation):
         if rows.is_empty():
             return _empty()
         rows = await stored_enrolments(self.gateway, conn, rows)
-        enrolled = rows.filter(pl.col("ue_id").is_not_null())
-        absent = rows.filter(pl.col("ue_id").is_null())
+        enrolled = pl.col("ue_id").is_not_null()
         if not dry_run:
-            await self._unenrol_rows(conn, enrolled, now, effects)
+            await self._unenrol_rows(conn, rows.filter(enrolled), now, effects)
         would = "would be " if dry_run else ""
-        return pl.concat(
-            [
-                _own(
-                    outcome_rows(
-                        enrolled,
-                        Outcome.DELETED,
-                        "unenrol",
-                        _key(),
-                        pl.format(
-                            f"User '{{}}' {would}unenrolled from course '{{}}' ({{}})",
-                            "username",
-                            "shortname",
-                            "plugin",
-                        ),
-                    ),
-                    enrolled,
+        rules = [
+            Rule(
+                enrolled,
+                Outcome.DELETED,
+                "unenrol",
+                pl.format(
+                    f"User '{{}}' {would}unenrolled from course '{{}}' ({{}})", "username", "shortname", "plugin"
                 ),
-                _own(
-                    outcome_rows(
-                        absent,
-                        Outcome.UNCHANGED,
-                        "none",
-                        _key(),
-                        pl.format(
-                            "not enrolled in course '{}' through its {} instance; nothing to unenrol",
-                            "shortname",
-                            "plugin",
-                        ),
-                    ),
-                    absent,
+            ),
+            Rule(
+                pl.lit(True),
+                Outcome.UNCHANGED,
+                "none",
+                pl.format(
+                    "not enrolled in course '{}' through its {} instance; nothing to unenrol", "shortname", "plugin"
                 ),
-            ]
-        )
+            ),
+        ]
+        return _own(first_match(rows, rules, _key())[0], rows)
 
     async def _status(
         self, conn: AsyncConnection, rows: pl.DataFrame, now: int, dry_run: bool, effects: EnrolmentEffects
@@ -454,20 +436,20 @@ class EnrolsOperation(Operation):
         would = "would be " if dry_run else ""
         role, course = pl.col("role_shortname"), pl.col("shortname")
         others = pl.col("other_roles").list.len()
-        cases: list[tuple[pl.Expr, Outcome, str, pl.Expr]] = [
-            (
+        rules = [
+            Rule(
                 action == "assign",
                 Outcome.CREATED,
                 "assign",
                 pl.format(f"Role '{{}}' {would}added for '{{}}' in course '{{}}'", role, "username", course),
             ),
-            (
+            Rule(
                 action == "unassign",
                 Outcome.DELETED,
                 "unassign",
                 pl.format(f"Role '{{}}' {would}removed from '{{}}' in course '{{}}'", role, "username", course),
             ),
-            (
+            Rule(
                 action == "shift",
                 Outcome.UPDATED,
                 "shift",
@@ -479,26 +461,20 @@ class EnrolsOperation(Operation):
                     others,
                 ),
             ),
-            (
+            Rule(
                 (action == "none") & (pl.col("command") == "del"),
                 Outcome.UNCHANGED,
                 "none",
                 pl.format("'{}' has no role '{}' in course '{}'; nothing to remove", "username", role, course),
             ),
-            (
-                action == "none",
+            Rule(
+                pl.lit(True),  # role_action "none": add or shift of a role held already
                 Outcome.UNCHANGED,
                 "none",
                 pl.format("'{}' already has the role '{}' in course '{}'", "username", role, course),
             ),
         ]
-        frames = []
-        done = pl.lit(False)
-        for condition, outcome, name, message in cases:
-            chosen = planned.filter(~done & condition)
-            frames.append(_own(outcome_rows(chosen, outcome, name, _key(), message), chosen))
-            done = done | condition
-        return pl.concat(frames)
+        return _own(first_match(planned, rules, _key())[0], planned)
 
 
 _COLUMNS = [ROW, LINE, "line", "part", "outcome", "action", "key", "message", "enrolled_after"]

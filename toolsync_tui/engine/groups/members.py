@@ -18,14 +18,12 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from toolsync_tui.config import Config
-from toolsync_tui.engine.connect import open_bridge
 from toolsync_tui.engine.groups.common import GroupCaches, course_lookup, resolve_courses
 from toolsync_tui.engine.groups.purge import plan_purge
 from toolsync_tui.engine.moodle import groups as gm
-from toolsync_tui.engine.moodle.bridge.client import MoodleBridge
 from toolsync_tui.engine.moodle.gateway import MoodleGateway, chunks
 from toolsync_tui.engine.moodle.lookup import KeyLookup
-from toolsync_tui.engine.rows import LINE, OUTCOME_SCHEMA, Outcome, cells
+from toolsync_tui.engine.rows import LINE, OUTCOME_SCHEMA, Outcome, Rule, cells, first_match
 from toolsync_tui.engine.run.command_file import ColumnSpec
 from toolsync_tui.engine.run.operation import Operation
 
@@ -50,12 +48,12 @@ class GroupMembersOperation(Operation):
     columns = ColumnSpec(required=("groupid", "userid"), optional=("courseid", "cmd"))
     # `del` rows and the groups a `shift` leaves are `deleted` lines, which the safety check counts by themselves.
     destructive_actions: ClassVar[frozenset[str]] = frozenset({"remove"})
+    uses_bridge = True
 
     def __init__(self, config: Config, gateway: MoodleGateway) -> None:
         super().__init__(config, gateway)
         self.options = config.settings.operations.groupmembers
         self.caches = GroupCaches()
-        self.bridge: MoodleBridge | None = None
         # The file's courses and the groups it fills, per mode: the safety pre-pass (a dry run) comes before the run.
         self.courses: dict[bool, set[int]] = {True: set(), False: set()}
         self.filled: dict[bool, set[int]] = {True: set(), False: set()}
@@ -76,9 +74,6 @@ class GroupMembersOperation(Operation):
         if self.options.purge_empty != "off" or "cmd" not in rows.columns:
             return rows
         return rows.filter(pl.col("cmd").str.strip_chars().str.to_lowercase().is_in(["shift", "del"]))
-
-    async def prepare(self, conn: AsyncConnection, columns: Sequence[str]) -> None:
-        self.bridge = await open_bridge(self.config)
 
     async def safety_base(self, conn: AsyncConnection) -> int:
         """The memberships of the file's courses, and with the purge their groups (and groupings)."""
@@ -295,35 +290,21 @@ class GroupMembersOperation(Operation):
             )
         )
         name = pl.col(GROUP_NAME)
-        bulk_outcomes = planned.select(
-            pl.col(LINE).alias("line"),
-            pl.lit(None, dtype=pl.String).alias("part"),
-            pl.when(~pl.col(ENROLLED))
-            .then(pl.lit(Outcome.FAILED.value))
-            .when(pl.col(ADDED))
-            .then(pl.lit(Outcome.CREATED.value))
-            .otherwise(pl.lit(Outcome.UNCHANGED.value))
-            .alias("outcome"),
-            pl.when(~pl.col(ENROLLED))
-            .then(pl.lit("check"))
-            .when(pl.col(ADDED))
-            .then(pl.lit("add"))
-            .otherwise(pl.lit("none"))
-            .alias("action"),
-            pl.col(KEY).alias("key"),
-            pl.when(~pl.col(ENROLLED))
-            .then(
+        rules = [
+            Rule(
+                ~pl.col(ENROLLED),
+                Outcome.FAILED,
+                "check",
                 pl.format(
                     "user '{}' is not enrolled in the course of group '{}': Moodle only adds enrolled users to groups",
                     pl.col(USER_VALUE),
                     name,
-                )
-            )
-            .when(pl.col(ADDED))
-            .then(pl.format(f"{would}added to group '{{}}'", name))
-            .otherwise(pl.format("already a member of group '{}'", name))
-            .alias("message"),
-        )
+                ),
+            ),
+            Rule(pl.col(ADDED), Outcome.CREATED, "add", pl.format(f"{would}added to group '{{}}'", name)),
+            Rule(pl.lit(True), Outcome.UNCHANGED, "none", pl.format("already a member of group '{}'", name)),
+        ]
+        bulk_outcomes, _ = first_match(planned, rules, pl.col(KEY))
         added = planned.filter(ADDED).select("groupid", "userid", "courseid")
         self.filled[dry_run].update(added["groupid"].unique().to_list())
         rest = valid.join(ordered, on=["courseid", "userid"], how="semi", maintain_order="left")

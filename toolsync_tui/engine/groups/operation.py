@@ -31,10 +31,8 @@ from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from toolsync_tui.config import Config, GroupKey
-from toolsync_tui.engine.connect import open_bridge
 from toolsync_tui.engine.groups.common import GroupCaches, course_lookup, resolve_courses
 from toolsync_tui.engine.moodle import groups as gm
-from toolsync_tui.engine.moodle.bridge.client import MoodleBridge
 from toolsync_tui.engine.moodle.gateway import MoodleGateway, chunks
 from toolsync_tui.engine.rows import LINE, OUTCOME_SCHEMA, Outcome, cells
 from toolsync_tui.engine.run.command_file import ColumnSpec
@@ -123,13 +121,13 @@ class GroupsOperation(Operation):
     name = "groups"
     title = "Groups and groupings"
     columns = ColumnSpec(required=("courseid", "name"), optional=TEXT[2:])
+    uses_bridge = True
 
     def __init__(self, config: Config, gateway: MoodleGateway) -> None:
         super().__init__(config, gateway)
         self.options = config.settings.operations.groups
         self.caches = GroupCaches()
         self.courses = course_lookup(gateway, self.options.course_identifier)
-        self.bridge: MoodleBridge | None = None
         self.update_mode = False
         self.file_columns: set[str] = set()
         self._items: list[_Item] = []
@@ -140,7 +138,6 @@ class GroupsOperation(Operation):
     async def prepare(self, conn: AsyncConnection, columns: Sequence[str]) -> None:
         self.update_mode = "updateid" in columns
         self.file_columns = set(columns)
-        self.bridge = await open_bridge(self.config)
 
     async def finish(self, dry_run: bool) -> list[str]:
         return [] if dry_run else await self.caches.purge(self.bridge)

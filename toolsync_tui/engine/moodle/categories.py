@@ -17,7 +17,13 @@ from dataclasses import dataclass, field
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from toolsync_tui.engine.moodle.contexts import SYSTEM_CONTEXT_PATH, ContextLevel, create_contexts
+from toolsync_tui.engine.moodle.contexts import (
+    Context,
+    ContextLevel,
+    create_contexts,
+    instance_contexts,
+    system_context,
+)
 from toolsync_tui.engine.moodle.gateway import MoodleGateway
 
 PATH_SEPARATOR = "/"
@@ -54,18 +60,14 @@ class CategoryIndex:
     details: dict[int, Category] = field(default_factory=dict)
     parents: dict[int, int] = field(default_factory=dict)
     kids: dict[int, list[int]] = field(default_factory=dict)  # parent id (ROOT: top level) -> ids in Moodle's order
+    system: Context | None = None  # the parent context of top-level categories, read when one is first created
 
     @classmethod
     async def read(cls, gateway: MoodleGateway, conn: AsyncConnection) -> CategoryIndex:
-        table, context = gateway.schema.course_categories, gateway.schema.context
+        table = gateway.schema.course_categories
         index = cls()
-        rows = await conn.execute(
-            select(context.c.instanceid, context.c.id, context.c.path).where(
-                context.c.contextlevel == int(ContextLevel.COURSECAT)
-            )
-        )
-        context_paths = {int(instance): (int(ctx), str(path or "")) for instance, ctx, path in rows}
-        index.contexts = {category: ctx for category, (ctx, _) in context_paths.items()}
+        context_paths = await instance_contexts(gateway, conn, ContextLevel.COURSECAT)
+        index.contexts = {category: context.id for category, context in context_paths.items()}
         query = select(
             table.c.id,
             table.c.idnumber,
@@ -87,7 +89,7 @@ class CategoryIndex:
             index.names[ident] = str(name)
             index.parents[ident] = int(parent or 0)
             order.append((int(sortorder or 0), ident))
-            context_path = context_paths.get(ident, (0, ""))[1]
+            context_path = context_paths[ident].path if ident in context_paths else ""
             index.details[ident] = Category(ident, int(depth or 0), str(path or ""), bool(visible), context_path)
         for _, ident in sorted(order):
             index.kids.setdefault(index.parents[ident], []).append(ident)
@@ -186,6 +188,8 @@ async def create_paths(
     """Create the categories missing from these paths of names (see split_path), top level first; the index learns
     them. A new category is visible when `visible` and its parent is. Returns the new categories' ids."""
     created: list[int] = []
+    if paths and index.system is None:
+        index.system = await system_context(gateway, conn)
     for level in range(max((len(p) for p in paths), default=0)):
         wanted: dict[tuple[int, str], str] = {}  # (parent id, folded name) -> the name as first written
         for names in paths:
@@ -239,11 +243,13 @@ async def _create_level(
             new.append(Category(int(ident), int(depth), f"{parent.path if parent else ''}/{ident}", bool(shown), ""))
     await gateway.update_many(conn, table, "id", [{"id": c.id, "path": c.path} for c in new])
     parent_of = {c.id: parents[_parent_id(c)] for c in new}
+    assert index.system is not None  # create_paths() read it
+    root = index.system.path
     contexts = await create_contexts(
         gateway,
         conn,
         ContextLevel.COURSECAT,
-        [(c.id, parent.context_path if (parent := parent_of[c.id]) else SYSTEM_CONTEXT_PATH) for c in new],
+        [(c.id, parent.context_path if (parent := parent_of[c.id]) else root) for c in new],
     )
     for category in new:
         parent_id = _parent_id(category)

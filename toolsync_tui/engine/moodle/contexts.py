@@ -1,20 +1,21 @@
 """Context rows as Moodle writes them: path of context ids from the system context, depth = path length.
 
-Every operation that creates a user, category or course creates its context through here.
+Every operation that creates a user, category or course creates its context through here, and every lookup of a
+context goes through `system_context` and `instance_contexts`: read from the database, never assumed.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from enum import IntEnum
+from typing import Any, NamedTuple
 
 import polars as pl
-from sqlalchemy import String, cast, func, literal, update
+from sqlalchemy import String, cast, func, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from toolsync_tui.engine.moodle.gateway import MoodleGateway, chunks
+from toolsync_tui.engine.moodle.gateway import DatabaseError, MoodleGateway, chunks
 
-SYSTEM_CONTEXT_PATH = "/1"  # the system context: id 1, the root of every path
 SITE_COURSE = 1  # the front page course, whose context hangs under the system context
 
 # Up to this many distinct parents in one call, the paths are set by one UPDATE per parent; beyond, per row.
@@ -30,6 +31,11 @@ class ContextLevel(IntEnum):
     BLOCK = 80
 
 
+class Context(NamedTuple):
+    id: int
+    path: str  # of context ids from the system context: /1/12/15
+
+
 def child_path(parent_path: str, context_id: int) -> str:
     return f"{parent_path}/{context_id}"
 
@@ -40,7 +46,7 @@ def depth_of(path: str) -> int:
 
 async def create_contexts(
     gateway: MoodleGateway, conn: AsyncConnection, level: ContextLevel, children: Sequence[tuple[int, str]]
-) -> dict[int, tuple[int, str]]:
+) -> dict[int, Context]:
     """Create the contexts of `children` = (instance id, parent context path) pairs.
 
     Like the API: insert with depth 0 and no path, then set both once the ids are known.
@@ -58,13 +64,11 @@ async def create_contexts(
         ],
     )
     parents = dict(children)
-    created = await gateway.fetch_in(
-        conn, table, "instanceid", list(parents), ["id", "instanceid"], where=table.c.contextlevel == int(level)
-    )
-    result: dict[int, tuple[int, str]] = {}
+    created = await instance_contexts(gateway, conn, level, list(parents))
+    result: dict[int, Context] = {}
     siblings: dict[str, list[int]] = {}
-    for context_id, instance in created.iter_rows():
-        result[instance] = (context_id, child_path(parents[instance], context_id))
+    for instance, (context_id, _) in created.items():
+        result[instance] = Context(context_id, child_path(parents[instance], context_id))
         siblings.setdefault(parents[instance], []).append(context_id)
     if len(siblings) > SET_BASED_PARENTS:
         await gateway.update_many(
@@ -74,8 +78,8 @@ async def create_contexts(
             [{"id": context_id, "path": path, "depth": depth_of(path)} for context_id, path in result.values()],
         )
         return result
-    # Few parents (every user context is under /1): path = parent/id computed by the server, one UPDATE per
-    # parent and chunk of ids, the same values without sending a path per row.
+    # Few parents (every user context is under the system context): path = parent/id computed by the server, one
+    # UPDATE per parent and chunk of ids, the same values without sending a path per row.
     for parent, ids in siblings.items():
         path = literal(f"{parent}/", String) + cast(table.c.id, String)
         for part in chunks(ids):
@@ -83,21 +87,48 @@ async def create_contexts(
     return result
 
 
-async def course_contexts(gateway: MoodleGateway, conn: AsyncConnection, course_ids: Sequence[int]) -> pl.DataFrame:
-    """courseid, contextid, context_path of these courses (one context a course)."""
-    context = gateway.schema.context
-    found = await gateway.fetch_in(
-        conn,
-        context,
-        "instanceid",
-        sorted(set(course_ids)),
-        ["instanceid", "id", "path"],
-        where=context.c.contextlevel == int(ContextLevel.COURSE),
+async def system_context(gateway: MoodleGateway, conn: AsyncConnection) -> Context:
+    """The system context, the root of every path (id 1, path /1 on every site Moodle installed, but read)."""
+    table = gateway.schema.context
+    query = (
+        select(table.c.id, table.c.path)
+        .where(table.c.contextlevel == int(ContextLevel.SYSTEM))
+        .order_by(table.c.id)
+        .limit(1)
     )
-    schema = {"courseid": pl.Int64, "contextid": pl.Int64, "context_path": pl.String}
-    if found.is_empty():
-        return pl.DataFrame(schema=schema)
-    return pl.DataFrame(found.rows(), schema=schema, orient="row").unique("courseid")
+    found = (await conn.execute(query)).first()
+    if found is None:
+        raise DatabaseError("the database has no system context row: not a Moodle site")
+    context_id, path = int(found[0]), found[1]
+    return Context(context_id, str(path) if path else child_path("", context_id))
+
+
+async def instance_contexts(
+    gateway: MoodleGateway, conn: AsyncConnection, level: ContextLevel, ids: Sequence[int] | None = None
+) -> dict[int, Context]:
+    """Instance id -> its context at `level`, for the instances of `ids` that have one (every instance of the level
+    when `ids` is None). Moodle keeps one context per level and instance (a unique index)."""
+    table = gateway.schema.context
+    at_level = table.c.contextlevel == int(level)
+    rows: list[tuple[Any, ...]]
+    if ids is None:
+        query = select(table.c.instanceid, table.c.id, table.c.path).where(at_level)
+        rows = [tuple(row) for row in await conn.execute(query)]
+    else:
+        columns = ["instanceid", "id", "path"]
+        found = await gateway.fetch_in(conn, table, "instanceid", sorted(set(ids)), columns, where=at_level)
+        rows = list(found.iter_rows())
+    return {int(instance): Context(int(context_id), str(path or "")) for instance, context_id, path in rows}
+
+
+async def course_contexts(gateway: MoodleGateway, conn: AsyncConnection, course_ids: Sequence[int]) -> pl.DataFrame:
+    """courseid, contextid, context_path of these courses, as a frame to join."""
+    found = await instance_contexts(gateway, conn, ContextLevel.COURSE, course_ids)
+    return pl.DataFrame(
+        [(course, context.id, context.path) for course, context in found.items()],
+        schema={"courseid": pl.Int64, "contextid": pl.Int64, "context_path": pl.String},
+        orient="row",
+    )
 
 
 async def move_contexts(gateway: MoodleGateway, conn: AsyncConnection, moves: Sequence[tuple[str, str]]) -> None:

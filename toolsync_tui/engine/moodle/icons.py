@@ -16,7 +16,7 @@ from typing import Any, Final
 from sqlalchemy import and_
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from toolsync_tui.engine.moodle.contexts import SYSTEM_CONTEXT_PATH, ContextLevel, create_contexts
+from toolsync_tui.engine.moodle.contexts import Context, ContextLevel, create_contexts, instance_contexts
 from toolsync_tui.engine.moodle.filepool import FilePool
 from toolsync_tui.engine.moodle.gateway import MoodleGateway
 
@@ -43,27 +43,15 @@ def pathnamehash(contextid: int, filename: str) -> str:
     return hashlib.sha1(f"/{contextid}/{COMPONENT}/{FILEAREA}/{ITEMID}{FILEPATH}{filename}".encode()).hexdigest()
 
 
-async def find_user_contexts(gateway: MoodleGateway, conn: AsyncConnection, user_ids: Sequence[int]) -> dict[int, int]:
-    """User id -> the id of its context, for the users that have one."""
-    context = gateway.schema.context
-    found = await gateway.fetch_in(
-        conn,
-        context,
-        "instanceid",
-        sorted(set(user_ids)),
-        ["instanceid", "id"],
-        where=context.c.contextlevel == ContextLevel.USER,
-    )
-    return {int(user): int(ident) for user, ident in found.iter_rows()}
-
-
-async def user_contexts(gateway: MoodleGateway, conn: AsyncConnection, user_ids: Sequence[int]) -> dict[int, int]:
-    """User id -> the id of its context, created (under the system context) where missing, as
+async def user_contexts(
+    gateway: MoodleGateway, conn: AsyncConnection, system: Context, user_ids: Sequence[int]
+) -> dict[int, int]:
+    """User id -> the id of its context, created under the `system` context where missing, as
     context_user::instance() does."""
-    contexts = await find_user_contexts(gateway, conn, user_ids)
-    missing = [(u, SYSTEM_CONTEXT_PATH) for u in sorted(set(user_ids)) if u not in contexts]
+    found = await instance_contexts(gateway, conn, ContextLevel.USER, user_ids)
+    missing = [(u, system.path) for u in sorted(set(user_ids)) if u not in found]
     created = await create_contexts(gateway, conn, ContextLevel.USER, missing)
-    return contexts | {user: ident for user, (ident, _) in created.items()}
+    return {user: context.id for user, context in (found | created).items()}
 
 
 async def current_f1_hashes(

@@ -1,5 +1,5 @@
-"""The site settings runs read once: the timezone dates are read in; who the local mnet host, the admins and the
-guest are, and the defaults Moodle gives a new account (moodle-db-semantics §4.1)."""
+"""The site settings runs read once: the timezone dates are read in; who the local mnet host and the admins are, the
+accounts toolsync never deletes or suspends, and the defaults Moodle gives a new account (moodle-db-semantics §4.1)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,6 @@ from toolsync_tui.engine.moodle.staleness import DEFAULT_SESSION_TIMEOUT
 SETTINGS = (
     "mnet_localhost_id",
     "siteadmins",
-    "siteguest",
     "allowaccountssameemail",
     "defaultcity",
     "country",
@@ -35,6 +34,7 @@ SETTINGS = (
 
 
 def _ids(value: str | None) -> frozenset[int]:
+    """The ids of a comma-separated setting ($CFG->siteadmins)."""
     return frozenset(int(part) for part in (value or "").split(",") if part.strip().isdigit())
 
 
@@ -47,19 +47,16 @@ class UserSite:
     config: Mapping[str, str]  # the raw values of SETTINGS
     mnethostid: int
     admins: frozenset[int]
-    guest: int | None
     allow_same_email: bool
     session_timeout: int
 
     @classmethod
     async def read(cls, gateway: MoodleGateway) -> UserSite:
         config = await gateway.config_values(SETTINGS)
-        guest = _int(config.get("siteguest"), 0)
         return cls(
             config=config,
             mnethostid=_int(config.get("mnet_localhost_id"), 1),
             admins=_ids(config.get("siteadmins")),
-            guest=guest or None,
             allow_same_email=config.get("allowaccountssameemail") not in (None, "", "0"),
             session_timeout=_int(config.get("sessiontimeout"), DEFAULT_SESSION_TIMEOUT),
         )
@@ -74,11 +71,6 @@ class UserSite:
         user = gateway.schema.user
         query = select(func.count()).where((user.c.deleted == 0) & (user.c.mnethostid == self.mnethostid))
         return int((await conn.execute(query)).scalar_one())
-
-    @property
-    def protected_ids(self) -> list[int]:
-        """Accounts never deleted or suspended: the site administrators and the guest."""
-        return sorted(self.admins | ({self.guest} if self.guest else set()))
 
     def new_user_defaults(self, now: int) -> dict[str, Any]:
         """Columns of a new mdl_user row before the file's values, as user_create_user() and its callers fill them."""
@@ -122,6 +114,31 @@ class UserSite:
             "timemodified": now,
             "trustbitmask": 0,
         }
+
+
+async def protected_accounts(gateway: MoodleGateway, conn: AsyncConnection) -> dict[int, str]:
+    """User id -> why toolsync never deletes or suspends the account: the site administrators ($CFG->siteadmins) and
+    the guest account ($CFG->siteguest, and any account named 'guest', which delete_user() refuses too).
+
+    delete_user() itself only protects administrators with manual authentication; the admin pages and the upload tool
+    refuse every administrator, and so does this. Read in the caller's connection (a second one would wait on
+    SQLite's write lock during a batch).
+    """
+    config, user = gateway.schema.config, gateway.schema.user
+    rows = await conn.execute(
+        select(config.c.name, config.c.value).where(config.c.name.in_(("siteadmins", "siteguest")))
+    )
+    values: dict[str, str] = {name: value for name, value in rows}
+    reasons: dict[int, str] = {}
+    named = await conn.execute(select(user.c.id, user.c.username).where(user.c.username == "guest"))
+    for user_id, username in named:
+        if username == "guest":  # PHP compares exactly; MariaDB's collation would also match 'GUEST'
+            reasons[int(user_id)] = "it is named 'guest', the guest account's name"
+    for guest in _ids(values.get("siteguest")):
+        reasons[guest] = "it is the guest account"
+    for admin in _ids(values.get("siteadmins")):
+        reasons[admin] = "it is a site administrator"
+    return reasons
 
 
 async def site_timezone(gateway: MoodleGateway) -> str:

@@ -26,10 +26,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from toolsync_tui.engine.moodle.contexts import (
     SITE_COURSE,
-    SYSTEM_CONTEXT_PATH,
     ContextLevel,
     child_path,
+    instance_contexts,
     move_contexts,
+    system_context,
 )
 from toolsync_tui.engine.moodle.gateway import MoodleGateway
 
@@ -88,21 +89,17 @@ async def _repath_contexts(gateway: MoodleGateway, conn: AsyncConnection, moved:
     """The contexts of repaired categories (and all below them) follow their category's new place, parents first."""
     if not moved:
         return
-    context = gateway.schema.context
-    rows = await conn.execute(
-        select(context.c.instanceid, context.c.id, context.c.path).where(
-            context.c.contextlevel == int(ContextLevel.COURSECAT)
-        )
-    )
-    contexts = {int(instance): (int(ident), str(path)) for instance, ident, path in rows}
+    contexts = await instance_contexts(gateway, conn, ContextLevel.COURSECAT)
+    root = await system_context(gateway, conn)
     for category, path in sorted(moved.items(), key=lambda item: item[1].count("/")):
         ids = [int(part) for part in path.strip("/").split("/")]
         if category not in contexts or any(i not in contexts for i in ids[:-1]):
             continue  # context_cleanup_task builds what is missing
-        parent = contexts[ids[-2]][1] if len(ids) > 1 else SYSTEM_CONTEXT_PATH
-        new_path = child_path(parent, contexts[category][0])
-        await move_contexts(gateway, conn, [(contexts[category][1], new_path)])
-        contexts[category] = (contexts[category][0], new_path)
+        parent = contexts[ids[-2]].path if len(ids) > 1 else root.path
+        own = contexts[category]
+        new_path = child_path(parent, own.id)
+        await move_contexts(gateway, conn, [(own.path, new_path)])
+        contexts[category] = own._replace(path=new_path)
 
 
 def plan_categories(

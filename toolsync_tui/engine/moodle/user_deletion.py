@@ -46,8 +46,9 @@ import polars as pl
 from sqlalchemy import ColumnElement, Table, delete, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from toolsync_tui.engine.moodle.contexts import ContextLevel
+from toolsync_tui.engine.moodle.contexts import ContextLevel, instance_contexts
 from toolsync_tui.engine.moodle.gateway import MoodleGateway, chunks
+from toolsync_tui.engine.moodle.site_settings import protected_accounts
 from toolsync_tui.engine.moodle.staleness import end_sessions, mark_users_dirty
 
 # delete_user(): 100 characters at most, made of up to 89 of the cleaned e-mail, '.', and a 10-digit timestamp.
@@ -149,37 +150,6 @@ async def deletion_settings(gateway: MoodleGateway, conn: AsyncConnection) -> De
         automatic_requests=_truthy(privacy.get("automaticdeletionrequests")),
         automatic_approval=_truthy(privacy.get("automaticdatadeletionapproval")),
     )
-
-
-# -- who may not be deleted ---------------------------------------------------------------------------------------
-
-
-def _ids(value: str | None) -> list[int]:
-    return [int(part) for part in (value or "").split(",") if part.strip().isdigit()]
-
-
-async def undeletable_users(gateway: MoodleGateway, conn: AsyncConnection) -> dict[int, str]:
-    """User id -> why it may not be deleted: the site administrators ($CFG->siteadmins) and the guest account
-    ($CFG->siteguest, and any account named 'guest', which delete_user() refuses too).
-
-    delete_user() itself only protects administrators with manual authentication; the admin pages and the upload tool
-    refuse every administrator, and so does this.
-    """
-    config, user = gateway.schema.config, gateway.schema.user
-    rows = await conn.execute(
-        select(config.c.name, config.c.value).where(config.c.name.in_(("siteadmins", "siteguest")))
-    )
-    values: dict[str, str] = {name: value for name, value in rows}
-    reasons: dict[int, str] = {}
-    named = await conn.execute(select(user.c.id, user.c.username).where(user.c.username == "guest"))
-    for user_id, username in named:
-        if username == "guest":  # PHP compares exactly; MariaDB's collation would also match 'GUEST'
-            reasons[int(user_id)] = "it is named 'guest', the guest account's name"
-    for guest in _ids(values.get("siteguest")):
-        reasons[guest] = "it is the guest account"
-    for admin in _ids(values.get("siteadmins")):
-        reasons[admin] = "it is a site administrator"
-    return reasons
 
 
 # -- the scrubbed username ----------------------------------------------------------------------------------------
@@ -294,14 +264,9 @@ async def _fetch(
 
 
 async def _select_ids(
-    gateway: MoodleGateway,
-    conn: AsyncConnection,
-    table: Table,
-    key: str,
-    values: Sequence[int],
-    where: ColumnElement[bool] | None = None,
+    gateway: MoodleGateway, conn: AsyncConnection, table: Table, key: str, values: Sequence[int]
 ) -> list[int]:
-    return [int(i) for i in (await gateway.fetch_in(conn, table, key, values, ["id"], where=where))["id"]]
+    return [int(i) for i in (await gateway.fetch_in(conn, table, key, values, ["id"]))["id"]]
 
 
 # -- the parts of delete_user() -----------------------------------------------------------------------------------
@@ -404,10 +369,8 @@ async def _unassign_roles(gateway: MoodleGateway, conn: AsyncConnection, ids: Se
     """role_unassign_all() for the users, and the role assignments held in their user contexts (deleted by
     delete_content() at once in delete_user(); done here rather than left to the cleanup task because they grant
     capabilities). Returns the other users who lost a role, whose sessions must reload their capabilities."""
-    context, assignments = gateway.schema.context, gateway.schema.role_assignments
-    contexts = await _select_ids(
-        gateway, conn, context, "instanceid", ids, context.c.contextlevel == int(ContextLevel.USER)
-    )
+    assignments = gateway.schema.role_assignments
+    contexts = [context.id for context in (await instance_contexts(gateway, conn, ContextLevel.USER, ids)).values()]
     holders = await gateway.fetch_in(conn, assignments, "contextid", contexts, ["userid"])
     await gateway.delete_in(conn, assignments, "userid", ids)
     await gateway.delete_in(conn, assignments, "contextid", contexts)
@@ -480,7 +443,7 @@ async def delete_users(
     """Delete a batch of users as delete_user() does, in the caller's transaction.
 
     `users`: columns id, username, email (mnethostid may come along; delete_user() does not use it) of accounts that
-    exist, are not deleted yet and may be deleted (see `undeletable_users`). `now` is the deletion time (timemodified,
+    exist, are not deleted yet and may be deleted (see `protected_accounts`). `now` is the deletion time (timemodified,
     the username suffix, history and request times); `actor_id` who deletes (grade history loggeduser, request
     requestedby and usermodified). Raises DirectDeletionUnsupported, before writing, on a site where only Moodle's
     code can do it (`DeletionSettings.problem`).
@@ -495,7 +458,7 @@ async def delete_users(
         return
     ids: list[int] = users["id"].to_list()
     # The caller filters these out with a row message; a slip here would delete the admin or the guest account.
-    protected = await undeletable_users(gateway, conn)
+    protected = await protected_accounts(gateway, conn)
     if refused := [i for i in ids if i in protected]:
         raise ValueError(f"delete_users was given accounts that may not be deleted: {refused}")
     settings = await deletion_settings(gateway, conn)

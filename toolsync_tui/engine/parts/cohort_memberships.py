@@ -22,12 +22,11 @@ from collections.abc import Sequence
 from typing import Any
 
 import polars as pl
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from toolsync_tui.engine.moodle.contexts import ContextLevel
+from toolsync_tui.engine.moodle.contexts import system_context
 from toolsync_tui.engine.moodle.gateway import MoodleGateway
-from toolsync_tui.engine.rows import LINE, Outcome, outcome_rows, shown
+from toolsync_tui.engine.rows import LINE, Outcome, Rule, first_match, outcome_rows, shown
 
 ACTION = "cohort"
 PART = "cohort"
@@ -76,18 +75,8 @@ class CohortMemberships:
         return self._system_context
 
     async def prepare(self, conn: AsyncConnection) -> None:
-        """Read the system context's id (1 on every site Moodle installed, but read rather than assumed)."""
-        context = self.schema.context
-        query = (
-            select(context.c.id)
-            .where(context.c.contextlevel == int(ContextLevel.SYSTEM))
-            .order_by(context.c.id)
-            .limit(1)
-        )
-        found = (await conn.execute(query)).scalar_one_or_none()
-        if found is None:
-            raise RuntimeError("the database has no system context row: not a Moodle site")
-        self._system_context = int(found)
+        """Read the system context's id: the context of the cohorts the users file names and creates."""
+        self._system_context = (await system_context(self.gateway, conn)).id
 
     async def apply(self, conn: AsyncConnection, requests: pl.DataFrame, *, now: int, dry_run: bool) -> pl.DataFrame:
         """Resolve, plan and (unless dry_run) write one batch; one detail outcome per request."""
@@ -281,15 +270,11 @@ def _success_outcomes(valid: pl.DataFrame, dry_run: bool) -> pl.DataFrame:
         .then(pl.format(f"added to cohort '{{}}' (cohort {created})", cohort))
         .otherwise(pl.format("added to cohort '{}'", cohort))
     )
-    parts = [
-        (Outcome.CREATED, pl.col("member_new"), added),
-        (Outcome.UNCHANGED, ~pl.col("member_new"), pl.format("already a member of cohort '{}'", cohort)),
+    rules = [
+        Rule(pl.col("member_new"), Outcome.CREATED, ACTION, added),
+        Rule(pl.lit(True), Outcome.UNCHANGED, ACTION, pl.format("already a member of cohort '{}'", cohort)),
     ]
-    frames = []
-    for outcome, chosen, message in parts:
-        rows = valid.filter(chosen)
-        frames.append(outcome_rows(rows, outcome, ACTION, pl.col("cohort"), message, part=PART).with_columns(rows[REQ]))
-    return pl.concat(frames)
+    return first_match(valid, rules, pl.col("cohort"), part=PART, keep=[REQ])[0]
 
 
 def _distinct(frame: pl.DataFrame, column: str) -> list[Any]:

@@ -50,7 +50,7 @@ from toolsync_tui.engine.moodle.groups import add_members, create_groups, find_g
 from toolsync_tui.engine.moodle.lookup import KeyLookup
 from toolsync_tui.engine.moodle.pairs import fetch_tuples, index_on
 from toolsync_tui.engine.moodle.staleness import EnrolmentEffects
-from toolsync_tui.engine.rows import LINE, Outcome, outcome_rows, shown
+from toolsync_tui.engine.rows import LINE, Outcome, Rule, first_match, outcome_rows, shown
 
 ENROL_MAX_TIMESTAMP = 2147483647
 DIRECT_PLUGINS = ("manual", "self")
@@ -658,23 +658,17 @@ def _success_outcomes(plan: pl.DataFrame, dry_run: bool) -> pl.DataFrame:
         .otherwise(pl.format("; already in group '{}'", group))
     )
     message = pl.concat_str([enrolment, role_text, group_text])
-    parts: list[pl.DataFrame] = []
-    for outcome, chosen in (
-        (Outcome.CREATED, created),
-        (
+    rules = [
+        Rule(created, Outcome.CREATED, ACTION, message),
+        Rule(
+            (ue_action == Outcome.UPDATED.value) | pl.col("role_new") | pl.col("member_new") | enabling,
             Outcome.UPDATED,
-            ~created & ((ue_action == Outcome.UPDATED.value) | pl.col("role_new") | pl.col("member_new") | enabling),
+            ACTION,
+            message,
         ),
-        (
-            Outcome.UNCHANGED,
-            (ue_action == Outcome.UNCHANGED.value) & ~pl.col("role_new") & ~pl.col("member_new") & ~enabling,
-        ),
-    ):
-        rows = plan.filter(chosen)
-        parts.append(
-            outcome_rows(rows, outcome, ACTION, pl.col("course"), message, part=pl.col("part")).with_columns(rows[REQ])
-        )
-    return pl.concat(parts)
+        Rule(pl.lit(True), Outcome.UNCHANGED, ACTION, message),
+    ]
+    return first_match(plan, rules, pl.col("course"), part=pl.col("part"), keep=[REQ])[0]
 
 
 # -- small helpers ---------------------------------------------------------------------------------------

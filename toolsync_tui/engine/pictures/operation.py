@@ -18,12 +18,12 @@ import polars as pl
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from toolsync_tui.config import Config, PicturesSettings
+from toolsync_tui.engine.moodle.contexts import ContextLevel, instance_contexts, system_context
 from toolsync_tui.engine.moodle.filepool import FilePool, FilePoolProblem
 from toolsync_tui.engine.moodle.gateway import MoodleGateway
 from toolsync_tui.engine.moodle.icons import (
     NewIcon,
     current_f1_hashes,
-    find_user_contexts,
     replace_icons,
     trash_unreferenced,
     user_contexts,
@@ -32,7 +32,7 @@ from toolsync_tui.engine.pictures.images import Icons, ImageProblem
 from toolsync_tui.engine.pictures.owners import OWNER_PROBLEM, PICTURE, USERID, find_owners
 from toolsync_tui.engine.pictures.source import DATA, LATER, NAME, VALUE, ArchiveSource
 from toolsync_tui.engine.pictures.workers import IconMaker
-from toolsync_tui.engine.rows import LINE, OUTCOME_SCHEMA, Outcome, OutcomeRow
+from toolsync_tui.engine.rows import LINE, OUTCOME_SCHEMA, Outcome, OutcomeRow, Rule, first_match
 from toolsync_tui.engine.run.command_file import ColumnSpec
 from toolsync_tui.engine.run.operation import Operation, SetupProblem, Source
 
@@ -85,6 +85,7 @@ class PicturesOperation(Operation):
             raise SetupProblem(f"pictures: {problem}") from None
         values = await self.gateway.config_values(["mnet_localhost_id"])
         self.mnethostid = int(values.get("mnet_localhost_id") or 1)
+        self.system = await system_context(self.gateway, conn)  # the parent of a user context made here
 
     async def apply(self, conn: AsyncConnection, rows: pl.DataFrame, dry_run: bool) -> pl.DataFrame:
         self._replaced = set()
@@ -115,26 +116,35 @@ class PicturesOperation(Operation):
         named = rows.join(owners, left_on=VALUE, right_on="value", how="left")
         last_line = named.filter(pl.col(USERID).is_not_null()).group_by(USERID).agg(pl.col(LINE).max().alias("last"))
         named = named.join(last_line, on=USERID, how="left").sort(LINE)
-        kept: list[_Entry] = []
-        for row in named.iter_rows(named=True):
-            line, name = row[LINE], row[NAME]
-            if row[USERID] is None:
-                outcomes.append(_failed(line, name, row[OWNER_PROBLEM]))
-            elif row["last"] != line:
-                outcomes.append(
-                    _skipped(line, name, f"a later picture of the archive names the same user (line {row['last']})")
-                )
-            elif row[PICTURE] and not settings.overwrite:
-                outcomes.append(_skipped(line, name, "the user has a picture already and overwrite is off"))
-            else:
-                kept.append(_Entry(line, name, row[VALUE], row[DATA], row[USERID], bool(row[PICTURE])))
-        return kept
+        name = pl.col(NAME)
+        rules = [
+            Rule(pl.col(USERID).is_null(), Outcome.FAILED, ACTION, pl.format("{}: {}", name, pl.col(OWNER_PROBLEM))),
+            Rule(
+                pl.col("last") != pl.col(LINE),
+                Outcome.SKIPPED,
+                ACTION,
+                pl.format("{}: a later picture of the archive names the same user (line {})", name, "last"),
+            ),
+            Rule(
+                pl.lit(not settings.overwrite) & (pl.col(PICTURE).fill_null(0) != 0),
+                Outcome.SKIPPED,
+                ACTION,
+                pl.format("{}: the user has a picture already and overwrite is off", name),
+            ),
+        ]
+        decided, kept = first_match(named, rules, name)
+        outcomes.extend(decided.rows())
+        return [
+            _Entry(row[LINE], row[NAME], row[VALUE], row[DATA], row[USERID], bool(row[PICTURE]))
+            for row in kept.iter_rows(named=True)
+        ]
 
     async def _store(self, conn: AsyncConnection, icons: list[tuple[_Entry, Icons]], dry_run: bool) -> list[OutcomeRow]:
         """Pictures identical to the users' current ones are unchanged; the others are written (unless dry_run)."""
         if not icons:
             return []
-        contexts = await find_user_contexts(self.gateway, conn, [entry.userid for entry, _ in icons])
+        found = await instance_contexts(self.gateway, conn, ContextLevel.USER, [entry.userid for entry, _ in icons])
+        contexts = {user: context.id for user, context in found.items()}
         current = await current_f1_hashes(self.gateway, conn, list(contexts.values()))
         outcomes: list[OutcomeRow] = []
         changed: list[tuple[_Entry, Icons]] = []
@@ -148,7 +158,7 @@ class PicturesOperation(Operation):
                 outcomes.append(_row(entry.line, outcome, entry.name, f"user {entry.value} (id {entry.userid})"))
         if changed and not dry_run:
             assert self.pool is not None  # prepare() made it
-            contexts = await user_contexts(self.gateway, conn, [entry.userid for entry, _ in changed])
+            contexts = await user_contexts(self.gateway, conn, self.system, [entry.userid for entry, _ in changed])
             new = [NewIcon(entry.userid, contexts[entry.userid], made.mimetype, made.files) for entry, made in changed]
             _, replaced = await replace_icons(self.gateway, conn, self.pool, new, int(time.time()))
             self._replaced = replaced

@@ -11,6 +11,8 @@ import polars as pl
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from toolsync_tui.config import Config, OperationSettings
+from toolsync_tui.engine.connect import BridgeLink
+from toolsync_tui.engine.moodle.bridge.client import MoodleBridge
 from toolsync_tui.engine.moodle.gateway import MoodleGateway
 from toolsync_tui.engine.run.command_file import ColumnSpec, CommandFile
 
@@ -74,11 +76,14 @@ class Operation(ABC):
     # Not None: the `file` setting is a name prefix and the operation runs on every <prefix>*<suffix> of the inbox in
     # turn, one run each (picture archives).
     inputs_suffix: ClassVar[str | None] = None
+    # The run opens the Moodle bridge for it, once, before prepare() (take_bridge); the others never start PHP.
+    uses_bridge: ClassVar[bool] = False
 
     def __init__(self, config: Config, gateway: MoodleGateway) -> None:
         self.config = config
         self.gateway = gateway
         self.schema = gateway.schema
+        self.bridge: MoodleBridge | None = None  # None: no bridge configured (or the operation uses none)
 
     @property
     def settings(self) -> OperationSettings:
@@ -87,6 +92,11 @@ class Operation(ABC):
     def open_source(self, path: Path) -> Source:
         """The run's input, checked as a whole (readable, header ...) before any row is used; raises FileProblem."""
         return CommandFile.open(path, self.columns, self.config.settings.files)
+
+    def take_bridge(self, link: BridgeLink) -> None:
+        """With uses_bridge: the run's bridge, opened before prepare(). A configured bridge that does not work stops
+        the run (BridgeError); an operation that can go on without it, or explains its absence itself, overrides."""
+        self.bridge = link.working()
 
     async def prepare(self, conn: AsyncConnection, columns: Sequence[str]) -> None:  # noqa: B027 (optional hook)
         """Read what the whole run needs once (site settings, role ids ...), knowing the file's columns.

@@ -6,7 +6,7 @@ the original does), or, when renames are allowed, by `oldusername`. Only account
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import polars as pl
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -19,6 +19,12 @@ USERID = "userid"
 SKIP = "skip"  # why the row is skipped (a rename of an account that does not exist)
 PROBLEM = "account_problem"
 NO_ID = pl.lit(None, dtype=pl.Int64)
+
+
+def protected_why(protected: Mapping[int, str]) -> pl.Expr:
+    """Why the row's account (USERID) is one toolsync never deletes or suspends (`protected`, from
+    protected_accounts()); null for the others."""
+    return pl.col(USERID).replace_strict(protected, default=None, return_dtype=pl.String)
 
 
 class AccountFinder:

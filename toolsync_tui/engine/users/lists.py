@@ -11,16 +11,15 @@ from typing import ClassVar
 import polars as pl
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from toolsync_tui.engine.connect import open_bridge
 from toolsync_tui.engine.moodle.bridge.client import BridgeError, MoodleBridge
 from toolsync_tui.engine.moodle.gateway import MoodleGateway
-from toolsync_tui.engine.moodle.site_settings import UserSite
+from toolsync_tui.engine.moodle.site_settings import UserSite, protected_accounts
 from toolsync_tui.engine.moodle.staleness import end_sessions
 from toolsync_tui.engine.moodle.user_deletion import delete_users, deletion_settings
-from toolsync_tui.engine.rows import LINE, Outcome, outcome_rows, shown
+from toolsync_tui.engine.rows import LINE, Outcome, Rule, first_match, shown
 from toolsync_tui.engine.run.command_file import ColumnSpec, FileProblem
 from toolsync_tui.engine.run.operation import Operation
-from toolsync_tui.engine.users.accounts import PROBLEM, USERID, AccountFinder
+from toolsync_tui.engine.users.accounts import PROBLEM, USERID, AccountFinder, protected_why
 
 IDENTIFYING = ("username", "idnumber", "email")
 
@@ -81,6 +80,7 @@ class _AccountList(Operation):
                 "or username"
             )
         self.site = await UserSite.read(self.gateway)
+        self.protected = await protected_accounts(self.gateway, conn)
         self.finder = AccountFinder(self.gateway, identity, self.site.mnethostid)
 
     async def safety_base(self, conn: AsyncConnection) -> int:
@@ -110,31 +110,33 @@ class _AccountList(Operation):
         )
         return rows.join(stored, on=USERID, how="left")
 
-    def _common(self, rows: pl.DataFrame) -> tuple[list[pl.DataFrame], pl.DataFrame]:
-        """Outcomes every list shares (no key, problem, absent, already deleted, protected) and the rows left."""
-        protected = self.site.protected_ids
+    def _refused(self, rows: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+        """The outcomes every list shares (no key, problem, absent, already deleted, protected) and the rows left."""
         key = shown(pl.col("key"))
-        cases: list[tuple[pl.Expr, Outcome, str | pl.Expr]] = [
-            (pl.col("key") == "", Outcome.FAILED, "the row names no account: its username (or identity) is empty"),
-            (pl.col(PROBLEM).is_not_null(), Outcome.FAILED, pl.col(PROBLEM)),
-            (pl.col(USERID).is_null(), Outcome.SKIPPED, pl.format("no account '{}'; nothing to do", key)),
-            (pl.col("deleted") == 1, Outcome.UNCHANGED, pl.format("the account '{}' is already deleted", key)),
-            (
-                pl.col(USERID).is_in(protected),
+        why_protected = protected_why(self.protected)
+        rules = [
+            Rule(
+                pl.col("key") == "",
                 Outcome.FAILED,
-                pl.format(
-                    f"the account '{{}}' (id {{}}) cannot be {self.verb}: it is the site's guest or an administrator",
-                    key,
-                    USERID,
-                ),
+                "check",
+                "the row names no account: its username (or identity) is empty",
+            ),
+            Rule(pl.col(PROBLEM).is_not_null(), Outcome.FAILED, "check", pl.col(PROBLEM)),
+            Rule(pl.col(USERID).is_null(), Outcome.SKIPPED, "check", pl.format("no account '{}'; nothing to do", key)),
+            Rule(
+                pl.col("deleted") == 1,
+                Outcome.UNCHANGED,
+                "check",
+                pl.format("the account '{}' is already deleted", key),
+            ),
+            Rule(
+                why_protected.is_not_null(),
+                Outcome.FAILED,
+                "check",
+                pl.format(f"the account '{{}}' (id {{}}) cannot be {self.verb}: {{}}", key, USERID, why_protected),
             ),
         ]
-        done = pl.lit(False)
-        outcomes = []
-        for condition, outcome, message in cases:
-            outcomes.append(outcome_rows(rows.filter(~done & condition), outcome, "check", pl.col("key"), message))
-            done = done | condition.fill_null(False)
-        return outcomes, rows.filter(~done)
+        return first_match(rows, rules, pl.col("key"))
 
 
 class DeleteUsers(_AccountList):
@@ -142,10 +144,10 @@ class DeleteUsers(_AccountList):
     title = "Delete users"
     verb = "deleted"
     destructive_actions: ClassVar[frozenset[str]] = frozenset({"delete"})
+    uses_bridge = True
 
     async def prepare(self, conn: AsyncConnection, columns: Sequence[str]) -> None:
         await super().prepare(conn, columns)
-        self.bridge = await open_bridge(self.config)
         self.deletion_note = await check_deletion_path(self.gateway, conn, self.bridge)
         self.deleted_any = False
 
@@ -153,12 +155,11 @@ class DeleteUsers(_AccountList):
         return [self.deletion_note] if getattr(self, "deleted_any", False) and not dry_run else []
 
     async def apply(self, conn: AsyncConnection, rows: pl.DataFrame, dry_run: bool) -> pl.DataFrame:
-        outcomes, left = self._common(await self._accounts(conn, rows))
+        refused, left = self._refused(await self._accounts(conn, rows))
         # The same account twice in a batch: the first row deletes it.
         first = pl.col(LINE) == pl.col(LINE).min().over(USERID)
-        again, left = left.filter(~first), left.filter(first)
-        outcomes.append(
-            outcome_rows(again, Outcome.UNCHANGED, "none", pl.col("key"), "the account is deleted by an earlier row")
+        again, left = first_match(
+            left, [Rule(~first, Outcome.UNCHANGED, "none", "the account is deleted by an earlier row")], pl.col("key")
         )
         failures: dict[int, str] = {}
         if not dry_run:
@@ -169,27 +170,26 @@ class DeleteUsers(_AccountList):
             )
             failures = await delete_accounts(self.gateway, self.bridge, conn, users, self.site, int(time.time()))
             self.deleted_any |= not users.is_empty()
-        failed = pl.col(USERID).is_in(list(failures))
         would = "would be " if dry_run else ""
-        outcomes.append(
-            outcome_rows(
-                left.filter(~failed),
-                Outcome.DELETED,
-                "delete",
-                pl.col("key"),
-                pl.format(f"User {would}deleted: '{{}}' (id {{}})", "stored_username", USERID),
-            )
+        deleted, _ = first_match(
+            left,
+            [
+                Rule(
+                    pl.col(USERID).is_in(list(failures)),
+                    Outcome.FAILED,
+                    "delete",
+                    pl.col(USERID).replace_strict(failures, default="", return_dtype=pl.String),
+                ),
+                Rule(
+                    pl.lit(True),
+                    Outcome.DELETED,
+                    "delete",
+                    pl.format(f"User {would}deleted: '{{}}' (id {{}})", "stored_username", USERID),
+                ),
+            ],
+            pl.col("key"),
         )
-        outcomes.append(
-            outcome_rows(
-                left.filter(failed),
-                Outcome.FAILED,
-                "delete",
-                pl.col("key"),
-                pl.col(USERID).replace_strict(failures, default="", return_dtype=pl.String),
-            )
-        )
-        return pl.concat(outcomes).sort("line")
+        return pl.concat([refused, again, deleted]).sort("line")
 
 
 class SuspendUsers(_AccountList):
@@ -199,34 +199,36 @@ class SuspendUsers(_AccountList):
     destructive_actions: ClassVar[frozenset[str]] = frozenset({"suspend"})
 
     async def apply(self, conn: AsyncConnection, rows: pl.DataFrame, dry_run: bool) -> pl.DataFrame:
-        outcomes, left = self._common(await self._accounts(conn, rows))
+        refused, left = self._refused(await self._accounts(conn, rows))
         first = pl.col(LINE) == pl.col(LINE).min().over(USERID)
         already = (pl.col("suspended") == 1) | ~first
-        suspend = left.filter(~already)
         if not dry_run:
             now = int(time.time())
+            suspend = left.filter(~already)[USERID].to_list()
             await self.gateway.update_many(
                 conn,
                 self.schema.user,
                 "id",
-                [{"id": user_id, "suspended": 1, "timemodified": now} for user_id in suspend[USERID].to_list()],
+                [{"id": user_id, "suspended": 1, "timemodified": now} for user_id in suspend],
             )
-            await end_sessions(self.gateway, conn, suspend[USERID].to_list())
+            await end_sessions(self.gateway, conn, suspend)
         would = "would be " if dry_run else ""
-        outcomes += [
-            outcome_rows(
-                left.filter(already),
-                Outcome.UNCHANGED,
-                "none",
-                pl.col("key"),
-                pl.format("the account '{}' (id {}) is already suspended", "stored_username", USERID),
-            ),
-            outcome_rows(
-                suspend,
-                Outcome.UPDATED,
-                "suspend",
-                pl.col("key"),
-                pl.format(f"User {would}suspended and logged out: '{{}}' (id {{}})", "stored_username", USERID),
-            ),
-        ]
-        return pl.concat(outcomes).sort("line")
+        decided, _ = first_match(
+            left,
+            [
+                Rule(
+                    already,
+                    Outcome.UNCHANGED,
+                    "none",
+                    pl.format("the account '{}' (id {}) is already suspended", "stored_username", USERID),
+                ),
+                Rule(
+                    pl.lit(True),
+                    Outcome.UPDATED,
+                    "suspend",
+                    pl.format(f"User {would}suspended and logged out: '{{}}' (id {{}})", "stored_username", USERID),
+                ),
+            ],
+            pl.col("key"),
+        )
+        return pl.concat([refused, decided]).sort("line")

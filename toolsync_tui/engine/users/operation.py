@@ -18,9 +18,7 @@ import polars as pl
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from toolsync_tui.config import Config
-from toolsync_tui.engine.connect import open_bridge
-from toolsync_tui.engine.moodle.bridge.client import MoodleBridge
-from toolsync_tui.engine.moodle.contexts import SYSTEM_CONTEXT_PATH, ContextLevel, create_contexts
+from toolsync_tui.engine.moodle.contexts import ContextLevel, create_contexts, system_context
 from toolsync_tui.engine.moodle.gateway import MoodleGateway
 from toolsync_tui.engine.moodle.passwords import (
     CREATE_PASSWORD_PREFERENCE,
@@ -29,15 +27,15 @@ from toolsync_tui.engine.moodle.passwords import (
     PasswordHasher,
     PasswordRejected,
 )
-from toolsync_tui.engine.moodle.site_settings import UserSite, site_timezone
+from toolsync_tui.engine.moodle.site_settings import UserSite, protected_accounts, site_timezone
 from toolsync_tui.engine.moodle.staleness import EnrolmentEffects, end_sessions, mark_users_dirty, purge_after_run
 from toolsync_tui.engine.parts.cohort_memberships import CohortMemberships
 from toolsync_tui.engine.parts.course_enrolments import CourseEnrolments
-from toolsync_tui.engine.rows import LINE, Outcome, outcome_rows, shown
+from toolsync_tui.engine.rows import LINE, Outcome, Rule, first_match, outcome_rows, shown
 from toolsync_tui.engine.run.command_file import FileProblem
 from toolsync_tui.engine.run.operation import Operation
 from toolsync_tui.engine.users.accounts import PROBLEM as ACCOUNT_PROBLEM
-from toolsync_tui.engine.users.accounts import SKIP, USERID, AccountFinder
+from toolsync_tui.engine.users.accounts import SKIP, USERID, AccountFinder, protected_why
 from toolsync_tui.engine.users.changes import CHANGES, CURRENT, changed_columns, current, revived
 from toolsync_tui.engine.users.columns import NUMERIC_FIELDS, RETIRED_FIELDS, USER_FIELDS, USERS_FILE, course_indexes
 from toolsync_tui.engine.users.lists import check_deletion_path, delete_accounts
@@ -68,6 +66,7 @@ class UsersOperation(Operation):
     title = "Create and update users"
     columns = USERS_FILE
     destructive_actions: ClassVar[frozenset[str]] = frozenset({"delete", "suspend"})
+    uses_bridge = True
 
     def __init__(self, config: Config, gateway: MoodleGateway) -> None:
         super().__init__(config, gateway)
@@ -78,7 +77,6 @@ class UsersOperation(Operation):
         self.deleted_any = False
         self.deletion_note = ""
         self.effects = EnrolmentEffects(set(), set(), set(), set())
-        self.bridge: MoodleBridge | None = None
 
     def may_destroy(self, columns: Sequence[str]) -> bool:
         return "deleted" in columns or "suspended" in columns
@@ -90,6 +88,8 @@ class UsersOperation(Operation):
     async def prepare(self, conn: AsyncConnection, columns: Sequence[str]) -> None:
         settings = self.options
         self.site = await UserSite.read(self.gateway)
+        self.protected = await protected_accounts(self.gateway, conn)
+        self.system = await system_context(self.gateway, conn)
         self.fields = await load_profile_fields(self.gateway, conn)
         problems = profile_column_problems(columns, self.fields)
         if problems:
@@ -120,7 +120,6 @@ class UsersOperation(Operation):
         self.cohorts = CohortMemberships(self.gateway)
         if "cohort" in columns:
             await self.cohorts.prepare(conn)
-        self.bridge = await open_bridge(self.config)
         if "deleted" in columns:
             self.deletion_note = await check_deletion_path(self.gateway, conn, self.bridge)
         self.notes = [
@@ -343,7 +342,7 @@ class UsersOperation(Operation):
         rows = rows.with_columns(changes.alias(CHANGES))
         deleting = (pl.col("deleted") == "1") if "deleted" in rows.columns else pl.lit(False)
         found = pl.col(USERID).is_not_null()
-        protected = pl.col(USERID).is_in(self.site.protected_ids)
+        protected = protected_why(self.protected).is_not_null()
         suspending = (
             pl.col(CHANGES).list.contains("suspended") & (pl.col("suspended") == "1")
             if "suspended" in rows.columns
@@ -434,7 +433,7 @@ class UsersOperation(Operation):
         )
         by_name = dict(zip(made["username"].to_list(), made["id"].to_list(), strict=True))
         ids = {line: by_name[name] for line, name in creates.select(LINE, "username").iter_rows()}
-        await create_contexts(self.gateway, conn, ContextLevel.USER, [(i, SYSTEM_CONTEXT_PATH) for i in ids.values()])
+        await create_contexts(self.gateway, conn, ContextLevel.USER, [(i, self.system.path) for i in ids.values()])
         with_ids = creates.with_columns(pl.col(LINE).replace_strict(ids, return_dtype=pl.Int64).alias(USERID))
         if self.profile_columns:
             await write_profile_data(
@@ -480,32 +479,35 @@ class UsersOperation(Operation):
             else pl.format("User account added: id {}, {}", new_id, who)
         )
         identity = self.finder.identity
-        parts: list[tuple[pl.Expr, Outcome, str | pl.Expr, pl.Expr]] = [
-            (action == "failed", Outcome.FAILED, "check", pl.col(PROBLEM)),
-            (action == "skipped", Outcome.SKIPPED, "rename", pl.col(SKIP)),
-            (
+        rules = [
+            Rule(action == "failed", Outcome.FAILED, "check", pl.col(PROBLEM)),
+            Rule(action == "skipped", Outcome.SKIPPED, "rename", pl.col(SKIP)),
+            Rule(
                 action == "duplicate",
                 Outcome.FAILED,
                 "check",
                 pl.format("the account {} (id {}) is already changed by an earlier row of this batch", who, USERID),
             ),
-            (action == "absent", Outcome.SKIPPED, "delete", pl.format("no account {} to delete", who)),
-            (
+            Rule(action == "absent", Outcome.SKIPPED, "delete", pl.format("no account {} to delete", who)),
+            Rule(
                 action == "protected",
                 Outcome.FAILED,
                 "check",
                 pl.format(
-                    "the account {} (id {}) cannot be deleted or suspended: {}", who, USERID, _protected_why(self.site)
+                    "the account {} (id {}) cannot be deleted or suspended: {}",
+                    who,
+                    USERID,
+                    protected_why(self.protected),
                 ),
             ),
-            (
+            Rule(
                 action == "delete",
                 Outcome.DELETED,
                 "delete",
                 pl.format(f"User {would}deleted: {{}} (id {{}})", who, USERID),
             ),
-            (action == "create", Outcome.CREATED, "create", added),
-            (
+            Rule(action == "create", Outcome.CREATED, "create", added),
+            Rule(
                 action == "mismatch",
                 Outcome.FAILED,
                 "check",
@@ -517,34 +519,21 @@ class UsersOperation(Operation):
                     who,
                 ),
             ),
-            (
+            Rule(
                 action == "revive",
                 Outcome.UPDATED,
                 "revive",
                 pl.format(f"User was {would}revived: {{}} (id {{}})", who, USERID),
             ),
-            (action == "none", Outcome.UNCHANGED, "none", pl.format("no change: {} (id {})", who, USERID)),
-            (
+            Rule(action == "none", Outcome.UNCHANGED, "none", pl.format("no change: {} (id {})", who, USERID)),
+            Rule(
                 action.is_in(["update", "rename", "suspend", "reactivate"]),
                 Outcome.UPDATED,
                 action,
                 pl.format(f"User account {would}changed: {{}} (id {{}}): {{}}", who, USERID, changed),
             ),
         ]
-
-        # One pass over the batch: each row meets exactly one of the conditions (there is one per action), so the
-        # first non-null of the guarded values is that condition's.
-        def pick(values: list[pl.Expr]) -> pl.Expr:
-            return pl.coalesce(pl.when(c).then(v) for (c, *_), v in zip(parts, values, strict=True))
-
-        return planned.filter(pl.any_horizontal(*(condition for condition, *_ in parts))).select(
-            pl.col(LINE).alias("line"),
-            pl.lit(None, dtype=pl.String).alias("part"),
-            pick([pl.lit(outcome.value, dtype=pl.String) for _, outcome, _, _ in parts]).alias("outcome"),
-            pick([a if isinstance(a, pl.Expr) else pl.lit(a, dtype=pl.String) for *_, a, _ in parts]).alias("action"),
-            _key().alias("key"),
-            pick([message.cast(pl.String) for *_, message in parts]).alias("message"),
-        )
+        return first_match(planned, rules, _key())[0]
 
     async def _parts(
         self, conn: AsyncConnection, planned: pl.DataFrame, created: dict[int, int], now: int, dry_run: bool
@@ -620,11 +609,3 @@ class UsersOperation(Operation):
 
 def _key() -> pl.Expr:
     return pl.col("username").fill_null("")
-
-
-def _protected_why(site: UserSite) -> pl.Expr:
-    return (
-        pl.when(pl.col(USERID).is_in(sorted(site.admins)))
-        .then(pl.lit("it is a site administrator"))
-        .otherwise(pl.lit("it is the guest account"))
-    )
