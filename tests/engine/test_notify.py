@@ -124,6 +124,15 @@ def test_subjects(tmp_path: Path) -> None:
     assert notice_for([], "site", ["a", "b"]).subject == "toolsync on site: 2 operations could not run"
 
 
+def test_a_cancelled_run_is_told_as_the_run_screen_tells_it(tmp_path: Path) -> None:
+    cancelled = RunResult("users", tmp_path / "u.csv", False, {"created": 2, "skipped": 8}, 10, 0.1, cancelled=True)
+    [paragraph] = notice_for([cancelled], "site").body.strip().split("\n\n")
+    assert paragraph.splitlines()[1:] == [
+        "  10 rows were processed in 0.1 s: 2 created, 8 skipped",
+        "  Cancelled: 8 rows were not processed (counted as skipped). The command file stays in the inbox.",
+    ]
+
+
 @pytest.mark.parametrize(
     ("when", "nothing", "success", "failure", "problem"),
     [

@@ -17,7 +17,7 @@ from toolsync_tui.engine.datadir.store import DataStore
 from toolsync_tui.engine.moodle.gateway import MoodleGateway
 from toolsync_tui.engine.rows import LINE, Outcome, outcome_rows
 from toolsync_tui.engine.run.lock import RunLock
-from toolsync_tui.engine.run.pipeline import Progress, RunProblem, SafetyStop, run_operation
+from toolsync_tui.engine.run.pipeline import Progress, RunProblem, SafetyStop, run_inputs, run_operation
 
 Site = tuple[Config, MoodleGateway]
 
@@ -185,9 +185,7 @@ async def flags(site: Site, monkeypatch: pytest.MonkeyPatch) -> tuple[Config, Mo
     config, gateway = site
     flagtype = unique("purge/")
     monkeypatch.setattr(FlagPurge, "flagtype", flagtype)
-    monkeypatch.setitem(
-        registry.OPERATIONS, "flagpurge", registry.OperationInfo(FlagPurge)
-    )
+    monkeypatch.setitem(registry.OPERATIONS, "flagpurge", registry.OperationInfo(FlagPurge))
     async with gateway.transaction() as conn:
         await gateway.insert_many(
             conn,
@@ -215,6 +213,33 @@ async def test_safety_threshold_stops_before_writing_and_force_goes_on(
     result = await run_operation(config, gateway, "flagpurge", path, force=True)
     assert result.counts == {"deleted": 12}
     assert await remaining(gateway, flagtype) == 28
+
+
+@pytest.mark.parametrize("answer", [True, False, None])
+async def test_a_series_asks_at_each_safety_stop_and_goes_on_with_force_when_told(
+    flags: tuple[Config, MoodleGateway, str], tmp_path: Path, answer: bool | None
+) -> None:
+    config, gateway, flagtype = flags
+    first, second = tmp_path / "purge_a.csv", tmp_path / "purge_b.csv"
+    first.write_text("".join(f"f{i}\n" for i in range(12)))  # 12 of 40: past the threshold
+    second.write_text("".join(f"f{i}\n" for i in range(12, 24)))  # 12 of the 28 left: past it too
+    asked: list[SafetyStop] = []
+
+    async def confirm(stop: SafetyStop) -> bool:
+        asked.append(stop)
+        return bool(answer)
+
+    series = run_inputs(config, gateway, "flagpurge", [first, second], confirm=None if answer is None else confirm)
+    if not answer:  # no one to ask (the command line, cron), or not confirmed: the series stops, nothing written
+        with pytest.raises(SafetyStop):
+            await series
+        assert [stop.destructive for stop in asked] == ([] if answer is None else [12])
+        assert await remaining(gateway, flagtype) == 40
+        return
+    results = await series
+    assert [stop.destructive for stop in asked] == [12, 12]  # each input asks for itself
+    assert [result.counts for result in results] == [{"deleted": 12}, {"deleted": 12}]
+    assert await remaining(gateway, flagtype) == 16
 
 
 async def test_safety_threshold_lets_small_removals_through(

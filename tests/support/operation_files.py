@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
-from datetime import datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -14,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from toolsync_tui.config import Config
 from toolsync_tui.engine.connect import open_gateway
-from toolsync_tui.engine.datadir.store import DataStore
+from toolsync_tui.engine.datadir.store import FOLDERS, DataStore, StoredName, stamp_time
 from toolsync_tui.engine.moodle.gateway import MoodleGateway
 from toolsync_tui.engine.rows import Outcome, outcome_rows
 from toolsync_tui.engine.run.command_file import ColumnSpec
@@ -98,12 +96,9 @@ async def run_operations(config: Config, *runs: tuple[str, bool]) -> list[RunRes
 
 def date_by_stamp(data_dir: Path) -> None:
     """Give every file of the history the time its name's stamp says: runs of one test are seconds apart at most."""
-    for folder in ("archive", "reports", "tryback"):
+    for folder in FOLDERS.values():
         for path in (data_dir / folder).iterdir():
-            found = STAMP_IN_NAME.search(path.name)
-            assert found is not None, path
-            moment = datetime.strptime(found[1], "%Y%m%d-%H%M%S").timestamp()
+            name = StoredName.of(path)
+            assert name is not None, path
+            moment = stamp_time(name.stamp).timestamp()
             os.utime(path, (moment, moment))
-
-
-STAMP_IN_NAME = re.compile(r"(\d{8}-\d{6})")

@@ -52,7 +52,7 @@ class TerminalProgress:
 
 
 def print_result(result: RunResult) -> None:
-    print(f"{result.operation}: {result.summary()}")
+    print(f"{result.operation}: {result.verdict.summary()}")
     for label, path in result.files():
         print(f"  {label}: {path}")
     for note in result.notes:

@@ -1,54 +1,35 @@
 """What runs left behind in the data directory: reports, trybacks and archived command files, newest first.
 
-Pure functions, no interface: the history screen and the report viewer show what these return. Names follow
-engine/store.py: archive/<stamp>_<file>, reports/<stamp>_<operation>_<file stem>[_dryrun][-N].txt with its .csv
-twin, tryback/<file stem>_tryback_<stamp><suffix>.
+Pure functions, no interface: the history screen and the report viewer show what these return. The files' names
+are read with store.StoredName, which also writes them.
 """
 
 from __future__ import annotations
 
 import os
-import re
 import stat
 import zipfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Literal
 
 import polars as pl
 
 from toolsync_tui.config import Config
-from toolsync_tui.engine.datadir.store import DataStore
+from toolsync_tui.engine.datadir.store import KINDS as KINDS
+from toolsync_tui.engine.datadir.store import DataStore, StoredName
+from toolsync_tui.engine.datadir.store import Kind as Kind
 from toolsync_tui.engine.registry import OPERATIONS
+from toolsync_tui.engine.rows import OUTCOME_SCHEMA
 from toolsync_tui.engine.run.command_file import FileProblem
 from toolsync_tui.engine.run.log import KEEP, RunLog
 from toolsync_tui.engine.run.preview import count_rows
-
-Kind = Literal["report", "tryback", "archive"]
-KINDS: tuple[Kind, ...] = ("report", "tryback", "archive")
-
-STAMP = r"\d{8}-\d{6}"
-REPORT_NAME = re.compile(rf"^{STAMP}_(?P<operation>[a-z]+)_")
-DRY_RUN_STEM = re.compile(r"_dryrun(-\d+)?$")
-ARCHIVED_NAME = re.compile(rf"^{STAMP}_(?P<original>.+)$")
-TRYBACK_MARK = "_tryback_"
 
 # A text view reads this much of a file at most: a million-line report must not reach a widget whole.
 HEAD_BYTES = 2_000_000
 TAIL_BYTES = 64_000
 LINE_CHARS = 1_000  # a line longer than this (a binary file, a huge cell) is cut
-
-# The outcome table's columns, as the engine writes them (report.py); `line` is a number, the rest text.
-TABLE_SCHEMA: dict[str, pl.DataType] = {
-    "line": pl.Int64(),
-    "part": pl.String(),
-    "outcome": pl.String(),
-    "action": pl.String(),
-    "key": pl.String(),
-    "message": pl.String(),
-}
 
 
 class HistoryProblem(Exception):
@@ -73,11 +54,6 @@ class HistoryEntry:
     def files(self) -> tuple[Path, ...]:
         return (self.path,) if self.twin is None else (self.path, self.twin)
 
-    def matches(self, text: str) -> bool:
-        """Whether a filter's text is in the name, the operation or the kind (case-insensitive)."""
-        wanted = text.strip().lower()
-        return not wanted or any(wanted in value.lower() for value in (self.name, self.operation or "", self.kind))
-
 
 @dataclass
 class Deletion:
@@ -90,8 +66,11 @@ class Deletion:
 
 
 def operation_of_report(name: str) -> str | None:
-    found = REPORT_NAME.match(name)
-    return found["operation"] if found and found["operation"] in OPERATIONS else None
+    return _report_operation(StoredName.parse("report", name))
+
+
+def _report_operation(name: StoredName | None) -> str | None:
+    return name.operation if name is not None and name.operation in OPERATIONS else None
 
 
 def operation_of_file(config: Config, name: str) -> str | None:
@@ -116,9 +95,11 @@ def _file_rules(config: Config) -> list[FileRule]:
 
 
 def _operation_by_rules(rules: list[FileRule], name: str) -> str | None:
+    tryback = StoredName.parse("tryback", name)
+    if tryback is not None:  # the command file it holds rows of (a tryback's tryback: back to the first file)
+        return _operation_by_rules(rules, tryback.source)
     stem, suffix = os.path.splitext(name)  # not Path: called for every file of the history
-    base = name.split(TRYBACK_MARK, 1)[0] if TRYBACK_MARK in name else stem
-    found = [rule[0] for rule in rules if _follows(rule, base, suffix)]
+    found = [rule[0] for rule in rules if _follows(rule, stem, suffix)]
     return found[0] if len(found) == 1 else None
 
 
@@ -173,15 +154,16 @@ def _reports(files: Iterable[tuple[Path, os.stat_result]]) -> list[HistoryEntry]
         if path.suffix == ".csv" and path.with_suffix(".txt") in by_path:
             continue  # listed with its text
         twin_status = by_path.get(twin) if twin is not None else None
+        name = StoredName.parse("report", path.name)
         entries.append(
             HistoryEntry(
                 "report",
                 path,
                 status.st_size + (twin_status.st_size if twin_status else 0),
                 datetime.fromtimestamp(status.st_mtime),
-                operation_of_report(path.name),
+                _report_operation(name),
                 twin if twin_status else None,
-                bool(DRY_RUN_STEM.search(path.stem)),
+                name is not None and name.dry_run,
             )
         )
     return entries
@@ -189,8 +171,8 @@ def _reports(files: Iterable[tuple[Path, os.stat_result]]) -> list[HistoryEntry]
 
 def _plain(rules: list[FileRule], kind: Kind, path: Path, status: os.stat_result) -> HistoryEntry:
     name = path.name
-    if kind == "archive" and (archived := ARCHIVED_NAME.match(name)):
-        name = archived["original"]  # the command file's own name, e.g. courses.csv
+    if kind == "archive" and (archived := StoredName.parse("archive", name)):
+        name = archived.source  # the command file's own name, e.g. courses.csv
     return HistoryEntry(
         kind, path, status.st_size, datetime.fromtimestamp(status.st_mtime), _operation_by_rules(rules, name)
     )
@@ -332,7 +314,7 @@ def zip_members(path: Path, limit: int) -> tuple[list[ArchiveMember], int]:
 
 
 def _scan(table: Path) -> pl.LazyFrame:
-    return pl.scan_csv(table, schema=TABLE_SCHEMA)
+    return pl.scan_csv(table, schema=OUTCOME_SCHEMA)
 
 
 def outcome_totals(table: Path) -> dict[str, int]:

@@ -1,18 +1,90 @@
-"""The data directory: inbox/ (command files), archive/, reports/ and tryback/."""
+"""The data directory: inbox/ (command files), archive/, reports/ and tryback/, and the names runs give their files
+there, written and read back in this module only (StoredName)."""
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Literal
 
-SUBDIRS = ("inbox", "archive", "reports", "tryback")
+STAMP_FORMAT = "%Y%m%d-%H%M%S"
+
+Kind = Literal["report", "tryback", "archive"]
+KINDS: tuple[Kind, ...] = ("report", "tryback", "archive")
+FOLDERS: dict[Kind, str] = {"report": "reports", "tryback": "tryback", "archive": "archive"}  # what runs leave
+SUBDIRS = ("inbox", *FOLDERS.values())
 
 
 def timestamp(moment: datetime | None = None) -> str:
-    return (moment or datetime.now()).strftime("%Y%m%d-%H%M%S")
+    return (moment or datetime.now()).strftime(STAMP_FORMAT)
+
+
+def stamp_time(stamp: str) -> datetime:
+    """The moment a stamp of `timestamp` stands for (to the second)."""
+    return datetime.strptime(stamp, STAMP_FORMAT)
+
+
+_STAMP = r"(?P<stamp>\d{8}-\d{6})"
+_AGAIN = r"(?:-\d+)?"  # -2, -3 ...: a run of the same second had the name already (see _unused)
+DRY_RUN_MARK = "_dryrun"
+TRYBACK_MARK = "_tryback_"
+# Matched against the name without its suffix (a report's .txt or .csv, a tryback's command file suffix).
+_PATTERNS: dict[Kind, re.Pattern[str]] = {
+    "report": re.compile(rf"{_STAMP}_(?P<operation>[a-z]+)_(?P<source>.*?)(?P<dry_run>{DRY_RUN_MARK})?{_AGAIN}"),
+    "tryback": re.compile(rf"(?P<source>.+){TRYBACK_MARK}{_STAMP}{_AGAIN}"),  # the last mark: a tryback's tryback
+    "archive": re.compile(rf"{_STAMP}_(?P<source>.+)"),
+}
+
+
+@dataclass(frozen=True)
+class StoredName:
+    """The name a run gives a file it leaves in the data directory, both ways: `format` when writing, `parse` when
+    reading the folders back (the history, the report viewer, retention's tests).
+
+    - report:  reports/<stamp>_<operation>_<file stem>[_dryrun].txt, and its .csv table twin
+    - tryback: tryback/<file stem>_tryback_<stamp><file suffix>
+    - archive: archive/<stamp>_<file name>
+
+    `source` is the command file's name (a report's keeps its stem only). A name already taken in the same second
+    gets -2, -3 ... before its suffix, which `parse` drops, but from an archived name: "20260105-090500_courses-2.csv"
+    may be courses-2.csv itself, and the history matches it against the operations' file names as it is."""
+
+    kind: Kind
+    stamp: str
+    source: str
+    operation: str | None = None  # a report's
+    dry_run: bool = False  # a report's
+
+    def format(self, suffix: str = "") -> str:
+        """The file name; `suffix` is a report's (.txt or .csv): a tryback keeps its command file's."""
+        source = Path(self.source)
+        if self.kind == "report":
+            return f"{self.stamp}_{self.operation}_{source.stem}{DRY_RUN_MARK if self.dry_run else ''}{suffix}"
+        if self.kind == "tryback":
+            return f"{source.stem}{TRYBACK_MARK}{self.stamp}{source.suffix}"
+        return f"{self.stamp}_{self.source}"
+
+    @classmethod
+    def parse(cls, kind: Kind, name: str) -> StoredName | None:
+        """What a file name of that folder says; None when no run wrote it (a file put there by hand)."""
+        # os.path rather than Path: the history parses every file of the data directory
+        stem, suffix = (name, "") if kind == "archive" else os.path.splitext(name)
+        found = _PATTERNS[kind].fullmatch(stem)
+        if found is None:
+            return None
+        if kind == "report":
+            return cls(kind, found["stamp"], found["source"], found["operation"], found["dry_run"] is not None)
+        return cls(kind, found["stamp"], found["source"] + (suffix if kind == "tryback" else ""))
+
+    @classmethod
+    def of(cls, path: Path) -> StoredName | None:
+        """`parse` with the kind of the folder the file is in (reports/, tryback/, archive/); None elsewhere."""
+        kind = next((kind for kind, folder in FOLDERS.items() if path.parent.name == folder), None)
+        return None if kind is None else cls.parse(kind, path.name)
 
 
 @dataclass(frozen=True)
@@ -25,15 +97,15 @@ class DataStore:
 
     @property
     def archive(self) -> Path:
-        return self.root / "archive"
+        return self.root / FOLDERS["archive"]
 
     @property
     def reports(self) -> Path:
-        return self.root / "reports"
+        return self.root / FOLDERS["report"]
 
     @property
     def tryback(self) -> Path:
-        return self.root / "tryback"
+        return self.root / FOLDERS["tryback"]
 
     def ensure(self) -> None:
         for name in SUBDIRS:
@@ -65,18 +137,18 @@ class DataStore:
         return preselected if suffix is None else preselected.with_name(f"{preselected.name}*{suffix}")
 
     def report_paths(self, stamp: str, operation: str, source: Path, dry_run: bool) -> tuple[Path, Path]:
-        base = f"{stamp}_{operation}_{source.stem}" + ("_dryrun" if dry_run else "")
-        text = _unused(self.reports / f"{base}.txt", self.reports / f"{base}.csv")
+        name = StoredName("report", stamp, source.name, operation, dry_run)
+        text = _unused(self.reports / name.format(".txt"), self.reports / name.format(".csv"))
         return text, text.with_suffix(".csv")
 
     def tryback_path(self, stamp: str, source: Path) -> Path:
-        return _unused(self.tryback / f"{source.stem}_tryback_{stamp}{source.suffix}")
+        return _unused(self.tryback / StoredName("tryback", stamp, source.name).format())
 
     def archive_file(self, source: Path, stamp: str, mode: str) -> Path | None:
         """Move or copy the processed file into archive/ with a timestamp prefix."""
         if mode == "off":
             return None
-        target = _unused(self.archive / f"{stamp}_{source.name}")
+        target = _unused(self.archive / StoredName("archive", stamp, source.name).format())
         if mode == "copy":
             shutil.copy2(source, target)
         else:

@@ -11,6 +11,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from toolsync_tui.engine.rows import Outcome
+from toolsync_tui.engine.run.exits import EXIT_ROWS_FAILED
+from toolsync_tui.engine.run.verdict import Verdict
+
 LOG_NAME = "runs.jsonl"
 KEEP = 2_000  # runs kept when the log is trimmed
 TRIM_ABOVE = 1_000_000  # bytes: the log is trimmed to its last KEEP runs past this size
@@ -33,6 +37,21 @@ class RunRecord:
     @property
     def started_at(self) -> datetime:
         return datetime.fromisoformat(self.started)
+
+    @property
+    def verdict(self) -> Verdict:
+        # No count of failed parts is kept: a run that went through, no row failed, yet exit code 1, had some.
+        went_through = not self.problem and not self.cancelled
+        some_parts = went_through and self.exit_code == EXIT_ROWS_FAILED and not self.counts.get(Outcome.FAILED, 0)
+        return Verdict(
+            self.rows,
+            self.counts,
+            self.duration,
+            self.dry_run,
+            self.cancelled,
+            some_parts_failed=some_parts,
+            problem=self.problem,
+        )
 
 
 class RunLog:

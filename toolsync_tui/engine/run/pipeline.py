@@ -9,7 +9,7 @@ import asyncio
 import threading
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -19,6 +19,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 
 from toolsync_tui import __version__
 from toolsync_tui.config import Config
+from toolsync_tui.engine.connect import open_bridge
 from toolsync_tui.engine.datadir.store import DataStore, timestamp
 from toolsync_tui.engine.moodle.bridge.client import BridgeError
 from toolsync_tui.engine.moodle.gateway import DatabaseError, MoodleGateway
@@ -40,6 +41,7 @@ from toolsync_tui.engine.run.log import RunLog, RunRecord
 from toolsync_tui.engine.run.operation import SetupProblem, Source
 from toolsync_tui.engine.run.overlap import OverlappedWrites
 from toolsync_tui.engine.run.report import RunReport, report_lines
+from toolsync_tui.engine.run.verdict import Verdict
 
 RECENT_MESSAGES = 50
 
@@ -109,18 +111,18 @@ class RunResult:
         failed = self.counts.get(Outcome.FAILED, 0) or self.failed_details or self.cancelled
         return EXIT_ROWS_FAILED if failed else EXIT_OK
 
-    def summary(self) -> str:
-        parts = [f"{self.counts.get(o, 0)} {o}" for o in Outcome if self.counts.get(o, 0)]
-        verb = "would be" if self.dry_run else "were"
-        details = f"; {self.failed_details} parts of rows failed" if self.failed_details else ""
-        return (
-            f"{self.rows} rows {verb} processed in {self.duration:.1f} s: "
-            + (", ".join(parts) if parts else "nothing to do")
-            + details
+    @property
+    def verdict(self) -> Verdict:
+        """What the run came to, in the words every surface uses (engine/run/verdict.py)."""
+        return Verdict(
+            self.rows, self.counts, self.duration, self.dry_run, self.cancelled, failed_details=self.failed_details
         )
 
 
 ProgressCallback = Callable[[Progress], None]
+# Asked when the safety threshold stops an input's run (nothing was written): whether to run it again with force.
+Confirm = Callable[[SafetyStop], Awaitable[bool]]
+RunInput = Callable[[Path, bool], Awaitable[RunResult]]  # one input's run, with force or not
 
 
 def _implementation(name: str) -> type[Operation]:
@@ -152,6 +154,7 @@ async def run_inputs(
     name: str,
     sources: Sequence[Path] | None = None,
     *,
+    confirm: Confirm | None = None,
     on_result: Callable[[RunResult], None] | None = None,
     dry_run: bool = False,
     force: bool = False,
@@ -159,13 +162,38 @@ async def run_inputs(
     cancel: threading.Event | None = None,
 ) -> list[RunResult]:
     """run_operation on each input in turn (each picture archive of the inbox, in name order), each with its own
-    report, tryback and archive. A cancelled run ends the series; a run that cannot happen stops it (RunProblem), the
-    inputs before it done and archived, the ones after it left in the inbox."""
-    results: list[RunResult] = []
-    for source in operation_inputs(config, name) if sources is None else sources:
-        result = await run_operation(
+    report, tryback and archive; see run_series."""
+
+    async def run_input(source: Path, force: bool) -> RunResult:
+        return await run_operation(
             config, gateway, name, source, dry_run=dry_run, force=force, on_progress=on_progress, cancel=cancel
         )
+
+    inputs = operation_inputs(config, name) if sources is None else sources
+    return await run_series(inputs, run_input, force=force, confirm=confirm, on_result=on_result)
+
+
+async def run_series(
+    inputs: Sequence[Path],
+    run_input: RunInput,
+    *,
+    force: bool = False,
+    confirm: Confirm | None = None,
+    on_result: Callable[[RunResult], None] | None = None,
+) -> list[RunResult]:
+    """Each input's run in turn, `run_input` running one (the interface's runs each in a thread of its own).
+
+    A cancelled run ends the series. A run the safety threshold stops is run again with force when `confirm` says so;
+    without `confirm` (the command line, cron), or unconfirmed, the SafetyStop ends the series. A run that cannot
+    happen (RunProblem) ends it too: the inputs before it done and archived, the ones after it left in the inbox."""
+    results: list[RunResult] = []
+    for source in inputs:
+        try:
+            result = await run_input(source, force)
+        except SafetyStop as stop:
+            if confirm is None or not await confirm(stop):
+                raise
+            result = await run_input(source, True)  # asked once: with force, the threshold is not checked
         results.append(result)
         if on_result is not None:
             on_result(result)
@@ -256,6 +284,8 @@ class _Run:
     async def execute(self, force: bool) -> RunResult:
         source = self.operation.open_source(self.path)
         site = await self.gateway.site_info()
+        if self.operation.uses_bridge:  # next to the gateway, once per run: PHP starts only for those that use it
+            self.operation.take_bridge(await open_bridge(self.config))
         try:
             async with self.gateway.reading() as conn:
                 await self.operation.prepare(conn, source.columns)
@@ -345,7 +375,7 @@ class _Run:
                 failed_details=failed_details,
             )
             if report:
-                report.close([result.summary(), *self.notes])
+                report.close([result.verdict.summary(), *self.notes])
                 result.report_path, result.table_path = report.text_path, report.table_path
             if tryback:
                 result.tryback_path = tryback.close()

@@ -8,6 +8,7 @@ from pathlib import Path
 import polars as pl
 
 from toolsync_tui.engine.datadir.store import private_file
+from toolsync_tui.engine.rows import OUTCOME_SCHEMA
 
 
 def report_lines() -> pl.Expr:
@@ -43,5 +44,5 @@ class RunReport:
         self._text.write(("\n" + "\n".join(summary) + "\nend of report\n").encode())
         self._text.close()
         if not self._table_has_header:
-            self._table.write(b"line,part,outcome,action,key,message\n")
+            self._table.write((",".join(OUTCOME_SCHEMA) + "\n").encode())  # a run of no rows: the header alone
         self._table.close()

@@ -152,7 +152,8 @@ class _Call:
     def _ran(self, result: RunResult) -> None:
         self.report.results.append(result)
         written = "; ".join(f"{label} {path}" for label, path in result.files())
-        self.say(f"{result.operation}: {result.source.name}: {result.summary()}" + (f" ({written})" if written else ""))
+        said = f"{result.operation}: {result.source.name}: {result.verdict.summary()}"
+        self.say(said + (f" ({written})" if written else ""))
 
     def _open_gateway(self) -> MoodleGateway:
         if self._gateway is None:

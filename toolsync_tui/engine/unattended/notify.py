@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
 from toolsync_tui.config import NotifySettings
-from toolsync_tui.engine.rows import Outcome
+from toolsync_tui.engine.run.verdict import plural, tally
 
 if TYPE_CHECKING:
     from toolsync_tui.engine.run.pipeline import RunResult
@@ -37,37 +37,18 @@ class Notice:
     attachments: tuple[Path, ...] = ()
 
 
-def _plural(count: int, noun: str) -> str:
-    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
-
-
-def _outcome_phrase(results: Sequence[RunResult]) -> str:
-    failed = sum(r.counts.get(Outcome.FAILED, 0) for r in results)
-    details = sum(r.failed_details for r in results)
-    cancelled = sum(r.cancelled for r in results)
-    parts = [_plural(len(results), "operation")]
-    if failed:
-        parts.append(f"{_plural(failed, 'row')} failed")
-    if details:
-        parts.append(f"{_plural(details, 'part')} of rows failed")
-    if cancelled:
-        parts.append(f"{cancelled} cancelled")
-    if len(parts) == 1:
-        parts.append("all rows succeeded")
-    return ", ".join(parts)
-
-
 def _subject(results: Sequence[RunResult], site_label: str, problems: Sequence[str]) -> str:
-    phrases = [_outcome_phrase(results)] if results else []
+    phrases = [tally([result.verdict for result in results])] if results else []
     if problems:
-        phrases.append(f"{_plural(len(problems), 'operation')} could not run")
+        phrases.append(f"{plural(len(problems), 'operation')} could not run")
     return f"toolsync on {site_label}: " + ("; ".join(phrases) or "nothing to do")
 
 
 def _paragraph(result: RunResult) -> str:
-    lines = [f"{result.operation}: {result.source}", f"  {result.summary()}"]
-    if result.cancelled:
-        lines.append("  The run was cancelled before the end of the file.")
+    verdict = result.verdict
+    lines = [f"{result.operation}: {result.source}", f"  {verdict.summary()}"]
+    if result.cancelled:  # what became of the rows and of the file, as the run screen says it
+        lines.append(f"  {verdict.headline()[0]}")
     lines += [f"  {label}: {path}" for label, path in result.files()]
     lines += [f"  note: {note}" for note in result.notes]
     return "\n".join(lines)

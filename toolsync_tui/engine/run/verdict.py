@@ -1,0 +1,141 @@
+"""What a run came to, in words: the one wording of the report's summary, the command line, the run screen, the
+dashboard, cron's lines and the notifications.
+
+It works on counts and flags only, so that a run just done (RunResult.verdict) and a line of the run log
+(RunRecord.verdict) read alike, and so that the command line and cron word it without loading the interface.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import humanize
+
+from toolsync_tui.engine.rows import Outcome, counts_text
+
+Tone = Literal["success", "warning", "error"]
+
+
+def plural(count: int, noun: str) -> str:
+    """ "1 row", "2 rows", "1,200 rows"."""
+    return f"{count:,} {noun}" if count == 1 else f"{count:,} {noun}s"
+
+
+def duration_text(seconds: float) -> str:
+    """ "0.4 s" for a short run, "2 minutes and 5 seconds" for a longer one."""
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    return humanize.precisedelta(seconds, minimum_unit="seconds", format="%0.0f")
+
+
+def parts_failed_text(count: int) -> str:
+    """ "3 parts of rows failed"; 0: some, how many is not known (a run log's record)."""
+    return f"{plural(count, 'part')} of rows failed" if count else "parts of rows failed"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    rows: int
+    counts: dict[str, int] = field(default_factory=dict)  # outcome -> rows, of the rows' own outcomes
+    seconds: float = 0.0
+    dry_run: bool = False
+    cancelled: bool = False
+    failed_details: int = 0  # failed parts of rows (a user's course2 enrolment ...), beyond the rows' own outcomes
+    # The run log keeps no count of failed parts, only an exit code that says some failed (RunRecord.verdict).
+    some_parts_failed: bool = False
+    problem: str | None = None  # why the run could not happen (a run log's record)
+
+    @property
+    def failed(self) -> int:
+        return self.counts.get(Outcome.FAILED, 0)
+
+    @property
+    def parts_failed(self) -> bool:
+        return bool(self.failed_details) or self.some_parts_failed
+
+    def processed(self, seconds: float | None = None) -> str:
+        """ "1,200 rows were processed in 2.0 s"; `seconds` replaces the run's own measure (the run screen's clock)."""
+        verb = "would be" if self.dry_run else "were"
+        return f"{self.rows:,} rows {verb} processed in {duration_text(self.seconds if seconds is None else seconds)}"
+
+    def summary(self) -> str:
+        """The report's last words, the command line's, cron's and each run's in a notification:
+        "4 rows were processed in 0.3 s: 3 created, 1 failed; 2 parts of rows failed"."""
+        details = f"; {parts_failed_text(self.failed_details)}" if self.parts_failed else ""
+        return f"{self.processed()}: {counts_text(self.counts) or 'nothing to do'}{details}"
+
+    def headline(self) -> tuple[str, Tone]:
+        """The run screen's closing state, and how it should look."""
+        if self.cancelled:
+            kept = "" if self.dry_run else " The command file stays in the inbox."
+            skipped = self.counts.get(Outcome.SKIPPED, 0)
+            return f"Cancelled: {skipped:,} rows were not processed (counted as skipped).{kept}", "warning"
+        written = "Dry run finished, nothing was written" if self.dry_run else "Finished"
+        if not self.rows:
+            return f"{written}: the file has no data rows.", "warning"
+        if self.failed:
+            return f"{written}: {self.failed:,} of {self.rows:,} rows failed, see the report.", "error"
+        if self.parts_failed:  # e.g. a user created, but not enrolled in the course its row names
+            parts = parts_failed_text(self.failed_details)
+            return f"{written}: every row was applied, but {parts}, see the report.", "error"
+        return f"{written}: every row succeeded.", "success"
+
+    def brief(self) -> str:
+        """A few words: "3 created, 1 failed", "3 created, parts of rows failed", "cancelled", "could not run"."""
+        if self.problem:
+            return "could not run"
+        words = "cancelled" if self.cancelled else counts_text(self.counts) or "no rows"
+        if self.parts_failed:
+            words += f", {parts_failed_text(self.failed_details)}"
+        return f"{words} (dry run)" if self.dry_run else words
+
+    def word(self) -> str:
+        """Whether it went well, for a narrow column: "ok", "4 failed", "parts failed", "cancelled"."""
+        if self.problem:
+            word = "could not run"
+        elif self.cancelled:
+            word = "cancelled"
+        elif self.failed:
+            word = f"{self.failed:,} failed"
+        elif self.parts_failed:
+            word = "parts failed"
+        else:
+            word = "ok"
+        return f"{word} (dry)" if self.dry_run else word
+
+
+def combined(verdicts: Sequence[Verdict]) -> Verdict:
+    """The runs of a series (each picture archive in turn) as one: their counts added, the last one's flags."""
+    counts: Counter[str] = Counter()
+    for verdict in verdicts:
+        counts.update(verdict.counts)
+    last = verdicts[-1]
+    return Verdict(
+        sum(verdict.rows for verdict in verdicts),
+        dict(counts),
+        sum(verdict.seconds for verdict in verdicts),
+        last.dry_run,
+        last.cancelled,
+        sum(verdict.failed_details for verdict in verdicts),
+        any(verdict.some_parts_failed for verdict in verdicts),
+    )
+
+
+def tally(verdicts: Sequence[Verdict]) -> str:
+    """Several operations' runs at once (a cron call's notification): "2 operations, 1 row failed, 1 cancelled"."""
+    failed = sum(verdict.failed for verdict in verdicts)
+    details = sum(verdict.failed_details for verdict in verdicts)
+    cancelled = sum(verdict.cancelled for verdict in verdicts)
+    words = [plural(len(verdicts), "operation")]
+    if failed:
+        words.append(f"{plural(failed, 'row')} failed")
+    if details:
+        words.append(parts_failed_text(details))
+    if cancelled:
+        words.append(f"{cancelled:,} cancelled")
+    if len(words) == 1:
+        words.append("all rows succeeded")
+    return ", ".join(words)
