@@ -23,72 +23,176 @@ GroupKey = Literal["id", "idnumber", "name"]
 
 
 class Section(BaseModel):
+    """A table of the configuration file. The one place its help is written: the docstring for the table, each field's
+    description for a key. The settings screen shows them; tests/engine/test_config.py renders config.example.toml
+    from them."""
+
     model_config = ConfigDict(extra="allow", validate_assignment=True)
 
 
+def section_help(model: type[BaseModel]) -> str:
+    """A table's help: its model's own docstring as one paragraph ("" for a model without one)."""
+    return " ".join((model.__doc__ or "").split())
+
+
 class DatabaseSettings(Section):
-    driver: Literal["mariadb", "sqlite"] = "mariadb"
-    host: str = "127.0.0.1"
-    port: int = Field(3306, ge=1, le=65535)
-    socket: str = ""
-    user: str = "moodle"
-    password: str = ""
-    password_env: str = "TOOLSYNC_DB_PASSWORD"
-    name: str = "moodle"
-    prefix: str = Field("mdl_", pattern=r"^[A-Za-z0-9_]*$")
-    sqlite_path: str = "sandbox.sqlite"
+    """The Moodle database toolsync writes to."""
+
+    driver: Literal["mariadb", "sqlite"] = Field(
+        "mariadb",
+        description='"mariadb" for the Moodle site\'s own database (MariaDB or MySQL), "sqlite" for a sandbox.',
+    )
+    host: str = Field("127.0.0.1", description="The MariaDB server ($CFG->dbhost).")
+    port: int = Field(3306, ge=1, le=65535, description="Its TCP port, 3306 by default.")
+    socket: str = Field(
+        "", description='A Unix socket path (e.g. "/run/mysqld/mysqld.sock"); when set, host and port are not used.'
+    )
+    user: str = Field("moodle", description="The database user ($CFG->dbuser).")
+    password: str = Field(
+        "",
+        description="Better left empty: the variable named by password_env, when set, gives the password. "
+        "Typed here, it is saved in the configuration file (keep it mode 600).",
+    )
+    password_env: str = Field(
+        "TOOLSYNC_DB_PASSWORD",
+        description="The environment variable that holds the password; it wins over password.",
+    )
+    name: str = Field("moodle", description="The database name ($CFG->dbname) of the Moodle site.")
+    prefix: str = Field(
+        "mdl_", pattern=r"^[A-Za-z0-9_]*$", description="The table prefix ($CFG->prefix) of the Moodle site."
+    )
+    sqlite_path: str = Field("sandbox.sqlite", description='The SQLite file, for driver "sqlite" only.')
 
 
 class FileSettings(Section):
-    data_dir: str = "data"
-    encoding: Literal["auto", "utf-8", "iso-8859-1", "windows-1252"] = "auto"
-    separator: Literal[";", ",", "\t", "auto"] = ";"
-    comment_prefixes: list[str] = Field(default_factory=lambda: ["#", "//"])
-    ignore_unknown_columns: bool = False
-    report: bool = True
-    tryback: bool = True
-    archive: Literal["move", "copy", "off"] = "move"
-    browse_dirs: list[str] = Field(default_factory=list)  # folders besides the inbox the files screen offers
+    """Where command files are read from, how they are read, and what a run leaves behind."""
+
+    data_dir: str = Field(
+        "data",
+        description='Holds inbox/ (command files), archive/, reports/ and tryback/; e.g. "/var/lib/toolsync".',
+    )
+    encoding: Literal["auto", "utf-8", "iso-8859-1", "windows-1252"] = Field(
+        "auto",
+        description='"auto" reads UTF-8 and falls back to Windows-1252 (then ISO-8859-1) for files that are not UTF-8.',
+    )
+    separator: Literal[";", ",", "\t", "auto"] = Field(";", description='"auto" detects it from the header line.')
+    comment_prefixes: list[str] = Field(
+        default_factory=lambda: ["#", "//"],
+        description="Lines starting with one of these (outside quoted values) are comments.",
+    )
+    ignore_unknown_columns: bool = Field(
+        False,
+        description="Columns an operation does not know are an error; when this is on (true), they are ignored.",
+    )
+    report: bool = Field(True, description="Write a text report and its CSV twin to reports/ for every run.")
+    tryback: bool = Field(
+        True, description="Write the failed rows, in the source's own format, to tryback/ (ready to be run again)."
+    )
+    archive: Literal["move", "copy", "off"] = Field(
+        "move", description="A processed command file is moved or copied to archive/, or left in place (off)."
+    )
+    browse_dirs: list[str] = Field(
+        default_factory=list,
+        description="Folders besides inbox/ whose files the interface offers as command files "
+        "(e.g. where exports are prepared).",
+    )
 
 
 class RunSettings(Section):
-    batch_size: int = Field(5000, ge=1, le=100_000)
-    safety_threshold: float = Field(0.1, ge=0.0, le=1.0)
-    safety_min_rows: int = Field(10, ge=0)
+    """How runs write, and when they stop to ask first."""
+
+    batch_size: int = Field(
+        5000,
+        ge=1,
+        le=100_000,
+        description="Rows per batch; each batch is one transaction. Read-only operations use at least 10000.",
+    )
+    safety_threshold: float = Field(
+        0.1,
+        ge=0.0,
+        le=1.0,
+        description="A run that would delete, unenrol or suspend more than this share (0 to 1) of the records it "
+        "draws from stops before writing and asks for a confirmation (or --force on the command line). "
+        "0 disables the check.",
+    )
+    safety_min_rows: int = Field(10, ge=0, description="... but only when it would remove at least this many records.")
 
 
 class BridgeSettings(Section):
-    php: str = "php"
-    moodle_dir: str = ""
-    run_as: str = ""
+    """The bridge runs Moodle's own PHP for course delete, reset and templates, and user delete."""
+
+    php: str = Field("php", description='The PHP command line, e.g. "php8.3" or "/usr/bin/php -d memory_limit=1G".')
+    moodle_dir: str = Field("", description="The Moodle site's directory, holding config.php. Empty: no bridge.")
+    run_as: str = Field(
+        "", description='Run PHP as this user (through sudo -n -u), e.g. "www-data". Empty: as yourself.'
+    )
 
 
 class CronSettings(Section):
-    order: list[str] = Field(default_factory=list)  # operations in run order; empty: the original's dependency order
-    timezone: str = ""  # IANA zone the schedules are read in, e.g. "Europe/Paris"; empty: the system's
-    drop_dir: str = ""  # where the information system drops command files; each cron call moves them to inbox/
-    settle_seconds: int = Field(60, ge=0)  # a dropped file unchanged for this long is complete
-    lock_files: list[str] = Field(default_factory=lambda: ["alock.txt"])  # nothing is taken while one is there
-    retention_days: int = Field(0, ge=0)  # archives, reports, trybacks older than this are removed; 0 keeps all
-    crontab_command: str = "crontab"  # the command that reads (-l) and replaces (-) the user's crontab
+    """`toolsync cron`, called by the system crontab (see `toolsync crontab install`), runs every operation whose
+    schedule is due."""
+
+    order: list[str] = Field(
+        default_factory=list,
+        description="Operations in run order; empty: the original's dependency order, as `toolsync run` lists them.",
+    )
+    timezone: str = Field(
+        "", description='The IANA zone schedules are read in, e.g. "Europe/Paris"; empty: the system\'s.'
+    )
+    drop_dir: str = Field(
+        "",
+        description="A folder where the student information system drops command files (e.g. over SFTP): each cron "
+        'call moves the complete ones into inbox/. Names starting with "." or "_" are left alone.',
+    )
+    settle_seconds: int = Field(60, ge=0, description="A dropped file is complete once unchanged for this long.")
+    lock_files: list[str] = Field(
+        default_factory=lambda: ["alock.txt"],
+        description="While one of these is in drop_dir, the feeder is writing: nothing is taken.",
+    )
+    retention_days: int = Field(
+        0,
+        ge=0,
+        description="Archives, reports and trybacks older than this many days are removed by cron; 0 keeps everything.",
+    )
+    crontab_command: str = Field(
+        "crontab", description="The command that reads (-l) and replaces (-) the user's crontab."
+    )
 
 
 class NotifySettings(Section):
-    when: Literal["never", "failures", "always"] = "failures"  # after an unattended run
-    smtp_host: str = ""  # empty: no mail
-    smtp_port: int = Field(25, ge=1, le=65535)
-    smtp_security: Literal["none", "starttls", "tls"] = "none"
-    smtp_user: str = ""
-    smtp_password_env: str = "TOOLSYNC_SMTP_PASSWORD"
-    sender: str = ""
-    recipients: list[str] = Field(default_factory=list)
-    command: str = ""  # a program given the summary on stdin and the report's path as argument
+    """After an unattended (cron) run: mail the summary and the report, and/or run a command."""
+
+    when: Literal["never", "failures", "always"] = Field(
+        "failures", description="Which unattended runs are notified: none, those with failures, or all."
+    )
+    smtp_host: str = Field("", description="The mail server; empty: no mail.")
+    smtp_port: int = Field(25, ge=1, le=65535, description="Its TCP port.")
+    smtp_security: Literal["none", "starttls", "tls"] = Field(
+        "none", description="How the connection to the mail server is protected."
+    )
+    smtp_user: str = Field("", description="The user to log in as; empty: no login.")
+    smtp_password_env: str = Field(
+        "TOOLSYNC_SMTP_PASSWORD", description="The environment variable that holds the SMTP password."
+    )
+    sender: str = Field(
+        "", description='The From address, e.g. "toolsync@moodle.example.edu"; empty: toolsync@ and this host\'s name.'
+    )
+    recipients: list[str] = Field(
+        default_factory=list, description='Who gets the mail, e.g. ["moodle-admins@example.edu"].'
+    )
+    command: str = Field(
+        "",
+        description="A program given the summary on stdin and the report's path as argument, e.g. "
+        '"/usr/local/bin/notify-chat".',
+    )
 
 
 class OperationSettings(Section):
-    file: str = ""
-    schedule: str = ""  # a cron expression for `toolsync cron`; empty: not scheduled
-    schedule_enabled: bool = True  # false: the schedule is kept but `toolsync cron` does not run it
+    file: str = Field("", description="The operation's preselected command file, relative to inbox/.")
+    schedule: str = Field("", description="A cron expression for `toolsync cron`; empty: not scheduled.")
+    schedule_enabled: bool = Field(
+        True, description="Whether `toolsync cron` runs the schedule; false keeps it without running it."
+    )
 
     @field_validator("schedule")
     @classmethod
@@ -97,6 +201,9 @@ class OperationSettings(Section):
             return check_expression(value) if value else value
         except ScheduleProblem as problem:
             raise ValueError(str(problem)) from None
+
+
+# An operation's table overrides `file` with its own default only: the key's description stays OperationSettings'.
 
 
 class CheckSettings(OperationSettings):
@@ -117,11 +224,15 @@ class ResetCoursesSettings(OperationSettings):
 class CoursesSettings(OperationSettings):
     file: str = "uploadcourses.csv"
     identifier: CourseKey = "shortname"
-    category_identifier: Literal["idname", "idnumber"] = "idname"
-    forceupdate: bool = False  # update existing courses (only the file's non-empty cells)
-    protect_category: bool = False  # an update never moves a course to another category
-    new_categories_visible: bool = True
-    template_mode: Literal["none", "add", "replace"] = "none"  # template content for existing courses
+    category_identifier: Literal["idname", "idnumber"] = Field(
+        "idname", description="idname: a numeric id or a /-path of names; idnumber: the idnumber."
+    )
+    forceupdate: bool = Field(False, description="Update existing courses, with the file's non-empty cells only.")
+    protect_category: bool = Field(False, description="Updates never move a course to another category.")
+    new_categories_visible: bool = Field(True, description="Categories created from paths are visible.")
+    template_mode: Literal["none", "add", "replace"] = Field(
+        "none", description="Template content for existing courses: none, add or replace."
+    )
 
 
 class MetaCoursesSettings(OperationSettings):
@@ -131,13 +242,21 @@ class MetaCoursesSettings(OperationSettings):
 
 class UsersSettings(OperationSettings):
     file: str = "userimport.csv"
-    primary_identity: UserKey = "idnumber"
-    course_identity: CourseKey = "shortname"
-    allow_rename: bool = False
-    create_passwords: bool = False
-    protect_emails: bool = True
-    password_rounds: Literal[5000, 10000] = 5000
-    password_pepper_env: str = "TOOLSYNC_PASSWORD_PEPPER"
+    primary_identity: UserKey = Field("idnumber", description="Also used by deleteusers and suspendusers.")
+    course_identity: CourseKey = Field("shortname", description="What the courseN values name.")
+    allow_rename: bool = Field(False, description="Accept the oldusername column (renames).")
+    create_passwords: bool = Field(
+        False, description="An empty password on create: Moodle's cron generates and mails one."
+    )
+    protect_emails: bool = Field(True, description="Never change the e-mail of an existing account.")
+    password_rounds: Literal[5000, 10000] = Field(
+        5000, description="SHA-512 crypt rounds: 5000 as Moodle's upload tool, or 10000."
+    )
+    password_pepper_env: str = Field(
+        "TOOLSYNC_PASSWORD_PEPPER",
+        description="The environment variable holding the site's latest password pepper ($CFG->passwordpeppers), "
+        "if it has one: a secret that does not belong in the configuration file.",
+    )
 
 
 class DeleteUsersSettings(OperationSettings):
@@ -152,9 +271,17 @@ class EnrolsSettings(OperationSettings):
     file: str = "enrols.csv"
     course_identifier: CourseKey = "id"
     user_identifier: UserKey = "id"
-    default_cmd: Literal["add", "del", "delete", "shift", "enable", "disable"] = "add"
-    enable_on_disabled: bool = False
-    protect_groups: bool = False
+    default_cmd: Literal["add", "del", "delete", "shift", "enable", "disable"] = Field(
+        "add", description="The command of a file without a cmd column."
+    )
+    enable_on_disabled: bool = Field(
+        False, description="Enrol through a disabled instance of the method (and enable it)."
+    )
+    protect_groups: bool = Field(
+        False,
+        description='Memberships written by this file are tagged component "tool_sync": the UI cannot remove them, '
+        "and gdel/greplace only remove such memberships.",
+    )
 
 
 class GroupsSettings(OperationSettings):
@@ -169,14 +296,18 @@ class GroupMembersSettings(OperationSettings):
     course_identifier: CourseKey = "id"
     group_identifier: GroupKey = "id"
     user_identifier: UserKey = "id"
-    purge_empty: Literal["off", "groups", "groups_and_groupings"] = "off"
+    purge_empty: Literal["off", "groups", "groups_and_groupings"] = Field(
+        "off", description="After the run, delete the empty groups (and groupings) of the file's courses only."
+    )
 
 
 class CohortsSettings(OperationSettings):
     file: str = "cohorts.csv"
-    cohort_identifier: GroupKey = "idnumber"
+    cohort_identifier: GroupKey = Field(
+        "idnumber", description="The key column is c<identifier>: cid, cidnumber or cname."
+    )
     user_identifier: UserKey = "idnumber"
-    autocreate: bool = True  # add: create a cohort the file names that does not exist
+    autocreate: bool = Field(True, description="add: create a missing cohort (else the row fails).")
 
 
 class CohortsCoursesSettings(OperationSettings):
@@ -187,13 +318,18 @@ class CohortsCoursesSettings(OperationSettings):
 
 
 class PicturesSettings(OperationSettings):
-    file: str = "userpictures_"  # a plain prefix: every <prefix>*.zip of the inbox
-    user_field: Literal["id", "idnumber", "username", "hostedusername", "email"] = "username"
-    overwrite: bool = True  # replace a user's existing picture
-    moodle_data_dir: str = ""  # the site's $CFG->dataroot, whose filedir/ receives the pictures
+    file: str = Field("userpictures_", description="A plain prefix: every <prefix>*.zip file of the inbox.")
+    user_field: Literal["id", "idnumber", "username", "hostedusername", "email"] = Field(
+        "username", description="hostedusername is username@mnethostid."
+    )
+    overwrite: bool = Field(True, description="Replace pictures users already have; off (false) skips them.")
+    moodle_data_dir: str = Field("", description="The site's $CFG->dataroot (moodledata): pictures go to its filedir/.")
 
 
 class OperationsSettings(Section):
+    """Identifier settings say which field a file's values name: course id/idnumber/shortname,
+    user id/idnumber/username/email, group or grouping id/idnumber/name."""
+
     check: CheckSettings = Field(default_factory=CheckSettings)
     deletecourses: DeleteCoursesSettings = Field(default_factory=DeleteCoursesSettings)
     resetcourses: ResetCoursesSettings = Field(default_factory=ResetCoursesSettings)
@@ -211,6 +347,8 @@ class OperationsSettings(Section):
 
 
 class Settings(Section):
+    """Relative paths are relative to the configuration file's folder; keep the file mode 600 if it holds a password."""
+
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     files: FileSettings = Field(default_factory=FileSettings)
     run: RunSettings = Field(default_factory=RunSettings)

@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import difflib
+import json
 import os
+import re
+import textwrap
 import tomllib
 from pathlib import Path
+from typing import Literal, get_args, get_origin
 
 import pytest
+from pydantic import BaseModel
 
-from toolsync_tui.config import ConfigError, load_config
+from toolsync_tui.config import ConfigError, OperationSettings, OperationsSettings, Settings, load_config, section_help
+from toolsync_tui.engine.registry import OPERATIONS
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "config.example.toml"
+EXAMPLE = Path(__file__).resolve().parents[2] / "config.example.toml"
+REWRITE = "python -m tests.engine.test_config"  # from the project's folder: writes config.example.toml anew
+COMMENT_WIDTH = 112
 
 
 def write(tmp_path: Path, text: str, mode: int = 0o600) -> Path:
@@ -18,6 +27,85 @@ def write(tmp_path: Path, text: str, mode: int = 0o600) -> Path:
     path.write_text(text)
     os.chmod(path, mode)
     return path
+
+
+# -- config.example.toml, written out from the models: their docstrings and descriptions are the one source ------
+
+
+def comment(text: str, indent: str = "") -> list[str]:
+    # Paths and options (/run/mysqld, --force) are never split at their hyphens.
+    return textwrap.wrap(
+        text,
+        COMMENT_WIDTH,
+        initial_indent=f"# {indent}",
+        subsequent_indent="# " + " " * len(indent),
+        break_on_hyphens=False,
+        break_long_words=False,
+    )
+
+
+def toml_value(value: object) -> str:
+    """A value on one line, as an administrator would write it (a tab as \\t, a list inline)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)  # JSON's string escapes are a subset of TOML's
+    if isinstance(value, list):
+        return "[" + ", ".join(toml_value(item) for item in value) + "]"
+    return repr(value)
+
+
+def options(annotation: object) -> str:
+    """A choice's values, bare when they are plain words (`move | copy | off`), else as TOML writes them."""
+    if get_origin(annotation) is not Literal:
+        return ""
+    values = get_args(annotation)
+    bare = all(isinstance(value, int) or re.fullmatch(r"[\w.-]+", value) for value in values)
+    return " | ".join(str(value) if bare else toml_value(value) for value in values)
+
+
+def keys_with_help(section: BaseModel, described_above: dict[str, str | None]) -> list[str]:
+    lines = []
+    for key, info in type(section).model_fields.items():
+        if info.description and info.description != described_above.get(key):
+            lines += comment(info.description)
+        line = f"{key} = {toml_value(getattr(section, key))}"
+        choices = options(info.annotation)
+        lines.append(f"{line}  # {choices}" if choices else line)
+    return lines
+
+
+def operation_tables(operations: OperationsSettings) -> list[str]:
+    """The keys every operation has are described once, above the tables; a table describes its own."""
+    common = {key: info.description for key, info in OperationSettings.model_fields.items()}
+    width = max(map(len, common)) + 2
+    lines = ["# One table per operation, each with these keys:"]
+    for key, description in common.items():
+        lines += comment(description or "", indent="  " + key.ljust(width))
+    lines += comment(section_help(OperationsSettings))
+    for name in type(operations).model_fields:
+        lines += ["", f"[operations.{name}]  # {OPERATIONS[name].title}"]
+        lines += keys_with_help(getattr(operations, name), common)
+    return lines
+
+
+def render_example() -> str:
+    defaults = Settings()
+    lines = ["# toolsync configuration. Every key is shown with its default value.", *comment(section_help(Settings))]
+    for name in Settings.model_fields:
+        section = getattr(defaults, name)
+        lines.append("")
+        if isinstance(section, OperationsSettings):
+            lines += operation_tables(section)
+        else:
+            lines += [*comment(section_help(type(section))), f"[{name}]", *keys_with_help(section, {})]
+    return "\n".join(lines) + "\n"
+
+
+def test_the_example_is_written_from_the_models() -> None:
+    expected, found = render_example(), EXAMPLE.read_text()
+    diff = "".join(difflib.unified_diff(found.splitlines(True), expected.splitlines(True), "committed", "models"))
+    assert found == expected, f"config.example.toml disagrees with toolsync_tui/config.py: run `{REWRITE}`\n{diff}"
 
 
 def test_the_example_documents_every_key_with_its_default(tmp_path: Path) -> None:
@@ -95,3 +183,7 @@ def test_an_invalid_edit_is_refused_and_changes_nothing(tmp_path: Path) -> None:
         config.set("run.batch_size", 0)
     assert config.settings.run.batch_size == 5000
     assert config.raw == {}
+
+
+if __name__ == "__main__":
+    EXAMPLE.write_text(render_example())

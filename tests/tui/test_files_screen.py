@@ -17,12 +17,12 @@ from tests.support.ui import record_notifications, text_of, wait_until
 from toolsync_tui.app import ToolsyncApp
 from toolsync_tui.config import Config, load_config
 from toolsync_tui.engine.connect import open_gateway
+from toolsync_tui.engine.datadir.catalog import candidates
 from toolsync_tui.engine.run import pipeline
 from toolsync_tui.engine.run import thread as run_thread
 from toolsync_tui.engine.run.lock import RunLock
 from toolsync_tui.engine.run.pipeline import RunResult
 from toolsync_tui.engine.run.preview import count_rows, open_preview
-from toolsync_tui.screens import files as files_module
 from toolsync_tui.screens.dashboard import DashboardScreen
 from toolsync_tui.screens.files import MARK, FilesScreen
 from toolsync_tui.screens.help import HelpScreen
@@ -425,8 +425,8 @@ def test_files_of_the_browse_folders_are_offered_too(sandbox: Config, tmp_path: 
     (exports / "users-2026-11-25.csv").write_text("username\njdoe\n")
     (exports / "photos.zip").write_bytes(b"")
     sandbox.set("files.browse_dirs", [str(exports)])
-    shown = {candidate.path for candidate in files_module.candidates(sandbox, "users")}
+    shown = {candidate.path for candidate in candidates(sandbox, "users")}
     assert exports / "users-2026-11-25.csv" in shown
     assert sandbox.data_dir / "inbox" / "userimport.csv" in shown
     assert exports / "photos.zip" not in shown  # an archive is not a users file
-    assert exports / "photos.zip" in {c.path for c in files_module.candidates(sandbox, "pictures")}
+    assert exports / "photos.zip" in {c.path for c in candidates(sandbox, "pictures")}

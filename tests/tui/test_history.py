@@ -32,9 +32,11 @@ from toolsync_tui.engine.datadir.history import (
 from toolsync_tui.engine.rows import counts_text
 from toolsync_tui.screens.confirm import ConfirmScreen
 from toolsync_tui.screens.help import HelpScreen
-from toolsync_tui.screens.history import HistoryScreen, shortened
+from toolsync_tui.screens.history import HistoryScreen, searched
 from toolsync_tui.screens.report import PAGE_ROWS, REPORT_LINES, TAIL_LINES, FileScreen, ReportScreen
 from toolsync_tui.screens.run import RunScreen
+from toolsync_tui.widgets.entry_table import shortened
+from toolsync_tui.widgets.filter_input import admits
 
 SIZE = (80, 24)
 NOW = datetime(2026, 1, 5, 9, 5, 0)
@@ -136,11 +138,12 @@ async def test_archived_files_and_stray_files_are_listed_too(sandbox: Config) ->
 
 def test_a_filter_matches_name_operation_and_kind(tmp_path: Path) -> None:
     entry = HistoryEntry("tryback", tmp_path / "courses_tryback_x.csv", 10, NOW, "check")
-    assert entry.matches("")
-    assert entry.matches("COURSES")
-    assert entry.matches("check")
-    assert entry.matches("tryb")
-    assert not entry.matches("report")
+    texts = searched(entry)  # the history's texts, under the one rule of every `/` filter
+    assert admits("", *texts)
+    assert admits("COURSES", *texts)
+    assert admits("check", *texts)
+    assert admits("tryb", *texts)
+    assert not admits("report", *texts)
 
 
 # -- deleting --------------------------------------------------------------------------------------------

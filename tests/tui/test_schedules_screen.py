@@ -26,7 +26,9 @@ from toolsync_tui.screens import schedules
 from toolsync_tui.screens.confirm import ConfirmScreen
 from toolsync_tui.screens.dashboard import DashboardScreen
 from toolsync_tui.screens.help import HelpScreen
-from toolsync_tui.screens.schedules import ScheduleEditor, SchedulesScreen, reading
+from toolsync_tui.screens.schedules import SchedulesScreen
+from toolsync_tui.views.cron_words import reading
+from toolsync_tui.widgets.schedule_editor import ScheduleEditor
 
 SIZE = (80, 24)
 

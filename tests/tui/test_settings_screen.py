@@ -16,7 +16,7 @@ from textual.widgets import Input, Select, Static, Switch, TabbedContent
 from tests.support.bridge_fakes import fake_moodle
 from tests.support.ui import Notes, text_of, wait_until
 from toolsync_tui.app import ToolsyncApp
-from toolsync_tui.config import Config, load_config
+from toolsync_tui.config import Config, DatabaseSettings, load_config, section_help
 from toolsync_tui.screens.confirm import ConfirmScreen
 from toolsync_tui.screens.dashboard import DashboardScreen
 from toolsync_tui.screens.help import HelpScreen
@@ -88,6 +88,10 @@ async def test_the_form_shows_the_current_values(sandbox: Config, monkeypatch: p
         password = screen.query_one(field_id("database.password"), Input)
         assert password.password  # masked
         assert password.value == ""
+        # What a setting and a section mean is written once, on the model.
+        socket = DatabaseSettings.model_fields["socket"]
+        assert text_of(screen.row("database.socket"), ".field-help") == socket.description
+        assert text_of(screen, "#form-database .section-help").startswith(section_help(DatabaseSettings))
         await show_section(pilot, screen, "files")
         assert screen.query_one(field_id("files.separator"), Select).value == ";"
         assert screen.query_one(field_id("files.report"), Switch).value is True

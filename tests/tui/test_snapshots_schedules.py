@@ -23,7 +23,8 @@ from toolsync_tui.app import ToolsyncApp
 from toolsync_tui.config import Config
 from toolsync_tui.engine.unattended import crontab
 from toolsync_tui.screens import schedules
-from toolsync_tui.screens.schedules import ScheduleEditor, SchedulesScreen
+from toolsync_tui.screens.schedules import SchedulesScreen
+from toolsync_tui.widgets.schedule_editor import ScheduleEditor
 
 SIZES = pytest.mark.parametrize("size", [(80, 24), (120, 40)], ids=["80x24", "120x40"])
 SITE = "/srv/toolsync"  # shown instead of the sandbox's folder under tmp_path

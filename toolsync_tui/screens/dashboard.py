@@ -16,10 +16,10 @@ from textual.widgets import DataTable, Input, Static
 
 from toolsync_tui.config import Config
 from toolsync_tui.engine.datadir.catalog import OperationEntry, operation_entries
-from toolsync_tui.engine.rows import Outcome, counts_text
 from toolsync_tui.engine.run.command_file import FileProblem
 from toolsync_tui.engine.run.log import RunLog, RunRecord
 from toolsync_tui.engine.run.preview import count_rows
+from toolsync_tui.engine.run.verdict import duration_text
 from toolsync_tui.engine.unattended.schedules import ScheduleProblem, next_runs, schedule_zone
 from toolsync_tui.screens.files import FilesScreen
 from toolsync_tui.screens.history import HistoryScreen
@@ -27,7 +27,8 @@ from toolsync_tui.screens.run import RunScreen
 from toolsync_tui.screens.schedules import SchedulesScreen
 from toolsync_tui.screens.settings import SettingsScreen
 from toolsync_tui.views.clock import Clock
-from toolsync_tui.views.formatting import duration, file_age, file_size, short_path
+from toolsync_tui.views.formatting import file_age, file_size, short_path
+from toolsync_tui.widgets.entry_table import Column, EntryTable
 from toolsync_tui.widgets.filter_input import FilterInput, filter_binding
 from toolsync_tui.widgets.key_footer import KeyFooter
 from toolsync_tui.widgets.site_bar import SiteBar
@@ -36,39 +37,30 @@ from toolsync_tui.widgets.site_bar import SiteBar
 WIDE = 100
 # Files land in the inbox by scp or cron: look again now and then, not only when coming back.
 RESCAN_SECONDS = 10
-
-
-def parts_failed(record: RunRecord) -> bool:
-    """No row failed but parts of some did (a user's course enrolment ...): only the exit code tells."""
-    done = not record.problem and not record.cancelled
-    return done and bool(record.exit_code) and not record.counts.get(Outcome.FAILED, 0)
-
-
-def run_summary(record: RunRecord) -> str:
-    """A run in a few words: "3 created, 1 failed", "3 created, parts of rows failed", "could not run", "cancelled"."""
-    if record.problem:
-        return "could not run"
-    verdict = "cancelled" if record.cancelled else counts_text(record.counts) or "no rows"
-    if parts_failed(record):
-        verdict += ", parts of rows failed"
-    return f"{verdict} (dry run)" if record.dry_run else verdict
+COLUMNS = (
+    Column("Operation", "name"),
+    Column("Title", "title", wide=True),
+    Column("Command file", "file"),
+    Column("Size", "size"),
+    Column("Rows", "rows", wide=True),
+    Column("Changed", "changed", wide=True),
+    Column("Last run", "last"),
+    Column("Next run", "next", wide=True),
+)
 
 
 def last_run_text(record: RunRecord | None, now: datetime) -> str:
     """The last run for the table: when, and whether it went well."""
     if record is None:
         return "never"
-    if record.problem:
-        verdict = "could not run"
-    elif record.cancelled:
-        verdict = "cancelled"
-    elif failed := record.counts.get(Outcome.FAILED, 0):
-        verdict = f"{failed:,} failed"
-    elif parts_failed(record):
-        verdict = "parts failed"
-    else:
-        verdict = "ok"
-    return f"{file_age(record.started_at, now)}, {verdict}" + (" (dry)" if record.dry_run else "")
+    return f"{file_age(record.started_at, now)}, {record.verdict.word()}"
+
+
+def last_run_detail(record: RunRecord | None) -> str:
+    """The last run for the detail line: when, how long, and what it came to."""
+    if record is None:
+        return "never run"
+    return f"last run {record.started_at:%Y-%m-%d %H:%M} ({duration_text(record.duration)}): {record.verdict.brief()}"
 
 
 class DashboardScreen(Screen[None]):
@@ -96,12 +88,11 @@ class DashboardScreen(Screen[None]):
         self.entries: dict[str, OperationEntry] = {}
         self.last_runs: dict[str, RunRecord] = {}
         self.row_counts: dict[str, str] = {}  # counted in a worker, shown when ready
-        self._wide: bool | None = None
 
     def compose(self) -> ComposeResult:
         yield SiteBar(id="site")
         yield FilterInput("Filter the operations by name or title", list_selector="#operations")
-        yield DataTable(id="operations", cursor_type="row", zebra_stripes=True)
+        yield EntryTable[OperationEntry](id="operations", wide_from=WIDE, follow="row")
         yield Static(id="detail", markup=False)
         # Every key hint fits in 80 columns; ctrl+p still opens the palette, and ? lists it.
         yield KeyFooter(show_command_palette=False)
@@ -112,34 +103,21 @@ class DashboardScreen(Screen[None]):
     def on_screen_resume(self) -> None:
         self.rescan()  # first display, and back from a run (its file was archived)
 
+    @property
+    def table(self) -> EntryTable[OperationEntry]:
+        return self.query_one("#operations", EntryTable)
+
     def on_resize(self, event: Resize) -> None:
-        if (event.size.width >= WIDE) != self._wide:
+        if not self.table.fits(event.size.width):
             self.rescan()
 
     def rescan(self) -> None:
-        table = self.query_one(DataTable)
-        self._wide = self.size.width >= WIDE
-        cursor = table.cursor_row
         self.entries = {entry.name: entry for entry in operation_entries(self.config)}
         self.last_runs = RunLog(self.config.data_dir).last_by_operation()
-        table.clear(columns=True)
-        table.add_column("Operation", key="name")
-        if self._wide:
-            table.add_column("Title", key="title")
-        table.add_column("Command file", key="file")
-        table.add_column("Size", key="size")
-        if self._wide:
-            table.add_column("Rows", key="rows")
-            table.add_column("Changed", key="changed")
-        table.add_column("Last run", key="last")
-        if self._wide:
-            table.add_column("Next run", key="next")
         field = self.query_one(FilterInput)
-        for entry in self.entries.values():
-            if field.admits(entry.name, entry.title):
-                table.add_row(*self._cells(entry), key=entry.name)
-        table.move_cursor(row=cursor)
-        self._describe(self._chosen())
+        shown = [entry for entry in self.entries.values() if field.admits(entry.name, entry.title)]
+        self.table.fill(COLUMNS, [(entry.name, entry, self._cells(entry)) for entry in shown])
+        self._describe(self.table.chosen)
         self._count_rows()
 
     @work(exclusive=True, group="rows", exit_on_error=False)
@@ -155,15 +133,14 @@ class DashboardScreen(Screen[None]):
                 text = "unreadable"
             if self.row_counts.get(entry.name) != text:
                 self.row_counts[entry.name] = text
-                if self._wide:
-                    self.query_one(DataTable).update_cell(entry.name, "rows", text)
-        self._describe(self._chosen())
+                if "rows" in self.table.columns:  # a wide screen's column
+                    self.table.update_cell(entry.name, "rows", text)
+        self._describe(self.table.chosen)
 
     def _cells(self, entry: OperationEntry) -> list[Text]:
+        """A cell for each of COLUMNS (the table keeps those a narrow screen shows)."""
         file, size, changed = self._file_facts(entry)
         last = last_run_text(self.last_runs.get(entry.name), self.clock.now())
-        if not self._wide:
-            return [Text(cell) for cell in (entry.name, file, size, last)]
         rows = self.row_counts.get(entry.name, "") if entry.files else ""
         cells = (entry.name, entry.title, file, size, rows, changed, last, self._next_run(entry.name))
         return [Text(cell) for cell in cells]
@@ -191,13 +168,6 @@ class DashboardScreen(Screen[None]):
         [slot] = next_runs(settings.schedule, now, 1)
         return slot.strftime("%a %H:%M" if slot - now < timedelta(days=6) else "%Y-%m-%d %H:%M")
 
-    def _chosen(self) -> OperationEntry | None:
-        table = self.query_one(DataTable)
-        if not table.row_count:
-            return None
-        row_key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key
-        return self.entries.get(str(row_key.value))
-
     def _describe(self, entry: OperationEntry | None) -> None:
         if entry is None:
             return
@@ -212,13 +182,7 @@ class DashboardScreen(Screen[None]):
             state += f" · {self.row_counts[entry.name]} rows"
         if entry.modified is not None:
             state += f" · changed {file_age(entry.modified, self.clock.now())}"
-        record = self.last_runs.get(entry.name)
-        last = (
-            "never run"
-            if record is None
-            else f"last run {record.started_at:%Y-%m-%d %H:%M} ({duration(record.duration)}): {run_summary(record)}"
-        )
-        facts = [last, f"next run: {self._next_run(entry.name)}"]
+        facts = [last_run_detail(self.last_runs.get(entry.name)), f"next run: {self._next_run(entry.name)}"]
         self.query_one("#detail", Static).update(f"{entry.title}: {state}\n" + " · ".join(facts))
 
     def action_filter(self) -> None:
@@ -230,14 +194,14 @@ class DashboardScreen(Screen[None]):
 
     @on(DataTable.RowHighlighted)
     def _highlighted(self, event: DataTable.RowHighlighted) -> None:
-        self._describe(self.entries.get(str(event.row_key.value)))
+        self._describe(self.table.entry(event.row_key))
 
     @on(DataTable.RowSelected)
     def _selected(self) -> None:  # enter, or a click on the highlighted row
         self.action_run(False)
 
     def action_run(self, dry_run: bool) -> None:
-        chosen = self._chosen()
+        chosen = self.table.chosen
         if chosen is None:
             return
         # Look at the disk again: the file may have come or gone since the last scan.
@@ -251,7 +215,7 @@ class DashboardScreen(Screen[None]):
 
     def action_history(self) -> None:
         """Reports, trybacks and archives of the chosen operation."""
-        chosen = self._chosen()
+        chosen = self.table.chosen
         self.app.push_screen(HistoryScreen(self.config, self.clock, chosen.name if chosen else None))
 
     def action_settings(self) -> None:
@@ -262,6 +226,6 @@ class DashboardScreen(Screen[None]):
 
     def action_files(self) -> None:
         """Choose the operation's command file, with a preview that validates it."""
-        chosen = self._chosen()
+        chosen = self.table.chosen
         if chosen is not None:
             self.app.push_screen(FilesScreen(self.config, chosen.name, self.clock))

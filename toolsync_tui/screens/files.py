@@ -8,9 +8,6 @@ list stays responsive whatever the size of the file under the cursor. Nothing he
 from __future__ import annotations
 
 import asyncio
-import stat
-from contextlib import suppress
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import ClassVar
@@ -22,9 +19,9 @@ from textual.binding import Binding, BindingType
 from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import DataTable, Input, Static
-from textual.widgets.data_table import RowDoesNotExist
 
 from toolsync_tui.config import Config, ConfigError
+from toolsync_tui.engine.datadir.catalog import Candidate, candidates, file_setting
 from toolsync_tui.engine.datadir.store import DataStore
 from toolsync_tui.engine.moodle.gateway import DatabaseError
 from toolsync_tui.engine.registry import OPERATIONS
@@ -40,9 +37,11 @@ from toolsync_tui.engine.run.preview import (
     open_preview,
 )
 from toolsync_tui.engine.run.thread import run_in_thread
+from toolsync_tui.engine.run.verdict import parts_failed_text
 from toolsync_tui.views.clock import Clock
 from toolsync_tui.views.formatting import file_age, file_size, short_path
 from toolsync_tui.views.run_words import outcome_line
+from toolsync_tui.widgets.entry_table import Cell, Column, EntryTable
 from toolsync_tui.widgets.filter_input import FilterInput, filter_binding
 from toolsync_tui.widgets.key_footer import KeyFooter
 from toolsync_tui.widgets.site_bar import SiteBar
@@ -51,52 +50,7 @@ MARK = "✔"  # the preselected file; for pictures, every archive a run would ta
 SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
 SPIN_EVERY = 0.1  # seconds
 CELL_CHARS = 40  # a long value is cut in the preview: the columns after it stay in view
-
-
-@dataclass(frozen=True)
-class Candidate:
-    """A file the operation could run on."""
-
-    path: Path
-    shown: str  # its name in the inbox; elsewhere, its path
-    size: int
-    modified: datetime
-
-
-def candidates(config: Config, operation: str) -> list[Candidate]:
-    """The files an operation can take, in name order, from the inbox and the folders of `files.browse_dirs`: zip
-    archives for pictures, the other files for the rest, plus the preselected file when it lies elsewhere (an absolute
-    setting)."""
-    store = DataStore(config.data_dir)
-    archives = is_archive_operation(operation)
-    paths: list[Path] = []
-    for folder in [store.inbox, *(config.resolve(name) for name in config.settings.files.browse_dirs)]:
-        try:
-            paths += [path for path in folder.iterdir() if not path.name.startswith(".")]
-        except OSError:  # no such folder (yet): nothing to choose from there
-            continue
-    paths = [path for path in paths if (path.suffix.lower() == ".zip") == archives]
-    preselected = store.preselected(config.operation(operation).file)
-    if not archives and preselected not in paths:
-        paths.append(preselected)
-    found = [candidate for path in paths if (candidate := _candidate(path, store.inbox)) is not None]
-    return sorted(found, key=lambda candidate: candidate.shown.lower())
-
-
-def _candidate(path: Path, inbox: Path) -> Candidate | None:
-    try:
-        status = path.stat()
-    except OSError:  # gone since the listing, or unreadable: not a candidate
-        return None
-    if not stat.S_ISREG(status.st_mode):
-        return None
-    return Candidate(path, short_path(path, inbox), status.st_size, datetime.fromtimestamp(status.st_mtime))
-
-
-def file_setting(path: Path, inbox: Path) -> str:
-    """The `file` setting naming `path`: relative to the inbox when it lies there (the configuration then survives a
-    move of the data directory), else absolute."""
-    return str(path.relative_to(inbox)) if path.is_relative_to(inbox) else str(path)
+COLUMNS = (Column(" ", "mark"), Column("File", "file"), Column("Size", "size"), Column("Changed", "changed"))
 
 
 class FilesScreen(Screen[None]):
@@ -130,7 +84,7 @@ class FilesScreen(Screen[None]):
         self.title_text = OPERATIONS[operation].title
         self.archives = is_archive_operation(operation)
         self.store = DataStore(config.data_dir)
-        self.candidates: dict[str, Candidate] = {}
+        self.candidates: list[Candidate] = []
         self.highlighted: Candidate | None = None
         self.preview: FilePreview | None = None
         self.page: Page | None = None
@@ -149,7 +103,7 @@ class FilesScreen(Screen[None]):
         yield SiteBar(id="site")
         yield Static(id="files-title", markup=False)
         yield FilterInput("Filter the files by name", list_selector="#files")
-        yield DataTable(id="files", cursor_type="row", zebra_stripes=True)
+        yield EntryTable[Candidate](id="files")
         yield Static(id="preview-title", markup=False)
         yield DataTable(id="preview", cursor_type="row")
         yield Static(id="file-problem", markup=False)
@@ -172,37 +126,23 @@ class FilesScreen(Screen[None]):
 
     # -- the file list ---------------------------------------------------------------------
 
+    @property
+    def table(self) -> EntryTable[Candidate]:
+        return self.query_one("#files", EntryTable)
+
     def rescan(self) -> None:
-        self.candidates = {str(c.path): c for c in candidates(self.config, self.operation)}
+        self.candidates = candidates(self.config, self.operation)
         self._show_title()
         self._fill_files()
 
     def _fill_files(self) -> None:
-        table = self.query_one("#files", DataTable)
         wanted = self.highlighted.path if self.highlighted else self._preselected()
         field = self.query_one(FilterInput)
         marked = self._marked()
-        table.clear(columns=True)
-        table.add_column(" ", key="mark")
-        table.add_column("File", key="file")
-        table.add_column("Size", key="size")
-        table.add_column("Changed", key="changed")
         now = self.clock.now()
-        for key, candidate in self.candidates.items():
-            if field.admits(candidate.shown):
-                mark = MARK if candidate.path in marked else ""
-                age = file_age(candidate.modified, now)
-                table.add_row(mark, Text(candidate.shown), file_size(candidate.size), age, key=key)
-        with suppress(RowDoesNotExist):  # gone, or filtered out: the cursor stays on the first row
-            table.move_cursor(row=table.get_row_index(str(wanted)))
-        self._highlight(self._under_cursor())
-
-    def _under_cursor(self) -> Candidate | None:
-        table = self.query_one("#files", DataTable)
-        if not table.row_count:
-            return None
-        row_key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key
-        return self.candidates.get(str(row_key.value))
+        rows = [(str(c.path), c, _cells(c, c.path in marked, now)) for c in self.candidates if field.admits(c.shown)]
+        self.table.fill(COLUMNS, rows, highlight=str(wanted))  # gone, or filtered out: the first row
+        self._highlight(self.table.chosen)
 
     def _preselected(self) -> Path:
         return self.store.preselected(self.config.operation(self.operation).file)
@@ -226,7 +166,9 @@ class FilesScreen(Screen[None]):
 
     @on(DataTable.RowHighlighted, "#files")
     def _file_highlighted(self, event: DataTable.RowHighlighted) -> None:
-        self._highlight(self.candidates.get(str(event.row_key.value)))
+        candidate = self.table.entry(event.row_key)
+        if candidate is not None:  # else a row filtered out since: the refill has highlighted another
+            self._highlight(candidate)
 
     @on(DataTable.RowSelected, "#files")
     def _file_selected(self) -> None:  # enter, or a click on the highlighted row
@@ -477,7 +419,7 @@ class FilesScreen(Screen[None]):
     def _result_lines(self, result: RunResult) -> list[str]:
         rows = f"{result.rows:,} row{'' if result.rows == 1 else 's'}"
         lines = [f"Dry run of {result.source.name}, {rows}, nothing was written. A run would give:"]
-        details = f"   ({result.failed_details:,} parts of rows failed)" if result.failed_details else ""
+        details = f"   ({parts_failed_text(result.failed_details)})" if result.failed_details else ""
         lines.append(outcome_line(result.counts) + details)
         if result.report_path is not None:
             lines.append(f"report: {short_path(result.report_path, self.config.data_dir)}")
@@ -524,6 +466,10 @@ class FilesScreen(Screen[None]):
 
     def action_back(self) -> None:
         self.app.pop_screen()
+
+
+def _cells(candidate: Candidate, marked: bool, now: datetime) -> list[Cell]:
+    return [MARK if marked else "", Text(candidate.shown), file_size(candidate.size), file_age(candidate.modified, now)]
 
 
 def _cell(value: str) -> str:

@@ -36,6 +36,7 @@ from toolsync_tui.screens.report import FileScreen, ReportScreen
 from toolsync_tui.screens.run import RunScreen
 from toolsync_tui.views.clock import Clock
 from toolsync_tui.views.formatting import file_age, file_size, short_path
+from toolsync_tui.widgets.entry_table import Column, EntryTable, shortened
 from toolsync_tui.widgets.filter_input import FilterInput, filter_binding
 from toolsync_tui.widgets.key_footer import KeyFooter
 from toolsync_tui.widgets.site_bar import SiteBar
@@ -48,9 +49,16 @@ MARK = "●"
 SHOWN_IN_CONFIRM = 5  # file names listed in the delete question
 # Column widths: kind, size ("999.9 kB", "260 Bytes"), age ("45 minutes ago"), operation, counts.
 KIND_WIDTH, SIZE_WIDTH, AGE_WIDTH, OPERATION_WIDTH, RESULT_WIDTH = 7, 9, 14, 14, 20
-# What the other columns take: each column's padding (1 each side), the mark column, the scroll bar.
-PADDING, SCROLLBAR = 2, 2
 MIN_FILE_WIDTH = 12
+COLUMNS = (
+    Column(" ", "mark", width=1),
+    Column("Kind", "kind", width=KIND_WIDTH),
+    Column("Operation", "operation", width=OPERATION_WIDTH, wide=True),
+    Column("File", "file", flexible=MIN_FILE_WIDTH),  # the room the others leave
+    Column("Size", "size", width=SIZE_WIDTH),
+    Column("Age", "age", width=AGE_WIDTH),
+    Column("Result", "result", width=RESULT_WIDTH, wide=True),
+)
 
 KIND_KEYS = Binding.Group("Show", compact=True)
 # What becomes of a re-run tryback, by files.archive: the run treats it as any command file.
@@ -94,16 +102,13 @@ class HistoryScreen(Screen[None]):
         self.operation = operation  # None: every operation's files
         self.kind: Kind | None = None
         self.entries: list[HistoryEntry] = []  # what the folders hold (of `operation`)
-        self.shown: dict[str, HistoryEntry] = {}  # row key -> entry, in table order
         self.marked: set[Path] = set()
         self.counts: dict[str, dict[str, int]] = {}
-        self._wide = False
-        self._width = 0
 
     def compose(self) -> ComposeResult:
         yield SiteBar(id="site")
         yield FilterInput("Filter: part of a name, an operation or a kind", list_selector="#history")
-        yield DataTable(id="history", cursor_type="row", zebra_stripes=True)
+        yield EntryTable[HistoryEntry](id="history", wide_from=WIDE)
         yield Static(id="detail", markup=False)
         yield Static(id="status", markup=False)
         yield KeyFooter()
@@ -112,8 +117,17 @@ class HistoryScreen(Screen[None]):
         self.rescan()  # first display, and back from a run (the tryback was archived, new files came)
 
     def on_resize(self, event: Resize) -> None:
-        if event.size.width != self._width:  # the file column takes what the others leave
+        if not self.table.fits(event.size.width):
             self.show_entries()
+
+    @property
+    def table(self) -> EntryTable[HistoryEntry]:
+        return self.query_one("#history", EntryTable)
+
+    @property
+    def shown(self) -> dict[str, HistoryEntry]:
+        """Row key -> entry, in table order."""
+        return self.table.entries
 
     # -- listing ----------------------------------------------------------------------------------
 
@@ -128,55 +142,29 @@ class HistoryScreen(Screen[None]):
         self.show_entries()
 
     def _visible(self) -> list[HistoryEntry]:
-        text = self.query_one(FilterInput).value
+        field = self.query_one(FilterInput)
         return [
-            entry for entry in self.entries if (self.kind is None or entry.kind == self.kind) and entry.matches(text)
+            entry
+            for entry in self.entries
+            if (self.kind is None or entry.kind == self.kind) and field.admits(*searched(entry))
         ]
 
     def show_entries(self) -> None:
-        table = self.query_one(DataTable)
-        chosen = self._chosen()
-        self._width = self.size.width
-        self._wide = self._width >= WIDE
         matching = self._visible()
-        visible = matching[:MAX_ROWS]
-        file_width = self._file_width(visible)
-        table.clear(columns=True)
-        table.add_column(" ", key="mark", width=1)
-        table.add_column("Kind", key="kind", width=KIND_WIDTH)
-        if self._wide:
-            table.add_column("Operation", key="operation", width=OPERATION_WIDTH)
-        table.add_column("File", key="file", width=file_width)
-        table.add_column("Size", key="size", width=SIZE_WIDTH)
-        table.add_column("Age", key="age", width=AGE_WIDTH)
-        if self._wide:
-            table.add_column("Result", key="result", width=RESULT_WIDTH)
         now = self.clock.now()
-        self.shown = {}
-        for entry in visible:
-            key = str(entry.path)
-            self.shown[key] = entry
-            table.add_row(*self._cells(entry, file_width, now), key=key)
-        if chosen is not None and str(chosen.path) in self.shown:
-            table.move_cursor(row=table.get_row_index(str(chosen.path)))
-        self._describe(self._chosen())
+        self.table.fill(COLUMNS, [(str(entry.path), entry, self._cells(entry, now)) for entry in matching[:MAX_ROWS]])
+        self._describe(self.table.chosen)
         self._show_status(matching)
 
-    def _file_width(self, visible: list[HistoryEntry]) -> int:
-        columns = [1, KIND_WIDTH, SIZE_WIDTH, AGE_WIDTH] + ([OPERATION_WIDTH, RESULT_WIDTH] if self._wide else [])
-        taken = sum(columns) + PADDING * (len(columns) + 1) + SCROLLBAR
-        longest = max((len(entry.name) for entry in visible), default=MIN_FILE_WIDTH)
-        return max(MIN_FILE_WIDTH, min(longest, self.size.width - taken))
-
-    def _cells(self, entry: HistoryEntry, file_width: int, now: datetime) -> list[Text]:
+    def _cells(self, entry: HistoryEntry, now: datetime) -> list[Text]:
         cells = [
             MARK if entry.path in self.marked else "",
             entry.kind,
-            *([entry.operation or "—"] if self._wide else []),
-            shortened(entry.name, file_width),
+            entry.operation or "—",
+            entry.name,
             file_size(entry.size),
             file_age(entry.modified, now),
-            *([shortened(self._result(entry), RESULT_WIDTH)] if self._wide else []),
+            shortened(self._result(entry), RESULT_WIDTH),
         ]
         return [Text(cell, no_wrap=True) for cell in cells]
 
@@ -186,13 +174,6 @@ class HistoryScreen(Screen[None]):
         if entry.dry_run:
             return f"dry run: {result}" if result else "dry run"
         return result
-
-    def _chosen(self) -> HistoryEntry | None:
-        table = self.query_one(DataTable)
-        if not table.row_count:
-            return None
-        row_key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key
-        return self.shown.get(str(row_key.value))
 
     def _describe(self, entry: HistoryEntry | None) -> None:
         detail = self.query_one("#detail", Static)
@@ -223,7 +204,7 @@ class HistoryScreen(Screen[None]):
 
     @on(DataTable.RowHighlighted)
     def _highlighted(self, event: DataTable.RowHighlighted) -> None:
-        self._describe(self.shown.get(str(event.row_key.value)))
+        self._describe(self.table.entry(event.row_key))
 
     # -- filtering --------------------------------------------------------------------------------
 
@@ -248,7 +229,7 @@ class HistoryScreen(Screen[None]):
 
     @on(DataTable.RowSelected)
     def _selected(self) -> None:  # enter, or a click on the highlighted row
-        entry = self._chosen()
+        entry = self.table.chosen
         if entry is None:
             return
         if not entry.path.exists():
@@ -262,13 +243,12 @@ class HistoryScreen(Screen[None]):
     # -- marking and deleting ---------------------------------------------------------------------
 
     def action_mark(self) -> None:
-        entry = self._chosen()
+        entry = self.table.chosen
         if entry is None:
             return
         self.marked ^= {entry.path}
-        table = self.query_one(DataTable)
-        table.update_cell(str(entry.path), "mark", Text(MARK if entry.path in self.marked else ""))
-        table.action_cursor_down()  # as in htop and k9s: space, space, space marks a run of rows
+        self.table.update_cell(str(entry.path), "mark", Text(MARK if entry.path in self.marked else ""))
+        self.table.action_cursor_down()  # as in htop and k9s: space, space, space marks a run of rows
         self._show_status(self._visible())
 
     def action_mark_all(self) -> None:
@@ -277,7 +257,7 @@ class HistoryScreen(Screen[None]):
         self.show_entries()
 
     def action_delete(self) -> None:
-        chosen = self._chosen()
+        chosen = self.table.chosen
         doomed = self._marked_entries() or ([chosen] if chosen is not None else [])
         if not doomed:
             return
@@ -308,7 +288,7 @@ class HistoryScreen(Screen[None]):
     # -- re-running a tryback ---------------------------------------------------------------------
 
     def action_rerun(self) -> None:
-        entry = self._chosen()
+        entry = self.table.chosen
         if entry is None:
             return
         if entry.kind != "tryback":
@@ -346,9 +326,6 @@ class HistoryScreen(Screen[None]):
         self.app.push_screen(RunScreen(self.config, run, dry_run=False, clock=self.clock))
 
 
-def shortened(text: str, width: int) -> str:
-    """`text` cut in its middle to fit `width`: a file name's stamp and its end both stay readable."""
-    if len(text) <= width:
-        return text
-    keep = width - 1
-    return text[: (keep + 1) // 2] + "…" + text[len(text) - keep // 2 :]
+def searched(entry: HistoryEntry) -> tuple[str, ...]:
+    """What the `/` filter looks in: the file's name, its operation and its kind."""
+    return entry.name, entry.operation or "", entry.kind

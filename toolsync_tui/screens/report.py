@@ -20,8 +20,6 @@ from textual.widgets import DataTable, Log, Select, Static
 
 from toolsync_tui.config import Config
 from toolsync_tui.engine.datadir.history import (
-    DRY_RUN_STEM,
-    TABLE_SCHEMA,
     HistoryProblem,
     TextView,
     operation_of_file,
@@ -31,8 +29,9 @@ from toolsync_tui.engine.datadir.history import (
     text_view,
     zip_members,
 )
+from toolsync_tui.engine.datadir.store import StoredName
 from toolsync_tui.engine.registry import OPERATIONS
-from toolsync_tui.engine.rows import Outcome
+from toolsync_tui.engine.rows import OUTCOME_SCHEMA, Outcome
 from toolsync_tui.views.clock import Clock
 from toolsync_tui.views.formatting import file_age, file_size, short_path
 from toolsync_tui.widgets.key_footer import KeyFooter
@@ -104,14 +103,15 @@ class ReportScreen(Screen[None]):
         else:
             log.write_line("The text of this report is gone: only its outcome table is left.")
         table = self.query_one(DataTable)
-        for name in TABLE_SCHEMA:
+        for name in OUTCOME_SCHEMA:
             table.add_column(name, key=name)
         self.show_page()
 
     def _title(self) -> str:
         operation = operation_of_report(self.text_path.name)
         title = f"{operation} · {OPERATIONS[operation].title}" if operation else "report"
-        dry = " · DRY RUN" if DRY_RUN_STEM.search(self.text_path.stem) else ""
+        stored = StoredName.parse("report", self.text_path.name)
+        dry = " · DRY RUN" if stored is not None and stored.dry_run else ""
         for written in (self.text_path, self.table_path):
             try:
                 return f"{title}{dry} · {file_age(modified(written), self.clock.now())}"

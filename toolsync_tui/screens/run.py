@@ -24,13 +24,13 @@ from textual.worker import Worker
 from toolsync_tui.config import Config
 from toolsync_tui.engine.datadir.catalog import OperationEntry
 from toolsync_tui.engine.moodle.gateway import DatabaseError
-from toolsync_tui.engine.rows import Outcome
-from toolsync_tui.engine.run.pipeline import Progress, RunProblem, RunResult, SafetyStop
+from toolsync_tui.engine.run.pipeline import Progress, RunProblem, RunResult, SafetyStop, run_series
 from toolsync_tui.engine.run.thread import run_in_thread
+from toolsync_tui.engine.run.verdict import combined
 from toolsync_tui.screens.confirm import ConfirmScreen
 from toolsync_tui.views.clock import Clock
 from toolsync_tui.views.formatting import rate, short_path, time_left
-from toolsync_tui.views.run_words import combined, outcome_line, series_lines
+from toolsync_tui.views.run_words import outcome_line, series_lines
 from toolsync_tui.widgets.key_footer import KeyFooter
 from toolsync_tui.widgets.site_bar import SiteBar
 
@@ -104,16 +104,11 @@ class RunScreen(Screen[None]):
         # Every failure ends as a message on this screen: the worker never raises into the app.
         # A CancelledError (the app is closing) is a BaseException and passes through untouched.
         try:
-            for number, path in enumerate(self.entry.files, start=1):
-                if len(self.entry.files) > 1:
-                    self._pending.append(f"-- {path.name} ({number} of {len(self.entry.files)})")
-                    self._progress = None
-                result = await self._run_input(path)
-                if result is None:
-                    break
-                self.results.append(result)
-                if result.cancelled:
-                    break
+            await run_series(
+                self.entry.files, self._run_input, confirm=self._confirm_past_threshold, on_result=self.results.append
+            )
+        except SafetyStop as stop:
+            self.error = f"Stopped by the safety threshold, not confirmed: {stop}"
         except (RunProblem, DatabaseError) as problem:
             self.error = f"Could not run: {problem}"
         except Exception as unexpected:  # a run must never take the interface down with it
@@ -121,19 +116,12 @@ class RunScreen(Screen[None]):
             self.error = f"Unexpected error (please report it): {type(unexpected).__name__}: {unexpected}"
         self._finish()
 
-    async def _run_input(self, path: Path) -> RunResult | None:
-        """One input's run; None when the safety threshold stopped it, unconfirmed."""
-        force = False
-        while True:
-            try:
-                return await self._attempt(path, force)
-            except SafetyStop as stop:
-                if force or not await self._confirm_past_threshold(stop):
-                    self.error = f"Stopped by the safety threshold, not confirmed: {stop}"
-                    return None
-                force = True
-
-    async def _attempt(self, path: Path, force: bool) -> RunResult:
+    async def _run_input(self, path: Path, force: bool) -> RunResult:
+        """One input's run, in a thread of its own (engine/run/thread.py)."""
+        files = self.entry.files
+        if len(files) > 1 and not force:  # a run again past the threshold goes on under the same heading
+            self._pending.append(f"-- {path.name} ({files.index(path) + 1} of {len(files)})")
+            self._progress = None
         return await run_in_thread(
             self.config,
             self.entry.name,
@@ -190,11 +178,12 @@ class RunScreen(Screen[None]):
         if self._painter is not None:
             self._painter.stop()
         if self.results:
-            result = combined(self.results)
+            verdict = combined([result.verdict for result in self.results])
             bar = self.query_one(ProgressBar)
             bar.update(total=bar.total or 1, progress=bar.total or 1)  # trailing comments count as read
-            self.query_one("#counters", Static).update(outcome_line(result.counts))
-            self._state(*self._verdict(result))
+            self.query_one("#counters", Static).update(outcome_line(verdict.counts))
+            headline, tone = verdict.headline()
+            self._state(headline, f"-{tone}")
             summary = self.query_one("#summary", Static)
             summary.update("\n".join(series_lines(self.results, self.config.data_dir, self._elapsed)))
             summary.display = True
@@ -206,21 +195,6 @@ class RunScreen(Screen[None]):
         self.refresh_bindings()
         if self._quit_when_stopped:
             self.app.exit()
-
-    def _verdict(self, result: RunResult) -> tuple[str, str]:
-        failed, skipped = result.counts.get(Outcome.FAILED, 0), result.counts.get(Outcome.SKIPPED, 0)
-        if result.cancelled:
-            kept = "" if result.dry_run else " The command file stays in the inbox."
-            return f"Cancelled: {skipped:,} rows were not processed (counted as skipped).{kept}", "-warning"
-        written = "Dry run finished, nothing was written" if result.dry_run else "Finished"
-        if not result.rows:
-            return f"{written}: the file has no data rows.", "-warning"
-        if failed:
-            return f"{written}: {failed:,} of {result.rows:,} rows failed, see the report.", "-error"
-        if result.failed_details:  # e.g. a user created, but not enrolled in the course its row names
-            parts = result.failed_details
-            return f"{written}: every row was applied, but {parts:,} parts of rows failed, see the report.", "-error"
-        return f"{written}: every row succeeded.", "-success"
 
     def _short(self, path: Path) -> str:
         return short_path(path, self.config.data_dir)

@@ -29,12 +29,6 @@ def rate(rows: int, seconds: float) -> str:
     return f"{rows / seconds:,.0f} rows/s" if seconds > 0 else "— rows/s"
 
 
-def duration(seconds: float) -> str:
-    return (
-        f"{seconds:.1f} s" if seconds < 60 else humanize.precisedelta(seconds, minimum_unit="seconds", format="%0.0f")
-    )
-
-
 def time_left(done: int, total: int, seconds: float) -> str:
     """What is left at the pace so far: "about 2 minutes left"; nothing until there is a pace to go by."""
     if done <= 0 or seconds <= 0 or total <= done:

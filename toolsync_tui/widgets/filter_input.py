@@ -17,6 +17,13 @@ def filter_binding(*, show: bool = True) -> Binding:
     return Binding("slash", "filter", "Filter", key_display="/", show=show, priority=True)
 
 
+def admits(typed: str, *texts: str) -> bool:
+    """The one rule of every `/` filter: a row showing these texts (a name, a title ...) stays in the list when one of
+    them holds what was typed, whatever its case and the spaces around it; nothing typed keeps every row."""
+    words = typed.strip().lower()
+    return not words or any(words in text.lower() for text in texts)
+
+
 class FilterInput(Input):
     DEFAULT_CSS = """
     FilterInput {
@@ -37,10 +44,8 @@ class FilterInput(Input):
         return self.value.strip().lower()
 
     def admits(self, *texts: str) -> bool:
-        """Whether a row showing these texts (a name, a title ...) stays in the list: one of them holds the words,
-        whatever their case."""
-        words = self.words
-        return any(words in text.lower() for text in texts)
+        """Whether a row showing these texts (a name, a title ...) stays in the list: see `admits`."""
+        return admits(self.value, *texts)
 
     def slash_pressed(self) -> None:
         """`/` on the list's screen: show the filter and focus it, or type the slash when it has the focus already."""
