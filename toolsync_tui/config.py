@@ -84,6 +84,12 @@ class FileSettings(Section):
         False,
         description="Columns an operation does not know are an error; when this is on (true), they are ignored.",
     )
+    short_rows: Literal["accept", "fail"] = Field(
+        "accept",
+        description="A row with fewer values than the header, in the users, enrolments and groups files: "
+        '"accept" reads its missing trailing cells as empty, as tool_sync does (the report names those lines); '
+        '"fail" fails the row. The course and cohort files always fail such rows, as tool_sync does.',
+    )
     report: bool = Field(True, description="Write a text report and its CSV twin to reports/ for every run.")
     tryback: bool = Field(
         True, description="Write the failed rows, in the source's own format, to tryback/ (ready to be run again)."
@@ -279,8 +285,8 @@ class EnrolsSettings(OperationSettings):
     )
     protect_groups: bool = Field(
         False,
-        description='Memberships written by this file are tagged component "tool_sync": the UI cannot remove them, '
-        "and gdel/greplace only remove such memberships.",
+        description="Memberships this file makes are recorded as protected in the data directory (Moodle's rows keep "
+        "component ''): gdel and greplace only remove protected ones.",
     )
 
 

@@ -201,3 +201,81 @@ def test_batches_stream_in_bounded_slices(tmp_path: Path) -> None:
     sizes = [batch.height for batch in source.batches(1000)]
     assert sizes == [1000, 1000, 500]
     assert source.physical_lines == 2501
+
+
+TOLERANT = ColumnSpec(required=("username", "firstname", "lastname"), optional=("email", "idnumber"), short_rows=True)
+
+
+def test_a_file_whose_reader_takes_short_rows_reads_their_missing_trailing_cells_as_empty(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "username;firstname;lastname;email;idnumber\n"
+        "short;S;T\n"
+        "full;F;L;f@example.com;ID1\n"
+        "long;a;b;c;d;e\n"
+        "half;H\n"
+        "four;F;L;x@example.com\n",
+    )
+    source, rows = read(path, TOLERANT)
+    assert rows.select(LINE, "username", "firstname", "lastname", "email", "idnumber", PROBLEM).rows() == [
+        (2, "short", "S", "T", "", "", None),
+        (3, "full", "F", "L", "f@example.com", "ID1", None),
+        (4, "long", "a", "b", "c", "d", "6 values found, 5 expected (a separator inside a value must be quoted)"),
+        (5, "half", "H", "", "", "", None),
+        (6, "four", "F", "L", "x@example.com", "", None),
+    ]
+    assert rows[RAW][0] == "short;S;T\n"  # the tryback holds the row as written
+    assert source.short_row_lines == [2, 5, 6]
+    assert source.describe() == (
+        "utf-8, separator ';'; lines 2, 5 and 6 have fewer values than the header: their missing trailing cells "
+        "were read as empty, as files.short_rows allows"
+    )
+    assert source.count_records() == 5
+
+
+def test_the_short_rows_note_names_one_line_or_counts_many(tmp_path: Path) -> None:
+    one, _ = read(write(tmp_path, "username;firstname;lastname\na;b\nc;d;e\n", "one.csv"), TOLERANT)
+    assert one.describe().endswith(
+        "; line 2 has fewer values than the header: its missing trailing cells were read as empty, as files.short_rows "
+        "allows"
+    )
+    many, rows = read(
+        write(tmp_path, "username;firstname;lastname\n" + "".join(f"u{i};F\n" for i in range(12)), "many.csv"),
+        TOLERANT,
+    )
+    assert rows[PROBLEM].null_count() == 12
+    assert many.short_row_lines == list(range(2, 14))
+    assert many.describe().endswith(
+        "; 12 rows have fewer values than the header (lines 2, 3, 4, 5, 6, ...): their missing trailing cells "
+        "were read as empty, as files.short_rows allows"
+    )
+    full, _ = read(write(tmp_path, "username;firstname;lastname\na;b;c\n", "full.csv"), TOLERANT)
+    assert full.short_row_lines == []
+    assert full.describe() == "utf-8, separator ';'"
+
+
+def test_short_rows_fail_when_the_setting_says_so(tmp_path: Path) -> None:
+    path = write(tmp_path, "username;firstname;lastname;email\nshort;S;T\nok;O;K;o@example.com\n")
+    source, rows = read(path, TOLERANT, short_rows="fail")
+    assert dict(zip(rows[LINE].to_list(), rows[PROBLEM].to_list(), strict=True)) == {
+        2: '3 values found, 4 expected (files.short_rows is "fail")',
+        3: None,
+    }
+    assert source.short_row_lines == []
+    assert source.describe() == "utf-8, separator ';'"
+
+
+def test_a_file_whose_reader_is_strict_fails_short_rows_whatever_the_setting(tmp_path: Path) -> None:
+    path = write(tmp_path, "username;firstname;lastname;email\nshort;S;T\n")
+    source, rows = read(path, USERS, short_rows="accept")
+    assert rows[PROBLEM].to_list() == ["3 values found, 4 expected"]
+    assert source.short_row_lines == []
+
+
+def test_the_files_that_take_short_rows_are_those_whose_original_reader_does() -> None:
+    """tool_sync's users, enrolments and groups readers map the values they find onto the header (missing trailing
+    ones absent); its course files count the values (errorbadcount) or abort, and the cohort files abort."""
+    from toolsync_tui.engine.registry import OPERATIONS
+
+    tolerant = {name for name, info in OPERATIONS.items() if info.implementation.columns.short_rows}
+    assert tolerant == {"users", "enrols", "groups"}

@@ -120,6 +120,25 @@ async def test_new_courses_get_what_create_course_writes(site: Site) -> None:
     ]
 
 
+async def test_a_course_given_no_summary_has_none_as_create_course_leaves_it(site: Site) -> None:
+    """create_course() inserts the record it is given: without a summary the column stays NULL and summaryformat at
+    its default 0 (moodle-db-semantics §3.1). An empty summary cell gives no summary either (empty cells are absent);
+    a later update without a summary leaves it so."""
+    config, gateway = site
+    result = await run_courses(config, gateway, "shortname;fullname\nNOSUM1;No summary column\n")
+    assert result.counts == {"created": 1}, report_of(result)
+    empty = await run_courses(config, gateway, "shortname;fullname;summary\nNOSUM2;Empty summary cell;\n")
+    assert empty.counts == {"created": 1}, report_of(empty)
+    for shortname in ("NOSUM1", "NOSUM2"):
+        stored = await course(gateway, shortname)
+        assert (stored["summary"], stored["summaryformat"]) == (None, 0), shortname
+    config.set("operations.courses.forceupdate", True)
+    again = await run_courses(config, gateway, "shortname;fullname;summary\nNOSUM2;Empty summary cell;\n")
+    assert again.counts == {"unchanged": 1}, report_of(again)
+    stored = await course(gateway, "NOSUM2")
+    assert (stored["summary"], stored["summaryformat"]) == (None, 0)
+
+
 async def test_sortorder_renumbers_like_moodle_on_the_real_dump(dump_site: Site) -> None:
     """A category created under the first top-level one shifts every later category and rebases their courses."""
     config, gateway = dump_site

@@ -6,7 +6,9 @@ from __future__ import annotations
 import csv
 from typing import Any
 
+import polars as pl
 import pytest
+from sqlalchemy import delete
 
 from tests.support.course_factories import (
     EDITINGTEACHER,
@@ -21,6 +23,7 @@ from tests.support.factories import unique
 from tests.support.operation_files import identifiers_by_id, run_file
 from tests.support.tables import rows_of
 from toolsync_tui.config import Config
+from toolsync_tui.engine.datadir.protected_groups import MEMBER_SCHEMA, for_site
 from toolsync_tui.engine.moodle.gateway import MoodleGateway
 from toolsync_tui.engine.run.pipeline import RunResult, SafetyStop
 
@@ -65,6 +68,14 @@ async def roles(gateway: MoodleGateway, users: list[int]) -> list[tuple[int, int
 async def members(gateway: MoodleGateway, users: list[int]) -> list[tuple[int, int, str]]:
     found = await rows_of(gateway, gateway.schema.groups_members, userid=users)
     return sorted((r["groupid"], r["userid"], r["component"]) for r in found)
+
+
+async def protected(config: Config, gateway: MoodleGateway, users: list[int]) -> list[tuple[int, int]]:
+    """(groupid, userid) of the users' memberships that toolsync's state protects (recorded with the row's id)."""
+    found = await rows_of(gateway, gateway.schema.groups_members, userid=users)
+    stored = pl.DataFrame([(r["groupid"], r["userid"], r["id"]) for r in found], schema=MEMBER_SCHEMA, orient="row")
+    state = await for_site(config.data_dir, gateway)
+    return sorted((int(g), int(u)) for g, u, _ in state.protected(stored).iter_rows())
 
 
 async def dirty(gateway: MoodleGateway, users: list[int]) -> set[str]:
@@ -335,7 +346,7 @@ async def test_group_membership_needs_an_enrolment(site: Site) -> None:
     assert await members(gateway, [ann]) == []
 
 
-async def test_protect_groups_tags_memberships_and_greplace_keeps_the_others(site: Site) -> None:
+async def test_protect_groups_records_memberships_and_greplace_keeps_the_others(site: Site) -> None:
     config, gateway = site
     config.set("operations.enrols.protect_groups", True)
     config.set("run.safety_min_rows", 100)
@@ -350,7 +361,10 @@ async def test_protect_groups_tags_memberships_and_greplace_keeps_the_others(sit
     [mine_id] = [
         g["id"] for g in await rows_of(gateway, gateway.schema.groups, courseid=course.id) if g["name"] == mine
     ]
-    assert await members(gateway, [ann]) == sorted([(mine_id, ann, "tool_sync"), (kept, ann, "")])
+    # Component '' as groups_add_member() writes it (tool_sync is no plugin of the site); the protection is toolsync's
+    # own record in the data directory.
+    assert await members(gateway, [ann]) == sorted([(mine_id, ann, ""), (kept, ann, "")])
+    assert await protected(config, gateway, [ann]) == [(mine_id, ann)]
     other = unique("Other")
 
     result = await run(config, gateway, head + f"student;{course.id};{ann};manual;greplacecreate;{other}\n")
@@ -358,8 +372,86 @@ async def test_protect_groups_tags_memberships_and_greplace_keeps_the_others(sit
     [new_id] = [
         g["id"] for g in await rows_of(gateway, gateway.schema.groups, courseid=course.id) if g["name"] == other
     ]
-    assert await members(gateway, [ann]) == sorted([(kept, ann, ""), (new_id, ann, "tool_sync")])
+    assert await members(gateway, [ann]) == sorted([(kept, ann, ""), (new_id, ann, "")])
     assert [p for p, o, _, _ in outcomes(result) if o == "deleted"] == [f"group {mine}"]
+    assert await protected(config, gateway, [ann]) == [(new_id, ann)]
+
+
+async def test_protect_groups_gdel_and_greplace_remove_only_what_toolsync_protects(site: Site) -> None:
+    """The state decides, with the stored row's id: a membership made by hand, one made again by hand after toolsync's
+    was removed in Moodle, stay; one an earlier run tagged 'tool_sync' is toolsync's. Rows in one batch see the
+    protection of the rows before them (the state is written after the commit)."""
+    config, gateway = site
+    config.set("operations.enrols.protect_groups", True)
+    config.set("run.safety_min_rows", 100)
+    course, (ann, bob) = await course_and_users(gateway, 2)
+    names = {n: unique(n) for n in ("Mine", "Again", "Hand", "Legacy", "New")}
+    head = "rolename;cid;uid;enrol;gcmd;g1;g2\n"
+    first = await run(
+        config, gateway, head + f"student;{course.id};{ann};manual;gaddcreate;{names['Mine']};{names['Again']}\n"
+    )
+    assert first.counts == {"created": 1}, outcomes(first)
+    hand, legacy = [await add_group(gateway, course.id, names[n]) for n in ("Hand", "Legacy")]
+    groups = {g["name"]: g["id"] for g in await rows_of(gateway, gateway.schema.groups, courseid=course.id)}
+    mine, again = groups[names["Mine"]], groups[names["Again"]]
+    gm = gateway.schema.groups_members
+    async with gateway.transaction() as conn:
+        # A teacher removes ann from Again on the Group members page (possible now: component '') and adds her again.
+        await conn.execute(delete(gm).where((gm.c.groupid == again) & (gm.c.userid == ann)))
+        await gateway.insert_many(
+            conn,
+            gm,
+            [
+                {"groupid": again, "userid": ann, "timeadded": 2, "component": "", "itemid": 0},
+                {"groupid": hand, "userid": ann, "timeadded": 2, "component": "", "itemid": 0},
+                {"groupid": legacy, "userid": ann, "timeadded": 2, "component": "tool_sync", "itemid": 0},
+            ],
+        )
+    assert await protected(config, gateway, [ann]) == [(mine, ann)]
+
+    left = await run(
+        config,
+        gateway,
+        head
+        + f"student;{course.id};{ann};manual;gdel;{names['Hand']};{names['Again']}\n"
+        + f"student;{course.id};{ann};manual;gdel;{names['Mine']};\n",
+    )
+
+    steps = [(p, o, m) for p, o, _, m in outcomes(left) if p]
+    assert [(p, o) for p, o, _ in steps] == [("g1", "unchanged"), ("g2", "unchanged"), ("g1", "deleted")]
+    assert all("kept: toolsync did not make it under protect_groups" in m for _, o, m in steps if o == "unchanged")
+    assert await members(gateway, [ann]) == sorted([(again, ann, ""), (hand, ann, ""), (legacy, ann, "tool_sync")])
+    assert await protected(config, gateway, [ann]) == []
+
+    # gadd then greplace of the same user in one file: the second row sees what the first protected.
+    replaced = await run(
+        config,
+        gateway,
+        head
+        + f"student;{course.id};{ann};manual;gaddcreate;{names['New']};\n"
+        + f"student;{course.id};{ann};manual;greplace;{names['Hand']};\n"
+        + f"student;{course.id};{bob};manual;gadd;{names['Hand']};\n",
+        force=True,
+    )
+
+    removed = sorted(p for p, o, _, _ in outcomes(replaced) if o == "deleted")
+    assert removed == sorted([f"group {names['Legacy']}", f"group {names['New']}"])
+    assert await members(gateway, [ann, bob]) == sorted([(again, ann, ""), (hand, ann, ""), (hand, bob, "")])
+    assert await protected(config, gateway, [ann, bob]) == [(hand, bob)]
+
+
+async def test_without_protect_groups_nothing_is_recorded(site: Site) -> None:
+    config, gateway = site
+    course, (ann,) = await course_and_users(gateway, 1)
+    name = unique("G")
+    result = await run(
+        config, gateway, f"rolename;cid;uid;enrol;gcmd;g1\nstudent;{course.id};{ann};manual;gaddcreate;{name}\n"
+    )
+    assert result.counts == {"created": 1}
+    [group] = [g["id"] for g in await rows_of(gateway, gateway.schema.groups, courseid=course.id)]
+    stored = await rows_of(gateway, gateway.schema.groups_members, userid=ann)
+    assert [(m["groupid"], m["component"], m["itemid"]) for m in stored] == [(group, "", 0)]
+    assert await protected(config, gateway, [ann]) == []
 
 
 # -- settings, dry run, safety ------------------------------------------------------------------------------------
@@ -468,3 +560,4 @@ async def test_on_the_real_moodle_dump(dump_site: Site) -> None:
     deleted = await run(config, gateway, f"rolename;cid;uid;cmd;enrol\n;{course.id};{ann};del;manual\n")
     assert deleted.counts == {"deleted": 1}
     assert await members(gateway, [ann]) == []
+    await test_protect_groups_gdel_and_greplace_remove_only_what_toolsync_protects(dump_site)

@@ -61,7 +61,11 @@ async def test_create_group_grouping_selfgrouping_and_rerun(site: Site) -> None:
     assert group["timecreated"] > 0
     assert group["timemodified"] == group["timecreated"]
     groupings = await rows_of(gateway, gateway.schema.groupings, course.id)
-    assert [(g["name"], g["idnumber"]) for g in groupings] == [(set_, "SET1"), (lab, "")]
+    # The self grouping takes the group's idnumber and description, as tool_sync gives them.
+    assert [(g["name"], g["idnumber"], g["description"]) for g in groupings] == [
+        (set_, "SET1", None),
+        (lab, "LAB1", "Room 4"),
+    ]
     assert groupings[0]["timecreated"] > 0
     gg = gateway.schema.groupings_groups
     async with gateway.reading() as conn:
@@ -86,6 +90,72 @@ async def test_create_group_grouping_selfgrouping_and_rerun(site: Site) -> None:
     assert updated.counts == {"updated": 1}
     [group] = await rows_of(gateway, gateway.schema.groups, course.id)
     assert (group["name"], group["idnumber"], group["description"]) == (f"{lab} B", "LAB1", "Room 5")
+
+
+async def test_a_selfgrouping_takes_the_groups_idnumber_and_description(site: Site) -> None:
+    """tool_sync's selfgrouping creates the grouping from the group as the row leaves it: its name, idnumber,
+    description and descriptionformat (a group found is taken as stored, or as the row updates it). A grouping of
+    that name is left as it is; an idnumber another grouping of the course holds fails the row, as Moodle's
+    groups_create_grouping() refuses it (idnumbertaken)."""
+    config, gateway = site
+    [course] = await add_enrolment_courses(gateway)
+    new, plain, stored, renamed, clash, kept = (unique(p) for p in ("New ", "Plain ", "Stored ", "Ren ", "Cl ", "K "))
+    format_1 = {"descriptionformat": 1, "timecreated": 1, "timemodified": 1}
+    format_0 = {**format_1, "descriptionformat": 0}
+    async with gateway.transaction() as conn:
+        await gateway.insert_many(
+            conn,
+            gateway.schema.groups,
+            [
+                {"courseid": course.id, "name": stored, "idnumber": "ST1", "description": "<p>Kept</p>", **format_1},
+                {"courseid": course.id, "name": renamed, "idnumber": "RE1", "description": "Old", **format_0},
+            ],
+        )
+        await gateway.insert_many(
+            conn,
+            gateway.schema.groupings,
+            [
+                {"courseid": course.id, "name": "Taken", "idnumber": "CL1", "description": None, "timecreated": 1},
+                {"courseid": course.id, "name": kept, "idnumber": "", "description": "Mine", "timecreated": 1},
+            ],
+        )
+
+    added = await run(
+        config,
+        gateway,
+        "courseid;name;idnumber;description;selfgrouping\n"
+        f"{course.id};{new};NEW1;Room 1;1\n"
+        f"{course.id};{plain};;;1\n"
+        f"{course.id};{stored};;Ignored in add-only mode;1\n"
+        f"{course.id};{clash};CL1;;1\n"
+        f"{course.id};{kept};KP1;Other;1\n",
+    )
+
+    report = report_of(added)
+    assert added.counts == {"created": 3, "updated": 1, "failed": 1}, report
+    assert "line 5: failed (check) selfgrouping: idnumber 'CL1' is already used by another grouping of the course" in (
+        report
+    )
+    config.set("operations.groups.group_identifier", "idnumber")
+    updated = await run(
+        config,
+        gateway,
+        f"courseid;name;updateid;idnumber;description;selfgrouping\n{course.id};{renamed};RE1;RE2;New;1\n",
+    )
+    assert updated.counts == {"updated": 1}, report_of(updated)
+    groupings = {g["name"]: g for g in await rows_of(gateway, gateway.schema.groupings, course.id)}
+    shown = {n: (g["idnumber"], g["description"], g["descriptionformat"]) for n, g in groupings.items()}
+    assert shown == {
+        "Taken": ("CL1", None, 0),
+        kept: ("", "Mine", 0),  # found by name: left as it is
+        new: ("NEW1", "Room 1", 0),
+        plain: ("", None, 0),  # the group has no idnumber and no description (NULL, as groups_create_group())
+        stored: ("ST1", "<p>Kept</p>", 1),  # the group as stored
+        renamed: ("RE2", "New", 0),  # the group as the row updated it
+    }
+    assert clash not in {g["name"] for g in await rows_of(gateway, gateway.schema.groups, course.id)}
+    again = await run(config, gateway, f"courseid;name;selfgrouping\n{course.id};{new};1\n")
+    assert again.counts == {"unchanged": 1}, report_of(again)
 
 
 async def test_dry_run_writes_nothing(site: Site) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import polars as pl
+import pytest
 from sqlalchemy import update
 
 from tests.support.course_factories import add_enrolment_courses, add_group, add_users, created_group
@@ -73,12 +74,14 @@ async def check_find_create_and_members(gateway: MoodleGateway) -> None:
         enrolled = await gm.enrolled(
             gateway, conn, frame(courseid=[first.id, first.id, first.id, second.id], userid=[ann, bob, cid, ann])
         )
+        # groups_add_member() throws on a component that is no installed plugin (tool_sync is none), before writing.
+        for component, itemid in ((gm.LEGACY_COMPONENT, 0), ("", 7)):
+            with pytest.raises(ValueError, match="groups_add_member"):
+                await gm.add_members(
+                    gateway, conn, frame(groupid=[group], userid=[ann]), now=NOW, component=component, itemid=itemid
+                )
         added = await gm.add_members(
-            gateway,
-            conn,
-            frame(groupid=[group, group, older], userid=[ann, ann, bob]),
-            now=NOW,
-            component=gm.PROTECTED_COMPONENT,
+            gateway, conn, frame(groupid=[group, group, older], userid=[ann, ann, bob]), now=NOW
         )
         again = await gm.add_members(gateway, conn, frame(groupid=[group], userid=[ann]), now=NOW + 5)
         current = await gm.memberships(
@@ -93,8 +96,8 @@ async def check_find_create_and_members(gateway: MoodleGateway) -> None:
     assert again["added"].to_list() == [False]
     members = await rows_of(gateway, gateway.schema.groups_members, groupid=[group, older])
     assert [(m["groupid"], m["userid"], m["timeadded"], m["component"], m["itemid"]) for m in members] == [
-        (group, ann, NOW, "tool_sync", 0),
-        (older, bob, NOW, "tool_sync", 0),
+        (group, ann, NOW, "", 0),
+        (older, bob, NOW, "", 0),
     ]
     touched = await rows_of(gateway, gateway.schema.groups, id=[group, older])
     assert [g["timemodified"] for g in touched] == [NOW, NOW]  # the idempotent re-add touched nothing
@@ -104,7 +107,7 @@ async def check_find_create_and_members(gateway: MoodleGateway) -> None:
             "userid": ann,
             "groupid": group,
             "groupname": new_name,
-            "component": "tool_sync",
+            "component": "",
             "itemid": 0,
         },
         {
@@ -112,7 +115,7 @@ async def check_find_create_and_members(gateway: MoodleGateway) -> None:
             "userid": bob,
             "groupid": older,
             "groupname": name,
-            "component": "tool_sync",
+            "component": "",
             "itemid": 0,
         },
     ]
@@ -234,6 +237,53 @@ async def test_delete_groupings_releases_the_activities_restricted_to_them(site:
     await check_delete_groupings_releases_activities(site[1])
 
 
+async def check_foreign_components_found_and_cleared(gateway: MoodleGateway) -> None:
+    """foreign_memberships(): the rows whose component is no installed plugin ('tool_sync', a removed plugin's), not
+    '', a core subsystem's or an installed plugin's (enrol_cohort); clear_components() gives them '' and itemid 0."""
+    [course] = await add_enrolment_courses(gateway)
+    group, other = await add_group(gateway, course.id, unique("G ")), await add_group(gateway, course.id, unique("G "))
+    users = await add_users(gateway, 5)
+    planted = [("tool_sync", 0), ("local_gone", 9), ("enrol_cohort", 3), ("", 0), ("core_group", 0)]
+    async with gateway.transaction() as conn:
+        await gateway.insert_many(
+            conn,
+            gateway.schema.groups_members,
+            [
+                {"groupid": group if n < 3 else other, "userid": u, "timeadded": 1, "component": c, "itemid": i}
+                for n, (u, (c, i)) in enumerate(zip(users, planted, strict=True))
+            ],
+        )
+        installed = await gm.installed_components(gateway, conn)
+        found = await gm.foreign_memberships(gateway, conn)
+    assert "enrol_cohort" in installed
+    assert gm.LEGACY_COMPONENT not in installed
+    mine = found.filter(pl.col("groupid").is_in([group, other]))
+    assert mine.select("groupid", "userid", "component", "itemid", "courseid", "shortname").rows() == [
+        (group, users[0], "tool_sync", 0, course.id, course.shortname),
+        (group, users[1], "local_gone", 9, course.id, course.shortname),
+    ]
+    async with gateway.transaction() as conn:
+        # A row changed meanwhile (no longer one of the components) is left alone.
+        changed = await gm.clear_components(gateway, conn, [*mine["id"].to_list(), 10**9], [gm.LEGACY_COMPONENT])
+    assert changed == 1
+    stored = await rows_of(gateway, gateway.schema.groups_members, groupid=[group, other])
+    assert sorted((m["userid"], m["component"], m["itemid"]) for m in stored) == sorted(
+        [
+            (users[0], "", 0),
+            (users[1], "local_gone", 9),
+            *((u, c, i) for u, (c, i) in zip(users[2:], planted[2:], strict=True)),
+        ]
+    )
+    async with gateway.transaction() as conn:
+        await gm.clear_components(gateway, conn, mine["id"].to_list(), ["local_gone"])
+        assert (await gm.foreign_memberships(gateway, conn)).filter(pl.col("groupid") == group).is_empty()
+
+
+async def test_foreign_components_found_and_cleared(site: Site) -> None:
+    await check_foreign_components_found_and_cleared(site[1])
+
+
 async def test_on_the_real_moodle_schema(dump_gateway: MoodleGateway) -> None:
     await check_find_create_and_members(dump_gateway)
     await check_delete_groupings_releases_activities(dump_gateway)
+    await check_foreign_components_found_and_cleared(dump_gateway)

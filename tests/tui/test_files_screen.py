@@ -239,7 +239,8 @@ async def test_an_unreadable_encoding_is_a_message(sandbox: Config) -> None:
 
 
 async def test_a_row_with_a_problem_is_highlighted_with_its_message(sandbox: Config) -> None:
-    (inbox(sandbox) / "broken.csv").write_text(USERS_HEADER + "jdoe;John;Doe;john.doe@example.edu\nasmith;Alice\n")
+    # A row with more values than the header cannot be read (a shorter one can: its missing cells are read as empty).
+    (inbox(sandbox) / "broken.csv").write_text(USERS_HEADER + "jdoe;John;Doe;john.doe@example.edu\nasmith;A;S;a@x;y\n")
     app = ToolsyncApp(sandbox)
     async with app.run_test(size=SIZE) as pilot:
         screen = await open_files(app, pilot)
@@ -249,7 +250,7 @@ async def test_a_row_with_a_problem_is_highlighted_with_its_message(sandbox: Con
         assert "bold" not in str(good[1].style)
         assert bad[0].plain == "! 3"  # marked in words too, for a terminal without colours
         assert all("bold" in str(cell.style) for cell in bad)
-        message = "line 3 cannot be read: 2 values found, 4 expected"
+        message = "line 3 cannot be read: 5 values found, 4 expected (a separator inside a value must be quoted)"
         assert text_of(screen, "#row-problem") == message
         await pilot.press("tab")  # into the preview: a row's own problem follows the cursor
         assert screen.query_one("#preview", DataTable).has_focus

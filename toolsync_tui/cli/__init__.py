@@ -1,5 +1,5 @@
 """The `toolsync` command: the interface by default; `run`, `cron`, `crontab`, `sandbox init`, `generate`,
-`categories clean` headless.
+`categories clean`, `groups repair-components` headless.
 
 Exit codes: 0 every row succeeded, 1 some rows failed (see the report), 2 the run could not happen,
 3 stopped by the safety threshold.
@@ -85,7 +85,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(command_run(args))
         if args.command in ("cron", "crontab"):
             return _unattended(args)
-        if args.command in ("generate", "categories"):
+        if args.command in ("generate", "categories", "groups"):
             from toolsync_tui.cli.tools import run_tool
 
             return asyncio.run(run_tool(args))

@@ -1,4 +1,5 @@
-"""`toolsync generate` (course delete and reset files from a selection) and `toolsync categories clean`.
+"""`toolsync generate` (course delete and reset files from a selection), `toolsync categories clean` and
+`toolsync groups repair-components`.
 
 Each prints what it did on standard output; a problem is one line on standard error and exit code 2, a safety stop
 exit code 3 (CONTRACT §5).
@@ -17,17 +18,20 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from toolsync_tui.cli.site import load_or_sandbox
 from toolsync_tui.config import Config
 from toolsync_tui.engine.connect import bridge_from_config, open_gateway
+from toolsync_tui.engine.datadir.protected_groups import StateProblem, for_site
+from toolsync_tui.engine.groups.repair import find_foreign, repair_components
 from toolsync_tui.engine.moodle.bridge.client import BridgeError
 from toolsync_tui.engine.moodle.categories import CategoryProblem
 from toolsync_tui.engine.moodle.gateway import DatabaseError, MoodleGateway
 from toolsync_tui.engine.run.exits import EXIT_CANNOT_RUN, EXIT_OK, EXIT_ROWS_FAILED, EXIT_SAFETY
+from toolsync_tui.engine.run.lock import LockBusy, RunLock
 from toolsync_tui.engine.tools.category_cleanup import CleanupSafetyStop, delete_planned, plan_cleanup
 from toolsync_tui.engine.tools.course_selection import CourseSelection, SelectionProblem
 from toolsync_tui.engine.tools.generators import GENERATORS, GenerateProblem, generate
 
 SHOWN_LEFT_OUT = 10  # shortnames named in the warning about courses without an identifier
 CATEGORY_HELP = "id, idnumber or path of names from the top ('Science/Biology')"
-PROBLEMS = (CategoryProblem, SelectionProblem, GenerateProblem, BridgeError, DatabaseError)
+PROBLEMS = (CategoryProblem, SelectionProblem, GenerateProblem, BridgeError, DatabaseError, LockBusy)
 
 
 class ToolProblem(Exception):
@@ -82,20 +86,37 @@ def add_tool_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParse
     clean.add_argument("--dry-run", action="store_true", help="list what would be deleted; needs no bridge")
     clean.add_argument("--force", action="store_true", help="go past the safety threshold")
 
+    groups = commands.add_parser("groups", help="group tools")
+    group_commands = groups.add_subparsers(dest="groups_command", required=True)
+    repair = group_commands.add_parser(
+        "repair-components",
+        help="give Moodle's component '' to group memberships tagged with a plugin the site does not have",
+        description="Set component '' and itemid 0, as Moodle's groups_add_member() writes them, on every group "
+        "membership whose component is not an installed plugin: 'tool_sync', which tool_sync and earlier toolsync "
+        "runs wrote (the course's Group members page fails on such a row), or a plugin uninstalled since. The "
+        "'tool_sync' ones are recorded as protected in the data directory, where toolsync now keeps that.",
+    )
+    repair.add_argument("--dry-run", action="store_true", help="list what would be repaired; change nothing")
+
 
 async def run_tool(args: argparse.Namespace) -> int:
     config = await load_or_sandbox(args.config)
     for warning in config.warnings:
         print(f"toolsync: warning: {warning}", file=sys.stderr)
-    command: Callable[[Config, argparse.Namespace], Awaitable[int]] = (
-        command_generate if args.command == "generate" else command_categories_clean
-    )
-    name = f"generate {args.operation}" if args.command == "generate" else "categories clean"
+    commands: dict[str, tuple[str, Callable[[Config, argparse.Namespace], Awaitable[int]]]] = {
+        "generate": (f"generate {getattr(args, 'operation', '')}", command_generate),
+        "categories": ("categories clean", command_categories_clean),
+        "groups": ("groups repair-components", command_groups_repair),
+    }
+    name, command = commands[args.command]
     try:
         return await command(config, args)
     except CleanupSafetyStop as exc:
         print(f"toolsync: {name}: {exc}", file=sys.stderr)
         return EXIT_SAFETY
+    except StateProblem as exc:
+        print(f"toolsync: {name}: {exc}; nothing was changed", file=sys.stderr)
+        return EXIT_CANNOT_RUN
     except (ToolProblem, *PROBLEMS) as exc:
         print(f"toolsync: {name}: {exc}", file=sys.stderr)
         return EXIT_CANNOT_RUN
@@ -176,3 +197,24 @@ async def command_categories_clean(config: Config, args: argparse.Namespace) -> 
         f"{counted(len(plan.empty), 'empty category', 'empty categories')} under {plan.start_label}"
     )
     return EXIT_ROWS_FAILED if failed else EXIT_OK
+
+
+async def command_groups_repair(config: Config, args: argparse.Namespace) -> int:
+    """Exit 0 when done (or nothing to do), 1 when the rows were repaired but could not be recorded as protected, 2
+    when nothing could be done (database, another run holding the data directory, a state file that cannot be used)."""
+    async with connected(config) as gateway:
+        state = await for_site(config.data_dir, gateway)
+        state.check()
+        if args.dry_run:
+            repair = await find_foreign(gateway)
+        else:
+            # The state file is the runs' too: one writer at a time.
+            with RunLock(config.data_dir, "groups repair-components"):
+                repair = await repair_components(gateway, state)
+    for line in repair.lines():
+        print(line)
+    print(repair.summary(state))
+    if repair.problem is not None:
+        print(f"toolsync: groups repair-components: {repair.problem}", file=sys.stderr)
+        return EXIT_ROWS_FAILED
+    return EXIT_OK

@@ -22,6 +22,7 @@ from toolsync_tui.engine.moodle.contexts import ContextLevel, create_contexts
 from toolsync_tui.engine.moodle.enrol_instances import course_instances, next_sortorders, set_status
 from toolsync_tui.engine.moodle.gateway import MoodleGateway
 
+FORMAT_MOODLE: Final = 0  # summaryformat's DB default, what create_course() leaves when given no summary
 FORMAT_HTML: Final = 1
 ONE_HOUR: Final = 3600
 
@@ -49,14 +50,16 @@ def new_course_record(values: Mapping[str, Any], category: Category, site: Cours
     completion = given("enablecompletion", setting("enablecompletion") if site.completion else 0)
     visible = given("visible", setting("visible"))
     created = given("timecreated", now)
+    # No summary (no column, or an empty cell): create_course() inserts none, so the column stays NULL.
+    summary = values.get("summary")
     return {
         "category": category.id,
         "sortorder": 0,
         "fullname": values["fullname"],
         "shortname": values["shortname"],
         "idnumber": given("idnumber", ""),
-        "summary": given("summary", ""),
-        "summaryformat": FORMAT_HTML,
+        "summary": summary,
+        "summaryformat": FORMAT_MOODLE if summary is None else FORMAT_HTML,
         "format": given("format", site.default("format") or "topics"),
         "showgrades": given("showgrades", setting("showgrades")),
         "newsitems": given("newsitems", setting("newsitems")),

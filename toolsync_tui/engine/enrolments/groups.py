@@ -6,22 +6,29 @@ row's command, through the shared group functions (group_membership.py):
 * greplace / greplacecreate: the same, after leaving the course's other groups (each removal its own detail line).
 * gdel: leave each named group.
 
-With protect_groups, memberships are written with component 'tool_sync' (the UI cannot remove them), and greplace and
-gdel remove only memberships of that component: those made by hand or by other plugins stay.
+Memberships are written with component '' and itemid 0, as groups_add_member() writes them. tool_sync's protect_groups
+tagged them 'tool_sync', a plugin the site does not have (Moodle's Group members page fails on such a row); here,
+with protect_groups, toolsync records the memberships it makes as protected in its data directory
+(datadir/protected_groups.py, written after the batch's commit), and greplace and gdel remove only memberships
+recorded there (with the stored row's id: one removed in Moodle and made again by hand is not toolsync's) or tagged
+'tool_sync' by an earlier run: those made by hand or by other plugins stay. The group members file records its own
+memberships there too, as the original tagged them.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import polars as pl
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from toolsync_tui.engine.datadir.protected_groups import ProtectedMemberships, StateProblem, for_site
 from toolsync_tui.engine.enrolments.rows import GROUP_COLUMNS
 from toolsync_tui.engine.moodle.gateway import MoodleGateway
 from toolsync_tui.engine.moodle.groups import (
+    LEGACY_COMPONENT,
     MEMBERSHIP_SCHEMA,
-    PROTECTED_COMPONENT,
     add_members,
     create_groups,
     enrolled,
@@ -32,6 +39,7 @@ from toolsync_tui.engine.moodle.groups import (
 )
 from toolsync_tui.engine.moodle.staleness import EnrolmentEffects
 from toolsync_tui.engine.rows import LINE, Outcome, Rule, first_match, outcome_rows, shown
+from toolsync_tui.engine.run.operation import SetupProblem
 
 ACTION = "group"
 KNOWN_SCHEMA: dict[str, type[pl.DataType]] = {"courseid": pl.Int64, "key": pl.String, "groupid": pl.Int64}
@@ -41,11 +49,42 @@ KNOWN_SCHEMA: dict[str, type[pl.DataType]] = {"courseid": pl.Int64, "key": pl.St
 class GroupSteps:
     gateway: MoodleGateway
     protect: bool
+    # The memberships toolsync protects, in the data directory (None: none read or recorded).
+    protected: ProtectedMemberships | None = None
     # courseid, key (lower-cased name), groupid of the groups found or created so far in the run
     known: pl.DataFrame = field(init=False)
+    notes: list[str] = field(init=False)  # for the report: the protected memberships' file could not be written
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "known", pl.DataFrame(schema=KNOWN_SCHEMA))
+        object.__setattr__(self, "notes", [])
+
+    @classmethod
+    async def open(cls, gateway: MoodleGateway, data_dir: Path, *, protect: bool) -> GroupSteps:
+        """The run's group steps, with the site's protected memberships of the data directory; a file that cannot be
+        read stops the run before any write (SetupProblem)."""
+        protected = await for_site(data_dir, gateway)
+        try:
+            protected.check()
+        except StateProblem as exc:
+            raise SetupProblem(str(exc)) from None
+        return cls(gateway, protect, protected)
+
+    def begin_batch(self) -> None:
+        """A new batch: what a rolled-back batch or a dry run left pending is dropped."""
+        if self.protected is not None:
+            self.protected.begin()
+
+    def committed(self) -> None:
+        """The batch's transaction has committed: its protected memberships recorded, those it removed forgotten."""
+        if self.protected is None:
+            return
+        try:
+            self.protected.commit()
+        except StateProblem as exc:
+            note = f"{exc}: memberships this run added under protect_groups are not recorded as protected"
+            if note not in self.notes:
+                self.notes.append(note)
 
     def _remember(self, groups: pl.DataFrame) -> None:
         """Add groups (courseid, name, groupid; null ids left out) to `known`."""
@@ -57,10 +96,6 @@ class GroupSteps:
         if new.height:
             known = pl.concat([self.known, new]).unique(["courseid", "key"], keep="first", maintain_order=True)
             object.__setattr__(self, "known", known)
-
-    @property
-    def component(self) -> str:
-        return PROTECTED_COMPONENT if self.protect else ""
 
     async def apply(
         self, conn: AsyncConnection, rows: pl.DataFrame, *, now: int, dry_run: bool
@@ -92,12 +127,18 @@ class GroupSteps:
         current = (
             await memberships(self.gateway, conn, pairs) if pairs.height else pl.DataFrame(schema=MEMBERSHIP_SCHEMA)
         )
+        current = await self._mark_protected(conn, current)
         exact = named.filter(~whole & ~pl.col("created") & pl.col("groupid").is_not_null()).select("groupid", "userid")
         stored = await stored_members(self.gateway, conn, exact.unique())
         held = pl.concat(
             [
-                current.select("groupid", "userid", "component"),
-                stored.select("groupid", "userid", pl.lit(None, dtype=pl.String).alias("component")),
+                current.select("groupid", "userid", "component", "protected"),
+                stored.select(
+                    "groupid",
+                    "userid",
+                    pl.lit(None, dtype=pl.String).alias("component"),
+                    pl.lit(False).alias("protected"),
+                ),
             ]
         ).unique(["groupid", "userid"], keep="first", maintain_order=True)
         # Rows whose command just enrolled the user need no look-up (in a dry run, nothing was written to look up).
@@ -111,7 +152,11 @@ class GroupSteps:
             named.join(rows.select("__row", "is_enrolled"), on="__row", how="left")
             .join(
                 held.select(
-                    "groupid", "userid", pl.lit(True).alias("member"), pl.col("component").alias("member_component")
+                    "groupid",
+                    "userid",
+                    pl.lit(True).alias("member"),
+                    pl.col("component").alias("member_component"),
+                    pl.col("protected").alias("member_protected"),
                 ),
                 on=["groupid", "userid"],
                 how="left",
@@ -121,18 +166,20 @@ class GroupSteps:
         )
         adding = named.filter(pl.col("group_command") != "gdel")
         leaving = named.filter(pl.col("group_command") == "gdel")
-        removable = pl.col("member") & (
-            pl.lit(True) if not self.protect else pl.col("member_component") == PROTECTED_COMPONENT
-        )
+        removable = pl.col("member") & (pl.lit(True) if not self.protect else pl.col("member_protected"))
         to_leave = leaving.filter(pl.col("groupid").is_not_null() & removable)
         joinable = pl.col("groupid").is_not_null() | pl.col("created")
         to_join = adding.filter(joinable & pl.col("is_enrolled") & ~pl.col("member"))
         if not dry_run:
             gone = pl.concat([removals.select("groupid", "userid"), to_leave.select("groupid", "userid")])
             await remove_members(self.gateway, conn, gone, now=now)
-            await add_members(
-                self.gateway, conn, to_join.select("groupid", "userid"), now=now, component=self.component
-            )
+            joined = to_join.select("groupid", "userid")
+            await add_members(self.gateway, conn, joined, now=now)
+            if self.protected is not None:
+                self.protected.forget(gone)
+                if self.protect:
+                    made = await stored_members(self.gateway, conn, joined.unique())
+                    self.protected.record(made.rename({"id": "memberid"}), "enrols")
         outcomes = pl.concat(
             [
                 self._removal_outcomes(removals, dry_run),
@@ -170,15 +217,36 @@ class GroupSteps:
         ]
         return pl.concat(frames).with_columns(pl.col("name").str.to_lowercase().alias("key")).sort("__row", "part")
 
+    async def _mark_protected(self, conn: AsyncConnection, current: pl.DataFrame) -> pl.DataFrame:
+        """`current` with `protected` (Boolean): with protect_groups, the memberships toolsync protects (its state,
+        with the stored row's id, this batch's earlier generations included) and those an earlier run tagged
+        'tool_sync'; else none (nothing reads it)."""
+        if not self.protect or current.is_empty():
+            return current.with_columns(pl.lit(False).alias("protected"))
+        ids = await stored_members(self.gateway, conn, current.select("groupid", "userid").unique())
+        mine = (
+            self.protected.protected(ids.rename({"id": "memberid"})).select("groupid", "userid")
+            if self.protected is not None
+            else ids.clear().select("groupid", "userid")
+        )
+        return current.join(
+            mine.with_columns(pl.lit(True).alias("protected")),
+            on=["groupid", "userid"],
+            how="left",
+            maintain_order="left",
+        ).with_columns(
+            (pl.col("protected").fill_null(False) | (pl.col("component") == LEGACY_COMPONENT)).alias("protected")
+        )
+
     def _removals(self, rows: pl.DataFrame, named: pl.DataFrame, current: pl.DataFrame) -> pl.DataFrame:
-        """greplace: the memberships of the row's user in the course's groups that the row does not name (only those
-        of component tool_sync with protect_groups)."""
+        """greplace: the memberships of the row's user in the course's groups that the row does not name (with
+        protect_groups, only those toolsync protects)."""
         replacing = rows.filter(pl.col("group_command").str.starts_with("greplace")).select(
             "__row", LINE, "courseid", "userid", "cid"
         )
         held = replacing.join(current, on=["courseid", "userid"])
         if self.protect:
-            held = held.filter(pl.col("component") == PROTECTED_COMPONENT)
+            held = held.filter(pl.col("protected"))
         kept = named.select("__row", pl.col("groupid")).drop_nulls()
         return held.join(kept, on=["__row", "groupid"], how="anti").sort("__row", "groupname")
 
@@ -250,9 +318,11 @@ class GroupSteps:
                 Outcome.UNCHANGED,
                 "gdel",
                 pl.format(
-                    "membership of group '{}' kept: it was not made by this file (component '{}', protect_groups)",
+                    "membership of group '{}' kept: toolsync did not make it under protect_groups{}",
                     name,
-                    pl.col("member_component"),
+                    pl.when(pl.col("member_component").fill_null("") != "")
+                    .then(pl.format(" (managed by {})", pl.col("member_component")))
+                    .otherwise(pl.lit("")),
                 ),
             ),
             Rule(pl.lit(True), Outcome.DELETED, "gdel", pl.format(f"{would}removed from group '{{}}'", name)),

@@ -82,7 +82,7 @@ class EnrolsOperation(Operation):
         self.resolver = Resolver(
             self.gateway, user_identifier=self.options.user_identifier, course_identifier=self.options.course_identifier
         )
-        self.groups = GroupSteps(self.gateway, protect=self.options.protect_groups)
+        self.groups = await GroupSteps.open(self.gateway, self.config.data_dir, protect=self.options.protect_groups)
 
     async def safety_base(self, conn: AsyncConnection) -> int:
         """The enrolments the file draws from; role assignments of component '' for a role-only file."""
@@ -94,12 +94,20 @@ class EnrolsOperation(Operation):
         return int((await conn.execute(query)).scalar_one())
 
     async def finish(self, dry_run: bool) -> list[str]:
-        return [] if dry_run else await purge_after_run(self.bridge, self.effects)
+        groups: GroupSteps | None = getattr(self, "groups", None)  # None when prepare() stopped the run
+        notes = groups.notes if groups is not None else []
+        return notes if dry_run else notes + await purge_after_run(self.bridge, self.effects)
+
+    async def after_commit(self, outcomes: pl.DataFrame) -> pl.DataFrame:
+        # protect_groups: the memberships the batch made are recorded as protected once they are stored.
+        self.groups.committed()
+        return outcomes
 
     # -- one batch ------------------------------------------------------------------------------
 
     async def apply(self, conn: AsyncConnection, rows: pl.DataFrame, dry_run: bool) -> pl.DataFrame:
         now = int(time.time())
+        self.groups.begin_batch()
         req = normalised(rows, default_cmd=self.options.default_cmd, timezone=self.timezone)
         req = req.with_columns(pl.int_range(pl.len(), dtype=pl.Int64).alias(ROW), value_problem().alias("problem"))
         site = self.enrolments.site

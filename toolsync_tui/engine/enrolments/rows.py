@@ -16,6 +16,7 @@ GROUP_COLUMNS = tuple(f"g{n}" for n in range(1, 10))
 ENROLS_FILE = ColumnSpec(
     required=("rolename", "cid", "uid"),
     optional=("cmd", "enrol", "starttime", "endtime", "gcmd", *GROUP_COLUMNS),
+    short_rows=True,
 )
 COMMANDS = ("add", "del", "shift", "enable", "disable")
 ALIASES = {"delete": "del"}

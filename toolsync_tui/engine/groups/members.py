@@ -1,10 +1,13 @@
 """Group members file (groupmembers.csv): add a user to a group, move them into it (`shift`), or remove them (`del`).
 
 Columns `groupid`, `userid`, `courseid`, `cmd`, identifiers per the groupmembers settings (reference §2.5.2). As
-groups_add_member() and groups_remove_member() write (moodle-db-semantics §7), with the original's component
-`tool_sync` on every membership this file adds. Fixed quirks (CONTRACT §3): `del` works; `shift` leaves the other
-groups of the course without crashing, and reports each group left; the empty-group purge touches only the courses
-the file named. See group_membership.py for the rows written.
+groups_add_member() and groups_remove_member() write (moodle-db-semantics §7): component '' and itemid 0. The
+original tagged every membership this file adds with component `tool_sync`, a plugin the site does not have (Moodle's
+Group members page fails on such a row); toolsync records them as protected in its data directory instead
+(datadir/protected_groups.py), after each batch's commit, so that the enrolments file's greplace and gdel with
+protect_groups treat them as they treated the original's. Fixed quirks (CONTRACT §3): `del` works; `shift` leaves the
+other groups of the course without crashing, and reports each group left; the empty-group purge touches only the
+courses the file named. See moodle/groups.py for the rows written.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from toolsync_tui.config import Config
+from toolsync_tui.engine.datadir.protected_groups import ProtectedMemberships, StateProblem, for_site
 from toolsync_tui.engine.groups.common import GroupCaches, course_lookup, resolve_courses
 from toolsync_tui.engine.groups.purge import plan_purge
 from toolsync_tui.engine.moodle import groups as gm
@@ -25,11 +29,12 @@ from toolsync_tui.engine.moodle.gateway import MoodleGateway, chunks
 from toolsync_tui.engine.moodle.lookup import KeyLookup
 from toolsync_tui.engine.rows import LINE, OUTCOME_SCHEMA, Outcome, Rule, cells, first_match
 from toolsync_tui.engine.run.command_file import ColumnSpec
-from toolsync_tui.engine.run.operation import Operation
+from toolsync_tui.engine.run.operation import Operation, SetupProblem
 
 COMMANDS = ("add", "shift", "del")
 # Memberships a plugin manages (enrol_cohort, enrol_meta ...) are that plugin's: neither del nor shift removes them.
-OURS = ("", gm.PROTECTED_COMPONENT)
+# Those of no component are anyone's, those an earlier run tagged 'tool_sync' this file's.
+OURS = ("", gm.LEGACY_COMPONENT)
 TEXT = ("groupid", "userid", "courseid", "cmd")
 
 
@@ -65,6 +70,24 @@ class GroupMembersOperation(Operation):
         )
         self._groups_known = pl.DataFrame(schema=GROUP_SCHEMA)
         self._groups_asked: set[int] = set()  # group ids (group_identifier id), else course ids, already fetched
+        self.protected: ProtectedMemberships | None = None  # prepare()
+        self.notes: list[str] = []
+
+    async def prepare(self, conn: AsyncConnection, columns: Sequence[str]) -> None:
+        self.protected = await for_site(self.config.data_dir, self.gateway)
+        try:
+            self.protected.check()
+        except StateProblem as exc:
+            raise SetupProblem(str(exc)) from None
+
+    async def after_commit(self, outcomes: pl.DataFrame) -> pl.DataFrame:
+        """The batch's memberships recorded as protected (and those it removed forgotten), now that they are stored."""
+        if self.protected is not None:
+            try:
+                self.protected.commit()
+            except StateProblem as exc:
+                self.notes.append(f"{exc}: memberships this run added are not recorded as protected")
+        return outcomes
 
     def may_destroy(self, columns: Sequence[str]) -> bool:
         return "cmd" in columns or self.options.purge_empty != "off"
@@ -92,7 +115,7 @@ class GroupMembersOperation(Operation):
         return plan.count
 
     async def finish(self, dry_run: bool) -> list[str]:
-        notes: list[str] = []
+        notes, self.notes = list(dict.fromkeys(self.notes)), []
         courses = sorted(self.courses[dry_run])
         if self.options.purge_empty != "off" and courses:
             async with self.gateway.transaction() as conn:
@@ -108,6 +131,8 @@ class GroupMembersOperation(Operation):
         return notes
 
     async def apply(self, conn: AsyncConnection, rows: pl.DataFrame, dry_run: bool) -> pl.DataFrame:
+        if self.protected is not None:
+            self.protected.begin()
         rows = cells(rows, TEXT).with_columns(pl.col("cmd").str.to_lowercase())
         courses = await resolve_courses(self.course_lookup, conn, rows.filter(pl.col("courseid") != "")["courseid"])
         users = await self.users.resolve(conn, rows["userid"])
@@ -314,7 +339,11 @@ class GroupMembersOperation(Operation):
             await gm.remove_members(self.gateway, conn, gone.select("groupid", "userid"), now=now)
             new = pl.concat([added, new])
             # Read above in this transaction: none of them is a member (stored_members(), memberships()).
-            await gm.add_members(self.gateway, conn, new, now=now, component=gm.PROTECTED_COMPONENT, absent=True)
+            await gm.add_members(self.gateway, conn, new, now=now, absent=True)
+            if self.protected is not None:
+                self.protected.forget(gone)
+                made = await gm.stored_members(self.gateway, conn, new.select("groupid", "userid"))
+                self.protected.record(made.rename({"id": "memberid"}), "groupmembers")
             changed = pl.concat([gone, new])
             self.caches.users.update(changed["userid"].unique().to_list())
             self.caches.courses.update(changed["courseid"].unique().to_list())
@@ -387,7 +416,7 @@ class GroupMembersOperation(Operation):
                     left.append((line, part, "deleted", "remove", key, f"{would}removed from group '{other_name}'"))
             added = groupid not in held
             if added:
-                held[groupid] = gm.PROTECTED_COMPONENT
+                held[groupid] = ""
                 self.filled[dry_run].add(groupid)
             removed = sum(1 for o in left if o[2] == "deleted")
             action = "shift" if removed else ("add" if added else "none")

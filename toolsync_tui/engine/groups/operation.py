@@ -11,7 +11,10 @@ Rows are written as groups_create_group(), groups_create_grouping() and groups_a
   updated (never set to NULL); found, without it (add-only mode): `unchanged` when the row matches, else `skipped`
   naming what differs;
 * names are unique within a course and idnumbers too (Moodle's forms refuse duplicates): a collision fails the row;
-* `selfgrouping` creates the grouping of the group's name when missing AND assigns the group to it;
+* `selfgrouping` creates the grouping of the group's name when missing AND assigns the group to it. The new grouping
+  takes the group's idnumber, description and descriptionformat as the row leaves the group (tool_sync copies them
+  from the group it created, found or updated); an idnumber another grouping of the course holds fails the row, as
+  groups_create_grouping() refuses it. A grouping of that name is used as it is;
 * `grouping` names a grouping of the course by idnumber; unknown fails the row (nothing of it is written);
 * `type`: empty or `group`, or `grouping`; anything else fails the row.
 
@@ -42,6 +45,7 @@ Kind = Literal["group", "grouping"]
 KINDS: dict[str, Kind] = {"": "group", "group": "group", "grouping": "grouping"}  # lower-cased `type` -> kind
 TEXT = ("courseid", "name", "type", "idnumber", "updateid", "selfgrouping", "grouping", "description")
 FIELDS = ("name", "idnumber", "description")
+STORED = ["id", "courseid", *FIELDS, "descriptionformat"]
 LIMITS: dict[Kind, dict[str, int]] = {
     "group": {"name": 254, "idnumber": 100},
     "grouping": {"name": 255, "idnumber": 100},
@@ -59,6 +63,7 @@ class _Item:
     name: str
     idnumber: str
     description: str | None
+    descriptionformat: int = 0
     changed: set[str] = field(default_factory=set)
 
 
@@ -120,7 +125,7 @@ def _as_id(value: str) -> str | None:
 class GroupsOperation(Operation):
     name = "groups"
     title = "Groups and groupings"
-    columns = ColumnSpec(required=("courseid", "name"), optional=TEXT[2:])
+    columns = ColumnSpec(required=("courseid", "name"), optional=TEXT[2:], short_rows=True)
     uses_bridge = True
 
     def __init__(self, config: Config, gateway: MoodleGateway) -> None:
@@ -204,6 +209,9 @@ class GroupsOperation(Operation):
             grouping = self._index.find("grouping", courseid, "idnumber", row["grouping"])
             if grouping is None:
                 raise _Refused(f"grouping '{row['grouping']}' not found: no grouping of the course has this idnumber")
+        selfgrouping = kind == "group" and row["selfgrouping"] not in ("", "0")
+        if selfgrouping:
+            self._check_selfgrouping(courseid, item, row["name"], wanted)
         if item is None:
             item = self._new(kind, courseid, row["name"], wanted.get("idnumber", ""), wanted.get("description"))
             outcome, message = Outcome.CREATED, f"{kind} '{row['name']}' {would}created"
@@ -224,10 +232,11 @@ class GroupsOperation(Operation):
         links: set[tuple[int, int]] = set()
         extras: list[str] = []
         targets = [grouping] if grouping else []
-        if kind == "group" and row["selfgrouping"] not in ("", "0"):
+        if selfgrouping:
             own = self._index.find("grouping", courseid, "name", item.name)
             if own is None:
-                own = self._new("grouping", courseid, item.name, "", None)
+                own = self._new("grouping", courseid, item.name, item.idnumber, item.description)
+                own.descriptionformat = item.descriptionformat
                 extras.append(f"grouping '{item.name}' {would}created")
             targets.insert(0, own)
         for target in targets:
@@ -238,6 +247,20 @@ class GroupsOperation(Operation):
             message += "; " + "; ".join(extras)
             outcome = Outcome.UPDATED if outcome in (Outcome.UNCHANGED, Outcome.SKIPPED) else outcome
         return outcome, message, links
+
+    def _check_selfgrouping(self, courseid: int, item: _Item | None, name: str, wanted: dict[str, str]) -> None:
+        """Refuse the row when the grouping its selfgrouping would create cannot have the group's idnumber: another
+        grouping of the course holds it. Checked before anything of the row is planned."""
+        if item is None:
+            idnumber = wanted.get("idnumber", "")
+        elif self.update_mode:  # the row updates the group first
+            name, idnumber = wanted.get("name", item.name), wanted.get("idnumber", item.idnumber)
+        else:
+            name, idnumber = item.name, item.idnumber
+        if not idnumber or self._index.find("grouping", courseid, "name", name) is not None:
+            return
+        if self._index.find("grouping", courseid, "idnumber", idnumber) is not None:
+            raise _Refused(f"selfgrouping: idnumber '{idnumber}' is already used by another grouping of the course")
 
     def _target(self, kind: Kind, row: dict[str, Any], courseid: int) -> _Item | None:
         """The existing (or planned) item the row is about: by updateid, else idnumber, else name."""
@@ -278,9 +301,7 @@ class GroupsOperation(Operation):
     async def _stored(self, conn: AsyncConnection, courses: list[int]) -> list[_Item]:
         items: list[_Item] = []
         for kind in get_args(Kind):
-            found = await self.gateway.fetch_in(
-                conn, self._table(kind), "courseid", courses, ["id", "courseid", *FIELDS]
-            )
+            found = await self.gateway.fetch_in(conn, self._table(kind), "courseid", courses, STORED)
             items += _items(kind, found)
         return items
 
@@ -304,7 +325,7 @@ class GroupsOperation(Operation):
                 .to_list()
             )
             if ids:
-                found = await self.gateway.fetch_in(conn, self._table(kind), "id", ids, ["id", "courseid", *FIELDS])
+                found = await self.gateway.fetch_in(conn, self._table(kind), "id", ids, STORED)
                 items += _items(kind, found)
         return items
 
@@ -319,8 +340,14 @@ class GroupsOperation(Operation):
         for kind in ("grouping", "group"):
             new = [i for i in self._items if i.kind == kind and i.id < 0]
             wanted = pl.DataFrame(
-                [(i.courseid, i.name, i.idnumber, i.description) for i in new],
-                schema={"courseid": pl.Int64, "name": pl.String, "idnumber": pl.String, "description": pl.String},
+                [(i.courseid, i.name, i.idnumber, i.description, i.descriptionformat) for i in new],
+                schema={
+                    "courseid": pl.Int64,
+                    "name": pl.String,
+                    "idnumber": pl.String,
+                    "description": pl.String,
+                    "descriptionformat": pl.Int64,
+                },
                 orient="row",
             )
             create = gm.create_groups if kind == "group" else _create_groupings
@@ -349,7 +376,15 @@ class GroupsOperation(Operation):
 
 def _items(kind: Kind, found: pl.DataFrame) -> list[_Item]:
     return [
-        _Item(int(r["id"]), kind, int(r["courseid"]), r["name"], r["idnumber"] or "", r["description"])
+        _Item(
+            int(r["id"]),
+            kind,
+            int(r["courseid"]),
+            r["name"],
+            r["idnumber"] or "",
+            r["description"],
+            int(r["descriptionformat"] or 0),
+        )
         for r in found.to_dicts()
     ]
 
@@ -358,7 +393,8 @@ async def _create_groupings(
     gateway: MoodleGateway, conn: AsyncConnection, wanted: pl.DataFrame, now: int
 ) -> pl.DataFrame:
     """groups_create_grouping() for each row: courseid, name, idnumber, description (NULL unless given),
-    descriptionformat 0, configdata NULL, timecreated, timemodified. Returns courseid, name, groupid (its id)."""
+    descriptionformat (0 unless given), configdata NULL, timecreated, timemodified. Returns courseid, name, groupid
+    (its id)."""
     table = gateway.schema.groupings
     await gateway.insert_many(
         conn,
@@ -369,12 +405,12 @@ async def _create_groupings(
                 "name": n.strip(),
                 "idnumber": (i or "").strip(),
                 "description": d,
-                "descriptionformat": 0,
+                "descriptionformat": f or 0,
                 "configdata": None,
                 "timecreated": now,
                 "timemodified": now,
             }
-            for c, n, i, d in wanted.iter_rows()
+            for c, n, i, d, f in wanted.iter_rows()
         ],
     )
     rows: list[tuple[int, str, int]] = []

@@ -8,7 +8,12 @@ DataFrames in, DataFrames out.
   descriptionformat 0, enrolmentkey NULL, picture 0, visibility 0, participation 1, timecreated = timemodified = now.
 * groups_add_member(): `groups_members (groupid, userid, timeadded = now, component, itemid)` when absent, and
   `groups.timemodified = now` of the group. Moodle refuses a user who is not enrolled in the course (is_enrolled(),
-  any enrolment status): callers check with enrolled() first.
+  any enrolment status): callers check with enrolled() first. The component is '' with itemid 0 unless the caller
+  names an installed plugin (an enrol instance's `enrol_<plugin>` and its id): Moodle throws on any other component,
+  and the Group members page fails on a row holding one. tool_sync tagged its memberships 'tool_sync', a plugin the
+  site does not have (LEGACY_COMPONENT); toolsync keeps what it protects in its data directory instead.
+* foreign_memberships() / clear_components(): the rows whose component is no installed plugin, and their repair
+  (component '', itemid 0).
 * groups_remove_member(): the `groups_members` row deleted, `groups.timemodified = now`.
 * groups_delete_group(): the group's `event` rows, `groupings_groups`, `groups_members`, then `groups`.
 * groups_delete_grouping(): `groupings_groups`, `course.defaultgroupingid` and `course_modules.groupingid` reset
@@ -31,7 +36,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from toolsync_tui.engine.moodle.gateway import CHUNK, MoodleGateway, chunks
 
-PROTECTED_COMPONENT = "tool_sync"  # the component tool_sync gives the memberships of its group members file
+# What tool_sync, and earlier versions of toolsync, wrote on the memberships they protected. Not a plugin of the site:
+# never written, only recognised in the rows earlier runs left (`toolsync groups repair-components` clears them).
+LEGACY_COMPONENT = "tool_sync"
 KEY = "__key"  # lower-cased name: how a name matches within a course
 
 PAIR_SCHEMA: dict[str, type[pl.DataType]] = {"courseid": pl.Int64, "userid": pl.Int64}
@@ -198,7 +205,14 @@ async def add_members(
     """groups_add_member() for each distinct (groupid, userid) of `rows` not a member yet (whatever the component of
     an existing membership: Moodle keeps the first one). Returns the distinct pairs, in first-seen order, with
     `added` (Boolean). Enrolment is the caller's to check (enrolled()). `absent`: the caller has read, in this
-    transaction, that none of the pairs is a member (stored_members()): not read again."""
+    transaction, that none of the pairs is a member (stored_members()): not read again.
+
+    As groups_add_member(), a component must be an installed plugin (or core subsystem) and an itemid needs a component:
+    ValueError otherwise, before anything is written."""
+    if itemid != 0 and not component:
+        raise ValueError("groups_add_member(): a component must be given with an itemid")
+    if component and not is_installed(component, await installed_components(gateway, conn)):
+        raise ValueError(f"groups_add_member(): component {component!r} is not installed on the site")
     wanted = (
         rows.select(pl.col("groupid").cast(pl.Int64), pl.col("userid").cast(pl.Int64))
         .drop_nulls()
@@ -226,6 +240,81 @@ async def add_members(
     )
     await touch_groups(gateway, conn, _distinct(new, "groupid"), now)
     return result
+
+
+async def installed_components(gateway: MoodleGateway, conn: AsyncConnection) -> frozenset[str]:
+    """The plugins installed on the site: those with a `version` in config_plugins (frankenstyle names)."""
+    plugins = gateway.schema.config_plugins
+    found = await conn.execute(select(plugins.c.plugin).distinct().where(plugins.c.name == "version"))
+    return frozenset(str(plugin) for (plugin,) in found)
+
+
+def is_installed(component: str, installed: frozenset[str]) -> bool:
+    """Whether Moodle accepts `component` on a membership: '' (none), a core subsystem, or an installed plugin."""
+    return component == "" or component == "core" or component.startswith("core_") or component in installed
+
+
+FOREIGN_SCHEMA: dict[str, type[pl.DataType]] = {
+    "id": pl.Int64,
+    "groupid": pl.Int64,
+    "userid": pl.Int64,
+    "component": pl.String,
+    "itemid": pl.Int64,
+    "groupname": pl.String,
+    "courseid": pl.Int64,
+    "shortname": pl.String,
+}
+
+
+async def foreign_memberships(gateway: MoodleGateway, conn: AsyncConnection) -> pl.DataFrame:
+    """Every membership whose component is not one Moodle accepts (is_installed()): id, groupid, userid, component,
+    itemid, groupname, courseid, shortname (of the course), by courseid, groupid, userid. The site's distinct
+    components are read first (a handful), then only the rows of the bad ones."""
+    members, groups, course = gateway.schema.groups_members, gateway.schema.groups, gateway.schema.course
+    installed = await installed_components(gateway, conn)
+    used = [str(c) for (c,) in await conn.execute(select(members.c.component).distinct()) if c is not None]
+    bad = sorted(c for c in used if not is_installed(c, installed))
+    found: list[tuple[Any, ...]] = []
+    if bad:
+        query = (
+            select(
+                members.c.id,
+                members.c.groupid,
+                members.c.userid,
+                members.c.component,
+                members.c.itemid,
+                groups.c.name,
+                groups.c.courseid,
+                course.c.shortname,
+            )
+            .select_from(
+                members.join(groups, groups.c.id == members.c.groupid, isouter=True).join(
+                    course, course.c.id == groups.c.courseid, isouter=True
+                )
+            )
+            .where(members.c.component.in_(bad))
+        )
+        found = [tuple(r) for r in await conn.execute(query)]
+    return pl.DataFrame(found, schema=FOREIGN_SCHEMA, orient="row").sort(
+        "courseid", "groupid", "userid", nulls_last=True
+    )
+
+
+async def clear_components(
+    gateway: MoodleGateway, conn: AsyncConnection, member_ids: Sequence[int], components: Sequence[str]
+) -> int:
+    """component '' and itemid 0 on the memberships `member_ids` that still hold one of `components` (a row changed
+    meanwhile is left alone); returns how many rows changed."""
+    members = gateway.schema.groups_members
+    changed = 0
+    for part in chunks(sorted({int(i) for i in member_ids})):
+        result = await conn.execute(
+            update(members)
+            .where(members.c.id.in_(part), members.c.component.in_(list(components)))
+            .values(component="", itemid=0)
+        )
+        changed += result.rowcount or 0
+    return changed
 
 
 async def remove_members(gateway: MoodleGateway, conn: AsyncConnection, rows: pl.DataFrame, *, now: int) -> int:

@@ -3,6 +3,10 @@
 Records are parsed by the stdlib csv module (RFC 4180 quoting, exact physical line numbers) and
 handed on in columnar polars batches. Each batch also carries every record's raw text, so that a
 tryback can hold the failing rows exactly as they were written.
+
+A record with more values than the header fails its row. One with fewer fails it too, except in the files whose
+reader in tool_sync takes such rows (ColumnSpec.short_rows: users, enrolments, groups) while files.short_rows is
+"accept": there the missing trailing cells are read as empty, and describe() (the report's heading) names the lines.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from toolsync_tui.engine.rows import LINE, PROBLEM, RAW
 
 SEPARATORS = (";", ",", "\t")
 SEPARATOR_NAMES = {";": "';'", ",": "','", "\t": "TAB"}
+SHOWN_LINES = 5  # the short rows a note lists by line
 csv.field_size_limit(16 * 1024 * 1024)
 
 
@@ -38,12 +43,16 @@ class ColumnSpec:
 
     `patterns` are (regex, shown-as) pairs for numbered columns such as ("course\\d+", "courseN").
     Header-less files name their fields in `headerless`; the first `len(required)` are required.
+    `short_rows`: the original's reader of this file takes a row with fewer values than the header (it maps the
+    values it finds onto the header, the missing trailing ones absent): such a row is read with those cells empty,
+    unless files.short_rows is "fail". Without it (the course and cohort files) such a row fails, as there.
     """
 
     required: tuple[str, ...] = ()
     optional: tuple[str, ...] = ()
     patterns: tuple[tuple[str, str], ...] = ()
     headerless: tuple[str, ...] | None = None
+    short_rows: bool = False
 
     def allows(self, name: str) -> bool:
         return (
@@ -74,14 +83,30 @@ class CommandFile:
     ignored_columns: list[str] = field(default_factory=list)
     comment_prefixes: tuple[str, ...] = ("#", "//")
     header_width: int | None = None  # fields a data row must have (None: header-less)
+    accept_short_rows: bool = False  # the spec's short_rows, unless files.short_rows is "fail"
+    short_row_lines: list[int] = field(default_factory=list)  # the rows read with missing trailing cells
     _field_positions: list[int] = field(default_factory=list)
+    _record_count: int | None = None  # the records, once counted
 
     @property
     def name(self) -> str:
         return self.path.name
 
     def describe(self) -> str:
-        return f"{self.format.encoding}, separator {self.format.separator!r}"
+        read = f"{self.format.encoding}, separator {self.format.separator!r}"
+        return f"{read}; {self.short_rows_note()}" if self.short_row_lines else read
+
+    def short_rows_note(self) -> str:
+        """Which rows were read with missing trailing cells (the report's heading says it with describe())."""
+        lines = self.short_row_lines
+        what = "missing trailing cells were read as empty, as files.short_rows allows"
+        if len(lines) == 1:
+            return f"line {lines[0]} has fewer values than the header: its {what}"
+        if len(lines) <= SHOWN_LINES:
+            listed = ", ".join(str(n) for n in lines[:-1]) + f" and {lines[-1]}"
+            return f"lines {listed} have fewer values than the header: their {what}"
+        shown = ", ".join(str(n) for n in lines[:SHOWN_LINES])
+        return f"{len(lines)} rows have fewer values than the header (lines {shown}, ...): their {what}"
 
     def tryback(self, path: Path) -> CsvTryback:
         return CsvTryback(path, self.format, self.header_raw)
@@ -113,6 +138,9 @@ class CommandFile:
             source._field_positions = list(range(len(spec.headerless)))
         else:
             source._read_header(settings.ignore_unknown_columns)
+            if spec.short_rows and settings.short_rows == "accept":
+                source.accept_short_rows = True
+                source._find_short_rows()
         return source
 
     # -- whole-file checks -----------------------------------------------------------------
@@ -166,6 +194,23 @@ class CommandFile:
                 f"{', '.join(repr(n.strip()) for n in names)}"
             )
 
+    def _find_short_rows(self) -> None:
+        """The lines of the rows with fewer values than the header, known before any row is used: the report's heading
+        names them. Counts the records on the way."""
+        width = self.header_width
+        assert width is not None
+        records = self._records()
+        total = 0
+        try:
+            next(records, None)  # the header
+            for line, _, fields in records:
+                total += 1
+                if not isinstance(fields, str) and len(fields) < width:
+                    self.short_row_lines.append(line)
+        finally:
+            records.close()
+        self._record_count = total
+
     # -- records and batches ---------------------------------------------------------------
 
     def _records(self) -> Generator[tuple[int, str, list[str] | str], None, None]:
@@ -196,6 +241,8 @@ class CommandFile:
     def count_records(self) -> int:
         """Data records, by the rules of a run (comments, blank lines, quoted records over several lines), without
         building their columns."""
+        if self._record_count is not None:
+            return self._record_count
         records = self._records()
         try:
             total = sum(1 for _ in records)
@@ -214,13 +261,16 @@ class CommandFile:
         raws: list[str] = []
         problems: list[str | None] = []
         values: list[list[str]] = [[] for _ in self.columns]
+        by_setting = self.spec.short_rows and not self.accept_short_rows
+        strict_by_setting = ' (files.short_rows is "fail")' if by_setting else ""
         for line, raw, fields in records:
             problem: str | None = None
             if isinstance(fields, str):
                 problem, fields = fields, []
-            elif len(fields) < needed or (width is not None and len(fields) > width):
+            elif (len(fields) < needed and not self.accept_short_rows) or (width is not None and len(fields) > width):
+                # A short row of a file that takes them has its missing trailing cells read as empty (below).
                 problem = f"{len(fields)} values found, {needed} expected" + (
-                    " (a separator inside a value must be quoted)" if len(fields) > needed else ""
+                    " (a separator inside a value must be quoted)" if len(fields) > needed else strict_by_setting
                 )
             lines.append(line)
             raws.append(raw)

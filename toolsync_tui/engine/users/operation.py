@@ -37,8 +37,9 @@ from toolsync_tui.engine.run.operation import Operation
 from toolsync_tui.engine.users.accounts import PROBLEM as ACCOUNT_PROBLEM
 from toolsync_tui.engine.users.accounts import SKIP, USERID, AccountFinder, protected_why
 from toolsync_tui.engine.users.changes import CHANGES, CURRENT, changed_columns, current, revived
-from toolsync_tui.engine.users.columns import NUMERIC_FIELDS, RETIRED_FIELDS, USER_FIELDS, USERS_FILE, course_indexes
+from toolsync_tui.engine.users.columns import NUMERIC_FIELDS, RETIRED_FIELDS, USER_COLUMNS, USERS_FILE, course_indexes
 from toolsync_tui.engine.users.lists import check_deletion_path, delete_accounts
+from toolsync_tui.engine.users.preferences import PASSWORD_UPDATE_TIME, set_user_preferences
 from toolsync_tui.engine.users.profile_fields import (
     PREFIX,
     encode_profile_values,
@@ -55,10 +56,23 @@ from toolsync_tui.engine.users.validation import PROBLEM, SeenUsernames, UserRul
 ACTION = "__action"
 NEW_PASSWORD = "__password"
 FORCE_CHANGE_PREFERENCE = "auth_forcepasswordchange"
-# Columns compared with the stored account, besides USER_FIELDS.
-STATE_FIELDS = ("username", "suspended")
-# The stored columns every row is planned with (cur_<column>), besides the USER_FIELDS of the file.
-CURRENT_FIELDS = ("id", "username", "deleted", "suspended", "password", "firstname", "lastname", "idnumber", "email")
+# The stored columns every row is planned with (cur_<column>), besides the USER_COLUMNS of the file.
+CURRENT_FIELDS = (
+    "id",
+    "username",
+    "deleted",
+    "suspended",
+    "password",
+    "auth",
+    "firstname",
+    "lastname",
+    "idnumber",
+    "email",
+)
+# The actions that write an existing account's changed columns.
+UPDATING = ("update", "rename", "suspend", "reactivate", "revive")
+# Stored passwords that are no password set: Moodle's password update (and its preference) never sees them.
+LITERAL_PASSWORDS = ("", NOPASS, TO_BE_GENERATED)
 
 
 class UsersOperation(Operation):
@@ -104,7 +118,10 @@ class UsersOperation(Operation):
         self.timezone = await site_timezone(self.gateway)
         self.seen = SeenUsernames()
         self.file_columns = list(columns)
-        self.stored_columns = [*CURRENT_FIELDS, *(f for f in USER_FIELDS if f in columns and f not in CURRENT_FIELDS)]
+        self.stored_columns = [*CURRENT_FIELDS, *(f for f in USER_COLUMNS if f in columns and f not in CURRENT_FIELDS)]
+        # isguestuser(): set_user_preference() keeps nothing for the guest account.
+        guest = (await self.gateway.config_values(["siteguest"])).get("siteguest") or ""
+        self.guest = int(guest) if guest.strip().isdigit() else None
         self.finder = AccountFinder(
             self.gateway, settings.primary_identity, self.site.mnethostid, columns=self.stored_columns
         )
@@ -314,7 +331,7 @@ class UsersOperation(Operation):
     def _plan(self, rows: pl.DataFrame, profile_changes: pl.DataFrame) -> pl.DataFrame:
         """ACTION per row: failed, skipped, create, update, rename, suspend, reactivate, revive, delete, none; and
         CHANGES, the columns an update writes."""
-        fields = [f for f in (*STATE_FIELDS, *USER_FIELDS) if f in rows.columns]
+        fields = [f for f in USER_COLUMNS if f in rows.columns]
         profile_names = (
             profile_changes.join(
                 pl.DataFrame(
@@ -394,8 +411,9 @@ class UsersOperation(Operation):
         action = pl.col(ACTION)
         creates = planned.filter(action == "create")
         created = await self._create(conn, creates, now)
-        updates = planned.filter(action.is_in(["update", "rename", "suspend", "reactivate", "revive"]))
+        updates = planned.filter(action.is_in(UPDATING))
         await self.gateway.update_many(conn, self.schema.user, "id", self._update_rows(updates, now))
+        await self._set_password_times(conn, creates, created, updates, now)
         await write_profile_data(
             self.gateway, conn, profile_changes.join(updates.select(USERID), on=USERID, how="semi")
         )
@@ -411,7 +429,7 @@ class UsersOperation(Operation):
         if creates.is_empty():
             return {}
         defaults = self.site.new_user_defaults(now)
-        present = [f for f in ("username", "firstname", "lastname", "suspended", *USER_FIELDS) if f in creates.columns]
+        present = [f for f in USER_COLUMNS if f in creates.columns]
         records: list[dict[str, Any]] = []
         for row in creates.select(*present, NEW_PASSWORD).iter_rows(named=True):
             record = dict(defaults)
@@ -440,16 +458,38 @@ class UsersOperation(Operation):
                 self.gateway, conn, await plan_profile_data(self.gateway, conn, with_ids, self.fields)
             )
         generated = with_ids.filter(pl.col(NEW_PASSWORD) == TO_BE_GENERATED)[USERID].to_list()
-        await self.gateway.insert_many(
+        await set_user_preferences(
+            self.gateway,
             conn,
-            self.schema.user_preferences,
-            [
-                {"userid": uid, "name": name, "value": "1"}
-                for uid in generated
-                for name in (CREATE_PASSWORD_PREFERENCE, FORCE_CHANGE_PREFERENCE)
-            ],
+            [(uid, name, "1") for uid in generated for name in (CREATE_PASSWORD_PREFERENCE, FORCE_CHANGE_PREFERENCE)],
+            now,
+            self.site.session_timeout,
         )
         return ids
+
+    async def _set_password_times(
+        self, conn: AsyncConnection, creates: pl.DataFrame, created: dict[int, int], updates: pl.DataFrame, now: int
+    ) -> None:
+        """The preference auth_manual_passwordupdatetime = now of every account given a new password whose auth is
+        manual: user_create_user() and user_update_user() hand a password to the auth plugin's
+        user_update_password(), and only auth_plugin_manual's sets it (the time password expiry counts from).
+
+        Only where a password is really set: a hash, never *NOPASS* or 'to be generated'; on update only where the
+        stored hash changes (a password that still matches it is no change, and a re-run stays unchanged)."""
+        hashed = pl.col(NEW_PASSWORD).is_not_null() & ~pl.col(NEW_PASSWORD).is_in(LITERAL_PASSWORDS)
+        given_auth = pl.col("auth") if "auth" in creates.columns else pl.lit("")
+        new_ids = pl.col(LINE).replace_strict(created, default=None, return_dtype=pl.Int64)
+        new = creates.filter(hashed & (given_auth.is_in(["", "manual"]))).select(new_ids.alias(USERID))
+        auth = pl.when(given_auth != "").then(given_auth).otherwise(current("auth"))
+        changed = updates.filter(hashed & pl.col(CHANGES).list.contains("password") & (auth == "manual"))
+        ids = [uid for uid in (*new[USERID].to_list(), *changed[USERID].to_list()) if uid not in (None, self.guest)]
+        await set_user_preferences(
+            self.gateway,
+            conn,
+            [(uid, PASSWORD_UPDATE_TIME, str(now)) for uid in ids],
+            now,
+            self.site.session_timeout,
+        )
 
     def _update_rows(self, updates: pl.DataFrame, now: int) -> list[dict[str, Any]]:
         records = []

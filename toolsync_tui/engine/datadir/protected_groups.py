@@ -1,0 +1,225 @@
+"""The group memberships toolsync protects: its own record in the data directory, never a component in Moodle's rows.
+
+tool_sync tagged the memberships of its group members file, and those of the enrolments file with protect_groups,
+with `groups_members.component = 'tool_sync'`. The component names the plugin that manages a membership; tool_sync is
+not a plugin of the site, so Moodle's groups_add_member() refuses it and the course's Group members page fails on such
+a row ("Invalid component used in plugin/component_callback(): tool_sync"). toolsync writes component '' and itemid 0,
+as groups_add_member() does without a component, and remembers here which memberships it made under protection: the
+enrolments file's greplace and gdel with protect_groups remove only those.
+
+    <data dir>/state/protected_group_members.sqlite     (folder 0700, file 0600)
+
+One SQLite table, `protected_member`, one row a membership:
+
+    site      the site's $CFG->siteidentifier (else, a sandbox has none, the database's address and table prefix):
+              one data directory may serve several sites in turn
+    groupid, userid
+    memberid  the `groups_members.id` of the membership when it was recorded: the entry holds only while that row
+              exists. A membership removed in Moodle and made again by hand has another id, and is not protected.
+    source    what recorded it: groupmembers, enrols, or repair (`toolsync groups repair-components`)
+    recorded  when (unix time)
+
+primary key (site, groupid, userid). A batch's changes are kept in memory (`record`, `forget`) and written by `commit`
+only after the batch's transaction has committed: a batch rolled back leaves nothing here. Runs hold the data
+directory's lock, so one writer at a time.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+import polars as pl
+
+if TYPE_CHECKING:
+    from toolsync_tui.engine.moodle.gateway import MoodleGateway
+
+FOLDER = "state"
+FILE_NAME = "protected_group_members.sqlite"
+TABLE = "protected_member"
+SOURCES = ("groupmembers", "enrols", "repair")
+CHUNK = 400  # (groupid, userid) pairs a statement: 800 bound values, under SQLite's oldest limit of 999
+
+MEMBER_SCHEMA: dict[str, type[pl.DataType]] = {"groupid": pl.Int64, "userid": pl.Int64, "memberid": pl.Int64}
+ENTRY_SCHEMA: dict[str, type[pl.DataType]] = {**MEMBER_SCHEMA, "source": pl.String, "recorded": pl.Int64}
+
+_CREATE = f"""
+CREATE TABLE IF NOT EXISTS {TABLE} (
+    site TEXT NOT NULL,
+    groupid INTEGER NOT NULL,
+    userid INTEGER NOT NULL,
+    memberid INTEGER NOT NULL,
+    source TEXT NOT NULL,
+    recorded INTEGER NOT NULL,
+    PRIMARY KEY (site, groupid, userid)
+)
+"""
+
+
+class StateProblem(Exception):
+    """The state file cannot be read or written; the message says which file and why."""
+
+
+def state_path(data_dir: Path) -> Path:
+    return data_dir / FOLDER / FILE_NAME
+
+
+def site_key(siteidentifier: str, fallback: str) -> str:
+    """The site an entry belongs to: $CFG->siteidentifier, else (a sandbox has none) the database's address."""
+    return siteidentifier.strip() or fallback
+
+
+async def for_site(data_dir: Path, gateway: MoodleGateway) -> ProtectedMemberships:
+    """The protected memberships of the gateway's site, in this data directory."""
+    found = await gateway.config_values(["siteidentifier"])
+    return ProtectedMemberships(state_path(data_dir), site_key(found.get("siteidentifier") or "", _address(gateway)))
+
+
+def _address(gateway: MoodleGateway) -> str:
+    """The database's address, however the gateway was opened: the SQLite file, else host:port/name (or the socket),
+    with the table prefix."""
+    url = gateway.engine.url
+    if gateway.kind == "sqlite":
+        where = str(Path(url.database or "").resolve())
+    else:
+        socket = url.query.get("unix_socket")
+        where = f"{socket if isinstance(socket, str) else f'{url.host}:{url.port or 3306}'}/{url.database}"
+    return f"{where} prefix {gateway.schema.prefix}"
+
+
+Step = tuple[Literal["record", "forget"], pl.DataFrame, str]
+
+
+@dataclass
+class ProtectedMemberships:
+    path: Path
+    site: str
+    _pending: list[Step] = field(default_factory=list, repr=False)
+
+    # -- reading ---------------------------------------------------------------------------------------
+
+    def check(self) -> None:
+        """Raise StateProblem when the file exists but cannot be read (a run stops before writing anything)."""
+        if self.path.exists():
+            with self._connected(write=False) as db:
+                db.execute(f"SELECT count(*) FROM {TABLE} WHERE site = ?", (self.site,)).fetchone()
+
+    def entries(self) -> pl.DataFrame:
+        """Every entry of the site (ENTRY_SCHEMA), by groupid and userid."""
+        if not self.path.exists():
+            return pl.DataFrame(schema=ENTRY_SCHEMA)
+        with self._connected(write=False) as db:
+            rows = db.execute(
+                f"SELECT groupid, userid, memberid, source, recorded FROM {TABLE} WHERE site = ? "
+                "ORDER BY groupid, userid",
+                (self.site,),
+            ).fetchall()
+        return pl.DataFrame(rows, schema=ENTRY_SCHEMA, orient="row")
+
+    def protected(self, members: pl.DataFrame) -> pl.DataFrame:
+        """The rows of `members` (groupid, userid, memberid: stored memberships) that are protected: recorded with
+        that very memberid, in the file or among the batch's pending records."""
+        wanted = _members(members)
+        if wanted.is_empty():
+            return members.clear()
+        found: list[tuple[int, int, int]] = []
+        if self.path.exists():
+            pairs = wanted.select("groupid", "userid").unique().rows()
+            with self._connected(write=False) as db:
+                for start in range(0, len(pairs), CHUNK):
+                    part = pairs[start : start + CHUNK]
+                    values = ", ".join("(?, ?)" for _ in part)
+                    found += db.execute(
+                        f"SELECT groupid, userid, memberid FROM {TABLE} WHERE site = ? AND (groupid, userid) IN "
+                        f"(VALUES {values})",
+                        (self.site, *(v for pair in part for v in pair)),
+                    ).fetchall()
+        held = pl.concat(
+            [
+                pl.DataFrame(found, schema=MEMBER_SCHEMA, orient="row"),
+                *(frame for kind, frame, _ in self._pending if kind == "record"),
+            ]
+        )
+        keys = ["groupid", "userid", "memberid"]
+        return members.join(held.select(keys).unique(), on=keys, how="semi", maintain_order="left")
+
+    # -- a batch's changes, written after its commit ---------------------------------------------------
+
+    def begin(self) -> None:
+        """A new batch: what an earlier batch left pending (rolled back, or a dry run) is dropped."""
+        self._pending.clear()
+
+    def record(self, members: pl.DataFrame, source: str) -> None:
+        """Protect these memberships (groupid, userid, memberid) once the batch has committed."""
+        if source not in SOURCES:
+            raise ValueError(f"unknown source {source!r}")
+        frame = _members(members)
+        if frame.height:
+            self._pending.append(("record", frame, source))
+
+    def forget(self, members: pl.DataFrame) -> None:
+        """These memberships (groupid, userid) are gone: their entries go once the batch has committed."""
+        frame = members.select(pl.col("groupid").cast(pl.Int64), pl.col("userid").cast(pl.Int64)).drop_nulls()
+        if frame.height:
+            self._pending.append(("forget", frame.with_columns(pl.lit(0, dtype=pl.Int64).alias("memberid")), ""))
+
+    @property
+    def pending(self) -> int:
+        """Memberships recorded or forgotten in the batch, not written yet."""
+        return sum(frame.height for _, frame, _ in self._pending)
+
+    def commit(self, now: int | None = None) -> int:
+        """Write the batch's changes, in their order, in one SQLite transaction; how many memberships were recorded.
+        Raises StateProblem (the pending changes are dropped all the same: the batch is committed in Moodle)."""
+        steps, self._pending = self._pending, []
+        if not steps:
+            return 0
+        stamp = int(time.time()) if now is None else now
+        recorded = 0
+        with self._connected(write=True) as db, db:
+            for kind, frame, source in steps:
+                if kind == "forget":
+                    db.executemany(
+                        f"DELETE FROM {TABLE} WHERE site = ? AND groupid = ? AND userid = ?",
+                        [(self.site, g, u) for g, u in frame.select("groupid", "userid").iter_rows()],
+                    )
+                    continue
+                db.executemany(
+                    f"INSERT OR REPLACE INTO {TABLE} (site, groupid, userid, memberid, source, recorded) "
+                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    [(self.site, g, u, m, source, stamp) for g, u, m in frame.iter_rows()],
+                )
+                recorded += frame.height
+        return recorded
+
+    # -- the file --------------------------------------------------------------------------------------
+
+    @contextmanager
+    def _connected(self, *, write: bool) -> Iterator[sqlite3.Connection]:
+        try:
+            if write:
+                _private(self.path)
+            with closing(sqlite3.connect(self.path, timeout=30)) as db:
+                if write:
+                    db.execute(_CREATE)
+                yield db
+        except (sqlite3.Error, OSError) as exc:
+            raise StateProblem(f"the protected group memberships file {self.path} cannot be used: {exc}") from None
+
+
+def _private(path: Path) -> None:
+    """The folder (0700) and the file (0600) made private before SQLite opens it; its journal takes the file's mode."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.chmod(path.parent, 0o700)
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+    os.chmod(path, 0o600)
+
+
+def _members(frame: pl.DataFrame) -> pl.DataFrame:
+    return frame.select(pl.col(c).cast(pl.Int64) for c in MEMBER_SCHEMA).drop_nulls().unique(maintain_order=True)
