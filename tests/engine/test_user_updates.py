@@ -7,8 +7,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from sqlalchemy import select
-
+from tests.support.accounts import add_user, user_by_id
 from tests.support.factories import unique
 from tests.support.operation_files import inbox_file, report_of
 from tests.support.tables import rows_of
@@ -24,21 +23,6 @@ UPDATED = "auth_manual_passwordupdatetime"
 async def run(config: Config, gateway: MoodleGateway, content: str, **options: Any) -> RunResult:
     inbox_file(config, "userimport.csv", content)
     return await run_operation(config, gateway, "users", **options)
-
-
-async def add_user(gateway: MoodleGateway, **values: Any) -> int:
-    user = gateway.schema.user
-    row = {"firstname": "F", "lastname": "L", "mnethostid": 1, "confirmed": 1, "email": "", **values}
-    async with gateway.transaction() as conn:
-        await gateway.insert_many(conn, user, [row])
-        found = await gateway.fetch_in(conn, user, "username", [row["username"]], ["id"])
-    return int(found["id"][0])
-
-
-async def user_by_id(gateway: MoodleGateway, user_id: int) -> dict[str, Any]:
-    user = gateway.schema.user
-    async with gateway.reading() as conn:
-        return dict((await conn.execute(select(user).where(user.c.id == user_id))).one()._mapping)
 
 
 async def preferences(gateway: MoodleGateway, user_id: int) -> list[tuple[str, str]]:

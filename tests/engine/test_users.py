@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from tests.support.accounts import add_user, user_by_id
 from tests.support.course_factories import add_enrolment_courses
 from tests.support.factories import unique
 from tests.support.operation_files import inbox_file, report_of
@@ -33,21 +34,6 @@ async def user_rows(gateway: MoodleGateway, usernames: list[str]) -> dict[str, d
     async with gateway.reading() as conn:
         rows = await conn.execute(select(user).where(user.c.username.in_(usernames)))
         return {row.username: dict(row._mapping) for row in rows}
-
-
-async def user_by_id(gateway: MoodleGateway, user_id: int) -> dict[str, Any]:
-    user = gateway.schema.user
-    async with gateway.reading() as conn:
-        return dict((await conn.execute(select(user).where(user.c.id == user_id))).one()._mapping)
-
-
-async def add_user(gateway: MoodleGateway, **values: Any) -> int:
-    user = gateway.schema.user
-    row = {"firstname": "F", "lastname": "L", "mnethostid": 1, "confirmed": 1, "email": "", **values}
-    async with gateway.transaction() as conn:
-        await gateway.insert_many(conn, user, [row])
-        found = await gateway.fetch_in(conn, user, "username", [row["username"]], ["id"])
-    return int(found["id"][0])
 
 
 def header(*columns: str) -> str:
