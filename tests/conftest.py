@@ -6,7 +6,7 @@ import asyncio
 import os
 import re
 import shutil
-from collections.abc import AsyncIterator, Coroutine, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
@@ -48,18 +48,31 @@ def _database_name(request: pytest.FixtureRequest, kind: str) -> str:
 def project_db_url(mariadb: ThrowawayMariaDB, request: pytest.FixtureRequest) -> str:
     """A MariaDB database built from the project's own declarations and the baseline rows."""
     name = _database_name(request, "schema")
-    mariadb.create_database(name)
-    url = mariadb.url(name)
 
-    async def build() -> None:
+    async def build(url: str) -> None:
         gateway = MoodleGateway.for_url(url, "mdl_")
         try:
             await install_baseline(gateway)
         finally:
             await gateway.close()
 
-    run_blocking(build())
-    return url
+    def create() -> str:
+        mariadb.create_database(name)
+        run_blocking(build(mariadb.url(name)))
+        return mariadb.url(name)
+
+    return _built(mariadb, create)
+
+
+def _built(mariadb: ThrowawayMariaDB, create: Callable[[], str]) -> str:
+    """A module's database: built again, once, on a new server when the server died while building it."""
+    mariadb.restart_if_dead()  # an earlier module's crash must not fail every module after it
+    try:
+        return create()
+    except Exception:
+        if not mariadb.restart_if_dead():
+            raise
+        return create()
 
 
 @pytest.fixture(scope="module")
@@ -71,8 +84,12 @@ def dump_db_url(mariadb: ThrowawayMariaDB, request: pytest.FixtureRequest) -> st
             pytest.fail(reason)
         pytest.skip(reason)
     name = _database_name(request, "dump")
-    mariadb.load_dump(name)
-    return mariadb.url(name)
+
+    def create() -> str:
+        mariadb.load_dump(name)
+        return mariadb.url(name)
+
+    return _built(mariadb, create)
 
 
 @pytest.fixture
