@@ -14,15 +14,13 @@ from sqlalchemy import select
 
 from tests.support.course_factories import add_enrolment_courses, add_users
 from tests.support.factories import unique
-from tests.support.operation_files import identifiers_by_id, inbox_file, report_of, run_file
+from tests.support.operation_files import identifiers_by_id, report_of, run_file
 from tests.support.tables import rows_of
 from toolsync_tui.config import Config
 from toolsync_tui.engine.moodle.gateway import MoodleGateway
-from toolsync_tui.engine.run.pipeline import RunResult, run_operation
+from toolsync_tui.engine.run.pipeline import RunResult
 
 Site = tuple[Config, MoodleGateway]
-
-FILES = {"users": "userimport.csv", "courses": "uploadcourses.csv"}
 
 
 @pytest.fixture
@@ -32,13 +30,6 @@ def site(site: Site) -> Site:
     identifiers_by_id(site[0], "groups", "course_identifier", "group_identifier", "grouping_identifier")
     identifiers_by_id(site[0], "cohorts", "user_identifier")
     return site
-
-
-async def run(config: Config, gateway: MoodleGateway, operation: str, content: str, **options: Any) -> RunResult:
-    if operation in FILES:
-        inbox_file(config, FILES[operation], content)
-        return await run_operation(config, gateway, operation, **options)
-    return await run_file(config, gateway, operation, content, **options)
 
 
 def table(result: RunResult) -> list[tuple[str, str, str, str]]:
@@ -64,7 +55,7 @@ async def users_named(gateway: MoodleGateway, names: list[str]) -> dict[str, dic
 async def test_users_file_short_rows_create_and_update_with_the_cells_they_have(site: Site) -> None:
     config, gateway = site
     old, new, full = unique("short"), unique("short"), unique("short")
-    await run(config, gateway, "users", f"username;firstname;lastname;email;idnumber\n{old};Ann;Old;a@x.org;IDA\n")
+    await run_file(config, gateway, "users", f"username;firstname;lastname;email;idnumber\n{old};Ann;Old;a@x.org;IDA\n")
     content = (
         "username;firstname;lastname;email;idnumber;city\n"
         f"{old};Ann;Renamed\n"  # the stored e-mail and idnumber stay: their cells are missing, not empty values
@@ -73,8 +64,8 @@ async def test_users_file_short_rows_create_and_update_with_the_cells_they_have(
         f"{unique('long')};D;L;d@x.org;IDD;Paris;extra\n"
     )
 
-    dry = await run(config, gateway, "users", content, dry_run=True)
-    result = await run(config, gateway, "users", content)
+    dry = await run_file(config, gateway, "users", content, dry_run=True)
+    result = await run_file(config, gateway, "users", content)
 
     assert result.counts == dry.counts == {"updated": 1, "created": 2, "failed": 1}, report_of(result)
     note = (
@@ -106,7 +97,7 @@ async def test_enrolments_file_short_rows_take_the_defaults_of_their_missing_cel
     )
     before = int(time.time())
 
-    result = await run(config, gateway, "enrols", content)
+    result = await run_file(config, gateway, "enrols", content)
 
     assert result.counts == {"created": 2}, report_of(result)
     assert "line 2 has fewer values than the header" in heading(result)
@@ -129,7 +120,7 @@ async def test_groups_file_short_rows_create_groups_with_the_cells_they_have(sit
         f"{course.id}\n"  # no name: the groups file's own reason, not a count of values
     )
 
-    result = await run(config, gateway, "groups", content)
+    result = await run_file(config, gateway, "groups", content)
 
     assert result.counts == {"created": 2, "failed": 1}, report_of(result)
     assert table(result)[2][1:] == ("failed", "check", "empty name: a new group needs a name")
@@ -148,8 +139,8 @@ async def test_the_strict_setting_fails_short_rows_of_the_tolerant_files(site: S
     [course] = await add_enrolment_courses(gateway)
     name = unique("short")
 
-    users = await run(config, gateway, "users", f"username;firstname;lastname;email\n{name};Ann;A\n")
-    groups = await run(config, gateway, "groups", f"courseid;name;idnumber\n{course.id};{unique('G ')}\n")
+    users = await run_file(config, gateway, "users", f"username;firstname;lastname;email\n{name};Ann;A\n")
+    groups = await run_file(config, gateway, "groups", f"courseid;name;idnumber\n{course.id};{unique('G ')}\n")
 
     for result, found, expected in ((users, 3, 4), (groups, 2, 3)):
         assert result.counts == {"failed": 1}
@@ -162,8 +153,8 @@ async def test_the_strict_setting_fails_short_rows_of_the_tolerant_files(site: S
 
 async def test_course_and_cohort_files_stay_strict(site: Site) -> None:
     config, gateway = site
-    courses = await run(config, gateway, "courses", "shortname;fullname;category\nSHORT1;Short\n")
-    cohorts = await run(config, gateway, "cohorts", f"cmd;cidnumber;cname;userid\nadd;{unique('C')}\n")
+    courses = await run_file(config, gateway, "courses", "shortname;fullname;category\nSHORT1;Short\n")
+    cohorts = await run_file(config, gateway, "cohorts", f"cmd;cidnumber;cname;userid\nadd;{unique('C')}\n")
 
     assert table(courses) == [("2", "failed", "read", "2 values found, 3 expected")]
     assert table(cohorts) == [("2", "failed", "read", "2 values found, 4 expected")]

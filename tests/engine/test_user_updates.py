@@ -5,33 +5,22 @@ that Moodle's password update leaves (auth_plugin_manual::user_update_password()
 from __future__ import annotations
 
 import time
-from typing import Any
 
 from tests.support.accounts import add_user, user_by_id
 from tests.support.factories import unique
-from tests.support.operation_files import inbox_file, report_of
+from tests.support.operation_files import header, report_of, run_file
 from tests.support.tables import rows_of
 from toolsync_tui.config import Config
 from toolsync_tui.engine.moodle.gateway import MoodleGateway
-from toolsync_tui.engine.run.pipeline import RunResult, run_operation
 from toolsync_tui.engine.users.columns import HANDLED_APART, RETIRED_FIELDS, USER_COLUMNS, USERS_FILE
 
 Site = tuple[Config, MoodleGateway]
 UPDATED = "auth_manual_passwordupdatetime"
 
 
-async def run(config: Config, gateway: MoodleGateway, content: str, **options: Any) -> RunResult:
-    inbox_file(config, "userimport.csv", content)
-    return await run_operation(config, gateway, "users", **options)
-
-
 async def preferences(gateway: MoodleGateway, user_id: int) -> list[tuple[str, str]]:
     rows = await rows_of(gateway, gateway.schema.user_preferences, userid=user_id)
     return sorted((r["name"], r["value"]) for r in rows)
-
-
-def header(*columns: str) -> str:
-    return ";".join(columns) + "\n"
 
 
 def test_every_column_of_the_users_file_is_compared_and_written_or_handled_apart() -> None:
@@ -52,7 +41,7 @@ async def test_new_first_and_last_names_are_written_as_user_update_user_does(sit
     )
     content = header("username", "firstname", "lastname", "idnumber") + f"{name};Janet;Smith;I{name}\n"
 
-    dry = await run(config, gateway, content, dry_run=True)
+    dry = await run_file(config, gateway, "users", content, dry_run=True)
 
     assert dry.counts == {"updated": 1}, report_of(dry)
     assert f"updated (update) User account would be changed: '{name}' (id {user_id}): firstname, lastname" in report_of(
@@ -61,7 +50,7 @@ async def test_new_first_and_last_names_are_written_as_user_update_user_does(sit
     row = await user_by_id(gateway, user_id)
     assert (row["firstname"], row["lastname"], row["timemodified"]) == ("Jane", "Doe", 5)
 
-    result = await run(config, gateway, content)
+    result = await run_file(config, gateway, "users", content)
 
     assert result.counts == {"updated": 1}, report_of(result)
     assert f"updated (update) User account changed: '{name}' (id {user_id}): firstname, lastname" in report_of(result)
@@ -69,8 +58,12 @@ async def test_new_first_and_last_names_are_written_as_user_update_user_does(sit
     assert (row["firstname"], row["lastname"]) == ("Janet", "Smith")
     assert row["timemodified"] > 5
 
-    only_last = await run(config, gateway, header("username", "firstname", "lastname") + f"{name};Janet;Smyth\n")
-    again = await run(config, gateway, header("username", "firstname", "lastname") + f"{name};Janet;Smyth\n")
+    only_last = await run_file(
+        config, gateway, "users", header("username", "firstname", "lastname") + f"{name};Janet;Smyth\n"
+    )
+    again = await run_file(
+        config, gateway, "users", header("username", "firstname", "lastname") + f"{name};Janet;Smyth\n"
+    )
 
     assert f"(id {user_id}): lastname" in report_of(only_last)
     assert (await user_by_id(gateway, user_id))["lastname"] == "Smyth"
@@ -142,8 +135,8 @@ async def test_every_column_user_update_user_writes_is_changed_in_one_update(sit
     config.set("operations.users.primary_identity", "username")
     content = header("username", *new) + ";".join([name, *new.values()]) + "\n"
 
-    dry = await run(config, gateway, content, dry_run=True)
-    result = await run(config, gateway, content)
+    dry = await run_file(config, gateway, "users", content, dry_run=True)
+    result = await run_file(config, gateway, "users", content)
 
     expected = [c for c in USER_COLUMNS if c in new]
     assert expected == list(new)  # the report names the columns in the order of USER_COLUMNS
@@ -166,8 +159,8 @@ async def test_a_password_set_on_a_new_manual_account_sets_its_password_update_t
     content += f"{manual};F;L;;Secret-1!\n{email};F;L;email;Secret-2!\n{nopass};F;L;;*NOPASS*\n{generated};F;L;;\n"
 
     before = int(time.time())
-    dry = await run(config, gateway, content, dry_run=True)
-    result = await run(config, gateway, content)
+    dry = await run_file(config, gateway, "users", content, dry_run=True)
+    result = await run_file(config, gateway, "users", content)
     after = int(time.time())
 
     assert dry.counts == {"created": 4}, report_of(dry)
@@ -192,7 +185,7 @@ async def test_a_password_set_on_a_new_manual_account_sets_its_password_update_t
     )
     assert [(f["value"], f["timemodified"] >= before) for f in flags] == [("1", True)]
 
-    again = await run(config, gateway, content)
+    again = await run_file(config, gateway, "users", content)
 
     assert again.counts == {"unchanged": 4}, report_of(again)
     assert await preferences(gateway, users[manual]["id"]) == prefs  # the same password: not set again
@@ -213,14 +206,14 @@ async def test_a_changed_password_updates_the_password_update_time_in_place(site
     content = header("username", "firstname", "lastname", "idnumber", "password")
     content += f"{had};F;L;I{had};New-Secret-1\n{fresh};F;L;I{fresh};New-Secret-2\n{other};F;L;I{other};New-3\n"
 
-    dry = await run(config, gateway, content, dry_run=True)
+    dry = await run_file(config, gateway, "users", content, dry_run=True)
 
     assert dry.counts == {"updated": 3}, report_of(dry)
     assert await preferences(gateway, had_id) == [(UPDATED, "1"), ("other", "x")]
     assert await preferences(gateway, fresh_id) == []
 
     before = int(time.time())
-    result = await run(config, gateway, content)
+    result = await run_file(config, gateway, "users", content)
     after = int(time.time())
 
     assert result.counts == {"updated": 3}, report_of(result)
@@ -233,6 +226,6 @@ async def test_a_changed_password_updates_the_password_update_time_in_place(site
     assert await preferences(gateway, other_id) == []  # auth email: no password update time
     assert (await user_by_id(gateway, other_id))["password"].startswith("$6$rounds=")
 
-    again = await run(config, gateway, content)
+    again = await run_file(config, gateway, "users", content)
 
     assert again.counts == {"unchanged": 3}, report_of(again)

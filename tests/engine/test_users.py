@@ -11,7 +11,7 @@ from sqlalchemy import select
 from tests.support.accounts import add_user, user_by_id
 from tests.support.course_factories import add_enrolment_courses
 from tests.support.factories import unique
-from tests.support.operation_files import inbox_file, report_of
+from tests.support.operation_files import header, inbox_file, report_of
 from tests.support.user_factories import add_fields
 from toolsync_tui.config import Config
 from toolsync_tui.engine.moodle.gateway import MoodleGateway
@@ -34,10 +34,6 @@ async def user_rows(gateway: MoodleGateway, usernames: list[str]) -> dict[str, d
     async with gateway.reading() as conn:
         rows = await conn.execute(select(user).where(user.c.username.in_(usernames)))
         return {row.username: dict(row._mapping) for row in rows}
-
-
-def header(*columns: str) -> str:
-    return ";".join(columns) + "\n"
 
 
 async def test_create_writes_the_user_row_context_and_profile_data_as_moodle_does(site: Site) -> None:

@@ -27,8 +27,8 @@ def identifiers_by_id(config: Config, operation: str, *names: str) -> None:
 
 
 async def run_file(config: Config, gateway: MoodleGateway, operation: str, content: str, **options: Any) -> RunResult:
-    """Run the operation on `content` as its inbox file (`<operation>.csv`)."""
-    inbox_file(config, f"{operation}.csv", content)
+    """Run the operation on `content` as its preselected file (`operations.<operation>.file`) in the inbox."""
+    inbox_file(config, config.operation(operation).file, content)
     return await run_operation(config, gateway, operation, **options)
 
 
@@ -102,3 +102,8 @@ def date_by_stamp(data_dir: Path) -> None:
             assert name is not None, path
             moment = stamp_time(name.stamp).timestamp()
             os.utime(path, (moment, moment))
+
+
+def header(*columns: str) -> str:
+    """A command file's header line."""
+    return ";".join(columns) + "\n"
