@@ -30,8 +30,11 @@ PLUGINS = (
     "tool_uploaduser",
     "tool_uploadcourse",
     "tool_dataprivacy",  # whether deleting a user files a data deletion request
+    "tool_log",  # the enabled log stores
+    "logstore_standard",  # the standard log's format
 )
-SKIPPED_TABLES = {"sessions", "cache_flags", "files"}
+# block_instances: a fresh site's are the system pages' blocks, whose contexts (level 80) the seed leaves out.
+SKIPPED_TABLES = {"sessions", "cache_flags", "files", "block_instances"}
 SITE_SECRETS = re.compile(r"salt|secret|privatekey|siteidentifier|cronremotepassword")
 
 

@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Install a throwaway Moodle 4.5 site to test the Moodle bridge against (tests/test_bridge.py).
+# Install a throwaway Moodle 4.5 site to develop and test against (the real-site tests: tests/moodle/test_bridge.py,
+# ...). The test suite needs none: it makes its own sites from ../shared/moodle/ (tests/support/moodle_site.py); this
+# site is for running those tests on a site of your own (TOOLSYNC_TEST_MOODLE_DIRROOT) and for trying things by hand.
 # FOR TESTS ONLY: the site runs as the calling user, with a world-writable dataroot and no web server.
 #
 # Usage:
@@ -28,7 +30,7 @@
 # Example (what the bridge tests were developed against):
 #   scripts/install_test_moodle.sh --start-mariadb=/srv/moodle-test/mariadb --dbport=33061 \
 #       /path/to/moodle-4.5-source /srv/moodle-test
-#   TOOLSYNC_TEST_MOODLE_DIRROOT=/srv/moodle-test/moodle .venv/bin/pytest tests/test_bridge.py
+#   TOOLSYNC_TEST_MOODLE_DIRROOT=/srv/moodle-test/moodle .venv/bin/pytest tests/moodle/test_bridge.py
 set -euo pipefail
 
 die() { echo "install_test_moodle.sh: $*" >&2; exit 1; }
@@ -140,4 +142,4 @@ fi
 
 echo
 echo "Installed: $site_dir (config.php), dataroot $data_dir, database $dbname on $dbhost:$dbport (prefix $prefix)."
-echo "Bridge tests: TOOLSYNC_TEST_MOODLE_DIRROOT=$site_dir .venv/bin/pytest tests/test_bridge.py"
+echo "Bridge tests: TOOLSYNC_TEST_MOODLE_DIRROOT=$site_dir .venv/bin/pytest tests/moodle/test_bridge.py"

@@ -134,6 +134,26 @@ class BridgeSettings(Section):
     )
 
 
+class EventSettings(Section):
+    """What Moodle's events would have done besides the rows: the standard log, welcome messages, observers."""
+
+    acting_user: str = Field(
+        "",
+        description="Username recorded as the one who made the changes in Moodle's standard log (its Logs report). "
+        "Empty: the site's main administrator.",
+    )
+    welcome_messages: bool = Field(
+        True,
+        description="Send the course welcome message of an enrolment method that has one, as Moodle's enrol_user() "
+        "does, through the bridge after each batch commits. Needs the bridge.",
+    )
+    trigger: bool = Field(
+        False,
+        description="After each batch commits, have the bridge trigger Moodle's events for the changes, so that other "
+        "plugins' observers run; Moodle then writes the log rows itself. Slower; needs the bridge.",
+    )
+
+
 class CronSettings(Section):
     """`toolsync cron`, called by the system crontab (see `toolsync crontab install`), runs every operation whose
     schedule is due."""
@@ -359,6 +379,7 @@ class Settings(Section):
     files: FileSettings = Field(default_factory=FileSettings)
     run: RunSettings = Field(default_factory=RunSettings)
     bridge: BridgeSettings = Field(default_factory=BridgeSettings)
+    events: EventSettings = Field(default_factory=EventSettings)
     cron: CronSettings = Field(default_factory=CronSettings)
     notify: NotifySettings = Field(default_factory=NotifySettings)
     operations: OperationsSettings = Field(default_factory=OperationsSettings)

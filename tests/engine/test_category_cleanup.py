@@ -239,7 +239,7 @@ async def test_a_real_run_prints_each_category_and_exits_1_when_one_is_refused(
     assert captured.err == "toolsync: categories clean: bridge delete_categories: PHP stopped\n"
 
 
-# -- on a real Moodle site (TOOLSYNC_TEST_MOODLE_DIRROOT) -----------------------------------
+# -- on a real Moodle site (tests/support/moodle_site.py) -----------------------------------
 
 
 async def test_a_real_run_deletes_through_moodle_only_the_empty_categories(

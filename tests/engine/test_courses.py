@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from tests.support.course_factories import add_category, add_users
-from tests.support.operation_files import Site, inbox_file, report_of
+from tests.support.operation_files import Site, dry_and_real, inbox_file, report_of, welcomes_counted
 from tests.support.tables import rows_of
 from toolsync_tui.config import Config
 from toolsync_tui.engine.moodle.gateway import MoodleGateway
@@ -337,6 +337,29 @@ async def test_dry_run_writes_nothing_and_says_what_would_happen(site: Site) -> 
     assert await rows_of(gateway, gateway.schema.course_categories) == before
 
 
+async def test_a_dry_run_predicts_the_teachers_of_new_and_updated_courses(site: Site) -> None:
+    """teacherN columns: the dry run gives the real run's detail lines and counts its welcome messages."""
+    config, gateway = site
+    config.set("operations.courses.forceupdate", True)
+    ann, bob = await add_users(gateway, 2)
+    names = {u["id"]: u["username"] for u in await rows_of(gateway, gateway.schema.user, id=[ann, bob])}
+    await run_courses(config, gateway, "shortname;fullname\nTOLD;Old\n")
+    content = (
+        "shortname;fullname;category;teacher1_account;teacher1_role;teacher2_account;teacher2_role\n"
+        f"TOLD;Old;;{names[ann]};editingteacher;{names[bob]};\n"
+        f"TNEW;New;Fresh/Branch;{names[bob]};editingteacher;{names[bob]};\n"
+        "TNONE;None;;nobody-here;;;\n"
+    )
+
+    dry = await run_courses(config, gateway, content, dry_run=True)
+    real = await run_courses(config, gateway, content)
+
+    assert dry_and_real(dry) == dry_and_real(real), (report_of(dry), report_of(real))
+    assert [p for _, p, _, _ in dry_and_real(real) if p] == ["teacher1", "teacher2"] * 2 + ["teacher1"]
+    assert welcomes_counted(dry) == welcomes_counted(real) > 0, (dry.notes, real.notes)
+    assert "course 'TNEW'" in report_of(dry)
+
+
 async def test_a_template_column_needs_the_bridge(site: Site) -> None:
     config, gateway = site
     with pytest.raises(RunProblem, match="template column needs the Moodle bridge"):
@@ -387,7 +410,7 @@ async def test_every_column_reaches_the_course_row(dump_site: Site) -> None:
         "fullname": "Every column",
         "idnumber": "ALL-1",
         "summary": "<p>Sum</p>",
-        "summaryformat": 1,
+        "summaryformat": 0,  # create_course() given no format: the DB default, as Moodle writes it
         "format": "weeks",
         "showgrades": 0,
         "newsitems": 3,

@@ -20,7 +20,7 @@ from tests.support.course_factories import (
     add_users,
 )
 from tests.support.factories import unique
-from tests.support.operation_files import identifiers_by_id, run_file
+from tests.support.operation_files import dry_and_real, identifiers_by_id, run_file, welcomes_counted
 from tests.support.tables import rows_of
 from toolsync_tui.config import Config
 from toolsync_tui.engine.datadir.protected_groups import MEMBER_SCHEMA, for_site
@@ -501,6 +501,34 @@ async def test_dry_run_writes_nothing_and_says_would(site: Site) -> None:
     assert await rows_of(gateway, gateway.schema.groups, courseid=course.id) == []
 
 
+async def test_a_dry_run_predicts_the_rows_that_apply_after_an_earlier_row_of_the_batch(site: Site) -> None:
+    """Rows naming a user and course again apply in a later generation: the dry run plans them on what the earlier
+    rows would have written (an enrolment, a group), as the real run does, and counts the same welcome messages. A
+    group that a row creates is found by the other rows of its generation too."""
+    config, gateway = site
+    course, (ann, bob, cem) = await course_and_users(gateway, 3)
+    async with gateway.transaction() as conn:  # the manual method welcomes from the course contact
+        await gateway.update_many(
+            conn, gateway.schema.enrol, "id", [{"id": course.instance("manual"), "customint1": 1}]
+        )
+    group = unique("G")
+    content = (
+        "rolename;cid;uid;enrol;gcmd;g1\n"
+        f"editingteacher;{course.id};{bob};manual;gaddcreate;{group}\n"
+        f"student;{course.id};{cem};manual;gadd;{group}\n"
+        f"student;{course.id};{ann};manual;;\n"
+        f"student;{course.id};{ann};manual;gadd;{group}\n"
+        f"teacher;{course.id};{bob};manual;gadd;{group}\n"
+    )
+
+    dry = await run(config, gateway, content, dry_run=True)
+    real = await run(config, gateway, content)
+
+    assert dry_and_real(dry) == dry_and_real(real), (outcomes(dry), outcomes(real))
+    assert [o for o, _, _ in own(real)] == ["created", "created", "created", "unchanged", "updated"]
+    assert welcomes_counted(dry) == welcomes_counted(real) > 0
+
+
 async def test_safety_threshold_stops_a_mass_unenrolment(site: Site) -> None:
     config, gateway = site
     course, users = await course_and_users(gateway, 12)
@@ -561,3 +589,22 @@ async def test_on_the_real_moodle_dump(dump_site: Site) -> None:
     assert deleted.counts == {"deleted": 1}
     assert await members(gateway, [ann]) == []
     await test_protect_groups_gdel_and_greplace_remove_only_what_toolsync_protects(dump_site)
+
+
+async def test_groups_a_rolled_back_batch_created_are_not_taken_as_existing_by_the_next_batch(site: Site) -> None:
+    """The run remembers the groups it found or created; those of a batch whose transaction did not commit (a
+    database error, a dry run) never existed, and the next batch must look them up again rather than add members to
+    a group id that is not there."""
+    from toolsync_tui.engine.enrolments.groups import GroupSteps
+
+    _config, gateway = site
+    steps = GroupSteps(gateway, protect=False)
+    steps.begin_batch()
+    steps._remember(pl.DataFrame({"courseid": [7], "name": ["Kept"], "groupid": [70]}))
+    steps.committed()
+    steps.begin_batch()
+    steps._remember(pl.DataFrame({"courseid": [7], "name": ["Rolled back"], "groupid": [71]}))
+
+    steps.begin_batch()  # the batch above never reached committed()
+
+    assert steps.known.rows() == [(7, "kept", 70)]

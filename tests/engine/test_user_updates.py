@@ -229,3 +229,24 @@ async def test_a_changed_password_updates_the_password_update_time_in_place(site
     again = await run_file(config, gateway, "users", content)
 
     assert again.counts == {"unchanged": 3}, report_of(again)
+
+
+async def test_new_accounts_with_an_optional_name_given_for_some_rows_only_are_all_created(site: Site) -> None:
+    """A name column without a site default (middlename ...) filled on one row and empty on the next: one INSERT of the
+    batch takes both, the empty cell leaving the column as an absent one would (NULL)."""
+    config, gateway = site
+    given, empty = unique("mid"), unique("nomid")
+    content = header("username", "firstname", "lastname", "email", "middlename", "alternatename") + (
+        f"{given};Ann;Lee;{given}@example.com;Maria;Annie\n{empty};Bob;Ray;{empty}@example.com;;\n"
+    )
+
+    result = await run_file(config, gateway, "users", content)
+
+    assert result.counts == {"created": 2}, report_of(result)
+    rows = await rows_of(gateway, gateway.schema.user, username=given) + await rows_of(
+        gateway, gateway.schema.user, username=empty
+    )
+    assert [(r["username"], r["middlename"], r["alternatename"]) for r in rows] == [
+        (given, "Maria", "Annie"),
+        (empty, None, None),
+    ]

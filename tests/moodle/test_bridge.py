@@ -1,11 +1,10 @@
 """The Moodle bridge: our side of the protocol with fake `php` commands (always), the PHP script's request checks
 with the real php (when php is installed), and the real thing against an installed Moodle 4.5 site.
 
-Site-backed tests need a site made by scripts/install_test_moodle.sh (tests/support/moodle_site.py):
+Site-backed tests run on a throwaway site the suite makes, or on an installed one (TOOLSYNC_TEST_MOODLE_DIRROOT): see
+tests/support/moodle_site.py.
 
-    TOOLSYNC_TEST_MOODLE_DIRROOT=/srv/moodle-test/moodle .venv/bin/pytest tests/test_bridge.py
-
-The courses' commands (delete, reset, restore, categories) are tested in tests/test_course_bridge.py.
+The courses' commands (delete, reset, restore, categories) are tested in tests/moodle/test_course_bridge.py.
 """
 
 from __future__ import annotations
@@ -363,7 +362,7 @@ def run_script(php: str, moodle_dir: Path, request: str) -> tuple[int, dict[str,
         (
             '{"command": "drop_database"}',
             r"unknown command 'drop_database' \(known: info, delete_users, purge, enrol_sync, delete_courses, "
-            r"reset_courses, restore_templates, delete_categories\)",
+            r"reset_courses, restore_templates, delete_categories, welcome_messages, trigger_events\)",
         ),
         ('{"command": "delete_users", "userids": [1, "2"]}', r"'userids' must hold positive integers, not \"2\""),
         ('{"command": "delete_users", "userids": {"a": 1}}', r"'userids' must be a list of ids"),
@@ -398,6 +397,31 @@ def run_script(php: str, moodle_dir: Path, request: str) -> tuple[int, dict[str,
             r"the template of course 3 must be a course shortname or a \.mbz path",
         ),
         ('{"command": "restore_templates", "items": [{"course": 3, "x": 1}]}', r"unknown key\(s\) in 'items': x"),
+        (
+            '{"command": "welcome_messages", "enrolments": [{"item": 1, "enrolid": 2}], "roles": []}',
+            r"'enrolments' objects have the keys item, enrolid, userid, not item, enrolid",
+        ),
+        (
+            '{"command": "welcome_messages", "enrolments": [{"item": 1, "enrolid": 2, "userid": 3}, '
+            '{"item": 1, "enrolid": 2, "userid": 4}], "roles": []}',
+            r"item 1 appears twice in 'enrolments'",
+        ),
+        (
+            '{"command": "welcome_messages", "enrolments": [], "roles": [{"courseid": 2, "userid": 3, "roleid": 3, '
+            '"from": 0}]}',
+            r"'from' in 'roles' cannot be 0",
+        ),
+        ('{"command": "trigger_events", "actor": 0, "events": []}', r"'actor' must be the id of the user"),
+        (
+            '{"command": "trigger_events", "actor": 2, "events": [{"item": 1, "eventname": "phpinfo", "objectid": 1, '
+            '"contextid": 1, "courseid": 0, "relateduserid": null, "other": null}]}',
+            r"'eventname' in 'events' cannot be \"phpinfo\"",
+        ),
+        (
+            '{"command": "trigger_events", "actor": 2, "events": [{"item": 1, "eventname": "\\\\core\\\\event\\\\x", '
+            '"objectid": 1, "contextid": 1, "courseid": 0, "relateduserid": null, "other": 5}]}',
+            r"'other' in 'events' cannot be 5",
+        ),
     ],
 )
 def test_the_script_refuses_bad_requests_with_exit_code_2(
@@ -609,6 +633,34 @@ async def test_the_deleteusers_file_deletes_through_moodle_with_the_bridge(
     assert await scalar(site_db, event, u=made["users"]["victim"]) == 1  # Moodle's own code ran
 
 
+async def test_a_users_file_deleting_and_updating_in_one_batch_deletes_through_moodle_after_the_commit(
+    moodle_site: Site, site_db: MoodleGateway, tmp_path: Path
+) -> None:
+    """delete_user() runs in PHP's own connection: called while the batch's transaction held the updated accounts'
+    locks, it waited for them until MariaDB's lock wait timeout and the deletion failed. After the commit it does not
+    wait, and a deletion Moodle refuses fails its row."""
+    from toolsync_tui.engine.run.pipeline import run_operation
+
+    tag = uuid.uuid4().hex[:8]
+    made = await moodle_site.run_php(POPULATE % {"tag": tag})
+    keeper = await scalar(site_db, "SELECT username FROM {p}user WHERE id = :u", u=made["users"]["keeper"])
+    source = tmp_path / "userimport.csv"
+    source.write_text(
+        "username;firstname;lastname;email;password;profile_field_toolsyncbridge;deleted\n"
+        f"{keeper};Kept;Renamed;{keeper}@example.com;New-pass-1;changed;0\n"
+        f"victim{tag};V;T;victim{tag}@example.com;;;1\nadmin;Admin;User;admin@example.com;;;1\n"
+    )
+    config = site_config(moodle_site, tmp_path, bridge=True)
+
+    started = time.monotonic()
+    result = await run_operation(config, site_db, "users", source)
+
+    assert time.monotonic() - started < 40  # MariaDB's lock wait timeout is 50 s
+    assert result.counts == {"updated": 1, "deleted": 1, "failed": 1}, result.report_path
+    assert await scalar(site_db, "SELECT deleted FROM {p}user WHERE id = :u", u=made["users"]["victim"]) == 1
+    assert await scalar(site_db, "SELECT lastname FROM {p}user WHERE id = :u", u=made["users"]["keeper"]) == "Renamed"
+
+
 async def test_direct_deletion_leaves_the_rows_moodle_leaves(
     moodle_site: Site, site_db: MoodleGateway, tmp_path: Path
 ) -> None:
@@ -638,10 +690,11 @@ async def test_direct_deletion_leaves_the_rows_moodle_leaves(
                 .mappings()
                 .one()
             )
-        cleaned = re.sub(r"\.\d{10}$", ".<time>", row["username"]).replace(str(user_id), "<id>")
+        # The random tag first: its hex digits may hold the user id's.
+        untagged = re.sub(r"[0-9a-f]{8}", "<tag>", re.sub(r"\.\d{10}$", ".<time>", row["username"]))
         return (
             row["deleted"],
-            re.sub(r"[0-9a-f]{8}", "<tag>", cleaned),
+            untagged.replace(str(user_id), "<id>"),
             len(row["email"]),
             row["idnumber"],
             row["picture"],

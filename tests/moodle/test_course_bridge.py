@@ -1,8 +1,8 @@
 """The bridge's course commands: delete_courses, reset_courses, restore_templates, delete_categories.
 
 Requests and answers with fake `php` commands (always); Moodle's own delete_course(), reset_course_userdata(),
-backup and restore, and delete_full() against an installed Moodle 4.5 site (TOOLSYNC_TEST_MOODLE_DIRROOT, see
-tests/support/moodle_site.py; skipped plainly without it).
+backup and restore, and delete_full() on a real Moodle 4.5 site (the suite's own, or
+TOOLSYNC_TEST_MOODLE_DIRROOT: see tests/support/moodle_site.py).
 """
 
 from __future__ import annotations

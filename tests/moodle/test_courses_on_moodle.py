@@ -1,5 +1,5 @@
-"""Courses written by the course file, opened by Moodle itself: a real Moodle 4.5 site (TOOLSYNC_TEST_MOODLE_DIRROOT,
-see tests/support/moodle_site.py; skipped plainly without it)."""
+"""Courses written by the course file, opened by Moodle itself: a real Moodle 4.5 site (the suite's own, or
+TOOLSYNC_TEST_MOODLE_DIRROOT: see tests/support/moodle_site.py)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """User pictures written by the pictures operation, shown and served by Moodle itself: a real Moodle 4.5 site
-(TOOLSYNC_TEST_MOODLE_DIRROOT, see tests/support/moodle_site.py; skipped plainly without it).
+(the suite's own, or TOOLSYNC_TEST_MOODLE_DIRROOT: see tests/support/moodle_site.py).
 
 Moodle's file storage API reads the icons back, the profile picture Moodle renders points at them, and an HTTP GET of
 that very URL is answered by the site's own pluginfile.php (run by PHP's built-in web server) with the bytes toolsync

@@ -129,3 +129,9 @@ def test_sandbox_seed_holds_the_real_baseline_rows(dump_db_url: str) -> None:
     )
     assert {name: config[name] for name in real} == real
     assert all(row["password"] == "" for row in seed["user"]), "no credential of the lab site in the sandbox"
+    # The sandbox's courses get their Announcements forum through the forum module's row, found by name.
+    modules = run_blocking(query(dump_db_url, "SELECT id, name FROM mdl_modules"))
+    assert {(row["id"], row["name"]) for row in seed["modules"]} == set(modules)
+    # ... and their social courses their default block, which must be an installed one (a row of `block`).
+    blocks = run_blocking(query(dump_db_url, "SELECT id, name FROM mdl_block"))
+    assert {(row["id"], row["name"]) for row in seed["block"]} == set(blocks)

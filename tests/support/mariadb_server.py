@@ -43,6 +43,9 @@ class ThrowawayMariaDB:
     process: subprocess.Popen[bytes]
     client: str
     in_memory: bool = False
+    # The account tests connect with over TCP (root has the socket only).
+    user: str = "toolsync"
+    password: str = "toolsync"
 
     def restart_if_dead(self) -> bool:
         """Start a new server in place of one that died (MariaDB 10.11 was seen to segfault once in a DESCRIBE while
@@ -101,7 +104,8 @@ class ThrowawayMariaDB:
         server = cls(root=root, port=port, process=process, client=_find("mariadb", "mysql"), in_memory=in_memory)
         server._wait_ready()
         server.sql(
-            "CREATE USER 'toolsync'@'127.0.0.1' IDENTIFIED BY 'toolsync';GRANT ALL ON *.* TO 'toolsync'@'127.0.0.1';"
+            f"CREATE USER '{server.user}'@'127.0.0.1' IDENTIFIED BY '{server.password}';"
+            f"GRANT ALL ON *.* TO '{server.user}'@'127.0.0.1';"
         )
         return server
 
@@ -141,7 +145,7 @@ class ThrowawayMariaDB:
         )
 
     def url(self, database: str) -> str:
-        return f"mysql+aiomysql://toolsync:toolsync@127.0.0.1:{self.port}/{database}?charset=utf8mb4"
+        return f"mysql+aiomysql://{self.user}:{self.password}@127.0.0.1:{self.port}/{database}?charset=utf8mb4"
 
     def stop(self) -> None:
         self.process.terminate()

@@ -1,35 +1,117 @@
-"""A real Moodle 4.5 site for tests of the bridge: its directory from TOOLSYNC_TEST_MOODLE_DIRROOT (the tests that
-use it say plainly that they skipped without it), PHP code run inside it, its database, and a toolsync configuration
-writing to it.
+"""Real Moodle 4.5 sites for tests that need Moodle's own PHP (the bridge, Moodle opening what toolsync wrote).
 
-Make one with scripts/install_test_moodle.sh (or use any throwaway Moodle 4.5 site: the tests create and delete
-users, courses and categories in it). The database coordinates come from the site's own config.php (read through
-PHP). Optional: TOOLSYNC_TEST_MOODLE_PHP (PHP command, default php) and TOOLSYNC_TEST_MOODLE_RUN_AS (run PHP through
-`sudo -n -u <user>`, when the site's files belong to another user).
+By default the suite makes its own throwaway sites, with no Moodle install. The source beside the checkout
+(../shared/moodle/moodle-4.5-source.tar.xz) is unpacked once per machine into the system temp folder
+(toolsync-moodle-<uid>-<size>-<mtime>/, kept for later runs; delete it at will), with a config.php that takes the
+site's coordinates from the JSON file named by env TOOLSYNC_TEST_SITE. A site is a database of the session's throwaway
+MariaDB loaded from the dump of that same source's install (../shared/moodle/moodle-4.5-mariadb-fresh.sql.gz), a data
+folder of its own (its file pool holding the files the install stored) and that JSON file. The source, the dump, php
+and the extensions Moodle needs are required: without them the tests fail (never skip) and say what is missing.
 
-A test module uses the fixtures `moodle_site` and `site_db` by importing `moodle_site_fixture` and `site_db_fixture`.
+    provision_site(mariadb, name) -> Site    a new site on database `name` (replaced if it exists) of a
+                                             ThrowawayMariaDB (the `mariadb` fixture); its data folder and JSON live
+                                             in the server's folder and go with it. Call it again for more sites in
+                                             one test: one code tree serves them all, each on its own database.
+    moodle_code_tree() -> Path               the shared unpacked tree (its moodle/ folder), made when missing.
+    Site.run_php(code) -> Any                PHP run in the site as admin; the code ends with `$result = ...;`.
+    Site.bridge(**kwargs) -> MoodleBridge    toolsync's bridge to the site.
+    Site.php                                 the site's PHP command line, `env TOOLSYNC_TEST_SITE=<json> php`: give it
+                                             to the bridge, `php -S` or a Config's [bridge] php to reach this site.
+    Site.dirroot, .dataroot, .url, .prefix   code tree, data folder, SQLAlchemy URL of the database, table prefix.
+    site_config(site, tmp_path, bridge=...)  a toolsync Config writing to the site's database (and its bridge).
+    scalar(gateway, sql, **params)           one value of SQL written with {p} for the prefix.
+
+Fixtures (a test module imports `moodle_site_fixture` and `site_db_fixture` to use them by name): `moodle_site`, one
+site per test process shared by its modules, as an installed site is (tests name what they make uniquely and clean
+up), and `site_db`, a gateway to its database.
+
+An installed site instead: set TOOLSYNC_TEST_MOODLE_DIRROOT to its directory (scripts/install_test_moodle.sh makes
+one; any throwaway Moodle 4.5 site on MariaDB will do: the tests create and delete users, courses and categories in
+it). Its database comes from its own config.php, read through PHP. Optional: TOOLSYNC_TEST_MOODLE_PHP (the PHP
+command, default php; for the suite's own sites too) and TOOLSYNC_TEST_MOODLE_RUN_AS (run PHP through
+`sudo -n -u <user>` when the installed site's files belong to another user).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
+import hashlib
 import json
 import os
+import re
 import shlex
+import shutil
+import subprocess
+import tempfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+from filelock import FileLock
 from sqlalchemy import URL, text
 
 from tests.conftest import run_blocking
+from tests.support.mariadb_server import SHARED_DUMP, ThrowawayMariaDB
 from toolsync_tui.config import Config, new_config
 from toolsync_tui.engine.moodle.bridge.client import MoodleBridge
 from toolsync_tui.engine.moodle.gateway import MoodleGateway
 
 SITE_ENV = "TOOLSYNC_TEST_MOODLE_DIRROOT"
+SITE_FILE_ENV = "TOOLSYNC_TEST_SITE"
+SHARED_SOURCE = SHARED_DUMP.with_name("moodle-4.5-source.tar.xz")
+# What Moodle 4.5 needs of PHP to run (its install checks more), by the Debian package that brings it.
+PHP_EXTENSIONS = {
+    "mysqli": "php-mysql",
+    "dom": "php-xml",
+    "xml": "php-xml",
+    "mbstring": "php-mbstring",
+    "intl": "php-intl",
+    "zip": "php-zip",
+    "gd": "php-gd",
+    "curl": "php-curl",
+    "soap": "php-soap",
+}
+
+# Where the files a fresh site's file pool holds come from: Moodle's install stores these images of the source tree
+# (the PDF annotation stamps of assignfeedback_editpdf), which the dump's mdl_files rows point at.
+INSTALLED_FILES = ("mod/assign/feedback/editpdf/pix",)
+
+# The code tree's config.php: one tree, many sites, each named by the JSON file in TOOLSYNC_TEST_SITE.
+CONFIG_PHP = """<?php  // Written by toolsync's tests/support/moodle_site.py: the site comes from $TOOLSYNC_TEST_SITE.
+
+unset($CFG);
+global $CFG;
+$CFG = new stdClass();
+
+(function () {
+    global $CFG;
+    $file = getenv('TOOLSYNC_TEST_SITE');
+    $site = $file ? json_decode((string) @file_get_contents($file), true) : null;
+    if (!is_array($site)) {
+        echo "config.php: env TOOLSYNC_TEST_SITE must name a test site's JSON file (tests/support/moodle_site.py)\\n";
+        exit(1);
+    }
+    $CFG->dbtype = 'mariadb';
+    $CFG->dblibrary = 'native';
+    $CFG->dbhost = $site['dbhost'];
+    $CFG->dbname = $site['dbname'];
+    $CFG->dbuser = $site['dbuser'];
+    $CFG->dbpass = $site['dbpass'];
+    $CFG->prefix = $site['prefix'];
+    $CFG->dboptions = ['dbpersist' => 0, 'dbport' => $site['dbport'], 'dbsocket' => $site['dbsocket'],
+        'dbcollation' => 'utf8mb4_unicode_ci'];
+    $CFG->dataroot = $site['dataroot'];
+})();
+$CFG->wwwroot = 'http://localhost';
+$CFG->admin = 'admin';
+$CFG->noemailever = true;
+$CFG->directorypermissions = 02777;
+
+require_once(__DIR__ . '/lib/setup.php');
+"""
 
 
 @dataclass
@@ -39,6 +121,7 @@ class Site:
     run_as: str
     url: str
     prefix: str
+    dataroot: Path | None = None
 
     def bridge(self, **kwargs: Any) -> MoodleBridge:
         return MoodleBridge(self.dirroot, php=self.php, run_as=self.run_as, **kwargs)
@@ -67,31 +150,160 @@ class Site:
         return json.loads(stdout.decode().strip().splitlines()[-1])
 
 
-def _site_or_skip() -> tuple[Path, str, str]:
-    value = os.environ.get(SITE_ENV, "")
-    if not value:
-        pytest.skip(
-            f"{SITE_ENV} is not set: these tests need an installed Moodle 4.5 site to run the bridge against "
-            "(make one with scripts/install_test_moodle.sh, then set it to the site's moodle/ directory)"
+# -- the suite's own sites ------------------------------------------------------------------
+
+
+def _php_command() -> str:
+    return os.environ.get("TOOLSYNC_TEST_MOODLE_PHP", "php")
+
+
+@functools.cache
+def _check_php(php: str) -> None:
+    """Fail plainly when php or an extension Moodle needs is missing (once per process)."""
+    argv = shlex.split(php) or ["php"]
+    if shutil.which(argv[0]) is None:
+        pytest.fail(
+            f"php ({php}) is not on PATH: install php-cli {' '.join(sorted(set(PHP_EXTENSIONS.values())))}",
+            pytrace=False,
         )
+    probe = f"foreach ({json.dumps(list(PHP_EXTENSIONS))} as $e) {{ if (!extension_loaded($e)) echo $e, ' '; }}"
+    done = subprocess.run([*argv, "-r", probe], capture_output=True, text=True)
+    missing = done.stdout.split()
+    if done.returncode != 0 or missing:
+        packages = " ".join(sorted({PHP_EXTENSIONS[e] for e in missing}))
+        pytest.fail(
+            f"PHP ({php}) lacks what Moodle needs: {' '.join(missing) or done.stderr}; install {packages}",
+            pytrace=False,
+        )
+
+
+def _cache_dir(source: Path) -> Path:
+    """The unpacked tree's folder, named after the tarball's size and time so that a new tarball unpacks anew, and
+    after the user, whose own it is (PHP runs what it holds)."""
+    stat = source.stat()
+    return Path(tempfile.gettempdir()) / f"toolsync-moodle-{os.getuid()}-{stat.st_size}-{int(stat.st_mtime)}"
+
+
+def _file_count(tree: Path) -> int:
+    return sum(len(files) for _, _, files in os.walk(tree))
+
+
+@functools.cache
+def moodle_code_tree(source: Path = SHARED_SOURCE) -> Path:
+    """The Moodle source unpacked once per machine (shared by the test processes, kept for later runs) with the
+    site-from-JSON config.php: its moodle/ folder.
+
+    Unpacked under a file lock into a temporary folder that is then renamed, so that no process ever sees half a tree;
+    a tree whose files were cleaned away (a temp folder's age rules) is unpacked again."""
+    if not source.is_file():
+        pytest.fail(
+            f"the Moodle 4.5 source is not present at {source}: the real-site tests make their sites from it",
+            pytrace=False,
+        )
+    cache = _cache_dir(source)
+    marker = cache / "unpacked.json"  # written last: the file count of a complete tree
+    with FileLock(f"{cache}.lock", timeout=900):
+        if cache.is_dir() and cache.stat().st_uid != os.getuid():
+            pytest.fail(f"{cache} belongs to another user: remove it", pytrace=False)
+        if cache.is_dir():
+            recorded = json.loads(marker.read_text()).get("files") if marker.is_file() else None
+            if recorded is None or _file_count(cache / "moodle") < recorded:
+                shutil.rmtree(cache)
+        if not cache.is_dir():
+            for partial in cache.parent.glob(f"{cache.name}.partial-*"):  # left by a run that was killed
+                shutil.rmtree(partial, ignore_errors=True)
+            staging = Path(tempfile.mkdtemp(prefix=f"{cache.name}.partial-", dir=cache.parent))
+            try:
+                done = subprocess.run(["tar", "-xJf", str(source), "-C", str(staging)], capture_output=True, text=True)
+                if done.returncode != 0 or not (staging / "moodle" / "version.php").is_file():
+                    pytest.fail(
+                        f"unpacking {source} failed: {done.stderr.strip() or 'no moodle/version.php in it'}",
+                        pytrace=False,
+                    )
+                (staging / "moodle" / "config.php").write_text(CONFIG_PHP)
+                (staging / "unpacked.json").write_text(json.dumps({"files": _file_count(staging / "moodle")}))
+                staging.rename(cache)
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)
+        config = cache / "moodle" / "config.php"
+        if config.read_text() != CONFIG_PHP:  # written by another version of this module: same file count
+            config.with_suffix(".new").write_text(CONFIG_PHP)
+            config.with_suffix(".new").replace(config)
+    return (cache / "moodle").resolve()  # as Moodle reports its dirroot
+
+
+def provision_site(mariadb: ThrowawayMariaDB, name: str) -> Site:
+    """A fresh Moodle 4.5 site on database `name` of the server: the dump loaded (replacing a database of that name),
+    a new data folder holding what the install put in its file pool, and the JSON that config.php reads. Takes a second
+    or two once the tree is unpacked (the dump load); the site's first PHP run fills its caches (another second)."""
+    if not re.fullmatch(r"\w{1,64}", name):
+        raise ValueError(f"a site's database name is letters, digits and _ (at most 64), not {name!r}")
+    php = _php_command()
+    _check_php(php)
+    if not SHARED_DUMP.is_file():
+        pytest.fail(f"the real Moodle dump is not present at {SHARED_DUMP}: the real-site tests load it", pytrace=False)
+    dirroot = moodle_code_tree()
+    mariadb.load_dump(name)
+    home = mariadb.root / "sites" / name
+    shutil.rmtree(home, ignore_errors=True)
+    dataroot = home / "moodledata"
+    _fill_file_pool(mariadb, name, dirroot, dataroot / "filedir")
+    site_file = home / "site.json"
+    coordinates = {
+        "dbhost": "127.0.0.1",
+        "dbport": mariadb.port,
+        "dbsocket": "",
+        "dbname": name,
+        "dbuser": mariadb.user,
+        "dbpass": mariadb.password,
+        "prefix": "mdl_",  # the dump's
+        "dataroot": str(dataroot),
+    }
+    site_file.write_text(json.dumps(coordinates, indent=1))
+    command = shlex.join(["env", f"{SITE_FILE_ENV}={site_file}", *shlex.split(php)])
+    return Site(dirroot, command, run_as="", url=mariadb.url(name), prefix="mdl_", dataroot=dataroot)
+
+
+def _fill_file_pool(mariadb: ThrowawayMariaDB, name: str, dirroot: Path, filedir: Path) -> None:
+    """The content of the dump's mdl_files rows, where Moodle's install put it: filedir/ab/cd/abcd..."""
+    filedir.mkdir(parents=True)
+    listed = mariadb.sql("SELECT contenthash, filename FROM mdl_files WHERE filesize > 0", name)
+    wanted = {digest: filename for digest, _, filename in (line.partition("\t") for line in listed.splitlines())}
+    for folder in INSTALLED_FILES:
+        for path in sorted((dirroot / folder).iterdir()):
+            content = path.read_bytes()
+            digest = hashlib.sha1(content).hexdigest()
+            if wanted.pop(digest, None) is not None:
+                target = filedir / digest[:2] / digest[2:4] / digest
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(content)
+    if wanted:
+        pytest.fail(
+            f"the content of the dump's files {sorted(wanted.values())} is not in {INSTALLED_FILES} of {dirroot}",
+            pytrace=False,
+        )
+
+
+# -- an installed site (TOOLSYNC_TEST_MOODLE_DIRROOT) -----------------------------------------
+
+
+def installed_site(value: str) -> Site:
+    """The site installed in directory `value`, its database read from its config.php."""
     dirroot = Path(value).resolve()  # as Moodle reports its dirroot
     if not (dirroot / "config.php").is_file():
-        pytest.fail(f"{SITE_ENV}={value} has no config.php: point it at an installed Moodle site's directory")
-    return dirroot, os.environ.get("TOOLSYNC_TEST_MOODLE_PHP", "php"), os.environ.get("TOOLSYNC_TEST_MOODLE_RUN_AS", "")
-
-
-@pytest.fixture(scope="module", name="moodle_site")
-def moodle_site_fixture() -> Site:
-    dirroot, php, run_as = _site_or_skip()
-    site = Site(dirroot, php, run_as, url="", prefix="")
+        pytest.fail(
+            f"{SITE_ENV}={value} has no config.php: point it at an installed Moodle site's directory", pytrace=False
+        )
+    site = Site(dirroot, _php_command(), os.environ.get("TOOLSYNC_TEST_MOODLE_RUN_AS", ""), url="", prefix="")
     code = (
         "$result = ['host' => $CFG->dbhost, 'port' => $CFG->dboptions['dbport'] ?? '', "
         "'socket' => $CFG->dboptions['dbsocket'] ?? '', 'name' => $CFG->dbname, 'user' => $CFG->dbuser, "
-        "'password' => $CFG->dbpass, 'prefix' => $CFG->prefix, 'type' => $CFG->dbtype];"
+        "'password' => $CFG->dbpass, 'prefix' => $CFG->prefix, 'type' => $CFG->dbtype, "
+        "'dataroot' => $CFG->dataroot];"
     )
     db = run_blocking(site.run_php(code))
     if db["type"] not in ("mariadb", "mysqli", "auroramysql"):
-        pytest.fail(f"the test site uses {db['type']}: these tests read MariaDB/MySQL")
+        pytest.fail(f"the test site uses {db['type']}: these tests read MariaDB/MySQL", pytrace=False)
     socket = db["socket"] if db["socket"] not in ("", "1", True) else None
     site.url = URL.create(
         "mysql+aiomysql",
@@ -103,7 +315,29 @@ def moodle_site_fixture() -> Site:
         query={"charset": "utf8mb4"} | ({"unix_socket": socket} if socket else {}),
     ).render_as_string(hide_password=False)
     site.prefix = db["prefix"]
+    site.dataroot = Path(db["dataroot"])
     return site
+
+
+# -- fixtures and helpers ---------------------------------------------------------------------
+
+
+_shared_sites: dict[Path, Site] = {}  # per test process, by server
+
+
+@pytest.fixture(scope="module", name="moodle_site")
+def moodle_site_fixture(request: pytest.FixtureRequest) -> Site:
+    """The installed site of TOOLSYNC_TEST_MOODLE_DIRROOT, else one site per test process, shared by its modules as an
+    installed site would be (the tests name what they make uniquely and clean up)."""
+    installed = os.environ.get(SITE_ENV, "")
+    if installed:
+        return installed_site(installed)
+    mariadb: ThrowawayMariaDB = request.getfixturevalue("mariadb")
+    if mariadb.restart_if_dead():  # an earlier module's crash must not fail this one; the site went with it
+        _shared_sites.clear()
+    if mariadb.root not in _shared_sites:
+        _shared_sites[mariadb.root] = provision_site(mariadb, "moodle_site")
+    return _shared_sites[mariadb.root]
 
 
 @pytest.fixture(name="site_db")

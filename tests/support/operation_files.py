@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import csv
 import os
+import re
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -36,6 +38,24 @@ def report_of(result: RunResult) -> str:
     """The run's text report."""
     assert result.report_path is not None
     return result.report_path.read_text()
+
+
+def welcomes_counted(result: RunResult) -> int:
+    """The welcome messages Moodle would send for the run's enrolments, as its note counts them (dry run or not;
+    sent or not, without a bridge): 0 without a note."""
+    for note in result.notes:
+        if note.startswith("welcome messages"):
+            found = re.search(r"would send (\d+)|(\d+) would be sent|(\d+) not sent, that|(\d+) sent", note)
+            assert found is not None, note
+            return int(next(g for g in found.groups() if g is not None))
+    return 0
+
+
+def dry_and_real(result: RunResult) -> list[tuple[int, str, str, str]]:
+    """The run's outcomes as (line, part, outcome, action): what a dry run must predict of the real run."""
+    assert result.table_path is not None
+    with result.table_path.open(newline="") as handle:
+        return [(int(r["line"]), r["part"], r["outcome"], r["action"]) for r in csv.DictReader(handle)]
 
 
 Site = tuple[Config, MoodleGateway]

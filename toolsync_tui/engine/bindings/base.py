@@ -5,6 +5,11 @@ enrol_meta) planned row by row over the instances of the batch's courses, then w
 
 Binding files are short (a row per course and cohort or course pair), so rows are planned one after the other, each
 seeing what the rows before it did; reads and writes are still one statement per batch and kind.
+
+A batch's write records the standard-log events Moodle's enrol API logs for it (moodle/course_events.py):
+group_created (makegroup), enrol_instance_created (add_instance()), enrol_instance_updated (update_status(), and
+update_instance() for a new group), then delete_instance()'s unenrolments and enrol_instance_deleted. The enrolments
+a new or enabled method brings are Moodle's sync's, which logs them itself.
 """
 
 from __future__ import annotations
@@ -19,16 +24,19 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from toolsync_tui.config import Config
+from toolsync_tui.engine.moodle import course_events
 from toolsync_tui.engine.moodle.enrol_instances import (
     DISABLED,
     ENABLED,
     add_instance,
     course_instances,
     delete_instances,
+    instances_logged,
     next_sortorders,
     set_status,
 )
 from toolsync_tui.engine.moodle.enrol_sync import sync_after_run
+from toolsync_tui.engine.moodle.event_log import Event
 from toolsync_tui.engine.moodle.gateway import MoodleGateway
 from toolsync_tui.engine.moodle.groups import create_groups
 from toolsync_tui.engine.moodle.lookup import KeyLookup
@@ -145,8 +153,9 @@ class InstanceBindings(Operation):
     async def write(self, conn: AsyncConnection, by_course: dict[int, list[Instance]]) -> None:
         """Create, enable or disable, and delete what the rows planned; groups for new group names first."""
         now = int(time.time())
+        events = course_events.collecting(self.event_log)
         every = [i for instances in by_course.values() for i in instances]
-        groups = await self.create_groups(conn, [i for i in every if i.group_name and not i.removed], now)
+        groups = await self.create_groups(conn, [i for i in every if i.group_name and not i.removed], now, events)
         for instance in every:
             if instance.group_name and not instance.removed:
                 instance.customint2 = groups[(instance.courseid, instance.group_name)]
@@ -164,23 +173,31 @@ class InstanceBindings(Operation):
             )
             sortorders[instance.courseid] += 1
             self.synced_courses.add(instance.courseid)
+        if events is not None and new:
+            made = [(int(i.id), self.plugin, i.courseid) for i in new]  # type: ignore[arg-type]
+            events += course_events.instances_created(await instances_logged(self.gateway, conn, made))
         stored = [i for i in every if i.id is not None and i.stored_status is not None and not i.removed]
         changed = [(int(i.id), i.courseid, i.status) for i in stored if i.status != i.stored_status]  # type: ignore[arg-type]
-        await set_status(self.gateway, conn, changed, now, self.session_timeout)
-        regrouped = [{"id": i.id, "customint2": i.customint2} for i in stored if i.customint2 != i.stored_group]
+        await set_status(self.gateway, conn, changed, now, self.session_timeout, events=events)
+        regrouped_instances = [i for i in stored if i.customint2 != i.stored_group]
+        regrouped = [{"id": i.id, "customint2": i.customint2} for i in regrouped_instances]
         await self.gateway.update_many(conn, self.schema.enrol, "id", regrouped)
+        if events is not None and regrouped_instances:  # update_instance()
+            triples = [(int(i.id), self.plugin, i.courseid) for i in regrouped_instances]  # type: ignore[arg-type]
+            events += course_events.instances_updated(await instances_logged(self.gateway, conn, triples))
         self.synced_courses |= {c for _, c, _ in changed} | {
             i.courseid for i in stored if i.customint2 != i.stored_group
         }
         gone = [(int(i.id), self.plugin, i.courseid) for i in every if i.removed and i.stored_status is not None]  # type: ignore[arg-type]
-        await delete_instances(self.gateway, conn, gone, now, self.session_timeout, self.effects)
+        await delete_instances(self.gateway, conn, gone, now, self.session_timeout, self.effects, events=events)
+        await self.event_log.record(conn, events or [], now)
 
     def instance_fields(self, instance: Instance) -> dict[str, Any]:
         """The plugin's own columns of a new instance."""
         return {"customint1": instance.customint1, "customint2": instance.customint2 or 0}
 
     async def create_groups(
-        self, conn: AsyncConnection, instances: list[Instance], now: int
+        self, conn: AsyncConnection, instances: list[Instance], now: int, events: list[Event] | None = None
     ) -> dict[tuple[int, str], int]:
         """(course id, group name) -> id of the group created for it, as groups_create_group() writes it."""
         wanted = pl.DataFrame(
@@ -190,7 +207,7 @@ class InstanceBindings(Operation):
         ).unique()
         if wanted.is_empty():
             return {}
-        created = await create_groups(self.gateway, conn, wanted, now)
+        created = await create_groups(self.gateway, conn, wanted, now, events=events)
         self.effects.group_courses |= set(created["courseid"].to_list())
         return {(int(c), str(n)): int(g) for c, n, g in created.iter_rows()}
 

@@ -21,6 +21,12 @@ Columns (reference §2.6.1, all optional): `cmd`, `userid`, the cohort key colum
 A cohort managed by a plugin (a non-empty `component` other than the row's) is refused by every command. Membership
 changes reach course enrolments through Moodle's enrol_cohort sync: run by the bridge after the file for the courses
 bound to the cohorts that changed, else by Moodle's scheduled task (engine/enrol_sync.py; the report says which).
+
+Each batch's write records the standard-log events of the cohort API (moodle/cohort_events.py): cohort_deleted,
+cohort_updated, cohort_created, then a cohort_member_removed per member removed (del, and every member a free removes,
+as cohort_remove_member() does each) and a cohort_member_added per member added. They follow what the batch leaves:
+rows of a batch undoing each other write nothing and log nothing, and a deleted cohort's members go with it unlogged
+(cohort_delete_cohort() logs only cohort_deleted).
 """
 
 from __future__ import annotations
@@ -36,9 +42,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from toolsync_tui.config import Config
 from toolsync_tui.engine.cohorts.adds import plain_add_rows, plan_plain_adds
+from toolsync_tui.engine.moodle import events as kinds
 from toolsync_tui.engine.moodle.categories import CategoryIndex
+from toolsync_tui.engine.moodle.cohort_events import CohortContexts
 from toolsync_tui.engine.moodle.contexts import system_context
+from toolsync_tui.engine.moodle.course_events import collecting
 from toolsync_tui.engine.moodle.enrol_sync import sync_after_run
+from toolsync_tui.engine.moodle.event_log import EventKind
 from toolsync_tui.engine.moodle.gateway import MoodleGateway, chunks
 from toolsync_tui.engine.moodle.lookup import KeyLookup
 from toolsync_tui.engine.moodle.pairs import fetch_tuples
@@ -104,6 +114,7 @@ class CohortsOperation(Operation):
         )
         self.system_context = 0
         self.categories: CategoryIndex | None = None  # read when a row first names a category
+        self.contexts = CohortContexts(gateway)  # the cohorts' contexts, as their log events name them
         self.changed_cohorts: set[int] = set()  # cohorts whose members changed: their enrol_cohort courses sync
         self.touched: dict[bool, set[int]] = {True: set(), False: set()}  # stored cohorts the file names, per mode
         self.extra_removed = 0  # members removed by free and delete rows beyond one a row (safety pre-pass)
@@ -210,6 +221,8 @@ class CohortsOperation(Operation):
                 members=set(members.get(int(row["id"]), set())),
             )
         initial = {key: (c.id, set(c.members)) for key, c in state.items()}
+        # The stored cohorts' contexts, as their log events name them (a row may replace a deleted cohort in `state`).
+        contexts = {c.id: c.contextid for c in state.values() if c.id is not None}
         planned, added = self._plan_plain_adds(frame.filter(plain), cohorts, members, state, dry_run)
         planner = _Planner(self, state, enrol_uses, taken, dry_run)
         outcomes = [planner.row(row) for row in others.iter_rows(named=True)]
@@ -218,7 +231,7 @@ class CohortsOperation(Operation):
         self.in_flight = added if only_adds else None
 
         async def write(conn: AsyncConnection) -> None:
-            await self._write(conn, state, initial)
+            await self._write(conn, state, initial, contexts)
 
         result = pl.concat([planned, pl.DataFrame(outcomes, schema=OUTCOME_SCHEMA, orient="row")])
         return result.sort("line", maintain_order=True), write
@@ -364,12 +377,19 @@ class CohortsOperation(Operation):
     # -- writing -----------------------------------------------------------------------------------------
 
     async def _write(
-        self, conn: AsyncConnection, state: dict[str, _Cohort], initial: dict[str, tuple[int | None, set[int]]]
+        self,
+        conn: AsyncConnection,
+        state: dict[str, _Cohort],
+        initial: dict[str, tuple[int | None, set[int]]],
+        contexts: dict[int, int],
     ) -> None:
         now = int(time.time())
+        events = collecting(self.event_log)
+        logged: list[tuple[EventKind, list[tuple[int, int, int | None]]]] = []
         cohort, members = self.schema.cohort, self.schema.cohort_members
         final_ids = {c.id for c in state.values() if c.exists and c.id is not None}
         gone = sorted({cid for cid, _ in initial.values() if cid is not None} - final_ids)
+        logged.append((kinds.COHORT_DELETED, [(cid, contexts[cid], None) for cid in gone]))
         # cohort_delete_cohort(): the members, then the cohort.
         await self.gateway.delete_in(conn, members, "cohortid", gone)
         await self.gateway.delete_in(conn, cohort, "id", gone)
@@ -380,8 +400,13 @@ class CohortsOperation(Operation):
                 values.update({name: getattr(c, name) for name in sorted(c.changed)})
                 updates.append(values)
         await self.gateway.update_many(conn, cohort, "id", updates)
-        await self._create(conn, [c for c in state.values() if c.exists and c.id is None], now)
+        logged.append((kinds.COHORT_UPDATED, [(row["id"], contexts[row["id"]], None) for row in updates]))
+        new = [c for c in state.values() if c.exists and c.id is None]
+        await self._create(conn, new, now)
+        contexts = {**contexts, **{c.id: c.contextid for c in new if c.id is not None}}
+        logged.append((kinds.COHORT_CREATED, [(int(c.id), c.contextid, None) for c in new if c.id is not None]))
         added: list[dict[str, int]] = []
+        removals: list[tuple[int, int, int | None]] = []
         for key, c in state.items():
             if not c.exists or c.id is None:
                 continue
@@ -390,11 +415,21 @@ class CohortsOperation(Operation):
             removed = sorted(stored - c.members)
             for part in chunks(removed):
                 await conn.execute(delete(members).where(and_(members.c.cohortid == c.id, members.c.userid.in_(part))))
+            removals += [(c.id, c.contextid, u) for u in removed]
             added += [{"cohortid": c.id, "userid": u, "timeadded": now} for u in sorted(c.members - stored)]
             if removed or c.members - stored:
                 self.changed_cohorts.add(c.id)
         await self.gateway.insert_many(conn, members, added)
         self.changed_cohorts.update(gone)
+        if events is not None:
+            logged.append((kinds.COHORT_MEMBER_REMOVED, removals))
+            member: list[tuple[int, int, int | None]] = [
+                (row["cohortid"], contexts[row["cohortid"]], row["userid"]) for row in added
+            ]
+            logged.append((kinds.COHORT_MEMBER_ADDED, member))
+            for kind, rows in logged:
+                events += await self.contexts.events(conn, kind, rows)
+            await self.event_log.record(conn, events, now)
 
     async def _create(self, conn: AsyncConnection, new: list[_Cohort], now: int) -> None:
         """Insert the new cohorts in one statement, then read their ids back by key: no stored cohort had the key (the

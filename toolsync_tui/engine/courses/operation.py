@@ -13,6 +13,11 @@ e-mail) is enrolled in the course with the role `teacherN_role` (shortname; empt
 backup file, absolute or relative to the Moodle directory) fills a new course with the template's content, and an
 existing one per `template_mode` (none, add, replace), through the Moodle bridge once the batch is committed.
 
+A new or changed course gets the forum of its format as mod_forum's observers give it (engine/moodle/news_forum.py):
+the Announcements forum of a topics or weeks course with newsitems, the social forum of a social one. A new course
+filled from a template gets it after the restore, and only if the template brought none. A new course also gets the
+default blocks of its format (engine/moodle/course_blocks.py: a social course's social_activities block).
+
 A shortname or idnumber another course has is a row error, as are two rows of a batch claiming one. Rows naming the
 same course apply in file order. Category and course order, and course counts, are repaired as fix_course_sortorder()
 does after each batch.
@@ -20,16 +25,20 @@ does after each batch.
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import time
 from collections import Counter
 from collections.abc import Sequence
 from typing import Any, Literal
 
 import polars as pl
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from toolsync_tui.config import Config
 from toolsync_tui.engine.connect import BridgeLink
+from toolsync_tui.engine.courses.log_events import CourseLog, course_events
 from toolsync_tui.engine.courses.plan import CoursePlanner, Plan, failed, row_outcome
 from toolsync_tui.engine.courses.site import SECTIONED_FORMATS, CourseSite, read_course_site
 from toolsync_tui.engine.courses.teachers import find_accounts
@@ -50,7 +59,10 @@ from toolsync_tui.engine.courses.writes import (
 from toolsync_tui.engine.moodle.bridge.client import BridgeError, TemplateItem
 from toolsync_tui.engine.moodle.categories import Category, CategoryIndex, create_paths
 from toolsync_tui.engine.moodle.contexts import child_path, course_contexts, move_contexts
-from toolsync_tui.engine.moodle.gateway import MoodleGateway
+from toolsync_tui.engine.moodle.course_blocks import add_default_blocks
+from toolsync_tui.engine.moodle.course_events import collecting
+from toolsync_tui.engine.moodle.gateway import DatabaseError, MoodleGateway
+from toolsync_tui.engine.moodle.news_forum import add_course_forums, course_forum_type
 from toolsync_tui.engine.moodle.site_settings import UserSite
 from toolsync_tui.engine.moodle.sortorder import CATEGORY_EVENT, COURSE_EVENT, fix_course_sortorder
 from toolsync_tui.engine.moodle.staleness import EnrolmentEffects, mark_contexts_dirty, purge_after_run
@@ -80,7 +92,9 @@ class CoursesOperation(Operation):
         self.effects = EnrolmentEffects()
         self.events: set[str] = set()
         self.templates: dict[int, tuple[int, TemplateItem]] = {}  # line -> (course id, what to restore), this batch
+        self.template_forums: dict[int, str] = {}  # new course id -> its forum type, once its template is restored
         self.template_column = False
+        self.course_log = CourseLog()  # what the round being written did, for Moodle's standard log
 
     @property
     def site(self) -> CourseSite:
@@ -116,7 +130,11 @@ class CoursesOperation(Operation):
         if any(TEACHER.fullmatch(c) for c in columns):
             users = await UserSite.read(self.gateway)
             self.enrolments = CourseEnrolments(
-                self.gateway, course_identity="id", site_timezone=self.site.timezone, actor_id=users.actor_id
+                self.gateway,
+                course_identity="id",
+                site_timezone=self.site.timezone,
+                actor_id=users.actor_id,
+                welcome=self.welcome,
             )
             await self.enrolments.prepare(conn)
         self._planner = CoursePlanner(self.gateway, self.options, self.site, self.categories, self.bridge)
@@ -134,7 +152,7 @@ class CoursesOperation(Operation):
             if position == len(rounds):
                 rounds.append([])
             rounds[position].append(row)
-        self.templates = {}
+        self.templates, self.template_forums = {}, {}
         for batch in rounds:
             outcomes += await self._round(conn, batch, dry_run, now)
         if not dry_run:
@@ -149,9 +167,10 @@ class CoursesOperation(Operation):
         plan = await self.planner.plan(conn, rows, now)
         stored = await stored_courses(self.gateway, conn, [int(c["id"]) for _, c, _, _ in plan.updates])
         if dry_run:
-            return plan.outcomes + self._dry_outcomes(plan, stored)
+            return plan.outcomes + self._dry_outcomes(plan, stored) + await self._dry_teachers(conn, plan, now)
+        self.course_log = CourseLog()
         if plan.new_paths:
-            await create_paths(
+            self.course_log.categories = await create_paths(
                 self.gateway,
                 conn,
                 self.categories,
@@ -162,7 +181,10 @@ class CoursesOperation(Operation):
             self.events.add(CATEGORY_EVENT)
         created = await self._create(conn, plan, now)
         updated = await self._update(conn, plan, stored, now)
-        teachers = await self._teachers(conn, plan, created, now)
+        if self.event_log.active:
+            self.course_log.created = [created[row.line] for row, _, _ in plan.creates]
+            await self.event_log.record(conn, await course_events(self.gateway, conn, self.course_log), now)
+        teachers = await self._teachers(conn, plan, created, now, dry_run=False)
         return [*plan.outcomes, *self._created_outcomes(plan, created), *updated.values(), *teachers]
 
     async def _create(self, conn: AsyncConnection, plan: Plan, now: int) -> dict[int, int]:
@@ -185,6 +207,12 @@ class CoursesOperation(Operation):
             for row, record, _ in plan.creates
         }
         highest, _ = await write_sections(self.gateway, conn, sections, now)
+        await self._new_course_forums(
+            conn, [(lines[r.line], record, bool(r.template)) for r, record, _ in plan.creates], now
+        )
+        await add_default_blocks(
+            self.gateway, conn, {lines[r.line]: str(rec["format"]) for r, rec, _ in plan.creates}, now
+        )
         await add_default_instances(
             self.gateway, conn, self.site, {lines[row.line]: row.enrol_status for row, _, _ in plan.creates}, now
         )
@@ -197,6 +225,17 @@ class CoursesOperation(Operation):
                 self.templates[row.line] = (lines[row.line], TemplateItem(lines[row.line], row.template, "add"))
         self.events |= {COURSE_EVENT, CATEGORY_EVENT}
         return lines
+
+    async def _new_course_forums(
+        self, conn: AsyncConnection, courses: list[tuple[int, dict[str, Any], bool]], now: int
+    ) -> None:
+        """mod_forum's course_created observer: the Announcements (or social) forum of each new course (id, record,
+        filled from a template). A template's restore may bring the template's own: those courses wait for it."""
+        wanted: dict[int, str] = {}
+        for course, record, template in courses:
+            if (kind := course_forum_type(str(record["format"]), int(record["newsitems"]))) is not None:
+                (self.template_forums if template else wanted)[course] = kind
+        await add_course_forums(self.gateway, conn, wanted, now)
 
     def _numsections(self, format_name: str) -> int:
         value = self.site.default("numsections")
@@ -250,6 +289,7 @@ class CoursesOperation(Operation):
             if row.enrol_status:
                 statuses[ident] = row.enrol_status
             if change:
+                self.course_log.course_updated(ident, change, list(self.schema.course.c.keys()))
                 change["cacherev"] = next_cacherev(current.get("cacherev"), now)
                 changes.append({"id": ident, **change, "timemodified": now})
             words[row.line] = [k for k in change if k not in ("visibleold", "cacherev")]
@@ -260,15 +300,19 @@ class CoursesOperation(Operation):
         await self.gateway.update_many(conn, self.schema.course, "id", changes)
         await self._move(conn, moves, now)
         await add_format_options(self.gateway, conn, self.site, formats)
-        shown = await set_coursedisplay(self.gateway, conn, displays)
-        highest, renamed = await write_sections(self.gateway, conn, sections, now)
-        enrol_words = await set_enrol_statuses(self.gateway, conn, self.site, statuses, now)
+        shown = await set_coursedisplay(self.gateway, conn, displays, self.course_log)
+        highest, renamed = await write_sections(self.gateway, conn, sections, now, self.course_log)
+        enrol_words = await set_enrol_statuses(self.gateway, conn, self.site, statuses, now, self.course_log)
         lines = {int(course["id"]): row.line for row, course, _, _ in plan.updates}
         for ident, said in enrol_words.items():
             words[lines[ident]] += said
         touched = renamed | {c for c in displays if shown} | set(formats)
         by_id = {int(c["id"]): c for c in changes}
         await self._bump(conn, touched - set(by_id), stored, now)
+        # update_course()'s course_updated observer: a changed course gets the forum of its format if it has none.
+        after = {c: stored[c] | change for c, change in by_id.items()}
+        kinds = {c: course_forum_type(str(v["format"]), int(v["newsitems"])) for c, v in after.items()}
+        await add_course_forums(self.gateway, conn, {c: k for c, k in kinds.items() if k is not None}, now)
         # format_weeks' observers move the end date when the start date or the sections change.
         weeks = {
             ident: int(by_id.get(ident, {}).get("startdate", stored[ident]["startdate"]))
@@ -311,7 +355,37 @@ class CoursesOperation(Operation):
         )
         await mark_contexts_dirty(self.gateway, conn, [paths[c][0] for c, _ in moved], now, self.site.session_timeout)
 
-    async def _teachers(self, conn: AsyncConnection, plan: Plan, created: dict[int, int], now: int) -> list[OutcomeRow]:
+    async def _dry_teachers(self, conn: AsyncConnection, plan: Plan, now: int) -> list[OutcomeRow]:
+        """A dry run's teacher lines, planned by CourseEnrolments as the real run's: the new courses with teachers
+        are written first, in the batch's transaction that the pipeline rolls back, to give the enrolments a course,
+        its context and its manual method; what the run remembers of them (categories, templates, forums, cache
+        events) is put back, and their teacher lines name them by shortname, as their id is not kept."""
+        if self.enrolments is None:
+            return []
+        created: dict[int, int] = {}
+        if any(row.teachers for row, _, _ in plan.creates):
+            categories, events = copy.deepcopy(self.categories), set(self.events)
+            templates, forums = dict(self.templates), dict(self.template_forums)
+            if plan.new_paths:
+                new = list(plan.new_paths.values())
+                visible = self.options.new_categories_visible
+                await create_paths(self.gateway, conn, self.categories, new, visible=visible, now=now)
+            created = await self._create(conn, plan, now)
+            for field in dataclasses.fields(categories):  # in place: the planner holds the same index
+                setattr(self.categories, field.name, getattr(categories, field.name))
+            self.events, self.templates, self.template_forums = events, templates, forums
+        rows = await self._teachers(conn, plan, created, now, dry_run=True)
+        names = {str(created[row.line]): row.key for row, _, _ in plan.creates if row.line in created}
+        return [
+            (line, part, outcome, action, names[key], message.replace(f"course '{key}'", f"course '{names[key]}'"))
+            if key in names
+            else (line, part, outcome, action, key, message)
+            for line, part, outcome, action, key, message in rows
+        ]
+
+    async def _teachers(
+        self, conn: AsyncConnection, plan: Plan, created: dict[int, int], now: int, *, dry_run: bool
+    ) -> list[OutcomeRow]:
         """teacherN_account/teacherN_role: enrolled through the course's manual method, detail outcomes per N."""
         if self.enrolments is None:
             return []
@@ -339,8 +413,12 @@ class CoursesOperation(Operation):
                 "enrol": pl.String,
             },
         )
-        outcomes, effects = await self.enrolments.apply(conn, requests, now=now, dry_run=False)
-        self.effects.update(effects)
+        events = None if dry_run else collecting(self.event_log)
+        outcomes, effects = await self.enrolments.apply(conn, requests, now=now, dry_run=dry_run, events=events)
+        if events:
+            await self.event_log.record(conn, events, now)
+        if not dry_run:
+            self.effects.update(effects)
         unknown = {(row.line, part): account for row, part, account, _ in wanted if account.lower() not in users}
         rows: list[OutcomeRow] = []
         for line, part, outcome, action, key, message in outcomes.iter_rows():
@@ -363,17 +441,6 @@ class CoursesOperation(Operation):
         for row, _, category in plan.creates:
             where = self.categories.path_of(category.id) if category.id else f"{category.context_path} (new category)"
             rows.append(row_outcome(row, Outcome.CREATED, "create", f"would be created in {where}"))
-            rows += [
-                (
-                    row.line,
-                    part,
-                    Outcome.CREATED.value,
-                    "enrol",
-                    account,
-                    f"would be enrolled as {role or DEFAULT_TEACHER_ROLE}",
-                )
-                for part, account, role in row.teachers
-            ]
         for row, course, values, target in plan.updates:
             current = stored[int(course["id"])]
             change = [k for k, v in values.items() if current.get(k) != v and k != "timecreated"]
@@ -398,6 +465,7 @@ class CoursesOperation(Operation):
             results = await self.bridge.restore_templates(items)
         except BridgeError as exc:
             results = {**{i.course_id: str(exc) for i in items}, **exc.done}
+        await self._template_forums()
         rows: list[OutcomeRow] = []
         for line, (course, item) in sorted(self.templates.items()):
             error = results.get(course, "the bridge gave no outcome for this course")
@@ -427,6 +495,19 @@ class CoursesOperation(Operation):
         return pl.concat([outcomes, pl.DataFrame(rows, schema=OUTCOME_SCHEMA, orient="row")]).sort(
             "line", "part", nulls_last=False, maintain_order=True
         )
+
+    async def _template_forums(self) -> None:
+        """The forum of the new courses filled from a template, after the restore: written only where the template
+        brought none (forum_get_course_forum()), so that a course never has two."""
+        if not self.template_forums:
+            return
+        try:
+            async with self.gateway.transaction() as conn:
+                await add_course_forums(self.gateway, conn, self.template_forums, _now())
+        except SQLAlchemyError as exc:
+            why = str(exc).splitlines()[0]
+            raise DatabaseError(f"the forums of courses filled from a template were not written: {why}") from None
+        self.template_forums = {}
 
     async def finish(self, dry_run: bool) -> list[str]:
         if dry_run or self._site is None:

@@ -2,7 +2,8 @@
 
 A new course: the course row (sortorder 0 until fix_course_sortorder() places it), its context, the format's options,
 sections 0..numsections (or up to the highest topicN), and the default enrolment methods of the site's enabled
-plugins. Not written: the news forum and the gradebook, which Moodle creates on first use, and logs.
+plugins; its Announcements or social forum comes from engine/moodle/news_forum.py. Not written: the gradebook, which
+Moodle creates on first use, and logs.
 """
 
 from __future__ import annotations
@@ -13,17 +14,20 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, select
+from sqlalchemy import and_, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from toolsync_tui.engine.courses.log_events import CourseLog
 from toolsync_tui.engine.courses.site import CourseSite
 from toolsync_tui.engine.moodle.categories import Category
 from toolsync_tui.engine.moodle.contexts import ContextLevel, create_contexts
+from toolsync_tui.engine.moodle.course_sections import new_section
 from toolsync_tui.engine.moodle.enrol_instances import course_instances, next_sortorders, set_status
 from toolsync_tui.engine.moodle.gateway import MoodleGateway
 
-FORMAT_MOODLE: Final = 0  # summaryformat's DB default, what create_course() leaves when given no summary
-FORMAT_HTML: Final = 1
+# summaryformat's DB default: create_course() is given no format by tool_sync (the file has no such column), with a
+# summary or without one.
+FORMAT_MOODLE: Final = 0
 ONE_HOUR: Final = 3600
 
 
@@ -59,7 +63,7 @@ def new_course_record(values: Mapping[str, Any], category: Category, site: Cours
         "shortname": values["shortname"],
         "idnumber": given("idnumber", ""),
         "summary": summary,
-        "summaryformat": FORMAT_MOODLE if summary is None else FORMAT_HTML,
+        "summaryformat": FORMAT_MOODLE,
         "format": given("format", site.default("format") or "topics"),
         "showgrades": given("showgrades", setting("showgrades")),
         "newsitems": given("newsitems", setting("newsitems")),
@@ -148,9 +152,9 @@ async def add_format_options(
 
 
 async def set_coursedisplay(
-    gateway: MoodleGateway, conn: AsyncConnection, courses: Mapping[int, tuple[str, int]]
+    gateway: MoodleGateway, conn: AsyncConnection, courses: Mapping[int, tuple[str, int]], log: CourseLog | None = None
 ) -> int:
-    """The coursedisplay option of existing courses (id -> format, value); how many changed."""
+    """The coursedisplay option of existing courses (id -> format, value); how many changed (noted in `log`)."""
     table = gateway.schema.course_format_options
     stored = await gateway.fetch_in(
         conn,
@@ -160,21 +164,29 @@ async def set_coursedisplay(
         ["id", "courseid", "format", "value"],
         where=table.c.name == "coursedisplay",
     )
-    changes = [
-        {"id": int(ident), "value": str(courses[int(course)][1])}
+    changed = [
+        (int(ident), int(course))
         for ident, course, fmt, value in stored.iter_rows()
         if fmt == courses[int(course)][0] and str(value) != str(courses[int(course)][1])
     ]
+    changes = [{"id": ident, "value": str(courses[course][1])} for ident, course in changed]
     await gateway.update_many(conn, table, "id", changes)
+    if log is not None:
+        for _, course in changed:
+            log.course_updated(course, {"coursedisplay": courses[course][1]}, [])
     return len(changes)
 
 
 async def write_sections(
-    gateway: MoodleGateway, conn: AsyncConnection, wanted: Mapping[int, Sections], now: int
+    gateway: MoodleGateway,
+    conn: AsyncConnection,
+    wanted: Mapping[int, Sections],
+    now: int,
+    log: CourseLog | None = None,
 ) -> tuple[dict[int, int], set[int]]:
     """Create missing sections up to each course's `last`, and set the names and summaries of topicN columns (no
     summary part keeps the stored summary). Returns course id -> its highest section number afterwards, and the
-    courses whose sections changed."""
+    courses whose sections changed; `log` notes the sections added and changed."""
     table = gateway.schema.course_sections
     stored = await gateway.fetch_in(
         conn, table, "course", sorted(wanted), ["id", "course", "section", "name", "summary"]
@@ -189,8 +201,10 @@ async def write_sections(
         for number in range(last + 1):
             name, summary = sections.topics.get(number, (None, None))
             if (course, number) not in existing:
-                new.append(_section(course, number, name or None, summary or "", now))
+                new.append(new_section(course, number, now, name or None, summary or ""))
                 changed.add(course)
+                if log is not None:
+                    log.new_sections.append((course, number))
                 continue
             ident, stored_name, stored_summary = existing[(course, number)]
             change: dict[str, Any] = {}
@@ -201,25 +215,11 @@ async def write_sections(
             if change:
                 changes.append({"id": ident, **change, "timemodified": now})
                 changed.add(course)
+                if log is not None:
+                    log.changed_sections.append((ident, course, number))
     await gateway.insert_many(conn, table, new)
     await gateway.update_many(conn, table, "id", changes)
     return highest, changed
-
-
-def _section(course: int, number: int, name: str | None, summary: str, now: int) -> dict[str, Any]:
-    return {
-        "course": course,
-        "section": number,
-        "name": name,
-        "summary": summary,
-        "summaryformat": FORMAT_HTML,
-        "sequence": "",
-        "visible": 1,
-        "availability": None,
-        "component": None,
-        "itemid": None,
-        "timemodified": now,
-    }
 
 
 async def add_default_instances(
@@ -264,9 +264,11 @@ async def set_enrol_statuses(
     site: CourseSite,
     courses: Mapping[int, Mapping[str, int]],
     now: int,
+    log: CourseLog | None = None,
 ) -> dict[int, list[str]]:
     """guest/self columns on existing courses: the first instance of the plugin enabled or disabled, or one added
-    when `1` asks for a method the course lacks. course id -> what changed ("self enabled" ...)."""
+    when `1` asks for a method the course lacks. course id -> what changed ("self enabled" ...); `log` notes the
+    methods changed and added."""
     done: dict[int, list[str]] = {}
     changes: list[tuple[int, int, int]] = []
     additions: list[tuple[int, str, int]] = []
@@ -282,6 +284,8 @@ async def set_enrol_statuses(
             if course in first:
                 if int(first[course]["status"]) != status:
                     changes.append((int(first[course]["id"]), course, status))
+                    if log is not None:
+                        log.changed_instances.append((int(first[course]["id"]), course, plugin))
                     done.setdefault(course, []).append(word)
             elif status == 0 and plugin in site.instance_fields:
                 additions.append((course, plugin, status))
@@ -291,9 +295,11 @@ async def set_enrol_statuses(
         sortorders = await next_sortorders(gateway, conn, [c for c, _, _ in additions])
         for course, plugin, status in additions:
             fields = {**site.instance_fields[plugin], "status": status}
-            await gateway.insert_many(
-                conn, gateway.schema.enrol, [_instance(plugin, course, sortorders[course], now, fields)]
+            added = await conn.execute(
+                insert(gateway.schema.enrol).values(_instance(plugin, course, sortorders[course], now, fields))
             )
+            if log is not None and added.inserted_primary_key is not None:
+                log.new_instances.append((int(added.inserted_primary_key[0]), course, plugin))
             sortorders[course] += 1
     return done
 

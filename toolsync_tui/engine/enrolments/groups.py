@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from toolsync_tui.engine.datadir.protected_groups import ProtectedMemberships, StateProblem, for_site
 from toolsync_tui.engine.enrolments.rows import GROUP_COLUMNS
+from toolsync_tui.engine.moodle.event_log import Event
 from toolsync_tui.engine.moodle.gateway import MoodleGateway
 from toolsync_tui.engine.moodle.groups import (
     LEGACY_COMPONENT,
@@ -53,10 +54,13 @@ class GroupSteps:
     protected: ProtectedMemberships | None = None
     # courseid, key (lower-cased name), groupid of the groups found or created so far in the run
     known: pl.DataFrame = field(init=False)
+    # `known` as the last committed batch left it: a rolled-back batch's new groups never existed
+    committed_known: pl.DataFrame = field(init=False)
     notes: list[str] = field(init=False)  # for the report: the protected memberships' file could not be written
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "known", pl.DataFrame(schema=KNOWN_SCHEMA))
+        object.__setattr__(self, "committed_known", self.known)
         object.__setattr__(self, "notes", [])
 
     @classmethod
@@ -72,11 +76,14 @@ class GroupSteps:
 
     def begin_batch(self) -> None:
         """A new batch: what a rolled-back batch or a dry run left pending is dropped."""
+        object.__setattr__(self, "known", self.committed_known)
         if self.protected is not None:
             self.protected.begin()
 
     def committed(self) -> None:
-        """The batch's transaction has committed: its protected memberships recorded, those it removed forgotten."""
+        """The batch's transaction has committed: its groups known for good, its protected memberships recorded,
+        those it removed forgotten."""
+        object.__setattr__(self, "committed_known", self.known)
         if self.protected is None:
             return
         try:
@@ -98,10 +105,17 @@ class GroupSteps:
             object.__setattr__(self, "known", known)
 
     async def apply(
-        self, conn: AsyncConnection, rows: pl.DataFrame, *, now: int, dry_run: bool
+        self,
+        conn: AsyncConnection,
+        rows: pl.DataFrame,
+        *,
+        now: int,
+        dry_run: bool,
+        events: list[Event] | None = None,
     ) -> tuple[pl.DataFrame, EnrolmentEffects]:
         """rows: LINE, userid, courseid, cid, group_command, g1..g9, `enrolled_after` (Boolean: what the row's command
-        left, null when the database says). Detail outcomes (part g<n> or "group <name>") and what went stale."""
+        left, null when the database says). Detail outcomes (part g<n> or "group <name>") and what went stale; the log
+        events of the writes (group_created, group_member_removed, group_member_added) go to `events`."""
         named = self._named(rows)
         # Groups found or created earlier in the run are not looked up again: the file deletes and renames none.
         unknown = named.join(self.known, on=["courseid", "key"], how="anti")
@@ -109,9 +123,10 @@ class GroupSteps:
         self._remember(found)
         named = named.join(self.known, on=["courseid", "key"], how="left", maintain_order="left")
         creating = pl.col("group_command").str.ends_with("create") & pl.col("groupid").is_null()
+        named = named.with_columns(creating.alias("created"))  # before the new groups' ids fill `groupid`
         to_create = named.filter(creating)
         if to_create.height and not dry_run:
-            made = await create_groups(self.gateway, conn, to_create.select("courseid", "name"), now)
+            made = await create_groups(self.gateway, conn, to_create.select("courseid", "name"), now, events=events)
             self._remember(made)
             made = made.select(
                 "courseid", pl.col("name").str.to_lowercase().alias("key"), pl.col("groupid").alias("new")
@@ -119,7 +134,14 @@ class GroupSteps:
             named = named.join(made, on=["courseid", "key"], how="left", maintain_order="left").with_columns(
                 pl.coalesce("groupid", "new").alias("groupid")
             )
-        named = named.with_columns(creating.alias("created"))
+        if to_create.height and dry_run:
+            # Nothing is created in a dry run: a group still to create gets a negative stand-in id, never written, so
+            # that the batch's other rows naming it find it, as in the real run.
+            stand_ins = to_create.select("courseid", "key").unique(maintain_order=True)
+            stand_ins = stand_ins.with_columns((-pl.int_range(1, pl.len() + 1, dtype=pl.Int64)).alias("stand_in"))
+            named = named.join(stand_ins, on=["courseid", "key"], how="left", maintain_order="left").with_columns(
+                pl.coalesce("groupid", "stand_in").alias("groupid")
+            )
         # Every membership of the user in the course only for greplace and gdel (which remove by component); the
         # other rows' named groups are checked pair by pair.
         whole = pl.col("group_command").str.starts_with("greplace") | (pl.col("group_command") == "gdel")
@@ -172,9 +194,9 @@ class GroupSteps:
         to_join = adding.filter(joinable & pl.col("is_enrolled") & ~pl.col("member"))
         if not dry_run:
             gone = pl.concat([removals.select("groupid", "userid"), to_leave.select("groupid", "userid")])
-            await remove_members(self.gateway, conn, gone, now=now)
+            await remove_members(self.gateway, conn, gone, now=now, events=events)
             joined = to_join.select("groupid", "userid")
-            await add_members(self.gateway, conn, joined, now=now)
+            await add_members(self.gateway, conn, joined, now=now, events=events)
             if self.protected is not None:
                 self.protected.forget(gone)
                 if self.protect:

@@ -4,7 +4,12 @@
 
 Per batch: read and check the values -> resolve users, courses, roles and enrol instances in bulk -> apply the rows
 generation by generation (a generation holds at most one row per user and course, so rows naming the same pair apply
-in file order) -> group commands -> dirty flags. Every row has one own outcome; group steps are detail lines.
+in file order) -> group commands -> dirty flags -> the standard-log events of the batch's writes, recorded at its end
+in one go (what enrol_user(), update_user_enrol(), unenrol_user(), role_assign(), role_unassign() and the group
+functions log: moodle/course_events.py). Every row has one own outcome; group steps are detail lines.
+
+A dry run plans each generation, then writes it in the batch's transaction (which the pipeline rolls back), so that
+the next generation sees what the real run would have written: its outcomes are those of the real run.
 """
 
 from __future__ import annotations
@@ -23,6 +28,8 @@ from toolsync_tui.engine.enrolments.resolve import Resolver, choose_instances, i
 from toolsync_tui.engine.enrolments.roles import plan_roles, write_roles
 from toolsync_tui.engine.enrolments.rows import ENROLS_FILE, GEN, ROLE_MODE, normalised, value_problem
 from toolsync_tui.engine.enrolments.status import course_enrolments, plan_status, write_status
+from toolsync_tui.engine.moodle.course_events import collecting
+from toolsync_tui.engine.moodle.event_log import Event
 from toolsync_tui.engine.moodle.gateway import MoodleGateway
 from toolsync_tui.engine.moodle.site_settings import UserSite, site_timezone
 from toolsync_tui.engine.moodle.staleness import (
@@ -53,6 +60,7 @@ class EnrolsOperation(Operation):
         self.options = config.settings.operations.enrols
         self.effects = EnrolmentEffects()
         self.instances: pl.DataFrame | None = None  # the batch's first_instances(), while current
+        self.events: list[Event] | None = None  # the log events of the batch being written (None: none gathered)
 
     def may_destroy(self, columns: Sequence[str]) -> bool:
         return "cmd" in columns or "gcmd" in columns or self.options.default_cmd not in ("add", "enable")
@@ -77,6 +85,7 @@ class EnrolsOperation(Operation):
             actor_id=self.site.actor_id,
             enable_on_disabled=self.options.enable_on_disabled,
             remember_courses=True,
+            welcome=self.welcome,
         )
         await self.enrolments.prepare(conn)
         self.resolver = Resolver(
@@ -108,6 +117,7 @@ class EnrolsOperation(Operation):
     async def apply(self, conn: AsyncConnection, rows: pl.DataFrame, dry_run: bool) -> pl.DataFrame:
         now = int(time.time())
         self.groups.begin_batch()
+        self.events = None if dry_run else collecting(self.event_log)
         req = normalised(rows, default_cmd=self.options.default_cmd, timezone=self.timezone)
         req = req.with_columns(pl.int_range(pl.len(), dtype=pl.Int64).alias(ROW), value_problem().alias("problem"))
         site = self.enrolments.site
@@ -130,25 +140,47 @@ class EnrolsOperation(Operation):
         details: list[pl.DataFrame] = []
         effects = EnrolmentEffects()
         valid = req.filter(pl.col("problem").is_null())
-        for generation in sorted(valid[GEN].unique().to_list()):
+        generations = sorted(valid[GEN].unique().to_list())
+        for generation in generations:
             batch = valid.filter(pl.col(GEN) == generation)
-            own = await self._commands(conn, batch, now, dry_run, effects)
-            grouped = batch.filter(pl.col("gcmd") != "").join(
-                own.filter(pl.col("outcome") != Outcome.FAILED.value).select(ROW, "enrolled_after"), on=ROW
-            )
-            if grouped.height:
-                steps, group_effects = await self.groups.apply(conn, grouped, now=now, dry_run=dry_run)
-                effects.update(group_effects)
-                details.append(steps)
+            own, steps = await self._generation(conn, batch, now, dry_run, effects)
             outcomes.append(own)
-        if not dry_run:
+            details += steps
+            if dry_run and generation != generations[-1]:
+                await self._write_for_later(conn, batch, now)
+        if not dry_run:  # (a dry run's groups are forgotten by the next batch's begin_batch())
             await mark_users_dirty(self.gateway, conn, effects.dirty_users, now, self.site.session_timeout)
             await mark_contexts_dirty(self.gateway, conn, effects.enabled_contexts, now, self.site.session_timeout)
             self.effects.update(effects)
+            await self.event_log.record(conn, self.events or [], now)
         result = pl.concat([o.select(list(OUTCOME_SCHEMA)) for o in outcomes], how="vertical_relaxed")
         return pl.concat([result, *details], how="vertical_relaxed").sort(
             "line", "part", nulls_last=False, maintain_order=True
         )
+
+    async def _generation(
+        self, conn: AsyncConnection, batch: pl.DataFrame, now: int, dry_run: bool, effects: EnrolmentEffects
+    ) -> tuple[pl.DataFrame, list[pl.DataFrame]]:
+        """One generation's own outcomes (_commands()) and its group steps' detail outcomes."""
+        own = await self._commands(conn, batch, now, dry_run, effects)
+        grouped = batch.filter(pl.col("gcmd") != "").join(
+            own.filter(pl.col("outcome") != Outcome.FAILED.value).select(ROW, "enrolled_after"), on=ROW
+        )
+        if not grouped.height:
+            return own, []
+        steps, group_effects = await self.groups.apply(conn, grouped, now=now, dry_run=dry_run, events=self.events)
+        effects.update(group_effects)
+        return own, [steps]
+
+    async def _write_for_later(self, conn: AsyncConnection, batch: pl.DataFrame, now: int) -> None:
+        """A dry run: the generation's writes, in the batch's transaction that the pipeline rolls back, so that the
+        next generation plans on what this one leaves, as in the real run. Its welcome messages were counted by the
+        dry pass; no log events (self.events is None), no effects kept."""
+        welcome, self.enrolments.welcome = self.enrolments.welcome, None
+        try:
+            await self._generation(conn, batch, now, False, EnrolmentEffects())
+        finally:
+            self.enrolments.welcome = welcome
 
     async def _commands(
         self, conn: AsyncConnection, rows: pl.DataFrame, now: int, dry_run: bool, effects: EnrolmentEffects
@@ -189,7 +221,7 @@ class EnrolsOperation(Operation):
         if rows.is_empty():
             return _empty()
         done, batch_effects = await self.enrolments.apply(
-            conn, self._requests(rows), now=now, dry_run=dry_run, instances=self.instances
+            conn, self._requests(rows), now=now, dry_run=dry_run, instances=self.instances, events=self.events
         )
         if batch_effects.enabled_contexts and not dry_run:
             self.instances = None  # stale: CourseEnrolments reads them again
@@ -253,6 +285,10 @@ class EnrolsOperation(Operation):
             ),
         ]
         if dry_run:
+            # Planned (not written) as enrol_user() after the unenrolment sees it: their welcome messages counted.
+            await self.enrolments.apply(
+                conn, self._requests(moving), now=now, dry_run=True, instances=self.instances, replacing=True
+            )
             frames.append(
                 _own(
                     outcome_rows(
@@ -296,7 +332,7 @@ class EnrolsOperation(Operation):
     ) -> None:
         if rows.is_empty():
             return
-        last = await unenrol(self.gateway, conn, rows, now)
+        last = await unenrol(self.gateway, conn, rows, now, events=self.events)
         effects.dirty_users |= set(rows["userid"].to_list())
         # Contact roles may have gone with the enrolment: the course listings' teachers.
         effects.contact_courses |= set(rows["courseid"].to_list())
@@ -351,7 +387,7 @@ class EnrolsOperation(Operation):
         none = rows.join(found.select(ROW).unique(), on=ROW, how="anti")
         planned = plan_status(found) if found.height else found
         if not dry_run and planned.height:
-            await write_status(self.gateway, conn, planned, now=now, actor_id=self.site.actor_id)
+            await write_status(self.gateway, conn, planned, now=now, actor_id=self.site.actor_id, events=self.events)
             effects.dirty_users |= set(planned.filter(pl.col("changes") != "")["userid"].to_list())
         would = "would be " if dry_run else ""
         per_row = (
@@ -433,7 +469,7 @@ class EnrolsOperation(Operation):
         action = pl.col("role_action")
         changed = planned.filter(action != "none")
         if not dry_run and changed.height:
-            await write_roles(self.gateway, conn, changed, now=now, actor_id=self.site.actor_id)
+            await write_roles(self.gateway, conn, changed, now=now, actor_id=self.site.actor_id, events=self.events)
             effects.dirty_users |= set(changed["userid"].to_list())
             contacts = sorted(self.enrolments.site.contact_roles)
             touches_contact = (

@@ -7,6 +7,8 @@ from __future__ import annotations
 import polars as pl
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from toolsync_tui.engine.moodle import course_events
+from toolsync_tui.engine.moodle.event_log import Event
 from toolsync_tui.engine.moodle.gateway import MoodleGateway
 from toolsync_tui.engine.moodle.unenrol import fetch_user_enrolments
 
@@ -62,8 +64,15 @@ def plan_status(enrolments: pl.DataFrame) -> pl.DataFrame:
 
 
 async def write_status(
-    gateway: MoodleGateway, conn: AsyncConnection, planned: pl.DataFrame, *, now: int, actor_id: int
+    gateway: MoodleGateway,
+    conn: AsyncConnection,
+    planned: pl.DataFrame,
+    *,
+    now: int,
+    actor_id: int,
+    events: list[Event] | None = None,
 ) -> None:
+    """update_user_enrol() of the rows whose `changes` are not empty; user_enrolment_updated in `events`."""
     changed = planned.filter(pl.col("changes") != "")
     await gateway.update_many(
         conn,
@@ -81,3 +90,5 @@ async def write_status(
             for ue_id, status, start, end in changed.select("ue_id", "new_status", "new_start", "new_end").rows()
         ],
     )
+    if events is not None:
+        events += course_events.enrolments_updated(changed.unique("ue_id", maintain_order=True))

@@ -7,7 +7,9 @@ Group members page fails on such a row); toolsync records them as protected in i
 (datadir/protected_groups.py), after each batch's commit, so that the enrolments file's greplace and gdel with
 protect_groups treat them as they treated the original's. Fixed quirks (CONTRACT §3): `del` works; `shift` leaves the
 other groups of the course without crashing, and reports each group left; the empty-group purge touches only the
-courses the file named. See moodle/groups.py for the rows written.
+courses the file named. See moodle/groups.py for the rows written. Each batch's group_member_removed and
+group_member_added log events, and the purge's group_deleted and grouping_deleted, are recorded with their writes
+(moodle/course_events.py).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from toolsync_tui.engine.datadir.protected_groups import ProtectedMemberships, S
 from toolsync_tui.engine.groups.common import GroupCaches, course_lookup, resolve_courses
 from toolsync_tui.engine.groups.purge import plan_purge
 from toolsync_tui.engine.moodle import groups as gm
+from toolsync_tui.engine.moodle.course_events import collecting
 from toolsync_tui.engine.moodle.gateway import MoodleGateway, chunks
 from toolsync_tui.engine.moodle.lookup import KeyLookup
 from toolsync_tui.engine.rows import LINE, OUTCOME_SCHEMA, Outcome, Rule, cells, first_match
@@ -123,7 +126,9 @@ class GroupMembersOperation(Operation):
                     self.gateway, conn, courses, self.options.purge_empty, self.filled[dry_run] if dry_run else set()
                 )
                 if not dry_run:
-                    await plan.apply(self.gateway, conn)
+                    events = collecting(self.event_log)
+                    await plan.apply(self.gateway, conn, events=events)
+                    await self.event_log.record(conn, events or [], int(time.time()))
                     self.caches.courses |= plan.courses
             notes.append(plan.note(dry_run))
         if not dry_run:
@@ -336,10 +341,12 @@ class GroupMembersOperation(Operation):
         outcomes, gone, new = await self._sequential(conn, rest, enrolled, would, dry_run)
         if not dry_run:
             now = int(time.time())
-            await gm.remove_members(self.gateway, conn, gone.select("groupid", "userid"), now=now)
+            events = collecting(self.event_log)
+            await gm.remove_members(self.gateway, conn, gone.select("groupid", "userid"), now=now, events=events)
             new = pl.concat([added, new])
             # Read above in this transaction: none of them is a member (stored_members(), memberships()).
-            await gm.add_members(self.gateway, conn, new, now=now, absent=True)
+            await gm.add_members(self.gateway, conn, new, now=now, absent=True, events=events)
+            await self.event_log.record(conn, events or [], now)
             if self.protected is not None:
                 self.protected.forget(gone)
                 made = await gm.stored_members(self.gateway, conn, new.select("groupid", "userid"))

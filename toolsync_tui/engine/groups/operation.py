@@ -20,6 +20,10 @@ Rows are written as groups_create_group(), groups_create_grouping() and groups_a
 
 Planning is in memory, row by row in file order (a row sees what the rows before it create or rename), each lookup a
 dict access (_Index): a batch costs a handful of statements and O(rows) Python, whatever the courses hold.
+
+The batch's standard-log events are recorded with its writes, as the group API logs them (moodle/course_events.py):
+grouping_created, group_created, group_updated / grouping_updated (groups_update_group() and _grouping() log one per
+call, whatever changed), then grouping_group_assigned.
 """
 
 from __future__ import annotations
@@ -35,7 +39,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from toolsync_tui.config import Config, GroupKey
 from toolsync_tui.engine.groups.common import GroupCaches, course_lookup, resolve_courses
+from toolsync_tui.engine.moodle import course_events
 from toolsync_tui.engine.moodle import groups as gm
+from toolsync_tui.engine.moodle.contexts import course_contexts
+from toolsync_tui.engine.moodle.event_log import Event
 from toolsync_tui.engine.moodle.gateway import MoodleGateway, chunks
 from toolsync_tui.engine.rows import LINE, OUTCOME_SCHEMA, Outcome, cells
 from toolsync_tui.engine.run.command_file import ColumnSpec
@@ -336,6 +343,7 @@ class GroupsOperation(Operation):
 
     async def _write(self, conn: AsyncConnection, links: set[tuple[int, int]]) -> None:
         now = int(time.time())
+        events = course_events.collecting(self.event_log)
         new_ids: dict[int, int] = {}
         for kind in ("grouping", "group"):
             new = [i for i in self._items if i.kind == kind and i.id < 0]
@@ -350,8 +358,10 @@ class GroupsOperation(Operation):
                 },
                 orient="row",
             )
-            create = gm.create_groups if kind == "group" else _create_groupings
-            created = await create(self.gateway, conn, wanted, now)
+            if kind == "group":
+                created = await gm.create_groups(self.gateway, conn, wanted, now, events=events)
+            else:
+                created = await _create_groupings(self.gateway, conn, wanted, now, events=events)
             ids = {(c, n.lower()): g for c, n, g in created.iter_rows()}
             for item in new:
                 new_ids[item.id] = ids[(item.courseid, item.name.strip().lower())]
@@ -361,15 +371,24 @@ class GroupsOperation(Operation):
                 if i.kind == kind and i.id > 0 and i.changed
             ]
             await self.gateway.update_many(conn, self._table(kind), "id", updates)
+            if events is not None:
+                events += await _updated_events(
+                    self.gateway, conn, kind, [i for i in self._items if i.id > 0 and i.kind == kind and i.changed]
+                )
             self.caches.courses |= {i.courseid for i in self._items if i.kind == kind and (i.id < 0 or i.changed)}
-        await self.gateway.insert_many(
-            conn,
-            self.schema.groupings_groups,
-            [
-                {"groupingid": new_ids.get(a, a), "groupid": new_ids.get(b, b), "timeadded": now}
-                for a, b in sorted(links)
-            ],
-        )
+        assigned = [
+            {"groupingid": new_ids.get(a, a), "groupid": new_ids.get(b, b), "timeadded": now} for a, b in sorted(links)
+        ]
+        await self.gateway.insert_many(conn, self.schema.groupings_groups, assigned)
+        if events is not None and assigned:
+            courses = {i.id if i.id > 0 else new_ids[i.id]: i.courseid for i in self._items if i.kind == "grouping"}
+            frame = pl.DataFrame(
+                [(row["groupingid"], row["groupid"], courses[row["groupingid"]]) for row in assigned],
+                schema={"groupingid": pl.Int64, "groupid": pl.Int64, "courseid": pl.Int64},
+                orient="row",
+            )
+            events += course_events.groupings_assigned(await _with_contexts(self.gateway, conn, frame))
+        await self.event_log.record(conn, events or [], now)
         linked = {a for a, _ in links}
         self.caches.courses |= {i.courseid for i in self._items if i.kind == "grouping" and i.id in linked}
 
@@ -389,8 +408,24 @@ def _items(kind: Kind, found: pl.DataFrame) -> list[_Item]:
     ]
 
 
+async def _with_contexts(gateway: MoodleGateway, conn: AsyncConnection, frame: pl.DataFrame) -> pl.DataFrame:
+    """frame (with courseid) and the contextid of its course, in its order."""
+    contexts = await course_contexts(gateway, conn, frame["courseid"].unique().to_list())
+    return frame.join(contexts.select("courseid", "contextid"), on="courseid", maintain_order="left")
+
+
+async def _updated_events(gateway: MoodleGateway, conn: AsyncConnection, kind: Kind, items: list[_Item]) -> list[Event]:
+    """group_updated or grouping_updated of the stored items the batch changed."""
+    column = "groupid" if kind == "group" else "groupingid"
+    frame = pl.DataFrame(
+        [(i.id, i.courseid) for i in items], schema={column: pl.Int64, "courseid": pl.Int64}, orient="row"
+    ).sort(column)
+    build = course_events.groups_updated if kind == "group" else course_events.groupings_updated
+    return build(await _with_contexts(gateway, conn, frame)) if items else []
+
+
 async def _create_groupings(
-    gateway: MoodleGateway, conn: AsyncConnection, wanted: pl.DataFrame, now: int
+    gateway: MoodleGateway, conn: AsyncConnection, wanted: pl.DataFrame, now: int, *, events: list[Event] | None = None
 ) -> pl.DataFrame:
     """groups_create_grouping() for each row: courseid, name, idnumber, description (NULL unless given),
     descriptionformat (0 unless given), configdata NULL, timecreated, timemodified. Returns courseid, name, groupid
@@ -419,8 +454,12 @@ async def _create_groupings(
         rows += [(int(c), str(n), int(i)) for i, c, n in found.sort("id").iter_rows()]
     # The new rows have the highest ids of their name: autoincrement.
     latest = {(c, n.lower()): i for c, n, i in rows}
-    return pl.DataFrame(
+    created = pl.DataFrame(
         [(c, n, latest[(c, n.strip().lower())]) for c, n in wanted.select("courseid", "name").iter_rows()],
         schema={"courseid": pl.Int64, "name": pl.String, "groupid": pl.Int64},
         orient="row",
     )
+    if events is not None and created.height:
+        made = created.select(pl.col("groupid").alias("groupingid"), "courseid")
+        events += course_events.groupings_created(await _with_contexts(gateway, conn, made))
+    return created

@@ -14,6 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from toolsync_tui.engine.moodle import groups as gm
+from toolsync_tui.engine.moodle.event_log import Event
 from toolsync_tui.engine.moodle.gateway import MoodleGateway, chunks
 
 SHOWN = 10  # names listed in the report note
@@ -34,9 +35,10 @@ class PurgePlan:
     def courses(self) -> set[int]:
         return {c for c, _ in [*self.groups.values(), *self.groupings.values()]}
 
-    async def apply(self, gateway: MoodleGateway, conn: AsyncConnection) -> None:
-        await gm.delete_groups(gateway, conn, list(self.groups))
-        await gm.delete_groupings(gateway, conn, list(self.groupings))
+    async def apply(self, gateway: MoodleGateway, conn: AsyncConnection, *, events: list[Event] | None = None) -> None:
+        """groups_delete_group() and groups_delete_grouping(); their log events go to `events`."""
+        await gm.delete_groups(gateway, conn, list(self.groups), events=events)
+        await gm.delete_groupings(gateway, conn, list(self.groupings), events=events)
 
     def note(self, dry_run: bool) -> str:
         verb = "would delete" if dry_run else "deleted"

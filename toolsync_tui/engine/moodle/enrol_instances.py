@@ -10,6 +10,10 @@
 
 The user enrolments of cohort and meta instances are their plugins' business: Moodle's sync materialises them
 (engine/enrol_sync.py), here only the instances are written.
+
+Standard-log events (course_events.py): set_status() and delete_instances() add enrol_instance_updated and
+enrol_instance_deleted (after the unenrolments' own events) to `events` when given one; instances_logged() gives the
+enrol_instance_created of instances the caller added (add_instance() inserts one at a time).
 """
 
 from __future__ import annotations
@@ -21,9 +25,11 @@ import polars as pl
 from sqlalchemy import and_, delete, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from toolsync_tui.engine.moodle import course_events
 from toolsync_tui.engine.moodle.contexts import course_contexts
+from toolsync_tui.engine.moodle.event_log import Event
 from toolsync_tui.engine.moodle.gateway import MoodleGateway
-from toolsync_tui.engine.moodle.groups import touch_groups
+from toolsync_tui.engine.moodle.groups import remove_members, touch_groups
 from toolsync_tui.engine.moodle.staleness import EnrolmentEffects, mark_contexts_dirty, mark_users_dirty
 from toolsync_tui.engine.moodle.unenrol import unenrol
 
@@ -77,19 +83,40 @@ async def add_instance(
     return int(result.inserted_primary_key[0])  # type: ignore[index]
 
 
+async def instances_logged(
+    gateway: MoodleGateway, conn: AsyncConnection, instances: Sequence[tuple[int, str, int]]
+) -> pl.DataFrame:
+    """enrolid, plugin, courseid, contextid of (instance id, plugin, course id) triples, in their order: the frame the
+    instance events of course_events.py take."""
+    frame = pl.DataFrame(
+        list(instances), schema={"enrolid": pl.Int64, "plugin": pl.String, "courseid": pl.Int64}, orient="row"
+    )
+    contexts = await course_contexts(gateway, conn, frame["courseid"].unique().to_list())
+    return frame.join(contexts.select("courseid", "contextid"), on="courseid", maintain_order="left")
+
+
 async def set_status(
     gateway: MoodleGateway,
     conn: AsyncConnection,
     changes: Sequence[tuple[int, int, int]],
     now: int,
     session_timeout: int,
+    *,
+    events: list[Event] | None = None,
 ) -> None:
-    """update_status() of (instance id, course id, new status) triples: the status, then the course contexts dirty."""
+    """update_status() of (instance id, course id, new status) triples: the status, then the course contexts dirty;
+    enrol_instance_updated in `events`."""
     if not changes:
         return
     await gateway.update_many(conn, gateway.schema.enrol, "id", [{"id": i, "status": s} for i, _, s in changes])
     contexts = await course_contexts(gateway, conn, [c for _, c, _ in changes])
     await mark_contexts_dirty(gateway, conn, contexts["contextid"].to_list(), now, session_timeout)
+    if events is not None:
+        enrol = gateway.schema.enrol
+        ids = [i for i, _, _ in changes]
+        plugins = dict((await gateway.fetch_in(conn, enrol, "id", ids, ["id", "enrol"])).iter_rows())
+        triples = [(i, str(plugins[i]), c) for i, c, _ in changes if i in plugins]
+        events += course_events.instances_updated(await instances_logged(gateway, conn, triples))
 
 
 async def delete_instances(
@@ -99,9 +126,11 @@ async def delete_instances(
     now: int,
     session_timeout: int,
     effects: EnrolmentEffects,
+    *,
+    events: list[Event] | None = None,
 ) -> dict[int, int]:
     """delete_instance() of (instance id, plugin, course id) triples; instance id -> users unenrolled. What went
-    stale is added to `effects`."""
+    stale is added to `effects`, the standard-log events to `events`."""
     if not instances:
         return {}
     schema = gateway.schema
@@ -117,22 +146,29 @@ async def delete_instances(
         .join(contexts, on="courseid")
     )
     if not done.is_empty():
-        last = await unenrol(gateway, conn, done, now)
+        last = await unenrol(gateway, conn, done, now, events=events)
         effects.dirty_users |= set(done["userid"].to_list())
         effects.contact_courses |= set(done["courseid"].to_list())
         left = last.filter("groups_left")
         effects.group_courses |= set(left["courseid"].to_list())
         effects.group_users |= set(left["userid"].to_list())
-    # What unenrol_user() left of the instances' own rows.
+    # What unenrol_user() left of the instances' own rows: memberships through groups_remove_member() (logged), role
+    # assignments deleted as they are (not logged).
     members, ra = schema.groups_members, schema.role_assignments
     for instance, plugin, _ in instances:
         own = and_(members.c.component == f"enrol_{plugin}", members.c.itemid == instance)
+        if events is not None:
+            pairs = [tuple(r) for r in await conn.execute(select(members.c.groupid, members.c.userid).where(own))]
+            gone = pl.DataFrame(pairs, schema={"groupid": pl.Int64, "userid": pl.Int64}, orient="row")
+            await remove_members(gateway, conn, gone, now=now, events=events)
         groups = [int(g) for (g,) in await conn.execute(select(members.c.groupid).where(own).distinct())]
         await conn.execute(delete(members).where(own))
         await touch_groups(gateway, conn, groups, now)
         await conn.execute(delete(ra).where(and_(ra.c.component == f"enrol_{plugin}", ra.c.itemid == instance)))
     await gateway.delete_in(conn, schema.user_enrolments, "enrolid", ids)
     await gateway.delete_in(conn, schema.enrol, "id", ids)
+    if events is not None:
+        events += course_events.instances_deleted(await instances_logged(gateway, conn, instances))
     await mark_contexts_dirty(gateway, conn, contexts["contextid"].to_list(), now, session_timeout)
     await mark_users_dirty(gateway, conn, done["userid"].to_list(), now, session_timeout)
     counts = done.group_by("enrolid").len() if not done.is_empty() else pl.DataFrame()

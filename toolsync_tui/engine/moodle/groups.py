@@ -22,6 +22,9 @@ DataFrames in, DataFrames out.
 Names match case-insensitively within a course, as MariaDB's Moodle collation compares (lower-cased on SQLite); the
 lowest id wins when several groups share a name. The caches these writes make stale (core/groupdata per course,
 core/user_group_groupings per user) are the caller's to purge (§11).
+
+The writing functions take `events`: a list (course_events.collecting()) gets the standard-log events of what they
+wrote (group_created, group_member_added ...; course_events.py), for the caller to record with the batch.
 """
 
 from __future__ import annotations
@@ -31,9 +34,12 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import polars as pl
-from sqlalchemy import case, select, update
+from sqlalchemy import Table, and_, case, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from toolsync_tui.engine.moodle import course_events
+from toolsync_tui.engine.moodle.contexts import ContextLevel
+from toolsync_tui.engine.moodle.event_log import Event
 from toolsync_tui.engine.moodle.gateway import CHUNK, MoodleGateway, chunks
 
 # What tool_sync, and earlier versions of toolsync, wrote on the memberships they protected. Not a plugin of the site:
@@ -98,7 +104,9 @@ async def find_groups(gateway: MoodleGateway, conn: AsyncConnection, wanted: pl.
     )
 
 
-async def create_groups(gateway: MoodleGateway, conn: AsyncConnection, wanted: pl.DataFrame, now: int) -> pl.DataFrame:
+async def create_groups(
+    gateway: MoodleGateway, conn: AsyncConnection, wanted: pl.DataFrame, now: int, *, events: list[Event] | None = None
+) -> pl.DataFrame:
     """Create one group per distinct (courseid, name) of `wanted` (names differing only in case are one group);
     returns courseid, name (as given first), groupid of the new groups.
 
@@ -145,9 +153,12 @@ async def create_groups(gateway: MoodleGateway, conn: AsyncConnection, wanted: p
         .unique(["courseid", KEY], keep="first")
         .select("courseid", KEY, pl.col("id").alias("groupid"))
     )
-    return rows.join(newest, on=["courseid", KEY], how="left", maintain_order="left").select(
+    created = rows.join(newest, on=["courseid", KEY], how="left", maintain_order="left").select(
         "courseid", "name", "groupid"
     )
+    if events is not None:
+        events += course_events.groups_created(await group_courses(gateway, conn, _distinct(created, "groupid")))
+    return created
 
 
 async def enrolled(gateway: MoodleGateway, conn: AsyncConnection, pairs: pl.DataFrame) -> pl.DataFrame:
@@ -201,6 +212,7 @@ async def add_members(
     component: str = "",
     itemid: int = 0,
     absent: bool = False,
+    events: list[Event] | None = None,
 ) -> pl.DataFrame:
     """groups_add_member() for each distinct (groupid, userid) of `rows` not a member yet (whatever the component of
     an existing membership: Moodle keeps the first one). Returns the distinct pairs, in first-seen order, with
@@ -239,6 +251,8 @@ async def add_members(
         ],
     )
     await touch_groups(gateway, conn, _distinct(new, "groupid"), now)
+    if events is not None:
+        events += course_events.members_added(await _in_courses(gateway, conn, new), component, itemid)
     return result
 
 
@@ -317,7 +331,9 @@ async def clear_components(
     return changed
 
 
-async def remove_members(gateway: MoodleGateway, conn: AsyncConnection, rows: pl.DataFrame, *, now: int) -> int:
+async def remove_members(
+    gateway: MoodleGateway, conn: AsyncConnection, rows: pl.DataFrame, *, now: int, events: list[Event] | None = None
+) -> int:
     """groups_remove_member() for each (groupid, userid) of `rows` that is a member; returns how many were."""
     wanted = (
         rows.select(pl.col("groupid").cast(pl.Int64), pl.col("userid").cast(pl.Int64))
@@ -327,10 +343,14 @@ async def remove_members(gateway: MoodleGateway, conn: AsyncConnection, rows: pl
     stored = await stored_members(gateway, conn, wanted)
     removed = await gateway.delete_in(conn, gateway.schema.groups_members, "id", _distinct(stored, "id"))
     await touch_groups(gateway, conn, _distinct(stored, "groupid"), now)
+    if events is not None:
+        events += course_events.members_removed(await _in_courses(gateway, conn, stored.sort("id")))
     return removed
 
 
-async def delete_groups(gateway: MoodleGateway, conn: AsyncConnection, group_ids: Iterable[int]) -> None:
+async def delete_groups(
+    gateway: MoodleGateway, conn: AsyncConnection, group_ids: Iterable[int], *, events: list[Event] | None = None
+) -> None:
     """groups_delete_group() as it writes the database: the group's calendar events, its grouping assignments, its
     members, then the group. The files of its description and picture (file areas group/description and group/icon)
     and the per-module group overrides are left to Moodle (its file API and observers): a direct writer cannot
@@ -338,6 +358,8 @@ async def delete_groups(gateway: MoodleGateway, conn: AsyncConnection, group_ids
     ids = sorted({int(i) for i in group_ids})
     if not ids:
         return
+    if events is not None:  # group_deleted, read before the groups go; no member removal is logged
+        events += course_events.groups_deleted(await group_courses(gateway, conn, ids))
     schema = gateway.schema
     await gateway.delete_in(conn, schema.event, "groupid", ids)
     await gateway.delete_in(conn, schema.groupings_groups, "groupid", ids)
@@ -346,7 +368,12 @@ async def delete_groups(gateway: MoodleGateway, conn: AsyncConnection, group_ids
 
 
 async def delete_groupings(
-    gateway: MoodleGateway, conn: AsyncConnection, grouping_ids: Iterable[int], *, now: int | None = None
+    gateway: MoodleGateway,
+    conn: AsyncConnection,
+    grouping_ids: Iterable[int],
+    *,
+    now: int | None = None,
+    events: list[Event] | None = None,
 ) -> None:
     """groups_delete_grouping() as it writes the database: the grouping's group assignments, the courses using it as
     their default grouping (defaultgroupingid 0), the activities restricted to it (course_modules.groupingid 0), then
@@ -360,6 +387,9 @@ async def delete_groupings(
     ids = sorted({int(i) for i in grouping_ids})
     if not ids:
         return
+    if events is not None:  # grouping_deleted, read before the groupings go
+        found = await group_courses(gateway, conn, ids, gateway.schema.groupings)
+        events += course_events.groupings_deleted(found.rename({"groupid": "groupingid"}))
     schema = gateway.schema
     course, modules = schema.course, schema.course_modules
     await gateway.delete_in(conn, schema.groupings_groups, "groupingid", ids)
@@ -389,6 +419,36 @@ async def touch_groups(gateway: MoodleGateway, conn: AsyncConnection, group_ids:
 
 
 # -- helpers ---------------------------------------------------------------------------------------------
+
+
+async def group_courses(
+    gateway: MoodleGateway, conn: AsyncConnection, ids: Sequence[int], table: Table | None = None
+) -> pl.DataFrame:
+    """groupid, courseid, contextid (the course context) of these groups (or of the groupings of `table`), by id: what
+    their log events name."""
+    table = gateway.schema.groups if table is None else table
+    context = gateway.schema.context
+    found: list[tuple[Any, ...]] = []
+    for part in chunks(sorted(set(ids))):
+        query = (
+            select(table.c.id, table.c.courseid, context.c.id)
+            .select_from(
+                table.join(
+                    context,
+                    and_(context.c.contextlevel == int(ContextLevel.COURSE), context.c.instanceid == table.c.courseid),
+                )
+            )
+            .where(table.c.id.in_(part))
+        )
+        found.extend(tuple(r) for r in await conn.execute(query))
+    schema = {"groupid": pl.Int64, "courseid": pl.Int64, "contextid": pl.Int64}
+    return pl.DataFrame(found, schema=schema, orient="row").sort("groupid")
+
+
+async def _in_courses(gateway: MoodleGateway, conn: AsyncConnection, pairs: pl.DataFrame) -> pl.DataFrame:
+    """(groupid, userid) pairs, in their order, with the courseid and contextid of their group."""
+    courses = await group_courses(gateway, conn, _distinct(pairs, "groupid"))
+    return pairs.select("groupid", "userid").join(courses, on="groupid", maintain_order="left")
 
 
 async def stored_members(gateway: MoodleGateway, conn: AsyncConnection, wanted: pl.DataFrame) -> pl.DataFrame:

@@ -8,6 +8,11 @@
    forum_read rows of the course's forums.
 
 Grades are kept: grade_user_unenrol() needs the course's grade items, a table toolsync does not hold.
+
+With `events` (a list), the standard-log events unenrol_user() triggers are added to it (course_events.py): for each
+enrolment, group_member_removed and role_unassigned of what the instance made, then of what the last enrolment takes
+(each role in its own context, the course's or one below it), then user_enrolment_deleted with the deleted row and
+`lastenrol`.
 """
 
 from __future__ import annotations
@@ -19,8 +24,24 @@ import polars as pl
 from sqlalchemy import Table, delete, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from toolsync_tui.engine.moodle import course_events
+from toolsync_tui.engine.moodle.contexts import ContextLevel
+from toolsync_tui.engine.moodle.event_log import Event
 from toolsync_tui.engine.moodle.gateway import MoodleGateway, chunks
 from toolsync_tui.engine.moodle.groups import memberships, remove_members
+
+# A role assignment as role_unassigned's event needs it, read before it is deleted.
+HELD_SCHEMA: dict[str, type[pl.DataType]] = {
+    "ra_id": pl.Int64,
+    "roleid": pl.Int64,
+    "userid": pl.Int64,
+    "component": pl.String,
+    "itemid": pl.Int64,
+    "contextid": pl.Int64,
+    "contextlevel": pl.Int64,
+    "instanceid": pl.Int64,
+    "path": pl.String,
+}
 
 PAIRS = 500  # (a, b) pairs per DELETE ... WHERE (a, b) IN (...)
 
@@ -63,19 +84,34 @@ async def stored_enrolments(gateway: MoodleGateway, conn: AsyncConnection, rows:
     return rows.join(stored, on=["enrolid", "userid"], how="left", maintain_order="left")
 
 
-async def unenrol(gateway: MoodleGateway, conn: AsyncConnection, done: pl.DataFrame, now: int) -> pl.DataFrame:
+async def unenrol(
+    gateway: MoodleGateway,
+    conn: AsyncConnection,
+    done: pl.DataFrame,
+    now: int,
+    *,
+    events: list[Event] | None = None,
+) -> pl.DataFrame:
     """Unenrol each row of `done` (ue_id, enrolid, plugin, userid, courseid, contextid, context_path; one row per
     enrolment). Returns the (courseid, userid) pairs whose last enrolment in the course it was, with `groups_left`
-    (whether group memberships were removed)."""
+    (whether group memberships were removed). `events`: see the module docstring."""
     schema = gateway.schema
     component = pl.format("enrol_{}", pl.col("plugin"))
     own = done.select("courseid", "userid", component.alias("component"), pl.col("enrolid").alias("itemid"))
+    # The rows user_enrolment_deleted carries, read before they go.
+    deleted = await _enrolment_rows(gateway, conn, done) if events is not None else None
     # 1. What the instance itself made (manual and self make none; kept for exactness).
     members = await memberships(gateway, conn, done.select("courseid", "userid"))
     await remove_members(
-        gateway, conn, members.join(own, on=["courseid", "userid", "component", "itemid"], how="semi"), now=now
+        gateway,
+        conn,
+        members.join(own, on=["courseid", "userid", "component", "itemid"], how="semi"),
+        now=now,
+        events=events,
     )
     ra = schema.role_assignments
+    if events is not None:
+        events += course_events.roles_unassigned(await _own_roles(gateway, conn, done))
     await _delete_tuples(
         conn,
         ra,
@@ -88,18 +124,58 @@ async def unenrol(gateway: MoodleGateway, conn: AsyncConnection, done: pl.DataFr
     pairs = done.select("courseid", "userid", "contextid", "context_path").unique(["courseid", "userid"])
     left = await _still_enrolled(gateway, conn, pairs)
     last = pairs.join(left, on=["courseid", "userid"], how="anti")
-    if last.is_empty():
-        return last.select("courseid", "userid", pl.lit(False).alias("groups_left"))
-    await _unassign_in_course(gateway, conn, last)
-    in_course = members.join(last, on=["courseid", "userid"], how="semi")
-    await remove_members(gateway, conn, in_course, now=now)
-    await _delete_tuples(conn, schema.user_lastaccess, ("userid", "courseid"), last.select("userid", "courseid").rows())
-    await _forget_forums(gateway, conn, last)
+    if not last.is_empty():
+        unassigned = await _unassign_in_course(gateway, conn, last)
+        if events is not None:  # role_unassign_all() comes before groups_delete_group_members() in unenrol_user()
+            events += course_events.roles_unassigned(unassigned)
+        in_course = members.join(last, on=["courseid", "userid"], how="semi")
+        await remove_members(gateway, conn, in_course, now=now, events=events)
+        await _delete_tuples(
+            conn, schema.user_lastaccess, ("userid", "courseid"), last.select("userid", "courseid").rows()
+        )
+        await _forget_forums(gateway, conn, last)
+    else:
+        in_course = members.clear()
+    if deleted is not None and events is not None:
+        lastenrol = last.select("courseid", "userid", pl.lit(True).alias("lastenrol"))
+        deleted = deleted.join(lastenrol, on=["courseid", "userid"], how="left", maintain_order="left")
+        events += course_events.enrolments_deleted(deleted.with_columns(pl.col("lastenrol").fill_null(False)))
     grouped = in_course.select("courseid", "userid").unique().with_columns(pl.lit(True).alias("groups_left"))
     return (
         last.select("courseid", "userid")
         .join(grouped, on=["courseid", "userid"], how="left")
         .with_columns(pl.col("groups_left").fill_null(False))
+    )
+
+
+async def _enrolment_rows(gateway: MoodleGateway, conn: AsyncConnection, done: pl.DataFrame) -> pl.DataFrame:
+    """The user_enrolments rows of `done` as stored (course_events.UE_COLUMNS), with plugin, courseid, contextid;
+    by id."""
+    columns = list(course_events.UE_COLUMNS)
+    found = await gateway.fetch_in(conn, gateway.schema.user_enrolments, "id", sorted(done["ue_id"].to_list()), columns)
+    if found.is_empty():
+        found = pl.DataFrame(schema=dict.fromkeys(columns, pl.Int64))
+    found = found.cast({"id": pl.Int64})
+    where = done.select(pl.col("ue_id").alias("id"), "plugin", "courseid", "contextid")
+    return found.join(where, on="id").sort("id")
+
+
+async def _own_roles(gateway: MoodleGateway, conn: AsyncConnection, done: pl.DataFrame) -> pl.DataFrame:
+    """The role assignments the instances of `done` made for its users in the course context (component
+    'enrol_<plugin>', itemid = the instance), as roles_unassigned() takes them."""
+    ra = gateway.schema.role_assignments
+    wanted = done.select("userid", "contextid", pl.format("enrol_{}", "plugin").alias("component"), "enrolid")
+    found: list[tuple[Any, ...]] = []
+    for part in chunks(wanted.rows()):
+        query = select(ra.c.id, ra.c.roleid, ra.c.userid, ra.c.component, ra.c.itemid, ra.c.contextid).where(
+            tuple_(ra.c.userid, ra.c.contextid, ra.c.component, ra.c.itemid).in_(list(part))
+        )
+        found.extend(tuple(r) for r in await conn.execute(query))
+    schema = {k: HELD_SCHEMA[k] for k in ("ra_id", "roleid", "userid", "component", "itemid", "contextid")}
+    held = pl.DataFrame(found, schema=schema, orient="row").sort("ra_id")
+    courses = done.select("contextid", "courseid").unique()
+    return held.join(courses, on="contextid", maintain_order="left").with_columns(
+        pl.lit(int(ContextLevel.COURSE), dtype=pl.Int64).alias("contextlevel"), pl.col("courseid").alias("instanceid")
     )
 
 
@@ -120,22 +196,34 @@ async def _still_enrolled(gateway: MoodleGateway, conn: AsyncConnection, pairs: 
     return pl.DataFrame(found, schema={"courseid": pl.Int64, "userid": pl.Int64}, orient="row")
 
 
-async def _unassign_in_course(gateway: MoodleGateway, conn: AsyncConnection, last: pl.DataFrame) -> None:
-    """role_unassign_all(userid, course context, subcontexts): the course context and every context below it."""
+async def _unassign_in_course(gateway: MoodleGateway, conn: AsyncConnection, last: pl.DataFrame) -> pl.DataFrame:
+    """role_unassign_all(userid, course context, subcontexts): the course context and every context below it. Returns
+    the assignments removed, as roles_unassigned() takes them: the course context's first, then those below, by id."""
     ra, context = gateway.schema.role_assignments, gateway.schema.context
     found: list[tuple[Any, ...]] = []
     for part in chunks(sorted(last["userid"].unique().to_list())):
         query = (
-            select(ra.c.id, ra.c.userid, context.c.path)
+            select(
+                ra.c.id,
+                ra.c.roleid,
+                ra.c.userid,
+                ra.c.component,
+                ra.c.itemid,
+                ra.c.contextid,
+                context.c.contextlevel,
+                context.c.instanceid,
+                context.c.path,
+            )
             .select_from(ra.join(context, context.c.id == ra.c.contextid))
             .where(ra.c.userid.in_(part))
         )
         found.extend(tuple(r) for r in await conn.execute(query))
-    held = pl.DataFrame(found, schema={"id": pl.Int64, "userid": pl.Int64, "path": pl.String}, orient="row")
-    below = held.join(last.select("userid", "context_path"), on="userid").filter(
+    held = pl.DataFrame(found, schema=HELD_SCHEMA, orient="row")
+    below = held.join(last.select("userid", "courseid", "context_path"), on="userid").filter(
         (pl.col("path") == pl.col("context_path")) | pl.col("path").str.starts_with(pl.col("context_path") + "/")
     )
-    await gateway.delete_in(conn, ra, "id", sorted(below["id"].unique().to_list()))
+    await gateway.delete_in(conn, ra, "id", sorted(below["ra_id"].unique().to_list()))
+    return below.unique("ra_id").sort(pl.col("path") != pl.col("context_path"), "ra_id")
 
 
 async def _forget_forums(gateway: MoodleGateway, conn: AsyncConnection, last: pl.DataFrame) -> None:

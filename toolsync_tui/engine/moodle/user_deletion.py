@@ -8,7 +8,10 @@
   hourly context_cleanup_task removes it, as it does after `delete_user()`.
 * Grades: every grade_grades row goes to grade_grades_history (action 3, source 'userdelete') unless
   $CFG->disablegradehistory, then is deleted (`grade_user_delete()`).
-* Tags on the user (`tag_instance` core/user). Non-standard tags left without instances are removed by tag_cron_task.
+* Interests (`core_tag_tag::remove_all_item_tags('core', 'user')`), when the site uses tags and the user tag area is
+  enabled (else Moodle keeps them, for tag_cron_task): the tag_instance rows, and each non-standard tag left without
+  instances with its tag_correlation rows. Instances whose tag row is missing (Moodle leaves them to tag_cron_task)
+  go too, without an event; a deleted tag's description files stay (only Moodle's file storage deletes files).
 * Enrolments: user_enrolments; in each course where the last enrolment goes through an enabled plugin's
   `unenrol_user()`, the mod_forum observer's cleanup of forum_digests, forum_subscriptions, forum_track_prefs and
   forum_read for the course's forums; group memberships (`groups.timemodified` of the groups `groups_remove_member()`
@@ -29,9 +32,11 @@ Left to Moodle (not written here):
   user's context, within the hour; only Moodle's file storage can move file content to the trash correctly.
 * Grade feedback files (component 'grade' in module contexts), completion updates after grade deletion, search index,
   group conversations, quiz timecheckstate, the auth plugin's `user_delete()`, third-party plugins' callbacks,
-  hooks and observers, logs and events, MUC purges: the Moodle bridge's business.
+  hooks and observers, MUC purges: the Moodle bridge's business.
 * A site that approves deletion requests automatically (the request would need its ad hoc task): refused with
   DirectDeletionUnsupported. The request's comment is the English string, whatever the site's language.
+
+With an EventLog, the standard-log rows delete_user() writes (deletion_events.py) are recorded with the batch.
 """
 
 from __future__ import annotations
@@ -46,7 +51,9 @@ import polars as pl
 from sqlalchemy import ColumnElement, Table, delete, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from toolsync_tui.engine.moodle import deletion_events
 from toolsync_tui.engine.moodle.contexts import ContextLevel, instance_contexts
+from toolsync_tui.engine.moodle.event_log import Event, EventLog
 from toolsync_tui.engine.moodle.gateway import MoodleGateway, chunks
 from toolsync_tui.engine.moodle.site_settings import protected_accounts
 from toolsync_tui.engine.moodle.staleness import end_sessions, mark_users_dirty
@@ -105,7 +112,8 @@ class DirectDeletionUnsupported(Exception):
 class DeletionSettings:
     """The site settings that change what deleting a user writes."""
 
-    enabled_enrol_plugins: frozenset[str]
+    enabled_enrol_plugins: tuple[str, ...]  # in the site's order: enrol_user_delete() calls them so
+    user_tags: bool  # core_tag_area::is_enabled('core', 'user') is not false: interests are removed
     extended_username_chars: bool
     grade_history: bool
     automatic_requests: bool
@@ -131,7 +139,7 @@ def _truthy(value: str | None) -> bool:
 async def deletion_settings(gateway: MoodleGateway, conn: AsyncConnection) -> DeletionSettings:
     """Read in the batch's own connection (a second connection would wait on the SQLite write lock)."""
     config, plugins = gateway.schema.config, gateway.schema.config_plugins
-    names = ("enrol_plugins_enabled", "extendedusernamechars", "disablegradehistory")
+    names = ("enrol_plugins_enabled", "extendedusernamechars", "disablegradehistory", "usetags")
     rows = await conn.execute(select(config.c.name, config.c.value).where(config.c.name.in_(names)))
     core: dict[str, str] = {name: value for name, value in rows}
     rows = await conn.execute(
@@ -141,9 +149,14 @@ async def deletion_settings(gateway: MoodleGateway, conn: AsyncConnection) -> De
         )
     )
     privacy: dict[str, str] = {name: value for name, value in rows}
+    area = gateway.schema.tag_area
+    flags = await conn.execute(select(area.c.enabled).where(area.c.component == "core", area.c.itemtype == "user"))
+    user_area = flags.scalar()  # None: no such area, which is_enabled() does not count as disabled
     enabled = (core.get("enrol_plugins_enabled") or "").split(",")
     return DeletionSettings(
-        enabled_enrol_plugins=frozenset(name.strip() for name in enabled if name.strip()),
+        enabled_enrol_plugins=tuple(dict.fromkeys(name.strip() for name in enabled if name.strip())),
+        # usetags is always set on a Moodle site (admin default 1); a missing value is taken as that default.
+        user_tags=core.get("usetags", "1") not in ("", "0") and user_area != 0,
         extended_username_chars=_truthy(core.get("extendedusernamechars")),
         grade_history=not _truthy(core.get("disablegradehistory")),
         # get_config() gives false for a missing setting: no request, as on a site without the plugin's settings.
@@ -274,14 +287,15 @@ async def _select_ids(
 
 async def _delete_grades(
     gateway: MoodleGateway, conn: AsyncConnection, ids: Sequence[int], now: int, actor_id: int, history: bool
-) -> None:
-    """grade_user_delete(): grade_object::delete('userdelete') per grade, its row copied to the history first."""
+) -> list[dict[str, Any]]:
+    """grade_user_delete(): grade_object::delete('userdelete') per grade, its row copied to the history first.
+    Returns the grades deleted, in delete_user()'s order."""
     grades, log = gateway.schema.grade_grades, gateway.schema.grade_grades_history
     rows: list[dict[str, Any]] = []
     for part in chunks(list(ids)):
         rows += [dict(row) for row in (await conn.execute(select(grades).where(grades.c.userid.in_(part)))).mappings()]
     if not rows:
-        return
+        return rows
     order = {user_id: n for n, user_id in enumerate(ids)}
     rows.sort(key=lambda row: (order[row["userid"]], row["id"]))  # user after user, as the batch is deleted
     if history:
@@ -303,10 +317,52 @@ async def _delete_grades(
             ],
         )
     await gateway.delete_in(conn, grades, "id", [row["id"] for row in rows])
+    return rows
+
+
+async def _delete_tags(
+    gateway: MoodleGateway, conn: AsyncConnection, ids: Sequence[int], enabled: bool
+) -> tuple[list[dict[str, Any]], list[int]]:
+    """remove_all_item_tags('core', 'user', id) per user (see the module docstring). Returns the instances removed
+    whose tag exists, in delete_user()'s order (by user, ordering, id), and the tags deleted."""
+    if not enabled:
+        return [], []
+    s = gateway.schema
+    instance, tag = s.tag_instance, s.tag
+    found: list[dict[str, Any]] = []
+    for part in chunks(list(ids)):
+        query = (
+            select(
+                instance.c.id,
+                instance.c.tagid,
+                instance.c.itemid,
+                instance.c.contextid,
+                instance.c.ordering,
+                tag.c.name,
+                tag.c.rawname,
+                tag.c.isstandard,
+                tag.c.userid.label("tag_userid"),
+            )
+            .select_from(instance.outerjoin(tag, tag.c.id == instance.c.tagid))
+            .where(instance.c.itemid.in_(part), instance.c.component == "core", instance.c.itemtype == "user")
+        )
+        found += [dict(row) for row in (await conn.execute(query)).mappings()]
+    await gateway.delete_in(conn, instance, "id", sorted(row["id"] for row in found))
+    order = {user_id: n for n, user_id in enumerate(ids)}
+    removed = sorted(
+        (row for row in found if row["name"] is not None),
+        key=lambda row: (order[row["itemid"]], row["ordering"], row["id"]),
+    )
+    candidates = sorted({int(row["tagid"]) for row in removed if not row["isstandard"]})
+    still_used = {int(t) for t in (await gateway.fetch_in(conn, instance, "tagid", candidates, ["tagid"]))["tagid"]}
+    unused = [t for t in candidates if t not in still_used]
+    await gateway.delete_in(conn, s.tag_correlation, "tagid", unused)
+    await gateway.delete_in(conn, tag, "id", unused)
+    return removed, unused
 
 
 async def _unenrol_cascade(
-    gateway: MoodleGateway, conn: AsyncConnection, ids: Sequence[int], enabled: frozenset[str], now: int
+    gateway: MoodleGateway, conn: AsyncConnection, ids: Sequence[int], enabled: Sequence[str], now: int
 ) -> None:
     """What enrol_user_delete()'s unenrol_user() calls leave behind beyond the brute-force deletes that follow.
 
@@ -322,7 +378,7 @@ async def _unenrol_cascade(
     )
     # An enrolment whose instance is gone is reached by no plugin and ignored by the last-enrolment check.
     enrolled = ue.join(instances, left_on="enrolid", right_on="id").with_columns(
-        pl.col("enrol").is_in(list(enabled)).alias("reached")
+        pl.col("enrol").is_in([p for p in enabled if p not in deletion_events.SKIPPED_PLUGINS]).alias("reached")
     )
     last = (
         enrolled.group_by("userid", "courseid")
@@ -439,14 +495,16 @@ async def delete_users(
     now: int,
     actor_id: int,
     session_timeout: int,
+    event_log: EventLog | None = None,
 ) -> None:
     """Delete a batch of users as delete_user() does, in the caller's transaction.
 
     `users`: columns id, username, email (mnethostid may come along; delete_user() does not use it) of accounts that
     exist, are not deleted yet and may be deleted (see `protected_accounts`). `now` is the deletion time (timemodified,
     the username suffix, history and request times); `actor_id` who deletes (grade history loggeduser, request
-    requestedby and usermodified). Raises DirectDeletionUnsupported, before writing, on a site where only Moodle's
-    code can do it (`DeletionSettings.problem`).
+    requestedby and usermodified). With `event_log`, the standard-log rows delete_user() writes, user after user in the
+    batch's order, are recorded with the batch (deletion_events.py). Raises DirectDeletionUnsupported, before writing,
+    on a site where only Moodle's code can do it (`DeletionSettings.problem`).
     """
     missing = [c for c in USER_COLUMNS if c not in users.columns]
     if missing:
@@ -465,16 +523,16 @@ async def delete_users(
     if settings.problem:
         raise DirectDeletionUnsupported(settings.problem)
     s = gateway.schema
+    log = event_log if event_log is not None and event_log.active else None
+    # What the events of enrolments, roles and the account carry, read before anything goes.
+    memberships = (
+        await deletion_events.membership_events(gateway, conn, ids, settings.enabled_enrol_plugins) if log else {}
+    )
+    accounts: Mapping[int, Event] = await deletion_events.deleted_events(gateway, conn, ids) if log else {}
 
     # The order of delete_user(): grades, tags, enrolments, roles, competencies, then the brute-force deletes.
-    await _delete_grades(gateway, conn, ids, now, actor_id, settings.grade_history)
-    await _delete_where(
-        conn,
-        s.tag_instance,
-        "itemid",
-        ids,
-        (s.tag_instance.c.component == "core") & (s.tag_instance.c.itemtype == "user"),
-    )
+    grades = await _delete_grades(gateway, conn, ids, now, actor_id, settings.grade_history)
+    tags, unused_tags = await _delete_tags(gateway, conn, ids, settings.user_tags)
     await _unenrol_cascade(gateway, conn, ids, settings.enabled_enrol_plugins, now)
     lost_roles = await _unassign_roles(gateway, conn, ids)
     await _delete_competencies(gateway, conn, ids)
@@ -508,3 +566,8 @@ async def delete_users(
     if settings.automatic_requests:
         await _request_data_deletion(gateway, conn, ids, now, actor_id)
     await mark_users_dirty(gateway, conn, [*ids, *lost_roles], now, session_timeout)
+    if log:
+        grade_events = await deletion_events.grade_events(gateway, conn, grades)
+        tag_events = await deletion_events.tag_events(gateway, conn, tags, unused_tags)
+        ended = {user: [event] for user, event in accounts.items()}
+        await log.record(conn, deletion_events.in_order(ids, grade_events, tag_events, memberships, ended), now)

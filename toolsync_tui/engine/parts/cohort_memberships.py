@@ -14,6 +14,9 @@ As tool_sync does (reference §2.2.1 step 11), but writing the rows Moodle's own
 A `cohortid` given for a cohort that exists already is not compared with its idnumber: the users file names cohorts,
 it does not edit them (the cohorts file does). Cohort enrolments of new members are Moodle's business: its cohort
 sync materialises them (CONTRACT §4).
+
+Given a list of `events`, apply() adds the standard-log events of its writes, as the cohort API logs them
+(moodle/cohort_events.py): cohort_created, then cohort_member_added, in the system context; the caller records them.
 """
 
 from __future__ import annotations
@@ -24,7 +27,9 @@ from typing import Any
 import polars as pl
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from toolsync_tui.engine.moodle.contexts import system_context
+from toolsync_tui.engine.moodle import events as kinds
+from toolsync_tui.engine.moodle.contexts import ContextLevel, system_context
+from toolsync_tui.engine.moodle.event_log import Event, EventKind
 from toolsync_tui.engine.moodle.gateway import MoodleGateway
 from toolsync_tui.engine.rows import LINE, Outcome, Rule, first_match, outcome_rows, shown
 
@@ -78,8 +83,17 @@ class CohortMemberships:
         """Read the system context's id: the context of the cohorts the users file names and creates."""
         self._system_context = (await system_context(self.gateway, conn)).id
 
-    async def apply(self, conn: AsyncConnection, requests: pl.DataFrame, *, now: int, dry_run: bool) -> pl.DataFrame:
-        """Resolve, plan and (unless dry_run) write one batch; one detail outcome per request."""
+    async def apply(
+        self,
+        conn: AsyncConnection,
+        requests: pl.DataFrame,
+        *,
+        now: int,
+        dry_run: bool,
+        events: list[Event] | None = None,
+    ) -> pl.DataFrame:
+        """Resolve, plan and (unless dry_run) write one batch; one detail outcome per request. `events`: gets the log
+        events of the writes (module docstring)."""
         req = _normalised(requests)
         if req.is_empty():
             return outcome_rows(req, Outcome.FAILED, ACTION, "", "", part=PART)
@@ -88,10 +102,10 @@ class CohortMemberships:
         failed = req.filter(pl.col("problem").is_not_null())
         valid = req.filter(pl.col("problem").is_null())
         if not dry_run:
-            valid = await self._create(conn, valid, now)
+            valid = await self._create(conn, valid, now, events)
         valid = await self._plan_members(conn, valid)
         if not dry_run:
-            await self._add_members(conn, valid, now)
+            await self._add_members(conn, valid, now, events)
         return pl.concat([_failed_outcomes(failed), _success_outcomes(valid, dry_run)]).sort(REQ).drop(REQ)
 
     async def _cohorts(self, conn: AsyncConnection, req: pl.DataFrame) -> pl.DataFrame:
@@ -159,7 +173,13 @@ class CohortMemberships:
             .unique("idnumberkey", keep="first", maintain_order=True)
         )
 
-    async def _create(self, conn: AsyncConnection, valid: pl.DataFrame, now: int) -> pl.DataFrame:
+    def _event(self, kind: EventKind, cohortid: int, userid: int | None = None) -> Event:
+        """An event of a system cohort: the system context (level 10, instance 0), no course."""
+        return Event(kind, cohortid, self.system_context, int(ContextLevel.SYSTEM), 0, 0, userid)
+
+    async def _create(
+        self, conn: AsyncConnection, valid: pl.DataFrame, now: int, events: list[Event] | None
+    ) -> pl.DataFrame:
         """Insert the new cohorts as cohort_add_cohort() writes them, then read their ids back."""
         creating = valid.filter(pl.col("create"))
         if creating.is_empty():
@@ -181,6 +201,9 @@ class CohortMemberships:
             ],
         )
         created = (await self._cohorts(conn, creating)).rename({"cohort_id": "new_id"})
+        if events is not None:
+            ids = creating.select("cohortkey").join(created, on="cohortkey", maintain_order="left")["new_id"]
+            events += [self._event(kinds.COHORT_CREATED, int(i)) for i in ids.drop_nulls()]
         return valid.join(created, on="cohortkey", how="left", maintain_order="left").with_columns(
             pl.coalesce("cohort_id", "new_id").alias("cohort_id")
         )
@@ -203,13 +226,18 @@ class CohortMemberships:
         first = pl.col(REQ) == pl.col(REQ).min().over(MEMBER_KEY)
         return valid.with_columns((pl.col("member_stored").is_null() & first).alias("member_new"))
 
-    async def _add_members(self, conn: AsyncConnection, valid: pl.DataFrame, now: int) -> None:
+    async def _add_members(
+        self, conn: AsyncConnection, valid: pl.DataFrame, now: int, events: list[Event] | None
+    ) -> None:
         added = valid.filter(pl.col("member_new"))
         await self.gateway.insert_many(
             conn,
             self.schema.cohort_members,
             added.select(pl.col("cohort_id").alias("cohortid"), "userid", pl.lit(now).alias("timeadded")).to_dicts(),
         )
+        if events is not None:
+            pairs = added.select("cohort_id", "userid").iter_rows()
+            events += [self._event(kinds.COHORT_MEMBER_ADDED, int(c), int(u)) for c, u in pairs]
 
 
 def _normalised(requests: pl.DataFrame) -> pl.DataFrame:

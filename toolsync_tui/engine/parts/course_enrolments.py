@@ -32,6 +32,10 @@ Decisions (the contract wins over the original's quirks; where both are silent, 
 Within a batch, requests apply in order: a second request for the same user and course sees the first one's result
 (so it may be `updated` or `unchanged`), and a group named twice is created once. Everything is read and written in
 bulk: a handful of statements per batch, whatever its size.
+
+Given a list of `events` (course_events.collecting()), apply() adds the standard-log events of what it wrote, as
+those APIs log them (course_events.py): group_created, enrol_instance_updated (an instance enabled),
+user_enrolment_created / _updated, role_assigned, group_member_added; the caller records them with its batch.
 """
 
 from __future__ import annotations
@@ -44,12 +48,15 @@ import polars as pl
 from sqlalchemy import ColumnElement, Table, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from toolsync_tui.engine.moodle import course_events
 from toolsync_tui.engine.moodle.contexts import ContextLevel, course_contexts
+from toolsync_tui.engine.moodle.event_log import Event
 from toolsync_tui.engine.moodle.gateway import MoodleGateway
 from toolsync_tui.engine.moodle.groups import add_members, create_groups, find_groups, stored_members
 from toolsync_tui.engine.moodle.lookup import KeyLookup
 from toolsync_tui.engine.moodle.pairs import fetch_tuples, index_on
 from toolsync_tui.engine.moodle.staleness import EnrolmentEffects
+from toolsync_tui.engine.moodle.welcome_messages import WelcomeQueue
 from toolsync_tui.engine.rows import LINE, Outcome, Rule, first_match, outcome_rows, shown
 
 ENROL_MAX_TIMESTAMP = 2147483647
@@ -107,6 +114,7 @@ class CourseEnrolments:
         actor_id: int,
         enable_on_disabled: bool = False,
         remember_courses: bool = False,
+        welcome: WelcomeQueue | None = None,
     ) -> None:
         if course_identity not in COURSE_IDENTITIES:
             raise ValueError(f"course_identity must be one of {', '.join(COURSE_IDENTITIES)}, not {course_identity!r}")
@@ -118,6 +126,8 @@ class CourseEnrolments:
         # With no enabled instance of the plugin in the course, enrol through its first disabled one and enable it
         # (the enrolments file's enable_on_disabled setting).
         self.enable_on_disabled = enable_on_disabled
+        # The enrolments made or changed, for their welcome messages once the batch has committed (welcome_messages.py).
+        self.welcome = welcome
 
         # remember_courses: each course identifier and course context is read once per run, for a caller that
         # creates, deletes and renames no course (the enrolments file).
@@ -149,22 +159,31 @@ class CourseEnrolments:
         now: int,
         dry_run: bool,
         instances: pl.DataFrame | None = None,
+        events: list[Event] | None = None,
+        replacing: bool = False,
     ) -> tuple[pl.DataFrame, EnrolmentEffects]:
         """Resolve, plan and (unless dry_run) write one batch; one detail outcome per request, in request order.
         `instances`: first_instances() of (at least) the requests' courses, when the caller has already read them
-        and nothing has changed them since."""
+        and nothing has changed them since. `events`: gets the log events of the writes (module docstring).
+        `replacing` (a dry run only): plan the requests as if their stored enrolments and the users' roles in the
+        course were gone, as a shift's unenrol_user() leaves them before its enrol_user(), which the dry run does
+        not write."""
+        if replacing and not dry_run:
+            raise ValueError("replacing plans a dry run only: a run writes the unenrolment first")
         req = _normalised(requests)
         if req.is_empty():
             return outcome_rows(req, Outcome.FAILED, ACTION, "", "", part=pl.col("part")), EnrolmentEffects()
         req = _parse_values(req, self.site, self.timezone)
         req = await self._resolve_courses(conn, req)
         req = await self._resolve_instances(conn, req, instances)
-        req = await self._join_enrolments(conn, req, now)
+        req = await self._join_enrolments(conn, req, now, replacing)
         req = req.with_columns(_problem(self.site, self.course_identity, self.timezone, self.enable_on_disabled))
         failed = req.filter(pl.col("problem").is_not_null())
-        plan = await self._plan(conn, req.filter(pl.col("problem").is_null()), now)
+        plan = await self._plan(conn, req.filter(pl.col("problem").is_null()), now, replacing)
+        if self.welcome is not None:
+            self.welcome.add(*_welcomed(plan, self.site.contact_roles))
         if not dry_run:
-            plan = await self._write(conn, plan, now)
+            plan = await self._write(conn, plan, now, events)
         outcomes = pl.concat([_failed_outcomes(failed), _success_outcomes(plan, dry_run)])
         return outcomes.sort(REQ).drop(REQ), self._effects(plan)
 
@@ -218,16 +237,18 @@ class CourseEnrolments:
             use_default.alias("default_role"),
         )
 
-    async def _join_enrolments(self, conn: AsyncConnection, req: pl.DataFrame, now: int) -> pl.DataFrame:
-        """The stored user_enrolments row of each request (ue_id null when none), and the start an end is checked
-        against: the request's own, else the stored one, else now."""
+    async def _join_enrolments(
+        self, conn: AsyncConnection, req: pl.DataFrame, now: int, replacing: bool
+    ) -> pl.DataFrame:
+        """The stored user_enrolments row of each request (ue_id null when none, or `replacing`), and the start an end
+        is checked against: the request's own, else the stored one, else now."""
         ue = self.schema.user_enrolments
         stored = await fetch_tuples(
             self.gateway,
             conn,
             ue,
             UE_KEY,
-            req.select(UE_KEY),
+            req.select(UE_KEY).clear() if replacing else req.select(UE_KEY),
             {
                 "id": pl.Int64,
                 "enrolid": pl.Int64,
@@ -243,21 +264,21 @@ class CourseEnrolments:
 
     # -- planning -----------------------------------------------------------------------------------
 
-    async def _plan(self, conn: AsyncConnection, valid: pl.DataFrame, now: int) -> pl.DataFrame:
-        """Per valid request: ue_action (created/updated/unchanged) with the resulting times, role_new, and the
-        group columns (groupid, group_create, member_new)."""
+    async def _plan(self, conn: AsyncConnection, valid: pl.DataFrame, now: int, replacing: bool) -> pl.DataFrame:
+        """Per valid request: ue_action (created/updated/unchanged) with the resulting times, role_new (every role
+        new when `replacing`), and the group columns (groupid, group_create, member_new)."""
         planned = _plan_enrolments(valid.sort(REQ), now)
-        planned = await self._plan_roles(conn, planned)
+        planned = await self._plan_roles(conn, planned, replacing)
         return await self._plan_groups(conn, planned)
 
-    async def _plan_roles(self, conn: AsyncConnection, req: pl.DataFrame) -> pl.DataFrame:
+    async def _plan_roles(self, conn: AsyncConnection, req: pl.DataFrame, replacing: bool) -> pl.DataFrame:
         ra = self.schema.role_assignments
         stored = await fetch_tuples(
             self.gateway,
             conn,
             ra,
             RA_INDEX,
-            req.select(RA_INDEX),
+            req.select(RA_INDEX).clear() if replacing else req.select(RA_INDEX),
             {"roleid": pl.Int64, "contextid": pl.Int64, "userid": pl.Int64},
             where=[("component", ""), ("itemid", 0)],
             index=index_on(ra, RA_INDEX),
@@ -284,16 +305,21 @@ class CourseEnrolments:
 
     # -- writing ------------------------------------------------------------------------------------
 
-    async def _write(self, conn: AsyncConnection, plan: pl.DataFrame, now: int) -> pl.DataFrame:
+    async def _write(
+        self, conn: AsyncConnection, plan: pl.DataFrame, now: int, events: list[Event] | None
+    ) -> pl.DataFrame:
         """Write the plan in bulk; returns it with the ids of the groups it created."""
-        plan = await self._create_groups(conn, plan, now)
+        plan = await self._create_groups(conn, plan, now, events)
+        enabling = _enabling(plan).unique("enrolid", maintain_order=True)
         await self.gateway.update_many(
             conn,
             self.schema.enrol,
             "id",
-            [{"id": i, "status": ACTIVE, "timemodified": now} for i in _distinct(_enabling(plan), "enrolid")],
+            [{"id": i, "status": ACTIVE, "timemodified": now} for i in _distinct(enabling, "enrolid")],
         )
-        await self._write_enrolments(conn, plan, now)
+        if events is not None:  # update_status()
+            events += course_events.instances_updated(enabling.sort("enrolid"))
+        await self._write_enrolments(conn, plan, now, events)
         new_roles = plan.filter(pl.col("role_new"))
         await self.gateway.insert_many(
             conn,
@@ -309,20 +335,45 @@ class CourseEnrolments:
                 pl.lit(0).alias("sortorder"),
             ).to_dicts(),
         )
-        await self._write_members(conn, plan, now)
+        if events is not None and new_roles.height:
+            events += course_events.roles_assigned(await self._assignment_ids(conn, new_roles))
+        await self._write_members(conn, plan, now, events)
         return plan
 
-    async def _create_groups(self, conn: AsyncConnection, plan: pl.DataFrame, now: int) -> pl.DataFrame:
+    async def _assignment_ids(self, conn: AsyncConnection, new_roles: pl.DataFrame) -> pl.DataFrame:
+        """new_roles (roleid, contextid, userid, courseid) with ra_id: the assignments just inserted, read back on the
+        compound index (one of each key: role_assign() de-duplicates)."""
+        ra = self.schema.role_assignments
+        stored = await fetch_tuples(
+            self.gateway,
+            conn,
+            ra,
+            RA_INDEX,
+            new_roles.select(RA_INDEX),
+            {"id": pl.Int64, "roleid": pl.Int64, "contextid": pl.Int64, "userid": pl.Int64},
+            where=[("component", ""), ("itemid", 0)],
+            index=index_on(ra, RA_INDEX),
+        )
+        stored = stored.sort("id").unique(RA_KEY, keep="first").rename({"id": "ra_id"})
+        return new_roles.select(*RA_KEY, "courseid").join(stored, on=RA_KEY, maintain_order="left")
+
+    async def _create_groups(
+        self, conn: AsyncConnection, plan: pl.DataFrame, now: int, events: list[Event] | None
+    ) -> pl.DataFrame:
         """groups_create_group() for the groups the plan creates (none existed under these names); their new ids."""
         created = plan.filter(pl.col("group_create"))
         if created.is_empty():
             return plan
-        made = await create_groups(self.gateway, conn, created.select("courseid", pl.col("group").alias("name")), now)
+        made = await create_groups(
+            self.gateway, conn, created.select("courseid", pl.col("group").alias("name")), now, events=events
+        )
         return plan.join(
             _by_key(made).rename({"groupid": "new_groupid"}), on=GROUP_KEY, how="left", maintain_order="left"
         ).select(pl.exclude("new_groupid", "groupid"), pl.coalesce("groupid", "new_groupid").alias("groupid"))
 
-    async def _write_enrolments(self, conn: AsyncConnection, plan: pl.DataFrame, now: int) -> None:
+    async def _write_enrolments(
+        self, conn: AsyncConnection, plan: pl.DataFrame, now: int, events: list[Event] | None
+    ) -> None:
         """The last state of each (instance, user) of the batch: inserted, or updated where it differs."""
         new, changed = _net_enrolments(plan)
         table = self.schema.user_enrolments
@@ -353,12 +404,24 @@ class CourseEnrolments:
                 pl.lit(now).alias("timemodified"),
             ).to_dicts(),
         )
+        if events is None:
+            return
+        if new.height:  # the new rows' ids, read back on the unique (enrolid, userid) key
+            schema: dict[str, type[pl.DataType]] = {"id": pl.Int64, "enrolid": pl.Int64, "userid": pl.Int64}
+            ids = await fetch_tuples(self.gateway, conn, table, UE_KEY, new.select(UE_KEY), schema)
+            new = new.join(ids.rename({"id": "new_ue_id"}), on=UE_KEY, maintain_order="left").with_columns(
+                pl.col("new_ue_id").alias("ue_id")
+            )
+            events += course_events.enrolments_created(new)
+        events += course_events.enrolments_updated(changed)
 
-    async def _write_members(self, conn: AsyncConnection, plan: pl.DataFrame, now: int) -> None:
+    async def _write_members(
+        self, conn: AsyncConnection, plan: pl.DataFrame, now: int, events: list[Event] | None
+    ) -> None:
         """groups_add_member() (component '', itemid 0) after the request's enrolment: the user is enrolled."""
         added = plan.filter(pl.col("member_new"))
         if added.height:
-            await add_members(self.gateway, conn, added.select("groupid", "userid"), now=now)
+            await add_members(self.gateway, conn, added.select("groupid", "userid"), now=now, events=events)
 
     def _effects(self, plan: pl.DataFrame) -> EnrolmentEffects:
         """From the net writes: requests undoing each other within a batch leave nothing stale."""
@@ -592,6 +655,17 @@ def _plan_enrolments(valid: pl.DataFrame, now: int) -> pl.DataFrame:
             ignore_nulls=True,
         ).alias("ue_changes"),
     )
+
+
+def _welcomed(plan: pl.DataFrame, contact_roles: frozenset[int]) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The requests that call enrol_user() in a row-by-row run, each of which welcomes its user (an enrolment
+    created, one reactivated or given other dates, a role added to one; not a request that changes nothing), and the
+    course-contact roles the plan assigns, each at its request's place."""
+    place = [pl.col(LINE).alias("line"), pl.col(REQ).alias("req")]
+    calls = (pl.col("ue_action") != Outcome.UNCHANGED.value) | pl.col("role_new")
+    welcomed = plan.filter(calls).select(*place, "enrolid", "userid")
+    contacts = plan.filter(pl.col("role_new") & pl.col("roleid").is_in(sorted(contact_roles)))
+    return welcomed, contacts.select(*place, "courseid", "userid", "roleid")
 
 
 def _enabling(plan: pl.DataFrame) -> pl.DataFrame:

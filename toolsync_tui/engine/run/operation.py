@@ -13,7 +13,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from toolsync_tui.config import Config, OperationSettings
 from toolsync_tui.engine.connect import BridgeLink
 from toolsync_tui.engine.moodle.bridge.client import MoodleBridge
+from toolsync_tui.engine.moodle.event_log import EventLog
 from toolsync_tui.engine.moodle.gateway import MoodleGateway
+from toolsync_tui.engine.moodle.welcome_messages import WelcomeQueue
 from toolsync_tui.engine.run.command_file import ColumnSpec, CommandFile
 
 PreviousWrite = Callable[[], Awaitable[None]]
@@ -84,6 +86,10 @@ class Operation(ABC):
         self.gateway = gateway
         self.schema = gateway.schema
         self.bridge: MoodleBridge | None = None  # None: no bridge configured (or the operation uses none)
+        # Moodle's standard log of the run's writes: loaded by the run before prepare(); logs nothing until then.
+        self.event_log = EventLog.disabled()
+        # The enrolments a batch creates, whose welcome messages the run sends once the batch has committed.
+        self.welcome = WelcomeQueue()
 
     @property
     def settings(self) -> OperationSettings:

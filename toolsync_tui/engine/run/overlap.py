@@ -26,6 +26,9 @@ from toolsync_tui.engine.run.operation import BatchWrite
 Settled = tuple[pl.DataFrame, int, pl.DataFrame]  # a batch, its number, its final outcomes
 Failure = Callable[[pl.DataFrame, SQLAlchemyError], pl.DataFrame]  # failed outcomes for rows (or raises)
 Check = Callable[[pl.DataFrame, pl.DataFrame], None]  # (rows, outcomes): raises when they do not match
+# Called as a write ends, committed or not, before the next write starts: what follows a commit is taken then (the
+# run's after_commit.py), so an operation that overlaps its writes must queue such work in its write, not its plan.
+Settle = Callable[[bool], None]
 
 
 @dataclass
@@ -39,8 +42,11 @@ class _Batch:
 
 
 class OverlappedWrites:
-    def __init__(self, gateway: MoodleGateway, operation: Operation, failure: Failure, check: Check) -> None:
+    def __init__(
+        self, gateway: MoodleGateway, operation: Operation, failure: Failure, check: Check, settle: Settle
+    ) -> None:
         self.gateway = gateway
+        self.settle = settle
         self.operation = operation
         self.failure = failure
         self.check = check
@@ -95,7 +101,7 @@ class OverlappedWrites:
         except BaseException:
             await _close(conn)
             raise
-        return planned, _Pending(conn, transaction, write)
+        return planned, _Pending(conn, transaction, write, self.settle)
 
     @staticmethod
     def _unread(rows: pl.DataFrame) -> pl.DataFrame:
@@ -109,12 +115,16 @@ class _Pending:
     conn: AsyncConnection
     transaction: AsyncTransaction
     write: BatchWrite
+    settle: Settle
 
     async def run(self) -> None:
+        committed = False
         try:
             await self.write(self.conn)
             await self.transaction.commit()
+            committed = True
         finally:
+            self.settle(committed)
             await _close(self.conn)
 
     async def discard(self) -> None:

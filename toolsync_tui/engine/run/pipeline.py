@@ -16,12 +16,14 @@ from pathlib import Path
 
 import polars as pl
 from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from toolsync_tui import __version__
 from toolsync_tui.config import Config
-from toolsync_tui.engine.connect import open_bridge
+from toolsync_tui.engine.connect import NO_BRIDGE, open_bridge
 from toolsync_tui.engine.datadir.store import DataStore, timestamp
 from toolsync_tui.engine.moodle.bridge.client import BridgeError
+from toolsync_tui.engine.moodle.event_log import ActingUserUnknown, EventLog
 from toolsync_tui.engine.moodle.gateway import DatabaseError, MoodleGateway
 from toolsync_tui.engine.registry import OPERATIONS, Operation
 from toolsync_tui.engine.rows import (
@@ -34,6 +36,7 @@ from toolsync_tui.engine.rows import (
     outcome_rows,
     row_outcomes,
 )
+from toolsync_tui.engine.run.after_commit import AfterCommit
 from toolsync_tui.engine.run.command_file import FileProblem
 from toolsync_tui.engine.run.exits import EXIT_CANNOT_RUN, EXIT_OK, EXIT_ROWS_FAILED, EXIT_SAFETY
 from toolsync_tui.engine.run.lock import LockBusy, RunLock
@@ -273,6 +276,7 @@ class _Run:
         self.notes: list[str] = []
         self.started = datetime.now()
         self.stamp = timestamp(self.started)
+        self.after = AfterCommit(config.settings.events, NO_BRIDGE, operation, gateway)
 
     @property
     def batch_size(self) -> int:
@@ -284,10 +288,17 @@ class _Run:
     async def execute(self, force: bool) -> RunResult:
         source = self.operation.open_source(self.path)
         site = await self.gateway.site_info()
-        if self.operation.uses_bridge:  # next to the gateway, once per run: PHP starts only for those that use it
-            self.operation.take_bridge(await open_bridge(self.config))
+        # Next to the gateway, once per run: PHP starts only for operations that use it or whose events it triggers.
+        events = self.config.settings.events
+        triggers = events.trigger and not self.operation.read_only
+        link = await open_bridge(self.config) if self.operation.uses_bridge or triggers else NO_BRIDGE
+        self.after = AfterCommit(events, link, self.operation, self.gateway)
+        self.after.check()
+        if self.operation.uses_bridge:
+            self.operation.take_bridge(link)
         try:
             async with self.gateway.reading() as conn:
+                self.operation.event_log = await _event_log(self.gateway, conn, self.config)
                 await self.operation.prepare(conn, source.columns)
         except FileProblem as exc:
             await self.operation.finish(self.dry_run)
@@ -314,7 +325,7 @@ class _Run:
         clock = time.monotonic()
         cancelled = False
         overlapped = (
-            OverlappedWrites(self.gateway, self.operation, self._failure, self._check)
+            OverlappedWrites(self.gateway, self.operation, self._failure, self._check, self.after.settle)
             if self.operation.overlaps_writes and self.gateway.kind == "mariadb" and not self.dry_run
             else None
         )
@@ -348,12 +359,14 @@ class _Run:
                     elif overlapped:
                         for settled in await overlapped.submit(batch, batch_number):
                             record(*settled)
+                        await self.after.flush()
                     else:
                         record(batch, batch_number, await self._apply(batch))
             finally:
                 # The batch written last, also when the run stops: its rows are accounted for.
                 for settled in await overlapped.drain() if overlapped else []:
                     record(*settled)
+                await self.after.flush()
         except DatabaseError as exc:
             self.notes.append(
                 f"the run stopped after {rows} rows: {exc}. The rows after them were not "
@@ -362,6 +375,7 @@ class _Run:
             raise
         finally:
             self.notes.extend(await self.operation.finish(self.dry_run))
+            self.notes.extend(self.after.notes(self.dry_run))
             duration = time.monotonic() - clock
             result = RunResult(
                 self.operation.name,
@@ -392,24 +406,38 @@ class _Run:
             parts.append(await self._apply_in_transaction(wellformed, write=write))
         return pl.concat(parts).sort("line", "part", nulls_last=False, maintain_order=True)
 
-    async def _apply_in_transaction(self, rows: pl.DataFrame, *, write: bool) -> pl.DataFrame:
-        """A batch's resolution, plan and (when `write`) writes in one transaction: all or nothing.
+    async def _apply_in_transaction(self, rows: pl.DataFrame, *, write: bool, counted: bool = True) -> pl.DataFrame:
+        """A batch's resolution, plan and (when `write`) writes in one transaction: all or nothing; then what follows
+        its commit (after_commit.py, then the operation's own). `counted`: a dry pass whose welcome messages the
+        report counts (not the safety pre-pass).
 
         A database error rolls the batch back and fails its rows; a lost connection stops the run.
         """
+        committed = False
         try:
             async with self.gateway.engine.connect() as conn:
                 transaction = await conn.begin()
                 try:
                     outcomes = await self.operation.apply(conn, rows, not write)
+                    if not write and counted and self.dry_run:
+                        await self.after.count_dry(conn)
                 except BaseException:
                     await transaction.rollback()
                     raise
-                await (transaction.commit() if write else transaction.rollback())
+                if write:
+                    await transaction.commit()
+                    committed = True
+                else:
+                    await transaction.rollback()
         except SQLAlchemyError as exc:
             return self._failure(rows, exc)
+        finally:
+            self.after.settle(committed)
         self._check(rows, outcomes)
-        return await self.operation.after_commit(outcomes) if write else outcomes
+        if not write:
+            return outcomes
+        await self.after.flush()
+        return await self.operation.after_commit(outcomes)
 
     @staticmethod
     def _failure(rows: pl.DataFrame, exc: SQLAlchemyError) -> pl.DataFrame:
@@ -441,7 +469,7 @@ class _Run:
             candidates = self.operation.safety_candidates(batch.filter(pl.col(PROBLEM).is_null()))
             if candidates.is_empty():
                 continue
-            planned = await self._apply_in_transaction(candidates, write=False)
+            planned = await self._apply_in_transaction(candidates, write=False, counted=False)
             # A row's own destructive action (suspend, shift ...) and every record it removes, its own or a part's
             # (a group left by greplace), each count once.
             removing = pl.col("action").is_in(actions) | (pl.col("outcome") == Outcome.DELETED.value)
@@ -502,6 +530,14 @@ async def _numbered(batches: Iterator[pl.DataFrame]) -> AsyncIterator[tuple[int,
     finally:
         if not ahead.done():
             await asyncio.wait([ahead])  # the generator is not re-entered while its thread still runs
+
+
+async def _event_log(gateway: MoodleGateway, conn: AsyncConnection, config: Config) -> EventLog:
+    """The run's standard log (site settings and acting user read once); an unknown acting user stops the run."""
+    try:
+        return await EventLog.load(gateway, conn, config.settings.events)
+    except ActingUserUnknown as exc:
+        raise SetupProblem(str(exc)) from None
 
 
 def _reason(exc: SQLAlchemyError) -> str:

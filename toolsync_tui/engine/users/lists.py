@@ -12,6 +12,8 @@ import polars as pl
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from toolsync_tui.engine.moodle.bridge.client import BridgeError, MoodleBridge
+from toolsync_tui.engine.moodle.contexts import ContextLevel, instance_contexts
+from toolsync_tui.engine.moodle.event_log import EventLog
 from toolsync_tui.engine.moodle.gateway import MoodleGateway
 from toolsync_tui.engine.moodle.site_settings import UserSite, protected_accounts
 from toolsync_tui.engine.moodle.staleness import end_sessions
@@ -20,6 +22,7 @@ from toolsync_tui.engine.rows import LINE, Outcome, Rule, first_match, shown
 from toolsync_tui.engine.run.command_file import ColumnSpec, FileProblem
 from toolsync_tui.engine.run.operation import Operation
 from toolsync_tui.engine.users.accounts import PROBLEM, USERID, AccountFinder, protected_why
+from toolsync_tui.engine.users.log_events import account_events
 
 IDENTIFYING = ("username", "idnumber", "email")
 
@@ -31,18 +34,15 @@ async def delete_accounts(
     users: pl.DataFrame,
     site: UserSite,
     now: int,
+    event_log: EventLog,
 ) -> dict[int, str]:
-    """Delete the accounts of `users` (id, username, email), through Moodle's own delete_user() when the bridge is
-    configured, else directly as delete_user() writes (moodle-db-semantics §5.2). Returns id -> why, for failures."""
+    """Delete the accounts of `users` (id, username, email, in the order Moodle would delete them), through Moodle's own
+    delete_user() when the bridge is configured (Moodle logs it), else directly as delete_user() writes
+    (moodle-db-semantics §5.2), its standard-log rows recorded in `event_log`. Returns id -> why, for failures."""
     if users.is_empty():
         return {}
     if bridge is not None:
-        ids = users["id"].to_list()
-        try:
-            answers = await bridge.delete_users(ids)
-        except BridgeError as exc:  # the chunks before the failure were done; the rest were not
-            answers = {**dict.fromkeys(ids, f"not deleted: the Moodle bridge failed: {exc}"), **exc.done}
-        return {user_id: error for user_id, error in answers.items() if error is not None}
+        return await delete_through_bridge(bridge, users["id"].to_list())
     await delete_users(
         gateway,
         conn,
@@ -50,8 +50,21 @@ async def delete_accounts(
         now=now,
         actor_id=site.actor_id,
         session_timeout=site.session_timeout,
+        event_log=event_log,
     )
     return {}
+
+
+async def delete_through_bridge(bridge: MoodleBridge, ids: list[int]) -> dict[int, str]:
+    """Moodle's own delete_user() for each account, in PHP's own transactions: id -> why, for failures. Call it with
+    no transaction of ours open on these accounts' rows, or delete_user() waits for it (a lock wait timeout)."""
+    if not ids:
+        return {}
+    try:
+        answers = await bridge.delete_users(ids)
+    except BridgeError as exc:  # the chunks before the failure were done; the rest were not
+        answers = {**dict.fromkeys(ids, f"not deleted: the Moodle bridge failed: {exc}"), **exc.done}
+    return {user_id: error for user_id, error in answers.items() if error is not None}
 
 
 async def check_deletion_path(gateway: MoodleGateway, conn: AsyncConnection, bridge: MoodleBridge | None) -> str:
@@ -163,12 +176,14 @@ class DeleteUsers(_AccountList):
         )
         failures: dict[int, str] = {}
         if not dry_run:
-            users = left.select(
+            users = left.sort(LINE).select(
                 pl.col(USERID).alias("id"),
                 pl.col("stored_username").alias("username"),
                 pl.col("stored_email").alias("email"),
             )
-            failures = await delete_accounts(self.gateway, self.bridge, conn, users, self.site, int(time.time()))
+            failures = await delete_accounts(
+                self.gateway, self.bridge, conn, users, self.site, int(time.time()), self.event_log
+            )
             self.deleted_any |= not users.is_empty()
         would = "would be " if dry_run else ""
         deleted, _ = first_match(
@@ -204,7 +219,8 @@ class SuspendUsers(_AccountList):
         already = (pl.col("suspended") == 1) | ~first
         if not dry_run:
             now = int(time.time())
-            suspend = left.filter(~already)[USERID].to_list()
+            suspending = left.filter(~already).sort(LINE)
+            suspend = suspending[USERID].to_list()
             await self.gateway.update_many(
                 conn,
                 self.schema.user,
@@ -212,6 +228,7 @@ class SuspendUsers(_AccountList):
                 [{"id": user_id, "suspended": 1, "timemodified": now} for user_id in suspend],
             )
             await end_sessions(self.gateway, conn, suspend)
+            await self._log(conn, suspending, now)
         would = "would be " if dry_run else ""
         decided, _ = first_match(
             left,
@@ -232,3 +249,12 @@ class SuspendUsers(_AccountList):
             pl.col("key"),
         )
         return pl.concat([refused, decided]).sort("line")
+
+    async def _log(self, conn: AsyncConnection, suspending: pl.DataFrame, now: int) -> None:
+        """Moodle suspends through user_update_user(), which logs user_updated: one row per account suspended, in line
+        order, as the users file logs its own (users/log_events.py)."""
+        if not self.event_log.active or suspending.is_empty():
+            return
+        contexts = await instance_contexts(self.gateway, conn, ContextLevel.USER, suspending[USERID].to_list())
+        changes = [(line, user_id, False, False) for line, user_id in suspending.select(LINE, USERID).iter_rows()]
+        await self.event_log.record(conn, account_events(changes, contexts), now)

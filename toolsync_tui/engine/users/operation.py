@@ -18,7 +18,14 @@ import polars as pl
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from toolsync_tui.config import Config
-from toolsync_tui.engine.moodle.contexts import ContextLevel, create_contexts, system_context
+from toolsync_tui.engine.moodle.contexts import (
+    Context,
+    ContextLevel,
+    create_contexts,
+    instance_contexts,
+    system_context,
+)
+from toolsync_tui.engine.moodle.course_events import collecting
 from toolsync_tui.engine.moodle.gateway import MoodleGateway
 from toolsync_tui.engine.moodle.passwords import (
     CREATE_PASSWORD_PREFERENCE,
@@ -38,7 +45,8 @@ from toolsync_tui.engine.users.accounts import PROBLEM as ACCOUNT_PROBLEM
 from toolsync_tui.engine.users.accounts import SKIP, USERID, AccountFinder, protected_why
 from toolsync_tui.engine.users.changes import CHANGES, CURRENT, changed_columns, current, revived
 from toolsync_tui.engine.users.columns import NUMERIC_FIELDS, RETIRED_FIELDS, USER_COLUMNS, USERS_FILE, course_indexes
-from toolsync_tui.engine.users.lists import check_deletion_path, delete_accounts
+from toolsync_tui.engine.users.lists import check_deletion_path, delete_accounts, delete_through_bridge
+from toolsync_tui.engine.users.log_events import INTERNAL_PASSWORD_AUTHS, account_events
 from toolsync_tui.engine.users.preferences import PASSWORD_UPDATE_TIME, set_user_preferences
 from toolsync_tui.engine.users.profile_fields import (
     PREFIX,
@@ -90,6 +98,8 @@ class UsersOperation(Operation):
         self.notes: list[str] = []
         self.deleted_any = False
         self.deletion_note = ""
+        # line -> user id of the batch's accounts that the bridge deletes once the batch has committed
+        self.bridge_deletes: dict[int, int] = {}
         self.effects = EnrolmentEffects(set(), set(), set(), set())
 
     def may_destroy(self, columns: Sequence[str]) -> bool:
@@ -131,6 +141,7 @@ class UsersOperation(Operation):
             course_identity=settings.course_identity,
             site_timezone=self.timezone,
             actor_id=self.site.actor_id,
+            welcome=self.welcome,
         )
         if self.course_indexes:
             await self.enrolments.prepare(conn)
@@ -410,36 +421,62 @@ class UsersOperation(Operation):
         """Apply the plan; returns line -> id of the accounts created, and id -> why for deletions that failed."""
         action = pl.col(ACTION)
         creates = planned.filter(action == "create")
-        created = await self._create(conn, creates, now)
+        created, contexts = await self._create(conn, creates, now)
         updates = planned.filter(action.is_in(UPDATING))
         await self.gateway.update_many(conn, self.schema.user, "id", self._update_rows(updates, now))
         await self._set_password_times(conn, creates, created, updates, now)
+        await self._log(conn, creates, created, contexts, updates, now)
         await write_profile_data(
             self.gateway, conn, profile_changes.join(updates.select(USERID), on=USERID, how="semi")
         )
         await end_sessions(self.gateway, conn, planned.filter(action == "suspend")[USERID].to_list())
-        deletes = planned.filter(action == "delete").select(
+        deleting = planned.filter(action == "delete")
+        self.deleted_any |= not deleting.is_empty()
+        if self.bridge is not None:  # after the commit: delete_user() would wait for this batch's own locks
+            self.bridge_deletes = dict(deleting.select(LINE, USERID).iter_rows())
+            return created, {}
+        deletes = deleting.select(
             pl.col(USERID).alias("id"), current("username").alias("username"), current("email").alias("email")
         )
-        failures = await delete_accounts(self.gateway, self.bridge, conn, deletes, self.site, now)
-        self.deleted_any |= not deletes.is_empty()
-        return created, failures
+        return created, await delete_accounts(self.gateway, self.bridge, conn, deletes, self.site, now, self.event_log)
 
-    async def _create(self, conn: AsyncConnection, creates: pl.DataFrame, now: int) -> dict[int, int]:
+    async def after_commit(self, outcomes: pl.DataFrame) -> pl.DataFrame:
+        """The batch's deletions through the bridge; a row whose account Moodle did not delete fails."""
+        pending, self.bridge_deletes = self.bridge_deletes, {}
+        if not pending or self.bridge is None:
+            return outcomes
+        failures = await delete_through_bridge(self.bridge, list(pending.values()))
+        why = {line: failures[user_id] for line, user_id in pending.items() if user_id in failures}
+        if not why:
+            return outcomes
+        failed = pl.col("line").is_in(list(why)) & pl.col("part").is_null()
+        reason = pl.col("line").replace_strict(why, default=None, return_dtype=pl.String)
+        return outcomes.with_columns(
+            pl.when(failed).then(pl.lit(Outcome.FAILED.value)).otherwise("outcome").alias("outcome"),
+            pl.when(failed).then(reason).otherwise("message").alias("message"),
+        )
+
+    async def _create(
+        self, conn: AsyncConnection, creates: pl.DataFrame, now: int
+    ) -> tuple[dict[int, int], dict[int, Context]]:
+        """The new accounts: line -> id, and id -> its user context."""
         if creates.is_empty():
-            return {}
+            return {}, {}
         defaults = self.site.new_user_defaults(now)
         present = [f for f in USER_COLUMNS if f in creates.columns]
         records: list[dict[str, Any]] = []
+        user = self.schema.user
+        # An empty cell leaves the column as an absent one would: the default, else the table's own (NULL or '');
+        # every record gets every key, as one multi-row INSERT needs.
+        unset = {name: (None if user.c[name].nullable else "") for name in present if name not in defaults}
         for row in creates.select(*present, NEW_PASSWORD).iter_rows(named=True):
-            record = dict(defaults)
+            record = defaults | unset
             for name in present:
                 value = row[name]
                 if value != "":
                     record[name] = int(value) if name in NUMERIC_FIELDS else value
             record["password"] = row[NEW_PASSWORD] or ""
             records.append(record)
-        user = self.schema.user
         await self.gateway.insert_many(conn, user, records)
         made = await self.gateway.fetch_in(
             conn,
@@ -451,7 +488,9 @@ class UsersOperation(Operation):
         )
         by_name = dict(zip(made["username"].to_list(), made["id"].to_list(), strict=True))
         ids = {line: by_name[name] for line, name in creates.select(LINE, "username").iter_rows()}
-        await create_contexts(self.gateway, conn, ContextLevel.USER, [(i, self.system.path) for i in ids.values()])
+        contexts = await create_contexts(
+            self.gateway, conn, ContextLevel.USER, [(i, self.system.path) for i in ids.values()]
+        )
         with_ids = creates.with_columns(pl.col(LINE).replace_strict(ids, return_dtype=pl.Int64).alias(USERID))
         if self.profile_columns:
             await write_profile_data(
@@ -465,7 +504,7 @@ class UsersOperation(Operation):
             now,
             self.site.session_timeout,
         )
-        return ids
+        return ids, contexts
 
     async def _set_password_times(
         self, conn: AsyncConnection, creates: pl.DataFrame, created: dict[int, int], updates: pl.DataFrame, now: int
@@ -490,6 +529,36 @@ class UsersOperation(Operation):
             now,
             self.site.session_timeout,
         )
+
+    async def _log(
+        self,
+        conn: AsyncConnection,
+        creates: pl.DataFrame,
+        created: dict[int, int],
+        contexts: dict[int, Context],
+        updates: pl.DataFrame,
+        now: int,
+    ) -> None:
+        """Moodle's standard log rows of the accounts created and changed (users/log_events.py)."""
+        if not self.event_log.active or (creates.is_empty() and updates.is_empty()):
+            return
+        hashed = pl.col(NEW_PASSWORD).is_not_null() & ~pl.col(NEW_PASSWORD).is_in(LITERAL_PASSWORDS)
+        internal = list(INTERNAL_PASSWORD_AUTHS)
+        given = pl.col("auth") if "auth" in creates.columns else pl.lit("")
+        new = creates.select(
+            LINE,
+            pl.col(LINE).replace_strict(created, default=None, return_dtype=pl.Int64).alias(USERID),
+            (hashed & pl.when(given != "").then(given).otherwise(pl.lit("manual")).is_in(internal)).alias("pw"),
+        )
+        auth = pl.when(given != "").then(given).otherwise(current("auth"))
+        changed = updates.select(
+            LINE, USERID, (hashed & pl.col(CHANGES).list.contains("password") & auth.is_in(internal)).alias("pw")
+        )
+        known = dict(contexts)
+        known.update(await instance_contexts(self.gateway, conn, ContextLevel.USER, changed[USERID].to_list()))
+        written = [(line, uid, True, bool(pw)) for line, uid, pw in new.iter_rows() if uid is not None]
+        written += [(line, uid, False, bool(pw)) for line, uid, pw in changed.iter_rows()]
+        await self.event_log.record(conn, account_events(written, known), now)
 
     def _update_rows(self, updates: pl.DataFrame, now: int) -> list[dict[str, Any]]:
         records = []
@@ -589,6 +658,7 @@ class UsersOperation(Operation):
         new_id = pl.col(LINE).replace_strict(created, default=None, return_dtype=pl.Int64)
         live = live.with_columns(pl.coalesce(USERID, new_id, stand_in if dry_run else None).alias(USERID))
         results: list[pl.DataFrame] = []
+        events = None if dry_run else collecting(self.event_log)
         if "cohort" in planned.columns:
             requests = live.filter(pl.col("cohort") != "").select(
                 LINE,
@@ -597,7 +667,7 @@ class UsersOperation(Operation):
                 (pl.col("cohortid") if "cohortid" in live.columns else pl.lit("")).alias("cohortid"),
             )
             if not requests.is_empty():
-                results.append(await self.cohorts.apply(conn, requests, now=now, dry_run=dry_run))
+                results.append(await self.cohorts.apply(conn, requests, now=now, dry_run=dry_run, events=events))
         if self.course_indexes:
             requests = self._course_requests(live)
             remote = pl.col("wwwroot") != ""
@@ -615,11 +685,13 @@ class UsersOperation(Operation):
             )
             requests = requests.filter(~remote).drop("wwwroot")
             if not requests.is_empty():
-                details, effects = await self.enrolments.apply(conn, requests, now=now, dry_run=dry_run)
+                details, effects = await self.enrolments.apply(conn, requests, now=now, dry_run=dry_run, events=events)
                 results.append(details)
                 if not dry_run:
                     await mark_users_dirty(self.gateway, conn, effects.dirty_users, now, self.site.session_timeout)
                     self.effects.update(effects)
+        if events:
+            await self.event_log.record(conn, events, now)
         return results
 
     def _course_requests(self, live: pl.DataFrame) -> pl.DataFrame:

@@ -2,7 +2,9 @@
 
 User and course delete, course reset and restore cascade through every plugin's tables, MUC caches live in Moodle's
 cache stores (files, Redis, ...), and cohort and meta enrolments are materialised by their plugins' own sync: these go
-through `toolsync_bridge.php`, a small CLI script shipped in this package and run with the site's config.php.
+through `toolsync_bridge.php`, a small CLI script shipped in this package and run with the site's config.php. So
+do what Moodle's APIs do after their rows, once a batch has committed: course welcome messages, and (`[events]
+trigger`) Moodle's events, so that other plugins' observers run.
 One process per call: one JSON request on stdin; an item command answers one line per item as each finishes, then
 every command one final answer line (engine/bridge_process.py).
 Settings: `[bridge]` php, moodle_dir (empty: no bridge), run_as (run PHP through `sudo -n -u <user>`).
@@ -19,7 +21,7 @@ from typing import Any, Literal, Protocol
 from toolsync_tui.engine.moodle.bridge.process import BridgeError, Launch, OnResult, exchange, item_error
 
 BRIDGE_SCRIPT = Path(__file__).resolve().with_name("toolsync_bridge.php")
-PROTOCOL = 3  # must match TOOLSYNC_BRIDGE_PROTOCOL in the PHP script
+PROTOCOL = 4  # must match TOOLSYNC_BRIDGE_PROTOCOL in the PHP script
 CHUNK = 500  # users per delete_users call: a PHP process that dies then leaves at most this many users unanswered
 TIMEOUT = 120.0  # seconds per call, for bootstrap and purges...
 SECONDS_PER_USER = 2.0  # ... plus this per user to delete: a generous ceiling (12 ms each measured on a test site)
@@ -27,6 +29,8 @@ SECONDS_PER_SYNCED_COURSE = 5.0  # ... or this per course to sync: a ceiling for
 # ... or this per course to delete, reset or restore into, or per category to delete: a big course's recycle-bin
 # backup or restore takes minutes (a small one about a second).
 SECONDS_PER_COURSE = 900.0
+SECONDS_PER_MESSAGE = 2.0  # ... or this per welcome message (an email goes out as it is sent)
+SECONDS_PER_EVENT = 1.0  # ... or this per event to trigger (its observers run; about 1 ms each on a test site)
 
 __all__ = [
     "BRIDGE_SCRIPT",
@@ -36,6 +40,8 @@ __all__ = [
     "MoodleBridge",
     "OnResult",
     "TemplateItem",
+    "Welcome",
+    "WelcomeRole",
 ]
 
 
@@ -60,6 +66,30 @@ class CourseReset:
     def from_line(cls, line: Mapping[str, Any]) -> CourseReset:
         statuses = line.get("statuses")
         return cls(item_error(dict(line)), tuple(str(s) for s in statuses) if isinstance(statuses, list) else ())
+
+
+@dataclass(frozen=True)
+class WelcomeRole:
+    """A course-contact role assigned by the batch whose enrolments are welcomed: the messages of the enrolments
+    before `first_seen` (an item number) are sent as if it did not exist yet, as enrol_user() saw the site."""
+
+    courseid: int
+    userid: int
+    roleid: int
+    first_seen: int
+
+
+@dataclass(frozen=True)
+class Welcome:
+    """What became of an enrolment's welcome message: sent, or why not ("off": its enrolment method sends none; "no
+    sender": the course has no contact to send it from; else what went wrong)."""
+
+    sent: bool
+    why: str | None = None
+
+    @property
+    def failed(self) -> bool:
+        return not self.sent and self.why not in ("off", "no sender")
 
 
 class DatabaseTarget(Protocol):
@@ -247,6 +277,45 @@ class MoodleBridge:
         plugins = answer.get("plugins")
         return {str(k): str(v) for k, v in plugins.items()} if isinstance(plugins, dict) else {}
 
+    async def welcome_messages(
+        self, enrolments: Sequence[tuple[int, int]], roles: Sequence[WelcomeRole] = ()
+    ) -> list[Welcome]:
+        """Send the welcome message of each new enrolment (enrolid, userid), in the order they were made, as Moodle's
+        enrol_user() does through its after_user_enrolled hook (enrol_manual and enrol_self send one when the method's
+        option says so): one Welcome per enrolment, in order. A call that fails as a whole raises BridgeError, whose
+        `items` hold the lines answered before the failure."""
+        if not enrolments:
+            return []
+        request = {
+            "command": "welcome_messages",
+            "enrolments": [
+                {"item": item, "enrolid": enrolid, "userid": userid}
+                for item, (enrolid, userid) in enumerate(enrolments, start=1)
+            ],
+            "roles": [
+                {"courseid": r.courseid, "userid": r.userid, "roleid": r.roleid, "from": r.first_seen} for r in roles
+            ],
+        }
+        lines = await self._items(request, len(enrolments), SECONDS_PER_MESSAGE, None, "messages", "sent")
+        return welcomes(lines, len(enrolments))
+
+    async def trigger_events(self, actor: int, events: Sequence[Mapping[str, Any]]) -> dict[int, str | None]:
+        """Trigger Moodle's events, acting as user `actor`: each `create()`d with its eventname, objectid, contextid,
+        courseid, relateduserid and other, then `trigger()`ed, so that observers run and the log stores write. Item
+        number (1 = the first event) -> None when triggered, else why not."""
+        if not events:
+            return {}
+        keys = ("eventname", "objectid", "contextid", "courseid", "relateduserid", "other")
+        request = {
+            "command": "trigger_events",
+            "actor": actor,
+            "events": [
+                {"item": item, **{key: event[key] for key in keys}} for item, event in enumerate(events, start=1)
+            ],
+        }
+        lines = await self._items(request, len(events), SECONDS_PER_EVENT, None, "events", "triggered")
+        return _outcomes(lines, list(range(1, len(events) + 1)), "event")
+
     # -- one PHP process ---------------------------------------------------------------------
 
     async def _call(self, request: dict[str, Any], seconds: float | None = None) -> dict[str, Any]:
@@ -311,3 +380,18 @@ def _outcomes(lines: list[dict[str, Any]], wanted: list[int], what: str) -> dict
     """Id -> None when done, else why not, for every id asked about."""
     answered = {int(line["item"]): item_error(line) for line in lines}
     return {i: answered.get(i, f"the bridge gave no outcome for this {what}") for i in wanted}
+
+
+def welcomes(lines: Sequence[Mapping[str, Any]], count: int) -> list[Welcome]:
+    """The Welcome of items 1..count from a welcome_messages call's item lines."""
+    answered = {int(line["item"]): line for line in lines}
+    result = []
+    for item in range(1, count + 1):
+        line = answered.get(item)
+        if line is None:
+            result.append(Welcome(False, "the bridge gave no outcome for this message"))
+        elif line.get("ok") is not True:
+            result.append(Welcome(False, item_error(dict(line))))
+        else:
+            result.append(Welcome(line.get("sent") is True, None if line.get("sent") else str(line.get("why"))))
+    return result

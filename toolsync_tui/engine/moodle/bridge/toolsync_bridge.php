@@ -3,11 +3,12 @@
 //
 // The toolsync "Moodle bridge": run Moodle's own PHP for what toolsync must not do with SQL, namely
 // operations that cascade through every plugin's tables (user and course delete, course reset, course content
-// restored from a template) and purges of Moodle's caches (MUC).
+// restored from a template), purges of Moodle's caches (MUC), and what Moodle's APIs do after the rows they write:
+// course welcome messages, and events triggered so that other plugins' observers run.
 //
 // Usage: php toolsync_bridge.php --moodle=<site dir holding config.php>  < request.json
 //
-// Protocol 3: ONE JSON object on stdin; on stdout, lines of JSON and nothing else.
+// Protocol 4: ONE JSON object on stdin; on stdout, lines of JSON and nothing else.
 //   {"command":"info"}
 //   {"command":"purge","events":[..],"groupdata_courses":[..],"user_group_groupings_users":[..],
 //    "coursecontacts_courses":[..]}
@@ -19,6 +20,10 @@
 //    "modules":["forum"]}}]}
 //   {"command":"restore_templates","items":[{"course":12,"template":"TPL101","mode":"add"}]}
 //   {"command":"delete_categories","categoryids":[7]}
+//   {"command":"welcome_messages","enrolments":[{"item":1,"enrolid":4,"userid":9}],
+//    "roles":[{"courseid":2,"userid":8,"roleid":3,"from":2}]}
+//   {"command":"trigger_events","actor":2,"events":[{"item":1,"eventname":"\\core\\event\\user_created",
+//    "objectid":9,"contextid":30,"courseid":0,"relateduserid":9,"other":null}]}
 // An item command writes one line per item as soon as it is done, {"item":12,"ok":true,...} or
 // {"item":12,"ok":false,"error":"..."}; every command ends with one answer line {"ok":true,"done":true,...} or
 // {"ok":false,"error":"..."}. Exit codes: 0 answered (item lines may still hold per-item failures),
@@ -27,7 +32,7 @@
 define('CLI_SCRIPT', true);
 
 // Bumped when requests or answers change, so the Python side can refuse a mismatched helper.
-const TOOLSYNC_BRIDGE_PROTOCOL = 3;
+const TOOLSYNC_BRIDGE_PROTOCOL = 4;
 
 // Beyond this many courses, one sync of every course is cheaper than one per course.
 const TOOLSYNC_BRIDGE_SYNC_ALL_FROM = 200;
@@ -163,6 +168,47 @@ function toolsync_bridge_template_items($items): array {
     return $items;
 }
 
+// A list of objects from the request whose keys are exactly those of $spec, each value of its kind: 'id' a positive
+// integer, 'id?' one or null, 'count' an integer >= 0, 'event' an event class name, 'other' null or an object/list.
+// Items (key 'item') must be unique.
+function toolsync_bridge_objects(array $request, string $field, array $spec): array {
+    $objects = $request[$field] ?? [];
+    if (!is_array($objects) || !array_is_list($objects)) {
+        toolsync_bridge_refuse("'$field' must be a list of objects");
+    }
+    $items = [];
+    foreach ($objects as $object) {
+        if (!is_array($object) || array_is_list($object)) {
+            toolsync_bridge_refuse("'$field' must hold objects, not " . json_encode($object));
+        }
+        $keys = array_keys($object);
+        if (array_diff($keys, array_keys($spec)) || array_diff(array_keys($spec), $keys)) {
+            toolsync_bridge_refuse("'$field' objects have the keys " . implode(', ', array_keys($spec)) . ', not '
+                . implode(', ', $keys));
+        }
+        foreach ($spec as $key => $kind) {
+            $value = $object[$key];
+            $good = match ($kind) {
+                'id' => is_int($value) && $value > 0,
+                'id?' => $value === null || is_int($value) && $value > 0,
+                'count' => is_int($value) && $value >= 0,
+                'event' => is_string($value) && preg_match('/^\\\\[a-z][a-z0-9_]*\\\\event\\\\[a-z][a-z0-9_]*$/', $value),
+                'other' => $value === null || is_array($value),
+            };
+            if (!$good) {
+                toolsync_bridge_refuse("'$key' in '$field' cannot be " . json_encode($value));
+            }
+        }
+        if (isset($object['item'])) {
+            if (isset($items[$object['item']])) {
+                toolsync_bridge_refuse("item {$object['item']} appears twice in '$field'");
+            }
+            $items[$object['item']] = true;
+        }
+    }
+    return $objects;
+}
+
 if (PHP_VERSION_ID < 80100) {
     toolsync_bridge_refuse('PHP ' . PHP_VERSION . ' is too old: the bridge needs PHP 8.1 or later, as Moodle 4.5 does');
 }
@@ -190,6 +236,8 @@ $allowed = [
     'reset_courses' => ['resets'],
     'restore_templates' => ['items'],
     'delete_categories' => ['categoryids'],
+    'welcome_messages' => ['enrolments', 'roles'],
+    'trigger_events' => ['actor', 'events'],
 ];
 if (!array_key_exists($command, $allowed)) {
     toolsync_bridge_refuse("unknown command '$command' (known: " . implode(', ', array_keys($allowed)) . ')');
@@ -227,6 +275,17 @@ if ($command === 'delete_users') {
     $resets = toolsync_bridge_resets($request['resets'] ?? []);
 } else if ($command === 'restore_templates') {
     $templateitems = toolsync_bridge_template_items($request['items'] ?? []);
+} else if ($command === 'welcome_messages') {
+    $welcomes = toolsync_bridge_objects($request, 'enrolments', ['item' => 'id', 'enrolid' => 'id', 'userid' => 'id']);
+    $batchroles = toolsync_bridge_objects($request, 'roles',
+        ['courseid' => 'id', 'userid' => 'id', 'roleid' => 'id', 'from' => 'id']);
+} else if ($command === 'trigger_events') {
+    $actor = $request['actor'] ?? null;
+    if (!is_int($actor) || $actor <= 0) {
+        toolsync_bridge_refuse("'actor' must be the id of the user the events name as acting, not " . json_encode($actor));
+    }
+    $triggerevents = toolsync_bridge_objects($request, 'events', ['item' => 'id', 'eventname' => 'event', 'objectid' => 'id?',
+        'contextid' => 'id', 'courseid' => 'count', 'relateduserid' => 'id?', 'other' => 'other']);
 }
 
 $configfile = $moodledir . '/config.php';
@@ -674,6 +733,144 @@ function toolsync_bridge_enrol_sync(array $synccourses): array {
     return $answers;
 }
 
+// The welcome-message option of an enrolment instance and the option's field, for the plugins whose hook callback
+// sends one (enrol_manual and enrol_self, user_enrolment_callbacks::send_course_welcome_message()).
+const TOOLSYNC_BRIDGE_WELCOME_FIELDS = ['manual' => 'customint1', 'self' => 'customint4'];
+
+// The plugin of $name with get_welcome_message_contact() seeing the site as enrol_user() saw it for the enrolment
+// being welcomed: the role assignments in $hidden (ids) were made after it, by later rows of the same batch.
+function toolsync_bridge_welcome_plugin(string $name): enrol_plugin {
+    enrol_get_plugin($name); // loads its lib.php
+    // An anonymous subclass of the plugin's own class: its get_name() reads "manual" or "self" from the class name.
+    return match ($name) {
+        'manual' => new class extends enrol_manual_plugin {
+            use toolsync_bridge_welcome_contact;
+        },
+        'self' => new class extends enrol_self_plugin {
+            use toolsync_bridge_welcome_contact;
+        },
+    };
+}
+
+// As enrol_plugin::get_welcome_message_contact() (the first user of the first course-contact role that has any), the
+// hidden role assignments skipped.
+trait toolsync_bridge_welcome_contact {
+    /** @var array role assignment id => true, not yet made when the message's enrolment was */
+    public array $hidden = [];
+
+    public function get_welcome_message_contact(int $sendoption, context $context): ?stdClass {
+        global $CFG;
+        if ($sendoption !== ENROL_SEND_EMAIL_FROM_COURSE_CONTACT || !$this->hidden || empty($CFG->coursecontact)) {
+            return parent::get_welcome_message_contact($sendoption, $context);
+        }
+        [$sort, $sortparams] = users_order_by_sql('u');
+        $names = \core_user\fields::for_name()->get_sql('u', false, '', '', false)->selects;
+        $fields = "u.id, u.confirmed, u.username, $names, u.email, r.sortorder, ra.id AS raid";
+        foreach (explode(',', $CFG->coursecontact) as $roleid) {
+            $users = get_role_users($roleid, $context, true, $fields, 'r.sortorder, ra.id ASC, ' . $sort, null, '', '',
+                '', '', $sortparams);
+            foreach ($users as $user) {
+                if (!isset($this->hidden[$user->raid])) {
+                    return $user;
+                }
+            }
+        }
+        return null;
+    }
+}
+
+// The welcome message Moodle's enrol_user() sends (through the after_user_enrolled hook) for each enrolment, in the
+// order the enrolments were made: item -> sent, or why not. $roles are the course-contact role assignments the same
+// batch made, each with the first item that saw it ('from'); they are hidden from the items before.
+function toolsync_bridge_welcome_messages(array $welcomes, array $roles): array {
+    global $DB;
+    $raids = [];
+    foreach ($roles as $role) {
+        $context = context_course::instance($role['courseid'], IGNORE_MISSING);
+        $ids = $context ? $DB->get_fieldset_select('role_assignments', 'id',
+            "contextid = ? AND userid = ? AND roleid = ? AND component = '' AND itemid = 0",
+            [$context->id, $role['userid'], $role['roleid']]) : [];
+        foreach ($ids as $id) {
+            $raids[] = ['courseid' => $role['courseid'], 'raid' => (int) $id, 'from' => $role['from']];
+        }
+    }
+    $byitem = array_column($welcomes, null, 'item');
+    $instances = [];
+    $plugins = [];
+    $sent = 0;
+    toolsync_bridge_each(array_keys($byitem), 'welcoming enrolment', false,
+        function (int $item) use ($byitem, $raids, &$instances, &$plugins, &$sent, $DB): array {
+            $welcome = $byitem[$item];
+            $instance = $instances[$welcome['enrolid']] ??= $DB->get_record('enrol', ['id' => $welcome['enrolid']]);
+            if (!$instance) {
+                throw new toolsync_bridge_refusal("no enrolment method with id {$welcome['enrolid']}");
+            }
+            $field = TOOLSYNC_BRIDGE_WELCOME_FIELDS[$instance->enrol] ?? null;
+            // As the callbacks: an option of 0 (ENROL_DO_NOT_SEND_EMAIL) or none sends nothing.
+            $option = $field ? (int) $instance->$field : ENROL_DO_NOT_SEND_EMAIL;
+            if ($option === ENROL_DO_NOT_SEND_EMAIL) {
+                return ['sent' => false, 'why' => 'off'];
+            }
+            if (!$DB->record_exists('user', ['id' => $welcome['userid'], 'deleted' => 0])) {
+                throw new toolsync_bridge_refusal("no user with id {$welcome['userid']}");
+            }
+            $plugin = $plugins[$instance->enrol] ??= toolsync_bridge_welcome_plugin($instance->enrol);
+            $plugin->hidden = [];
+            foreach ($raids as $ra) {
+                if ($ra['courseid'] == $instance->courseid && $ra['from'] > $item) {
+                    $plugin->hidden[$ra['raid']] = true;
+                }
+            }
+            $context = context_course::instance($instance->courseid);
+            // send_course_welcome_message_to_user() returns nothing: without a sender it sends nothing, silently.
+            if (!$plugin->get_welcome_message_contact($option, $context)) {
+                return ['sent' => false, 'why' => 'no sender'];
+            }
+            $plugin->send_course_welcome_message_to_user($instance, $welcome['userid'], $option, $instance->customtext1);
+            $sent++;
+            return ['sent' => true];
+        });
+    return ['sent' => $sent];
+}
+
+// Moodle's events for changes toolsync wrote, triggered as the APIs that make them would have: each event class's
+// create() with the same data, then trigger(), so that every plugin's observers run and the log stores write.
+function toolsync_bridge_trigger_events(int $actor, array $events): array {
+    global $CFG, $DB;
+    // The libraries of the APIs that trigger these events, which their observers count on (course_get_format() ...).
+    foreach (['course/lib.php', 'user/lib.php', 'group/lib.php', 'cohort/lib.php', 'lib/enrollib.php'] as $lib) {
+        require_once("$CFG->dirroot/$lib");
+    }
+    $user = $DB->get_record('user', ['id' => $actor, 'deleted' => 0]);
+    if (!$user) {
+        toolsync_bridge_answer(['ok' => false, 'error' => "no user with id $actor to act as"], 1);
+    }
+    \core\session\manager::set_user($user);
+    $byitem = array_column($events, null, 'item');
+    $triggered = toolsync_bridge_each(array_keys($byitem), 'triggering event', false, function (int $item) use ($byitem): array {
+        $event = $byitem[$item];
+        $class = $event['eventname'];
+        if (!class_exists($class) || !is_subclass_of($class, \core\event\base::class)) {
+            throw new toolsync_bridge_refusal("$class is not an event class of this site");
+        }
+        $data = [
+            'context' => context::instance_by_id($event['contextid'], MUST_EXIST),
+            'objectid' => $event['objectid'],
+            'courseid' => $event['courseid'],
+        ];
+        // Absent rather than null: create() then takes the user of a user context, as Moodle's callers rely on.
+        if ($event['relateduserid'] !== null) {
+            $data['relateduserid'] = $event['relateduserid'];
+        }
+        if ($event['other'] !== null) {
+            $data['other'] = $event['other'];
+        }
+        $class::create($data)->trigger();
+        return [];
+    });
+    return ['triggered' => $triggered];
+}
+
 try {
     if ($command === 'info') {
         toolsync_bridge_answer([
@@ -705,6 +902,10 @@ try {
         toolsync_bridge_answer(['ok' => true] + toolsync_bridge_delete_categories($categoryids));
     } else if ($command === 'enrol_sync') {
         toolsync_bridge_answer(['ok' => true, 'plugins' => toolsync_bridge_enrol_sync($synccourses)]);
+    } else if ($command === 'welcome_messages') {
+        toolsync_bridge_answer(['ok' => true] + toolsync_bridge_welcome_messages($welcomes, $batchroles));
+    } else if ($command === 'trigger_events') {
+        toolsync_bridge_answer(['ok' => true] + toolsync_bridge_trigger_events($actor, $triggerevents));
     } else {
         toolsync_bridge_purge($events, $groupdatacourses, $groupingusers, $contactcourses);
         toolsync_bridge_answer(['ok' => true]);
