@@ -1,5 +1,5 @@
-"""Shared by the interface tests: a clock that stands still, a way to wait without wait_for_complete, the toasts a
-screen would have shown, and a Static's text."""
+"""Shared by the interface tests: a clock that stands still, a way to wait without wait_for_complete (and for a table
+to size its columns), the toasts a screen would have shown, and a Static's text."""
 
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from rich.text import Text
 from textual.app import App
-from textual.widgets import Static
+from textual.widgets import DataTable, Static
 
 WAIT_LIMIT, STEP = 20.0, 0.01  # seconds
 
@@ -39,6 +40,17 @@ async def wait_until(condition: Callable[[], bool]) -> None:
             return
         await asyncio.sleep(STEP)
     raise AssertionError(f"condition not met within {WAIT_LIMIT} s")
+
+
+def columns_fit(table: DataTable[Any]) -> bool:
+    """Whether `table` has sized its columns to the rows added: DataTable measures them when its message queue runs
+    dry, which a loaded machine may not reach before a snapshot is taken."""
+    for row_key in table.rows:
+        for column, cell in zip(table.ordered_columns, table.get_row(row_key), strict=False):
+            width = cell.cell_len if isinstance(cell, Text) else len(str(cell))
+            if column.content_width < width:
+                return False
+    return True
 
 
 def touch_all(directory: Path, moment: datetime) -> None:
