@@ -315,3 +315,23 @@ def test_files_of_two_runs_in_the_same_second_do_not_overwrite_each_other(tmp_pa
     source.write_text("a;b\n")
     assert store.archive_file(source, "20261124-020000", "copy") == store.archive / "20261124-020000_userimport.csv"
     assert store.archive_file(source, "20261124-020000", "copy") == store.archive / "20261124-020000_userimport-2.csv"
+
+
+async def test_values_a_spreadsheet_would_run_as_formulas_are_neutralised_in_the_csv_twin_only(site: Site) -> None:
+    """CSV injection (OWASP): a cell of the report's CSV twin starting with = + - @ TAB or CR is written after an
+    apostrophe, so that a spreadsheet shows it as text; the text report shows the value as it is, and the history
+    screen reads the table back as the run gave it (a value already starting with an apostrophe gets one more)."""
+    from toolsync_tui.engine.datadir.history import outcome_page
+
+    config, gateway = site
+    hostile = ['=HYPERLINK("http://x.invalid","y")', "+1+2", "-3", "@SUM(A1)", "'=quoted", "plain"]
+    inbox_file(config, "courses.csv", "".join(f"{value}\n" for value in hostile))
+
+    result = await run_operation(config, gateway, "check")
+
+    assert result.table_path is not None
+    assert result.report_path is not None
+    keys = pl.read_csv(result.table_path, schema_overrides={"key": pl.String})["key"].to_list()
+    assert keys == ['\'=HYPERLINK("http://x.invalid","y")', "'+1+2", "'-3", "'@SUM(A1)", "''=quoted", "plain"]
+    assert 'Course with shortname \'=HYPERLINK("http://x.invalid","y")\' not found' in result.report_path.read_text()
+    assert outcome_page(result.table_path, None, 0, 10)["key"].to_list() == hostile

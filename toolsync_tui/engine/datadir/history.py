@@ -25,6 +25,7 @@ from toolsync_tui.engine.rows import OUTCOME_SCHEMA
 from toolsync_tui.engine.run.command_file import FileProblem
 from toolsync_tui.engine.run.log import KEEP, RunLog
 from toolsync_tui.engine.run.preview import count_rows
+from toolsync_tui.engine.run.report import as_written
 
 # A text view reads this much of a file at most: a million-line report must not reach a widget whole.
 HEAD_BYTES = 2_000_000
@@ -314,7 +315,7 @@ def zip_members(path: Path, limit: int) -> tuple[list[ArchiveMember], int]:
 
 
 def _scan(table: Path) -> pl.LazyFrame:
-    return pl.scan_csv(table, schema=OUTCOME_SCHEMA)
+    return pl.scan_csv(table, schema=OUTCOME_SCHEMA).with_columns(as_written())
 
 
 def outcome_totals(table: Path) -> dict[str, int]:

@@ -3,12 +3,37 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import polars as pl
 
 from toolsync_tui.engine.datadir.store import private_file
 from toolsync_tui.engine.rows import OUTCOME_SCHEMA
+
+# A cell a spreadsheet would take for a formula (OWASP's CSV injection list), or one already starting with the mark:
+# the CSV twin writes it after a leading apostrophe, and readers (history.py) take exactly one away.
+FORMULA_STARTS = "=+-@\t\r'"
+TEXT_COLUMNS = ("part", "key", "message")
+
+
+def spreadsheet_safe() -> list[pl.Expr]:
+    """The text columns of an outcome table as the CSV twin stores them."""
+    return [
+        pl.when(pl.col(name).str.contains(f"^[{re.escape(FORMULA_STARTS)}]"))
+        .then(pl.concat_str(pl.lit("'"), pl.col(name)))
+        .otherwise(pl.col(name))
+        .alias(name)
+        for name in TEXT_COLUMNS
+    ]
+
+
+def as_written() -> list[pl.Expr]:
+    """The text columns of a CSV twin as the run gave them (spreadsheet_safe() undone)."""
+    return [
+        pl.when(pl.col(name).str.starts_with("'")).then(pl.col(name).str.slice(1)).otherwise(pl.col(name)).alias(name)
+        for name in TEXT_COLUMNS
+    ]
 
 
 def report_lines() -> pl.Expr:
@@ -37,7 +62,7 @@ class RunReport:
             return
         # polars writes the lines itself: a million report lines never become Python strings.
         outcomes.select(report_lines()).write_csv(self._text, include_header=False, quote_style="never")
-        outcomes.write_csv(self._table, include_header=not self._table_has_header)
+        outcomes.with_columns(spreadsheet_safe()).write_csv(self._table, include_header=not self._table_has_header)
         self._table_has_header = True
 
     def close(self, summary: list[str]) -> None:
