@@ -430,9 +430,11 @@ class Config:
     def save(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_suffix(".toml.tmp")
-        with tmp.open("wb") as out:
+        # Private before the first byte (it may hold the database password); fchmod: a left-over tmp keeps its mode.
+        descriptor = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.fchmod(descriptor, 0o600)
+        with os.fdopen(descriptor, "wb") as out:
             tomli_w.dump(self.raw, out)
-        os.chmod(tmp, 0o600)
         tmp.replace(self.path)
 
 
@@ -449,6 +451,8 @@ def _with_value(raw: dict[str, Any], parents: list[str], leaf: str, value: Any) 
 
 def _describe(error: dict[str, Any]) -> str:
     key = ".".join(str(part) for part in error["loc"])
+    if key.endswith("password"):  # a secret is never quoted, whatever its type
+        return f"{key}: {error['msg']} (the value given is not shown)"
     given = error.get("input")
     return f"{key}: {error['msg']} (got {given!r})"
 

@@ -9,7 +9,7 @@ import re
 import textwrap
 import tomllib
 from pathlib import Path
-from typing import Literal, get_args, get_origin
+from typing import Any, Literal, get_args, get_origin
 
 import pytest
 from pydantic import BaseModel
@@ -161,6 +161,37 @@ def test_a_password_in_a_file_others_can_read_is_warned_about(tmp_path: Path) ->
     config = load_config(write(tmp_path, "[database]\npassword = 'secret'\n", mode=0o644))
     assert any("readable by others" in w for w in config.warnings)
     assert load_config(write(tmp_path, "[database]\npassword = 'secret'\n", mode=0o600)).warnings == []
+
+
+def test_a_bad_database_password_is_named_never_quoted(tmp_path: Path) -> None:
+    """A numeric password is a TOML integer, not a string: the error names the key, never the value."""
+    with pytest.raises(ConfigError) as refused:
+        load_config(write(tmp_path, "[database]\npassword = 98765432\n", mode=0o600))
+    assert "database.password" in str(refused.value)
+    assert "98765432" not in str(refused.value)
+
+
+def test_saving_writes_the_password_into_a_file_only_its_owner_can_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The file is private before the first byte is written, also when a left-over temporary file was not."""
+    import tomli_w
+
+    path = write(tmp_path, "[database]\npassword = 'secret'\n", mode=0o600)
+    path.with_suffix(".toml.tmp").write_text("left over")
+    path.with_suffix(".toml.tmp").chmod(0o644)
+    modes: list[int] = []
+    dump = tomli_w.dump
+
+    def watched(data: object, out: Any, **kwargs: Any) -> None:
+        modes.append(os.fstat(out.fileno()).st_mode & 0o777)
+        dump(data, out, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(tomli_w, "dump", watched)
+    load_config(path).save()
+
+    assert modes == [0o600]
+    assert oct(path.stat().st_mode & 0o777) == "0o600"
 
 
 def test_saving_keeps_unknown_keys_and_applies_the_edit(tmp_path: Path) -> None:
