@@ -17,6 +17,7 @@ from textual.worker import Worker
 from toolsync_tui.config import Config
 from toolsync_tui.engine.connect import open_gateway
 from toolsync_tui.engine.moodle.gateway import DatabaseError
+from toolsync_tui.engine.run.pipeline import close_unfinished_runs
 from toolsync_tui.screens.dashboard import DashboardScreen
 from toolsync_tui.screens.help import HelpScreen, keys_of
 from toolsync_tui.screens.history import HistoryScreen
@@ -54,6 +55,8 @@ class ToolsyncApp(App[None]):
         self.push_screen(DashboardScreen(self.config, self.clock))
         for warning in self.config.warnings:
             self.notify(warning, title="Configuration", severity="warning", markup=False)
+        for note in close_unfinished_runs(self.config.data_dir):  # a run killed since the last look
+            self.notify(note, title="Interrupted run", severity="warning", markup=False)
         self.site_loader = self.load_site()
 
     @work(exclusive=True, group="site", exit_on_error=False)

@@ -61,6 +61,12 @@ class DatabaseSettings(Section):
     prefix: str = Field(
         "mdl_", pattern=r"^[A-Za-z0-9_]*$", description="The table prefix ($CFG->prefix) of the Moodle site."
     )
+    statement_timeout: int = Field(
+        300,
+        ge=0,
+        description="Seconds the server has to answer each statement (and commit); past it the run stops, its batch "
+        "rolled back, and the run lock is released. 0: wait for ever.",
+    )
     sqlite_path: str = Field("sandbox.sqlite", description='The SQLite file, for driver "sqlite" only.')
 
 
@@ -96,6 +102,16 @@ class FileSettings(Section):
     )
     archive: Literal["move", "copy", "off"] = Field(
         "move", description="A processed command file is moved or copied to archive/, or left in place (off)."
+    )
+    archive_passwords: bool = Field(
+        False,
+        description="Keep the passwords in archived command files. Off (false): the archived copy of a file with a "
+        "password column has those cells emptied, the rest as it was; its tryback keeps them, to be run again.",
+    )
+    group_readable: bool = Field(
+        False,
+        description="Let the owner's group read the data directory: folders 0750, files 0640. Off (false): folders "
+        "0700 and files 0600, its owner's only; a run narrows what is wider.",
     )
     browse_dirs: list[str] = Field(
         default_factory=list,

@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from tests.differential.compare import Difference
+from tests.support.table_compare import Difference
 
 
 @dataclass(frozen=True)

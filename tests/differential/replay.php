@@ -1,7 +1,7 @@
 <?php
 // Test-only: the differential scenario (scenario/manifest.json) applied through Moodle's own APIs, as toolsync's
 // contract says each command file behaves (shared docs: CONTRACT.md, tool_sync-reference.md §2). The differential
-// test runs it on database B while toolsync runs the same files on database A, then compares the two (compare.py).
+// test runs it on database B while toolsync runs the same files on database A, then compares the two (tests/support/table_compare.py).
 //
 // Written independently from toolsync's code: each row does what an administrator would do with Moodle's own PHP
 // API (user_create_user(), create_course(), enrol_user(), groups_add_member(), cohort_add_member() ...), and nothing

@@ -107,7 +107,7 @@ async def run_toolsync(config: Config, gateway: MoodleGateway) -> list[str]:
     return lines
 
 
-# The accounts' passwords after the scenario (04_users.csv): compare.py sets hashes aside (salts and rounds are each
+# The accounts' passwords after the scenario (04_users.csv): table_compare sets hashes aside (salts and rounds are each
 # side's own), so each side's hash is checked against the password itself, by PHP's password_verify().
 PASSWORDS = {
     "alice": "Secret-pass-1",

@@ -5,7 +5,8 @@ cohorts and their members, cohort and meta bindings, course reset and deletion, 
 pictures from zip archives, JPEG and PNG, created and replaced) applied once by toolsync's real pipeline on site A
 (with its bridge to site A) and once by replay.php through Moodle's own APIs on site B, both made from the same fresh
 dump. Every table either side wrote is then compared row by row, ids translated
-to natural keys, log rows included (compare.py); allowed.py lists the differences accepted, with their reasons.
+to natural keys, log rows included (tests/support/table_compare.py); allowed.py lists the differences accepted, with
+their reasons.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.differential import allowed, compare, sides
+from tests.differential import allowed, sides
+from tests.support import table_compare as compare
 from tests.support.mariadb_server import ThrowawayMariaDB
 from tests.support.moodle_site import provision_site
 from toolsync_tui.engine.moodle.gateway import MoodleGateway

@@ -169,10 +169,14 @@ def test_ragged_rows_are_row_problems_not_file_problems(tmp_path: Path) -> None:
 def test_malformed_quoting_fails_the_row_and_reading_goes_on(tmp_path: Path) -> None:
     path = write(tmp_path, 'username;firstname;lastname\n"bad"x;A;B\nok;C;D\n"open;E;F\nrest;G;H\n')
     _, rows = read(path)
-    assert rows[LINE].to_list() == [2, 3, 4]
-    assert rows[PROBLEM][0].startswith("malformed quoting")
+    assert rows[LINE].to_list() == [2, 3, 4, 5]
+    assert rows[PROBLEM][0].startswith("malformed quoting in column 'username'")
     assert rows[PROBLEM][1] is None
-    assert rows[PROBLEM][2] == ("a quoted value opened on line 4 is not closed before the end of the file (lines 4-5)")
+    # The quote never closes: its line fails alone, and the next line is read as a row (issue 20, item 13).
+    assert rows[PROBLEM][2] == (
+        "a quote opened in column 'username' is never closed; the lines after it are read as rows of their own"
+    )
+    assert rows[PROBLEM][3] is None
 
 
 def test_headerless_file_with_optional_second_field(tmp_path: Path) -> None:

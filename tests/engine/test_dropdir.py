@@ -263,12 +263,20 @@ def test_an_unreadable_file_is_a_note_and_the_others_are_taken(drop: Path, inbox
     ]
 
 
-def test_the_inbox_copy_is_readable_by_owner_and_group_only(drop: Path, inbox: Path, record: Path) -> None:
+def test_the_inbox_copy_is_private_whatever_the_feeder_allowed(drop: Path, inbox: Path, record: Path) -> None:
     dropped(drop, "open.csv").chmod(0o666)
     dropped(drop, "private.csv").chmod(0o600)
     run(drop, inbox, record)
-    assert stat.S_IMODE((inbox / "open.csv").stat().st_mode) == 0o640
+    assert stat.S_IMODE((inbox / "open.csv").stat().st_mode) == 0o600
     assert stat.S_IMODE((inbox / "private.csv").stat().st_mode) == 0o600
+
+
+def test_the_inbox_copy_is_group_readable_where_the_inbox_is(drop: Path, inbox: Path, record: Path) -> None:
+    inbox.mkdir(parents=True)
+    inbox.chmod(0o750)  # files.group_readable
+    dropped(drop, "open.csv").chmod(0o666)
+    run(drop, inbox, record)
+    assert stat.S_IMODE((inbox / "open.csv").stat().st_mode) == 0o640
 
 
 # Another filesystem: copied under a hidden name, flushed, renamed, and only then removed from the drop directory.
@@ -285,7 +293,7 @@ def test_copy_across_copies_then_removes_the_source(drop: Path, inbox: Path) -> 
     assert not source.exists()
     target = inbox / "userimport.csv"
     assert target.read_bytes() == b"rows"
-    assert stat.S_IMODE(target.stat().st_mode) == 0o640
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
     assert target.stat().st_mtime == NOW - 600  # the drop time, as a rename would keep it
     assert [p.name for p in inbox.iterdir()] == ["userimport.csv"]
 

@@ -265,7 +265,9 @@ async def test_a_database_error_rolls_back_its_batch_only(
     assert result.counts == {"deleted": 6, "failed": 3}
     assert await remaining(gateway, flagtype) == 34  # f4 and f5 came back with the rolled-back batch
     assert result.report_path is not None
-    assert "line 4: failed (write) database error, nothing of this batch was written" in result.report_path.read_text()
+    report = result.report_path.read_text()
+    assert "line 4: failed (write) the database refused the batch: " in report
+    assert "; nothing of this batch was written" in report
     assert result.tryback_path is not None
     assert result.tryback_path.read_text() == "f4\npoison\nf5\n"
 
@@ -286,7 +288,7 @@ async def test_a_lost_connection_stops_the_run_and_says_so(
     config.set("run.safety_threshold", 0.0)
     path = tmp_path / "purge.csv"
     path.write_text("f1\nf2\nf3\nf4\nkill\nf5\nf6\n")
-    with pytest.raises(RunProblem, match="the database connection failed during the run"):
+    with pytest.raises(RunProblem, match=r"the connection to the database was lost: .*rolled back"):
         await run_operation(config, gateway, "flagpurge", path)
     assert await remaining(gateway, flagtype) == 37  # the first batch stays; the killed one rolled back
     [report] = DataStore(config.data_dir).reports.glob("*.txt")

@@ -275,8 +275,7 @@ async def test_bad_rows_fail_one_by_one_and_the_tryback_holds_exactly_them(site:
     assert "line 3: failed (check) email 'not-an-email' is not a valid e-mail address" in report
     assert "line 4: failed (check) auth 'kerberos' is not an enabled authentication plugin" in report
     assert f"line 6: failed (check) username '{dup}' already appears on line 5" in report
-    assert "line 7: failed (check) city 'x" in report
-    assert "is 121 characters long; Moodle stores at most 120" in report
+    assert "line 7: failed (read) column 'city': 121 characters, at most 120 (user.city)" in report
     assert f"line 8: failed (check) {menu} 'blue': expected one of the menu options 'red', 'green'" in report
     assert "line 9: failed (read)" in report
     assert result.tryback_path is not None

@@ -397,7 +397,7 @@ def test_count_rows_of_a_bad_file_raises_file_problem(sandbox: Config) -> None:
 
     with pytest.raises(FileProblem, match="file not found"):
         count_rows(sandbox, "users", inbox(sandbox) / "absent.csv")
-    (inbox(sandbox) / "bad.csv").write_text("colour\nblue\n")
+    (inbox(sandbox) / "bad.csv").write_text("username;colour\njdoe;blue\n")
     with pytest.raises(FileProblem, match="unknown column 'colour'"):
         count_rows(sandbox, "users", inbox(sandbox) / "bad.csv")
 

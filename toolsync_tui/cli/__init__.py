@@ -1,8 +1,9 @@
 """The `toolsync` command: the interface by default; `run`, `cron`, `crontab`, `sandbox init`, `generate`,
 `categories clean`, `groups repair-components` headless.
 
-Exit codes: 0 every row succeeded, 1 some rows failed (see the report), 2 the run could not happen,
-3 stopped by the safety threshold.
+Exit codes: 0 every row succeeded, 1 some rows failed (see the report), 2 the run could not happen (or go on:
+a lost database, a full disk), 3 stopped by the safety threshold, 130 / 143 stopped by SIGINT / SIGTERM (128 + the
+signal's number) after the batch in progress, the report saying so.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from toolsync_tui.cli.tools import add_tool_parsers
 from toolsync_tui.config import ConfigError, load_config
 from toolsync_tui.engine.moodle.gateway import DatabaseError
 from toolsync_tui.engine.registry import OPERATIONS
-from toolsync_tui.engine.run.exits import EXIT_CANNOT_RUN, EXIT_OK, EXIT_SAFETY
+from toolsync_tui.engine.run.exits import EXIT_CANNOT_RUN, EXIT_INTERRUPTED, EXIT_OK, EXIT_SAFETY
 from toolsync_tui.engine.run.pipeline import RunProblem, SafetyStop
 from toolsync_tui.engine.sandbox import init_sandbox
 from toolsync_tui.engine.unattended.crontab import CrontabProblem
@@ -33,8 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="toolsync",
         description="Feed a Moodle site from tool_sync command files.",
-        epilog="Exit codes: 0 all rows succeeded, 1 some rows failed, 2 the run could not happen, "
-        "3 stopped by the safety threshold.",
+        epilog="Exit codes: 0 all rows succeeded, 1 some rows failed, 2 the run could not happen or go on, "
+        "3 stopped by the safety threshold, 130 / 143 stopped by SIGINT / SIGTERM (the report says where).",
     )
     parser.add_argument(
         "--config",
@@ -104,6 +105,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, RunProblem, DatabaseError, ScheduleProblem, CrontabProblem) as exc:
         print(f"toolsync: {exc}", file=sys.stderr)
         return EXIT_CANNOT_RUN
+    except OSError as exc:  # a file or folder toolsync cannot use (the data directory, a full disk)
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"toolsync: {where}{exc.strerror or exc}", file=sys.stderr)
+        return EXIT_CANNOT_RUN
     except KeyboardInterrupt:
         print("toolsync: interrupted; the batch in progress was rolled back", file=sys.stderr)
-        return EXIT_CANNOT_RUN
+        return EXIT_INTERRUPTED

@@ -21,9 +21,11 @@ def add_cron_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParse
 
 
 async def command_cron(config: Config) -> int:
+    from toolsync_tui.cli.signals import stop_on_signals
     from toolsync_tui.engine.unattended.cron import run_cron
 
-    report = await run_cron(config, emit=lambda line: print(line, flush=True))
+    with stop_on_signals():  # SIGTERM (a `timeout` around cron) stops the operation in progress cleanly
+        report = await run_cron(config, emit=lambda line: print(line, flush=True))
     return report.exit_code
 
 

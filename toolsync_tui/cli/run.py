@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
 import time
 
+from toolsync_tui.cli.signals import stop_on_signals
 from toolsync_tui.cli.site import load_or_sandbox
 from toolsync_tui.engine.connect import open_gateway
+from toolsync_tui.engine.run.exits import EXIT_INTERRUPTED
+from toolsync_tui.engine.run.log import RunLog
 from toolsync_tui.engine.run.pipeline import Progress, RunResult, run_inputs
 
 
@@ -71,17 +75,34 @@ async def command_run(args: argparse.Namespace) -> int:
         print_result(result)
 
     try:
-        results = await run_inputs(
-            config,
-            gateway,
-            args.operation,
-            None if args.file is None else [args.file],
-            on_result=finished,
-            dry_run=args.dry_run,
-            force=args.force,
-            on_progress=progress,
-        )
+        with stop_on_signals():
+            results = await run_inputs(
+                config,
+                gateway,
+                args.operation,
+                None if args.file is None else [args.file],
+                on_result=finished,
+                dry_run=args.dry_run,
+                force=args.force,
+                on_progress=progress,
+            )
+    except asyncio.CancelledError:  # a second signal: the run log has what the run did
+        progress.stop()
+        return print_stopped(RunLog(config.data_dir))
     finally:
         progress.stop()
         await gateway.close()
     return max(result.exit_code for result in results)
+
+
+def print_stopped(log: RunLog) -> int:
+    """A run stopped at once: its last line of the run log, with its report, and its exit code."""
+    last = log.recent(1)
+    if not last or not last[0].interrupted:
+        print("toolsync: stopped at once", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    record = last[0]
+    print(f"{record.operation}: {record.interrupted_words()}")
+    if record.report:
+        print(f"  report: {record.report}")
+    return record.exit_code

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.exc import SQLAlchemyError
 
 from toolsync_tui.cli.site import load_or_sandbox
 from toolsync_tui.config import Config
@@ -22,6 +22,7 @@ from toolsync_tui.engine.datadir.protected_groups import StateProblem, for_site
 from toolsync_tui.engine.groups.repair import find_foreign, repair_components
 from toolsync_tui.engine.moodle.bridge.client import BridgeError
 from toolsync_tui.engine.moodle.categories import CategoryProblem
+from toolsync_tui.engine.moodle.db_errors import describe
 from toolsync_tui.engine.moodle.gateway import DatabaseError, MoodleGateway
 from toolsync_tui.engine.run.exits import EXIT_CANNOT_RUN, EXIT_OK, EXIT_ROWS_FAILED, EXIT_SAFETY
 from toolsync_tui.engine.run.lock import LockBusy, RunLock
@@ -134,8 +135,7 @@ async def connected(config: Config) -> AsyncIterator[MoodleGateway]:
         await gateway.site_info()
         yield gateway
     except SQLAlchemyError as exc:
-        reason = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
-        raise DatabaseError(f"cannot use the database at {gateway.label}: {str(reason).splitlines()[0]}") from None
+        raise DatabaseError(f"cannot use the database at {gateway.label}: {describe(exc)}") from None
     finally:
         await gateway.close()
 

@@ -27,6 +27,7 @@ def open_gateway(config: Config) -> MoodleGateway:
         database=settings.name,
         prefix=settings.prefix,
         socket=settings.socket,
+        statement_timeout=settings.statement_timeout,
     )
 
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 from importlib import resources
 from pathlib import Path
 
 from toolsync_tui.config import Config, ConfigError, load_config, new_config
+from toolsync_tui.engine.datadir import privacy
 from toolsync_tui.engine.datadir.store import DataStore
 from toolsync_tui.engine.moodle.baseline import install_baseline
 from toolsync_tui.engine.moodle.gateway import MoodleGateway
@@ -56,7 +58,9 @@ def _prepare_directory(directory: Path) -> Config:
         raise ConfigError(
             f"{directory} already holds a sandbox; remove {CONFIG_NAME} and {DATABASE_NAME} to start afresh"
         )
-    directory.mkdir(parents=True, exist_ok=True)
+    directory.mkdir(mode=privacy.PRIVATE[0], parents=True, exist_ok=True)
+    # Its accounts' rows are the owner's only, as the data directory (SQLite's journals take the file's mode).
+    os.close(privacy.create_file(directory / DATABASE_NAME, os.O_WRONLY | os.O_CREAT | os.O_EXCL))
     return new_config(config_path, sandbox_document())
 
 
@@ -64,13 +68,13 @@ def _lay_out_data(config: Config) -> None:
     """Data directory with the sample command files (and picture archive) in its inbox, the file pool's folder; the
     config is saved last."""
     store = DataStore(config.data_dir)
-    store.ensure()
-    (config.resolve(MOODLE_DATA) / "filedir").mkdir(parents=True, exist_ok=True)
+    store.ensure(group_readable=config.settings.files.group_readable)
+    privacy.make_folder(config.resolve(MOODLE_DATA) / "filedir", group_readable=False)
     samples = resources.files("toolsync_tui").joinpath("samples")
     for sample in samples.iterdir():
         if sample.name.endswith((".csv", ".zip")):
-            with resources.as_file(sample) as source:
-                shutil.copyfile(source, store.inbox / sample.name)
+            with sample.open("rb") as data, os.fdopen(privacy.create_file(store.inbox / sample.name), "wb") as out:
+                shutil.copyfileobj(data, out)
     config.save()
 
 

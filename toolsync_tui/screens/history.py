@@ -25,12 +25,11 @@ from toolsync_tui.engine.datadir.history import (
     delete_entries,
     file_count,
     list_history,
-    report_counts,
+    report_results,
     total_size,
     tryback_rows,
 )
 from toolsync_tui.engine.registry import OPERATIONS
-from toolsync_tui.engine.rows import counts_text
 from toolsync_tui.screens.confirm import ConfirmScreen
 from toolsync_tui.screens.report import FileScreen, ReportScreen
 from toolsync_tui.screens.run import RunScreen
@@ -103,7 +102,7 @@ class HistoryScreen(Screen[None]):
         self.kind: Kind | None = None
         self.entries: list[HistoryEntry] = []  # what the folders hold (of `operation`)
         self.marked: set[Path] = set()
-        self.counts: dict[str, dict[str, int]] = {}
+        self.counts: dict[str, str] = {}  # a report's run, in the run log's words (interrupted ones say so)
 
     def compose(self) -> ComposeResult:
         yield SiteBar(id="site")
@@ -136,7 +135,7 @@ class HistoryScreen(Screen[None]):
         if self.operation is not None:
             listed = [entry for entry in listed if entry.operation == self.operation]
         self.entries = listed
-        self.counts = report_counts(self.config.data_dir)
+        self.counts = report_results(self.config.data_dir)
         present = {path for entry in listed for path in entry.files}
         self.marked &= present  # marks of files gone meanwhile
         self.show_entries()
@@ -169,8 +168,7 @@ class HistoryScreen(Screen[None]):
         return [Text(cell, no_wrap=True) for cell in cells]
 
     def _result(self, entry: HistoryEntry) -> str:
-        counts = self.counts.get(entry.name) if entry.kind == "report" else None
-        result = counts_text(counts) if counts else ""
+        result = (self.counts.get(entry.name) or "") if entry.kind == "report" else ""
         if entry.dry_run:
             return f"dry run: {result}" if result else "dry run"
         return result

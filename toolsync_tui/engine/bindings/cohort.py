@@ -37,6 +37,7 @@ from toolsync_tui.engine.bindings.base import (
     Outcome,
     free_group_name,
 )
+from toolsync_tui.engine.moodle.column_limits import column_limit
 from toolsync_tui.engine.moodle.gateway import MoodleGateway
 from toolsync_tui.engine.moodle.lookup import KeyLookup, answers_by_value, lookup_problem
 from toolsync_tui.engine.rows import LINE, OUTCOME_SCHEMA, cells
@@ -227,13 +228,19 @@ class _Planner:
         row: dict[str, Any],
     ) -> Outcome:
         want_group = row["makegroup"] == "1"
+        group_name = None
+        if want_group and (not matching or (not matching[0].customint2 and matching[0].group_name is None)):
+            group_name = self._new_group(course_id, cohort_name)
+            # Named after the cohort: a long cohort name makes a name groups.name cannot hold (Moodle fails there too).
+            limit = column_limit(self.op.schema.groups, "name", self.op.schema.prefix).chars or 0
+            if len(group_name) > limit:
+                why = f"makegroup: the new group's name would have {len(group_name):,} characters, at most {limit:,}"
+                return (line, None, "failed", "check", key, f"{why} (groups.name): '{group_name[:60]}...'")
         if not matching:
             instance = Instance(None, course_id, role, cohort_id, None, ENABLED)
             message = f"{binding} {self.would}bound with {shown_role}"
-            if want_group:
-                instance.group_name = free_group_name(
-                    f"{cohort_name} cohort", self.group_names.setdefault(course_id, set())
-                )
+            if group_name is not None:
+                instance.group_name = group_name
                 message += f", with the new group '{instance.group_name}'"
             self.by_course.setdefault(course_id, []).append(instance)
             return (line, None, "created", "add", key, message)
@@ -242,10 +249,8 @@ class _Planner:
         if instance.status != ENABLED:
             instance.status = ENABLED
             done.append(f"{self.would}enabled again")
-        if want_group and not instance.customint2 and instance.group_name is None:
-            instance.group_name = free_group_name(
-                f"{cohort_name} cohort", self.group_names.setdefault(course_id, set())
-            )
+        if group_name is not None:
+            instance.group_name = group_name
             done.append(f"{self.would}given the new group '{instance.group_name}'")
         if not done:
             return (line, None, "unchanged", "none", key, f"{binding} is bound with {shown_role} already")

@@ -56,6 +56,7 @@ from toolsync_tui.engine.parts.cohort_memberships import IDNUMBER_MAX, NAME_MAX,
 from toolsync_tui.engine.rows import LINE, OUTCOME_SCHEMA, OutcomeRow, cells
 from toolsync_tui.engine.run.command_file import ColumnSpec
 from toolsync_tui.engine.run.operation import BatchWrite, Operation, PreviousWrite
+from toolsync_tui.engine.run.value_limits import StoredColumns
 
 COMMANDS = ("add", "del", "free", "delete")
 TEXT = (
@@ -97,6 +98,12 @@ class CohortsOperation(Operation):
     name = "cohorts"
     title = "Cohorts"
     columns = ColumnSpec(optional=TEXT)
+    value_columns: ClassVar[StoredColumns] = {
+        "cname": ("cohort", "name"),
+        "cidnumber": ("cohort", "idnumber"),
+        "cdescription": ("cohort", "description"),
+        "component": ("cohort", "component"),
+    }
     # del rows are `remove`, free `free`, delete `delete`; the members a free or delete removes beyond its row are
     # counted by removals_after_rows().
     destructive_actions: ClassVar[frozenset[str]] = frozenset({"remove", "free", "delete"})

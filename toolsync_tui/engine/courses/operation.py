@@ -30,7 +30,7 @@ import dataclasses
 import time
 from collections import Counter
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import polars as pl
 from sqlalchemy.exc import SQLAlchemyError
@@ -61,6 +61,7 @@ from toolsync_tui.engine.moodle.categories import Category, CategoryIndex, creat
 from toolsync_tui.engine.moodle.contexts import child_path, course_contexts, move_contexts
 from toolsync_tui.engine.moodle.course_blocks import add_default_blocks
 from toolsync_tui.engine.moodle.course_events import collecting
+from toolsync_tui.engine.moodle.db_errors import describe
 from toolsync_tui.engine.moodle.gateway import DatabaseError, MoodleGateway
 from toolsync_tui.engine.moodle.news_forum import add_course_forums, course_forum_type
 from toolsync_tui.engine.moodle.site_settings import UserSite
@@ -70,6 +71,7 @@ from toolsync_tui.engine.parts.course_enrolments import CourseEnrolments
 from toolsync_tui.engine.rows import LINE, OUTCOME_SCHEMA, Outcome, OutcomeRow
 from toolsync_tui.engine.run.command_file import ColumnSpec, FileProblem
 from toolsync_tui.engine.run.operation import Operation
+from toolsync_tui.engine.run.value_limits import StoredColumns
 
 DEFAULT_TEACHER_ROLE = "teacher"  # tool_sync assigned this role (non-editing teacher) whatever teacherN_role said
 
@@ -78,6 +80,10 @@ class CoursesOperation(Operation):
     name = "courses"
     title = "Create and update courses"
     columns = ColumnSpec(required=("fullname", "shortname"), optional=OPTIONAL, patterns=PATTERNS)
+    # topicN (a section's name|summary) and category (a path of names) are checked as they are split (values.py).
+    value_columns: ClassVar[StoredColumns] = {
+        name: ("course", name) for name in ("fullname", "shortname", "idnumber", "summary", "lang")
+    }
     uses_bridge = True
 
     def __init__(self, config: Config, gateway: MoodleGateway) -> None:
@@ -505,7 +511,7 @@ class CoursesOperation(Operation):
             async with self.gateway.transaction() as conn:
                 await add_course_forums(self.gateway, conn, self.template_forums, _now())
         except SQLAlchemyError as exc:
-            why = str(exc).splitlines()[0]
+            why = describe(exc)
             raise DatabaseError(f"the forums of courses filled from a template were not written: {why}") from None
         self.template_forums = {}
 

@@ -26,6 +26,8 @@ from typing import NamedTuple
 
 import humanize
 
+from toolsync_tui.engine.datadir import privacy
+
 STALE_LOCK_SECONDS = 3 * 3600  # the original warns about a write lock older than 3 hours
 _CHUNK = 1024 * 1024
 
@@ -83,7 +85,7 @@ def capture(
     holder = _lock_holder(drop_dir, lock_files)
     if holder is not None:
         return Capture([], [], holder, _stale_lock_notes(drop_dir / holder, clock))
-    inbox.mkdir(parents=True, exist_ok=True)
+    inbox.mkdir(mode=privacy.PRIVATE[0], parents=True, exist_ok=True)  # ensure() made it already, in a run
     captured: list[Captured] = []
     waiting: list[tuple[str, str]] = []
     notes: list[str] = []
@@ -206,25 +208,21 @@ def copy_across(source: Path, target: Path, before: os.stat_result) -> str:
 
 def _write_copy(source: Path, partial: Path, before: os.stat_result) -> str:
     digest = hashlib.sha1(usedforsecurity=False)
-    with source.open("rb") as reader, open(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as out:
+    private = privacy.create_file(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL)  # the inbox's mode, from the start
+    with source.open("rb") as reader, open(private, "wb") as out:
         while chunk := reader.read(_CHUNK):
             digest.update(chunk)
             out.write(chunk)
         out.flush()
-        os.fchmod(out.fileno(), _private_mode(before.st_mode))
         os.utime(out.fileno(), ns=(before.st_atime_ns, before.st_mtime_ns))  # the drop time, as a rename keeps it
         os.fsync(out.fileno())
     return digest.hexdigest()
 
 
-def _private_mode(mode: int) -> int:
-    """Command files hold personal data: the owner reads and writes, the group reads only if the feeder let it,
-    others never. Narrowing the feeder's mode (rather than a fixed 0o640) never widens what it chose."""
-    return (stat.S_IMODE(mode) & 0o640) | 0o600
-
-
 def _narrow_mode(target: Path, mode: int, notes: list[str]) -> None:
-    wanted = _private_mode(mode)
+    """Command files hold personal data and passwords: the data directory's file mode (privacy.py), whatever the
+    feeder's."""
+    wanted = privacy.file_mode(target.parent)
     if stat.S_IMODE(mode) == wanted:
         return
     try:
@@ -270,7 +268,7 @@ def _write_record(record: Path, item: Captured, clock: float, notes: list[str]) 
     }
     try:
         record.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(record, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        fd = privacy.create_file(record, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
         try:
             os.write(fd, (json.dumps(line) + "\n").encode())
         finally:

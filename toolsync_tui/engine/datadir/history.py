@@ -21,7 +21,7 @@ from toolsync_tui.engine.datadir.store import KINDS as KINDS
 from toolsync_tui.engine.datadir.store import DataStore, StoredName
 from toolsync_tui.engine.datadir.store import Kind as Kind
 from toolsync_tui.engine.registry import OPERATIONS
-from toolsync_tui.engine.rows import OUTCOME_SCHEMA
+from toolsync_tui.engine.rows import OUTCOME_SCHEMA, counts_text
 from toolsync_tui.engine.run.command_file import FileProblem
 from toolsync_tui.engine.run.log import KEEP, RunLog
 from toolsync_tui.engine.run.preview import count_rows
@@ -196,6 +196,20 @@ def report_counts(data_dir: Path) -> dict[str, dict[str, int]]:
     for record in RunLog(data_dir).recent(KEEP):
         if record.report:
             found.setdefault(Path(record.report).name, record.counts)
+    return found
+
+
+def report_results(data_dir: Path) -> dict[str, str]:
+    """Report file name -> what its run came to, in the run log's words: "500 created", and for a run stopped
+    mid-way "500 created; interrupted (SIGINT)" (a killed run: as the log reads it, with what it had committed)."""
+    found: dict[str, str] = {}
+    for record in RunLog(data_dir).recent(KEEP):
+        if record.report and (name := Path(record.report).name) not in found:
+            words = counts_text(record.counts)
+            if record.interrupted or (record.problem and record.rows):
+                stop = record.interrupted or "the run stopped"
+                words = f"{words}; interrupted ({stop})" if words else f"interrupted ({stop})"
+            found[name] = words
     return found
 
 

@@ -20,8 +20,10 @@ One SQLite table, `protected_member`, one row a membership:
     recorded  when (unix time)
 
 primary key (site, groupid, userid). A batch's changes are kept in memory (`record`, `forget`) and written by `commit`
-only after the batch's transaction has committed: a batch rolled back leaves nothing here. Runs hold the data
-directory's lock, so one writer at a time.
+after the batch's transaction has committed; the memberships it records are also written as soon as they are stored,
+before that commit (`_write_ahead`), so that a run killed between the two commits loses none. A batch rolled back
+leaves at most entries whose memberid never came to be, which protect nothing. Runs hold the data directory's lock,
+so one writer at a time.
 """
 
 from __future__ import annotations
@@ -30,12 +32,14 @@ import os
 import sqlite3
 import time
 from collections.abc import Iterator
-from contextlib import closing, contextmanager
+from contextlib import closing, contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 import polars as pl
+
+from toolsync_tui.engine.datadir import privacy
 
 if TYPE_CHECKING:
     from toolsync_tui.engine.moodle.gateway import MoodleGateway
@@ -156,12 +160,34 @@ class ProtectedMemberships:
         self._pending.clear()
 
     def record(self, members: pl.DataFrame, source: str) -> None:
-        """Protect these memberships (groupid, userid, memberid) once the batch has committed."""
+        """Protect these memberships (groupid, userid, memberid): written at once (`_write_ahead`), and again in order
+        with the batch's other changes once it has committed."""
         if source not in SOURCES:
             raise ValueError(f"unknown source {source!r}")
         frame = _members(members)
         if frame.height:
+            self._write_ahead(frame, source)
             self._pending.append(("record", frame, source))
+
+    def _write_ahead(self, frame: pl.DataFrame, source: str) -> None:
+        """Entries for memberships the open transaction stores, before it commits: a run killed between Moodle's commit
+        and this file's would otherwise leave them unprotected for good (run again, they exist, nothing records them).
+        Safe when the batch rolls back: an entry holds only while its memberid exists, and a membership is recorded
+        with the id of its current row, so what it replaces is stale, unless an earlier step of the batch removed
+        that membership (a rollback brings the row back): those wait for commit(). A failure here is left to commit()
+        to report."""
+        earlier = [forgot.select("groupid", "userid") for kind, forgot, _ in self._pending if kind == "forget"]
+        if earlier:
+            frame = frame.join(pl.concat(earlier), on=["groupid", "userid"], how="anti")
+        if frame.is_empty():
+            return
+        stamp = int(time.time())
+        with suppress(StateProblem), self._connected(write=True) as db, db:
+            db.executemany(
+                f"INSERT OR REPLACE INTO {TABLE} (site, groupid, userid, memberid, source, recorded) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                [(self.site, g, u, m, source, stamp) for g, u, m in frame.iter_rows()],
+            )
 
     def forget(self, members: pl.DataFrame) -> None:
         """These memberships (groupid, userid) are gone: their entries go once the batch has committed."""
@@ -214,11 +240,9 @@ class ProtectedMemberships:
 
 
 def _private(path: Path) -> None:
-    """The folder (0700) and the file (0600) made private before SQLite opens it; its journal takes the file's mode."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    os.chmod(path.parent, 0o700)
-    os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
-    os.chmod(path, 0o600)
+    """The folder and the file made private (privacy.py) before SQLite opens it; its journal takes the file's mode."""
+    path.parent.mkdir(mode=privacy.folder_mode(path.parent.parent), parents=True, exist_ok=True)
+    os.close(privacy.create_file(path, os.O_WRONLY | os.O_CREAT))
 
 
 def _members(frame: pl.DataFrame) -> pl.DataFrame:

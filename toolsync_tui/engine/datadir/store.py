@@ -6,10 +6,13 @@ from __future__ import annotations
 import os
 import re
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Literal
+from typing import BinaryIO, Literal
+
+from toolsync_tui.engine.datadir import privacy
 
 STAMP_FORMAT = "%Y%m%d-%H%M%S"
 
@@ -107,11 +110,12 @@ class DataStore:
     def tryback(self) -> Path:
         return self.root / FOLDERS["tryback"]
 
-    def ensure(self) -> None:
+    def ensure(self, *, group_readable: bool = False) -> list[str]:
+        """Create the folders, and give the whole directory its modes (privacy.py): what an older version left wider
+        is narrowed. The entries that could not be changed, as sentences (a file of another owner ...)."""
         for name in SUBDIRS:
-            (self.root / name).mkdir(parents=True, exist_ok=True)
-        os.chmod(self.reports, 0o700)
-        os.chmod(self.tryback, 0o700)
+            privacy.make_folder(self.root / name, group_readable)
+        return privacy.narrow_once(self.root, group_readable, dropped=self.inbox)
 
     def preselected(self, file_setting: str) -> Path:
         """An operation's command file: a relative setting is relative to the inbox."""
@@ -144,15 +148,20 @@ class DataStore:
     def tryback_path(self, stamp: str, source: Path) -> Path:
         return _unused(self.tryback / StoredName("tryback", stamp, source.name).format())
 
-    def archive_file(self, source: Path, stamp: str, mode: str) -> Path | None:
-        """Move or copy the processed file into archive/ with a timestamp prefix."""
+    def archive_file(
+        self, source: Path, stamp: str, mode: str, rewrite: Callable[[BinaryIO], None] | None = None
+    ) -> Path | None:
+        """Move or copy the processed file into archive/ with a timestamp prefix, private whatever the source's mode.
+        `rewrite`, when given, writes the archived copy in the source's place (its passwords blanked); "move" then
+        removes the source."""
         if mode == "off":
             return None
         target = _unused(self.archive / StoredName("archive", stamp, source.name).format())
-        if mode == "copy":
-            shutil.copy2(source, target)
-        else:
-            shutil.move(source, target)
+        if rewrite is None and mode == "move" and _moved(source, target):
+            return target
+        _write_new(target, rewrite or (lambda out: _copy_bytes(source, out)), source)
+        if mode == "move":
+            source.unlink()
         return target
 
 
@@ -168,5 +177,35 @@ def _unused(path: Path, twin: Path | None = None) -> Path:
 
 
 def private_file(path: Path) -> int:
-    """Open a new file readable by its owner only (reports and trybacks may hold personal data)."""
-    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    """Open a new file readable by its owner only (reports and trybacks may hold personal data): privacy.create_file."""
+    return privacy.create_file(path)
+
+
+def _moved(source: Path, target: Path) -> bool:
+    """Rename the source into the archive, made private first (the inode keeps its mode); False when it cannot be
+    (another owner's file, another file system): the caller copies it."""
+    try:
+        os.chmod(source, privacy.file_mode(target.parent))
+        os.rename(source, target)
+    except OSError:
+        return False
+    return True
+
+
+def _write_new(target: Path, write: Callable[[BinaryIO], None], source: Path) -> None:
+    """A new private file written by `write`, with the source's times (an archive ages from the file's own time, as
+    a moved file does); removed again if writing fails."""
+    descriptor = privacy.create_file(target, privacy.NEW_FILE | os.O_EXCL)
+    try:
+        with os.fdopen(descriptor, "wb") as out:
+            write(out)
+        times = os.stat(source)
+        os.utime(target, ns=(times.st_atime_ns, times.st_mtime_ns))
+    except BaseException:
+        target.unlink(missing_ok=True)
+        raise
+
+
+def _copy_bytes(source: Path, out: BinaryIO) -> None:
+    with source.open("rb") as data:
+        shutil.copyfileobj(data, out)

@@ -42,6 +42,7 @@ from toolsync_tui.engine.moodle.unenrol import stored_enrolments, unenrol
 from toolsync_tui.engine.parts.course_enrolments import CourseEnrolments, first_instances
 from toolsync_tui.engine.rows import LINE, OUTCOME_SCHEMA, Outcome, Rule, first_match, outcome_rows, shown
 from toolsync_tui.engine.run.operation import Operation
+from toolsync_tui.engine.run.value_limits import StoredColumns
 
 ROW = "__row"
 DESTRUCTIVE = ("shift", "unenrol", "disable", "unassign")
@@ -51,6 +52,8 @@ class EnrolsOperation(Operation):
     name = "enrols"
     title = "Enrolments"
     columns = ENROLS_FILE
+    # gaddcreate and greplacecreate create the groups they name.
+    value_columns: ClassVar[StoredColumns] = {r"g\d+": ("groups", "name")}
     # The memberships greplace removes count too: the safety check counts every `deleted` line, parts included.
     destructive_actions: ClassVar[frozenset[str]] = frozenset(DESTRUCTIVE)
     uses_bridge = True

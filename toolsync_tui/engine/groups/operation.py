@@ -31,7 +31,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, get_args
+from typing import Any, ClassVar, Literal, get_args
 
 import polars as pl
 from sqlalchemy import Table
@@ -47,6 +47,7 @@ from toolsync_tui.engine.moodle.gateway import MoodleGateway, chunks
 from toolsync_tui.engine.rows import LINE, OUTCOME_SCHEMA, Outcome, cells
 from toolsync_tui.engine.run.command_file import ColumnSpec
 from toolsync_tui.engine.run.operation import Operation
+from toolsync_tui.engine.run.value_limits import StoredColumns
 
 Kind = Literal["group", "grouping"]
 KINDS: dict[str, Kind] = {"": "group", "group": "group", "grouping": "grouping"}  # lower-cased `type` -> kind
@@ -133,6 +134,12 @@ class GroupsOperation(Operation):
     name = "groups"
     title = "Groups and groupings"
     columns = ColumnSpec(required=("courseid", "name"), optional=TEXT[2:], short_rows=True)
+    # A name is a group's (254 characters) or a grouping's (255) by its row's type: LIMITS checks it per row.
+    value_columns: ClassVar[StoredColumns] = {
+        "name": ("groupings", "name"),
+        "idnumber": ("groups", "idnumber"),
+        "description": ("groups", "description"),
+    }
     uses_bridge = True
 
     def __init__(self, config: Config, gateway: MoodleGateway) -> None:

@@ -13,17 +13,21 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
-from sqlalchemy import URL, ColumnElement, Table, delete, func, insert, select, text
+from sqlalchemy import URL, ColumnElement, Table, delete, func, insert, make_url, select, text
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from toolsync_tui.engine.moodle.column_limits import DEFAULT_PACKET, read_packet
+from toolsync_tui.engine.moodle.db_errors import describe
 from toolsync_tui.engine.moodle.schema import MoodleSchema
+from toolsync_tui.engine.moodle.timed_connection import timed_creator
 
 # Keys per IN (...) list and rows per multi-row statement; well under MariaDB's packet limit.
 CHUNK = 1000
 SQLITE_MAX_PARAMETERS = 32_766
 MAX_STATEMENT = 2_000_000  # bytes of a multi-row INSERT written here (MariaDB's max_allowed_packet: 16 MB by default)
 CONNECT_TIMEOUT = 10  # seconds
+STATEMENT_TIMEOUT = 300  # seconds the server has to answer each call (the default of [database] statement_timeout)
 
 
 class DatabaseError(Exception):
@@ -43,9 +47,35 @@ class SiteInfo:
         return self.kind == "sqlite"
 
 
-def chunks(values: Sequence[Any], size: int = CHUNK) -> Iterable[Sequence[Any]]:
-    for start in range(0, len(values), size):
-        yield values[start : start + size]
+def chunks(values: Sequence[Any], size: int = CHUNK, budget: int = MAX_STATEMENT) -> Iterable[Sequence[Any]]:
+    """Slices of at most `size` values (keys, pairs or rows) taking at most `budget` bytes of statement text, or of one
+    value larger than that: an IN (...) list or a multi-row statement a slice fits the server's packet, whatever the
+    file's values (a value alone fits it: engine/run/value_limits.py checked it)."""
+    if all(type(value) is int for value in values):  # ids: the count decides (the common case, kept cheap)
+        for start in range(0, len(values), size):
+            yield values[start : start + size]
+        return
+    start, total = 0, 0
+    for end, value in enumerate(values):
+        taken = _text_size(value)
+        if end > start and (end - start >= size or total + taken > budget):
+            yield values[start:end]
+            start, total = end, 0
+        total += taken
+    if start < len(values):
+        yield values[start:]
+
+
+def _text_size(value: Any) -> int:
+    """More than the bytes `value` takes in a statement's text (4 a character, as _escaped_size); a number or a null
+    counts 24 with the SQL around it."""
+    if isinstance(value, str | bytes):
+        return 4 * len(value) + 24
+    if isinstance(value, tuple | list):
+        return sum(map(_text_size, value))
+    if isinstance(value, Mapping):  # a row: its text only measured, at C speed
+        return 24 * len(value) + 4 * sum([len(v) for v in value.values() if type(v) is str or type(v) is bytes])
+    return 24
 
 
 class MoodleGateway:
@@ -54,10 +84,21 @@ class MoodleGateway:
         self.schema = schema
         self.kind = kind
         self.label = label
+        # The most bytes a statement may take (the server's max_allowed_packet), read by site_info() at a run's start.
+        self.packet = DEFAULT_PACKET
 
     @classmethod
     def for_mariadb(
-        cls, *, host: str, port: int, user: str, password: str, database: str, prefix: str, socket: str = ""
+        cls,
+        *,
+        host: str,
+        port: int,
+        user: str,
+        password: str,
+        database: str,
+        prefix: str,
+        socket: str = "",
+        statement_timeout: float = STATEMENT_TIMEOUT,
     ) -> MoodleGateway:
         query = {"charset": "utf8mb4"} | ({"unix_socket": socket} if socket else {})
         url = URL.create(
@@ -69,16 +110,15 @@ class MoodleGateway:
             database=database,
             query=query,
         )
-        engine = create_async_engine(
-            url, pool_size=2, max_overflow=2, pool_recycle=3600, connect_args={"connect_timeout": CONNECT_TIMEOUT}
-        )
+        engine = _mariadb_engine(url, statement_timeout, pool_size=2, max_overflow=2, pool_recycle=3600)
         where = socket or f"{host}:{port}"
         return cls(engine, MoodleSchema(prefix), "mariadb", f"{where}/{database}")
 
     @classmethod
-    def for_url(cls, url: str, prefix: str) -> MoodleGateway:
+    def for_url(cls, url: str, prefix: str, statement_timeout: float = STATEMENT_TIMEOUT) -> MoodleGateway:
         """Any SQLAlchemy async URL (tests and benchmarks use this)."""
-        engine = create_async_engine(url)
+        timed = make_url(url).get_driver_name() == "aiomysql"
+        engine = _mariadb_engine(url, statement_timeout) if timed else create_async_engine(url)
         kind = "sqlite" if engine.dialect.name == "sqlite" else "mariadb"
         label = engine.url.render_as_string(hide_password=True)
         return cls(engine, MoodleSchema(prefix), kind, label)
@@ -109,10 +149,12 @@ class MoodleGateway:
         try:
             await self._check_columns()
             values = await self.config_values(["release", "version"])
+            async with self.reading() as conn:
+                self.packet = await read_packet(conn, self.kind)
         except DatabaseError:
             raise
         except (SQLAlchemyError, OSError) as exc:
-            raise DatabaseError(f"cannot use the database at {self.label}: {_reason(exc)}") from None
+            raise DatabaseError(f"cannot use the database at {self.label}: {_startup_words(exc)}") from None
         return SiteInfo(
             kind=self.kind,
             label=self.label,
@@ -208,7 +250,7 @@ class MoodleGateway:
         names = list(rows[0])
         written = self.kind == "mariadb" and set(names) <= set(table.c.keys())
         if not written or any(row.keys() != rows[0].keys() for row in rows):
-            for part in chunks(rows):
+            for part in chunks(rows, CHUNK, self.max_statement):
                 await conn.execute(insert(table), list(part))
             return
         driver = (await conn.get_raw_connection()).driver_connection
@@ -251,7 +293,7 @@ class MoodleGateway:
         for end, row in enumerate(rows):
             text = template.format(*[row[n] for n in digits])
             row_size = len(text) + 2 + sum(_escaped_size(row[n]) for n in params)
-            if end > start and size + row_size > MAX_STATEMENT:
+            if end > start and size + row_size > self.max_statement:
                 await self._insert_rows(conn, head, texts, params, rows[start:end])
                 start, size, texts = end, len(head), []
             size += row_size
@@ -277,7 +319,7 @@ class MoodleGateway:
         """
         if not rows:
             return
-        for part in chunks(list(rows), self._update_chunk(rows)):
+        for part in chunks(list(rows), self._update_chunk(rows), self.max_statement):
             merged: dict[Any, dict[str, Any]] = {}
             for row in part:
                 known = merged.setdefault(row[key], {})
@@ -286,6 +328,11 @@ class MoodleGateway:
             columns = sorted({name for row in merged.values() for name in row if name != key})
             if columns:
                 await self._update_joined(conn, table, key, columns, list(merged.values()))
+
+    @property
+    def max_statement(self) -> int:
+        """Bytes of the values of a multi-row statement: MAX_STATEMENT, less on a server with a small packet."""
+        return min(MAX_STATEMENT, self.packet // 4)
 
     def _update_chunk(self, rows: Sequence[Mapping[str, Any]]) -> int:
         if self.kind != "sqlite":
@@ -299,6 +346,14 @@ class MoodleGateway:
     ) -> None:
         quote = self.engine.dialect.identifier_preparer.quote
         mark = "?" if self.engine.dialect.paramstyle == "qmark" else "%s"
+        if len(rows) == 1:
+            # A row alone (a large value fills a statement by itself): a plain UPDATE, no derived table for the server
+            # to materialise, on disk for a text that large.
+            [row] = rows
+            assignments = ", ".join(f"{quote(name)} = {mark}" for name in columns)
+            sql = f"UPDATE {quote(table.name)} SET {assignments} WHERE {quote(key)} = {mark}"
+            await conn.exec_driver_sql(sql, (*(row[name] for name in columns), row[key]))
+            return
         partial = [name for name in columns if any(name not in row for row in rows)]
         fields = [key, *columns, *(f"{name}__given" for name in partial)]
         params: list[Any] = []
@@ -339,6 +394,21 @@ class MoodleGateway:
             result = await conn.execute(delete(table).where(table.c[key].in_(part)))
             removed += result.rowcount or 0
         return removed
+
+
+def _mariadb_engine(url: str | URL, statement_timeout: float, **pool: Any) -> AsyncEngine:
+    """An aiomysql engine whose every wait for the server ends after `statement_timeout` seconds (0: never), the
+    log-in after CONNECT_TIMEOUT: a stalled server fails the call instead of hanging the run (timed_connection.py)."""
+    params: dict[str, Any] = {}  # the dialect's own connection arguments, from the URL, filled in once it exists
+    creator = timed_creator(lambda: dict(params), statement_timeout, CONNECT_TIMEOUT)
+    engine = create_async_engine(url, async_creator=creator, **pool)
+    params.update(engine.sync_engine.dialect.create_connect_args(engine.url)[1])
+    return engine
+
+
+def _startup_words(exc: BaseException) -> str:
+    """Why the start-up check failed, in the words of its class (db_errors.py); a driver-less failure as it is."""
+    return describe(exc) if isinstance(exc, DBAPIError) else _reason(exc)
 
 
 def _escaped_size(value: Any) -> int:

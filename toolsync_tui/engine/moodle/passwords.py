@@ -19,11 +19,14 @@ import re
 import secrets
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from multiprocessing.connection import Connection
 from multiprocessing.context import BaseContext
 from types import TracebackType
 from typing import Final, Self
 
 import crypt_r  # type: ignore[import-untyped]  # no py.typed; one function used, typed by _crypt below
+
+from toolsync_tui.engine.moodle.lifeline import Lifeline, hold
 
 MAX_PASSWORD_BYTES: Final = 128  # Moodle's MAX_PASSWORD_CHARACTERS, compared with PHP strlen(), i.e. UTF-8 bytes
 FAST_ROUNDS: Final = 5000  # hash_internal_user_password($pw, true): what tool_uploaduser stores
@@ -142,10 +145,11 @@ _worker_rounds: int = FAST_ROUNDS
 _worker_pepper: str = ""
 
 
-def _init_worker(rounds: int, pepper: str) -> None:
+def _init_worker(rounds: int, pepper: str, lifeline: Connection) -> None:
     # Rounds and pepper are fixed per run: sent once per process, not pickled into every task.
     global _worker_rounds, _worker_pepper
     _worker_rounds, _worker_pepper = rounds, pepper
+    hold(lifeline)  # a worker holding passwords never outlives the run (lifeline.py)
 
 
 def _worker_pid() -> int:
@@ -210,11 +214,13 @@ class PasswordHasher:
         self.workers = workers or usable_cpus()
         self.chunk_size = chunk_size
         self._peppered = bool(pepper)
+        context = _pool_context()
+        self._lifeline = Lifeline(context)
         self._pool = ProcessPoolExecutor(
             max_workers=self.workers,
-            mp_context=_pool_context(),
+            mp_context=context,
             initializer=_init_worker,
-            initargs=(rounds, pepper),
+            initargs=(rounds, pepper, self._lifeline.reader),
         )
         self._started = False
         self._closed = False
@@ -282,6 +288,7 @@ class PasswordHasher:
         """Stop the workers (waits for them); queued work that has not started is dropped."""
         self._closed = True
         self._pool.shutdown(wait=True, cancel_futures=True)
+        self._lifeline.close()
 
     async def aclose(self) -> None:
         await asyncio.to_thread(self.close)

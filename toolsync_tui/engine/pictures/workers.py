@@ -17,6 +17,7 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from multiprocessing import resource_tracker
 
+from toolsync_tui.engine.moodle.lifeline import Lifeline, hold
 from toolsync_tui.engine.pictures.images import Icons, ImageProblem, make_icons
 
 WORKER_DIED = "the picture could not be processed: a worker process died (out of memory?); run the tryback again"
@@ -26,6 +27,7 @@ class IconMaker:
     def __init__(self, workers: int | None = None) -> None:
         self.workers = workers or os.cpu_count() or 1
         self._pool: ProcessPoolExecutor | None = None
+        self._lifeline: Lifeline | None = None
 
     async def make(self, images: Sequence[bytes]) -> list[Icons | ImageProblem]:
         """The icons of each image, in order; the pictures of a batch are shared out among the workers."""
@@ -34,7 +36,10 @@ class IconMaker:
         if self._pool is None:
             _start_resource_tracker()
             context = multiprocessing.get_context("spawn")
-            self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=context)
+            self._lifeline = Lifeline(context)  # the workers die with the run, kill -9 included (lifeline.py)
+            self._pool = ProcessPoolExecutor(
+                max_workers=self.workers, mp_context=context, initializer=hold, initargs=(self._lifeline.reader,)
+            )
         loop = asyncio.get_running_loop()
         pool = self._pool
         made = await asyncio.gather(
@@ -56,6 +61,9 @@ class IconMaker:
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
+        if self._lifeline is not None:
+            self._lifeline.close()
+            self._lifeline = None
 
 
 def _start_resource_tracker() -> None:

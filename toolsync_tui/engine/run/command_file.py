@@ -1,8 +1,12 @@
 """Reading a command file: encoding, separator, header, then records streamed as polars batches.
 
-Records are parsed by the stdlib csv module (RFC 4180 quoting, exact physical line numbers) and
-handed on in columnar polars batches. Each batch also carries every record's raw text, so that a
-tryback can hold the failing rows exactly as they were written.
+Records are read by records.py (RFC 4180 quoting, exact physical line numbers, broken quotes and stray line breaks
+failing their own line) and handed on in columnar polars batches. Each batch also carries every record's raw text, so
+that a tryback can hold the failing rows exactly as they were written. A value holding a control character fails its
+row (controls.py).
+
+No message quotes a cell that could be a password: a header that names none of the required columns is taken for a
+missing header (its cells are a data row) and described by positions only.
 
 A record with more values than the header fails its row. One with fewer fails it too, except in the files whose
 reader in tool_sync takes such rows (ColumnSpec.short_rows: users, enrolments, groups) while files.short_rows is
@@ -12,10 +16,10 @@ reader in tool_sync takes such rows (ColumnSpec.short_rows: users, enrolments, g
 from __future__ import annotations
 
 import codecs
-import csv
 import io
 import os
 import re
+import sys
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,11 +30,13 @@ import polars as pl
 from toolsync_tui.config import FileSettings
 from toolsync_tui.engine.datadir.store import private_file
 from toolsync_tui.engine.rows import LINE, PROBLEM, RAW
+from toolsync_tui.engine.run.controls import REFUSED, escape, escaped, quoted
+from toolsync_tui.engine.run.records import LF, RESUMED, LineEnds, Record, read_records
 
 SEPARATORS = (";", ",", "\t")
 SEPARATOR_NAMES = {";": "';'", ",": "','", "\t": "TAB"}
 SHOWN_LINES = 5  # the short rows a note lists by line
-csv.field_size_limit(16 * 1024 * 1024)
+CONTROLS_REFUSED = "control characters are refused in values, except TAB and line breaks inside quoted values"
 
 
 class FileProblem(Exception):
@@ -70,6 +76,7 @@ class SourceFormat:
     encoding: str  # a Python codec name: utf-8, windows-1252 or iso-8859-1
     separator: str
     bom: bool
+    ends: LineEnds = LF
 
 
 @dataclass
@@ -79,6 +86,7 @@ class CommandFile:
     format: SourceFormat
     columns: list[str]  # the names each batch carries, in file order
     header_raw: str = ""  # the header record as written, for the tryback
+    header_names: list[str] = field(default_factory=list)  # every header cell by position, ignored ones too
     physical_lines: int = 0
     ignored_columns: list[str] = field(default_factory=list)
     comment_prefixes: tuple[str, ...] = ("#", "//")
@@ -91,6 +99,11 @@ class CommandFile:
     @property
     def name(self) -> str:
         return self.path.name
+
+    @property
+    def shown_name(self) -> str:
+        """The file's name as a message shows it (a name may hold control characters too)."""
+        return escaped(self.path.name)
 
     def describe(self) -> str:
         read = f"{self.format.encoding}, separator {self.format.separator!r}"
@@ -119,20 +132,20 @@ class CommandFile:
     def open(cls, path: Path, spec: ColumnSpec, settings: FileSettings) -> CommandFile:
         """Check the file as a whole (readable, encoding, separator, header) before any row is used."""
         if not path.is_file():
-            raise FileProblem(f"{path}: file not found")
-        encoding, bom, lines = _detect_encoding(path, settings.encoding)
+            raise FileProblem(f"{escaped(str(path))}: file not found")
+        encoding, bom, lines, ends = _detect_encoding(path, settings.encoding)
         prefixes = tuple(settings.comment_prefixes)
         source = cls(
             path=path,
             spec=spec,
-            format=SourceFormat(encoding, ";", bom),
+            format=SourceFormat(encoding, ";", bom, ends),
             columns=[],
             physical_lines=lines,
             comment_prefixes=prefixes,
         )
         first = source._first_record_line()
-        separator = _choose_separator(path.name, first, settings.separator, spec.headerless is not None)
-        source.format = SourceFormat(encoding, separator, bom)
+        separator = _choose_separator(escaped(path.name), first, settings.separator, spec.headerless is not None)
+        source.format = SourceFormat(encoding, separator, bom, ends)
         if spec.headerless is not None:
             source.columns = list(spec.headerless)
             source._field_positions = list(range(len(spec.headerless)))
@@ -147,7 +160,7 @@ class CommandFile:
 
     def _open_text(self) -> TextIO:
         codec = "utf-8-sig" if self.format.encoding == "utf-8" else self.format.encoding
-        return self.path.open(encoding=codec, newline="")
+        return self.path.open(encoding=codec, newline=self.format.ends.end)
 
     def _first_record_line(self) -> str | None:
         with self._open_text() as text:
@@ -162,37 +175,71 @@ class CommandFile:
             line, raw, names = next(records)
         except StopIteration:
             raise FileProblem(
-                f"{self.name}: the file is empty; a header line is expected (columns: {self.spec.allowed_names()})"
+                f"{self.shown_name}: the file is empty; a header line is expected "
+                f"(columns: {self.spec.allowed_names()})"
             ) from None
         finally:
             records.close()
         if isinstance(names, str):
-            raise FileProblem(f"{self.name} line {line}: the header cannot be read: {names}")
+            raise FileProblem(
+                f"{self.shown_name} line {line}: the header cannot be read: {names.removesuffix(RESUMED)}"
+            )
         self.header_raw = raw
+        names = [name.strip() for name in names]
+        if not self._names_a_header(names):
+            # Most likely a data row: its cells may be a password, so only their number is said.
+            raise FileProblem(f"{self.shown_name} line {line}: {self._no_header(names)}")
+        self.header_names = names
         seen: dict[str, int] = {}
+        ignored: list[int] = []
         for position, name in enumerate(names, start=1):
-            name = name.strip()
-            where = f"{self.name} line {line}, column {position}"
+            where = f"{self.shown_name} line {line}, column {position}"
             if not name:
                 raise FileProblem(f"{where}: empty column name (is there a trailing separator?)")
+            if REFUSED.search(name):
+                raise FileProblem(f"{where}: the column name {quoted(name)} holds a control character")
             if name in seen:
-                raise FileProblem(f"{where}: column '{name}' appears twice (also column {seen[name]})")
+                raise FileProblem(f"{where}: column {quoted(name)} appears twice (also column {seen[name]})")
             seen[name] = position
             if not self.spec.allows(name):
                 if ignore_unknown:
                     self.ignored_columns.append(name)
+                    ignored.append(position)
                     continue
-                raise FileProblem(f"{where}: unknown column '{name}'; allowed columns are {self.spec.allowed_names()}")
+                raise FileProblem(
+                    f"{where}: unknown column {quoted(name)}; allowed columns are {self.spec.allowed_names()}"
+                )
             self.columns.append(name)
             self._field_positions.append(position - 1)
         self.header_width = len(names)
         missing = [name for name in self.spec.required if name not in seen]
         if missing:
+            unknown = f" ({_counted(len(ignored), 'unknown column')} ignored: {_positions(ignored)})" if ignored else ""
             raise FileProblem(
-                f"{self.name} line {line}: required column "
-                f"{', '.join(repr(m) for m in missing)} missing; the header has "
-                f"{', '.join(repr(n.strip()) for n in names)}"
+                f"{self.shown_name} line {line}: {_required(missing)} missing; the header names "
+                f"{', '.join(self.columns) or 'no known column'}{unknown}"
             )
+
+    def _names_a_header(self, names: list[str]) -> bool:
+        """Whether the first record is a header: it names a required column (any known one, for a file without
+        required columns), in any letter case. Otherwise it is most likely a data row, and its cells are not quoted."""
+        wanted = {name.lower() for name in self.spec.required}
+        if wanted:
+            return any(name.lower() in wanted for name in names)
+        return any(self._known(name) for name in names)
+
+    def _known(self, name: str) -> bool:
+        return self.spec.allows(name) or self.spec.allows(name.lower())
+
+    def _no_header(self, names: list[str]) -> str:
+        """What a first record that names no required column is, by positions and known names only."""
+        known = sum(1 for name in names if self._known(name))
+        cells = f"the header's {_counted(len(names), 'cell')} name" + ("s" if len(names) == 1 else "")
+        question = "is the header line missing?"
+        if not self.spec.required:
+            return f"{cells} no known column — {question} (allowed columns are {self.spec.allowed_names()})"
+        what = "none of the required columns" if known else "no known column"
+        return f"{_required(list(self.spec.required))} missing; {cells} {what} — {question}"
 
     def _find_short_rows(self) -> None:
         """The lines of the rows with fewer values than the header, known before any row is used: the report's heading
@@ -213,30 +260,25 @@ class CommandFile:
 
     # -- records and batches ---------------------------------------------------------------
 
-    def _records(self) -> Generator[tuple[int, str, list[str] | str], None, None]:
-        """(first physical line, raw text, fields) per record; fields is an error text if malformed.
-
-        A line without quotes is split as it is (tool_sync's own rule, and most lines of most files);
-        a record with a quote goes through the csv module, which may read on over further lines.
-        """
-        separator = self.format.separator
+    def _records(self) -> Generator[Record, None, None]:
+        """(first physical line, raw text, values) per record; values is an error text if malformed."""
         with self._open_text() as text:
-            feed = _LineFeed(text)
-            reader = csv.reader(feed, delimiter=separator, quotechar='"', strict=True)
-            for line in feed:
-                if not line.strip() or line.startswith(self.comment_prefixes):
-                    continue  # blank and comment lines between records
-                start = feed.line_number
-                if '"' not in line:
-                    yield start, line if line.endswith("\n") else line + "\n", line.rstrip("\r\n").split(separator)
-                    continue
-                feed.replay(line)
-                fields: list[str] | str
-                try:
-                    fields = next(reader)
-                except csv.Error as exc:
-                    fields = _quoting_problem(str(exc), start, feed.line_number)
-                yield start, feed.take(), fields
+            yield from read_records(
+                text, self.format.separator, self.comment_prefixes, self.format.ends, self._column_name, self._fits
+            )
+
+    def _column_name(self, index: int) -> str:
+        """The index-th value's column, as a message names it."""
+        names = self.header_names if self.has_header else list(self.spec.headerless or ())
+        return quoted(names[index]) if index < len(names) and names[index] else str(index + 1)
+
+    def _fits(self, count: int) -> bool:
+        """Whether a record of `count` values has as many as a data row must (the header: any number)."""
+        if self.has_header and self.header_width is None:
+            return True
+        needed = len(self.spec.required) if self.header_width is None else self.header_width
+        too_many = self.header_width is not None and count > self.header_width
+        return not too_many and (count >= needed or self.accept_short_rows)
 
     def count_records(self) -> int:
         """Data records, by the rules of a run (comments, blank lines, quoted records over several lines), without
@@ -263,15 +305,18 @@ class CommandFile:
         values: list[list[str]] = [[] for _ in self.columns]
         by_setting = self.spec.short_rows and not self.accept_short_rows
         strict_by_setting = ' (files.short_rows is "fail")' if by_setting else ""
+        fewest, most = (0 if self.accept_short_rows else needed), (sys.maxsize if width is None else width)  # _fits
         for line, raw, fields in records:
             problem: str | None = None
             if isinstance(fields, str):
                 problem, fields = fields, []
-            elif (len(fields) < needed and not self.accept_short_rows) or (width is not None and len(fields) > width):
+            elif not fewest <= len(fields) <= most:
                 # A short row of a file that takes them has its missing trailing cells read as empty (below).
                 problem = f"{len(fields)} values found, {needed} expected" + (
                     " (a separator inside a value must be quoted)" if len(fields) > needed else strict_by_setting
                 )
+            elif REFUSED.search(raw):
+                problem = self._control_problem(fields)
             lines.append(line)
             raws.append(raw)
             problems.append(problem)
@@ -283,6 +328,21 @@ class CommandFile:
                 values = [[] for _ in self.columns]
         if lines:
             yield self._frame(lines, raws, problems, values)
+
+    def _control_problem(self, fields: list[str]) -> str | None:
+        """The first used value holding a control character, named by its column (a password's never shown)."""
+        for name, position in zip(self.columns, self._field_positions, strict=True):
+            value = fields[position] if position < len(fields) else ""
+            found = REFUSED.search(value.strip())
+            if found is None:
+                continue
+            if "password" in name:
+                return f"column {quoted(name)} holds a control character; {CONTROLS_REFUSED}"
+            shown = escape(found.group())
+            return f"column {quoted(name)} holds the control character {shown} (character {found.start() + 1}); " + (
+                CONTROLS_REFUSED
+            )
+        return None  # only in an ignored column: nothing of the row uses it
 
     def _frame(
         self, lines: list[int], raws: list[str], problems: list[str | None], values: list[list[str]]
@@ -325,57 +385,21 @@ class CsvTryback:
         return self.path
 
 
-class _LineFeed:
-    """Physical lines with their numbers; what the csv reader reads for one record is kept as its raw text."""
-
-    def __init__(self, text: TextIO) -> None:
-        self._text = text
-        self.line_number = 0
-        self._replay: str | None = None
-        self._record: list[str] | None = None  # the lines of the quoted record being read, if any
-
-    def __iter__(self) -> _LineFeed:
-        return self
-
-    def __next__(self) -> str:
-        if self._replay is not None:  # the first line of a quoted record, read already
-            line, self._replay = self._replay, None
-        else:
-            line = next(self._text)
-            self.line_number += 1
-        if self._record is not None:
-            self._record.append(line)
-        return line
-
-    def replay(self, line: str) -> None:
-        """Start a quoted record with `line`, already read: the csv reader reads it again from here."""
-        self._record = []
-        self._replay = line
-
-    def take(self) -> str:
-        raw = "".join(self._record or ())
-        self._record = None
-        return raw if raw.endswith("\n") else raw + "\n"
-
-
-def _quoting_problem(error: str, start: int, end: int) -> str:
-    if "unexpected end of data" in error:
-        return f"a quoted value opened on line {start} is not closed before the end of the file (lines {start}-{end})"
-    return f"malformed quoting: {error} (quote a value that holds quotes, doubling the inner ones)"
-
-
-def _detect_encoding(path: Path, setting: str) -> tuple[str, bool, int]:
-    """(codec, has BOM, physical line count). Strict UTF-8 unless the file or setting says otherwise."""
+def _detect_encoding(path: Path, setting: str) -> tuple[str, bool, int, LineEnds]:
+    """(codec, has BOM, physical line count, line ends). Strict UTF-8 unless the file or setting says otherwise."""
     decoder = codecs.getincrementaldecoder("utf-8")("strict")
-    lines = 0
+    feeds = lone_crs = 0
     offset = 0
     bom = False
     legacy_bytes = False
+    last = b""
     with path.open("rb") as data:
         while chunk := data.read(1 << 20):
             if offset == 0:
                 bom = chunk.startswith(codecs.BOM_UTF8)
-            lines += chunk.count(b"\n")
+            feeds += chunk.count(b"\n")
+            # A CR not followed by LF (a CRLF may straddle two chunks).
+            lone_crs += chunk.count(b"\r") - chunk.count(b"\r\n") - (last.endswith(b"\r") and chunk.startswith(b"\n"))
             if not legacy_bytes:
                 try:
                     decoder.decode(chunk)
@@ -386,20 +410,25 @@ def _detect_encoding(path: Path, setting: str) -> tuple[str, bool, int]:
                         raise FileProblem(_not_utf8(path, position, chunk[exc.start])) from None
             offset += len(chunk)
             last = chunk
-        if offset and not last.endswith(b"\n"):
-            lines += 1
+    ends = LineEnds("\r") if lone_crs and not feeds else LF
+    lines = lone_crs if ends.end == "\r" else feeds
+    if offset and not last.endswith(ends.end.encode()):
+        lines += 1
     if not legacy_bytes:
+        pending = decoder.getstate()[0]
         try:
             decoder.decode(b"", final=True)
         except UnicodeDecodeError:
             legacy_bytes = True
+            if setting == "utf-8":
+                raise FileProblem(_cut_utf8(path, offset - len(pending), pending)) from None
     if setting != "auto":
         codec = setting
     elif not legacy_bytes:
         codec = "utf-8"
     else:
         codec = "windows-1252" if _decodes(path, "windows-1252") else "iso-8859-1"
-    return codec, bom and codec == "utf-8", lines
+    return codec, bom and codec == "utf-8", lines, ends
 
 
 def _decodes(path: Path, codec: str) -> bool:
@@ -413,15 +442,44 @@ def _decodes(path: Path, codec: str) -> bool:
     return True
 
 
+def _counted(count: int, what: str) -> str:
+    return f"{count} {what}{'s' if count != 1 else ''}"
+
+
+def _positions(positions: list[int]) -> str:
+    return f"column{'s' if len(positions) > 1 else ''} {', '.join(str(p) for p in positions)}"
+
+
+def _required(names: list[str]) -> str:
+    """The spec's required columns named (safe to quote): "required column 'a'", "required columns 'a', 'b'"."""
+    return f"required column{'s' if len(names) > 1 else ''} {', '.join(repr(n) for n in names)}"
+
+
 def _not_utf8(path: Path, position: int, byte: int) -> str:
+    return f"{_where(path, position)}: 0x{byte:02X} is not valid UTF-8; if the file is in a legacy encoding {_LEGACY}"
+
+
+def _cut_utf8(path: Path, position: int, pending: bytes) -> str:
+    """The file ends inside a character: `pending`, the bytes of it found, at `position`."""
+    lead = pending[0]
+    size = 2 if lead < 0xE0 else 3 if lead < 0xF0 else 4
+    found = " ".join(f"0x{byte:02X}" for byte in pending)
+    return (
+        f"{_where(path, position)}: the file ends inside a UTF-8 character ({found}: {len(pending)} of its {size} "
+        f"bytes); was it cut short? If the file is in a legacy encoding {_LEGACY}"
+    )
+
+
+_LEGACY = 'set files.encoding to "windows-1252" or "iso-8859-1" (or "auto")'
+
+
+def _where(path: Path, position: int) -> str:
+    """Where a byte offset of the file is: "name line N, byte B"."""
     with path.open("rb") as data:
         head = data.read(position)
     line = head.count(b"\n") + 1
     column = position - (head.rfind(b"\n") + 1) + 1
-    return (
-        f"{path.name} line {line}, byte {column}: 0x{byte:02X} is not valid UTF-8; if the file is "
-        f'in a legacy encoding set files.encoding to "windows-1252" or "iso-8859-1" (or "auto")'
-    )
+    return f"{escaped(path.name)} line {line}, byte {column}"
 
 
 def _choose_separator(name: str, first: str | None, setting: str, headerless: bool) -> str:

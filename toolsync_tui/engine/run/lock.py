@@ -9,6 +9,8 @@ from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 
+from toolsync_tui.engine.datadir.privacy import create_file
+
 
 class LockBusy(Exception):
     """Another run holds the data directory (run_operation reports it as a RunProblem)."""
@@ -23,7 +25,7 @@ class RunLock:
 
     def __enter__(self) -> RunLock:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        fd = create_file(self.path, os.O_RDWR | os.O_CREAT)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -17,6 +17,7 @@ from toolsync_tui.engine.moodle.event_log import EventLog
 from toolsync_tui.engine.moodle.gateway import MoodleGateway
 from toolsync_tui.engine.moodle.welcome_messages import WelcomeQueue
 from toolsync_tui.engine.run.command_file import ColumnSpec, CommandFile
+from toolsync_tui.engine.run.value_limits import StoredColumns, ValueLimits
 
 PreviousWrite = Callable[[], Awaitable[None]]
 BatchWrite = Callable[[AsyncConnection], Awaitable[None]]
@@ -80,6 +81,9 @@ class Operation(ABC):
     inputs_suffix: ClassVar[str | None] = None
     # The run opens the Moodle bridge for it, once, before prepare() (take_bridge); the others never start PHP.
     uses_bridge: ClassVar[bool] = False
+    # Where the file's values are stored: file column (a regex of the whole name) -> (schema table, column). Each such
+    # value is checked against its column's length, every value against the server's packet (value_limits.py).
+    value_columns: ClassVar[StoredColumns] = {}
 
     def __init__(self, config: Config, gateway: MoodleGateway) -> None:
         self.config = config
@@ -98,6 +102,12 @@ class Operation(ABC):
     def open_source(self, path: Path) -> Source:
         """The run's input, checked as a whole (readable, header ...) before any row is used; raises FileProblem."""
         return CommandFile.open(path, self.columns, self.config.settings.files)
+
+    def checked_batches(self, source: Source, size: int) -> Iterator[pl.DataFrame]:
+        """The source's batches, a value the database cannot take failing its row (PROBLEM); after site_info()."""
+        limits = ValueLimits.of(source.columns, self.value_columns, self.schema, self.gateway.packet)
+        for batch in source.batches(size):
+            yield limits.check(batch)
 
     def take_bridge(self, link: BridgeLink) -> None:
         """With uses_bridge: the run's bridge, opened before prepare(). A configured bridge that does not work stops

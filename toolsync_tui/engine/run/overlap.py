@@ -5,26 +5,42 @@ previous write has committed sees it); its write then runs in that transaction w
 another connection. Only one write is ever in flight: the next one starts when the previous has ended, and a batch's
 outcomes are final only then (a failed write turns them into failures, nothing of the batch written). The database
 does the writing while Python plans, on two cores instead of one after the other.
+
+A write that meets a deadlock or a lock wait timeout is run again on its own, not overlapped (Retry); the next batch,
+planned while that write was in flight, is then planned again, after it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import polars as pl
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncTransaction
 
+from toolsync_tui.engine.moodle.db_errors import Fault, classify
 from toolsync_tui.engine.moodle.gateway import MoodleGateway
 from toolsync_tui.engine.registry import Operation
 from toolsync_tui.engine.rows import OUTCOME_SCHEMA, PROBLEM, Outcome, outcome_rows
 from toolsync_tui.engine.run.operation import BatchWrite
 
 Settled = tuple[pl.DataFrame, int, pl.DataFrame]  # a batch, its number, its final outcomes
-Failure = Callable[[pl.DataFrame, SQLAlchemyError], pl.DataFrame]  # failed outcomes for rows (or raises)
+
+
+class Failure(Protocol):
+    """Failed outcomes for rows (or raises); `committing`: the error came while their batch was being committed."""
+
+    def __call__(
+        self, rows: pl.DataFrame, exc: SQLAlchemyError, attempts: int = 1, *, committing: bool = False
+    ) -> pl.DataFrame: ...
+
+
+# The rows' outcomes once written on their own, after their overlapped write met the (retryable) error.
+Retry = Callable[[pl.DataFrame, SQLAlchemyError], Awaitable[pl.DataFrame]]
 Check = Callable[[pl.DataFrame, pl.DataFrame], None]  # (rows, outcomes): raises when they do not match
 # Called as a write ends, committed or not, before the next write starts: what follows a commit is taken then (the
 # run's after_commit.py), so an operation that overlaps its writes must queue such work in its write, not its plan.
@@ -39,16 +55,25 @@ class _Batch:
     unread: pl.DataFrame  # outcomes of the malformed rows
     planned: pl.DataFrame  # outcomes of the planned rows, if their write commits
     write: asyncio.Task[None] | None
+    pending: _Pending | None  # the write's connection and state
 
 
 class OverlappedWrites:
     def __init__(
-        self, gateway: MoodleGateway, operation: Operation, failure: Failure, check: Check, settle: Settle
+        self,
+        gateway: MoodleGateway,
+        operation: Operation,
+        failure: Failure,
+        retry: Retry,
+        check: Check,
+        settle: Settle,
     ) -> None:
         self.gateway = gateway
         self.settle = settle
         self.operation = operation
         self.failure = failure
+        self.retry = retry
+        self.retried = False  # the write drained last was run again: what was planned meanwhile is planned again
         self.check = check
         self.in_flight: _Batch | None = None
 
@@ -63,13 +88,17 @@ class OverlappedWrites:
             if pending is not None:  # the run stops: this batch is not written
                 await pending.discard()
             raise
+        if self.retried:  # this plan read the database before that batch was written: it may be out of date
+            if pending is not None:
+                await pending.discard()
+            planned, pending = await self._plan(rows)
         task = asyncio.create_task(pending.run()) if pending is not None else None
-        self.in_flight = _Batch(batch, number, rows, unread, planned, task)
+        self.in_flight = _Batch(batch, number, rows, unread, planned, task, pending)
         return settled
 
     async def drain(self) -> list[Settled]:
         """Wait for the write in flight; the batch it settles (none when nothing is in flight)."""
-        done, self.in_flight = self.in_flight, None
+        done, self.in_flight, self.retried = self.in_flight, None, False
         if done is None:
             return []
         planned = done.planned
@@ -77,7 +106,11 @@ class OverlappedWrites:
             try:
                 await done.write
             except SQLAlchemyError as exc:
-                planned = self.failure(done.rows, exc)
+                if classify(exc) is Fault.RETRYABLE:
+                    planned, self.retried = await self.retry(done.rows, exc), True
+                else:
+                    committing = done.pending is not None and done.pending.committing
+                    planned = self.failure(done.rows, exc, committing=committing)
         outcomes = pl.concat([self._unread(done.unread), planned])
         return [(done.batch, done.number, outcomes.sort("line", "part", nulls_last=False, maintain_order=True))]
 
@@ -116,13 +149,15 @@ class _Pending:
     transaction: AsyncTransaction
     write: BatchWrite
     settle: Settle
+    committing: bool = False  # the commit is under way: an error now may come after the server committed
 
     async def run(self) -> None:
         committed = False
         try:
             await self.write(self.conn)
+            self.committing = True
             await self.transaction.commit()
-            committed = True
+            committed, self.committing = True, False
         finally:
             self.settle(committed)
             await _close(self.conn)

@@ -6,16 +6,20 @@ read (batches) -> validate (structure) -> apply per batch in a transaction -> re
 from __future__ import annotations
 
 import asyncio
+import os
+import re
+import sys
 import threading
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
+from typing import Any, TypeVar
 
 import polars as pl
-from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from toolsync_tui import __version__
@@ -23,6 +27,7 @@ from toolsync_tui.config import Config
 from toolsync_tui.engine.connect import NO_BRIDGE, open_bridge
 from toolsync_tui.engine.datadir.store import DataStore, timestamp
 from toolsync_tui.engine.moodle.bridge.client import BridgeError
+from toolsync_tui.engine.moodle.db_errors import Fault, classify, describe
 from toolsync_tui.engine.moodle.event_log import ActingUserUnknown, EventLog
 from toolsync_tui.engine.moodle.gateway import DatabaseError, MoodleGateway
 from toolsync_tui.engine.registry import OPERATIONS, Operation
@@ -37,16 +42,23 @@ from toolsync_tui.engine.rows import (
     row_outcomes,
 )
 from toolsync_tui.engine.run.after_commit import AfterCommit
+from toolsync_tui.engine.run.blanked_passwords import blanking_rewrite
 from toolsync_tui.engine.run.command_file import FileProblem
-from toolsync_tui.engine.run.exits import EXIT_CANNOT_RUN, EXIT_OK, EXIT_ROWS_FAILED, EXIT_SAFETY
+from toolsync_tui.engine.run.exits import EXIT_CANNOT_RUN, EXIT_INTERRUPTED, EXIT_OK, EXIT_ROWS_FAILED, EXIT_SAFETY
+from toolsync_tui.engine.run.interrupt import INTERRUPTION, Interruption, Stop, interrupted_words
 from toolsync_tui.engine.run.lock import LockBusy, RunLock
-from toolsync_tui.engine.run.log import RunLog, RunRecord
+from toolsync_tui.engine.run.log import Journal, RunLog, RunRecord
 from toolsync_tui.engine.run.operation import SetupProblem, Source
 from toolsync_tui.engine.run.overlap import OverlappedWrites
 from toolsync_tui.engine.run.report import RunReport, report_lines
 from toolsync_tui.engine.run.verdict import Verdict
 
 RECENT_MESSAGES = 50
+T = TypeVar("T")
+# A batch that meets a deadlock or a lock wait timeout is tried this many times in all, waiting RETRY_WAIT seconds
+# before the second attempt, twice as long before each next one: the other transaction has usually ended by then.
+ATTEMPTS = 3
+RETRY_WAIT = 0.5
 
 
 class RunProblem(Exception):
@@ -98,6 +110,8 @@ class RunResult:
     cancelled: bool = False
     notes: list[str] = field(default_factory=list)
     failed_details: int = 0  # failed parts of rows (a user's course2 enrolment ...), beyond the rows' own outcomes
+    interrupted: Stop | None = None  # stopped mid-way (a signal, a full disk): the rows after last_line were not run
+    last_line: int | None = None  # the last line of the file the run accounted for
 
     def files(self) -> list[tuple[str, Path]]:
         """What the run wrote, labelled: report, table, tryback, archived."""
@@ -111,6 +125,8 @@ class RunResult:
 
     @property
     def exit_code(self) -> int:
+        if self.interrupted is not None:
+            return self.interrupted.exit_code
         failed = self.counts.get(Outcome.FAILED, 0) or self.failed_details or self.cancelled
         return EXIT_ROWS_FAILED if failed else EXIT_OK
 
@@ -118,7 +134,13 @@ class RunResult:
     def verdict(self) -> Verdict:
         """What the run came to, in the words every surface uses (engine/run/verdict.py)."""
         return Verdict(
-            self.rows, self.counts, self.duration, self.dry_run, self.cancelled, failed_details=self.failed_details
+            self.rows,
+            self.counts,
+            self.duration,
+            self.dry_run,
+            self.cancelled,
+            failed_details=self.failed_details,
+            interrupted=self.interrupted.reason if self.interrupted else None,
         )
 
 
@@ -200,7 +222,7 @@ async def run_series(
         results.append(result)
         if on_result is not None:
             on_result(result)
-        if result.cancelled:
+        if result.cancelled or result.interrupted:
             break
     return results
 
@@ -218,39 +240,103 @@ async def run_operation(
 ) -> RunResult:
     operation = make_operation(name, config, gateway)
     store = DataStore(config.data_dir)
-    store.ensure()
     path = source or operation_inputs(config, name)[0]
+    cancel = cancel if cancel is not None else INTERRUPTION.get()
+    if isinstance(cancel, Interruption) and cancel.stop is not None:
+        raise RunBusy(f"{name}: not started, toolsync is stopping ({cancel.stop.reason})")  # not tried: stays due
     log = RunLog(config.data_dir)
     started = datetime.now().isoformat(timespec="seconds")
+    first = RunRecord(name, path.name, started, dry_run=dry_run)
     try:
+        unprivate = store.ensure(group_readable=config.settings.files.group_readable)
         with RunLock(config.data_dir, name) as lock:
+            earlier = [_earlier_note(record) for record in log.close_unfinished()]
+            journal = log.begin(first)
             run = _Run(config, gateway, operation, store, path, dry_run, on_progress, cancel)
-            if lock.stale_note:
-                run.notes.append(lock.stale_note)
-            result = await run.execute(force)
+            run.journal = journal
+            run.notes.extend(earlier or ([lock.stale_note] if lock.stale_note else []))
+            run.notes.extend(unprivate)
+            try:
+                result = await run.execute(force)
+            except (FileProblem, SetupProblem, DatabaseError, BridgeError, OSError) as exc:
+                problem = str(exc) if not isinstance(exc, OSError) else _data_dir_problem(config.data_dir, exc)
+                _end(journal, _partial(first, run.result, exit_code=EXIT_CANNOT_RUN, problem=problem))
+                if run.result is not None and run.result.report_path is not None:
+                    problem += f" (report: {run.result.report_path})"
+                raise RunProblem(problem) from None
+            except SafetyStop as stop:
+                _end(journal, _partial(first, run.result, exit_code=EXIT_SAFETY, problem=str(stop)))
+                raise
+            except (asyncio.CancelledError, KeyboardInterrupt):  # stopped at once (a second signal)
+                why = run.stopped or Stop("stopped at once", EXIT_INTERRUPTED)
+                writing = journal.record.writing  # the batch it cut short, in case its commit had begun
+                ended = _partial(first, run.result, exit_code=why.exit_code, interrupted=why.reason, writing=writing)
+                _end(journal, ended)
+                raise
+            except Exception as exc:  # a defect: the run log still says what was committed
+                problem = f"unexpected error ({type(exc).__name__})"
+                _end(journal, _partial(first, run.result, exit_code=EXIT_CANNOT_RUN, problem=problem))
+                raise
+            if not _end(journal, _partial(first, result, exit_code=result.exit_code)):
+                result.notes.append("the run log could not be written; the next run writes this run's line")
     except LockBusy as exc:
         raise RunBusy(str(exc)) from None  # nothing was tried: not a run of the log
-    except (FileProblem, SetupProblem, DatabaseError, BridgeError) as exc:
-        log.add(RunRecord(name, path.name, started, exit_code=EXIT_CANNOT_RUN, dry_run=dry_run, problem=str(exc)))
-        raise RunProblem(str(exc)) from None
-    except SafetyStop as stop:
-        log.add(RunRecord(name, path.name, started, exit_code=EXIT_SAFETY, dry_run=dry_run, problem=str(stop)))
-        raise
-    log.add(
-        RunRecord(
-            name,
-            path.name,
-            started,
-            duration=round(result.duration, 3),
-            rows=result.rows,
-            counts=result.counts,
-            exit_code=result.exit_code,
-            dry_run=dry_run,
-            cancelled=result.cancelled,
-            report=str(result.report_path) if result.report_path else None,
-        )
-    )
+    except OSError as exc:  # the data directory: not a folder, not writable, full
+        raise RunProblem(_data_dir_problem(config.data_dir, exc)) from None
     return result
+
+
+def _end(journal: Journal, record: RunRecord) -> bool:
+    """The run's last line; False when the log cannot take it (the progress page keeps it for the next run)."""
+    try:
+        journal.end(record)
+    except OSError:
+        return False
+    return True
+
+
+def _partial(first: RunRecord, result: RunResult | None, **fields: Any) -> RunRecord:
+    """The run's last line: what it had done (also when it stopped mid-way) and how it ended (`fields`)."""
+    done: dict[str, Any] = {}
+    if result is not None:
+        done = {
+            "duration": round(result.duration, 3),
+            "rows": result.rows,
+            "counts": result.counts,
+            "cancelled": result.cancelled,
+            "report": str(result.report_path) if result.report_path else None,
+            "interrupted": result.interrupted.reason if result.interrupted else None,
+            "last_line": result.last_line,
+        }
+    return replace(first, **{**done, **fields})
+
+
+def close_unfinished_runs(data_dir: Path) -> list[str]:
+    """At the interface's start: the runs that ended without their last line (kill -9, a crash) get it, their reports
+    their closing words; a note for each. Nothing when a run holds the data directory now (it will do it)."""
+    if not data_dir.is_dir():
+        return []
+    try:
+        with RunLock(data_dir, "recovery"):
+            return [_earlier_note(record) for record in RunLog(data_dir).close_unfinished()]
+    except (LockBusy, OSError):
+        return []
+
+
+def _earlier_note(record: RunRecord) -> str:
+    """A note of the run that found an earlier one which never closed (kill -9, a crash)."""
+    report = f"; its report: {record.report}" if record.report else ""
+    if not record.interrupted:  # it ended but its last line could not be written (a full disk): written now
+        return f"the previous {record.operation} run (started {record.started}) was recorded late{report}"
+    return f"the previous {record.operation} run (started {record.started}) was {record.interrupted_words()}{report}"
+
+
+def _data_dir_problem(data_dir: Path, exc: OSError) -> str:
+    """One line for a file the run could not create or write: not a folder, not writable, a full disk."""
+    where = Path(exc.filename) if exc.filename else data_dir
+    words = f"{where}: {_os_words(exc)}"
+    inside = where == data_dir or data_dir in where.parents
+    return f"the data directory {data_dir} cannot be used: {words}" if inside else words
 
 
 class _Run:
@@ -277,6 +363,12 @@ class _Run:
         self.started = datetime.now()
         self.stamp = timestamp(self.started)
         self.after = AfterCommit(config.settings.events, NO_BRIDGE, operation, gateway)
+        self.committing = False  # a batch's commit is under way (_transaction)
+        self.journal: Journal | None = None  # the run log's progress page (run_operation)
+        self.stopped: Stop | None = None  # why the run stops before the end of its file (interrupt.py)
+        self.result: RunResult | None = None  # what it came to, also when it raised (run_operation logs it)
+        self.last_line: int | None = None  # the last line of the file accounted for
+        self.unwritten: list[str] = []  # files the run could not write (a full disk): each said once
 
     @property
     def batch_size(self) -> int:
@@ -325,7 +417,7 @@ class _Run:
         clock = time.monotonic()
         cancelled = False
         overlapped = (
-            OverlappedWrites(self.gateway, self.operation, self._failure, self._check, self.after.settle)
+            OverlappedWrites(self.gateway, self.operation, self._failure, self._retry, self._check, self.after.settle)
             if self.operation.overlaps_writes and self.gateway.kind == "mariadb" and not self.dry_run
             else None
         )
@@ -336,16 +428,36 @@ class _Run:
             counts.update(count_outcomes(outcomes))
             failed_details += count_failed_details(outcomes)
             if report:
-                report.add(outcomes)
+                self._write("report", report.add, outcomes)
             if tryback:
                 # A row with a failed part goes to the tryback too: re-running it redoes only what failed.
                 retry = outcomes.filter((pl.col("outcome") == Outcome.FAILED) | (pl.col("action") == NOT_PROCESSED))
-                tryback.add(batch.join(retry.select(pl.col("line").alias(LINE)), on=LINE, how="semi"))
+                self._write(
+                    "tryback", tryback.add, batch.join(retry.select(pl.col("line").alias(LINE)), on=LINE, how="semi")
+                )
+            self.last_line = max(self.last_line or 0, int(batch[LINE].max() or 0))  # type: ignore[arg-type]
+            if self.journal is not None:  # committed rows are on record before the next batch starts
+                writing = self.journal.record.writing
+                self.journal.progress(
+                    rows=rows,
+                    counts=dict(counts),
+                    last_line=self.last_line,
+                    report=str(report.text_path) if report else None,
+                    writing=writing if writing and writing[1] > self.last_line else None,  # overlapped: the next
+                )
             self._progress(source, batch, batch_number, rows, counts, clock, outcomes)
 
         try:
             try:
-                async for batch_number, batch in _numbered(source.batches(self.batch_size)):
+                async for batch_number, batch in _numbered(self.operation.checked_batches(source, self.batch_size)):
+                    if self._stopping():  # a signal or a full disk: the rest goes to the tryback, unprocessed
+                        for settled in await overlapped.drain() if overlapped else []:
+                            record(*settled)
+                        if tryback:
+                            self._write("tryback", tryback.add, batch)
+                        continue
+                    if self.journal is not None and not self.dry_run:  # a kill in its write: lines maybe committed
+                        self.journal.progress(writing=[int(batch[LINE].min()), int(batch[LINE].max())])  # type: ignore[arg-type]
                     if self.cancel is not None and self.cancel.is_set():
                         cancelled = True
                         for settled in await overlapped.drain() if overlapped else []:
@@ -376,6 +488,7 @@ class _Run:
         finally:
             self.notes.extend(await self.operation.finish(self.dry_run))
             self.notes.extend(self.after.notes(self.dry_run))
+            self._stopping()  # a second signal cancels the batch in progress: the first one's reason
             duration = time.monotonic() - clock
             result = RunResult(
                 self.operation.name,
@@ -387,15 +500,60 @@ class _Run:
                 cancelled=cancelled,
                 notes=self.notes,
                 failed_details=failed_details,
+                interrupted=self.stopped,
+                last_line=self.last_line,
             )
-            if report:
-                report.close([result.verdict.summary(), *self.notes])
-                result.report_path, result.table_path = report.text_path, report.table_path
+            if self.stopped is not None:
+                self.notes.insert(0, self._interrupted_words(result, tryback is not None, sys.exc_info()[0]))
             if tryback:
-                result.tryback_path = tryback.close()
-        if not self.dry_run and not cancelled:
-            result.archive_path = self.store.archive_file(self.path, self.stamp, files.archive)
+                result.tryback_path = self._close("tryback", tryback.close)
+            if report:
+                self._close("report", lambda: report.close([result.verdict.summary(), *self.notes]))
+                result.report_path, result.table_path = report.text_path, report.table_path
+            self.result = result
+        if not self.dry_run and not cancelled and self.stopped is None:
+            rewrite = blanking_rewrite(source, files)  # passwords emptied, unless files.archive_passwords
+            result.archive_path = self.store.archive_file(self.path, self.stamp, files.archive, rewrite)
         return result
+
+    def _stopping(self) -> bool:
+        """Whether the run stops before its next batch: a signal (Interruption) or a file it could not write."""
+        if self.stopped is None and isinstance(self.cancel, Interruption) and self.cancel.stop is not None:
+            self.stopped = self.cancel.stop
+        return self.stopped is not None
+
+    def _write(self, what: str, write: Callable[[pl.DataFrame], None], frame: pl.DataFrame) -> None:
+        """A batch's lines into the report or the tryback. When they cannot be written (a full disk), the run stops
+        before its next batch: no row is written to the database that the report could not account for."""
+        try:
+            write(frame)
+        except OSError as exc:
+            self._unwritten(what, exc)
+            if self.stopped is None:
+                self.stopped = Stop(f"the {what} could not be written: {_os_words(exc)}", EXIT_CANNOT_RUN)
+
+    def _close(self, what: str, close: Callable[[], T]) -> T | None:
+        try:
+            return close()
+        except OSError as exc:
+            self._unwritten(what, exc)
+            return None
+
+    def _unwritten(self, what: str, exc: OSError) -> None:
+        if what not in self.unwritten:
+            self.unwritten.append(what)
+            self.notes.append(f"the {what} could not be written ({_os_words(exc)}): it misses lines")
+
+    def _interrupted_words(self, result: RunResult, kept: bool, raised: type[BaseException] | None) -> str:
+        """The report's closing line of a run stopped mid-way, and where the rows it did not process are."""
+        assert self.stopped is not None
+        words = interrupted_words(self.stopped.reason, result.rows, result.last_line)
+        if raised is not None and issubclass(raised, asyncio.CancelledError | KeyboardInterrupt):
+            cut = "was being committed: it may have been" if self.committing else "was rolled back, not"
+            return f"{words}; the batch in progress {cut} written; the command file stays in the inbox"
+        if kept and "tryback" not in self.unwritten:
+            return f"{words}; the tryback holds them; the command file stays in the inbox"
+        return f"{words}; the command file stays in the inbox"
 
     async def _apply(self, batch: pl.DataFrame) -> pl.DataFrame:
         malformed = batch.filter(pl.col(PROBLEM).is_not_null())
@@ -406,14 +564,38 @@ class _Run:
             parts.append(await self._apply_in_transaction(wellformed, write=write))
         return pl.concat(parts).sort("line", "part", nulls_last=False, maintain_order=True)
 
-    async def _apply_in_transaction(self, rows: pl.DataFrame, *, write: bool, counted: bool = True) -> pl.DataFrame:
+    async def _apply_in_transaction(
+        self, rows: pl.DataFrame, *, write: bool, counted: bool = True, failed: SQLAlchemyError | None = None
+    ) -> pl.DataFrame:
         """A batch's resolution, plan and (when `write`) writes in one transaction: all or nothing; then what follows
         its commit (after_commit.py, then the operation's own). `counted`: a dry pass whose welcome messages the
-        report counts (not the safety pre-pass).
+        report counts (not the safety pre-pass). `failed`: the error its first attempt met (an overlapped write).
 
-        A database error rolls the batch back and fails its rows; a lost connection stops the run.
+        A deadlock or lock wait timeout rolls the batch back and tries it again (ATTEMPTS in all); any other error
+        rolls it back and fails its rows, or stops the run (_failure).
         """
-        committed = False
+        attempt, error = (2, failed) if failed is not None else (1, None)
+        while True:
+            if error is not None:
+                await asyncio.sleep(RETRY_WAIT * 2 ** (attempt - 2))
+            try:
+                outcomes = await self._transaction(rows, write=write, counted=counted)
+                break
+            except SQLAlchemyError as exc:
+                if classify(exc) is not Fault.RETRYABLE or attempt == ATTEMPTS:
+                    return self._failure(rows, exc, attempt, committing=self.committing)
+                error, attempt = exc, attempt + 1
+        if error is not None:
+            self.notes.append(f"{_lines(rows)} were tried again after {describe(error)}; attempt {attempt} succeeded")
+        self._check(rows, outcomes)
+        if not write:
+            return outcomes
+        await self.after.flush()
+        return await self.operation.after_commit(outcomes)
+
+    async def _transaction(self, rows: pl.DataFrame, *, write: bool, counted: bool) -> pl.DataFrame:
+        """One attempt at a batch: committed when `write`, else rolled back."""
+        committed = self.committing = False
         try:
             async with self.gateway.engine.connect() as conn:
                 transaction = await conn.begin()
@@ -425,33 +607,38 @@ class _Run:
                     await transaction.rollback()
                     raise
                 if write:
+                    self.committing = True  # an error now may come after the server committed: unknown
                     await transaction.commit()
-                    committed = True
+                    committed, self.committing = True, False
                 else:
                     await transaction.rollback()
-        except SQLAlchemyError as exc:
-            return self._failure(rows, exc)
         finally:
             self.after.settle(committed)
-        self._check(rows, outcomes)
-        if not write:
-            return outcomes
-        await self.after.flush()
-        return await self.operation.after_commit(outcomes)
+        return outcomes
+
+    async def _retry(self, rows: pl.DataFrame, failed: SQLAlchemyError) -> pl.DataFrame:
+        """An overlapped write that met a deadlock or lock wait timeout, tried again on its own (overlap.py)."""
+        return await self._apply_in_transaction(rows, write=True, failed=failed)
 
     @staticmethod
-    def _failure(rows: pl.DataFrame, exc: SQLAlchemyError) -> pl.DataFrame:
-        """The outcomes of a batch the database refused, rolled back; a lost connection stops the run instead."""
-        if isinstance(exc, OperationalError):
-            raise DatabaseError(
-                f"the database connection failed during the run: {_reason(exc)}; the batch in progress was rolled back"
-            ) from None
+    def _failure(
+        rows: pl.DataFrame, exc: SQLAlchemyError, attempts: int = 1, *, committing: bool = False
+    ) -> pl.DataFrame:
+        """The outcomes of a batch the database refused, rolled back: its rows fail with the server's words. A lost
+        or refused connection, a timeout or a missing privilege stops the run instead (db_errors.Fault); `committing`:
+        the error came while the batch was being committed."""
+        if classify(exc).stops_run:
+            if committing:
+                fate = (
+                    "the batch in progress was being committed: whether the database kept it is unknown (a new run of "
+                    "the file finds its rows written or writes them)"
+                )
+            else:
+                fate = "the batch in progress was rolled back"
+            raise DatabaseError(f"{describe(exc)}; {fate}") from None
+        tried = f", at each of {attempts} attempts" if attempts > 1 else ""
         return outcome_rows(
-            rows,
-            Outcome.FAILED,
-            "write",
-            pl.lit(""),
-            f"database error, nothing of this batch was written: {_reason(exc)}",
+            rows, Outcome.FAILED, "write", pl.lit(""), f"{describe(exc)}{tried}; nothing of this batch was written"
         )
 
     def _check(self, rows: pl.DataFrame, outcomes: pl.DataFrame) -> None:
@@ -465,7 +652,7 @@ class _Run:
             return
         destructive = 0
         actions = list(self.operation.destructive_actions)
-        async for _, batch in _numbered(source.batches(self.batch_size)):
+        async for _, batch in _numbered(self.operation.checked_batches(source, self.batch_size)):
             candidates = self.operation.safety_candidates(batch.filter(pl.col(PROBLEM).is_null()))
             if candidates.is_empty():
                 continue
@@ -540,7 +727,15 @@ async def _event_log(gateway: MoodleGateway, conn: AsyncConnection, config: Conf
         raise SetupProblem(str(exc)) from None
 
 
-def _reason(exc: SQLAlchemyError) -> str:
-    if isinstance(exc, DBAPIError) and exc.orig is not None:
-        return str(exc.orig)
-    return str(exc).splitlines()[0]
+def _os_words(exc: OSError) -> str:
+    """ "No space left on device": the system's words, also from polars' errors, which carry no errno."""
+    if exc.strerror:
+        return exc.strerror
+    code = re.search(r"\(os error (\d+)\)", str(exc))
+    return os.strerror(int(code[1])) if code else str(exc)
+
+
+def _lines(rows: pl.DataFrame) -> str:
+    """A batch's lines, for a note: "lines 2-501"."""
+    first, last = int(rows[LINE].min()), int(rows[LINE].max())  # type: ignore[arg-type]
+    return f"line {first}" if first == last else f"lines {first}-{last}"

@@ -10,6 +10,7 @@ import polars as pl
 
 from toolsync_tui.engine.datadir.store import private_file
 from toolsync_tui.engine.rows import OUTCOME_SCHEMA
+from toolsync_tui.engine.run.controls import escaped_expr
 
 # A cell a spreadsheet would take for a formula (OWASP's CSV injection list), or one already starting with the mark:
 # the CSV twin writes it after a leading apostrophe, and readers (history.py) take exactly one away.
@@ -43,7 +44,9 @@ def report_lines() -> pl.Expr:
         .then(pl.format("line {}", "line"))
         .otherwise(pl.format("line {}, {}", "line", "part"))
     )
-    return pl.format("{}: {} ({}) {}", where, "outcome", "action", "message")
+    # A value quoted in a message is shown with its control characters escaped: a line break cannot fake a report
+    # line, an escape sequence cannot drive the terminal that shows the report.
+    return pl.format("{}: {} ({}) {}", where, "outcome", "action", escaped_expr(pl.col("message")))
 
 
 class RunReport:
@@ -64,10 +67,16 @@ class RunReport:
         outcomes.select(report_lines()).write_csv(self._text, include_header=False, quote_style="never")
         outcomes.with_columns(spreadsheet_safe()).write_csv(self._table, include_header=not self._table_has_header)
         self._table_has_header = True
+        # On disk batch by batch: a killed run's report holds every batch it recorded, and a full disk is met here,
+        # before the next batch is written to the database (pipeline._Run._write).
+        self._text.flush()
+        self._table.flush()
 
     def close(self, summary: list[str]) -> None:
-        self._text.write(("\n" + "\n".join(summary) + "\nend of report\n").encode())
-        self._text.close()
-        if not self._table_has_header:
-            self._table.write((",".join(OUTCOME_SCHEMA) + "\n").encode())  # a run of no rows: the header alone
-        self._table.close()
+        try:
+            with self._text:  # closed whatever happens: a full disk raises here, for the run to say so
+                self._text.write(("\n" + "\n".join(summary) + "\nend of report\n").encode())
+        finally:
+            with self._table:
+                if not self._table_has_header:  # a run of no rows: the header alone
+                    self._table.write((",".join(OUTCOME_SCHEMA) + "\n").encode())

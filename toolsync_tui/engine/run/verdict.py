@@ -47,6 +47,7 @@ class Verdict:
     # The run log keeps no count of failed parts, only an exit code that says some failed (RunRecord.verdict).
     some_parts_failed: bool = False
     problem: str | None = None  # why the run could not happen (a run log's record)
+    interrupted: str | None = None  # why it stopped mid-way: "SIGINT", "SIGTERM", a full disk, killed (run/log.py)
 
     @property
     def failed(self) -> int:
@@ -65,10 +66,15 @@ class Verdict:
         """The report's last words, the command line's, cron's and each run's in a notification:
         "4 rows were processed in 0.3 s: 3 created, 1 failed; 2 parts of rows failed"."""
         details = f"; {parts_failed_text(self.failed_details)}" if self.parts_failed else ""
+        if self.interrupted:
+            details += f"; interrupted ({self.interrupted})"
         return f"{self.processed()}: {counts_text(self.counts) or 'nothing to do'}{details}"
 
     def headline(self) -> tuple[str, Tone]:
         """The run screen's closing state, and how it should look."""
+        if self.interrupted:
+            done = counts_text(self.counts) or "nothing done"
+            return f"Interrupted ({self.interrupted}) after {self.rows:,} rows: {done}.", "error"
         if self.cancelled:
             kept = "" if self.dry_run else " The command file stays in the inbox."
             skipped = self.counts.get(Outcome.SKIPPED, 0)
@@ -85,8 +91,11 @@ class Verdict:
 
     def brief(self) -> str:
         """A few words: "3 created, 1 failed", "3 created, parts of rows failed", "cancelled", "could not run"."""
-        if self.problem:
+        if self.problem and not self.rows:
             return "could not run"
+        if self.interrupted or self.problem:  # stopped mid-way: what it had done
+            done = counts_text(self.counts) or "nothing done"
+            return f"interrupted after {plural(self.rows, 'row')}: {done}" + (" (dry run)" if self.dry_run else "")
         words = "cancelled" if self.cancelled else counts_text(self.counts) or "no rows"
         if self.parts_failed:
             words += f", {parts_failed_text(self.failed_details)}"
@@ -94,8 +103,10 @@ class Verdict:
 
     def word(self) -> str:
         """Whether it went well, for a narrow column: "ok", "4 failed", "parts failed", "cancelled"."""
-        if self.problem:
+        if self.problem and not self.rows:
             word = "could not run"
+        elif self.interrupted or self.problem:
+            word = "interrupted"
         elif self.cancelled:
             word = "cancelled"
         elif self.failed:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from toolsync_tui.config import Config, FileSettings
-from toolsync_tui.engine.datadir.store import DataStore
+from toolsync_tui.engine.datadir.store import DataStore, private_file
 from toolsync_tui.engine.moodle.gateway import MoodleGateway
 from toolsync_tui.engine.run.command_file import SEPARATORS
 from toolsync_tui.engine.tools.course_selection import CourseSelection, SelectedCourse, select_courses
@@ -155,7 +155,8 @@ def _write(path: Path, data: bytes, *, default_place: bool) -> None:
     try:
         if default_place:
             path.parent.mkdir(parents=True, exist_ok=True)
-        temporary.write_bytes(data)
+        with os.fdopen(private_file(temporary), "wb") as out:  # the data directory's mode from the first byte
+            out.write(data)
         os.replace(temporary, path)
     except OSError as exc:
         temporary.unlink(missing_ok=True)

@@ -87,7 +87,8 @@ class _Call:
         settings = self.config.settings.cron
         zone = schedule_zone(settings.timezone)
         now = (now or datetime.now(zone)).astimezone(zone)
-        self.store.ensure()
+        for problem in self.store.ensure(group_readable=self.config.settings.files.group_readable):
+            self.say(f"data directory: {problem}")
         if settings.drop_dir:
             self._take_dropped_files()
         state = ScheduleState(self.config.data_dir / STATE)

@@ -17,6 +17,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
 
+from toolsync_tui.engine.datadir.privacy import create_file
+
 UTC = ZoneInfo("UTC")
 GRACE = timedelta(minutes=1)  # a new schedule's slot of the minute it was first seen still counts
 
@@ -159,5 +161,6 @@ class ScheduleState:
         self._handled[name] = handled
         document = {n: {"expression": h.expression, "slot": h.slot.isoformat()} for n, h in self._handled.items()}
         temporary = self.path.with_name(f".{self.path.name}.tmp")
-        temporary.write_text(json.dumps(document, indent=1))
+        with os.fdopen(create_file(temporary), "w") as out:  # the data directory's file mode from the start
+            out.write(json.dumps(document, indent=1))
         temporary.replace(self.path)

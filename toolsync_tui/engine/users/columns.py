@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Final
 
-from toolsync_tui.engine.run.command_file import ColumnSpec
+import polars as pl
+
+from toolsync_tui.engine.rows import LINE
+from toolsync_tui.engine.run.command_file import ColumnSpec, FileProblem
 
 REQUIRED: Final = ("username", "firstname", "lastname")
 
@@ -57,6 +61,13 @@ HANDLED_APART: Final = {
     "cohortid": "the idnumber of a cohort the row creates",
 }
 COURSE_PARTS: Final = ("course", "role", "group", "enrol", "start", "end")
+# Where the file's values are stored, for the length checks of engine/run/value_limits.py (numeric columns and
+# profile fields, LONGTEXT, count against the packet only). The cohort and courseN parts check their names
+# themselves (parts/): a part too long fails that part alone, the account is still written.
+VALUE_COLUMNS: Final = {
+    "username|oldusername": ("user", "username"),
+    **{name: ("user", name) for name in USER_FIELDS},
+}
 
 USERS_FILE: Final = ColumnSpec(
     required=REQUIRED,
@@ -70,6 +81,53 @@ USERS_FILE: Final = ColumnSpec(
 )
 
 
-def course_indexes(columns: list[str]) -> list[int]:
-    """The N of every courseN column, in order (a roleN without its courseN means nothing)."""
-    return sorted(int(name[6:]) for name in columns if name.startswith("course") and name[6:].isdigit())
+# A row enrols its user in at most this many courses (courseN columns): far more than any real file (the original's
+# own files rarely pass a dozen), and a bound on a row's work that a hostile header cannot lift. Many more
+# enrolments of one user go in an enrolments file, a row each.
+MAX_COURSE_COLUMNS: Final = 1_000
+
+
+def course_indexes(columns: Sequence[str]) -> list[int]:
+    """The N of every courseN column, in order (a roleN without its courseN means nothing); FileProblem past
+    MAX_COURSE_COLUMNS."""
+    indexes = sorted(int(name[6:]) for name in columns if name.startswith("course") and name[6:].isdigit())
+    if len(indexes) > MAX_COURSE_COLUMNS:
+        raise FileProblem(
+            f"the header has {len(indexes):,} courseN columns, at most {MAX_COURSE_COLUMNS:,}: put a user's other "
+            "enrolments in an enrolments file (a row each)"
+        )
+    return indexes
+
+
+def course_requests(live: pl.DataFrame, indexes: Sequence[int], userid: str) -> pl.DataFrame:
+    """A request per row and courseN column with a course: LINE, part ("courseN"), `userid` and the COURSE_PARTS
+    and wwwroot cells of that N ("" when the file has no such column).
+
+    Built from the columns themselves, looked up once: a select on a frame as wide as the file costs time in its
+    width, and one per N made the whole grow with the square of the number of courseN columns.
+    """
+    if not indexes:
+        raise ValueError("course_requests needs courseN columns")
+    cells = {series.name: series for series in live.get_columns()}
+    blank = pl.Series([""] * live.height, dtype=pl.String)
+    # The numbers whose column names a course on some row, in one pass over the columns.
+    used = live.select((pl.col(f"course{n}").fill_null("") != "").any().alias(str(n)) for n in indexes).row(0)
+    frames = []
+    for n in (n for n, any_course in zip(indexes, used, strict=True) if any_course):
+        course = cells[f"course{n}"].fill_null("")
+        named = {part: cells.get(f"{part}{n}", blank).fill_null("") for part in (*COURSE_PARTS[1:], "wwwroot")}
+        frames.append(
+            pl.DataFrame(
+                {
+                    LINE: cells[LINE],
+                    "part": pl.Series([f"course{n}"] * live.height, dtype=pl.String),
+                    userid: cells[userid],
+                    "course": course,
+                    **named,
+                }
+            )
+        )
+    if not frames:
+        schema: dict[str, pl.DataType] = {LINE: cells[LINE].dtype, "part": pl.String(), userid: cells[userid].dtype}
+        return pl.DataFrame(schema=schema | dict.fromkeys((*COURSE_PARTS, "wwwroot"), pl.String()))
+    return pl.concat(frames).filter(pl.col("course") != "")

@@ -41,10 +41,19 @@ from toolsync_tui.engine.parts.course_enrolments import CourseEnrolments
 from toolsync_tui.engine.rows import LINE, Outcome, Rule, first_match, outcome_rows, shown
 from toolsync_tui.engine.run.command_file import FileProblem
 from toolsync_tui.engine.run.operation import Operation
+from toolsync_tui.engine.run.value_limits import StoredColumns
 from toolsync_tui.engine.users.accounts import PROBLEM as ACCOUNT_PROBLEM
 from toolsync_tui.engine.users.accounts import SKIP, USERID, AccountFinder, protected_why
 from toolsync_tui.engine.users.changes import CHANGES, CURRENT, changed_columns, current, revived
-from toolsync_tui.engine.users.columns import NUMERIC_FIELDS, RETIRED_FIELDS, USER_COLUMNS, USERS_FILE, course_indexes
+from toolsync_tui.engine.users.columns import (
+    NUMERIC_FIELDS,
+    RETIRED_FIELDS,
+    USER_COLUMNS,
+    USERS_FILE,
+    VALUE_COLUMNS,
+    course_indexes,
+    course_requests,
+)
 from toolsync_tui.engine.users.lists import check_deletion_path, delete_accounts, delete_through_bridge
 from toolsync_tui.engine.users.log_events import INTERNAL_PASSWORD_AUTHS, account_events
 from toolsync_tui.engine.users.preferences import PASSWORD_UPDATE_TIME, set_user_preferences
@@ -87,6 +96,7 @@ class UsersOperation(Operation):
     name = "users"
     title = "Create and update users"
     columns = USERS_FILE
+    value_columns: ClassVar[StoredColumns] = VALUE_COLUMNS
     destructive_actions: ClassVar[frozenset[str]] = frozenset({"delete", "suspend"})
     uses_bridge = True
 
@@ -669,7 +679,7 @@ class UsersOperation(Operation):
             if not requests.is_empty():
                 results.append(await self.cohorts.apply(conn, requests, now=now, dry_run=dry_run, events=events))
         if self.course_indexes:
-            requests = self._course_requests(live)
+            requests = course_requests(live, self.course_indexes, USERID)
             remote = pl.col("wwwroot") != ""
             results.append(
                 outcome_rows(
@@ -693,30 +703,6 @@ class UsersOperation(Operation):
         if events:
             await self.event_log.record(conn, events, now)
         return results
-
-    def _course_requests(self, live: pl.DataFrame) -> pl.DataFrame:
-        frames = []
-        for n in self.course_indexes:
-
-            def cell(part: str, n: int = n) -> pl.Expr:
-                name = f"{part}{n}"
-                return (pl.col(name) if name in live.columns else pl.lit("")).fill_null("").alias(part)
-
-            frames.append(
-                live.select(
-                    LINE,
-                    pl.lit(f"course{n}").alias("part"),
-                    USERID,
-                    cell("course"),
-                    cell("role"),
-                    cell("group"),
-                    cell("enrol"),
-                    cell("start"),
-                    cell("end"),
-                    cell("wwwroot"),
-                )
-            )
-        return pl.concat(frames).filter(pl.col("course") != "")
 
 
 def _key() -> pl.Expr:

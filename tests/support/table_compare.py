@@ -1,10 +1,11 @@
 """Compare what two Moodle databases hold, table by table, with ids translated to natural keys.
 
-Used by the differential test: database A was written by toolsync, database B by Moodle's own APIs (replay.php),
-both from the same fresh site. `changed_tables` finds the tables either side wrote (CHECKSUM TABLE against each
-side's baseline); `compare` reads those tables on both sides, translates every id column to what it names
-(user id -> username, course id -> shortname, context id -> level and instance, ...) and lists every difference:
-a row only on one side, or a column whose values differ. Adding a table is one line in TABLES.
+Used by the differential test (database A written by toolsync, database B by Moodle's own APIs through replay.php,
+both from the same fresh site) and by the fault-injection tests (tests/faults: A killed and run again, B run once).
+`changed_tables` finds the tables either side wrote (CHECKSUM TABLE against each side's baseline); `compare` reads
+those tables on both sides, translates every id column to what it names (user id -> username, course id ->
+shortname, context id -> level and instance, ...) and lists every difference: a row only on one side, or a column
+whose values differ. Adding a table is one line in TABLES.
 """
 
 from __future__ import annotations
