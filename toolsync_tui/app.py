@@ -14,8 +14,10 @@ from textual.reactive import reactive
 from textual.screen import Screen
 from textual.worker import Worker
 
+from toolsync_tui.commands import OperationCommands
 from toolsync_tui.config import Config
 from toolsync_tui.engine.connect import open_gateway
+from toolsync_tui.engine.datadir.store import DataStore
 from toolsync_tui.engine.moodle.gateway import DatabaseError
 from toolsync_tui.engine.run.pipeline import close_unfinished_runs
 from toolsync_tui.screens.dashboard import DashboardScreen
@@ -33,6 +35,7 @@ SITE_TIMEOUT = 15.0
 class ToolsyncApp(App[None]):
     CSS_PATH = "app.tcss"
     TITLE = "toolsync"
+    COMMANDS = App.COMMANDS | {OperationCommands}  # run, dry run, files and history of each operation by its name
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("q", "quit", "Quit"),
         Binding("question_mark", "help", "Help", key_display="?"),
@@ -55,9 +58,22 @@ class ToolsyncApp(App[None]):
         self.push_screen(DashboardScreen(self.config, self.clock))
         for warning in self.config.warnings:
             self.notify(warning, title="Configuration", severity="warning", markup=False)
+        self.make_data_dir_private()
         for note in close_unfinished_runs(self.config.data_dir):  # a run killed since the last look
             self.notify(note, title="Interrupted run", severity="warning", markup=False)
         self.site_loader = self.load_site()
+
+    def make_data_dir_private(self) -> None:
+        """The data directory's modes given at start too, not only when a run starts: a passwords file dropped in the
+        inbox is private while the interface merely shows it. Whatever fails is said, never raised: the interface
+        still opens (and says where the directory is) when the directory cannot be used."""
+        data_dir = self.config.data_dir
+        try:
+            problems = DataStore(data_dir).ensure(group_readable=self.config.settings.files.group_readable)
+        except OSError as problem:
+            problems = [f"{data_dir} cannot be used: {problem.strerror or problem}"]
+        for text in problems:
+            self.notify(text, title="Data directory", severity="warning", markup=False)
 
     @work(exclusive=True, group="site", exit_on_error=False)
     async def load_site(self) -> None:
@@ -97,6 +113,12 @@ class ToolsyncApp(App[None]):
 
     def _settings(self) -> None:
         self.push_screen(SettingsScreen(self.config))
+
+    async def action_quit(self) -> None:
+        """q, and ctrl+q: with a run going on, the dashboard asks first (No by default) and quits once it stopped."""
+        dashboard = next((screen for screen in self.screen_stack if isinstance(screen, DashboardScreen)), None)
+        if dashboard is None or not dashboard.quit_asking():
+            self.exit()
 
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):

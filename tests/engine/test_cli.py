@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import re
 import shutil
 import subprocess
 import sys
@@ -9,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+import toolsync_tui
 from tests.conftest import run_blocking
 from tests.support.factories import add_courses
 from tests.support.operation_files import FlagPurge
@@ -148,3 +151,107 @@ def test_without_configuration_the_embedded_sandbox_is_created_and_used(tmp_path
     assert "check: 4 rows were processed" in done.stdout
     assert (tmp_path / "share" / "toolsync" / "sandbox" / "sandbox.sqlite").is_file()
     assert "check: line 4/4" not in done.stdout  # progress goes to stderr, never into the summary
+
+
+# -- issue 21 item 9 and issue 20's leftover: the command line on a terminal -----------------------------------------
+
+
+def test_options_may_come_anywhere(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`run check --dry-run FILE`: argparse gave the optional FILE only the words before the first option."""
+    config_path = init(tmp_path)
+    courses = config_path.parent / "data" / "inbox" / "courses.csv"
+    for argv in (
+        ["--config", str(config_path), "run", "check", "--dry-run", str(courses)],
+        ["run", "--dry-run", "check", str(courses), "--config", str(config_path)],
+        ["run", "check", "--config", str(config_path), str(courses), "--dry-run"],
+    ):
+        assert main(argv) == 1, argv
+        assert "check: 4 rows would be processed" in capsys.readouterr().out
+
+
+def test_a_bare_file_name_is_looked_for_in_the_inbox(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config_path = init(tmp_path)
+    inbox = config_path.parent / "data" / "inbox"
+    (inbox / "few.csv").write_text("BIO101\n")
+    here = tmp_path / "elsewhere"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    assert main(["--config", str(config_path), "run", "check", "--dry-run", "few.csv"]) == 1
+    out = capsys.readouterr().out
+    assert "check: 1 row would be processed" in out
+    assert "_check_few_dryrun.txt" in out
+    # One in the current directory comes first.
+    (here / "few.csv").write_text("BIO101\nCHEM201\n")
+    assert main(["--config", str(config_path), "run", "check", "--dry-run", "few.csv"]) == 1
+    assert "2 rows would be processed" in capsys.readouterr().out
+    # Neither: where it looked is said; a name with a folder is not looked for in the inbox.
+    assert main(["--config", str(config_path), "run", "check", "nowhere.csv"]) == 2
+    err = capsys.readouterr().err
+    assert err == (
+        f"toolsync: nowhere.csv: file not found, neither in the current directory ({here}) nor in the inbox ({inbox})\n"
+    )
+    assert main(["--config", str(config_path), "run", "check", "./courses.csv"]) == 2
+    assert capsys.readouterr().err == f"toolsync: ./courses.csv: file not found ({here / 'courses.csv'})\n"
+
+
+def test_control_characters_from_file_names_never_reach_the_terminal(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 20: a file name holding ESC (here one that would set the terminal's title, then clear the screen) is
+    printed escaped in the summary's paths and in the messages, as the reports write it."""
+    config_path = init(tmp_path)
+    hostile = "x\x1b]0;owned\x07\x1b[2J.csv"
+    path = tmp_path / hostile
+    path.write_text("BIO101\n")
+    assert main(["--config", str(config_path), "run", "check", str(path)]) == 1
+    captured = capsys.readouterr()
+    assert "\x1b" not in captured.out + captured.err
+    assert "\x07" not in captured.out
+    assert "_check_x\\x1b]0;owned\\x07\\x1b[2J.txt" in captured.out  # the report's name, escaped
+    assert main(["--config", str(config_path), "run", "check", f"gone{hostile}"]) == 2
+    err = capsys.readouterr().err
+    assert "\x1b" not in err
+    assert "gonex\\x1b]0;owned\\x07\\x1b[2J.csv: file not found" in err
+    assert len(err.splitlines()) == 1
+
+
+def run_on_a_terminal(argv: list[str], columns: int, env: dict[str, str]) -> str:
+    """`toolsync` with its standard output and error on a pseudo-terminal `columns` wide: what the terminal got."""
+    import fcntl
+    import os
+    import pty
+    import struct
+    import termios
+
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, columns, 0, 0))
+    command = [sys.executable, "-m", "toolsync_tui", *argv]
+    process = subprocess.Popen(command, stdin=follower, stdout=follower, stderr=follower, env=env)
+    os.close(follower)
+    received = b""
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # EIO: the program ended and closed the terminal
+            break
+        if not chunk:
+            break
+        received += chunk
+    os.close(leader)
+    assert process.wait(timeout=60) == 1
+    return received.decode()
+
+
+def test_paths_are_printed_whole_on_a_terminal(tmp_path: Path) -> None:
+    """Issue 21 item 9: while the progress bar showed, Rich reflowed the summary to the terminal's width, with real
+    line breaks inside the paths (`report: …/20261206-091735_us⏎ers_latin1_dryrun.txt`)."""
+    config_path = init(tmp_path)
+    source = str(Path(toolsync_tui.__file__).parents[1])  # this very package, whatever is installed
+    env = {"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path), "TERM": "xterm-256color", "PYTHONPATH": source}
+    shown = run_on_a_terminal(["--config", str(config_path), "run", "check", "--dry-run"], 40, env)
+    lines = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", shown).replace("\r", "").split("\n")
+    (report,) = (config_path.parent / "data" / "reports").glob("*.txt")
+    assert f"  report: {report}" in lines
+    assert any(line.startswith("check: 4 rows would be processed in ") for line in lines)

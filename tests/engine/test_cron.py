@@ -156,7 +156,7 @@ async def test_expired_files_are_removed_never_pending_ones(sandbox: Config) -> 
     os.utime(old_report, (old, old))
     os.utime(store.inbox / "userimport.csv", (old, old))
     lines = await quiet_cron(sandbox, "2026-11-25 10:00")
-    assert lines == ["retention: removed 1 archive, report and tryback files older than 30 days"]
+    assert lines == ["retention: removed 1 archive, report or tryback file older than 30 days"]
     assert not old_report.exists()
     assert (store.inbox / "userimport.csv").exists()
 

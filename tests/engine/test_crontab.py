@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import shlex
+import stat
+import subprocess
 import sys
 from pathlib import Path
 
@@ -41,7 +44,8 @@ def managed_lines(table: Path) -> list[str]:
 def test_the_line_runs_toolsync_cron_with_the_absolute_config(config: Config) -> None:
     words = shlex.split(cron_line(config, every_minutes=10))
     assert words[:5] == ["*/10", "*", "*", "*", "*"]
-    assert words[5:11] == [sys.executable, "-m", "toolsync_tui", "--config", str(config.path.resolve()), "cron"]
+    assert words[5:7] == ["umask", "077;"]  # what the line's shell creates is the data directory's owner's only
+    assert words[7:13] == [sys.executable, "-m", "toolsync_tui", "--config", str(config.path.resolve()), "cron"]
 
 
 def test_a_relative_config_path_becomes_absolute(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -58,6 +62,24 @@ def test_output_goes_to_syslog_or_else_to_a_log_file(config: Config, monkeypatch
     assert cron_line(config).endswith(f"cron >> {config.data_dir / 'cron.log'} 2>&1")
     install(config)
     assert config.data_dir.is_dir()  # the shell opens the log before toolsync runs
+    assert stat.S_IMODE(config.data_dir.stat().st_mode) == 0o700  # the data directory's mode, not the umask's
+
+
+@pytest.mark.parametrize(("group_readable", "mode"), [(False, 0o600), (True, 0o640)])
+def test_the_log_the_line_appends_to_is_private_from_its_first_byte(
+    config: Config, monkeypatch: pytest.MonkeyPatch, group_readable: bool, mode: int
+) -> None:
+    """The line run by a shell under cron's usual umask (022), without logger: the log it creates is as private as
+    the data directory (issue 20), not readable by all."""
+    config.set("files.group_readable", group_readable)
+    monkeypatch.setattr("toolsync_tui.engine.unattended.crontab.shutil.which", lambda name: None)
+    monkeypatch.setattr("toolsync_tui.engine.unattended.crontab.sys.executable", "/bin/echo")  # stands in for cron
+    config.data_dir.mkdir()
+    command = cron_line(config).split(" ", 5)[5]  # without the schedule, as cron hands it to the shell
+    subprocess.run(["/bin/sh", "-c", f"umask 022; {command}"], check=True, env={"PATH": os.defpath})
+    log = config.data_dir / "cron.log"
+    assert "-m toolsync_tui --config" in log.read_text()
+    assert stat.S_IMODE(log.stat().st_mode) == mode
 
 
 def test_intervals(config: Config) -> None:

@@ -128,8 +128,8 @@ def test_a_cancelled_run_is_told_as_the_run_screen_tells_it(tmp_path: Path) -> N
     cancelled = RunResult("users", tmp_path / "u.csv", False, {"created": 2, "skipped": 8}, 10, 0.1, cancelled=True)
     [paragraph] = notice_for([cancelled], "site").body.strip().split("\n\n")
     assert paragraph.splitlines()[1:] == [
-        "  10 rows were processed in 0.1 s: 2 created, 8 skipped",
-        "  Cancelled: 8 rows were not processed (counted as skipped). The command file stays in the inbox.",
+        "  2 of 10 rows were processed in 0.1 s: 2 created; cancelled, 8 not processed",
+        "  Cancelled: 8 rows were not processed (counted as skipped). The file stays in the inbox.",
     ]
 
 
@@ -178,7 +178,7 @@ def test_large_or_missing_reports_are_named_instead(
     [message] = inbox.messages
     body = message.get_body(("plain",))
     assert body is not None
-    assert f"Not attached (larger than 0 MB): {big}" in body.get_content()
+    assert f"Not attached (larger than 10 Bytes): {big}" in body.get_content()  # was "0 MB" (issue 21 item 12)
     assert f"Not attached (could not be read: No such file or directory): {gone}" in body.get_content()
     assert list(message.iter_attachments()) == []
 

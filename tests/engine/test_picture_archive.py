@@ -150,7 +150,7 @@ def test_entry_over_the_size_limit_is_a_bad_entry(tmp_path: Path) -> None:
     path = make_zip(tmp_path / "p.zip", {"big.jpg": JPEG_LIKE, "small.jpg": b"s"}, zipfile.ZIP_STORED)
     big, small = iter_entries(path, Limits(max_entry_bytes=1000))
     assert isinstance(big, BadEntry)
-    assert "larger than 1,000 bytes" in big.problem
+    assert "larger than 1.0 kB uncompressed" in big.problem
     assert small == Entry("small.jpg", "small", b"s")
 
 

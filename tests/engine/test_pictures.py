@@ -278,7 +278,7 @@ async def test_hostile_entries_fail_clearly_and_nothing_lands_outside_the_pool(s
     for expected in (
         "line 1: failed (read) ../escape.jpg: its path goes up a folder ('..')",
         "line 2: failed (read) /etc/absolute.jpg: its path is absolute",
-        "line 3: failed (read) bomb.png: it is larger than 30 MB uncompressed",
+        "line 3: failed (read) bomb.png: it is larger than 30.0 MB uncompressed",
         f"line 4: failed (picture) {text}.jpg: not a JPEG, PNG, GIF or WebP image",
         f"line 5: failed (picture) {cut}.jpg: the image is damaged or truncated",
         f"line 6: failed (picture) {huge}.png: the image is too large",

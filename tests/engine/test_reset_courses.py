@@ -136,7 +136,8 @@ async def test_courses_by_the_identifier_setting(dump_site: Site, tmp_path: Path
 
     assert result.counts == {"updated": 1}
     assert (
-        f"course '{course.shortname}' (id {course.id}) would be reset: reset_events, delete_blog_associations, "
+        f"course '{course.shortname}' (id {course.id}) would be reset through the Moodle bridge: reset_events, "
+        "delete_blog_associations, "
         "reset_comments"
     ) in report_of(result)
     assert [r["command"] for r in requests_seen(php)] == ["info"]  # a dry run runs no reset

@@ -10,7 +10,7 @@ import pytest
 from toolsync_tui.engine.run.exits import EXIT_CANNOT_RUN, EXIT_OK, EXIT_ROWS_FAILED
 from toolsync_tui.engine.run.log import RunRecord
 from toolsync_tui.engine.run.pipeline import RunResult
-from toolsync_tui.engine.run.verdict import Verdict, combined, duration_text, tally
+from toolsync_tui.engine.run.verdict import Verdict, combined, counters_text, duration_text, safety_question, tally
 
 
 def test_the_summary_counts_each_outcome_and_the_failed_parts() -> None:
@@ -40,7 +40,7 @@ def test_durations_read_in_seconds_then_in_words() -> None:
         (Verdict(0, {}, dry_run=True), "Dry run finished, nothing was written: the file has no data rows.", "warning"),
         (
             Verdict(10, {"created": 2, "skipped": 8}, cancelled=True),
-            "Cancelled: 8 rows were not processed (counted as skipped). The command file stays in the inbox.",
+            "Cancelled: 8 rows were not processed (counted as skipped). The file stays in the inbox.",
             "warning",
         ),
     ],
@@ -89,3 +89,36 @@ def test_a_series_reads_as_one_and_a_cron_call_as_a_tally() -> None:
     assert tally([first, second]) == "2 operations, 6 rows failed, 1 part of rows failed"
     assert tally([Verdict(3, {"created": 3})]) == "1 operation, all rows succeeded"
     assert tally([Verdict(3, {"skipped": 3}, cancelled=True)]) == "1 operation, 1 cancelled"
+
+
+def test_a_cancelled_run_tells_one_story() -> None:
+    """Issue 21 item 3: never "100,000 rows were processed" next to "75,000 rows were not processed"."""
+    verdict = Verdict(100_000, {"created": 25_000, "skipped": 75_000}, 2.0, cancelled=True)
+    assert verdict.processed() == "25,000 of 100,000 rows were processed in 2.0 s"
+    assert verdict.summary() == (
+        "25,000 of 100,000 rows were processed in 2.0 s: 25,000 created; cancelled, 75,000 not processed"
+    )
+    assert verdict.headline()[0].startswith("Cancelled: 75,000 rows were not processed")
+
+
+def test_the_run_counters_fit_80_columns() -> None:
+    counts = {"created": 400_000, "updated": 300_000, "unchanged": 200_000, "failed": 100_000}
+    assert len(counters_text(counts)) <= 80
+    assert counters_text({}) == "no rows yet"
+
+
+@pytest.mark.parametrize(
+    ("operation", "words"),
+    [
+        ("deleteusers", "deleteusers would delete 1 of 5 active users (20%)"),
+        ("suspendusers", "suspendusers would suspend 1 of 5 active users (20%)"),
+        ("deletecourses", "deletecourses would delete 1 of the site's 5 courses (20%)"),
+        ("enrols", "enrols would unenrol, disable or unassign 1 of 5 enrolments (20%)"),
+    ],
+)
+def test_the_safety_question_says_what_would_be_removed(operation: str, words: str) -> None:
+    """Issue 21 item 4: the interface's words, not the command line's --force nor "existing records"."""
+    question = safety_question(operation, 1, 5, 0.1)
+    assert question.startswith(words + ": more than the safety threshold of 10%")
+    assert "--force" not in question
+    assert "records" not in question

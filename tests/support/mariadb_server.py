@@ -77,6 +77,9 @@ class ThrowawayMariaDB:
             capture_output=True,
         )
         port = _free_port()
+        # Its own folder for temporary tables: the machine's /tmp is shared with whatever else cleans it (a temporary
+        # table's file deleted under the server fails the statement with "Error on delete of '/tmp/#sql-...'").
+        (root / "tmp").mkdir()
         process = subprocess.Popen(
             [
                 _find("mariadbd", "mysqld"),
@@ -84,6 +87,7 @@ class ThrowawayMariaDB:
                 f"--datadir={datadir}",
                 f"--socket={root / 'mysqld.sock'}",
                 f"--pid-file={root / 'mysqld.pid'}",
+                f"--tmpdir={root / 'tmp'}",
                 "--bind-address=127.0.0.1",
                 f"--port={port}",
                 "--skip-log-bin",

@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from textual import events
-from textual.widgets import DataTable, Log, Static
+from textual.widgets import DataTable, Static
 from textual.widgets._footer import FooterKey
 
 from tests.support.ui import FrozenClock, record_notifications, text_of, wait_until
@@ -28,6 +28,7 @@ from toolsync_tui.screens.files import FilesScreen
 from toolsync_tui.screens.help import HelpScreen
 from toolsync_tui.screens.run import RunScreen
 from toolsync_tui.views.formatting import file_size
+from toolsync_tui.widgets.report_lines import ReportLines
 
 SIZE = (80, 24)
 
@@ -63,15 +64,19 @@ async def test_dashboard_lists_every_operation_with_its_files(sandbox: Config) -
         table = app.screen.query_one(DataTable)
         assert table.row_count == len(OPERATIONS) == 14
         rows = {name: [str(cell) for cell in table.get_row(name)] for name in OPERATIONS}
-        assert rows["check"][:3] == ["check", "courses.csv", "260 Bytes"]
+        # At 80 columns the operation, its file and its last run, each whole; the size is in the detail lines.
+        assert rows["check"] == ["check", "courses.csv", "never"]
         # Every picture archive of the inbox, counted, their sizes added.
         size = 2 * (inbox / "userpictures_sample.zip").stat().st_size
-        assert rows["pictures"][1:3] == ["userpictures_*.zip (2)", file_size(size)]
+        assert rows["pictures"][1] == "userpictures_*.zip (2)"
+        await wait_until(lambda: "pictures" in getattr(app.screen, "row_counts", {}))  # counted in a worker
         await pilot.press(*["down"] * (len(OPERATIONS) - 1))
         await pilot.pause()
-        first, second = text_of(app.screen, "#detail").splitlines()
-        assert first.startswith("User pictures: inbox/userpictures_*.zip: userpictures_b.zip, userpictures_sample.zip")
-        assert second == "never run · next run: not scheduled"
+        first, second, third = text_of(app.screen, "#detail").splitlines()
+        assert first == "User pictures: inbox/userpictures_*.zip: userpictures_b.zip, userpictures_sample.zip"
+        assert second.startswith(f"8 rows · {file_size(size)} · changed ")
+        assert second.endswith(" · next run: not scheduled")
+        assert third == "never run"
 
 
 async def test_dashboard_shows_the_last_run_and_the_next_one(sandbox: Config) -> None:
@@ -88,12 +93,13 @@ async def test_dashboard_shows_the_last_run_and_the_next_one(sandbox: Config) ->
         table = app.screen.query_one(DataTable)
         cells = [str(cell) for cell in table.get_row("users")]
         # The sample's users are created; their rows' courses are not in the sandbox: parts failed.
-        assert cells[6:] == ["an hour ago, parts failed", expected_next]
+        assert cells[4:] == ["parts failed, 1 h ago", expected_next]
         # enrols.csv: a header and two records
-        assert [str(cell) for cell in table.get_row("enrols")][4:] == ["2", "an hour ago", "never", "not scheduled"]
-        detail = text_of(app.screen, "#detail").splitlines()[1]
+        assert [str(cell) for cell in table.get_row("enrols")][3:] == ["2", "never", "not scheduled"]
+        _, facts, detail = text_of(app.screen, "#detail").splitlines()
+        assert facts.endswith(f"next run: {expected_next}")  # the file was archived: missing now
         assert detail.startswith("last run 20")
-        assert detail.endswith(f": 3 created, parts of rows failed · next run: {expected_next}")
+        assert detail.endswith(": 3 created, parts of rows failed")
         assert "SANDBOX" in text_of(app.screen, "#site-badge")
         detail = text_of(app.screen, "#site-detail")
         assert detail.startswith("sandbox.sqlite · prefix mdl_ · Moodle 4.5")
@@ -136,7 +142,7 @@ async def test_help_lists_the_keys_of_the_current_screen(sandbox: Config) -> Non
         keys = dict(app.screen.keys)
         assert keys["r"] == "Run"
         assert keys["d"] == "Dry run"
-        assert keys["enter"] == "Run the chosen operation"
+        assert keys["enter"] == "Open the chosen operation: its file, its runs, what can be done"
         await pilot.press("escape")
         assert isinstance(app.screen, DashboardScreen)
 
@@ -209,10 +215,11 @@ async def test_run_check_shows_the_summary_and_writes_the_report(sandbox: Config
         assert summary.startswith("4 rows were processed in ")
         assert f"report   reports/{result.report_path.name}" in summary
         assert f"archived archive/{result.archive_path.name}" in summary
-        assert "line 6: failed (not found) Course with shortname 'NOPE999' not found" in screen.query_one(Log).lines
+        written = screen.query_one(ReportLines).written
+        assert "line 6: failed (not found) Course with shortname 'NOPE999' not found" in written
         await pilot.press("escape")  # back, and the dashboard sees the file is gone
         assert isinstance(app.screen, DashboardScreen)
-        assert [str(c) for c in app.screen.query_one(DataTable).get_row("check")][2] == "missing"
+        assert [str(c) for c in app.screen.query_one(DataTable).get_row("check")][1] == "courses.csv (missing)"
 
 
 async def test_rows_applied_with_failed_parts_are_not_called_a_success(sandbox: Config) -> None:
@@ -230,6 +237,13 @@ async def test_rows_applied_with_failed_parts_are_not_called_a_success(sandbox: 
         )
         assert screen.query_one("#state").has_class("-error")
         assert result.tryback_path is not None  # the rows go to the tryback, to redo what failed
+        # Their messages are longer than the screen is wide: wrapped, every word of each is on the screen.
+        log = screen.query_one(ReportLines)
+        long = [line for line in log.written if len(line) > SIZE[0]]
+        assert long
+        shown = " ".join(strip.text.strip() for strip in log.lines)
+        assert all(" ".join(line.split()) in " ".join(shown.split()) for line in long)
+        assert max(strip.cell_length for strip in log.lines) <= log.scrollable_content_region.width
 
 
 async def test_pictures_run_each_archive_in_turn_with_its_own_files(sandbox: Config) -> None:
@@ -247,21 +261,22 @@ async def test_pictures_run_each_archive_in_turn_with_its_own_files(sandbox: Con
             {"unchanged": 1, "failed": 3},
         ]
         assert all(result.archive_path is not None and result.archive_path.is_file() for result in screen.results)
-        assert "created 1   updated 0   deleted 0   unchanged 1   skipped 0   failed 6" in text_of(screen, "#counters")
+        assert text_of(screen, "#counters") == "created 1   unchanged 1   failed 6"  # zeros left out: fits 80 columns
         summary = text_of(screen, "#summary").splitlines()
         assert summary[0] == "userpictures_b.zip: 4 rows were processed in " + summary[0].split(" in ")[1]
         assert any(line.startswith("userpictures_sample.zip: 4 rows were processed") for line in summary)
-        log = screen.query_one(Log).lines
+        log = screen.query_one(ReportLines).written
         assert "-- userpictures_sample.zip (2 of 2)" in log
         assert "line 1: created (picture) admin.jpg: user admin (id 2)" in log
         assert "line 2: failed (picture) students/jdoe.png: no user has username 'jdoe'" in log
         assert list(inbox.glob("userpictures_*")) == []
 
 
-async def test_enter_runs_the_chosen_operation(sandbox: Config) -> None:
+async def test_enter_opens_the_chosen_operation_and_r_runs_it(sandbox: Config) -> None:
     app = ToolsyncApp(sandbox)
     async with app.run_test(size=SIZE) as pilot:
-        screen = await start_run(app, pilot, "enter")
+        await pilot.press("enter")
+        screen = await start_run(app, pilot, "r")
         assert screen.result is not None
         assert screen.result.counts == {"failed": 4}
 
@@ -300,6 +315,8 @@ async def test_cancel_right_after_start_skips_the_remaining_rows(sandbox: Config
         assert isinstance(screen, RunScreen)
         assert screen.worker is not None
         app.simulate_key("c")
+        await wait_until(lambda: isinstance(app.screen, ConfirmScreen))
+        app.simulate_key("y")  # the question first (issue 21)
         await screen.worker.wait()
         await pilot.pause()
         result = screen.result
@@ -326,6 +343,8 @@ async def test_quit_while_running_cancels_first(sandbox: Config) -> None:
         assert isinstance(screen, RunScreen)
         assert screen.worker is not None
         app.simulate_key("q")
+        await wait_until(lambda: isinstance(app.screen, ConfirmScreen))
+        app.simulate_key("y")  # the question first (issue 21)
         await screen.worker.wait()  # the run ends by itself, cancelled, with its report written
         assert screen.result is not None
         assert screen.result.cancelled

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 import zipfile
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import Any
 
 import pytest
 from textual.widgets import DataTable, Input, Log, Static
+from textual.widgets._footer import FooterKey
 
 from tests.support.operation_files import date_by_stamp, run_operations
 from tests.support.ui import FrozenClock, record_notifications, wait_until
@@ -37,6 +39,7 @@ from toolsync_tui.screens.report import PAGE_ROWS, REPORT_LINES, TAIL_LINES, Fil
 from toolsync_tui.screens.run import RunScreen
 from toolsync_tui.widgets.entry_table import shortened
 from toolsync_tui.widgets.filter_input import admits
+from toolsync_tui.widgets.row_detail import RowDetail
 
 SIZE = (80, 24)
 NOW = datetime(2026, 1, 5, 9, 5, 0)
@@ -262,7 +265,9 @@ async def test_the_history_screen_lists_the_runs_files(sandbox: Config) -> None:
         await pilot.press("2")  # reports only
         assert [kind for kind, _ in rows_of(screen)] == ["report", "report"]
         await choose(pilot, screen, next(name for _, name in rows_of(screen) if "_check_" in name))
-        assert str(screen.query_one("#detail", Static).content).startswith("check · 4 failed · reports/")
+        detail = str(screen.query_one("#detail", Static).content)
+        assert detail.startswith("reports/")
+        assert detail.endswith(" · check · 4 failed")
         await pilot.press("1")
         assert len(rows_of(screen)) == 6
         await pilot.press("escape")
@@ -521,3 +526,181 @@ async def test_open_a_picture_tryback_lists_its_entries(sandbox: Config) -> None
             ["4", "Bytes", "bprof.jpg"],
         ]
         assert str(viewer.query_one("#view-title", Static).content).startswith("tryback · pictures · User pictures")
+
+
+# -- every file stays its operation's after its `file` setting changes (issue 21, item 5) -------------------------
+
+
+async def test_a_runs_files_keep_their_operation_after_its_file_setting_changes(sandbox: Config) -> None:
+    [result] = await run_operations(sandbox, ("check", False))
+    sandbox.set("operations.check.file", "courses-2027.csv")  # another preselected file: courses.csv is no one's
+    assert {entry.operation for entry in list_history(sandbox)} == {"check"}
+    assert result.report_path is not None
+    result.report_path.unlink()  # its report removed: the run log still links the tryback and the archive
+    assert result.table_path is not None
+    result.table_path.unlink()
+    assert [(entry.kind, entry.operation) for entry in list_history(sandbox)] == [
+        ("tryback", "check"),
+        ("archive", "check"),
+    ]
+    (sandbox.data_dir / "runs.jsonl").unlink()  # neither report nor log: the setting decides, as before
+    assert {entry.operation for entry in list_history(sandbox)} == {None}
+
+
+async def test_a_tryback_of_a_tryback_belongs_to_the_run_that_made_it(sandbox: Config) -> None:
+    stamp = "20260105-090500"
+    reports, trybacks = sandbox.data_dir / "reports", sandbox.data_dir / "tryback"
+    (reports / f"{stamp}_deletecourses_courses_tryback_20260104-080000.txt").write_text("report\n")
+    (trybacks / f"courses_tryback_20260104-080000_tryback_{stamp}.csv").write_text("x\n")
+    (trybacks / "courses_tryback_20260104-080000.csv").write_text("x\n")  # no report, no log: the setting's (check)
+    operations = {entry.name: entry.operation for entry in list_history(sandbox) if entry.kind == "tryback"}
+    assert operations == {
+        f"courses_tryback_20260104-080000_tryback_{stamp}.csv": "deletecourses",
+        "courses_tryback_20260104-080000.csv": "check",
+    }
+
+
+async def test_after_a_file_change_the_history_of_an_operation_still_shows_and_reruns_its_files(
+    sandbox: Config,
+) -> None:
+    [result] = await run_operations(sandbox, ("check", False))
+    sandbox.set("operations.check.file", "courses-2027.csv")
+    assert result.tryback_path is not None
+    app = ToolsyncApp(sandbox, clock=FrozenClock(NOW))
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        app.push_screen(HistoryScreen(sandbox, app.clock, operation="check"))
+        await wait_until(lambda: isinstance(app.screen, HistoryScreen))
+        await pilot.pause()
+        screen = app.screen
+        assert isinstance(screen, HistoryScreen)
+        assert sorted(kind for kind, _ in rows_of(screen)) == ["archive", "report", "tryback"]
+        await choose(pilot, screen, result.tryback_path.name)
+        await pilot.press("enter")
+        await wait_until(lambda: isinstance(app.screen, FileScreen))
+        title = str(app.screen.query_one("#view-title", Static).content)
+        assert title.startswith("tryback · check · Course existence check")
+        await pilot.press("escape")
+        await pilot.press("t")
+        await wait_until(lambda: isinstance(app.screen, ConfirmScreen))
+        question = str(app.screen.query_one("#message", Static).content)
+        assert question.startswith(f"Run check (Course existence check) on {result.tryback_path.name}: 4 rows?")
+
+
+# -- the history at 80 columns (issue 21, item 6) ----------------------------------------------------------------
+
+
+async def test_at_80_columns_the_history_shows_operation_and_result_whole_names_a_title_and_q_and_help(
+    sandbox: Config,
+) -> None:
+    await run_operations(sandbox, ("check", False), ("users", True))
+    app = ToolsyncApp(sandbox, clock=FrozenClock(NOW))
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_history(app, pilot)
+        table = screen.query_one(DataTable)
+        labels = [str(column.label) for column in table.ordered_columns]
+        assert labels == [" ", "Kind", "Operation", "File", "Age", "Result"]
+        rows = [[str(cell) for cell in table.get_row_at(index)] for index in range(table.row_count)]
+        assert [row[2:4] for row in rows] == [
+            ["users", "userimport.csv"],  # the command file, whole: kind, operation and age have their columns
+            ["check", "courses.csv"],
+            ["check", "courses.csv"],
+            ["check", "courses.csv"],
+        ]
+        assert [row[5] for row in rows] == ["dry run: 3 created", "4 failed", "", ""]
+        assert sum(column.get_render_width(table) for column in table.ordered_columns) <= SIZE[0]
+        assert str(screen.query_one("#view-title", Static).content).startswith("History · ")
+        detail = str(screen.query_one("#detail", Static).content)
+        assert "20260105" not in detail or detail.startswith("reports/")  # the stored name whole, below the table
+        assert screen.query_one("#detail", Static).region.height == 2
+        keys = {key.key: key.region for key in screen.query(FooterKey)}
+        for key in ("q", "question_mark"):
+            assert key in keys
+            assert 0 < keys[key].right <= SIZE[0], f"{key} is not in the footer at 80 columns"
+        await pilot.press("question_mark")
+        help_screen = app.screen
+        assert isinstance(help_screen, HelpScreen)
+        await pilot.pause()
+        dialog = help_screen.query_one("#dialog")
+        assert dialog.region.height <= SIZE[1]
+        assert dialog.max_scroll_y == 0  # every key in view, nothing scrolled out
+        assert dict(help_screen.keys)["space"].startswith("Mark")
+
+
+# -- a row read whole, and `/` in the report viewer (issue 21, item 7) -------------------------------------------
+
+
+async def test_the_highlighted_rows_message_is_shown_whole_under_the_report_table(sandbox: Config) -> None:
+    await run_operations(sandbox, ("users", True))
+    app = ToolsyncApp(sandbox, clock=FrozenClock(NOW))
+    async with app.run_test(size=SIZE) as pilot:
+        await open_history(app, pilot)
+        await pilot.press("enter")
+        report = app.screen
+        assert isinstance(report, ReportScreen)
+        table = report.query_one("#outcomes", DataTable)
+        table.focus()
+        await pilot.press("down")  # line 2's course1: failed, its message cut in the table at 80 columns
+        await pilot.pause()
+        detail = report.query_one(RowDetail)
+        shown = str(detail.content)
+        assert shown.startswith("line 2, course1: failed (enrol) · BIO101")
+        assert "course 'BIO101' not found (course_identity shortname" in shown
+        assert detail.region.height >= 2  # wrapped, not cut
+        assert detail.region.right <= SIZE[0]
+        keys = {key.key for key in report.query(FooterKey)}
+        assert "d" in keys  # the pane is in the footer (and so in the help): d hides and shows it
+        await pilot.press("d")
+        assert not detail.display
+        await pilot.press("d")
+        assert detail.display
+        await pilot.press("question_mark")
+        help_screen = app.screen
+        assert isinstance(help_screen, HelpScreen)
+        await pilot.pause()
+        assert ("d", "Detail") in help_screen.keys
+        assert ("/", "Search") in help_screen.keys
+        assert help_screen.query_one("#dialog").max_scroll_y == 0  # every key in view at 80x24
+
+
+async def test_slash_searches_a_100_000_row_report_quickly(sandbox: Config) -> None:
+    reports = sandbox.data_dir / "reports"
+    rows = 100_000
+    text = reports / "20260105-090500_users_userimport.txt"
+    text.write_text("toolsync: Create and update users\nend of report\n")
+    text.with_suffix(".csv").write_text(
+        "line,part,outcome,action,key,message\n"
+        + "".join(
+            f"{n},,{'failed' if n % 1000 == 0 else 'created'},create,u{n},"
+            + (f"course 'BIO{n}' not found" if n % 1000 == 0 else f"User account added: 'u{n}'")
+            + "\n"
+            for n in range(2, rows + 2)
+        )
+    )
+    app = ToolsyncApp(sandbox, clock=FrozenClock(NOW))
+    async with app.run_test(size=SIZE) as pilot:
+        await open_history(app, pilot)
+        await pilot.press("enter")
+        report = app.screen
+        assert isinstance(report, ReportScreen)
+        page = report.query_one("#page", Static)
+        outcomes = report.query_one("#outcomes", DataTable)
+        await pilot.press("slash")
+        assert report.query_one("#search", Input).has_focus
+        started = time.monotonic()
+        await pilot.press(*"bio")
+        await wait_until(lambda: str(page.content) == "records 1 to 100 of 100 holding 'bio'")
+        assert time.monotonic() - started < 5
+        assert outcomes.row_count == 100
+        assert str(outcomes.get_row_at(0)[4]) == "u1000"
+        await pilot.press("enter")  # to the table, the search kept
+        assert outcomes.has_focus
+        await pilot.press("o")  # and narrowed by outcome too
+        await wait_until(lambda: str(page.content) == "failed records 1 to 100 of 100 holding 'bio'")
+        await pilot.press("o")
+        await wait_until(lambda: str(page.content) == "no skipped records holding 'bio'")
+        report.query_one("#search", Input).focus()
+        await pilot.press("escape")  # cleared: every record again
+        await wait_until(lambda: str(page.content) == "no skipped records")
+        report.show_outcome(None)
+        await wait_until(lambda: str(page.content) == f"records 1 to {PAGE_ROWS} of {rows:,}")

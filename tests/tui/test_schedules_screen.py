@@ -236,6 +236,36 @@ async def test_a_valid_custom_expression_shows_next_runs_and_saves(site: Config)
         assert row(screen, "groups")[1:] == ["30 6 * * 1-5  weekdays 06:30", "enabled", "Tue 06 Jan 06:30"]
 
 
+def painted(table: DataTable[Any]) -> list[str]:
+    """The table's lines as the screen would paint them now."""
+    return [table.render_line(y).text.rstrip() for y in range(table.size.height)]
+
+
+async def test_the_columns_keep_their_widths_after_an_edit(site: Config, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 21 item 8: the table is filled again as the editor closes, and the screen is painted at once, before the
+    table has had an idle moment to measure its rows: the columns stayed cut to their labels (`deletecou  off`)."""
+    app = app_for(site)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_schedules(pilot)
+        table = screen.query_one(DataTable)
+        refill = screen.refresh_table
+
+        def refill_and_paint() -> None:  # the paint that follows the editor's closing, made certain
+            refill()
+            painted(table)
+
+        monkeypatch.setattr(screen, "refresh_table", refill_and_paint)
+        editor = await edit(pilot, "users")
+        editor.query_one(Input).focus()
+        await pilot.press("ctrl+u", *"30 2 * * *", "enter")
+        await pilot.pause()
+        await wait_until(lambda: saved(site, "users") == ("30 2 * * *", True))
+        lines = painted(table)
+        assert lines[0].split() == ["Operation", "Schedule", "State", "Next", "run"]
+        assert " deletecourses   off " in lines[2]
+        assert " users           30 2 * * *  nightly 02:30   enabled  Tue 06 Jan 02:30" in lines
+
+
 async def test_typing_a_preset_expression_selects_the_preset(site: Config) -> None:
     app = app_for(site)
     async with app.run_test(size=SIZE) as pilot:

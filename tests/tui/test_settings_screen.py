@@ -197,12 +197,52 @@ async def test_an_invalid_value_is_refused_and_nothing_is_saved(
 
 
 async def test_letters_cannot_be_typed_into_a_number_field(sandbox: Config, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 21 item 12: a refused key is said under the field (it was dropped with a bell only), until the next
+    key the field takes."""
     async with settings_open(sandbox, monkeypatch) as (_app, pilot, screen, _notes):
         await show_section(pilot, screen, "run")
         field = screen.query_one(field_id("run.batch_size"), Input)
         field.focus()
         await pilot.press("end", *"abc")
         assert field.value == "5000"
+        row = screen.row("run.batch_size")
+        await pilot.pause()
+        said = "Refused: 'c' cannot go in a whole number: digits only, e.g. 5000"
+        assert text_of(row, ".field-error") == said
+        await pilot.press("backspace")  # a key the field takes: the words go
+        await pilot.pause()
+        assert field.value == "500"
+        assert not row.query(".field-error")
+        threshold = screen.query_one(field_id("run.safety_threshold"), Input)
+        threshold.focus()
+        await pilot.press("end", ",")
+        await pilot.pause()
+        assert threshold.value == "0.1"
+        assert text_of(screen.row("run.safety_threshold"), ".field-error") == (
+            "Refused: ',' cannot go in a number: digits and one decimal point, e.g. 0.1"
+        )
+        threshold.insert_text_at_cursor("\x1b[2J and more text than fits")  # a paste: cut, ESC escaped
+        await pilot.pause()
+        assert text_of(screen.row("run.safety_threshold"), ".field-error") == (
+            "Refused: '\\x1b[2J and more text …' cannot go in a number: digits and one decimal point, e.g. 0.1"
+        )
+
+
+async def test_the_focused_setting_is_marked(sandbox: Config, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 21 item 12: the focused row's name in reverse video (its rule never applied: Textual restyles on focus
+    only the focused widget's ancestors that have a :focus-within rule of their own)."""
+    async with settings_open(sandbox, monkeypatch) as (_app, pilot, screen, _notes):
+        await show_section(pilot, screen, "run")
+        screen.query_one(field_id("run.safety_threshold"), Input).focus()
+        await pilot.pause()
+        label = screen.row("run.safety_threshold").query_one(".field-label")
+        other = screen.row("run.batch_size").query_one(".field-label")
+        assert label.styles.text_style.reverse
+        assert not other.styles.text_style.reverse
+        screen.query_one(field_id("run.batch_size"), Input).focus()
+        await pilot.pause()
+        assert other.styles.text_style.reverse
+        assert not label.styles.text_style.reverse
 
 
 # -- testing the connection ---------------------------------------------------------------------

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from textual.pilot import Pilot
+from textual.widgets import Static
 
 from tests.support.operation_files import date_by_stamp, run_operations
 from tests.support.ui import FrozenClock, wait_until
@@ -84,3 +85,29 @@ def test_history(snap_compare: SnapCompare, history_app: ToolsyncApp, size: tupl
 @SIZES
 def test_report(snap_compare: SnapCompare, history_app: ToolsyncApp, size: tuple[int, int]) -> None:
     assert snap_compare(history_app, terminal_size=size, run_before=report_open)
+
+
+async def history_help(pilot: Pilot[Any]) -> None:
+    await history_open(pilot)
+    await pilot.press("question_mark")
+    await pilot.pause()
+
+
+def test_history_help(snap_compare: SnapCompare, history_app: ToolsyncApp) -> None:
+    """Issue 21, item 6: the history's keys fit 24 rows, nothing scrolled out."""
+    assert snap_compare(history_app, terminal_size=(80, 24), run_before=history_help)
+
+
+async def report_searched(pilot: Pilot[Any]) -> None:
+    await report_open(pilot)
+    screen = pilot.app.screen
+    assert isinstance(screen, ReportScreen)
+    await pilot.press("slash", *"bio")
+    await wait_until(lambda: "holding 'bio'" in str(screen.query_one("#page", Static).content))
+    await pilot.press("enter")  # to the table: its first record, a failed one, whole under it
+    await pilot.pause()
+
+
+def test_report_search_and_detail(snap_compare: SnapCompare, history_app: ToolsyncApp) -> None:
+    """Issue 21, item 7: `/` narrows the outcome table; the highlighted record's message is read whole."""
+    assert snap_compare(history_app, terminal_size=(80, 24), run_before=report_searched)

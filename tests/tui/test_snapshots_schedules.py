@@ -16,11 +16,13 @@ from typing import Any
 
 import pytest
 from textual.pilot import Pilot
+from textual.widgets import Input
 
 from tests.support.schedules import NOW, fake_crontab, local_zone, scheduled
 from tests.support.ui import FrozenClock
 from toolsync_tui.app import ToolsyncApp
 from toolsync_tui.config import Config
+from toolsync_tui.engine.registry import OPERATIONS
 from toolsync_tui.engine.unattended import crontab
 from toolsync_tui.screens import schedules
 from toolsync_tui.screens.schedules import SchedulesScreen
@@ -85,3 +87,22 @@ def test_schedules(snap_compare: SnapCompare, pinned_app: ToolsyncApp, size: tup
 @SIZES
 def test_schedule_editor(snap_compare: SnapCompare, pinned_app: ToolsyncApp, size: tuple[int, int]) -> None:
     assert snap_compare(pinned_app, terminal_size=size, run_before=editor_open)
+
+
+async def users_edited(pilot: Pilot[Any]) -> None:
+    """users given a custom schedule in the editor and saved with enter: the table as it is painted again."""
+    await schedules_open(pilot)
+    await pilot.press(*["down"] * list(OPERATIONS).index("users"), "e")
+    await pilot.pause()
+    editor = pilot.app.screen
+    assert isinstance(editor, ScheduleEditor)
+    editor.query_one(Input).focus()
+    await pilot.press("ctrl+u", *"30 2 * * *", "enter")
+    await pilot.pause()
+    assert isinstance(pilot.app.screen, SchedulesScreen)
+    pilot.app.clear_notifications()  # the "Schedule saved" toast times out: a slow machine would snap it or not
+
+
+def test_schedules_after_an_edit(snap_compare: SnapCompare, pinned_app: ToolsyncApp) -> None:
+    """Issue 21 item 8: every column whole after saving an edit, at 80x24."""
+    assert snap_compare(pinned_app, terminal_size=(80, 24), run_before=users_edited)

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from textual.pilot import Pilot
-from textual.widgets import TabbedContent
+from textual.widgets import Input, TabbedContent
 
 from tests.support.ui import FrozenClock, touch_all, wait_until
 from toolsync_tui.app import ToolsyncApp
@@ -65,3 +65,19 @@ def test_settings_database(snap_compare: SnapCompare, pinned_app: ToolsyncApp, s
 @SIZES
 def test_settings_operations(snap_compare: SnapCompare, pinned_app: ToolsyncApp, size: tuple[int, int]) -> None:
     assert snap_compare(pinned_app, terminal_size=size, run_before=operations_section)
+
+
+async def refused_key(pilot: Pilot[Any]) -> None:
+    """The Run section, batch_size focused, a letter typed into it."""
+    screen = await settings_shown(pilot)
+    screen.query_one(TabbedContent).active = "run"
+    await wait_until(lambda: bool(screen.query("#form-run .field Input")))
+    screen.query_one("#f-run--batch_size", Input).focus()
+    await pilot.press("end", "k")
+    await wait_until(lambda: bool(screen.query("#form-run .field-error")))
+    await pilot.pause()
+
+
+def test_settings_refused_key(snap_compare: SnapCompare, pinned_app: ToolsyncApp) -> None:
+    """Issue 21 item 12: the focused setting stands out, and a key a number field refuses is said under it."""
+    assert snap_compare(pinned_app, terminal_size=(80, 24), run_before=refused_key)

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from toolsync_tui import __version__
+from toolsync_tui.cli.arguments import IntermixedParser, add_config_option, config_option_everywhere
 from toolsync_tui.cli.cron import add_cron_parsers
+from toolsync_tui.cli.output import complain, say
 from toolsync_tui.cli.run import command_run
 from toolsync_tui.cli.site import load_or_sandbox
 from toolsync_tui.cli.tools import add_tool_parsers
@@ -24,10 +25,10 @@ from toolsync_tui.engine.moodle.gateway import DatabaseError
 from toolsync_tui.engine.registry import OPERATIONS
 from toolsync_tui.engine.run.exits import EXIT_CANNOT_RUN, EXIT_INTERRUPTED, EXIT_OK, EXIT_SAFETY
 from toolsync_tui.engine.run.pipeline import RunProblem, SafetyStop
-from toolsync_tui.engine.sandbox import init_sandbox
+from toolsync_tui.engine.sandbox import existing_sandbox, init_sandbox
 from toolsync_tui.engine.unattended.crontab import CrontabProblem
 from toolsync_tui.engine.unattended.schedules import ScheduleProblem
-from toolsync_tui.paths import find_config
+from toolsync_tui.paths import embedded_sandbox_dir, find_config
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,14 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Exit codes: 0 all rows succeeded, 1 some rows failed, 2 the run could not happen or go on, "
         "3 stopped by the safety threshold, 130 / 143 stopped by SIGINT / SIGTERM (the report says where).",
     )
-    parser.add_argument(
-        "--config",
-        type=Path,
-        help="configuration file (default: $TOOLSYNC_CONFIG, "
-        "~/.config/toolsync/toolsync.toml, else the embedded sandbox)",
-    )
+    add_config_option(parser)
     parser.add_argument("--version", action="version", version=f"toolsync {__version__}")
-    commands = parser.add_subparsers(dest="command")
+    commands = parser.add_subparsers(dest="command", parser_class=IntermixedParser)
     run = commands.add_parser("run", help="run one operation on its command file, without the interface")
     run.add_argument(
         "operation", choices=list(OPERATIONS), metavar="OPERATION", help="one of: " + ", ".join(OPERATIONS)
@@ -52,8 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "file",
         nargs="?",
-        type=Path,
-        help="command file or picture archive (default: the preselected file; pictures: every archive)",
+        metavar="FILE",
+        help="command file or picture archive; a bare name not in the current directory is looked for in the inbox "
+        "(default: the preselected file; pictures: every archive)",
     )
     run.add_argument("--dry-run", action="store_true", help="resolve and report, write nothing")
     run.add_argument("--force", action="store_true", help="go past the safety threshold")
@@ -63,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument("directory", type=Path)
     add_tool_parsers(commands)
     add_cron_parsers(commands)
+    config_option_everywhere(parser)
     return parser
 
 
@@ -71,6 +69,9 @@ def _unattended(args: argparse.Namespace) -> int:
 
     # An explicit configuration only: cron must never fall back to the sandbox by accident.
     path = find_config(args.config)
+    if path is None and args.command == "crontab":
+        # The interface's site when nothing is configured, whose line its schedules screen shows (never created here).
+        path = existing_sandbox(embedded_sandbox_dir())
     if path is None:
         raise ConfigError("no configuration found: give --config PATH (or set TOOLSYNC_CONFIG)")
     config = load_config(path)
@@ -92,7 +93,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(run_tool(args))
         if args.command == "sandbox":
             config = asyncio.run(init_sandbox(args.directory))
-            print(f"sandbox ready: {config.path}\n  try: toolsync --config {config.path} run check")
+            say(f"sandbox ready: {config.path}")
+            say(f"  try: toolsync --config {config.path} run check")
             return EXIT_OK
         from toolsync_tui.app import ToolsyncApp
 
@@ -100,15 +102,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         ToolsyncApp(config).run()
         return EXIT_OK
     except SafetyStop as exc:
-        print(f"toolsync: {exc}", file=sys.stderr)
+        complain(str(exc))
         return EXIT_SAFETY
     except (ConfigError, RunProblem, DatabaseError, ScheduleProblem, CrontabProblem) as exc:
-        print(f"toolsync: {exc}", file=sys.stderr)
+        complain(str(exc))
         return EXIT_CANNOT_RUN
     except OSError as exc:  # a file or folder toolsync cannot use (the data directory, a full disk)
         where = f"{exc.filename}: " if exc.filename else ""
-        print(f"toolsync: {where}{exc.strerror or exc}", file=sys.stderr)
+        complain(f"{where}{exc.strerror or exc}")
         return EXIT_CANNOT_RUN
     except KeyboardInterrupt:
-        print("toolsync: interrupted; the batch in progress was rolled back", file=sys.stderr)
+        complain("interrupted; the batch in progress was rolled back")
         return EXIT_INTERRUPTED

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 
+from toolsync_tui.cli.arguments import IntermixedParser
+from toolsync_tui.cli.output import say
 from toolsync_tui.config import Config
 
 
-def add_cron_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_cron_parsers(commands: argparse._SubParsersAction[IntermixedParser]) -> None:
     commands.add_parser(
         "cron",
         help="run the operations whose schedule is due (for the system crontab)",
@@ -25,7 +27,7 @@ async def command_cron(config: Config) -> int:
     from toolsync_tui.engine.unattended.cron import run_cron
 
     with stop_on_signals():  # SIGTERM (a `timeout` around cron) stops the operation in progress cleanly
-        report = await run_cron(config, emit=lambda line: print(line, flush=True))
+        report = await run_cron(config, emit=say)
     return report.exit_code
 
 
@@ -33,10 +35,10 @@ def command_crontab(config: Config, action: str, every: int) -> int:
     from toolsync_tui.engine.unattended.crontab import install, remove, show
 
     if action == "install":
-        print(f"installed: {install(config, every)}")
+        say(f"installed: {install(config, every)}")
     elif action == "remove":
-        print("removed the toolsync line" if remove(config) else "no toolsync line to remove")
+        say("removed the toolsync line" if remove(config) else "no toolsync line to remove")
     else:
         line = show(config)
-        print(line if line is not None else "no toolsync line in this user's crontab")
+        say(line if line is not None else "no toolsync line in this user's crontab")
     return 0

@@ -6,13 +6,17 @@ import argparse
 import asyncio
 import sys
 import time
+from pathlib import Path
 
+from toolsync_tui.cli.output import complain, live_display, note, say
 from toolsync_tui.cli.signals import stop_on_signals
 from toolsync_tui.cli.site import load_or_sandbox
+from toolsync_tui.config import Config
 from toolsync_tui.engine.connect import open_gateway
+from toolsync_tui.engine.datadir.store import DataStore
 from toolsync_tui.engine.run.exits import EXIT_INTERRUPTED
 from toolsync_tui.engine.run.log import RunLog
-from toolsync_tui.engine.run.pipeline import Progress, RunResult, run_inputs
+from toolsync_tui.engine.run.pipeline import Progress, RunProblem, RunResult, run_inputs
 
 
 class TerminalProgress:
@@ -23,27 +27,46 @@ class TerminalProgress:
         self.interactive = sys.stderr.isatty()
         self._last_line = 0.0
         self._bar = None
+        self._shown = False
         if self.interactive:
+            from rich.console import Console
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+            # On standard error, and never in charge of standard output: Rich would reflow the lines printed while
+            # the bar shows to the terminal's width, cutting a path with real line breaks (output.py prints them).
             self._bar = Progress(
                 TextColumn("{task.description}"),
                 BarColumn(),
                 MofNCompleteColumn(),
                 TextColumn("{task.fields[rate]}"),
                 TimeRemainingColumn(),
+                console=Console(stderr=True),
                 transient=True,
+                redirect_stdout=False,
+                redirect_stderr=False,
             )
             self._task = self._bar.add_task(operation, total=None, rate="")
+            self._show()
+
+    def _show(self) -> None:
+        if self._bar is not None and not self._shown:
             self._bar.start()
+            self._shown = True
+
+    def pause(self) -> None:
+        """Off the terminal until the next update, so that a line can be printed where it stood."""
+        if self._bar is not None and self._shown:
+            self._bar.stop()
+            self._shown = False
 
     def __call__(self, progress: Progress) -> None:
         rate = f"{progress.rate:,.0f} rows/s"
         if self._bar is not None:
             self._bar.update(self._task, completed=progress.lines_done, total=progress.lines_total, rate=rate)
+            self._show()
         elif time.monotonic() - self._last_line >= 5:
             self._last_line = time.monotonic()
-            print(f"{self.operation}: line {progress.lines_done}/{progress.lines_total}, {rate}", file=sys.stderr)
+            note(f"{self.operation}: line {progress.lines_done}/{progress.lines_total}, {rate}")
 
     def clear(self) -> None:
         """Start afresh for the next input (picture archive) of the run."""
@@ -51,22 +74,38 @@ class TerminalProgress:
             self._bar.reset(self._task, total=None, rate="")
 
     def stop(self) -> None:
-        if self._bar is not None:
-            self._bar.stop()
+        self.pause()
 
 
 def print_result(result: RunResult) -> None:
-    print(f"{result.operation}: {result.verdict.summary()}")
+    say(f"{result.operation}: {result.verdict.summary()}")
     for label, path in result.files():
-        print(f"  {label}: {path}")
-    for note in result.notes:
-        print(f"  note: {note}")
+        say(f"  {label}: {path}")
+    for said in result.notes:
+        say(f"  note: {said}")
+
+
+def command_file(given: str, config: Config) -> Path:
+    """FILE as given on the command line: a path to a file; a bare name (no folder, not even ./) that is no file of
+    the current directory is looked for in the inbox. RunProblem, saying where it looked, when it is in neither."""
+    path = Path(given)
+    if path.is_file():
+        return path
+    if "/" not in given:
+        inbox = DataStore(config.data_dir).inbox
+        if (inbox / given).is_file():
+            return inbox / given
+        raise RunProblem(
+            f"{given}: file not found, neither in the current directory ({Path.cwd()}) nor in the inbox ({inbox})"
+        )
+    raise RunProblem(f"{given}: file not found" + ("" if path.is_absolute() else f" ({path.absolute()})"))
 
 
 async def command_run(args: argparse.Namespace) -> int:
     config = await load_or_sandbox(args.config)
     for warning in config.warnings:
-        print(f"toolsync: warning: {warning}", file=sys.stderr)
+        complain(f"warning: {warning}")
+    sources = None if args.file is None else [command_file(args.file, config)]
     gateway = open_gateway(config)
     progress = TerminalProgress(args.operation)
 
@@ -75,12 +114,12 @@ async def command_run(args: argparse.Namespace) -> int:
         print_result(result)
 
     try:
-        with stop_on_signals():
+        with live_display(progress.pause), stop_on_signals():
             results = await run_inputs(
                 config,
                 gateway,
                 args.operation,
-                None if args.file is None else [args.file],
+                sources,
                 on_result=finished,
                 dry_run=args.dry_run,
                 force=args.force,
@@ -99,10 +138,10 @@ def print_stopped(log: RunLog) -> int:
     """A run stopped at once: its last line of the run log, with its report, and its exit code."""
     last = log.recent(1)
     if not last or not last[0].interrupted:
-        print("toolsync: stopped at once", file=sys.stderr)
+        complain("stopped at once")
         return EXIT_INTERRUPTED
     record = last[0]
-    print(f"{record.operation}: {record.interrupted_words()}")
+    say(f"{record.operation}: {record.interrupted_words()}")
     if record.report:
-        print(f"  report: {record.report}")
+        say(f"  report: {record.report}")
     return record.exit_code

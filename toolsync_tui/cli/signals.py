@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from toolsync_tui.cli.output import complain
 from toolsync_tui.engine.run.exits import signal_exit
 from toolsync_tui.engine.run.interrupt import INTERRUPTION, Interruption, Stop
 
@@ -25,11 +25,11 @@ def stop_on_signals() -> Iterator[Interruption]:
     def received(number: int) -> None:
         name = signal.Signals(number).name
         if interruption.is_set():
-            print(f"toolsync: {name} again: stopping at once, the batch in progress is rolled back", file=sys.stderr)
+            complain(f"{name} again: stopping at once, the batch in progress is rolled back")
             if task is not None:
                 task.cancel()
             return
-        print(f"toolsync: {name}: stopping after the batch in progress ({name} again stops at once)", file=sys.stderr)
+        complain(f"{name}: stopping after the batch in progress ({name} again stops at once)")
         interruption.interrupt(Stop(name, signal_exit(number)))
 
     token = INTERRUPTION.set(interruption)

@@ -8,13 +8,14 @@ exit code 3 (CONTRACT §5).
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from toolsync_tui.cli.arguments import IntermixedParser
+from toolsync_tui.cli.output import complain, say
 from toolsync_tui.cli.site import load_or_sandbox
 from toolsync_tui.config import Config
 from toolsync_tui.engine.connect import bridge_from_config, open_gateway
@@ -29,6 +30,7 @@ from toolsync_tui.engine.run.lock import LockBusy, RunLock
 from toolsync_tui.engine.tools.category_cleanup import CleanupSafetyStop, delete_planned, plan_cleanup
 from toolsync_tui.engine.tools.course_selection import CourseSelection, SelectionProblem
 from toolsync_tui.engine.tools.generators import GENERATORS, GenerateProblem, generate
+from toolsync_tui.engine.words import plural
 
 SHOWN_LEFT_OUT = 10  # shortnames named in the warning about courses without an identifier
 CATEGORY_HELP = "id, idnumber or path of names from the top ('Science/Biology')"
@@ -39,7 +41,7 @@ class ToolProblem(Exception):
     """The command cannot do what was asked: exit code 2."""
 
 
-def add_tool_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_tool_parsers(commands: argparse._SubParsersAction[IntermixedParser]) -> None:
     generate_parser = commands.add_parser(
         "generate",
         help="write a course delete or reset file from a selection of courses",
@@ -103,7 +105,7 @@ def add_tool_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParse
 async def run_tool(args: argparse.Namespace) -> int:
     config = await load_or_sandbox(args.config)
     for warning in config.warnings:
-        print(f"toolsync: warning: {warning}", file=sys.stderr)
+        complain(f"warning: {warning}")
     commands: dict[str, tuple[str, Callable[[Config, argparse.Namespace], Awaitable[int]]]] = {
         "generate": (f"generate {getattr(args, 'operation', '')}", command_generate),
         "categories": ("categories clean", command_categories_clean),
@@ -113,18 +115,14 @@ async def run_tool(args: argparse.Namespace) -> int:
     try:
         return await command(config, args)
     except CleanupSafetyStop as exc:
-        print(f"toolsync: {name}: {exc}", file=sys.stderr)
+        complain(f"{name}: {exc}")
         return EXIT_SAFETY
     except StateProblem as exc:
-        print(f"toolsync: {name}: {exc}; nothing was changed", file=sys.stderr)
+        complain(f"{name}: {exc}; nothing was changed")
         return EXIT_CANNOT_RUN
     except (ToolProblem, *PROBLEMS) as exc:
-        print(f"toolsync: {name}: {exc}", file=sys.stderr)
+        complain(f"{name}: {exc}")
         return EXIT_CANNOT_RUN
-
-
-def counted(number: int, singular: str, plural: str) -> str:
-    return f"{number} {singular if number == 1 else plural}"
 
 
 @asynccontextmanager
@@ -148,13 +146,12 @@ async def command_generate(config: Config, args: argparse.Namespace) -> int:
     if result.left_out:
         names = ", ".join(c.shortname for c in result.left_out[:SHOWN_LEFT_OUT])
         more = " ..." if len(result.left_out) > SHOWN_LEFT_OUT else ""
-        print(
-            f"toolsync: warning: left out {counted(len(result.left_out), 'selected course', 'selected courses')} "
-            f"with an empty {result.identifier}: {names}{more}",
-            file=sys.stderr,
+        complain(
+            f"warning: left out {plural(len(result.left_out), 'selected course')} "
+            f"with an empty {result.identifier}: {names}{more}"
         )
-    written = counted(result.written, "course", "courses")
-    print(f"generate {result.operation}: {written} written to {result.path} (by {result.identifier})")
+    written = plural(result.written, "course")
+    say(f"generate {result.operation}: {written} written to {result.path} (by {result.identifier})")
     return EXIT_OK
 
 
@@ -169,17 +166,17 @@ async def command_categories_clean(config: Config, args: argparse.Namespace) -> 
     async with connected(config) as gateway:
         plan = await plan_cleanup(gateway, args.under, ignore_subcategories=args.ignore_subcategories)
     if not plan.empty:
-        print(f"categories clean: no empty category under {plan.start_label}")
+        say(f"categories clean: no empty category under {plan.start_label}")
         return EXIT_OK
     if bridge is None:
         for category in plan.empty:
-            print(f"would delete: {plan.label(category)}")
-        print(
-            f"categories clean (dry run): {counted(len(plan.empty), 'empty category', 'empty categories')} under "
+            say(f"would delete: {plan.label(category)}")
+        say(
+            f"categories clean (dry run): {plural(len(plan.empty), 'empty category', 'empty categories')} under "
             f"{plan.start_label} would be deleted; nothing was deleted"
         )
         if reason := plan.over_threshold(config.settings.run):
-            print(f"  note: a real run needs --force: {reason}")
+            say(f"  note: a real run needs --force: {reason}")
         return EXIT_OK
     plan.check_safety(config.settings.run, force=args.force)
     await bridge.verify_database(config.settings.database)
@@ -187,14 +184,14 @@ async def command_categories_clean(config: Config, args: argparse.Namespace) -> 
         outcomes = await delete_planned(plan, bridge)
     except BridgeError as exc:
         for line in plan.outcome_lines(exc.done):
-            print(line)
+            say(line)
         raise
     for line in plan.outcome_lines(outcomes):
-        print(line)
+        say(line)
     failed = sum(1 for why in outcomes.values() if why is not None)
-    print(
+    say(
         f"categories clean: {len(outcomes) - failed} deleted, {failed} not deleted, of "
-        f"{counted(len(plan.empty), 'empty category', 'empty categories')} under {plan.start_label}"
+        f"{plural(len(plan.empty), 'empty category', 'empty categories')} under {plan.start_label}"
     )
     return EXIT_ROWS_FAILED if failed else EXIT_OK
 
@@ -212,9 +209,9 @@ async def command_groups_repair(config: Config, args: argparse.Namespace) -> int
             with RunLock(config.data_dir, "groups repair-components"):
                 repair = await repair_components(gateway, state)
     for line in repair.lines():
-        print(line)
-    print(repair.summary(state))
+        say(line)
+    say(repair.summary(state))
     if repair.problem is not None:
-        print(f"toolsync: groups repair-components: {repair.problem}", file=sys.stderr)
+        complain(f"groups repair-components: {repair.problem}")
         return EXIT_ROWS_FAILED
     return EXIT_OK

@@ -78,6 +78,12 @@ def _lay_out_data(config: Config) -> None:
     config.save()
 
 
+def existing_sandbox(directory: Path) -> Path | None:
+    """The configuration of the sandbox in `directory`, None when there is none (nothing is created)."""
+    config_path = directory / CONFIG_NAME
+    return config_path if config_path.is_file() else None
+
+
 async def open_or_create_sandbox(directory: Path) -> Config:
     """The embedded sandbox used when no configuration exists: created on first start."""
     config_path = directory / CONFIG_NAME

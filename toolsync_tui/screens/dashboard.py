@@ -1,4 +1,10 @@
-"""The home screen: every operation with its command file; r runs one, d dry-runs it."""
+"""The home screen: every operation with its command file; enter opens one, r runs it, d dry-runs it.
+
+A run goes on when its screen is left (esc): the dashboard keeps its screen (installed, so Textual does not remove it
+and cancel its worker), shows its progress in the Last run column, and shows the screen again for r, enter or d on
+that operation. A real run that can remove or suspend anything first shows its dry run's counts and asks (No by
+default: screens/run_confirm.py).
+"""
 
 from __future__ import annotations
 
@@ -17,13 +23,17 @@ from textual.widgets import DataTable, Input, Static
 from toolsync_tui.config import Config
 from toolsync_tui.engine.datadir.catalog import OperationEntry, operation_entries
 from toolsync_tui.engine.run.command_file import FileProblem
+from toolsync_tui.engine.run.destroys import can_destroy, may_destroy
 from toolsync_tui.engine.run.log import RunLog, RunRecord
 from toolsync_tui.engine.run.preview import count_rows
 from toolsync_tui.engine.run.verdict import duration_text
 from toolsync_tui.engine.unattended.schedules import ScheduleProblem, next_runs, schedule_zone
+from toolsync_tui.screens.confirm import ConfirmScreen
 from toolsync_tui.screens.files import FilesScreen
 from toolsync_tui.screens.history import HistoryScreen
+from toolsync_tui.screens.operation import OperationScreen
 from toolsync_tui.screens.run import RunScreen
+from toolsync_tui.screens.run_confirm import RunConfirmScreen
 from toolsync_tui.screens.schedules import SchedulesScreen
 from toolsync_tui.screens.settings import SettingsScreen
 from toolsync_tui.views.clock import Clock
@@ -33,34 +43,50 @@ from toolsync_tui.widgets.filter_input import FilterInput, filter_binding
 from toolsync_tui.widgets.key_footer import KeyFooter
 from toolsync_tui.widgets.site_bar import SiteBar
 
-# From this width on the title gets a column; below it, it is shown under the table (80 columns fit).
-WIDE = 100
+# From this width on the size, the rows and the next run get columns (the title and the file's age are always in the
+# detail lines under the table): every cell is shown whole, at 80 columns as at 120.
+WIDE = 116
 # Files land in the inbox by scp or cron: look again now and then, not only when coming back.
 RESCAN_SECONDS = 10
+# The Last run column of a run going on, this often (its screen paints itself ten times a second).
+RUNNING_EVERY = 0.5
 COLUMNS = (
     Column("Operation", "name"),
-    Column("Title", "title", wide=True),
     Column("Command file", "file"),
-    Column("Size", "size"),
+    Column("Size", "size", wide=True),
     Column("Rows", "rows", wide=True),
-    Column("Changed", "changed", wide=True),
     Column("Last run", "last"),
     Column("Next run", "next", wide=True),
 )
 
 
+def ago(when: datetime, now: datetime) -> str:
+    """A short age for a narrow column: "now", "5 min ago", "3 h ago", "2 d ago"."""
+    minutes = round(max((now - when).total_seconds(), 0) / 60)
+    if minutes < 1:
+        return "now"
+    if minutes < 60:
+        return f"{minutes} min ago"
+    if minutes < 48 * 60:
+        return f"{round(minutes / 60)} h ago"
+    return f"{round(minutes / (24 * 60))} d ago"
+
+
 def last_run_text(record: RunRecord | None, now: datetime) -> str:
-    """The last run for the table: when, and whether it went well."""
+    """The last run for the table: whether it went well, and when ("could not run (dry), 5 min ago")."""
     if record is None:
         return "never"
-    return f"{file_age(record.started_at, now)}, {record.verdict.word()}"
+    return f"{record.verdict.word()}, {ago(record.started_at, now)}"
 
 
-def last_run_detail(record: RunRecord | None) -> str:
-    """The last run for the detail line: when, how long, and what it came to."""
+def last_run_detail(record: RunRecord | None, file: str | None = None) -> str:
+    """The last run for the detail line: when, how long, what it came to, and its file when it was not `file`."""
     if record is None:
         return "never run"
-    return f"last run {record.started_at:%Y-%m-%d %H:%M} ({duration_text(record.duration)}): {record.verdict.brief()}"
+    kind = "dry run" if record.dry_run else "run"
+    other = f" of {record.file}" if file is not None and record.file != file else ""
+    when = f"{record.started_at:%Y-%m-%d %H:%M}"
+    return f"last {kind}{other} {when} ({duration_text(record.duration)}): {record.verdict.brief()}"
 
 
 class DashboardScreen(Screen[None]):
@@ -77,7 +103,7 @@ class DashboardScreen(Screen[None]):
     ]
     KEY_HELP: ClassVar[tuple[tuple[str, str], ...]] = (
         ("↑ ↓", "Choose an operation"),
-        ("enter", "Run the chosen operation"),
+        ("enter", "Open the chosen operation: its file, its runs, what can be done"),
         ("/", "Filter the operations by name or title (enter: keep it, esc: clear it)"),
     )
 
@@ -88,6 +114,8 @@ class DashboardScreen(Screen[None]):
         self.entries: dict[str, OperationEntry] = {}
         self.last_runs: dict[str, RunRecord] = {}
         self.row_counts: dict[str, str] = {}  # counted in a worker, shown when ready
+        self.runs: dict[str, RunScreen] = {}  # runs started here, going on or shown (kept installed meanwhile)
+        self._quitting = False
 
     def compose(self) -> ComposeResult:
         yield SiteBar(id="site")
@@ -99,8 +127,10 @@ class DashboardScreen(Screen[None]):
 
     def on_mount(self) -> None:
         self.set_interval(RESCAN_SECONDS, self.rescan)
+        self.set_interval(RUNNING_EVERY, self._show_runs)
 
     def on_screen_resume(self) -> None:
+        self._forget_finished()
         self.rescan()  # first display, and back from a run (its file was archived)
 
     @property
@@ -117,6 +147,7 @@ class DashboardScreen(Screen[None]):
         field = self.query_one(FilterInput)
         shown = [entry for entry in self.entries.values() if field.admits(entry.name, entry.title)]
         self.table.fill(COLUMNS, [(entry.name, entry, self._cells(entry)) for entry in shown])
+        self._show_runs()
         self._describe(self.table.chosen)
         self._count_rows()
 
@@ -139,16 +170,16 @@ class DashboardScreen(Screen[None]):
 
     def _cells(self, entry: OperationEntry) -> list[Text]:
         """A cell for each of COLUMNS (the table keeps those a narrow screen shows)."""
-        file, size, changed = self._file_facts(entry)
+        file, size, _ = self._file_facts(entry)
         last = last_run_text(self.last_runs.get(entry.name), self.clock.now())
         rows = self.row_counts.get(entry.name, "") if entry.files else ""
-        cells = (entry.name, entry.title, file, size, rows, changed, last, self._next_run(entry.name))
+        cells = (entry.name, file, size, rows, last, self._next_run(entry.name))
         return [Text(cell) for cell in cells]
 
     def _file_facts(self, entry: OperationEntry) -> tuple[str, str, str]:
         """The file column (with the number of archives for pictures), its size and its age."""
-        if entry.size is None or entry.modified is None:
-            return entry.file.name, "missing", ""
+        if entry.size is None or entry.modified is None:  # said in the file's cell: the size is a wide column
+            return f"{entry.file.name} (missing)", "", ""
         file = entry.file.name
         if entry.files != (entry.file,):
             file = f"{file} ({len(entry.files)})"
@@ -169,21 +200,32 @@ class DashboardScreen(Screen[None]):
         return slot.strftime("%a %H:%M" if slot - now < timedelta(days=6) else "%Y-%m-%d %H:%M")
 
     def _describe(self, entry: OperationEntry | None) -> None:
-        if entry is None:
-            return
+        if entry is not None:
+            self.query_one("#detail", Static).update("\n".join(self._facts(entry)))
+
+    def _facts(self, entry: OperationEntry) -> list[str]:
+        """The detail lines, each within 80 columns: the file; its rows, size and age and the next run; the last run
+        (or the one going on)."""
         where = short_path(entry.file, self.config.data_dir)
         if entry.size is None:
-            state = f"{where} is missing"
-        elif entry.files != (entry.file,):
-            state = f"{where}: " + ", ".join(path.name for path in entry.files)
-        else:
-            state = where
-        if entry.files and entry.name in self.row_counts:
-            state += f" · {self.row_counts[entry.name]} rows"
+            return [f"{entry.title}: {where} is missing", f"next run: {self._next_run(entry.name)}", self._last(entry)]
+        if entry.files != (entry.file,):
+            where += ": " + ", ".join(path.name for path in entry.files)
+        facts = []
+        if entry.name in self.row_counts:
+            count = self.row_counts[entry.name]
+            facts.append(f"{count} row" if count == "1" else f"{count} rows")
+        facts.append(file_size(entry.size))
         if entry.modified is not None:
-            state += f" · changed {file_age(entry.modified, self.clock.now())}"
-        facts = [last_run_detail(self.last_runs.get(entry.name)), f"next run: {self._next_run(entry.name)}"]
-        self.query_one("#detail", Static).update(f"{entry.title}: {state}\n" + " · ".join(facts))
+            facts.append(f"changed {file_age(entry.modified, self.clock.now())}")
+        facts.append(f"next run: {self._next_run(entry.name)}")
+        return [f"{entry.title}: {where}", " · ".join(facts), self._last(entry)]
+
+    def _last(self, entry: OperationEntry) -> str:
+        run = self.runs.get(entry.name)
+        if run is not None and run.running:
+            return f"now {run.progress_words()} (enter shows it)"
+        return last_run_detail(self.last_runs.get(entry.name), entry.file.name)
 
     def action_filter(self) -> None:
         self.query_one(FilterInput).slash_pressed()
@@ -197,12 +239,37 @@ class DashboardScreen(Screen[None]):
         self._describe(self.table.entry(event.row_key))
 
     @on(DataTable.RowSelected)
-    def _selected(self) -> None:  # enter, or a click on the highlighted row
-        self.action_run(False)
+    def _selected(self) -> None:  # enter, or a click on the highlighted row: opens, never runs
+        self.action_open()
+
+    def action_open(self) -> None:
+        """The chosen operation on a screen of its own; the key pressed there comes back here (run, files ...)."""
+        chosen = self.table.chosen
+        if chosen is None:
+            return
+        run = self.runs.get(chosen.name)
+        if run is not None and run.running:
+            self.app.push_screen(run)
+            return
+        self.app.push_screen(OperationScreen(chosen.name, chosen.title, self._facts(chosen)), self._chosen_action)
+
+    def _chosen_action(self, action: str | None) -> None:
+        if action == "run":
+            self.action_run(False)
+        elif action == "dry_run":
+            self.action_run(True)
+        elif action == "files":
+            self.action_files()
+        elif action == "history":
+            self.action_history()
 
     def action_run(self, dry_run: bool) -> None:
         chosen = self.table.chosen
         if chosen is None:
+            return
+        run = self.runs.get(chosen.name)
+        if run is not None and run.running:  # one run of an operation at a time: show the one going on
+            self.app.push_screen(run)
             return
         # Look at the disk again: the file may have come or gone since the last scan.
         entry = next(e for e in operation_entries(self.config) if e.name == chosen.name)
@@ -211,7 +278,82 @@ class DashboardScreen(Screen[None]):
             self.notify(refusal, title="Cannot run", severity="warning", markup=False)
             self.rescan()
             return
-        self.app.push_screen(RunScreen(self.config, entry, dry_run=dry_run, clock=self.clock))
+        if dry_run or not can_destroy(entry.name):
+            self._start(entry, dry_run)
+        else:
+            self._ask_then_run(entry)
+
+    @work(exclusive=True, group="ask", exit_on_error=False)
+    async def _ask_then_run(self, entry: OperationEntry) -> None:
+        """A run whose files can remove or suspend: the dry run's counts and a question first (No by default)."""
+        if await asyncio.to_thread(may_destroy, self.config, entry.name, entry.files):
+            confirmed = await self.app.push_screen_wait(RunConfirmScreen(self.config, entry))
+            if not confirmed:
+                self.notify(f"{entry.name} was not run", markup=False)
+                self.rescan()  # the dry run is its last run now
+                return
+        self._start(entry, dry_run=False)
+
+    def _start(self, entry: OperationEntry, dry_run: bool) -> None:
+        self._forget_finished()
+        run = RunScreen(self.config, entry, dry_run=dry_run, clock=self.clock, on_finished=self._run_finished)
+        self.runs[entry.name] = run  # esc leaves it running (it keeps itself installed until it is over)
+        self.app.push_screen(run)
+
+    # -- runs going on ---------------------------------------------------------------------
+
+    def runs_going(self) -> list[RunScreen]:
+        return [run for run in self.runs.values() if run.running]
+
+    def _show_runs(self) -> None:
+        """The Last run cell of each run going on: its progress."""
+        for name, run in self.runs.items():
+            if run.running and name in self.table.entries:
+                self.table.update_cell(name, "last", Text(run.progress_cell()))
+        chosen = self.table.chosen
+        if chosen is not None and chosen.name in self.runs:
+            self._describe(chosen)
+
+    def _run_finished(self, run: RunScreen) -> None:
+        if self._quitting and not self.runs_going():
+            self.app.exit()
+            return
+        if run not in self.app.screen_stack:  # finished out of view: say so
+            self.notify(run.finished_words(), title=f"{run.entry.name} finished", markup=False)
+        self._forget_finished()
+        if self.is_attached:
+            self.rescan()
+
+    def _forget_finished(self) -> None:
+        """The runs that ended (their screens remove themselves once they are left)."""
+        for name, run in list(self.runs.items()):
+            if not run.running:
+                del self.runs[name]
+
+    def quit_asking(self) -> bool:
+        """q or ctrl+q with runs going on: ask, No by default; yes cancels them and quits once they have stopped.
+        False when nothing runs (quit at once)."""
+        going = self.runs_going()
+        if not going:
+            return False
+        if self._quitting or isinstance(self.app.screen, ConfirmScreen):  # q pressed again while asked
+            return True
+        question = "\n".join(run.cancel_question() for run in going)
+
+        def answered(yes: bool | None) -> None:
+            if yes and self.runs_going():
+                self._quitting = True
+                for run in self.runs_going():
+                    run.cancel()
+                self.notify("Quitting once the run has stopped", markup=False)
+            elif yes:
+                self.app.exit()
+
+        self.app.push_screen(
+            ConfirmScreen("Quit toolsync?", f"{question}\n\nQuit once it has stopped?", yes="Yes, cancel and quit"),
+            answered,
+        )
+        return True
 
     def action_history(self) -> None:
         """Reports, trybacks and archives of the chosen operation."""

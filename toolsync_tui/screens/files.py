@@ -16,6 +16,7 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
+from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import DataTable, Input, Static
@@ -26,7 +27,8 @@ from toolsync_tui.engine.datadir.store import DataStore
 from toolsync_tui.engine.moodle.gateway import DatabaseError
 from toolsync_tui.engine.registry import OPERATIONS
 from toolsync_tui.engine.run.command_file import FileProblem
-from toolsync_tui.engine.run.pipeline import RunProblem, RunResult
+from toolsync_tui.engine.run.controls import escaped
+from toolsync_tui.engine.run.pipeline import Progress, RunProblem, RunResult
 from toolsync_tui.engine.run.preview import (
     PAGE_ROWS,
     FilePreview,
@@ -47,10 +49,22 @@ from toolsync_tui.widgets.key_footer import KeyFooter
 from toolsync_tui.widgets.site_bar import SiteBar
 
 MARK = "✔"  # the preselected file; for pictures, every archive a run would take
+LAST_PAGE = 10**12  # asked for when the number of pages is not known yet: the reader gives the last
 SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
 SPIN_EVERY = 0.1  # seconds
 CELL_CHARS = 40  # a long value is cut in the preview: the columns after it stay in view
+# Files come and go (scp, cron), and "2 minutes ago" ages: the list is looked at again this often.
+RESCAN_SECONDS = 10
 COLUMNS = (Column(" ", "mark"), Column("File", "file"), Column("Size", "size"), Column("Changed", "changed"))
+
+
+class FileList(EntryTable[Candidate]):
+    """The inbox's files. The list gets the room the lines under the preview leave (a dry run's summary, a row's
+    problem): when it gets fewer rows, its highlighted one stays in sight."""
+
+    def on_resize(self) -> None:
+        if self.row_count:
+            self.call_after_refresh(self.move_cursor, row=self.cursor_row, animate=False)
 
 
 class FilesScreen(Screen[None]):
@@ -65,13 +79,17 @@ class FilesScreen(Screen[None]):
         Binding("pageup", "page(-1)", "Previous page", key_display="PgUp", priority=True, show=False),
         Binding("n", "page(1)", "Next page", show=False),
         Binding("p", "page(-1)", "Previous page", show=False),
+        Binding("home", "edge(False)", "First row", priority=True, show=False),
+        Binding("end", "edge(True)", "Last row", priority=True, show=False),
+        Binding("g", "go_to_line", "Go to line", show=False),
         Binding("escape", "back", "Back"),
     ]
     KEY_HELP: ClassVar[tuple[tuple[str, str], ...]] = (
         ("↑ ↓", "Highlight a file: its first rows show below"),
         ("enter", "Choose the highlighted file (as c)"),
-        ("PgUp / p", "Previous page of the preview"),
-        ("n", "Next page of the preview (as PgDn)"),
+        ("n / p, PgUp", "Next / previous page"),
+        ("home / end", "First / last row of the file"),
+        ("g", "Go to a line of the file"),
         ("tab", "Move between the file list and the preview"),
         ("enter / esc in the filter", "Back to the list: the filter kept / cleared"),
     )
@@ -97,15 +115,25 @@ class FilesScreen(Screen[None]):
         self._dry_run_file = ""  # what the dry run in progress reads, for its spinner
         self._spinner: Timer | None = None
         self._spin = 0
+        self._dry_run_progress: Progress | None = None  # stored by the run's thread, painted by the spinner
         self._shown_once = False
+        # Paging: the page asked for last (keys may arrive faster than pages are read: only the last one is read),
+        # and which of its rows the cursor goes to (a row index, -1: the last).
+        self._wanted: int | None = None
+        self._wanted_row = 0
+        self._paging_for: FilePreview | None = None  # the preview whose pages a reader is reading now
+        self._first_line = 1  # the first row's line (after the header): where a line's page is guessed from
 
     def compose(self) -> ComposeResult:
         yield SiteBar(id="site")
         yield Static(id="files-title", markup=False)
         yield FilterInput("Filter the files by name", list_selector="#files")
-        yield EntryTable[Candidate](id="files")
+        yield FileList(id="files")
         yield Static(id="preview-title", markup=False)
         yield DataTable(id="preview", cursor_type="row")
+        with Horizontal(id="goto-row"):
+            yield Static("Go to line (esc: cancel):", id="goto-label")
+            yield Input(placeholder="a line number of the file", id="goto", type="integer", compact=True)
         yield Static(id="file-problem", markup=False)
         yield Static(id="row-problem", markup=False)
         yield Static(id="dry-run", markup=False)
@@ -113,7 +141,13 @@ class FilesScreen(Screen[None]):
 
     def on_mount(self) -> None:
         self.query_one("#file-problem", Static).display = False
+        self.query_one("#goto-row").display = False
         self._show_dry_run()
+        self.set_interval(RESCAN_SECONDS, self._rescan_shown)
+
+    def _rescan_shown(self) -> None:
+        if self.is_current:  # not under the help or a run: it is looked at again when it shows
+            self.rescan()
 
     def on_screen_resume(self) -> None:
         self.rescan()  # first display, and back from the help: files may have come or gone meanwhile
@@ -127,8 +161,8 @@ class FilesScreen(Screen[None]):
     # -- the file list ---------------------------------------------------------------------
 
     @property
-    def table(self) -> EntryTable[Candidate]:
-        return self.query_one("#files", EntryTable)
+    def table(self) -> FileList:
+        return self.query_one("#files", FileList)
 
     def rescan(self) -> None:
         self.candidates = candidates(self.config, self.operation)
@@ -225,31 +259,94 @@ class FilesScreen(Screen[None]):
         """Whether `candidate` is still the highlighted file (a worker's result may come after the cursor moved on)."""
         return self.highlighted is not None and self.highlighted.path == candidate.path
 
-    @work(exclusive=True, group="page", exit_on_error=False)
-    async def _turn(self, preview: FilePreview, number: int) -> None:
+    def _go_to_page(self, number: int, row: int = 0) -> None:
+        """Show page `number` with the cursor on `row`: no reading here, a key returns at once. One reader works at a
+        time and reads the page asked for last: PgDn held down skips the pages it passed over."""
+        self._wanted, self._wanted_row = max(number, 0), row
+        self._show_preview_title()
+        if self.preview is not None and self._paging_for is not self.preview:
+            self._paging_for = self.preview
+            self._pager(self.preview)
+
+    @work(group="page", exit_on_error=False)
+    async def _pager(self, preview: FilePreview) -> None:
         try:
-            page = await asyncio.to_thread(preview.page, number)
+            while self._wanted is not None and preview is self.preview:
+                number, row = self._wanted, self._wanted_row
+                page = await asyncio.to_thread(preview.page, number)
+                if preview is not self.preview:  # a page of a file highlighted before
+                    return
+                if (self._wanted, self._wanted_row) == (number, row):  # nothing else was asked meanwhile
+                    self._wanted = None
+                    self._show_page(page, row)
         except Exception as problem:  # e.g. the file was removed since it was opened
             if preview is self.preview:
+                self._wanted = None
                 self._show_file_problem(_problem_text(problem))
-            return
-        if preview is self.preview:  # not a page of a file highlighted before
-            self._show_page(page)
+        finally:
+            if self._paging_for is preview:
+                self._paging_for = None
 
     def _close_preview(self) -> None:
         preview, self.preview = self.preview, None
-        self.page, self.file_problem = None, None
+        self.page, self.file_problem, self._wanted = None, None, None
         if preview is not None:
             asyncio.get_running_loop().run_in_executor(None, preview.close)
 
     def action_page(self, step: int) -> None:
         if self.preview is None or self.page is None:
             return
-        number = self.page.number + step
-        if number < 0 or (step > 0 and self.page.last):
-            self.app.bell()
+        if self._wanted is None:
+            number = self.page.number + step
+            if number < 0 or (step > 0 and self.page.last):
+                self.app.bell()
+                return
+        else:  # pages asked for and not shown yet: on from the last one (past the end, the reader gives the last)
+            number = max(self._wanted + step, 0)
+        self._go_to_page(number)
+
+    def action_edge(self, last: bool) -> None:
+        """Home: the first row of the file; End: its last row."""
+        if self.preview is None or self.page is None:
             return
-        self._turn(self.preview, number)
+        if not last:
+            self._go_to_page(0)
+        elif self.rows_counted is not None:
+            self._go_to_page(max(0, -(-self.rows_counted // PAGE_ROWS) - 1), -1)
+        else:
+            self._go_to_page(LAST_PAGE, -1)  # past the end: the reader gives the last page
+
+    # -- go to line ------------------------------------------------------------------------
+
+    def action_go_to_line(self) -> None:
+        if self.preview is None or self.page is None:
+            return
+        field = self.query_one("#goto", Input)
+        field.value = ""
+        self.query_one("#goto-row").display = True
+        field.focus()
+
+    @on(Input.Submitted, "#goto")
+    def _line_entered(self, event: Input.Submitted) -> None:
+        self._leave_goto()
+        if event.value.strip().isdigit() and self.preview is not None:
+            self._find_line(self.preview, int(event.value))
+
+    def _leave_goto(self) -> None:
+        self.query_one("#goto-row").display = False
+        self.query_one("#preview", DataTable).focus()
+
+    @work(exclusive=True, group="goto", exit_on_error=False)
+    async def _find_line(self, preview: FilePreview, line: int) -> None:
+        self.query_one("#preview-title", Static).update(f"{preview.path.name} · looking for line {line:,}…")
+        try:
+            number, row = await asyncio.to_thread(page_with_line, preview, line, self._first_line)
+        except Exception as problem:
+            if preview is self.preview:
+                self._show_file_problem(_problem_text(problem))
+            return
+        if preview is self.preview:
+            self._go_to_page(number, row)
 
     @on(DataTable.RowHighlighted, "#preview")
     def _preview_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
@@ -281,9 +378,11 @@ class FilesScreen(Screen[None]):
             self._set_row_problem("")
             self._show_preview_title()
 
-    def _show_page(self, page: Page) -> None:
+    def _show_page(self, page: Page, cursor: int = 0) -> None:
         assert self.preview is not None
         self.page = page
+        if page.number == 0 and page.rows:
+            self._first_line = page.rows[0].line
         self._show_file_problem(None)
         table = self.query_one("#preview", DataTable)
         table.clear(columns=True)
@@ -295,6 +394,8 @@ class FilesScreen(Screen[None]):
             style = problem_style if row.problem else ""
             line = f"! {row.line}" if row.problem else str(row.line)  # the mark reads without colour too
             table.add_row(Text(line, style), *(Text(_cell(value), style) for value in row.values))
+        if page.rows:
+            table.move_cursor(row=cursor % len(page.rows))
         self._show_preview_title()
         self._show_page_problems(page)
 
@@ -338,10 +439,14 @@ class FilesScreen(Screen[None]):
         self.query_one("#preview-title", Static).update(" · ".join(parts))
 
     def _page_label(self, page: Page) -> str:
+        if self._wanted is not None and self._wanted != LAST_PAGE:  # keys ahead of the reader: where they lead
+            number, last, reading = self._wanted, False, "…"
+        else:
+            number, last, reading = page.number, page.last, ""
         if self.rows_counted is not None:
             pages = max(1, -(-self.rows_counted // PAGE_ROWS))
-            return f"page {page.number + 1:,} of {pages:,}"
-        return f"page {page.number + 1:,}" + (" (last)" if page.last else "")
+            return f"page {min(number + 1, pages):,} of {pages:,}{reading}"
+        return f"page {number + 1:,}" + (" (last)" if last else "") + reading
 
     # -- the row count ---------------------------------------------------------------------
 
@@ -362,7 +467,8 @@ class FilesScreen(Screen[None]):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "dry_run" and self.dry_running:
             return None  # shown, greyed: one dry run at a time
-        return True
+        # Home and end move in a field being typed in.
+        return not (action == "edge" and isinstance(self.focused, Input))
 
     def action_dry_run(self) -> None:
         candidate = self.highlighted
@@ -371,6 +477,7 @@ class FilesScreen(Screen[None]):
         self.dry_running = True
         self._dry_run_file = candidate.shown
         self.dry_run_result, self.dry_run_error = None, None
+        self._dry_run_progress = None
         self._spinner = self.set_interval(SPIN_EVERY, self._spin_once)
         self._spin_once()
         self.refresh_bindings()
@@ -379,7 +486,9 @@ class FilesScreen(Screen[None]):
     @work(exclusive=True, group="dry-run", exit_on_error=False)
     async def _dry_run(self, candidate: Candidate) -> None:
         try:
-            result = await run_in_thread(self.config, self.operation, candidate.path, dry_run=True)
+            result = await run_in_thread(
+                self.config, self.operation, candidate.path, dry_run=True, on_progress=self._on_progress
+            )
         except (RunProblem, DatabaseError) as problem:
             self._dry_run_done(None, f"{candidate.shown} cannot run: {problem}")
         except Exception as unexpected:  # a dry run must never take the interface down with it
@@ -400,9 +509,16 @@ class FilesScreen(Screen[None]):
         if error is not None:
             self.notify(error, title="Dry run", severity="error", markup=False)
 
+    def _on_progress(self, progress: Progress) -> None:
+        self._dry_run_progress = progress  # in the run's thread: only stored, the spinner paints it
+
     def _spin_once(self) -> None:
         self._spin = (self._spin + 1) % len(SPINNER)
         text = f"{SPINNER[self._spin]} Dry run of {self._dry_run_file}: nothing is written…"
+        progress = self._dry_run_progress
+        if progress is not None and progress.lines_total:
+            share = min(100, 100 * progress.lines_done // progress.lines_total)
+            text += f"\n  line {progress.lines_done:,} of {progress.lines_total:,} ({share} %)"
         self._set_dry_run(text, "")
 
     def _show_dry_run(self) -> None:
@@ -465,6 +581,9 @@ class FilesScreen(Screen[None]):
         )
 
     def action_back(self) -> None:
+        if self.query_one("#goto-row").display:  # esc in the go-to-line field: only the field goes
+            self._leave_goto()
+            return
         self.app.pop_screen()
 
 
@@ -473,9 +592,29 @@ def _cells(candidate: Candidate, marked: bool, now: datetime) -> list[Cell]:
 
 
 def _cell(value: str) -> str:
-    """A value on one line of a table cell: line breaks of a quoted value shown, a long value cut."""
-    flat = value.replace("\r\n", "↵").replace("\n", "↵")
+    """A value on one line of a table cell: line breaks of a quoted value shown, every other control character
+    escaped (an ESC would drive the terminal), a long value cut."""
+    flat = escaped(value.replace("\r\n", "↵").replace("\n", "↵"))
     return flat if len(flat) <= CELL_CHARS else flat[: CELL_CHARS - 1] + "…"
+
+
+def page_with_line(preview: FilePreview, line: int, first_line: int) -> tuple[int, int]:
+    """The page and row of the record holding file line `line` (the last record starting at or before it); past the
+    end, the last row. Blocking.
+
+    Each record takes one line at least, so the page is at most the one a file without comments or multi-line
+    values would have it on: that page is read first, and it is the one in the common case; else the pages before it
+    are read in order (one pass of the stream)."""
+    page = preview.page(max(0, (line - first_line) // PAGE_ROWS))
+    if page.rows and page.rows[0].line > line and page.number > 0:
+        number = 0
+        while True:
+            page = preview.page(number)
+            if page.last or not page.rows or page.rows[-1].line >= line:
+                break
+            number += 1
+    before = [index for index, row in enumerate(page.rows) if row.line <= line]
+    return page.number, before[-1] if before else 0
 
 
 def _problem_text(problem: Exception) -> str:

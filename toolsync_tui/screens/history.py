@@ -40,24 +40,27 @@ from toolsync_tui.widgets.filter_input import FilterInput, filter_binding
 from toolsync_tui.widgets.key_footer import KeyFooter
 from toolsync_tui.widgets.site_bar import SiteBar
 
-# From this width on, the operation and the run log's counts get columns; below, the line under the table says them.
+# From this width on, the size gets a column; below, the line under the table says it.
 WIDE = 120
 # A data directory years old can hold tens of thousands of files: the table shows the newest ones.
 MAX_ROWS = 1_000
 MARK = "●"
 SHOWN_IN_CONFIRM = 5  # file names listed in the delete question
-# Column widths: kind, size ("999.9 kB", "260 Bytes"), age ("45 minutes ago"), operation, counts.
-KIND_WIDTH, SIZE_WIDTH, AGE_WIDTH, OPERATION_WIDTH, RESULT_WIDTH = 7, 9, 14, 14, 20
+# Column widths at 80 columns: kind, operation (cohortscourses), age ("15 min", "2 days"), the run log's counts
+# ("dry run: 3 created"); the file, the command file's name, gets the rest (16). Wide, the size too ("999.9 kB").
+KIND_WIDTH, OPERATION_WIDTH, AGE_WIDTH, RESULT_WIDTH, SIZE_WIDTH = 7, 14, 10, 18, 9
 MIN_FILE_WIDTH = 12
 COLUMNS = (
     Column(" ", "mark", width=1),
     Column("Kind", "kind", width=KIND_WIDTH),
-    Column("Operation", "operation", width=OPERATION_WIDTH, wide=True),
+    Column("Operation", "operation", width=OPERATION_WIDTH),
     Column("File", "file", flexible=MIN_FILE_WIDTH),  # the room the others leave
-    Column("Size", "size", width=SIZE_WIDTH),
+    Column("Size", "size", width=SIZE_WIDTH, wide=True),
     Column("Age", "age", width=AGE_WIDTH),
-    Column("Result", "result", width=RESULT_WIDTH, wide=True),
+    Column("Result", "result", width=RESULT_WIDTH),
 )
+# humanize's words, shortened for the Age column (the line under the table says the age whole).
+SHORT_AGE = ((" minutes", " min"), (" minute", " min"), (" hours", " h"), (" hour", " h"), (" seconds", " s"))
 
 KIND_KEYS = Binding.Group("Show", compact=True)
 # What becomes of a re-run tryback, by files.archive: the run treats it as any command file.
@@ -73,7 +76,7 @@ class HistoryScreen(Screen[None]):
     AUTO_FOCUS = "#history"  # the filter field is hidden until `/`
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "back", "Back"),
-        Binding("space", "mark", "Mark"),
+        Binding("space", "mark", "Mark", show=False),  # in the help: the footer keeps room for q and ?
         Binding("delete", "delete", "Delete", key_display="del"),
         Binding("ctrl+d", "delete", "Delete", show=False),
         Binding("t", "rerun", "Re-run"),
@@ -86,11 +89,12 @@ class HistoryScreen(Screen[None]):
         Binding("r", "refresh", "Refresh", show=False),
     ]
     KEY_HELP: ClassVar[tuple[tuple[str, str], ...]] = (
-        ("↑ ↓", "Choose a file"),
-        ("enter", "Open: a report with its outcome table, a tryback or an archived file"),
+        # One line each, no more than fit 24 rows with the footer's keys: the help must not scroll.
+        ("enter", "Open the file (a report with its outcome table)"),
+        ("space", "Mark the file: del then deletes the marked ones"),
         ("a", "Mark every file shown (again: unmark them)"),
-        ("ctrl+d", "Delete, as del does: the marked files, or else the chosen one (after a confirmation)"),
-        ("enter / esc in the filter", "Back to the list: the filter kept / cleared"),
+        ("ctrl+d", "Delete, as del does"),
+        ("enter / esc", "In the filter: keep it / clear it"),
         ("r", "Read the folders again"),
     )
 
@@ -106,11 +110,17 @@ class HistoryScreen(Screen[None]):
 
     def compose(self) -> ComposeResult:
         yield SiteBar(id="site")
+        yield Static(self._title(), id="view-title", markup=False)
         yield FilterInput("Filter: part of a name, an operation or a kind", list_selector="#history")
         yield EntryTable[HistoryEntry](id="history", wide_from=WIDE)
         yield Static(id="detail", markup=False)
         yield Static(id="status", markup=False)
         yield KeyFooter()
+
+    def _title(self) -> str:
+        if self.operation is None:
+            return "History · reports, trybacks and archived files of every operation"
+        return f"History · {self.operation} · {OPERATIONS[self.operation].title}"
 
     def on_screen_resume(self) -> None:
         self.rescan()  # first display, and back from a run (the tryback was archived, new files came)
@@ -160,9 +170,9 @@ class HistoryScreen(Screen[None]):
             MARK if entry.path in self.marked else "",
             entry.kind,
             entry.operation or "—",
-            entry.name,
+            entry.shown,
             file_size(entry.size),
-            file_age(entry.modified, now),
+            short_age(file_age(entry.modified, now)),
             shortened(self._result(entry), RESULT_WIDTH),
         ]
         return [Text(cell, no_wrap=True) for cell in cells]
@@ -179,11 +189,12 @@ class HistoryScreen(Screen[None]):
             empty = "No file matches" if self.entries else "Nothing here yet: runs leave their files here"
             detail.update(empty)
             return
-        # Most telling first: the line is cut at the screen's edge, and the table already shows most of the name.
-        parts = [entry.operation or "no known operation"]
+        # What the table's columns leave out or cut: the stored file whole, its size and age, the whole result.
+        parts = [short_path(entry.path, self.config.data_dir) + (" + .csv" if entry.twin is not None else "")]
+        parts += [file_size(entry.size), file_age(entry.modified, self.clock.now())]
+        parts.append(entry.operation or "no known operation")
         if result := self._result(entry):
             parts.append(result)
-        parts.append(short_path(entry.path, self.config.data_dir) + (" + .csv" if entry.twin is not None else ""))
         detail.update(" · ".join(parts))
 
     def _show_status(self, visible: list[HistoryEntry]) -> None:
@@ -325,5 +336,12 @@ class HistoryScreen(Screen[None]):
 
 
 def searched(entry: HistoryEntry) -> tuple[str, ...]:
-    """What the `/` filter looks in: the file's name, its operation and its kind."""
-    return entry.name, entry.operation or "", entry.kind
+    """What the `/` filter looks in: the file's names (stored and read), its operation and its kind."""
+    return entry.name, entry.source, entry.operation or "", entry.kind
+
+
+def short_age(age: str) -> str:
+    """ "15 minutes ago" as the Age column shows it: "15 min"."""
+    for long, short in SHORT_AGE:
+        age = age.replace(long, short)
+    return age.removesuffix(" ago")

@@ -6,24 +6,27 @@ the outcome table. A report of a million lines never reaches a widget whole.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
 from pathlib import Path
 from typing import ClassVar
 
+import polars as pl
 from rich.text import Text
-from textual import on
+from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
 from textual.screen import Screen
-from textual.widgets import DataTable, Log, Select, Static
+from textual.widgets import DataTable, Input, Log, Select, Static
 
 from toolsync_tui.config import Config
 from toolsync_tui.engine.datadir.history import (
     HistoryProblem,
     TextView,
-    operation_of_file,
     operation_of_report,
+    operation_of_stored,
+    outcome_count,
     outcome_page,
     outcome_totals,
     text_view,
@@ -32,9 +35,12 @@ from toolsync_tui.engine.datadir.history import (
 from toolsync_tui.engine.datadir.store import StoredName
 from toolsync_tui.engine.registry import OPERATIONS
 from toolsync_tui.engine.rows import OUTCOME_SCHEMA, Outcome
+from toolsync_tui.engine.words import plural
 from toolsync_tui.views.clock import Clock
 from toolsync_tui.views.formatting import file_age, file_size, short_path
+from toolsync_tui.widgets.filter_input import FilterInput
 from toolsync_tui.widgets.key_footer import KeyFooter
+from toolsync_tui.widgets.row_detail import RowDetail
 from toolsync_tui.widgets.site_bar import SiteBar
 
 REPORT_LINES = 5_000  # of a report's text, from its start
@@ -67,10 +73,15 @@ class ReportScreen(Screen[None]):
         # The table shows PAGE_ROWS records at a time: a million-record table never fills a widget.
         Binding("left_square_bracket", "page(-1)", "Previous page", key_display="[", group=PAGE_KEYS),
         Binding("right_square_bracket", "page(1)", "Next page", key_display="]", group=PAGE_KEYS),
+        # As filter_binding, a priority binding (keys typed over SSH right after `/`), worded for a search.
+        Binding("slash", "filter", "Search", key_display="/", priority=True),
+        Binding("d", "detail", "Detail"),
     ]
     KEY_HELP: ClassVar[tuple[tuple[str, str], ...]] = (
         ("tab", "Move between the report's text, the outcome choice and the table"),
         ("o", "(Outcome) all, then failed only, skipped only ... in turn"),
+        ("/", "Search the table's records (in any column)"),
+        ("d", "Hide or show the highlighted record, whole"),
         ("↑ ↓ pgup pgdn", "Scroll what has the focus"),
     )
 
@@ -83,6 +94,9 @@ class ReportScreen(Screen[None]):
         self.outcome: str | None = None  # None: every outcome
         self.first = 0
         self.totals: dict[str, int] = {}
+        self.search = ""  # what `/` looks for in the records ("": every record)
+        self.records: pl.DataFrame | None = None  # the page shown
+        self.matching = 0  # records of the outcome holding the search
 
     def compose(self) -> ComposeResult:
         yield SiteBar(id="site")
@@ -92,7 +106,9 @@ class ReportScreen(Screen[None]):
             yield Static("Outcomes", id="outcome-label")
             yield Select(self._choices(), allow_blank=False, value=ALL, compact=True, id="outcome")
             yield Static(id="page", markup=False)
+        yield FilterInput("Search: part of a key, a message, a line number", list_selector="#outcomes", id="search")
         yield DataTable(id="outcomes", cursor_type="row", zebra_stripes=True)
+        yield RowDetail(id="row-detail")  # the message the table cuts at 80 columns, whole
         yield KeyFooter()
 
     def on_mount(self) -> None:
@@ -142,28 +158,83 @@ class ReportScreen(Screen[None]):
     def _total(self) -> int:
         return self.totals.get(self.outcome, 0) if self.outcome else sum(self.totals.values())
 
+    def _query(self) -> tuple[pl.DataFrame, int]:
+        """The page of records to show, and how many the outcome and the search choose (counted once per search)."""
+        records = outcome_page(self.table_path, self.outcome, self.first, PAGE_ROWS, self.search)
+        total = outcome_count(self.table_path, self.outcome, self.search) if self.search.strip() else self._total()
+        return records, total
+
     def show_page(self) -> None:
+        if not self.table_path.exists():
+            self._fill(None, 0)
+            return
+        try:
+            records, total = self._query()
+        except HistoryProblem as problem:
+            self._unreadable(problem)
+            return
+        self._fill(records, total)
+
+    @work(exclusive=True, group="search", exit_on_error=False)
+    async def _show_page_soon(self) -> None:
+        """show_page off the interface's loop, for a search typed in a large table; a newer keystroke cancels it."""
+        if not self.table_path.exists():
+            self._fill(None, 0)
+            return
+        try:
+            records, total = await asyncio.to_thread(self._query)
+        except HistoryProblem as problem:
+            self._unreadable(problem)
+            return
+        self._fill(records, total)
+
+    def _unreadable(self, problem: HistoryProblem) -> None:
+        self.query_one(DataTable).clear()
+        self.query_one("#page", Static).update("the outcome table cannot be read")
+        self.notify(str(problem), title="Outcome table", severity="error", markup=False)
+
+    def _fill(self, records: pl.DataFrame | None, total: int) -> None:
         table = self.query_one(DataTable)
         table.clear()
         page = self.query_one("#page", Static)
-        if not self.table_path.exists():
+        self.records, self.matching = records, total
+        if records is None:
             page.update("no outcome table next to this report")
-            return
-        try:
-            records = outcome_page(self.table_path, self.outcome, self.first, PAGE_ROWS)
-        except HistoryProblem as problem:
-            page.update("the outcome table cannot be read")
-            self.notify(str(problem), title="Outcome table", severity="error", markup=False)
+            self._show_detail()
             return
         for values in records.iter_rows():
             table.add_row(*(Text("" if value is None else str(value), no_wrap=True) for value in values))
-        total = self._total()
         which = f"{self.outcome} " if self.outcome else ""
+        holding = f" holding '{self.search.strip()}'" if self.search.strip() else ""
         if not total:
-            page.update(f"no {which}records")
+            page.update(f"no {which}records{holding}")
         else:
             last = self.first + records.height
-            page.update(f"{which}records {self.first + 1:,} to {last:,} of {total:,}")
+            page.update(f"{which}records {self.first + 1:,} to {last:,} of {total:,}{holding}")
+        self._show_detail()
+
+    def _show_detail(self) -> None:
+        table = self.query_one(DataTable)
+        records = self.records
+        chosen = table.cursor_row if table.row_count else -1
+        record = records.row(chosen, named=True) if records is not None and 0 <= chosen < records.height else None
+        self.query_one(RowDetail).show(record)
+
+    @on(DataTable.RowHighlighted, "#outcomes")
+    def _highlighted(self) -> None:
+        self._show_detail()
+
+    def action_detail(self) -> None:
+        detail = self.query_one(RowDetail)
+        detail.display = not detail.display
+
+    def action_filter(self) -> None:
+        self.query_one("#search", FilterInput).slash_pressed()
+
+    @on(Input.Changed, "#search")
+    def _search_changed(self, event: Input.Changed) -> None:
+        self.search, self.first = event.value, 0
+        self._show_page_soon()
 
     @on(Select.Changed, "#outcome")
     def _outcome_chosen(self, event: Select.Changed) -> None:
@@ -178,7 +249,7 @@ class ReportScreen(Screen[None]):
 
     def action_page(self, step: int) -> None:
         offset = self.first + step * PAGE_ROWS
-        if 0 <= offset < self._total():
+        if 0 <= offset < self.matching:
             self.first = offset
             self.show_page()
 
@@ -215,10 +286,8 @@ class FileScreen(Screen[None]):
         log.focus()
 
     def _title(self) -> str:
-        name = self.path.name
         kind = "tryback" if self.path.parent.name == "tryback" else "archived file"
-        original = name.split("_", 1)[1] if kind == "archived file" and "_" in name else name
-        operation = operation_of_file(self.config, original)
+        operation = operation_of_stored(self.config, self.path)  # its run's, whatever the settings say today
         what = f"{operation} · {OPERATIONS[operation].title}" if operation else "no known operation"
         try:
             size, age = file_size(self.path.stat().st_size), file_age(modified(self.path), self.clock.now())
@@ -232,7 +301,8 @@ class FileScreen(Screen[None]):
         except HistoryProblem as problem:
             log.write_line(str(problem))
             return
-        log.write_line(f"{total:,} entries" + (f", the first {len(members):,} listed" if total > len(members) else ""))
+        listed = f", the first {len(members):,} listed" if total > len(members) else ""
+        log.write_line(plural(total, "entry", "entries") + listed)
         log.write_lines(f"{file_size(member.size):>10}  {member.name}" for member in members)
 
     def action_back(self) -> None:

@@ -3,12 +3,16 @@
 The engine runs on an event loop of its own in another thread (engine/run_thread.py); this screen's worker only
 waits for it. The engine's progress callback, called in that thread, only stores; a timer paints ten times a
 second, so a fast engine cannot flood the terminal.
+
+Esc leaves the run going (the dashboard keeps this screen and shows its progress); cancelling it, or quitting,
+asks first, No by default.
 """
 
 from __future__ import annotations
 
 import threading
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 from typing import ClassVar
 
@@ -18,7 +22,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.timer import Timer
-from textual.widgets import Log, ProgressBar, Static
+from textual.widgets import ProgressBar, Static
 from textual.worker import Worker
 
 from toolsync_tui.config import Config
@@ -26,12 +30,13 @@ from toolsync_tui.engine.datadir.catalog import OperationEntry
 from toolsync_tui.engine.moodle.gateway import DatabaseError
 from toolsync_tui.engine.run.pipeline import Progress, RunProblem, RunResult, SafetyStop, run_series
 from toolsync_tui.engine.run.thread import run_in_thread
-from toolsync_tui.engine.run.verdict import combined
+from toolsync_tui.engine.run.verdict import combined, counters_text, plural, safety_question
 from toolsync_tui.screens.confirm import ConfirmScreen
 from toolsync_tui.views.clock import Clock
 from toolsync_tui.views.formatting import rate, short_path, time_left
-from toolsync_tui.views.run_words import outcome_line, series_lines
+from toolsync_tui.views.run_words import series_lines
 from toolsync_tui.widgets.key_footer import KeyFooter
+from toolsync_tui.widgets.report_lines import ReportLines
 from toolsync_tui.widgets.site_bar import SiteBar
 
 LOG_LINES = 1000
@@ -41,15 +46,25 @@ PAINT_EVERY = 0.1  # seconds
 class RunScreen(Screen[None]):
     CSS_PATH = "run.tcss"
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("c", "cancel_run", "Cancel"),
-        Binding("escape", "cancel_run", "Cancel", show=False),
-        Binding("escape", "back", "Back"),  # only once the run is over (see check_action)
-        Binding("q", "quit", "Quit"),
+        Binding("c", "cancel_run", "Cancel"),  # while it runs (see check_action); asks first
+        Binding("escape", "back", "Back"),  # the run goes on
     ]
-    KEY_HELP: ClassVar[tuple[tuple[str, str], ...]] = (("esc", "While running: cancel. After: back to the operations"),)
+    KEY_HELP: ClassVar[tuple[tuple[str, str], ...]] = (
+        ("esc", "Back to the operations; a run goes on, its progress shown there (enter or r comes back here)"),
+        ("c", "Cancel the run, after a question (no by default): the rows not reached are reported as not processed"),
+    )
 
-    def __init__(self, config: Config, entry: OperationEntry, *, dry_run: bool, clock: Clock) -> None:
+    def __init__(
+        self,
+        config: Config,
+        entry: OperationEntry,
+        *,
+        dry_run: bool,
+        clock: Clock,
+        on_finished: Callable[[RunScreen], None] | None = None,
+    ) -> None:
         super().__init__()
+        self.on_finished = on_finished  # the dashboard, which follows its runs also while they are not shown
         self.config = config
         self.entry = entry
         self.dry_run = dry_run
@@ -59,7 +74,6 @@ class RunScreen(Screen[None]):
         self.error: str | None = None
         self.worker: Worker[None] | None = None
         self._cancel = threading.Event()
-        self._quit_when_stopped = False
         self._progress: Progress | None = None
         self._pending: deque[str] = deque(maxlen=LOG_LINES)
         self._started = 0.0
@@ -79,14 +93,17 @@ class RunScreen(Screen[None]):
             yield ProgressBar(total=None, show_eta=False, id="bar")
             yield Static("", id="lines")
             yield Static("", id="rate")
-        yield Static(outcome_line({}), id="counters", markup=False)
+        yield Static(counters_text({}), id="counters", markup=False)
         yield Static("", id="state", markup=False)
-        yield Log(max_lines=LOG_LINES, id="log")
+        yield ReportLines(max_lines=LOG_LINES, id="log")
         yield Static("", id="summary", markup=False)
         yield KeyFooter()
 
     def on_mount(self) -> None:
-        log = self.query_one(Log)
+        # Installed, Textual keeps the screen (and its worker, the run) when esc pops it; uninstalled once it is over.
+        if not self.app.is_screen_installed(self):
+            self.app.install_screen(self, f"run-{id(self)}")
+        log = self.query_one(ReportLines)
         log.border_title = "Report lines, latest last"
         log.write_line(f"{self.entry.name}: {self._short(self.entry.file)}")
         if len(self.entry.files) > 1:
@@ -135,10 +152,13 @@ class RunScreen(Screen[None]):
     async def _confirm_past_threshold(self, stop: SafetyStop) -> bool:
         self._paint()
         self._state("Waiting for confirmation: the safety threshold was reached.")
-        question = ConfirmScreen("Safety threshold", str(stop), yes="Yes, run it anyway")
+        if self not in self.app.screen_stack:  # left with esc: the question comes with its run
+            await self.app.push_screen(self)
+        words = safety_question(stop.operation, stop.destructive, stop.base, stop.threshold)
+        question = ConfirmScreen("Safety threshold reached", words, yes="Yes, run it anyway")
         confirmed = await self.app.push_screen_wait(question)
         if confirmed and not self._cancel.is_set():
-            self.query_one(Log).write_line("confirmed past the safety threshold: running again")
+            self.query_one(ReportLines).write_line("confirmed past the safety threshold: running again")
             self._state("Running past the safety threshold…")
             return True
         return False
@@ -160,11 +180,11 @@ class RunScreen(Screen[None]):
             self.query_one("#lines", Static).update(f"line {progress.lines_done:,} of {progress.lines_total:,}")
             left = time_left(progress.lines_done, progress.lines_total, self._elapsed)
             self.query_one("#rate", Static).update(" · ".join(filter(None, [rate(done, self._elapsed), left])))
-            self.query_one("#counters", Static).update(outcome_line(progress.counts))
+            self.query_one("#counters", Static).update(counters_text(progress.counts))
         if self._pending:
             # popleft, not list() then clear(): a line the engine adds meanwhile is kept for the next paint.
             pending = self._pending
-            self.query_one(Log).write_lines([pending.popleft() for _ in range(len(pending))])
+            self.query_one(ReportLines).write_lines([pending.popleft() for _ in range(len(pending))])
 
     def _state(self, text: str, kind: str = "") -> None:
         state = self.query_one("#state", Static)
@@ -180,8 +200,11 @@ class RunScreen(Screen[None]):
         if self.results:
             verdict = combined([result.verdict for result in self.results])
             bar = self.query_one(ProgressBar)
-            bar.update(total=bar.total or 1, progress=bar.total or 1)  # trailing comments count as read
-            self.query_one("#counters", Static).update(outcome_line(verdict.counts))
+            if verdict.cancelled:  # as far as it got, not 100 %
+                bar.update(total=max(verdict.rows, 1), progress=verdict.rows - verdict.not_processed)
+            else:
+                bar.update(total=bar.total or 1, progress=bar.total or 1)  # trailing comments count as read
+            self.query_one("#counters", Static).update(counters_text(verdict.done))
             headline, tone = verdict.headline()
             self._state(headline, f"-{tone}")
             summary = self.query_one("#summary", Static)
@@ -193,8 +216,11 @@ class RunScreen(Screen[None]):
             self._state(self.error, "-error")
             self.notify(self.error, title=f"{self.entry.name} did not run", severity="error", markup=False)
         self.refresh_bindings()
-        if self._quit_when_stopped:
-            self.app.exit()
+        if self.on_finished is not None:
+            self.on_finished(self)
+        if self not in self.app.screen_stack:  # it ended out of view: nothing keeps it now
+            self.app.uninstall_screen(self)
+            self.app.call_later(self.remove)
 
     def _short(self, path: Path) -> str:
         return short_path(path, self.config.data_dir)
@@ -203,24 +229,72 @@ class RunScreen(Screen[None]):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "cancel_run":
-            return self.running
-        if action == "back":
-            return not self.running
+            return self.running and not self._cancel.is_set()
         return True
 
     def action_cancel_run(self) -> None:
-        if self._cancel.is_set():
+        """Asks first (No by default): a cancelled run leaves its file half applied."""
+        if not self.running or self._cancel.is_set():
+            return
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.cancel()
+
+        self.app.push_screen(ConfirmScreen("Cancel the run?", self.cancel_question(), yes="Yes, cancel it"), answered)
+
+    def cancel(self) -> None:
+        if not self.running or self._cancel.is_set():
             return
         self._cancel.set()
-        self._state("Cancelling: the batch in progress finishes, the remaining rows are marked skipped…", "-warning")
+        self._state("Cancelling: the batch in progress finishes, the rows after it are not processed…", "-warning")
+        self.refresh_bindings()
 
     def action_back(self) -> None:
-        self.app.pop_screen()
-
-    def action_quit(self) -> None:
+        self.app.pop_screen()  # off the stack at once; Textual then removes it unless it is installed
         if not self.running:
-            self.app.exit()
-            return
-        self._quit_when_stopped = True
-        self.action_cancel_run()
-        self.notify("Quitting once the run has stopped", markup=False)
+            self.app.uninstall_screen(self)
+
+    # -- words for the dashboard and the questions -------------------------------------------
+
+    def _done(self) -> tuple[int, int]:
+        """Rows done and rows in all, as far as the engine has said."""
+        progress = self._progress
+        if progress is None:
+            return 0, 0
+        return sum(progress.counts.values()), progress.lines_total
+
+    def cancel_question(self) -> str:
+        """ "Cancel the run of users? 1,200 rows applied so far, the rest will be reported as not processed." """
+        done, _ = self._done()
+        kind = "dry run" if self.dry_run else "run"
+        verb = "checked" if self.dry_run else "applied"
+        return (
+            f"Cancel the {kind} of {self.entry.name}? {plural(done, 'row')} {verb} so far, the rest will be "
+            "reported as not processed."
+        )
+
+    def progress_cell(self) -> str:
+        """The dashboard's Last run cell while it runs: "running 45 %", "dry run 45 %"."""
+        done, total = self._done()
+        kind = "dry run" if self.dry_run else "running"
+        if self._cancel.is_set():
+            kind = "cancelling"
+        return f"{kind} {done * 100 // total} %" if total else f"{kind}…"
+
+    def progress_words(self) -> str:
+        """The dashboard's detail line while it runs: "running: line 1,200 of 5,000"."""
+        kind = "dry run" if self.dry_run else "running"
+        if self._cancel.is_set():
+            kind = "cancelling"
+        progress = self._progress
+        if progress is None:
+            return f"{kind}: starting"
+        return f"{kind}: line {progress.lines_done:,} of {progress.lines_total:,}"
+
+    def finished_words(self) -> str:
+        if self.error is not None:
+            return self.error
+        if not self.results:
+            return "nothing was run"
+        return combined([result.verdict for result in self.results]).headline()[0]

@@ -11,7 +11,8 @@ import asyncio
 import os
 import pwd
 import shlex
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any, ClassVar
@@ -54,6 +55,16 @@ COLUMNS = (
 REFRESH_SECONDS = 60
 # How often the installed crontab line calls `toolsync cron` (what `toolsync crontab install` does by default).
 EVERY_MINUTES = 5
+
+
+def sized(columns: Sequence[Column], rows: Sequence[Sequence[Text]]) -> list[Column]:
+    """Each column as wide as its label and longest cell. A DataTable sizes a column without a width only when idle,
+    and keeps the lines it painted before that: a table filled again after an edit, and painted as its editor
+    closed, stayed cut to its labels (`deletecou  off`) until a resize."""
+    return [
+        replace(column, width=max([len(column.label), *(cells[index].cell_len for cells in rows)]))
+        for index, column in enumerate(columns)
+    ]
 
 
 # -- the schedules' clock ----------------------------------------------------------------------------------------
@@ -197,7 +208,7 @@ class SchedulesScreen(Screen[None]):
             for name, info in OPERATIONS.items()
             if field.admits(name, info.title)
         ]
-        self.table.fill(COLUMNS, rows)
+        self.table.fill(sized(COLUMNS, [cells for *_, cells in rows]), rows)
 
     def _now(self) -> datetime | None:
         """Now in the schedules' zone, the zone said above the table; None (and the problem said) without one."""

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import humanize
 
+from toolsync_tui.engine.words import size_text
+
 
 def short_path(path: Path, base: Path) -> str:
     """`path` relative to `base` when it lies inside it: the data dir is known, the rest is noise."""
@@ -17,7 +19,7 @@ def short_path(path: Path, base: Path) -> str:
 
 
 def file_size(size: int) -> str:
-    return humanize.naturalsize(size)
+    return size_text(size)
 
 
 def file_age(modified: datetime, now: datetime) -> str:

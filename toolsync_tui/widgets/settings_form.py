@@ -14,10 +14,12 @@ from typing import Literal, get_args, get_origin
 from pydantic import BaseModel
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
+from textual.message import Message
 from textual.widget import Widget
 from textual.widgets import Input, Label, Select, Static, Switch
 
 from toolsync_tui.config import Config, ConfigError, OperationsSettings
+from toolsync_tui.engine.run.controls import quoted
 
 # Edited elsewhere (the operation's command file and its schedule), or not a single value.
 NOT_HERE = frozenset({"file", "schedule", "schedule_enabled"})
@@ -33,8 +35,41 @@ REWORDED = (
 )
 
 
+# What a number field takes, said when a key is refused (Input's own check drops it with a bell only).
+NUMBER_WORDS = {
+    "integer": "a whole number: digits only, e.g. 5000",
+    "number": "a number: digits and one decimal point, e.g. 0.1",
+}
+SHOWN_REFUSED = 20  # characters of a refused paste shown
+
+
 class FieldProblem(ValueError):
     """A value the form cannot even hand to the configuration (e.g. letters where a number goes)."""
+
+
+class NumberInput(Input):
+    """A number field that says why a key typed, or a text pasted, was refused, instead of dropping it silently."""
+
+    class Refused(Message):
+        def __init__(self, why: str) -> None:
+            super().__init__()
+            self.why = why
+
+    _inserted = ""  # the text of the edit being checked
+
+    def replace(self, text: str, start: int, end: int) -> None:
+        self._inserted = text
+        super().replace(text, start, end)
+
+    def restricted(self) -> None:
+        super().restricted()  # the bell
+        self.post_message(self.Refused(refusal(self._inserted, self.type)))
+
+
+def refusal(text: str, kind: str) -> str:
+    """ "'x' cannot go in a whole number: digits only, e.g. 5000"; control characters escaped."""
+    shown = text if len(text) <= SHOWN_REFUSED else text[: SHOWN_REFUSED - 1] + "…"
+    return f"{quoted(shown)} cannot go in {NUMBER_WORDS.get(kind, 'this field')}"
 
 
 @dataclass(frozen=True)
@@ -116,11 +151,16 @@ class FieldRow(Vertical):
     """
 
     # One line per setting (compact editors) so that 80x24 shows a useful part of the form. Focus and changes are
-    # shown with reverse video and words (*, "Refused:"), never by colour alone.
+    # shown with reverse video and words (*, "Refused:"), never by colour alone. The row's own :focus-within rule is
+    # what makes Textual restyle the label when the focus comes or goes: it only looks at the focused widget's
+    # ancestors for such rules, and the label is the editor's sibling.
     DEFAULT_CSS = """
     FieldRow {
         height: auto;
 
+        &:focus-within {
+            background: $boost;
+        }
         & > .field-label {
             dock: left;
             width: 25;
@@ -198,10 +238,10 @@ class FieldRow(Vertical):
         if spec.kind == "secret":
             hint = "empty: from the variable named by password_env"
             return Input(str(value), placeholder=hint, password=True, compact=True, id=widget_id)
-        input_type: Literal["integer", "number", "text"] = "text"
         if spec.kind in ("integer", "number"):
-            input_type = "integer" if spec.kind == "integer" else "number"
-        return Input(str(value), type=input_type, compact=True, id=widget_id)
+            number_type: Literal["integer", "number"] = "integer" if spec.kind == "integer" else "number"
+            return NumberInput(str(value), type=number_type, compact=True, id=widget_id)
+        return Input(str(value), compact=True, id=widget_id)
 
     @property
     def editor(self) -> Editor:
@@ -261,6 +301,10 @@ class FieldRow(Vertical):
             shown.first(Static).update(f"Refused: {problem}")
         else:
             self.mount(Static(f"Refused: {problem}", classes="field-error", markup=False), after=self._line)
+
+    def on_number_input_refused(self, message: NumberInput.Refused) -> None:
+        message.stop()
+        self.show_problem(message.why)
 
     def edited(self) -> None:
         # Change events arrive late: only a value other than the refused one clears the refusal.

@@ -1,6 +1,8 @@
 """What the course delete and course reset files share: one course per row, named by the operation's `identifier`
 setting and resolved in bulk, then handed to Moodle's own PHP through the bridge (deleting or resetting a course
-cascades through every plugin's tables). Without a working bridge the run is refused before any row.
+cascades through every plugin's tables). Without a working bridge a run is refused before any row; a dry run resolves
+the courses all the same and says what Moodle would be asked to do (it runs no PHP either way), its report noting that a
+real run needs the bridge.
 
 Rows are taken a few at a time (each course costs Moodle seconds), and a course named again by a later row of the
 run is not handed to Moodle twice.
@@ -41,15 +43,23 @@ class Course:
         return f"course '{self.shortname}' (id {self.id})"
 
 
+def bridge_missing(link: BridgeLink, doing: str) -> str | None:
+    """Why `doing` cannot go through the run's bridge (none configured, or not working), or None when it can."""
+    if link.problem is not None:
+        return f"{doing} needs the Moodle bridge, which does not work: {link.problem}"
+    if link.bridge is None:
+        return (
+            f"{doing} runs Moodle's own code through the Moodle bridge, and none is configured: set [bridge] "
+            "moodle_dir to the site's directory (the one holding config.php)"
+        )
+    return None
+
+
 def require_bridge(link: BridgeLink, doing: str) -> tuple[MoodleBridge, Mapping[str, Any]]:
     """The run's bridge and its site's `info`, checked to serve toolsync's database; FileProblem otherwise."""
-    if link.problem is not None:
-        raise FileProblem(f"{doing} needs the Moodle bridge, which does not work: {link.problem}; nothing was done")
-    if link.bridge is None:
-        raise FileProblem(
-            f"{doing} runs Moodle's own code through the Moodle bridge, and none is configured: set [bridge] "
-            "moodle_dir to the site's directory (the one holding config.php); nothing was done"
-        )
+    missing = bridge_missing(link, doing)
+    if missing is not None or link.bridge is None:
+        raise FileProblem(f"{missing}; nothing was done")
     return link.bridge, link.info
 
 
@@ -71,13 +81,24 @@ class BridgedCourses(Operation):
         self.taken_keys: dict[str, int] = {}  # the same, by the file's (lower-cased) value
         self.writing: bool | None = None  # the pass under way: the safety pre-pass (dry) or the run
         self.sent = False  # courses went to the bridge (for the report's note)
+        self.without_bridge: str | None = None  # a dry run without a working bridge: why a real run would stop
         self.courses = KeyLookup(gateway, self.schema.course, self.identifier, ["id", "category", "shortname"])
 
     def take_bridge(self, link: BridgeLink) -> None:
         self.link = link  # refused in prepare(), after the header's own problems
 
     async def prepare(self, conn: AsyncConnection, columns: Sequence[str]) -> None:
-        self.bridge, self.info = require_bridge(self.link, self.doing)
+        if self.dry_run:  # resolves and plans only: the bridge is not called, a real run needs it
+            self.bridge, self.info = self.link.bridge, self.link.info
+            self.without_bridge = bridge_missing(self.link, self.doing)
+        else:
+            self.bridge, self.info = require_bridge(self.link, self.doing)
+
+    def dry_notes(self) -> list[str]:
+        """The report's note of a dry run without a working bridge: what a real run would do."""
+        if self.without_bridge is None:
+            return []
+        return [f"{self.without_bridge}: a real run stops before any row until it works; this dry run ran no PHP"]
 
     async def safety_base(self, conn: AsyncConnection) -> int:
         """The site's courses, its front page left out."""

@@ -3,7 +3,7 @@
 recycle bin, when the site enables it, keeps a backup), then one fix_course_sortorder() per batch.
 
 Unknown, ambiguous and front-page courses fail their row (the original put the wrong line in its tryback); a course
-named again is `unchanged`; a dry run resolves every line and runs no PHP.
+named again is `unchanged`; a dry run resolves every line and runs no PHP (it needs no bridge: bridged.py).
 """
 
 from __future__ import annotations
@@ -37,11 +37,11 @@ class DeleteCourses(BridgedCourses):
     async def apply(self, conn: AsyncConnection, rows: pl.DataFrame, dry_run: bool) -> pl.DataFrame:
         outcomes, courses = await self.find(conn, rows, "identifier", dry_run)
         errors = {} if dry_run else await self._delete(courses)
-        would = "would be " if dry_run else ""
+        done = "would be deleted through the Moodle bridge" if dry_run else "deleted"
         for course in courses:
             error = errors.get(course.id)
             if error is None:
-                message = f"Course '{course.shortname}' (id {course.id}) {would}deleted"
+                message = f"Course '{course.shortname}' (id {course.id}) {done}"
                 outcomes.append((course.line, None, Outcome.DELETED.value, "delete", course.key, message))
             else:
                 outcomes.append((course.line, None, Outcome.FAILED.value, "delete", course.key, error))
@@ -64,7 +64,7 @@ class DeleteCourses(BridgedCourses):
 
     async def finish(self, dry_run: bool) -> list[str]:
         if not self.sent:
-            return []
+            return self.dry_notes()
         return [
             "courses are deleted through the Moodle bridge by Moodle's own delete_course() (with a backup in the "
             "site's recycle bin when it is enabled), then fix_course_sortorder() recounts the categories",

@@ -5,7 +5,8 @@ on the bridge; its status lines (`component: item: OK`) are the row's message.
 
 Every cell is checked first (a bad value, an unknown role or module fails the row and resets nothing); unknown and
 front-page courses fail their row; a course named again in the run fails (it is in the tryback, to reset it again);
-a dry run shows the options each course would be reset with and runs no PHP.
+a dry run shows the options each course would be reset with and runs no PHP (it needs no bridge: bridged.py; the
+`modules` cells are then checked against the site's modules table, as the bridge's `info` lists them).
 """
 
 from __future__ import annotations
@@ -53,9 +54,17 @@ class ResetCourses(BridgedCourses):
         await super().prepare(conn, columns)
         role = self.schema.role
         roles = {str(name).lower(): int(i) for i, name in await conn.execute(select(role.c.id, role.c.shortname))}
-        self.site = ResetSite(roles, frozenset(str(m) for m in self.info.get("modules") or []))
+        self.site = ResetSite(roles, frozenset(str(m) for m in await self._modules(conn)))
         self.logs_asked = False
         self.options: dict[int, dict[str, Any]] = {}  # line -> its reset options, for a row of the batch
+
+    async def _modules(self, conn: AsyncConnection) -> list[Any]:
+        """The installed activity modules a row's `modules` may name: the bridge's (those with their code on disk), else
+        (a dry run without one) the modules table's."""
+        if self.bridge is not None:
+            return list(self.info.get("modules") or [])
+        modules = self.schema.modules
+        return list((await conn.execute(select(modules.c.name))).scalars())
 
     async def apply(self, conn: AsyncConnection, rows: pl.DataFrame, dry_run: bool) -> pl.DataFrame:
         outcomes, found = await self.find(conn, rows, self.identifier, dry_run)
@@ -68,7 +77,7 @@ class ResetCourses(BridgedCourses):
                 outcomes.append(self._row(course, Outcome.UNCHANGED, "none", f"{course.label}: the row resets nothing"))
         if dry_run:
             for course, options in resets:
-                message = f"{course.label} would be reset: {describe(options, self.site)}"
+                message = f"{course.label} would be reset through the Moodle bridge: {describe(options, self.site)}"
                 outcomes.append(self._row(course, Outcome.UPDATED, "reset", message))
         else:
             answers = await self._reset(resets)
@@ -124,4 +133,4 @@ class ResetCourses(BridgedCourses):
             notes.append("logs: Moodle 4.5 has no reset of course logs; the logs were kept")
         if self.sent:
             notes.append("courses are reset through the Moodle bridge by Moodle's own reset_course_userdata()")
-        return notes
+        return [*notes, *self.dry_notes()]

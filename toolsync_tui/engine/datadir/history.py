@@ -17,8 +17,8 @@ from pathlib import Path
 import polars as pl
 
 from toolsync_tui.config import Config
+from toolsync_tui.engine.datadir.store import DRY_RUN_MARK, DataStore, StoredName
 from toolsync_tui.engine.datadir.store import KINDS as KINDS
-from toolsync_tui.engine.datadir.store import DataStore, StoredName
 from toolsync_tui.engine.datadir.store import Kind as Kind
 from toolsync_tui.engine.registry import OPERATIONS
 from toolsync_tui.engine.rows import OUTCOME_SCHEMA, counts_text
@@ -46,6 +46,12 @@ class HistoryEntry:
     operation: str | None = None  # None: no operation's file name matches
     twin: Path | None = None  # a report's CSV table, deleted with it
     dry_run: bool = False
+    source: str = ""  # the command file the run read (a report's stem when the run log no longer says its name)
+
+    @property
+    def shown(self) -> str:
+        """The name a list shows: the command file's, short (the kind, operation and age have their columns)."""
+        return self.source or self.name
 
     @property
     def name(self) -> str:
@@ -81,8 +87,77 @@ def operation_of_file(config: Config, name: str) -> str | None:
     return _operation_by_rules(_file_rules(config), name)
 
 
+def operation_of_stored(config: Config, path: Path) -> str | None:
+    """The operation a report, tryback or archived file of the data directory belongs to (see Owners)."""
+    stored = StoredName.of(path)
+    if stored is None:
+        return Owners.read(config).of_command_file(path.name)
+    return Owners.read(config).of(stored)
+
+
 # (operation, the setting's stem or, for operations of many inputs, its name prefix, that inputs' suffix or None)
 FileRule = tuple[str, str, str | None]
+RunKey = tuple[str, str]  # (a run's stamp, the stem of the command file it read): what its three files share
+
+
+@dataclass(frozen=True)
+class Owners:
+    """Which operation each file of the history belongs to, whatever the `file` settings say today: a run's report,
+    tryback and archived file share its stamp and its command file's name, and its report (or the run log's record of
+    it) names the operation. A file without such a link falls back on the file names the run log saw each operation
+    run, then on today's settings (a file put there by hand, a run older than the log)."""
+
+    runs: dict[RunKey, set[str]]  # from the reports' names and the run log's records of them
+    logged: dict[str, set[str]]  # command file name -> the operations the run log saw running it
+    rules: list[FileRule]
+    read_by: dict[str, str] = field(default_factory=dict)  # report name -> the command file's name (run log)
+
+    @classmethod
+    def read(cls, config: Config, report_names: Iterable[str] | None = None) -> Owners:
+        """`report_names`: the names in reports/ when the caller has listed them already."""
+        if report_names is None:
+            report_names = [path.name for path, _ in _files(DataStore(config.data_dir).reports)]
+        runs: dict[RunKey, set[str]] = {}
+        logged: dict[str, set[str]] = {}
+        read_by: dict[str, str] = {}
+        for record in RunLog(config.data_dir).recent(KEEP):
+            if record.operation not in OPERATIONS:
+                continue
+            logged.setdefault(record.file, set()).add(record.operation)
+            if record.report:
+                read_by[Path(record.report).name] = record.file
+        report_names = [*report_names, *read_by]
+        for name in report_names:
+            report = StoredName.parse("report", name)
+            if (operation := _report_operation(report)) is not None and report is not None:
+                for stem in _report_stems(name, report):
+                    runs.setdefault((report.stamp, stem), set()).add(operation)
+        return cls(runs, logged, _file_rules(config), read_by)
+
+    def of(self, stored: StoredName) -> str | None:
+        if stored.kind == "report":
+            return _report_operation(stored)
+        linked = self.runs.get((stored.stamp, os.path.splitext(stored.source)[0]), set())
+        if len(linked) == 1:
+            return next(iter(linked))
+        return self.of_command_file(stored.source)
+
+    def of_command_file(self, name: str) -> str | None:
+        """The operation of a command file's name: a tryback's (or an archived tryback's) by the run that made it."""
+        tryback = StoredName.parse("tryback", name)
+        if tryback is not None:  # the run that wrote it, or else the command file it holds rows of
+            return self.of(tryback)
+        logged = self.logged.get(name, set())
+        if len(logged) == 1:
+            return next(iter(logged))
+        return _operation_by_rules(self.rules, name)
+
+
+def _report_stems(name: str, report: StoredName) -> set[str]:
+    """The command file stems a report's name may stand for: StoredName takes a final -<digits> for the mark of a
+    name taken in the same second, but it may be the file's own (courses_tryback_20260104-080000: a tryback's)."""
+    whole = os.path.splitext(name)[0].removeprefix(f"{report.stamp}_{report.operation}_")
+    return {report.source, whole.removesuffix(DRY_RUN_MARK) if report.dry_run else whole}
 
 
 def _file_rules(config: Config) -> list[FileRule]:
@@ -117,11 +192,12 @@ def _follows(rule: FileRule, base: str, suffix: str) -> bool:
 def list_history(config: Config) -> list[HistoryEntry]:
     """Every report, tryback and archived file of the data directory, newest first."""
     store = DataStore(config.data_dir)
-    rules = _file_rules(config)  # once: a data directory may hold tens of thousands of files
+    reports = _files(store.reports)
+    owners = Owners.read(config, [path.name for path, _ in reports])  # once: there may be tens of thousands of files
     entries = [
-        *_reports(_files(store.reports)),
-        *(_plain(rules, "tryback", path, status) for path, status in _files(store.tryback)),
-        *(_plain(rules, "archive", path, status) for path, status in _files(store.archive)),
+        *_reports(owners, reports),
+        *(_plain(owners, "tryback", path, status) for path, status in _files(store.tryback)),
+        *(_plain(owners, "archive", path, status) for path, status in _files(store.archive)),
     ]
     # A run's files share one time: its report comes first, then its tryback, then the file it archived.
     return sorted(entries, key=lambda entry: (entry.modified, -KINDS.index(entry.kind), entry.name), reverse=True)
@@ -146,7 +222,7 @@ def _files(folder: Path) -> list[tuple[Path, os.stat_result]]:
     return found
 
 
-def _reports(files: Iterable[tuple[Path, os.stat_result]]) -> list[HistoryEntry]:
+def _reports(owners: Owners, files: Iterable[tuple[Path, os.stat_result]]) -> list[HistoryEntry]:
     """One entry per report: its text with its CSV table as twin; a table alone (its text removed) stands alone."""
     by_path = dict(files)
     entries = []
@@ -165,18 +241,17 @@ def _reports(files: Iterable[tuple[Path, os.stat_result]]) -> list[HistoryEntry]
                 _report_operation(name),
                 twin if twin_status else None,
                 name is not None and name.dry_run,
+                owners.read_by.get(path.with_suffix(".txt").name) or (name.source if name is not None else ""),
             )
         )
     return entries
 
 
-def _plain(rules: list[FileRule], kind: Kind, path: Path, status: os.stat_result) -> HistoryEntry:
-    name = path.name
-    if kind == "archive" and (archived := StoredName.parse("archive", name)):
-        name = archived.source  # the command file's own name, e.g. courses.csv
-    return HistoryEntry(
-        kind, path, status.st_size, datetime.fromtimestamp(status.st_mtime), _operation_by_rules(rules, name)
-    )
+def _plain(owners: Owners, kind: Kind, path: Path, status: os.stat_result) -> HistoryEntry:
+    stored = StoredName.parse(kind, path.name)
+    operation = owners.of(stored) if stored is not None else owners.of_command_file(path.name)
+    source = stored.source if stored is not None else ""
+    return HistoryEntry(kind, path, status.st_size, datetime.fromtimestamp(status.st_mtime), operation, source=source)
 
 
 def total_size(entries: Iterable[HistoryEntry]) -> int:
@@ -341,12 +416,31 @@ def outcome_totals(table: Path) -> dict[str, int]:
     return {str(outcome): int(number) for outcome, number in counted.iter_rows()}
 
 
-def outcome_page(table: Path, outcome: str | None, offset: int, limit: int) -> pl.DataFrame:
-    """`limit` records of the table from `offset`, of one outcome or (None) of all: never the whole table."""
+def outcome_page(table: Path, outcome: str | None, offset: int, limit: int, search: str = "") -> pl.DataFrame:
+    """`limit` records of the table from `offset`, of one outcome or (None) of all, holding `search` (see
+    `_chosen`): never the whole table."""
+    try:
+        return _chosen(table, outcome, search).slice(offset, limit).collect()
+    except (OSError, pl.exceptions.PolarsError) as problem:
+        raise HistoryProblem(f"{table.name} cannot be read: {problem}") from None
+
+
+def outcome_count(table: Path, outcome: str | None, search: str = "") -> int:
+    """How many records `outcome_page` chooses from."""
+    try:
+        return int(_chosen(table, outcome, search).select(pl.len()).collect().item())
+    except (OSError, pl.exceptions.PolarsError) as problem:
+        raise HistoryProblem(f"{table.name} cannot be read: {problem}") from None
+
+
+def _chosen(table: Path, outcome: str | None, search: str) -> pl.LazyFrame:
+    """The records of `outcome` (None: all) with `search` in any of their columns, whatever its case (the `/` rule
+    of the lists, filter_input.admits): one polars scan of the CSV, not a loop over rows."""
     frame = _scan(table)
     if outcome is not None:
         frame = frame.filter(pl.col("outcome") == outcome)
-    try:
-        return frame.slice(offset, limit).collect()
-    except (OSError, pl.exceptions.PolarsError) as problem:
-        raise HistoryProblem(f"{table.name} cannot be read: {problem}") from None
+    if words := search.strip().lower():
+        columns = [pl.col(name).cast(pl.String) for name in OUTCOME_SCHEMA]
+        every = pl.concat_str(columns, separator="\t", ignore_nulls=True)
+        frame = frame.filter(every.str.to_lowercase().str.contains(words, literal=True))
+    return frame

@@ -22,12 +22,9 @@ import polars as pl
 from toolsync_tui.engine.datadir.protected_groups import ProtectedMemberships, StateProblem
 from toolsync_tui.engine.moodle import groups as gm
 from toolsync_tui.engine.moodle.gateway import MoodleGateway
+from toolsync_tui.engine.words import plural
 
 NAME = "groups repair-components"
-
-
-def counted(number: int, singular: str, plural: str) -> str:
-    return f"{number} {singular if number == 1 else plural}"
 
 
 @dataclass(frozen=True)
@@ -62,7 +59,7 @@ class ComponentRepair:
         for courseid, shortname, groupid, groupname, component, count in per_group.iter_rows():
             group = f"group '{groupname}' (id {groupid})" if groupname is not None else f"group id {groupid} (gone)"
             where = f" of course '{shortname}' (id {courseid})" if courseid is not None else ""
-            what = f"{counted(count, 'membership', 'memberships')} of component '{component}'"
+            what = f"{plural(count, 'membership')} of component '{component}'"
             ours = component == gm.LEGACY_COMPONENT
             if self.dry_run:
                 lines.append(
@@ -80,15 +77,15 @@ class ComponentRepair:
             f"{component}: {count}"
             for component, count in self.found.group_by("component").agg(pl.len()).sort("component").iter_rows()
         )
-        groups = counted(self.found["groupid"].n_unique(), "group", "groups")
+        groups = plural(self.found["groupid"].n_unique(), "group")
         if self.dry_run:
-            memberships = counted(self.found.height, "membership", "memberships")
+            memberships = plural(self.found.height, "membership")
             return (
                 f"{NAME} (dry run): {memberships} in {groups} hold a component that is no installed plugin "
                 f"({per_component}); nothing was changed"
             )
         text = (
-            f"{NAME}: {counted(self.changed, 'membership', 'memberships')} in {groups} set to component '' and "
+            f"{NAME}: {plural(self.changed, 'membership')} in {groups} set to component '' and "
             f"itemid 0 ({per_component})"
         )
         if self.changed < self.found.height:

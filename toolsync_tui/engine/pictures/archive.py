@@ -17,7 +17,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-MB = 1024 * 1024
+from toolsync_tui.engine.words import size_text
+
+MB = 1000 * 1000  # decimal, as every size is shown (engine/words.py): a 30 MB limit reads "30.0 MB"
 
 
 @dataclass(frozen=True)
@@ -34,7 +36,7 @@ class Limits:
 
     max_entries: int = 100_000
     max_entry_bytes: int = 30 * MB
-    max_total_bytes: int = 4 * 1024 * MB
+    max_total_bytes: int = 4 * 1000 * MB
     max_ratio: int = 100
     ratio_floor: int = 1 * MB
 
@@ -62,10 +64,6 @@ class ArchiveProblem(Exception):
 
 
 _DRIVE = re.compile(r"^[A-Za-z]:")
-
-
-def _human(size: int) -> str:
-    return f"{size / MB:,.0f} MB" if size >= MB else f"{size:,} bytes"
 
 
 def value_of(name: str) -> str:
@@ -111,7 +109,7 @@ def _kind_problem(info: zipfile.ZipInfo) -> str | None:
 
 def _size_problem(info: zipfile.ZipInfo, limits: Limits) -> str | None:
     if info.file_size > limits.max_entry_bytes:
-        return f"it is larger than {_human(limits.max_entry_bytes)} uncompressed"
+        return f"it is larger than {size_text(limits.max_entry_bytes)} uncompressed"
     if info.file_size > limits.ratio_floor and info.file_size > info.compress_size * limits.max_ratio:
         return f"it compresses more than {limits.max_ratio}:1 (a zip bomb?)"
     return None
@@ -131,7 +129,7 @@ def _read(zf: zipfile.ZipFile, info: zipfile.ZipInfo, limits: Limits) -> bytes |
     except _READ_ERRORS as error:
         return f"it is damaged ({error})"
     if len(data) > limits.max_entry_bytes:
-        return f"it is larger than {_human(limits.max_entry_bytes)} uncompressed"
+        return f"it is larger than {size_text(limits.max_entry_bytes)} uncompressed"
     if len(data) != info.file_size:
         # zipfile stops at the declared size, so a header that understates it shows up as a CRC error
         # above; one that overstates it ends here.
@@ -169,7 +167,7 @@ class Archive:
         total = sum(info.file_size for info in self.members)
         if total > self.limits.max_total_bytes:
             self._zip.close()
-            raise ArchiveProblem(f"{path} expands to more than {_human(self.limits.max_total_bytes)}")
+            raise ArchiveProblem(f"{path} expands to more than {size_text(self.limits.max_total_bytes)}")
 
     def __enter__(self) -> Archive:
         return self

@@ -15,6 +15,7 @@ from toolsync_tui.engine.datadir.store import private_file
 from toolsync_tui.engine.pictures.archive import Archive, ArchiveProblem, BadEntry, Limits, value_of
 from toolsync_tui.engine.rows import LINE, PROBLEM
 from toolsync_tui.engine.run.command_file import FileProblem
+from toolsync_tui.engine.words import plural
 
 NAME = "name"  # the entry's path inside the archive
 VALUE = "value"  # its file name without extension: what names the user
@@ -54,7 +55,7 @@ class ArchiveSource:
         return source
 
     def describe(self) -> str:
-        return f"zip archive, {self.physical_lines:,} files"
+        return f"zip archive, {plural(self.physical_lines, 'file')}"
 
     def batches(self, size: int) -> Iterator[pl.DataFrame]:
         with Archive(self.path, self.limits) as archive:

@@ -32,6 +32,7 @@ from toolsync_tui.engine.datadir.store import private_file
 from toolsync_tui.engine.rows import LINE, PROBLEM, RAW
 from toolsync_tui.engine.run.controls import REFUSED, escape, escaped, quoted
 from toolsync_tui.engine.run.records import LF, RESUMED, LineEnds, Record, read_records
+from toolsync_tui.engine.words import plural
 
 SEPARATORS = (";", ",", "\t")
 SEPARATOR_NAMES = {";": "';'", ",": "','", "\t": "TAB"}
@@ -214,7 +215,7 @@ class CommandFile:
         self.header_width = len(names)
         missing = [name for name in self.spec.required if name not in seen]
         if missing:
-            unknown = f" ({_counted(len(ignored), 'unknown column')} ignored: {_positions(ignored)})" if ignored else ""
+            unknown = f" ({plural(len(ignored), 'unknown column')} ignored: {_positions(ignored)})" if ignored else ""
             raise FileProblem(
                 f"{self.shown_name} line {line}: {_required(missing)} missing; the header names "
                 f"{', '.join(self.columns) or 'no known column'}{unknown}"
@@ -234,7 +235,7 @@ class CommandFile:
     def _no_header(self, names: list[str]) -> str:
         """What a first record that names no required column is, by positions and known names only."""
         known = sum(1 for name in names if self._known(name))
-        cells = f"the header's {_counted(len(names), 'cell')} name" + ("s" if len(names) == 1 else "")
+        cells = f"the header's {plural(len(names), 'cell')} name" + ("s" if len(names) == 1 else "")
         question = "is the header line missing?"
         if not self.spec.required:
             return f"{cells} no known column — {question} (allowed columns are {self.spec.allowed_names()})"
@@ -312,7 +313,7 @@ class CommandFile:
                 problem, fields = fields, []
             elif not fewest <= len(fields) <= most:
                 # A short row of a file that takes them has its missing trailing cells read as empty (below).
-                problem = f"{len(fields)} values found, {needed} expected" + (
+                problem = f"{plural(len(fields), 'value')} found, {needed} expected" + (
                     " (a separator inside a value must be quoted)" if len(fields) > needed else strict_by_setting
                 )
             elif REFUSED.search(raw):
@@ -440,10 +441,6 @@ def _decodes(path: Path, codec: str) -> bool:
     except UnicodeDecodeError:
         return False
     return True
-
-
-def _counted(count: int, what: str) -> str:
-    return f"{count} {what}{'s' if count != 1 else ''}"
 
 
 def _positions(positions: list[int]) -> str:

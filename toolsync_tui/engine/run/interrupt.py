@@ -11,6 +11,8 @@ import threading
 from contextvars import ContextVar
 from dataclasses import dataclass
 
+from toolsync_tui.engine.words import plural
+
 
 @dataclass(frozen=True)
 class Stop:
@@ -39,4 +41,4 @@ def interrupted_words(reason: str, rows: int, last_line: int | None) -> str:
     """The report's closing line of a run stopped mid-way, and the run log's words for it."""
     if not rows or last_line is None:
         return f"interrupted before any row was processed ({reason})"
-    return f"interrupted after {rows:,} rows ({reason}); rows after line {last_line} were not processed"
+    return f"interrupted after {plural(rows, 'row')} ({reason}); rows after line {last_line} were not processed"

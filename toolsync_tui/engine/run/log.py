@@ -111,7 +111,7 @@ class RunLog:
         try:
             with self.path.open(encoding="utf-8") as lines:
                 tail = deque(lines, maxlen=2 * limit)  # a run has two lines
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):  # no run yet, or a data dir that is not one
             return []
         runs = _runs(record for line in tail if (record := _parsed(line)) is not None)
         progress = self.progress()

@@ -90,6 +90,7 @@ class Operation(ABC):
         self.gateway = gateway
         self.schema = gateway.schema
         self.bridge: MoodleBridge | None = None  # None: no bridge configured (or the operation uses none)
+        self.dry_run = False  # the run's mode, set by the run before take_bridge() and prepare()
         # Moodle's standard log of the run's writes: loaded by the run before prepare(); logs nothing until then.
         self.event_log = EventLog.disabled()
         # The enrolments a batch creates, whose welcome messages the run sends once the batch has committed.

@@ -52,6 +52,7 @@ from toolsync_tui.engine.run.operation import SetupProblem, Source
 from toolsync_tui.engine.run.overlap import OverlappedWrites
 from toolsync_tui.engine.run.report import RunReport, report_lines
 from toolsync_tui.engine.run.verdict import Verdict
+from toolsync_tui.engine.words import plural
 
 RECENT_MESSAGES = 50
 T = TypeVar("T")
@@ -79,8 +80,10 @@ class SafetyStop(Exception):
             f"records ({share:.0%}), more than the safety threshold of {threshold:.0%}. Nothing was "
             f"written. Re-run with --force (or confirm in the interface) if this is intended."
         )
+        self.operation = operation
         self.destructive = destructive
         self.base = base
+        self.threshold = threshold
 
 
 @dataclass
@@ -386,6 +389,7 @@ class _Run:
         link = await open_bridge(self.config) if self.operation.uses_bridge or triggers else NO_BRIDGE
         self.after = AfterCommit(events, link, self.operation, self.gateway)
         self.after.check()
+        self.operation.dry_run = self.dry_run  # a dry run may do without the bridge a real run needs
         if self.operation.uses_bridge:
             self.operation.take_bridge(link)
         try:
@@ -481,7 +485,7 @@ class _Run:
                 await self.after.flush()
         except DatabaseError as exc:
             self.notes.append(
-                f"the run stopped after {rows} rows: {exc}. The rows after them were not "
+                f"the run stopped after {plural(rows, 'row')}: {exc}. The rows after them were not "
                 "processed; the file stays in the inbox and can be run again as it is."
             )
             raise

@@ -24,6 +24,7 @@ from toolsync_tui.engine.pictures.archive import Archive, ArchiveProblem
 from toolsync_tui.engine.registry import OPERATIONS
 from toolsync_tui.engine.rows import LINE, PROBLEM
 from toolsync_tui.engine.run.command_file import ColumnSpec, CommandFile, FileProblem
+from toolsync_tui.engine.words import plural
 
 PAGE_ROWS = 50
 # Pages kept once read, so that paging back and forth does not read the file from the start again.
@@ -184,7 +185,7 @@ class ArchivePreview:
         return ENTRY_COLUMNS
 
     def describe(self) -> str:
-        return f"zip archive, {len(self.entries):,} files"
+        return f"zip archive, {plural(len(self.entries), 'file')}"
 
     def page(self, number: int) -> Page:
         pages = max(1, -(-len(self.entries) // self.page_rows))

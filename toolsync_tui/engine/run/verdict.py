@@ -12,23 +12,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-import humanize
-
 from toolsync_tui.engine.rows import Outcome, counts_text
+from toolsync_tui.engine.words import duration_text as duration_text  # re-exported: engine/words.py is their home
+from toolsync_tui.engine.words import plural as plural
 
 Tone = Literal["success", "warning", "error"]
-
-
-def plural(count: int, noun: str) -> str:
-    """ "1 row", "2 rows", "1,200 rows"."""
-    return f"{count:,} {noun}" if count == 1 else f"{count:,} {noun}s"
-
-
-def duration_text(seconds: float) -> str:
-    """ "0.4 s" for a short run, "2 minutes and 5 seconds" for a longer one."""
-    if seconds < 60:
-        return f"{seconds:.1f} s"
-    return humanize.precisedelta(seconds, minimum_unit="seconds", format="%0.0f")
 
 
 def parts_failed_text(count: int) -> str:
@@ -54,13 +42,27 @@ class Verdict:
         return self.counts.get(Outcome.FAILED, 0)
 
     @property
+    def not_processed(self) -> int:
+        """The rows a cancel left untouched: the pipeline counts them as skipped (a cancelled run skips no other)."""
+        return self.counts.get(Outcome.SKIPPED, 0) if self.cancelled else 0
+
+    @property
+    def done(self) -> dict[str, int]:
+        """The outcomes of the rows the run did process."""
+        return {k: v for k, v in self.counts.items() if not (self.cancelled and k == Outcome.SKIPPED)}
+
+    @property
     def parts_failed(self) -> bool:
         return bool(self.failed_details) or self.some_parts_failed
 
     def processed(self, seconds: float | None = None) -> str:
         """ "1,200 rows were processed in 2.0 s"; `seconds` replaces the run's own measure (the run screen's clock)."""
         verb = "would be" if self.dry_run else "were"
-        return f"{self.rows:,} rows {verb} processed in {duration_text(self.seconds if seconds is None else seconds)}"
+        took = duration_text(self.seconds if seconds is None else seconds)
+        if self.cancelled:  # never "100,000 rows were processed" next to "75,000 were not"
+            return f"{self.rows - self.not_processed:,} of {self.rows:,} rows {verb} processed in {took}"
+        verb = "was" if self.rows == 1 and not self.dry_run else verb
+        return f"{plural(self.rows, 'row')} {verb} processed in {took}"
 
     def summary(self) -> str:
         """The report's last words, the command line's, cron's and each run's in a notification:
@@ -68,22 +70,25 @@ class Verdict:
         details = f"; {parts_failed_text(self.failed_details)}" if self.parts_failed else ""
         if self.interrupted:
             details += f"; interrupted ({self.interrupted})"
-        return f"{self.processed()}: {counts_text(self.counts) or 'nothing to do'}{details}"
+        if self.cancelled:
+            details += f"; cancelled, {self.not_processed:,} not processed"
+        return f"{self.processed()}: {counts_text(self.done) or 'nothing to do'}{details}"
 
     def headline(self) -> tuple[str, Tone]:
         """The run screen's closing state, and how it should look."""
         if self.interrupted:
             done = counts_text(self.counts) or "nothing done"
-            return f"Interrupted ({self.interrupted}) after {self.rows:,} rows: {done}.", "error"
+            return f"Interrupted ({self.interrupted}) after {plural(self.rows, 'row')}: {done}.", "error"
         if self.cancelled:
-            kept = "" if self.dry_run else " The command file stays in the inbox."
-            skipped = self.counts.get(Outcome.SKIPPED, 0)
-            return f"Cancelled: {skipped:,} rows were not processed (counted as skipped).{kept}", "warning"
+            kept = "" if self.dry_run else " The file stays in the inbox."
+            left = self.not_processed
+            were = "was" if left == 1 else "were"
+            return f"Cancelled: {plural(left, 'row')} {were} not processed (counted as skipped).{kept}", "warning"
         written = "Dry run finished, nothing was written" if self.dry_run else "Finished"
         if not self.rows:
             return f"{written}: the file has no data rows.", "warning"
         if self.failed:
-            return f"{written}: {self.failed:,} of {self.rows:,} rows failed, see the report.", "error"
+            return f"{written}: {self.failed:,} of {plural(self.rows, 'row')} failed, see the report.", "error"
         if self.parts_failed:  # e.g. a user created, but not enrolled in the course its row names
             parts = parts_failed_text(self.failed_details)
             return f"{written}: every row was applied, but {parts}, see the report.", "error"
@@ -150,3 +155,38 @@ def tally(verdicts: Sequence[Verdict]) -> str:
     if len(words) == 1:
         words.append("all rows succeeded")
     return ", ".join(words)
+
+
+# What each operation's safety threshold counts, in the interface's words ("delete 1 of 5 users"); `{n} of {base}`.
+REMOVALS: dict[str, str] = {
+    "deletecourses": "delete {n} of the site's {base} courses",
+    "resetcourses": "reset {n} of the site's {base} courses (their users' work is removed)",
+    "metacourses": "remove or disable {n} of {base} meta link enrolment methods",
+    "users": "delete or suspend {n} of {base} active users",
+    "deleteusers": "delete {n} of {base} active users",
+    "suspendusers": "suspend {n} of {base} active users",
+    "enrols": "unenrol, disable or unassign {n} of {base} enrolments",
+    "groupmembers": "remove {n} of {base} group memberships",
+    "cohorts": "remove or delete {n} of {base} cohort members and cohorts",
+    "cohortscourses": "remove or disable {n} of {base} cohort sync enrolment methods",
+}
+
+
+def removal_words(operation: str, destructive: int, base: int) -> str:
+    """ "delete 1 of 5 active users": what a run would remove or suspend, counted as the safety threshold counts."""
+    template = REMOVALS.get(operation, "remove or suspend {n} of {base} existing records")
+    return template.format(n=f"{destructive:,}", base=f"{base:,}")
+
+
+def safety_question(operation: str, destructive: int, base: int, threshold: float) -> str:
+    """The interface's question when the safety threshold stops a run (the command line names --force instead)."""
+    share = destructive / base if base else 1.0
+    return (
+        f"{operation} would {removal_words(operation, destructive, base)} ({share:.0%}): more than the safety "
+        f"threshold of {threshold:.0%} (Settings, run). Nothing has been written yet.\n\nRun it anyway?"
+    )
+
+
+def counters_text(counts: dict[str, int]) -> str:
+    """The run screen's live counters, on one line at 80 columns: the outcomes so far, zeros left out."""
+    return "   ".join(f"{outcome} {counts[outcome]:,}" for outcome in Outcome if counts.get(outcome)) or "no rows yet"

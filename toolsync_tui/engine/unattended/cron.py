@@ -14,8 +14,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-import humanize
-
 from toolsync_tui.config import Config
 from toolsync_tui.engine.connect import open_gateway
 from toolsync_tui.engine.datadir.dropdir import capture
@@ -27,6 +25,7 @@ from toolsync_tui.engine.run.lock import LockBusy, RunLock
 from toolsync_tui.engine.run.pipeline import RunBusy, RunProblem, RunResult, SafetyStop, operation_inputs, run_inputs
 from toolsync_tui.engine.unattended.notify import notice_for, send, wanted
 from toolsync_tui.engine.unattended.schedules import ScheduleProblem, ScheduleState, schedule_zone
+from toolsync_tui.engine.words import plural, size_text
 
 CRON_LOCK = ".toolsync-cron.lock"
 STATE = "cron_state.json"
@@ -120,7 +119,7 @@ class _Call:
             self.say(f"drop directory: {dropped.locked_by} is there, the feeder is writing: nothing taken")
         for taken in dropped.captured:
             replaced = ", replacing the one waiting in the inbox" if taken.replaced else ""
-            self.say(f"drop directory: took {taken.target.name} ({humanize.naturalsize(taken.size)}){replaced}")
+            self.say(f"drop directory: took {taken.target.name} ({size_text(taken.size)}){replaced}")
         for name, why in dropped.waiting:
             self.say(f"drop directory: {name} left for next time: {why}")
         for note in dropped.notes:
@@ -165,7 +164,8 @@ class _Call:
         problems: list[str] = []
         removed = remove_expired(self.store, days, problems=problems)
         if removed:
-            self.say(f"retention: removed {len(removed)} archive, report and tryback files older than {days} days")
+            files = plural(len(removed), "archive, report or tryback file")
+            self.say(f"retention: removed {files} older than {plural(days, 'day')}")
         for problem in problems:
             self.say(f"retention: {problem}")
 

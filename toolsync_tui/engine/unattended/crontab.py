@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Final
 
 from toolsync_tui.config import Config
+from toolsync_tui.engine.datadir import privacy
 
 MARKER: Final = "# toolsync: the next line is managed by `toolsync crontab` (install, remove, show)"
 CALL: Final = "-m toolsync_tui "  # what a managed line contains, whatever the interpreter's path
@@ -31,8 +32,10 @@ def cron_line(config: Config, every_minutes: int = 5) -> str:
     command = shlex.join([sys.executable, "-m", "toolsync_tui", "--config", str(config.path.resolve()), "cron"])
     logger = shutil.which("logger")
     output = f"2>&1 | {shlex.quote(logger)} -t toolsync" if logger else f">> {shlex.quote(str(_log(config)))} 2>&1"
+    # The shell creates the log before toolsync runs, under cron's umask (022: readable by all): the data directory's.
+    umask = "umask 027;" if config.settings.files.group_readable else "umask 077;"
     # cron turns an unescaped % into a newline, even inside the shell's quotes
-    return f"{_schedule(every_minutes)} {command} {output}".replace("%", r"\%")
+    return f"{_schedule(every_minutes)} {umask} {command} {output}".replace("%", r"\%")
 
 
 def _log(config: Config) -> Path:
@@ -62,8 +65,8 @@ def install(config: Config, every_minutes: int = 5) -> str:
     at = min(dropped, default=len(lines))  # where the first marker was, else the end
     rest = [kept for index, kept in enumerate(lines[at:], at) if index not in dropped]
     # without logger the line appends to a log file, which the shell opens before toolsync can make its folder
-    if shutil.which("logger") is None:
-        _log(config).parent.mkdir(parents=True, exist_ok=True)
+    if shutil.which("logger") is None:  # with the data directory's mode, not the umask's
+        privacy.make_folder(_log(config).parent, config.settings.files.group_readable)
     _write(config, [*lines[:at], MARKER, line, *rest])
     return line
 

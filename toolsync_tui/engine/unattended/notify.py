@@ -20,13 +20,14 @@ from typing import TYPE_CHECKING, Final
 
 from toolsync_tui.config import NotifySettings
 from toolsync_tui.engine.run.verdict import plural, tally
+from toolsync_tui.engine.words import size_text
 
 if TYPE_CHECKING:
     from toolsync_tui.engine.run.pipeline import RunResult
 
 SMTP_TIMEOUT: Final = 30.0  # seconds for each exchange with the mail server
 COMMAND_TIMEOUT: Final = 60.0  # seconds for the notification command to finish
-MAX_ATTACHMENT: Final = 5 * 1024 * 1024  # bytes; a larger report is named in the mail rather than attached
+MAX_ATTACHMENT: Final = 5_000_000  # bytes (5 MB); a larger report is named in the mail rather than attached
 STDERR_SHOWN: Final = 500  # characters of a failing command's error output quoted in the problem
 
 
@@ -98,7 +99,7 @@ def _readable(paths: Sequence[Path]) -> tuple[list[tuple[str, str]], list[str]]:
     for path in paths:
         try:
             if path.stat().st_size > MAX_ATTACHMENT:
-                left_out.append(f"Not attached (larger than {MAX_ATTACHMENT // (1024 * 1024)} MB): {path}")
+                left_out.append(f"Not attached (larger than {size_text(MAX_ATTACHMENT)}): {path}")
                 continue
             attached.append((path.name, path.read_text(encoding="utf-8", errors="replace")))
         except OSError as exc:
