@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from rich.text import Text
 from textual.widgets import DataTable, Input, Static
 
+from tests.support.files_ui import USERS_HEADER, highlight, open_files, preview_rows, users_file
 from tests.support.tables import rows_of
 from tests.support.ui import record_notifications, text_of, wait_until
 from toolsync_tui.app import ToolsyncApp
@@ -28,17 +28,10 @@ from toolsync_tui.screens.files import MARK, FilesScreen
 from toolsync_tui.screens.help import HelpScreen
 
 SIZE = (80, 24)
-USERS_HEADER = "username;firstname;lastname;email\n"
 
 
 def inbox(config: Config) -> Path:
     return config.data_dir / "inbox"
-
-
-def users_file(config: Config, name: str, rows: int) -> Path:
-    path = inbox(config) / name
-    path.write_text(USERS_HEADER + "".join(f"u{i};First{i};Last{i};u{i}@example.edu\n" for i in range(rows)))
-    return path
 
 
 def file_rows(screen: FilesScreen) -> dict[str, list[str]]:
@@ -48,36 +41,8 @@ def file_rows(screen: FilesScreen) -> dict[str, list[str]]:
     return {row[1]: row for row in rows}
 
 
-def preview_rows(screen: FilesScreen) -> list[list[Text]]:
-    table = screen.query_one("#preview", DataTable)
-    return [table.get_row_at(index) for index in range(table.row_count)]
-
-
 async def page_starts(screen: FilesScreen, line: str) -> None:
     await wait_until(lambda: preview_rows(screen)[0][0].plain == line)
-
-
-async def settled(screen: FilesScreen, pilot: Any) -> None:
-    """The highlighted file is shown: its first page (or why it cannot be read) and its row count."""
-    await wait_until(lambda: (screen.page is not None or screen.file_problem is not None) and not screen.counting)
-    await pilot.pause()
-
-
-async def open_files(app: ToolsyncApp, pilot: Any, operation: str = "users") -> FilesScreen:
-    await pilot.pause()  # the dashboard is up
-    app.push_screen(FilesScreen(app.config, operation, app.clock))
-    await wait_until(lambda: isinstance(app.screen, FilesScreen))
-    screen = app.screen
-    assert isinstance(screen, FilesScreen)
-    await settled(screen, pilot)
-    return screen
-
-
-async def highlight(screen: FilesScreen, pilot: Any, name: str) -> None:
-    table = screen.query_one("#files", DataTable)
-    table.move_cursor(row=table.get_row_index(str(inbox(screen.config) / name)))
-    await wait_until(lambda: screen.highlighted is not None and screen.highlighted.shown == name)
-    await settled(screen, pilot)
 
 
 # -- the list --------------------------------------------------------------------------------------
