@@ -10,7 +10,8 @@ import pytest
 from toolsync_tui.engine.run.exits import EXIT_CANNOT_RUN, EXIT_OK, EXIT_ROWS_FAILED
 from toolsync_tui.engine.run.log import RunRecord
 from toolsync_tui.engine.run.pipeline import RunResult
-from toolsync_tui.engine.run.verdict import Verdict, combined, counters_text, duration_text, safety_question, tally
+from toolsync_tui.engine.run.verdict import Verdict, combined, counters_text, safety_question, tally
+from toolsync_tui.engine.words import duration_text
 
 
 def test_the_summary_counts_each_outcome_and_the_failed_parts() -> None:

@@ -26,8 +26,8 @@ from toolsync_tui.engine.run.command_file import FileProblem
 from toolsync_tui.engine.run.destroys import can_destroy, may_destroy
 from toolsync_tui.engine.run.log import RunLog, RunRecord
 from toolsync_tui.engine.run.preview import count_rows
-from toolsync_tui.engine.run.verdict import duration_text
 from toolsync_tui.engine.unattended.schedules import ScheduleProblem, next_runs, schedule_zone
+from toolsync_tui.engine.words import duration_text
 from toolsync_tui.screens.confirm import ConfirmScreen
 from toolsync_tui.screens.files import FilesScreen
 from toolsync_tui.screens.history import HistoryScreen

@@ -30,7 +30,8 @@ from toolsync_tui.engine.datadir.catalog import OperationEntry
 from toolsync_tui.engine.moodle.gateway import DatabaseError
 from toolsync_tui.engine.run.pipeline import Progress, RunProblem, RunResult, SafetyStop, run_series
 from toolsync_tui.engine.run.thread import run_in_thread
-from toolsync_tui.engine.run.verdict import combined, counters_text, plural, safety_question
+from toolsync_tui.engine.run.verdict import combined, counters_text, safety_question
+from toolsync_tui.engine.words import plural
 from toolsync_tui.screens.confirm import ConfirmScreen
 from toolsync_tui.views.clock import Clock
 from toolsync_tui.views.formatting import rate, short_path, time_left

@@ -23,7 +23,8 @@ from toolsync_tui.engine.moodle.gateway import DatabaseError
 from toolsync_tui.engine.rows import Outcome
 from toolsync_tui.engine.run.pipeline import RunProblem, RunResult
 from toolsync_tui.engine.run.thread import run_in_thread
-from toolsync_tui.engine.run.verdict import Verdict, combined, plural
+from toolsync_tui.engine.run.verdict import Verdict, combined
+from toolsync_tui.engine.words import plural
 
 # The dry run's outcomes as the question words them.
 WOULD = {

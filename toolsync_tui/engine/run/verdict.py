@@ -13,8 +13,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from toolsync_tui.engine.rows import Outcome, counts_text
-from toolsync_tui.engine.words import duration_text as duration_text  # re-exported: engine/words.py is their home
-from toolsync_tui.engine.words import plural as plural
+from toolsync_tui.engine.words import duration_text, plural
 
 Tone = Literal["success", "warning", "error"]
 

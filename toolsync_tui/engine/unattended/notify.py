@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
 from toolsync_tui.config import NotifySettings
-from toolsync_tui.engine.run.verdict import plural, tally
-from toolsync_tui.engine.words import size_text
+from toolsync_tui.engine.run.verdict import tally
+from toolsync_tui.engine.words import plural, size_text
 
 if TYPE_CHECKING:
     from toolsync_tui.engine.run.pipeline import RunResult
