@@ -104,6 +104,7 @@ class FilesScreen(Screen[None]):
         self.store = DataStore(config.data_dir)
         self.candidates: list[Candidate] = []
         self.highlighted: Candidate | None = None
+        self._shown_rows: list[tuple[str, list[Cell]]] = []  # the file list as last filled (key, cells)
         self.preview: FilePreview | None = None
         self.page: Page | None = None
         self.file_problem: str | None = None  # why the highlighted file cannot be read as the operation's input
@@ -175,6 +176,10 @@ class FilesScreen(Screen[None]):
         marked = self._marked()
         now = self.clock.now()
         rows = [(str(c.path), c, _cells(c, c.path in marked, now)) for c in self.candidates if field.admits(c.shown)]
+        shown = [(key, cells) for key, _, cells in rows]
+        if shown == self._shown_rows and self.highlighted is not None:
+            return  # the periodic look found nothing new: the list and its preview stay as they are
+        self._shown_rows = shown
         self.table.fill(COLUMNS, rows, highlight=str(wanted))  # gone, or filtered out: the first row
         self._highlight(self.table.chosen)
 
