@@ -138,6 +138,35 @@ class RunSettings(Section):
         "0 disables the check.",
     )
     safety_min_rows: int = Field(10, ge=0, description="... but only when it would remove at least this many records.")
+    safety_max_rows: int = Field(
+        0,
+        ge=0,
+        description="A run that would remove more than this many records stops too, whatever the share; 0: no limit.",
+    )
+    update_threshold: float = Field(
+        0.0,
+        ge=0.0,
+        le=1.0,
+        description="A run that would update more than this share (0 to 1) of the records it draws from stops as the "
+        "safety threshold does (0.75 stops a file that rewrites three accounts in four); 0 disables the check.",
+    )
+    update_max_rows: int = Field(0, ge=0, description="... or more than this many records; 0: no limit.")
+    hold: Literal["cron", "always", "never"] = Field(
+        "cron",
+        description="A run stopped by a threshold or a source guard is held for approval (`toolsync held`, the "
+        "dashboard): cron: runs of `toolsync cron`; always: also `toolsync run`; never: it only stops.",
+    )
+    hold_removals_only: bool = Field(
+        False,
+        description="A held run still creates and updates; only its removals wait for approval.",
+    )
+    guard_min_share: float = Field(
+        0.5,
+        ge=0.0,
+        le=1.0,
+        description="A file with fewer data rows than this share of the operation's last applied file is refused "
+        "(a truncated export); 0 disables the check. A file without data rows is always refused.",
+    )
 
 
 class BridgeSettings(Section):
@@ -235,6 +264,11 @@ class OperationSettings(Section):
     schedule_enabled: bool = Field(
         True, description="Whether `toolsync cron` runs the schedule; false keeps it without running it."
     )
+    diff: bool = Field(
+        False,
+        description="Only the rows changed since the operation's last applied file are resolved and written; the "
+        "others are reported unchanged without a database round trip.",
+    )
 
     @field_validator("schedule")
     @classmethod
@@ -299,6 +333,14 @@ class UsersSettings(OperationSettings):
         description="The environment variable holding the site's latest password pepper ($CFG->passwordpeppers), "
         "if it has one: a secret that does not belong in the configuration file.",
     )
+    mode: Literal["update", "snapshot"] = Field(
+        "update",
+        description="snapshot: the file is the whole truth for its scope; what toolsync manages (the ownership "
+        "ledger) and the file no longer names gets snapshot_action.",
+    )
+    snapshot_action: Literal["suspend", "delete", "nothing"] = Field(
+        "suspend", description="In snapshot mode, what an account the file no longer names gets."
+    )
 
 
 class DeleteUsersSettings(OperationSettings):
@@ -324,6 +366,14 @@ class EnrolsSettings(OperationSettings):
         description="Memberships this file makes are recorded as protected in the data directory (Moodle's rows keep "
         "component ''): gdel and greplace only remove protected ones.",
     )
+    mode: Literal["update", "snapshot"] = Field(
+        "update",
+        description="snapshot: the file is the whole truth for its scope; what toolsync manages (the ownership "
+        "ledger) and the file no longer names gets snapshot_action.",
+    )
+    snapshot_action: Literal["unenrol", "suspend", "remove_role"] = Field(
+        "unenrol", description="In snapshot mode, what an enrolment the file no longer names gets."
+    )
 
 
 class GroupsSettings(OperationSettings):
@@ -341,6 +391,11 @@ class GroupMembersSettings(OperationSettings):
     purge_empty: Literal["off", "groups", "groups_and_groupings"] = Field(
         "off", description="After the run, delete the empty groups (and groupings) of the file's courses only."
     )
+    mode: Literal["update", "snapshot"] = Field(
+        "update",
+        description="snapshot: the file is the whole truth for its scope; what toolsync manages (the ownership "
+        "ledger) and the file no longer names gets snapshot_action.",
+    )
 
 
 class CohortsSettings(OperationSettings):
@@ -350,6 +405,11 @@ class CohortsSettings(OperationSettings):
     )
     user_identifier: UserKey = "idnumber"
     autocreate: bool = Field(True, description="add: create a missing cohort (else the row fails).")
+    mode: Literal["update", "snapshot"] = Field(
+        "update",
+        description="snapshot: the file is the whole truth for its scope; what toolsync manages (the ownership "
+        "ledger) and the file no longer names gets snapshot_action.",
+    )
 
 
 class CohortsCoursesSettings(OperationSettings):

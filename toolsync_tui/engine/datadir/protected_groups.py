@@ -82,10 +82,12 @@ def site_key(siteidentifier: str, fallback: str) -> str:
 async def for_site(data_dir: Path, gateway: MoodleGateway) -> ProtectedMemberships:
     """The protected memberships of the gateway's site, in this data directory."""
     found = await gateway.config_values(["siteidentifier"])
-    return ProtectedMemberships(state_path(data_dir), site_key(found.get("siteidentifier") or "", _address(gateway)))
+    return ProtectedMemberships(
+        state_path(data_dir), site_key(found.get("siteidentifier") or "", database_address(gateway))
+    )
 
 
-def _address(gateway: MoodleGateway) -> str:
+def database_address(gateway: MoodleGateway) -> str:
     """The database's address, however the gateway was opened: the SQLite file, else host:port/name (or the socket),
     with the table prefix."""
     url = gateway.engine.url
@@ -230,7 +232,7 @@ class ProtectedMemberships:
     def _connected(self, *, write: bool) -> Iterator[sqlite3.Connection]:
         try:
             if write:
-                _private(self.path)
+                private_file(self.path)
             with closing(sqlite3.connect(self.path, timeout=30)) as db:
                 if write:
                     db.execute(_CREATE)
@@ -239,7 +241,7 @@ class ProtectedMemberships:
             raise StateProblem(f"the protected group memberships file {self.path} cannot be used: {exc}") from None
 
 
-def _private(path: Path) -> None:
+def private_file(path: Path) -> None:
     """The folder and the file made private (privacy.py) before SQLite opens it; its journal takes the file's mode."""
     path.parent.mkdir(mode=privacy.folder_mode(path.parent.parent), parents=True, exist_ok=True)
     os.close(privacy.create_file(path, os.O_WRONLY | os.O_CREAT))
