@@ -1,5 +1,5 @@
 """The command palette's own commands (ctrl+p): run, dry-run, files and history of every operation, found by typing
-part of the operation's name or of the verb ("users", "dry").
+part of the operation's name or of the verb ("users", "dry"); and the runs held for approval ("held").
 
 A run or a dry run goes through the dashboard's own action, as its key would: the palette starts nothing itself, so
 whatever the dashboard asks before a run (a confirmation, a refusal of a missing file) it asks here too.
@@ -34,6 +34,10 @@ VERBS: dict[str, Verb] = {
 }
 
 
+HELD = "Held runs"
+HELD_HELP = "Runs a guard or a threshold stopped, waiting for approval: approve or discard them"
+
+
 def command_text(verb: str, operation: str) -> str:
     return f"{VERBS[verb].words} {operation}"
 
@@ -43,6 +47,10 @@ class OperationCommands(Provider):
 
     async def search(self, query: str) -> Hits:
         matcher = self.matcher(query)
+        if (score := matcher.match(HELD)) > 0:
+            yield Hit(
+                score, matcher.highlight(HELD), partial(open_held, self.app.screen_stack), text=HELD, help=HELD_HELP
+            )
         for name, info in OPERATIONS.items():
             for verb in VERBS:
                 text = command_text(verb, name)
@@ -66,6 +74,12 @@ def perform(stack: Sequence[object], verb: str, operation: str) -> None:
         dashboard.app.push_screen(FilesScreen(dashboard.config, operation, dashboard.clock))
     else:
         dashboard.app.push_screen(HistoryScreen(dashboard.config, dashboard.clock, operation))
+
+
+def open_held(stack: Sequence[object]) -> None:
+    """The held runs, approved from there through the dashboard (which follows the runs it starts)."""
+    dashboard = next(screen for screen in stack if isinstance(screen, DashboardScreen))
+    dashboard.action_held()
 
 
 def choose(dashboard: DashboardScreen, operation: str) -> None:

@@ -160,12 +160,17 @@ class RunSettings(Section):
         False,
         description="A held run still creates and updates; only its removals wait for approval.",
     )
+    row_guards: Literal["snapshot", "all"] = Field(
+        "snapshot",
+        description="Which runs the empty-file and guard_min_share guards hold to: snapshot (operations in snapshot "
+        "mode, where a missing row removes its record) or all (also update files, for feeds sent whole every night).",
+    )
     guard_min_share: float = Field(
         0.5,
         ge=0.0,
         le=1.0,
         description="A file with fewer data rows than this share of the operation's last applied file is refused "
-        "(a truncated export); 0 disables the check. A file without data rows is always refused.",
+        "(a truncated export), as a file without data rows is (see row_guards); 0 disables the check.",
     )
 
 
@@ -264,11 +269,6 @@ class OperationSettings(Section):
     schedule_enabled: bool = Field(
         True, description="Whether `toolsync cron` runs the schedule; false keeps it without running it."
     )
-    diff: bool = Field(
-        False,
-        description="Only the rows changed since the operation's last applied file are resolved and written; the "
-        "others are reported unchanged without a database round trip.",
-    )
 
     @field_validator("schedule")
     @classmethod
@@ -280,6 +280,16 @@ class OperationSettings(Section):
 
 
 # An operation's table overrides `file` with its own default only: the key's description stays OperationSettings'.
+
+
+class FeedSettings(OperationSettings):
+    """An operation whose rows write to Moodle by themselves (not through Moodle's PHP): it can diff."""
+
+    diff: bool = Field(
+        False,
+        description="Only the rows changed since the operation's last applied file are resolved and written; the "
+        "others are reported unchanged without a database round trip.",
+    )
 
 
 class CheckSettings(OperationSettings):
@@ -297,7 +307,7 @@ class ResetCoursesSettings(OperationSettings):
     identifier: CourseKey = "shortname"
 
 
-class CoursesSettings(OperationSettings):
+class CoursesSettings(FeedSettings):
     file: str = "uploadcourses.csv"
     identifier: CourseKey = "shortname"
     category_identifier: Literal["idname", "idnumber"] = Field(
@@ -311,12 +321,12 @@ class CoursesSettings(OperationSettings):
     )
 
 
-class MetaCoursesSettings(OperationSettings):
+class MetaCoursesSettings(FeedSettings):
     file: str = "metacourses.csv"
     identifier: CourseKey = "shortname"
 
 
-class UsersSettings(OperationSettings):
+class UsersSettings(FeedSettings):
     file: str = "userimport.csv"
     primary_identity: UserKey = Field("idnumber", description="Also used by deleteusers and suspendusers.")
     course_identity: CourseKey = Field("shortname", description="What the courseN values name.")
@@ -343,15 +353,15 @@ class UsersSettings(OperationSettings):
     )
 
 
-class DeleteUsersSettings(OperationSettings):
+class DeleteUsersSettings(FeedSettings):
     file: str = "userdelete.csv"
 
 
-class SuspendUsersSettings(OperationSettings):
+class SuspendUsersSettings(FeedSettings):
     file: str = "usersuspend.csv"
 
 
-class EnrolsSettings(OperationSettings):
+class EnrolsSettings(FeedSettings):
     file: str = "enrols.csv"
     course_identifier: CourseKey = "id"
     user_identifier: UserKey = "id"
@@ -376,14 +386,14 @@ class EnrolsSettings(OperationSettings):
     )
 
 
-class GroupsSettings(OperationSettings):
+class GroupsSettings(FeedSettings):
     file: str = "groups.csv"
     course_identifier: CourseKey = "id"
     group_identifier: GroupKey = "id"
     grouping_identifier: GroupKey = "id"
 
 
-class GroupMembersSettings(OperationSettings):
+class GroupMembersSettings(FeedSettings):
     file: str = "groupmembers.csv"
     course_identifier: CourseKey = "id"
     group_identifier: GroupKey = "id"
@@ -398,7 +408,7 @@ class GroupMembersSettings(OperationSettings):
     )
 
 
-class CohortsSettings(OperationSettings):
+class CohortsSettings(FeedSettings):
     file: str = "cohorts.csv"
     cohort_identifier: GroupKey = Field(
         "idnumber", description="The key column is c<identifier>: cid, cidnumber or cname."
@@ -412,7 +422,7 @@ class CohortsSettings(OperationSettings):
     )
 
 
-class CohortsCoursesSettings(OperationSettings):
+class CohortsCoursesSettings(FeedSettings):
     file: str = "cohortscourses.csv"
     cohort_identifier: GroupKey = "idnumber"
     course_identifier: CourseKey = "idnumber"

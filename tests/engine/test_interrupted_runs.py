@@ -199,27 +199,28 @@ def file_size_limit(limit: int) -> Callable[[], None]:
     return apply
 
 
-def test_a_report_that_cannot_be_written_stops_the_run_with_every_committed_row_on_record(
+def test_a_data_file_that_cannot_be_written_stops_the_run_with_every_committed_row_on_record(
     dump_db_url: str, tmp_path: Path
 ) -> None:
-    """Item 12: the run stops before the batch after the one it could not report; the run log counts every row
-    committed; one clear message, exit 2, no traceback."""
+    """Item 12: a file of the data directory the run cannot write (a full disk) stops it, the batch in progress rolled
+    back; the run log counts every row committed; one clear message, exit 2, no traceback. The first file to outgrow
+    the limit is the ownership ledger (datadir/ledger.py), written ahead of each batch's commit: it grows faster than
+    the report, whose own failure the run meets the same way (_Run._write)."""
     config = config_for(tmp_path, dump_db_url)
     prefix = "h5full"
     source = users_file(tmp_path / "userimport.csv", prefix, ROWS)
-    run = start_run(config.path, "users", source, preexec=file_size_limit(40_000))  # a few batches' report lines
+    run = start_run(config.path, "users", source, preexec=file_size_limit(100_000))  # a few batches' records
     with cleaned_up(run):
         returncode, out, err = finish(run)
 
     assert returncode == EXIT_CANNOT_RUN, err
     assert "Traceback" not in err + out
     committed = count_users(dump_db_url, prefix)
-    assert 0 < committed < ROWS  # stopped early: no row written that the report could not account for
+    assert 0 < committed < ROWS  # stopped early: no row written that the ledger could not account for
     [record] = RunLog(config.data_dir).recent(1)
     assert (record.rows, record.counts, record.exit_code) == (committed, {"created": committed}, EXIT_CANNOT_RUN)
-    assert str(record.interrupted).startswith("the report could not be written: File too large")
-    assert f"interrupted after {committed:,} rows (the report could not be written: File too large)" in out
-    assert f"report: {record.report}" in out
+    assert "ledger.sqlite cannot be used" in str(record.problem)
+    assert "the batch in progress was rolled back" in err
     assert source.exists()  # not archived: it runs again as it is
 
 

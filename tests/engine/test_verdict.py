@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from toolsync_tui.engine.run.exits import EXIT_CANNOT_RUN, EXIT_OK, EXIT_ROWS_FAILED
+from toolsync_tui.engine.run.exits import EXIT_CANNOT_RUN, EXIT_HELD, EXIT_OK, EXIT_ROWS_FAILED
 from toolsync_tui.engine.run.log import RunRecord
 from toolsync_tui.engine.run.pipeline import RunResult
 from toolsync_tui.engine.run.verdict import Verdict, combined, counters_text, safety_question, tally
@@ -123,3 +123,12 @@ def test_the_safety_question_says_what_would_be_removed(operation: str, words: s
     assert question.startswith(words + ": more than the safety threshold of 10%")
     assert "--force" not in question
     assert "records" not in question
+
+
+def test_a_held_run_reads_as_held_never_as_interrupted() -> None:
+    """A held run is logged as a dry run with its reason as `problem` (holding.py): every surface says held."""
+    why = "userimport.csv has no data rows (a header only): an empty export usually means its source failed"
+    held = RunRecord("users", "userimport.csv", "2026-12-06T02:00:00", rows=3, counts={"updated": 3}, dry_run=True)
+    held = RunRecord(**{**held.__dict__, "exit_code": EXIT_HELD, "problem": why})
+    assert held.verdict.word() == "held"
+    assert held.verdict.brief() == "held for approval: 3 updated (dry run)"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import uuid
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -48,12 +49,20 @@ def pin_reports(config: Config) -> None:
         report.write_text(text)
 
 
+def pinned_id(stamp: str) -> str:
+    """A run id from its stamp, its time first: "085000" + "20260105" + zeros (distinct in its first 8 digits)."""
+    day, time = stamp.split("-")
+    return (time + day).ljust(32, "0")
+
+
 @pytest.fixture
 def history_app(sandbox: Config, monkeypatch: pytest.MonkeyPatch) -> ToolsyncApp:
     config = sandbox
     for name, dry_run, stamp in RUNS:
         # The engine stamps file names with datetime.now() and offers no clock of its own.
         monkeypatch.setattr(pipeline, "timestamp", lambda moment=None, stamp=stamp: stamp)
+        # The run's id, which the history shows: from its stamp rather than random.
+        monkeypatch.setattr(uuid, "uuid4", lambda stamp=stamp: uuid.UUID(hex=pinned_id(stamp)))
         asyncio.run(run_operations(config, (name, dry_run)))
     pin_reports(config)
     date_by_stamp(config.data_dir)

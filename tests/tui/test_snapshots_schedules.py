@@ -106,3 +106,10 @@ async def users_edited(pilot: Pilot[Any]) -> None:
 def test_schedules_after_an_edit(snap_compare: SnapCompare, pinned_app: ToolsyncApp) -> None:
     """Issue 21 item 8: every column whole after saving an edit, at 80x24."""
     assert snap_compare(pinned_app, terminal_size=(80, 24), run_before=users_edited)
+
+
+def test_schedules_mark_snapshot_operations(snap_compare: SnapCompare, pinned_app: ToolsyncApp) -> None:
+    """Issue 22 item 7: the operations in snapshot mode marked, the mark said above the table, at 80x24."""
+    pinned_app.config.set("operations.users.mode", "snapshot")
+    pinned_app.config.set("operations.groupmembers.mode", "snapshot")
+    assert snap_compare(pinned_app, terminal_size=(80, 24), run_before=schedules_open)

@@ -1,9 +1,11 @@
 """The `toolsync` command: the interface by default; `run`, `cron`, `crontab`, `sandbox init`, `generate`,
-`categories clean`, `groups repair-components` headless.
+`categories clean`, `groups repair-components`, `ledger show|adopt`, `held list|approve|discard`, `undo RUN|last`
+headless.
 
 Exit codes: 0 every row succeeded, 1 some rows failed (see the report), 2 the run could not happen (or go on:
-a lost database, a full disk), 3 stopped by the safety threshold, 130 / 143 stopped by SIGINT / SIGTERM (128 + the
-signal's number) after the batch in progress, the report saying so.
+a lost database, a full disk), 3 stopped by a threshold or a source guard (nothing written), 4 held for approval
+(`toolsync held`), 130 / 143 stopped by SIGINT / SIGTERM (128 + the signal's number) after the batch in progress,
+the report saying so.
 """
 
 from __future__ import annotations
@@ -16,15 +18,18 @@ from pathlib import Path
 from toolsync_tui import __version__
 from toolsync_tui.cli.arguments import IntermixedParser, add_config_option, config_option_everywhere
 from toolsync_tui.cli.cron import add_cron_parsers
+from toolsync_tui.cli.held import add_held_parsers
+from toolsync_tui.cli.ledger import add_ledger_parsers
 from toolsync_tui.cli.output import complain, say
 from toolsync_tui.cli.run import command_run
 from toolsync_tui.cli.site import load_or_sandbox
 from toolsync_tui.cli.tools import add_tool_parsers
+from toolsync_tui.cli.undo import add_undo_parsers
 from toolsync_tui.config import ConfigError, load_config
 from toolsync_tui.engine.moodle.gateway import DatabaseError
 from toolsync_tui.engine.registry import OPERATIONS
 from toolsync_tui.engine.run.exits import EXIT_CANNOT_RUN, EXIT_INTERRUPTED, EXIT_OK, EXIT_SAFETY
-from toolsync_tui.engine.run.pipeline import RunProblem, SafetyStop
+from toolsync_tui.engine.run.pipeline import RunProblem, SafetyStop, SourceRefused
 from toolsync_tui.engine.sandbox import existing_sandbox, init_sandbox
 from toolsync_tui.engine.unattended.crontab import CrontabProblem
 from toolsync_tui.engine.unattended.schedules import ScheduleProblem
@@ -36,7 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="toolsync",
         description="Feed a Moodle site from tool_sync command files.",
         epilog="Exit codes: 0 all rows succeeded, 1 some rows failed, 2 the run could not happen or go on, "
-        "3 stopped by the safety threshold, 130 / 143 stopped by SIGINT / SIGTERM (the report says where).",
+        "3 stopped by a threshold or a source guard, 4 held for approval (toolsync held), 130 / 143 stopped by "
+        "SIGINT / SIGTERM (the report says where).",
     )
     add_config_option(parser)
     parser.add_argument("--version", action="version", version=f"toolsync {__version__}")
@@ -54,12 +60,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--dry-run", action="store_true", help="resolve and report, write nothing")
     run.add_argument("--force", action="store_true", help="go past the safety threshold")
+    run.add_argument(
+        "--full", action="store_true", help="with the operation's diff on: resolve every row, and save its digests anew"
+    )
     sandbox = commands.add_parser("sandbox", help="manage a local SQLite sandbox site")
     sandbox_commands = sandbox.add_subparsers(dest="sandbox_command", required=True)
     init = sandbox_commands.add_parser("init", help="create a sandbox (config, database, sample files)")
     init.add_argument("directory", type=Path)
     add_tool_parsers(commands)
     add_cron_parsers(commands)
+    add_held_parsers(commands)
+    add_ledger_parsers(commands)
+    add_undo_parsers(commands)
     config_option_everywhere(parser)
     return parser
 
@@ -85,8 +97,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "run":
             return asyncio.run(command_run(args))
+        if args.command == "ledger":
+            from toolsync_tui.cli.ledger import command_ledger
+
+            return asyncio.run(command_ledger(args))
         if args.command in ("cron", "crontab"):
             return _unattended(args)
+        if args.command == "held":
+            from toolsync_tui.cli.held import command_held
+
+            return asyncio.run(command_held(args))
+        if args.command == "undo":
+            from toolsync_tui.cli.undo import command_undo
+
+            return asyncio.run(command_undo(args))
         if args.command in ("generate", "categories", "groups"):
             from toolsync_tui.cli.tools import run_tool
 
@@ -101,7 +125,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = asyncio.run(load_or_sandbox(args.config))
         ToolsyncApp(config).run()
         return EXIT_OK
-    except SafetyStop as exc:
+    except (SafetyStop, SourceRefused) as exc:  # a threshold or a source guard: nothing was written
         complain(str(exc))
         return EXIT_SAFETY
     except (ConfigError, RunProblem, DatabaseError, ScheduleProblem, CrontabProblem) as exc:

@@ -14,8 +14,10 @@ def add_cron_parsers(commands: argparse._SubParsersAction[IntermixedParser]) -> 
         "cron",
         help="run the operations whose schedule is due (for the system crontab)",
         description="Take complete files from the drop directory, run every operation whose schedule is due, in "
-        "dependency order, remove expired files and notify. One line per operation on standard output. Exit codes: "
-        "0 every row succeeded (or nothing was due), 1 some rows failed, 2 an operation could not run.",
+        "dependency order, remove expired files and notify. A run a source guard or a threshold stops is held for "
+        "approval (run.hold; toolsync held), and its operation is not run again while it waits. One line per "
+        "operation on standard output. Exit codes: 0 every row succeeded (or nothing was due), 1 some rows failed, 2 "
+        "an operation could not run, 4 a run is held for approval.",
     )
     crontab = commands.add_parser("crontab", help="install, remove or show the crontab line that runs toolsync cron")
     crontab.add_argument("action", choices=("install", "remove", "show"))

@@ -13,6 +13,7 @@ from toolsync_tui.cli.signals import stop_on_signals
 from toolsync_tui.cli.site import load_or_sandbox
 from toolsync_tui.config import Config
 from toolsync_tui.engine.connect import open_gateway
+from toolsync_tui.engine.datadir.held import HeldRuns
 from toolsync_tui.engine.datadir.store import DataStore
 from toolsync_tui.engine.run.exits import EXIT_INTERRUPTED
 from toolsync_tui.engine.run.log import RunLog
@@ -78,7 +79,8 @@ class TerminalProgress:
 
 
 def print_result(result: RunResult) -> None:
-    say(f"{result.operation}: {result.verdict.summary()}")
+    held = "" if result.held is None else "held for approval; " + ("its dry run: " if result.dry_run else "")
+    say(f"{result.operation}: {held}{result.verdict.summary()}")
     for label, path in result.files():
         say(f"  {label}: {path}")
     for said in result.notes:
@@ -105,6 +107,8 @@ async def command_run(args: argparse.Namespace) -> int:
     config = await load_or_sandbox(args.config)
     for warning in config.warnings:
         complain(f"warning: {warning}")
+    for held in HeldRuns(config.data_dir).for_operation(args.operation):  # cron waits for it; a run by hand does not
+        complain(f"warning: a run of {held.original} held {held.held_at} waits for approval ({held.approve_command()})")
     sources = None if args.file is None else [command_file(args.file, config)]
     gateway = open_gateway(config)
     progress = TerminalProgress(args.operation)
@@ -124,6 +128,8 @@ async def command_run(args: argparse.Namespace) -> int:
                 dry_run=args.dry_run,
                 force=args.force,
                 on_progress=progress,
+                full=args.full,
+                hold=config.settings.run.hold == "always",  # cron holds by default; a run by hand when told
             )
     except asyncio.CancelledError:  # a second signal: the run log has what the run did
         progress.stop()

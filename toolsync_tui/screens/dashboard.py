@@ -1,5 +1,9 @@
 """The home screen: every operation with its command file; enter opens one, r runs it, d dry-runs it.
 
+Each operation's mode (snapshot, diff) has a column once any operation has one; the detail lines say it in words,
+and the last guard or threshold that stopped the chosen operation. Runs held for approval are announced in a line
+above the keys; `a` opens them (screens/held.py).
+
 A run goes on when its screen is left (esc): the dashboard keeps its screen (installed, so Textual does not remove it
 and cancel its worker), shows its progress in the Last run column, and shows the screen again for r, enter or d on
 that operation. A real run that can remove or suspend anything first shows its dry run's counts and asks (No by
@@ -9,6 +13,7 @@ default: screens/run_confirm.py).
 from __future__ import annotations
 
 import asyncio
+import threading
 from datetime import datetime, timedelta
 from typing import ClassVar
 
@@ -22,14 +27,22 @@ from textual.widgets import DataTable, Input, Static
 
 from toolsync_tui.config import Config
 from toolsync_tui.engine.datadir.catalog import OperationEntry, operation_entries
+from toolsync_tui.engine.datadir.held import HeldRun, HeldRuns
+from toolsync_tui.engine.moodle.gateway import MoodleGateway
+from toolsync_tui.engine.registry import OPERATIONS
+from toolsync_tui.engine.rows import counts_text
 from toolsync_tui.engine.run.command_file import FileProblem
 from toolsync_tui.engine.run.destroys import can_destroy, may_destroy
-from toolsync_tui.engine.run.log import RunLog, RunRecord
+from toolsync_tui.engine.run.hold import approve_held
+from toolsync_tui.engine.run.log import KEEP, RunLog, RunRecord
+from toolsync_tui.engine.run.pipeline import ProgressCallback, RunResult
 from toolsync_tui.engine.run.preview import count_rows
+from toolsync_tui.engine.run.thread import job_in_thread
 from toolsync_tui.engine.unattended.schedules import ScheduleProblem, next_runs, schedule_zone
 from toolsync_tui.engine.words import duration_text
 from toolsync_tui.screens.confirm import ConfirmScreen
 from toolsync_tui.screens.files import FilesScreen
+from toolsync_tui.screens.held import HeldScreen
 from toolsync_tui.screens.history import HistoryScreen
 from toolsync_tui.screens.operation import OperationScreen
 from toolsync_tui.screens.run import RunScreen
@@ -37,6 +50,7 @@ from toolsync_tui.screens.run_confirm import RunConfirmScreen
 from toolsync_tui.screens.schedules import SchedulesScreen
 from toolsync_tui.screens.settings import SettingsScreen
 from toolsync_tui.views.clock import Clock
+from toolsync_tui.views.feed_words import last_stops, mode_cell, mode_line, stop_line, waiting_words
 from toolsync_tui.views.formatting import file_age, file_size, short_path
 from toolsync_tui.widgets.entry_table import Column, EntryTable
 from toolsync_tui.widgets.filter_input import FilterInput, filter_binding
@@ -48,10 +62,15 @@ from toolsync_tui.widgets.site_bar import SiteBar
 WIDE = 116
 # Files land in the inbox by scp or cron: look again now and then, not only when coming back.
 RESCAN_SECONDS = 10
+# The detail pane's lines at 80 columns (its padding aside): a guard's reason is cut to it.
+DETAIL_WIDTH = 78
 # The Last run column of a run going on, this often (its screen paints itself ten times a second).
 RUNNING_EVERY = 0.5
+# Only once an operation has a mode other than the plain update: the 80-column table otherwise keeps its room.
+MODE_COLUMN = Column("Mode", "mode")
 COLUMNS = (
     Column("Operation", "name"),
+    MODE_COLUMN,
     Column("Command file", "file"),
     Column("Size", "size", wide=True),
     Column("Rows", "rows", wide=True),
@@ -86,6 +105,9 @@ def last_run_detail(record: RunRecord | None, file: str | None = None) -> str:
     kind = "dry run" if record.dry_run else "run"
     other = f" of {record.file}" if file is not None and record.file != file else ""
     when = f"{record.started_at:%Y-%m-%d %H:%M}"
+    if record.verdict.held:  # short: the reason follows on its own line
+        said = counts_text(record.counts)
+        return f"last run{other} {when}: held" + (f" (dry run: {said})" if said else "")
     return f"last {kind}{other} {when} ({duration_text(record.duration)}): {record.verdict.brief()}"
 
 
@@ -100,9 +122,11 @@ class DashboardScreen(Screen[None]):
         Binding("s", "schedules", "Schedules"),
         Binding("c", "settings", "Settings"),
         filter_binding(show=False),  # the footer is full at 80 columns
+        Binding("a", "held", "Held runs", show=False),  # the line announcing them names the key
     ]
     KEY_HELP: ClassVar[tuple[tuple[str, str], ...]] = (
         ("↑ ↓", "Choose an operation"),
+        ("a", "Held runs: approve or discard them"),
         ("enter", "Open the chosen operation: its file, its runs, what can be done"),
         ("/", "Filter the operations by name or title (enter: keep it, esc: clear it)"),
     )
@@ -113,6 +137,8 @@ class DashboardScreen(Screen[None]):
         self.clock = clock
         self.entries: dict[str, OperationEntry] = {}
         self.last_runs: dict[str, RunRecord] = {}
+        self.stops: dict[str, RunRecord] = {}  # the last run a guard or threshold stopped, per operation
+        self.held_count = 0
         self.row_counts: dict[str, str] = {}  # counted in a worker, shown when ready
         self.runs: dict[str, RunScreen] = {}  # runs started here, going on or shown (kept installed meanwhile)
         self._quitting = False
@@ -122,6 +148,7 @@ class DashboardScreen(Screen[None]):
         yield FilterInput("Filter the operations by name or title", list_selector="#operations")
         yield EntryTable[OperationEntry](id="operations", wide_from=WIDE, follow="row")
         yield Static(id="detail", markup=False)
+        yield Static(id="held", markup=False)
         # Every key hint fits in 80 columns; ctrl+p still opens the palette, and ? lists it.
         yield KeyFooter(show_command_palette=False)
 
@@ -143,10 +170,17 @@ class DashboardScreen(Screen[None]):
 
     def rescan(self) -> None:
         self.entries = {entry.name: entry for entry in operation_entries(self.config)}
-        self.last_runs = RunLog(self.config.data_dir).last_by_operation()
+        records = RunLog(self.config.data_dir).recent(KEEP)
+        self.last_runs = {}
+        for record in records:
+            self.last_runs.setdefault(record.operation, record)
+        self.stops = last_stops(records)
         field = self.query_one(FilterInput)
         shown = [entry for entry in self.entries.values() if field.admits(entry.name, entry.title)]
-        self.table.fill(COLUMNS, [(entry.name, entry, self._cells(entry)) for entry in shown])
+        modes = any(mode_cell(self.config, name) for name in self.entries)
+        columns = [column for column in COLUMNS if modes or column is not MODE_COLUMN]
+        self.table.fill(columns, [(entry.name, entry, self._cells(entry, modes)) for entry in shown])
+        self._show_held()
         self._show_runs()
         self._describe(self.table.chosen)
         self._count_rows()
@@ -168,13 +202,21 @@ class DashboardScreen(Screen[None]):
                     self.table.update_cell(entry.name, "rows", text)
         self._describe(self.table.chosen)
 
-    def _cells(self, entry: OperationEntry) -> list[Text]:
-        """A cell for each of COLUMNS (the table keeps those a narrow screen shows)."""
+    def _cells(self, entry: OperationEntry, modes: bool) -> list[Text]:
+        """A cell for each of COLUMNS, the mode's only when `modes` (the table keeps those a narrow screen shows)."""
         file, size, _ = self._file_facts(entry)
         last = last_run_text(self.last_runs.get(entry.name), self.clock.now())
         rows = self.row_counts.get(entry.name, "") if entry.files else ""
-        cells = (entry.name, file, size, rows, last, self._next_run(entry.name))
+        mode = [mode_cell(self.config, entry.name)] if modes else []
+        cells = (entry.name, *mode, file, size, rows, last, self._next_run(entry.name))
         return [Text(cell) for cell in cells]
+
+    def _show_held(self) -> None:
+        """The line above the keys, while runs wait for approval."""
+        self.held_count = len(HeldRuns(self.config.data_dir).list())
+        line = self.query_one("#held", Static)
+        line.update(f"{waiting_words(self.held_count)}: a shows them" if self.held_count else "")
+        line.display = bool(self.held_count)
 
     def _file_facts(self, entry: OperationEntry) -> tuple[str, str, str]:
         """The file column (with the number of archives for pictures), its size and its age."""
@@ -208,7 +250,12 @@ class DashboardScreen(Screen[None]):
         (or the one going on)."""
         where = short_path(entry.file, self.config.data_dir)
         if entry.size is None:
-            return [f"{entry.title}: {where} is missing", f"next run: {self._next_run(entry.name)}", self._last(entry)]
+            missing = [
+                f"{entry.title}: {where} is missing",
+                f"next run: {self._next_run(entry.name)}",
+                self._last(entry),
+            ]
+            return [*missing, *self._feed_facts(entry.name)]
         if entry.files != (entry.file,):
             where += ": " + ", ".join(path.name for path in entry.files)
         facts = []
@@ -219,7 +266,16 @@ class DashboardScreen(Screen[None]):
         if entry.modified is not None:
             facts.append(f"changed {file_age(entry.modified, self.clock.now())}")
         facts.append(f"next run: {self._next_run(entry.name)}")
-        return [f"{entry.title}: {where}", " · ".join(facts), self._last(entry)]
+        return [f"{entry.title}: {where}", " · ".join(facts), self._last(entry), *self._feed_facts(entry.name)]
+
+    def _feed_facts(self, name: str) -> list[str]:
+        """The operation's mode and the last guard or threshold that stopped it, when there are."""
+        facts = []
+        if (mode := mode_line(self.config, name)) is not None:
+            facts.append(mode)
+        if (stop := self.stops.get(name)) is not None:
+            facts.append(stop_line(stop, DETAIL_WIDTH))
+        return facts
 
     def _last(self, entry: OperationEntry) -> str:
         run = self.runs.get(entry.name)
@@ -294,6 +350,34 @@ class DashboardScreen(Screen[None]):
                 return
         self._start(entry, dry_run=False)
 
+    def _start_held(self, held: HeldRun) -> None:
+        """An approved held run, on the run screen and followed here as the operation's run."""
+        run = self.runs.get(held.operation)
+        if run is not None and run.running:  # one run of an operation at a time
+            self.notify(f"{held.operation} is running: approve once it ended", severity="warning", markup=False)
+            return
+        try:
+            status = held.file.stat()
+        except OSError:
+            self.notify(f"The held copy {held.file} is gone", severity="error", markup=False)
+            return
+        modified = datetime.fromtimestamp(status.st_mtime)
+        title = f"{OPERATIONS[held.operation].title}, held run approved"
+        entry = OperationEntry(held.operation, title, held.file, (held.file,), status.st_size, modified)
+
+        async def approve(on_progress: ProgressCallback, cancel: threading.Event) -> list[RunResult]:
+            async def job(gateway: MoodleGateway) -> list[RunResult]:
+                return await approve_held(self.config, gateway, held.id, on_progress=on_progress, cancel=cancel)
+
+            return await job_in_thread(self.config, job, cancel)
+
+        self._forget_finished()
+        run = RunScreen(
+            self.config, entry, dry_run=False, clock=self.clock, on_finished=self._run_finished, job=approve
+        )
+        self.runs[held.operation] = run
+        self.app.push_screen(run)
+
     def _start(self, entry: OperationEntry, dry_run: bool) -> None:
         self._forget_finished()
         run = RunScreen(self.config, entry, dry_run=dry_run, clock=self.clock, on_finished=self._run_finished)
@@ -354,6 +438,10 @@ class DashboardScreen(Screen[None]):
             answered,
         )
         return True
+
+    def action_held(self) -> None:
+        """The runs waiting for approval (an empty list says there are none)."""
+        self.app.push_screen(HeldScreen(self.config, self.clock, on_approved=self._start_held))
 
     def action_history(self) -> None:
         """Reports, trybacks and archives of the chosen operation."""

@@ -1,8 +1,14 @@
-"""The history: reports, trybacks and archived command files, newest first; open, re-run a tryback, delete."""
+"""The history: reports, trybacks and archived command files, newest first; open, re-run a tryback, delete, undo.
+
+Each file's run is named by its id (as runs.jsonl has it, the first 8 characters: what `toolsync undo` takes). `u`
+undoes the chosen file's run: why it cannot be undone when it cannot; else a dry run of the undo, a question (No by
+default), then the undo on the run screen, a run of its own that the history lists like any other.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import threading
 from datetime import datetime
 from pathlib import Path
 from typing import ClassVar
@@ -16,6 +22,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Input, Static
 
 from toolsync_tui.config import Config
+from toolsync_tui.engine.changes.undo import undo_refusal, undo_run
 from toolsync_tui.engine.datadir.catalog import OperationEntry
 from toolsync_tui.engine.datadir.history import (
     KINDS,
@@ -29,10 +36,16 @@ from toolsync_tui.engine.datadir.history import (
     total_size,
     tryback_rows,
 )
+from toolsync_tui.engine.datadir.store import StoredName
+from toolsync_tui.engine.moodle.gateway import MoodleGateway
 from toolsync_tui.engine.registry import OPERATIONS
+from toolsync_tui.engine.run.log import KEEP, RunLog, RunRecord
+from toolsync_tui.engine.run.pipeline import ProgressCallback, RunResult
+from toolsync_tui.engine.run.thread import job_in_thread
 from toolsync_tui.screens.confirm import ConfirmScreen
 from toolsync_tui.screens.report import FileScreen, ReportScreen
 from toolsync_tui.screens.run import RunScreen
+from toolsync_tui.screens.undo_confirm import UndoConfirmScreen
 from toolsync_tui.views.clock import Clock
 from toolsync_tui.views.formatting import file_age, file_size, short_path
 from toolsync_tui.widgets.entry_table import Column, EntryTable, shortened
@@ -80,7 +93,8 @@ class HistoryScreen(Screen[None]):
         Binding("delete", "delete", "Delete", key_display="del"),
         Binding("ctrl+d", "delete", "Delete", show=False),
         Binding("t", "rerun", "Re-run"),
-        filter_binding(),
+        Binding("u", "undo", "Undo"),
+        filter_binding(show=False),  # in the help: the footer keeps room for u
         Binding("1", "kind('')", "All", group=KIND_KEYS),
         Binding("2", "kind('report')", "Reports", group=KIND_KEYS),
         Binding("3", "kind('tryback')", "Trybacks", group=KIND_KEYS),
@@ -91,10 +105,10 @@ class HistoryScreen(Screen[None]):
     KEY_HELP: ClassVar[tuple[tuple[str, str], ...]] = (
         # One line each, no more than fit 24 rows with the footer's keys: the help must not scroll.
         ("enter", "Open the file (a report with its outcome table)"),
+        ("/", "Filter (in it, enter keeps it and esc clears it)"),
         ("space", "Mark the file: del then deletes the marked ones"),
         ("a", "Mark every file shown (again: unmark them)"),
         ("ctrl+d", "Delete, as del does"),
-        ("enter / esc", "In the filter: keep it / clear it"),
         ("r", "Read the folders again"),
     )
 
@@ -107,6 +121,7 @@ class HistoryScreen(Screen[None]):
         self.entries: list[HistoryEntry] = []  # what the folders hold (of `operation`)
         self.marked: set[Path] = set()
         self.counts: dict[str, str] = {}  # a report's run, in the run log's words (interrupted ones say so)
+        self.runs: dict[str, RunRecord] = {}  # a report's name, and a run's stamp, -> its run in the run log
 
     def compose(self) -> ComposeResult:
         yield SiteBar(id="site")
@@ -146,6 +161,7 @@ class HistoryScreen(Screen[None]):
             listed = [entry for entry in listed if entry.operation == self.operation]
         self.entries = listed
         self.counts = report_results(self.config.data_dir)
+        self.runs = runs_by_file(RunLog(self.config.data_dir).recent(KEEP))
         present = {path for entry in listed for path in entry.files}
         self.marked &= present  # marks of files gone meanwhile
         self.show_entries()
@@ -169,7 +185,7 @@ class HistoryScreen(Screen[None]):
         cells = [
             MARK if entry.path in self.marked else "",
             entry.kind,
-            entry.operation or "—",
+            self._operation(entry) or "—",
             entry.shown,
             file_size(entry.size),
             short_age(file_age(entry.modified, now)),
@@ -183,6 +199,13 @@ class HistoryScreen(Screen[None]):
             return f"dry run: {result}" if result else "dry run"
         return result
 
+    def _operation(self, entry: HistoryEntry) -> str | None:
+        """The entry's operation; for an undo's report (no operation's file), the run log's word: "undo"."""
+        if entry.operation is not None:
+            return entry.operation
+        record = run_of(entry, self.runs)
+        return record.operation if record is not None else None
+
     def _describe(self, entry: HistoryEntry | None) -> None:
         detail = self.query_one("#detail", Static)
         if entry is None:
@@ -192,7 +215,10 @@ class HistoryScreen(Screen[None]):
         # What the table's columns leave out or cut: the stored file whole, its size and age, the whole result.
         parts = [short_path(entry.path, self.config.data_dir) + (" + .csv" if entry.twin is not None else "")]
         parts += [file_size(entry.size), file_age(entry.modified, self.clock.now())]
-        parts.append(entry.operation or "no known operation")
+        record = run_of(entry, self.runs)
+        if record is not None and record.run is not None:
+            parts.append(f"run {record.run[:8]}")  # the id `toolsync undo` and `u` take
+        parts.append(self._operation(entry) or "no known operation")
         if result := self._result(entry):
             parts.append(result)
         detail.update(" · ".join(parts))
@@ -294,6 +320,49 @@ class HistoryScreen(Screen[None]):
             self.notify(problem, title="Not deleted", severity="error", markup=False)
         self.rescan()
 
+    # -- undoing a run ----------------------------------------------------------------------------
+
+    def action_undo(self) -> None:
+        entry = self.table.chosen
+        if entry is None:
+            return
+        record = run_of(entry, self.runs)
+        if record is None or record.run is None:
+            self.notify(
+                f"u undoes a run: the run log no longer knows the run of {entry.name}",
+                title="Cannot undo",
+                severity="warning",
+                markup=False,
+            )
+            return
+        self._undo(entry, record, record.run)
+
+    @work(exclusive=True, group="undo", exit_on_error=False)
+    async def _undo(self, entry: HistoryEntry, record: RunRecord, run: str) -> None:
+        """Why not, when it cannot be undone; else the undo's dry run and a question, then the undo itself."""
+        try:
+            refusal = await asyncio.to_thread(undo_refusal, self.config.data_dir, run)
+        except Exception as unexpected:  # a worker's error would pass unseen: say it
+            refusal = f"{type(unexpected).__name__}: {unexpected}"
+        if refusal is not None:
+            self.notify(refusal, title=f"Run {run[:8]} cannot be undone", severity="warning", markup=False)
+            return
+        described = f"{record.operation} on {record.file}, {record.started_at:%Y-%m-%d %H:%M}"
+        if not await self.app.push_screen_wait(UndoConfirmScreen(self.config, run, described)):
+            self.notify(f"Run {run[:8]} was not undone", markup=False)
+            self.rescan()  # the undo's dry run left its report
+            return
+
+        async def undo(on_progress: ProgressCallback, cancel: threading.Event) -> list[RunResult]:
+            async def job(gateway: MoodleGateway) -> RunResult:
+                return await undo_run(self.config, gateway, run, on_progress=on_progress, cancel=cancel)
+
+            return [await job_in_thread(self.config, job, cancel)]
+
+        title = f"Undo of run {run[:8]} ({described})"
+        shown = OperationEntry("undo", title, entry.path, (entry.path,), entry.size, entry.modified)
+        self.app.push_screen(RunScreen(self.config, shown, dry_run=False, clock=self.clock, job=undo))
+
     # -- re-running a tryback ---------------------------------------------------------------------
 
     def action_rerun(self) -> None:
@@ -345,3 +414,26 @@ def short_age(age: str) -> str:
     for long, short in SHORT_AGE:
         age = age.replace(long, short)
     return age.removesuffix(" ago")
+
+
+def runs_by_file(records: list[RunRecord]) -> dict[str, RunRecord]:
+    """A report's name -> its run, and a run's stamp -> its run (the tryback and archive of a run share its stamp)."""
+    found: dict[str, RunRecord] = {}
+    for record in records:
+        if record.report is None or record.run is None:
+            continue
+        name = Path(record.report).name
+        found.setdefault(name, record)
+        stored = StoredName.parse("report", name)
+        if stored is not None:
+            found.setdefault(stored.stamp, record)
+    return found
+
+
+def run_of(entry: HistoryEntry, runs: dict[str, RunRecord]) -> RunRecord | None:
+    """The run that left `entry`, when the run log still has it."""
+    if entry.kind == "report":
+        return runs.get(entry.name)
+    stored = StoredName.parse(entry.kind, entry.name)
+    record = runs.get(stored.stamp) if stored is not None else None
+    return record if record is not None and record.operation == entry.operation else None

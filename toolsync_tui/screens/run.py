@@ -4,6 +4,8 @@ The engine runs on an event loop of its own in another thread (engine/run_thread
 waits for it. The engine's progress callback, called in that thread, only stores; a timer paints ten times a
 second, so a fast engine cannot flood the terminal.
 
+A run other than an operation on its files (a held run approved, an undo) comes as a `job`: the screen shows it alike.
+
 Esc leaves the run going (the dashboard keeps this screen and shows its progress); cancelling it, or quitting,
 asks first, No by default.
 """
@@ -12,7 +14,7 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import ClassVar
 
@@ -28,9 +30,16 @@ from textual.worker import Worker
 from toolsync_tui.config import Config
 from toolsync_tui.engine.datadir.catalog import OperationEntry
 from toolsync_tui.engine.moodle.gateway import DatabaseError
-from toolsync_tui.engine.run.pipeline import Progress, RunProblem, RunResult, SafetyStop, run_series
+from toolsync_tui.engine.run.pipeline import (
+    Progress,
+    ProgressCallback,
+    RunProblem,
+    RunResult,
+    SafetyStop,
+    run_series,
+)
 from toolsync_tui.engine.run.thread import run_in_thread
-from toolsync_tui.engine.run.verdict import combined, counters_text, safety_question
+from toolsync_tui.engine.run.verdict import combined, counters_text
 from toolsync_tui.engine.words import plural
 from toolsync_tui.screens.confirm import ConfirmScreen
 from toolsync_tui.views.clock import Clock
@@ -40,6 +49,8 @@ from toolsync_tui.widgets.key_footer import KeyFooter
 from toolsync_tui.widgets.report_lines import ReportLines
 from toolsync_tui.widgets.site_bar import SiteBar
 
+# A run of another kind than an operation on its files: given where to report progress and what cancels it.
+Job = Callable[[ProgressCallback, threading.Event], Awaitable[list[RunResult]]]
 LOG_LINES = 1000
 PAINT_EVERY = 0.1  # seconds
 
@@ -63,8 +74,10 @@ class RunScreen(Screen[None]):
         dry_run: bool,
         clock: Clock,
         on_finished: Callable[[RunScreen], None] | None = None,
+        job: Job | None = None,
     ) -> None:
         super().__init__()
+        self.job = job  # None: the operation's run on entry.files
         self.on_finished = on_finished  # the dashboard, which follows its runs also while they are not shown
         self.config = config
         self.entry = entry
@@ -122,9 +135,15 @@ class RunScreen(Screen[None]):
         # Every failure ends as a message on this screen: the worker never raises into the app.
         # A CancelledError (the app is closing) is a BaseException and passes through untouched.
         try:
-            await run_series(
-                self.entry.files, self._run_input, confirm=self._confirm_past_threshold, on_result=self.results.append
-            )
+            if self.job is not None:
+                self.results.extend(await self.job(self._on_progress, self._cancel))
+            else:
+                await run_series(
+                    self.entry.files,
+                    self._run_input,
+                    confirm=self._confirm_past_threshold,
+                    on_result=self.results.append,
+                )
         except SafetyStop as stop:
             self.error = f"Stopped by the safety threshold, not confirmed: {stop}"
         except (RunProblem, DatabaseError) as problem:
@@ -155,7 +174,7 @@ class RunScreen(Screen[None]):
         self._state("Waiting for confirmation: the safety threshold was reached.")
         if self not in self.app.screen_stack:  # left with esc: the question comes with its run
             await self.app.push_screen(self)
-        words = safety_question(stop.operation, stop.destructive, stop.base, stop.threshold)
+        words = stop.question  # a removal threshold's, an update threshold's or a source guard's (engine/run/stops.py)
         question = ConfirmScreen("Safety threshold reached", words, yes="Yes, run it anyway")
         confirmed = await self.app.push_screen_wait(question)
         if confirmed and not self._cancel.is_set():

@@ -1,5 +1,8 @@
 """Schedules: when `toolsync cron` runs each operation, pausing them, and the crontab line that calls it.
 
+An operation in snapshot mode (the file is the whole truth: what it no longer names is suspended, unenrolled or
+removed) is marked next to its name, since a scheduled snapshot acts on absences too; the line above says the mark.
+
 Schedules live in the configuration (operations.<name>.schedule and schedule_enabled) and are saved at once. The
 crontab is read and written by the `crontab` program (cron.crontab_command) in a worker thread, so a slow or hung
 command never freezes the screen.
@@ -35,6 +38,7 @@ from toolsync_tui.engine.unattended.schedules import ScheduleProblem, schedule_z
 from toolsync_tui.screens.confirm import ConfirmScreen
 from toolsync_tui.views.clock import Clock
 from toolsync_tui.views.cron_words import moment, reading, upcoming
+from toolsync_tui.views.feed_words import is_snapshot
 from toolsync_tui.views.formatting import short_path
 from toolsync_tui.widgets.entry_table import Column, EntryTable
 from toolsync_tui.widgets.filter_input import FilterInput, filter_binding
@@ -44,8 +48,12 @@ from toolsync_tui.widgets.site_bar import SiteBar
 
 # From this width on the operation's title gets a column (80 columns fit without it).
 WIDE = 100
+SNAPSHOT_MARK = "◆"
+# Only while an operation runs in snapshot mode: three cells the 80-column table otherwise keeps.
+MARK_COLUMN = Column(" ", "snapshot")
 COLUMNS = (
     Column("Operation", "name"),
+    MARK_COLUMN,
     Column("Title", "title", wide=True),
     Column("Schedule", "schedule"),
     Column("State", "state"),
@@ -203,12 +211,20 @@ class SchedulesScreen(Screen[None]):
     def refresh_table(self) -> None:
         now = self._now()
         field = self.query_one(FilterInput)
+        marked = any(is_snapshot(self.config, name) for name in OPERATIONS)
         rows = [
-            (name, info, [Text(name), Text(info.title), *self._cells(name, now)])
+            (name, info, [Text(name), *self._mark(name, marked), Text(info.title), *self._cells(name, now)])
             for name, info in OPERATIONS.items()
             if field.admits(name, info.title)
         ]
-        self.table.fill(sized(COLUMNS, [cells for *_, cells in rows]), rows)
+        columns = [column for column in COLUMNS if marked or column is not MARK_COLUMN]
+        self.table.fill(sized(columns, [cells for *_, cells in rows]), rows)
+
+    def _mark(self, name: str, marked: bool) -> list[Text]:
+        """The snapshot mark's cell, when the column is shown."""
+        if not marked:
+            return []
+        return [Text(SNAPSHOT_MARK if is_snapshot(self.config, name) else "", style="bold")]
 
     def _now(self) -> datetime | None:
         """Now in the schedules' zone, the zone said above the table; None (and the problem said) without one."""
@@ -220,7 +236,9 @@ class SchedulesScreen(Screen[None]):
             zone_line.add_class("-error")
             return None
         whose = "" if self.config.settings.cron.timezone else ", the system's zone (cron.timezone chooses one)"
-        zone_line.update(f"When toolsync cron runs each operation; times in {now.tzinfo}{whose}")
+        mark = any(is_snapshot(self.config, name) for name in OPERATIONS)
+        legend = f"; {SNAPSHOT_MARK} snapshot mode" if mark else ""
+        zone_line.update(f"When toolsync cron runs each operation; times in {now.tzinfo}{whose}{legend}")
         zone_line.remove_class("-error")
         return now
 

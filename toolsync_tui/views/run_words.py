@@ -8,7 +8,28 @@ from pathlib import Path
 
 from toolsync_tui.engine.rows import Outcome
 from toolsync_tui.engine.run.pipeline import RunResult
+from toolsync_tui.engine.run.verdict import Verdict
+from toolsync_tui.engine.words import plural
 from toolsync_tui.views.formatting import rate, short_path
+
+# The dry run's outcomes as the question words them.
+WOULD = {
+    Outcome.CREATED: "created",
+    Outcome.UPDATED: "updated",
+    Outcome.DELETED: "deleted or removed",
+    Outcome.UNCHANGED: "left unchanged",
+    Outcome.SKIPPED: "skipped",
+    Outcome.FAILED: "failed",
+}
+
+
+def would_lines(verdict: Verdict) -> list[str]:
+    """ "  3 would be created", one line per outcome the dry run found."""
+    return [
+        f"  {plural(verdict.counts[outcome], 'row')} would be {words}"
+        for outcome, words in WOULD.items()
+        if verdict.counts.get(outcome)
+    ] or ["  the file has no data rows"]
 
 
 def outcome_line(counts: Mapping[str, int]) -> str:

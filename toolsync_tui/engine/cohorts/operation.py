@@ -43,6 +43,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from toolsync_tui.config import Config
 from toolsync_tui.engine.cohorts.adds import plain_add_rows, plan_plain_adds
 from toolsync_tui.engine.moodle import events as kinds
+from toolsync_tui.engine.moodle import recording
 from toolsync_tui.engine.moodle.categories import CategoryIndex
 from toolsync_tui.engine.moodle.cohort_events import CohortContexts
 from toolsync_tui.engine.moodle.contexts import system_context
@@ -421,7 +422,9 @@ class CohortsOperation(Operation):
             stored = before if before_id == c.id else set()
             removed = sorted(stored - c.members)
             for part in chunks(removed):
-                await conn.execute(delete(members).where(and_(members.c.cohortid == c.id, members.c.userid.in_(part))))
+                leaving = and_(members.c.cohortid == c.id, members.c.userid.in_(part))
+                await recording.deleting(conn, members, leaving)
+                await conn.execute(delete(members).where(leaving))
             removals += [(c.id, c.contextid, u) for u in removed]
             added += [{"cohortid": c.id, "userid": u, "timeadded": now} for u in sorted(c.members - stored)]
             if removed or c.members - stored:

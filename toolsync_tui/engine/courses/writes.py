@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from toolsync_tui.engine.courses.log_events import CourseLog
 from toolsync_tui.engine.courses.site import CourseSite
+from toolsync_tui.engine.moodle import recording
 from toolsync_tui.engine.moodle.categories import Category
 from toolsync_tui.engine.moodle.contexts import ContextLevel, create_contexts
 from toolsync_tui.engine.moodle.course_sections import new_section
@@ -295,9 +296,10 @@ async def set_enrol_statuses(
         sortorders = await next_sortorders(gateway, conn, [c for c, _, _ in additions])
         for course, plugin, status in additions:
             fields = {**site.instance_fields[plugin], "status": status}
-            added = await conn.execute(
-                insert(gateway.schema.enrol).values(_instance(plugin, course, sortorders[course], now, fields))
-            )
+            instance = _instance(plugin, course, sortorders[course], now, fields)
+            added = await conn.execute(insert(gateway.schema.enrol).values(instance))
+            if added.inserted_primary_key is not None:
+                await recording.inserted_one(conn, gateway.schema.enrol, int(added.inserted_primary_key[0]), instance)
             if log is not None and added.inserted_primary_key is not None:
                 log.new_instances.append((int(added.inserted_primary_key[0]), course, plugin))
             sortorders[course] += 1

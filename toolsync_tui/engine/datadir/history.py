@@ -23,6 +23,7 @@ from toolsync_tui.engine.datadir.store import Kind as Kind
 from toolsync_tui.engine.registry import OPERATIONS
 from toolsync_tui.engine.rows import OUTCOME_SCHEMA, counts_text
 from toolsync_tui.engine.run.command_file import FileProblem
+from toolsync_tui.engine.run.exits import EXIT_HELD
 from toolsync_tui.engine.run.log import KEEP, RunLog
 from toolsync_tui.engine.run.preview import count_rows
 from toolsync_tui.engine.run.report import as_written
@@ -281,7 +282,9 @@ def report_results(data_dir: Path) -> dict[str, str]:
     for record in RunLog(data_dir).recent(KEEP):
         if record.report and (name := Path(record.report).name) not in found:
             words = counts_text(record.counts)
-            if record.interrupted or (record.problem and record.rows):
+            if record.exit_code == EXIT_HELD:
+                words = f"held for approval; {words} (dry run)" if words else "held for approval"
+            elif record.interrupted or (record.problem and record.rows):
                 stop = record.interrupted or "the run stopped"
                 words = f"{words}; interrupted ({stop})" if words else f"interrupted ({stop})"
             found[name] = words

@@ -23,13 +23,14 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator
-from contextlib import closing, contextmanager
+from collections.abc import Iterable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from toolsync_tui.engine.datadir.protected_groups import FOLDER, database_address, private_file, site_key
+from toolsync_tui.engine.datadir.protected_groups import FOLDER, database_address, site_key
+from toolsync_tui.engine.datadir.state_db import state_db
 
 if TYPE_CHECKING:
     from toolsync_tui.engine.moodle.gateway import MoodleGateway
@@ -133,17 +134,8 @@ class Ledger:
         """Keep, of this kind, only the entries whose record exists (`existing`: the ids found in Moodle)."""
         self.forget(kind, self.owned(kind) - set(existing))
 
-    @contextmanager
-    def _connected(self, *, write: bool) -> Iterator[sqlite3.Connection]:
-        try:
-            if write:
-                private_file(self.path)
-            with closing(sqlite3.connect(self.path, timeout=30)) as db:
-                if write:
-                    db.execute(_CREATE)
-                yield db
-        except (sqlite3.Error, OSError) as exc:
-            raise LedgerProblem(f"the ownership ledger {self.path} cannot be used: {exc}") from None
+    def _connected(self, *, write: bool) -> AbstractContextManager[sqlite3.Connection]:
+        return state_db(self.path, write=write, tables=[_CREATE], problem=LedgerProblem, what="the ownership ledger")
 
 
 def _known(kind: str) -> None:

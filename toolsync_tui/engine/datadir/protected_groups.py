@@ -28,18 +28,16 @@ so one writer at a time.
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import time
-from collections.abc import Iterator
-from contextlib import closing, contextmanager, suppress
+from contextlib import AbstractContextManager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 import polars as pl
 
-from toolsync_tui.engine.datadir import privacy
+from toolsync_tui.engine.datadir.state_db import state_db
 
 if TYPE_CHECKING:
     from toolsync_tui.engine.moodle.gateway import MoodleGateway
@@ -228,23 +226,10 @@ class ProtectedMemberships:
 
     # -- the file --------------------------------------------------------------------------------------
 
-    @contextmanager
-    def _connected(self, *, write: bool) -> Iterator[sqlite3.Connection]:
-        try:
-            if write:
-                private_file(self.path)
-            with closing(sqlite3.connect(self.path, timeout=30)) as db:
-                if write:
-                    db.execute(_CREATE)
-                yield db
-        except (sqlite3.Error, OSError) as exc:
-            raise StateProblem(f"the protected group memberships file {self.path} cannot be used: {exc}") from None
-
-
-def private_file(path: Path) -> None:
-    """The folder and the file made private (privacy.py) before SQLite opens it; its journal takes the file's mode."""
-    path.parent.mkdir(mode=privacy.folder_mode(path.parent.parent), parents=True, exist_ok=True)
-    os.close(privacy.create_file(path, os.O_WRONLY | os.O_CREAT))
+    def _connected(self, *, write: bool) -> AbstractContextManager[sqlite3.Connection]:
+        return state_db(
+            self.path, write=write, tables=[_CREATE], problem=StateProblem, what="the protected group memberships file"
+        )
 
 
 def _members(frame: pl.DataFrame) -> pl.DataFrame:

@@ -8,6 +8,7 @@ import stat
 import time
 from pathlib import Path
 
+from toolsync_tui.engine.changes.journal import FOLDER as CHANGES
 from toolsync_tui.engine.datadir.store import DataStore
 
 DAY = 86400
@@ -16,9 +17,9 @@ DAY = 86400
 def remove_expired(
     store: DataStore, days: int, now: float | None = None, *, problems: list[str] | None = None
 ) -> list[Path]:
-    """Remove the files of archive/, reports/ and tryback/ (sub-folders included) last modified more than `days`
-    days ago; the removed paths, sorted. Folders stay. A symbolic link is judged by its own time and removed itself:
-    what it points to is never touched. `days` <= 0 removes nothing.
+    """Remove the files of archive/, reports/, tryback/ and changes/ (sub-folders included) last modified more than
+    `days` days ago; the removed paths, sorted. Folders stay. A symbolic link is judged by its own time and removed
+    itself: what it points to is never touched. `days` <= 0 removes nothing.
 
     A file that cannot be removed (or a folder that cannot be read) is skipped, not fatal: housekeeping must not stop
     a cron run. It is retried at the next call, and described in `problems` when the caller passes a list."""
@@ -27,7 +28,8 @@ def remove_expired(
     cutoff = (time.time() if now is None else now) - days * DAY
     removed: list[Path] = []
     found: list[str] = []
-    for folder in (store.archive, store.reports, store.tryback):
+    # The runs' change journals (changes/journal.py) go with their reports: a run past retention cannot be undone.
+    for folder in (store.archive, store.reports, store.tryback, store.root / CHANGES):
         _remove_older(folder, cutoff, removed, found)
     if problems is not None:
         problems.extend(found)

@@ -14,6 +14,7 @@ import polars as pl
 from sqlalchemy import String, cast, func, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from toolsync_tui.engine.moodle import recording
 from toolsync_tui.engine.moodle.gateway import DatabaseError, MoodleGateway, chunks
 
 SITE_COURSE = 1  # the front page course, whose context hangs under the system context
@@ -83,7 +84,10 @@ async def create_contexts(
     for parent, ids in siblings.items():
         path = literal(f"{parent}/", String) + cast(table.c.id, String)
         for part in chunks(ids):
-            await conn.execute(update(table).where(table.c.id.in_(part)).values(path=path, depth=depth_of(parent) + 1))
+            async with recording.updating(conn, table, table.c.id.in_(part), ["path", "depth"]):
+                await conn.execute(
+                    update(table).where(table.c.id.in_(part)).values(path=path, depth=depth_of(parent) + 1)
+                )
     return result
 
 
@@ -139,8 +143,10 @@ async def move_contexts(gateway: MoodleGateway, conn: AsyncConnection, moves: Se
         if old == new:
             continue
         tail = func.substr(table.c.path, len(old) + 1)
-        await conn.execute(
-            update(table)
-            .where((table.c.path == old) | table.c.path.like(f"{old}/%"))
-            .values(path=literal(new, String) + tail, depth=table.c.depth + (depth_of(new) - depth_of(old)))
-        )
+        below = (table.c.path == old) | table.c.path.like(f"{old}/%")
+        async with recording.updating(conn, table, below, ["path", "depth"]):
+            await conn.execute(
+                update(table)
+                .where(below)
+                .values(path=literal(new, String) + tail, depth=table.c.depth + (depth_of(new) - depth_of(old)))
+            )

@@ -25,7 +25,7 @@ import polars as pl
 from sqlalchemy import and_, delete, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from toolsync_tui.engine.moodle import course_events
+from toolsync_tui.engine.moodle import course_events, recording
 from toolsync_tui.engine.moodle.contexts import course_contexts
 from toolsync_tui.engine.moodle.event_log import Event
 from toolsync_tui.engine.moodle.gateway import MoodleGateway
@@ -80,6 +80,7 @@ async def add_instance(
         **fields,
     }
     result = await conn.execute(insert(gateway.schema.enrol).values(row))
+    await recording.inserted_one(conn, gateway.schema.enrol, int(result.inserted_primary_key[0]), row)  # type: ignore[index]
     return int(result.inserted_primary_key[0])  # type: ignore[index]
 
 
@@ -162,9 +163,12 @@ async def delete_instances(
             gone = pl.DataFrame(pairs, schema={"groupid": pl.Int64, "userid": pl.Int64}, orient="row")
             await remove_members(gateway, conn, gone, now=now, events=events)
         groups = [int(g) for (g,) in await conn.execute(select(members.c.groupid).where(own).distinct())]
+        await recording.deleting(conn, members, own)
         await conn.execute(delete(members).where(own))
         await touch_groups(gateway, conn, groups, now)
-        await conn.execute(delete(ra).where(and_(ra.c.component == f"enrol_{plugin}", ra.c.itemid == instance)))
+        assigned = and_(ra.c.component == f"enrol_{plugin}", ra.c.itemid == instance)
+        await recording.deleting(conn, ra, assigned)
+        await conn.execute(delete(ra).where(assigned))
     await gateway.delete_in(conn, schema.user_enrolments, "enrolid", ids)
     await gateway.delete_in(conn, schema.enrol, "id", ids)
     if events is not None:

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from toolsync_tui.engine.moodle.column_limits import DEFAULT_PACKET, read_packet
 from toolsync_tui.engine.moodle.db_errors import describe
+from toolsync_tui.engine.moodle.recording import RUN_SESSION, recorder_of
 from toolsync_tui.engine.moodle.schema import MoodleSchema
 from toolsync_tui.engine.moodle.timed_connection import timed_creator
 
@@ -133,9 +134,27 @@ class MoodleGateway:
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncConnection]:
-        """One batch's writes: committed together, or rolled back together on any error."""
-        async with self.engine.begin() as conn:
-            yield conn
+        """One batch's writes: committed together, or rolled back together on any error. Within a run that records
+        its writes (recording.RUN_SESSION), they are recorded and journalled ahead of the commit."""
+        session = RUN_SESSION.get()
+        if session is None:
+            async with self.engine.begin() as conn:
+                yield conn
+            return
+        committed = False
+        async with self.engine.connect() as conn:
+            transaction = await conn.begin()
+            session.open(conn)
+            try:
+                yield conn
+                await session.ahead(conn)
+                await transaction.commit()
+                committed = True
+            except BaseException:
+                await transaction.rollback()
+                raise
+            finally:
+                session.settle(conn, committed)
 
     @asynccontextmanager
     async def reading(self) -> AsyncIterator[AsyncConnection]:
@@ -249,9 +268,18 @@ class MoodleGateway:
             return
         names = list(rows[0])
         written = self.kind == "mariadb" and set(names) <= set(table.c.keys())
+        recorder = recorder_of(conn)
+        if written and recorder is not None and any(row.keys() != rows[0].keys() for row in rows):
+            # A run that records its writes needs each statement's ids: rows of the same columns together.
+            for same in _same_columns(rows):
+                await self.insert_many(conn, table, same)
+            return
         if not written or any(row.keys() != rows[0].keys() for row in rows):
+            mark = await recorder.insert_mark(conn, table) if recorder is not None else 0
             for part in chunks(rows, CHUNK, self.max_statement):
                 await conn.execute(insert(table), list(part))
+            if recorder is not None:
+                await recorder.inserted_since(conn, table, mark, rows)
             return
         driver = (await conn.get_raw_connection()).driver_connection
         # As few statements as MAX_STATEMENT allows: the server then works through a batch's rows while the event loop
@@ -294,18 +322,26 @@ class MoodleGateway:
             text = template.format(*[row[n] for n in digits])
             row_size = len(text) + 2 + sum(_escaped_size(row[n]) for n in params)
             if end > start and size + row_size > self.max_statement:
-                await self._insert_rows(conn, head, texts, params, rows[start:end])
+                await self._insert_rows(conn, table, head, texts, params, rows[start:end])
                 start, size, texts = end, len(head), []
             size += row_size
             texts.append(text)
-        await self._insert_rows(conn, head, texts, params, rows[start:])
+        await self._insert_rows(conn, table, head, texts, params, rows[start:])
 
     @staticmethod
     async def _insert_rows(
-        conn: AsyncConnection, head: str, texts: list[str], params: list[str], rows: Sequence[Mapping[str, Any]]
+        conn: AsyncConnection,
+        table: Table,
+        head: str,
+        texts: list[str],
+        params: list[str],
+        rows: Sequence[Mapping[str, Any]],
     ) -> None:
         values = tuple(row[name] for row in rows for name in params)
-        await conn.exec_driver_sql(head + ", ".join(texts), values)
+        result = await conn.exec_driver_sql(head + ", ".join(texts), values)
+        recorder = recorder_of(conn)
+        if recorder is not None:  # the statement's first generated id, for an undo of the run
+            await recorder.inserted(conn, table, int(result.lastrowid or 0), len(rows), rows)
 
     async def update_many(
         self, conn: AsyncConnection, table: Table, key: str, rows: Sequence[Mapping[str, Any]]
@@ -327,6 +363,9 @@ class MoodleGateway:
                     known.setdefault(name, value)
             columns = sorted({name for row in merged.values() for name in row if name != key})
             if columns:
+                recorder = recorder_of(conn)
+                if recorder is not None:  # the values before, read in this transaction, for an undo of the run
+                    await recorder.updating(conn, table, key, columns, list(merged.values()))
                 await self._update_joined(conn, table, key, columns, list(merged.values()))
 
     @property
@@ -390,10 +429,22 @@ class MoodleGateway:
 
     async def delete_in(self, conn: AsyncConnection, table: Table, key: str, values: Sequence[Any]) -> int:
         removed = 0
+        recorder = recorder_of(conn)
         for part in chunks(list(values)):
+            if recorder is not None:  # the whole rows, for an undo of the run
+                await recorder.deleting(conn, table, table.c[key].in_(part))
             result = await conn.execute(delete(table).where(table.c[key].in_(part)))
             removed += result.rowcount or 0
         return removed
+
+
+def _same_columns(rows: Sequence[Mapping[str, Any]]) -> Iterable[Sequence[Mapping[str, Any]]]:
+    """The rows in runs of the same columns, in their order."""
+    start = 0
+    for end in range(1, len(rows) + 1):
+        if end == len(rows) or rows[end].keys() != rows[start].keys():
+            yield rows[start:end]
+            start = end
 
 
 def _mariadb_engine(url: str | URL, statement_timeout: float, **pool: Any) -> AsyncEngine:

@@ -37,7 +37,7 @@ import polars as pl
 from sqlalchemy import Table, and_, case, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from toolsync_tui.engine.moodle import course_events
+from toolsync_tui.engine.moodle import course_events, recording
 from toolsync_tui.engine.moodle.contexts import ContextLevel
 from toolsync_tui.engine.moodle.event_log import Event
 from toolsync_tui.engine.moodle.gateway import CHUNK, MoodleGateway, chunks
@@ -322,11 +322,9 @@ async def clear_components(
     members = gateway.schema.groups_members
     changed = 0
     for part in chunks(sorted({int(i) for i in member_ids})):
-        result = await conn.execute(
-            update(members)
-            .where(members.c.id.in_(part), members.c.component.in_(list(components)))
-            .values(component="", itemid=0)
-        )
+        where = members.c.id.in_(part) & members.c.component.in_(list(components))
+        async with recording.updating(conn, members, where, ["component", "itemid"]):
+            result = await conn.execute(update(members).where(where).values(component="", itemid=0))
         changed += result.rowcount or 0
     return changed
 
@@ -395,10 +393,13 @@ async def delete_groupings(
     await gateway.delete_in(conn, schema.groupings_groups, "groupingid", ids)
     touched: set[int] = set()
     for part in chunks(ids):
-        await conn.execute(update(course).where(course.c.defaultgroupingid.in_(part)).values(defaultgroupingid=0))
+        defaulted = course.c.defaultgroupingid.in_(part)
+        async with recording.updating(conn, course, defaulted, ["defaultgroupingid"]):
+            await conn.execute(update(course).where(defaulted).values(defaultgroupingid=0))
         using = select(modules.c.course).distinct().where(modules.c.groupingid.in_(part))
         touched |= {int(c) for (c,) in await conn.execute(using)}
-        await conn.execute(update(modules).where(modules.c.groupingid.in_(part)).values(groupingid=0))
+        async with recording.updating(conn, modules, modules.c.groupingid.in_(part), ["groupingid"]):
+            await conn.execute(update(modules).where(modules.c.groupingid.in_(part)).values(groupingid=0))
     await bump_cacherev(gateway, conn, sorted(touched), int(time.time()) if now is None else now)
     await gateway.delete_in(conn, schema.groupings, "id", ids)
 
@@ -410,6 +411,7 @@ async def bump_cacherev(gateway: MoodleGateway, conn: AsyncConnection, course_id
     rev = course.c.cacherev
     bumped = case((rev.is_(None), now), (rev < now, now), (rev > now + 3600, now), else_=rev + 1)
     for part in chunks(list(course_ids)):
+        # A cache revision: never recorded for an undo, which bumps caches forward (recording.NOT_RECORDED_COLUMNS).
         await conn.execute(update(course).where(course.c.id.in_(part)).values(cacherev=bumped))
 
 

@@ -24,7 +24,7 @@ import polars as pl
 from sqlalchemy import Table, delete, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from toolsync_tui.engine.moodle import course_events
+from toolsync_tui.engine.moodle import course_events, recording
 from toolsync_tui.engine.moodle.contexts import ContextLevel
 from toolsync_tui.engine.moodle.event_log import Event
 from toolsync_tui.engine.moodle.gateway import MoodleGateway, chunks
@@ -249,4 +249,5 @@ async def _delete_tuples(
     """DELETE the rows whose `columns` are one of `values`: one statement per chunk of tuples."""
     key = tuple_(*(table.c[name] for name in columns))
     for part in chunks(sorted(set(values)), size=PAIRS):
+        await recording.deleting(conn, table, key.in_(list(part)))
         await conn.execute(delete(table).where(key.in_(list(part))))

@@ -51,7 +51,7 @@ import polars as pl
 from sqlalchemy import ColumnElement, Table, delete, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from toolsync_tui.engine.moodle import deletion_events
+from toolsync_tui.engine.moodle import deletion_events, recording
 from toolsync_tui.engine.moodle.contexts import ContextLevel, instance_contexts
 from toolsync_tui.engine.moodle.event_log import Event, EventLog
 from toolsync_tui.engine.moodle.gateway import MoodleGateway, chunks
@@ -251,6 +251,7 @@ async def _delete_where(
 ) -> None:
     """gateway.delete_in with an extra condition: one DELETE per chunk of keys."""
     for part in chunks(list(values)):
+        await recording.deleting(conn, table, table.c[key].in_(part) & where)
         await conn.execute(delete(table).where(table.c[key].in_(part), where))
 
 
@@ -260,6 +261,7 @@ async def _delete_pairs(
     """Rows whose (first, second) column values are one of `pairs`: one DELETE per chunk of pairs."""
     first, second = (table.c[name] for name in columns)
     for part in chunks(list(pairs), size=500):
+        await recording.deleting(conn, table, tuple_(first, second).in_(list(part)))
         await conn.execute(delete(table).where(tuple_(first, second).in_(list(part))))
 
 
@@ -403,7 +405,8 @@ async def _unenrol_cascade(
     ).unique()
     groups_table = schema.groups
     for part in chunks(touched.sort().to_list()):
-        await conn.execute(update(groups_table).where(groups_table.c.id.in_(part)).values(timemodified=now))
+        async with recording.updating(conn, groups_table, groups_table.c.id.in_(part), ["timemodified"]):
+            await conn.execute(update(groups_table).where(groups_table.c.id.in_(part)).values(timemodified=now))
     # mod_forum_observer::user_enrolment_deleted (lastenrol): the user's forum rows for that course's forums.
     forums = await _fetch(gateway, conn, schema.forum, "course", last["courseid"].unique(), {"id": INT, "course": INT})
     pairs = [
@@ -545,9 +548,12 @@ async def delete_users(
     names = await assign_deleted_usernames(gateway, conn, users, now, extended_chars=settings.extended_username_chars)
     user = s.user
     for part in chunks(ids):
-        await conn.execute(
-            update(user).where(user.c.id.in_(part)).values(deleted=1, idnumber="", picture=0, timemodified=now)
-        )
+        async with recording.updating(
+            conn, user, user.c.id.in_(part), ["deleted", "idnumber", "picture", "timemodified"]
+        ):
+            await conn.execute(
+                update(user).where(user.c.id.in_(part)).values(deleted=1, idnumber="", picture=0, timemodified=now)
+            )
     await gateway.update_many(
         conn,
         user,

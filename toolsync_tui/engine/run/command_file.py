@@ -20,6 +20,7 @@ import io
 import os
 import re
 import sys
+from collections import deque
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -260,6 +261,15 @@ class CommandFile:
         self._record_count = total
 
     # -- records and batches ---------------------------------------------------------------
+
+    def last_record(self) -> Record | None:
+        """The file's last record, as the run reads it (its first physical line, raw text, values or error)."""
+        records = self._records()
+        try:
+            last = deque(records, maxlen=1)
+        finally:
+            records.close()
+        return last[0] if last else None
 
     def _records(self) -> Generator[Record, None, None]:
         """(first physical line, raw text, values) per record; values is an error text if malformed."""

@@ -5,7 +5,8 @@ from typing import Final
 EXIT_OK: Final = 0  # every row succeeded
 EXIT_ROWS_FAILED: Final = 1  # some rows failed (see the report and the tryback), or the run was cancelled
 EXIT_CANNOT_RUN: Final = 2  # file, header, configuration, database or data directory problem (a full disk too)
-EXIT_SAFETY: Final = 3  # stopped by the safety threshold; nothing was written
+EXIT_SAFETY: Final = 3  # stopped by the safety threshold or a source guard; nothing was written
+EXIT_HELD: Final = 4  # stopped by a threshold or a source guard and held for approval (`toolsync held`)
 # Stopped by a signal after the batch in progress: 128 + the signal's number, as a shell reports a command a signal
 # ended, so that cron, `timeout` and scripts read it alike. 130: SIGINT (Ctrl-C), 143: SIGTERM.
 EXIT_SIGNAL_BASE: Final = 128

@@ -22,7 +22,7 @@ from typing import Any
 
 from toolsync_tui.engine.datadir.privacy import create_file
 from toolsync_tui.engine.rows import Outcome
-from toolsync_tui.engine.run.exits import EXIT_KILLED, EXIT_ROWS_FAILED
+from toolsync_tui.engine.run.exits import EXIT_HELD, EXIT_KILLED, EXIT_ROWS_FAILED
 from toolsync_tui.engine.run.interrupt import interrupted_words
 from toolsync_tui.engine.run.verdict import Verdict
 
@@ -74,6 +74,7 @@ class RunRecord:
             some_parts_failed=some_parts,
             problem=self.problem,
             interrupted=self.interrupted,
+            held=self.exit_code == EXIT_HELD,
         )
 
     def interrupted_words(self) -> str:

@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncTransaction
 
 from toolsync_tui.engine.moodle.db_errors import Fault, classify
 from toolsync_tui.engine.moodle.gateway import MoodleGateway
+from toolsync_tui.engine.moodle.recording import Session
 from toolsync_tui.engine.registry import Operation
 from toolsync_tui.engine.rows import OUTCOME_SCHEMA, PROBLEM, Outcome, outcome_rows
 from toolsync_tui.engine.run.operation import BatchWrite
@@ -76,6 +77,7 @@ class OverlappedWrites:
         self.retried = False  # the write drained last was run again: what was planned meanwhile is planned again
         self.check = check
         self.in_flight: _Batch | None = None
+        self.changes: Session | None = None  # the run's recording of its writes, for an undo (changes/capture.py)
 
     async def submit(self, batch: pl.DataFrame, number: int) -> list[Settled]:
         """Plan `batch`, settle the batch before it (its write ends), start this one's write; the settled batches."""
@@ -134,7 +136,7 @@ class OverlappedWrites:
         except BaseException:
             await _close(conn)
             raise
-        return planned, _Pending(conn, transaction, write, self.settle)
+        return planned, _Pending(conn, transaction, write, self.settle, self.changes)
 
     @staticmethod
     def _unread(rows: pl.DataFrame) -> pl.DataFrame:
@@ -149,16 +151,23 @@ class _Pending:
     transaction: AsyncTransaction
     write: BatchWrite
     settle: Settle
+    changes: Session | None = None
     committing: bool = False  # the commit is under way: an error now may come after the server committed
 
     async def run(self) -> None:
         committed = False
+        if self.changes is not None:
+            self.changes.open(self.conn)
         try:
             await self.write(self.conn)
+            if self.changes is not None:
+                await self.changes.ahead(self.conn)  # the journal and the ledger ahead of Moodle's commit
             self.committing = True
             await self.transaction.commit()
             committed, self.committing = True, False
         finally:
+            if self.changes is not None:
+                self.changes.settle(self.conn, committed)
             self.settle(committed)
             await _close(self.conn)
 

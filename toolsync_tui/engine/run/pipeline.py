@@ -24,12 +24,15 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from toolsync_tui import __version__
 from toolsync_tui.config import Config
+from toolsync_tui.engine.changes.capture import RunChanges, start_recording
 from toolsync_tui.engine.connect import NO_BRIDGE, open_bridge
+from toolsync_tui.engine.datadir.held import HeldRun
 from toolsync_tui.engine.datadir.store import DataStore, timestamp
 from toolsync_tui.engine.moodle.bridge.client import BridgeError
 from toolsync_tui.engine.moodle.db_errors import Fault, classify, describe
 from toolsync_tui.engine.moodle.event_log import ActingUserUnknown, EventLog
 from toolsync_tui.engine.moodle.gateway import DatabaseError, MoodleGateway
+from toolsync_tui.engine.moodle.recording import RUN_SESSION
 from toolsync_tui.engine.registry import OPERATIONS, Operation
 from toolsync_tui.engine.rows import (
     LINE,
@@ -43,15 +46,29 @@ from toolsync_tui.engine.rows import (
 )
 from toolsync_tui.engine.run.after_commit import AfterCommit
 from toolsync_tui.engine.run.blanked_passwords import blanking_rewrite
-from toolsync_tui.engine.run.command_file import FileProblem
-from toolsync_tui.engine.run.exits import EXIT_CANNOT_RUN, EXIT_INTERRUPTED, EXIT_OK, EXIT_ROWS_FAILED, EXIT_SAFETY
+from toolsync_tui.engine.run.command_file import CommandFile, FileProblem
+from toolsync_tui.engine.run.diff import DiffProblem, RowDiff, fingerprint
+from toolsync_tui.engine.run.exits import (
+    EXIT_CANNOT_RUN,
+    EXIT_HELD,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_ROWS_FAILED,
+    EXIT_SAFETY,
+)
+from toolsync_tui.engine.run.guards import SourceGuard
+from toolsync_tui.engine.run.holding import Holding
 from toolsync_tui.engine.run.interrupt import INTERRUPTION, Interruption, Stop, interrupted_words
 from toolsync_tui.engine.run.lock import LockBusy, RunLock
 from toolsync_tui.engine.run.log import Journal, RunLog, RunRecord
 from toolsync_tui.engine.run.operation import SetupProblem, Source
 from toolsync_tui.engine.run.overlap import OverlappedWrites
 from toolsync_tui.engine.run.report import RunReport, report_lines
+from toolsync_tui.engine.run.stops import BrokenDelivery, GuardStop, threshold_stop
+from toolsync_tui.engine.run.stops import SafetyStop as SafetyStop  # where callers have always found it
 from toolsync_tui.engine.run.verdict import Verdict
+from toolsync_tui.engine.snapshot.plan import delivered, snapshot_reasons, with_snapshot
+from toolsync_tui.engine.snapshot.source import SnapshotSource
 from toolsync_tui.engine.words import plural
 
 RECENT_MESSAGES = 50
@@ -70,20 +87,8 @@ class RunBusy(RunProblem):
     """Another run holds the data directory: nothing was tried (cron tries again at its next call)."""
 
 
-class SafetyStop(Exception):
-    """The run would remove more than the configured share of what it touches: exit code 3."""
-
-    def __init__(self, operation: str, destructive: int, base: int, threshold: float) -> None:
-        share = destructive / base if base else 1.0
-        super().__init__(
-            f"{operation}: this file would delete, unenrol or suspend {destructive} of {base} existing "
-            f"records ({share:.0%}), more than the safety threshold of {threshold:.0%}. Nothing was "
-            f"written. Re-run with --force (or confirm in the interface) if this is intended."
-        )
-        self.operation = operation
-        self.destructive = destructive
-        self.base = base
-        self.threshold = threshold
+class SourceRefused(RunProblem):
+    """A broken delivery (guards.py: a cut file, a row count or checksum that does not match): exit code 3."""
 
 
 @dataclass
@@ -115,6 +120,7 @@ class RunResult:
     failed_details: int = 0  # failed parts of rows (a user's course2 enrolment ...), beyond the rows' own outcomes
     interrupted: Stop | None = None  # stopped mid-way (a signal, a full disk): the rows after last_line were not run
     last_line: int | None = None  # the last line of the file the run accounted for
+    held: HeldRun | None = None  # held for approval (whole, or its removals only: holding.py)
 
     def files(self) -> list[tuple[str, Path]]:
         """What the run wrote, labelled: report, table, tryback, archived."""
@@ -130,6 +136,8 @@ class RunResult:
     def exit_code(self) -> int:
         if self.interrupted is not None:
             return self.interrupted.exit_code
+        if self.held is not None:
+            return EXIT_HELD
         failed = self.counts.get(Outcome.FAILED, 0) or self.failed_details or self.cancelled
         return EXIT_ROWS_FAILED if failed else EXIT_OK
 
@@ -188,13 +196,24 @@ async def run_inputs(
     force: bool = False,
     on_progress: ProgressCallback | None = None,
     cancel: threading.Event | None = None,
+    full: bool = False,
+    hold: bool = False,
 ) -> list[RunResult]:
     """run_operation on each input in turn (each picture archive of the inbox, in name order), each with its own
-    report, tryback and archive; see run_series."""
+    report, tryback and archive; see run_series. `hold`: see run_operation."""
 
     async def run_input(source: Path, force: bool) -> RunResult:
         return await run_operation(
-            config, gateway, name, source, dry_run=dry_run, force=force, on_progress=on_progress, cancel=cancel
+            config,
+            gateway,
+            name,
+            source,
+            dry_run=dry_run,
+            force=force,
+            on_progress=on_progress,
+            cancel=cancel,
+            full=full,
+            hold=hold,
         )
 
     inputs = operation_inputs(config, name) if sources is None else sources
@@ -240,7 +259,11 @@ async def run_operation(
     force: bool = False,
     on_progress: ProgressCallback | None = None,
     cancel: threading.Event | None = None,
+    full: bool = False,
+    hold: bool = False,
 ) -> RunResult:
+    """`full`: with the operation's diff on, every row is resolved and the digests saved anew (diff.py). `hold`: a
+    threshold or a source guard holds the run for approval rather than stop it (holding.py; never a dry run)."""
     operation = make_operation(name, config, gateway)
     store = DataStore(config.data_dir)
     path = source or operation_inputs(config, name)[0]
@@ -257,11 +280,13 @@ async def run_operation(
             journal = log.begin(first)
             run = _Run(config, gateway, operation, store, path, dry_run, on_progress, cancel)
             run.journal = journal
+            run.full = full
+            run.holding = Holding(config, enabled=hold and not dry_run)
             run.notes.extend(earlier or ([lock.stale_note] if lock.stale_note else []))
             run.notes.extend(unprivate)
             try:
                 result = await run.execute(force)
-            except (FileProblem, SetupProblem, DatabaseError, BridgeError, OSError) as exc:
+            except (FileProblem, SetupProblem, DatabaseError, BridgeError, DiffProblem, OSError) as exc:
                 problem = str(exc) if not isinstance(exc, OSError) else _data_dir_problem(config.data_dir, exc)
                 _end(journal, _partial(first, run.result, exit_code=EXIT_CANNOT_RUN, problem=problem))
                 if run.result is not None and run.result.report_path is not None:
@@ -270,6 +295,9 @@ async def run_operation(
             except SafetyStop as stop:
                 _end(journal, _partial(first, run.result, exit_code=EXIT_SAFETY, problem=str(stop)))
                 raise
+            except BrokenDelivery as refused:  # never held: no approval makes the file whole
+                _end(journal, _partial(first, run.result, exit_code=EXIT_SAFETY, problem=str(refused)))
+                raise SourceRefused(str(refused)) from None
             except (asyncio.CancelledError, KeyboardInterrupt):  # stopped at once (a second signal)
                 why = run.stopped or Stop("stopped at once", EXIT_INTERRUPTED)
                 writing = journal.record.writing  # the batch it cut short, in case its commit had begun
@@ -280,7 +308,8 @@ async def run_operation(
                 problem = f"unexpected error ({type(exc).__name__})"
                 _end(journal, _partial(first, run.result, exit_code=EXIT_CANNOT_RUN, problem=problem))
                 raise
-            if not _end(journal, _partial(first, result, exit_code=result.exit_code)):
+            held = {"dry_run": result.dry_run, "problem": result.held.reason} if result.held else {}
+            if not _end(journal, _partial(first, result, exit_code=result.exit_code, **held)):
                 result.notes.append("the run log could not be written; the next run writes this run's line")
     except LockBusy as exc:
         raise RunBusy(str(exc)) from None  # nothing was tried: not a run of the log
@@ -372,6 +401,11 @@ class _Run:
         self.result: RunResult | None = None  # what it came to, also when it raised (run_operation logs it)
         self.last_line: int | None = None  # the last line of the file accounted for
         self.unwritten: list[str] = []  # files the run could not write (a full disk): each said once
+        self.changes: RunChanges | None = None  # what a real run writes, recorded for its undo (changes/capture.py)
+        self.full = False  # diff on: resolve every row all the same, and save the digests anew
+        self.diff: RowDiff | None = None  # the operation's diff against its last applied file (diff.py)
+        self.holding = Holding(config)  # held rather than stopped (run_operation enables it)
+        self.removals_beyond_rows = 0  # what the safety pre-pass found the operation removes after its rows
 
     @property
     def batch_size(self) -> int:
@@ -381,7 +415,16 @@ class _Run:
         return min(size, limit) if limit else size
 
     async def execute(self, force: bool) -> RunResult:
+        guard = SourceGuard(self.config, self.operation.name, self.path, dry_run=self.dry_run)  # guards.py
+        self.notes.extend(guard.delivery())
         source = self.operation.open_source(self.path)
+        try:
+            self.notes.extend(guard.rows(source, force))
+        except GuardStop as stop:
+            if not self._hold(stop):
+                raise
+        # Snapshot mode: the rows giving its action to what the file no longer names, after the file's (snapshot/).
+        source = await with_snapshot(self.config, self.gateway, self.operation, source, self.path, self.notes)
         site = await self.gateway.site_info()
         # Next to the gateway, once per run: PHP starts only for operations that use it or whose events it triggers.
         events = self.config.settings.events
@@ -402,9 +445,15 @@ class _Run:
         except SetupProblem:
             await self.operation.finish(self.dry_run)
             raise
-        if self.operation.may_destroy(source.columns) and not self.dry_run and not force:
+        self.diff = await self._diff(source)
+        checked = self.operation.may_destroy(source.columns) or self._counts_updates
+        if checked and not self.dry_run and not force:
             try:
                 await self._check_safety(source)
+            except SafetyStop as stop:
+                if not self._hold(stop):
+                    await self.operation.finish(self.dry_run)
+                    raise
             except BaseException:
                 await self.operation.finish(self.dry_run)
                 raise
@@ -428,6 +477,10 @@ class _Run:
 
         def record(batch: pl.DataFrame, batch_number: int, outcomes: pl.DataFrame) -> None:
             nonlocal rows, failed_details
+            outcomes = snapshot_reasons(source, outcomes)  # a snapshot row says why it is there
+            self.holding.observe(outcomes, self._removing)  # a run held whole: a sample of its removals
+            if self.diff is not None:  # the batch's unchanged rows join it
+                batch, outcomes = self.diff.merge(batch, batch_number, outcomes)
             rows += batch.height
             counts.update(count_outcomes(outcomes))
             failed_details += count_failed_details(outcomes)
@@ -450,10 +503,20 @@ class _Run:
                     writing=writing if writing and writing[1] > self.last_line else None,  # overlapped: the next
                 )
             self._progress(source, batch, batch_number, rows, counts, clock, outcomes)
+            if self.changes is not None:
+                self.changes.account(outcomes)
 
+        self.changes = await start_recording(
+            self.config.data_dir, self.gateway, self.journal, self.operation, self.dry_run
+        )
+        if overlapped is not None:
+            overlapped.changes = self.changes
+        session = RUN_SESSION.set(self.changes)
         try:
             try:
-                async for batch_number, batch in _numbered(self.operation.checked_batches(source, self.batch_size)):
+                async for batch_number, batch in _numbered(self._batches(source)):
+                    if (batch := self._set_aside(source, batch, batch_number, record)).is_empty():
+                        continue  # every row of it held for approval (holding.py)
                     if self._stopping():  # a signal or a full disk: the rest goes to the tryback, unprocessed
                         for settled in await overlapped.drain() if overlapped else []:
                             record(*settled)
@@ -472,12 +535,16 @@ class _Run:
                             batch_number,
                             outcome_rows(batch, Outcome.SKIPPED, NOT_PROCESSED, pl.lit(""), skipped),
                         )
+                    elif (work := self._changed(batch, batch_number)).is_empty():  # all unchanged (diff.py)
+                        for settled in await overlapped.drain() if overlapped else []:
+                            record(*settled)
+                        record(work, batch_number, RowDiff.no_outcomes())
                     elif overlapped:
-                        for settled in await overlapped.submit(batch, batch_number):
+                        for settled in await overlapped.submit(work, batch_number):
                             record(*settled)
                         await self.after.flush()
                     else:
-                        record(batch, batch_number, await self._apply(batch))
+                        record(work, batch_number, await self._apply(work))
             finally:
                 # The batch written last, also when the run stops: its rows are accounted for.
                 for settled in await overlapped.drain() if overlapped else []:
@@ -490,7 +557,10 @@ class _Run:
             )
             raise
         finally:
-            self.notes.extend(await self.operation.finish(self.dry_run))
+            try:
+                self.notes.extend(await self.operation.finish(self.dry_run))  # its writes recorded too
+            finally:
+                RUN_SESSION.reset(session)
             self.notes.extend(self.after.notes(self.dry_run))
             self._stopping()  # a second signal cancels the batch in progress: the first one's reason
             duration = time.monotonic() - clock
@@ -516,9 +586,52 @@ class _Run:
                 result.report_path, result.table_path = report.text_path, report.table_path
             self.result = result
         if not self.dry_run and not cancelled and self.stopped is None:
-            rewrite = blanking_rewrite(source, files)  # passwords emptied, unless files.archive_passwords
+            self._save_digests()
+            # Passwords emptied, unless files.archive_passwords; the file as delivered (no snapshot rows).
+            rewrite = blanking_rewrite(delivered(source), files)
             result.archive_path = self.store.archive_file(self.path, self.stamp, files.archive, rewrite)
+            guard.archived(self.stamp)
+        if self.holding.stop is not None:
+            self._held(result, cancelled)
         return result
+
+    async def _diff(self, source: Source) -> RowDiff | None:
+        """The run's diff against the operation's last applied file, when the operation's diff setting is on."""
+        settings = getattr(self.config.settings.operations, self.operation.name, None)  # None: no settings of its own
+        if not getattr(settings, "diff", False):
+            return None
+        file = delivered(source)  # a snapshot's added rows are always resolved (diff.py)
+        if self.operation.read_only or not isinstance(file, CommandFile):
+            self.notes.append(f"diff: not used by {self.operation.name} (it writes nothing, or reads no command file)")
+            return None
+        found = await self.gateway.config_values(["siteidentifier"])
+        site = found.get("siteidentifier") or self.gateway.label
+        print_ = fingerprint(self.config, self.operation.name, site)
+        added_from = source.first_line if isinstance(source, SnapshotSource) else None
+        diff = RowDiff(
+            self.config.data_dir, self.operation.name, file.columns, print_, full=self.full, added_from=added_from
+        )
+        if diff.note:
+            self.notes.append(f"diff: {diff.note}")
+        return diff
+
+    def _batches(self, source: Source) -> Iterator[pl.DataFrame]:
+        """The source's checked batches; with diff, marked and regrouped around their changed rows."""
+        batches = self.operation.checked_batches(source, self.batch_size)
+        return self.diff.batches(batches, self.batch_size) if self.diff is not None else batches
+
+    def _changed(self, batch: pl.DataFrame, number: int) -> pl.DataFrame:
+        """The rows of a batch to resolve: all, or with diff those that changed (the others wait in the diff)."""
+        return self.diff.take(batch, number) if self.diff is not None else batch
+
+    def _save_digests(self) -> None:
+        """With diff, the digests of the rows that went through, for the next run (a run that went through only)."""
+        if self.diff is None or self.journal is None or self.journal.record.run is None:
+            return
+        try:
+            self.diff.save(self.journal.record.run, self.path.name, self.started)
+        except DiffProblem as exc:
+            self.notes.append(f"diff: {exc}")
 
     def _stopping(self) -> bool:
         """Whether the run stops before its next batch: a signal (Interruption) or a file it could not write."""
@@ -600,9 +713,13 @@ class _Run:
     async def _transaction(self, rows: pl.DataFrame, *, write: bool, counted: bool) -> pl.DataFrame:
         """One attempt at a batch: committed when `write`, else rolled back."""
         committed = self.committing = False
+        changes = self.changes if write else None  # the batch's writes recorded for an undo (changes/capture.py)
+        recorded: AsyncConnection | None = None
         try:
             async with self.gateway.engine.connect() as conn:
                 transaction = await conn.begin()
+                if changes is not None:
+                    changes.open(recorded := conn)
                 try:
                     outcomes = await self.operation.apply(conn, rows, not write)
                     if not write and counted and self.dry_run:
@@ -611,12 +728,16 @@ class _Run:
                     await transaction.rollback()
                     raise
                 if write:
+                    if changes is not None:
+                        await changes.ahead(conn)  # the journal and the ledger ahead of Moodle's commit
                     self.committing = True  # an error now may come after the server committed: unknown
                     await transaction.commit()
                     committed, self.committing = True, False
                 else:
                     await transaction.rollback()
         finally:
+            if changes is not None and recorded is not None:
+                changes.settle(recorded, committed)
             self.after.settle(committed)
         return outcomes
 
@@ -651,25 +772,80 @@ class _Run:
             raise AssertionError(f"{self.operation.name} returned {own.height} outcomes for {rows.height} rows")
 
     async def _check_safety(self, source: Source) -> None:
+        """The safety pre-pass: the rows that can remove (all rows, when updates are counted too) dry-run batch by
+        batch; raises SafetyStop past a threshold (stops.threshold_stop)."""
         run = self.config.settings.run
-        if run.safety_threshold <= 0:
+        if run.safety_threshold <= 0 and not run.safety_max_rows and not self._counts_updates:
             return
-        destructive = 0
-        actions = list(self.operation.destructive_actions)
-        async for _, batch in _numbered(self.operation.checked_batches(source, self.batch_size)):
-            candidates = self.operation.safety_candidates(batch.filter(pl.col(PROBLEM).is_null()))
+        destructive = updated = seen = 0
+        async for _, batch in _numbered(self._batches(source)):
+            rows = self.diff.changed_rows(batch) if self.diff is not None else batch  # unchanged rows do nothing
+            wellformed = rows.filter(pl.col(PROBLEM).is_null())
+            seen += batch.filter(pl.col(PROBLEM).is_null()).height  # the file's rows, unchanged ones too (diff.py)
+            candidates = wellformed if self._counts_updates else self.operation.safety_candidates(wellformed)
             if candidates.is_empty():
                 continue
             planned = await self._apply_in_transaction(candidates, write=False, counted=False)
-            # A row's own destructive action (suspend, shift ...) and every record it removes, its own or a part's
-            # (a group left by greplace), each count once.
-            removing = pl.col("action").is_in(actions) | (pl.col("outcome") == Outcome.DELETED.value)
-            destructive += planned.filter(removing).height
+            destructive += planned.filter(self._removing).height
+            updated += row_outcomes(planned).filter(pl.col("outcome") == Outcome.UPDATED.value).height
+            self.holding.saw(planned, self._removing)  # the rows a hold of the removals only sets aside
         async with self.gateway.reading() as conn:
             base = await self.operation.safety_base(conn)
-            destructive += await self.operation.removals_after_rows(conn)
-        if destructive >= max(run.safety_min_rows, 1) and destructive > run.safety_threshold * base:
-            raise SafetyStop(self.operation.name, destructive, base, run.safety_threshold)
+            self.removals_beyond_rows = await self.operation.removals_after_rows(conn)
+        destructive += self.removals_beyond_rows
+        stop = threshold_stop(self.operation.name, run, destructive, updated, base, seen)
+        if stop is not None:
+            raise stop
+
+    @property
+    def _removing(self) -> pl.Expr:
+        """The outcomes that remove: a row's own destructive action (suspend, shift ...) and every record it removes,
+        its own or a part's (a group left by greplace), each counted once."""
+        actions = list(self.operation.destructive_actions)
+        return pl.col("action").is_in(actions) | (pl.col("outcome") == Outcome.DELETED.value)
+
+    @property
+    def _counts_updates(self) -> bool:
+        """Whether a threshold counts updates: the pre-pass then dry-runs every row (only then)."""
+        run = self.config.settings.run
+        return (run.update_threshold > 0 or run.update_max_rows > 0) and not self.operation.read_only
+
+    def _hold(self, stop: SafetyStop) -> bool:
+        """Whether the run goes on held rather than stop: whole, as a dry run, or without its removals."""
+        run_id = self.journal.record.run if self.journal is not None else None
+        if run_id is None or not self.holding.take(stop, self.removals_beyond_rows):
+            return False
+        self.notes.append(self.holding.note(run_id))
+        if self.holding.whole:
+            self.dry_run = self.operation.dry_run = True
+            if self.journal is not None:
+                self.journal.progress(dry_run=True)
+        return True
+
+    def _set_aside(
+        self,
+        source: Source,
+        batch: pl.DataFrame,
+        number: int,
+        record: Callable[[pl.DataFrame, int, pl.DataFrame], None],
+    ) -> pl.DataFrame:
+        """A batch without its rows held for approval (a hold of the removals only), which are recorded skipped."""
+        run_id = self.journal.record.run if self.journal is not None else None
+        if self.holding.stop is None or run_id is None:
+            return batch
+        rest, held = self.holding.set_aside(batch, source, run_id)
+        if not held.is_empty():
+            record(held, number, self.holding.held_outcomes(held, run_id))
+        return rest
+
+    def _held(self, result: RunResult, cancelled: bool) -> None:
+        """The hold made once the run has gone through (its file, or its held rows, into held/); a cancelled or
+        interrupted run holds nothing: its file stays in the inbox."""
+        run_id = self.journal.record.run if self.journal is not None else None
+        if cancelled or self.stopped is not None or run_id is None:
+            self.holding.abandon(run_id)
+            return
+        result.held = self.holding.hold(run_id, self.operation.name, self.path, result.counts, result.report_path)
 
     def _heading(self, site: str, source: Source) -> list[str]:
         mode = " (DRY RUN: nothing was written)" if self.dry_run else ""

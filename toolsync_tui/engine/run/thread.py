@@ -10,12 +10,14 @@ from __future__ import annotations
 import asyncio
 import gc
 import threading
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 
 from toolsync_tui.config import Config
 from toolsync_tui.engine.connect import open_gateway
+from toolsync_tui.engine.moodle.gateway import MoodleGateway
 from toolsync_tui.engine.run.pipeline import ProgressCallback, RunResult, run_operation
 
 
@@ -34,14 +36,28 @@ async def run_in_thread(
     `on_progress` is called in that thread: it must only store what it is given. Cancelling the caller (the interface
     closing) does not stop the thread by itself: it sets `cancel`, and the run ends after its batch in flight, its
     report written."""
-    cancel = cancel or threading.Event()
+    stop = cancel or threading.Event()
 
-    async def run() -> RunResult:
-        gateway = open_gateway(config)  # created on the thread's loop: its connections belong to it
+    async def run(gateway: MoodleGateway) -> RunResult:
+        return await run_operation(
+            config, gateway, name, source, dry_run=dry_run, force=force, on_progress=on_progress, cancel=stop
+        )
+
+    return await job_in_thread(config, run, stop)
+
+
+T = TypeVar("T")
+
+
+async def job_in_thread(config: Config, job: Callable[[MoodleGateway], Awaitable[T]], cancel: threading.Event) -> T:
+    """`job` (a run, a held run approved, an undo) with a gateway of its own (created on the thread's loop: its
+    connections belong to it), on a new event loop in a worker thread; cancelling the caller sets `cancel`, which the
+    job is given to stop after its batch."""
+
+    async def run() -> T:
+        gateway = open_gateway(config)
         try:
-            return await run_operation(
-                config, gateway, name, source, dry_run=dry_run, force=force, on_progress=on_progress, cancel=cancel
-            )
+            return await job(gateway)
         finally:
             await gateway.close()
 

@@ -35,6 +35,7 @@ class Verdict:
     some_parts_failed: bool = False
     problem: str | None = None  # why the run could not happen (a run log's record)
     interrupted: str | None = None  # why it stopped mid-way: "SIGINT", "SIGTERM", a full disk, killed (run/log.py)
+    held: bool = False  # held for approval (a run log's record): it ran as a dry run, its file waits in held/
 
     @property
     def failed(self) -> int:
@@ -95,6 +96,8 @@ class Verdict:
 
     def brief(self) -> str:
         """A few words: "3 created, 1 failed", "3 created, parts of rows failed", "cancelled", "could not run"."""
+        if self.held:
+            return f"held for approval: {counts_text(self.counts) or 'no rows'} (dry run)"
         if self.problem and not self.rows:
             return "could not run"
         if self.interrupted or self.problem:  # stopped mid-way: what it had done
@@ -107,6 +110,8 @@ class Verdict:
 
     def word(self) -> str:
         """Whether it went well, for a narrow column: "ok", "4 failed", "parts failed", "cancelled"."""
+        if self.held:  # a dry run by nature (holding.py): no "(dry)"
+            return "held"
         if self.problem and not self.rows:
             word = "could not run"
         elif self.interrupted or self.problem:

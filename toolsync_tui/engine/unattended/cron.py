@@ -17,10 +17,12 @@ from datetime import datetime
 from toolsync_tui.config import Config
 from toolsync_tui.engine.connect import open_gateway
 from toolsync_tui.engine.datadir.dropdir import capture
+from toolsync_tui.engine.datadir.held import HeldRuns
 from toolsync_tui.engine.datadir.retention import remove_expired
 from toolsync_tui.engine.datadir.store import DataStore
 from toolsync_tui.engine.moodle.gateway import DatabaseError, MoodleGateway
 from toolsync_tui.engine.registry import OPERATIONS
+from toolsync_tui.engine.run.exits import EXIT_CANNOT_RUN, EXIT_HELD, EXIT_OK
 from toolsync_tui.engine.run.lock import LockBusy, RunLock
 from toolsync_tui.engine.run.pipeline import RunBusy, RunProblem, RunResult, SafetyStop, operation_inputs, run_inputs
 from toolsync_tui.engine.unattended.notify import notice_for, send, wanted
@@ -37,13 +39,16 @@ class CronReport:
     lines: list[str] = field(default_factory=list)
     results: list[RunResult] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)  # operations that could not run, in plain words
+    waiting: list[str] = field(default_factory=list)  # operations not run: a held run of theirs awaits approval
 
     @property
     def exit_code(self) -> int:
-        """2 when an operation could not run, else the worst run's code (0 when nothing was due)."""
+        """2 when an operation could not run, else the worst run's code (4 when a held run waits; 0 when nothing was
+        due)."""
         if self.problems:
-            return 2
-        return max((result.exit_code for result in self.results), default=0)
+            return EXIT_CANNOT_RUN
+        worst = max((result.exit_code for result in self.results), default=EXIT_OK)
+        return max(worst, EXIT_HELD) if self.waiting else worst
 
 
 def cron_order(config: Config) -> list[str]:
@@ -129,6 +134,8 @@ class _Call:
         """Run a due operation on its inputs; whether its slot is handled (False: it stays due, the data directory
         was busy)."""
         when = f"due {slot:%Y-%m-%d %H:%M}"
+        if self._waits_for_approval(name, when):
+            return True
         try:
             inputs = [path for path in operation_inputs(self.config, name) if path.is_file()]
         except RunProblem:  # an operation of archives that found none
@@ -140,7 +147,8 @@ class _Call:
             self.say(f"{name}: {when}, nothing to run ({pattern.name} is not in the inbox)")
             return True
         try:
-            await run_inputs(self.config, self._open_gateway(), name, inputs, on_result=self._ran)
+            hold = self.config.settings.run.hold != "never"  # "cron" and "always" both hold cron's runs
+            await run_inputs(self.config, self._open_gateway(), name, inputs, on_result=self._ran, hold=hold)
         except RunBusy as busy:
             self.say(f"{name}: {when}, not run: {busy}; it stays due")
             return False
@@ -149,10 +157,30 @@ class _Call:
             self.say(f"{name}: {when}, could not run: {problem}")
         return True
 
+    def _waits_for_approval(self, name: str, when: str) -> bool:
+        """Whether a held run of the operation waits for approval: then the operation is not run (a newer file waits
+        in the inbox), and every due slot says so, until the held run is approved or discarded."""
+        held = HeldRuns(self.config.data_dir).for_operation(name)
+        if not held:
+            return False
+        last = held[0]
+        words = (
+            f"{name}: a run held {last.held_at} waits for approval ({last.reason}); approve: "
+            f"{last.approve_command()}, or discard: {last.discard_command()}"
+        )
+        self.report.waiting.append(words)
+        self.say(f"{name}: {when}, not run: {words}")
+        return True
+
     def _ran(self, result: RunResult) -> None:
         self.report.results.append(result)
         written = "; ".join(f"{label} {path}" for label, path in result.files())
-        said = f"{result.operation}: {result.source.name}: {result.verdict.summary()}"
+        summary = result.verdict.summary()
+        if result.held is not None:
+            held = result.held
+            waits = "its removals wait" if held.removals_only else "its dry run"
+            summary = f"HELD for approval ({held.reason}; {held.approve_command()}); {waits}: {summary}"
+        said = f"{result.operation}: {result.source.name}: {summary}"
         self.say(said + (f" ({written})" if written else ""))
 
     def _open_gateway(self) -> MoodleGateway:
@@ -171,9 +199,9 @@ class _Call:
 
     async def _notify(self) -> None:
         settings = self.config.settings.notify
-        if not wanted(settings, self.report.results, self.report.problems):
+        if not wanted(settings, self.report.results, self.report.problems, self.report.waiting):
             return
-        notice = notice_for(self.report.results, self._site_label(), self.report.problems)
+        notice = notice_for(self.report.results, self._site_label(), self.report.problems, self.report.waiting)
         for problem in await asyncio.to_thread(send, settings, notice):
             self.say(f"notification: {problem}")
 

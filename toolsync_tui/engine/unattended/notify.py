@@ -29,6 +29,7 @@ SMTP_TIMEOUT: Final = 30.0  # seconds for each exchange with the mail server
 COMMAND_TIMEOUT: Final = 60.0  # seconds for the notification command to finish
 MAX_ATTACHMENT: Final = 5_000_000  # bytes (5 MB); a larger report is named in the mail rather than attached
 STDERR_SHOWN: Final = 500  # characters of a failing command's error output quoted in the problem
+SAMPLE_SHOWN: Final = 5  # lines of what a held run would remove, in its paragraph
 
 
 @dataclass(frozen=True)
@@ -38,8 +39,10 @@ class Notice:
     attachments: tuple[Path, ...] = ()
 
 
-def _subject(results: Sequence[RunResult], site_label: str, problems: Sequence[str]) -> str:
-    phrases = [tally([result.verdict for result in results])] if results else []
+def _subject(results: Sequence[RunResult], site_label: str, problems: Sequence[str], waiting: Sequence[str]) -> str:
+    held = sum(result.held is not None for result in results) + len(waiting)
+    phrases = [f"{plural(held, 'run')} held for approval"] if held else []
+    phrases += [tally([result.verdict for result in results])] if results else []
     if problems:
         phrases.append(f"{plural(len(problems), 'operation')} could not run")
     return f"toolsync on {site_label}: " + ("; ".join(phrases) or "nothing to do")
@@ -47,7 +50,7 @@ def _subject(results: Sequence[RunResult], site_label: str, problems: Sequence[s
 
 def _paragraph(result: RunResult) -> str:
     verdict = result.verdict
-    lines = [f"{result.operation}: {result.source}", f"  {verdict.summary()}"]
+    lines = [f"{result.operation}: {result.source}", *_held(result), f"  {verdict.summary()}"]
     if result.cancelled:  # what became of the rows and of the file, as the run screen says it
         lines.append(f"  {verdict.headline()[0]}")
     lines += [f"  {label}: {path}" for label, path in result.files()]
@@ -55,24 +58,48 @@ def _paragraph(result: RunResult) -> str:
     return "\n".join(lines)
 
 
-def notice_for(results: Sequence[RunResult], site_label: str, problems: Sequence[str] = ()) -> Notice:
-    """One notice for one cron call: a paragraph per run, then the operations that could not run."""
+def _held(result: RunResult) -> list[str]:
+    """A held run's lines: why, how to approve or discard it, a sample of what it would remove."""
+    held = result.held
+    if held is None:
+        return []
+    what = "its removals are" if held.removals_only else "the run is"
+    lines = [
+        f"  HELD for approval ({what} waiting): {held.reason}",
+        f"  approve: {held.approve_command()}   discard: {held.discard_command()}",
+    ]
+    lines += [f"  would remove: {line}" for line in held.sample[:SAMPLE_SHOWN]]
+    if len(held.sample) > SAMPLE_SHOWN:
+        lines.append(f"  ... (toolsync held list shows {len(held.sample)} lines, the report all)")
+    lines.append("  its dry run:" if result.dry_run else "  what ran:")
+    return lines
+
+
+def notice_for(
+    results: Sequence[RunResult], site_label: str, problems: Sequence[str] = (), waiting: Sequence[str] = ()
+) -> Notice:
+    """One notice for one cron call: a paragraph per run, then the operations that could not run, then those not run
+    because a run of theirs waits for approval (`waiting`)."""
     paragraphs = [_paragraph(result) for result in results]
+    if waiting:
+        paragraphs.append("Not run, a held run waits for approval:\n" + "\n".join(f"  - {line}" for line in waiting))
     if problems:
         paragraphs.append("Could not run:\n" + "\n".join(f"  - {problem}" for problem in problems))
     if not paragraphs:
         paragraphs.append("Nothing ran.")
     reports = tuple(r.report_path for r in results if r.report_path is not None)
-    return Notice(_subject(results, site_label, problems), "\n\n".join(paragraphs) + "\n", reports)
+    return Notice(_subject(results, site_label, problems, waiting), "\n\n".join(paragraphs) + "\n", reports)
 
 
-def wanted(settings: NotifySettings, results: Sequence[RunResult], problems: Sequence[str]) -> bool:
-    """Whether this cron call deserves a notice under notify.when."""
+def wanted(
+    settings: NotifySettings, results: Sequence[RunResult], problems: Sequence[str], waiting: Sequence[str] = ()
+) -> bool:
+    """Whether this cron call deserves a notice under notify.when (a held run, or one still waiting, always does)."""
     if settings.when == "never":
         return False
     if settings.when == "always":
-        return bool(results or problems)
-    return bool(problems) or any(r.exit_code != 0 for r in results)
+        return bool(results or problems or waiting)
+    return bool(problems or waiting) or any(r.exit_code != 0 for r in results)
 
 
 def send(settings: NotifySettings, notice: Notice, environ: Mapping[str, str] = os.environ) -> list[str]:

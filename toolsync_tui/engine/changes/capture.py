@@ -1,0 +1,404 @@
+"""Recording a real run's writes, batch by batch, for its undo (journal.py) and the ownership ledger.
+
+The pipeline opens a BatchCapture on each write transaction's connection (moodle/recording.py's registry): the
+gateway's helpers and the other write statements tell it what they write, it reads what undo needs in the same
+transaction (the values before an UPDATE, the whole rows before a DELETE, the ids of an INSERT), and before the
+commit the batch goes to the run's journal, its new rows of ledger tables to the ledger. Dry runs and the safety
+pre-pass open none: they record nothing.
+
+Ids of a multi-row INSERT on MariaDB: the driver's lastrowid is the statement's first id, and under
+innodb_autoinc_lock_mode 0 or 1 a simple INSERT's ids are consecutive (auto_increment_increment apart); both are read
+at the run's start. Under mode 2 (interleaved) they may not be: the ids are read back (rows from the first id on whose
+values are the ones written). On SQLite the ids above the table's highest id before the INSERT are the new ones: the
+INSERT holds the database's write lock, and a stale read of the highest id would have failed the INSERT (WAL) or could
+not happen (a rollback journal's shared lock keeps writers from committing).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+from sqlalchemy import ColumnElement, Select, Table, column, func, literal_column, select, table, text
+from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql import operators
+from sqlalchemy.sql.elements import BinaryExpression, BindParameter
+
+from toolsync_tui.engine.changes.journal import (
+    DELETE,
+    INSERT,
+    UPDATE,
+    ChangeJournal,
+    Entry,
+    JournalProblem,
+    journal_path,
+)
+from toolsync_tui.engine.datadir.ledger import TABLE_KINDS, Ledger, LedgerProblem, ledger_for_site
+from toolsync_tui.engine.moodle.gateway import MoodleGateway, chunks
+from toolsync_tui.engine.moodle.recording import NOT_RECORDED_COLUMNS, NOT_RECORDED_TABLES, attach, detach
+from toolsync_tui.engine.run.log import Journal
+from toolsync_tui.engine.run.operation import Operation
+
+DIGEST_CHUNK = 10_000  # ids a digest query covers (a range, mostly: the statement stays small)
+OFF_SWITCH = "TOOLSYNC_RECORD_CHANGES"  # "0": runs record nothing (only to measure what recording costs)
+# Operations whose writes are Moodle's own PHP (through the bridge) or a user's deletion: never undoable.
+THROUGH_MOODLE = {
+    "deleteusers": "it deleted users (Moodle's deletion of a user cannot be reversed)",
+    "deletecourses": "it deleted courses through Moodle's own code",
+    "resetcourses": "it reset courses through Moodle's own code",
+}
+# Row actions (a row's own outcome) that went through Moodle's code or cannot be reversed, per operation.
+IRREVERSIBLE_ACTIONS = {
+    "users": {"delete": "it deleted users (Moodle's deletion of a user cannot be reversed)"},
+    "courses": {"template": "it filled courses from templates through Moodle's own code"},
+}
+
+
+def norm(value: Any) -> Any:
+    """A value as compared between the run's record and Moodle's row now: the driver's types and the ones a family
+    wrote differ (1 and "1", True and 1, Decimal("2.50000") and 2.5)."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return str(int(value))
+    if isinstance(value, float | Decimal):
+        number = Decimal(str(value)).normalize()
+        return str(number.quantize(Decimal(1)) if number == number.to_integral() else number)
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value)
+    return str(value)
+
+
+@dataclass(frozen=True)
+class _Pending:
+    """An UPDATE by a condition under way: the rows it matched, their values before."""
+
+    table: str  # with the prefix
+    name: str  # without
+    columns: list[str]
+    before: list[list[Any]]
+
+
+@dataclass
+class BatchCapture:
+    """One write transaction's changes, in the order made (moodle/recording.Recorder).
+
+    A row the transaction creates is recorded by its id, and at the commit (`seal`) by a digest of the columns the
+    transaction wrote, as committed: its undo is its removal, unless it changed since. Its updates and its deletion
+    in the same transaction are then not recorded apart (the digest, or its absence, says it all)."""
+
+    gateway: MoodleGateway
+    consecutive: bool  # MariaDB: a multi-row INSERT's ids are consecutive (innodb_autoinc_lock_mode 0, 1)
+    increment: int  # MariaDB's auto_increment_increment
+    entries: list[Entry] = field(default_factory=list)
+    new: dict[str, set[int]] = field(default_factory=dict)  # ids created in this transaction, per table
+    new_columns: dict[str, set[str]] = field(default_factory=dict)  # columns then updated on such rows, per table
+
+    def _name(self, target: Table) -> str | None:
+        """The table's name without prefix, or None when it is never recorded."""
+        prefix = self.gateway.schema.prefix
+        name = target.name[len(prefix) :] if target.name.startswith(prefix) else target.name
+        return None if name in NOT_RECORDED_TABLES else name
+
+    def _created(self, name: str, ids: Sequence[int], columns: Sequence[str]) -> None:
+        self.new.setdefault(name, set()).update(ids)
+        self.entries.append(Entry(INSERT, name, "id", ["id", *(c for c in columns if c != "id")], [[i] for i in ids]))
+
+    async def inserted(
+        self, conn: AsyncConnection, table_: Table, first_id: int, count: int, rows: Sequence[Mapping[str, Any]]
+    ) -> None:
+        name = self._name(table_)
+        if name is None or not rows:
+            return
+        if "id" in rows[0]:  # ids given (never by the families today): those
+            ids = [int(row["id"]) for row in rows]
+        elif self.gateway.kind == "sqlite" or self.consecutive:
+            step = 1 if self.gateway.kind == "sqlite" else self.increment
+            ids = [first_id + i * step for i in range(count)]
+        else:
+            ids = await self._read_back(conn, table_, first_id, rows)
+        self._created(name, ids, list(rows[0]))
+
+    async def _read_back(
+        self, conn: AsyncConnection, table_: Table, first_id: int, rows: Sequence[Mapping[str, Any]]
+    ) -> list[int]:
+        """The ids of `rows`, just inserted from `first_id` on, when other sessions' ids may lie between them
+        (innodb_autoinc_lock_mode 2): the rows from `first_id` on whose values are those written, matched in order."""
+        names = [n for n in rows[0] if n != "id"]
+        target = table(table_.name, column("id"), *(column(n) for n in names))
+        query = select(target.c.id, *(target.c[n] for n in names)).where(target.c.id >= first_id).order_by("id")
+        wanted: dict[tuple[Any, ...], list[int]] = {}
+        for row_id, *values in await conn.execute(query):
+            if int(row_id) not in self.new.get(self._name(table_) or "", set()):
+                wanted.setdefault(tuple(map(norm, values)), []).append(int(row_id))
+        ids = []
+        for row in rows:
+            matches = wanted.get(tuple(norm(row[n]) for n in names), [])
+            if not matches:
+                raise RuntimeError(f"the ids of rows inserted into {table_.name} could not be read back")
+            ids.append(matches.pop(0))
+        return ids
+
+    async def insert_mark(self, conn: AsyncConnection, table_: Table) -> int:
+        if self._name(table_) is None:
+            return 0
+        target = table(table_.name, column("id"))
+        return int((await conn.execute(select(func.coalesce(func.max(target.c.id), 0)))).scalar_one())
+
+    async def inserted_since(
+        self, conn: AsyncConnection, table_: Table, mark: int, rows: Sequence[Mapping[str, Any]]
+    ) -> None:
+        name = self._name(table_)
+        if name is None or not rows:
+            return
+        target = table(table_.name, column("id"))
+        found = await conn.execute(select(target.c.id).where(target.c.id > mark).order_by("id"))
+        ids = [int(i) for (i,) in found if int(i) not in self.new.get(name, set())]
+        if len(ids) != len(rows):
+            raise RuntimeError(f"{len(ids)} new rows in {table_.name} for {len(rows)} inserted")
+        start = 0
+        for end in range(1, len(rows) + 1):  # an entry per run of rows of the same columns
+            if end == len(rows) or rows[end].keys() != rows[start].keys():
+                self._created(name, ids[start:end], list(rows[start]))
+                start = end
+
+    def _old(self, name: str, key: str, value: Any, columns: Sequence[str] = ()) -> bool:
+        """Whether the row existed before this transaction; a row it created is recorded by its digest, which then
+        takes in the `columns` written since."""
+        if key != "id" or int(value) not in self.new.get(name, ()):
+            return True
+        self.new_columns.setdefault(name, set()).update(columns)
+        return False
+
+    async def updating(
+        self, conn: AsyncConnection, table_: Table, key: str, columns: Sequence[str], rows: Sequence[Mapping[str, Any]]
+    ) -> None:
+        name = self._name(table_)
+        kept = [c for c in columns if c not in NOT_RECORDED_COLUMNS]
+        rows = [row for row in rows if name is not None and self._old(name, key, row[key], columns)]
+        if name is None or not kept or not rows:
+            return
+        target = table(table_.name, column(key), *(column(c) for c in kept))
+        before: dict[Any, tuple[Any, ...]] = {}
+        for part in chunks([row[key] for row in rows]):
+            query = select(target.c[key], *(target.c[c] for c in kept)).where(target.c[key].in_(list(part)))
+            for found_key, *values in await conn.execute(query):
+                before[norm(found_key)] = (found_key, *values)
+        recorded = []
+        for row in rows:
+            old = before.get(norm(row[key]))
+            if old is None:  # no such row: the UPDATE changes nothing
+                continue
+            after = [row[c] if c in row else old[1 + i] for i, c in enumerate(kept)]
+            recorded.append([old[0], *old[1:], *after])
+        if recorded:
+            self.entries.append(Entry(UPDATE, name, key, [key, *kept], recorded))
+
+    async def updating_where(
+        self, conn: AsyncConnection, table_: Table, where: ColumnElement[bool], columns: Sequence[str]
+    ) -> object:
+        name = self._name(table_)
+        kept = [c for c in columns if c not in NOT_RECORDED_COLUMNS]
+        if name is None or not kept:
+            return None
+        # The ids first: rows this transaction created (a new context's path) need no values before.
+        listed = _listed_ids(where)
+        if listed is None:
+            matched: Select[Any] = select(literal_column("id")).select_from(table_).where(where)
+            listed = [int(i) for (i,) in await conn.execute(matched)]
+        old = [i for i in listed if self._old(name, "id", i, kept)]
+        target = table(table_.name, column("id"), *(column(c) for c in kept))
+        before: list[list[Any]] = []
+        for part in chunks(old):
+            query = select(*target.c).where(target.c.id.in_(list(part)))
+            before += [list(r) for r in await conn.execute(query)]
+        return _Pending(table_.name, name, kept, before)
+
+    async def updated(self, conn: AsyncConnection, token: object) -> None:
+        if not isinstance(token, _Pending) or not token.before:
+            return
+        target = table(token.table, column("id"), *(column(c) for c in token.columns))
+        after: dict[int, list[Any]] = {}
+        for part in chunks([int(row[0]) for row in token.before]):
+            query = select(target.c.id, *(target.c[c] for c in token.columns)).where(target.c.id.in_(list(part)))
+            after.update({int(r[0]): list(r[1:]) for r in await conn.execute(query)})
+        rows = [[*row, *after[int(row[0])]] for row in token.before if int(row[0]) in after]
+        self.entries.append(Entry(UPDATE, token.name, "id", ["id", *token.columns], rows))
+
+    async def deleting(self, conn: AsyncConnection, table_: Table, where: ColumnElement[bool]) -> None:
+        name = self._name(table_)
+        if name is None:
+            return
+        query: Select[Any] = select(literal_column("*")).select_from(table_).where(where)
+        result = await conn.execute(query)
+        columns = list(result.keys())
+        at = columns.index("id")
+        rows = [list(r) for r in result if self._old(name, "id", r[at])]  # a row created here just goes
+        if rows:
+            self.entries.append(Entry(DELETE, name, "id", columns, rows))
+
+    async def seal(self, conn: AsyncConnection) -> None:
+        """At the commit: each created row's digest, of the columns written to it, as committed (one SELECT per
+        chunk); a row created and removed in this transaction is left out."""
+        for entry in self.entries:
+            if entry.kind != INSERT:
+                continue
+            later = sorted(self.new_columns.get(entry.table, set()) - set(entry.columns))
+            entry.columns.extend(later)
+            ids = [int(row[0]) for row in entry.rows]
+            found = await row_digests(self.gateway, conn, entry.table, entry.columns, ids)
+            entry.rows[:] = [[i, found[i]] for i in ids if i in found]
+        self.entries = [e for e in self.entries if e.rows]
+
+    def created(self) -> dict[str, list[int]]:
+        """Ids of the rows this batch inserted, per table (without prefix)."""
+        found: dict[str, list[int]] = {}
+        for entry in self.entries:
+            if entry.kind == INSERT:
+                found.setdefault(entry.table, []).extend(int(row[0]) for row in entry.rows)
+        return found
+
+
+def _listed_ids(where: ColumnElement[bool]) -> list[int] | None:
+    """The ids of a condition that is `id IN (...)` and nothing else (no query needed to know them), else None."""
+    if not isinstance(where, BinaryExpression) or where.operator is not operators.in_op:
+        return None
+    left, right = where.left, where.right
+    if getattr(left, "key", None) != "id" or not isinstance(right, BindParameter) or right.value is None:
+        return None
+    return [int(i) for i in right.value]
+
+
+async def row_digests(
+    gateway: MoodleGateway, conn: AsyncConnection, name: str, columns: Sequence[str], ids: Sequence[int]
+) -> dict[int, str]:
+    """Id -> a digest of the row's `columns` as stored (12 hex digits; no value of it, a password's hash, kept):
+    taken at the commit of the run's batch that created it, and at its undo. MariaDB computes it (a row's values
+    never cross the wire); SQLite's rows are read and hashed here."""
+    target = table(gateway.schema.prefix + name, *(column(c) for c in columns))
+    found: dict[int, str] = {}
+    wanted = set(ids)
+    for part in chunks(sorted(wanted), DIGEST_CHUNK):
+        # Ids a batch created run in sequence: a range the index reads in one sweep, the others dropped here.
+        span = target.c.id.between(part[0], part[-1]) if part[-1] - part[0] < 2 * len(part) else None
+        where = span if span is not None else target.c.id.in_(list(part))
+        if gateway.kind == "mariadb":
+            # Each value tagged ('v' + value, or 'n' for NULL): CONCAT_WS would skip a NULL, and '' and NULL differ.
+            tagged = [func.ifnull(func.concat("v", target.c[c]), "n") for c in columns]
+            text_ = func.concat_ws(literal_column("0x1f"), *tagged)
+            query = select(target.c.id, func.left(func.md5(text_), 12)).where(where)
+            found.update({int(i): str(d) for i, d in await conn.execute(query) if int(i) in wanted})
+        else:
+            query = select(*target.c).where(where)
+            at = list(columns).index("id")
+            found.update({int(r[at]): digest(r) for r in await conn.execute(query) if int(r[at]) in wanted})
+    return found
+
+
+def digest(row: Sequence[Any]) -> str:
+    """A row's values as the driver reads them (SQLite: the same reading at the commit and at undo)."""
+    return hashlib.blake2b(repr(tuple(row)).encode(), digest_size=6).hexdigest()
+
+
+class RunChanges:
+    """A real run's recording (moodle/recording.Session): a BatchCapture per write transaction, journalled ahead of
+    its commit and marked after it; new rows of ledger tables entered in the ownership ledger ahead of the commit."""
+
+    def __init__(
+        self,
+        gateway: MoodleGateway,
+        journal: ChangeJournal,
+        ledger: Ledger,
+        run: str,
+        operation: str,
+        consecutive: bool,
+        increment: int,
+    ) -> None:
+        self.gateway = gateway
+        self.journal = journal
+        self.ledger = ledger
+        self.run = run
+        self.operation = operation
+        self.consecutive = consecutive
+        self.increment = increment
+        self.open_batches: dict[int, tuple[BatchCapture, int | None]] = {}  # id(conn) -> capture, journal batch
+        self.batch = 0
+        self.irreversible = THROUGH_MOODLE.get(operation)
+
+    @classmethod
+    async def start(cls, data_dir: Path, gateway: MoodleGateway, run: str, operation: str) -> RunChanges:
+        consecutive, increment = True, 1
+        if gateway.kind == "mariadb":
+            async with gateway.reading() as conn:
+                mode, step = (
+                    await conn.execute(text("SELECT @@innodb_autoinc_lock_mode, @@auto_increment_increment"))
+                ).one()
+            consecutive, increment = int(mode) in (0, 1), int(step or 1)
+        ledger = await ledger_for_site(data_dir, gateway)
+        return cls(gateway, ChangeJournal(journal_path(data_dir, run)), ledger, run, operation, consecutive, increment)
+
+    def open(self, conn: AsyncConnection) -> None:
+        capture = BatchCapture(self.gateway, self.consecutive, self.increment)
+        attach(conn, capture)
+        self.open_batches[id(conn)] = (capture, None)
+
+    async def ahead(self, conn: AsyncConnection) -> None:
+        """Before the commit: the batch's changes in the journal, its new records in the ledger."""
+        capture, _ = self.open_batches[id(conn)]
+        await capture.seal(conn)
+        if not capture.entries:
+            return
+        self.batch += 1
+        meta = {"run": self.run, "operation": self.operation, "site": self.ledger.site}
+        if self.irreversible:
+            meta["irreversible"] = self.irreversible
+        try:
+            self.journal.write_batch(self.batch, capture.entries, meta)
+            self.open_batches[id(conn)] = (capture, self.batch)
+            for name, ids in capture.created().items():
+                if name in TABLE_KINDS:
+                    self.ledger.add(TABLE_KINDS[name], ids, self.operation, self.run)
+        except (JournalProblem, LedgerProblem) as exc:
+            # Never a batch in Moodle that its record misses: rolled back, the run stops as for a full disk.
+            raise OSError(errno.EIO, f"{exc}; the batch in progress was rolled back") from None
+
+    def settle(self, conn: AsyncConnection, committed: bool) -> None:
+        """After the commit (or the rollback): the batch marked committed. A batch whose commit failed stays unmarked:
+        the error may have come after the server committed, undo resolves it against Moodle's rows."""
+        detach(conn)
+        _, number = self.open_batches.pop(id(conn), (None, None))
+        if committed and number is not None:
+            with contextlib.suppress(JournalProblem):  # unmarked, the batch is resolved at undo (undo.py)
+                self.journal.mark_committed(number)
+
+    def account(self, outcomes: pl.DataFrame) -> None:
+        """A batch's outcomes: an action Moodle's own code did, or that cannot be reversed, makes the run not
+        undoable."""
+        actions = IRREVERSIBLE_ACTIONS.get(self.operation)
+        if not actions or self.irreversible or outcomes.is_empty():
+            return
+        done = outcomes.filter(pl.col("outcome").is_in(["created", "updated", "deleted"]))  # rows and their parts
+        for action in set(done["action"].to_list()) & set(actions):
+            self.irreversible = actions[action]
+            if self.journal.exists():
+                self.journal.set_meta("irreversible", self.irreversible)
+            return
+
+
+async def start_recording(
+    data_dir: Path, gateway: MoodleGateway, journal: Journal | None, operation: Operation, dry_run: bool
+) -> RunChanges | None:
+    """The recording of a real run that writes; None for a dry run or a read-only operation (nothing recorded)."""
+    if dry_run or operation.read_only or journal is None or journal.record.run is None:
+        return None
+    if os.environ.get(OFF_SWITCH) == "0":  # the recording's cost measured (benchmarks/README.md): no undo then
+        return None
+    return await RunChanges.start(data_dir, gateway, journal.record.run, operation.name)

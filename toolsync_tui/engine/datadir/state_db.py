@@ -1,0 +1,36 @@
+"""toolsync's own SQLite state files in the data directory (protected group memberships, the ownership ledger, the
+runs' change journals): private from the first byte, their tables made on the first write, one clear error."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Iterator, Sequence
+from contextlib import closing, contextmanager
+from pathlib import Path
+
+from toolsync_tui.engine.datadir import privacy
+
+
+@contextmanager
+def state_db(
+    path: Path, *, write: bool, tables: Sequence[str], problem: type[Exception], what: str
+) -> Iterator[sqlite3.Connection]:
+    """A connection to the state file at `path`; writing makes it (and its folder) private and runs `tables` (CREATE
+    ... IF NOT EXISTS) first. Any SQLite or system error raises `problem`: "<what> <path> cannot be used: why"."""
+    try:
+        if write:
+            _private(path)
+        with closing(sqlite3.connect(path, timeout=30)) as db:
+            if write:
+                for statement in tables:
+                    db.execute(statement)
+            yield db
+    except (sqlite3.Error, OSError) as exc:
+        raise problem(f"{what} {path} cannot be used: {exc}") from None
+
+
+def _private(path: Path) -> None:
+    """The folder and the file made private (privacy.py) before SQLite opens it; its journal takes the file's mode."""
+    path.parent.mkdir(mode=privacy.folder_mode(path.parent.parent), parents=True, exist_ok=True)
+    os.close(privacy.create_file(path, os.O_WRONLY | os.O_CREAT))
