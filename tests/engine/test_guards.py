@@ -103,6 +103,23 @@ async def test_by_default_the_row_guards_hold_snapshot_files_only(maria: Site) -
     assert (await accounts(gateway, prefix))[f"{prefix}9"] == ("F9", 0)  # nothing suspended
 
 
+async def test_the_share_is_of_the_last_files_own_rows_never_of_the_rows_a_snapshot_added(maria: Site) -> None:
+    config, gateway = maria
+    config.set("operations.users.mode", "snapshot")
+    config.set("run.safety_threshold", 0.0)  # a few accounts of a small site are over any share
+    prefix = unique("share")
+    inbox_file(config, "userimport.csv", users_feed(prefix, range(10)))
+    assert (await run_operation(config, gateway, "users")).counts == {"created": 10}
+    inbox_file(config, "userimport.csv", users_feed(prefix, range(6)))
+    night = await run_operation(config, gateway, "users")  # 6 of the file's rows, 4 suspensions of the snapshot's
+    assert (night.rows, night.file_rows) == (10, 6)
+
+    inbox_file(config, "userimport.csv", users_feed(prefix, range(4)))  # 4 of 6: more than half
+    assert (await run_operation(config, gateway, "users")).counts == {"unchanged": 4, "updated": 2}
+    active = {name for name, (_, suspended) in (await accounts(gateway, prefix)).items() if not suspended}
+    assert active == {f"{prefix}{n}" for n in range(4)}
+
+
 async def test_a_tryback_is_not_held_to_the_share_of_the_whole_file(maria: Site) -> None:
     config, gateway = maria
     inbox_file(config, "courses.csv", check_file(10))

@@ -119,6 +119,7 @@ def test_which_operation_a_file_belongs_to(sandbox: Config) -> None:
     assert operation_of_file(sandbox, "notes_tryback_20260105-090500.csv") is None
     assert operation_of_report("20260105-090500_deleteusers_userdelete_dryrun-2.txt") == "deleteusers"
     assert operation_of_report("20260105-090500_nosuch_userdelete.txt") is None
+    assert operation_of_report("20260105-090500_undo_userimport.txt") == "undo"  # found by History's filter
     sandbox.set("operations.deletecourses.file", "courses.csv")  # two operations read courses.csv: no guessing
     assert operation_of_file(sandbox, "courses_tryback_20260105-090500.csv") is None
 

@@ -77,8 +77,13 @@ def operation_of_report(name: str) -> str | None:
     return _report_operation(StoredName.parse("report", name))
 
 
+UNDO = "undo"  # the reports of undos (engine/changes/undo.py) name this operation
+
+
 def _report_operation(name: StoredName | None) -> str | None:
-    return name.operation if name is not None and name.operation in OPERATIONS else None
+    if name is None or (name.operation not in OPERATIONS and name.operation != UNDO):
+        return None
+    return name.operation
 
 
 def operation_of_file(config: Config, name: str) -> str | None:

@@ -49,6 +49,7 @@ class SourceGuard:
         self.operation = operation
         self.path = path
         self.dry_run = dry_run
+        self.count: int | None = None  # the file's data rows, once counted (the next run's base: last_applied)
 
     def delivery(self) -> list[str]:
         """Before the file is read: its checksum, when its sender put a .sha256 beside it. A dry run's notes."""
@@ -76,7 +77,7 @@ class SourceGuard:
         return []
 
     def _rows(self, source: CommandFile, force: bool) -> None:
-        count = source.count_records()
+        count = self.count = source.count_records()
         tail = _tail(source)
         self._cut(source, count, tail)
         self._trailer(source, count, tail)
@@ -90,11 +91,14 @@ class SourceGuard:
             )
         share = self.config.settings.run.guard_min_share
         last = last_applied(self.config.data_dir, self.operation, self.path.name)
-        if share > 0 and last is not None and count < share * last.rows:
+        if share <= 0 or last is None:
+            return
+        base = last.file_rows if last.file_rows is not None else last.rows  # rows: a log of an older version
+        if count < share * base:
             raise GuardStop(
                 self.operation,
                 f"{name} has {plural(count, 'data row')}, fewer than {share:.0%} (run.guard_min_share) of the "
-                f"{last.rows:,} rows of the last applied file ({escaped(last.file)}, {last.started}): most likely "
+                f"{base:,} rows of the last applied file ({escaped(last.file)}, {last.started}): most likely "
                 "a partial export",
             )
 

@@ -55,6 +55,7 @@ class RunRecord:
     last_line: int | None = None  # the last line of the file the run accounted for
     pid: int | None = None
     writing: list[int] | None = None  # the first and last lines of the batch being written (progress page only)
+    file_rows: int | None = None  # the file's data rows as delivered (not a snapshot's added rows): the row guards'
 
     @property
     def started_at(self) -> datetime:

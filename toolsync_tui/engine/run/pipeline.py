@@ -121,6 +121,7 @@ class RunResult:
     interrupted: Stop | None = None  # stopped mid-way (a signal, a full disk): the rows after last_line were not run
     last_line: int | None = None  # the last line of the file the run accounted for
     held: HeldRun | None = None  # held for approval (whole, or its removals only: holding.py)
+    file_rows: int | None = None  # the command file's data rows (a snapshot's added rows not counted): guards.py
 
     def files(self) -> list[tuple[str, Path]]:
         """What the run wrote, labelled: report, table, tryback, archived."""
@@ -339,6 +340,7 @@ def _partial(first: RunRecord, result: RunResult | None, **fields: Any) -> RunRe
             "report": str(result.report_path) if result.report_path else None,
             "interrupted": result.interrupted.reason if result.interrupted else None,
             "last_line": result.last_line,
+            "file_rows": result.file_rows,
         }
     return replace(first, **{**done, **fields})
 
@@ -576,6 +578,7 @@ class _Run:
                 failed_details=failed_details,
                 interrupted=self.stopped,
                 last_line=self.last_line,
+                file_rows=guard.count,
             )
             if self.stopped is not None:
                 self.notes.insert(0, self._interrupted_words(result, tryback is not None, sys.exc_info()[0]))
