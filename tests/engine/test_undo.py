@@ -24,6 +24,7 @@ from tests.support.factories import unique
 from tests.support.fault_runs import KillPoint, run_until, toolsync
 from tests.support.headless_runs import count_users, users_file
 from tests.support.operation_files import header, inbox_file, report_of
+from tests.support.tables import rows_of
 from toolsync_tui.cli import main
 from toolsync_tui.config import Config
 from toolsync_tui.engine.changes.capture import RunChanges
@@ -45,9 +46,8 @@ NOT_COMPARED = {"logstore_standard_log", "cache_flags"}
 
 @pytest.fixture
 def dump_site(dump_site: Site) -> Site:
-    """conftest's dump_site with the guards that compare a file with the last one off: these tests run small files
-    of their own one after the other."""
-    dump_site[0].set("run.guard_min_share", 0)
+    """conftest's dump_site with the safety threshold's floor raised: these tests remove a few records of a small
+    site on purpose."""
     dump_site[0].set("run.safety_min_rows", 100)
     return dump_site
 
@@ -407,3 +407,20 @@ def test_operations_through_moodles_own_code_are_refused_by_name(tmp_path: Path,
     run = "c" * 32
     RunLog(tmp_path).add(RunRecord(operation, "file.csv", "2026-01-01T00:00:00", run=run))
     assert undo_refusal(tmp_path, run[:8]) == f"run cccccccc ({operation}, file.csv) cannot be undone: {words}"
+
+
+async def test_an_undone_course_update_gets_its_settings_back_and_a_new_cache_revision(dump_site: Site) -> None:
+    """Moodle rebuilds a course's cached settings when its cacherev moves: restoring its row must move it too."""
+    config, gateway = dump_site
+    config.set("operations.courses.forceupdate", True)
+    short = unique("UC")
+    assert (await run(config, gateway, "courses", f"shortname;fullname\n{short};Before\n")).counts == {"created": 1}
+    assert (await run(config, gateway, "courses", f"shortname;fullname\n{short};After\n")).counts == {"updated": 1}
+    [updated] = await rows_of(gateway, gateway.schema.course, shortname=short)
+
+    undone = await undo_run(config, gateway, "last")
+
+    assert undone.counts == {"updated": 1}, report_of(undone)
+    [restored] = await rows_of(gateway, gateway.schema.course, shortname=short)
+    assert restored["fullname"] == "Before"
+    assert restored["cacherev"] > updated["cacherev"]

@@ -45,6 +45,7 @@ from toolsync_tui.engine.datadir.ledger import TABLE_KINDS, LedgerProblem, ledge
 from toolsync_tui.engine.datadir.store import DataStore, timestamp
 from toolsync_tui.engine.moodle.db_errors import describe
 from toolsync_tui.engine.moodle.gateway import DatabaseError, MoodleGateway, chunks
+from toolsync_tui.engine.moodle.groups import bump_cacherev
 from toolsync_tui.engine.moodle.staleness import (
     DEFAULT_SESSION_TIMEOUT,
     EnrolmentEffects,
@@ -203,6 +204,7 @@ class _Undo:
     users: set[int] = field(default_factory=set)  # whose enrolments, roles or memberships changed
     notes: list[str] = field(default_factory=list)
     by_id: dict[str, list[int]] = field(default_factory=dict)  # rows of USER_ROWS (or users) by id, to find the user
+    courses: set[int] = field(default_factory=set)  # courses whose own row it writes: their cache revision goes up
     # (table, id) of the rows the run created: their updates by the run are put back silently, before their removal
     created: set[tuple[str, Any]] = field(default_factory=set)
 
@@ -239,6 +241,7 @@ class _Undo:
                         break
                 if not cancelled:
                     await self._mark_dirty(conn)
+                    await bump_cacherev(self.gateway, conn, sorted(self.courses), int(time.time()))
                 if self.dry_run or cancelled:
                     await transaction.rollback()
                 else:
@@ -439,8 +442,11 @@ class _Undo:
         self.outcomes.append((len(self.outcomes) + 1, None, outcome.value, action, key, f"{key}: {message}"))
 
     def _touched(self, entry: Entry, row: Sequence[Any]) -> None:
-        """A row (in the entry's columns) the undo writes: its user's caches are marked stale (_mark_dirty)."""
-        if entry.table in USER_ROWS and "userid" in entry.columns:
+        """A row (in the entry's columns) the undo writes: its user's caches are marked stale (_mark_dirty), its
+        course's cached settings rebuilt (update_course() bumps cacherev as well)."""
+        if entry.table == "course" and entry.key == "id":
+            self.courses.add(int(row[entry.columns.index("id")]))
+        elif entry.table in USER_ROWS and "userid" in entry.columns:
             self.users.add(int(row[entry.columns.index("userid")]))
         elif (entry.table in USER_ROWS or entry.table == "user") and entry.key == "id":
             self.by_id.setdefault(entry.table, []).append(int(row[entry.columns.index("id")]))
