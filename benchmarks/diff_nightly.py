@@ -33,13 +33,10 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
-
-import tomli_w
 
 from benchmarks.floor import READ_COLUMNS, bare_connection, mariadbd_cpu_seconds
 from benchmarks.generate import USERS_HEADER, count_values, seed_users_at, user_row
-from benchmarks.run import DATABASE, PREFIX, parse_summary, run_child
+from benchmarks.run import DATABASE, PREFIX, config_file, parse_summary, run_child
 from tests.support.mariadb_server import ThrowawayMariaDB
 
 EXIT_VERIFIED, EXIT_MISMATCH = 0, 1
@@ -63,25 +60,8 @@ def write_file(path: Path, count: int, changed: set[int], seed: int) -> None:
 
 def write_config(workdir: Path, server: ThrowawayMariaDB, name: str, diff: bool) -> Path:
     """As benchmarks.run's: MariaDB over TCP, report and tryback on, archive off (the files are run again)."""
-    document: dict[str, Any] = {
-        "database": {
-            "driver": "mariadb",
-            "host": "127.0.0.1",
-            "port": server.port,
-            "user": "toolsync",
-            "password": "toolsync",
-            "password_env": "",
-            "name": DATABASE,
-            "prefix": PREFIX,
-        },
-        "files": {"data_dir": str(workdir / "data"), "archive": "off", "report": True, "tryback": True},
-        "operations": {"users": {"primary_identity": "idnumber", "password_rounds": 5000, "diff": diff}},
-    }
-    path = workdir / name
-    with path.open("wb") as out:
-        tomli_w.dump(document, out)
-    path.chmod(0o600)
-    return path
+    users = {"primary_identity": "idnumber", "password_rounds": 5000, "diff": diff}
+    return config_file(workdir / name, server, workdir / "data", {"users": users})
 
 
 def measure(

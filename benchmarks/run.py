@@ -766,12 +766,29 @@ PATH_LINE = re.compile(r"^  (?P<label>report|table|tryback|archived): (?P<path>.
 
 
 def write_config(workdir: Path, server: ThrowawayMariaDB, case: BenchCase, args: argparse.Namespace) -> Path:
-    files: dict[str, Any] = {
-        "data_dir": str(workdir / "data"),
-        "archive": "off",
-        "report": not args.no_report,
-        "tryback": not args.no_tryback,
-    }
+    run = {"batch_size": args.batch_size} if args.batch_size else None
+    return config_file(
+        workdir / "toolsync.toml",
+        server,
+        workdir / "data",
+        {case.operation: case.settings},
+        report=not args.no_report,
+        tryback=not args.no_tryback,
+        run=run,
+    )
+
+
+def config_file(
+    path: Path,
+    server: ThrowawayMariaDB,
+    data_dir: Path,
+    operations: dict[str, Any],
+    *,
+    report: bool = True,
+    tryback: bool = True,
+    run: dict[str, Any] | None = None,
+) -> Path:
+    """A configuration for the throwaway server over TCP, archive off (the files are run again), mode 600."""
     document: dict[str, Any] = {
         "database": {
             "driver": "mariadb",
@@ -783,12 +800,11 @@ def write_config(workdir: Path, server: ThrowawayMariaDB, case: BenchCase, args:
             "name": DATABASE,
             "prefix": PREFIX,
         },
-        "files": files,
-        "operations": {case.operation: case.settings},
+        "files": {"data_dir": str(data_dir), "archive": "off", "report": report, "tryback": tryback},
+        "operations": operations,
     }
-    if args.batch_size:
-        document["run"] = {"batch_size": args.batch_size}
-    path = workdir / "toolsync.toml"
+    if run:
+        document["run"] = run
     with path.open("wb") as out:
         tomli_w.dump(document, out)
     path.chmod(0o600)
