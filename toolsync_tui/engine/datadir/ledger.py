@@ -29,8 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from toolsync_tui.engine.datadir.protected_groups import FOLDER, database_address, site_key
-from toolsync_tui.engine.datadir.state_db import state_db
+from toolsync_tui.engine.datadir.protected_groups import FOLDER
+from toolsync_tui.engine.datadir.state_db import site_of, state_db
 
 if TYPE_CHECKING:
     from toolsync_tui.engine.moodle.gateway import MoodleGateway
@@ -77,8 +77,7 @@ def ledger_path(data_dir: Path) -> Path:
 
 async def ledger_for_site(data_dir: Path, gateway: MoodleGateway) -> Ledger:
     """The ledger of the gateway's site, in this data directory."""
-    found = await gateway.config_values(["siteidentifier"])
-    return Ledger(ledger_path(data_dir), site_key(found.get("siteidentifier") or "", database_address(gateway)))
+    return Ledger(ledger_path(data_dir), await site_of(gateway))
 
 
 @dataclass(frozen=True)

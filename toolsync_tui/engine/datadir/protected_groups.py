@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Literal
 
 import polars as pl
 
-from toolsync_tui.engine.datadir.state_db import state_db
+from toolsync_tui.engine.datadir.state_db import site_of, state_db
 
 if TYPE_CHECKING:
     from toolsync_tui.engine.moodle.gateway import MoodleGateway
@@ -72,29 +72,9 @@ def state_path(data_dir: Path) -> Path:
     return data_dir / FOLDER / FILE_NAME
 
 
-def site_key(siteidentifier: str, fallback: str) -> str:
-    """The site an entry belongs to: $CFG->siteidentifier, else (a sandbox has none) the database's address."""
-    return siteidentifier.strip() or fallback
-
-
 async def for_site(data_dir: Path, gateway: MoodleGateway) -> ProtectedMemberships:
     """The protected memberships of the gateway's site, in this data directory."""
-    found = await gateway.config_values(["siteidentifier"])
-    return ProtectedMemberships(
-        state_path(data_dir), site_key(found.get("siteidentifier") or "", database_address(gateway))
-    )
-
-
-def database_address(gateway: MoodleGateway) -> str:
-    """The database's address, however the gateway was opened: the SQLite file, else host:port/name (or the socket),
-    with the table prefix."""
-    url = gateway.engine.url
-    if gateway.kind == "sqlite":
-        where = str(Path(url.database or "").resolve())
-    else:
-        socket = url.query.get("unix_socket")
-        where = f"{socket if isinstance(socket, str) else f'{url.host}:{url.port or 3306}'}/{url.database}"
-    return f"{where} prefix {gateway.schema.prefix}"
+    return ProtectedMemberships(state_path(data_dir), await site_of(gateway))
 
 
 Step = tuple[Literal["record", "forget"], pl.DataFrame, str]

@@ -27,6 +27,7 @@ from toolsync_tui.config import Config
 from toolsync_tui.engine.changes.capture import RunChanges, start_recording
 from toolsync_tui.engine.connect import NO_BRIDGE, open_bridge
 from toolsync_tui.engine.datadir.held import HeldRun
+from toolsync_tui.engine.datadir.state_db import site_of
 from toolsync_tui.engine.datadir.store import DataStore, timestamp
 from toolsync_tui.engine.moodle.bridge.client import BridgeError
 from toolsync_tui.engine.moodle.db_errors import Fault, classify, describe
@@ -607,9 +608,7 @@ class _Run:
         if self.operation.read_only or not isinstance(file, CommandFile):
             self.notes.append(f"diff: not used by {self.operation.name} (it writes nothing, or reads no command file)")
             return None
-        found = await self.gateway.config_values(["siteidentifier"])
-        site = found.get("siteidentifier") or self.gateway.label
-        print_ = fingerprint(self.config, self.operation.name, site)
+        print_ = fingerprint(self.config, self.operation.name, await site_of(self.gateway))
         added_from = source.first_line if isinstance(source, SnapshotSource) else None
         diff = RowDiff(
             self.config.data_dir, self.operation.name, file.columns, print_, full=self.full, added_from=added_from
