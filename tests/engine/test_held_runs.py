@@ -39,6 +39,18 @@ Path(sys.argv[0]).with_name("received.json").write_text(json.dumps(saved))
 """
 
 
+def holding_always(url: str, tmp_path: Path) -> Config:
+    """A saved configuration whose `toolsync run` holds (run.hold = "always"), for the command-line tests."""
+
+    async def configured() -> Config:
+        async with mariadb_site(url, tmp_path) as (config, _):
+            config.set("run.hold", "always")
+            config.save()
+            return config
+
+    return run_blocking(configured())
+
+
 @pytest.fixture
 async def maria(project_db_url: str, tmp_path: Path) -> AsyncIterator[Site]:
     async with mariadb_site(project_db_url, tmp_path) as site:
@@ -139,13 +151,7 @@ async def test_cron_holds_a_half_file_cron_waits_and_approving_applies_it(maria:
 def test_toolsync_run_holds_an_empty_file_with_hold_always_then_list_and_discard(
     project_db_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    async def configured() -> Config:
-        async with mariadb_site(project_db_url, tmp_path) as (config, _):
-            config.set("run.hold", "always")
-            config.save()
-            return config
-
-    config = run_blocking(configured())
+    config = holding_always(project_db_url, tmp_path)
     argv = ["--config", str(config.path)]
     prefix = unique("empty")
     inbox_file(config, "userimport.csv", users_feed(prefix, []))
@@ -189,13 +195,7 @@ def test_toolsync_run_holds_an_empty_file_with_hold_always_then_list_and_discard
 def test_a_broken_delivery_is_refused_and_not_held(
     project_db_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], broken: str
 ) -> None:
-    async def configured() -> Config:
-        async with mariadb_site(project_db_url, tmp_path) as (config, _):
-            config.set("run.hold", "always")
-            config.save()
-            return config
-
-    config = run_blocking(configured())
+    config = holding_always(project_db_url, tmp_path)
     content = users_feed(unique("broken"), range(3))
     if broken == "cut":
         content += "late;La"
