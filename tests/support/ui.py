@@ -1,5 +1,5 @@
 """Shared by the interface tests: a clock that stands still, a way to wait without wait_for_complete (and for a table
-to size its columns), the toasts a screen would have shown, and a Static's text."""
+to size its columns, and for a run screen's run to end), the toasts a screen would have shown, and a Static's text."""
 
 from __future__ import annotations
 
@@ -14,7 +14,10 @@ from typing import Any
 import pytest
 from rich.text import Text
 from textual.app import App
+from textual.pilot import Pilot
 from textual.widgets import DataTable, Static
+
+from toolsync_tui.screens.run import RunScreen
 
 WAIT_LIMIT, STEP = 20.0, 0.01  # seconds
 
@@ -40,6 +43,17 @@ async def wait_until(condition: Callable[[], bool]) -> None:
             return
         await asyncio.sleep(STEP)
     raise AssertionError(f"condition not met within {WAIT_LIMIT} s")
+
+
+async def finished_run(app: App[Any], pilot: Pilot[Any]) -> RunScreen:
+    """The run screen a key just pushed, once its run (or undo, or approval) has ended and been shown."""
+    await wait_until(lambda: isinstance(app.screen, RunScreen))
+    run = app.screen
+    assert isinstance(run, RunScreen)
+    assert run.worker is not None
+    await run.worker.wait()
+    await pilot.pause()
+    return run
 
 
 def columns_fit(table: DataTable[Any]) -> bool:

@@ -12,7 +12,7 @@ from textual.widgets import Button, Static
 from tests.support.accounts import add_user
 from tests.support.factories import unique
 from tests.support.operation_files import header, inbox_file, report_of
-from tests.support.ui import record_notifications, text_of, wait_until
+from tests.support.ui import finished_run, record_notifications, text_of, wait_until
 from toolsync_tui.app import ToolsyncApp
 from toolsync_tui.config import Config
 from toolsync_tui.engine.datadir.held import HeldRun, HeldRuns
@@ -21,7 +21,6 @@ from toolsync_tui.engine.run.pipeline import run_operation
 from toolsync_tui.screens.confirm import ConfirmScreen
 from toolsync_tui.screens.dashboard import DashboardScreen
 from toolsync_tui.screens.held import HeldScreen
-from toolsync_tui.screens.run import RunScreen
 
 SIZE = (80, 24)
 Site = tuple[Config, MoodleGateway]
@@ -86,12 +85,7 @@ async def test_approving_a_held_run_asks_first_then_runs_it_live(dump_site: Site
         await wait_until(lambda: isinstance(app.screen, ConfirmScreen))
         assert "Run suspendusers (" in str(app.screen.query_one("#message", Static).content)
         await pilot.press("y")
-        await wait_until(lambda: isinstance(app.screen, RunScreen))
-        run = app.screen
-        assert isinstance(run, RunScreen)
-        assert run.worker is not None
-        await run.worker.wait()
-        await pilot.pause()
+        run = await finished_run(app, pilot)
         assert run.error is None, run.error
         assert run.result is not None
         assert run.result.counts == {"updated": 3}, report_of(run.result)

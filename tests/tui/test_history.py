@@ -14,7 +14,7 @@ from textual.widgets import DataTable, Input, Log, Static
 from textual.widgets._footer import FooterKey
 
 from tests.support.operation_files import date_by_stamp, run_operations
-from tests.support.ui import FrozenClock, record_notifications, wait_until
+from tests.support.ui import FrozenClock, finished_run, record_notifications, wait_until
 from toolsync_tui.app import ToolsyncApp
 from toolsync_tui.config import Config
 from toolsync_tui.engine.datadir import history
@@ -36,7 +36,6 @@ from toolsync_tui.screens.confirm import ConfirmScreen
 from toolsync_tui.screens.help import HelpScreen
 from toolsync_tui.screens.history import HistoryScreen, searched
 from toolsync_tui.screens.report import PAGE_ROWS, REPORT_LINES, TAIL_LINES, FileScreen, ReportScreen
-from toolsync_tui.screens.run import RunScreen
 from toolsync_tui.widgets.entry_table import shortened
 from toolsync_tui.widgets.filter_input import admits
 from toolsync_tui.widgets.row_detail import RowDetail
@@ -375,13 +374,8 @@ async def test_rerun_a_tryback_after_confirming(sandbox: Config) -> None:
         question = str(app.screen.query_one("#message", Static).content)
         assert question.startswith(f"Run check (Course existence check) on {tryback.name}: 4 rows?")
         await pilot.press("y")
-        await wait_until(lambda: isinstance(app.screen, RunScreen))
-        run = app.screen
-        assert isinstance(run, RunScreen)
+        run = await finished_run(app, pilot)
         assert run.entry.files == (tryback,)
-        assert run.worker is not None
-        await run.worker.wait()
-        await pilot.pause()
         assert run.result is not None
         assert run.result.counts == {"failed": 4}
         assert not tryback.exists()  # archived as a command file is

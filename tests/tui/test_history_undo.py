@@ -13,7 +13,7 @@ from tests.support import table_compare
 from tests.support.accounts import add_user
 from tests.support.factories import unique
 from tests.support.operation_files import header, inbox_file, report_of
-from tests.support.ui import record_notifications, text_of, wait_until
+from tests.support.ui import finished_run, record_notifications, text_of, wait_until
 from toolsync_tui.app import ToolsyncApp
 from toolsync_tui.config import Config
 from toolsync_tui.engine.changes.undo import undo_refusal
@@ -22,7 +22,6 @@ from toolsync_tui.engine.run.log import RunLog
 from toolsync_tui.engine.run.pipeline import RunResult, run_operation
 from toolsync_tui.screens.dashboard import DashboardScreen
 from toolsync_tui.screens.history import HistoryScreen, run_of
-from toolsync_tui.screens.run import RunScreen
 from toolsync_tui.screens.undo_confirm import UndoConfirmScreen
 
 SIZE = (80, 24)
@@ -124,12 +123,7 @@ async def test_undo_of_a_users_run_asks_after_its_dry_run_then_restores_the_data
         question = app.screen
         await wait_until(lambda: not question.query_one("#yes", Button).disabled)
         await pilot.press("y")
-        await wait_until(lambda: isinstance(app.screen, RunScreen))
-        undo = app.screen
-        assert isinstance(undo, RunScreen)
-        assert undo.worker is not None
-        await undo.worker.wait()
-        await pilot.pause()
+        undo = await finished_run(app, pilot)
         assert undo.error is None, undo.error
         assert undo.result is not None
         assert undo.result.counts.get("failed", 0) == 0, report_of(undo.result)

@@ -7,7 +7,7 @@ from typing import Any
 from textual.command import Command, CommandList, CommandPalette
 from textual.widgets import Button
 
-from tests.support.ui import wait_until
+from tests.support.ui import finished_run, wait_until
 from toolsync_tui.app import ToolsyncApp
 from toolsync_tui.config import Config
 from toolsync_tui.engine.registry import OPERATIONS
@@ -15,7 +15,6 @@ from toolsync_tui.engine.run.log import RunLog
 from toolsync_tui.screens.dashboard import DashboardScreen
 from toolsync_tui.screens.files import FilesScreen
 from toolsync_tui.screens.history import HistoryScreen
-from toolsync_tui.screens.run import RunScreen
 from toolsync_tui.screens.run_confirm import RunConfirmScreen
 
 SIZE = (80, 24)
@@ -87,13 +86,9 @@ async def test_a_dry_run_from_the_palette_is_the_dashboards_own(sandbox: Config)
         assert "users" not in dashboard.table.entries
         await typed(app, pilot, "dry users", "Dry run users")
         await chosen(app, pilot, "Dry run users")
-        await wait_until(lambda: isinstance(app.screen, RunScreen))
-        run = app.screen
-        assert isinstance(run, RunScreen)
+        run = await finished_run(app, pilot)
         assert run.dry_run
         assert run.entry.name == "users"
-        assert run.worker is not None
-        await run.worker.wait()
         assert dashboard.table.chosen is not None
         assert dashboard.table.chosen.name == "users"
 
@@ -105,12 +100,8 @@ async def test_a_run_from_the_palette_on_another_screen_opens_over_it(sandbox: C
         await wait_until(lambda: isinstance(app.screen, HistoryScreen))
         await typed(app, pilot, "run check", "Run check")
         await chosen(app, pilot, "Run check")
-        await wait_until(lambda: isinstance(app.screen, RunScreen))
-        run = app.screen
-        assert isinstance(run, RunScreen)
+        run = await finished_run(app, pilot)
         assert (run.entry.name, run.dry_run) == ("check", False)
-        assert run.worker is not None
-        await run.worker.wait()
 
 
 async def test_files_and_history_of_an_operation(sandbox: Config) -> None:

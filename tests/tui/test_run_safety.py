@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from textual.widgets import Button, DataTable, ProgressBar, Static
 
-from tests.support.ui import text_of, wait_until
+from tests.support.ui import finished_run, text_of, wait_until
 from toolsync_tui.app import ToolsyncApp
 from toolsync_tui.config import Config
 from toolsync_tui.engine.registry import OPERATIONS
@@ -104,11 +104,7 @@ async def test_y_runs_the_removal_after_its_dry_run(sandbox: Config) -> None:
         await pilot.press("r")
         await dry_run_shown(app)
         await pilot.press("y")
-        await wait_until(lambda: isinstance(app.screen, RunScreen))
-        run = app.screen
-        assert isinstance(run, RunScreen)
-        assert run.worker is not None
-        await run.worker.wait()
+        run = await finished_run(app, pilot)
         assert run.result is not None
         assert not run.result.dry_run
     assert runs_logged(sandbox) == [("suspendusers", True), ("suspendusers", False)]
@@ -119,10 +115,7 @@ async def test_a_users_file_that_cannot_remove_runs_without_a_question(sandbox: 
     async with app.run_test(size=SIZE) as pilot:
         await choose(app, pilot, "users")  # userimport.csv has no deleted or suspended column
         await pilot.press("r")
-        await wait_until(lambda: isinstance(app.screen, RunScreen))
-        assert isinstance(app.screen, RunScreen)
-        assert app.screen.worker is not None
-        await app.screen.worker.wait()
+        await finished_run(app, pilot)
 
 
 async def test_a_users_file_with_a_deleted_column_asks(sandbox: Config) -> None:
