@@ -292,6 +292,16 @@ class FeedSettings(OperationSettings):
     )
 
 
+class SnapshotSettings(FeedSettings):
+    """An operation whose file can be the whole truth for its scope (engine/snapshot/)."""
+
+    mode: Literal["update", "snapshot"] = Field(
+        "update",
+        description="snapshot: the file is the whole truth for its scope; what toolsync manages (the ownership "
+        "ledger) and the file no longer names gets snapshot_action.",
+    )
+
+
 class CheckSettings(OperationSettings):
     file: str = "courses.csv"
     identifier: CourseKey = "shortname"
@@ -326,7 +336,7 @@ class MetaCoursesSettings(FeedSettings):
     identifier: CourseKey = "shortname"
 
 
-class UsersSettings(FeedSettings):
+class UsersSettings(SnapshotSettings):
     file: str = "userimport.csv"
     primary_identity: UserKey = Field("idnumber", description="Also used by deleteusers and suspendusers.")
     course_identity: CourseKey = Field("shortname", description="What the courseN values name.")
@@ -343,11 +353,6 @@ class UsersSettings(FeedSettings):
         description="The environment variable holding the site's latest password pepper ($CFG->passwordpeppers), "
         "if it has one: a secret that does not belong in the configuration file.",
     )
-    mode: Literal["update", "snapshot"] = Field(
-        "update",
-        description="snapshot: the file is the whole truth for its scope; what toolsync manages (the ownership "
-        "ledger) and the file no longer names gets snapshot_action.",
-    )
     snapshot_action: Literal["suspend", "delete", "nothing"] = Field(
         "suspend", description="In snapshot mode, what an account the file no longer names gets."
     )
@@ -361,7 +366,7 @@ class SuspendUsersSettings(FeedSettings):
     file: str = "usersuspend.csv"
 
 
-class EnrolsSettings(FeedSettings):
+class EnrolsSettings(SnapshotSettings):
     file: str = "enrols.csv"
     course_identifier: CourseKey = "id"
     user_identifier: UserKey = "id"
@@ -376,11 +381,6 @@ class EnrolsSettings(FeedSettings):
         description="Memberships this file makes are recorded as protected in the data directory (Moodle's rows keep "
         "component ''): gdel and greplace only remove protected ones.",
     )
-    mode: Literal["update", "snapshot"] = Field(
-        "update",
-        description="snapshot: the file is the whole truth for its scope; what toolsync manages (the ownership "
-        "ledger) and the file no longer names gets snapshot_action.",
-    )
     snapshot_action: Literal["unenrol", "suspend", "remove_role"] = Field(
         "unenrol", description="In snapshot mode, what an enrolment the file no longer names gets."
     )
@@ -393,7 +393,7 @@ class GroupsSettings(FeedSettings):
     grouping_identifier: GroupKey = "id"
 
 
-class GroupMembersSettings(FeedSettings):
+class GroupMembersSettings(SnapshotSettings):
     file: str = "groupmembers.csv"
     course_identifier: CourseKey = "id"
     group_identifier: GroupKey = "id"
@@ -401,25 +401,15 @@ class GroupMembersSettings(FeedSettings):
     purge_empty: Literal["off", "groups", "groups_and_groupings"] = Field(
         "off", description="After the run, delete the empty groups (and groupings) of the file's courses only."
     )
-    mode: Literal["update", "snapshot"] = Field(
-        "update",
-        description="snapshot: the file is the whole truth for its scope; what toolsync manages (the ownership "
-        "ledger) and the file no longer names gets snapshot_action.",
-    )
 
 
-class CohortsSettings(FeedSettings):
+class CohortsSettings(SnapshotSettings):
     file: str = "cohorts.csv"
     cohort_identifier: GroupKey = Field(
         "idnumber", description="The key column is c<identifier>: cid, cidnumber or cname."
     )
     user_identifier: UserKey = "idnumber"
     autocreate: bool = Field(True, description="add: create a missing cohort (else the row fails).")
-    mode: Literal["update", "snapshot"] = Field(
-        "update",
-        description="snapshot: the file is the whole truth for its scope; what toolsync manages (the ownership "
-        "ledger) and the file no longer names gets snapshot_action.",
-    )
 
 
 class CohortsCoursesSettings(FeedSettings):
