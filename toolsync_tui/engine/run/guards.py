@@ -49,7 +49,7 @@ class SourceGuard:
         self.operation = operation
         self.path = path
         self.dry_run = dry_run
-        self.count: int | None = None  # the file's data rows, once counted (the next run's base: last_applied)
+        self.count: int | None = None  # the file's data rows, if a guard counted them (the next run's base)
 
     def delivery(self) -> list[str]:
         """Before the file is read: its checksum, when its sender put a .sha256 beside it. A dry run's notes."""
@@ -77,14 +77,20 @@ class SourceGuard:
         return []
 
     def _rows(self, source: CommandFile, force: bool) -> None:
-        count = self.count = source.count_records()
         tail = _tail(source)
+
+        def count() -> int:
+            """The file's data rows, read only when a guard needs them (a read of the whole file, but for users)."""
+            if self.count is None:
+                self.count = source.count_records()
+            return self.count
+
         self._cut(source, count, tail)
         self._trailer(source, count, tail)
         if force or is_tryback(self.path) or not self._rows_guarded():
             return
         name = source.shown_name
-        if count == 0:
+        if count() == 0:
             header = " (a header only)" if source.has_header else ""
             raise GuardStop(
                 self.operation, f"{name} has no data rows{header}: an empty export usually means its source failed"
@@ -93,11 +99,11 @@ class SourceGuard:
         last = last_applied(self.config.data_dir, self.operation, self.path.name)
         if share <= 0 or last is None:
             return
-        base = last.file_rows if last.file_rows is not None else last.rows  # rows: a log of an older version
-        if count < share * base:
+        base = last.file_rows if last.file_rows is not None else last.rows  # rows: a run that did not count them
+        if count() < share * base:
             raise GuardStop(
                 self.operation,
-                f"{name} has {plural(count, 'data row')}, fewer than {share:.0%} (run.guard_min_share) of the "
+                f"{name} has {plural(count(), 'data row')}, fewer than {share:.0%} (run.guard_min_share) of the "
                 f"{base:,} rows of the last applied file ({escaped(last.file)}, {last.started}): most likely "
                 "a partial export",
             )
@@ -110,12 +116,14 @@ class SourceGuard:
         settings = getattr(self.config.settings.operations, self.operation, None)
         return getattr(settings, "mode", "update") == "snapshot"
 
-    def _cut(self, source: CommandFile, count: int, tail: list[str]) -> None:
+    def _cut(self, source: CommandFile, count: Callable[[], int], tail: list[str]) -> None:
         """A last record without its line break that is cut: a quote never closed, or fewer values than the header."""
-        if count == 0 or not tail or source.format.ends.body(tail[-1]) != tail[-1]:
-            return  # no rows, or the file ends with a line break
+        if not tail or source.format.ends.body(tail[-1]) != tail[-1]:
+            return  # the file ends with a line break
         if not tail[-1].strip() or tail[-1].startswith(source.comment_prefixes):
             return  # it ends with a blank or a comment line (a trailer): no row is cut
+        if count() == 0:
+            return
         last = source.last_record()  # the run's own reading, to find where the last record starts
         if last is None:
             return
@@ -127,7 +135,7 @@ class SourceGuard:
         if not isinstance(fields, str) and len(fields) < width:
             raise BrokenDelivery(self.operation, f"{where}, and it has {len(fields)} of the header's {width} values)")
 
-    def _trailer(self, source: CommandFile, count: int, tail: list[str]) -> None:
+    def _trailer(self, source: CommandFile, count: Callable[[], int], tail: list[str]) -> None:
         """The sender's `#rows: N` on the last non-blank line, against the data rows the file has."""
         lines = [line for line in tail if line.strip()]
         if not lines:
@@ -138,13 +146,13 @@ class SourceGuard:
         if found is None:
             return
         declared = int(re.sub(r"[,_]", "", found[1]))
-        if declared != count:
+        if declared != count():
             blank_after = len(tail) - 1 - max(i for i, line in enumerate(tail) if line.strip())
             number = source.physical_lines - blank_after
             raise BrokenDelivery(
                 self.operation,
                 f"{source.shown_name} line {number}: its trailer declares {declared:,} data rows "
-                f"({escaped(last.strip())}), but the file has {count:,}",
+                f"({escaped(last.strip())}), but the file has {count():,}",
             )
 
     def _checksum(self) -> None:
