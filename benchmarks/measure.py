@@ -29,7 +29,8 @@ def main(argv: list[str]) -> int:
     wall = time.perf_counter() - clock
     child.returncode = code = os.waitstatus_to_exitcode(status)
     with open(out, "w") as result:
-        json.dump({"wall": wall, "exit_code": code, "maxrss_kb": usage.ru_maxrss}, result)
+        cpu = usage.ru_utime + usage.ru_stime  # the command's CPU seconds (and its reaped descendants')
+        json.dump({"wall": wall, "exit_code": code, "maxrss_kb": usage.ru_maxrss, "cpu": cpu}, result)
     return 0
 
 

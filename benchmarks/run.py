@@ -668,6 +668,7 @@ class Measurement:
     cpu_samples: list[CpuSample] = field(default_factory=list)
     # With BenchCase.track_tree: each process's own peak RSS and CPU time, and the tree's summed memory.
     tree: TreeMemory | None = None
+    cpu: float = 0.0  # the command's user + system CPU seconds (wait4), its reaped descendants' included
 
     def rss_timeline(self, points: int = 10) -> str:
         """RSS at `points` evenly spaced moments of the run, to see where the peak happens."""
@@ -890,6 +891,7 @@ def run_child(
         samples,
         cpu_samples,
         tree,
+        float(result.get("cpu", 0.0)),
     )
 
 
@@ -1064,7 +1066,7 @@ def _measure(
             print(
                 f"  outcomes: {count_values(summary.outcomes)}; engine's own run loop {engine:.1f} s "
                 f"({_rate(lines / engine if engine else 0)} {unit}/s), start-up and wrap-up "
-                f"{measured.wall - engine:.1f} s; mariadbd CPU {server_cpu:.1f} s"
+                f"{measured.wall - engine:.1f} s; mariadbd CPU {server_cpu:.1f} s, toolsync CPU {measured.cpu:.1f} s"
             )
         if timeline := measured.rss_timeline():
             print(f"  peak RSS so far, MB, at each tenth of the run (psutil): {timeline}")

@@ -18,6 +18,7 @@ from tests.support.sandbox import copy_sandbox
 from toolsync_tui.config import Config, new_config
 from toolsync_tui.engine.moodle.baseline import install_baseline
 from toolsync_tui.engine.moodle.gateway import MoodleGateway
+from toolsync_tui.engine.run.overlap import OverlappedWrites
 from toolsync_tui.engine.sandbox import init_sandbox
 
 T = TypeVar("T")
@@ -168,3 +169,17 @@ async def site(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[
         yield config, gateway
     finally:
         await gateway.close()
+
+
+@pytest.fixture
+def replans(monkeypatch: pytest.MonkeyPatch) -> list[OverlappedWrites]:
+    """The OverlappedWrites of the test's runs, to count the batches they planned again."""
+    made: list[OverlappedWrites] = []
+    original = OverlappedWrites.__init__
+
+    def keep(self: OverlappedWrites, *args: Any, **kwargs: Any) -> None:
+        original(self, *args, **kwargs)
+        made.append(self)
+
+    monkeypatch.setattr(OverlappedWrites, "__init__", keep)
+    return made

@@ -592,19 +592,34 @@ async def test_on_the_real_moodle_dump(dump_site: Site) -> None:
 
 
 async def test_groups_a_rolled_back_batch_created_are_not_taken_as_existing_by_the_next_batch(site: Site) -> None:
-    """The run remembers the groups it found or created; those of a batch whose transaction did not commit (a
-    database error, a dry run) never existed, and the next batch must look them up again rather than add members to
-    a group id that is not there."""
+    """The run remembers the groups its batches found stored (committed) before writing; a group a batch creates is
+    looked up again by the next batch naming it, so the groups of a batch whose transaction did not commit (a
+    database error, a dry run) are never taken as existing."""
     from toolsync_tui.engine.enrolments.groups import GroupSteps
+    from toolsync_tui.engine.enrolments.rows import GROUP_COLUMNS
+    from toolsync_tui.engine.rows import LINE
 
     _config, gateway = site
+    course, (ann,) = await course_and_users(gateway, 1)
+    kept = await add_group(gateway, course.id, "Kept")
+
+    def rows(*names: str) -> pl.DataFrame:
+        groups = {column: [names[n] if n < len(names) else ""] for n, column in enumerate(GROUP_COLUMNS)}
+        return pl.DataFrame(
+            {"__row": [0], LINE: [2], "userid": [ann], "courseid": [course.id], "cid": [str(course.id)]}
+            | {"group_command": ["gaddcreate"], **groups, "enrolled_after": [True]}
+        )
+
     steps = GroupSteps(gateway, protect=False)
-    steps.begin_batch()
-    steps._remember(pl.DataFrame({"courseid": [7], "name": ["Kept"], "groupid": [70]}))
-    steps.committed()
-    steps.begin_batch()
-    steps._remember(pl.DataFrame({"courseid": [7], "name": ["Rolled back"], "groupid": [71]}))
+    async with gateway.engine.connect() as conn:
+        await conn.begin()
+        await steps.apply(conn, rows("Kept", "New"), now=1, dry_run=False, cache=True)
+        await conn.rollback()
 
-    steps.begin_batch()  # the batch above never reached committed()
-
-    assert steps.known.rows() == [(7, "kept", 70)]
+    assert steps.known.rows() == [(course.id, "kept", kept)]
+    async with gateway.transaction() as conn:
+        steps_out, _ = await steps.apply(conn, rows("New"), now=1, dry_run=False, cache=True)
+    assert steps_out["outcome"].to_list() == ["created"]
+    stored = await rows_of(gateway, gateway.schema.groups, courseid=[course.id])
+    assert sorted(r["name"] for r in stored) == ["Kept", "New"]
+    assert len(await members(gateway, [ann])) == 1

@@ -80,6 +80,30 @@ async def test_insert_many_keeps_percent_and_braces_and_integers_exact(site: Sit
         assert sorted(tuple(r) for r in found) == [(1, 5), (2, 5)]
 
 
+async def test_insert_many_gives_the_new_ids_without_reading_them_back_where_the_server_guarantees_them(
+    site: Site,
+) -> None:
+    """MariaDB (innodb_autoinc_lock_mode 1 here) hands a multi-row INSERT consecutive ids: the first id and the row
+    count give them, across statements; the sandbox gives none (its callers read them back)."""
+    _, gateway = site
+    flags = gateway.schema.cache_flags
+    kind = unique("ids/")
+    # Long values: more than one statement (MAX_STATEMENT), each with its own first id.
+    rows = [
+        {"flagtype": kind, "name": f"n{i}", "value": "x" * 900_000, "expiry": i, "timemodified": 0} for i in range(5)
+    ]
+    async with gateway.transaction() as conn:
+        ids = await gateway.insert_many(conn, flags, rows)
+        stored = await conn.execute(select(flags.c.id, flags.c.expiry).where(flags.c.flagtype == kind))
+        by_expiry = {expiry: row_id for row_id, expiry in stored}
+    if gateway.kind == "sqlite":
+        assert ids is None
+        assert await gateway.id_step() is None
+    else:
+        assert await gateway.id_step() == 1
+        assert ids == [by_expiry[i] for i in range(5)]
+
+
 async def test_a_failing_batch_leaves_nothing_behind(site: Site) -> None:
     _, gateway = site
     flags = gateway.schema.cache_flags

@@ -40,6 +40,13 @@ def report_of(result: RunResult) -> str:
     return result.report_path.read_text()
 
 
+def report_rows(result: RunResult) -> list[dict[str, str]]:
+    """The run's table report, a dict per row."""
+    assert result.table_path is not None
+    with result.table_path.open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
 def welcomes_counted(result: RunResult) -> int:
     """The welcome messages Moodle would send for the run's enrolments, as its note counts them (dry run or not;
     sent or not, without a bridge): 0 without a note."""

@@ -23,15 +23,13 @@ from toolsync_tui.cli.ledger import add_ledger_parsers
 from toolsync_tui.cli.output import complain, say
 from toolsync_tui.cli.run import command_run
 from toolsync_tui.cli.site import load_or_sandbox
-from toolsync_tui.cli.tools import add_tool_parsers
+from toolsync_tui.cli.tool_parsers import add_tool_parsers
 from toolsync_tui.cli.undo import add_undo_parsers
 from toolsync_tui.config import ConfigError, load_config
 from toolsync_tui.engine.moodle.gateway import DatabaseError
 from toolsync_tui.engine.registry import OPERATIONS
 from toolsync_tui.engine.run.exits import EXIT_CANNOT_RUN, EXIT_INTERRUPTED, EXIT_OK, EXIT_SAFETY
 from toolsync_tui.engine.run.pipeline import RunProblem, SafetyStop, SourceRefused
-from toolsync_tui.engine.sandbox import existing_sandbox, init_sandbox
-from toolsync_tui.engine.unattended.crontab import CrontabProblem
 from toolsync_tui.engine.unattended.schedules import ScheduleProblem
 from toolsync_tui.paths import embedded_sandbox_dir, find_config
 
@@ -78,6 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _unattended(args: argparse.Namespace) -> int:
     from toolsync_tui.cli.cron import command_cron, command_crontab
+    from toolsync_tui.engine.sandbox import existing_sandbox
+    from toolsync_tui.engine.unattended.crontab import CrontabProblem
 
     # An explicit configuration only: cron must never fall back to the sandbox by accident.
     path = find_config(args.config)
@@ -89,7 +89,11 @@ def _unattended(args: argparse.Namespace) -> int:
     config = load_config(path)
     if args.command == "cron":
         return asyncio.run(command_cron(config))
-    return command_crontab(config, args.action, args.every)
+    try:
+        return command_crontab(config, args.action, args.every)
+    except CrontabProblem as exc:
+        complain(str(exc))
+        return EXIT_CANNOT_RUN
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -116,6 +120,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             return asyncio.run(run_tool(args))
         if args.command == "sandbox":
+            from toolsync_tui.engine.sandbox import init_sandbox
+
             config = asyncio.run(init_sandbox(args.directory))
             say(f"sandbox ready: {config.path}")
             say(f"  try: toolsync --config {config.path} run check")
@@ -128,7 +134,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (SafetyStop, SourceRefused) as exc:  # a threshold or a source guard: nothing was written
         complain(str(exc))
         return EXIT_SAFETY
-    except (ConfigError, RunProblem, DatabaseError, ScheduleProblem, CrontabProblem) as exc:
+    except (ConfigError, RunProblem, DatabaseError, ScheduleProblem) as exc:
         complain(str(exc))
         return EXIT_CANNOT_RUN
     except OSError as exc:  # a file or folder toolsync cannot use (the data directory, a full disk)

@@ -15,7 +15,7 @@ a new or enabled method brings are Moodle's sync's, which logs them itself.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -44,7 +44,7 @@ from toolsync_tui.engine.moodle.site_settings import UserSite
 from toolsync_tui.engine.moodle.staleness import EnrolmentEffects, purge_after_run
 from toolsync_tui.engine.parts.course_enrolments import EnrolmentSite, read_enrolment_site
 from toolsync_tui.engine.rows import OutcomeRow
-from toolsync_tui.engine.run.operation import Operation
+from toolsync_tui.engine.run.operation import BatchPlan, Operation, PreviousWrite, nothing_in_flight
 
 Outcome = OutcomeRow
 DESTRUCTIVE = frozenset({"disable", "remove"})
@@ -89,6 +89,10 @@ class InstanceBindings(Operation):
     destructive_actions: ClassVar[frozenset[str]] = DESTRUCTIVE
     removing_commands: ClassVar[tuple[str, ...]] = ()  # the cmd values the safety pre-pass dry-runs
     uses_bridge = True
+    overlaps_writes = True
+
+    def needs_bridge_to_plan(self, columns: Sequence[str]) -> bool:
+        return False  # the bridge after the run only (the enrol sync, cache purges)
 
     def __init__(self, config: Config, gateway: MoodleGateway) -> None:
         super().__init__(config, gateway)
@@ -131,6 +135,39 @@ class InstanceBindings(Operation):
         disabled = [] if self.plugin in self.site.enabled_plugins else [self.plugin]
         notes = await sync_after_run(self.bridge, **{f"{self.plugin}_courses": self.synced_courses}, disabled=disabled)
         return notes + await purge_after_run(self.bridge, self.effects)
+
+    # -- planning ---------------------------------------------------------------------------------
+
+    async def plan_rows(
+        self, conn: AsyncConnection, rows: pl.DataFrame, dry_run: bool
+    ) -> tuple[pl.DataFrame, dict[int, list[Instance]]]:
+        """The rows' outcomes, and the instances of their courses as the rows leave them (what write() writes)."""
+        raise NotImplementedError
+
+    async def apply(self, conn: AsyncConnection, rows: pl.DataFrame, dry_run: bool) -> pl.DataFrame:
+        outcomes, by_course = await self.plan_rows(conn, rows, dry_run)
+        if not dry_run:
+            await self.write(conn, by_course)
+        return outcomes
+
+    async def plan_batch(
+        self, conn: AsyncConnection, rows: pl.DataFrame, previous: PreviousWrite = nothing_in_flight
+    ) -> BatchPlan:
+        """The batch planned over its courses' instances (and group names), read here: ("binding", course id) for
+        each course read, written for each course whose instances the write changes (creates, enables, disables,
+        deletes, regroups; its groups with makegroup). Sortorders are read in the write (next_sortorders)."""
+        outcomes, by_course = await self.plan_rows(conn, rows, False)
+        reads: set[Hashable] = {("binding", course) for course in by_course}
+        writes: set[Hashable] = {
+            ("binding", course)
+            for course, instances in by_course.items()
+            if any(_changes(instance) for instance in instances)
+        }
+
+        async def write(wconn: AsyncConnection) -> None:
+            await self.write(wconn, by_course)
+
+        return BatchPlan(outcomes, write, frozenset(reads), frozenset(writes))
 
     # -- reading the batch's instances --------------------------------------------------------------
 
@@ -219,6 +256,18 @@ class InstanceBindings(Operation):
         for course, name in found.iter_rows():
             names.setdefault(int(course), set()).add(str(name).lower())
         return names
+
+
+def _changes(instance: Instance) -> bool:
+    """Whether write() writes anything for this instance (or a group for it)."""
+    if instance.removed:
+        return instance.stored_status is not None
+    return (
+        instance.id is None
+        or instance.status != instance.stored_status
+        or instance.customint2 != instance.stored_group
+        or instance.group_name is not None
+    )
 
 
 def free_group_name(base: str, taken: set[str]) -> str:

@@ -89,7 +89,9 @@ class CohortBindingsOperation(InstanceBindings):
             )
         return notes
 
-    async def apply(self, conn: AsyncConnection, rows: pl.DataFrame, dry_run: bool) -> pl.DataFrame:
+    async def plan_rows(
+        self, conn: AsyncConnection, rows: pl.DataFrame, dry_run: bool
+    ) -> tuple[pl.DataFrame, dict[int, list[Instance]]]:
         rows = cells(rows, TEXT).with_columns(pl.col("cmd").str.to_lowercase(), pl.col("enrol").str.to_lowercase())
         cohorts = answers_by_value(await self.cohorts.resolve(conn, rows["cohort"]))
         courses = answers_by_value(await self.courses.resolve(conn, rows["course"]))
@@ -98,9 +100,7 @@ class CohortBindingsOperation(InstanceBindings):
         names = await self.group_names(conn, course_ids)
         planner = _Planner(self, cohorts, courses, by_course, names, dry_run)
         outcomes = [planner.row(row) for row in rows.iter_rows(named=True)]
-        if not dry_run:
-            await self.write(conn, by_course)
-        return pl.DataFrame(outcomes, schema=OUTCOME_SCHEMA, orient="row")
+        return pl.DataFrame(outcomes, schema=OUTCOME_SCHEMA, orient="row"), by_course
 
     def instance_fields(self, instance: Instance) -> dict[str, Any]:
         return {"roleid": instance.roleid, **super().instance_fields(instance)}

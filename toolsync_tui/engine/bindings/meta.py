@@ -43,16 +43,16 @@ class MetaBindingsOperation(InstanceBindings):
         self.options = config.settings.operations.metacourses
         self.courses = self.course_lookup(self.options.identifier)
 
-    async def apply(self, conn: AsyncConnection, rows: pl.DataFrame, dry_run: bool) -> pl.DataFrame:
+    async def plan_rows(
+        self, conn: AsyncConnection, rows: pl.DataFrame, dry_run: bool
+    ) -> tuple[pl.DataFrame, dict[int, list[Instance]]]:
         rows = cells(rows, TEXT).with_columns(pl.col("cmd").str.to_lowercase())
         courses = answers_by_value(await self.courses.resolve(conn, pl.concat([rows["master"], rows["meta"]])))
         metas = sorted({int(c["id"]) for c in courses.values() if c.get("id") is not None})
         by_course = await self.instances(conn, metas)
         would = "would be " if dry_run else ""
         outcomes = [self._row(row, courses, by_course, would) for row in rows.iter_rows(named=True)]
-        if not dry_run:
-            await self.write(conn, by_course)
-        return pl.DataFrame(outcomes, schema=OUTCOME_SCHEMA, orient="row")
+        return pl.DataFrame(outcomes, schema=OUTCOME_SCHEMA, orient="row"), by_course
 
     def _row(
         self,

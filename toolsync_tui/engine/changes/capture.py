@@ -16,6 +16,7 @@ not happen (a rollback journal's shared lock keeps writers from committing).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import errno
 import hashlib
@@ -27,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
-from sqlalchemy import ColumnElement, Select, Table, column, func, literal_column, select, table, text
+from sqlalchemy import ColumnElement, Select, Table, column, func, literal_column, select, table
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql import operators
 from sqlalchemy.sql.elements import BinaryExpression, BindParameter
@@ -335,13 +336,8 @@ class RunChanges:
 
     @classmethod
     async def start(cls, data_dir: Path, gateway: MoodleGateway, run: str, operation: str) -> RunChanges:
-        consecutive, increment = True, 1
-        if gateway.kind == "mariadb":
-            async with gateway.reading() as conn:
-                mode, step = (
-                    await conn.execute(text("SELECT @@innodb_autoinc_lock_mode, @@auto_increment_increment"))
-                ).one()
-            consecutive, increment = int(mode) in (0, 1), int(step or 1)
+        step = await gateway.id_step()
+        consecutive, increment = gateway.kind != "mariadb" or step is not None, step or 1
         ledger = await ledger_for_site(data_dir, gateway)
         return cls(gateway, ChangeJournal(journal_path(data_dir, run)), ledger, run, operation, consecutive, increment)
 
@@ -361,14 +357,18 @@ class RunChanges:
         if self.irreversible:
             meta["irreversible"] = self.irreversible
         try:
-            self.journal.write_batch(self.batch, capture.entries, meta)
+            # In a thread (each call opens its own SQLite connection): the next batch is planned meanwhile.
+            await asyncio.to_thread(self._write_ahead, capture, self.batch, meta)
             self.open_batches[id(conn)] = (capture, self.batch)
-            for name, ids in capture.created().items():
-                if name in TABLE_KINDS:
-                    self.ledger.add(TABLE_KINDS[name], ids, self.operation, self.run)
         except (JournalProblem, LedgerProblem) as exc:
             # Never a batch in Moodle that its record misses: rolled back, the run stops as for a full disk.
             raise OSError(errno.EIO, f"{exc}; the batch in progress was rolled back") from None
+
+    def _write_ahead(self, capture: BatchCapture, number: int, meta: dict[str, str]) -> None:
+        self.journal.write_batch(number, capture.entries, meta)
+        for name, ids in capture.created().items():
+            if name in TABLE_KINDS:
+                self.ledger.add(TABLE_KINDS[name], ids, self.operation, self.run)
 
     def settle(self, conn: AsyncConnection, committed: bool) -> None:
         """After the commit (or the rollback): the batch marked committed. A batch whose commit failed stays unmarked:

@@ -49,14 +49,14 @@ from toolsync_tui.engine.moodle.cohort_events import CohortContexts
 from toolsync_tui.engine.moodle.contexts import system_context
 from toolsync_tui.engine.moodle.course_events import collecting
 from toolsync_tui.engine.moodle.enrol_sync import sync_after_run
-from toolsync_tui.engine.moodle.event_log import EventKind
+from toolsync_tui.engine.moodle.event_log import Event, EventKind
 from toolsync_tui.engine.moodle.gateway import MoodleGateway, chunks
 from toolsync_tui.engine.moodle.lookup import KeyLookup
 from toolsync_tui.engine.moodle.pairs import fetch_tuples
 from toolsync_tui.engine.parts.cohort_memberships import IDNUMBER_MAX, NAME_MAX, new_cohort_row
 from toolsync_tui.engine.rows import LINE, OUTCOME_SCHEMA, OutcomeRow, cells
 from toolsync_tui.engine.run.command_file import ColumnSpec
-from toolsync_tui.engine.run.operation import BatchWrite, Operation, PreviousWrite
+from toolsync_tui.engine.run.operation import BatchPlan, Operation, PreviousWrite, nothing_in_flight
 from toolsync_tui.engine.run.value_limits import StoredColumns
 
 COMMANDS = ("add", "del", "free", "delete")
@@ -110,6 +110,9 @@ class CohortsOperation(Operation):
     destructive_actions: ClassVar[frozenset[str]] = frozenset({"remove", "free", "delete"})
     overlaps_writes = True
     uses_bridge = True
+
+    def needs_bridge_to_plan(self, columns: Sequence[str]) -> bool:
+        return False  # the bridge after the run only (the cohort sync)
 
     def __init__(self, config: Config, gateway: MoodleGateway) -> None:
         super().__init__(config, gateway)
@@ -168,19 +171,16 @@ class CohortsOperation(Operation):
     # -- a batch ---------------------------------------------------------------------------------------
 
     async def apply(self, conn: AsyncConnection, rows: pl.DataFrame, dry_run: bool) -> pl.DataFrame:
-        outcomes, write = await self._plan(conn, rows, dry_run, None)
-        if not dry_run:
-            await write(conn)
-        return outcomes
+        return await (await self._plan(conn, rows, dry_run, None)).apply(conn, dry_run)
 
     async def plan_batch(
-        self, conn: AsyncConnection, rows: pl.DataFrame, previous: PreviousWrite
-    ) -> tuple[pl.DataFrame, BatchWrite]:
+        self, conn: AsyncConnection, rows: pl.DataFrame, previous: PreviousWrite = nothing_in_flight
+    ) -> BatchPlan:
         return await self._plan(conn, rows, False, previous)
 
     async def _plan(
         self, conn: AsyncConnection, rows: pl.DataFrame, dry_run: bool, previous: PreviousWrite | None
-    ) -> tuple[pl.DataFrame, BatchWrite]:
+    ) -> BatchPlan:
         """A batch's outcomes and its write. While the previous batch's write is still running (`previous`), this one
         reads what that write cannot change: users always; cohorts when that batch only added members; members when
         this batch names none of the pairs it added. Otherwise it waits for that write first."""
@@ -213,7 +213,18 @@ class CohortsOperation(Operation):
         others = others.join(categories, on=list(CATEGORY_CELLS), how="left", maintain_order="left")
         ids = [int(r["id"]) for r in stored.values()]
         self.touched[dry_run].update(ids)
-        members = await self._members(conn, frame, stored, cohorts)
+        member_pairs = await self._members(conn, frame, stored, cohorts)
+        planned, added, finals = self._plan_plain_adds(frame.filter(plain), cohorts, member_pairs, dry_run)
+        if others.is_empty() and not _changes(finals, stored):
+            # Member additions alone (a feed's batches once its cohorts exist): written from the pairs, no state.
+            self.in_flight = added
+            contexts = {int(row["id"]): int(row["contextid"]) for row in stored.values()}
+
+            async def write_adds(conn: AsyncConnection) -> None:
+                await self._write_adds(conn, added, contexts)
+
+            return BatchPlan(planned.sort("line", maintain_order=True), write_adds)
+        members = {int(c): set(u) for c, u in member_pairs.group_by("cohortid").agg("userid").iter_rows()}
         enrol_uses = await self._enrol_uses(conn, others, stored)
         taken = await self._taken_idnumbers(conn, others)
         state: dict[str, _Cohort] = {}
@@ -231,7 +242,7 @@ class CohortsOperation(Operation):
         initial = {key: (c.id, set(c.members)) for key, c in state.items()}
         # The stored cohorts' contexts, as their log events name them (a row may replace a deleted cohort in `state`).
         contexts = {c.id: c.contextid for c in state.values() if c.id is not None}
-        planned, added = self._plan_plain_adds(frame.filter(plain), cohorts, members, state, dry_run)
+        _carry(finals, added, cohorts, state)
         planner = _Planner(self, state, enrol_uses, taken, dry_run)
         outcomes = [planner.row(row) for row in others.iter_rows(named=True)]
         # What the next batch may read before this write is done: only member additions leave the rest as it is.
@@ -242,20 +253,19 @@ class CohortsOperation(Operation):
             await self._write(conn, state, initial, contexts)
 
         result = pl.concat([planned, pl.DataFrame(outcomes, schema=OUTCOME_SCHEMA, orient="row")])
-        return result.sort("line", maintain_order=True), write
+        return BatchPlan(result.sort("line", maintain_order=True), write)
 
     def _plan_plain_adds(
         self,
         rows: pl.DataFrame,
         cohorts: pl.DataFrame,
-        members: dict[int, set[int]],
-        state: dict[str, _Cohort],
+        members: pl.DataFrame,
         dry_run: bool,
-    ) -> tuple[pl.DataFrame, pl.DataFrame]:
-        """Plan the plain add rows column-wise (cohort_adds), then carry what they leave into `state`; the outcomes,
-        and the (cohortid, userid) pairs added."""
+    ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+        """Plan the plain add rows column-wise (cohort_adds): the outcomes, the (cohortid, userid) pairs added and
+        what the rows leave of each cohort's attributes (PlainAdds.finals)."""
         if rows.is_empty():
-            return pl.DataFrame(schema=OUTCOME_SCHEMA), pl.DataFrame(schema=PAIR_SCHEMA)
+            return pl.DataFrame(schema=OUTCOME_SCHEMA), pl.DataFrame(schema=PAIR_SCHEMA), pl.DataFrame()
         stored = cohorts.select(
             "__ckey",
             pl.col("id").alias("__sid"),
@@ -264,11 +274,9 @@ class CohortsOperation(Operation):
             pl.col("visible").cast(pl.Int64).alias("__svis"),
             pl.col("component").fill_null("").alias("__scomp"),
         )
-        pairs = pl.DataFrame(
-            [(c, u) for c, users in members.items() for u in users],
-            schema={"__sid": pl.Int64, "__uid": pl.Int64},
-            orient="row",
-        ).with_columns(pl.lit(True).alias("__member"))
+        pairs = members.select(
+            pl.col("cohortid").alias("__sid"), pl.col("userid").alias("__uid"), pl.lit(True).alias("__member")
+        ).unique(["__sid", "__uid"])
         rows = rows.join(stored, on="__ckey", how="left", maintain_order="left").join(
             pairs, on=["__sid", "__uid"], how="left", maintain_order="left"
         )
@@ -279,15 +287,7 @@ class CohortsOperation(Operation):
             user_identifier=self.options.user_identifier,
             dry_run=dry_run,
         )
-        for key, name, description, visible in plan.finals.iter_rows():
-            c = state[key]
-            for attribute, value in (("name", name), ("description", description), ("visible", visible)):
-                if value is not None and getattr(c, attribute) != value:
-                    setattr(c, attribute, value)
-                    c.changed.add(attribute)
-        for key, users in plan.added.group_by("__ckey").agg("__uid").iter_rows():
-            state[key].members.update(users)
-        return plan.outcomes, _pairs(plan.added, cohorts)
+        return plan.outcomes, _pairs(plan.added, cohorts), plan.finals
 
     # -- resolution (one query per chunk of keys) ------------------------------------------------------
 
@@ -337,9 +337,9 @@ class CohortsOperation(Operation):
 
     async def _members(
         self, conn: AsyncConnection, frame: pl.DataFrame, stored: dict[str, dict[str, Any]], cohorts: pl.DataFrame
-    ) -> dict[int, set[int]]:
-        """cohort id -> members: every member of the cohorts a free or delete row names, and of the others the
-        (cohort, user) pairs the rows name."""
+    ) -> pl.DataFrame:
+        """The stored (cohortid, userid) memberships the batch needs (PAIR_SCHEMA): every member of the cohorts a free
+        or delete row names, and of the others the pairs the rows name."""
         table = self.schema.cohort_members
         whole_keys = {
             k
@@ -351,8 +351,7 @@ class CohortsOperation(Operation):
         # Of the other cohorts, the exact (cohort, user) pairs the rows name, on the unique index.
         pairs = _pairs(frame.filter(~pl.col("__ckey").is_in(list(whole_keys))), cohorts)
         found.append(await fetch_tuples(self.gateway, conn, table, ["cohortid", "userid"], pairs, PAIR_SCHEMA))
-        every = pl.concat(f.cast(pl.Int64) for f in found)
-        return {int(c): set(users) for c, users in every.group_by("cohortid").agg("userid").iter_rows()}
+        return pl.concat(f.cast(pl.Int64) for f in found)
 
     async def _enrol_uses(
         self, conn: AsyncConnection, frame: pl.DataFrame, stored: dict[str, dict[str, Any]]
@@ -441,9 +440,28 @@ class CohortsOperation(Operation):
                 events += await self.contexts.events(conn, kind, rows)
             await self.event_log.record(conn, events, now)
 
+    async def _write_adds(self, conn: AsyncConnection, added: pl.DataFrame, contexts: dict[int, int]) -> None:
+        """A batch that only adds members to stored cohorts: what _write() writes of it, the same rows and events in
+        the same order (by cohort id, then user id)."""
+        if added.is_empty():
+            return
+        now = int(time.time())
+        pairs = added.sort("cohortid", "userid").rows()
+        await self.gateway.insert_many(
+            conn, self.schema.cohort_members, [{"cohortid": c, "userid": u, "timeadded": now} for c, u in pairs]
+        )
+        self.changed_cohorts.update(c for c, _ in pairs)
+        events = collecting(self.event_log)
+        if events is not None:
+            # CohortContexts.events() inlined: one event per new member, thousands per batch.
+            await self.contexts.read(conn, contexts.values())
+            known, kind = self.contexts.known, kinds.COHORT_MEMBER_ADDED
+            events += [Event(kind, c, contexts[c], *known[contexts[c]], 0, u) for c, u in pairs]
+            await self.event_log.record(conn, events, now)
+
     async def _create(self, conn: AsyncConnection, new: list[_Cohort], now: int) -> None:
-        """Insert the new cohorts in one statement, then read their ids back by key: no stored cohort had the key (the
-        batch looked it up), so the newest row with it is the new one, as autoincrement numbers them."""
+        """Insert the new cohorts in one statement; their ids as the server numbered them, else read back by key: no
+        stored cohort had the key (the batch looked it up), so the newest row with it is the new one."""
         if not new:
             return
         cohort = self.schema.cohort
@@ -459,7 +477,11 @@ class CohortsOperation(Operation):
             )
             for c in new
         ]
-        await self.gateway.insert_many(conn, cohort, rows)
+        ids = await self.gateway.insert_many(conn, cohort, rows)
+        if ids is not None:  # the server numbered them in order (gateway.insert_many)
+            for c, new_id in zip(new, ids, strict=True):
+                c.id = new_id
+            return
         identifier = self.options.cohort_identifier
         keys = [getattr(c, identifier) for c in new]
         found = await self.gateway.fetch_in(conn, cohort, identifier, keys, ["id", identifier], casefold=True)
@@ -662,6 +684,31 @@ class _Planner:
             ),
             "",
         )
+
+
+def _changes(finals: pl.DataFrame, stored: dict[str, dict[str, Any]]) -> bool:
+    """Whether the plain adds' last values (PlainAdds.finals) change an attribute of a stored cohort."""
+    for key, name, description, visible in finals.iter_rows():
+        row = stored[key]
+        now = (str(row["name"]), str(row["description"] or ""), int(row["visible"]))
+        if any(v is not None and v != was for v, was in zip((name, description, visible), now, strict=True)):
+            return True
+    return False
+
+
+def _carry(finals: pl.DataFrame, added: pl.DataFrame, cohorts: pl.DataFrame, state: dict[str, _Cohort]) -> None:
+    """What the plain adds leave (their last attribute values, the members they add) carried into `state`."""
+    for key, name, description, visible in finals.iter_rows():
+        c = state[key]
+        for attribute, value in (("name", name), ("description", description), ("visible", visible)):
+            if value is not None and getattr(c, attribute) != value:
+                setattr(c, attribute, value)
+                c.changed.add(attribute)
+    if added.is_empty():
+        return
+    ids = dict(zip(cohorts["id"].cast(pl.Int64).to_list(), cohorts["__ckey"].to_list(), strict=True))
+    for cohortid, users in added.group_by("cohortid").agg("userid").iter_rows():
+        state[ids[cohortid]].members.update(users)
 
 
 def _pairs(rows: pl.DataFrame, cohorts: pl.DataFrame) -> pl.DataFrame:

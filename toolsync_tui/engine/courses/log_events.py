@@ -9,7 +9,7 @@ new value}}; a section renamed (course_update_section) course_section_updated; a
 course_category_created in the new category's context.
 
 The writes note what they did in a CourseLog while the batch is written; `course_events` turns it into events, reading
-the ids and contexts the writes gave (one query per table).
+the ids and contexts the writes gave: those of new courses as the server gave them, the others read (a query per table).
 """
 
 from __future__ import annotations
@@ -48,6 +48,11 @@ class CourseLog:
     new_instances: list[tuple[int, int, str]] = field(default_factory=list)  # (enrol id, course, plugin)
     changed_instances: list[tuple[int, int, str]] = field(default_factory=list)  # (enrol id, course, plugin)
     categories: list[int] = field(default_factory=list)  # new categories
+    # What the writes of new courses know already (ids the server gave): course events read only the rest.
+    contexts: dict[int, int] = field(default_factory=dict)  # course id -> its context id
+    names: dict[int, tuple[str, str]] = field(default_factory=dict)  # course id -> shortname, fullname
+    sections: dict[int, list[tuple[int, int]]] = field(default_factory=dict)  # new course -> (number, id), all
+    instances: dict[int, list[tuple[int, str]]] = field(default_factory=dict)  # new course -> (id, plugin), sortorder
 
     def course_updated(self, course: int, fields: Mapping[str, Any], order: Sequence[str]) -> None:
         """The course's changed fields (`order`: the course table's columns), as update_course()'s updatedfields."""
@@ -94,33 +99,41 @@ async def course_events(gateway: MoodleGateway, conn: AsyncConnection, log: Cour
     )
     if not courses:
         return events
-    contexts = await instance_contexts(gateway, conn, ContextLevel.COURSE, courses)
-    names = await gateway.fetch_in(conn, schema.course, "id", courses, ["id", "shortname", "fullname"])
-    named = {int(i): (str(s), str(f)) for i, s, f in names.iter_rows()}
+    context_ids = {c: log.contexts[c] for c in courses if c in log.contexts}
+    if unknown := [c for c in courses if c not in context_ids]:
+        found = await instance_contexts(gateway, conn, ContextLevel.COURSE, unknown)
+        context_ids |= {c: context.id for c, context in found.items()}
+    named = {c: log.names[c] for c in courses if c in log.names}
+    if unknown := [c for c in courses if c not in named]:
+        names = await gateway.fetch_in(conn, schema.course, "id", unknown, ["id", "shortname", "fullname"])
+        named |= {int(i): (str(s), str(f)) for i, s, f in names.iter_rows()}
     new = set(log.created)
     # Sections: all of a new course's; in other courses, those the batch added.
-    section_courses = sorted(new | {c for c, _ in log.new_sections})
+    sections: dict[int, list[tuple[int, int]]] = {c: sorted(log.sections[c]) for c in new if c in log.sections}
+    section_courses = sorted((new | {c for c, _ in log.new_sections}) - set(sections))
     stored = await gateway.fetch_in(
         conn, schema.course_sections, "course", section_courses, ["id", "course", "section"]
     )
     wanted = set(log.new_sections)
-    sections: dict[int, list[tuple[int, int]]] = {}
     for ident, course, number in sorted(stored.iter_rows(), key=lambda r: (int(r[1]), int(r[2]))):
         if int(course) in new or (int(course), int(number)) in wanted:
             sections.setdefault(int(course), []).append((int(number), int(ident)))
-    instances: dict[int, list[tuple[int, str]]] = {}
-    if new:
-        found = await gateway.fetch_in(
-            conn, schema.enrol, "courseid", sorted(new), ["id", "courseid", "enrol", "sortorder"]
+    instances: dict[int, list[tuple[int, str]]] = {c: log.instances[c] for c in new if c in log.instances}
+    if unread := sorted(new - set(instances)):
+        found_instances = await gateway.fetch_in(
+            conn, schema.enrol, "courseid", unread, ["id", "courseid", "enrol", "sortorder"]
         )
-        for ident, course, plugin, _ in sorted(found.iter_rows(), key=lambda r: (int(r[3]), int(r[0]))):
+        for ident, course, plugin, _ in sorted(found_instances.iter_rows(), key=lambda r: (int(r[3]), int(r[0]))):
             instances.setdefault(int(course), []).append((int(ident), str(plugin)))
+    changed_sections = _by_course([(c, (i, n)) for i, c, n in log.changed_sections])
+    new_instances = _by_course([(c, (i, p)) for i, c, p in log.new_instances])
+    changed_instances = _by_course([(c, (i, p)) for i, c, p in log.changed_instances])
 
     def event(kind: EventKind, course: int, objectid: int, other: Mapping[str, Any]) -> Event:
-        return Event(kind, objectid, contexts[course].id, int(ContextLevel.COURSE), course, course, None, other)
+        return Event(kind, objectid, context_ids[course], int(ContextLevel.COURSE), course, course, None, other)
 
     for course in courses:
-        if course not in contexts:
+        if course not in context_ids:
             continue  # no course context (a damaged course): Moodle's event could not be made either
         shortname, fullname = named.get(course, ("", ""))
         if course in new:
@@ -134,14 +147,17 @@ async def course_events(gateway: MoodleGateway, conn: AsyncConnection, log: Cour
         ]
         events += [
             event(COURSE_SECTION_UPDATED, course, ident, {"sectionnum": number})
-            for ident, c, number in log.changed_sections
-            if c == course
+            for ident, number in changed_sections.get(course, [])
         ]
         events += [event(ENROL_INSTANCE_CREATED, course, i, {"enrol": p}) for i, p in instances.get(course, [])]
-        events += [
-            event(ENROL_INSTANCE_CREATED, course, i, {"enrol": p}) for i, c, p in log.new_instances if c == course
-        ]
-        events += [
-            event(ENROL_INSTANCE_UPDATED, course, i, {"enrol": p}) for i, c, p in log.changed_instances if c == course
-        ]
+        events += [event(ENROL_INSTANCE_CREATED, course, i, {"enrol": p}) for i, p in new_instances.get(course, [])]
+        events += [event(ENROL_INSTANCE_UPDATED, course, i, {"enrol": p}) for i, p in changed_instances.get(course, [])]
     return events
+
+
+def _by_course(pairs: list[tuple[int, tuple[int, Any]]]) -> dict[int, list[tuple[int, Any]]]:
+    """course -> its items, in the order given."""
+    grouped: dict[int, list[tuple[int, Any]]] = {}
+    for course, item in pairs:
+        grouped.setdefault(course, []).append(item)
+    return grouped

@@ -38,6 +38,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from toolsync_tui.config import Config
 from toolsync_tui.engine.connect import BridgeLink
+from toolsync_tui.engine.courses.batch_keys import read_keys, write_keys
 from toolsync_tui.engine.courses.log_events import CourseLog, course_events
 from toolsync_tui.engine.courses.plan import CoursePlanner, Plan, failed, row_outcome
 from toolsync_tui.engine.courses.site import SECTIONED_FORMATS, CourseSite, read_course_site
@@ -70,7 +71,7 @@ from toolsync_tui.engine.moodle.staleness import EnrolmentEffects, mark_contexts
 from toolsync_tui.engine.parts.course_enrolments import CourseEnrolments
 from toolsync_tui.engine.rows import LINE, OUTCOME_SCHEMA, Outcome, OutcomeRow
 from toolsync_tui.engine.run.command_file import ColumnSpec, FileProblem
-from toolsync_tui.engine.run.operation import Operation
+from toolsync_tui.engine.run.operation import BatchPlan, Operation, PreviousWrite, nothing_in_flight
 from toolsync_tui.engine.run.value_limits import StoredColumns
 
 DEFAULT_TEACHER_ROLE = "teacher"  # tool_sync assigned this role (non-editing teacher) whatever teacherN_role said
@@ -85,6 +86,7 @@ class CoursesOperation(Operation):
         name: ("course", name) for name in ("fullname", "shortname", "idnumber", "summary", "lang")
     }
     uses_bridge = True
+    overlaps_writes = True
 
     def __init__(self, config: Config, gateway: MoodleGateway) -> None:
         super().__init__(config, gateway)
@@ -146,10 +148,38 @@ class CoursesOperation(Operation):
         self._planner = CoursePlanner(self.gateway, self.options, self.site, self.categories, self.bridge)
 
     async def apply(self, conn: AsyncConnection, rows: pl.DataFrame, dry_run: bool) -> pl.DataFrame:
+        if not dry_run:
+            return await self.apply_planned(conn, rows, dry_run)
         now = _now()
+        outcomes, rounds = self._rounds(rows)
+        self.templates, self.template_forums = {}, {}
+        for batch in rounds:
+            outcomes += await self._dry_round(conn, batch, now)
+        return _frame(outcomes)
+
+    async def plan_batch(
+        self, conn: AsyncConnection, rows: pl.DataFrame, previous: PreviousWrite = nothing_in_flight
+    ) -> BatchPlan:
+        """The batch's first round planned (the rows naming a course again wait for the next round, planned in the
+        write once the round before is written); its write creates, updates, then fixes the sortorders."""
+        now = _now()
+        problems, rounds = self._rounds(rows)
+        first = await self.planner.plan(conn, rounds[0], now) if rounds else Plan()
+        later = [row for batch in rounds[1:] for row in batch]
+        by_path = self.options.category_identifier != "idnumber"
+        reads = read_keys(rounds[0] if rounds else [], self.identifier, first, by_path)
+        writes = write_keys(first, later, self.identifier, by_path)
+
+        async def write(wconn: AsyncConnection) -> pl.DataFrame:
+            return await self._write(wconn, problems, first, rounds[1:], now)
+
+        return BatchPlan(_frame([*problems, *_provisional(first, later)]), write, reads, writes)
+
+    def _rounds(self, rows: pl.DataFrame) -> tuple[list[OutcomeRow], list[list[CourseRow]]]:
+        """The rows that fail as read, and the others in rounds: a course named again in the batch waits for the
+        next round, so that it sees what the row before did."""
         parsed = parse_rows(rows, self.identifier, self.site)
-        outcomes: list[OutcomeRow] = [failed(r, r.problem) for r in parsed if r.problem]
-        # A course named again in the batch waits for the next round, so that it sees what the row before did.
+        problems: list[OutcomeRow] = [failed(r, r.problem) for r in parsed if r.problem]
         rounds: list[list[CourseRow]] = []
         seen: Counter[str] = Counter()
         for row in (r for r in parsed if not r.problem):
@@ -158,22 +188,40 @@ class CoursesOperation(Operation):
             if position == len(rounds):
                 rounds.append([])
             rounds[position].append(row)
+        return problems, rounds
+
+    async def _write(
+        self, conn: AsyncConnection, problems: list[OutcomeRow], first: Plan, later: list[list[CourseRow]], now: int
+    ) -> pl.DataFrame:
+        """A planned batch written: its first round, then each later round planned and written in turn, then the
+        sortorders fixed; its outcomes. A write that fails forgets the categories it created (rolled back)."""
         self.templates, self.template_forums = {}, {}
-        for batch in rounds:
-            outcomes += await self._round(conn, batch, dry_run, now)
-        if not dry_run:
+        categories = copy.deepcopy(self.categories) if first.new_paths or later else None
+        try:
+            outcomes = problems + await self._write_round(conn, first, now)
+            for batch in later:
+                outcomes += await self._write_round(conn, await self.planner.plan(conn, batch, now), now)
             fix = await fix_course_sortorder(self.gateway, conn, self.site.max_in_category)
-            self.events |= fix.events
-        frame = pl.DataFrame(outcomes, schema=OUTCOME_SCHEMA, orient="row")
-        return frame.sort("line", "part", nulls_last=False, maintain_order=True)
+        except BaseException:
+            if categories is not None:
+                self._restore_categories(categories)
+            raise
+        self.events |= fix.events
+        return _frame(outcomes)
+
+    def _restore_categories(self, saved: CategoryIndex) -> None:
+        for field in dataclasses.fields(saved):  # in place: the planner holds the same index
+            setattr(self.categories, field.name, getattr(saved, field.name))
 
     # -- one round: plan, then write -----------------------------------------------------------------
 
-    async def _round(self, conn: AsyncConnection, rows: list[CourseRow], dry_run: bool, now: int) -> list[OutcomeRow]:
+    async def _dry_round(self, conn: AsyncConnection, rows: list[CourseRow], now: int) -> list[OutcomeRow]:
         plan = await self.planner.plan(conn, rows, now)
         stored = await stored_courses(self.gateway, conn, [int(c["id"]) for _, c, _, _ in plan.updates])
-        if dry_run:
-            return plan.outcomes + self._dry_outcomes(plan, stored) + await self._dry_teachers(conn, plan, now)
+        return plan.outcomes + self._dry_outcomes(plan, stored) + await self._dry_teachers(conn, plan, now)
+
+    async def _write_round(self, conn: AsyncConnection, plan: Plan, now: int) -> list[OutcomeRow]:
+        stored = await stored_courses(self.gateway, conn, [int(c["id"]) for _, c, _, _ in plan.updates])
         self.course_log = CourseLog()
         if plan.new_paths:
             self.course_log.categories = await create_paths(
@@ -204,24 +252,28 @@ class CoursesOperation(Operation):
             record["category"] = real.id
             placed[real.id] = real
             records.append(record)
-        ids = await insert_courses(self.gateway, conn, records, placed)
+        ids, contexts = await insert_courses(self.gateway, conn, records, placed)
         lines = {row.line: ids[record["shortname"]] for row, record, _ in plan.creates}
+        log = self.course_log  # what the course events need to read no longer
+        log.contexts |= contexts
+        log.names |= {ids[r["shortname"]]: (str(r["shortname"]), str(r["fullname"])) for r in records}
         formats = {lines[row.line]: (str(record["format"]), row.coursedisplay) for row, record, _ in plan.creates}
         await add_format_options(self.gateway, conn, self.site, formats)
         sections = {
             lines[row.line]: Sections(self._numsections(str(record["format"])), row.topics)
             for row, record, _ in plan.creates
         }
-        highest, _ = await write_sections(self.gateway, conn, sections, now)
+        highest, _ = await write_sections(self.gateway, conn, sections, now, added=log.sections)
         await self._new_course_forums(
             conn, [(lines[r.line], record, bool(r.template)) for r, record, _ in plan.creates], now
         )
         await add_default_blocks(
             self.gateway, conn, {lines[r.line]: str(rec["format"]) for r, rec, _ in plan.creates}, now
         )
-        await add_default_instances(
+        methods = await add_default_instances(
             self.gateway, conn, self.site, {lines[row.line]: row.enrol_status for row, _, _ in plan.creates}, now
         )
+        log.instances |= methods or {}
         weeks = {
             lines[row.line]: int(record["startdate"]) for row, record, _ in plan.creates if record["format"] == "weeks"
         }
@@ -377,8 +429,7 @@ class CoursesOperation(Operation):
                 visible = self.options.new_categories_visible
                 await create_paths(self.gateway, conn, self.categories, new, visible=visible, now=now)
             created = await self._create(conn, plan, now)
-            for field in dataclasses.fields(categories):  # in place: the planner holds the same index
-                setattr(self.categories, field.name, getattr(categories, field.name))
+            self._restore_categories(categories)
             self.events, self.templates, self.template_forums = events, templates, forums
         rows = await self._teachers(conn, plan, created, now, dry_run=True)
         names = {str(created[row.line]): row.key for row, _, _ in plan.creates if row.line in created}
@@ -540,3 +591,16 @@ class CoursesOperation(Operation):
 
 def _now() -> int:
     return int(time.time())
+
+
+def _frame(outcomes: list[OutcomeRow]) -> pl.DataFrame:
+    frame = pl.DataFrame(outcomes, schema=OUTCOME_SCHEMA, orient="row")
+    return frame.sort("line", "part", nulls_last=False, maintain_order=True)
+
+
+def _provisional(plan: Plan, later: list[CourseRow]) -> list[OutcomeRow]:
+    """A row outcome for each planned row until the write gives the final ones (its outcomes replace these)."""
+    rows = [*plan.outcomes]
+    rows += [row_outcome(row, Outcome.CREATED, "create", "to be created") for row, _, _ in plan.creates]
+    rows += [row_outcome(row, Outcome.UPDATED, "update", "to be updated") for row, _, _, _ in plan.updates]
+    return rows + [row_outcome(row, Outcome.UPDATED, "update", "planned after the row before it") for row in later]

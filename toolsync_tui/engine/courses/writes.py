@@ -116,24 +116,33 @@ async def insert_courses(
     conn: AsyncConnection,
     records: Sequence[dict[str, Any]],
     categories: Mapping[int, Category],
-) -> dict[str, int]:
-    """The course rows and their contexts; shortname -> course id. The shortnames are free (checked before)."""
+) -> tuple[dict[str, int], dict[int, int]]:
+    """The course rows and their contexts; shortname -> course id, and course id -> context id. The shortnames are
+    free (checked before)."""
     if not records:
-        return {}
+        return {}, {}
     course = gateway.schema.course
-    await gateway.insert_many(conn, course, records)
-    # Read back by shortname among the unsorted rows: fix_course_sortorder() has not placed them yet.
-    found = await gateway.fetch_in(
-        conn, course, "shortname", [r["shortname"] for r in records], ["id", "shortname"], where=course.c.sortorder == 0
-    )
-    ids = {str(shortname): int(ident) for ident, shortname in found.iter_rows()}
-    await create_contexts(
+    given = await gateway.insert_many(conn, course, records)
+    if given is not None:  # the server's ids, in order
+        ids = {str(r["shortname"]): ident for r, ident in zip(records, given, strict=True)}
+    else:
+        # Read back by shortname among the unsorted rows: fix_course_sortorder() has not placed them yet.
+        found = await gateway.fetch_in(
+            conn,
+            course,
+            "shortname",
+            [r["shortname"] for r in records],
+            ["id", "shortname"],
+            where=course.c.sortorder == 0,
+        )
+        ids = {str(shortname): int(ident) for ident, shortname in found.iter_rows()}
+    contexts = await create_contexts(
         gateway,
         conn,
         ContextLevel.COURSE,
         [(ids[r["shortname"]], categories[r["category"]].context_path) for r in records],
     )
-    return {r["shortname"]: ids[r["shortname"]] for r in records}
+    return {r["shortname"]: ids[r["shortname"]] for r in records}, {c: ctx.id for c, ctx in contexts.items()}
 
 
 async def add_format_options(
@@ -184,10 +193,12 @@ async def write_sections(
     wanted: Mapping[int, Sections],
     now: int,
     log: CourseLog | None = None,
+    added: dict[int, list[tuple[int, int]]] | None = None,
 ) -> tuple[dict[int, int], set[int]]:
     """Create missing sections up to each course's `last`, and set the names and summaries of topicN columns (no
     summary part keeps the stored summary). Returns course id -> its highest section number afterwards, and the
-    courses whose sections changed; `log` notes the sections added and changed."""
+    courses whose sections changed; `log` notes the sections added and changed, `added` learns course id -> (number,
+    id) of the sections created, when the server gave their ids (else it stays empty)."""
     table = gateway.schema.course_sections
     stored = await gateway.fetch_in(
         conn, table, "course", sorted(wanted), ["id", "course", "section", "name", "summary"]
@@ -218,7 +229,10 @@ async def write_sections(
                 changed.add(course)
                 if log is not None:
                     log.changed_sections.append((ident, course, number))
-    await gateway.insert_many(conn, table, new)
+    ids = await gateway.insert_many(conn, table, new)
+    if added is not None and ids is not None:
+        for section, ident in zip(new, ids, strict=True):
+            added.setdefault(int(section["course"]), []).append((int(section["section"]), ident))
     await gateway.update_many(conn, table, "id", changes)
     return highest, changed
 
@@ -229,9 +243,10 @@ async def add_default_instances(
     site: CourseSite,
     courses: Mapping[int, Mapping[str, int]],
     now: int,
-) -> None:
+) -> dict[int, list[tuple[int, str]]] | None:
     """The enrolment methods of new courses (id -> status the file asks per plugin): the site's default ones, then
-    a guest or self method the file enables that is not a default one."""
+    a guest or self method the file enables that is not a default one. Course id -> (id, plugin) of its methods in
+    sortorder, when the server gave their ids; else None."""
     rows = []
     for course, statuses in courses.items():
         plugins = [*site.default_plugins, *(p for p in statuses if p not in site.default_plugins)]
@@ -241,8 +256,20 @@ async def add_default_instances(
                 fields["status"] = statuses[plugin]
             rows.append(_instance(plugin, course, sortorder, now, fields))
     # Rows differ in their columns from plugin to plugin: one INSERT per plugin keeps each statement uniform.
+    made: list[tuple[int, int, int, str]] | None = []  # (course, sortorder, id, plugin)
     for plugin in site.instance_fields:
-        await gateway.insert_many(conn, gateway.schema.enrol, [r for r in rows if r["enrol"] == plugin])
+        mine = [r for r in rows if r["enrol"] == plugin]
+        ids = await gateway.insert_many(conn, gateway.schema.enrol, mine)
+        if ids is None or made is None:
+            made = None
+        else:
+            made += [(int(r["courseid"]), int(r["sortorder"]), i, plugin) for r, i in zip(mine, ids, strict=True)]
+    if made is None:
+        return None
+    methods: dict[int, list[tuple[int, str]]] = {course: [] for course in courses}
+    for course, _, ident, plugin in sorted(made):
+        methods[course].append((ident, plugin))
+    return methods
 
 
 def _instance(plugin: str, course: int, sortorder: int, now: int, fields: Mapping[str, Any]) -> dict[str, Any]:

@@ -17,6 +17,7 @@ memberships there too, as the original tagged them.
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -47,20 +48,31 @@ KNOWN_SCHEMA: dict[str, type[pl.DataType]] = {"courseid": pl.Int64, "key": pl.St
 
 
 @dataclass(frozen=True)
+class GroupPlan:
+    """A batch's group steps planned, not written (GroupSteps.plan())."""
+
+    outcomes: pl.DataFrame  # the detail outcomes, as write() makes them true
+    effects: EnrolmentEffects
+    to_create: pl.DataFrame  # courseid, name, key of the groups to create
+    gone: pl.DataFrame  # groupid, userid of the memberships to remove
+    joining: pl.DataFrame  # groupid (null: a group to create), userid, courseid, key of the memberships to add
+    # ("pair", courseid, userid) and ("group", courseid, key) the plan read, and those the write changes
+    reads: frozenset[Hashable]
+    writes: frozenset[Hashable]
+
+
+@dataclass(frozen=True)
 class GroupSteps:
     gateway: MoodleGateway
     protect: bool
     # The memberships toolsync protects, in the data directory (None: none read or recorded).
     protected: ProtectedMemberships | None = None
-    # courseid, key (lower-cased name), groupid of the groups found or created so far in the run
+    # courseid, key (lower-cased name), groupid of committed groups found so far in the run (plan(cache=True))
     known: pl.DataFrame = field(init=False)
-    # `known` as the last committed batch left it: a rolled-back batch's new groups never existed
-    committed_known: pl.DataFrame = field(init=False)
     notes: list[str] = field(init=False)  # for the report: the protected memberships' file could not be written
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "known", pl.DataFrame(schema=KNOWN_SCHEMA))
-        object.__setattr__(self, "committed_known", self.known)
         object.__setattr__(self, "notes", [])
 
     @classmethod
@@ -76,14 +88,11 @@ class GroupSteps:
 
     def begin_batch(self) -> None:
         """A new batch: what a rolled-back batch or a dry run left pending is dropped."""
-        object.__setattr__(self, "known", self.committed_known)
         if self.protected is not None:
             self.protected.begin()
 
     def committed(self) -> None:
-        """The batch's transaction has committed: its groups known for good, its protected memberships recorded,
-        those it removed forgotten."""
-        object.__setattr__(self, "committed_known", self.known)
+        """The batch's transaction has committed: its protected memberships recorded, those it removed forgotten."""
         if self.protected is None:
             return
         try:
@@ -94,14 +103,9 @@ class GroupSteps:
                 self.notes.append(note)
 
     def _remember(self, groups: pl.DataFrame) -> None:
-        """Add groups (courseid, name, groupid; null ids left out) to `known`."""
-        new = groups.filter(pl.col("groupid").is_not_null()).select(
-            pl.col("courseid").cast(pl.Int64),
-            pl.col("name").str.to_lowercase().alias("key"),
-            pl.col("groupid").cast(pl.Int64),
-        )
-        if new.height:
-            known = pl.concat([self.known, new]).unique(["courseid", "key"], keep="first", maintain_order=True)
+        """Add committed groups (courseid, key, groupid) to `known`."""
+        if groups.height:
+            known = pl.concat([self.known, groups]).unique(["courseid", "key"], keep="first", maintain_order=True)
             object.__setattr__(self, "known", known)
 
     async def apply(
@@ -112,36 +116,37 @@ class GroupSteps:
         now: int,
         dry_run: bool,
         events: list[Event] | None = None,
+        cache: bool = False,
     ) -> tuple[pl.DataFrame, EnrolmentEffects]:
         """rows: LINE, userid, courseid, cid, group_command, g1..g9, `enrolled_after` (Boolean: what the row's command
         left, null when the database says). Detail outcomes (part g<n> or "group <name>") and what went stale; the log
-        events of the writes (group_created, group_member_removed, group_member_added) go to `events`."""
+        events of the writes (group_created, group_member_removed, group_member_added) go to `events`. plan() then
+        (unless dry_run) write()."""
+        planned = await self.plan(conn, rows, dry_run=dry_run, cache=cache)
+        if not dry_run:
+            await self.write(conn, planned, now=now, events=events)
+        return planned.outcomes, planned.effects
+
+    async def plan(self, conn: AsyncConnection, rows: pl.DataFrame, *, dry_run: bool, cache: bool) -> GroupPlan:
+        """The reads and decisions of apply(), nothing written. `cache`: nothing of this transaction is written yet,
+        so the groups found are committed ones, kept for the run's later batches (the file deletes and renames
+        none); groups created are found again by the next batch that names them."""
         named = self._named(rows)
-        # Groups found or created earlier in the run are not looked up again: the file deletes and renames none.
         unknown = named.join(self.known, on=["courseid", "key"], how="anti")
-        found = await find_groups(self.gateway, conn, unknown.select("courseid", "name"))
-        self._remember(found)
-        named = named.join(self.known, on=["courseid", "key"], how="left", maintain_order="left")
+        found = _keyed(await find_groups(self.gateway, conn, unknown.select("courseid", "name")))
+        if cache:
+            self._remember(found)
+        known = pl.concat([self.known, found]).unique(["courseid", "key"], keep="first", maintain_order=True)
+        named = named.join(known, on=["courseid", "key"], how="left", maintain_order="left")
         creating = pl.col("group_command").str.ends_with("create") & pl.col("groupid").is_null()
-        named = named.with_columns(creating.alias("created"))  # before the new groups' ids fill `groupid`
-        to_create = named.filter(creating)
-        if to_create.height and not dry_run:
-            made = await create_groups(self.gateway, conn, to_create.select("courseid", "name"), now, events=events)
-            self._remember(made)
-            made = made.select(
-                "courseid", pl.col("name").str.to_lowercase().alias("key"), pl.col("groupid").alias("new")
-            )
-            named = named.join(made, on=["courseid", "key"], how="left", maintain_order="left").with_columns(
-                pl.coalesce("groupid", "new").alias("groupid")
-            )
-        if to_create.height and dry_run:
-            # Nothing is created in a dry run: a group still to create gets a negative stand-in id, never written, so
-            # that the batch's other rows naming it find it, as in the real run.
-            stand_ins = to_create.select("courseid", "key").unique(maintain_order=True)
-            stand_ins = stand_ins.with_columns((-pl.int_range(1, pl.len() + 1, dtype=pl.Int64)).alias("stand_in"))
-            named = named.join(stand_ins, on=["courseid", "key"], how="left", maintain_order="left").with_columns(
-                pl.coalesce("groupid", "stand_in").alias("groupid")
-            )
+        # A group still to create has no id: write() gives it its new one (its rows find it by courseid and key).
+        named = named.with_columns(creating.alias("created"))
+        to_create = named.filter(creating).select("courseid", "name", "key")
+        # The batch's other rows naming a group it creates find it (`made`), as once it is written.
+        made = to_create.select("courseid", "key", pl.lit(True).alias("made")).unique(["courseid", "key"])
+        named = named.join(made, on=["courseid", "key"], how="left", maintain_order="left").with_columns(
+            pl.col("made").fill_null(False)
+        )
         # Every membership of the user in the course only for greplace and gdel (which remove by component); the
         # other rows' named groups are checked pair by pair.
         whole = pl.col("group_command").str.starts_with("greplace") | (pl.col("group_command") == "gdel")
@@ -190,18 +195,9 @@ class GroupSteps:
         leaving = named.filter(pl.col("group_command") == "gdel")
         removable = pl.col("member") & (pl.lit(True) if not self.protect else pl.col("member_protected"))
         to_leave = leaving.filter(pl.col("groupid").is_not_null() & removable)
-        joinable = pl.col("groupid").is_not_null() | pl.col("created")
+        joinable = pl.col("groupid").is_not_null() | pl.col("made")
         to_join = adding.filter(joinable & pl.col("is_enrolled") & ~pl.col("member"))
-        if not dry_run:
-            gone = pl.concat([removals.select("groupid", "userid"), to_leave.select("groupid", "userid")])
-            await remove_members(self.gateway, conn, gone, now=now, events=events)
-            joined = to_join.select("groupid", "userid")
-            await add_members(self.gateway, conn, joined, now=now, events=events)
-            if self.protected is not None:
-                self.protected.forget(gone)
-                if self.protect:
-                    made = await stored_members(self.gateway, conn, joined.unique())
-                    self.protected.record(made.rename({"id": "memberid"}), "enrols")
+        gone = pl.concat([removals.select("groupid", "userid"), to_leave.select("groupid", "userid")])
         outcomes = pl.concat(
             [
                 self._removal_outcomes(removals, dry_run),
@@ -220,7 +216,45 @@ class GroupSteps:
             group_courses={*changed["courseid"].to_list(), *named.filter("created")["courseid"].to_list()},
             group_users=set(changed["userid"].to_list()),
         )
-        return outcomes, effects
+        writes = frozenset(
+            [
+                *(("pair", c, u) for c, u in changed.unique().iter_rows()),
+                *(("group", c, k) for c, k in to_create.select("courseid", "key").unique().iter_rows()),
+            ]
+        )
+        reads = frozenset(
+            [
+                *(("pair", c, u) for c, u in rows.select("courseid", "userid").unique().iter_rows()),
+                *(("group", c, k) for c, k in named.select("courseid", "key").unique().iter_rows()),
+            ]
+        )
+        joining = to_join.select("groupid", "userid", "courseid", "key")
+        return GroupPlan(outcomes, effects, to_create, gone, joining, reads, writes)
+
+    async def write(
+        self, conn: AsyncConnection, planned: GroupPlan, *, now: int, events: list[Event] | None = None
+    ) -> None:
+        """What plan() decided, written on `conn`: groups created, memberships removed then added."""
+        joining = planned.joining
+        if planned.to_create.height:
+            made = _keyed(
+                await create_groups(
+                    self.gateway, conn, planned.to_create.select("courseid", "name"), now, events=events
+                )
+            )
+            joining = joining.join(
+                made.rename({"groupid": "new"}), on=["courseid", "key"], how="left", maintain_order="left"
+            ).with_columns(pl.coalesce("groupid", "new").alias("groupid"))
+        gone = planned.gone
+        await remove_members(self.gateway, conn, gone, now=now, events=events)
+        joined = joining.select("groupid", "userid")
+        # absent: plan() read, in this transaction, that none of them is a member.
+        await add_members(self.gateway, conn, joined, now=now, events=events, absent=True)
+        if self.protected is not None:
+            self.protected.forget(gone)
+            if self.protect:
+                made_members = await stored_members(self.gateway, conn, joined.unique())
+                self.protected.record(made_members.rename({"id": "memberid"}), "enrols")
 
     def _named(self, rows: pl.DataFrame) -> pl.DataFrame:
         """One row per non-empty g<n> of a row: __row, LINE, userid, courseid, cid, group_command, part, name, key."""
@@ -291,7 +325,7 @@ class GroupSteps:
     def _add_outcomes(self, adding: pl.DataFrame, dry_run: bool) -> pl.DataFrame:
         would = "would be " if dry_run else ""
         name, course = shown(pl.col("name")), shown(pl.col("cid"))
-        missing = pl.col("groupid").is_null() & ~pl.col("created")
+        missing = pl.col("groupid").is_null() & ~pl.col("made")
         command = pl.col("group_command")
         rules = [
             Rule(
@@ -329,7 +363,7 @@ class GroupSteps:
         name, course = shown(pl.col("name")), shown(pl.col("cid"))
         rules = [
             Rule(
-                pl.col("groupid").is_null(),
+                pl.col("groupid").is_null() & ~pl.col("made"),
                 Outcome.FAILED,
                 "gdel",
                 pl.format("group '{}' does not exist in course '{}'", name, course),
@@ -350,6 +384,15 @@ class GroupSteps:
             Rule(pl.lit(True), Outcome.DELETED, "gdel", pl.format(f"{would}removed from group '{{}}'", name)),
         ]
         return _steps(leaving, rules)
+
+
+def _keyed(groups: pl.DataFrame) -> pl.DataFrame:
+    """courseid, key, groupid of the shared functions' (courseid, name, groupid) answer, null ids left out."""
+    return groups.filter(pl.col("groupid").is_not_null()).select(
+        pl.col("courseid").cast(pl.Int64),
+        pl.col("name").str.to_lowercase().alias("key"),
+        pl.col("groupid").cast(pl.Int64),
+    )
 
 
 def _steps(rows: pl.DataFrame, rules: list[Rule]) -> pl.DataFrame:

@@ -10,12 +10,21 @@ functions log: moodle/course_events.py). Every row has one own outcome; group st
 
 A dry run plans each generation, then writes it in the batch's transaction (which the pipeline rolls back), so that
 the next generation sees what the real run would have written: its outcomes are those of the real run.
+
+Overlapped writes (run/overlap.py, on MariaDB): a batch of adds through an enrol method (no group command, gadd or
+gaddcreate), each user and course once - the nightly feed's case - is planned whole without writing (plan_batch():
+the reads and decisions of CourseEnrolments.plan() and GroupSteps.plan()), and its write (enrolments, roles, groups,
+memberships, dirty flags, log events, welcome messages queued) runs while the next batch is planned. The plan names
+what it read and what its write changes: ("pair", courseid, userid), ("group", courseid, lower-cased name),
+("instance", courseid, plugin); a next batch reading one of them is planned again once the write has ended. Any
+other batch applies generation by generation, all of it in its write (EVERYTHING: the batch after it is planned
+again); its dry run, as before. A dry run of adds is the plan alone, the very plan the real run writes.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from typing import ClassVar
 
 import polars as pl
@@ -41,7 +50,7 @@ from toolsync_tui.engine.moodle.staleness import (
 from toolsync_tui.engine.moodle.unenrol import stored_enrolments, unenrol
 from toolsync_tui.engine.parts.course_enrolments import CourseEnrolments, first_instances
 from toolsync_tui.engine.rows import LINE, OUTCOME_SCHEMA, Outcome, Rule, first_match, outcome_rows, shown
-from toolsync_tui.engine.run.operation import Operation
+from toolsync_tui.engine.run.operation import BatchPlan, Operation, PreviousWrite, nothing_in_flight
 from toolsync_tui.engine.run.value_limits import StoredColumns
 
 ROW = "__row"
@@ -57,12 +66,20 @@ class EnrolsOperation(Operation):
     # The memberships greplace removes count too: the safety check counts every `deleted` line, parts included.
     destructive_actions: ClassVar[frozenset[str]] = frozenset(DESTRUCTIVE)
     uses_bridge = True
+    # A batch of adds is planned while the one before is written (_plan_adds); not with protect_groups (prepare()).
+    overlaps_writes = True
+
+    def needs_bridge_to_plan(self, columns: Sequence[str]) -> bool:
+        return False  # the bridge after commits and the run only (welcome messages, cache purges)
 
     def __init__(self, config: Config, gateway: MoodleGateway) -> None:
         super().__init__(config, gateway)
         self.options = config.settings.operations.enrols
         self.effects = EnrolmentEffects()
         self.instances: pl.DataFrame | None = None  # the batch's first_instances(), while current
+        # A batch applied generation by generation is planned (its plan is its write): the next batch's plan waits
+        # for that write, which shares self.instances and the group steps' state with it.
+        self.in_turn = False
         self.events: list[Event] | None = None  # the log events of the batch being written (None: none gathered)
 
     def may_destroy(self, columns: Sequence[str]) -> bool:
@@ -95,6 +112,9 @@ class EnrolsOperation(Operation):
             self.gateway, user_identifier=self.options.user_identifier, course_identifier=self.options.course_identifier
         )
         self.groups = await GroupSteps.open(self.gateway, self.config.data_dir, protect=self.options.protect_groups)
+        # The protected memberships a batch records are written once it has committed (after_commit()), before the
+        # next batch starts them afresh (begin_batch()): batches in turn.
+        self.overlaps_writes = not self.options.protect_groups
 
     async def safety_base(self, conn: AsyncConnection) -> int:
         """The enrolments the file draws from; role assignments of component '' for a role-only file."""
@@ -118,10 +138,40 @@ class EnrolsOperation(Operation):
     # -- one batch ------------------------------------------------------------------------------
 
     async def apply(self, conn: AsyncConnection, rows: pl.DataFrame, dry_run: bool) -> pl.DataFrame:
+        return await (await self._planned(conn, rows, dry_run)).apply(conn, dry_run)
+
+    async def plan_batch(
+        self, conn: AsyncConnection, rows: pl.DataFrame, previous: PreviousWrite = nothing_in_flight
+    ) -> BatchPlan:
+        if self.in_turn:  # a batch applied generation by generation is being written: it uses the batch's state
+            await previous()
+        return await self._planned(conn, rows, False)
+
+    async def _planned(self, conn: AsyncConnection, rows: pl.DataFrame, dry_run: bool) -> BatchPlan:
+        """A batch of adds through an enrol method (gadd, gaddcreate), each user and course once: planned whole, its
+        write later (_plan_adds). Any other batch (shift, unenrol, enable, role mode, greplace, gdel, a pair named
+        twice) applies generation by generation, each planned on the writes of the one before: all of it in the
+        write, after the write before it (EVERYTHING), or, in a dry run, in the plan as before."""
         now = int(time.time())
-        self.groups.begin_batch()
-        self.events = None if dry_run else collecting(self.event_log)
         req = normalised(rows, default_cmd=self.options.default_cmd, timezone=self.timezone)
+        if _adds_only(req):
+            return await self._plan_adds(conn, req, now, dry_run)
+        if dry_run:
+            return BatchPlan(await self._apply_batch(conn, rows, dry_run=True), _nothing)
+
+        async def write(conn: AsyncConnection) -> pl.DataFrame:
+            try:
+                return await self._apply_batch(conn, rows, dry_run=False)
+            finally:
+                self.in_turn = False
+
+        self.in_turn = True
+
+        pending = outcome_rows(rows, Outcome.FAILED, "write", pl.lit(""), "not written")  # write() gives the outcomes
+        return BatchPlan(pending, write, EVERYTHING, EVERYTHING)
+
+    async def _resolved(self, conn: AsyncConnection, req: pl.DataFrame) -> pl.DataFrame:
+        """normalised() rows with ROW, their users, courses, roles and enrol instances; `problem` (null: valid)."""
         req = req.with_columns(pl.int_range(pl.len(), dtype=pl.Int64).alias(ROW), value_problem().alias("problem"))
         site = self.enrolments.site
         req = await self.resolver.resolve(conn, req, site.roles)
@@ -137,7 +187,61 @@ class EnrolsOperation(Operation):
         req = choose_instances(req, instances)
         # CourseEnrolments reuses them until one of its writes enables an instance (_add).
         self.instances = instances
-        req = req.with_columns(pl.coalesce("problem", instance_problem(self.options.enable_on_disabled)))
+        return req.with_columns(pl.coalesce("problem", instance_problem(self.options.enable_on_disabled)))
+
+    async def _plan_adds(self, conn: AsyncConnection, req: pl.DataFrame, now: int, dry_run: bool) -> BatchPlan:
+        """Reads and decisions of a batch of adds (_adds_only); its write does the writes, log events and dirty flags
+        and queues the welcome messages. The plan names the pairs, groups and instances it read and those its write
+        changes (PlannedEnrolments, GroupPlan)."""
+        if self.groups.protect:  # (protect_groups runs its batches in turn: prepare())
+            self.groups.begin_batch()
+        req = await self._resolved(conn, req)
+        failed = req.filter(pl.col("problem").is_not_null())
+        valid = req.filter(pl.col("problem").is_null())
+        enrolling = await self.enrolments.plan(
+            conn, self._requests(valid), now=now, dry_run=dry_run, instances=self.instances
+        )
+        own = self._added(valid, enrolling.outcomes)
+        grouped = valid.filter(pl.col("gcmd") != "").join(
+            own.filter(pl.col("outcome") != Outcome.FAILED.value).select(ROW, "enrolled_after"), on=ROW
+        )
+        grouping = await self.groups.plan(conn, grouped, dry_run=dry_run, cache=True) if grouped.height else None
+        effects = EnrolmentEffects()
+        effects.update(enrolling.effects)
+        if grouping is not None:
+            effects.update(grouping.effects)
+        if dry_run:
+            self.enrolments.queue_welcome(enrolling)
+        checked = _own(outcome_rows(failed, Outcome.FAILED, "check", _key(), pl.col("problem")), failed)
+        outcomes = pl.concat(
+            [checked.select(list(OUTCOME_SCHEMA)), own.select(list(OUTCOME_SCHEMA))], how="vertical_relaxed"
+        )
+        if grouping is not None:
+            outcomes = pl.concat([outcomes, grouping.outcomes], how="vertical_relaxed")
+        outcomes = outcomes.sort("line", "part", nulls_last=False, maintain_order=True)
+
+        async def write(conn: AsyncConnection) -> None:
+            events = collecting(self.event_log)
+            await self.enrolments.write(conn, enrolling, now=now, events=events)
+            if grouping is not None:
+                await self.groups.write(conn, grouping, now=now, events=events)
+            await mark_users_dirty(self.gateway, conn, effects.dirty_users, now, self.site.session_timeout)
+            await mark_contexts_dirty(self.gateway, conn, effects.enabled_contexts, now, self.site.session_timeout)
+            self.effects.update(effects)
+            await self.event_log.record(conn, events or [], now)
+
+        reads = EVERYTHING | enrolling.reads | (grouping.reads if grouping is not None else frozenset())
+        writes = enrolling.writes | (grouping.writes if grouping is not None else frozenset())
+        return BatchPlan(outcomes, write, reads, writes)
+
+    async def _apply_batch(self, conn: AsyncConnection, rows: pl.DataFrame, *, dry_run: bool) -> pl.DataFrame:
+        """A batch generation by generation (a generation holds each user and course once), each planned then
+        written; a dry run writes a generation in the batch's transaction (rolled back) before planning the next."""
+        now = int(time.time())
+        self.groups.begin_batch()
+        self.events = None if dry_run else collecting(self.event_log)
+        req = normalised(rows, default_cmd=self.options.default_cmd, timezone=self.timezone)
+        req = await self._resolved(conn, req)
         failed = req.filter(pl.col("problem").is_not_null())
         outcomes = [_own(outcome_rows(failed, Outcome.FAILED, "check", _key(), pl.col("problem")), failed)]
         details: list[pl.DataFrame] = []
@@ -146,7 +250,9 @@ class EnrolsOperation(Operation):
         generations = sorted(valid[GEN].unique().to_list())
         for generation in generations:
             batch = valid.filter(pl.col(GEN) == generation)
-            own, steps = await self._generation(conn, batch, now, dry_run, effects)
+            # The first generation reads before any write of the transaction: the groups it finds are committed.
+            first = generation == generations[0]
+            own, steps = await self._generation(conn, batch, now, dry_run, effects, cache=first)
             outcomes.append(own)
             details += steps
             if dry_run and generation != generations[-1]:
@@ -162,7 +268,14 @@ class EnrolsOperation(Operation):
         )
 
     async def _generation(
-        self, conn: AsyncConnection, batch: pl.DataFrame, now: int, dry_run: bool, effects: EnrolmentEffects
+        self,
+        conn: AsyncConnection,
+        batch: pl.DataFrame,
+        now: int,
+        dry_run: bool,
+        effects: EnrolmentEffects,
+        *,
+        cache: bool = False,
     ) -> tuple[pl.DataFrame, list[pl.DataFrame]]:
         """One generation's own outcomes (_commands()) and its group steps' detail outcomes."""
         own = await self._commands(conn, batch, now, dry_run, effects)
@@ -171,7 +284,9 @@ class EnrolsOperation(Operation):
         )
         if not grouped.height:
             return own, []
-        steps, group_effects = await self.groups.apply(conn, grouped, now=now, dry_run=dry_run, events=self.events)
+        steps, group_effects = await self.groups.apply(
+            conn, grouped, now=now, dry_run=dry_run, events=self.events, cache=cache
+        )
         effects.update(group_effects)
         return own, [steps]
 
@@ -229,6 +344,11 @@ class EnrolsOperation(Operation):
         if batch_effects.enabled_contexts and not dry_run:
             self.instances = None  # stale: CourseEnrolments reads them again
         effects.update(batch_effects)
+        return self._added(rows, done)
+
+    @staticmethod
+    def _added(rows: pl.DataFrame, done: pl.DataFrame) -> pl.DataFrame:
+        """The add rows' own outcomes from CourseEnrolments' (one per row, in the rows' order)."""
         done = done.with_columns(rows[ROW], rows[LINE], _key_values(rows))
         return done.with_columns(
             (pl.col("outcome") != Outcome.FAILED.value).alias("enrolled_after"),
@@ -559,3 +679,24 @@ def _key() -> pl.Expr:
 
 def _key_values(rows: pl.DataFrame) -> pl.Series:
     return rows.select(_key().alias("key"))["key"]
+
+
+# The key of what a batch applied generation by generation reads and writes: the whole site, as far as overlapping
+# goes (run/overlap.py): the batch after it is planned again once its write has ended, and every plan reads it.
+EVERYTHING: frozenset[Hashable] = frozenset([("everything",)])
+
+
+def _adds_only(req: pl.DataFrame) -> bool:
+    """normalised() rows that _plan_adds() plans whole: adds through an enrol method, with no group command, gadd or
+    gaddcreate, each user and course named once (GEN 0)."""
+    simple = (
+        ~pl.col(ROLE_MODE)
+        & (pl.col("command") == "add")
+        & (pl.col(GEN) == 0)
+        & pl.col("group_command").is_in(["", "gadd", "gaddcreate"])
+    )
+    return bool(req.select(simple.all()).item())
+
+
+async def _nothing(conn: AsyncConnection) -> None:
+    return None

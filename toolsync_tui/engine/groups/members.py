@@ -14,8 +14,9 @@ group_member_added log events, and the purge's group_deleted and grouping_delete
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from typing import ClassVar
 
 import polars as pl
@@ -32,7 +33,14 @@ from toolsync_tui.engine.moodle.gateway import MoodleGateway, chunks
 from toolsync_tui.engine.moodle.lookup import KeyLookup
 from toolsync_tui.engine.rows import LINE, OUTCOME_SCHEMA, Outcome, Rule, cells, first_match
 from toolsync_tui.engine.run.command_file import ColumnSpec
-from toolsync_tui.engine.run.operation import Operation, SetupProblem
+from toolsync_tui.engine.run.operation import (
+    BatchPlan,
+    BatchWrite,
+    Operation,
+    PreviousWrite,
+    SetupProblem,
+    nothing_in_flight,
+)
 
 COMMANDS = ("add", "shift", "del")
 # Memberships a plugin manages (enrol_cohort, enrol_meta ...) are that plugin's: neither del nor shift removes them.
@@ -57,6 +65,10 @@ class GroupMembersOperation(Operation):
     # `del` rows and the groups a `shift` leaves are `deleted` lines, which the safety check counts by themselves.
     destructive_actions: ClassVar[frozenset[str]] = frozenset({"remove"})
     uses_bridge = True
+    overlaps_writes = True
+
+    def needs_bridge_to_plan(self, columns: Sequence[str]) -> bool:
+        return False  # the bridge after the run only (cache purges)
 
     def __init__(self, config: Config, gateway: MoodleGateway) -> None:
         super().__init__(config, gateway)
@@ -136,8 +148,16 @@ class GroupMembersOperation(Operation):
         return notes
 
     async def apply(self, conn: AsyncConnection, rows: pl.DataFrame, dry_run: bool) -> pl.DataFrame:
-        if self.protected is not None:
-            self.protected.begin()
+        return await (await self._plan(conn, rows, dry_run)).apply(conn, dry_run)
+
+    async def plan_batch(
+        self, conn: AsyncConnection, rows: pl.DataFrame, previous: PreviousWrite = nothing_in_flight
+    ) -> BatchPlan:
+        return await self._plan(conn, rows, False)
+
+    async def _plan(self, conn: AsyncConnection, rows: pl.DataFrame, dry_run: bool) -> BatchPlan:
+        """The batch's outcomes and its write. Its reads and writes are keyed ("member", courseid, userid): a plan
+        reads the memberships of its users in its courses, a write changes those of the pairs it adds or removes."""
         rows = cells(rows, TEXT).with_columns(pl.col("cmd").str.to_lowercase())
         courses = await resolve_courses(self.course_lookup, conn, rows.filter(pl.col("courseid") != "")["courseid"])
         users = await self.users.resolve(conn, rows["userid"])
@@ -153,12 +173,13 @@ class GroupMembersOperation(Operation):
         )
         valid = checked.filter(pl.col(WHY).is_null()).drop(WHY)
         self.courses[dry_run].update(valid["courseid"].unique().to_list())
-        done = await self._apply_valid(conn, valid, dry_run)
-        return (
+        done, write, writes = await self._plan_valid(conn, valid, dry_run)
+        outcomes = (
             pl.concat([failed, *done], how="vertical_relaxed")
             .cast(pl.Schema(OUTCOME_SCHEMA))
             .sort("line", maintain_order=True)
         )
+        return BatchPlan(outcomes, write, _member_keys(valid), writes)
 
     # -- resolution (set-based: joins over the batch) --------------------------------------------------
 
@@ -289,14 +310,16 @@ class GroupMembersOperation(Operation):
 
     # -- planning and writing --------------------------------------------------------------------------
 
-    async def _apply_valid(self, conn: AsyncConnection, valid: pl.DataFrame, dry_run: bool) -> list[pl.DataFrame]:
-        """Outcome frames of the valid rows, and (unless dry_run) their writes.
+    async def _plan_valid(
+        self, conn: AsyncConnection, valid: pl.DataFrame, dry_run: bool
+    ) -> tuple[list[pl.DataFrame], BatchWrite, frozenset[Hashable]]:
+        """Outcome frames of the valid rows, their write and what it changes (_member_keys).
 
         A user whose rows in a course are all `add` (the bulk of a file) is planned by joins: a row adds the
         membership unless it is stored or an earlier row adds it. The rows of a user who also has `shift` or `del`
         rows in the course are planned in file order, row by row (_sequential), each seeing the ones before."""
         if valid.is_empty():
-            return []
+            return [], _no_write, frozenset()
         pairs = valid.select("courseid", "userid").unique()
         enrolled = await gm.enrolled(self.gateway, conn, pairs)
         enrolled = enrolled.with_columns(pl.lit(True).alias(ENROLLED))
@@ -339,22 +362,29 @@ class GroupMembersOperation(Operation):
         self.filled[dry_run].update(added["groupid"].unique().to_list())
         rest = valid.join(ordered, on=["courseid", "userid"], how="semi", maintain_order="left")
         outcomes, gone, new = await self._sequential(conn, rest, enrolled, would, dry_run)
-        if not dry_run:
+        new = pl.concat([added, new])
+
+        async def write(conn: AsyncConnection) -> None:
+            # The protected memberships' pending steps are this write's: an earlier batch's were committed (or
+            # dropped with their rollback) before it started (after_commit).
+            if self.protected is not None:
+                self.protected.begin()
             now = int(time.time())
             events = collecting(self.event_log)
             await gm.remove_members(self.gateway, conn, gone.select("groupid", "userid"), now=now, events=events)
-            new = pl.concat([added, new])
-            # Read above in this transaction: none of them is a member (stored_members(), memberships()).
+            # Read by the plan in this transaction: none of them is a member (stored_members(), memberships()).
             await gm.add_members(self.gateway, conn, new, now=now, absent=True, events=events)
             await self.event_log.record(conn, events or [], now)
             if self.protected is not None:
                 self.protected.forget(gone)
                 made = await gm.stored_members(self.gateway, conn, new.select("groupid", "userid"))
-                self.protected.record(made.rename({"id": "memberid"}), "groupmembers")
+                # A file write (and its sync) in a thread: the next batch is planned meanwhile.
+                await asyncio.to_thread(self.protected.record, made.rename({"id": "memberid"}), "groupmembers")
             changed = pl.concat([gone, new])
             self.caches.users.update(changed["userid"].unique().to_list())
             self.caches.courses.update(changed["courseid"].unique().to_list())
-        return [bulk_outcomes, outcomes]
+
+        return [bulk_outcomes, outcomes], write, _member_keys(pl.concat([gone, new]))
 
     async def _sequential(
         self, conn: AsyncConnection, rows: pl.DataFrame, enrolled: pl.DataFrame, would: str, dry_run: bool
@@ -439,6 +469,16 @@ class GroupMembersOperation(Operation):
             pl.DataFrame(sorted(initial - final), schema=change_schema, orient="row"),
             pl.DataFrame(sorted(final - initial), schema=change_schema, orient="row"),
         )
+
+
+def _member_keys(pairs: pl.DataFrame) -> frozenset[Hashable]:
+    """("member", courseid, userid) of the pairs: what a batch reads (every membership of its users in its courses)
+    and what its write changes."""
+    return frozenset(("member", c, u) for c, u in pairs.select("courseid", "userid").unique().iter_rows())
+
+
+async def _no_write(conn: AsyncConnection) -> None:
+    return None
 
 
 def _managed(line: int, key: str, name: str, component: str) -> tuple[int, str | None, str, str, str, str]:

@@ -29,7 +29,7 @@ call, whatever changed), then grouping_group_assigned.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, get_args
 
@@ -46,7 +46,7 @@ from toolsync_tui.engine.moodle.event_log import Event
 from toolsync_tui.engine.moodle.gateway import MoodleGateway, chunks
 from toolsync_tui.engine.rows import LINE, OUTCOME_SCHEMA, Outcome, cells
 from toolsync_tui.engine.run.command_file import ColumnSpec
-from toolsync_tui.engine.run.operation import Operation
+from toolsync_tui.engine.run.operation import BatchPlan, Operation, PreviousWrite, nothing_in_flight
 from toolsync_tui.engine.run.value_limits import StoredColumns
 
 Kind = Literal["group", "grouping"]
@@ -89,6 +89,8 @@ class _Index:
 
     def __init__(self, items: Iterable[_Item] = ()) -> None:
         self._by: dict[_Key, list[_Item]] = {}
+        self.looked_up: set[_Key] = set()  # every key find() was asked: what the plan relied on
+        self.moved: set[_Key] = set()  # the keys set() took an item from: what the write changes beside the new keys
         for item in items:
             self.add(item)
 
@@ -112,6 +114,7 @@ class _Index:
         """Change fields of an item, keeping its keys in step."""
         for key in self._keys(item):
             self._by[key].remove(item)
+            self.moved.add(key)
         for name, value in values.items():
             setattr(item, name, value)
         self.add(item)
@@ -119,10 +122,18 @@ class _Index:
     def find(self, kind: Kind, courseid: int, field: str, value: str) -> _Item | None:
         """The item whose `field` is `value` (case-insensitively), within the course; by id, in any course."""
         key: _Key = (kind, ANY_COURSE, "id", value) if field == "id" else (kind, courseid, field, value.lower())
+        self.looked_up.add(key)
         hits = self._by.get(key)
         if not hits:
+            if field == "id":  # an id not stored: maybe one a write in flight gives a new item
+                self.looked_up.add(_new_id(kind))
             return None
         return hits[0] if len(hits) == 1 else min(hits, key=lambda i: (i.id < 0, abs(i.id)))
+
+
+def _new_id(kind: Kind) -> _Key:
+    """The key of "an id the write gives a new item of this kind": a plan that missed an id reads it."""
+    return (kind, ANY_COURSE, "id", "new")
 
 
 def _as_id(value: str) -> str | None:
@@ -141,6 +152,10 @@ class GroupsOperation(Operation):
         "description": ("groups", "description"),
     }
     uses_bridge = True
+    overlaps_writes = True
+
+    def needs_bridge_to_plan(self, columns: Sequence[str]) -> bool:
+        return False  # the bridge after the run only (cache purges)
 
     def __init__(self, config: Config, gateway: MoodleGateway) -> None:
         super().__init__(config, gateway)
@@ -152,6 +167,7 @@ class GroupsOperation(Operation):
         self._items: list[_Item] = []
         self._index = _Index()
         self._assigned: set[tuple[int, int]] = set()
+        self._links_read: set[tuple[int, int]] = set()  # the (grouping, group) assignments the plan checked
         self._next = -1
 
     async def prepare(self, conn: AsyncConnection, columns: Sequence[str]) -> None:
@@ -165,6 +181,18 @@ class GroupsOperation(Operation):
         return self.options.group_identifier if kind == "group" else self.options.grouping_identifier
 
     async def apply(self, conn: AsyncConnection, rows: pl.DataFrame, dry_run: bool) -> pl.DataFrame:
+        return await (await self._plan_batch(conn, rows, dry_run)).apply(conn, dry_run)
+
+    async def plan_batch(
+        self, conn: AsyncConnection, rows: pl.DataFrame, previous: PreviousWrite = nothing_in_flight
+    ) -> BatchPlan:
+        return await self._plan_batch(conn, rows, False)
+
+    async def _plan_batch(self, conn: AsyncConnection, rows: pl.DataFrame, dry_run: bool) -> BatchPlan:
+        """The batch's outcomes and its write. Its reads are the index keys its rows looked up ((kind, courseid,
+        "name" or "idnumber", lower-cased value), (kind, ANY_COURSE, "id", id)) and the ("link", grouping, group)
+        assignments it checked; its writes the keys of the items it creates or changes (before and after) and the
+        assignments it adds."""
         rows = cells(rows, TEXT)
         courses = await resolve_courses(self.courses, conn, rows["courseid"])
         ids = sorted({c for c, _ in courses.values() if c is not None})
@@ -177,6 +205,7 @@ class GroupsOperation(Operation):
         self._assigned = await self._assignments(conn, [i.id for i in self._items if i.kind == "grouping"])
         self._next = -1
         new_links: set[tuple[int, int]] = set()
+        self._links_read = set()
         outcomes: list[tuple[int, str | None, str, str, str, str]] = []
         would = "would be " if dry_run else ""
         for row in rows.select(LINE, *TEXT).iter_rows(named=True):
@@ -195,9 +224,21 @@ class GroupsOperation(Operation):
             self._assigned |= links
             action = {Outcome.CREATED: "create", Outcome.UPDATED: "update"}.get(outcome, "none")
             outcomes.append((row[LINE], None, outcome.value, action, key, message))
-        if not dry_run:
-            await self._write(conn, new_links)
-        return pl.DataFrame(outcomes, schema=OUTCOME_SCHEMA, orient="row")
+        items, index = self._items, self._index
+        written = [i for i in items if i.id < 0 or i.changed]
+        writes: set[Hashable] = set(index.moved)
+        writes.update(key for item in written for key in _Index._keys(item))
+        writes.update(_new_id(item.kind) for item in written if item.id < 0)
+        writes.update(("link", a, b) for a, b in new_links)
+        reads: set[Hashable] = set(index.looked_up)
+        reads.update(("link", a, b) for a, b in self._links_read)
+
+        async def write(conn: AsyncConnection) -> None:
+            await self._write(conn, items, new_links)
+
+        return BatchPlan(
+            pl.DataFrame(outcomes, schema=OUTCOME_SCHEMA, orient="row"), write, frozenset(reads), frozenset(writes)
+        )
 
     # -- planning (in memory, row by row in file order) ------------------------------------------------
 
@@ -254,6 +295,7 @@ class GroupsOperation(Operation):
                 extras.append(f"grouping '{item.name}' {would}created")
             targets.insert(0, own)
         for target in targets:
+            self._links_read.add((target.id, item.id))
             if (target.id, item.id) not in self._assigned:
                 links.add((target.id, item.id))
                 extras.append(f"{would}assigned to grouping '{target.name}'")
@@ -348,12 +390,14 @@ class GroupsOperation(Operation):
         found = await self.gateway.fetch_in(conn, table, "groupingid", groupings, ["groupingid", "groupid"])
         return {(int(a), int(b)) for a, b in found.iter_rows()}
 
-    async def _write(self, conn: AsyncConnection, links: set[tuple[int, int]]) -> None:
+    async def _write(self, conn: AsyncConnection, items: list[_Item], links: set[tuple[int, int]]) -> None:
+        """The planned items (`items`, id < 0: new) and assignments written; a batch's own items, not items:
+        the next batch may be planned meanwhile."""
         now = int(time.time())
         events = course_events.collecting(self.event_log)
         new_ids: dict[int, int] = {}
         for kind in ("grouping", "group"):
-            new = [i for i in self._items if i.kind == kind and i.id < 0]
+            new = [i for i in items if i.kind == kind and i.id < 0]
             wanted = pl.DataFrame(
                 [(i.courseid, i.name, i.idnumber, i.description, i.descriptionformat) for i in new],
                 schema={
@@ -374,21 +418,21 @@ class GroupsOperation(Operation):
                 new_ids[item.id] = ids[(item.courseid, item.name.strip().lower())]
             updates = [
                 {"id": i.id, **{f: getattr(i, f) for f in i.changed}, "timemodified": now}
-                for i in self._items
+                for i in items
                 if i.kind == kind and i.id > 0 and i.changed
             ]
             await self.gateway.update_many(conn, self._table(kind), "id", updates)
             if events is not None:
                 events += await _updated_events(
-                    self.gateway, conn, kind, [i for i in self._items if i.id > 0 and i.kind == kind and i.changed]
+                    self.gateway, conn, kind, [i for i in items if i.id > 0 and i.kind == kind and i.changed]
                 )
-            self.caches.courses |= {i.courseid for i in self._items if i.kind == kind and (i.id < 0 or i.changed)}
+            self.caches.courses |= {i.courseid for i in items if i.kind == kind and (i.id < 0 or i.changed)}
         assigned = [
             {"groupingid": new_ids.get(a, a), "groupid": new_ids.get(b, b), "timeadded": now} for a, b in sorted(links)
         ]
         await self.gateway.insert_many(conn, self.schema.groupings_groups, assigned)
         if events is not None and assigned:
-            courses = {i.id if i.id > 0 else new_ids[i.id]: i.courseid for i in self._items if i.kind == "grouping"}
+            courses = {i.id if i.id > 0 else new_ids[i.id]: i.courseid for i in items if i.kind == "grouping"}
             frame = pl.DataFrame(
                 [(row["groupingid"], row["groupid"], courses[row["groupingid"]]) for row in assigned],
                 schema={"groupingid": pl.Int64, "groupid": pl.Int64, "courseid": pl.Int64},
@@ -397,7 +441,7 @@ class GroupsOperation(Operation):
             events += course_events.groupings_assigned(await _with_contexts(self.gateway, conn, frame))
         await self.event_log.record(conn, events or [], now)
         linked = {a for a, _ in links}
-        self.caches.courses |= {i.courseid for i in self._items if i.kind == "grouping" and i.id in linked}
+        self.caches.courses |= {i.courseid for i in items if i.kind == "grouping" and i.id in linked}
 
 
 def _items(kind: Kind, found: pl.DataFrame) -> list[_Item]:
@@ -438,7 +482,7 @@ async def _create_groupings(
     descriptionformat (0 unless given), configdata NULL, timecreated, timemodified. Returns courseid, name, groupid
     (its id)."""
     table = gateway.schema.groupings
-    await gateway.insert_many(
+    ids = await gateway.insert_many(
         conn,
         table,
         [
@@ -455,17 +499,15 @@ async def _create_groupings(
             for c, n, i, d, f in wanted.iter_rows()
         ],
     )
-    rows: list[tuple[int, str, int]] = []
-    for part in chunks(sorted(set(wanted["courseid"].to_list()))):
-        found = await gateway.fetch_in(conn, table, "courseid", part, ["id", "courseid", "name"])
-        rows += [(int(c), str(n), int(i)) for i, c, n in found.sort("id").iter_rows()]
-    # The new rows have the highest ids of their name: autoincrement.
-    latest = {(c, n.lower()): i for c, n, i in rows}
-    created = pl.DataFrame(
-        [(c, n, latest[(c, n.strip().lower())]) for c, n in wanted.select("courseid", "name").iter_rows()],
-        schema={"courseid": pl.Int64, "name": pl.String, "groupid": pl.Int64},
-        orient="row",
-    )
+    if ids is None:  # the server does not number a statement's rows in order: read back
+        rows: list[tuple[int, str, int]] = []
+        for part in chunks(sorted(set(wanted["courseid"].to_list()))):
+            found = await gateway.fetch_in(conn, table, "courseid", part, ["id", "courseid", "name"])
+            rows += [(int(c), str(n), int(i)) for i, c, n in found.sort("id").iter_rows()]
+        # The new rows have the highest ids of their name: autoincrement.
+        latest = {(c, n.lower()): i for c, n, i in rows}
+        ids = [latest[(c, n.strip().lower())] for c, n in wanted.select("courseid", "name").iter_rows()]
+    created = wanted.select("courseid", "name").with_columns(pl.Series("groupid", ids, dtype=pl.Int64))
     if events is not None and created.height:
         made = created.select(pl.col("groupid").alias("groupingid"), "courseid")
         events += course_events.groupings_created(await _with_contexts(gateway, conn, made))

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -230,13 +231,24 @@ async def _create_level(
             "path": "",
         }
 
-    await gateway.insert_many(conn, table, [row(parent_id, name) for (parent_id, _), name in wanted.items()])
-    found = await gateway.fetch_in(
-        conn, table, "parent", sorted(parents), ["id", "parent", "name", "visible", "depth"], where=table.c.path == ""
-    )
+    rows = [row(parent_id, name) for (parent_id, _), name in wanted.items()]
+    given = await gateway.insert_many(conn, table, rows)
+    found: list[tuple[Any, ...]]
+    if given is not None:  # the server's ids, in order: no read-back
+        found = [(i, r["parent"], r["name"], r["visible"], r["depth"]) for i, r in zip(given, rows, strict=True)]
+    else:
+        read = await gateway.fetch_in(
+            conn,
+            table,
+            "parent",
+            sorted(parents),
+            ["id", "parent", "name", "visible", "depth"],
+            where=table.c.path == "",
+        )
+        found = list(read.sort("id").iter_rows())
     names: dict[int, str] = {}
     new: list[Category] = []
-    for ident, parent_id, name, shown, depth in found.sort("id").iter_rows():
+    for ident, parent_id, name, shown, depth in sorted(found, key=lambda f: int(f[0])):
         if (int(parent_id), str(name).lower()) in wanted and int(ident) not in index.ids:
             parent = parents[int(parent_id)]
             names[int(ident)] = str(name)

@@ -48,27 +48,35 @@ def depth_of(path: str) -> int:
 async def create_contexts(
     gateway: MoodleGateway, conn: AsyncConnection, level: ContextLevel, children: Sequence[tuple[int, str]]
 ) -> dict[int, Context]:
-    """Create the contexts of `children` = (instance id, parent context path) pairs.
+    """Create the contexts of `children` = (instance id, parent context path) pairs, one per instance.
 
-    Like the API: insert with depth 0 and no path, then set both once the ids are known.
+    Like the API: insert with depth 0 and no path, then set both once the ids are known: those insert_many() gives
+    when the server guarantees them, else read back.
     Returns instance id -> (context id, path).
     """
     if not children:
         return {}
     table = gateway.schema.context
-    await gateway.insert_many(
+    parents = dict(children)
+    instances = list(parents)
+    ids = await gateway.insert_many(
         conn,
         table,
         [
             {"contextlevel": int(level), "instanceid": instance, "depth": 0, "path": None, "locked": 0}
-            for instance, _ in children
+            for instance in instances
         ],
     )
-    parents = dict(children)
-    created = await instance_contexts(gateway, conn, level, list(parents))
+    if ids is not None:
+        created = dict(zip(instances, ids, strict=True))
+    else:
+        created = {
+            instance: context.id
+            for instance, context in (await instance_contexts(gateway, conn, level, instances)).items()
+        }
     result: dict[int, Context] = {}
     siblings: dict[str, list[int]] = {}
-    for instance, (context_id, _) in created.items():
+    for instance, context_id in created.items():
         result[instance] = Context(context_id, child_path(parents[instance], context_id))
         siblings.setdefault(parents[instance], []).append(context_id)
     if len(siblings) > SET_BASED_PARENTS:

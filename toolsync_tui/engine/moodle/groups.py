@@ -124,7 +124,7 @@ async def create_groups(
         return pl.DataFrame(schema={"courseid": pl.Int64, "name": pl.String, "groupid": pl.Int64})
     idnumbers = rows["idnumber"].to_list() if "idnumber" in extra else [None] * rows.height
     descriptions = rows["description"].to_list() if "description" in extra else [None] * rows.height
-    await gateway.insert_many(
+    ids = await gateway.insert_many(
         conn,
         gateway.schema.groups,
         [
@@ -146,16 +146,19 @@ async def create_groups(
             )
         ],
     )
-    found = await _groups_named(gateway, conn, _distinct(rows, "courseid"), _distinct(rows, "name"))
-    # The new rows have the highest ids of their name: autoincrement.
-    newest = (
-        found.sort("id", descending=True)
-        .unique(["courseid", KEY], keep="first")
-        .select("courseid", KEY, pl.col("id").alias("groupid"))
-    )
-    created = rows.join(newest, on=["courseid", KEY], how="left", maintain_order="left").select(
-        "courseid", "name", "groupid"
-    )
+    if ids is not None:  # the server gave them (MoodleGateway.insert_many): no read-back
+        created = rows.select("courseid", "name", pl.Series("groupid", ids, dtype=pl.Int64))
+    else:
+        found = await _groups_named(gateway, conn, _distinct(rows, "courseid"), _distinct(rows, "name"))
+        # The new rows have the highest ids of their name: autoincrement.
+        newest = (
+            found.sort("id", descending=True)
+            .unique(["courseid", KEY], keep="first")
+            .select("courseid", KEY, pl.col("id").alias("groupid"))
+        )
+        created = rows.join(newest, on=["courseid", KEY], how="left", maintain_order="left").select(
+            "courseid", "name", "groupid"
+        )
     if events is not None:
         events += course_events.groups_created(await group_courses(gateway, conn, _distinct(created, "groupid")))
     return created

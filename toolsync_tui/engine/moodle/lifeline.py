@@ -13,8 +13,11 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-from multiprocessing.connection import Connection
-from multiprocessing.context import BaseContext
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # only a pool, which imports multiprocessing itself, uses a lifeline
+    from multiprocessing.connection import Connection
+    from multiprocessing.context import BaseContext
 
 
 class Lifeline:

@@ -63,22 +63,32 @@ async def add_course_forums(
     sections = await _section_zero(gateway, conn, sorted(missing), now)
     rows = [_forum(course, missing[course], settings, now) for course in sorted(missing)]
     # A news forum sets columns a social one leaves to the table's defaults: one INSERT per set of columns.
+    given: dict[int, int] | None = {}  # course -> its forum's id, as the server gave them (None: read back)
     for columns in dict.fromkeys(tuple(row) for row in rows):
-        await gateway.insert_many(conn, gateway.schema.forum, [r for r in rows if tuple(r) == columns])
-    forums = await _new_forums(gateway, conn, missing)
+        same = [r for r in rows if tuple(r) == columns]
+        ids = await gateway.insert_many(conn, gateway.schema.forum, same)
+        if ids is None or given is None:
+            given = None
+        else:
+            given |= {int(r["course"]): i for r, i in zip(same, ids, strict=True)}
+    forums = given if given is not None else await _new_forums(gateway, conn, missing)
     cms = gateway.schema.course_modules
-    await gateway.insert_many(
+    courses = [c for c in sorted(missing) if c in forums]
+    made = await gateway.insert_many(
         conn,
         cms,
         [
             {"course": c, "module": module, "instance": forums[c], "section": sections[c][0], "added": now}
-            for c in sorted(missing)
+            for c in courses
         ],
     )
-    found = await gateway.fetch_in(
-        conn, cms, "instance", sorted(forums.values()), ["id", "course", "instance"], where=cms.c.module == module
-    )
-    added = {int(c): int(i) for i, c, f in found.iter_rows() if forums.get(int(c)) == int(f)}
+    if made is not None:
+        added = dict(zip(courses, made, strict=True))
+    else:
+        found = await gateway.fetch_in(
+            conn, cms, "instance", sorted(forums.values()), ["id", "course", "instance"], where=cms.c.module == module
+        )
+        added = {int(c): int(i) for i, c, f in found.iter_rows() if forums.get(int(c)) == int(f)}
     await gateway.update_many(
         conn,
         gateway.schema.course_sections,

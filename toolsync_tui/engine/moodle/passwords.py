@@ -5,7 +5,10 @@ Moodle's `hash_internal_user_password()` is SHA-512 crypt with an explicit `roun
 libxcrypt (through `crypt-r`) writes that text byte for byte, `rounds=5000$` included.
 
 Hashing is CPU-bound and holds the GIL, so `PasswordHasher` runs it in a process pool, in chunks, off the event
-loop. Nothing here puts a password (or the pepper) into an exception, a log line or a repr.
+loop. Its workers start as soon as a run knows it will hash (`begin`), while the file is still being read, and a
+batch's passwords are handed to them as soon as they are known (`submit`), its other work going on meanwhile. The
+pool's imports (multiprocessing, libxcrypt) are made on use: a run without a password column never pays for them.
+Nothing here puts a password (or the pepper) into an exception, a log line or a repr.
 """
 
 from __future__ import annotations
@@ -13,20 +16,18 @@ from __future__ import annotations
 import asyncio
 import base64
 import functools
-import multiprocessing
 import os
 import re
 import secrets
-from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
-from multiprocessing.connection import Connection
-from multiprocessing.context import BaseContext
+from collections.abc import Awaitable, Callable, Sequence
 from types import TracebackType
-from typing import Final, Self
-
-import crypt_r  # type: ignore[import-untyped]  # no py.typed; one function used, typed by _crypt below
+from typing import TYPE_CHECKING, Final, Self, TypeVar
 
 from toolsync_tui.engine.moodle.lifeline import Lifeline, hold
+
+if TYPE_CHECKING:
+    from multiprocessing.connection import Connection
+    from multiprocessing.context import BaseContext
 
 MAX_PASSWORD_BYTES: Final = 128  # Moodle's MAX_PASSWORD_CHARACTERS, compared with PHP strlen(), i.e. UTF-8 bytes
 FAST_ROUNDS: Final = 5000  # hash_internal_user_password($pw, true): what tool_uploaduser stores
@@ -45,7 +46,9 @@ _MAX_PEPPER_BYTES: Final = 511 - MAX_PASSWORD_BYTES
 _SALT_RE: Final = re.compile(r"[A-Za-z0-9./]{16}")
 _HASH_CHARS: Final = 86
 _REUSABLE_RE: Final = re.compile(r"\$6\$rounds=\d+\$[A-Za-z0-9./]{16}\$[A-Za-z0-9./]{86}")
-DEFAULT_CHUNK_SIZE: Final = 64  # ~135 ms of work per task at 5000 rounds: cheap IPC, smooth progress
+# ~40 ms of work per task at 5000 rounds: cheap IPC, smooth progress, and the workers finish a batch together (the
+# last task of one is not a long wait for the others).
+DEFAULT_CHUNK_SIZE: Final = 16
 
 
 class PasswordRejected(ValueError):
@@ -100,6 +103,8 @@ def check_pepper(pepper: str) -> None:
 
 
 def _crypt(secret: str, setting: str) -> str:
+    import crypt_r  # type: ignore[import-untyped]  # no py.typed; one function used, typed here. Cached after once.
+
     failure: str | None = None
     try:
         result: object = crypt_r.crypt(secret, setting)
@@ -180,8 +185,15 @@ def _pool_context() -> BaseContext:
     # Not fork: the parent runs Textual's threads and an event loop, and forking a threaded process can copy a lock
     # some other thread holds (Python 3.12+ warns about exactly this). forkserver forks workers from a clean,
     # single-threaded server instead; spawn where forkserver does not exist.
-    method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
-    return multiprocessing.get_context(method)
+    import multiprocessing
+
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("forkserver")
+    # This module and libxcrypt imported once, in the server, before it forks: each worker starts with them (when the
+    # server is already running, for an earlier pool, its preloads stay as they were: the workers import on use).
+    context.set_forkserver_preload(["crypt_r", __name__])
+    return context
 
 
 class PasswordHasher:
@@ -189,6 +201,9 @@ class PasswordHasher:
 
         async with PasswordHasher(rounds=FAST_ROUNDS, pepper=latest_pepper) as hasher:
             results = await hasher.hash_many(passwords)  # str hash, or PasswordRejected for that row
+
+    A run starts the workers as soon as it knows it will hash (`begin()`, in the background), and hands a batch's
+    passwords over as soon as it has them (`submit()`), awaiting the results only where it needs them.
 
     Identical passwords are hashed separately, each with its own salt, even though one shared hash would be valid
     for all of them and cheaper (a common initial password in 100k rows): equal stored hashes tell anyone who reads
@@ -214,6 +229,8 @@ class PasswordHasher:
         self.workers = workers or usable_cpus()
         self.chunk_size = chunk_size
         self._peppered = bool(pepper)
+        from concurrent.futures import ProcessPoolExecutor  # on use: it imports multiprocessing
+
         context = _pool_context()
         self._lifeline = Lifeline(context)
         self._pool = ProcessPoolExecutor(
@@ -223,6 +240,7 @@ class PasswordHasher:
             initargs=(rounds, pepper, self._lifeline.reader),
         )
         self._started = False
+        self._starting: asyncio.Future[None] | None = None  # begin()'s start of the workers, in a thread
         self._closed = False
         self._worker_pids: set[int] = set()
 
@@ -243,10 +261,36 @@ class PasswordHasher:
             ping.result()
         self._started = True
 
+    def begin(self) -> None:
+        """Start the worker processes now, in the background (in a thread, so the event loop never waits for their
+        start-up): called as soon as a run knows it will hash, they are ready by the time its first batch is read.
+        Needs a running event loop; the first submit() or hash_many() waits for the start, if it is not over."""
+        if self._started or self._starting is not None or self._closed:
+            return
+        self._starting = _retrieved(asyncio.ensure_future(asyncio.to_thread(self._start_workers)))
+
     async def start(self) -> None:
         """Start every worker process now, in a thread, so the first hash_many() does not stall the event loop."""
-        if not self._started:
-            await asyncio.to_thread(self._start_workers)
+        self.begin()
+        if not self._started and self._starting is not None:
+            await asyncio.shield(self._starting)  # shared by every caller: one caller's cancellation is not theirs
+
+    def submit(
+        self,
+        passwords: Sequence[str],
+        on_progress: Callable[[int], None] | None = None,
+        *,
+        current: Sequence[str | None] | None = None,
+    ) -> Awaitable[list[str | PasswordRejected]]:
+        """hash_many()'s work handed to the workers now, its results when awaited: a batch's passwords hash while the
+        run does its other work (its other reads, the previous batch's write). Needs a running event loop; await
+        what it returns (close() drops what nobody awaited)."""
+        if self._closed:
+            raise RuntimeError("this PasswordHasher is closed")
+        stored: list[str | None] = list(current) if current is not None else [None] * len(passwords)
+        if len(stored) != len(passwords):
+            raise ValueError("current must have one entry per password")
+        return _retrieved(asyncio.ensure_future(self._hash(list(passwords), stored, on_progress)))
 
     async def hash_many(
         self,
@@ -261,16 +305,18 @@ class PasswordHasher:
         hash, that hash is returned unchanged. `on_progress(n)` is called on the event loop as each chunk
         finishes, with the number of passwords in it.
         """
-        if self._closed:
-            raise RuntimeError("this PasswordHasher is closed")
+        return await self.submit(passwords, on_progress, current=current)
+
+    async def _hash(
+        self, passwords: list[str], stored: list[str | None], on_progress: Callable[[int], None] | None
+    ) -> list[str | PasswordRejected]:
         if not passwords:
             return []
         await self.start()
+        if self._closed:  # closed while the workers started
+            raise RuntimeError("this PasswordHasher is closed")
         loop = asyncio.get_running_loop()
         size = self.chunk_size
-        stored: list[str | None] = list(current) if current is not None else [None] * len(passwords)
-        if len(stored) != len(passwords):
-            raise ValueError("current must have one entry per password")
         futures = []
         for start in range(0, len(passwords), size):
             chunk = list(passwords[start : start + size])
@@ -313,6 +359,16 @@ class PasswordHasher:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self.aclose()
+
+
+T = TypeVar("T")
+
+
+def _retrieved(future: asyncio.Future[T]) -> asyncio.Future[T]:
+    """`future`, its error marked as seen once it ends: work a stopping run never awaits (closed under it, or
+    cancelled) logs no "exception was never retrieved"; whoever awaits it still gets the error."""
+    future.add_done_callback(lambda done: done.cancelled() or done.exception())
+    return future
 
 
 def _report_progress(on_progress: Callable[[int], None], count: int, future: asyncio.Future[object]) -> None:

@@ -11,30 +11,37 @@ report says so.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from toolsync_tui.engine.moodle import recording
 from toolsync_tui.engine.moodle.bridge.client import BridgeError, MoodleBridge
-from toolsync_tui.engine.moodle.gateway import MoodleGateway
+from toolsync_tui.engine.moodle.gateway import MoodleGateway, chunks
 
 DIRTY_USERS = "accesslib/dirtyusers"
 DEFAULT_SESSION_TIMEOUT = 28800  # $CFG->sessiontimeout of a fresh site, in seconds
 
 
 async def mark_users_dirty(
-    gateway: MoodleGateway, conn: AsyncConnection, user_ids: Iterable[int], now: int, session_timeout: int
+    gateway: MoodleGateway,
+    conn: AsyncConnection,
+    user_ids: Iterable[int],
+    now: int,
+    session_timeout: int,
+    *,
+    new_users: Iterable[int] = (),
 ) -> int:
-    """Upsert one dirty flag per user, as mark_user_dirty() does: value 1, expiry now + sessiontimeout."""
+    """Upsert one dirty flag per user, as mark_user_dirty() does: value 1, expiry now + sessiontimeout.
+    `new_users`: accounts created in this transaction, which have no flag to replace."""
     ids = sorted({int(i) for i in user_ids})
     if not ids:
         return 0
     flags = gateway.schema.cache_flags
-    existing = await gateway.fetch_in(
-        conn, flags, "name", [str(i) for i in ids], ["id"], where=flags.c.flagtype == DIRTY_USERS
-    )
-    await gateway.delete_in(conn, flags, "id", existing["id"].to_list())
+    fresh = set(new_users)
+    await _drop_flags(gateway, conn, DIRTY_USERS, [str(i) for i in ids if i not in fresh])
     await gateway.insert_many(
         conn,
         flags,
@@ -70,8 +77,7 @@ async def mark_contexts_dirty(
     schema = gateway.schema
     paths = [str(p) for p in (await gateway.fetch_in(conn, schema.context, "id", ids, ["path"]))["path"].to_list()]
     flags = schema.cache_flags
-    existing = await gateway.fetch_in(conn, flags, "name", paths, ["id"], where=flags.c.flagtype == DIRTY_CONTEXTS)
-    await gateway.delete_in(conn, flags, "id", existing["id"].to_list())
+    await _drop_flags(gateway, conn, DIRTY_CONTEXTS, paths)
     await gateway.insert_many(
         conn,
         flags,
@@ -80,6 +86,44 @@ async def mark_contexts_dirty(
             for p in paths
         ],
     )
+
+
+async def _drop_flags(gateway: MoodleGateway, conn: AsyncConnection, flagtype: str, names: Sequence[str]) -> None:
+    """The stored flags of these names deleted, to be written anew: set_cache_flag() updates a flag in place, which
+    leaves the same row but for its id. No read of them first: one DELETE per chunk of names finds them."""
+    flags = gateway.schema.cache_flags
+    for part in chunks(list(names)):
+        where = (flags.c.flagtype == flagtype) & flags.c.name.in_(part)
+        await recording.deleting(conn, flags, where)  # the rows, for an undo of the run (when it records)
+        await conn.execute(delete(flags).where(where))
+
+
+class FlaggedUsers:
+    """The users whose dirty flag a run has written, so that a later batch of the run writes no flag again for them:
+    one flag per user and run, in the batch that first changed the user's enrolments (a run stopped half-way leaves
+    the flags of what it committed). Moodle's mark_user_dirty() of a later change would only move its expiry on."""
+
+    def __init__(self) -> None:
+        self.done: set[int] = set()
+
+    async def mark(
+        self,
+        gateway: MoodleGateway,
+        conn: AsyncConnection,
+        user_ids: Iterable[int],
+        now: int,
+        session_timeout: int,
+        *,
+        new_users: Iterable[int] = (),
+    ) -> set[int]:
+        """Flag the users not flagged yet by the run, in the batch's transaction; those flagged. The caller passes
+        them to `written` once that batch's write has gone through (a batch rolled back flags nothing)."""
+        fresh = {int(i) for i in user_ids} - self.done
+        await mark_users_dirty(gateway, conn, fresh, now, session_timeout, new_users=new_users)
+        return fresh
+
+    def written(self, user_ids: Iterable[int]) -> None:
+        self.done.update(user_ids)
 
 
 @dataclass

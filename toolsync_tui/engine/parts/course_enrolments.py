@@ -40,7 +40,7 @@ user_enrolment_created / _updated, role_assigned, group_member_added; the caller
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -94,6 +94,37 @@ class EnrolmentSite:
     contact_roles: frozenset[int]
     enabled_plugins: frozenset[str]
     installed_plugins: frozenset[str]
+
+
+@dataclass(frozen=True)
+class PlannedEnrolments:
+    """A batch of requests planned, not written (CourseEnrolments.plan()); write() writes it."""
+
+    outcomes: pl.DataFrame  # one detail outcome per request, in request order
+    plan: pl.DataFrame  # the valid requests with their decisions, in request order
+    effects: EnrolmentEffects  # what write() makes stale
+    # ("pair", courseid, userid), ("instance", courseid, plugin), ("group", courseid, lower-cased name) of the
+    # requests: the stored state the plan relied on (run/overlap.py)
+    reads: frozenset[Hashable]
+
+    @property
+    def writes(self) -> frozenset[Hashable]:
+        """The keys of reads that write() changes: the pairs it enrols, assigns or adds to a group, the groups it
+        creates, the instances it enables."""
+        plan = self.plan
+        if plan.is_empty():
+            return frozenset()
+        changing = (pl.col("ue_action") != Outcome.UNCHANGED.value) | pl.col("role_new") | pl.col("member_new")
+        pairs = plan.filter(changing).select("courseid", "userid").unique()
+        groups = plan.filter(pl.col("group_create")).select("courseid", "groupkey").unique()
+        enabled = _enabling(plan).select("courseid", "plugin").unique()
+        return frozenset(
+            [
+                *(("pair", c, u) for c, u in pairs.iter_rows()),
+                *(("group", c, g) for c, g in groups.iter_rows()),
+                *(("instance", c, p) for c, p in enabled.iter_rows()),
+            ]
+        )
 
 
 class CourseEnrolments:
@@ -167,12 +198,33 @@ class CourseEnrolments:
         and nothing has changed them since. `events`: gets the log events of the writes (module docstring).
         `replacing` (a dry run only): plan the requests as if their stored enrolments and the users' roles in the
         course were gone, as a shift's unenrol_user() leaves them before its enrol_user(), which the dry run does
-        not write."""
+        not write. plan() then write(), for a caller that writes later (overlapped writes)."""
         if replacing and not dry_run:
             raise ValueError("replacing plans a dry run only: a run writes the unenrolment first")
+        planned = await self.plan(conn, requests, now=now, dry_run=dry_run, instances=instances, replacing=replacing)
+        if dry_run:
+            self.queue_welcome(planned)
+        else:
+            await self.write(conn, planned, now=now, events=events)
+        return planned.outcomes, planned.effects
+
+    async def plan(
+        self,
+        conn: AsyncConnection,
+        requests: pl.DataFrame,
+        *,
+        now: int,
+        dry_run: bool = False,
+        instances: pl.DataFrame | None = None,
+        replacing: bool = False,
+    ) -> PlannedEnrolments:
+        """The reads and decisions of apply(), nothing written: the outcomes (worded for a dry run or not) are those
+        of write() on the same connection's transaction, as long as nothing else has changed the requests' pairs,
+        groups and instances since (PlannedEnrolments.reads)."""
         req = _normalised(requests)
         if req.is_empty():
-            return outcome_rows(req, Outcome.FAILED, ACTION, "", "", part=pl.col("part")), EnrolmentEffects()
+            empty = outcome_rows(req, Outcome.FAILED, ACTION, "", "", part=pl.col("part"))
+            return PlannedEnrolments(empty, req, EnrolmentEffects(), frozenset())
         req = _parse_values(req, self.site, self.timezone)
         req = await self._resolve_courses(conn, req)
         req = await self._resolve_instances(conn, req, instances)
@@ -180,12 +232,21 @@ class CourseEnrolments:
         req = req.with_columns(_problem(self.site, self.course_identity, self.timezone, self.enable_on_disabled))
         failed = req.filter(pl.col("problem").is_not_null())
         plan = await self._plan(conn, req.filter(pl.col("problem").is_null()), now, replacing)
-        if self.welcome is not None:
-            self.welcome.add(*_welcomed(plan, self.site.contact_roles))
-        if not dry_run:
-            plan = await self._write(conn, plan, now, events)
         outcomes = pl.concat([_failed_outcomes(failed), _success_outcomes(plan, dry_run)])
-        return outcomes.sort(REQ).drop(REQ), self._effects(plan)
+        return PlannedEnrolments(outcomes.sort(REQ).drop(REQ), plan, self._effects(plan), _read_keys(req))
+
+    def queue_welcome(self, planned: PlannedEnrolments) -> None:
+        """The planned requests' welcome messages, queued (write() does it; a dry run counts them)."""
+        if self.welcome is not None and planned.plan.height:
+            self.welcome.add(*_welcomed(planned.plan, self.site.contact_roles))
+
+    async def write(
+        self, conn: AsyncConnection, planned: PlannedEnrolments, *, now: int, events: list[Event] | None = None
+    ) -> None:
+        """What plan() decided, written in bulk on `conn`; its welcome messages queued (they follow the commit)."""
+        if planned.plan.height:
+            await self._write(conn, planned.plan, now, events)
+        self.queue_welcome(planned)
 
     async def _resolve_courses(self, conn: AsyncConnection, req: pl.DataFrame) -> pl.DataFrame:
         """courseid, course_category, matches, course_problem; then contextid of the course context."""
@@ -321,7 +382,7 @@ class CourseEnrolments:
             events += course_events.instances_updated(enabling.sort("enrolid"))
         await self._write_enrolments(conn, plan, now, events)
         new_roles = plan.filter(pl.col("role_new"))
-        await self.gateway.insert_many(
+        ra_ids = await self.gateway.insert_many(
             conn,
             self.schema.role_assignments,
             new_roles.select(
@@ -336,7 +397,11 @@ class CourseEnrolments:
             ).to_dicts(),
         )
         if events is not None and new_roles.height:
-            events += course_events.roles_assigned(await self._assignment_ids(conn, new_roles))
+            if ra_ids is not None:  # the server gave them (MoodleGateway.insert_many): no read-back
+                assigned = new_roles.select(*RA_KEY, "courseid", pl.Series("ra_id", ra_ids, dtype=pl.Int64))
+            else:
+                assigned = await self._assignment_ids(conn, new_roles)
+            events += course_events.roles_assigned(assigned)
         await self._write_members(conn, plan, now, events)
         return plan
 
@@ -377,7 +442,7 @@ class CourseEnrolments:
         """The last state of each (instance, user) of the batch: inserted, or updated where it differs."""
         new, changed = _net_enrolments(plan)
         table = self.schema.user_enrolments
-        await self.gateway.insert_many(
+        ue_ids = await self.gateway.insert_many(
             conn,
             table,
             new.select(
@@ -406,7 +471,9 @@ class CourseEnrolments:
         )
         if events is None:
             return
-        if new.height:  # the new rows' ids, read back on the unique (enrolid, userid) key
+        if new.height and ue_ids is not None:  # the server gave the new rows' ids (MoodleGateway.insert_many)
+            events += course_events.enrolments_created(new.with_columns(pl.Series("ue_id", ue_ids, dtype=pl.Int64)))
+        elif new.height:  # read back on the unique (enrolid, userid) key
             schema: dict[str, type[pl.DataType]] = {"id": pl.Int64, "enrolid": pl.Int64, "userid": pl.Int64}
             ids = await fetch_tuples(self.gateway, conn, table, UE_KEY, new.select(UE_KEY), schema)
             new = new.join(ids.rename({"id": "new_ue_id"}), on=UE_KEY, maintain_order="left").with_columns(
@@ -420,8 +487,10 @@ class CourseEnrolments:
     ) -> None:
         """groups_add_member() (component '', itemid 0) after the request's enrolment: the user is enrolled."""
         added = plan.filter(pl.col("member_new"))
-        if added.height:
-            await add_members(self.gateway, conn, added.select("groupid", "userid"), now=now, events=events)
+        if added.height:  # absent: member_new was read in this transaction (_plan_groups)
+            await add_members(
+                self.gateway, conn, added.select("groupid", "userid"), now=now, events=events, absent=True
+            )
 
     def _effects(self, plan: pl.DataFrame) -> EnrolmentEffects:
         """From the net writes: requests undoing each other within a batch leave nothing stale."""
@@ -612,6 +681,22 @@ def _problem(site: EnrolmentSite, identity: str, timezone: str, site_allows_disa
         .then(pl.lit(f"no role given, and neither the enrolment instance's default role nor '{FALLBACK_ROLE}' exists"))
         .otherwise(pl.lit(None, dtype=pl.String))
         .alias("problem")
+    )
+
+
+def _read_keys(req: pl.DataFrame) -> frozenset[Hashable]:
+    """PlannedEnrolments.reads of resolved requests: their pairs, instances and groups (what another batch's write may
+    change under the plan)."""
+    known = req.filter(pl.col("courseid").is_not_null())
+    pairs = known.filter(pl.col("userid").is_not_null()).select("courseid", "userid").unique()
+    instances = known.select("courseid", "plugin").unique()
+    groups = known.filter(pl.col("group") != "").select("courseid", pl.col("group").str.to_lowercase()).unique()
+    return frozenset(
+        [
+            *(("pair", c, u) for c, u in pairs.iter_rows()),
+            *(("instance", c, p) for c, p in instances.iter_rows()),
+            *(("group", c, g) for c, g in groups.iter_rows()),
+        ]
     )
 
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar, Protocol
 
@@ -20,7 +21,35 @@ from toolsync_tui.engine.run.command_file import ColumnSpec, CommandFile
 from toolsync_tui.engine.run.value_limits import StoredColumns, ValueLimits
 
 PreviousWrite = Callable[[], Awaitable[None]]
-BatchWrite = Callable[[AsyncConnection], Awaitable[None]]
+# A planned batch's writes, on the connection whose transaction they run in; the batch's final outcomes when the
+# writing changes them (a part planned only once ids exist, a deletion Moodle refused ...), else None.
+BatchWrite = Callable[[AsyncConnection], Awaitable[pl.DataFrame | None]]
+
+
+async def nothing_in_flight() -> None:
+    return None
+
+
+@dataclass
+class BatchPlan:
+    """A batch planned, not written (Operation.plan_batch): its outcomes if its write commits, and that write.
+
+    `reads` and `writes` name what the plan relied on and what the write changes, as hashable keys the operation
+    chooses (("user", "jdupont"), ("group", courseid, name) ...). With overlapping writes, the next batch is planned
+    while this one's write runs: when that plan's `reads` meet this write's `writes`, it may have read the state
+    before the write, and it is planned again once the write has ended (run/overlap.py)."""
+
+    outcomes: pl.DataFrame
+    write: BatchWrite
+    reads: frozenset[Hashable] = field(default_factory=frozenset)
+    writes: frozenset[Hashable] = field(default_factory=frozenset)
+
+    async def apply(self, conn: AsyncConnection, dry_run: bool) -> pl.DataFrame:
+        """The batch written on `conn` unless dry_run, in the caller's transaction; its outcomes."""
+        if dry_run:
+            return self.outcomes
+        written = await self.write(conn)
+        return self.outcomes if written is None else written
 
 
 class SetupProblem(Exception):
@@ -72,7 +101,7 @@ class Operation(ABC):
     # Reads only: never needs a write transaction, and may use larger batches.
     read_only: ClassVar[bool] = False
     # On MariaDB, a batch's write may run while the next batch is planned (plan_batch).
-    overlaps_writes: ClassVar[bool] = False
+    overlaps_writes: bool = False  # an operation may turn it off in prepare() (a setting that needs batches in turn)
     # At most this many rows per batch, whatever run.batch_size says (None: no limit): rows that each run Moodle's
     # PHP for seconds (a course delete) keep the progress moving and a failed call costs few rows.
     batch_limit: ClassVar[int | None] = None
@@ -111,9 +140,16 @@ class Operation(ABC):
             yield limits.check(batch)
 
     def take_bridge(self, link: BridgeLink) -> None:
-        """With uses_bridge: the run's bridge, opened before prepare(). A configured bridge that does not work stops
-        the run (BridgeError); an operation that can go on without it, or explains its absence itself, overrides."""
+        """With uses_bridge: the run's bridge, before prepare() or before the first write (needs_bridge_to_plan). A
+        configured bridge that does not work stops the run (BridgeError); an operation that can go on without it, or
+        explains its absence itself, overrides."""
         self.bridge = link.working()
+
+    def needs_bridge_to_plan(self, columns: Sequence[str]) -> bool:
+        """With uses_bridge: whether prepare() or the plans use the bridge (take_bridge then comes before prepare()).
+        An operation that needs it only after a commit or in finish() says False: PHP's start-up check then runs
+        while the run prepares and plans its first batch, and the bridge is handed over before the first write."""
+        return True
 
     async def prepare(self, conn: AsyncConnection, columns: Sequence[str]) -> None:  # noqa: B027 (optional hook)
         """Read what the whole run needs once (site settings, role ids ...), knowing the file's columns.
@@ -130,13 +166,17 @@ class Operation(ABC):
         """
 
     async def plan_batch(
-        self, conn: AsyncConnection, rows: pl.DataFrame, previous: PreviousWrite
-    ) -> tuple[pl.DataFrame, BatchWrite]:
-        """With overlaps_writes: plan a batch (reads on `conn`) without writing; its outcomes and its write, which the
-        pipeline runs in conn's transaction while the next batch is planned on another connection (READ COMMITTED).
-        `await previous()` returns when the previous batch's write has ended: await it before any read that write
-        may change."""
+        self, conn: AsyncConnection, rows: pl.DataFrame, previous: PreviousWrite = nothing_in_flight
+    ) -> BatchPlan:
+        """With overlaps_writes: plan a batch (reads on `conn`) without writing; the pipeline runs its write in conn's
+        transaction while the next batch is planned on another connection (READ COMMITTED). Either the plan names its
+        `reads` and `writes` (BatchPlan), or `await previous()`, which returns when the previous batch's write has
+        ended, comes before any read that write may change. A dry run is the plan alone (apply_planned)."""
         raise NotImplementedError(f"{self.name} does not overlap its writes")
+
+    async def apply_planned(self, conn: AsyncConnection, rows: pl.DataFrame, dry_run: bool) -> pl.DataFrame:
+        """apply() of an operation that plans its batches: the plan, then (unless dry_run) its write."""
+        return await (await self.plan_batch(conn, rows)).apply(conn, dry_run)
 
     async def after_commit(self, outcomes: pl.DataFrame) -> pl.DataFrame:
         """After a batch's transaction has committed (never in a dry run): work that needs the batch's rows visible to

@@ -7,13 +7,16 @@ outcomes are final only then (a failed write turns them into failures, nothing o
 does the writing while Python plans, on two cores instead of one after the other.
 
 A write that meets a deadlock or a lock wait timeout is run again on its own, not overlapped (Retry); the next batch,
-planned while that write was in flight, is then planned again, after it.
+planned while that write was in flight, is then planned again, after it. So is a next batch whose plan read what the
+write in flight changes (BatchPlan.reads meeting its writes: the same user, a group that write creates ...); an
+operation may instead wait for that write before such reads (`previous`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -27,7 +30,9 @@ from toolsync_tui.engine.moodle.gateway import MoodleGateway
 from toolsync_tui.engine.moodle.recording import Session
 from toolsync_tui.engine.registry import Operation
 from toolsync_tui.engine.rows import OUTCOME_SCHEMA, PROBLEM, Outcome, outcome_rows
-from toolsync_tui.engine.run.operation import BatchWrite
+from toolsync_tui.engine.run.operation import BatchPlan
+
+OFF_SWITCH = "TOOLSYNC_OVERLAP"  # "0": every batch planned and written in turn (only to measure what overlap gains)
 
 Settled = tuple[pl.DataFrame, int, pl.DataFrame]  # a batch, its number, its final outcomes
 
@@ -48,14 +53,18 @@ Check = Callable[[pl.DataFrame, pl.DataFrame], None]  # (rows, outcomes): raises
 Settle = Callable[[bool], None]
 
 
+def overlap_on() -> bool:
+    return os.environ.get(OFF_SWITCH, "1") != "0"
+
+
 @dataclass
 class _Batch:
     batch: pl.DataFrame
     number: int
     rows: pl.DataFrame  # the well-formed rows the operation planned
     unread: pl.DataFrame  # outcomes of the malformed rows
-    planned: pl.DataFrame  # outcomes of the planned rows, if their write commits
-    write: asyncio.Task[None] | None
+    plan: BatchPlan  # outcomes of the planned rows, if their write commits, and what the write changes
+    write: asyncio.Task[pl.DataFrame | None] | None
     pending: _Pending | None  # the write's connection and state
 
 
@@ -75,44 +84,60 @@ class OverlappedWrites:
         self.failure = failure
         self.retry = retry
         self.retried = False  # the write drained last was run again: what was planned meanwhile is planned again
+        self.written: frozenset[object] = frozenset()  # what the write drained last changed (BatchPlan.writes)
+        self.replanned = 0  # batches planned again after the write before them
         self.check = check
         self.in_flight: _Batch | None = None
         self.changes: Session | None = None  # the run's recording of its writes, for an undo (changes/capture.py)
+        # Awaited before each write starts (the run's bridge check, once): raising, it stops the run, unwritten.
+        self.before_write: Callable[[], Awaitable[None]] | None = None
 
     async def submit(self, batch: pl.DataFrame, number: int) -> list[Settled]:
         """Plan `batch`, settle the batch before it (its write ends), start this one's write; the settled batches."""
         rows = batch.filter(pl.col(PROBLEM).is_null())
         unread = batch.filter(pl.col(PROBLEM).is_not_null())
-        planned, pending = await self._plan(rows)
+        plan, pending = await self._plan(rows)
         try:
+            if pending is not None and self.before_write is not None:
+                await self.before_write()
             settled = await self.drain()
         except BaseException:
             if pending is not None:  # the run stops: this batch is not written
                 await pending.discard()
             raise
-        if self.retried:  # this plan read the database before that batch was written: it may be out of date
+        if self.retried or not self.written.isdisjoint(plan.reads):
+            # This plan read the database before that batch's write ended: what it read may have changed since.
             if pending is not None:
                 await pending.discard()
-            planned, pending = await self._plan(rows)
+            plan, pending = await self._plan(rows)
+            self.replanned += 1
         task = asyncio.create_task(pending.run()) if pending is not None else None
-        self.in_flight = _Batch(batch, number, rows, unread, planned, task, pending)
+        self.in_flight = _Batch(batch, number, rows, unread, plan, task, pending)
         return settled
 
     async def drain(self) -> list[Settled]:
         """Wait for the write in flight; the batch it settles (none when nothing is in flight)."""
-        done, self.in_flight, self.retried = self.in_flight, None, False
+        done, self.in_flight, self.retried, self.written = self.in_flight, None, False, frozenset()
         if done is None:
             return []
-        planned = done.planned
+        planned = done.plan.outcomes
+        committed = False
         if done.write is not None:
+            self.written = done.plan.writes  # committed or not: the next plan may have read around it
             try:
-                await done.write
+                written = await done.write
+                if written is not None:  # the write settled the outcomes itself
+                    self.check(done.rows, written)
+                    planned = written
+                committed = True
             except SQLAlchemyError as exc:
                 if classify(exc) is Fault.RETRYABLE:
                     planned, self.retried = await self.retry(done.rows, exc), True
                 else:
                     committing = done.pending is not None and done.pending.committing
                     planned = self.failure(done.rows, exc, committing=committing)
+            if committed:  # the operation's own work after a commit, before the next write starts (as in turn)
+                planned = await self.operation.after_commit(planned)
         outcomes = pl.concat([self._unread(done.unread), planned])
         return [(done.batch, done.number, outcomes.sort("line", "part", nulls_last=False, maintain_order=True))]
 
@@ -120,23 +145,23 @@ class OverlappedWrites:
         if self.in_flight is not None and self.in_flight.write is not None:
             await asyncio.wait([self.in_flight.write])
 
-    async def _plan(self, rows: pl.DataFrame) -> tuple[pl.DataFrame, _Pending | None]:
-        """The rows' outcomes, and their write, not started, holding the planning connection and its transaction."""
+    async def _plan(self, rows: pl.DataFrame) -> tuple[BatchPlan, _Pending | None]:
+        """The rows' plan, and its write, not started, holding the planning connection and its transaction."""
         if rows.is_empty():
-            return pl.DataFrame(schema=OUTCOME_SCHEMA), None
+            return BatchPlan(pl.DataFrame(schema=OUTCOME_SCHEMA), _no_write), None
         conn = await self.gateway.engine.connect()
         try:
             conn = await conn.execution_options(isolation_level="READ COMMITTED")
             transaction = await conn.begin()
-            planned, write = await self.operation.plan_batch(conn, rows, self._previous)
-            self.check(rows, planned)
+            plan = await self.operation.plan_batch(conn, rows, self._previous)
+            self.check(rows, plan.outcomes)
         except SQLAlchemyError as exc:
             await _close(conn)
-            return self.failure(rows, exc), None
+            return BatchPlan(self.failure(rows, exc), _no_write), None
         except BaseException:
             await _close(conn)
             raise
-        return planned, _Pending(conn, transaction, write, self.settle, self.changes)
+        return plan, _Pending(conn, transaction, plan, self.settle, self.changes)
 
     @staticmethod
     def _unread(rows: pl.DataFrame) -> pl.DataFrame:
@@ -149,22 +174,24 @@ class _Pending:
 
     conn: AsyncConnection
     transaction: AsyncTransaction
-    write: BatchWrite
+    plan: BatchPlan
     settle: Settle
     changes: Session | None = None
     committing: bool = False  # the commit is under way: an error now may come after the server committed
 
-    async def run(self) -> None:
+    async def run(self) -> pl.DataFrame | None:
+        """The write, committed; the batch's outcomes when the write settled them."""
         committed = False
         if self.changes is not None:
             self.changes.open(self.conn)
         try:
-            await self.write(self.conn)
+            outcomes = await self.plan.write(self.conn)
             if self.changes is not None:
                 await self.changes.ahead(self.conn)  # the journal and the ledger ahead of Moodle's commit
             self.committing = True
             await self.transaction.commit()
             committed, self.committing = True, False
+            return outcomes
         finally:
             if self.changes is not None:
                 self.changes.settle(self.conn, committed)
@@ -173,6 +200,10 @@ class _Pending:
 
     async def discard(self) -> None:
         await _close(self.conn)
+
+
+async def _no_write(conn: AsyncConnection) -> None:
+    return None
 
 
 async def _close(conn: AsyncConnection) -> None:

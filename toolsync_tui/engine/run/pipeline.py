@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from toolsync_tui import __version__
 from toolsync_tui.config import Config
 from toolsync_tui.engine.changes.capture import RunChanges, start_recording
-from toolsync_tui.engine.connect import NO_BRIDGE, open_bridge
+from toolsync_tui.engine.connect import NO_BRIDGE, BridgeLink, open_bridge
 from toolsync_tui.engine.datadir.held import HeldRun
 from toolsync_tui.engine.datadir.state_db import site_of
 from toolsync_tui.engine.datadir.store import DataStore, timestamp
@@ -63,7 +63,7 @@ from toolsync_tui.engine.run.interrupt import INTERRUPTION, Interruption, Stop, 
 from toolsync_tui.engine.run.lock import LockBusy, RunLock
 from toolsync_tui.engine.run.log import Journal, RunLog, RunRecord
 from toolsync_tui.engine.run.operation import SetupProblem, Source
-from toolsync_tui.engine.run.overlap import OverlappedWrites
+from toolsync_tui.engine.run.overlap import OverlappedWrites, overlap_on
 from toolsync_tui.engine.run.report import RunReport, report_lines
 from toolsync_tui.engine.run.stops import BrokenDelivery, GuardStop, threshold_stop
 from toolsync_tui.engine.run.stops import SafetyStop as SafetyStop  # where callers have always found it
@@ -310,6 +310,8 @@ async def run_operation(
                 problem = f"unexpected error ({type(exc).__name__})"
                 _end(journal, _partial(first, run.result, exit_code=EXIT_CANNOT_RUN, problem=problem))
                 raise
+            finally:
+                run.drop_bridge_check()  # a run that stopped before it needed its bridge: PHP stopped too
             held = {"dry_run": result.dry_run, "problem": result.held.reason} if result.held else {}
             if not _end(journal, _partial(first, result, exit_code=result.exit_code, **held)):
                 result.notes.append("the run log could not be written; the next run writes this run's line")
@@ -409,6 +411,7 @@ class _Run:
         self.diff: RowDiff | None = None  # the operation's diff against its last applied file (diff.py)
         self.holding = Holding(config)  # held rather than stopped (run_operation enables it)
         self.removals_beyond_rows = 0  # what the safety pre-pass found the operation removes after its rows
+        self.bridge_check: asyncio.Future[BridgeLink] | None = None  # the bridge's start-up check, until _bridge_ready
 
     @property
     def batch_size(self) -> int:
@@ -432,12 +435,14 @@ class _Run:
         # Next to the gateway, once per run: PHP starts only for operations that use it or whose events it triggers.
         events = self.config.settings.events
         triggers = events.trigger and not self.operation.read_only
-        link = await open_bridge(self.config) if self.operation.uses_bridge or triggers else NO_BRIDGE
-        self.after = AfterCommit(events, link, self.operation, self.gateway)
-        self.after.check()
+        # PHP's start-up check runs while the run prepares and plans its first batch; the bridge is handed over before
+        # prepare() to an operation that plans with it, else before the first write (_bridge_ready).
+        if self.operation.uses_bridge or triggers:
+            self.bridge_check = asyncio.ensure_future(open_bridge(self.config))
+        self.after = AfterCommit(events, NO_BRIDGE, self.operation, self.gateway)
         self.operation.dry_run = self.dry_run  # a dry run may do without the bridge a real run needs
-        if self.operation.uses_bridge:
-            self.operation.take_bridge(link)
+        if self.operation.uses_bridge and self.operation.needs_bridge_to_plan(source.columns):
+            await self._bridge_ready()
         try:
             async with self.gateway.reading() as conn:
                 self.operation.event_log = await _event_log(self.gateway, conn, self.config)
@@ -474,7 +479,7 @@ class _Run:
         cancelled = False
         overlapped = (
             OverlappedWrites(self.gateway, self.operation, self._failure, self._retry, self._check, self.after.settle)
-            if self.operation.overlaps_writes and self.gateway.kind == "mariadb" and not self.dry_run
+            if self.operation.overlaps_writes and self.gateway.kind == "mariadb" and not self.dry_run and overlap_on()
             else None
         )
 
@@ -514,6 +519,7 @@ class _Run:
         )
         if overlapped is not None:
             overlapped.changes = self.changes
+            overlapped.before_write = self._bridge_ready
         session = RUN_SESSION.set(self.changes)
         try:
             try:
@@ -548,6 +554,7 @@ class _Run:
                         await self.after.flush()
                     else:
                         record(work, batch_number, await self._apply(work))
+                await self._bridge_ready()  # a run that wrote nothing stops as well on a bridge that does not work
             finally:
                 # The batch written last, also when the run stops: its rows are accounted for.
                 for settled in await overlapped.drain() if overlapped else []:
@@ -674,7 +681,28 @@ class _Run:
             return f"{words}; the tryback holds them; the command file stays in the inbox"
         return f"{words}; the command file stays in the inbox"
 
+    async def _bridge_ready(self) -> None:
+        """The run's bridge, checked and handed over to the operation and to what follows each commit, once: before
+        prepare() for an operation that plans with it, else before the first batch is written (a dry run's too, as a
+        real run's), PHP's start-up check having run meanwhile. A configured bridge that does not work, for an
+        operation that needs it, stops the run there: nothing was written (BridgeError, SetupProblem)."""
+        if self.bridge_check is None:
+            return
+        link = await self.bridge_check
+        self.bridge_check = None
+        self.after.link = link
+        self.after.check()
+        if self.operation.uses_bridge:
+            self.operation.take_bridge(link)
+
+    def drop_bridge_check(self) -> None:
+        """A run that stopped before it needed its bridge: the check (its PHP process) stopped, never awaited."""
+        if self.bridge_check is not None:
+            self.bridge_check.cancel()
+            self.bridge_check = None
+
     async def _apply(self, batch: pl.DataFrame) -> pl.DataFrame:
+        await self._bridge_ready()
         malformed = batch.filter(pl.col(PROBLEM).is_not_null())
         wellformed = batch.filter(pl.col(PROBLEM).is_null())
         parts = [outcome_rows(malformed, Outcome.FAILED, "read", pl.lit(""), pl.col(PROBLEM))]

@@ -15,8 +15,6 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from croniter import croniter
-
 from toolsync_tui.engine.datadir.privacy import create_file
 
 UTC = ZoneInfo("UTC")
@@ -29,6 +27,8 @@ class ScheduleProblem(Exception):
 
 def check_expression(expression: str) -> str:
     """The expression if croniter reads it ("0 2 * * *", "@daily" ...), else ScheduleProblem."""
+    from croniter import croniter  # on use: a configuration without schedules (and its run) never needs it
+
     if not croniter.is_valid(expression):
         raise ScheduleProblem(
             f"'{expression}' is not a cron expression: five fields (minute hour day month weekday, e.g. "
@@ -62,6 +62,8 @@ def _system_zone_name() -> str:
 
 def next_runs(expression: str, now: datetime, count: int = 3) -> list[datetime]:
     """The schedule's next slots after `now` (an aware datetime), for the interface."""
+    from croniter import croniter
+
     slots = croniter(check_expression(expression), now)
     return [slots.get_next(datetime) for _ in range(count)]
 
@@ -73,6 +75,8 @@ def latest_slot(expression: str, after: datetime, now: datetime) -> datetime | N
     and each becomes an instant as cron does it: a time skipped in spring at the change, a time repeated in autumn
     once for a schedule with fixed hours and twice for one run every hour.
     """
+    from croniter import croniter
+
     zone = now.tzinfo
     assert isinstance(zone, ZoneInfo), "schedules are read in a named time zone"
     every_hour = _hour_field(check_expression(expression)).startswith("*")

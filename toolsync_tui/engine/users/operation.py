@@ -8,10 +8,12 @@ then the rows' cohort and course parts, each with an outcome line of its own.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 import zoneinfo
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import polars as pl
@@ -35,15 +37,16 @@ from toolsync_tui.engine.moodle.passwords import (
     PasswordRejected,
 )
 from toolsync_tui.engine.moodle.site_settings import UserSite, protected_accounts, site_timezone
-from toolsync_tui.engine.moodle.staleness import EnrolmentEffects, end_sessions, mark_users_dirty, purge_after_run
+from toolsync_tui.engine.moodle.staleness import EnrolmentEffects, FlaggedUsers, end_sessions, purge_after_run
 from toolsync_tui.engine.parts.cohort_memberships import CohortMemberships
 from toolsync_tui.engine.parts.course_enrolments import CourseEnrolments
 from toolsync_tui.engine.rows import LINE, Outcome, Rule, first_match, outcome_rows, shown
 from toolsync_tui.engine.run.command_file import FileProblem
-from toolsync_tui.engine.run.operation import Operation
+from toolsync_tui.engine.run.operation import BatchPlan, Operation, PreviousWrite, nothing_in_flight
 from toolsync_tui.engine.run.value_limits import StoredColumns
 from toolsync_tui.engine.users.accounts import PROBLEM as ACCOUNT_PROBLEM
 from toolsync_tui.engine.users.accounts import SKIP, USERID, AccountFinder, protected_why
+from toolsync_tui.engine.users.batch_keys import read_keys, write_keys
 from toolsync_tui.engine.users.changes import CHANGES, CURRENT, changed_columns, current, revived
 from toolsync_tui.engine.users.columns import (
     NUMERIC_FIELDS,
@@ -99,6 +102,10 @@ class UsersOperation(Operation):
     value_columns: ClassVar[StoredColumns] = VALUE_COLUMNS
     destructive_actions: ClassVar[frozenset[str]] = frozenset({"delete", "suspend"})
     uses_bridge = True
+    overlaps_writes = True  # each batch planned while the one before is written (plan_batch, run/overlap.py)
+
+    def needs_bridge_to_plan(self, columns: Sequence[str]) -> bool:
+        return "deleted" in columns  # deletions choose their way (bridge or SQL) in prepare()
 
     def __init__(self, config: Config, gateway: MoodleGateway) -> None:
         super().__init__(config, gateway)
@@ -111,6 +118,8 @@ class UsersOperation(Operation):
         # line -> user id of the batch's accounts that the bridge deletes once the batch has committed
         self.bridge_deletes: dict[int, int] = {}
         self.effects = EnrolmentEffects(set(), set(), set(), set())
+        self.flagged = FlaggedUsers()  # the users given a dirty flag by this run's batches
+        self.batch_flagged: set[int] = set()  # those the batch being written flags
 
     def may_destroy(self, columns: Sequence[str]) -> bool:
         return "deleted" in columns or "suspended" in columns
@@ -133,7 +142,7 @@ class UsersOperation(Operation):
             self.site.config,
             self.schema,
             allow_rename=settings.allow_rename,
-            timezones=zoneinfo.available_timezones(),
+            timezones=zoneinfo.available_timezones() if "timezone" in columns else None,  # a walk of the zone files
         )
         self.timezone = await site_timezone(self.gateway)
         self.seen = SeenUsernames()
@@ -160,11 +169,15 @@ class UsersOperation(Operation):
             await self.cohorts.prepare(conn)
         if "deleted" in columns:
             self.deletion_note = await check_deletion_path(self.gateway, conn, self.bridge)
+            # Deletions through the bridge follow each batch's commit (after_commit()): batches in turn.
+            self.overlaps_writes = self.bridge is None
         self.notes = [
             f"column {name}: Moodle 4.5 has no such user field; its values were ignored"
             for name in RETIRED_FIELDS
             if name in columns
         ]
+        if "password" in columns:
+            (await self._hasher()).begin()  # its workers start while the first batch is read (moodle/passwords.py)
 
     async def finish(self, dry_run: bool) -> list[str]:
         if self.hasher is not None:
@@ -183,43 +196,75 @@ class UsersOperation(Operation):
     # -- one batch ------------------------------------------------------------------------------
 
     async def apply(self, conn: AsyncConnection, rows: pl.DataFrame, dry_run: bool) -> pl.DataFrame:
+        return await (await self._planned(conn, rows, dry_run)).apply(conn, dry_run)
+
+    async def plan_batch(
+        self, conn: AsyncConnection, rows: pl.DataFrame, previous: PreviousWrite = nothing_in_flight
+    ) -> BatchPlan:
+        return await self._planned(conn, rows, False)
+
+    async def _planned(self, conn: AsyncConnection, rows: pl.DataFrame, dry_run: bool) -> BatchPlan:
+        """Every read and decision of a batch, and its write: the accounts, then the rows' cohort and course parts,
+        which need the new ids and are planned in the write (a dry run plans them here, with stand-in ids)."""
         now = int(time.time())
         checked = self._checked(rows)
         good = checked.filter(pl.col(PROBLEM).is_null())
         found, stored = await self.finder.find_stored(conn, good)
         good = good.join(found, on=LINE, how="left")
         good = await self._with_current(conn, good, stored)
-        good = await self._with_passwords(good)
-        good = good.with_columns(
-            pl.coalesce(
+        # The passwords hash on the workers while the batch's other reads go on (moodle/passwords.py).
+        hashed = asyncio.ensure_future(self._with_passwords(good))
+        try:
+            problems = pl.coalesce(
                 pl.col(ACCOUNT_PROBLEM),
                 pl.Series(await unique_value_problems(self.gateway, conn, good, self.fields)),
                 await self._email_problems(conn, good),
-            ).alias(PROBLEM)
-        )
+            )
+        except BaseException:
+            hashed.cancel()
+            raise
+        good = (await hashed).with_columns(problems.alias(PROBLEM))
         profile_changes = await plan_profile_data(
             self.gateway, conn, good.filter(pl.col(USERID).is_not_null() & pl.col(PROBLEM).is_null()), self.fields
         )
         planned = self._plan(good, profile_changes)
-        outcomes = [
-            outcome_rows(
-                checked.filter(pl.col(PROBLEM).is_not_null()), Outcome.FAILED, "check", _key(), pl.col(PROBLEM)
-            )
-        ]
-        ids: dict[int, int] = {}
-        if not dry_run:
-            ids, failures = await self._write(conn, planned, profile_changes, now)
-            planned = planned.with_columns(
-                pl.when(pl.col(USERID).is_in(list(failures)) & (pl.col(ACTION) == "delete"))
-                .then(pl.col(USERID).replace_strict(failures, default=None, return_dtype=pl.String))
-                .otherwise(pl.col(PROBLEM))
-                .alias(PROBLEM)
-            ).with_columns(
-                pl.when(pl.col(PROBLEM).is_not_null()).then(pl.lit("failed")).otherwise(ACTION).alias(ACTION)
-            )
-        outcomes.append(self._outcomes(planned, ids, dry_run))
-        outcomes.extend(await self._parts(conn, planned, ids, now, dry_run))
-        return pl.concat(outcomes, how="vertical_relaxed").sort("line", "part", nulls_last=False, maintain_order=True)
+        failed = outcome_rows(
+            checked.filter(pl.col(PROBLEM).is_not_null()), Outcome.FAILED, "check", _key(), pl.col(PROBLEM)
+        )
+        if dry_run:
+            parts = await self._parts(conn, planned, {}, now, dry_run=True)
+            return BatchPlan(_sorted([failed, self._outcomes(planned, {}, dry_run=True), *parts]), _never_written)
+        writes = await self._writes(conn, planned, profile_changes, now)
+
+        async def write(conn: AsyncConnection) -> pl.DataFrame:
+            ids, failures = await self._write(conn, writes, now)
+            done = planned
+            if failures:
+                done = planned.with_columns(
+                    pl.when(pl.col(USERID).is_in(list(failures)) & (pl.col(ACTION) == "delete"))
+                    .then(pl.col(USERID).replace_strict(failures, default=None, return_dtype=pl.String))
+                    .otherwise(pl.col(PROBLEM))
+                    .alias(PROBLEM)
+                ).with_columns(
+                    pl.when(pl.col(PROBLEM).is_not_null()).then(pl.lit("failed")).otherwise(ACTION).alias(ACTION)
+                )
+            self.batch_flagged = set()
+            parts = await self._parts(conn, done, ids, now, dry_run=False)
+            self.flagged.written(self.batch_flagged)  # the write went through: its flags stand if it commits
+            return _sorted([failed, self._outcomes(done, ids, dry_run=False), *parts])
+
+        return BatchPlan(
+            _sorted([failed, self._outcomes(planned, {}, dry_run=False)]),
+            write,
+            reads=read_keys(good, self.fields),
+            writes=write_keys(
+                writes.creates,
+                writes.updates,
+                writes.deleting.height,
+                writes.profile_changes,
+                self.fields,
+            ),
+        )
 
     def _checked(self, rows: pl.DataFrame) -> pl.DataFrame:
         validated = validate_user_rows(rows, self.rules, self.seen)
@@ -425,22 +470,49 @@ class UsersOperation(Operation):
 
     # -- writing ------------------------------------------------------------------------------
 
-    async def _write(
+    async def _writes(
         self, conn: AsyncConnection, planned: pl.DataFrame, profile_changes: pl.DataFrame, now: int
-    ) -> tuple[dict[int, int], dict[int, str]]:
-        """Apply the plan; returns line -> id of the accounts created, and id -> why for deletions that failed."""
+    ) -> _Writes:
+        """What the plan writes, worked out before the write (while the batch before is being written): the records,
+        the password times, the log rows' contexts of the accounts changed."""
         action = pl.col(ACTION)
         creates = planned.filter(action == "create")
-        created, contexts = await self._create(conn, creates, now)
         updates = planned.filter(action.is_in(UPDATING))
-        await self.gateway.update_many(conn, self.schema.user, "id", self._update_rows(updates, now))
-        await self._set_password_times(conn, creates, created, updates, now)
-        await self._log(conn, creates, created, contexts, updates, now)
-        await write_profile_data(
-            self.gateway, conn, profile_changes.join(updates.select(USERID), on=USERID, how="semi")
+        new_times, changed_times = self._password_times(creates, updates)
+        contexts: dict[int, Context] = {}
+        if self.event_log.active and not updates.is_empty():
+            contexts = await instance_contexts(self.gateway, conn, ContextLevel.USER, updates[USERID].to_list())
+        return _Writes(
+            creates=creates,
+            records=self._create_records(creates, now),
+            generated=creates.filter(pl.col(NEW_PASSWORD) == TO_BE_GENERATED)[LINE].to_list(),
+            updates=updates,
+            changes=self._update_rows(updates, now),
+            profile_changes=profile_changes.join(updates.select(USERID), on=USERID, how="semi"),
+            new_times=new_times,
+            changed_times=changed_times,
+            contexts=contexts,
+            suspended=planned.filter(action == "suspend")[USERID].to_list(),
+            deleting=planned.filter(action == "delete"),
         )
-        await end_sessions(self.gateway, conn, planned.filter(action == "suspend")[USERID].to_list())
-        deleting = planned.filter(action == "delete")
+
+    async def _write(self, conn: AsyncConnection, writes: _Writes, now: int) -> tuple[dict[int, int], dict[int, str]]:
+        """Write the plan; returns line -> id of the accounts created, and id -> why for deletions that failed."""
+        created, contexts = await self._create(conn, writes, now)
+        await self.gateway.update_many(conn, self.schema.user, "id", writes.changes)
+        ids = [created[line] for line in writes.new_times] + writes.changed_times
+        await set_user_preferences(
+            self.gateway,
+            conn,
+            [(uid, PASSWORD_UPDATE_TIME, str(now)) for uid in ids if uid != self.guest],
+            now,
+            self.site.session_timeout,
+            new_users=created.values(),
+        )
+        await self._log(conn, writes, created, contexts, now)
+        await write_profile_data(self.gateway, conn, writes.profile_changes)
+        await end_sessions(self.gateway, conn, writes.suspended)
+        deleting = writes.deleting
         self.deleted_any |= not deleting.is_empty()
         if self.bridge is not None:  # after the commit: delete_user() would wait for this batch's own locks
             self.bridge_deletes = dict(deleting.select(LINE, USERID).iter_rows())
@@ -466,12 +538,10 @@ class UsersOperation(Operation):
             pl.when(failed).then(reason).otherwise("message").alias("message"),
         )
 
-    async def _create(
-        self, conn: AsyncConnection, creates: pl.DataFrame, now: int
-    ) -> tuple[dict[int, int], dict[int, Context]]:
-        """The new accounts: line -> id, and id -> its user context."""
+    def _create_records(self, creates: pl.DataFrame, now: int) -> list[dict[str, Any]]:
+        """The mdl_user rows of the new accounts, in the order of `creates`."""
         if creates.is_empty():
-            return {}, {}
+            return []
         defaults = self.site.new_user_defaults(now)
         present = [f for f in USER_COLUMNS if f in creates.columns]
         records: list[dict[str, Any]] = []
@@ -487,86 +557,91 @@ class UsersOperation(Operation):
                     record[name] = int(value) if name in NUMERIC_FIELDS else value
             record["password"] = row[NEW_PASSWORD] or ""
             records.append(record)
-        await self.gateway.insert_many(conn, user, records)
-        made = await self.gateway.fetch_in(
-            conn,
-            user,
-            "username",
-            creates["username"].to_list(),
-            ["id", "username"],
-            where=user.c.mnethostid == self.site.mnethostid,
-        )
-        by_name = dict(zip(made["username"].to_list(), made["id"].to_list(), strict=True))
-        ids = {line: by_name[name] for line, name in creates.select(LINE, "username").iter_rows()}
+        return records
+
+    async def _create(
+        self, conn: AsyncConnection, writes: _Writes, now: int
+    ) -> tuple[dict[int, int], dict[int, Context]]:
+        """The new accounts: line -> id, and id -> its user context. Their ids are those the INSERT gives when the
+        server guarantees them (gateway.insert_many), else read back by username."""
+        creates = writes.creates
+        if creates.is_empty():
+            return {}, {}
+        user = self.schema.user
+        new_ids = await self.gateway.insert_many(conn, user, writes.records)
+        lines = creates[LINE].to_list()
+        if new_ids is not None:
+            ids = dict(zip(lines, new_ids, strict=True))
+        else:
+            made = await self.gateway.fetch_in(
+                conn,
+                user,
+                "username",
+                creates["username"].to_list(),
+                ["id", "username"],
+                where=user.c.mnethostid == self.site.mnethostid,
+            )
+            by_name = dict(zip(made["username"].to_list(), made["id"].to_list(), strict=True))
+            ids = {line: by_name[name] for line, name in zip(lines, creates["username"].to_list(), strict=True)}
         contexts = await create_contexts(
             self.gateway, conn, ContextLevel.USER, [(i, self.system.path) for i in ids.values()]
         )
-        with_ids = creates.with_columns(pl.col(LINE).replace_strict(ids, return_dtype=pl.Int64).alias(USERID))
         if self.profile_columns:
+            with_ids = creates.with_columns(pl.Series(USERID, list(ids.values()), dtype=pl.Int64))
             await write_profile_data(
-                self.gateway, conn, await plan_profile_data(self.gateway, conn, with_ids, self.fields)
+                self.gateway,
+                conn,
+                await plan_profile_data(self.gateway, conn, with_ids, self.fields, new_users=True),
             )
-        generated = with_ids.filter(pl.col(NEW_PASSWORD) == TO_BE_GENERATED)[USERID].to_list()
         await set_user_preferences(
             self.gateway,
             conn,
-            [(uid, name, "1") for uid in generated for name in (CREATE_PASSWORD_PREFERENCE, FORCE_CHANGE_PREFERENCE)],
+            [
+                (ids[line], name, "1")
+                for line in writes.generated
+                for name in (CREATE_PASSWORD_PREFERENCE, FORCE_CHANGE_PREFERENCE)
+            ],
             now,
             self.site.session_timeout,
+            new_users=ids.values(),
         )
         return ids, contexts
 
-    async def _set_password_times(
-        self, conn: AsyncConnection, creates: pl.DataFrame, created: dict[int, int], updates: pl.DataFrame, now: int
-    ) -> None:
-        """The preference auth_manual_passwordupdatetime = now of every account given a new password whose auth is
-        manual: user_create_user() and user_update_user() hand a password to the auth plugin's
-        user_update_password(), and only auth_plugin_manual's sets it (the time password expiry counts from).
+    def _password_times(self, creates: pl.DataFrame, updates: pl.DataFrame) -> tuple[list[int], list[int]]:
+        """The accounts whose preference auth_manual_passwordupdatetime becomes now, because they get a new password
+        and their auth is manual (lines of `creates`, ids of `updates`): user_create_user() and user_update_user()
+        hand a password to the auth plugin's user_update_password(), and only auth_plugin_manual's sets it (the
+        time password expiry counts from).
 
         Only where a password is really set: a hash, never *NOPASS* or 'to be generated'; on update only where the
         stored hash changes (a password that still matches it is no change, and a re-run stays unchanged)."""
         hashed = pl.col(NEW_PASSWORD).is_not_null() & ~pl.col(NEW_PASSWORD).is_in(LITERAL_PASSWORDS)
         given_auth = pl.col("auth") if "auth" in creates.columns else pl.lit("")
-        new_ids = pl.col(LINE).replace_strict(created, default=None, return_dtype=pl.Int64)
-        new = creates.filter(hashed & (given_auth.is_in(["", "manual"]))).select(new_ids.alias(USERID))
+        new = creates.filter(hashed & (given_auth.is_in(["", "manual"])))[LINE].to_list()
         auth = pl.when(given_auth != "").then(given_auth).otherwise(current("auth"))
         changed = updates.filter(hashed & pl.col(CHANGES).list.contains("password") & (auth == "manual"))
-        ids = [uid for uid in (*new[USERID].to_list(), *changed[USERID].to_list()) if uid not in (None, self.guest)]
-        await set_user_preferences(
-            self.gateway,
-            conn,
-            [(uid, PASSWORD_UPDATE_TIME, str(now)) for uid in ids],
-            now,
-            self.site.session_timeout,
-        )
+        return new, changed[USERID].to_list()
 
     async def _log(
-        self,
-        conn: AsyncConnection,
-        creates: pl.DataFrame,
-        created: dict[int, int],
-        contexts: dict[int, Context],
-        updates: pl.DataFrame,
-        now: int,
+        self, conn: AsyncConnection, writes: _Writes, created: dict[int, int], contexts: dict[int, Context], now: int
     ) -> None:
         """Moodle's standard log rows of the accounts created and changed (users/log_events.py)."""
+        creates, updates = writes.creates, writes.updates
         if not self.event_log.active or (creates.is_empty() and updates.is_empty()):
             return
         hashed = pl.col(NEW_PASSWORD).is_not_null() & ~pl.col(NEW_PASSWORD).is_in(LITERAL_PASSWORDS)
         internal = list(INTERNAL_PASSWORD_AUTHS)
         given = pl.col("auth") if "auth" in creates.columns else pl.lit("")
         new = creates.select(
-            LINE,
-            pl.col(LINE).replace_strict(created, default=None, return_dtype=pl.Int64).alias(USERID),
-            (hashed & pl.when(given != "").then(given).otherwise(pl.lit("manual")).is_in(internal)).alias("pw"),
+            LINE, (hashed & pl.when(given != "").then(given).otherwise(pl.lit("manual")).is_in(internal)).alias("pw")
         )
         auth = pl.when(given != "").then(given).otherwise(current("auth"))
         changed = updates.select(
             LINE, USERID, (hashed & pl.col(CHANGES).list.contains("password") & auth.is_in(internal)).alias("pw")
         )
         known = dict(contexts)
-        known.update(await instance_contexts(self.gateway, conn, ContextLevel.USER, changed[USERID].to_list()))
-        written = [(line, uid, True, bool(pw)) for line, uid, pw in new.iter_rows() if uid is not None]
+        known.update(writes.contexts)
+        written = [(line, created[line], True, bool(pw)) for line, pw in new.iter_rows() if line in created]
         written += [(line, uid, False, bool(pw)) for line, uid, pw in changed.iter_rows()]
         await self.event_log.record(conn, account_events(written, known), now)
 
@@ -697,9 +772,17 @@ class UsersOperation(Operation):
             if not requests.is_empty():
                 details, effects = await self.enrolments.apply(conn, requests, now=now, dry_run=dry_run, events=events)
                 results.append(details)
-                if not dry_run:
-                    await mark_users_dirty(self.gateway, conn, effects.dirty_users, now, self.site.session_timeout)
+                if not dry_run:  # a dirty flag per user and run (staleness.FlaggedUsers)
+                    flagged = await self.flagged.mark(
+                        self.gateway,
+                        conn,
+                        effects.dirty_users,
+                        now,
+                        self.site.session_timeout,
+                        new_users=created.values(),
+                    )
                     self.effects.update(effects)
+                    self.batch_flagged = flagged
         if events:
             await self.event_log.record(conn, events, now)
         return results
@@ -707,3 +790,28 @@ class UsersOperation(Operation):
 
 def _key() -> pl.Expr:
     return pl.col("username").fill_null("")
+
+
+def _sorted(outcomes: list[pl.DataFrame]) -> pl.DataFrame:
+    return pl.concat(outcomes, how="vertical_relaxed").sort("line", "part", nulls_last=False, maintain_order=True)
+
+
+async def _never_written(conn: AsyncConnection) -> None:
+    raise RuntimeError("a dry run's plan is never written")
+
+
+@dataclass
+class _Writes:
+    """A batch's writes as planned (UsersOperation._writes)."""
+
+    creates: pl.DataFrame  # the planned rows that create an account
+    records: list[dict[str, Any]]  # their mdl_user rows, in the same order
+    generated: list[int]  # lines of the creates whose password Moodle's cron generates
+    updates: pl.DataFrame  # the planned rows that change an account
+    changes: list[dict[str, Any]]  # their mdl_user changes
+    profile_changes: pl.DataFrame  # the updated accounts' profile data (plan_profile_data())
+    new_times: list[int]  # lines of the creates whose password update time is set
+    changed_times: list[int]  # ids of the updated accounts whose password update time is set
+    contexts: dict[int, Context]  # user contexts of the updated accounts, for their log rows
+    suspended: list[int]  # ids of the accounts suspended (their sessions end)
+    deleting: pl.DataFrame  # the planned rows that delete an account

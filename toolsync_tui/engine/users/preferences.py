@@ -8,8 +8,10 @@ preferences (set_user_preference() stores nothing for it): the caller leaves it 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable, Sequence
+from typing import Any
 
+from sqlalchemy import ColumnElement, Table
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from toolsync_tui.engine.moodle.gateway import MoodleGateway
@@ -24,26 +26,27 @@ async def set_user_preferences(
     preferences: Iterable[tuple[int, str, str]],
     now: int,
     session_timeout: int,
+    *,
+    new_users: Collection[int] = (),
 ) -> None:
-    """Set each (userid, name, value), in the caller's transaction; the last value given for a pair wins."""
+    """Set each (userid, name, value), in the caller's transaction; the last value given for a pair wins.
+    `new_users`: accounts created in this transaction, which have no preference or flag to look up."""
     wanted = {(int(userid), name): value for userid, name, value in preferences}
     if not wanted:
         return
     table = gateway.schema.user_preferences
-    stored = await gateway.fetch_in(
+    fresh = set(new_users)
+    existing = await _stored(
+        gateway,
         conn,
         table,
-        "userid",
-        sorted({userid for userid, _ in wanted}),
+        sorted({userid for userid, _ in wanted} - fresh),
         ["id", "userid", "name"],
-        where=table.c.name.in_(sorted({name for _, name in wanted})),
+        table.c.name.in_(sorted({name for _, name in wanted})),
     )
-    existing = {
-        (int(userid), str(name)): int(row_id)
-        for row_id, userid, name in stored.select("id", "userid", "name").iter_rows()
-    }
+    stored = {(int(userid), str(name)): int(row_id) for row_id, userid, name in existing}
     await gateway.update_many(
-        conn, table, "id", [{"id": existing[key], "value": value} for key, value in wanted.items() if key in existing]
+        conn, table, "id", [{"id": stored[key], "value": value} for key, value in wanted.items() if key in stored]
     )
     await gateway.insert_many(
         conn,
@@ -51,25 +54,52 @@ async def set_user_preferences(
         [
             {"userid": userid, "name": name, "value": value}
             for (userid, name), value in wanted.items()
-            if (userid, name) not in existing
+            if (userid, name) not in stored
         ],
     )
-    await _mark_preferences_changed(gateway, conn, {userid for userid, _ in wanted}, now, session_timeout)
+    await _mark_preferences_changed(gateway, conn, {userid for userid, _ in wanted}, fresh, now, session_timeout)
 
 
 async def _mark_preferences_changed(
-    gateway: MoodleGateway, conn: AsyncConnection, user_ids: Iterable[int], now: int, session_timeout: int
+    gateway: MoodleGateway,
+    conn: AsyncConnection,
+    user_ids: Iterable[int],
+    fresh: Collection[int],
+    now: int,
+    session_timeout: int,
 ) -> None:
     """set_cache_flag('userpreferenceschanged', userid, 1, now + sessiontimeout): the user's flag updated in place,
-    or inserted."""
-    names = sorted(str(i) for i in set(user_ids))
+    or inserted (`fresh` users have none to look up)."""
+    ids = set(user_ids)
+    names = sorted(str(i) for i in ids)
     flags = gateway.schema.cache_flags
-    stored = await gateway.fetch_in(
-        conn, flags, "name", names, ["id", "name"], where=flags.c.flagtype == PREFERENCES_CHANGED
+    found = await _stored(
+        gateway,
+        conn,
+        flags,
+        sorted(str(i) for i in ids - set(fresh)),
+        ["id", "name"],
+        flags.c.flagtype == PREFERENCES_CHANGED,
+        key="name",
     )
-    existing = {str(name): int(row_id) for row_id, name in stored.select("id", "name").iter_rows()}
+    existing = {str(name): int(row_id) for row_id, name in found}
     values = {"value": "1", "expiry": now + session_timeout, "timemodified": now}
     await gateway.update_many(conn, flags, "id", [{"id": existing[n], **values} for n in names if n in existing])
     await gateway.insert_many(
         conn, flags, [{"flagtype": PREFERENCES_CHANGED, "name": n, **values} for n in names if n not in existing]
     )
+
+
+async def _stored(
+    gateway: MoodleGateway,
+    conn: AsyncConnection,
+    table: Table,
+    keys: Sequence[Any],
+    columns: Sequence[str],
+    where: ColumnElement[bool],
+    key: str = "userid",
+) -> list[tuple[Any, ...]]:
+    """The stored rows (as tuples of `columns`) whose `key` is one of `keys`; no query when there is none."""
+    if not keys:
+        return []
+    return list((await gateway.fetch_in(conn, table, key, keys, columns, where=where)).select(columns).iter_rows())

@@ -324,13 +324,20 @@ async def unique_value_problems(
 
 
 async def plan_profile_data(
-    gateway: MoodleGateway, conn: AsyncConnection, rows: pl.DataFrame, fields: Mapping[str, ProfileField]
+    gateway: MoodleGateway,
+    conn: AsyncConnection,
+    rows: pl.DataFrame,
+    fields: Mapping[str, ProfileField],
+    *,
+    new_users: bool = False,
 ) -> pl.DataFrame:
     """The mdl_user_info_data rows to write for `rows` (USERID and encoded profile columns, null = leave alone):
-    id (null for a new row), userid, fieldid, data; unchanged values are left out. One read of the stored rows."""
+    id (null for a new row), userid, fieldid, data, and `stored`, the value it replaces (null for a new row);
+    unchanged values are left out. One read of the stored rows, none for `new_users` (accounts created in this
+    transaction: they have none)."""
     data = gateway.schema.user_info_data
     wanted_fields = [f for f in fields.values() if f.column in rows.columns]
-    schema = {"id": pl.Int64, "userid": pl.Int64, "fieldid": pl.Int64, "data": pl.String}
+    schema = {"id": pl.Int64, "userid": pl.Int64, "fieldid": pl.Int64, "data": pl.String, "stored": pl.String}
     if not wanted_fields or rows.is_empty():
         return pl.DataFrame(schema=schema)
     field_ids = pl.DataFrame(
@@ -341,9 +348,17 @@ async def plan_profile_data(
         rows.select(pl.col(USERID).cast(pl.Int64), *(pl.col(f.column).cast(pl.String) for f in wanted_fields))
         .unpivot(index=USERID, variable_name="column", value_name="data")
         .drop_nulls("data")
-        .join(field_ids, on="column")
+        .join(field_ids, on="column", maintain_order="left")
         .unique([USERID, "fieldid"], keep="last", maintain_order=True)  # a user twice in a batch: the last row wins
     )
+    if new_users:
+        return wanted.select(
+            pl.lit(None, dtype=pl.Int64).alias("id"),
+            USERID,
+            "fieldid",
+            "data",
+            pl.lit(None, dtype=pl.String).alias("stored"),
+        )
     stored = await gateway.fetch_in(
         conn,
         data,
