@@ -6,8 +6,9 @@ A pair is a number p in 0..users*courses-1: user `p % users` (`generate.user_row
 as when an export is merged from several sources; every batch touches most courses). The group of a pair is one of
 GROUPS_PER_COURSE groups of its course, "TD 01" ... "TD 10", a function of the pair.
 
-Seeding goes through LOAD DATA LOCAL INFILE (the gateway's URL carries local_infile=1), with the rows' ids mapped
-in Python from the seeded users, courses, contexts and instances, read back once.
+Seeding goes through LOAD DATA LOCAL INFILE (the gateway's URL carries local_infile=1) on MariaDB, COPY on
+PostgreSQL, with the rows' ids mapped in Python from the seeded users, courses, contexts and instances, read back
+once.
 """
 
 from __future__ import annotations
@@ -27,8 +28,10 @@ from benchmarks.generate import (
     COURSE_CONTEXT_LEVEL,
     Expected,
     GeneratedFile,
+    SeedMethod,
     SeedResult,
     _tsv_value,
+    copy_rows,
     course_idnumber,
     course_shortname,
     seed_courses,
@@ -143,13 +146,19 @@ class EnrolSite:
 
 
 def _local_infile(url: str) -> str:
+    """The URL to seed through: LOAD DATA allowed on MariaDB; PostgreSQL's COPY needs nothing."""
+    if url.startswith("postgresql"):
+        return url
     if not url.startswith("mysql"):
-        raise ValueError("enrolment seeding uses LOAD DATA: a MariaDB URL is needed")
+        raise ValueError("enrolment seeding uses LOAD DATA or COPY: a MariaDB or PostgreSQL URL is needed")
     return url + ("&" if "?" in url else "?") + "local_infile=1"
 
 
 async def _load_rows(conn: AsyncConnection, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
-    """LOAD DATA LOCAL INFILE of tuples (in `columns` order) from a temporary TSV."""
+    """LOAD DATA LOCAL INFILE of tuples (in `columns` order) from a temporary TSV; COPY on PostgreSQL."""
+    if conn.dialect.name == "postgresql":
+        await copy_rows(conn, table, columns, rows)
+        return
     with tempfile.NamedTemporaryFile("w", encoding="utf-8", newline="", suffix=".tsv") as tsv:
         buffer: list[str] = []
         for row in rows:
@@ -181,10 +190,11 @@ async def seed_enrol_site(url: str, prefix: str, users: int, courses: int) -> tu
     """Users 0..users-1 (`seed_users`), courses 0..courses-1 in category 1 with their contexts (`seed_courses`) and
     their default enrol instances; then the ids of all these, by number."""
     gateway = MoodleGateway.for_url(_local_infile(url), prefix)
+    bulk: SeedMethod = "copy" if gateway.kind == "postgresql" else "load-data"
     try:
         seeded = [
-            await seed_users(gateway, users, method="load-data"),
-            await seed_courses(gateway, courses, method="load-data"),
+            await seed_users(gateway, users, method=bulk),
+            await seed_courses(gateway, courses, method=bulk),
         ]
         clock = time.monotonic()
         first, last = seeded[1].first_id, seeded[1].last_id
@@ -251,7 +261,10 @@ async def seed_enrolments(
     results: list[SeedResult] = []
     try:
         async with gateway.transaction() as conn:
-            await conn.exec_driver_sql("SET SESSION unique_checks = 0")  # the rows are distinct by construction
+            if conn.dialect.name == "postgresql":
+                await conn.exec_driver_sql("SELECT 1")  # begins the transaction COPY joins
+            else:
+                await conn.exec_driver_sql("SET SESSION unique_checks = 0")  # the rows are distinct by construction
 
             async def load(table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]], count: int) -> None:
                 clock = time.monotonic()

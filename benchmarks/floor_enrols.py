@@ -2,7 +2,7 @@
 
     python -m benchmarks.floor_enrols                        # 1,000,000 enrolments, the dump's tables as they are
     python -m benchmarks.floor_enrols --rows 100000
-    python -m benchmarks.floor_enrols --row-format dynamic   # the three tables converted to DYNAMIC first
+    python -m benchmarks.floor_enrols --row-format dynamic   # the tables written converted to DYNAMIC first
 
 The site of the enrols cases (20,000 users, 2,000 courses with their contexts and enrol instances) and the groups
 the pairs name are seeded first, untimed (an enrols-add run creates those ~20,000 groups itself; they are a
@@ -14,9 +14,18 @@ order, as toolsync's batches:
   memberships (the ids known beforehand: no lookups);
 - read: per 5,000 rows, one SELECT each of the stored enrolments, role assignments and memberships of exactly those
   pairs (a row-constructor IN list, which MariaDB turns into a semi-join on the unique/compound index; role
-  assignments with FORCE INDEX, see RA_INDEX): what an unchanged run must read to find nothing to do.
+  assignments with FORCE INDEX, see RA_INDEX): what an unchanged run must read to find nothing to do;
+- write with Moodle's log rows: the write's statements plus, in the same transactions, the multi-row INSERTs of the
+  standard log rows toolsync writes for them, three a row as Moodle's APIs log them (user_enrolment_created from
+  enrol_user(), role_assigned from role_assign(), group_member_added from groups_add_member(), with their `other`:
+  benchmarks/floor_log.py), on a second server seeded alike after the first is stopped, so that neither floor's
+  pages, purge or flushing disturb the other's and both get the same ids. The groups' group_created rows (one a
+  group, not a row) are left out with the groups. The statements are spooled to a temporary file before the clock
+  (3,000,000 log rows do not belong in memory); the time to read them back is printed.
 
-It prints mariadbd's CPU time and InnoDB's page compressions (the dump's tables are ROW_FORMAT=COMPRESSED).
+It prints mariadbd's CPU time and InnoDB's page compressions (the dump's tables are ROW_FORMAT=COMPRESSED). toolsync
+writes the log rows too (the site's standard log store is enabled, as on a fresh site): the floor with the log rows
+is the one to compare enrols-add with.
 """
 
 from __future__ import annotations
@@ -25,7 +34,10 @@ import argparse
 import asyncio
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from itertools import chain
+
+import aiomysql
 
 from benchmarks.enrolments import (
     ADMIN_ID,
@@ -35,12 +47,15 @@ from benchmarks.enrolments import (
     UE_COLUMNS,
     EnrolSite,
     enrolment_pairs,
+    group_name,
     group_number,
     seed_enrol_site,
     seed_enrolments,
 )
-from benchmarks.floor import bare_connection, mariadbd_cpu_seconds, page_compressions
+from benchmarks.floor import bare_connection, fresh_server, measured
+from benchmarks.floor_log import MARK, LogRows, count, log_inserts, log_settings, next_id, run_spooled, spooled
 from tests.support.mariadb_server import ThrowawayMariaDB
+from toolsync_tui.engine.moodle.events import GROUP_MEMBER_ADDED, ROLE_ASSIGNED, USER_ENROLMENT_CREATED
 
 DATABASE = "moodle"
 PREFIX = "mdl_"
@@ -49,74 +64,172 @@ TABLES = ("user_enrolments", "role_assignments", "groups_members")
 # (userid, contextid, roleid). Left to itself, MariaDB 10.11 reads the pairs' role assignments through the contextid
 # index (every assignment of the course, ~500 at 1M rows) and takes ~6x longer already at 100,000 rows.
 RA_INDEX = f"{PREFIX}roleassi_useconrol_ix"
+COURSE_LEVEL = 50  # CONTEXT_COURSE
+
+# A row of the file as ids: user, course, course context, manual enrol instance, group.
+Row = tuple[int, int, int, int, int]
+
+
+async def group_ids_of(cursor: aiomysql.Cursor, site: EnrolSite) -> dict[tuple[int, str], int]:
+    await cursor.execute(
+        f"SELECT courseid, name, id FROM {PREFIX}groups "
+        f"WHERE courseid BETWEEN {site.first_course_id} AND {site.last_course_id}"
+    )
+    return {(int(course_id), str(name)): int(gid) for course_id, name, gid in await cursor.fetchall()}
+
+
+def chunks(site: EnrolSite, group_ids: dict[tuple[int, str], int], pairs: Sequence[int]) -> Iterator[list[Row]]:
+    """The pairs, CHUNK at a time, as ids."""
+    users = site.users
+    for start in range(0, len(pairs), CHUNK):
+        yield [
+            (
+                site.user_ids[u],
+                site.course_ids[c],
+                site.course_contexts[c],
+                site.manual_instances[c],
+                group_ids[site.course_ids[c], group_name(group_number(u, c))],
+            )
+            for u, c in ((p % users, p // users) for p in pairs[start : start + CHUNK])
+        ]
+
+
+def write_statements(rows: Sequence[Row], now: int) -> list[str]:
+    return [
+        f"INSERT INTO {PREFIX}user_enrolments ({', '.join(UE_COLUMNS)}) VALUES "
+        + ", ".join(f"(0, {e}, {u}, {now}, 0, {ADMIN_ID}, {now}, {now})" for u, _, _, e, _ in rows),
+        f"INSERT INTO {PREFIX}role_assignments ({', '.join(RA_COLUMNS)}) VALUES "
+        + ", ".join(f"({STUDENT_ROLE_ID}, {x}, {u}, {now}, {ADMIN_ID}, '', 0, 0)" for u, _, x, _, _ in rows),
+        f"INSERT INTO {PREFIX}groups_members ({', '.join(GM_COLUMNS)}) VALUES "
+        + ", ".join(f"({g}, {u}, {now}, '', 0)" for u, _, _, _, g in rows),
+    ]
+
+
+def read_statements(rows: Sequence[Row]) -> list[str]:
+    return [
+        f"SELECT id, enrolid, userid, status, timestart, timeend FROM {PREFIX}user_enrolments "
+        f"WHERE (enrolid, userid) IN ({', '.join(f'({e}, {u})' for u, _, _, e, _ in rows)})",
+        f"SELECT id, roleid, contextid, userid FROM {PREFIX}role_assignments FORCE INDEX ({RA_INDEX}) "
+        f"WHERE roleid = {STUDENT_ROLE_ID} AND component = '' AND itemid = 0 "
+        f"AND (userid, contextid) IN ({', '.join(f'({u}, {x})' for u, _, x, _, _ in rows)})",
+        f"SELECT id, groupid, userid FROM {PREFIX}groups_members "
+        f"WHERE (userid, groupid) IN ({', '.join(f'({u}, {g})' for u, _, _, _, g in rows)})",
+    ]
 
 
 async def floor(server: ThrowawayMariaDB, site: EnrolSite, pairs: Sequence[int]) -> None:
     conn = await bare_connection(server)
     cursor = await conn.cursor()
-    await cursor.execute(
-        f"SELECT courseid, name, id FROM {PREFIX}groups "
-        f"WHERE courseid BETWEEN {site.first_course_id} AND {site.last_course_id}"
-    )
-    group_ids = {(int(course_id), str(name)): int(gid) for course_id, name, gid in await cursor.fetchall()}
-    number = {course_id: c for c, course_id in enumerate(site.course_ids)}
-    users, now = site.users, int(time.time())
+    group_ids = await group_ids_of(cursor, site)
+    now = int(time.time())
     writes: list[list[str]] = []
     reads: list[list[str]] = []
-    for start in range(0, len(pairs), CHUNK):
-        part = [(p % users, p // users) for p in pairs[start : start + CHUNK]]
-        enrolments = [(site.manual_instances[c], site.user_ids[u]) for u, c in part]
-        assignments = [(site.course_contexts[c], site.user_ids[u]) for u, c in part]
-        memberships = [
-            (group_ids[site.course_ids[c], f"TD {group_number(u, c) + 1:02d}"], site.user_ids[u]) for u, c in part
-        ]
-        writes.append(
-            [
-                f"INSERT INTO {PREFIX}user_enrolments ({', '.join(UE_COLUMNS)}) VALUES "
-                + ", ".join(f"(0, {e}, {u}, {now}, 0, {ADMIN_ID}, {now}, {now})" for e, u in enrolments),
-                f"INSERT INTO {PREFIX}role_assignments ({', '.join(RA_COLUMNS)}) VALUES "
-                + ", ".join(f"({STUDENT_ROLE_ID}, {x}, {u}, {now}, {ADMIN_ID}, '', 0, 0)" for x, u in assignments),
-                f"INSERT INTO {PREFIX}groups_members ({', '.join(GM_COLUMNS)}) VALUES "
-                + ", ".join(f"({g}, {u}, {now}, '', 0)" for g, u in memberships),
-            ]
-        )
-        reads.append(
-            [
-                f"SELECT id, enrolid, userid, status, timestart, timeend FROM {PREFIX}user_enrolments "
-                f"WHERE (enrolid, userid) IN ({', '.join(f'({e}, {u})' for e, u in enrolments)})",
-                f"SELECT id, roleid, contextid, userid FROM {PREFIX}role_assignments FORCE INDEX ({RA_INDEX}) "
-                f"WHERE roleid = {STUDENT_ROLE_ID} AND component = '' AND itemid = 0 "
-                f"AND (userid, contextid) IN ({', '.join(f'({u}, {x})' for x, u in assignments)})",
-                f"SELECT id, groupid, userid FROM {PREFIX}groups_members "
-                f"WHERE (userid, groupid) IN ({', '.join(f'({u}, {g})' for g, u in memberships)})",
-            ]
-        )
-    del number
+    for rows in chunks(site, group_ids, pairs):
+        writes.append(write_statements(rows, now))
+        reads.append(read_statements(rows))
 
     async def timed(label: str, work: list[list[str]], fetch: bool = False) -> None:
-        ops, spent = await page_compressions(cursor)
-        cpu, clock = mariadbd_cpu_seconds(server), time.perf_counter()
         found = 0
-        for statements in work:
-            for sql in statements:
-                await cursor.execute(sql)
-                if fetch:
-                    found += len(await cursor.fetchall())
-            await conn.commit()
-        wall = time.perf_counter() - clock
-        used = mariadbd_cpu_seconds(server) - cpu
-        ops_after, spent_after = await page_compressions(cursor)
-        rows = len(pairs)
-        print(
-            f"{label}: {rows:,} rows in {wall:.1f} s = {rows / wall:,.0f} rows/s; mariadbd CPU {used:.1f} s; "
-            f"InnoDB page compressions {ops_after - ops:,} taking {spent_after - spent} s"
-            + (f"; {found:,} rows read" if fetch else ""),
-            flush=True,
-        )
+
+        async def run() -> str:
+            nonlocal found
+            for statements in work:
+                for sql in statements:
+                    await cursor.execute(sql)
+                    if fetch:
+                        found += len(await cursor.fetchall())
+                await conn.commit()
+            return f"{found:,} rows read" if fetch else ""
+
+        await measured(server, cursor, label, len(pairs), run)
 
     await timed("write floor (user enrolment + role assignment + group membership a row)", writes)
     await timed("read floor (the stored enrolment, role assignment and membership of every row)", reads, fetch=True)
     conn.close()
+
+
+async def log_floor(server: ThrowawayMariaDB, site: EnrolSite, pairs: Sequence[int]) -> None:
+    """The write floor's statements and, in each transaction, their log rows, in toolsync's order (the batch's
+    user_enrolment_created rows, then role_assigned, then group_member_added); ids computed beforehand from the
+    fresh tables' AUTO_INCREMENT, checked as the INSERTs run."""
+    conn = await bare_connection(server)
+    cursor = await conn.cursor()
+    group_ids = await group_ids_of(cursor, site)
+    now = int(time.time())
+    actor, json_format = await log_settings(cursor)
+    log = LogRows(conn.escape, actor, now, json_format)
+    # Each in the course context (level 50, instance the course), courseid the course, relateduserid the user;
+    # objectid: the user enrolment, the role, the group (engine/moodle/course_events.py).
+    enrolled = log.template(USER_ENROLMENT_CREATED, COURSE_LEVEL, {"enrol": "manual"})
+    assigned = log.template(ROLE_ASSIGNED, COURSE_LEVEL, {"id": MARK, "component": "", "itemid": 0})
+    added = log.template(GROUP_MEMBER_ADDED, COURSE_LEVEL, {"component": "", "itemid": 0})
+    ue, ra = await next_id(cursor, f"{PREFIX}user_enrolments"), await next_id(cursor, f"{PREFIX}role_assignments")
+    with spooled() as spool:
+        for rows in chunks(site, group_ids, pairs):
+            values = chain(
+                (enrolled.format(ue + k, x, c, c, u) for k, (u, c, x, _, _) in enumerate(rows)),
+                (assigned.format(STUDENT_ROLE_ID, x, c, c, u, ra + k) for k, (u, c, x, _, _) in enumerate(rows)),
+                (added.format(g, x, c, c, u) for u, c, x, _, g in rows),
+            )
+            enrol, assign, member = write_statements(rows, now)
+            spool.add([(enrol, ue), (assign, ra), (member, None), *((sql, None) for sql in log_inserts(values))])
+            ue, ra = ue + len(rows), ra + len(rows)
+        await measured(
+            server,
+            cursor,
+            "write floor with Moodle's log rows (the same + user_enrolment_created, role_assigned, "
+            "group_member_added a row)",
+            len(pairs),
+            lambda: run_spooled(conn, cursor, spool),
+        )
+    names = [conn.escape(kind.eventname) for kind in (USER_ENROLMENT_CREATED, ROLE_ASSIGNED, GROUP_MEMBER_ADDED)]
+    # One pass over the log: each row must name its enrolment (and its instance's course), assignment (JSON: its id
+    # too) or membership (and its group's course), the course's context and the user.
+    assignment_id = " AND ra.id = JSON_VALUE(l.other, '$.id')" if json_format else ""
+    logged = await count(
+        cursor,
+        f"SELECT COUNT(*) FROM {PREFIX}logstore_standard_log l "
+        f"JOIN {PREFIX}context x ON x.id = l.contextid AND x.contextlevel = {COURSE_LEVEL} "
+        "AND x.instanceid = l.courseid AND x.instanceid = l.contextinstanceid "
+        f"LEFT JOIN {PREFIX}user_enrolments ue ON l.eventname = {names[0]} AND ue.id = l.objectid "
+        "AND ue.userid = l.relateduserid "
+        f"LEFT JOIN {PREFIX}enrol e ON e.id = ue.enrolid AND e.courseid = l.courseid "
+        f"LEFT JOIN {PREFIX}role_assignments ra ON l.eventname = {names[1]} AND ra.userid = l.relateduserid "
+        f"AND ra.contextid = l.contextid AND ra.roleid = l.objectid{assignment_id} "
+        f"LEFT JOIN {PREFIX}groups_members gm ON l.eventname = {names[2]} AND gm.groupid = l.objectid "
+        "AND gm.userid = l.relateduserid "
+        f"LEFT JOIN {PREFIX}groups g ON g.id = gm.groupid AND g.courseid = l.courseid "
+        "WHERE e.id IS NOT NULL OR ra.id IS NOT NULL OR g.id IS NOT NULL",
+    )
+    conn.close()
+    if logged != 3 * len(pairs):
+        raise RuntimeError(
+            f"{logged:,} log rows name their enrolment, assignment or membership, not {3 * len(pairs):,}"
+        )
+    print(f"  checked: {logged:,} log rows, each naming its enrolment, role assignment or membership", flush=True)
+
+
+def seeded(args: argparse.Namespace, log_table: bool) -> tuple[ThrowawayMariaDB, EnrolSite, list[int]]:
+    """A fresh server with the site and the groups the pairs name; the pairs."""
+    clock = time.monotonic()
+    tables = [f"{PREFIX}{t}" for t in (*TABLES, *(("logstore_standard_log",) if log_table else ()))]
+    server = fresh_server(args.row_format, tables)
+    try:
+        site, _ = asyncio.run(seed_enrol_site(server.url(DATABASE), PREFIX, args.users, args.courses))
+        pairs = enrolment_pairs(args.rows, args.users, args.courses, args.seed)
+        asyncio.run(
+            seed_enrolments(server.url(DATABASE), PREFIX, site, pairs, groups="named", members=False, enrolments=False)
+        )
+    except BaseException:
+        server.stop()
+        raise
+    print(
+        f"{args.rows:,} enrolments of {args.users:,} users in {args.courses:,} courses, {CHUNK:,} a transaction, "
+        f"tables {args.row_format}; setup {time.monotonic() - clock:.1f} s"
+        + (" (a second server, for the floor with log rows)" if log_table else ""),
+        flush=True,
+    )
+    return server, site, pairs
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -129,28 +242,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--row-format",
         choices=["as-dumped", "dynamic"],
         default="as-dumped",
-        help="user_enrolments, role_assignments, groups_members as the dump makes them (COMPRESSED), or DYNAMIC",
+        help="user_enrolments, role_assignments, groups_members (and the log table, for the floor with log rows) as "
+        "the dump makes them (COMPRESSED), or DYNAMIC",
     )
     args = parser.parse_args(argv)
-    server = ThrowawayMariaDB.start()
-    try:
-        server.load_dump(DATABASE)
-        if args.row_format == "dynamic":
-            server.sql("; ".join(f"ALTER TABLE {PREFIX}{t} ROW_FORMAT=DYNAMIC" for t in TABLES), DATABASE)
-        clock = time.monotonic()
-        site, _ = asyncio.run(seed_enrol_site(server.url(DATABASE), PREFIX, args.users, args.courses))
-        pairs = enrolment_pairs(args.rows, args.users, args.courses, args.seed)
-        asyncio.run(
-            seed_enrolments(server.url(DATABASE), PREFIX, site, pairs, groups="named", members=False, enrolments=False)
-        )
-        print(
-            f"{args.rows:,} enrolments of {args.users:,} users in {args.courses:,} courses, {CHUNK:,} a transaction, "
-            f"tables {args.row_format}; setup {time.monotonic() - clock:.1f} s",
-            flush=True,
-        )
-        asyncio.run(floor(server, site, pairs))
-    finally:
-        server.stop()
+    for with_log in (False, True):
+        server, site, pairs = seeded(args, log_table=with_log)
+        try:
+            asyncio.run((log_floor if with_log else floor)(server, site, pairs))
+        finally:
+            server.stop()
     return 0
 
 

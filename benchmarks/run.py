@@ -1,14 +1,16 @@
-"""Benchmark a toolsync operation end to end: the real CLI, in a child process, on a real MariaDB.
+"""Benchmark a toolsync operation end to end: the real CLI, in a child process, on a real MariaDB or PostgreSQL.
 
     python -m benchmarks.run check                                  # quick: 100,000 lines, 10,000 courses
     python -m benchmarks.run check --lines 1000000 --courses 100000 # full size
+    python -m benchmarks.run users-create --server postgresql       # the same on PostgreSQL
 
-Each case starts a throwaway MariaDB (tests/support/mariadb_server.py), loads the Moodle 4.5 dump,
-seeds what the operation needs, generates its command file, writes a toolsync configuration for that
-database, then times `python -m toolsync_tui --config CFG run OPERATION FILE` and reads the child's
-peak RSS from the kernel (wait4, in the small launcher benchmarks/measure.py). The child's summary,
-report and tryback are checked against what the generator says they must be. The server is stopped
-whatever happens.
+Each case starts a throwaway MariaDB (tests/support/mariadb_server.py), or with `--server postgresql` a throwaway
+PostgreSQL (tests/support/postgres_server.py, on disk; benchmarks/servers.py), loads the Moodle 4.5 dump made on it,
+seeds what the operation needs (LOAD DATA on MariaDB, COPY on PostgreSQL: the same rows), generates its command
+file, writes a toolsync configuration for that database, then times `python -m toolsync_tui --config CFG run
+OPERATION FILE` and reads the child's peak RSS from the kernel (wait4, in the small launcher benchmarks/measure.py).
+The child's summary, report and tryback are checked against what the generator says they must be. The server is
+stopped whatever happens.
 
 Adding an operation: write its generator (and seeding) in benchmarks/generate.py, then a
 `BenchCase` below with its own arguments and `prepare`, and `register` it.
@@ -56,7 +58,6 @@ from benchmarks.enrolments import (
     write_enrols_file,
     write_groupmembers_file,
 )
-from benchmarks.floor import mariadbd_cpu_seconds
 from benchmarks.generate import (
     Expected,
     GeneratedFile,
@@ -78,7 +79,7 @@ from benchmarks.pictures import (
     pool_problems,
     write_pictures_archive,
 )
-from tests.support.mariadb_server import ThrowawayMariaDB
+from benchmarks.servers import SERVER_KINDS, Server, server_cpu_seconds, server_kind, server_program, start_server
 from toolsync_tui.engine.moodle.passwords import hash_password, usable_cpus
 
 REPO = Path(__file__).resolve().parents[1]
@@ -115,7 +116,7 @@ class BenchCase:
     help: str
     targets: Targets
     add_arguments: Callable[[argparse.ArgumentParser], None]
-    prepare: Callable[[argparse.Namespace, ThrowawayMariaDB, Path], Prepared]
+    prepare: Callable[[argparse.Namespace, Server, Path], Prepared]
     # [operations.<operation>] settings written to the configuration.
     settings: dict[str, Any] = field(default_factory=dict)
     unit: str = "lines"  # what a data line is called in the printout ("rows" for users)
@@ -157,7 +158,7 @@ def _check_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _check_prepare(args: argparse.Namespace, server: ThrowawayMariaDB, workdir: Path) -> Prepared:
+def _check_prepare(args: argparse.Namespace, server: Server, workdir: Path) -> Prepared:
     seeded = asyncio.run(seed_courses_at(server.url(DATABASE), PREFIX, args.courses))
     generated = write_check_file(
         workdir / "courses.csv",
@@ -218,11 +219,13 @@ def _users_arguments(default: int, seeded: bool) -> Callable[[argparse.ArgumentP
 
 def _users_prepare(
     name: str, *, variant: int, outcome: str, passwords: bool = False
-) -> Callable[[argparse.Namespace, ThrowawayMariaDB, Path], Prepared]:
-    def prepare(args: argparse.Namespace, server: ThrowawayMariaDB, workdir: Path) -> Prepared:
+) -> Callable[[argparse.Namespace, Server, Path], Prepared]:
+    def prepare(args: argparse.Namespace, server: Server, workdir: Path) -> Prepared:
         seeded: list[SeedResult] = []
         against = "the fresh site"
         if args.row_format == "dynamic":
+            if server_kind(server) != "mariadb":
+                raise SystemExit("--row-format dynamic: a MariaDB table option (PostgreSQL has no row formats)")
             server.sql("ALTER TABLE mdl_user ROW_FORMAT=DYNAMIC; ALTER TABLE mdl_context ROW_FORMAT=DYNAMIC", DATABASE)
         if outcome != "created":
             if args.seed_with == "toolsync":
@@ -245,9 +248,7 @@ def _users_prepare(
     return prepare
 
 
-def _seed_users_by_toolsync(
-    case: BenchCase, args: argparse.Namespace, server: ThrowawayMariaDB, workdir: Path
-) -> SeedResult:
+def _seed_users_by_toolsync(case: BenchCase, args: argparse.Namespace, server: Server, workdir: Path) -> SeedResult:
     """Users 0..N-1 created by toolsync itself (a create file, untimed), so an update or unchanged run
     starts from exactly what toolsync writes."""
     seed_file = write_users_file(workdir / "seed-users.csv", args.users, outcome="created", seed=args.seed + 1)
@@ -392,15 +393,15 @@ def _enrols_arguments(default: int, seeded: bool) -> Callable[[argparse.Argument
     return add
 
 
-def _database_check(server: ThrowawayMariaDB, site: EnrolSite, wanted: Sequence[int]) -> Callable[[], list[str]]:
+def _database_check(server: Server, site: EnrolSite, wanted: Sequence[int]) -> Callable[[], list[str]]:
     def check() -> list[str]:
         return compare_counts(server.sql(enrolment_counts_sql(PREFIX, site), DATABASE), wanted)
 
     return check
 
 
-def _enrols_prepare(outcome: str) -> Callable[[argparse.Namespace, ThrowawayMariaDB, Path], Prepared]:
-    def prepare(args: argparse.Namespace, server: ThrowawayMariaDB, workdir: Path) -> Prepared:
+def _enrols_prepare(outcome: str) -> Callable[[argparse.Namespace, Server, Path], Prepared]:
+    def prepare(args: argparse.Namespace, server: Server, workdir: Path) -> Prepared:
         site, seeded = asyncio.run(seed_enrol_site(server.url(DATABASE), PREFIX, args.users, args.courses))
         pairs = enrolment_pairs(args.rows, args.users, args.courses, args.seed)
         path = workdir / "enrols.csv"
@@ -423,7 +424,7 @@ def _enrols_prepare(outcome: str) -> Callable[[argparse.Namespace, ThrowawayMari
     return prepare
 
 
-def _groupmembers_prepare(args: argparse.Namespace, server: ThrowawayMariaDB, workdir: Path) -> Prepared:
+def _groupmembers_prepare(args: argparse.Namespace, server: Server, workdir: Path) -> Prepared:
     site, seeded = asyncio.run(seed_enrol_site(server.url(DATABASE), PREFIX, args.users, args.courses))
     pairs = enrolment_pairs(args.rows, args.users, args.courses, args.seed)
     seeded += asyncio.run(
@@ -441,7 +442,7 @@ def _groupmembers_prepare(args: argparse.Namespace, server: ThrowawayMariaDB, wo
 def _seed_by_toolsync(
     case: BenchCase,
     args: argparse.Namespace,
-    server: ThrowawayMariaDB,
+    server: Server,
     workdir: Path,
     seed_file: GeneratedFile,
     operation: str,
@@ -494,7 +495,7 @@ register(
 )
 
 
-def count_mismatches(server: ThrowawayMariaDB, sql: str, wanted: dict[str, int]) -> list[str]:
+def count_mismatches(server: Server, sql: str, wanted: dict[str, int]) -> list[str]:
     """The counts of a one-row query that differ from what a run must leave, in words."""
     found = [int(v) for v in server.sql(sql, DATABASE).split()]
     return [
@@ -516,7 +517,7 @@ def _cohorts_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cohorts", type=int, default=500, help="cohorts the file names and creates (500)")
 
 
-def _cohorts_prepare(args: argparse.Namespace, server: ThrowawayMariaDB, workdir: Path) -> Prepared:
+def _cohorts_prepare(args: argparse.Namespace, server: Server, workdir: Path) -> Prepared:
     seeded = [asyncio.run(seed_users_at(server.url(DATABASE), PREFIX, args.users))]
     pairs = membership_pairs(args.rows, args.users, args.cohorts, args.seed)
     generated = write_cohorts_file(workdir / "cohorts.csv", pairs, args.users)
@@ -553,7 +554,7 @@ def _courses_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--categories", type=int, default=200, help="categories the file creates, 3 levels (200)")
 
 
-def _courses_prepare(args: argparse.Namespace, server: ThrowawayMariaDB, workdir: Path) -> Prepared:
+def _courses_prepare(args: argparse.Namespace, server: Server, workdir: Path) -> Prepared:
     generated = write_courses_file(workdir / "uploadcourses.csv", args.rows, args.categories)
 
     def check() -> list[str]:
@@ -598,7 +599,7 @@ def _pictures_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pictures", type=int, default=2_000, help="pictures in the archive, users seeded (2,000)")
 
 
-def _pictures_prepare(args: argparse.Namespace, server: ThrowawayMariaDB, workdir: Path) -> Prepared:
+def _pictures_prepare(args: argparse.Namespace, server: Server, workdir: Path) -> Prepared:
     seeded = asyncio.run(seed_users_at(server.url(DATABASE), PREFIX, args.pictures))
     first, last = seeded.first_id, seeded.last_id
     moodledata = fresh_moodledata(workdir / PICTURES_SETTINGS["moodle_data_dir"])
@@ -766,7 +767,7 @@ def _seconds(took: str) -> float:
 PATH_LINE = re.compile(r"^  (?P<label>report|table|tryback|archived): (?P<path>.+)$")
 
 
-def write_config(workdir: Path, server: ThrowawayMariaDB, case: BenchCase, args: argparse.Namespace) -> Path:
+def write_config(workdir: Path, server: Server, case: BenchCase, args: argparse.Namespace) -> Path:
     run = {"batch_size": args.batch_size} if args.batch_size else None
     return config_file(
         workdir / "toolsync.toml",
@@ -781,7 +782,7 @@ def write_config(workdir: Path, server: ThrowawayMariaDB, case: BenchCase, args:
 
 def config_file(
     path: Path,
-    server: ThrowawayMariaDB,
+    server: Server,
     data_dir: Path,
     operations: dict[str, Any],
     *,
@@ -792,7 +793,7 @@ def config_file(
     """A configuration for the throwaway server over TCP, archive off (the files are run again), mode 600."""
     document: dict[str, Any] = {
         "database": {
-            "driver": "mariadb",
+            "driver": server_kind(server),
             "host": "127.0.0.1",
             "port": server.port,
             "user": "toolsync",
@@ -956,10 +957,10 @@ def benchmark(case: BenchCase, args: argparse.Namespace) -> int:
     if args.profile == "py-spy":
         py_spy_binary()  # fail before the setup, not after it
     workdir = Path(tempfile.mkdtemp(prefix=f"toolsync-bench-{case.name}-"))
-    server: ThrowawayMariaDB | None = None
+    server: Server | None = None
     try:
         clock = time.monotonic()
-        server = ThrowawayMariaDB.start()
+        server = start_server(args.server)
         started = time.monotonic() - clock
         clock = time.monotonic()
         server.load_dump(DATABASE)
@@ -972,8 +973,9 @@ def benchmark(case: BenchCase, args: argparse.Namespace) -> int:
             f"seeded {s.rows:,} rows into {s.table} in {s.seconds:.1f} s ({s.method})" for s in prepared.seeded
         )
         print(
-            f"setup: mariadbd {started:.1f} s, Moodle dump {loaded:.1f} s; {seeded or 'nothing seeded'}; generated "
-            f"{generated.lines:,} lines ({_mb(generated.bytes)}) in {generated.seconds:.1f} s",
+            f"setup: {server_program(server)} {started:.1f} s, Moodle dump {loaded:.1f} s; "
+            f"{seeded or 'nothing seeded'}; generated {generated.lines:,} lines ({_mb(generated.bytes)}) in "
+            f"{generated.seconds:.1f} s",
             flush=True,
         )
         if args.setup_only:
@@ -1001,7 +1003,7 @@ def benchmark(case: BenchCase, args: argparse.Namespace) -> int:
             shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _log_store(server: ThrowawayMariaDB, args: argparse.Namespace) -> None:
+def _log_store(server: Server, args: argparse.Namespace) -> None:
     """--no-log-store: the site's standard log store disabled (the dump enables it, as a fresh site does)."""
     if args.no_log_store:
         server.sql(
@@ -1016,9 +1018,10 @@ def _measure(
     prepared: Prepared,
     command: list[str],
     reset: Callable[[], Prepared] | None = None,
-    server: ThrowawayMariaDB | None = None,
+    server: Server | None = None,
 ) -> int:
     lines = prepared.file.lines
+    program = server_program(server) if server is not None else "mariadbd"
     rates: list[float] = []
     worst_rss = 0.0
     mismatch = False
@@ -1029,7 +1032,8 @@ def _measure(
         profile = workdir / f"{case.name}-{attempt}.prof" if args.profile == "cprofile" else None
         sampled = workdir / f"{case.name}-{attempt}.py-spy.txt" if args.profile == "py-spy" else None
         prefix = [sys.executable, *(["-m", "cProfile", "-o", str(profile)] if profile else [])]
-        server_cpu = mariadbd_cpu_seconds(server) if server is not None else 0.0
+        server_cpu = server_cpu_seconds(server) if server is not None else 0.0
+        scans = table_scans(server) if server is not None else {}
         measured = run_child(
             [*prefix, *command],
             workdir,
@@ -1038,7 +1042,7 @@ def _measure(
             track_cpu=case.track_cpu,
             track_tree=case.track_tree,
         )
-        server_cpu = mariadbd_cpu_seconds(server) - server_cpu if server is not None else 0.0
+        server_cpu = server_cpu_seconds(server) - server_cpu if server is not None else 0.0
         summary = parse_summary(measured.stdout, case.operation)
         problems = verify(measured, summary, prepared.file.expected, check_exit=profile is None)
         if prepared.check_database is not None and summary is not None:
@@ -1066,8 +1070,10 @@ def _measure(
             print(
                 f"  outcomes: {count_values(summary.outcomes)}; engine's own run loop {engine:.1f} s "
                 f"({_rate(lines / engine if engine else 0)} {unit}/s), start-up and wrap-up "
-                f"{measured.wall - engine:.1f} s; mariadbd CPU {server_cpu:.1f} s, toolsync CPU {measured.cpu:.1f} s"
+                f"{measured.wall - engine:.1f} s; {program} CPU {server_cpu:.1f} s, toolsync CPU {measured.cpu:.1f} s"
             )
+        if server is not None and server_kind(server) == "postgresql":
+            print(f"  {scan_line(scans, table_scans(server))}")
         if timeline := measured.rss_timeline():
             print(f"  peak RSS so far, MB, at each tenth of the run (psutil): {timeline}")
         if analysis is not None:
@@ -1094,6 +1100,24 @@ def _measure(
     below = not rates or statistics.median(rates) < case.targets.min_rate or worst_rss >= case.targets.max_rss_mb
     below |= missed_own
     return EXIT_BELOW_TARGET if below and args.fail_below_target else EXIT_VERIFIED
+
+
+def table_scans(server: Server) -> dict[str, tuple[int, int]]:
+    """PostgreSQL: each table's sequential scans and the rows they read so far (pg_stat_user_tables); {} elsewhere."""
+    if server_kind(server) != "postgresql":
+        return {}
+    found = server.sql("SELECT relname, seq_scan, seq_tup_read FROM pg_stat_user_tables WHERE seq_scan > 0", DATABASE)
+    return {name: (int(n), int(rows)) for name, n, rows in (line.split("\t") for line in found.splitlines())}
+
+
+def scan_line(before: dict[str, tuple[int, int]], after: dict[str, tuple[int, int]], top: int = 4) -> str:
+    """The tables whose sequential scans read the most rows during the run: where a missing index shows."""
+    grown = {
+        name: (n - before.get(name, (0, 0))[0], rows - before.get(name, (0, 0))[1]) for name, (n, rows) in after.items()
+    }
+    worst = sorted(((rows, n, name) for name, (n, rows) in grown.items() if n > 0), reverse=True)[:top]
+    shown = ", ".join(f"{name} {n:,} scans reading {rows:,} rows" for rows, n, name in worst)
+    return f"postgres sequential scans during the run (pg_stat_user_tables): {shown or 'none'}"
 
 
 def _print_profile(path: Path, top: int) -> None:
@@ -1142,7 +1166,8 @@ def _print_py_spy(path: Path, top: int) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.run",
-        description="Time a toolsync operation end to end against a throwaway MariaDB with the Moodle dump.",
+        description="Time a toolsync operation end to end against a throwaway MariaDB (or PostgreSQL: --server "
+        "postgresql) with the Moodle dump.",
         epilog="Exit codes: 0 the run's counts matched the generated file, 1 they did not, 2 below "
         "target (only with --fail-below-target).",
     )
@@ -1150,6 +1175,13 @@ def build_parser() -> argparse.ArgumentParser:
     for case in CASES.values():
         sub = cases.add_parser(case.name, help=case.help, description=case.help)
         case.add_arguments(sub)
+        sub.add_argument(
+            "--server",
+            choices=SERVER_KINDS,
+            default="mariadb",
+            help="the database server the site is on: a throwaway MariaDB (the default) or PostgreSQL, loaded with "
+            "the Moodle 4.5 dump made on it (../shared/moodle/)",
+        )
         sub.add_argument("--seed", type=int, default=42, help="random seed of the generator (42)")
         sub.add_argument("--repeat", type=int, default=1, help="runs of the child on the same setup (1)")
         sub.add_argument("--batch-size", type=int, default=0, help="run.batch_size (toolsync's default)")

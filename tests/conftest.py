@@ -1,4 +1,5 @@
-"""Shared fixtures: a throwaway MariaDB for the session, databases per test module, sandboxes."""
+"""Shared fixtures: a throwaway MariaDB and a throwaway PostgreSQL for the session, databases per test module (each
+database test runs on both servers: the module-scoped `server_kind`), sandboxes."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from typing import Any, TypeVar
 import pytest
 
 from tests.support.mariadb_server import SHARED_DUMP, ThrowawayMariaDB
+from tests.support.postgres_server import SHARED_PG_DUMP, ThrowawayPostgreSQL
 from tests.support.sandbox import copy_sandbox
 from toolsync_tui.config import Config, new_config
 from toolsync_tui.engine.moodle.baseline import install_baseline
@@ -34,6 +36,34 @@ def mariadb() -> Iterator[ThrowawayMariaDB]:
         server.stop()
 
 
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[ThrowawayPostgreSQL]:
+    """A real PostgreSQL server on loopback; the suite fails (never skips) when it cannot start."""
+    server = ThrowawayPostgreSQL.start(in_memory=True)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+Server = ThrowawayMariaDB | ThrowawayPostgreSQL
+SERVER_FIXTURES = {"mariadb": "mariadb", "postgresql": "postgres"}
+SERVER_KINDS = tuple(SERVER_FIXTURES)
+
+
+@pytest.fixture(scope="module", params=SERVER_KINDS)
+def server_kind(request: pytest.FixtureRequest) -> str:
+    """The database server a module's database tests run on: each runs on both."""
+    return str(request.param)
+
+
+@pytest.fixture(scope="module")
+def db_server(server_kind: str, request: pytest.FixtureRequest) -> Server:
+    """The session's server of the module's kind."""
+    server: Server = request.getfixturevalue(SERVER_FIXTURES[server_kind])
+    return server
+
+
 def run_blocking(coroutine: Coroutine[Any, Any, T]) -> T:
     """Run async set-up from sync fixtures, even when they are requested inside a running loop."""
     with ThreadPoolExecutor(max_workers=1) as pool:
@@ -46,8 +76,24 @@ def _database_name(request: pytest.FixtureRequest, kind: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def project_db_url(mariadb: ThrowawayMariaDB, request: pytest.FixtureRequest) -> str:
-    """A MariaDB database built from the project's own declarations and the baseline rows."""
+def project_db_url(db_server: Server, request: pytest.FixtureRequest) -> str:
+    """A database built from the project's own declarations and the baseline rows."""
+    return _project_db(db_server, request)
+
+
+@pytest.fixture(scope="module")
+def mariadb_project_db(mariadb: ThrowawayMariaDB, request: pytest.FixtureRequest) -> str:
+    """project_db_url on MariaDB (for `site`, whose parameters name the server)."""
+    return _project_db(mariadb, request)
+
+
+@pytest.fixture(scope="module")
+def postgresql_project_db(postgres: ThrowawayPostgreSQL, request: pytest.FixtureRequest) -> str:
+    """project_db_url on PostgreSQL (for `site`)."""
+    return _project_db(postgres, request)
+
+
+def _project_db(db_server: Server, request: pytest.FixtureRequest) -> str:
     name = _database_name(request, "schema")
 
     async def build(url: str) -> None:
@@ -58,39 +104,40 @@ def project_db_url(mariadb: ThrowawayMariaDB, request: pytest.FixtureRequest) ->
             await gateway.close()
 
     def create() -> str:
-        mariadb.create_database(name)
-        run_blocking(build(mariadb.url(name)))
-        return mariadb.url(name)
+        db_server.create_database(name)
+        run_blocking(build(db_server.url(name)))
+        return db_server.url(name)
 
-    return _built(mariadb, create)
+    return _built(db_server, create)
 
 
-def _built(mariadb: ThrowawayMariaDB, create: Callable[[], str]) -> str:
+def _built(server: Server, create: Callable[[], str]) -> str:
     """A module's database: built again, once, on a new server when the server died while building it."""
-    mariadb.restart_if_dead()  # an earlier module's crash must not fail every module after it
+    server.restart_if_dead()  # an earlier module's crash must not fail every module after it
     try:
         return create()
     except Exception:
-        if not mariadb.restart_if_dead():
+        if not server.restart_if_dead():
             raise
         return create()
 
 
 @pytest.fixture(scope="module")
-def dump_db_url(mariadb: ThrowawayMariaDB, request: pytest.FixtureRequest) -> str:
-    """A MariaDB database loaded from the real Moodle 4.5 dump in ../shared/moodle/."""
-    if not SHARED_DUMP.exists():
-        reason = f"the real Moodle dump is not present at {SHARED_DUMP}"
+def dump_db_url(db_server: Server, request: pytest.FixtureRequest) -> str:
+    """A database loaded from the real Moodle 4.5 dump of its server's kind in ../shared/moodle/."""
+    dump = SHARED_DUMP if isinstance(db_server, ThrowawayMariaDB) else SHARED_PG_DUMP
+    if not dump.exists():
+        reason = f"the real Moodle dump is not present at {dump}"
         if os.environ.get("CI"):  # CI has shared/ beside the checkout: these tests must run there
             pytest.fail(reason)
         pytest.skip(reason)
     name = _database_name(request, "dump")
 
     def create() -> str:
-        mariadb.load_dump(name)
-        return mariadb.url(name)
+        db_server.load_dump(name)
+        return db_server.url(name)
 
-    return _built(mariadb, create)
+    return _built(db_server, create)
 
 
 @pytest.fixture
@@ -106,7 +153,7 @@ async def dump_gateway(dump_db_url: str) -> AsyncIterator[MoodleGateway]:
 @pytest.fixture
 def dump_site(dump_db_url: str, dump_gateway: MoodleGateway, tmp_path: Path) -> tuple[Config, MoodleGateway]:
     """The real dump with a configuration writing to it (a private data dir, the default identifiers)."""
-    return mariadb_config(tmp_path, dump_db_url), dump_gateway
+    return database_config(tmp_path, dump_db_url), dump_gateway
 
 
 @pytest.fixture(scope="session")
@@ -133,8 +180,8 @@ def sandbox(sandbox_template: Path, tmp_path: Path) -> Config:
     return copy_sandbox(sandbox_template, tmp_path / "sandbox")
 
 
-def mariadb_config(tmp_path: Path, url: str) -> Config:
-    """A configuration whose data directory is private to the test, for a MariaDB URL."""
+def database_config(tmp_path: Path, url: str) -> Config:
+    """A configuration whose data directory is private to the test, for a MariaDB or PostgreSQL URL."""
     from sqlalchemy.engine import make_url
 
     parsed = make_url(url)
@@ -142,7 +189,7 @@ def mariadb_config(tmp_path: Path, url: str) -> Config:
         tmp_path / "toolsync.toml",
         {
             "database": {
-                "driver": "mariadb",
+                "driver": "postgresql" if parsed.get_backend_name() == "postgresql" else "mariadb",
                 "host": parsed.host,
                 "port": parsed.port,
                 "user": parsed.username,
@@ -155,15 +202,15 @@ def mariadb_config(tmp_path: Path, url: str) -> Config:
     )
 
 
-@pytest.fixture(params=["sqlite", "mariadb"])
+@pytest.fixture(params=["sqlite", *SERVER_KINDS])
 async def site(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[tuple[Config, MoodleGateway]]:
-    """The same test on the SQLite sandbox and on MariaDB (project schema), with a private data dir."""
+    """The same test on the SQLite sandbox, MariaDB and PostgreSQL (project schema), with a private data dir."""
     if request.param == "sqlite":
         config = copy_sandbox(request.getfixturevalue("sandbox_template"), tmp_path / "sandbox")
         gateway = MoodleGateway.for_sqlite(config.resolve(config.settings.database.sqlite_path), "mdl_")
     else:
-        url = request.getfixturevalue("project_db_url")
-        config = mariadb_config(tmp_path, url)
+        url = request.getfixturevalue(f"{request.param}_project_db")
+        config = database_config(tmp_path, url)
         gateway = MoodleGateway.for_url(url, "mdl_")
     try:
         yield config, gateway

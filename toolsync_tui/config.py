@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import tomli_w
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from toolsync_tui.engine.unattended.schedules import ScheduleProblem, check_expression
 
@@ -38,14 +38,19 @@ def section_help(model: type[BaseModel]) -> str:
 class DatabaseSettings(Section):
     """The Moodle database toolsync writes to."""
 
-    driver: Literal["mariadb", "sqlite"] = Field(
+    driver: Literal["mariadb", "postgresql", "sqlite"] = Field(
         "mariadb",
-        description='"mariadb" for the Moodle site\'s own database (MariaDB or MySQL), "sqlite" for a sandbox.',
+        description='The Moodle site\'s own database: "mariadb" (MariaDB or MySQL, $CFG->dbtype mariadb or mysqli) or '
+        '"postgresql" ($CFG->dbtype pgsql); "sqlite" for a sandbox.',
     )
-    host: str = Field("127.0.0.1", description="The MariaDB server ($CFG->dbhost).")
-    port: int = Field(3306, ge=1, le=65535, description="Its TCP port, 3306 by default.")
+    host: str = Field("127.0.0.1", description="The database server ($CFG->dbhost).")
+    port: int = Field(
+        3306, ge=1, le=65535, description="Its TCP port: 3306 by default, 5432 for postgresql when not set."
+    )
     socket: str = Field(
-        "", description='A Unix socket path (e.g. "/run/mysqld/mysqld.sock"); when set, host and port are not used.'
+        "",
+        description='A Unix socket: its path for MariaDB (e.g. "/run/mysqld/mysqld.sock"), its directory for '
+        'PostgreSQL (e.g. "/var/run/postgresql"); when set, host and port are not used.',
     )
     user: str = Field("moodle", description="The database user ($CFG->dbuser).")
     password: str = Field(
@@ -61,6 +66,12 @@ class DatabaseSettings(Section):
     prefix: str = Field(
         "mdl_", pattern=r"^[A-Za-z0-9_]*$", description="The table prefix ($CFG->prefix) of the Moodle site."
     )
+    dbschema: str = Field(
+        "",
+        pattern=r"^[A-Za-z0-9_]*$",
+        description="PostgreSQL only: the schema holding the site's tables when it is not the user's default "
+        "(public), as Moodle's $CFG->dboptions['dbschema'].",
+    )
     statement_timeout: int = Field(
         300,
         ge=0,
@@ -68,6 +79,14 @@ class DatabaseSettings(Section):
         "rolled back, and the run lock is released. 0: wait for ever.",
     )
     sqlite_path: str = Field("sandbox.sqlite", description='The SQLite file, for driver "sqlite" only.')
+
+    @model_validator(mode="before")
+    @classmethod
+    def _postgres_port(cls, data: Any) -> Any:
+        """PostgreSQL's own port when a postgresql site's table gives none."""
+        if isinstance(data, dict) and data.get("driver") == "postgresql" and "port" not in data:
+            return {**data, "port": 5432}
+        return data
 
 
 class FileSettings(Section):

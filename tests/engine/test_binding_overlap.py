@@ -1,7 +1,7 @@
 """The cohort-course and metacourse binding files with overlapped writes (run/overlap.py) against the same files run
-batch after batch (TOOLSYNC_OVERLAP=0), each on its own copy of one MariaDB database: with batches of 2 rows, rows on
-the methods (and groups) of a course another batch changed just before come out exactly as in turn: same enrol and
-groups tables (sortorders, group names), same log events, same report."""
+batch after batch (TOOLSYNC_OVERLAP=0), each on its own copy of one database (MariaDB, PostgreSQL): with batches of 2
+rows, rows on the methods (and groups) of a course another batch changed just before come out exactly as in turn: same
+enrol and groups tables (sortorders, group names), same log events, same report."""
 
 from __future__ import annotations
 
@@ -11,11 +11,10 @@ from typing import Any
 import pytest
 from sqlalchemy import Table, make_url, select, text
 
-from tests.conftest import mariadb_config
+from tests.conftest import Server, database_config
 from tests.support.course_factories import add_cohort, add_enrolment_courses
+from tests.support.database_copies import copy_database
 from tests.support.factories import unique
-from tests.support.fault_site import copy_database
-from tests.support.mariadb_server import ThrowawayMariaDB
 from tests.support.operation_files import report_rows, run_file
 from toolsync_tui.engine.moodle.gateway import MoodleGateway
 from toolsync_tui.engine.run import overlap
@@ -40,7 +39,7 @@ async def state(gateway: MoodleGateway, courses: list[int]) -> dict[str, Any]:
 
 
 async def test_overlapped_binding_batches_give_the_serial_result(
-    mariadb: ThrowawayMariaDB,
+    db_server: Server,
     project_db_url: str,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
@@ -80,8 +79,8 @@ async def test_overlapped_binding_batches_give_the_serial_result(
     results: dict[str, Any] = {}
     for mode in ("0", "1"):
         monkeypatch.setenv(overlap.OFF_SWITCH, mode)
-        url = copy_database(mariadb, source, unique(f"{source[:30]}_b{mode}_"))
-        config = mariadb_config(tmp_path / f"o{mode}", url)
+        url = copy_database(db_server, source, unique(f"{source[:30]}_b{mode}_"))
+        config = database_config(tmp_path / f"o{mode}", url)
         config.set("run.batch_size", 2)
         config.set("operations.cohortscourses.cohort_identifier", "idnumber")
         config.set("operations.cohortscourses.course_identifier", "idnumber")

@@ -7,6 +7,7 @@ from typing import Any
 import polars as pl
 from sqlalchemy import Table, select
 
+from tests.support.case_rules import cased
 from tests.support.course_factories import add_cohort, add_users
 from tests.support.factories import unique
 from toolsync_tui.config import Config
@@ -73,11 +74,12 @@ async def test_a_missing_cohort_is_created_once_and_a_rerun_is_unchanged(site: S
     _, gateway = site
     ann, bob = await add_users(gateway, 2)
     name, plain, code = unique("Cohort "), unique("Plain "), unique("C-")
-    batch = requests((ann, name, code), (bob, name.upper(), "ignored"), (ann, plain, ""))
+    upper = cased(gateway, name.upper(), name)
+    batch = requests((ann, name, code), (bob, upper, "ignored"), (ann, plain, ""))
 
     assert await run(gateway, batch) == [
         ("created", f"added to cohort '{name}' (cohort created)"),
-        ("created", f"added to cohort '{name.upper()}'"),
+        ("created", f"added to cohort '{upper}'"),
         ("created", f"added to cohort '{plain}' (cohort created)"),
     ]
     cohorts = await cohorts_named(gateway, name, plain)
@@ -92,7 +94,7 @@ async def test_a_missing_cohort_is_created_once_and_a_rerun_is_unchanged(site: S
 
     assert await run(gateway, batch) == [
         ("unchanged", f"already a member of cohort '{name}'"),
-        ("unchanged", f"already a member of cohort '{name.upper()}'"),
+        ("unchanged", f"already a member of cohort '{upper}'"),
         ("unchanged", f"already a member of cohort '{plain}'"),
     ]
     assert len(await cohorts_named(gateway, name, plain)) == 2
@@ -106,10 +108,11 @@ async def test_an_existing_system_cohort_is_found_by_name_in_any_case(site: Site
     existing = await add_cohort(gateway, name)
     await add_cohort(gateway, in_category, contextid=3)  # the category context of a fresh site: not a system cohort
 
-    result = await run(gateway, requests((user, f"  {name.lower()} ", "new-idnumber"), (user, in_category, "")))
+    lowered = cased(gateway, name.lower(), name)
+    result = await run(gateway, requests((user, f"  {lowered} ", "new-idnumber"), (user, in_category, "")))
 
     assert result == [
-        ("created", f"added to cohort '{name.lower()}'"),
+        ("created", f"added to cohort '{lowered}'"),
         ("created", f"added to cohort '{in_category}' (cohort created)"),
     ]
     assert [c["idnumber"] for c in await cohorts_named(gateway, name)] == [None]  # an existing cohort is not edited
@@ -124,12 +127,13 @@ async def test_bad_values_fail_one_detail_each(site: Site) -> None:
     holder, taken = unique("Holder "), unique("TAKEN-")
     await add_cohort(gateway, holder, idnumber=taken)
     first, second, shared = unique("First "), unique("Second "), unique("SHARED-")
+    other_case = cased(gateway, taken.lower(), taken)
     batch = requests(
         (None, unique("Cohort "), ""),
         (user, "", ""),
         (user, "c" * 255, ""),
         (user, unique("Cohort "), "i" * 101),
-        (user, unique("Cohort "), taken.lower()),
+        (user, unique("Cohort "), other_case),
         (user, first, shared),
         (user, second, shared),  # the idnumber the batch's first new cohort just took
     )
@@ -144,7 +148,7 @@ async def test_bad_values_fail_one_detail_each(site: Site) -> None:
         (
             "failed",
             f"cohort '{batch['cohort'][4]}' not created: "
-            f"cohortid '{taken.lower()}' is already the idnumber of cohort '{holder}'",
+            f"cohortid '{other_case}' is already the idnumber of cohort '{holder}'",
         ),
         ("created", f"added to cohort '{first}' (cohort created)"),
         ("failed", f"cohort '{second}' not created: cohortid '{shared}' is already the idnumber of cohort '{first}'"),

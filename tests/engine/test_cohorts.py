@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from tests.support.case_rules import cased
 from tests.support.course_factories import add_category, add_cohort, add_enrolment_courses, add_users
 from tests.support.factories import unique
 from tests.support.operation_files import identifiers_by_id, report_of, run_file
@@ -100,8 +101,8 @@ async def test_category_context_and_autocreate_off(site: Site) -> None:
         gateway,
         "cidnumber;cname;ccatcontextidnumber;ccatcontextpath\n"
         f"{by_number};By idnumber;{sub.idnumber};\n"
-        f"{by_path};By path;;{top.upper()}\n"
-        f"{by_sub};By sub path;;{top} / biology\n"
+        f"{by_path};By path;;{cased(gateway, top.upper(), top)}\n"
+        f"{by_sub};By sub path;;{top} / {cased(gateway, 'biology', 'Biology')}\n"
         f"{lost};Lost;;{top}/Chemistry\n",
     )
     assert named.counts == {"created": 3, "failed": 1}, report_of(named)
@@ -263,38 +264,74 @@ async def test_batches_written_while_the_next_is_planned_see_each_other(site: Si
     assert await members(gateway, new["id"]) == {ann, bob}
 
 
-@pytest.mark.parametrize(
-    ("refusal", "said"),
-    [
-        # A duplicate key (IntegrityError).
-        ("INSERT INTO mdl_config (name, value) VALUES ('version', 'duplicate')", "Duplicate entry"),
-        # A trigger's SIGNAL, which pymysql classes as operational (a lost connection's class): a refusal all the same.
-        ("SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'refused by test'", "refused by test (error 1644)"),
-    ],
-)
-async def test_a_batch_whose_write_fails(site: Site, refusal: str, said: str) -> None:
+DUPLICATE = "INSERT INTO mdl_config (name, value) VALUES ('version', 'duplicate')"
+# Per server: a statement a trigger runs to refuse a row, and what the report then quotes of the server's words.
+REFUSALS = {
+    # A duplicate key (IntegrityError).
+    "duplicate": {
+        "mariadb": (DUPLICATE, "Duplicate entry"),
+        "postgresql": (DUPLICATE, "duplicate key value violates unique constraint"),
+    },
+    # A trigger's own error: a SIGNAL, which pymysql classes as operational (a lost connection's class), and
+    # PL/pgSQL's RAISE (SQLSTATE P0001): a refusal all the same.
+    "raised": {
+        "mariadb": ("SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'refused by test'", "refused by test (error 1644)"),
+        "postgresql": ("RAISE EXCEPTION 'refused by test'", "refused by test (SQLSTATE P0001)"),
+    },
+}
+
+
+async def refusing_trigger(gateway: MoodleGateway, name: str, user: int, refusal: str) -> None:
+    """A trigger that runs `refusal` when a membership of `user` is inserted."""
+    condition = f"NEW.userid = {user}"
+    async with gateway.transaction() as conn:
+        if gateway.kind == "mariadb":
+            await conn.exec_driver_sql(
+                f"CREATE TRIGGER {name} BEFORE INSERT ON mdl_cohort_members FOR EACH ROW "
+                f"IF {condition} THEN {refusal}; END IF"
+            )
+            return
+        await conn.exec_driver_sql(
+            f"CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS "
+            f"$$ BEGIN IF {condition} THEN {refusal}; END IF; RETURN NEW; END $$"
+        )
+        await conn.exec_driver_sql(
+            f"CREATE TRIGGER {name} BEFORE INSERT ON mdl_cohort_members FOR EACH ROW EXECUTE FUNCTION {name}()"
+        )
+
+
+async def drop_trigger(gateway: MoodleGateway, name: str) -> None:
+    """Drops refusing_trigger's trigger: it waits for any transaction the run left open on the table, so a run
+    that left one fails here."""
+    drops = [f"DROP TRIGGER {name}"]
+    if gateway.kind == "postgresql":
+        drops = [f"DROP TRIGGER {name} ON mdl_cohort_members", f"DROP FUNCTION {name}()"]
+    async with gateway.transaction() as conn:
+        for drop in drops:
+            await asyncio.wait_for(conn.exec_driver_sql(drop), 20)
+
+
+@pytest.mark.parametrize("case", list(REFUSALS))
+async def test_a_batch_whose_write_fails(site: Site, case: str) -> None:
     """A write refused by the database fails its batch's rows, nothing of it written, and leaves no transaction
     open (the DROP TRIGGER after the run would wait for it); the batches before it are written, also with
-    overlapping writes."""
+    overlapping writes. On PostgreSQL the refused statement aborts the batch's transaction: the later batches run
+    on fresh ones."""
     config, gateway = site
-    if gateway.kind != "mariadb":
-        pytest.skip("a trigger refusing one user's membership is MariaDB SQL")
+    if gateway.kind == "sqlite":
+        pytest.skip("the refusing trigger is MariaDB's or PostgreSQL's SQL")
+    refusal, said = REFUSALS[case][gateway.kind]
     config.set("run.batch_size", 2)
     users = await add_users(gateway, 6)
     code = unique("C")
     cohort = await add_cohort(gateway, "Refusing", idnumber=code)
     trigger = unique("refuse_")
-    async with gateway.transaction() as conn:
-        await conn.exec_driver_sql(
-            f"CREATE TRIGGER {trigger} BEFORE INSERT ON mdl_cohort_members FOR EACH ROW "
-            f"IF NEW.userid = {users[3]} THEN {refusal}; END IF"
-        )
+    await refusing_trigger(gateway, trigger, users[3], refusal)
     content = "cidnumber;userid\n" + "".join(f"{code};{u}\n" for u in users)
     try:
         result = await run(config, gateway, content)
     finally:
-        async with gateway.transaction() as conn:
-            await asyncio.wait_for(conn.exec_driver_sql(f"DROP TRIGGER {trigger}"), 20)
+        await drop_trigger(gateway, trigger)
     assert result.counts == {"created": 4, "failed": 2}
     assert "the database refused the batch: " in report_of(result)
     assert "; nothing of this batch was written" in report_of(result)

@@ -1,7 +1,8 @@
 """The course file with overlapped writes (run/overlap.py) against the same file run batch after batch
-(TOOLSYNC_OVERLAP=0), each on its own copy of one MariaDB database: with batches of 2 rows, rows that create courses in
-a category another batch created just before, update or claim what it wrote, or name a course twice in one batch,
-come out exactly as in turn: same tables (sortorders, course counts, contexts, sections, methods, log), same report."""
+(TOOLSYNC_OVERLAP=0), each on its own copy of one database (MariaDB, PostgreSQL): with batches of 2 rows, rows that
+create courses in a category another batch created just before, update or claim what it wrote, or name a course twice in
+one batch, come out exactly as in turn: same tables (sortorders, course counts, contexts, sections, methods, log), same
+report."""
 
 from __future__ import annotations
 
@@ -11,10 +12,9 @@ from typing import Any
 import pytest
 from sqlalchemy import Table, make_url, select, text
 
-from tests.conftest import mariadb_config
+from tests.conftest import Server, database_config
+from tests.support.database_copies import copy_database
 from tests.support.factories import unique
-from tests.support.fault_site import copy_database
-from tests.support.mariadb_server import ThrowawayMariaDB
 from tests.support.operation_files import report_rows, run_file
 from toolsync_tui.engine.moodle.gateway import MoodleGateway
 from toolsync_tui.engine.run import overlap
@@ -54,7 +54,7 @@ async def state(gateway: MoodleGateway) -> dict[str, Any]:
 
 
 async def test_overlapped_course_batches_give_the_serial_result(
-    mariadb: ThrowawayMariaDB,
+    db_server: Server,
     project_db_url: str,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
@@ -65,8 +65,8 @@ async def test_overlapped_course_batches_give_the_serial_result(
     results: dict[str, Any] = {}
     for mode in ("0", "1"):
         monkeypatch.setenv(overlap.OFF_SWITCH, mode)
-        url = copy_database(mariadb, source, unique(f"{source[:30]}_c{mode}_"))
-        config = mariadb_config(tmp_path / f"o{mode}", url)
+        url = copy_database(db_server, source, unique(f"{source[:30]}_c{mode}_"))
+        config = database_config(tmp_path / f"o{mode}", url)
         config.set("run.batch_size", 2)
         config.set("operations.courses.forceupdate", True)
         gateway = MoodleGateway.for_url(url, "mdl_")

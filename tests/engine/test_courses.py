@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from tests.support.case_rules import cased
 from tests.support.course_factories import add_category, add_users
 from tests.support.operation_files import Site, dry_and_real, inbox_file, report_of, welcomes_counted
 from tests.support.tables import rows_of
@@ -70,7 +71,7 @@ async def test_new_courses_get_what_create_course_writes(site: Site) -> None:
         "shortname;fullname;category;idnumber;summary;format;startdate;visible\n"
         "BIO101;Biology;Science/Biology;BIO-101;Cells;topics;2026-09-01;1\n"
         "CHEM201;Chemistry;Science/Chemistry;CHEM-201;Carbon;weeks;2026-09-07;0\n"
-        "BIO102;Biology 2;science/biology;;;;;\n",
+        f"BIO102;Biology 2;{cased(gateway, 'science/biology', 'Science/Biology')};;;;;\n",
     )
     assert result.counts == {"created": 3}, report_of(result)
     cats = await categories_by_name(gateway)
@@ -161,7 +162,8 @@ async def test_category_by_id_and_by_idnumber(site: Site) -> None:
     assert [c["shortname"] for c in await rows_of(gateway, gateway.schema.course, category=maths.id)] == ["M1"]
     assert "line 3: failed (check) no category has the id 999999" in report_of(result)
     config.set("operations.courses.category_identifier", "idnumber")
-    result = await run_courses(config, gateway, "shortname;fullname;category\nM3;M3;math\nM4;M4;NOPE\n")
+    math = cased(gateway, "math", "MATH")
+    result = await run_courses(config, gateway, f"shortname;fullname;category\nM3;M3;{math}\nM4;M4;NOPE\n")
     assert (await course(gateway, "M3"))["category"] == maths.id
     assert "line 3: failed (check) no category has the idnumber 'NOPE'" in report_of(result)
     await assert_sortorder_consistent(gateway)
@@ -175,7 +177,7 @@ async def test_bad_rows_fail_alone_with_line_column_and_what_was_expected(site: 
         gateway,
         "shortname;fullname;idnumber;category;newsitems;startdate;format\n"
         "TAKEN;Again;;;;;\n"  # exists, forceupdate off
-        "NEW1;New;id-1;;;;\n"  # idnumber of TAKEN (case-insensitive)
+        f"NEW1;New;{cased(gateway, 'id-1', 'ID-1')};;;;\n"  # idnumber of TAKEN (case-insensitive)
         "NEW2;New;;Science//Bio;;;\n"  # empty category name
         "NEW3;New;;;12;;\n"
         "NEW4;New;;;;31/12/2026;\n"
@@ -183,19 +185,19 @@ async def test_bad_rows_fail_alone_with_line_column_and_what_was_expected(site: 
         "NEW6;;;;;;\n"  # no fullname
         "OK1;Fine;;;;;\n"
         "OK2;Fine;ID-9;;;;\n"
-        "OK3;Fine;id-9;;;;\n",  # claims OK2's idnumber in the same batch
+        f"OK3;Fine;{cased(gateway, 'id-9', 'ID-9')};;;;\n",  # claims OK2's idnumber in the same batch
     )
     report = report_of(result)
     assert result.counts == {"unchanged": 1, "failed": 7, "created": 2}, report
     for expected in (
         "line 2: unchanged (exists) already exists; not updated ([operations.courses] forceupdate is off)",
-        "line 3: failed (check) idnumber 'id-1' is taken by course id",
+        f"line 3: failed (check) idnumber '{cased(gateway, 'id-1', 'ID-1')}' is taken by course id",
         "line 4: failed (check) category 'Science//Bio' is not a path of names",
         "line 5: failed (check) column newsitems: '12': expected a whole number from 0 to 10",
         "line 6: failed (check) column startdate: '31/12/2026': expected a date YYYY-MM-DD",
         "line 7: failed (check) column format: 'tiles': expected one of the site's installed formats",
         "line 8: failed (check) a new course needs a fullname and a shortname",
-        "line 11: failed (check) idnumber 'id-9' is claimed by line 10 of this file",
+        f"line 11: failed (check) idnumber '{cased(gateway, 'id-9', 'ID-9')}' is claimed by line 10 of this file",
     ):
         assert expected in report
     assert [c["shortname"] for c in await rows_of(gateway, gateway.schema.course, shortname=["OK1", "OK2", "OK3"])] == [
@@ -256,13 +258,14 @@ async def test_update_by_idnumber_renames_and_refuses_a_taken_shortname(site: Si
     await run_courses(config, gateway, "shortname;fullname;idnumber\nOLD;Old;K1\nOTHER;Other;K2\n")
     config.set("operations.courses.identifier", "idnumber")
     config.set("operations.courses.forceupdate", True)
+    other = cased(gateway, "other", "OTHER")
     result = await run_courses(
-        config, gateway, "shortname;fullname;idnumber\nNEWNAME;Old;K1\nother;Other;K3\nNEWNAME;x;K2\n"
+        config, gateway, f"shortname;fullname;idnumber\nNEWNAME;Old;K1\n{other};Other;K3\nNEWNAME;x;K2\n"
     )
     report = report_of(result)
     assert "line 2: updated (update) updated: shortname" in report
     assert "line 3: created" not in report
-    assert "shortname 'other' is taken by course id" in report
+    assert f"shortname '{other}' is taken by course id" in report
     assert "line 4: failed (check) shortname 'NEWNAME' is claimed by line 2 of this file" in report
     assert (await course(gateway, "NEWNAME"))["idnumber"] == "K1"
 

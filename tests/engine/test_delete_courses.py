@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from tests.support.bridge_fakes import fake_moodle, requests_seen
+from tests.support.case_rules import cased
 from tests.support.course_factories import add_enrolment_courses
 from tests.support.operation_files import report_of, run_file
 from tests.support.tables import rows_of
@@ -53,7 +54,8 @@ async def test_every_line_is_accounted_for_and_the_courses_go_to_the_bridge_once
     config, gateway = dump_site
     gone, refused = await add_enrolment_courses(gateway, 2)
     php = fake_moodle(config, tmp_path, refuse=(refused.id,))
-    lines = [gone.shortname, "NOSUCH101", refused.shortname, gone.shortname.lower(), await front_page(gateway), ""]
+    again_named = cased(gateway, gone.shortname.lower(), gone.shortname)
+    lines = [gone.shortname, "NOSUCH101", refused.shortname, again_named, await front_page(gateway), ""]
     content = "# courses to delete\n" + "".join(f"{line}\n" for line in lines)
 
     result = await run(config, gateway, content)
@@ -93,7 +95,8 @@ async def test_courses_by_idnumber_in_batches_of_fifty(dump_site: Site, tmp_path
     php = fake_moodle(config, tmp_path)
     seen: list[Progress] = []
 
-    result = await run(config, gateway, "".join(f"del-{n:03d}\n" for n in range(60)), on_progress=seen.append)
+    del_ = cased(gateway, "del", "DEL")
+    result = await run(config, gateway, "".join(f"{del_}-{n:03d}\n" for n in range(60)), on_progress=seen.append)
 
     assert result.counts == {"deleted": 60}
     assert deletions(php) == [[c.id for c in courses[:50]], [c.id for c in courses[50:]]]

@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 import polars as pl
 from sqlalchemy import update
 
+from tests.support.case_rules import cased
 from tests.support.course_factories import (
     EDITINGTEACHER,
     STUDENT,
@@ -112,6 +113,7 @@ async def test_enrols_as_enrol_user_writes_and_a_rerun_is_unchanged(site: Site) 
     _, gateway = site
     [course] = await add_enrolment_courses(gateway)
     ann, bob = await add_users(gateway, 2)
+    lowered = cased(gateway, course.shortname.lower(), course.shortname)
     batch = requests(
         {
             "userid": ann,
@@ -120,7 +122,7 @@ async def test_enrols_as_enrol_user_writes_and_a_rerun_is_unchanged(site: Site) 
             "start": "2026-09-01",
             "end": "2027-06-30 18:00:00",
         },
-        {"userid": bob, "course": course.shortname.lower(), "role": "Student", "part": "course2"},
+        {"userid": bob, "course": lowered, "role": cased(gateway, "Student", "student"), "part": "course2"},
     )
 
     result = await run(gateway, batch)
@@ -139,8 +141,8 @@ async def test_enrols_as_enrol_user_writes_and_a_rerun_is_unchanged(site: Site) 
             "course2",
             "created",
             "enrol",
-            course.shortname.lower(),
-            f"enrolled in course '{course.shortname.lower()}' (manual) as student",
+            lowered,
+            f"enrolled in course '{lowered}' (manual) as student",
         ),
     ]
     manual = course.instance("manual")
@@ -155,7 +157,7 @@ async def test_enrols_as_enrol_user_writes_and_a_rerun_is_unchanged(site: Site) 
 
     assert outcomes_of(again) == [
         ("unchanged", f"already enrolled in course '{course.shortname}' (manual) as teacher"),
-        ("unchanged", f"already enrolled in course '{course.shortname.lower()}' (manual) as student"),
+        ("unchanged", f"already enrolled in course '{lowered}' (manual) as student"),
     ]
     assert len(await enrolments_of(gateway, [ann, bob])) == 2
     assert len(await roles_of(gateway, [ann, bob])) == 2
@@ -290,13 +292,14 @@ async def test_course_by_id_and_idnumber_and_an_ambiguous_idnumber(site: Site) -
     code, shared = unique("IDN"), unique("SHARED")
     one, two, three = await add_enrolment_courses(gateway, 3, idnumbers=[code, shared, shared])
     [user] = await add_users(gateway, 1)
+    lowered = cased(gateway, code.lower(), code)
 
     by_id = await run(
         gateway, requests({"userid": user, "course": str(one.id)}, {"userid": user, "course": "x1"}), identity="id"
     )
     by_idnumber = await run(
         gateway,
-        requests({"userid": user, "course": code.lower()}, {"userid": user, "course": shared}),
+        requests({"userid": user, "course": lowered}, {"userid": user, "course": shared}),
         identity="idnumber",
     )
 
@@ -305,7 +308,7 @@ async def test_course_by_id_and_idnumber_and_an_ambiguous_idnumber(site: Site) -
         ("failed", "course id 'x1' is not a number"),
     ]
     assert outcomes_of(by_idnumber) == [
-        ("unchanged", f"already enrolled in course '{code.lower()}' (manual) as student (default role)"),
+        ("unchanged", f"already enrolled in course '{lowered}' (manual) as student (default role)"),
         ("failed", f"course '{shared}' is ambiguous: 2 courses have this idnumber"),
     ]
     assert [r["enrolid"] for r in await enrolments_of(gateway, [user])] == [one.instance()]
@@ -436,10 +439,11 @@ async def test_groups_are_created_once_and_joined_after_the_enrolment(site: Site
     existing = await add_group(gateway, course.id, "Existing Group")
     new = unique("Group ")
     c = course.shortname
+    upper, existing_name = cased(gateway, new.upper(), new), cased(gateway, "existing group", "Existing Group")
     batch = requests(
         {"userid": ann, "course": c, "group": new},
-        {"userid": bob, "course": c, "group": new.upper()},
-        {"userid": ann, "course": c, "group": "existing group", "part": "course2"},
+        {"userid": bob, "course": c, "group": upper},
+        {"userid": ann, "course": c, "group": existing_name, "part": "course2"},
         {"userid": ann, "course": other_course.shortname, "group": new, "part": "course3"},
     )
 
@@ -450,10 +454,10 @@ async def test_groups_are_created_once_and_joined_after_the_enrolment(site: Site
             "created",
             f"enrolled in course '{c}' (manual) as student (default role); group '{new}' created, member added",
         ),
-        ("created", f"enrolled in course '{c}' (manual) as student (default role); added to group '{new.upper()}'"),
+        ("created", f"enrolled in course '{c}' (manual) as student (default role); added to group '{upper}'"),
         (
             "updated",
-            f"already enrolled in course '{c}' (manual) as student (default role); added to group 'existing group'",
+            f"already enrolled in course '{c}' (manual) as student (default role); added to group '{existing_name}'",
         ),
         (
             "created",
@@ -484,7 +488,7 @@ async def test_groups_are_created_once_and_joined_after_the_enrolment(site: Site
     again = await run(gateway, batch)
 
     assert [o for o, _ in outcomes_of(again)] == ["unchanged"] * 4
-    assert outcomes_of(again)[1][1].endswith(f"; already in group '{new.upper()}'")
+    assert outcomes_of(again)[1][1].endswith(f"; already in group '{upper}'")
     assert len(await rows_of(gateway, gateway.schema.groups, courseid=[course.id, other_course.id])) == 3
     assert len(await rows_of(gateway, gateway.schema.groups_members, userid=[ann, bob])) == 4
     assert again[1] == EnrolmentEffects()

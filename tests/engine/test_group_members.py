@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 
+from tests.support.case_rules import cased
 from tests.support.course_factories import TestCourse, add_enrolment_courses, add_group, add_users
 from tests.support.factories import unique
 from tests.support.operation_files import identifiers_by_id, report_of, run_file
@@ -223,7 +224,7 @@ async def test_groups_by_name_or_idnumber_within_the_rows_course(site: Site, ide
     async with gateway.transaction() as conn:
         await conn.execute(update(groups).where(groups.c.id == a).values(name="Same name", idnumber="SAME"))
         await conn.execute(update(groups).where(groups.c.id == same).values(idnumber="SAME"))
-    value = "same NAME" if identifier == "name" else "same"
+    value = cased(gateway, "same NAME", "Same name") if identifier == "name" else cased(gateway, "same", "SAME")
     content = (
         "groupid;userid;courseid\n"
         f"{value};{ann};{course.shortname}\n"

@@ -1,7 +1,7 @@
 """The groups and group members files with overlapped writes (run/overlap.py) against the same files run batch after
-batch (TOOLSYNC_OVERLAP=0), each on its own copy of one MariaDB database: with batches of 2 rows, rows that create,
-rename, assign or fill a group or grouping another batch wrote just before come out exactly as in turn: same tables,
-same log events, same report, same protected memberships."""
+batch (TOOLSYNC_OVERLAP=0), each on its own copy of one database (MariaDB, PostgreSQL): with batches of 2 rows, rows
+that create, rename, assign or fill a group or grouping another batch wrote just before come out exactly as in turn:
+same tables, same log events, same report, same protected memberships."""
 
 from __future__ import annotations
 
@@ -11,11 +11,10 @@ from typing import Any
 import pytest
 from sqlalchemy import Table, make_url, select, text
 
-from tests.conftest import mariadb_config
+from tests.conftest import Server, database_config
 from tests.support.course_factories import TestCourse, add_enrolment_courses, add_users
+from tests.support.database_copies import copy_database
 from tests.support.factories import unique
-from tests.support.fault_site import copy_database
-from tests.support.mariadb_server import ThrowawayMariaDB
 from tests.support.operation_files import report_rows, run_file
 from toolsync_tui.config import Config
 from toolsync_tui.engine.datadir.protected_groups import for_site
@@ -56,7 +55,7 @@ async def state(config: Config, gateway: MoodleGateway, courseid: int) -> dict[s
 
 
 async def test_overlapped_batches_give_the_serial_result(
-    mariadb: ThrowawayMariaDB,
+    db_server: Server,
     project_db_url: str,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
@@ -107,8 +106,8 @@ async def test_overlapped_batches_give_the_serial_result(
     results: dict[str, Any] = {}
     for mode in ("0", "1"):
         monkeypatch.setenv(overlap.OFF_SWITCH, mode)
-        url = copy_database(mariadb, source, unique(f"{source[:30]}_o{mode}_"))
-        config = mariadb_config(tmp_path / f"o{mode}", url)
+        url = copy_database(db_server, source, unique(f"{source[:30]}_o{mode}_"))
+        config = database_config(tmp_path / f"o{mode}", url)
         config.set("run.batch_size", 2)
         for name in ("course_identifier", "group_identifier", "grouping_identifier"):
             config.set(f"operations.groups.{name}", "id")

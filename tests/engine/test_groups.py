@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Table, select
 
+from tests.support.case_rules import cased
 from tests.support.course_factories import add_enrolment_courses, add_group
 from tests.support.factories import unique
 from tests.support.operation_files import identifiers_by_id, report_of, run_file
@@ -212,19 +213,20 @@ async def test_a_rename_is_seen_by_the_later_rows_of_the_batch(site: Site) -> No
     config.set("operations.groups.group_identifier", "idnumber")
     [course] = await add_enrolment_courses(gateway)
     old, new = unique("Old "), unique("New ")
+    taken = cased(gateway, new.upper(), new)
     await run(config, gateway, f"courseid;name;idnumber\n{course.id};{old};K1\n")
     content = (
         "courseid;name;updateid;idnumber;description\n"
         f"{course.id};{new};K1;;\n"  # renamed
         f"{course.id};{old};;;\n"  # the old name is free again: a new group
-        f"{course.id};{new.upper()};;K2;\n"  # the new name is taken (case-insensitively): fails
+        f"{course.id};{taken};;K2;\n"  # the new name is taken (case-insensitively): fails
         f"{course.id};{new};K1;;Desc\n"  # found again by its idnumber
     )
 
     result = await run(config, gateway, content)
 
     assert result.counts == {"updated": 2, "created": 1, "failed": 1}
-    assert "name '" + new.upper() + "' is already used by another group of the course" in report_of(result)
+    assert "name '" + taken + "' is already used by another group of the course" in report_of(result)
     stored = await rows_of(gateway, gateway.schema.groups, course.id)
     assert [(g["name"], g["idnumber"], g["description"]) for g in stored] == [(new, "K1", "Desc"), (old, "", None)]
 

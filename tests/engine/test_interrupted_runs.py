@@ -1,6 +1,7 @@
-"""A headless run stopped mid-way (SIGINT, SIGTERM, kill -9, a full disk) on MariaDB: what it committed is on
-record, its report says it was interrupted, the tryback holds the rows it did not process, and no worker process
-outlives it (issue 20, items 8, 9 and 12); a data directory a run cannot use is one line and exit 2 (item 12)."""
+"""A headless run stopped mid-way (SIGINT, SIGTERM, kill -9, a lost connection, a full disk) on MariaDB and on
+PostgreSQL: what it committed is on record, its report says it was interrupted, the tryback holds the rows it did not
+process, and no worker process outlives it (issue 20, items 8, 9 and 12); a data directory a run cannot use is one
+line and exit 2 (item 12)."""
 
 from __future__ import annotations
 
@@ -13,13 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import mariadb_config
+from tests.conftest import database_config
+from tests.support.fault_servers import count_users, kill_connections
 from tests.support.headless_runs import (
     cleaned_up,
-    count_users,
     descendants,
     finish,
-    kill_connections,
     progress,
     start_run,
     still_running,
@@ -36,7 +36,7 @@ BATCH = 250  # a batch hashes its passwords for a second or so: a signal lands w
 
 
 def config_for(tmp_path: Path, url: str) -> Config:
-    config = mariadb_config(tmp_path, url)
+    config = database_config(tmp_path, url)
     config.set("run.batch_size", BATCH)
     config.save()
     return config
@@ -118,8 +118,8 @@ def test_a_second_sigint_stops_at_once_with_the_batch_in_progress_rolled_back(du
 def test_a_run_whose_connection_is_lost_records_what_it_committed_and_names_its_report(
     dump_db_url: str, tmp_path: Path
 ) -> None:
-    """A lost connection stops the run (exit 2, one line): the line names the report, and the run log holds the rows
-    committed before it, not 0."""
+    """A lost connection (MariaDB's KILL CONNECTION, PostgreSQL's pg_terminate_backend) stops the run (exit 2, one
+    line): the line names the report, and the run log holds the rows committed before it, not 0."""
     config = config_for(tmp_path, dump_db_url)
     prefix = "h5lost"
     source = users_file(tmp_path / "userimport.csv", prefix, ROWS)
@@ -141,7 +141,7 @@ def test_a_run_whose_connection_is_lost_records_what_it_committed_and_names_its_
     committed = count_users(dump_db_url, prefix)
     assert 0 < committed < ROWS
     assert (record.rows, record.counts, record.exit_code) == (committed, {"created": committed}, EXIT_CANNOT_RUN)
-    assert record.problem
+    assert str(record.problem).startswith("the connection to the database was lost: "), record.problem
     assert f"(report: {record.report})" in err.splitlines()[-1]
     assert record.verdict.word() == "interrupted"
 

@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import select
 
 from tests.support.accounts import add_user, user_by_id
+from tests.support.case_rules import cased
 from tests.support.course_factories import add_cohort, add_enrolment_courses, add_group
 from tests.support.factories import unique
 from tests.support.operation_files import header, inbox_file, report_of, run_file
@@ -115,11 +116,14 @@ async def test_adopting_group_and_cohort_memberships_named_by_name_and_idnumber(
     config.set("operations.groupmembers.course_identifier", "shortname")
     config.set("operations.groupmembers.user_identifier", "username")
     config.set("operations.cohorts.user_identifier", "username")
-    # Keys in another letter case name the same records, as Moodle's lookups do; the third row names nobody.
+    # Keys in another letter case name the same records where Moodle's lookups ignore case (PostgreSQL gets the
+    # stored spelling: test_snapshot_case_rules); the third row names nobody.
     members = header("groupid", "userid", "courseid") + "".join(
-        f"{group_name.upper()};{n};{course.shortname}\n" for n in [*names, "nobody"]
+        f"{cased(gateway, group_name.upper(), group_name)};{n};{course.shortname}\n" for n in [*names, "nobody"]
     )
-    cohorts = header("cidnumber", "userid") + "".join(f"{cohort_key.lower()};{n}\n" for n in names)
+    cohorts = header("cidnumber", "userid") + "".join(
+        f"{cased(gateway, cohort_key.lower(), cohort_key)};{n}\n" for n in names
+    )
 
     one = await adopt(config, gateway, "groupmembers", inbox_file(config, "gm.csv", members))
     two = await adopt(config, gateway, "cohorts", inbox_file(config, "co.csv", cohorts))

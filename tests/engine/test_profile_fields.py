@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 import polars as pl
 from sqlalchemy import select
 
+from tests.support.case_rules import cased
 from tests.support.factories import unique
 from tests.support.user_factories import add_fields
 from toolsync_tui.config import Config
@@ -167,10 +168,11 @@ async def test_forceunique_values_held_by_another_user_or_an_earlier_row(site: S
         await save_profile_data(
             gateway, conn, pl.DataFrame({USERID: [holder], number: ["S-1"], free: ["same"]}), fields
         )
+    s_1, new = cased(gateway, "s-1", "S-1"), cased(gateway, "new", "NEW")
     rows = pl.DataFrame(
         {
             USERID: [other, holder, None, None, other, other, None],
-            number: ["s-1", "S-1", "NEW", "new", None, "X", "Y"],
+            number: [s_1, "S-1", "NEW", new, None, "X", "Y"],
             free: ["same", "same", "", "", "same", "", ""],
         },
         schema_overrides={USERID: pl.Int64},
@@ -181,10 +183,10 @@ async def test_forceunique_values_held_by_another_user_or_an_earlier_row(site: S
         problems = await unique_value_problems(gateway, conn, encoded, fields)
 
     assert problems.to_list() == [
-        f"{number} 's-1': already used by another user (the field requires unique values)",
+        f"{number} '{s_1}': already used by another user (the field requires unique values)",
         None,  # the holder keeps its own value
         None,
-        f"{number} 'new': already used by an earlier row of the file",
+        f"{number} '{new}': already used by an earlier row of the file",
         None,  # empty: nothing to check
         None,
         None,
@@ -286,7 +288,8 @@ async def test_on_the_real_moodle_schema(dump_db_url: str) -> None:
             },
         )
         ann, bob = await add_users(gateway, 2)
-        rows = batch(fields, {"number": ["Étudiant-7", "étudiant-7"], "start": ["2024-09-02", ""]})
+        other_case = cased(gateway, "étudiant-7", "Étudiant-7")
+        rows = batch(fields, {"number": ["Étudiant-7", other_case], "start": ["2024-09-02", ""]})
         assert await site_timezone(gateway) == LONDON
         encoded = encode_profile_values(rows, fields, LONDON).with_columns(pl.Series(USERID, [ann, bob]))
         async with gateway.transaction() as conn:
@@ -294,7 +297,8 @@ async def test_on_the_real_moodle_schema(dump_db_url: str) -> None:
             problems = await unique_value_problems(gateway, conn, encoded, fields)
         assert problems.to_list() == [
             None,
-            f"{fields['number'].column} 'étudiant-7': already used by another user (the field requires unique values)",
+            f"{fields['number'].column} '{other_case}': already used by another user "
+            "(the field requires unique values)",
         ]
         # 2024-09-02 00:00 BST
         assert await stored(gateway, fields) == {(ann, "number", "Étudiant-7", 0), (ann, "start", "1725231600", 0)}

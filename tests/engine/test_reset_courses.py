@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from tests.support.bridge_fakes import fake_moodle, requests_seen
+from tests.support.case_rules import cased
 from tests.support.course_factories import STUDENT, TEACHER, add_enrolment_courses
 from tests.support.operation_files import report_of, run_file
 from toolsync_tui.config import Config
@@ -132,7 +133,8 @@ async def test_courses_by_the_identifier_setting(dump_site: Site, tmp_path: Path
     php = fake_moodle(config, tmp_path)
     header = HEADER.replace("shortname", "idnumber")
 
-    result = await run(config, gateway, f"{header}\nreset-id-1;1;0;0;;;;;;\n", dry_run=True)
+    idnumber = cased(gateway, "reset-id-1", "RESET-ID-1")
+    result = await run(config, gateway, f"{header}\n{idnumber};1;0;0;;;;;;\n", dry_run=True)
 
     assert result.counts == {"updated": 1}
     assert (

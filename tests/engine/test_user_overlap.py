@@ -1,8 +1,8 @@
 """The users file with overlapped writes (run/overlap.py) against the same file run batch after batch
-(TOOLSYNC_OVERLAP=0), each on its own copy of one MariaDB database: with batches of 2 rows, rows that name an e-mail,
-idnumber, username, oldusername or unique profile value the batch before creates, frees, renames or deletes come out
-exactly as in turn: same tables, same log events, same report. And the ids of new accounts and their contexts come
-from the INSERTs, never read back."""
+(TOOLSYNC_OVERLAP=0), each on its own copy of one database (MariaDB, PostgreSQL): with batches of 2 rows, rows that name
+an e-mail, idnumber, username, oldusername or unique profile value the batch before creates, frees, renames or deletes
+come out exactly as in turn: same tables, same log events, same report. And the ids of new accounts and their contexts
+come from the INSERTs, never read back."""
 
 from __future__ import annotations
 
@@ -13,12 +13,11 @@ from typing import Any
 import pytest
 from sqlalchemy import event, make_url, select, text
 
-from tests.conftest import mariadb_config
+from tests.conftest import Server, database_config
 from tests.support.accounts import add_user
 from tests.support.course_factories import add_enrolment_courses
+from tests.support.database_copies import copy_database
 from tests.support.factories import unique
-from tests.support.fault_site import copy_database
-from tests.support.mariadb_server import ThrowawayMariaDB
 from tests.support.operation_files import header, report_of, report_rows, run_file
 from tests.support.user_factories import add_fields
 from toolsync_tui.engine.moodle.contexts import ContextLevel, instance_contexts
@@ -63,7 +62,7 @@ async def state(gateway: MoodleGateway, first_user: int) -> dict[str, Any]:
 
 
 async def test_overlapped_user_batches_give_the_serial_result(
-    mariadb: ThrowawayMariaDB,
+    db_server: Server,
     project_db_url: str,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
@@ -108,8 +107,8 @@ async def test_overlapped_user_batches_give_the_serial_result(
         monkeypatch.setenv(overlap.OFF_SWITCH, "0" if mode == "0" else "1")
         if mode == "blind":  # overlapped, but every plan claims to have read nothing: never planned again
             monkeypatch.setattr(users_operation, "read_keys", lambda *_: frozenset())
-        url = copy_database(mariadb, source, unique(f"{source[:30]}_u{mode}_"))
-        config = mariadb_config(tmp_path / f"u{mode}", url)
+        url = copy_database(db_server, source, unique(f"{source[:30]}_u{mode}_"))
+        config = database_config(tmp_path / f"u{mode}", url)
         config.set("run.batch_size", 2)
         config.set("run.safety_min_rows", 100)
         config.set("operations.users.allow_rename", True)
@@ -159,12 +158,13 @@ async def test_overlapped_user_batches_give_the_serial_result(
 async def test_new_accounts_and_their_contexts_take_the_ids_their_inserts_give(
     project_db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ids: str
 ) -> None:
-    """The ids the INSERTs give (innodb_autoinc_lock_mode 1): no read-back of the new accounts by username, nor of
-    their contexts by instance; the report's ids are the stored rows', every new context is its account's, under the
-    system context. Where the server does not guarantee them (id_step() None), read back, with the same result."""
+    """The ids the INSERTs give (MariaDB with innodb_autoinc_lock_mode 1; PostgreSQL's RETURNING): no read-back of
+    the new accounts by username, nor of their contexts by instance; the report's ids are the stored rows', every new
+    context is its account's, under the system context. Where MariaDB does not guarantee them (id_step() None), read
+    back, with the same result; PostgreSQL's RETURNING gives them whatever id_step() says."""
     if ids == "read back":
         monkeypatch.setattr(MoodleGateway, "id_step", _no_step)
-    config = mariadb_config(tmp_path, project_db_url)
+    config = database_config(tmp_path, project_db_url)
     config.set("run.batch_size", 3)
     gateway = MoodleGateway.for_url(project_db_url, "mdl_")
     statements: list[str] = []
@@ -197,7 +197,7 @@ async def test_new_accounts_and_their_contexts_take_the_ids_their_inserts_give(
     # SELECT, and one of their contexts by instanceid.
     by_username = [s for s in statements if s.startswith(f"{USERNAMES} IN")]
     by_instance = [s for s in statements if s.startswith("SELECT mdl_context.instanceid, mdl_context.id")]
-    if ids == "returned":
+    if ids == "returned" or gateway.kind == "postgresql":
         assert (len(by_username), len(by_instance)) == (3, 0), [*by_username, *by_instance]
     else:
         assert (len(by_username), len(by_instance)) == (6, 3), [*by_username, *by_instance]

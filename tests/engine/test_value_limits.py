@@ -1,25 +1,32 @@
 """Hostile values against the database's limits (issue 20, items 6, 10 and 11): a value longer than its column, or
-larger than the server's max_allowed_packet, fails its own row alone, the same in a dry run as for real; bulk
-statements are split to fit the packet; a users file's courseN columns cost time in their number, not its square."""
+larger than MariaDB's max_allowed_packet, fails its own row alone, the same in a dry run as for real, on SQLite,
+MariaDB and PostgreSQL (which refuses an over-long value itself too, and has no packet: it takes such a row whole);
+bulk statements and IN-lists are split by bytes on either server; a users file's courseN columns cost time in their
+number, not its square."""
 
 from __future__ import annotations
 
 import csv
+import re
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
+from sqlalchemy.exc import SQLAlchemyError
 
-from tests.conftest import mariadb_config
-from tests.support.course_factories import add_cohort, add_enrolment_courses, add_users
+from tests.conftest import database_config
+from tests.support.course_factories import add_cohort, add_enrolment_courses, add_group, add_users
 from tests.support.factories import unique
 from tests.support.operation_files import dry_and_real, identifiers_by_id, run_file
 from tests.support.tables import rows_of
 from toolsync_tui.config import Config
+from toolsync_tui.engine.moodle.column_limits import column_limit
+from toolsync_tui.engine.moodle.db_errors import Fault, classify, error_number, sqlstate
 from toolsync_tui.engine.moodle.gateway import MoodleGateway
 from toolsync_tui.engine.moodle.schema import MoodleSchema
 from toolsync_tui.engine.registry import OPERATIONS
@@ -167,40 +174,102 @@ async def test_a_group_named_after_a_long_cohort_name_fails_its_row_alone(site: 
     assert names == ["Year 1 cohort"]
 
 
-# -- item 6: the server's packet --------------------------------------------------------------------------------------
+async def test_the_declared_limit_is_the_servers_own_and_the_server_refuses_past_it(
+    dump_gateway: MoodleGateway,
+) -> None:
+    """The checks above count characters against the schema's VARCHAR(n), which must be the real site's own limit:
+    254 characters are taken (508 bytes of UTF-8), one more is refused by the server itself (MariaDB's strict mode:
+    error 1406; PostgreSQL: SQLSTATE 22001, never cut short), which would roll back its whole batch."""
+    gateway = dump_gateway
+    [course] = await add_enrolment_courses(gateway)
+    chars = column_limit(gateway.schema.groups, "name", gateway.schema.prefix).chars
+    assert chars == 254
+    await add_group(gateway, course.id, "é" * chars)
+    with pytest.raises(SQLAlchemyError) as refused:
+        await add_group(gateway, course.id, "é" * (chars + 1))
+    assert classify(refused.value) is Fault.REFUSED
+    if gateway.kind == "postgresql":
+        assert sqlstate(refused.value) == "22001", refused.value
+    else:
+        assert error_number(refused.value) == 1406, refused.value
+    names = [g["name"] for g in await rows_of(gateway, gateway.schema.groups, courseid=course.id)]
+    assert names == ["é" * chars]
+
+
+# -- item 6: the server's packet (MariaDB's max_allowed_packet; PostgreSQL has none below a value's own 1 GB) ------
 
 
 DEFAULT_PACKET = 16 * 1024 * 1024  # MariaDB's default max_allowed_packet (the test server's is 64 MB)
+PG_VALUE_LIMIT = 1024 * 1024 * 1024  # PostgreSQL's largest value (and protocol message): 1 GB
 
 
 async def packet_of(gateway: MoodleGateway) -> int:
+    """MariaDB's max_allowed_packet as the server says it."""
     async with gateway.reading() as conn:
         return int((await conn.execute(text("SELECT @@max_allowed_packet"))).scalar_one())
 
 
 @pytest.fixture
 async def default_packet(dump_db_url: str, tmp_path: Path) -> AsyncIterator[Site]:
-    """The dump, through connections made while the server's max_allowed_packet is MariaDB's default."""
+    """The dump, through connections made while MariaDB's max_allowed_packet is its default; on PostgreSQL, which has
+    no such setting, the dump as it is (the tests send it values of the same sizes)."""
     admin = MoodleGateway.for_url(dump_db_url, "mdl_")
-    before = await packet_of(admin)
-    async with admin.transaction() as conn:
-        await conn.execute(text(f"SET GLOBAL max_allowed_packet = {DEFAULT_PACKET}"))
+    before = await packet_of(admin) if admin.kind == "mariadb" else None
+    if before is not None:
+        async with admin.transaction() as conn:
+            await conn.execute(text(f"SET GLOBAL max_allowed_packet = {DEFAULT_PACKET}"))
     gateway = MoodleGateway.for_url(dump_db_url, "mdl_")
     try:
-        assert await packet_of(gateway) == DEFAULT_PACKET
-        yield mariadb_config(tmp_path, dump_db_url), gateway
+        if before is not None:
+            assert await packet_of(gateway) == DEFAULT_PACKET
+        yield database_config(tmp_path, dump_db_url), gateway
     finally:
         await gateway.close()
-        async with admin.transaction() as conn:
-            await conn.execute(text(f"SET GLOBAL max_allowed_packet = {before}"))
+        if before is not None:
+            async with admin.transaction() as conn:
+                await conn.execute(text(f"SET GLOBAL max_allowed_packet = {before}"))
         await admin.close()
+
+
+def _bytes(value: Any) -> int:
+    if isinstance(value, str):
+        return len(value.encode())
+    if isinstance(value, bytes):
+        return len(value)
+    if isinstance(value, list | tuple):
+        return sum(map(_bytes, value))
+    if isinstance(value, dict):
+        return sum(map(_bytes, value.values()))
+    return 8
+
+
+@contextmanager
+def statements(gateway: MoodleGateway, pattern: str) -> Iterator[list[int]]:
+    """The bytes (text and values) of each statement matching `pattern` the gateway sends meanwhile."""
+    wanted, sizes = re.compile(pattern), []
+
+    def seen(conn: Any, cursor: Any, statement: str, parameters: Any, *args: Any) -> None:
+        if wanted.match(statement[:200]):
+            sizes.append(_bytes(statement) + _bytes(parameters))
+
+    event.listen(gateway.engine.sync_engine, "before_cursor_execute", seen)
+    try:
+        yield sizes
+    finally:
+        event.remove(gateway.engine.sync_engine, "before_cursor_execute", seen)
+
+
+USER_WRITES = r"(INSERT INTO|UPDATE) [`\"]?mdl_user[`\"]?[ (]"
+USER_LOOKUPS = r"SELECT mdl_user\.id\s+FROM mdl_user\s+WHERE mdl_user\.username IN"
 
 
 async def test_a_value_over_the_servers_packet_fails_its_row_alone_and_a_large_one_is_written(
     default_packet: Site,
 ) -> None:
+    """MariaDB cannot take a row over its packet: that row fails alone. PostgreSQL has no packet: it takes the
+    same row whole (its limit, 1 GB a value, is far above what a file holds)."""
     config, gateway = default_packet
-    packet = await packet_of(gateway)
+    packet = DEFAULT_PACKET
     names = [unique("pk") for _ in range(4)]
     too_large = "d" * (packet + 4 * 1024 * 1024)  # 20 MB against MariaDB's default 16 MB
     large = "l" * (packet * 5 // 8)  # 10 MB: one statement carries it
@@ -215,35 +284,38 @@ async def test_a_value_over_the_servers_packet_fails_its_row_alone_and_a_large_o
     result = await dry_then_real(config, gateway, "users", content)
 
     rows = table(result)
-    assert [(line, outcome) for line, outcome, _, _ in rows] == [
-        (2, "created"),
-        (3, "failed"),
-        (4, "created"),
-        (5, "created"),
-    ]
-    assert rows[1][3].startswith(f"column 'description': {len(too_large) + 2:,} bytes, more than one statement")
-    assert f"max_allowed_packet of {packet:,}" in rows[1][3]
     stored = await rows_of(gateway, gateway.schema.user, username=names)
-    assert {u["username"]: len(u["description"] or "") for u in stored} == {
-        names[0]: 5,
-        names[2]: len(large),
-        names[3]: 5,
-    }
+    lengths = {u["username"]: len(u["description"] or "") for u in stored}
+    if gateway.kind == "mariadb":
+        assert [(line, outcome) for line, outcome, _, _ in rows] == [
+            (2, "created"),
+            (3, "failed"),
+            (4, "created"),
+            (5, "created"),
+        ]
+        assert rows[1][3].startswith(f"column 'description': {len(too_large) + 2:,} bytes, more than one statement")
+        assert f"max_allowed_packet of {packet:,}" in rows[1][3]
+        assert lengths == {names[0]: 5, names[2]: len(large), names[3]: 5}
+    else:
+        assert [(line, outcome) for line, outcome, _, _ in rows] == [(n, "created") for n in (2, 3, 4, 5)], rows
+        assert lengths == {names[0]: 5, names[1]: len(too_large), names[2]: len(large), names[3]: 5}
 
 
 async def test_writes_of_many_large_values_are_split_to_fit_the_packet(default_packet: Site) -> None:
+    """A batch's values take three times MariaDB's packet: written in statements that each fit it. PostgreSQL, with
+    no packet, gets its statements split by the same byte budget (gateway.max_statement): never one of 48 MB."""
     config, gateway = default_packet
-    packet = await packet_of(gateway)
     count = 24
     names = [unique("sp") for _ in range(count)]
-    size = packet // 8  # a batch's values take three times the packet, each row an eighth of it
+    size = DEFAULT_PACKET // 8  # a batch's values take three times the packet, each row an eighth of it
 
     def content(letter: str) -> str:
         value = letter * size
         return "username;firstname;lastname;description\n" + "".join(f"{n};A;B;{value}\n" for n in names)
 
-    created = await run_file(config, gateway, "users", content("a"))
-    updated = await run_file(config, gateway, "users", content("b"))
+    with statements(gateway, USER_WRITES) as writes:
+        created = await run_file(config, gateway, "users", content("a"))
+        updated = await run_file(config, gateway, "users", content("b"))
 
     assert created.counts == {"created": count}, table(created)[:2]
     assert updated.counts == {"updated": count}, table(updated)[:2]
@@ -251,19 +323,25 @@ async def test_writes_of_many_large_values_are_split_to_fit_the_packet(default_p
     assert (
         sorted((u["description"] or "")[:1] + str(len(u["description"] or "")) for u in stored) == [f"b{size}"] * count
     )
+    # Each row's value passes the budget alone: a statement each, for the INSERTs and for the UPDATEs.
+    assert len(writes) == 2 * count, len(writes)
+    assert max(writes) < 2 * size, max(writes)
 
 
 async def test_an_update_of_many_rows_is_split_by_bytes(default_packet: Site) -> None:
-    """update_many on its own: rows whose values together pass the packet, in one call."""
+    """update_many on its own: rows whose values together pass MariaDB's packet, in one call: a statement per row
+    (each passes the byte budget alone), on either server."""
     _, gateway = default_packet
-    packet = await packet_of(gateway)
     ids = await add_users(gateway, 12)
-    value = "x" * (packet // 6)
-    async with gateway.transaction() as conn:
-        await gateway.update_many(conn, gateway.schema.user, "id", [{"id": i, "description": value} for i in ids])
+    value = "x" * (DEFAULT_PACKET // 6)
+    with statements(gateway, USER_WRITES) as updates:
+        async with gateway.transaction() as conn:
+            await gateway.update_many(conn, gateway.schema.user, "id", [{"id": i, "description": value} for i in ids])
     stored = await rows_of(gateway, gateway.schema.user, id=ids)
     assert [len(u["description"]) for u in stored] == [len(value)] * 12
-    large = "y" * (packet * 5 // 8)  # a row alone, larger than any multi-row statement: its own statement
+    assert len(updates) == 12, updates
+    assert max(updates) < 2 * len(value), updates
+    large = "y" * (DEFAULT_PACKET * 5 // 8)  # a row alone, larger than any multi-row statement: its own statement
     async with gateway.transaction() as conn:
         await gateway.update_many(conn, gateway.schema.user, "id", [{"id": ids[0], "description": large}])
     [stored_large] = await rows_of(gateway, gateway.schema.user, id=ids[:1])
@@ -271,23 +349,30 @@ async def test_an_update_of_many_rows_is_split_by_bytes(default_packet: Site) ->
 
 
 async def test_an_in_list_of_large_keys_is_split_by_bytes(default_packet: Site) -> None:
-    """Lookups: keys from the file go into IN (...) lists, a chunk of them a statement."""
+    """Lookups: keys from the file go into IN (...) lists, a chunk of them a statement: here a key each (each passes
+    the byte budget alone), on either server."""
     _, gateway = default_packet
-    packet = await packet_of(gateway)
     [known] = await add_users(gateway, 1)
-    keys = [f"{n}" * (packet // 6) for n in range(10)]
-    async with gateway.reading() as conn:
-        found = await gateway.fetch_in(conn, gateway.schema.user, "username", keys, ["id"])
-        also = await gateway.fetch_in(conn, gateway.schema.user, "id", [known], ["id"])
+    keys = [f"{n}" * (DEFAULT_PACKET // 6) for n in range(10)]
+    with statements(gateway, USER_LOOKUPS) as lookups:
+        async with gateway.reading() as conn:
+            found = await gateway.fetch_in(conn, gateway.schema.user, "username", keys, ["id"])
+            also = await gateway.fetch_in(conn, gateway.schema.user, "id", [known], ["id"])
     assert found.is_empty()
     assert also["id"].to_list() == [known]
+    assert len(lookups) == len(keys), lookups
+    assert max(lookups) < 2 * len(keys[0]), lookups
 
 
 async def test_the_packet_is_read_at_the_start_of_a_run(dump_site: Site) -> None:
+    """MariaDB's max_allowed_packet, read; PostgreSQL has none: a row is bounded only by its values' own 1 GB."""
     _, gateway = dump_site
     gateway.packet = 1
     await gateway.site_info()
-    assert gateway.packet == await packet_of(gateway)
+    if gateway.kind == "mariadb":
+        assert gateway.packet == await packet_of(gateway)
+    else:
+        assert DEFAULT_PACKET < gateway.packet <= PG_VALUE_LIMIT
 
 
 # -- item 10: courseN columns -----------------------------------------------------------------------------------------

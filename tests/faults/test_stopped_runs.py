@@ -1,6 +1,6 @@
-"""Crash safety (issue 20, the fault-injection suite): a users, enrolments or cohorts run stopped at a random point
-(kill -9, SIGTERM, SIGINT), then the same file run again from the inbox as an administrator would, leaves exactly
-what one clean run of that file leaves, table by table.
+"""Crash safety (issue 20, the fault-injection suite; issue 24 on PostgreSQL): a users, enrolments or cohorts run
+stopped at a random point (kill -9, SIGTERM, SIGINT), then the same file run again from the inbox as an administrator
+would, leaves exactly what one clean run of that file leaves, table by table, on MariaDB and on PostgreSQL.
 
 Each scenario runs the real `toolsync run` in a child process on its own copy of a template database (the real
 Moodle 4.5 dump with seeded users, courses, profile fields, enrolments in groups and cohorts; tests/support/
@@ -29,10 +29,17 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_blocking
+from tests.conftest import Server, run_blocking
 from tests.support import end_states, fault_files
 from tests.support.fault_runs import Ended, KillPoint, run_to_end, run_until, toolsync
-from tests.support.fault_site import FaultSite, build_template, copy_database, write_config
+from tests.support.fault_site import (
+    FaultSite,
+    build_template,
+    copy_database,
+    databases_named,
+    drop_database,
+    write_config,
+)
 from tests.support.mariadb_server import ThrowawayMariaDB
 from tests.support.table_compare import connect
 from toolsync_tui.engine.datadir.protected_groups import state_path
@@ -42,6 +49,16 @@ KILLS = int(os.environ.get("TOOLSYNC_FAULT_KILLS", "2"))
 SEED = int(os.environ.get("TOOLSYNC_FAULT_SEED") or random.SystemRandom().randrange(1, 1_000_000))
 TEMPLATE = "stopped_template"
 PASSWORDS_CHECKED = 60  # accounts whose password is verified after a stopped users run (a hash costs ~2 ms)
+# Transactions that have written and been open 3 s or more (PostgreSQL: those given a transaction id, which a first
+# write assigns).
+OPEN_WRITES = (
+    "SELECT COUNT(*) FROM information_schema.innodb_trx WHERE trx_rows_modified > 0 "
+    "AND trx_started < NOW() - INTERVAL 3 SECOND"
+)
+PG_OPEN_WRITES = (
+    "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() AND backend_xid IS NOT NULL "
+    "AND xact_start < now() - interval '3 seconds'"
+)
 
 
 def file_for(operation: str, template: FaultSite) -> str:
@@ -96,7 +113,7 @@ class Clean:
 class Runs:
     """The template, and each operation's clean run, made once for the module."""
 
-    def __init__(self, server: ThrowawayMariaDB, workdir: Path) -> None:
+    def __init__(self, server: Server, workdir: Path) -> None:
         self.server = server
         self.workdir = workdir
         self.started = int(time.time())
@@ -127,16 +144,16 @@ class Runs:
         return self._clean[operation]
 
     def drop(self, name: str) -> None:
-        self.server.sql(f"DROP DATABASE IF EXISTS `stopped_{name}`")
+        drop_database(self.server, f"stopped_{name}")
 
 
 @pytest.fixture(scope="module")
-def runs(mariadb: ThrowawayMariaDB, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runs]:
-    mariadb.restart_if_dead()
-    made = Runs(mariadb, tmp_path_factory.mktemp("faults"))
+def runs(db_server: Server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runs]:
+    db_server.restart_if_dead()
+    made = Runs(db_server, tmp_path_factory.mktemp("faults"))
     yield made
-    for database in mariadb.sql("SHOW DATABASES LIKE 'stopped\\_%'").split():
-        mariadb.sql(f"DROP DATABASE IF EXISTS `{database}`")
+    for database in databases_named(db_server, "stopped_"):
+        drop_database(db_server, database)
 
 
 def stop_and_rerun(runs: Runs, operation: str, point: KillPoint, name: str) -> None:
@@ -236,10 +253,7 @@ def test_a_run_killed_after_a_commit_keeps_the_memberships_it_protected(runs: Ru
             return 1
         if holder.in_transaction:
             with connect(scenario.url) as db, db.cursor() as cursor:
-                cursor.execute(
-                    "SELECT COUNT(*) FROM information_schema.innodb_trx WHERE trx_rows_modified > 0 "
-                    "AND trx_started < NOW() - INTERVAL 3 SECOND"
-                )
+                cursor.execute(OPEN_WRITES if isinstance(runs.server, ThrowawayMariaDB) else PG_OPEN_WRITES)
                 if cursor.fetchone()[0]:
                     holder.execute("ROLLBACK")
         return 0

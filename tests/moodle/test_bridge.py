@@ -498,7 +498,7 @@ async def test_info_names_the_sites_database(moodle_site: Site) -> None:
     assert info["dbprefix"] == moodle_site.prefix
     assert info["dirroot"] == str(moodle_site.dirroot)
     assert {"assign", "forum", "page", "quiz"} <= set(info["modules"])  # what a reset's modules may name
-    db = DatabaseSettings(name=info["dbname"], prefix=moodle_site.prefix)
+    db = DatabaseSettings(driver=moodle_site.driver, name=info["dbname"], prefix=moodle_site.prefix)
     assert (await moodle_site.bridge().verify_database(db))["dbname"] == db.name
 
 
@@ -536,11 +536,8 @@ async def test_delete_users_runs_moodles_delete_user(moodle_site: Site, site_db:
     # Moodle's side effects, with the admin as the actor.
     request = "SELECT requestedby FROM {p}tool_dataprivacy_request WHERE userid = :u AND type = 2"
     assert await scalar(site_db, request, u=victim) == admin
-    event = (
-        "SELECT userid FROM {p}logstore_standard_log "
-        "WHERE eventname = '\\\\core\\\\event\\\\user_deleted' AND relateduserid = :u"
-    )
-    assert await scalar(site_db, event, u=victim) == admin
+    event = "SELECT userid FROM {p}logstore_standard_log WHERE eventname = :e AND relateduserid = :u"
+    assert await scalar(site_db, event, e="\\core\\event\\user_deleted", u=victim) == admin
     dirty = "SELECT COUNT(*) FROM {p}cache_flags WHERE flagtype = 'accesslib/dirtyusers' AND name = :u"
     assert await scalar(site_db, dirty, u=str(victim)) == 1
     keeper_state = "SELECT deleted FROM {p}user WHERE id = :u"

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tests.conftest import Server
 from tests.differential import sides
-from tests.support.mariadb_server import ThrowawayMariaDB
 from tests.support.moodle_site import provision_site
 from tests.support.operation_files import dry_and_real, run_file, welcomes_counted
 from toolsync_tui.engine.moodle.gateway import MoodleGateway
@@ -17,9 +17,9 @@ from toolsync_tui.engine.moodle.gateway import MoodleGateway
 CHECKED = {4: "03_courses.csv", 7: "05_enrols.csv"}
 
 
-async def test_the_scenario_dry_runs_predict_the_real_runs(mariadb: ThrowawayMariaDB, tmp_path: Path) -> None:
-    mariadb.restart_if_dead()
-    site = provision_site(mariadb, "dry_runs")
+async def test_the_scenario_dry_runs_predict_the_real_runs(db_server: Server, tmp_path: Path) -> None:
+    db_server.restart_if_dead()
+    site = provision_site(db_server, "dry_runs")
     sides.prepare(site)
     config = sides.toolsync_config(site, tmp_path)
     gateway = MoodleGateway.for_url(site.url, site.prefix)

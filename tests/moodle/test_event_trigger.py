@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
+from tests.conftest import Server
 from tests.support.bridge_fakes import fake_php
-from tests.support.mariadb_server import ThrowawayMariaDB
 from tests.support.moodle_site import Site, provision_site, site_config
 from tests.support.operation_files import inbox_file, report_of
 from toolsync_tui.config import Config
@@ -42,10 +42,10 @@ LOG_COLUMNS = (
 
 
 @pytest.fixture(scope="module")
-def sites(mariadb: ThrowawayMariaDB) -> tuple[Site, Site]:
+def sites(db_server: Server) -> tuple[Site, Site]:
     """Two fresh sites: toolsync logs on the first, the bridge triggers on the second."""
-    mariadb.restart_if_dead()
-    return provision_site(mariadb, "site_trigger_logged"), provision_site(mariadb, "site_trigger_triggered")
+    db_server.restart_if_dead()
+    return provision_site(db_server, "site_trigger_logged"), provision_site(db_server, "site_trigger_triggered")
 
 
 def config_for(site: Site, tmp_path: Path, *, trigger: bool) -> Config:

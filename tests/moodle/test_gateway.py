@@ -1,15 +1,16 @@
-"""The gateway's bulk helpers, context rows and site checks, on SQLite and on MariaDB."""
+"""The gateway's bulk helpers, context rows and site checks, on SQLite, MariaDB and PostgreSQL."""
 
 from __future__ import annotations
 
 import pytest
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from tests.support.factories import unique
 from toolsync_tui.config import Config
 from toolsync_tui.engine.connect import open_gateway
 from toolsync_tui.engine.moodle.contexts import ContextLevel, create_contexts
+from toolsync_tui.engine.moodle.db_errors import Fault, classify
 from toolsync_tui.engine.moodle.gateway import CHUNK, DatabaseError, MoodleGateway
 
 Site = tuple[Config, MoodleGateway]
@@ -84,7 +85,8 @@ async def test_insert_many_gives_the_new_ids_without_reading_them_back_where_the
     site: Site,
 ) -> None:
     """MariaDB (innodb_autoinc_lock_mode 1 here) hands a multi-row INSERT consecutive ids: the first id and the row
-    count give them, across statements; the sandbox gives none (its callers read them back)."""
+    count give them, across statements; PostgreSQL's RETURNING gives them, id_step() aside (a MariaDB notion); the
+    sandbox gives none (its callers read them back)."""
     _, gateway = site
     flags = gateway.schema.cache_flags
     kind = unique("ids/")
@@ -100,7 +102,7 @@ async def test_insert_many_gives_the_new_ids_without_reading_them_back_where_the
         assert ids is None
         assert await gateway.id_step() is None
     else:
-        assert await gateway.id_step() == 1
+        assert await gateway.id_step() == (1 if gateway.kind == "mariadb" else None)
         assert ids == [by_expiry[i] for i in range(5)]
 
 
@@ -118,6 +120,28 @@ async def test_a_failing_batch_leaves_nothing_behind(site: Site) -> None:
         await two_inserts_the_second_refused()
     async with gateway.reading() as conn:
         assert (await conn.execute(select(flags.c.id).where(flags.c.flagtype == kind))).first() is None
+
+
+async def test_a_value_its_column_cannot_take_refuses_the_batch_on_a_server(project_db_url: str) -> None:
+    """Text where a number goes: MariaDB's strict mode refuses it, and so does the PostgreSQL path (asyncpg's typed
+    arrays), as a refusal of the batch (the run fails its rows), never a crash; nothing of the batch stays."""
+    gateway = MoodleGateway.for_url(project_db_url, "mdl_")
+    flags = gateway.schema.cache_flags
+    kind = unique("typed/")
+
+    async def a_number_then_text_for_a_number() -> None:
+        async with gateway.transaction() as conn:
+            await gateway.insert_many(conn, flags, [{"flagtype": kind, "name": "a", "value": "1", "expiry": 0}])
+            await gateway.insert_many(conn, flags, [{"flagtype": kind, "name": "b", "value": "1", "expiry": "x"}])
+
+    try:
+        with pytest.raises(DBAPIError) as refused:
+            await a_number_then_text_for_a_number()
+        assert classify(refused.value) is Fault.REFUSED
+        async with gateway.reading() as conn:
+            assert (await conn.execute(select(flags.c.id).where(flags.c.flagtype == kind))).first() is None
+    finally:
+        await gateway.close()
 
 
 async def test_text_keys_match_case_insensitively_like_moodle_on_mariadb(site: Site) -> None:
@@ -195,10 +219,13 @@ async def test_a_missing_column_is_refused_as_a_version_mismatch(mariadb: object
         await gateway.close()
 
 
-async def test_an_unreachable_server_is_a_clear_error() -> None:
-    gateway = MoodleGateway.for_mariadb(host="127.0.0.1", port=1, user="u", password="p", database="d", prefix="mdl_")
+@pytest.mark.parametrize("kind", ["mariadb", "postgresql"])
+async def test_an_unreachable_server_is_a_clear_error(kind: str) -> None:
+    gateway = MoodleGateway.for_server(
+        kind, host="127.0.0.1", port=1, user="u", password="p", database="d", prefix="mdl_"
+    )
     try:
-        with pytest.raises(DatabaseError, match=r"cannot use the database at 127.0.0.1:1/d: .*Can't connect"):
+        with pytest.raises(DatabaseError, match=r"^cannot use the database at 127.0.0.1:1/d: could not connect"):
             await gateway.site_info()
     finally:
         await gateway.close()

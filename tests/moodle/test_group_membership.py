@@ -8,6 +8,7 @@ import polars as pl
 import pytest
 from sqlalchemy import update
 
+from tests.support.case_rules import cased
 from tests.support.course_factories import add_enrolment_courses, add_group, add_users, created_group
 from tests.support.factories import unique
 from tests.support.tables import rows_of
@@ -38,24 +39,23 @@ async def check_find_create_and_members(gateway: MoodleGateway) -> None:
     older = await add_group(gateway, first.id, name)
     await add_group(gateway, first.id, name.upper())  # a later group of the same name: the lowest id wins
     new_name = unique("New ")
+    lowered, upper = cased(gateway, name.lower(), name), cased(gateway, new_name.upper(), new_name)
 
     async with gateway.transaction() as conn:
         found = await gm.find_groups(
             gateway,
             conn,
-            frame(
-                courseid=[first.id, first.id, second.id, first.id], name=[name.lower(), name.lower(), name, new_name]
-            ),
+            frame(courseid=[first.id, first.id, second.id, first.id], name=[lowered, lowered, name, new_name]),
         )
         created = await gm.create_groups(
             gateway,
             conn,
-            frame(courseid=[first.id, first.id, second.id], name=[f" {new_name} ", new_name.upper(), new_name]),
+            frame(courseid=[first.id, first.id, second.id], name=[f" {new_name} ", upper, new_name]),
             NOW,
         )
 
     assert found.to_dicts() == [
-        {"courseid": first.id, "name": name.lower(), "groupid": older},
+        {"courseid": first.id, "name": lowered, "groupid": older},
         {"courseid": second.id, "name": name, "groupid": None},
         {"courseid": first.id, "name": new_name, "groupid": None},
     ]

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tests.conftest import Server
 from tests.support.log_rows import log_mark, natural_log_since
-from tests.support.mariadb_server import ThrowawayMariaDB
 from tests.support.moodle_site import provision_site, site_config
 from tests.support.operation_files import inbox_file, report_of
 from toolsync_tui.engine.moodle.gateway import MoodleGateway
@@ -55,9 +55,9 @@ FILES = [
 ]
 
 
-async def test_toolsync_logs_what_moodle_logs_for_the_same_changes(mariadb: ThrowawayMariaDB, tmp_path: Path) -> None:
-    through_moodle = provision_site(mariadb, "log_through_moodle")
-    through_toolsync = provision_site(mariadb, "log_through_toolsync")
+async def test_toolsync_logs_what_moodle_logs_for_the_same_changes(db_server: Server, tmp_path: Path) -> None:
+    through_moodle = provision_site(db_server, "log_through_moodle")
+    through_toolsync = provision_site(db_server, "log_through_toolsync")
     moodle_db = MoodleGateway.for_url(through_moodle.url, through_moodle.prefix)
     toolsync_db = MoodleGateway.for_url(through_toolsync.url, through_toolsync.prefix)
     try:

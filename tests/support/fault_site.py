@@ -24,11 +24,13 @@ from tests.support.fault_files import (
     base_enrolments,
 )
 from tests.support.mariadb_server import ThrowawayMariaDB
+from tests.support.postgres_server import ThrowawayPostgreSQL
 from tests.support.user_factories import add_fields
 from toolsync_tui.config import load_config
 from toolsync_tui.engine.moodle.gateway import MoodleGateway
 from toolsync_tui.engine.run.pipeline import run_operation
 
+Server = ThrowawayMariaDB | ThrowawayPostgreSQL
 PREFIX = "mdl_"
 # Small batches: a file of a few thousand rows runs in ten to twenty transactions, so that a kill lands between and
 # within them. The enrolments file's batches cost most in fixed work (about 0.3 s each): fewer, larger ones.
@@ -63,7 +65,7 @@ def write_config(directory: Path, url: str, operation: str = "enrols") -> Path:
     parsed = make_url(url)
     document = {
         "database": {
-            "driver": "mariadb",
+            "driver": "postgresql" if parsed.get_backend_name() == "postgresql" else "mariadb",
             "host": parsed.host,
             "port": parsed.port,
             "user": parsed.username,
@@ -83,9 +85,13 @@ def write_config(directory: Path, url: str, operation: str = "enrols") -> Path:
     return path
 
 
-def copy_database(server: ThrowawayMariaDB, source: str, target: str) -> str:
-    """A copy of every table of `source` (rows and auto-increment counters alike) as database `target`; its URL.
-    Copying the template takes a third of the time loading the dump again would."""
+def copy_database(server: Server, source: str, target: str) -> str:
+    """A copy of every table of `source` (rows and auto-increment counters or sequences alike) as database `target`;
+    its URL. Copying the template takes a third of the time loading the dump again would; on PostgreSQL it is a
+    CREATE DATABASE ... TEMPLATE (a file copy; no connection to `source` may be open)."""
+    if isinstance(server, ThrowawayPostgreSQL):
+        server.create_database(target, template=source)
+        return server.url(target)
     tables = server.sql("SHOW TABLES", source).split()
     statements = [
         f"DROP DATABASE IF EXISTS `{target}`",
@@ -98,7 +104,21 @@ def copy_database(server: ThrowawayMariaDB, source: str, target: str) -> str:
     return server.url(target)
 
 
-async def build_template(server: ThrowawayMariaDB, name: str, workdir: Path) -> FaultSite:
+def drop_database(server: Server, name: str) -> None:
+    if isinstance(server, ThrowawayPostgreSQL):
+        server.sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    else:
+        server.sql(f"DROP DATABASE IF EXISTS `{name}`")
+
+
+def databases_named(server: Server, prefix: str) -> list[str]:
+    """The server's databases whose name starts with `prefix` (letters, digits and underscores)."""
+    if isinstance(server, ThrowawayPostgreSQL):
+        return server.sql(f"SELECT datname FROM pg_database WHERE starts_with(datname, '{prefix}')").split()
+    return [name for name in server.sql("SHOW DATABASES").split() if name.startswith(prefix)]
+
+
+async def build_template(server: Server, name: str, workdir: Path) -> FaultSite:
     """The dump loaded as `name`, then the users, courses, profile fields, enrolments and cohorts every scenario
     starts from."""
     server.load_dump(name)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
-from tests.conftest import mariadb_config
+from tests.conftest import database_config
 from toolsync_tui.config import Config
 from toolsync_tui.engine.moodle.gateway import MoodleGateway
 
@@ -46,7 +46,7 @@ async def live_accounts(gateway: MoodleGateway) -> int:
 async def mariadb_site(url: str, tmp_path: Path) -> AsyncIterator[tuple[Config, MoodleGateway]]:
     """A configuration and a gateway on a MariaDB database, with a data directory of the test's own; the row guards
     hold update files too (these feeds are whole exports in update mode)."""
-    config = mariadb_config(tmp_path, url)
+    config = database_config(tmp_path, url)
     config.set("run.row_guards", "all")
     gateway = MoodleGateway.for_url(url, "mdl_")
     try:

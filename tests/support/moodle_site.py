@@ -3,32 +3,39 @@
 By default the suite makes its own throwaway sites, with no Moodle install. The source beside the checkout
 (../shared/moodle/moodle-4.5-source.tar.xz) is unpacked once per machine into the system temp folder
 (toolsync-moodle-<uid>-<size>-<mtime>/, kept for later runs; delete it at will), with a config.php that takes the
-site's coordinates from the JSON file named by env TOOLSYNC_TEST_SITE. A site is a database of the session's throwaway
-MariaDB loaded from the dump of that same source's install (../shared/moodle/moodle-4.5-mariadb-fresh.sql.gz), a data
-folder of its own (its file pool holding the files the install stored) and that JSON file. The source, the dump, php
-and the extensions Moodle needs are required: without them the tests fail (never skip) and say what is missing.
+site's coordinates (database type among them) from the JSON file named by env TOOLSYNC_TEST_SITE. A site is a database
+of the session's throwaway MariaDB or PostgreSQL loaded from the dump of that same source's install on that database
+(../shared/moodle/moodle-4.5-mariadb-fresh.sql.gz, moodle-4.5-postgres-fresh.sql.gz), a data folder of its own (its
+file pool holding the files the install stored: the same source images for both dumps) and that JSON file. The
+source, the dump, php and the extensions Moodle needs (mysqli or pgsql for the database) are required: without them
+the tests fail (never skip) and say what is missing.
 
-    provision_site(mariadb, name) -> Site    a new site on database `name` (replaced if it exists) of a
-                                             ThrowawayMariaDB (the `mariadb` fixture); its data folder and JSON live
-                                             in the server's folder and go with it. Call it again for more sites in
-                                             one test: one code tree serves them all, each on its own database.
+    provision_site(server, name) -> Site     a new site on database `name` (replaced if it exists) of a
+                                             ThrowawayMariaDB or ThrowawayPostgreSQL (the `mariadb` and `postgres`
+                                             fixtures); its data folder and JSON live in the server's folder and go
+                                             with it. Call it again for more sites in one test: one code tree serves
+                                             them all, each on its own database. The PostgreSQL dump's admin password
+                                             is ADMIN_PASSWORD["postgresql"].
     moodle_code_tree() -> Path               the shared unpacked tree (its moodle/ folder), made when missing.
     Site.run_php(code) -> Any                PHP run in the site as admin; the code ends with `$result = ...;`.
     Site.bridge(**kwargs) -> MoodleBridge    toolsync's bridge to the site.
     Site.php                                 the site's PHP command line, `env TOOLSYNC_TEST_SITE=<json> php`: give it
                                              to the bridge, `php -S` or a Config's [bridge] php to reach this site.
-    Site.dirroot, .dataroot, .url, .prefix   code tree, data folder, SQLAlchemy URL of the database, table prefix.
+    Site.dirroot, .dataroot, .url, .prefix   code tree, data folder, SQLAlchemy URL of the database (mysql+aiomysql
+                                             or postgresql+asyncpg), table prefix.
+    Site.driver                              "mariadb" or "postgresql", as toolsync's [database] driver.
     site_config(site, tmp_path, bridge=...)  a toolsync Config writing to the site's database (and its bridge).
     scalar(gateway, sql, **params)           one value of SQL written with {p} for the prefix.
 
 Fixtures (a test module imports `moodle_site_fixture` and `site_db_fixture` to use them by name): `moodle_site`, one
 site per test process shared by its modules, as an installed site is (tests name what they make uniquely and clean
-up), and `site_db`, a gateway to its database.
+up), on MariaDB or, with env TOOLSYNC_TEST_SITE_DATABASE=postgresql, on PostgreSQL; and `site_db`, a gateway to its
+database.
 
 An installed site instead: set TOOLSYNC_TEST_MOODLE_DIRROOT to its directory (scripts/install_test_moodle.sh makes
-one; any throwaway Moodle 4.5 site on MariaDB will do: the tests create and delete users, courses and categories in
-it). Its database comes from its own config.php, read through PHP. Optional: TOOLSYNC_TEST_MOODLE_PHP (the PHP
-command, default php; for the suite's own sites too) and TOOLSYNC_TEST_MOODLE_RUN_AS (run PHP through
+one; any throwaway Moodle 4.5 site on MariaDB or PostgreSQL will do: the tests create and delete users, courses and
+categories in it). Its database comes from its own config.php, read through PHP. Optional: TOOLSYNC_TEST_MOODLE_PHP
+(the PHP command, default php; for the suite's own sites too) and TOOLSYNC_TEST_MOODLE_RUN_AS (run PHP through
 `sudo -n -u <user>` when the installed site's files belong to another user).
 """
 
@@ -53,8 +60,9 @@ import pytest
 from filelock import FileLock
 from sqlalchemy import URL, text
 
-from tests.conftest import run_blocking
-from tests.support.mariadb_server import SHARED_DUMP, ThrowawayMariaDB
+from tests.conftest import SERVER_FIXTURES, Server, run_blocking
+from tests.support.mariadb_server import SHARED_DUMP
+from tests.support.postgres_server import SHARED_PG_DUMP, ThrowawayPostgreSQL
 from toolsync_tui.config import Config, new_config
 from toolsync_tui.engine.moodle.bridge.client import MoodleBridge
 from toolsync_tui.engine.moodle.gateway import MoodleGateway
@@ -62,9 +70,9 @@ from toolsync_tui.engine.moodle.gateway import MoodleGateway
 SITE_ENV = "TOOLSYNC_TEST_MOODLE_DIRROOT"
 SITE_FILE_ENV = "TOOLSYNC_TEST_SITE"
 SHARED_SOURCE = SHARED_DUMP.with_name("moodle-4.5-source.tar.xz")
-# What Moodle 4.5 needs of PHP to run (its install checks more), by the Debian package that brings it.
+# What Moodle 4.5 needs of PHP to run (its install checks more), by the Debian package that brings it; the database's
+# own extension (DB_EXTENSIONS) is checked for the sites on that database only.
 PHP_EXTENSIONS = {
-    "mysqli": "php-mysql",
     "dom": "php-xml",
     "xml": "php-xml",
     "mbstring": "php-mbstring",
@@ -74,6 +82,11 @@ PHP_EXTENSIONS = {
     "curl": "php-curl",
     "soap": "php-soap",
 }
+DB_EXTENSIONS = {"mariadb": {"mysqli": "php-mysql"}, "postgresql": {"pgsql": "php-pgsql"}}
+# The database kind (the `driver` of toolsync's [database]) -> Moodle's $CFG->dbtype.
+MOODLE_DBTYPE = {"mariadb": "mariadb", "postgresql": "pgsql"}
+# Each dump's admin password (the PostgreSQL dump's, from ../shared/moodle/README.md; the MariaDB dump's is unknown).
+ADMIN_PASSWORD = {"postgresql": "Admin-pass-1"}
 
 # Where the files a fresh site's file pool holds come from: Moodle's install stores these images of the source tree
 # (the PDF annotation stamps of assignfeedback_editpdf), which the dump's mdl_files rows point at.
@@ -94,15 +107,17 @@ $CFG = new stdClass();
         echo "config.php: env TOOLSYNC_TEST_SITE must name a test site's JSON file (tests/support/moodle_site.py)\\n";
         exit(1);
     }
-    $CFG->dbtype = 'mariadb';
+    $CFG->dbtype = $site['dbtype'] ?? 'mariadb';
     $CFG->dblibrary = 'native';
     $CFG->dbhost = $site['dbhost'];
     $CFG->dbname = $site['dbname'];
     $CFG->dbuser = $site['dbuser'];
     $CFG->dbpass = $site['dbpass'];
     $CFG->prefix = $site['prefix'];
-    $CFG->dboptions = ['dbpersist' => 0, 'dbport' => $site['dbport'], 'dbsocket' => $site['dbsocket'],
-        'dbcollation' => 'utf8mb4_unicode_ci'];
+    $CFG->dboptions = ['dbpersist' => 0, 'dbport' => $site['dbport'], 'dbsocket' => $site['dbsocket']];
+    if ($CFG->dbtype === 'mariadb') {
+        $CFG->dboptions['dbcollation'] = 'utf8mb4_unicode_ci';
+    }
     $CFG->dataroot = $site['dataroot'];
 })();
 $CFG->wwwroot = 'http://localhost';
@@ -122,6 +137,7 @@ class Site:
     url: str
     prefix: str
     dataroot: Path | None = None
+    driver: str = "mariadb"  # the database's kind: "mariadb" or "postgresql", as toolsync's [database] driver
 
     def bridge(self, **kwargs: Any) -> MoodleBridge:
         return MoodleBridge(self.dirroot, php=self.php, run_as=self.run_as, **kwargs)
@@ -158,19 +174,20 @@ def _php_command() -> str:
 
 
 @functools.cache
-def _check_php(php: str) -> None:
-    """Fail plainly when php or an extension Moodle needs is missing (once per process)."""
+def _check_php(php: str, driver: str = "mariadb") -> None:
+    """Fail plainly when php or an extension Moodle needs on that database is missing (once per process)."""
+    needed = PHP_EXTENSIONS | DB_EXTENSIONS[driver]
     argv = shlex.split(php) or ["php"]
     if shutil.which(argv[0]) is None:
         pytest.fail(
-            f"php ({php}) is not on PATH: install php-cli {' '.join(sorted(set(PHP_EXTENSIONS.values())))}",
+            f"php ({php}) is not on PATH: install php-cli {' '.join(sorted(set(needed.values())))}",
             pytrace=False,
         )
-    probe = f"foreach ({json.dumps(list(PHP_EXTENSIONS))} as $e) {{ if (!extension_loaded($e)) echo $e, ' '; }}"
+    probe = f"foreach ({json.dumps(list(needed))} as $e) {{ if (!extension_loaded($e)) echo $e, ' '; }}"
     done = subprocess.run([*argv, "-r", probe], capture_output=True, text=True)
     missing = done.stdout.split()
     if done.returncode != 0 or missing:
-        packages = " ".join(sorted({PHP_EXTENSIONS[e] for e in missing}))
+        packages = " ".join(sorted({needed[e] for e in missing}))
         pytest.fail(
             f"PHP ({php}) lacks what Moodle needs: {' '.join(missing) or done.stderr}; install {packages}",
             pytrace=False,
@@ -232,43 +249,56 @@ def moodle_code_tree(source: Path = SHARED_SOURCE) -> Path:
     return (cache / "moodle").resolve()  # as Moodle reports its dirroot
 
 
-def provision_site(mariadb: ThrowawayMariaDB, name: str) -> Site:
-    """A fresh Moodle 4.5 site on database `name` of the server: the dump loaded (replacing a database of that name),
-    a new data folder holding what the install put in its file pool, and the JSON that config.php reads. Takes a second
-    or two once the tree is unpacked (the dump load); the site's first PHP run fills its caches (another second)."""
-    if not re.fullmatch(r"\w{1,64}", name):
-        raise ValueError(f"a site's database name is letters, digits and _ (at most 64), not {name!r}")
+def provision_site(server: Server, name: str) -> Site:
+    """A fresh Moodle 4.5 site on database `name` of the server (a ThrowawayMariaDB or a ThrowawayPostgreSQL): that
+    database's dump loaded (replacing a database of that name), a new data folder holding what the install put in its
+    file pool, and the JSON that config.php reads. Takes a second or two once the tree is unpacked (the dump load); the
+    site's first PHP run fills its caches (another second)."""
+    if not re.fullmatch(r"\w{1,63}", name):
+        raise ValueError(f"a site's database name is letters, digits and _ (at most 63), not {name!r}")
+    driver = "postgresql" if isinstance(server, ThrowawayPostgreSQL) else "mariadb"
     php = _php_command()
-    _check_php(php)
-    if not SHARED_DUMP.is_file():
-        pytest.fail(f"the real Moodle dump is not present at {SHARED_DUMP}: the real-site tests load it", pytrace=False)
+    _check_php(php, driver)
+    dump = SHARED_PG_DUMP if driver == "postgresql" else SHARED_DUMP
+    if not dump.is_file():
+        pytest.fail(f"the real Moodle dump is not present at {dump}: the real-site tests load it", pytrace=False)
     dirroot = moodle_code_tree()
-    mariadb.load_dump(name)
-    home = mariadb.root / "sites" / name
+    server.load_dump(name)
+    home = server.root / "sites" / name
     shutil.rmtree(home, ignore_errors=True)
     dataroot = home / "moodledata"
-    _fill_file_pool(mariadb, name, dirroot, dataroot / "filedir")
+    _fill_file_pool(_file_rows(server, name), dirroot, dataroot / "filedir")
     site_file = home / "site.json"
     coordinates = {
+        "dbtype": MOODLE_DBTYPE[driver],
         "dbhost": "127.0.0.1",
-        "dbport": mariadb.port,
+        "dbport": server.port,
         "dbsocket": "",
         "dbname": name,
-        "dbuser": mariadb.user,
-        "dbpass": mariadb.password,
-        "prefix": "mdl_",  # the dump's
+        "dbuser": server.user,
+        "dbpass": server.password,
+        "prefix": "mdl_",  # the dumps'
         "dataroot": str(dataroot),
     }
     site_file.write_text(json.dumps(coordinates, indent=1))
     command = shlex.join(["env", f"{SITE_FILE_ENV}={site_file}", *shlex.split(php)])
-    return Site(dirroot, command, run_as="", url=mariadb.url(name), prefix="mdl_", dataroot=dataroot)
+    return Site(dirroot, command, run_as="", url=server.url(name), prefix="mdl_", dataroot=dataroot, driver=driver)
 
 
-def _fill_file_pool(mariadb: ThrowawayMariaDB, name: str, dirroot: Path, filedir: Path) -> None:
-    """The content of the dump's mdl_files rows, where Moodle's install put it: filedir/ab/cd/abcd..."""
+def _file_rows(server: Server, name: str) -> dict[str, str]:
+    """contenthash -> filename of the dump's stored files (those with content)."""
+    if isinstance(server, ThrowawayPostgreSQL):  # psql's unaligned output separates columns with |
+        listed = server.sql("SELECT contenthash || E'\\t' || filename FROM mdl_files WHERE filesize > 0", name)
+    else:
+        listed = server.sql("SELECT contenthash, filename FROM mdl_files WHERE filesize > 0", name)
+    return {digest: filename for digest, _, filename in (line.partition("\t") for line in listed.splitlines())}
+
+
+def _fill_file_pool(wanted: dict[str, str], dirroot: Path, filedir: Path) -> None:
+    """The content of the dump's mdl_files rows (`wanted`: contenthash -> filename), where Moodle's install put it:
+    filedir/ab/cd/abcd..."""
     filedir.mkdir(parents=True)
-    listed = mariadb.sql("SELECT contenthash, filename FROM mdl_files WHERE filesize > 0", name)
-    wanted = {digest: filename for digest, _, filename in (line.partition("\t") for line in listed.splitlines())}
+    wanted = dict(wanted)
     for folder in INSTALLED_FILES:
         for path in sorted((dirroot / folder).iterdir()):
             content = path.read_bytes()
@@ -302,9 +332,22 @@ def installed_site(value: str) -> Site:
         "'dataroot' => $CFG->dataroot];"
     )
     db = run_blocking(site.run_php(code))
-    if db["type"] not in ("mariadb", "mysqli", "auroramysql"):
-        pytest.fail(f"the test site uses {db['type']}: these tests read MariaDB/MySQL", pytrace=False)
     socket = db["socket"] if db["socket"] not in ("", "1", True) else None
+    site.prefix = db["prefix"]
+    site.dataroot = Path(db["dataroot"])
+    if db["type"] == "pgsql":
+        site.driver = "postgresql"
+        site.url = URL.create(
+            "postgresql+asyncpg",
+            username=db["user"],
+            password=db["password"] or None,
+            host=db["host"] or "127.0.0.1",
+            port=int(db["port"] or 5432),
+            database=db["name"],
+        ).render_as_string(hide_password=False)
+        return site
+    if db["type"] not in ("mariadb", "mysqli", "auroramysql"):
+        pytest.fail(f"the test site uses {db['type']}: these tests read MariaDB/MySQL or PostgreSQL", pytrace=False)
     site.url = URL.create(
         "mysql+aiomysql",
         username=db["user"],
@@ -314,8 +357,6 @@ def installed_site(value: str) -> Site:
         database=db["name"],
         query={"charset": "utf8mb4"} | ({"unix_socket": socket} if socket else {}),
     ).render_as_string(hide_password=False)
-    site.prefix = db["prefix"]
-    site.dataroot = Path(db["dataroot"])
     return site
 
 
@@ -326,18 +367,19 @@ _shared_sites: dict[Path, Site] = {}  # per test process, by server
 
 
 @pytest.fixture(scope="module", name="moodle_site")
-def moodle_site_fixture(request: pytest.FixtureRequest) -> Site:
-    """The installed site of TOOLSYNC_TEST_MOODLE_DIRROOT, else one site per test process, shared by its modules as an
-    installed site would be (the tests name what they make uniquely and clean up)."""
+def moodle_site_fixture(request: pytest.FixtureRequest, server_kind: str) -> Site:
+    """The installed site of TOOLSYNC_TEST_MOODLE_DIRROOT, else one site per test process and server kind, shared by
+    its modules as an installed site would be (the tests name what they make uniquely and clean up): the tests that
+    use it run on MariaDB and on PostgreSQL (server_kind, tests/conftest.py)."""
     installed = os.environ.get(SITE_ENV, "")
     if installed:
         return installed_site(installed)
-    mariadb: ThrowawayMariaDB = request.getfixturevalue("mariadb")
-    if mariadb.restart_if_dead():  # an earlier module's crash must not fail this one; the site went with it
+    server: Server = request.getfixturevalue(SERVER_FIXTURES[server_kind])  # the session's (tests/conftest.py)
+    if server.restart_if_dead():  # an earlier module's crash must not fail this one; the site went with it
         _shared_sites.clear()
-    if mariadb.root not in _shared_sites:
-        _shared_sites[mariadb.root] = provision_site(mariadb, "moodle_site")
-    return _shared_sites[mariadb.root]
+    if server.root not in _shared_sites:
+        _shared_sites[server.root] = provision_site(server, "moodle_site")
+    return _shared_sites[server.root]
 
 
 @pytest.fixture(name="site_db")
@@ -364,9 +406,9 @@ def site_config(moodle_site: Site, tmp_path: Path, *, bridge: bool) -> Config:
         tmp_path / "toolsync.toml",
         {
             "database": {
-                "driver": "mariadb",
+                "driver": moodle_site.driver,
                 "host": url.host or "127.0.0.1",
-                "port": url.port or 3306,
+                "port": url.port or (5432 if moodle_site.driver == "postgresql" else 3306),
                 "socket": str(url.query.get("unix_socket", "")),
                 "user": url.username,
                 "password": url.password,

@@ -93,8 +93,13 @@ class FlagPurge(Operation):
         known = rows.join(existing, on="name", how="inner")
         if not dry_run:
             await self.gateway.delete_in(conn, flags, "id", known["id"].to_list())
-            if "kill" in rows["name"].to_list():  # the server goes away in the middle of a batch
-                await conn.exec_driver_sql("KILL CONNECTION_ID()")
+            if "kill" in rows["name"].to_list():  # the server ends the connection in the middle of a batch
+                kill = (
+                    "KILL CONNECTION_ID()"
+                    if self.gateway.kind == "mariadb"
+                    else "SELECT pg_terminate_backend(pg_backend_pid())"
+                )
+                await conn.exec_driver_sql(kill)
             if "poison" in rows["name"].to_list():  # a write the database refuses: the batch must roll back
                 await self.gateway.insert_many(
                     conn, flags, [{"flagtype": "x", "name": "x", "value": None, "expiry": 0}]

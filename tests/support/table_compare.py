@@ -2,8 +2,9 @@
 
 Used by the differential test (database A written by toolsync, database B by Moodle's own APIs through replay.php,
 both from the same fresh site) and by the fault-injection tests (tests/faults: A killed and run again, B run once).
-`changed_tables` finds the tables either side wrote (CHECKSUM TABLE against each side's baseline); `compare` reads
-those tables on both sides, translates every id column to what it names (user id -> username, course id ->
+`changed_tables` finds the tables either side wrote (CHECKSUM TABLE against each side's baseline; on PostgreSQL an md5
+of each table's rows); `compare` reads those tables on both sides (MariaDB through pymysql, PostgreSQL through
+pg_sync: each URL says which), translates every id column to what it names (user id -> username, course id ->
 shortname, context id -> level and instance, ...) and lists every difference: a row only on one side, or a column
 whose values differ. Adding a table is one line in TABLES.
 """
@@ -16,10 +17,12 @@ import json
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeAlias
 
 import pymysql
 from sqlalchemy.engine import make_url
+
+from tests.support.pg_sync import PgConnection, is_postgresql
 
 PREFIX = "mdl_"
 NOW = "<now>"
@@ -29,7 +32,14 @@ DAY = 86400
 # -- connections and checksums ----------------------------------------------------------------------------------
 
 
-def connect(url: str) -> pymysql.connections.Connection[Any]:
+Connection: TypeAlias = "pymysql.connections.Connection[Any] | PgConnection"
+
+
+def connect(url: str) -> Connection:
+    """A blocking connection to the URL's database, autocommit: pymysql's for MariaDB, its look-alike for PostgreSQL
+    (cursor(), execute with %s placeholders, fetchall, fetchone)."""
+    if is_postgresql(url):
+        return PgConnection(url)
     parsed = make_url(url)
     socket = parsed.query.get("unix_socket")
     return pymysql.connect(
@@ -46,6 +56,8 @@ def connect(url: str) -> pymysql.connections.Connection[Any]:
 
 def checksums(url: str) -> dict[str, int]:
     """Table (without prefix) -> CHECKSUM TABLE value, for every table of the database."""
+    if is_postgresql(url):
+        return _pg_checksums(url)
     with connect(url) as db, db.cursor() as cursor:
         cursor.execute("SHOW TABLES")
         tables = [str(name) for (name,) in cursor.fetchall() if str(name).startswith(PREFIX)]
@@ -56,6 +68,51 @@ def checksums(url: str) -> dict[str, int]:
             for name, value in cursor.fetchall():
                 result[str(name).split(".", 1)[1][len(PREFIX) :]] = int(value or 0)
         return result
+
+
+def _pg_checksums(url: str) -> dict[str, int]:
+    """PostgreSQL has no CHECKSUM TABLE: an md5 of each table's rows as text, in a fixed order, in one statement."""
+    with PgConnection(url) as db:
+        tables = [
+            str(row["tablename"])
+            for row in db.fetch(
+                "SELECT tablename FROM pg_tables WHERE schemaname = current_schema() AND tablename LIKE $1",
+                [PREFIX.replace("_", "\\_") + "%"],
+            )
+        ]
+        parts = [
+            f"SELECT '{t}' AS name, md5(coalesce(string_agg(r::text, E'\\n' ORDER BY r::text), '')) AS sum "
+            f'FROM "{t}" r'
+            for t in tables
+        ]
+        rows = db.fetch(" UNION ALL ".join(parts)) if parts else []
+    return {str(row["name"])[len(PREFIX) :]: int(str(row["sum"]), 16) for row in rows}
+
+
+def sequences_behind(url: str, tables: Iterable[str] | None = None) -> dict[str, tuple[int, int]]:
+    """PostgreSQL: the tables (all, or those given, without prefix) whose id sequence would hand out an id already
+    taken, as table -> (the sequence's next value, the largest id). Rows inserted with explicit ids leave the sequence
+    where it was unless it is moved (setval); Moodle's next insert into such a table then fails on the primary key."""
+    with PgConnection(url) as db:
+        # Moodle's BIGSERIAL sequences are <table>_id_seq (pg_sequences lists them fast; pg_depend, slowly).
+        named = db.fetch(
+            "SELECT sequencename FROM pg_sequences WHERE schemaname = current_schema() AND sequencename LIKE $1",
+            [PREFIX.replace("_", "\\_") + "%\\_id\\_seq"],
+        )
+        owned = [str(r["sequencename"])[: -len("_id_seq")] for r in named]
+        wanted = None if tables is None else {PREFIX + t for t in tables}
+        parts = [
+            f"SELECT '{t}' AS name, (SELECT last_value + is_called::int FROM \"{t}_id_seq\") AS next,"
+            f' (SELECT max(id) FROM "{t}") AS top'
+            for t in owned
+            if wanted is None or t in wanted
+        ]
+        rows = db.fetch(" UNION ALL ".join(parts)) if parts else []
+    return {
+        str(r["name"])[len(PREFIX) :]: (int(r["next"]), int(r["top"]))
+        for r in rows
+        if r["top"] is not None and int(r["next"]) <= int(r["top"])
+    }
 
 
 def changed_tables(before: Mapping[str, int], after: Mapping[str, int]) -> set[str]:
@@ -277,7 +334,9 @@ OTHER_ID: dict[str, str] = {
 GONE = "<gone>"
 
 
-def _rows(db: pymysql.connections.Connection[Any], table: str) -> list[dict[str, Any]]:
+def _rows(db: Connection, table: str) -> list[dict[str, Any]]:
+    if isinstance(db, PgConnection):
+        return db.fetch(f'SELECT * FROM "{PREFIX}{table}" ORDER BY id')
     with db.cursor(pymysql.cursors.DictCursor) as cursor:
         cursor.execute(f"SELECT * FROM `{PREFIX}{table}` ORDER BY id")
         return [dict(row) for row in cursor.fetchall()]
@@ -286,7 +345,7 @@ def _rows(db: pymysql.connections.Connection[Any], table: str) -> list[dict[str,
 class Names:
     """One side's ids -> what they name, for every kind of id the declared tables hold."""
 
-    def __init__(self, db: pymysql.connections.Connection[Any], now: tuple[int, int]) -> None:
+    def __init__(self, db: Connection, now: tuple[int, int]) -> None:
         self.now = now
         read = {
             t: {int(r["id"]): r for r in _rows(db, t)}
@@ -544,7 +603,7 @@ def _value(value: Any) -> Any:
     return value
 
 
-def translated(db: pymysql.connections.Connection[Any], table: str, names: Names) -> dict[str, list[dict[str, Any]]]:
+def translated(db: Connection, table: str, names: Names) -> dict[str, list[dict[str, Any]]]:
     """A table's rows grouped by their natural key (several rows where the key repeats, in id order), ids
     translated."""
     spec = TABLES[table]

@@ -264,14 +264,15 @@ async def test_test_connection_on_the_sandbox_shows_the_site(sandbox: Config, mo
         assert errors(notes) == []
 
 
-async def test_test_connection_uses_the_unsaved_values_against_mariadb(
-    sandbox: Config, monkeypatch: pytest.MonkeyPatch, project_db_url: str
+async def test_test_connection_uses_the_unsaved_values_against_the_server(
+    sandbox: Config, monkeypatch: pytest.MonkeyPatch, project_db_url: str, server_kind: str
 ) -> None:
+    """On MariaDB and on PostgreSQL: the driver chosen on the screen, its connection tested before any save."""
     monkeypatch.delenv("TOOLSYNC_DB_PASSWORD", raising=False)
     url = make_url(project_db_url)
     before = sandbox.path.read_bytes()
     async with settings_open(sandbox, monkeypatch) as (_app, pilot, screen, notes):
-        screen.query_one(field_id("database.driver"), Select).value = "mariadb"
+        screen.query_one(field_id("database.driver"), Select).value = server_kind
         edits = {"host": url.host, "port": url.port, "user": url.username, "name": url.database}
         for key, value in edits.items():
             screen.query_one(field_id(f"database.{key}"), Input).value = str(value)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -98,6 +99,9 @@ def _unattended(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # SQLAlchemy's pool logs a connection it could not reset (a server killed or stalled mid-run) with its traceback,
+    # which Python's last-resort handler would print: the run's own words say what happened, once.
+    logging.getLogger("sqlalchemy").addHandler(logging.NullHandler())
     try:
         if args.command == "run":
             return asyncio.run(command_run(args))

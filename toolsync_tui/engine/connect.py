@@ -19,7 +19,8 @@ def open_gateway(config: Config) -> MoodleGateway:
         if not path.exists():
             raise DatabaseError(f"sandbox database {path} does not exist: run `toolsync sandbox init`")
         return MoodleGateway.for_sqlite(path, settings.prefix)
-    return MoodleGateway.for_mariadb(
+    return MoodleGateway.for_server(
+        settings.driver,
         host=settings.host,
         port=settings.port,
         user=settings.user,
@@ -27,6 +28,7 @@ def open_gateway(config: Config) -> MoodleGateway:
         database=settings.name,
         prefix=settings.prefix,
         socket=settings.socket,
+        schema=settings.dbschema,
         statement_timeout=settings.statement_timeout,
     )
 

@@ -83,12 +83,18 @@ class SiteReloader(Protocol):
 def plain_database_error(message: str) -> str:
     """The driver's words, with what to check for the failures administrators meet most."""
     hints = (
-        ("Can't connect", "nothing answers there: check host and port (or socket), and that MariaDB runs"),
-        ("Access denied", "check user, and the password (password_env names the variable that holds it)"),
-        ("Unknown database", "check name: no such database on this server"),
+        (
+            ("Can't connect", "Connect call failed"),
+            "nothing answers there: check host and port (or socket), and that the database server runs",
+        ),
+        (
+            ("Access denied", "password authentication failed"),
+            "check user, and the password (password_env names the variable that holds it)",
+        ),
+        (("Unknown database", "does not exist"), "check name: no such database on this server"),
     )
-    for marker, hint in hints:
-        if marker in message:
+    for markers, hint in hints:
+        if any(marker in message for marker in markers):
             return f"{message} ({hint})"
     return message
 
@@ -334,7 +340,7 @@ class SettingsScreen(Screen[None]):
     @work(exclusive=True, group="test-bridge", exit_on_error=False)
     async def _test_bridge(self, bridge: MoodleBridge, database: DatabaseSettings) -> None:
         try:
-            if database.driver == "mariadb":  # also proves the bridge's site is the database toolsync writes to
+            if database.driver != "sqlite":  # also proves the bridge's site is the database toolsync writes to
                 info = await bridge.verify_database(database)
             else:
                 info = await bridge.info()

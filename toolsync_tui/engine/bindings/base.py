@@ -15,7 +15,7 @@ a new or enabled method brings are Moodle's sync's, which logs them itself.
 from __future__ import annotations
 
 import time
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -42,6 +42,7 @@ from toolsync_tui.engine.moodle.groups import create_groups
 from toolsync_tui.engine.moodle.lookup import KeyLookup
 from toolsync_tui.engine.moodle.site_settings import UserSite
 from toolsync_tui.engine.moodle.staleness import EnrolmentEffects, purge_after_run
+from toolsync_tui.engine.moodle.text_match import TextMatch
 from toolsync_tui.engine.parts.course_enrolments import EnrolmentSite, read_enrolment_site
 from toolsync_tui.engine.rows import OutcomeRow
 from toolsync_tui.engine.run.operation import BatchPlan, Operation, PreviousWrite, nothing_in_flight
@@ -249,12 +250,14 @@ class InstanceBindings(Operation):
         return {(int(c), str(n)): int(g) for c, n, g in created.iter_rows()}
 
     async def group_names(self, conn: AsyncConnection, course_ids: Sequence[int]) -> dict[int, set[str]]:
-        """course id -> the lower-cased names of its groups."""
+        """course id -> the keys of its groups' names (as record_exists('groups', [name, courseid]) compares them on
+        the site: text_match.py)."""
         groups = self.schema.groups
         found = await self.gateway.fetch_in(conn, groups, "courseid", sorted(set(course_ids)), ["courseid", "name"])
         names: dict[int, set[str]] = {int(c): set() for c in course_ids}
+        key = TextMatch(self.gateway.kind).stored_text
         for course, name in found.iter_rows():
-            names.setdefault(int(course), set()).add(str(name).lower())
+            names.setdefault(int(course), set()).add(key(str(name)))
         return names
 
 
@@ -270,14 +273,14 @@ def _changes(instance: Instance) -> bool:
     )
 
 
-def free_group_name(base: str, taken: set[str]) -> str:
+def free_group_name(base: str, taken: set[str], key: Callable[[str], str] = str.lower) -> str:
     """enrol_cohort_create_new_group()'s name: '<base>', else '<base> (2)', '(3)' ... the first free in the course
-    (compared case-insensitively, as the site's collation does). The name is kept in `taken`."""
+    (`key`: a name as the site compares it, group_names()). The name's key is kept in `taken`."""
     name, increment = base, 1
-    while name.lower() in taken:
+    while key(name) in taken:
         increment += 1
         name = f"{base} ({increment})"
-    taken.add(name.lower())
+    taken.add(key(name))
     return name
 
 

@@ -207,7 +207,7 @@ class _Planner:
         if self.op.options.role_identifier == "id":
             role = int(cell) if cell.isdigit() and int(cell) in self.role_names else None
         else:
-            role = self.by_shortname.get(cell.lower())
+            role = self.by_shortname.get(self.op.site.match.given_text(cell))
         if role is None:
             return None, f"role '{cell}' not found (role_identifier {self.op.options.role_identifier})"
         if cmd == "add" and role not in self.in_course:
@@ -258,4 +258,5 @@ class _Planner:
         return (line, None, "updated", action, key, f"the binding of {binding} {' and '.join(done)}")
 
     def _new_group(self, course_id: int, cohort_name: str) -> str:
-        return free_group_name(f"{cohort_name} cohort", self.group_names.setdefault(course_id, set()))
+        taken = self.group_names.setdefault(course_id, set())
+        return free_group_name(f"{cohort_name} cohort", taken, self.op.site.match.given_text)

@@ -128,6 +128,13 @@ class BatchCapture:
             ids = await self._read_back(conn, table_, first_id, rows)
         self._created(name, ids, list(rows[0]))
 
+    async def inserted_ids(
+        self, conn: AsyncConnection, table_: Table, ids: Sequence[int], rows: Sequence[Mapping[str, Any]]
+    ) -> None:
+        name = self._name(table_)
+        if name is not None and rows:
+            self._created(name, list(ids), list(rows[0]))
+
     async def _read_back(
         self, conn: AsyncConnection, table_: Table, first_id: int, rows: Sequence[Mapping[str, Any]]
     ) -> list[int]:
@@ -283,7 +290,7 @@ async def row_digests(
 ) -> dict[int, str]:
     """Id -> a digest of the row's `columns` as stored (12 hex digits; no value of it, a password's hash, kept):
     taken at the commit of the run's batch that created it, and at its undo. MariaDB computes it (a row's values
-    never cross the wire); SQLite's rows are read and hashed here."""
+    never cross the wire), as PostgreSQL does; SQLite's rows are read and hashed here."""
     target = table(gateway.schema.prefix + name, *(column(c) for c in columns))
     found: dict[int, str] = {}
     wanted = set(ids)
@@ -291,10 +298,11 @@ async def row_digests(
         # Ids a batch created run in sequence: a range the index reads in one sweep, the others dropped here.
         span = target.c.id.between(part[0], part[-1]) if part[-1] - part[0] < 2 * len(part) else None
         where = span if span is not None else target.c.id.in_(list(part))
-        if gateway.kind == "mariadb":
+        if gateway.kind != "sqlite":
             # Each value tagged ('v' + value, or 'n' for NULL): CONCAT_WS would skip a NULL, and '' and NULL differ.
-            tagged = [func.ifnull(func.concat("v", target.c[c]), "n") for c in columns]
-            text_ = func.concat_ws(literal_column("0x1f"), *tagged)
+            tagged = [func.coalesce(func.concat("v", target.c[c]), "n") for c in columns]
+            separator = func.chr(31) if gateway.kind == "postgresql" else literal_column("0x1f")
+            text_ = func.concat_ws(separator, *tagged)
             query = select(target.c.id, func.left(func.md5(text_), 12)).where(where)
             found.update({int(i): str(d) for i, d in await conn.execute(query) if int(i) in wanted})
         else:

@@ -295,8 +295,18 @@ class _Undo:
         return found
 
     def _table(self, entry: Entry | str, columns: Sequence[str]) -> Table:
+        """The table with these columns, typed as the schema declares them: asyncpg sends a value as its column's
+        type wants it (the journal's '8' is no bigint to PostgreSQL), and the bulk helpers pick their arrays' types
+        from the columns. A table or column the schema does not declare stays untyped (MariaDB converts itself)."""
         name = entry if isinstance(entry, str) else entry.table
-        return Table(self.prefix + name, MetaData(), *(Column(column) for column in columns))
+        declared = self.gateway.schema.metadata.tables.get(self.prefix + name)
+
+        def typed(column: str) -> Column[Any]:
+            if declared is None or column not in declared.c:
+                return Column(column)
+            return Column(column, declared.c[column].type)
+
+        return Table(self.prefix + name, MetaData(), *(typed(column) for column in columns))
 
     async def _revert(self, conn: AsyncConnection, entry: Entry) -> None:
         if entry.kind == INSERT:
@@ -514,12 +524,12 @@ class _Undo:
 
 
 class _savepoint:
-    """A SAVEPOINT on MariaDB (a refused statement rolled back alone); SQLite rolls a refused statement back by
-    itself."""
+    """A SAVEPOINT on MariaDB and PostgreSQL (a refused statement rolled back alone; PostgreSQL would abort the whole
+    transaction); SQLite rolls a refused statement back by itself."""
 
     def __init__(self, conn: AsyncConnection, gateway: MoodleGateway) -> None:
         self.conn = conn
-        self.nested = gateway.kind == "mariadb"
+        self.nested = gateway.kind != "sqlite"
         self.point: Any = None
 
     async def __aenter__(self) -> None:

@@ -32,7 +32,7 @@ rows of a batch undoing each other write nothing and log nothing, and a deleted 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -51,8 +51,9 @@ from toolsync_tui.engine.moodle.course_events import collecting
 from toolsync_tui.engine.moodle.enrol_sync import sync_after_run
 from toolsync_tui.engine.moodle.event_log import Event, EventKind
 from toolsync_tui.engine.moodle.gateway import MoodleGateway, chunks
-from toolsync_tui.engine.moodle.lookup import KeyLookup
+from toolsync_tui.engine.moodle.lookup import live_users
 from toolsync_tui.engine.moodle.pairs import fetch_tuples
+from toolsync_tui.engine.moodle.text_match import TextMatch
 from toolsync_tui.engine.parts.cohort_memberships import IDNUMBER_MAX, NAME_MAX, new_cohort_row
 from toolsync_tui.engine.rows import LINE, OUTCOME_SCHEMA, OutcomeRow, cells
 from toolsync_tui.engine.run.command_file import ColumnSpec
@@ -118,11 +119,9 @@ class CohortsOperation(Operation):
         super().__init__(config, gateway)
         self.options = config.settings.operations.cohorts
         self.key = "c" + self.options.cohort_identifier
-        user = self.schema.user
-        # This file changes no account: each user value is looked up once per run.
-        self.users = KeyLookup(
-            gateway, user, self.options.user_identifier, ["id"], where=user.c.deleted == 0, remember=True
-        )
+        # Cohort names and idnumbers compare as tool_sync's get_record() does on the site's database (text_match.py).
+        self.match = TextMatch(gateway.kind)
+        self.users = live_users(gateway, self.options.user_identifier)
         self.system_context = 0
         self.categories: CategoryIndex | None = None  # read when a row first names a category
         self.contexts = CohortContexts(gateway)  # the cohorts' contexts, as their log events name them
@@ -187,7 +186,9 @@ class CohortsOperation(Operation):
         if previous is not None and self.in_flight is None:
             await previous()
         rows = cells(rows, TEXT).with_columns(pl.col("cmd").str.to_lowercase())
-        rows = rows.with_columns(_join_key(pl.col(self.key), self.options.cohort_identifier).alias("__ckey"))
+        rows = rows.with_columns(
+            _join_key(pl.col(self.key), self.options.cohort_identifier, self.match.given).alias("__ckey")
+        )
         users = await self.users.resolve(conn, rows.filter(pl.col("userid") != "")["userid"])
         cohorts = await self._stored_cohorts(conn, rows)
         frame = rows.join(
@@ -298,14 +299,14 @@ class CohortsOperation(Operation):
         cohort = self.schema.cohort
         values: list[Any] = [int(k) for k in keys] if identifier == "id" else keys
         found = await self.gateway.fetch_in(
-            conn, cohort, identifier, values, COHORT_COLUMNS, casefold=identifier != "id"
+            conn, cohort, identifier, values, COHORT_COLUMNS, casefold=identifier != "id" and self.match.casefold
         )
         if found.is_empty():
             return pl.DataFrame(schema={"__ckey": pl.String})
         return (
             found.with_columns(pl.col("id").cast(pl.Int64))
             .sort("id")
-            .with_columns(_join_key(pl.col(identifier).cast(pl.String), identifier).alias("__ckey"))
+            .with_columns(_join_key(pl.col(identifier).cast(pl.String), identifier, self.match.stored).alias("__ckey"))
             .unique("__ckey", keep="first", maintain_order=True)
         )
 
@@ -377,9 +378,10 @@ class CohortsOperation(Operation):
         adds = frame.filter(pl.col("cmd").is_in(["", "add"]) & (pl.col("cidnumber") != ""))
         values = adds["cidnumber"].unique().to_list()
         found = await self.gateway.fetch_in(
-            conn, self.schema.cohort, "idnumber", values, ["id", "idnumber", "name"], casefold=True
+            conn, self.schema.cohort, "idnumber", values, ["id", "idnumber", "name"], casefold=self.match.casefold
         )
-        return {str(n).lower(): str(name) for _, n, name in found.sort("id", descending=True).iter_rows()}
+        key = self.match.stored_text
+        return {key(str(n)): str(name) for _, n, name in found.sort("id", descending=True).iter_rows()}
 
     # -- writing -----------------------------------------------------------------------------------------
 
@@ -484,10 +486,11 @@ class CohortsOperation(Operation):
             return
         identifier = self.options.cohort_identifier
         keys = [getattr(c, identifier) for c in new]
-        found = await self.gateway.fetch_in(conn, cohort, identifier, keys, ["id", identifier], casefold=True)
-        newest = {str(k).lower(): int(i) for i, k in found.sort("id").iter_rows()}
+        match = self.match
+        found = await self.gateway.fetch_in(conn, cohort, identifier, keys, ["id", identifier], casefold=match.casefold)
+        newest = {match.stored_text(str(k)): int(i) for i, k in found.sort("id").iter_rows()}
         for c in new:
-            c.id = newest[str(getattr(c, identifier)).lower()]
+            c.id = newest[match.given_text(str(getattr(c, identifier)))]
 
 
 class _Planner:
@@ -654,14 +657,11 @@ class _Planner:
         if len(idnumber) > IDNUMBER_MAX:
             return None, f"cidnumber: a cohort idnumber has at most {IDNUMBER_MAX} characters"
         if idnumber != "":
-            holder = self.taken.get(idnumber.lower())
+            key = op.match.given_text(idnumber)
+            holder = self.taken.get(key)
             if holder is None:
                 holder = next(
-                    (
-                        c.name
-                        for c in self.state.values()
-                        if c.exists and (c.idnumber or "").lower() == idnumber.lower()
-                    ),
+                    (c.name for c in self.state.values() if c.exists and op.match.stored_text(c.idnumber or "") == key),
                     None,
                 )
             if holder is not None:
@@ -719,8 +719,8 @@ def _pairs(rows: pl.DataFrame, cohorts: pl.DataFrame) -> pl.DataFrame:
     return rows.join(ids, on="__ckey").select("cohortid", pl.col("__uid").alias("userid")).drop_nulls()
 
 
-def _join_key(value: pl.Expr, identifier: str) -> pl.Expr:
-    """The key a cohort cell is matched by: the id as text, else the lower-cased value (MariaDB's collation)."""
+def _join_key(value: pl.Expr, identifier: str, key: Callable[[pl.Expr], pl.Expr]) -> pl.Expr:
+    """The key a cohort cell is matched by: the id as text, else `key` of the value (TextMatch.given or .stored)."""
     if identifier == "id":
         return pl.when(value.str.contains(r"^\d+$")).then(value.cast(pl.Int64, strict=False).cast(pl.String))
-    return value.str.to_lowercase()
+    return key(value)

@@ -6,7 +6,8 @@ after batch would. The keys:
 
 * ("course", column, folded value): a course named by shortname or idnumber. Read by the row's identifier, by the
   shortname and idnumber it gives (taken by another course?) and by its template's shortname; written for every
-  value a created or updated course has before or after the write.
+  value a created or updated course has before or after the write. Folded by text_match.collation_text: a superset
+  of what any site's lookup deems equal (a batch planned again for nothing at worst).
 * ("course id", id): an existing course the plan found (its stored dates, category); written when it is updated.
 * ("category", folded path of names): a category the row names by path. Written for every path (and each of its
   prefixes) the batch's write creates; a plan that read the path as missing would say "(new category)" and plan its
@@ -25,6 +26,7 @@ from typing import Any
 from toolsync_tui.engine.courses.plan import Plan
 from toolsync_tui.engine.courses.values import CourseRow
 from toolsync_tui.engine.moodle.categories import split_path
+from toolsync_tui.engine.moodle.text_match import collation_text
 
 NAMED_BY = ("shortname", "idnumber")
 
@@ -60,13 +62,13 @@ def write_keys(plan: Plan, later: Iterable[CourseRow], identifier: str, category
         if category_by_path and (path := _path(row.category)) is not None:
             keys.update(_prefixes(path))
     for path in plan.new_paths:
-        keys.update(_prefixes(path))
+        keys.update(_prefixes(collation_text(path)))  # folded as _path() folds a row's
     keys.discard(None)
     return frozenset(keys)
 
 
 def _course(column: str, value: Any) -> Hashable:
-    return ("course", column, str(value).lower()) if value not in (None, "") else None
+    return ("course", column, collation_text(str(value))) if value not in (None, "") else None
 
 
 def _path(text: str) -> str | None:
@@ -74,7 +76,7 @@ def _path(text: str) -> str | None:
     if not text or text.isdigit():
         return None
     names = split_path(text)
-    return "/".join(names).lower() if names else None
+    return collation_text("/".join(names)) if names else None
 
 
 def _prefixes(path: str) -> list[Hashable]:

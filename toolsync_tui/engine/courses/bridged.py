@@ -78,7 +78,7 @@ class BridgedCourses(Operation):
         self.link = NO_BRIDGE
         self.info: Mapping[str, Any] = {}
         self.taken: dict[int, int] = {}  # course id -> the line of this pass that deletes or resets it
-        self.taken_keys: dict[str, int] = {}  # the same, by the file's (lower-cased) value
+        self.taken_keys: dict[str, int] = {}  # the same, by the file's value as the site's lookup compares it
         self.writing: bool | None = None  # the pass under way: the safety pre-pass (dry) or the run
         self.sent = False  # courses went to the bridge (for the report's note)
         self.without_bridge: str | None = None  # a dry run without a working bridge: why a real run would stop
@@ -125,7 +125,7 @@ class BridgedCourses(Operation):
             def fail(why: str, line: int = line, value: str = value) -> None:
                 outcomes.append((line, None, Outcome.FAILED.value, "check", value, why))
 
-            earlier = self.taken_keys.get(value.lower())
+            earlier = self.taken_keys.get(self.courses.match.given_text(value))
             answer = answers.get(value)
             if value == "":
                 fail(f"empty course identifier ({self.identifier})")
@@ -143,7 +143,7 @@ class BridgedCourses(Operation):
                     fail(why)
                 else:
                     self.taken[course.id] = line
-                    self.taken_keys[value.lower()] = line
+                    self.taken_keys[self.courses.match.given_text(value)] = line
                     found.append(course)
         return outcomes, found
 
@@ -159,4 +159,4 @@ class BridgedCourses(Operation):
     def release(self, course: Course) -> None:
         """The course was not taken after all (its row failed): a later row may take it."""
         self.taken.pop(course.id, None)
-        self.taken_keys.pop(course.key.lower(), None)
+        self.taken_keys.pop(self.courses.match.given_text(course.key), None)

@@ -68,6 +68,7 @@ from toolsync_tui.engine.moodle.news_forum import add_course_forums, course_foru
 from toolsync_tui.engine.moodle.site_settings import UserSite
 from toolsync_tui.engine.moodle.sortorder import CATEGORY_EVENT, COURSE_EVENT, fix_course_sortorder
 from toolsync_tui.engine.moodle.staleness import EnrolmentEffects, mark_contexts_dirty, purge_after_run
+from toolsync_tui.engine.moodle.text_match import collation_text
 from toolsync_tui.engine.parts.course_enrolments import CourseEnrolments
 from toolsync_tui.engine.rows import LINE, OUTCOME_SCHEMA, Outcome, OutcomeRow
 from toolsync_tui.engine.run.command_file import ColumnSpec, FileProblem
@@ -183,8 +184,9 @@ class CoursesOperation(Operation):
         rounds: list[list[CourseRow]] = []
         seen: Counter[str] = Counter()
         for row in (r for r in parsed if not r.problem):
-            position = seen[row.key.lower()]
-            seen[row.key.lower()] += 1
+            key = collation_text(row.key)  # whatever any site's lookup may deem the same course: a later round
+            position = seen[key]
+            seen[key] += 1
             if position == len(rounds):
                 rounds.append([])
             rounds[position].append(row)
@@ -456,7 +458,7 @@ class CoursesOperation(Operation):
             {
                 LINE: [row.line for row, *_ in wanted],
                 "part": [part for _, part, _, _ in wanted],
-                "userid": [users.get(account.lower()) for _, _, account, _ in wanted],
+                "userid": [users.get(account) for _, _, account, _ in wanted],
                 "course": [str(ids.get(row.line) or "") for row, *_ in wanted],
                 "role": [role or DEFAULT_TEACHER_ROLE for *_, role in wanted],
                 "enrol": ["manual"] * len(wanted),
@@ -476,7 +478,7 @@ class CoursesOperation(Operation):
             await self.event_log.record(conn, events, now)
         if not dry_run:
             self.effects.update(effects)
-        unknown = {(row.line, part): account for row, part, account, _ in wanted if account.lower() not in users}
+        unknown = {(row.line, part): account for row, part, account, _ in wanted if account not in users}
         rows: list[OutcomeRow] = []
         for line, part, outcome, action, key, message in outcomes.iter_rows():
             if (line, part) in unknown:

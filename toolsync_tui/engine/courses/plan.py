@@ -25,6 +25,7 @@ from toolsync_tui.engine.moodle.categories import Category, CategoryIndex, split
 from toolsync_tui.engine.moodle.contexts import SITE_COURSE
 from toolsync_tui.engine.moodle.gateway import MoodleGateway
 from toolsync_tui.engine.moodle.lookup import KeyLookup, answers_by_value
+from toolsync_tui.engine.moodle.text_match import TextMatch
 from toolsync_tui.engine.rows import Outcome, OutcomeRow
 
 FORCEUPDATE = "[operations.courses] forceupdate"
@@ -37,7 +38,7 @@ class Plan:
     outcomes: list[OutcomeRow] = field(default_factory=list)
     creates: list[tuple[CourseRow, dict[str, Any], Category]] = field(default_factory=list)
     updates: list[tuple[CourseRow, dict[str, Any], dict[str, Any], Category | None]] = field(default_factory=list)
-    new_paths: dict[str, list[str]] = field(default_factory=dict)  # folded path -> names, categories to create
+    new_paths: dict[str, list[str]] = field(default_factory=dict)  # path's key -> names, categories to create
 
 
 class CoursePlanner:
@@ -50,6 +51,7 @@ class CoursePlanner:
         bridge: MoodleBridge | None,
     ) -> None:
         self.gateway = gateway
+        self.key = TextMatch(gateway.kind).given_text  # a shortname or idnumber as the site's lookups compare it
         self.options = options
         self.identifier = options.identifier
         self.site = site
@@ -62,18 +64,18 @@ class CoursePlanner:
         existing = answers_by_value(await self._lookup(self.identifier).resolve(conn, pl.Series([r.key for r in rows])))
         taken = await self._taken(conn, rows)
         templates = await self._template_courses(conn, rows)
-        claimed: dict[tuple[str, str], int] = {}  # (column, folded value) -> the line claiming it in this round
+        claimed: dict[tuple[str, str], int] = {}  # (column, value's key) -> the line claiming it in this round
         for row in rows:
             self._plan_row(row, existing.get(row.key), taken, claimed, templates, plan, now)
         return plan
 
     async def _taken(self, conn: AsyncConnection, rows: list[CourseRow]) -> dict[str, dict[str, dict[str, Any]]]:
-        """column -> folded value -> the course holding it, for the shortnames and idnumbers the rows give."""
+        """column -> value's key -> the course holding it, for the shortnames and idnumbers the rows give."""
         taken: dict[str, dict[str, dict[str, Any]]] = {}
         for column in ("shortname", "idnumber"):
             values = [str(r.values[column]) for r in rows if r.values.get(column)]
             found = answers_by_value(await self._lookup(column).resolve(conn, pl.Series(values, dtype=pl.String)))
-            taken[column] = {k.lower(): v for k, v in found.items() if v.get("id") is not None}
+            taken[column] = {self.key(k): v for k, v in found.items() if v.get("id") is not None}
         return taken
 
     def _lookup(self, column: str) -> KeyLookup:
@@ -82,12 +84,12 @@ class CoursePlanner:
         return KeyLookup(self.gateway, course, column, columns)
 
     async def _template_courses(self, conn: AsyncConnection, rows: list[CourseRow]) -> dict[str, int]:
-        """Folded shortname -> id of the template courses the rows name (a .mbz file is not a course)."""
+        """Shortname's key -> id of the template courses the rows name (a .mbz file is not a course)."""
         names = [r.template for r in rows if r.template and not is_backup(r.template)]
         if not names:
             return {}
         found = answers_by_value(await self._lookup("shortname").resolve(conn, pl.Series(names)))
-        return {k.lower(): int(v["id"]) for k, v in found.items() if v.get("id") is not None}
+        return {self.key(k): int(v["id"]) for k, v in found.items() if v.get("id") is not None}
 
     def _plan_row(
         self,
@@ -134,11 +136,11 @@ class CoursePlanner:
             return "this is the site's front page, which the course file cannot change"
         for column in ("shortname", "idnumber"):
             value = str(row.values.get(column) or "")
-            holder = taken[column].get(value.lower()) if value else None
+            holder = taken[column].get(self.key(value)) if value else None
             if holder is not None and int(holder["id"]) != own:
                 return f"{column} '{value}' is taken by course id {holder['id']} ('{holder['shortname']}')"
-            if value and claimed.setdefault((column, value.lower()), row.line) != row.line:
-                return f"{column} '{value}' is claimed by line {claimed[(column, value.lower())]} of this file"
+            if value and claimed.setdefault((column, self.key(value)), row.line) != row.line:
+                return f"{column} '{value}' is claimed by line {claimed[(column, self.key(value))]} of this file"
         if own is None and not (row.values.get("fullname") and row.values.get("shortname")):
             return "a new course needs a fullname and a shortname"
         return self._template_problem(row, own is not None, templates)
@@ -153,7 +155,7 @@ class CoursePlanner:
             if self.bridge is not None and not self.bridge.run_as and not path.is_file():
                 return f"template: the backup file {path} does not exist"
             return None
-        if row.template.lower() not in templates:
+        if self.key(row.template) not in templates:
             return f"template: no course with shortname '{row.template}' to copy content from"
         return None
 
@@ -179,7 +181,7 @@ class CoursePlanner:
         found = self.categories.by_names(names)
         if found:
             return self.categories.details[found], None
-        plan.new_paths.setdefault("/".join(names).lower(), names)
+        plan.new_paths.setdefault("/".join(map(self.categories.name_key, names)), names)
         # A category to create: id 0 until then, its names path where the context path will be (see _placed).
         return Category(0, len(names), "", self.options.new_categories_visible, "/".join(names)), None
 

@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from toolsync_tui.engine.courses.bridged import BridgedCourses, Course
 from toolsync_tui.engine.courses.reset_options import OPTIONAL, REQUIRED, ResetSite, describe, row_reset
 from toolsync_tui.engine.moodle.bridge.client import BridgeError, CourseReset
+from toolsync_tui.engine.moodle.text_match import TextMatch
 from toolsync_tui.engine.rows import OUTCOME_SCHEMA, Outcome, OutcomeRow
 from toolsync_tui.engine.run.command_file import ColumnSpec, FileProblem
 
@@ -53,8 +54,9 @@ class ResetCourses(BridgedCourses):
             )
         await super().prepare(conn, columns)
         role = self.schema.role
-        roles = {str(name).lower(): int(i) for i, name in await conn.execute(select(role.c.id, role.c.shortname))}
-        self.site = ResetSite(roles, frozenset(str(m) for m in await self._modules(conn)))
+        key = TextMatch(self.gateway.kind).stored_text
+        roles = {key(str(name)): int(i) for i, name in await conn.execute(select(role.c.id, role.c.shortname))}
+        self.site = ResetSite(roles, frozenset(str(m) for m in await self._modules(conn)), key)
         self.logs_asked = False
         self.options: dict[int, dict[str, Any]] = {}  # line -> its reset options, for a row of the batch
 

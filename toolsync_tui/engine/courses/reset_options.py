@@ -13,7 +13,7 @@ that one off. Unknown values, roles and modules fail the row, naming the column.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -77,8 +77,9 @@ NO_ROLE = 0  # unenrol_users: the users enrolled without any role in the course
 class ResetSite:
     """What a row's values are checked against: the site's roles and installed activity modules."""
 
-    roles: Mapping[str, int]  # lower-cased shortname -> id
+    roles: Mapping[str, int]  # shortname's key -> id
     modules: frozenset[str]
+    key: Callable[[str], str] = str.lower  # a shortname as the site compares it (text_match.py; `=` on the role)
 
     def role_name(self, role_id: int) -> str:
         names = {i: name for name, i in self.roles.items()}
@@ -148,7 +149,7 @@ def _roles(value: str, site: ResetSite, problems: list[str]) -> list[int]:
         return [*sorted(site.roles.values()), NO_ROLE]
     ids = []
     for name in names:
-        role = site.roles.get(name.lower())
+        role = site.roles.get(site.key(name))
         if role is None:
             problems.append(f"roles: no role '{name}' on this site (role shortnames separated by spaces, or all)")
         elif role not in ids:

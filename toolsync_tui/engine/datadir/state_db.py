@@ -55,6 +55,7 @@ def database_address(gateway: MoodleGateway) -> str:
     if gateway.kind == "sqlite":
         where = str(Path(url.database or "").resolve())
     else:
-        socket = url.query.get("unix_socket")
-        where = f"{socket if isinstance(socket, str) else f'{url.host}:{url.port or 3306}'}/{url.database}"
+        socket = url.query.get("unix_socket" if gateway.kind == "mariadb" else "host")
+        port = url.port or (3306 if gateway.kind == "mariadb" else 5432)
+        where = f"{socket if isinstance(socket, str) else f'{url.host}:{port}'}/{url.database}"
     return f"{where} prefix {gateway.schema.prefix}"

@@ -40,6 +40,7 @@ from toolsync_tui.engine.moodle.groups import (
     stored_members,
 )
 from toolsync_tui.engine.moodle.staleness import EnrolmentEffects
+from toolsync_tui.engine.moodle.text_match import TextMatch
 from toolsync_tui.engine.rows import LINE, Outcome, Rule, first_match, outcome_rows, shown
 from toolsync_tui.engine.run.operation import SetupProblem
 
@@ -67,7 +68,7 @@ class GroupSteps:
     protect: bool
     # The memberships toolsync protects, in the data directory (None: none read or recorded).
     protected: ProtectedMemberships | None = None
-    # courseid, key (lower-cased name), groupid of committed groups found so far in the run (plan(cache=True))
+    # courseid, key (the name's key, _names()), groupid of committed groups found so far in the run (plan(cache=True))
     known: pl.DataFrame = field(init=False)
     notes: list[str] = field(init=False)  # for the report: the protected memberships' file could not be written
 
@@ -85,6 +86,10 @@ class GroupSteps:
         except StateProblem as exc:
             raise SetupProblem(str(exc)) from None
         return cls(gateway, protect, protected)
+
+    def _names(self) -> TextMatch:
+        """How group names compare: as `get_field('groups', 'id', [courseid, name])` on the site (text_match.py)."""
+        return TextMatch(self.gateway.kind)
 
     def begin_batch(self) -> None:
         """A new batch: what a rolled-back batch or a dry run left pending is dropped."""
@@ -133,7 +138,7 @@ class GroupSteps:
         none); groups created are found again by the next batch that names them."""
         named = self._named(rows)
         unknown = named.join(self.known, on=["courseid", "key"], how="anti")
-        found = _keyed(await find_groups(self.gateway, conn, unknown.select("courseid", "name")))
+        found = _keyed(await find_groups(self.gateway, conn, unknown.select("courseid", "name")), self._names())
         if cache:
             self._remember(found)
         known = pl.concat([self.known, found]).unique(["courseid", "key"], keep="first", maintain_order=True)
@@ -240,7 +245,8 @@ class GroupSteps:
             made = _keyed(
                 await create_groups(
                     self.gateway, conn, planned.to_create.select("courseid", "name"), now, events=events
-                )
+                ),
+                self._names(),
             )
             joining = joining.join(
                 made.rename({"groupid": "new"}), on=["courseid", "key"], how="left", maintain_order="left"
@@ -271,7 +277,8 @@ class GroupSteps:
             )
             for column in GROUP_COLUMNS
         ]
-        return pl.concat(frames).with_columns(pl.col("name").str.to_lowercase().alias("key")).sort("__row", "part")
+        key = self._names().given(pl.col("name"))
+        return pl.concat(frames).with_columns(key.alias("key")).sort("__row", "part")
 
     async def _mark_protected(self, conn: AsyncConnection, current: pl.DataFrame) -> pl.DataFrame:
         """`current` with `protected` (Boolean): with protect_groups, the memberships toolsync protects (its state,
@@ -386,11 +393,11 @@ class GroupSteps:
         return _steps(leaving, rules)
 
 
-def _keyed(groups: pl.DataFrame) -> pl.DataFrame:
+def _keyed(groups: pl.DataFrame, names: TextMatch) -> pl.DataFrame:
     """courseid, key, groupid of the shared functions' (courseid, name, groupid) answer, null ids left out."""
     return groups.filter(pl.col("groupid").is_not_null()).select(
         pl.col("courseid").cast(pl.Int64),
-        pl.col("name").str.to_lowercase().alias("key"),
+        names.given(pl.col("name")).alias("key"),
         pl.col("groupid").cast(pl.Int64),
     )
 

@@ -15,7 +15,7 @@ Overlapped writes (run/overlap.py, on MariaDB): a batch of adds through an enrol
 gaddcreate), each user and course once - the nightly feed's case - is planned whole without writing (plan_batch():
 the reads and decisions of CourseEnrolments.plan() and GroupSteps.plan()), and its write (enrolments, roles, groups,
 memberships, dirty flags, log events, welcome messages queued) runs while the next batch is planned. The plan names
-what it read and what its write changes: ("pair", courseid, userid), ("group", courseid, lower-cased name),
+what it read and what its write changes: ("pair", courseid, userid), ("group", courseid, the name's key),
 ("instance", courseid, plugin); a next batch reading one of them is planned again once the write has ended. Any
 other batch applies generation by generation, all of it in its write (EVERYTHING: the batch after it is planned
 again); its dry run, as before. A dry run of adds is the plan alone, the very plan the real run writes.

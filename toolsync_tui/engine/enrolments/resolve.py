@@ -9,7 +9,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from toolsync_tui.engine.enrolments.rows import ROLE_MODE
 from toolsync_tui.engine.moodle.contexts import course_contexts
 from toolsync_tui.engine.moodle.gateway import MoodleGateway
-from toolsync_tui.engine.moodle.lookup import KeyLookup
+from toolsync_tui.engine.moodle.lookup import KeyLookup, live_users
+from toolsync_tui.engine.moodle.text_match import TextMatch
 from toolsync_tui.engine.parts.course_enrolments import DIRECT_PLUGINS
 from toolsync_tui.engine.rows import shown
 
@@ -26,9 +27,7 @@ class Resolver:
         self.course_identifier = course_identifier
         # An enrolments run creates, deletes or renames no user and no course: each identifier is looked up once per
         # run (the safety pre-pass's answers serve the run itself), as are the course contexts.
-        self.users = KeyLookup(
-            gateway, schema.user, user_identifier, ["id", "username"], schema.user.c.deleted == 0, remember=True
-        )
+        self.users = live_users(gateway, user_identifier, ["id", "username"])
         self.courses = KeyLookup(
             gateway, schema.course, course_identifier, ["id", "category", "shortname"], remember=True
         )
@@ -62,9 +61,8 @@ class Resolver:
             pl.col("rolename").alias("role_shortname"),
             pl.col("in_course").alias("role_in_course"),
         )
-        return rows.with_columns(pl.col("rolename").str.to_lowercase().alias("rolekey")).join(
-            named, on="rolekey", how="left", maintain_order="left"
-        )
+        given = TextMatch(self.gateway.kind).given(pl.col("rolename"))  # as read_enrolment_site() keys the roles
+        return rows.with_columns(given.alias("rolekey")).join(named, on="rolekey", how="left", maintain_order="left")
 
     async def _contexts(self, conn: AsyncConnection, courses: pl.Series) -> pl.DataFrame:
         """contextid, courseid, context_path of the course contexts, each course's read once per run."""

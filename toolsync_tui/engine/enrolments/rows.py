@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import polars as pl
 
+from toolsync_tui.engine.moodle.text_match import collation_key
 from toolsync_tui.engine.parts.course_enrolments import DATE_EXPECTED, timestamp
 from toolsync_tui.engine.rows import LINE, shown
 from toolsync_tui.engine.run.command_file import ColumnSpec
@@ -51,7 +52,8 @@ def normalised(rows: pl.DataFrame, *, default_cmd: str, timezone: str) -> pl.Dat
         timestamp(pl.col("starttime"), timezone).alias("start_given"),
         timestamp(pl.col("endtime"), timezone).alias("end_given"),
         pl.int_range(pl.len(), dtype=pl.Int64)
-        .over(pl.col("uid").str.to_lowercase(), pl.col("cid").str.to_lowercase())
+        # Whatever any site's lookup may deem the same user and course (a superset: a later generation at worst).
+        .over(collation_key(pl.col("uid")), collation_key(pl.col("cid")))
         .alias(GEN),
     )
 

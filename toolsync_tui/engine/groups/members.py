@@ -30,7 +30,8 @@ from toolsync_tui.engine.groups.purge import plan_purge
 from toolsync_tui.engine.moodle import groups as gm
 from toolsync_tui.engine.moodle.course_events import collecting
 from toolsync_tui.engine.moodle.gateway import MoodleGateway, chunks
-from toolsync_tui.engine.moodle.lookup import KeyLookup
+from toolsync_tui.engine.moodle.lookup import live_users
+from toolsync_tui.engine.moodle.text_match import TextMatch
 from toolsync_tui.engine.rows import LINE, OUTCOME_SCHEMA, Outcome, Rule, cells, first_match
 from toolsync_tui.engine.run.command_file import ColumnSpec
 from toolsync_tui.engine.run.operation import (
@@ -79,11 +80,10 @@ class GroupMembersOperation(Operation):
         self.filled: dict[bool, set[int]] = {True: set(), False: set()}
         # Lookups kept for the whole run: this file changes no course, user or group (the purge comes after).
         self.course_lookup = course_lookup(gateway, self.options.course_identifier)
-        user = self.schema.user
-        self.users = KeyLookup(
-            gateway, user, self.options.user_identifier, ["id"], where=user.c.deleted == 0, remember=True
-        )
+        self.users = live_users(gateway, self.options.user_identifier)
         self._groups_known = pl.DataFrame(schema=GROUP_SCHEMA)
+        # Group names and idnumbers compare as tool_sync's get_record() on the site's database (text_match.py).
+        self.group_match = TextMatch(gateway.kind)
         self._groups_asked: set[int] = set()  # group ids (group_identifier id), else course ids, already fetched
         self.protected: ProtectedMemberships | None = None  # prepare()
         self.notes: list[str] = []
@@ -186,7 +186,7 @@ class GroupMembersOperation(Operation):
     async def _groups(
         self, conn: AsyncConnection, rows: pl.DataFrame, courses: dict[str, tuple[int | None, str | None]]
     ) -> pl.DataFrame:
-        """The groups the rows may name (GROUP_SCHEMA): GROUP_KEY is str(id) by id, else "courseid/lower-cased value";
+        """The groups the rows may name (GROUP_SCHEMA): GROUP_KEY is str(id) by id, else "courseid/value's key";
         the lowest id when several groups of a course share the value. Kept across batches: by id, the ids not asked
         yet are fetched; by idnumber or name, every group of the courses not seen yet (a course's groups once)."""
         identifier = self.options.group_identifier
@@ -204,7 +204,7 @@ class GroupMembersOperation(Operation):
             key = (
                 pl.col("id").cast(pl.String)
                 if identifier == "id"
-                else pl.format("{}/{}", pl.col("courseid"), pl.col(identifier).cast(pl.String).str.to_lowercase())
+                else pl.format("{}/{}", pl.col("courseid"), self.group_match.stored(pl.col(identifier).cast(pl.String)))
             )
             fresh = (
                 found.filter(pl.col(identifier) != "" if identifier != "id" else pl.lit(True))
@@ -247,7 +247,7 @@ class GroupMembersOperation(Operation):
         group_key = (
             pl.col("groupid").cast(pl.Int64, strict=False).cast(pl.String)
             if options.group_identifier == "id"
-            else pl.format("{}/{}", pl.col(ROW_COURSE), pl.col("groupid").str.to_lowercase())
+            else pl.format("{}/{}", pl.col(ROW_COURSE), self.group_match.given(pl.col("groupid")))
         )
         frame = (
             rows.select(LINE, *TEXT)

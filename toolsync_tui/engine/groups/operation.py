@@ -29,7 +29,7 @@ call, whatever changed), then grouping_group_assigned.
 from __future__ import annotations
 
 import time
-from collections.abc import Hashable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, get_args
 
@@ -44,6 +44,7 @@ from toolsync_tui.engine.moodle import groups as gm
 from toolsync_tui.engine.moodle.contexts import course_contexts
 from toolsync_tui.engine.moodle.event_log import Event
 from toolsync_tui.engine.moodle.gateway import MoodleGateway, chunks
+from toolsync_tui.engine.moodle.text_match import TextMatch
 from toolsync_tui.engine.rows import LINE, OUTCOME_SCHEMA, Outcome, cells
 from toolsync_tui.engine.run.command_file import ColumnSpec
 from toolsync_tui.engine.run.operation import BatchPlan, Operation, PreviousWrite, nothing_in_flight
@@ -83,22 +84,23 @@ _Key = tuple[Kind, int, str, str]
 
 
 class _Index:
-    """The items by (kind, courseid, field, lower-cased value), field "name" or "idnumber", and by (kind, ANY_COURSE,
+    """The items by (kind, courseid, field, value's key), field "name" or "idnumber", and by (kind, ANY_COURSE,
     "id", str(id)) for the stored ones. Several items under a key (stored duplicates): the lowest stored id wins,
     then the first planned."""
 
-    def __init__(self, items: Iterable[_Item] = ()) -> None:
+    def __init__(self, items: Iterable[_Item] = (), key: Callable[[str], str] = str.lower) -> None:
+        # key: a name or idnumber as tool_sync's get_record() compares it on the site (TextMatch.given_text).
+        self._key = key
         self._by: dict[_Key, list[_Item]] = {}
         self.looked_up: set[_Key] = set()  # every key find() was asked: what the plan relied on
         self.moved: set[_Key] = set()  # the keys set() took an item from: what the write changes beside the new keys
         for item in items:
             self.add(item)
 
-    @staticmethod
-    def _keys(item: _Item) -> list[_Key]:
-        keys: list[_Key] = [(item.kind, item.courseid, "name", item.name.lower())]
+    def _keys(self, item: _Item) -> list[_Key]:
+        keys: list[_Key] = [(item.kind, item.courseid, "name", self._key(item.name))]
         if item.idnumber:
-            keys.append((item.kind, item.courseid, "idnumber", item.idnumber.lower()))
+            keys.append((item.kind, item.courseid, "idnumber", self._key(item.idnumber)))
         if item.id > 0:
             keys.append((item.kind, ANY_COURSE, "id", str(item.id)))
         return keys
@@ -120,8 +122,8 @@ class _Index:
         self.add(item)
 
     def find(self, kind: Kind, courseid: int, field: str, value: str) -> _Item | None:
-        """The item whose `field` is `value` (case-insensitively), within the course; by id, in any course."""
-        key: _Key = (kind, ANY_COURSE, "id", value) if field == "id" else (kind, courseid, field, value.lower())
+        """The item whose `field` is `value` (as the site compares them), within the course; by id, in any course."""
+        key: _Key = (kind, ANY_COURSE, "id", value) if field == "id" else (kind, courseid, field, self._key(value))
         self.looked_up.add(key)
         hits = self._by.get(key)
         if not hits:
@@ -165,7 +167,8 @@ class GroupsOperation(Operation):
         self.update_mode = False
         self.file_columns: set[str] = set()
         self._items: list[_Item] = []
-        self._index = _Index()
+        self.match = TextMatch(gateway.kind)
+        self._index = _Index(key=self.match.given_text)
         self._assigned: set[tuple[int, int]] = set()
         self._links_read: set[tuple[int, int]] = set()  # the (grouping, group) assignments the plan checked
         self._next = -1
@@ -197,7 +200,7 @@ class GroupsOperation(Operation):
         courses = await resolve_courses(self.courses, conn, rows["courseid"])
         ids = sorted({c for c, _ in courses.values() if c is not None})
         self._items = await self._stored(conn, ids)
-        self._index = _Index(self._items)
+        self._index = _Index(self._items, self.match.given_text)
         for item in await self._named_by_id(conn, rows):
             if item not in self._index:
                 self._items.append(item)
@@ -227,7 +230,7 @@ class GroupsOperation(Operation):
         items, index = self._items, self._index
         written = [i for i in items if i.id < 0 or i.changed]
         writes: set[Hashable] = set(index.moved)
-        writes.update(key for item in written for key in _Index._keys(item))
+        writes.update(key for item in written for key in index._keys(item))
         writes.update(_new_id(item.kind) for item in written if item.id < 0)
         writes.update(("link", a, b) for a, b in new_links)
         reads: set[Hashable] = set(index.looked_up)
@@ -413,9 +416,10 @@ class GroupsOperation(Operation):
                 created = await gm.create_groups(self.gateway, conn, wanted, now, events=events)
             else:
                 created = await _create_groupings(self.gateway, conn, wanted, now, events=events)
-            ids = {(c, n.lower()): g for c, n, g in created.iter_rows()}
+            key = self.match.given_text
+            ids = {(c, key(n)): g for c, n, g in created.iter_rows()}
             for item in new:
-                new_ids[item.id] = ids[(item.courseid, item.name.strip().lower())]
+                new_ids[item.id] = ids[(item.courseid, key(item.name.strip()))]
             updates = [
                 {"id": i.id, **{f: getattr(i, f) for f in i.changed}, "timemodified": now}
                 for i in items
@@ -505,8 +509,9 @@ async def _create_groupings(
             found = await gateway.fetch_in(conn, table, "courseid", part, ["id", "courseid", "name"])
             rows += [(int(c), str(n), int(i)) for i, c, n in found.sort("id").iter_rows()]
         # The new rows have the highest ids of their name: autoincrement.
-        latest = {(c, n.lower()): i for c, n, i in rows}
-        ids = [latest[(c, n.strip().lower())] for c, n in wanted.select("courseid", "name").iter_rows()]
+        key = TextMatch(gateway.kind).given_text
+        latest = {(c, key(n)): i for c, n, i in rows}
+        ids = [latest[(c, key(n.strip()))] for c, n in wanted.select("courseid", "name").iter_rows()]
     created = wanted.select("courseid", "name").with_columns(pl.Series("groupid", ids, dtype=pl.Int64))
     if events is not None and created.height:
         made = created.select(pl.col("groupid").alias("groupingid"), "courseid")

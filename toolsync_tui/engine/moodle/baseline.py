@@ -11,6 +11,8 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
+from sqlalchemy import text
+
 from toolsync_tui.engine.moodle.gateway import MoodleGateway
 
 
@@ -27,3 +29,8 @@ async def install_baseline(gateway: MoodleGateway) -> None:
         await conn.run_sync(gateway.schema.metadata.create_all)
         for name, rows in seed_rows().items():
             await gateway.insert_many(conn, getattr(gateway.schema, name), rows)
+            if gateway.kind == "postgresql":  # explicit ids leave the id sequence behind them: moved past them
+                table = getattr(gateway.schema, name).name
+                await conn.execute(
+                    text(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT MAX(id) FROM {table}))")
+                )

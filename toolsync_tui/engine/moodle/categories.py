@@ -1,8 +1,9 @@
 """Course categories named in a file: by id, by idnumber or by path ("Science/Biology", names from the top level down).
 
 A site has hundreds, at most a few thousand categories: the whole table and the categories' context ids are read
-once, then every name is answered in memory. Text matches case-insensitively, as MariaDB's collation compares; when
-several categories answer (a repeated idnumber, two sibling categories of one name), the lowest id is taken.
+once, then every name is answered in memory. Text matches as Moodle's `name = ? AND parent = ?` does on the site's
+database (text_match.py: case and accents ignored on MariaDB, exact on PostgreSQL); when several categories answer
+(a repeated idnumber, two sibling categories of one name), the lowest id is taken.
 
 `create_paths` adds the missing categories of paths as `core_course_category::create()` writes them (moodle-db-
 semantics §2): one INSERT per tree level, then paths and contexts; their sortorder is 0 until fix_course_sortorder()
@@ -26,6 +27,7 @@ from toolsync_tui.engine.moodle.contexts import (
     system_context,
 )
 from toolsync_tui.engine.moodle.gateway import MoodleGateway
+from toolsync_tui.engine.moodle.text_match import TextMatch
 
 PATH_SEPARATOR = "/"
 ROOT = 0  # the parent of top-level categories
@@ -54,19 +56,21 @@ def split_path(text: str) -> list[str] | None:
 @dataclass
 class CategoryIndex:
     ids: set[int] = field(default_factory=set)
-    idnumbers: dict[str, int] = field(default_factory=dict)  # lower-cased idnumber -> id
-    children: dict[tuple[int, str], int] = field(default_factory=dict)  # (parent id, lower-cased name) -> id
+    idnumbers: dict[str, int] = field(default_factory=dict)  # idnumber's key (match) -> id
+    children: dict[tuple[int, str], int] = field(default_factory=dict)  # (parent id, name's key) -> id
     contexts: dict[int, int] = field(default_factory=dict)  # category id -> its context id
     names: dict[int, str] = field(default_factory=dict)
     details: dict[int, Category] = field(default_factory=dict)
     parents: dict[int, int] = field(default_factory=dict)
     kids: dict[int, list[int]] = field(default_factory=dict)  # parent id (ROOT: top level) -> ids in Moodle's order
     system: Context | None = None  # the parent context of top-level categories, read when one is first created
+    match: TextMatch = field(default_factory=lambda: TextMatch("mariadb"))  # how the site compares names
 
     @classmethod
     async def read(cls, gateway: MoodleGateway, conn: AsyncConnection) -> CategoryIndex:
         table = gateway.schema.course_categories
-        index = cls()
+        index = cls(match=TextMatch(gateway.kind))
+        key = index.match.stored_text
         context_paths = await instance_contexts(gateway, conn, ContextLevel.COURSECAT)
         index.contexts = {category: context.id for category, context in context_paths.items()}
         query = select(
@@ -85,8 +89,8 @@ class CategoryIndex:
             ident = int(category)
             index.ids.add(ident)
             if idnumber:
-                index.idnumbers[str(idnumber).lower()] = ident
-            index.children[(int(parent or 0), str(name).strip().lower())] = ident
+                index.idnumbers[key(str(idnumber))] = ident
+            index.children[(int(parent or 0), index.name_key(str(name)))] = ident
             index.names[ident] = str(name)
             index.parents[ident] = int(parent or 0)
             order.append((int(sortorder or 0), ident))
@@ -157,14 +161,19 @@ class CategoryIndex:
     def by_id(self, text: str) -> int | None:
         return int(text) if text.isdigit() and int(text) in self.ids else None
 
+    def name_key(self, name: str) -> str:
+        """A category name's key: MariaDB (and the sandbox) also ignore the spaces around it, as toolsync always
+        has (a path's names are trimmed); PostgreSQL compares the name as stored."""
+        return self.match.stored_text(name if self.match.kind == "postgresql" else name.strip())
+
     def by_idnumber(self, text: str) -> int | None:
-        return self.idnumbers.get(text.lower())
+        return self.idnumbers.get(self.match.given_text(text))
 
     def by_path(self, text: str) -> int | None:
         """`Top/Sub/Leaf`: each name a child of the one before it, the first a top-level category."""
         category = 0
         for name in text.split(PATH_SEPARATOR):
-            found = self.children.get((category, name.strip().lower()))
+            found = self.children.get((category, self.name_key(name.strip())))
             if found is None:
                 return None
             category = found
@@ -196,7 +205,7 @@ async def create_paths(
         for names in paths:
             if len(names) > level and index.missing(names[: level + 1]):
                 parent = (index.by_names(names[:level]) or 0) if level else 0
-                wanted.setdefault((parent, names[level].lower()), names[level])
+                wanted.setdefault((parent, index.name_key(names[level])), names[level])
         if wanted:
             created += await _create_level(gateway, conn, index, wanted, visible, now)
     return created
@@ -249,7 +258,7 @@ async def _create_level(
     names: dict[int, str] = {}
     new: list[Category] = []
     for ident, parent_id, name, shown, depth in sorted(found, key=lambda f: int(f[0])):
-        if (int(parent_id), str(name).lower()) in wanted and int(ident) not in index.ids:
+        if (int(parent_id), index.name_key(str(name))) in wanted and int(ident) not in index.ids:
             parent = parents[int(parent_id)]
             names[int(ident)] = str(name)
             new.append(Category(int(ident), int(depth), f"{parent.path if parent else ''}/{ident}", bool(shown), ""))
@@ -271,7 +280,7 @@ async def _create_level(
         index.names[category.id] = name
         index.parents[category.id] = parent_id
         index.kids.setdefault(parent_id, []).append(category.id)
-        index.children[(parent_id, name.lower())] = category.id
+        index.children[(parent_id, index.name_key(name))] = category.id
         index.contexts[category.id] = context_id
         index.details[category.id] = Category(
             category.id, category.depth, category.path, category.visible, context_path

@@ -43,7 +43,7 @@ def column_limit(table: Table, name: str, prefix: str) -> ColumnLimit:
 
 async def read_packet(conn: AsyncConnection, kind: str) -> int:
     """The most bytes one statement may take on this server (read once a run)."""
-    if kind == "sqlite":
+    if kind != "mariadb":  # SQLite, PostgreSQL: no packet limit below a value's own (1 GB)
         return SQLITE_PACKET
     value = (await conn.execute(text("SELECT @@max_allowed_packet"))).scalar()
     return int(value) if value else DEFAULT_PACKET

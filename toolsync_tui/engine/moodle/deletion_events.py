@@ -21,6 +21,14 @@ order delete_user() runs. Values read from the database are strings in `other`, 
    user context of a user deleted earlier in the batch went, without an event, with that context's content.
 5. user_deleted in the user context: {"username","email","idnumber","picture","mnethostid"} as stored.
 
+Orders Moodle leaves to the database (no ORDER BY: user_delete()'s enrol join, role_unassign_all()'s get_records(),
+get_child_contexts(), groups_delete_group_members()) are those of the plans a live site gets, the same on both
+servers: MariaDB's, and PostgreSQL's once its statistics are current at a realistic size (EXPLAIN, 2026-12-07: the
+userid indexes for the join and role_assignments, (userid, groupid) for groups, the path index for contexts). On a
+PostgreSQL site whose tables were never or only just analyzed, other plans give other orders (enrol ids, contexts,
+heap order): which one Moodle gets depends on autovacuum's timing, not on the rows, so no order can follow it
+(tests/moodle/test_deletion_log_events.py, unordered_unenrolments()).
+
 Cohort members, the other brute-force deletes, competencies, the data privacy request (automatic: no message) and the
 user context's content log nothing. Steps 3 to 5 are read by `membership_events` and `deleted_events` before any
 row goes.

@@ -1,6 +1,7 @@
-"""One async interface to the Moodle database: MariaDB/MySQL through aiomysql, or the SQLite sandbox.
+"""One async interface to the Moodle database: MariaDB/MySQL through aiomysql, PostgreSQL through asyncpg, or the
+SQLite sandbox.
 
-SQL is built with SQLAlchemy Core, so the same statements serve both. Bulk helpers keep to one
+SQL is built with SQLAlchemy Core, so the same statements serve all three. Bulk helpers keep to one
 statement per chunk of keys or rows: a batch of a command file costs a handful of round trips.
 """
 
@@ -19,6 +20,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from toolsync_tui.engine.moodle.column_limits import DEFAULT_PACKET, read_packet
 from toolsync_tui.engine.moodle.db_errors import describe
+from toolsync_tui.engine.moodle.postgres_bulk import insert_returning, update_from_arrays
+from toolsync_tui.engine.moodle.postgres_lookup import probe_select, probed
 from toolsync_tui.engine.moodle.recording import RUN_SESSION, recorder_of
 from toolsync_tui.engine.moodle.schema import MoodleSchema
 from toolsync_tui.engine.moodle.timed_connection import timed_creator
@@ -37,7 +40,7 @@ class DatabaseError(Exception):
 
 @dataclass(frozen=True)
 class SiteInfo:
-    kind: str  # "mariadb" or "sqlite"
+    kind: str  # "mariadb", "postgresql" or "sqlite"
     label: str  # where: host:port/name or the SQLite file
     prefix: str
     release: str
@@ -91,8 +94,9 @@ class MoodleGateway:
         self._id_step_read = False
 
     @classmethod
-    def for_mariadb(
+    def for_server(
         cls,
+        kind: str,
         *,
         host: str,
         port: int,
@@ -101,28 +105,41 @@ class MoodleGateway:
         database: str,
         prefix: str,
         socket: str = "",
+        schema: str = "",
         statement_timeout: float = STATEMENT_TIMEOUT,
     ) -> MoodleGateway:
-        query = {"charset": "utf8mb4"} | ({"unix_socket": socket} if socket else {})
+        """A site's own server: `kind` "mariadb" (aiomysql) or "postgresql" (asyncpg; `schema`: its search path).
+        `socket`: MariaDB's socket file, or the directory of PostgreSQL's (asyncpg takes it as its host)."""
+        mariadb = kind == "mariadb"
+        query = ({"charset": "utf8mb4"} | ({"unix_socket": socket} if socket else {})) if mariadb else {}
         url = URL.create(
-            "mysql+aiomysql",
+            "mysql+aiomysql" if mariadb else "postgresql+asyncpg",
             username=user,
             password=password or None,
             host=None if socket else host,
             port=None if socket else port,
             database=database,
-            query=query,
+            query=query if mariadb or not socket else {"host": socket},
         )
-        engine = _mariadb_engine(url, statement_timeout, pool_size=2, max_overflow=2, pool_recycle=3600)
-        where = socket or f"{host}:{port}"
-        return cls(engine, MoodleSchema(prefix), "mariadb", f"{where}/{database}")
+        pool = {"pool_size": 2, "max_overflow": 2, "pool_recycle": 3600}
+        if mariadb:
+            engine = _mariadb_engine(url, statement_timeout, **pool)
+        else:
+            engine = _postgres_engine(url, statement_timeout, schema, **pool)
+        where = f"{socket or f'{host}:{port}'}/{database}" + (f" schema {schema}" if schema else "")
+        return cls(engine, MoodleSchema(prefix), kind, where)
 
     @classmethod
     def for_url(cls, url: str, prefix: str, statement_timeout: float = STATEMENT_TIMEOUT) -> MoodleGateway:
         """Any SQLAlchemy async URL (tests and benchmarks use this)."""
-        timed = make_url(url).get_driver_name() == "aiomysql"
-        engine = _mariadb_engine(url, statement_timeout) if timed else create_async_engine(url)
-        kind = "sqlite" if engine.dialect.name == "sqlite" else "mariadb"
+        driver = make_url(url).get_driver_name()
+        if driver == "aiomysql":
+            engine = _mariadb_engine(url, statement_timeout)
+        elif driver == "asyncpg":
+            engine = _postgres_engine(url, statement_timeout, "")
+        else:
+            engine = create_async_engine(url)
+        kind = {"sqlite": "sqlite", "postgresql": "postgresql"}.get(engine.dialect.name, "mariadb")
         label = engine.url.render_as_string(hide_password=True)
         return cls(engine, MoodleSchema(prefix), kind, label)
 
@@ -211,10 +228,11 @@ class MoodleGateway:
                     present[table.name] = {row[1] for row in rows}
             else:
                 # The tables by name: the server opens those only, not each of the site's ~500 (5x faster).
+                schema = "current_schema()" if self.kind == "postgresql" else "DATABASE()"
                 rows = await conn.execute(
                     text(
-                        "SELECT TABLE_NAME, COLUMN_NAME FROM information_schema.COLUMNS "
-                        "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME IN :names"
+                        "SELECT table_name, column_name FROM information_schema.columns "
+                        f"WHERE table_schema = {schema} AND table_name IN :names"
                     ).bindparams(bindparam("names", expanding=True)),
                     {"names": sorted(self.schema.metadata.tables)},
                 )
@@ -258,14 +276,17 @@ class MoodleGateway:
         """
         wanted = [table.c[name] for name in columns]
         key_col: ColumnElement[Any] = table.c[key]
-        if casefold and self.kind == "sqlite":
+        if casefold and self.kind != "mariadb":
             key_col = func.lower(key_col)
             values = [str(v).lower() for v in values]
         found: list[Any] = []
         for part in chunks(list(values)):
-            query = select(*wanted).where(key_col.in_(part))
-            if where is not None:
-                query = query.where(where)
+            if self.kind == "postgresql" and probed(table, key, casefold):  # postgres_lookup.py says why
+                query = probe_select(table, key, part, columns, where)
+            else:
+                query = select(*wanted).where(key_col.in_(part))
+                if where is not None:
+                    query = query.where(where)
             found.extend(await conn.execute(query))
         if not found:
             return pl.DataFrame(schema=list(columns))
@@ -286,6 +307,8 @@ class MoodleGateway:
         rows = list(rows)
         if not rows:
             return []
+        if self.kind == "postgresql":
+            return await self._insert_returning(conn, table, rows)
         names = list(rows[0])
         written = self.kind == "mariadb" and set(names) <= set(table.c.keys())
         recorder = recorder_of(conn)
@@ -309,6 +332,21 @@ class MoodleGateway:
         if step is None:
             return None
         return [first + i * step for first, count in firsts for i in range(count)]
+
+    async def _insert_returning(
+        self, conn: AsyncConnection, table: Table, rows: Sequence[Mapping[str, Any]]
+    ) -> list[int]:
+        """PostgreSQL: rows of the same columns together, a statement per chunk, their ids from RETURNING."""
+        quote = self.engine.dialect.identifier_preparer.quote
+        recorder = recorder_of(conn)
+        ids: list[int] = []
+        for same in _same_columns(rows):
+            for part in chunks(same, 10 * CHUNK, self.max_statement):
+                new = await insert_returning(conn, self._declared(table), part, quote)
+                if recorder is not None:  # for an undo of the run
+                    await recorder.inserted_ids(conn, table, new, part)
+                ids += new
+        return ids
 
     async def _insert_written(
         self,
@@ -394,7 +432,16 @@ class MoodleGateway:
                 recorder = recorder_of(conn)
                 if recorder is not None:  # the values before, read in this transaction, for an undo of the run
                     await recorder.updating(conn, table, key, columns, list(merged.values()))
-                await self._update_joined(conn, table, key, columns, list(merged.values()))
+                if self.kind == "postgresql":
+                    quote = self.engine.dialect.identifier_preparer.quote
+                    await update_from_arrays(conn, self._declared(table), key, columns, list(merged.values()), quote)
+                else:
+                    await self._update_joined(conn, table, key, columns, list(merged.values()))
+
+    def _declared(self, target: Table) -> Table:
+        """The declared table of that name, whose columns have their types (PostgreSQL's arrays are typed by them),
+        for a table built by name alone (undo's); else `target`."""
+        return self.schema.metadata.tables.get(target.name, target)
 
     @property
     def max_statement(self) -> int:
@@ -483,6 +530,24 @@ def _mariadb_engine(url: str | URL, statement_timeout: float, **pool: Any) -> As
     engine = create_async_engine(url, async_creator=creator, **pool)
     params.update(engine.sync_engine.dialect.create_connect_args(engine.url)[1])
     return engine
+
+
+def _postgres_engine(url: str | URL, statement_timeout: float, schema: str, **pool: Any) -> AsyncEngine:
+    """An asyncpg engine whose statements the server stops after `statement_timeout` seconds (0: never; its
+    statement_timeout, lock waits included, as MariaDB's), the log-in after CONNECT_TIMEOUT; the site's `schema` first
+    on the search path. A server that stops answering fails the call a little later (postgres_deadline.py)."""
+    from toolsync_tui.engine.moodle.postgres_deadline import deadline_engine  # PostgreSQL sites only: asyncpg's import
+
+    settings = {"application_name": "toolsync", "statement_timeout": str(int(statement_timeout * 1000))}
+    # No JIT compilation: a run's statements are short, and on tables the server has no statistics of yet their
+    # estimated costs pass jit_above_cost, which then compiled for longer than the statement ran (300 ms for 18 ms).
+    settings["jit"] = "off"
+    # A plan for each statement's own values (not the generic plan of its prepared statement after 5 runs): an IN
+    # list of constants is hashed, and a table the server has no statistics of is estimated from the values given.
+    settings["plan_cache_mode"] = "force_custom_plan"
+    if schema:
+        settings["search_path"] = schema
+    return deadline_engine(url, statement_timeout, CONNECT_TIMEOUT, settings, **pool)
 
 
 def _startup_words(exc: BaseException) -> str:

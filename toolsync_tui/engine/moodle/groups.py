@@ -19,8 +19,9 @@ DataFrames in, DataFrames out.
 * groups_delete_grouping(): `groupings_groups`, `course.defaultgroupingid` and `course_modules.groupingid` reset
   (and `course.cacherev` bumped where activities changed), then `groupings`.
 
-Names match case-insensitively within a course, as MariaDB's Moodle collation compares (lower-cased on SQLite); the
-lowest id wins when several groups share a name. The caches these writes make stale (core/groupdata per course,
+Names match within a course as Moodle's `get_field('groups', 'id', [courseid, name])` does on the site's database
+(text_match.py: case and accents ignored on MariaDB, lower-cased on SQLite, exact on PostgreSQL); the lowest id wins
+when several groups share a name. The caches these writes make stale (core/groupdata per course,
 core/user_group_groupings per user) are the caller's to purge (§11).
 
 The writing functions take `events`: a list (course_events.collecting()) gets the standard-log events of what they
@@ -41,11 +42,12 @@ from toolsync_tui.engine.moodle import course_events, recording
 from toolsync_tui.engine.moodle.contexts import ContextLevel
 from toolsync_tui.engine.moodle.event_log import Event
 from toolsync_tui.engine.moodle.gateway import CHUNK, MoodleGateway, chunks
+from toolsync_tui.engine.moodle.text_match import TextMatch
 
 # What tool_sync, and earlier versions of toolsync, wrote on the memberships they protected. Not a plugin of the site:
 # never written, only recognised in the rows earlier runs left (`toolsync groups repair-components` clears them).
 LEGACY_COMPONENT = "tool_sync"
-KEY = "__key"  # lower-cased name: how a name matches within a course
+KEY = "__key"  # the name's key (TextMatch): how a name matches within a course
 
 PAIR_SCHEMA: dict[str, type[pl.DataType]] = {"courseid": pl.Int64, "userid": pl.Int64}
 MEMBERSHIP_SCHEMA: dict[str, type[pl.DataType]] = {
@@ -58,28 +60,29 @@ MEMBERSHIP_SCHEMA: dict[str, type[pl.DataType]] = {
 }
 
 
-def _wanted_pairs(wanted: pl.DataFrame) -> pl.DataFrame:
+def _wanted_pairs(wanted: pl.DataFrame, match: TextMatch) -> pl.DataFrame:
     """Distinct (courseid, name) pairs with their match key; null courses or names left out."""
     return (
         wanted.select(pl.col("courseid").cast(pl.Int64), pl.col("name").cast(pl.String))
         .drop_nulls()
         .unique(maintain_order=True)
-        .with_columns(pl.col("name").str.to_lowercase().alias(KEY))
+        .with_columns(match.given(pl.col("name")).alias(KEY))
     )
 
 
 async def _groups_named(
     gateway: MoodleGateway, conn: AsyncConnection, courses: Sequence[int], names: Sequence[str]
 ) -> pl.DataFrame:
-    """id, courseid, KEY of the groups of `courses` whose name is one of `names` (case-insensitively)."""
+    """id, courseid, KEY of the groups of `courses` whose name is one of `names` (as the site compares names)."""
     schema = {"id": pl.Int64, "courseid": pl.Int64, "name": pl.String}
     if not courses or not names:
         return pl.DataFrame(schema=schema).with_columns(pl.lit(None, dtype=pl.String).alias(KEY))
     groups = gateway.schema.groups
+    match = TextMatch(gateway.kind)
     found = pl.concat(
         [
             await gateway.fetch_in(
-                conn, groups, "name", names, list(schema), where=groups.c.courseid.in_(part), casefold=True
+                conn, groups, "name", names, list(schema), where=groups.c.courseid.in_(part), casefold=match.casefold
             )
             for part in chunks(list(courses))
         ],
@@ -87,12 +90,12 @@ async def _groups_named(
     )
     if found.is_empty():
         found = pl.DataFrame(schema=schema)
-    return found.cast(dict(schema)).with_columns(pl.col("name").str.to_lowercase().alias(KEY))  # type: ignore[arg-type]
+    return found.cast(dict(schema)).with_columns(match.stored(pl.col("name")).alias(KEY))  # type: ignore[arg-type]
 
 
 async def find_groups(gateway: MoodleGateway, conn: AsyncConnection, wanted: pl.DataFrame) -> pl.DataFrame:
     """wanted's distinct (courseid, name) pairs and `groupid` (null when the course has no group of that name)."""
-    pairs = _wanted_pairs(wanted)
+    pairs = _wanted_pairs(wanted, TextMatch(gateway.kind))
     found = await _groups_named(gateway, conn, _distinct(pairs, "courseid"), _distinct(pairs, "name"))
     first = (
         found.sort("id")
@@ -107,7 +110,7 @@ async def find_groups(gateway: MoodleGateway, conn: AsyncConnection, wanted: pl.
 async def create_groups(
     gateway: MoodleGateway, conn: AsyncConnection, wanted: pl.DataFrame, now: int, *, events: list[Event] | None = None
 ) -> pl.DataFrame:
-    """Create one group per distinct (courseid, name) of `wanted` (names differing only in case are one group);
+    """Create one group per distinct (courseid, name) of `wanted` (names the site deems equal are one group);
     returns courseid, name (as given first), groupid of the new groups.
 
     Optional columns of `wanted`, taken from the first row of each pair: `idnumber` and `description` (null or
@@ -117,7 +120,7 @@ async def create_groups(
     rows = (
         wanted.with_columns(pl.col("courseid").cast(pl.Int64), pl.col("name").cast(pl.String).str.strip_chars())
         .filter(pl.col("courseid").is_not_null() & pl.col("name").is_not_null())
-        .with_columns(pl.col("name").str.to_lowercase().alias(KEY))
+        .with_columns(TextMatch(gateway.kind).given(pl.col("name")).alias(KEY))
         .unique(["courseid", KEY], keep="first", maintain_order=True)
     )
     if rows.is_empty():
@@ -434,6 +437,17 @@ async def group_courses(
     table = gateway.schema.groups if table is None else table
     context = gateway.schema.context
     found: list[tuple[Any, ...]] = []
+    if gateway.kind == "postgresql":
+        # One probe a group (LATERAL, `OFFSET 0`): PostgreSQL hashed the course contexts for each chunk of ids.
+        quote = gateway.engine.dialect.identifier_preparer.quote
+        per_group = (
+            "SELECT t.* FROM unnest($1::bigint[]) AS toolsync_k(id) CROSS JOIN LATERAL (SELECT g.id, g.courseid, "
+            f"x.id AS contextid FROM {quote(table.name)} g JOIN {quote(context.name)} x ON x.contextlevel = "
+            f"{int(ContextLevel.COURSE)} AND x.instanceid = g.courseid WHERE g.id = toolsync_k.id OFFSET 0) AS t"
+        )
+        for part in chunks(sorted({int(i) for i in ids})):
+            found.extend(tuple(r) for r in await conn.exec_driver_sql(per_group, (part,)))
+        return _group_courses_frame(found)
     for part in chunks(sorted(set(ids))):
         query = (
             select(table.c.id, table.c.courseid, context.c.id)
@@ -446,6 +460,10 @@ async def group_courses(
             .where(table.c.id.in_(part))
         )
         found.extend(tuple(r) for r in await conn.execute(query))
+    return _group_courses_frame(found)
+
+
+def _group_courses_frame(found: list[tuple[Any, ...]]) -> pl.DataFrame:
     schema = {"groupid": pl.Int64, "courseid": pl.Int64, "contextid": pl.Int64}
     return pl.DataFrame(found, schema=schema, orient="row").sort("groupid")
 
@@ -480,6 +498,20 @@ async def _join_pairs(
     refuses anything else), so there is nothing to escape."""
     first, second = pairs.columns
     found: list[tuple[Any, ...]] = []
+    if gateway.kind == "postgresql":
+        # The pairs as two bigint arrays, `sql` run once a pair (LATERAL; `OFFSET 0` keeps the planner from merging
+        # it into one join): index lookups a pair, whatever the statistics say. Joined to the UNION ALL or to the
+        # whole unnest, PostgreSQL hashed the whole of groups_members or user_enrolments for each chunk.
+        one = f"(SELECT toolsync_p.{first} AS {first}, toolsync_p.{second} AS {second}) AS v"
+        per_pair = (
+            f"SELECT toolsync_q.* FROM unnest($1::bigint[], $2::bigint[]) AS toolsync_p({first}, {second}) "
+            f"CROSS JOIN LATERAL ({sql.replace('{pairs}', one)} OFFSET 0) AS toolsync_q"
+        )
+        for start in range(0, pairs.height, CHUNK):
+            chunk = pairs.slice(start, CHUNK)
+            arrays = (chunk[first].cast(pl.Int64).to_list(), chunk[second].cast(pl.Int64).to_list())
+            found.extend(tuple(r) for r in await conn.exec_driver_sql(per_pair, arrays))
+        return found
     for part in chunks(list(pairs.iter_rows())):
         if gateway.kind == "sqlite":
             values = ", ".join(f"({int(a)}, {int(b)})" for a, b in part)

@@ -7,6 +7,12 @@ is a semi-join on the unique or compound index on MariaDB (and a row-value IN (V
 
 The keys are integers (cast to Int64 by polars: nothing else can get in), written into the statement text; the SQL is
 built here rather than by SQLAlchemy, whose expanding IN renders and binds thousands of parameters per statement.
+
+On PostgreSQL the tuples go in as one bigint array per key column, and each is looked up on its own by a LATERAL
+subquery (`OFFSET 0` keeps the planner from flattening it into a join): an index probe a tuple, whatever the
+statistics say. Its planner turned `IN (VALUES ...)` into a nested loop comparing every tuple with every stored row
+on a table not yet analyzed (87 million comparisons for 5,000 tuples against 20,000 role assignments, 50 s) and
+into a hash join over the whole table once analyzed: either way the cost grew with the table.
 """
 
 from __future__ import annotations
@@ -45,11 +51,11 @@ async def fetch_tuples(
     """The `schema` columns of the rows whose `key` columns are one of the rows of `values` (integer columns, in
     `key` order; a row with a null is left out) and whose `where` columns equal the given constants. `index`: forced
     on MariaDB."""
+    keys = values.select(pl.all().cast(pl.Int64)).drop_nulls().unique().sort(pl.all())
+    if gateway.kind == "postgresql":
+        return await _fetch_lateral(gateway, conn, table, key, keys, schema, where)
     wanted = (
-        values.select(pl.all().cast(pl.Int64))
-        .drop_nulls()
-        .unique()
-        .sort(pl.all())
+        keys
         # Each tuple's text, "(1, 2)", written by polars: thousands of them per statement.
         .select(pl.format("(" + ", ".join(["{}"] * values.width) + ")", *values.columns).alias("tuple"))["tuple"]
     )
@@ -72,6 +78,39 @@ async def fetch_tuples(
     if not found:
         return pl.DataFrame(schema=schema)
     # Column by column: faster than polars' row orientation for thousands of rows.
+    data = dict(zip(columns, map(list, zip(*found, strict=True)), strict=True))
+    return pl.DataFrame(data, schema=schema)
+
+
+async def _fetch_lateral(
+    gateway: MoodleGateway,
+    conn: AsyncConnection,
+    table: Table,
+    key: Sequence[str],
+    keys: pl.DataFrame,
+    schema: dict[str, type[pl.DataType]],
+    where: Sequence[tuple[str, int | str]],
+) -> pl.DataFrame:
+    """fetch_tuples on PostgreSQL: the tuples as arrays, one index probe each (see the module's docstring)."""
+    if keys.is_empty():
+        return pl.DataFrame(schema=schema)
+    quote = gateway.engine.dialect.identifier_preparer.quote
+    columns = list(schema)
+    aliases = [f"toolsync_k{i}" for i in range(len(key))]
+    arrays = ", ".join(f"${i}::bigint[]" for i in range(1, len(key) + 1))
+    conditions = [f"{quote(c)} = k.{a}" for c, a in zip(key, aliases, strict=True)]
+    conditions += [f"{quote(name)} = {_literal(value)}" for name, value in where]
+    sql = (
+        f"SELECT {', '.join(f't.{quote(c)}' for c in columns)} FROM unnest({arrays}) AS k({', '.join(aliases)}) "
+        f"CROSS JOIN LATERAL (SELECT {', '.join(quote(c) for c in columns)} FROM {quote(table.name)} "
+        f"WHERE {' AND '.join(conditions)} OFFSET 0) AS t"
+    )
+    found: list[Sequence[Any]] = []
+    for start in range(0, keys.height, TUPLES):
+        chunk = keys.slice(start, TUPLES)
+        found.extend(await conn.exec_driver_sql(sql, tuple(chunk[c].to_list() for c in keys.columns)))
+    if not found:
+        return pl.DataFrame(schema=schema)
     data = dict(zip(columns, map(list, zip(*found, strict=True)), strict=True))
     return pl.DataFrame(data, schema=schema)
 

@@ -35,6 +35,11 @@ class Recorder(Protocol):
     ) -> None:
         """A multi-row INSERT of `rows` whose first generated id is `first_id` (the driver's lastrowid)."""
 
+    async def inserted_ids(
+        self, conn: AsyncConnection, table: Table, ids: Sequence[int], rows: Sequence[Mapping[str, Any]]
+    ) -> None:
+        """An INSERT of `rows` whose new ids the statement returned (PostgreSQL's RETURNING), in the rows' order."""
+
     async def insert_mark(self, conn: AsyncConnection, table: Table) -> int:
         """Before INSERTs whose ids the driver does not give (SQLite's executemany): the table's highest id."""
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from sqlalchemy import delete
+from sqlalchemy import ARRAY, Select, Table, Text, bindparam, delete, func, select, true
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from toolsync_tui.engine.moodle import recording
@@ -93,9 +93,24 @@ async def _drop_flags(gateway: MoodleGateway, conn: AsyncConnection, flagtype: s
     leaves the same row but for its id. No read of them first: one DELETE per chunk of names finds them."""
     flags = gateway.schema.cache_flags
     for part in chunks(list(names)):
-        where = (flags.c.flagtype == flagtype) & flags.c.name.in_(part)
+        where = (
+            flags.c.id.in_(_flag_ids(flags, flagtype, part))
+            if gateway.kind == "postgresql"
+            else (flags.c.flagtype == flagtype) & flags.c.name.in_(part)
+        )
         await recording.deleting(conn, flags, where)  # the rows, for an undo of the run (when it records)
         await conn.execute(delete(flags).where(where))
+
+
+def _flag_ids(flags: Table, flagtype: str, names: Sequence[str]) -> Select[tuple[int]]:
+    """PostgreSQL: the ids of the flags of these names, one probe of the name index a name (`OFFSET 0` keeps the
+    planner from merging the probe into a join). Asked `flagtype = X AND name IN (...)`, it read every flag of the
+    type through the flagtype index (one value for most flags of a site) on a table it had no statistics of."""
+    stored = flags.alias("toolsync_f")
+    given = func.unnest(bindparam("toolsync_names", list(names), type_=ARRAY(Text)))
+    wanted = given.table_valued("name").render_derived("toolsync_k")
+    probe = select(stored.c.id, stored.c.flagtype).where(stored.c.name == wanted.c.name).offset(0).lateral("toolsync_t")
+    return select(probe.c.id).select_from(wanted.join(probe, true())).where(probe.c.flagtype == flagtype)
 
 
 class FlaggedUsers:

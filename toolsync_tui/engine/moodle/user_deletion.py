@@ -57,6 +57,7 @@ from toolsync_tui.engine.moodle.event_log import Event, EventLog
 from toolsync_tui.engine.moodle.gateway import MoodleGateway, chunks
 from toolsync_tui.engine.moodle.site_settings import protected_accounts
 from toolsync_tui.engine.moodle.staleness import end_sessions, mark_users_dirty
+from toolsync_tui.engine.moodle.text_match import TextMatch
 
 # delete_user(): 100 characters at most, made of up to 89 of the cleaned e-mail, '.', and a 10-digit timestamp.
 PREFIX_LENGTH: Final = 89
@@ -206,12 +207,14 @@ async def assign_deleted_usernames(
 
     Each takes `<prefix>.<now>`, or the next suffix while the name is held by any account (delete_user() checks every
     mnet host, not only the user's) or was given earlier in the batch. One SELECT per round: a window of suffixes per
-    prefix is probed at once, so same-e-mail users and taken names rarely need a second round. Names compare
-    case-insensitively, as MariaDB's collation does. A current username of a batch user counts as taken even when
-    that user comes earlier (Moodle would have renamed it already): that keeps the single UPDATE free of transient
-    duplicates and only matters for a live username shaped like `<e-mail>.<timestamp>`.
+    prefix is probed at once, so same-e-mail users and taken names rarely need a second round. Names compare as
+    record_exists() does on the site's database (text_match.py: case-insensitively on MariaDB, exactly on
+    PostgreSQL). A current username of a batch user counts as taken even when that user comes earlier (Moodle would
+    have renamed it already): that keeps the single UPDATE free of transient duplicates and only matters for a live
+    username shaped like `<e-mail>.<timestamp>`.
     """
     user = gateway.schema.user
+    match = TextMatch(gateway.kind)
     pending = list(
         zip(users["id"].to_list(), deleted_username_prefixes(users, extended_chars=extended_chars), strict=True)
     )
@@ -224,10 +227,10 @@ async def assign_deleted_usernames(
             for prefix, count in Counter(prefix for _, prefix in pending).items()
         }
         probes = [with_suffix(prefix, s) for prefix, suffixes in windows.items() for s in suffixes]
-        found = await gateway.fetch_in(conn, user, "username", probes, ["username"], casefold=True)
-        taken = {str(name).lower() for name in found["username"]} | given
+        found = await gateway.fetch_in(conn, user, "username", probes, ["username"], casefold=match.casefold)
+        taken = {match.stored_text(str(name)) for name in found["username"]} | given
         free = {
-            prefix: deque(s for s in suffixes if with_suffix(prefix, s).lower() not in taken)
+            prefix: deque(s for s in suffixes if match.given_text(with_suffix(prefix, s)) not in taken)
             for prefix, suffixes in windows.items()
         }
         waiting = []
@@ -235,7 +238,7 @@ async def assign_deleted_usernames(
             if free[prefix]:
                 name = with_suffix(prefix, free[prefix].popleft())
                 names[int(user_id)] = name
-                given.add(name.lower())
+                given.add(match.given_text(name))
             else:
                 waiting.append((user_id, prefix))
         start.update({prefix: suffixes.stop for prefix, suffixes in windows.items()})

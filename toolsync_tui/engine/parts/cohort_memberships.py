@@ -31,6 +31,7 @@ from toolsync_tui.engine.moodle import events as kinds
 from toolsync_tui.engine.moodle.contexts import ContextLevel, system_context
 from toolsync_tui.engine.moodle.event_log import Event, EventKind
 from toolsync_tui.engine.moodle.gateway import MoodleGateway
+from toolsync_tui.engine.moodle.text_match import TextMatch
 from toolsync_tui.engine.rows import LINE, Outcome, Rule, first_match, outcome_rows, shown
 
 ACTION = "cohort"
@@ -70,6 +71,8 @@ class CohortMemberships:
 
     def __init__(self, gateway: MoodleGateway) -> None:
         self.gateway = gateway
+        # Names and idnumbers compare as tool_sync's get_record() on the site's database (text_match.py).
+        self.match = TextMatch(gateway.kind)
         self.schema = gateway.schema
         self._system_context: int | None = None
 
@@ -94,7 +97,7 @@ class CohortMemberships:
     ) -> pl.DataFrame:
         """Resolve, plan and (unless dry_run) write one batch; one detail outcome per request. `events`: gets the log
         events of the writes (module docstring)."""
-        req = _normalised(requests)
+        req = _normalised(requests, self.match)
         if req.is_empty():
             return outcome_rows(req, Outcome.FAILED, ACTION, "", "", part=PART)
         req = req.join(await self._cohorts(conn, req), on="cohortkey", how="left", maintain_order="left")
@@ -109,18 +112,24 @@ class CohortMemberships:
         return pl.concat([_failed_outcomes(failed), _success_outcomes(valid, dry_run)]).sort(REQ).drop(REQ)
 
     async def _cohorts(self, conn: AsyncConnection, req: pl.DataFrame) -> pl.DataFrame:
-        """cohortkey (lower-cased name) -> cohort_id of the system cohorts the batch names."""
+        """cohortkey (the name's key) -> cohort_id of the system cohorts the batch names."""
         cohort = self.schema.cohort
         names = _distinct(req.filter(pl.col("cohort") != ""), "cohort")
         if not names:
             return pl.DataFrame(schema={"cohortkey": pl.String, "cohort_id": pl.Int64})
         found = await self.gateway.fetch_in(
-            conn, cohort, "name", names, ["id", "name"], where=cohort.c.contextid == self.system_context, casefold=True
+            conn,
+            cohort,
+            "name",
+            names,
+            ["id", "name"],
+            where=cohort.c.contextid == self.system_context,
+            casefold=self.match.casefold,
         )
         return (
             found.cast({"id": pl.Int64, "name": pl.String})
             .sort("id")
-            .select(pl.col("name").str.to_lowercase().alias("cohortkey"), pl.col("id").alias("cohort_id"))
+            .select(self.match.stored(pl.col("name")).alias("cohortkey"), pl.col("id").alias("cohort_id"))
             .unique("cohortkey", keep="first", maintain_order=True)
         )
 
@@ -135,7 +144,7 @@ class CohortMemberships:
             .then(pl.col("cohortid").first().over("cohortkey"))
             .otherwise(pl.lit(""))
             .alias("new_idnumber"),
-        ).with_columns(pl.col("new_idnumber").str.to_lowercase().alias("idnumberkey"))
+        ).with_columns(self.match.given(pl.col("new_idnumber")).alias("idnumberkey"))
         creating = req.filter(pl.col("create") & (pl.col("idnumberkey") != ""))
         # The first new cohort of the batch to claim an idnumber gets it; a later one is refused like a stored one.
         owners = creating.unique("idnumberkey", keep="first", maintain_order=True).select(
@@ -164,12 +173,12 @@ class CohortMemberships:
         if not idnumbers:
             return pl.DataFrame(schema=schema)
         found = await self.gateway.fetch_in(
-            conn, cohort, "idnumber", idnumbers, ["id", "idnumber", "name"], casefold=True
+            conn, cohort, "idnumber", idnumbers, ["id", "idnumber", "name"], casefold=self.match.casefold
         )
         return (
             found.cast({"id": pl.Int64, "idnumber": pl.String, "name": pl.String})
             .sort("id")
-            .select(pl.col("idnumber").str.to_lowercase().alias("idnumberkey"), pl.col("name").alias("taken_by"))
+            .select(self.match.stored(pl.col("idnumber")).alias("idnumberkey"), pl.col("name").alias("taken_by"))
             .unique("idnumberkey", keep="first", maintain_order=True)
         )
 
@@ -240,7 +249,7 @@ class CohortMemberships:
             events += [self._event(kinds.COHORT_MEMBER_ADDED, int(c), int(u)) for c, u in pairs]
 
 
-def _normalised(requests: pl.DataFrame) -> pl.DataFrame:
+def _normalised(requests: pl.DataFrame, match: TextMatch) -> pl.DataFrame:
     missing = [c for c in (LINE, "userid", "cohort") if c not in requests.columns]
     if missing:
         raise ValueError(f"cohort requests lack the column(s) {', '.join(missing)}")
@@ -252,8 +261,8 @@ def _normalised(requests: pl.DataFrame) -> pl.DataFrame:
         pl.col("cohort").cast(pl.String).fill_null("").str.strip_chars(),
         cohortid.cast(pl.String).fill_null("").str.strip_chars().alias("cohortid"),
     ).with_columns(
-        pl.col("cohort").str.to_lowercase().alias("cohortkey"),
-        pl.col("cohortid").str.to_lowercase().alias("idnumberkey"),
+        match.given(pl.col("cohort")).alias("cohortkey"),
+        match.given(pl.col("cohortid")).alias("idnumberkey"),
     )
 
 

@@ -41,7 +41,7 @@ user_enrolment_created / _updated, role_assigned, group_member_added; the caller
 from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import polars as pl
@@ -56,6 +56,7 @@ from toolsync_tui.engine.moodle.groups import add_members, create_groups, find_g
 from toolsync_tui.engine.moodle.lookup import KeyLookup
 from toolsync_tui.engine.moodle.pairs import fetch_tuples, index_on
 from toolsync_tui.engine.moodle.staleness import EnrolmentEffects
+from toolsync_tui.engine.moodle.text_match import TextMatch
 from toolsync_tui.engine.moodle.welcome_messages import WelcomeQueue
 from toolsync_tui.engine.rows import LINE, Outcome, Rule, first_match, outcome_rows, shown
 
@@ -89,11 +90,12 @@ MEMBER_KEY = ["courseid", "groupkey", "userid"]
 class EnrolmentSite:
     """What prepare() reads once per run."""
 
-    roles: pl.DataFrame  # rolekey (lower-cased shortname), roleid, rolename, in_course
+    roles: pl.DataFrame  # rolekey (the shortname as `match` compares it), roleid, rolename, in_course
     course_roles: str  # the roles assignable in a course, listed for messages
     contact_roles: frozenset[int]
     enabled_plugins: frozenset[str]
     installed_plugins: frozenset[str]
+    match: TextMatch = field(default_factory=lambda: TextMatch("mariadb"))  # role shortnames as the site compares
 
 
 @dataclass(frozen=True)
@@ -103,7 +105,7 @@ class PlannedEnrolments:
     outcomes: pl.DataFrame  # one detail outcome per request, in request order
     plan: pl.DataFrame  # the valid requests with their decisions, in request order
     effects: EnrolmentEffects  # what write() makes stale
-    # ("pair", courseid, userid), ("instance", courseid, plugin), ("group", courseid, lower-cased name) of the
+    # ("pair", courseid, userid), ("instance", courseid, plugin), ("group", courseid, the name's key) of the
     # requests: the stored state the plan relied on (run/overlap.py)
     reads: frozenset[Hashable]
 
@@ -151,6 +153,7 @@ class CourseEnrolments:
             raise ValueError(f"course_identity must be one of {', '.join(COURSE_IDENTITIES)}, not {course_identity!r}")
         self.gateway = gateway
         self.schema = gateway.schema
+        self.group_match = TextMatch(gateway.kind)  # group names compare as the site's `name = ?` (text_match.py)
         self.course_identity = course_identity
         self.timezone = site_timezone
         self.actor_id = actor_id
@@ -233,7 +236,8 @@ class CourseEnrolments:
         failed = req.filter(pl.col("problem").is_not_null())
         plan = await self._plan(conn, req.filter(pl.col("problem").is_null()), now, replacing)
         outcomes = pl.concat([_failed_outcomes(failed), _success_outcomes(plan, dry_run)])
-        return PlannedEnrolments(outcomes.sort(REQ).drop(REQ), plan, self._effects(plan), _read_keys(req))
+        reads = _read_keys(req, self.group_match)
+        return PlannedEnrolments(outcomes.sort(REQ).drop(REQ), plan, self._effects(plan), reads)
 
     def queue_welcome(self, planned: PlannedEnrolments) -> None:
         """The planned requests' welcome messages, queued (write() does it; a dry run counts them)."""
@@ -351,11 +355,11 @@ class CourseEnrolments:
     async def _plan_groups(self, conn: AsyncConnection, req: pl.DataFrame) -> pl.DataFrame:
         """groupid (null when the group is still to be created), group_create and member_new, through the shared
         group functions (group_membership.py)."""
-        req = req.with_columns(pl.col("group").str.to_lowercase().alias("groupkey"))
+        req = req.with_columns(self.group_match.given(pl.col("group")).alias("groupkey"))
         grouped = pl.col("group") != ""
         wanted = req.filter(grouped)
         found = await find_groups(self.gateway, conn, wanted.select("courseid", pl.col("group").alias("name")))
-        req = req.join(_by_key(found), on=GROUP_KEY, how="left", maintain_order="left")
+        req = req.join(_by_key(found, self.group_match), on=GROUP_KEY, how="left", maintain_order="left")
         req = req.with_columns((grouped & pl.col("groupid").is_null() & _first(GROUP_KEY)).alias("group_create"))
         known = req.filter(pl.col("groupid").is_not_null()).select("groupid", "userid").unique()
         stored = await stored_members(self.gateway, conn, known)
@@ -433,7 +437,10 @@ class CourseEnrolments:
             self.gateway, conn, created.select("courseid", pl.col("group").alias("name")), now, events=events
         )
         return plan.join(
-            _by_key(made).rename({"groupid": "new_groupid"}), on=GROUP_KEY, how="left", maintain_order="left"
+            _by_key(made, self.group_match).rename({"groupid": "new_groupid"}),
+            on=GROUP_KEY,
+            how="left",
+            maintain_order="left",
         ).select(pl.exclude("new_groupid", "groupid"), pl.coalesce("groupid", "new_groupid").alias("groupid"))
 
     async def _write_enrolments(
@@ -519,12 +526,13 @@ async def read_enrolment_site(gateway: MoodleGateway, conn: AsyncConnection) -> 
     schema = gateway.schema
     role, levels = schema.role, schema.role_context_levels
     rows = await conn.execute(select(role.c.id, role.c.shortname, role.c.sortorder).order_by(role.c.sortorder))
+    match = TextMatch(gateway.kind)
     in_course = {
         int(r[0])
         for r in await conn.execute(select(levels.c.roleid).where(levels.c.contextlevel == int(ContextLevel.COURSE)))
     }
     roles = pl.DataFrame(
-        [(str(name).lower(), int(rid), str(name), int(rid) in in_course) for rid, name, _ in rows],
+        [(match.stored_text(str(name)), int(rid), str(name), int(rid) in in_course) for rid, name, _ in rows],
         schema={"rolekey": pl.String, "roleid": pl.Int64, "rolename": pl.String, "in_course": pl.Boolean},
         orient="row",
     ).unique("rolekey", keep="first", maintain_order=True)
@@ -543,6 +551,7 @@ async def read_enrolment_site(gateway: MoodleGateway, conn: AsyncConnection) -> 
         installed_plugins=frozenset(
             str(r[0]).removeprefix("enrol_") for r in versions if str(r[0]).startswith("enrol_")
         ),
+        match=match,
     )
 
 
@@ -579,7 +588,7 @@ def _parse_values(req: pl.DataFrame, site: EnrolmentSite, timezone: str) -> pl.D
         .alias("plugin"),
         timestamp(pl.col("start"), timezone).alias("start_given"),
         timestamp(pl.col("end"), timezone).alias("end_given"),
-        pl.col("role").str.to_lowercase().alias("rolekey"),
+        site.match.given(pl.col("role")).alias("rolekey"),
     ).join(roles, on="rolekey", how="left", maintain_order="left")
 
 
@@ -684,13 +693,13 @@ def _problem(site: EnrolmentSite, identity: str, timezone: str, site_allows_disa
     )
 
 
-def _read_keys(req: pl.DataFrame) -> frozenset[Hashable]:
+def _read_keys(req: pl.DataFrame, names: TextMatch) -> frozenset[Hashable]:
     """PlannedEnrolments.reads of resolved requests: their pairs, instances and groups (what another batch's write may
     change under the plan)."""
     known = req.filter(pl.col("courseid").is_not_null())
     pairs = known.filter(pl.col("userid").is_not_null()).select("courseid", "userid").unique()
     instances = known.select("courseid", "plugin").unique()
-    groups = known.filter(pl.col("group") != "").select("courseid", pl.col("group").str.to_lowercase()).unique()
+    groups = known.filter(pl.col("group") != "").select("courseid", names.given(pl.col("group"))).unique()
     return frozenset(
         [
             *(("pair", c, u) for c, u in pairs.iter_rows()),
@@ -890,10 +899,10 @@ async def _fetch(
     return found.cast(dict(schema))  # type: ignore[arg-type]
 
 
-def _by_key(groups: pl.DataFrame) -> pl.DataFrame:
-    """courseid, groupkey (lower-cased name), groupid of the shared functions' (courseid, name, groupid) answer."""
+def _by_key(groups: pl.DataFrame, names: TextMatch) -> pl.DataFrame:
+    """courseid, groupkey (the name's key), groupid of the shared functions' (courseid, name, groupid) answer."""
     return (
-        groups.select("courseid", pl.col("name").str.to_lowercase().alias("groupkey"), "groupid")
+        groups.select("courseid", names.given(pl.col("name")).alias("groupkey"), "groupid")
         .drop_nulls("groupid")
         .unique(GROUP_KEY, keep="first", maintain_order=True)
     )

@@ -30,7 +30,7 @@ from toolsync_tui.engine.moodle.icons import (
 )
 from toolsync_tui.engine.pictures.images import Icons, ImageProblem
 from toolsync_tui.engine.pictures.owners import OWNER_PROBLEM, PICTURE, USERID, find_owners
-from toolsync_tui.engine.pictures.source import DATA, LATER, NAME, VALUE, ArchiveSource
+from toolsync_tui.engine.pictures.source import DATA, LATER, NAME, VALUE, ArchiveSource, owner_key
 from toolsync_tui.engine.pictures.workers import IconMaker
 from toolsync_tui.engine.rows import LINE, OUTCOME_SCHEMA, Outcome, OutcomeRow, Rule, first_match
 from toolsync_tui.engine.run.command_file import ColumnSpec
@@ -69,7 +69,7 @@ class PicturesOperation(Operation):
         return cast(PicturesSettings, self.settings)
 
     def open_source(self, path: Path) -> Source:
-        return ArchiveSource.open(path)
+        return ArchiveSource.open(path, owner_key=owner_key(self.gateway.kind, self.picture_settings.user_field))
 
     async def prepare(self, conn: AsyncConnection, columns: Sequence[str]) -> None:
         setting = self.picture_settings.moodle_data_dir

@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from toolsync_tui.engine.moodle.gateway import MoodleGateway
 from toolsync_tui.engine.moodle.lookup import KeyLookup
+from toolsync_tui.engine.moodle.text_match import user_rule
 from toolsync_tui.engine.rows import shown
 
 USERID = "userid"
@@ -51,7 +52,8 @@ async def _lookup(
     gateway: MoodleGateway, conn: AsyncConnection, field: str, host: int, values: pl.Series
 ) -> pl.DataFrame:
     user = gateway.schema.user
-    lookup = KeyLookup(gateway, user, field, ["id", PICTURE], where=(user.c.deleted == 0) & (user.c.mnethostid == host))
+    live = (user.c.deleted == 0) & (user.c.mnethostid == host)
+    lookup = KeyLookup(gateway, user, field, ["id", PICTURE], where=live, rule=user_rule(field))
     return await lookup.resolve(conn, values)
 
 

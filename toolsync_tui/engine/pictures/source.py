@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -12,6 +12,7 @@ from typing import BinaryIO
 import polars as pl
 
 from toolsync_tui.engine.datadir.store import private_file
+from toolsync_tui.engine.moodle.text_match import TextMatch, user_rule
 from toolsync_tui.engine.pictures.archive import Archive, ArchiveProblem, BadEntry, Limits, value_of
 from toolsync_tui.engine.rows import LINE, PROBLEM
 from toolsync_tui.engine.run.command_file import FileProblem
@@ -32,6 +33,8 @@ class ArchiveSource:
     path: Path
     limits: Limits = field(default_factory=Limits)
     physical_lines: int = 0
+    # An entry's value as the owner lookup compares it (owners.py): two entries of one key are one user's.
+    owner_key: Callable[[str], str] = str.lower
 
     @property
     def name(self) -> str:
@@ -42,11 +45,14 @@ class ArchiveSource:
         return COLUMNS
 
     @classmethod
-    def open(cls, path: Path, limits: Limits | None = None) -> ArchiveSource:
-        """Check the archive as a whole (a zip, not too many entries, not too large) before any picture is used."""
+    def open(
+        cls, path: Path, limits: Limits | None = None, owner_key: Callable[[str], str] = str.lower
+    ) -> ArchiveSource:
+        """Check the archive as a whole (a zip, not too many entries, not too large) before any picture is used.
+        `owner_key`: owner_key() of the run's user_field."""
         if not path.is_file():
             raise FileProblem(f"{path}: file not found")
-        source = cls(path, limits or Limits())
+        source = cls(path, limits or Limits(), owner_key=owner_key)
         try:
             with Archive(path, source.limits) as archive:
                 source.physical_lines = len(archive.members)
@@ -59,7 +65,7 @@ class ArchiveSource:
 
     def batches(self, size: int) -> Iterator[pl.DataFrame]:
         with Archive(self.path, self.limits) as archive:
-            later = _later_entries([info.filename for info in archive.members])
+            later = _later_entries([info.filename for info in archive.members], self.owner_key)
             rows: list[tuple[int, str | None, str, str, bytes | None, str | None]] = []
             held = 0
             for line, entry in enumerate(archive.entries(), start=1):
@@ -80,17 +86,23 @@ class ArchiveSource:
         return ZipTryback(path)
 
 
-def _later_entries(names: list[str]) -> dict[int, str]:
-    """Line -> the name of the last entry with the same value (compared as MariaDB's collation does), for each entry
-    that is not that last one: a user's picture is the archive's last one for them, as if applied in order."""
+def owner_key(kind: str, field: str) -> Callable[[str], str]:
+    """How the owner lookup by `field` (user_field) on a database of `kind` compares a value: two values of one key
+    name one account. A hostedusername ('name@host') compares as its username (the host is digits)."""
+    if field == "id":
+        return str  # as given: '5' and '05' are one account by the owners found (operation.py, within a batch)
+    return TextMatch(kind, user_rule("username" if field == "hostedusername" else field)).given_text
+
+
+def _later_entries(names: list[str], key: Callable[[str], str]) -> dict[int, str]:
+    """Line -> the name of the last entry with the same value (compared by `key`, as the owner lookup compares), for
+    each entry that is not that last one: a user's picture is the archive's last one for them, as if applied in
+    order."""
+    keys = [key(value_of(name)) for name in names]
     last: dict[str, tuple[int, str]] = {}
-    for line, name in enumerate(names, start=1):
-        last[value_of(name).lower()] = (line, name)
-    return {
-        line: last[value_of(name).lower()][1]
-        for line, name in enumerate(names, start=1)
-        if last[value_of(name).lower()][0] != line
-    }
+    for line, (name, value) in enumerate(zip(names, keys, strict=True), start=1):
+        last[value] = (line, name)
+    return {line: last[value][1] for line, value in enumerate(keys, start=1) if last[value][0] != line}
 
 
 def _frame(rows: list[tuple[int, str | None, str, str, bytes | None, str | None]]) -> pl.DataFrame:

@@ -479,7 +479,7 @@ class _Run:
         cancelled = False
         overlapped = (
             OverlappedWrites(self.gateway, self.operation, self._failure, self._retry, self._check, self.after.settle)
-            if self.operation.overlaps_writes and self.gateway.kind == "mariadb" and not self.dry_run and overlap_on()
+            if self.operation.overlaps_writes and self.gateway.kind != "sqlite" and not self.dry_run and overlap_on()
             else None
         )
 

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import polars as pl
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from toolsync_tui.config import Config
@@ -56,8 +57,12 @@ async def adopt(
             found = await _accounts(conn, gateway, named, config)
         else:
             records = await spec.in_scope(conn, gateway, named.cells[file_column(spec.scope[0])].unique().to_list())
-            lowered = records.select("id", *(pl.col(k).str.to_lowercase().alias(file_column(k)) for k in spec.keys))
-            found = named.cells.join(lowered, on=[file_column(k) for k in spec.keys]).select(LINE, "id")
+            # A row adopts the record the run would find by its keys: the lookups' own rule (matching.py).
+            stored = records.select("id", *(spec.matches[k].stored(pl.col(k)).alias(f"__{k}") for k in spec.keys))
+            given = named.cells.with_columns(
+                spec.matches[k].given(pl.col(file_column(k))).alias(f"__{k}") for k in spec.keys
+            )
+            found = given.join(stored, on=[f"__{k}" for k in spec.keys]).select(LINE, "id")
     kind = "user" if spec is None else spec.kind
     ledger = await ledger_for_site(config.data_dir, gateway)
     ids = found["id"].unique().to_list()
@@ -80,6 +85,7 @@ async def _accounts(conn: AsyncConnection, gateway: MoodleGateway, named: Named,
     users operation's rule); local accounts not deleted."""
     user = gateway.schema.user
     key = users.identity(config)
+    rules = dict(zip(("username", key), users.matches(gateway.kind, config), strict=True))
     cells = named.cells.with_columns(
         pl.when(pl.col(key) != "").then(pl.lit(key)).otherwise(pl.lit("username")).alias("__by"),
         pl.when(pl.col(key) != "").then(pl.col(key)).otherwise(pl.col("username")).alias("__value"),
@@ -88,16 +94,23 @@ async def _accounts(conn: AsyncConnection, gateway: MoodleGateway, named: Named,
     host = int(found_host.get("mnet_localhost_id") or 1)
     frames: list[pl.DataFrame] = []
     for column in dict.fromkeys(["username", key]):
-        values = cells.filter(pl.col("__by") == column)["__value"].unique().to_list()
-        match = func.lower(user.c[column]) if gateway.kind == "sqlite" else user.c[column]
+        rule = rules[column]  # as the users operation's lookup of the column (users/accounts.py)
+        rows = cells.filter(pl.col("__by") == column).with_columns(rule.given(pl.col("__value")).alias("__key"))
+        values = rows["__value"].unique().to_list()
+        match: ColumnElement[Any] = user.c[column]
+        if rule.text is not None:
+            values = rule.text.values(values)
+            if rule.text.casefold and gateway.kind != "mariadb":  # MariaDB's collation folds by itself
+                match, values = func.lower(match), [v.lower() for v in values]
         found: list[tuple[int, str]] = []
         for part in chunks(values):
             query = select(user.c.id, user.c[column]).where(
                 match.in_(part), user.c.deleted == 0, user.c.mnethostid == host
             )
-            found.extend((int(i), str(v).lower()) for i, v in await conn.execute(query))
+            found.extend((int(i), str(v)) for i, v in await conn.execute(query))
         by_value = pl.DataFrame(found, schema={"id": pl.Int64, "__value": pl.String}, orient="row")
+        by_value = by_value.select("id", rule.stored(pl.col("__value")).alias("__key"))
         # An identity two accounts share names neither: the run would refuse the row too.
-        by_value = by_value.filter(pl.len().over("__value") == 1)
-        frames.append(cells.filter(pl.col("__by") == column).join(by_value, on="__value").select(LINE, "id"))
+        by_value = by_value.filter(pl.len().over("__key") == 1)
+        frames.append(rows.join(by_value, on="__key").select(LINE, "id"))
     return pl.concat(frames)

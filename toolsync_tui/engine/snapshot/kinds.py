@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from toolsync_tui.config import Config
 from toolsync_tui.engine.moodle.gateway import MoodleGateway, chunks
 from toolsync_tui.engine.run.operation import SetupProblem
+from toolsync_tui.engine.snapshot.matching import KeyMatch, key_match, user_key
 
 COURSE_LEVEL = 50  # CONTEXT_COURSE
 COHORT_KEYS = {"id": "cid", "idnumber": "cidnumber", "name": "cname"}  # cohort_identifier -> the file's key column
@@ -33,9 +34,10 @@ class Spec:
 
     `query`: the records, with `id`, `userid`, `live` (0 when the record cannot be acted on: its user deleted, an
     enrolment already suspended for suspend) and the text `cells` the command row takes from the record, labelled as
-    the file's columns. `keys`: the cells naming a record (compared lower-cased); `scope`: those naming its scope (the
-    course, group or cohort): only records of a scope the file names are its business. `where_id`: the record id
-    column; `scope_column`: the first scope key's column, for adopt. `command`: the row's other cells."""
+    the file's columns. `keys`: the cells naming a record; `scope`: those naming its scope (the course, group or
+    cohort): only records of a scope the file names are its business. `matches`: how each key compares (matching.py),
+    as the operation's lookup of it. `where_id`: the record id column; `scope_column`: the first scope key's column,
+    for adopt. `command`: the row's other cells."""
 
     kind: str
     keys: tuple[str, ...]
@@ -45,6 +47,7 @@ class Spec:
     scope_column: ColumnElement[Any]
     command: dict[str, str] = field(default_factory=dict)
     action: str = ""  # the action in words, for notes
+    matches: dict[str, KeyMatch] = field(default_factory=dict)
 
     @property
     def cells(self) -> list[str]:
@@ -59,13 +62,17 @@ class Spec:
         return self._frame(found)
 
     async def in_scope(self, conn: AsyncConnection, gateway: MoodleGateway, values: list[str]) -> pl.DataFrame:
-        """Every record of the scopes the file names (`values`: its first scope column's cells, lower-cased)."""
+        """Every record of the scopes the file names (`values`: its first scope column's cells), found as the
+        operation's lookup finds them (the caller keeps those whose keys match: Spec.matches)."""
         column = self.scope_column
+        match = self.matches[self.scope[0]].text
         wanted: list[Any] = [v for v in values if v]
-        if str(column.type).upper().startswith(("BIGINT", "INTEGER")):
+        if match is None:
             wanted = [int(v) for v in wanted if v.isdigit()]
-        elif gateway.kind == "sqlite":
-            column = func.lower(column)
+        else:
+            wanted = match.values(wanted)
+            if match.casefold and gateway.kind != "mariadb":  # MariaDB's collation folds by itself
+                column, wanted = func.lower(column), [v.lower() for v in wanted]
         found: list[Any] = []
         for part in chunks(wanted):
             found.extend(await conn.execute(self.query.where(column.in_(part))))
@@ -102,6 +109,12 @@ def spec_for(
         options = ops.enrols
         course = schema.course
         ukey, ckey = user.c[options.user_identifier], course.c[options.course_identifier]
+        # As the enrolments lookups (enrolments/resolve.py): users by user_rule, courses and roles exactly.
+        matches = {
+            "uid": user_key(gateway.kind, options.user_identifier),
+            "cid": key_match(gateway.kind, options.course_identifier),
+            "rolename": key_match(gateway.kind, "shortname"),
+        }
         if "enrol" in columns:
             if acting and options.snapshot_action == "remove_role":
                 raise SetupProblem(
@@ -134,6 +147,7 @@ def spec_for(
                 ckey,
                 command,
                 "suspend" if suspend else "unenrol",
+                matches,
             )
         if acting and options.snapshot_action == "suspend":
             raise SetupProblem(
@@ -157,7 +171,8 @@ def spec_for(
             .where(ra.c.component == "")
         )
         keys = ("uid", "cid", "rolename")
-        return Spec("role_assignment", keys, ("cid",), query, ra.c.id, ckey, {"cmd": "del"}, "role removal")
+        command = {"cmd": "del"}
+        return Spec("role_assignment", keys, ("cid",), query, ra.c.id, ckey, command, "role removal", matches)
     if operation == "groupmembers":
         gm_options = ops.groupmembers
         groups, members, course = schema.groups, schema.groups_members, schema.course
@@ -179,7 +194,14 @@ def spec_for(
         )
         # A group named by id is one group; by name or idnumber, a group of the row's course.
         scope = ("groupid",) if gm_options.group_identifier == "id" else ("groupid", "courseid")
-        return Spec("group_member", ("userid_key", *scope), scope, query, members.c.id, gkey, {"cmd": "del"}, "removal")
+        # As groups/members.py: users by user_rule, groups (by name or idnumber within the course) and courses exactly.
+        matches = {
+            "userid_key": user_key(gateway.kind, gm_options.user_identifier),
+            "groupid": key_match(gateway.kind, gm_options.group_identifier),
+            "courseid": key_match(gateway.kind, gm_options.course_identifier),
+        }
+        gm_keys = ("userid_key", *scope)
+        return Spec("group_member", gm_keys, scope, query, members.c.id, gkey, {"cmd": "del"}, "removal", matches)
     if operation == "cohorts":
         co_options = ops.cohorts
         cohort, members = schema.cohort, schema.cohort_members
@@ -193,5 +215,11 @@ def spec_for(
             .join(user, user.c.id == members.c.userid)
             .where(cohort.c.component == "")
         )
-        return Spec("cohort_member", ("userid_key", key), (key,), query, members.c.id, cokey, {"cmd": "del"}, "removal")
+        # As cohorts/operation.py: users by user_rule, cohorts exactly.
+        matches = {
+            "userid_key": user_key(gateway.kind, co_options.user_identifier),
+            key: key_match(gateway.kind, co_options.cohort_identifier),
+        }
+        co_keys = ("userid_key", key)
+        return Spec("cohort_member", co_keys, (key,), query, members.c.id, cokey, {"cmd": "del"}, "removal", matches)
     return None

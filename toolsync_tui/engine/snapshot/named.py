@@ -20,8 +20,8 @@ PASS_ROWS = 50_000  # rows a pre-pass batch holds: only a few columns are kept o
 
 @dataclass(frozen=True)
 class Named:
-    """The file's key cells (trimmed, lower-cased; "" when empty or absent from the file), one row per readable data
-    row, with its LINE."""
+    """The file's key cells (trimmed, as the run reads them; "" when empty or absent from the file), one row per
+    readable data row, with its LINE. Compared with stored values as the operation's lookups compare: matching.py."""
 
     cells: pl.DataFrame
     unreadable: list[int]
@@ -43,4 +43,4 @@ def read_named(source: Source, columns: Sequence[str]) -> Named:
 def _cell(name: str, present: list[str]) -> pl.Expr:
     if name not in present:
         return pl.lit("", dtype=pl.String).alias(name)
-    return pl.col(name).cast(pl.String).fill_null("").str.strip_chars().str.to_lowercase()
+    return pl.col(name).cast(pl.String).fill_null("").str.strip_chars()

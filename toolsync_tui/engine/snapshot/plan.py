@@ -85,7 +85,7 @@ async def _snapshot(
     if spec is None:
         action = config.settings.operations.users.snapshot_action
         live = records.filter(users.live(action) & ~pl.col("id").is_in(list(protected)))
-        cells = users.command_rows(users.unnamed(live, named, config), action)
+        cells = users.command_rows(users.unnamed(live, named, config, gateway.kind), action)
         added = {c: "" for c in cells.columns if c not in source.columns}
         words = "suspend" if action == "suspend" else "delete"
     else:
@@ -114,13 +114,19 @@ def _command_rows(
     keyed = keyed.filter(
         pl.all_horizontal(pl.col(k) != "" for k in spec.keys)
     )  # a key no row could name: not ours to judge
-    lowered = keyed.with_columns(pl.col(k).str.to_lowercase().alias(f"__{k}") for k in spec.keys)
-    file_cells = named.cells.rename({file_column(k): f"__{k}" for k in spec.keys})
-    scope = [f"__{k}" for k in spec.scope]
-    in_scope = lowered.join(file_cells.select(scope).unique(), on=scope, how="semi")
-    left = in_scope.join(
-        file_cells.select([f"__{k}" for k in spec.keys]).unique(), on=[f"__{k}" for k in spec.keys], how="anti"
+    # The scopes the file names, as the operation's lookups find them (a scope its rows cannot find is not its
+    # business); inside them, what a row names compared loosely (matching.py: never narrower than the lookups).
+    scope = [f"__scope_{k}" for k in spec.scope]
+    names = [f"__{k}" for k in spec.keys]
+    records_keyed = keyed.with_columns(
+        *(spec.matches[k].stored(pl.col(k)).alias(f"__scope_{k}") for k in spec.scope),
+        *(spec.matches[k].loose(pl.col(k)).alias(f"__{k}") for k in spec.keys),
     )
+    given = named.cells
+    file_scopes = given.select(spec.matches[k].given(pl.col(file_column(k))).alias(f"__scope_{k}") for k in spec.scope)
+    file_names = given.select(spec.matches[k].loose(pl.col(file_column(k))).alias(f"__{k}") for k in spec.keys)
+    in_scope = records_keyed.join(file_scopes.drop_nulls().unique(), on=scope, how="semi")
+    left = in_scope.join(file_names.unique(), on=names, how="anti")
     wanted = [*spec.keys, *(c for c in spec.cells if file_column(c) in columns and c not in spec.keys)]
     cells = left.sort("id").select(
         *(pl.col(c).alias(file_column(c)) for c in dict.fromkeys(wanted)),

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from toolsync_tui.config import Config
 from toolsync_tui.engine.moodle.gateway import MoodleGateway, chunks
+from toolsync_tui.engine.snapshot.matching import KeyMatch, user_key
 from toolsync_tui.engine.snapshot.named import Named
 
 FIELDS = ("id", "username", "firstname", "lastname", "deleted", "suspended")
@@ -45,13 +46,23 @@ async def accounts(conn: AsyncConnection, gateway: MoodleGateway, ids: list[int]
     return frame.cast({**ints, **texts}).with_columns(pl.col(n).fill_null("") for n in texts)
 
 
-def unnamed(records: pl.DataFrame, named: Named, config: Config) -> pl.DataFrame:
-    """The accounts no row of the file names by any of its keys."""
+def matches(kind: str, config: Config) -> tuple[KeyMatch, KeyMatch]:
+    """How the users operation's lookups compare (username, identity) on a database of `kind`."""
+    return user_key(kind, "username"), user_key(kind, identity(config))
+
+
+def unnamed(records: pl.DataFrame, named: Named, config: Config, kind: str) -> pl.DataFrame:
+    """The accounts no row of the file names by any of its keys, compared loosely (matching.py): never narrower than
+    the operation's lookups, so no account is suspended or deleted because a row gives its key in another case."""
     key = identity(config)
-    usernames = pl.concat([named.cells["username"], named.cells["oldusername"]]).unique()
-    by_name = pl.col("username").str.to_lowercase().is_in(usernames.implode())
-    by_identity = (pl.col(key) != "") & pl.col(key).str.to_lowercase().is_in(named.cells[key].unique().implode())
-    return records.filter(~(by_name | by_identity))
+    by_username, by_identity = matches(kind, config)
+    cells = named.cells
+    usernames = pl.concat([cells["username"], cells["oldusername"]]).unique().to_frame("v")
+    wanted_names = usernames.select(by_username.loose(pl.col("v"))).to_series().drop_nulls()
+    wanted_identities = cells.select(by_identity.loose(pl.col(key))).to_series().drop_nulls().unique()
+    named_by_name = by_username.loose(pl.col("username")).is_in(wanted_names.implode()).fill_null(False)
+    named_by_identity = by_identity.loose(pl.col(key)).is_in(wanted_identities.implode()).fill_null(False)
+    return records.filter(~(named_by_name | named_by_identity))
 
 
 def command_rows(records: pl.DataFrame, action: str) -> pl.DataFrame:

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from toolsync_tui.engine.moodle.gateway import MoodleGateway
 from toolsync_tui.engine.moodle.lookup import KeyLookup
+from toolsync_tui.engine.moodle.text_match import Rule, user_rule
 from toolsync_tui.engine.rows import LINE, shown
 
 USERID = "userid"
@@ -35,15 +36,19 @@ class AccountFinder:
         # A file has no `id` column: an `id` identity finds accounts by username, as the original does.
         self.identity = identity if identity in ("idnumber", "email") else "username"
         self.columns = list(dict.fromkeys(["id", "username", *columns]))
-        self.by_username = KeyLookup(gateway, user, "username", ["id"], local)
+        # Usernames: lower-cased (validation.py), then `=` (exact on PostgreSQL); e-mails case-insensitively, as
+        # Moodle's upload tool matches them (text_match.py).
+        self.by_username = KeyLookup(gateway, user, "username", ["id"], local, rule=Rule.LOWERED_VALUE)
         self.by_identity = (
-            KeyLookup(gateway, user, self.identity, self.columns, local) if self.identity != "username" else None
+            KeyLookup(gateway, user, self.identity, self.columns, local, rule=user_rule(self.identity))
+            if self.identity != "username"
+            else None
         )
         # mdl_user's unique index (mnethostid, username) compares as the lookups do (the column's collation):
         # an account met by identity whose username is the row's, exactly, is the only one a username lookup
         # could find, so that lookup is skipped. Not on SQLite, whose index is case-sensitive while its lookups
-        # are not.
-        self.unique_usernames = gateway.kind == "mariadb"
+        # are not (on PostgreSQL both are exact).
+        self.unique_usernames = gateway.kind in ("mariadb", "postgresql")
 
     async def find(self, conn: AsyncConnection, rows: pl.DataFrame) -> pl.DataFrame:
         """Per row (LINE, username, the identity column, oldusername if any): LINE, USERID (the account to update,

@@ -33,6 +33,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from toolsync_tui.engine.moodle.gateway import MoodleGateway
+from toolsync_tui.engine.moodle.text_match import TextMatch
 from toolsync_tui.engine.rows import shown
 
 PREFIX = "profile_field_"
@@ -262,16 +263,18 @@ async def unique_value_problems(
     """Per row of `rows` (USERID, null for a user still to create, and encoded profile columns): the first value of a
     forceunique field held by another user, in the database or in an earlier row of the batch; null when none.
 
-    Like Moodle on MariaDB, values compare case-insensitively (the database's collation; lower-cased on SQLite).
+    Values compare as Moodle's `data = ?` does on the site's database (text_match.py): case and accents ignored on
+    MariaDB (lower-cased on SQLite), exact on PostgreSQL.
     """
     data = gateway.schema.user_info_data
+    match = TextMatch(gateway.kind)
     indexed = rows.with_row_index("__row").with_columns(pl.col(USERID).cast(pl.Int64))
     problems: list[pl.Series] = []
     for field in fields.values():
         if not field.forceunique or field.column not in rows.columns:
             continue
         value = pl.col(field.column)
-        given = indexed.select("__row", USERID, value.alias("value"), value.str.to_lowercase().alias("key")).filter(
+        given = indexed.select("__row", USERID, value.alias("value"), match.given(value).alias("key")).filter(
             pl.col("value").is_not_null()
         )
         holders = await gateway.fetch_in(
@@ -281,10 +284,10 @@ async def unique_value_problems(
             given["value"].unique().to_list(),
             ["userid", "data"],
             where=data.c.fieldid == field.id,
-            casefold=True,
+            casefold=match.casefold,
         )
         holders = holders.select(
-            pl.col("data").cast(pl.String).str.to_lowercase().alias("key"),
+            match.stored(pl.col("data").cast(pl.String)).alias("key"),
             pl.col("userid").cast(pl.Int64).alias("holder"),
         )
         in_database = (

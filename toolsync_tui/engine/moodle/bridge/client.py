@@ -147,9 +147,15 @@ class MoodleBridge:
 
     async def verify_database(self, database: DatabaseTarget) -> dict[str, Any]:
         """`info`, after checking that the site's config.php names the database toolsync writes to."""
-        if database.driver != "mariadb":
+        if database.driver == "sqlite":
             raise BridgeError("the bridge serves a real Moodle site, not the SQLite sandbox: empty [bridge] moodle_dir")
         info = await self.info()
+        pgsql = str(info.get("dbtype")) == "pgsql"
+        if "dbtype" in info and pgsql != (database.driver == "postgresql"):
+            raise BridgeError(
+                f"the bridge's site {self.moodle_dir} runs on {info.get('dbtype')}, but toolsync's [database] driver "
+                f"is {database.driver!r}: fix [bridge] moodle_dir or [database] driver"
+            )
         theirs = (str(info.get("dbname")), str(info.get("dbprefix")))
         if theirs != (database.name, database.prefix):
             raise BridgeError(
