@@ -15,8 +15,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psutil
-import pymysql
-from sqlalchemy.engine import make_url
 
 from toolsync_tui.engine.run.log import RunLog, RunRecord
 
@@ -64,43 +62,6 @@ def wait_for(what: str, ready: Callable[[], bool], run: subprocess.Popen[str], t
 def progress(data_dir: Path) -> RunRecord | None:
     """The run's progress page (run/log.py): what it had committed at its last batch."""
     return RunLog(data_dir).progress()
-
-
-def count_users(url: str, prefix: str) -> int:
-    """Accounts of the file in the database, read on a connection of the test's own."""
-    parsed = make_url(url)
-    connection = pymysql.connect(
-        host=parsed.host, port=parsed.port, user=parsed.username, password=parsed.password, database=parsed.database
-    )
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT COUNT(*) FROM mdl_user WHERE username LIKE %s AND deleted = 0", (prefix + "%",))
-            row = cursor.fetchone()
-            return int(row[0]) if row else 0
-    finally:
-        connection.close()
-
-
-def kill_connections(url: str) -> int:
-    """KILL every connection to the database but the caller's: the run's, as a server restart or a network cut
-    would end them. How many were killed."""
-    parsed = make_url(url)
-    connection = pymysql.connect(
-        host=parsed.host, port=parsed.port, user=parsed.username, password=parsed.password, database=parsed.database
-    )
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT id FROM information_schema.processlist WHERE db = %s AND id <> CONNECTION_ID()",
-                (parsed.database,),
-            )
-            ids = [int(row[0]) for row in cursor.fetchall()]
-            for found in ids:
-                with contextlib.suppress(pymysql.MySQLError):  # ended meanwhile
-                    cursor.execute(f"KILL CONNECTION {found}")
-            return len(ids)
-    finally:
-        connection.close()
 
 
 def descendants(pid: int) -> list[psutil.Process]:
