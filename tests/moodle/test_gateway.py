@@ -106,6 +106,29 @@ async def test_insert_many_gives_the_new_ids_without_reading_them_back_where_the
         assert ids == [by_expiry[i] for i in range(5)]
 
 
+async def test_an_insert_written_while_planning_runs_later_in_another_transaction(site: Site) -> None:
+    """MariaDB: the statements written on the planning connection (its escape() only) insert the rows, with their
+    ids, in the write transaction; elsewhere, or for rows of differing columns, there is nothing to write ahead and
+    insert_many does without."""
+    _, gateway = site
+    flags = gateway.schema.cache_flags
+    kind = unique("ahead/")
+    rows = [{"flagtype": kind, "name": f"it's {i}%", "value": "1", "expiry": i, "timemodified": 0} for i in range(3)]
+    async with gateway.reading() as planning:
+        written = await gateway.written_insert(planning, flags, rows)
+        uneven = await gateway.written_insert(planning, flags, [rows[0], {"flagtype": kind, "name": "x", "expiry": 0}])
+    assert uneven is None
+    assert (written is None) == (gateway.kind != "mariadb")
+    async with gateway.transaction() as conn:
+        ids = await gateway.insert_many(conn, flags, rows, written)
+    async with gateway.reading() as conn:
+        stored = await conn.execute(select(flags.c.id, flags.c.name).where(flags.c.flagtype == kind))
+        by_name = {name: row_id for row_id, name in stored}
+    assert sorted(by_name) == [f"it's {i}%" for i in range(3)]
+    if gateway.kind != "sqlite":
+        assert ids == [by_name[f"it's {i}%"] for i in range(3)]
+
+
 async def test_a_failing_batch_leaves_nothing_behind(site: Site) -> None:
     _, gateway = site
     flags = gateway.schema.cache_flags

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import functools
 import hashlib
 import os
 from collections.abc import Mapping, Sequence
@@ -31,7 +32,7 @@ import polars as pl
 from sqlalchemy import ColumnElement, Select, Table, column, func, literal_column, select, table
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql import operators
-from sqlalchemy.sql.elements import BinaryExpression, BindParameter
+from sqlalchemy.sql.elements import BinaryExpression, BindParameter, ExpressionClauseList
 
 from toolsync_tui.engine.changes.journal import (
     DELETE,
@@ -276,13 +277,18 @@ class BatchCapture:
 
 
 def _listed_ids(where: ColumnElement[bool]) -> list[int] | None:
-    """The ids of a condition that is `id IN (...)` and nothing else (no query needed to know them), else None."""
-    if not isinstance(where, BinaryExpression) or where.operator is not operators.in_op:
+    """The ids of a condition that is `id IN (...)` or `id BETWEEN a AND b` and nothing else (no query needed to know
+    them), else None."""
+    if not isinstance(where, BinaryExpression) or getattr(where.left, "key", None) != "id":
         return None
-    left, right = where.left, where.right
-    if getattr(left, "key", None) != "id" or not isinstance(right, BindParameter) or right.value is None:
-        return None
-    return [int(i) for i in right.value]
+    right = where.right
+    if where.operator is operators.in_op and isinstance(right, BindParameter) and right.value is not None:
+        return [int(i) for i in right.value]
+    if where.operator is operators.between_op and isinstance(right, ExpressionClauseList):
+        bounds = [int(c.value) for c in right.clauses if isinstance(c, BindParameter) and c.value is not None]
+        if len(bounds) == 2:
+            return list(range(bounds[0], bounds[1] + 1))
+    return None
 
 
 async def row_digests(
@@ -291,25 +297,35 @@ async def row_digests(
     """Id -> a digest of the row's `columns` as stored (12 hex digits; no value of it, a password's hash, kept):
     taken at the commit of the run's batch that created it, and at its undo. MariaDB computes it (a row's values
     never cross the wire), as PostgreSQL does; SQLite's rows are read and hashed here."""
-    target = table(gateway.schema.prefix + name, *(column(c) for c in columns))
+    quote = gateway.quote
+    table_, listed = quote(gateway.schema.prefix + name), tuple(quote(c) for c in columns)
     found: dict[int, str] = {}
     wanted = set(ids)
     for part in chunks(sorted(wanted), DIGEST_CHUNK):
-        # Ids a batch created run in sequence: a range the index reads in one sweep, the others dropped here.
-        span = target.c.id.between(part[0], part[-1]) if part[-1] - part[0] < 2 * len(part) else None
-        where = span if span is not None else target.c.id.in_(list(part))
+        # Ids a batch created run in sequence: a range the index reads in one sweep, the others dropped here. The ids
+        # are integers, written into the text: no statement to compile, once a batch.
+        span = part[-1] - part[0] < 2 * len(part)
+        where = f"id BETWEEN {int(part[0])} AND {int(part[-1])}" if span else f"id IN ({', '.join(map(str, part))})"
         if gateway.kind != "sqlite":
-            # Each value tagged ('v' + value, or 'n' for NULL): CONCAT_WS would skip a NULL, and '' and NULL differ.
-            tagged = [func.coalesce(func.concat("v", target.c[c]), "n") for c in columns]
-            separator = func.chr(31) if gateway.kind == "postgresql" else literal_column("0x1f")
-            text_ = func.concat_ws(separator, *tagged)
-            query = select(target.c.id, func.left(func.md5(text_), 12)).where(where)
-            found.update({int(i): str(d) for i, d in await conn.execute(query) if int(i) in wanted})
+            sql = _digest_select(gateway.kind, table_, listed) + where
+            digests: Sequence[Any] = (await conn.exec_driver_sql(sql)).all()
+            found.update({int(i): str(d) for i, d in digests if int(i) in wanted})
         else:
-            query = select(*target.c).where(where)
             at = list(columns).index("id")
-            found.update({int(r[at]): digest(r) for r in await conn.execute(query) if int(r[at]) in wanted})
+            rows: Sequence[Any] = (
+                await conn.exec_driver_sql(f"SELECT {', '.join(listed)} FROM {table_} WHERE {where}")
+            ).all()
+            found.update({int(r[at]): digest(r) for r in rows if int(r[at]) in wanted})
     return found
+
+
+@functools.lru_cache(maxsize=256)
+def _digest_select(kind: str, table_: str, columns: tuple[str, ...]) -> str:
+    """`SELECT id, <the digest of columns> FROM table WHERE ` on MariaDB or PostgreSQL (names quoted)."""
+    # Each value tagged ('v' + value, or 'n' for NULL): CONCAT_WS would skip a NULL, and '' and NULL differ.
+    tagged = ", ".join(f"coalesce(concat('v', {c}), 'n')" for c in columns)
+    separator = "chr(31)" if kind == "postgresql" else "0x1f"
+    return f"SELECT id, left(md5(concat_ws({separator}, {tagged})), 12) FROM {table_} WHERE "
 
 
 def digest(row: Sequence[Any]) -> str:

@@ -91,11 +91,13 @@ async def create_contexts(
     # UPDATE per parent and chunk of ids, the same values without sending a path per row.
     for parent, ids in siblings.items():
         path = literal(f"{parent}/", String) + cast(table.c.id, String)
-        for part in chunks(ids):
-            async with recording.updating(conn, table, table.c.id.in_(part), ["path", "depth"]):
-                await conn.execute(
-                    update(table).where(table.c.id.in_(part)).values(path=path, depth=depth_of(parent) + 1)
-                )
+        # Ids in one unbroken run (as a multi-row INSERT hands them out) are a range: one UPDATE, one index sweep.
+        contiguous = max(ids) - min(ids) + 1 == len(ids) == len(set(ids))
+        for where in (
+            [table.c.id.between(min(ids), max(ids))] if contiguous else [table.c.id.in_(p) for p in chunks(ids)]
+        ):
+            async with recording.updating(conn, table, where, ["path", "depth"]):
+                await conn.execute(update(table).where(where).values(path=path, depth=depth_of(parent) + 1))
     return result
 
 

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from toolsync_tui.engine.moodle.column_limits import DEFAULT_PACKET, read_packet
 from toolsync_tui.engine.moodle.db_errors import describe
+from toolsync_tui.engine.moodle.mariadb_plans import keep_in_lists, leading_index
 from toolsync_tui.engine.moodle.postgres_bulk import insert_returning, update_from_arrays
 from toolsync_tui.engine.moodle.postgres_lookup import probe_select, probed
 from toolsync_tui.engine.moodle.recording import RUN_SESSION, recorder_of
@@ -36,6 +37,14 @@ STATEMENT_TIMEOUT = 300  # seconds the server has to answer each call (the defau
 
 class DatabaseError(Exception):
     """The database cannot be used: unreachable, wrong credentials, or not a compatible Moodle."""
+
+
+@dataclass(frozen=True)
+class WrittenInsert:
+    """MariaDB multi-row INSERT statements written ahead of their transaction (gateway.written_insert): each one's
+    text, parameters and rows."""
+
+    statements: list[tuple[str, tuple[Any, ...], Sequence[Mapping[str, Any]]]]
 
 
 @dataclass(frozen=True)
@@ -71,7 +80,7 @@ def chunks(values: Sequence[Any], size: int = CHUNK, budget: int = MAX_STATEMENT
 
 
 def _text_size(value: Any) -> int:
-    """More than the bytes `value` takes in a statement's text (4 a character, as _escaped_size); a number or a null
+    """More than the bytes `value` takes in a statement's text (4 a character); a number or a null
     counts 24 with the SQL around it."""
     if isinstance(value, str | bytes):
         return 4 * len(value) + 24
@@ -91,6 +100,7 @@ class MoodleGateway:
         # The most bytes a statement may take (the server's max_allowed_packet), read by site_info() at a run's start.
         self.packet = DEFAULT_PACKET
         self._id_step: int | None = None  # id_step(), once read
+        self.indexes: frozenset[tuple[str, str]] = frozenset()  # MariaDB: the site's (table, index), read at the start
         self._id_step_read = False
 
     @classmethod
@@ -239,6 +249,8 @@ class MoodleGateway:
                 present = {}
                 for table_name, column_name in rows:
                     present.setdefault(table_name, set()).add(column_name)
+                if self.kind == "mariadb":
+                    self.indexes = await _site_indexes(conn, self.schema)
         missing: list[str] = []
         for table in self.schema.metadata.tables.values():
             if table.name not in present:
@@ -287,22 +299,37 @@ class MoodleGateway:
                 query = select(*wanted).where(key_col.in_(part))
                 if where is not None:
                     query = query.where(where)
+                if index := self.forced_index(table, [key]):  # mariadb_plans.py says why
+                    query = query.with_hint(table, f"FORCE INDEX ({self.quote(index)})")
             found.extend(await conn.execute(query))
         if not found:
             return pl.DataFrame(schema=list(columns))
         # Column by column: several times faster than polars' row orientation for thousands of rows.
         return pl.DataFrame(dict(zip(columns, map(list, zip(*found, strict=True)), strict=True)), strict=False)
 
+    def forced_index(self, table: Table, key: Sequence[str]) -> str | None:
+        """MariaDB: the index a read by `key` names (mariadb_plans.py); None elsewhere, or when the site has none."""
+        return leading_index(table, key, self.indexes) if self.kind == "mariadb" else None
+
+    def quote(self, name: str) -> str:
+        quoted: str = self.engine.dialect.identifier_preparer.quote(name)
+        return quoted
+
     async def insert_many(
-        self, conn: AsyncConnection, table: Table, rows: Sequence[Mapping[str, Any]]
+        self,
+        conn: AsyncConnection,
+        table: Table,
+        rows: Sequence[Mapping[str, Any]],
+        written: WrittenInsert | None = None,
     ) -> list[int] | None:
         """Multi-row INSERTs, a statement per chunk of rows; the new rows' ids, in order, when the server guarantees
         them (id_step(): each statement's first id and row count give them, no read-back), else None.
 
-        On MariaDB, when every row has the same columns, the statement is written here: a value all the rows of the
-        chunk share is written once, escaped by the driver's own escape() (what it does to a parameter), the others
-        are parameters. A chunk of new users then has ~10 values a row to escape instead of ~40, and SQLAlchemy builds
-        no parameter set per row. Otherwise (SQLite, rows with differing columns) SQLAlchemy's executemany.
+        On MariaDB, when every row has the same columns, the statement is written here, its values escaped by the
+        driver's own escape() (what it does to a parameter): a value all the rows of the chunk share is written once
+        (a chunk of new users then has ~10 values a row to escape instead of ~40), integers as digits, and SQLAlchemy
+        builds no parameter set per row. Otherwise (SQLite, rows with differing columns) SQLAlchemy's executemany.
+        `written`: those statements, written ahead by written_insert() for these rows.
         """
         rows = list(rows)
         if not rows:
@@ -310,28 +337,43 @@ class MoodleGateway:
         if self.kind == "postgresql":
             return await self._insert_returning(conn, table, rows)
         names = list(rows[0])
-        written = self.kind == "mariadb" and set(names) <= set(table.c.keys())
+        writable = self.kind == "mariadb" and set(names) <= set(table.c.keys())
         recorder = recorder_of(conn)
-        if written and recorder is not None and any(row.keys() != rows[0].keys() for row in rows):
+        if writable and recorder is not None and any(row.keys() != rows[0].keys() for row in rows):
             # A run that records its writes needs each statement's ids: rows of the same columns together.
             for same in _same_columns(rows):
                 await self.insert_many(conn, table, same)
             return None
-        if not written or any(row.keys() != rows[0].keys() for row in rows):
+        if not writable or any(row.keys() != rows[0].keys() for row in rows):
             mark = await recorder.insert_mark(conn, table) if recorder is not None else 0
             for part in chunks(rows, CHUNK, self.max_statement):
                 await conn.execute(insert(table), list(part))
             if recorder is not None:
                 await recorder.inserted_since(conn, table, mark, rows)
             return None
-        driver = (await conn.get_raw_connection()).driver_connection
-        # As few statements as MAX_STATEMENT allows: the server then works through a batch's rows while the event loop
-        # is free for other work (the next batch's planning, with overlapping writes).
-        firsts = await self._insert_written(conn, table, names, rows, driver.escape)  # type: ignore[union-attr]
+        written = written or await self.written_insert(conn, table, rows)
+        assert written is not None  # MariaDB, rows of the same columns
+        firsts = [await self._insert_rows(conn, table, *statement) for statement in written.statements]
         step = await self.id_step()
         if step is None:
             return None
         return [first + i * step for first, count in firsts for i in range(count)]
+
+    async def written_insert(
+        self, conn: AsyncConnection, table: Table, rows: Sequence[Mapping[str, Any]]
+    ) -> WrittenInsert | None:
+        """On MariaDB, the multi-row INSERT statements of `rows` written now, for insert_many to run later in another
+        transaction: a family writes them while it plans a batch (when the batch before is being written), not in its
+        write. `conn` lends its escape() only (toolsync's connections share their character set). None elsewhere, or
+        when the rows differ in their columns or name one the table lacks: insert_many then does without."""
+        rows = list(rows)
+        names = list(rows[0]) if rows else []
+        if self.kind != "mariadb" or not rows or not set(names) <= set(table.c.keys()):
+            return None
+        if any(row.keys() != rows[0].keys() for row in rows):
+            return None
+        driver = (await conn.get_raw_connection()).driver_connection
+        return WrittenInsert(self._insert_statements(table, names, rows, driver.escape))  # type: ignore[union-attr]
 
     async def _insert_returning(
         self, conn: AsyncConnection, table: Table, rows: Sequence[Mapping[str, Any]]
@@ -348,15 +390,13 @@ class MoodleGateway:
                 ids += new
         return ids
 
-    async def _insert_written(
-        self,
-        conn: AsyncConnection,
-        table: Table,
-        names: list[str],
-        rows: Sequence[Mapping[str, Any]],
-        escape: Callable[[Any], str],
-    ) -> list[tuple[int, int]]:
-        """The statements' (first id, row count)."""
+    def _insert_statements(
+        self, table: Table, names: list[str], rows: Sequence[Mapping[str, Any]], escape: Callable[[Any], str]
+    ) -> list[tuple[str, tuple[Any, ...], Sequence[Mapping[str, Any]]]]:
+        """The statements' text, parameters (none: every value is in the text, escaped here by the driver's own
+        escape(), so that a statement written ahead costs its write nothing but the sending) and rows: as few
+        statements as MAX_STATEMENT allows (the server then works through a batch's rows while the event loop is free
+        for other work)."""
         first = rows[0]
         shared = {
             name
@@ -366,43 +406,37 @@ class MoodleGateway:
         varying = [name for name in names if name not in shared]
         # Integers (ids, timestamps) go into the text as digits: escaping them through the driver costs more than
         # the rest of the statement's building.
-        digits = [name for name in varying if all(type(row[name]) is int for row in rows)]
-        params = [name for name in varying if name not in digits]
+        digits = {name for name in varying if all(type(row[name]) is int for row in rows)}
+
+        def escaped(value: Any) -> str:
+            # The text is formatted by str.format (the template's own braces doubled), then by the driver (% doubled).
+            return escape(value).replace("%", "%%")
 
         def cell(name: str) -> str:
-            if name in shared:
-                # The text is formatted by str.format, then by the driver, even with no parameter ({ } and % doubled).
-                text = escape(first[name])
-                return text.replace("%", "%%").replace("{", "{{").replace("}", "}}")
-            return "{}" if name in digits else "%s"
+            return "{}" if name in varying else escaped(first[name]).replace("{", "{{").replace("}", "}}")
 
         template = "(" + ", ".join(cell(n) for n in names) + ")"
-        quote = self.engine.dialect.identifier_preparer.quote
+        quote = self.quote
         head = f"INSERT INTO {quote(table.name)} ({', '.join(quote(n) for n in names)}) VALUES "
-        # Statements stay under MAX_STATEMENT bytes (an upper bound of each escaped value's size).
-        start, size, texts, firsts = 0, len(head), list[str](), list[tuple[int, int]]()
+        statements: list[tuple[str, tuple[Any, ...], Sequence[Mapping[str, Any]]]] = []
+        # Statements stay under MAX_STATEMENT bytes (4 a character of a text that is not ASCII).
+        start, size, texts = 0, len(head), list[str]()
         for end, row in enumerate(rows):
-            text = template.format(*[row[n] for n in digits])
-            row_size = len(text) + 2 + sum(_escaped_size(row[n]) for n in params)
+            text = template.format(*[row[n] if n in digits else escaped(row[n]) for n in varying])
+            row_size = (len(text) if text.isascii() else 4 * len(text)) + 2
             if end > start and size + row_size > self.max_statement:
-                firsts.append(await self._insert_rows(conn, table, head, texts, params, rows[start:end]))
+                statements.append((head + ", ".join(texts), (), rows[start:end]))
                 start, size, texts = end, len(head), []
             size += row_size
             texts.append(text)
-        firsts.append(await self._insert_rows(conn, table, head, texts, params, rows[start:]))
-        return firsts
+        statements.append((head + ", ".join(texts), (), rows[start:]))
+        return statements
 
     @staticmethod
     async def _insert_rows(
-        conn: AsyncConnection,
-        table: Table,
-        head: str,
-        texts: list[str],
-        params: list[str],
-        rows: Sequence[Mapping[str, Any]],
+        conn: AsyncConnection, table: Table, sql: str, values: tuple[Any, ...], rows: Sequence[Mapping[str, Any]]
     ) -> tuple[int, int]:
-        values = tuple(row[name] for row in rows for name in params)
-        result = await conn.exec_driver_sql(head + ", ".join(texts), values)
+        result = await conn.exec_driver_sql(sql, values)
         first = int(result.lastrowid or 0)  # the statement's first generated id
         recorder = recorder_of(conn)
         if recorder is not None:  # for an undo of the run
@@ -529,7 +563,26 @@ def _mariadb_engine(url: str | URL, statement_timeout: float, **pool: Any) -> As
     creator = timed_creator(lambda: dict(params), statement_timeout, CONNECT_TIMEOUT)
     engine = create_async_engine(url, async_creator=creator, **pool)
     params.update(engine.sync_engine.dialect.create_connect_args(engine.url)[1])
+    keep_in_lists(engine)
     return engine
+
+
+async def _site_indexes(conn: AsyncConnection, schema: MoodleSchema) -> frozenset[tuple[str, str]]:
+    """The (table, index) pairs of the indexes Moodle declares that the site has, on the same columns."""
+    declared = {
+        (table.name, str(index.name)): ",".join(c.name for c in index.columns)
+        for table in schema.metadata.tables.values()
+        for index in table.indexes
+    }
+    rows = await conn.execute(
+        text(
+            "SELECT table_name, index_name, GROUP_CONCAT(column_name ORDER BY seq_in_index) "
+            "FROM information_schema.statistics WHERE table_schema = DATABASE() AND table_name IN :names "
+            "GROUP BY table_name, index_name"
+        ).bindparams(bindparam("names", expanding=True)),
+        {"names": sorted({table for table, _ in declared})},
+    )
+    return frozenset((str(t), str(i)) for t, i, columns in rows if declared.get((str(t), str(i))) == columns)
 
 
 def _postgres_engine(url: str | URL, statement_timeout: float, schema: str, **pool: Any) -> AsyncEngine:
@@ -553,15 +606,6 @@ def _postgres_engine(url: str | URL, statement_timeout: float, schema: str, **po
 def _startup_words(exc: BaseException) -> str:
     """Why the start-up check failed, in the words of its class (db_errors.py); a driver-less failure as it is."""
     return describe(exc) if isinstance(exc, DBAPIError) else _reason(exc)
-
-
-def _escaped_size(value: Any) -> int:
-    """At least the bytes the driver's escape of `value` takes: 4 a character of text, quotes included."""
-    if isinstance(value, str):
-        return 4 * len(value) + 2
-    if isinstance(value, bytes | bytearray):
-        return 2 * len(value) + 3
-    return len(str(value)) + 2
 
 
 def _reason(exc: BaseException) -> str:

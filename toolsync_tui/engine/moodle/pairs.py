@@ -29,14 +29,6 @@ from toolsync_tui.engine.moodle.gateway import MoodleGateway
 TUPLES = 5000  # key tuples a statement
 
 
-def index_on(table: Table, columns: Sequence[str]) -> str | None:
-    """The name of the table's index on exactly these columns, in this order (None when it has none)."""
-    for index in table.indexes:
-        if [c.name for c in index.columns] == list(columns) and index.name is not None:
-            return str(index.name)
-    return None
-
-
 async def fetch_tuples(
     gateway: MoodleGateway,
     conn: AsyncConnection,
@@ -46,11 +38,10 @@ async def fetch_tuples(
     schema: dict[str, type[pl.DataType]],
     *,
     where: Sequence[tuple[str, int | str]] = (),
-    index: str | None = None,
 ) -> pl.DataFrame:
     """The `schema` columns of the rows whose `key` columns are one of the rows of `values` (integer columns, in
-    `key` order; a row with a null is left out) and whose `where` columns equal the given constants. `index`: forced
-    on MariaDB."""
+    `key` order; a row with a null is left out) and whose `where` columns equal the given constants. On MariaDB
+    through the index that leads with `key` (mariadb_plans.py)."""
     keys = values.select(pl.all().cast(pl.Int64)).drop_nulls().unique().sort(pl.all())
     if gateway.kind == "postgresql":
         return await _fetch_lateral(gateway, conn, table, key, keys, schema, where)
@@ -62,10 +53,10 @@ async def fetch_tuples(
     if wanted.is_empty():
         return pl.DataFrame(schema=schema)
     mariadb = gateway.kind == "mariadb"
-    quote = gateway.engine.dialect.identifier_preparer.quote
+    quote = gateway.quote
     columns = list(schema)
     head = f"SELECT {', '.join(quote(c) for c in columns)} FROM {quote(table.name)}"
-    if index is not None and mariadb:
+    if index := gateway.forced_index(table, key):
         head += f" FORCE INDEX ({quote(index)})"
     conditions = [f"{quote(name)} = {_literal(value)}" for name, value in where]
     row_key = "(" + ", ".join(quote(c) for c in key) + ")"

@@ -122,11 +122,14 @@ async def sendable(
     courses = {course for course, option in options.values() if option == FROM_COURSE_CONTACT}
     staffed = await _courses_with_contacts(gateway, conn, sorted(courses), batch.roles)
     earlier = contact_courses if contact_courses is not None else set()
+    first_role: dict[int, int] = {}  # course -> the item from which the batch's own roles give it a contact
+    for role in batch.roles:
+        first_role[role.courseid] = min(role.first_seen, first_role.get(role.courseid, role.first_seen))
     count = 0
     for item, (enrolid, _) in enumerate(batch.enrolments, start=1):
         course, option = options.get(enrolid, (0, NO_MESSAGE))
         if option == FROM_COURSE_CONTACT:
-            new = any(r.courseid == course and r.first_seen <= item for r in batch.roles)
+            new = first_role.get(course, item + 1) <= item
             count += course in staffed or course in earlier or new
         else:
             count += option != NO_MESSAGE

@@ -54,7 +54,7 @@ from toolsync_tui.engine.moodle.event_log import Event
 from toolsync_tui.engine.moodle.gateway import MoodleGateway
 from toolsync_tui.engine.moodle.groups import add_members, create_groups, find_groups, stored_members
 from toolsync_tui.engine.moodle.lookup import KeyLookup
-from toolsync_tui.engine.moodle.pairs import fetch_tuples, index_on
+from toolsync_tui.engine.moodle.pairs import fetch_tuples
 from toolsync_tui.engine.moodle.staleness import EnrolmentEffects
 from toolsync_tui.engine.moodle.text_match import TextMatch
 from toolsync_tui.engine.moodle.welcome_messages import WelcomeQueue
@@ -346,7 +346,6 @@ class CourseEnrolments:
             req.select(RA_INDEX).clear() if replacing else req.select(RA_INDEX),
             {"roleid": pl.Int64, "contextid": pl.Int64, "userid": pl.Int64},
             where=[("component", ""), ("itemid", 0)],
-            index=index_on(ra, RA_INDEX),
         )
         stored = stored.unique().with_columns(pl.lit(True).alias("role_stored"))
         req = req.join(stored, on=RA_KEY, how="left", maintain_order="left")
@@ -421,7 +420,6 @@ class CourseEnrolments:
             new_roles.select(RA_INDEX),
             {"id": pl.Int64, "roleid": pl.Int64, "contextid": pl.Int64, "userid": pl.Int64},
             where=[("component", ""), ("itemid", 0)],
-            index=index_on(ra, RA_INDEX),
         )
         stored = stored.sort("id").unique(RA_KEY, keep="first").rename({"id": "ra_id"})
         return new_roles.select(*RA_KEY, "courseid").join(stored, on=RA_KEY, maintain_order="left")

@@ -28,7 +28,7 @@ from toolsync_tui.engine.moodle.contexts import (
     system_context,
 )
 from toolsync_tui.engine.moodle.course_events import collecting
-from toolsync_tui.engine.moodle.gateway import MoodleGateway
+from toolsync_tui.engine.moodle.gateway import MoodleGateway, WrittenInsert
 from toolsync_tui.engine.moodle.passwords import (
     CREATE_PASSWORD_PREFERENCE,
     NOPASS,
@@ -482,9 +482,11 @@ class UsersOperation(Operation):
         contexts: dict[int, Context] = {}
         if self.event_log.active and not updates.is_empty():
             contexts = await instance_contexts(self.gateway, conn, ContextLevel.USER, updates[USERID].to_list())
+        records = self._create_records(creates, now)
         return _Writes(
             creates=creates,
-            records=self._create_records(creates, now),
+            records=records,
+            written=await self.gateway.written_insert(conn, self.schema.user, records),
             generated=creates.filter(pl.col(NEW_PASSWORD) == TO_BE_GENERATED)[LINE].to_list(),
             updates=updates,
             changes=self._update_rows(updates, now),
@@ -568,7 +570,7 @@ class UsersOperation(Operation):
         if creates.is_empty():
             return {}, {}
         user = self.schema.user
-        new_ids = await self.gateway.insert_many(conn, user, writes.records)
+        new_ids = await self.gateway.insert_many(conn, user, writes.records, writes.written)
         lines = creates[LINE].to_list()
         if new_ids is not None:
             ids = dict(zip(lines, new_ids, strict=True))
@@ -806,6 +808,7 @@ class _Writes:
 
     creates: pl.DataFrame  # the planned rows that create an account
     records: list[dict[str, Any]]  # their mdl_user rows, in the same order
+    written: WrittenInsert | None  # the INSERT of those rows, written while the batch is planned (MariaDB)
     generated: list[int]  # lines of the creates whose password Moodle's cron generates
     updates: pl.DataFrame  # the planned rows that change an account
     changes: list[dict[str, Any]]  # their mdl_user changes
