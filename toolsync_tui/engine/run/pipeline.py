@@ -77,6 +77,7 @@ T = TypeVar("T")
 # A batch that meets a deadlock or a lock wait timeout is tried this many times in all, waiting RETRY_WAIT seconds
 # before the second attempt, twice as long before each next one: the other transaction has usually ended by then.
 ATTEMPTS = 3
+FIRST_BATCH = 1000  # rows at most in the first batch of an operation that overlaps its writes (_batches)
 RETRY_WAIT = 0.5
 
 
@@ -625,9 +626,14 @@ class _Run:
         return diff
 
     def _batches(self, source: Source) -> Iterator[pl.DataFrame]:
-        """The source's checked batches; with diff, marked and regrouped around their changed rows."""
+        """The source's checked batches; with diff, marked and regrouped around their changed rows. An operation that
+        overlaps its writes starts with a batch of FIRST_BATCH rows at most (its rows then split in two batches), so
+        that its first write starts sooner, the next batch planned meanwhile; dry runs and the safety pre-pass batch
+        the same."""
         batches = self.operation.checked_batches(source, self.batch_size)
-        return self.diff.batches(batches, self.batch_size) if self.diff is not None else batches
+        if self.diff is not None:
+            return self.diff.batches(batches, self.batch_size)
+        return _small_first(batches, FIRST_BATCH) if self.operation.overlaps_writes else batches
 
     def _changed(self, batch: pl.DataFrame, number: int) -> pl.DataFrame:
         """The rows of a batch to resolve: all, or with diff those that changed (the others wait in the diff)."""
@@ -912,6 +918,14 @@ class _Run:
                 recent=recent,
             )
         )
+
+
+def _small_first(batches: Iterator[pl.DataFrame], first: int) -> Iterator[pl.DataFrame]:
+    head = next(batches, None)
+    if head is None:
+        return
+    yield from [head.slice(0, first), head.slice(first)] if head.height > first else [head]
+    yield from batches
 
 
 async def _numbered(batches: Iterator[pl.DataFrame]) -> AsyncIterator[tuple[int, pl.DataFrame]]:
