@@ -289,3 +289,22 @@ def test_leading_index_on_moodle_declarations() -> None:
         "mdl_roleassi_useconrol_ix"
     )
     assert leading_index(schema.role_assignments, ["userid"], present) == "mdl_roleassi_useconrol_ix"
+
+
+def test_leading_index_takes_in_the_columns_of_the_reads_other_conditions() -> None:
+    """`contextid IN (...) AND roleid IN (...)` reads through (roleid, contextid), not through contextid's own index
+    and every assignment of those contexts; a username with its mnethostid through the unique (mnethostid, username);
+    an e-mail with `deleted` and `mnethostid` still through the e-mail's own index (no other leads with it)."""
+    from toolsync_tui.engine.moodle.schema import MoodleSchema
+
+    schema = MoodleSchema("mdl_")
+    every = frozenset((t.name, str(i.name)) for t in schema.metadata.tables.values() for i in t.indexes)
+    ra, user = schema.role_assignments, schema.user
+    assert leading_index(ra, ["contextid"], every) == "mdl_roleassi_con_ix"
+    assert leading_index(ra, ["contextid"], every, ["roleid"]) == "mdl_roleassi_rolcon_ix"
+    assert leading_index(ra, ["userid", "contextid", "roleid"], every, ["component", "itemid"]) == (
+        "mdl_roleassi_useconrol_ix"
+    )
+    assert leading_index(user, ["username"], every) is None
+    assert leading_index(user, ["username"], every, ["mnethostid"]) == "mdl_user_mneuse_uix"
+    assert leading_index(user, ["email"], every, ["deleted", "mnethostid"]) == "mdl_user_ema_ix"

@@ -7,7 +7,7 @@ statement per chunk of keys or rows: a batch of a command file costs a handful o
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +22,7 @@ from toolsync_tui.engine.moodle.column_limits import DEFAULT_PACKET, read_packet
 from toolsync_tui.engine.moodle.db_errors import describe
 from toolsync_tui.engine.moodle.mariadb_plans import keep_in_lists, leading_index
 from toolsync_tui.engine.moodle.postgres_bulk import insert_returning, update_from_arrays
-from toolsync_tui.engine.moodle.postgres_lookup import probe_select, probed
+from toolsync_tui.engine.moodle.postgres_lookup import named_columns, probe_select, probed
 from toolsync_tui.engine.moodle.recording import RUN_SESSION, recorder_of
 from toolsync_tui.engine.moodle.schema import MoodleSchema
 from toolsync_tui.engine.moodle.timed_connection import timed_creator
@@ -299,7 +299,7 @@ class MoodleGateway:
                 query = select(*wanted).where(key_col.in_(part))
                 if where is not None:
                     query = query.where(where)
-                if index := self.forced_index(table, [key]):  # mariadb_plans.py says why
+                if index := self.forced_index(table, [key], named_columns(where, table)):  # mariadb_plans.py: why
                     query = query.with_hint(table, f"FORCE INDEX ({self.quote(index)})")
             found.extend(await conn.execute(query))
         if not found:
@@ -307,9 +307,10 @@ class MoodleGateway:
         # Column by column: several times faster than polars' row orientation for thousands of rows.
         return pl.DataFrame(dict(zip(columns, map(list, zip(*found, strict=True)), strict=True)), strict=False)
 
-    def forced_index(self, table: Table, key: Sequence[str]) -> str | None:
-        """MariaDB: the index a read by `key` names (mariadb_plans.py); None elsewhere, or when the site has none."""
-        return leading_index(table, key, self.indexes) if self.kind == "mariadb" else None
+    def forced_index(self, table: Table, key: Sequence[str], also: Collection[str] = ()) -> str | None:
+        """MariaDB: the index a read by `key` (and conditions on `also`) names (mariadb_plans.py); None elsewhere, or
+        when the site has none."""
+        return leading_index(table, key, self.indexes, also) if self.kind == "mariadb" else None
 
     def quote(self, name: str) -> str:
         quoted: str = self.engine.dialect.identifier_preparer.quote(name)

@@ -14,7 +14,8 @@ range over that index).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import itertools
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from sqlalchemy import Table, event
@@ -24,17 +25,25 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 SESSION_SETTINGS = "SET SESSION in_predicate_conversion_threshold = 0"
 
 
-def leading_index(table: Table, key: Sequence[str], present: frozenset[tuple[str, str]]) -> str | None:
-    """The name of the site's index of `table` whose leading columns are `key`: a unique one first, then the
-    narrowest; None when there is none (or the key is the primary key, which the optimizer never passes over)."""
+def leading_index(
+    table: Table, key: Sequence[str], present: frozenset[tuple[str, str]], also: Collection[str] = ()
+) -> str | None:
+    """The name of the site's index of `table` that serves a read by `key` best: its leading columns are the key's
+    and those of `also` (the columns the read's other conditions name), all the key's among them; the most such
+    columns first (`contextid IN (...) AND roleid IN (...)` reads through (roleid, contextid), not through contextid's
+    own index and every assignment of those contexts), then the key's own order, a unique index, the narrowest. None
+    when no index leads with the key (or the key is the primary key, which the optimizer never passes over)."""
     if list(key) == [c.name for c in table.primary_key.columns]:
         return None
-    fitting = [
-        (not index.unique, len(index.columns), str(index.name))
-        for index in table.indexes
-        if [c.name for c in index.columns][: len(key)] == list(key) and (table.name, str(index.name)) in present
-    ]
-    return min(fitting)[2] if fitting else None
+    usable = {*key, *also}
+    fitting = []
+    for index in table.indexes:
+        columns = [c.name for c in index.columns]
+        lead = list(itertools.takewhile(usable.__contains__, columns))
+        if set(key) <= set(lead) and (table.name, str(index.name)) in present:
+            in_order = columns[: len(key)] == list(key)
+            fitting.append((-len(lead), not in_order, not index.unique, len(columns), str(index.name)))
+    return min(fitting)[-1] if fitting else None
 
 
 def keep_in_lists(engine: AsyncEngine) -> None:

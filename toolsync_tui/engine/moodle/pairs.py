@@ -56,7 +56,7 @@ async def fetch_tuples(
     quote = gateway.quote
     columns = list(schema)
     head = f"SELECT {', '.join(quote(c) for c in columns)} FROM {quote(table.name)}"
-    if index := gateway.forced_index(table, key):
+    if index := gateway.forced_index(table, key, [name for name, _ in where]):
         head += f" FORCE INDEX ({quote(index)})"
     conditions = [f"{quote(name)} = {_literal(value)}" for name, value in where]
     row_key = "(" + ", ".join(quote(c) for c in key) + ")"

@@ -70,3 +70,8 @@ def _named(where: ColumnElement[bool] | None, table: Table) -> list[Column[Any]]
     if where is None:
         return []
     return [c for c in iterate(where) if isinstance(c, Column) and c.table is table]
+
+
+def named_columns(where: ColumnElement[bool] | None, table: Table) -> list[str]:
+    """The names of the columns of `table` that `where` names."""
+    return [c.name for c in _named(where, table)]
