@@ -53,7 +53,16 @@ from benchmarks.enrolments import (
     seed_enrolments,
 )
 from benchmarks.floor import bare_connection, fresh_server, measured
-from benchmarks.floor_log import MARK, LogRows, count, log_inserts, log_settings, next_id, run_spooled, spooled
+from benchmarks.floor_log import (
+    MARK,
+    LogRows,
+    checked_count,
+    log_inserts,
+    log_settings,
+    next_id,
+    run_spooled,
+    spooled,
+)
 from tests.support.mariadb_server import ThrowawayMariaDB
 from toolsync_tui.engine.moodle.events import GROUP_MEMBER_ADDED, ROLE_ASSIGNED, USER_ENROLMENT_CREATED
 
@@ -186,7 +195,7 @@ async def log_floor(server: ThrowawayMariaDB, site: EnrolSite, pairs: Sequence[i
     # One pass over the log: each row must name its enrolment (and its instance's course), assignment (JSON: its id
     # too) or membership (and its group's course), the course's context and the user.
     assignment_id = " AND ra.id = JSON_VALUE(l.other, '$.id')" if json_format else ""
-    logged = await count(
+    await checked_count(
         cursor,
         f"SELECT COUNT(*) FROM {PREFIX}logstore_standard_log l "
         f"JOIN {PREFIX}context x ON x.id = l.contextid AND x.contextlevel = {COURSE_LEVEL} "
@@ -200,13 +209,10 @@ async def log_floor(server: ThrowawayMariaDB, site: EnrolSite, pairs: Sequence[i
         "AND gm.userid = l.relateduserid "
         f"LEFT JOIN {PREFIX}groups g ON g.id = gm.groupid AND g.courseid = l.courseid "
         "WHERE e.id IS NOT NULL OR ra.id IS NOT NULL OR g.id IS NOT NULL",
+        3 * len(pairs),
+        "log rows, each naming its enrolment, role assignment or membership",
     )
     conn.close()
-    if logged != 3 * len(pairs):
-        raise RuntimeError(
-            f"{logged:,} log rows name their enrolment, assignment or membership, not {3 * len(pairs):,}"
-        )
-    print(f"  checked: {logged:,} log rows, each naming its enrolment, role assignment or membership", flush=True)
 
 
 def seeded(args: argparse.Namespace, log_table: bool) -> tuple[ThrowawayMariaDB, EnrolSite, list[int]]:

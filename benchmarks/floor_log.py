@@ -202,3 +202,12 @@ async def count(cursor: aiomysql.Cursor, sql: str) -> int:
     await cursor.execute(sql)
     (value,) = await cursor.fetchone()
     return int(value)
+
+
+async def checked_count(cursor: aiomysql.Cursor, sql: str, wanted: int, what: str) -> None:
+    """The log rows a floor wrote, counted by `sql` (those that name what they log): `wanted` of them, or the floor
+    fails; printed as `what`."""
+    found = await count(cursor, sql)
+    if found != wanted:
+        raise RuntimeError(f"{found:,} log rows found of {wanted:,}: {what}")
+    print(f"  checked: {found:,} {what}", flush=True)

@@ -14,8 +14,9 @@ from sqlalchemy import String, Table, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 DEFAULT_PACKET = 16 * 1024 * 1024  # MariaDB's default max_allowed_packet, until the server's own is read
-# SQLite's SQLITE_MAX_LENGTH, the longest string or statement it takes: the sandbox's "packet".
-SQLITE_PACKET = 1_000_000_000
+# The "packet" of SQLite and PostgreSQL, whose only bound is a value's own: SQLite's SQLITE_MAX_LENGTH, PostgreSQL's
+# 1 GB a field.
+UNBOUNDED_PACKET = 1_000_000_000
 # What a statement carries besides a row's file values: its SQL, the columns toolsync fills itself, the other rows'
 # keys. A row's values must leave this much of the packet free.
 STATEMENT_ROOM = 64 * 1024
@@ -44,7 +45,7 @@ def column_limit(table: Table, name: str, prefix: str) -> ColumnLimit:
 async def read_packet(conn: AsyncConnection, kind: str) -> int:
     """The most bytes one statement may take on this server (read once a run)."""
     if kind != "mariadb":  # SQLite, PostgreSQL: no packet limit below a value's own (1 GB)
-        return SQLITE_PACKET
+        return UNBOUNDED_PACKET
     value = (await conn.execute(text("SELECT @@max_allowed_packet"))).scalar()
     return int(value) if value else DEFAULT_PACKET
 
