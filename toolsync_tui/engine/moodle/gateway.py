@@ -42,9 +42,9 @@ class DatabaseError(Exception):
 @dataclass(frozen=True)
 class WrittenInsert:
     """MariaDB multi-row INSERT statements written ahead of their transaction (gateway.written_insert): each one's
-    text, parameters and rows."""
+    text (every value in it) and rows."""
 
-    statements: list[tuple[str, tuple[Any, ...], Sequence[Mapping[str, Any]]]]
+    statements: list[tuple[str, Sequence[Mapping[str, Any]]]]
 
 
 @dataclass(frozen=True)
@@ -393,11 +393,10 @@ class MoodleGateway:
 
     def _insert_statements(
         self, table: Table, names: list[str], rows: Sequence[Mapping[str, Any]], escape: Callable[[Any], str]
-    ) -> list[tuple[str, tuple[Any, ...], Sequence[Mapping[str, Any]]]]:
-        """The statements' text, parameters (none: every value is in the text, escaped here by the driver's own
-        escape(), so that a statement written ahead costs its write nothing but the sending) and rows: as few
-        statements as MAX_STATEMENT allows (the server then works through a batch's rows while the event loop is free
-        for other work)."""
+    ) -> list[tuple[str, Sequence[Mapping[str, Any]]]]:
+        """The statements' text and rows: every value in the text, escaped here by the driver's own escape() (a
+        statement written ahead costs its write nothing but the sending); as few statements as MAX_STATEMENT allows
+        (the server then works through a batch's rows while the event loop is free for other work)."""
         first = rows[0]
         shared = {
             name
@@ -419,25 +418,25 @@ class MoodleGateway:
         template = "(" + ", ".join(cell(n) for n in names) + ")"
         quote = self.quote
         head = f"INSERT INTO {quote(table.name)} ({', '.join(quote(n) for n in names)}) VALUES "
-        statements: list[tuple[str, tuple[Any, ...], Sequence[Mapping[str, Any]]]] = []
+        statements: list[tuple[str, Sequence[Mapping[str, Any]]]] = []
         # Statements stay under MAX_STATEMENT bytes (4 a character of a text that is not ASCII).
         start, size, texts = 0, len(head), list[str]()
         for end, row in enumerate(rows):
             text = template.format(*[row[n] if n in digits else escaped(row[n]) for n in varying])
             row_size = (len(text) if text.isascii() else 4 * len(text)) + 2
             if end > start and size + row_size > self.max_statement:
-                statements.append((head + ", ".join(texts), (), rows[start:end]))
+                statements.append((head + ", ".join(texts), rows[start:end]))
                 start, size, texts = end, len(head), []
             size += row_size
             texts.append(text)
-        statements.append((head + ", ".join(texts), (), rows[start:]))
+        statements.append((head + ", ".join(texts), rows[start:]))
         return statements
 
     @staticmethod
     async def _insert_rows(
-        conn: AsyncConnection, table: Table, sql: str, values: tuple[Any, ...], rows: Sequence[Mapping[str, Any]]
+        conn: AsyncConnection, table: Table, sql: str, rows: Sequence[Mapping[str, Any]]
     ) -> tuple[int, int]:
-        result = await conn.exec_driver_sql(sql, values)
+        result = await conn.exec_driver_sql(sql, ())  # no parameter, yet formatted by the driver: % doubled
         first = int(result.lastrowid or 0)  # the statement's first generated id
         recorder = recorder_of(conn)
         if recorder is not None:  # for an undo of the run
