@@ -28,33 +28,10 @@ from typing import IO, Any
 
 import aiomysql
 
-from toolsync_tui.engine.moodle.event_log import ORIGIN, EventKind, php_json, php_serialize
+from toolsync_tui.engine.moodle.event_log import LOG_COLUMNS, ORIGIN, EventKind, php_json, php_serialize
 from toolsync_tui.engine.moodle.gateway import MAX_STATEMENT
 
 LOG_TABLE = "mdl_logstore_standard_log"
-# The columns toolsync writes (EventLog.record()), in its order.
-LOG_COLUMNS = (
-    "eventname",
-    "component",
-    "action",
-    "target",
-    "objecttable",
-    "objectid",
-    "crud",
-    "edulevel",
-    "contextid",
-    "contextlevel",
-    "contextinstanceid",
-    "userid",
-    "courseid",
-    "relateduserid",
-    "anonymous",
-    "other",
-    "timecreated",
-    "origin",
-    "ip",
-    "realuserid",
-)
 MARK = 918273645546372819  # stands in `other` for a number of the row's own (a role assignment's id), then {5}
 
 # A transaction's statement: its text and the first id its INSERT must get (None: not checked).

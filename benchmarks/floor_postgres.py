@@ -63,11 +63,11 @@ from benchmarks.enrolments import (
     seed_enrol_site,
     seed_enrolments,
 )
-from benchmarks.floor_log import LOG_COLUMNS, LOG_TABLE
+from benchmarks.floor_log import LOG_TABLE
 from benchmarks.generate import seeded_user_row, user_row
 from benchmarks.servers import BenchPostgreSQL, process_tree_cpu_seconds, start_server
 from tests.support.postgres_server import DUMP_TEMPLATE
-from toolsync_tui.engine.moodle.event_log import ORIGIN, EventKind, php_json, php_serialize
+from toolsync_tui.engine.moodle.event_log import LOG_COLUMNS, ORIGIN, EventKind, php_json, php_serialize
 from toolsync_tui.engine.moodle.events import (
     COHORT_MEMBER_ADDED,
     GROUP_MEMBER_ADDED,

@@ -65,3 +65,13 @@ def test_other_is_encoded_as_php_encodes_it(php: str) -> None:
     done = subprocess.run([php, "-r", code], input=given, capture_output=True, text=True, check=True)
     expected = [json.loads(line) for line in done.stdout.splitlines()]
     assert [[php_json(o), php_serialize(o)] for o in OTHERS] == expected  # type: ignore[arg-type]
+
+
+def test_the_logged_columns_are_every_column_of_the_standard_log_but_its_id() -> None:
+    """LOG_COLUMNS (record()'s order, the floors' and the tests' column lists) names the table's columns, no other."""
+    from toolsync_tui.engine.moodle.event_log import LOG_COLUMNS
+    from toolsync_tui.engine.moodle.schema import MoodleSchema
+
+    table = MoodleSchema("mdl_").logstore_standard_log
+    assert sorted(LOG_COLUMNS) == sorted(c.name for c in table.columns if c.name != "id")
+    assert len(set(LOG_COLUMNS)) == len(LOG_COLUMNS)

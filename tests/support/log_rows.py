@@ -12,30 +12,11 @@ from typing import Any
 from sqlalchemy import func, select
 
 from tests.support.user_factories import set_plugin_config
+from toolsync_tui.engine.moodle.event_log import LOG_COLUMNS
 from toolsync_tui.engine.moodle.gateway import MoodleGateway
 
 # What a log row says, without its id and time (compared on their own).
-COLUMNS = (
-    "eventname",
-    "component",
-    "action",
-    "target",
-    "objecttable",
-    "objectid",
-    "crud",
-    "edulevel",
-    "contextid",
-    "contextlevel",
-    "contextinstanceid",
-    "userid",
-    "courseid",
-    "relateduserid",
-    "anonymous",
-    "other",
-    "origin",
-    "ip",
-    "realuserid",
-)
+COLUMNS = tuple(column for column in LOG_COLUMNS if column != "timecreated")
 
 
 async def log_mark(gateway: MoodleGateway) -> int:

@@ -98,6 +98,31 @@ class Event:
     other: Mapping[str, Any] | None = None
 
 
+# The columns of mdl_logstore_standard_log that EventLog.record() writes, in its order (its rows' keys).
+LOG_COLUMNS = (
+    "eventname",
+    "component",
+    "action",
+    "target",
+    "objecttable",
+    "objectid",
+    "crud",
+    "edulevel",
+    "contextid",
+    "contextlevel",
+    "contextinstanceid",
+    "userid",
+    "courseid",
+    "relateduserid",
+    "anonymous",
+    "other",
+    "timecreated",
+    "origin",
+    "ip",
+    "realuserid",
+)
+
+
 @dataclass
 class EventLog:
     """The standard log of one run (see the module docstring)."""
