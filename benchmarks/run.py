@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import compileall
+import functools
 import json
 import os
 import pstats
@@ -838,6 +840,21 @@ def _attach_py_spy(pid_path: Path, out: Path, log: Path) -> subprocess.Popen[byt
         return subprocess.Popen(spy, stdout=messages, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
 
 
+@functools.cache
+def _byte_compiled() -> None:
+    """Compile toolsync's modules once, as pip does when it installs a wheel: a checkout run with
+    PYTHONDONTWRITEBYTECODE set (or from a read-only tree) would compile every module at every start (~0.1 s)."""
+    compileall.compile_dir(REPO / "toolsync_tui", quiet=1)
+
+
+def child_env() -> dict[str, str]:
+    """A timed toolsync child's environment: this checkout first on the path, byte-compiled; no inherited config."""
+    _byte_compiled()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    env.pop("TOOLSYNC_CONFIG", None)
+    return env
+
+
 def run_child(
     command: Sequence[str],
     workdir: Path,
@@ -850,8 +867,7 @@ def run_child(
     command's own peak RSS (see measure.py for why it is not started from this process)."""
     out_path, err_path = workdir / f"{tag}.stdout", workdir / f"{tag}.stderr"
     result_path, pid_path = workdir / f"{tag}.json", workdir / f"{tag}.json.pid"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
-    env.pop("TOOLSYNC_CONFIG", None)
+    env = child_env()
     launcher = [sys.executable, str(MEASURE), str(result_path), "--", *command]
     samples: list[tuple[float, float]] = []
     cpu_samples: list[CpuSample] = []

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import shutil
 import statistics
 import subprocess
@@ -38,9 +37,9 @@ from benchmarks.run import (
     DATABASE,
     ENROLS_SETTINGS,
     PREFIX,
-    REPO,
     USERS_SETTINGS,
     Measurement,
+    child_env,
     config_file,
     parse_summary,
     run_child,
@@ -84,12 +83,6 @@ class Imports:
     interpreter: float  # `python -c pass` (best of several)
     modules: int
     heaviest: list[tuple[str, float]]  # package -> its modules' own time under -X importtime, seconds
-
-
-def child_env() -> dict[str, str]:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
-    env.pop("TOOLSYNC_CONFIG", None)
-    return env
 
 
 def best_of(command: Sequence[str], times: int, cwd: Path) -> float:

@@ -28,13 +28,14 @@ from tests.support.operation_files import header, inbox_file, report_of
 from tests.support.tables import rows_of
 from toolsync_tui.cli import main
 from toolsync_tui.config import Config
-from toolsync_tui.engine.changes.capture import RunChanges
+from toolsync_tui.engine.changes.capture import RunChanges, row_digests
 from toolsync_tui.engine.changes.journal import ChangeJournal, journal_path
 from toolsync_tui.engine.changes.undo import undo_refusal, undo_run
 from toolsync_tui.engine.datadir.ledger import ledger_for_site
 from toolsync_tui.engine.datadir.retention import DAY, remove_expired
 from toolsync_tui.engine.datadir.store import DataStore
 from toolsync_tui.engine.moodle.gateway import MoodleGateway
+from toolsync_tui.engine.moodle.recording import nothing_more_recorded
 from toolsync_tui.engine.run.exits import EXIT_CANNOT_RUN
 from toolsync_tui.engine.run.log import RunLog, RunRecord
 from toolsync_tui.engine.run.pipeline import RunProblem, RunResult, run_operation
@@ -373,6 +374,99 @@ async def test_a_cohorts_run_with_overlapped_writes_undone_leaves_every_table_as
     assert undone.counts["deleted"] >= 8  # two cohorts, their six memberships, cid's in the kept one
     assert undone.counts["updated"] == 1  # ann's membership of the kept cohort, put back
     assert differences(before, dump_db_url) == {}, report_of(undone)
+
+
+async def test_a_feed_of_memberships_sealed_before_its_log_rows_is_undone_to_the_table(
+    dump_site: Site, dump_db_url: str
+) -> None:
+    """Batches that only add members to existing cohorts are recorded before their log rows are written (the journal
+    is written meanwhile, moodle/recording.nothing_more_recorded): undone, every table is as before, log aside."""
+    config, gateway = dump_site
+    config.set("operations.cohorts.cohort_identifier", "idnumber")
+    config.set("operations.cohorts.user_identifier", "id")
+    config.set("run.batch_size", 2)
+    users = await add_users(gateway, 5)
+    codes = [unique("C"), unique("C")]
+    await run(config, gateway, "cohorts", "cmd;cidnumber;cname;userid\n" + "".join(f"add;{c};Feed;\n" for c in codes))
+    before = table_compare.checksums(dump_db_url)
+
+    content = "cmd;cidnumber;cname;userid\n" + "".join(f"add;{c};;{u}\n" for c in codes for u in users)
+    result = await run(config, gateway, "cohorts", content)
+    assert result.counts == {"created": 10}, report_of(result)
+
+    undone = await undo_run(config, gateway, "last")
+
+    assert undone.counts == {"deleted": 10}, report_of(undone)
+    assert differences(before, dump_db_url) == {}, report_of(undone)
+
+
+async def test_a_write_recorded_after_its_transaction_said_it_records_nothing_more_rolls_the_batch_back(
+    site: tuple[Config, MoodleGateway], tmp_path: Path
+) -> None:
+    """After nothing_more_recorded(), only what is never recorded (log rows) may follow: a recorded write fails the
+    transaction rather than commit a change its journal misses."""
+    _, gateway = site
+    changes = await RunChanges.start(tmp_path, gateway, "f" * 32, "cohorts")
+    members, log = gateway.schema.cohort_members, gateway.schema.logstore_standard_log
+    cohort = 9_000_000 + int(time.time()) % 100_000
+    logged = {"eventname": unique("e"), "component": "core", "action": "a", "target": "t", "crud": "c", "edulevel": 0,
+              "contextid": 1, "contextlevel": 10, "contextinstanceid": 0, "userid": 0, "anonymous": 0,
+              "timecreated": 0}  # fmt: skip
+
+    async def batch() -> None:
+        async with gateway.transaction() as conn:
+            changes.open(conn)
+            try:
+                await gateway.insert_many(conn, members, [{"cohortid": cohort, "userid": 1, "timeadded": 1}])
+                await nothing_more_recorded(conn)
+                await gateway.insert_many(conn, log, [logged])  # never recorded: fine
+                await gateway.insert_many(conn, members, [{"cohortid": cohort, "userid": 2, "timeadded": 1}])
+            finally:
+                changes.settle(conn, committed=False)
+
+    with pytest.raises(RuntimeError, match="written after the transaction's record was taken"):
+        await batch()
+    async with gateway.reading() as conn:
+        found = await conn.execute(select(members.c.userid).where(members.c.cohortid == cohort))
+        assert found.all() == []
+
+
+async def test_rows_stored_as_written_are_digested_from_their_values_as_the_server_digests_them(
+    site: tuple[Config, MoodleGateway], tmp_path: Path
+) -> None:
+    """A new row of integers, plain ASCII text and NULLs is digested from the values written (no read back, MariaDB
+    and PostgreSQL): the digest the server computes of it, the one undo compares with. Other text, or a string
+    written to an integer column, is read back."""
+    _, gateway = site
+    changes = await RunChanges.start(tmp_path, gateway, "d" * 32, "cohorts")
+    cohort = gateway.schema.cohort
+    stamp = int(time.time() * 1000) % 1_000_000
+
+    def row(name: str, visible: object) -> dict[str, object]:
+        return {"contextid": 1, "name": name, "idnumber": f"digest-{stamp}-{name}", "description": "",
+                "descriptionformat": 1, "visible": visible, "component": "", "timecreated": 0,
+                "timemodified": 1_700_000_000}  # fmt: skip
+
+    async with gateway.transaction() as conn:
+        changes.open(conn)
+        try:
+            await gateway.insert_many(conn, cohort, [row("Plain 1 'quoted' %", 1), row("", 0) | {"idnumber": None}])
+            await gateway.insert_many(conn, cohort, [row("Ünïcode", 1)])
+            await gateway.insert_many(conn, cohort, [row("back\\slash", 1)])
+            await gateway.insert_many(conn, cohort, [row("as text", "1")])
+            capture, _ = changes.open_batches[id(conn)]
+            await capture.seal(conn)
+            read = {}
+            for entry in capture.entries:
+                ids = [int(r[0]) for r in entry.rows]
+                read[entry.rows[0][1]] = await row_digests(gateway, conn, entry.table, entry.columns, ids)
+        finally:
+            changes.settle(conn, committed=False)
+    assert [len(entry.rows) for entry in capture.entries] == [2, 1, 1, 1]
+    for entry in capture.entries:
+        assert {int(i): d for i, d in entry.rows} == read[entry.rows[0][1]]
+    as_written = [id(entry) in capture.written for entry in capture.entries]
+    assert as_written == ([False] * 4 if gateway.kind == "sqlite" else [True, False, False, False])
 
 
 async def test_a_new_record_that_a_later_run_uses_is_a_conflict_and_stays(dump_site: Site, dump_db_url: str) -> None:

@@ -81,6 +81,33 @@ async def test_insert_many_keeps_percent_and_braces_and_integers_exact(site: Sit
         assert sorted(tuple(r) for r in found) == [(1, 5), (2, 5)]
 
 
+async def test_insert_many_writes_identical_rows_and_integer_columns_with_nulls_exactly(site: Site) -> None:
+    """Rows that share every value are each written (the statement has no varying cell, its braces still undoubled);
+    a column of integers and NULLs goes in as digits and NULL; True is not taken for the 1 of other rows."""
+    _, gateway = site
+    flags, log = gateway.schema.cache_flags, gateway.schema.logstore_standard_log
+    kind = unique("same {x}%/")
+    same = {"flagtype": kind, "name": "{0} 100%", "value": "%s }{", "expiry": 3, "timemodified": 3}
+    marker = unique("logged/")
+    logged = [
+        {"eventname": marker, "component": "core", "action": "a", "target": "t", "crud": "c", "edulevel": 0,
+         "contextid": 1, "contextlevel": 10, "contextinstanceid": 0, "userid": 0, "anonymous": 0, "timecreated": 0,
+         "objectid": objectid, "relateduserid": related}
+        for objectid, related in [(None, 1), (7, True), (None, 1)]
+    ]  # fmt: skip
+    async with gateway.transaction() as conn:
+        await gateway.insert_many(conn, flags, [same, same, same])
+        await gateway.insert_many(conn, log, logged)
+        stored = await conn.execute(
+            select(flags.c.name, flags.c.value, flags.c.expiry, flags.c.timemodified).where(flags.c.flagtype == kind)
+        )
+        assert [tuple(r) for r in stored] == [("{0} 100%", "%s }{", 3, 3)] * 3
+        stored = await conn.execute(
+            select(log.c.objectid, log.c.relateduserid).where(log.c.eventname == marker).order_by(log.c.id)
+        )
+        assert [tuple(r) for r in stored] == [(None, 1), (7, 1), (None, 1)]
+
+
 async def test_insert_many_gives_the_new_ids_without_reading_them_back_where_the_server_guarantees_them(
     site: Site,
 ) -> None:

@@ -22,14 +22,14 @@ import errno
 import functools
 import hashlib
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import polars as pl
-from sqlalchemy import ColumnElement, Select, Table, column, func, literal_column, select, table
+from sqlalchemy import ColumnElement, Integer, Select, String, Table, column, func, literal_column, select, table
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql import operators
 from sqlalchemy.sql.elements import BinaryExpression, BindParameter, ExpressionClauseList
@@ -103,16 +103,30 @@ class BatchCapture:
     entries: list[Entry] = field(default_factory=list)
     new: dict[str, set[int]] = field(default_factory=dict)  # ids created in this transaction, per table
     new_columns: dict[str, set[str]] = field(default_factory=dict)  # columns then updated on such rows, per table
+    # id(entry) -> the values its rows were inserted with, id first, when the server stores them as written: their
+    # digests are then known without reading the rows back (written_digest).
+    written: dict[int, list[list[Any]]] = field(default_factory=dict)
+    closed: bool = False  # sealed: the transaction records nothing more
+    on_sealed: Callable[[], None] | None = None  # told when the writes seal it before the commit (sealed())
 
     def _name(self, target: Table) -> str | None:
         """The table's name without prefix, or None when it is never recorded."""
         prefix = self.gateway.schema.prefix
         name = target.name[len(prefix) :] if target.name.startswith(prefix) else target.name
-        return None if name in NOT_RECORDED_TABLES else name
+        if name in NOT_RECORDED_TABLES:
+            return None
+        if self.closed:  # the record is taken: the batch rolls back rather than commit a change it misses
+            raise RuntimeError(f"{target.name} written after the transaction's record was taken")
+        return name
 
-    def _created(self, name: str, ids: Sequence[int], columns: Sequence[str]) -> None:
+    def _created(self, table_: Table, name: str, ids: Sequence[int], rows: Sequence[Mapping[str, Any]]) -> None:
         self.new.setdefault(name, set()).update(ids)
-        self.entries.append(Entry(INSERT, name, "id", ["id", *(c for c in columns if c != "id")], [[i] for i in ids]))
+        columns = ["id", *(c for c in rows[0] if c != "id")]
+        entry = Entry(INSERT, name, "id", columns, [[i] for i in ids])
+        self.entries.append(entry)
+        stored = self.gateway.kind != "sqlite"  # SQLite's digests are of the rows as its driver reads them
+        if stored and all(_stored_as_written(table_, c, [row[c] for row in rows]) for c in columns[1:]):
+            self.written[id(entry)] = [[i, *(row[c] for c in columns[1:])] for i, row in zip(ids, rows, strict=True)]
 
     async def inserted(
         self, conn: AsyncConnection, table_: Table, first_id: int, count: int, rows: Sequence[Mapping[str, Any]]
@@ -127,14 +141,14 @@ class BatchCapture:
             ids = [first_id + i * step for i in range(count)]
         else:
             ids = await self._read_back(conn, table_, first_id, rows)
-        self._created(name, ids, list(rows[0]))
+        self._created(table_, name, ids, rows)
 
     async def inserted_ids(
         self, conn: AsyncConnection, table_: Table, ids: Sequence[int], rows: Sequence[Mapping[str, Any]]
     ) -> None:
         name = self._name(table_)
         if name is not None and rows:
-            self._created(name, list(ids), list(rows[0]))
+            self._created(table_, name, list(ids), rows)
 
     async def _read_back(
         self, conn: AsyncConnection, table_: Table, first_id: int, rows: Sequence[Mapping[str, Any]]
@@ -176,7 +190,7 @@ class BatchCapture:
         start = 0
         for end in range(1, len(rows) + 1):  # an entry per run of rows of the same columns
             if end == len(rows) or rows[end].keys() != rows[start].keys():
-                self._created(name, ids[start:end], list(rows[start]))
+                self._created(table_, name, ids[start:end], rows[start:end])
                 start = end
 
     def _old(self, name: str, key: str, value: Any, columns: Sequence[str] = ()) -> bool:
@@ -254,11 +268,25 @@ class BatchCapture:
         if rows:
             self.entries.append(Entry(DELETE, name, "id", columns, rows))
 
+    async def sealed(self, conn: AsyncConnection) -> None:
+        """The writes record nothing more (moodle/recording.nothing_more_recorded): sealed now, the run told."""
+        await self.seal(conn)
+        if self.on_sealed is not None:
+            self.on_sealed()
+
     async def seal(self, conn: AsyncConnection) -> None:
-        """At the commit: each created row's digest, of the columns written to it, as committed (one SELECT per
-        chunk); a row created and removed in this transaction is left out."""
+        """At the commit, or before it when the writes say they record nothing more: each created row's digest, of
+        the columns written to it, as committed (one SELECT per chunk); a row created and removed in this transaction
+        is left out."""
+        if self.closed:
+            return
+        self.closed = True
         for entry in self.entries:
             if entry.kind != INSERT:
+                continue
+            written = self.written.get(id(entry))
+            if written is not None and entry.table not in self.new_columns:  # none of its rows changed since
+                entry.rows[:] = [[row[0], written_digest(row, self.gateway.kind)] for row in written]
                 continue
             later = sorted(self.new_columns.get(entry.table, set()) - set(entry.columns))
             entry.columns.extend(later)
@@ -328,6 +356,31 @@ def _digest_select(kind: str, table_: str, columns: tuple[str, ...]) -> str:
     return f"SELECT id, left(md5(concat_ws({separator}, {tagged})), 12) FROM {table_} WHERE "
 
 
+def _stored_as_written(table_: Table, name: str, values: Sequence[Any]) -> bool:
+    """Whether the server gives back these values of the column as written, so that written_digest() is the digest it
+    computes of them: integers in an integer column (their text is their digits), plain text in a text column
+    (printable ASCII without a backslash: the same bytes in any character set, whatever the server's escaping), NULL.
+    A string written to an integer column (or any other value) is read back instead."""
+    declared = table_.c.get(name)
+    if declared is None:
+        return False
+    kind, types = declared.type, set(map(type, values)) - {type(None)}
+    if isinstance(kind, Integer):
+        return types <= {int}
+    if isinstance(kind, String) and types <= {str}:
+        text = "".join(value for value in values if value is not None)
+        return text.isascii() and text.isprintable() and "\\" not in text
+    return False
+
+
+def written_digest(values: Sequence[Any], kind: str) -> str:
+    """The digest _digest_select() reads on a `kind` server of a row whose values are these (_stored_as_written()), in
+    its columns' order. PostgreSQL's concat() skips a NULL: there a NULL reads 'v', as an empty text does."""
+    null = "v" if kind == "postgresql" else "n"
+    text = "\x1f".join(null if value is None else f"v{value}" for value in values)
+    return hashlib.md5(text.encode(), usedforsecurity=False).hexdigest()[:12]
+
+
 def digest(row: Sequence[Any]) -> str:
     """A row's values as the driver reads them (SQLite: the same reading at the commit and at undo)."""
     return hashlib.blake2b(repr(tuple(row)).encode(), digest_size=6).hexdigest()
@@ -355,6 +408,7 @@ class RunChanges:
         self.consecutive = consecutive
         self.increment = increment
         self.open_batches: dict[int, tuple[BatchCapture, int | None]] = {}  # id(conn) -> capture, journal batch
+        self.early: dict[int, asyncio.Future[int | None]] = {}  # id(conn) -> its journalling, when sealed early
         self.batch = 0
         self.irreversible = THROUGH_MOODLE.get(operation)
 
@@ -367,26 +421,40 @@ class RunChanges:
 
     def open(self, conn: AsyncConnection) -> None:
         capture = BatchCapture(self.gateway, self.consecutive, self.increment)
+        capture.on_sealed = functools.partial(self._journal_early, id(conn), capture)
         attach(conn, capture)
         self.open_batches[id(conn)] = (capture, None)
 
     async def ahead(self, conn: AsyncConnection) -> None:
         """Before the commit: the batch's changes in the journal, its new records in the ledger."""
         capture, _ = self.open_batches[id(conn)]
-        await capture.seal(conn)
+        early = self.early.pop(id(conn), None)
+        if early is None:
+            await capture.seal(conn)
+        number = await (early or self._journal(capture))
+        self.open_batches[id(conn)] = (capture, number)
+
+    def _journal_early(self, key: int, capture: BatchCapture) -> None:
+        """Sealed by the writes before the commit: journalled at once, while they write what is not recorded."""
+        self.early[key] = asyncio.ensure_future(self._journal(capture))
+
+    async def _journal(self, capture: BatchCapture) -> int | None:
+        """A sealed batch's changes in the journal and its new records in the ledger; its journal batch number (None:
+        it changed nothing recorded)."""
         if not capture.entries:
-            return
+            return None
         self.batch += 1
+        number = self.batch
         meta = {"run": self.run, "operation": self.operation, "site": self.ledger.site}
         if self.irreversible:
             meta["irreversible"] = self.irreversible
         try:
             # In a thread (each call opens its own SQLite connection): the next batch is planned meanwhile.
-            await asyncio.to_thread(self._write_ahead, capture, self.batch, meta)
-            self.open_batches[id(conn)] = (capture, self.batch)
+            await asyncio.to_thread(self._write_ahead, capture, number, meta)
         except (JournalProblem, LedgerProblem) as exc:
             # Never a batch in Moodle that its record misses: rolled back, the run stops as for a full disk.
             raise OSError(errno.EIO, f"{exc}; the batch in progress was rolled back") from None
+        return number
 
     def _write_ahead(self, capture: BatchCapture, number: int, meta: dict[str, str]) -> None:
         self.journal.write_batch(number, capture.entries, meta)
@@ -396,8 +464,13 @@ class RunChanges:
 
     def settle(self, conn: AsyncConnection, committed: bool) -> None:
         """After the commit (or the rollback): the batch marked committed. A batch whose commit failed stays unmarked:
-        the error may have come after the server committed, undo resolves it against Moodle's rows."""
+        the error may have come after the server committed, undo resolves it against Moodle's rows. So does one
+        journalled early whose write then failed (its rows were never committed: their ids are never handed out
+        again)."""
         detach(conn)
+        early = self.early.pop(id(conn), None)
+        if early is not None:  # the write failed before ahead(): whatever the journalling met, the run has its error
+            early.add_done_callback(lambda task: task.cancelled() or task.exception())
         _, number = self.open_batches.pop(id(conn), (None, None))
         if committed and number is not None:
             with contextlib.suppress(JournalProblem):  # unmarked, the batch is resolved at undo (undo.py)

@@ -50,7 +50,7 @@ from toolsync_tui.engine.moodle.contexts import system_context
 from toolsync_tui.engine.moodle.course_events import collecting
 from toolsync_tui.engine.moodle.enrol_sync import sync_after_run
 from toolsync_tui.engine.moodle.event_log import Event, EventKind
-from toolsync_tui.engine.moodle.gateway import MoodleGateway, chunks
+from toolsync_tui.engine.moodle.gateway import MoodleGateway, WrittenInsert, chunks
 from toolsync_tui.engine.moodle.lookup import live_users
 from toolsync_tui.engine.moodle.pairs import fetch_tuples
 from toolsync_tui.engine.moodle.text_match import TextMatch
@@ -94,6 +94,19 @@ class _Cohort:
     exists: bool = True
     members: set[int] = field(default_factory=set)
     changed: set[str] = field(default_factory=set)  # updated columns of a stored cohort
+
+
+@dataclass(frozen=True)
+class _MemberAdds:
+    """A batch of member additions to stored cohorts: its rows and log events, their statements written ahead (None
+    where the database takes none: the write then builds them)."""
+
+    now: int
+    cohorts: set[int]
+    rows: list[dict[str, Any]]
+    written: WrittenInsert | None
+    events: list[Event]
+    log: WrittenInsert | None
 
 
 class CohortsOperation(Operation):
@@ -220,9 +233,10 @@ class CohortsOperation(Operation):
             # Member additions alone (a feed's batches once its cohorts exist): written from the pairs, no state.
             self.in_flight = added
             contexts = {int(row["id"]): int(row["contextid"]) for row in stored.values()}
+            adds = await self._member_adds(conn, added, contexts)
 
             async def write_adds(conn: AsyncConnection) -> None:
-                await self._write_adds(conn, added, contexts)
+                await self._write_adds(conn, adds)
 
             return BatchPlan(planned.sort("line", maintain_order=True), write_adds)
         members = {int(c): set(u) for c, u in member_pairs.group_by("cohortid").agg("userid").iter_rows()}
@@ -442,24 +456,35 @@ class CohortsOperation(Operation):
                 events += await self.contexts.events(conn, kind, rows)
             await self.event_log.record(conn, events, now)
 
-    async def _write_adds(self, conn: AsyncConnection, added: pl.DataFrame, contexts: dict[int, int]) -> None:
-        """A batch that only adds members to stored cohorts: what _write() writes of it, the same rows and events in
-        the same order (by cohort id, then user id)."""
-        if added.is_empty():
-            return
+    async def _member_adds(self, conn: AsyncConnection, added: pl.DataFrame, contexts: dict[int, int]) -> _MemberAdds:
+        """What a batch that only adds members to stored cohorts writes, as _write() would write it: the same rows and
+        events in the same order (by cohort id, then user id). Their statements are written here, as the batch is
+        planned (while the batch before is being written)."""
         now = int(time.time())
         pairs = added.sort("cohortid", "userid").rows()
-        await self.gateway.insert_many(
-            conn, self.schema.cohort_members, [{"cohortid": c, "userid": u, "timeadded": now} for c, u in pairs]
-        )
-        self.changed_cohorts.update(c for c, _ in pairs)
+        rows = [{"cohortid": c, "userid": u, "timeadded": now} for c, u in pairs]
         events = collecting(self.event_log)
-        if events is not None:
+        if events is not None and pairs:
             # CohortContexts.events() inlined: one event per new member, thousands per batch.
             await self.contexts.read(conn, contexts.values())
             known, kind = self.contexts.known, kinds.COHORT_MEMBER_ADDED
             events += [Event(kind, c, contexts[c], *known[contexts[c]], 0, u) for c, u in pairs]
-            await self.event_log.record(conn, events, now)
+        return _MemberAdds(
+            now=now,
+            cohorts={c for c, _ in pairs},
+            rows=rows,
+            written=await self.gateway.written_insert(conn, self.schema.cohort_members, rows),
+            events=events or [],
+            log=await self.event_log.written(conn, events or [], now),
+        )
+
+    async def _write_adds(self, conn: AsyncConnection, adds: _MemberAdds) -> None:
+        if not adds.rows:
+            return
+        await self.gateway.insert_many(conn, self.schema.cohort_members, adds.rows, adds.written)
+        await recording.nothing_more_recorded(conn)
+        self.changed_cohorts.update(adds.cohorts)
+        await self.event_log.record(conn, adds.events, adds.now, adds.log)
 
     async def _create(self, conn: AsyncConnection, new: list[_Cohort], now: int) -> None:
         """Insert the new cohorts in one statement; their ids as the server numbered them, else read back by key: no

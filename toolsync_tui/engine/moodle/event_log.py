@@ -19,6 +19,8 @@ caller's transaction, as a CLI script run by the acting user would:
   run outside the pipeline). Every Operation has one as `self.event_log`: the run loads it once before prepare()
   (engine/run/pipeline.py); families call `await self.event_log.record(conn, events, now)` where they write, and may
   skip building events (and the reads they need) when `log.active` is false. `log.actor_id`: the acting user's id.
+  A family that plans a batch while the one before is written may write the rows' statements then:
+  `written = await log.written(conn, events, now)`, and `record(conn, events, now, written)` in the write.
 
 The row: userid the acting user, anonymous 0, origin 'cli', ip NULL, realuserid NULL, timecreated `now`; `other`
 json_encode()d (flags none: '/' escaped, non-ASCII as \\uXXXX, 'null' for no other) when logstore_standard's
@@ -39,7 +41,7 @@ from typing import Any, Protocol
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from toolsync_tui.engine.moodle.gateway import MoodleGateway
+from toolsync_tui.engine.moodle.gateway import MoodleGateway, WrittenInsert
 
 STANDARD_STORE = "logstore_standard"
 ORIGIN = "cli"
@@ -165,8 +167,20 @@ class EventLog:
             gateway=gateway,
         )
 
-    async def record(self, conn: AsyncConnection, events: Sequence[Event], now: int) -> None:
-        """Log `events` in the caller's transaction (or keep them for the bridge, with trigger)."""
+    async def written(self, conn: AsyncConnection, events: Sequence[Event], now: int) -> WrittenInsert | None:
+        """The log rows of `events` as INSERT statements written now, for record() to send in a later transaction: a
+        family writes them while it plans a batch (as the batch before is written). None when there is nothing to
+        write ahead (no row to log, events kept for the bridge, or a database that takes no written statements)."""
+        if not events or self.trigger or not self.enabled or self.gateway is None:
+            return None
+        table = self.gateway.schema.logstore_standard_log
+        return await self.gateway.written_insert(conn, table, self._rows(events, now))
+
+    async def record(
+        self, conn: AsyncConnection, events: Sequence[Event], now: int, written: WrittenInsert | None = None
+    ) -> None:
+        """Log `events` in the caller's transaction (or keep them for the bridge, with trigger); `written`: their rows'
+        statements, written ahead by written() for these events and `now`."""
         if not events:
             return
         if self.trigger:
@@ -174,9 +188,16 @@ class EventLog:
             return
         if not self.enabled or self.gateway is None:
             return
+        table = self.gateway.schema.logstore_standard_log
+        if written is not None:
+            await self.gateway.insert_written(conn, table, written)
+        else:
+            await self.gateway.insert_many(conn, table, self._rows(events, now))
+
+    def _rows(self, events: Sequence[Event], now: int) -> list[dict[str, Any]]:
         encode = php_json if self.json_format else php_serialize
         none = encode(None)  # most events have no `other`: encoded once
-        rows = [
+        return [
             {
                 "eventname": event.kind.eventname,
                 "component": event.kind.component,
@@ -201,7 +222,6 @@ class EventLog:
             }
             for event in events
         ]
-        await self.gateway.insert_many(conn, self.gateway.schema.logstore_standard_log, rows)
 
     def take_pending(self) -> list[Event]:
         """With trigger: the events recorded since the last call, for the bridge to trigger; forgotten here."""

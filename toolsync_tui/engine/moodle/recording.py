@@ -64,6 +64,9 @@ class Recorder(Protocol):
     async def deleting(self, conn: AsyncConnection, table: Table, where: ColumnElement[bool]) -> None:
         """Before a DELETE of the rows matching `where`: the whole rows."""
 
+    async def sealed(self, conn: AsyncConnection) -> None:
+        """Nothing the transaction writes from now on is recorded (nothing_more_recorded())."""
+
 
 _RECORDERS: WeakKeyDictionary[AsyncConnection, Recorder] = WeakKeyDictionary()
 
@@ -121,3 +124,11 @@ async def inserted_one(conn: AsyncConnection, table: Table, row_id: int, row: Ma
     recorder = recorder_of(conn)
     if recorder is not None:
         await recorder.inserted(conn, table, row_id, 1, [row])
+
+
+async def nothing_more_recorded(conn: AsyncConnection) -> None:
+    """Call where a write transaction has written all it records, before what is never recorded (its log rows): its
+    record is then taken and journalled while those are written, not after them. A recorded write after it fails."""
+    recorder = recorder_of(conn)
+    if recorder is not None:
+        await recorder.sealed(conn)

@@ -113,6 +113,7 @@ class OverlappedWrites:
             self.replanned += 1
         task = asyncio.create_task(pending.run()) if pending is not None else None
         self.in_flight = _Batch(batch, number, rows, unread, plan, task, pending)
+        await asyncio.sleep(0)  # the write sends its first statement before the batch before is recorded
         return settled
 
     async def drain(self) -> list[Settled]:

@@ -36,6 +36,7 @@ from toolsync_tui.engine.moodle.passwords import (
     PasswordHasher,
     PasswordRejected,
 )
+from toolsync_tui.engine.moodle.recording import nothing_more_recorded
 from toolsync_tui.engine.moodle.site_settings import UserSite, protected_accounts, site_timezone
 from toolsync_tui.engine.moodle.staleness import EnrolmentEffects, FlaggedUsers, end_sessions, purge_after_run
 from toolsync_tui.engine.parts.cohort_memberships import CohortMemberships
@@ -511,6 +512,8 @@ class UsersOperation(Operation):
             self.site.session_timeout,
             new_users=created.values(),
         )
+        if self._records_nothing_after_log(writes):
+            await nothing_more_recorded(conn)  # the batch's record is journalled while its log rows are written
         await self._log(conn, writes, created, contexts, now)
         await write_profile_data(self.gateway, conn, writes.profile_changes)
         await end_sessions(self.gateway, conn, writes.suspended)
@@ -523,6 +526,16 @@ class UsersOperation(Operation):
             pl.col(USERID).alias("id"), current("username").alias("username"), current("email").alias("email")
         )
         return created, await delete_accounts(self.gateway, self.bridge, conn, deletes, self.site, now, self.event_log)
+
+    def _records_nothing_after_log(self, writes: _Writes) -> bool:
+        """Whether nothing the batch records follows the accounts' log rows: no profile data, no deletion, no cohort or
+        course part (ending sessions is never recorded)."""
+        return (
+            writes.profile_changes.is_empty()
+            and writes.deleting.is_empty()
+            and not self.course_indexes
+            and "cohort" not in self.file_columns
+        )
 
     async def after_commit(self, outcomes: pl.DataFrame) -> pl.DataFrame:
         """The batch's deletions through the bridge; a row whose account Moodle did not delete fails."""
