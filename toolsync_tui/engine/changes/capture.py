@@ -49,6 +49,7 @@ from toolsync_tui.engine.moodle.recording import NOT_RECORDED_COLUMNS, NOT_RECOR
 from toolsync_tui.engine.run.log import Journal
 from toolsync_tui.engine.run.operation import Operation
 
+WRITTEN_DIGEST_COLUMNS = 10  # rows of at most so many columns (memberships, enrolments) are digested as written
 DIGEST_CHUNK = 10_000  # ids a digest query covers (a range, mostly: the statement stays small)
 OFF_SWITCH = "TOOLSYNC_RECORD_CHANGES"  # "0": runs record nothing (only to measure what recording costs)
 # Operations whose writes are Moodle's own PHP (through the bridge) or a user's deletion: never undoable.
@@ -124,8 +125,10 @@ class BatchCapture:
         columns = ["id", *(c for c in rows[0] if c != "id")]
         entry = Entry(INSERT, name, "id", columns, [[i] for i in ids])
         self.entries.append(entry)
-        stored = self.gateway.kind != "sqlite"  # SQLite's digests are of the rows as its driver reads them
-        if stored and all(_stored_as_written(table_, c, [row[c] for row in rows]) for c in columns[1:]):
+        # SQLite's digests are of the rows as its driver reads them; a wide row's digest costs the client more than
+        # the server's read of it (a 100,000-user run: 0.6 s more of the client's CPU, 4 % slower).
+        narrow = self.gateway.kind != "sqlite" and len(columns) <= WRITTEN_DIGEST_COLUMNS
+        if narrow and all(_stored_as_written(table_, c, [row[c] for row in rows]) for c in columns[1:]):
             self.written[id(entry)] = [[i, *(row[c] for c in columns[1:])] for i, row in zip(ids, rows, strict=True)]
 
     async def inserted(
