@@ -40,6 +40,7 @@ from toolsync_tui.engine.enrolments.status import course_enrolments, plan_status
 from toolsync_tui.engine.moodle.course_events import collecting
 from toolsync_tui.engine.moodle.event_log import Event
 from toolsync_tui.engine.moodle.gateway import MoodleGateway
+from toolsync_tui.engine.moodle.recording import nothing_more_recorded
 from toolsync_tui.engine.moodle.site_settings import UserSite, site_timezone
 from toolsync_tui.engine.moodle.staleness import (
     EnrolmentEffects,
@@ -225,6 +226,7 @@ class EnrolsOperation(Operation):
             await self.enrolments.write(conn, enrolling, now=now, events=events)
             if grouping is not None:
                 await self.groups.write(conn, grouping, now=now, events=events)
+            await nothing_more_recorded(conn)  # journalled while the dirty flags and log rows go in (never recorded)
             await mark_users_dirty(self.gateway, conn, effects.dirty_users, now, self.site.session_timeout)
             await mark_contexts_dirty(self.gateway, conn, effects.enabled_contexts, now, self.site.session_timeout)
             self.effects.update(effects)
