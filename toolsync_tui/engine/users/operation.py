@@ -28,6 +28,7 @@ from toolsync_tui.engine.moodle.contexts import (
     system_context,
 )
 from toolsync_tui.engine.moodle.course_events import collecting
+from toolsync_tui.engine.moodle.event_log import Event
 from toolsync_tui.engine.moodle.gateway import MoodleGateway, WrittenInsert
 from toolsync_tui.engine.moodle.passwords import (
     CREATE_PASSWORD_PREFERENCE,
@@ -502,19 +503,26 @@ class UsersOperation(Operation):
     async def _write(self, conn: AsyncConnection, writes: _Writes, now: int) -> tuple[dict[int, int], dict[int, str]]:
         """Write the plan; returns line -> id of the accounts created, and id -> why for deletions that failed."""
         created, contexts = await self._create(conn, writes, now)
-        await self.gateway.update_many(conn, self.schema.user, "id", writes.changes)
-        ids = [created[line] for line in writes.new_times] + writes.changed_times
-        await set_user_preferences(
-            self.gateway,
-            conn,
-            [(uid, PASSWORD_UPDATE_TIME, str(now)) for uid in ids if uid != self.guest],
-            now,
-            self.site.session_timeout,
-            new_users=created.values(),
-        )
-        if self._records_nothing_after_log(writes):
-            await nothing_more_recorded(conn)  # the batch's record is journalled while its log rows are written
-        await self._log(conn, writes, created, contexts, now)
+        # The log rows are built while the statements before them run (the batch's digests are read meanwhile).
+        log_rows = asyncio.ensure_future(self._log_rows(conn, writes, created, contexts, now))
+        try:
+            await self.gateway.update_many(conn, self.schema.user, "id", writes.changes)
+            ids = [created[line] for line in writes.new_times] + writes.changed_times
+            await set_user_preferences(
+                self.gateway,
+                conn,
+                [(uid, PASSWORD_UPDATE_TIME, str(now)) for uid in ids if uid != self.guest],
+                now,
+                self.site.session_timeout,
+                new_users=created.values(),
+            )
+            if self._records_nothing_after_log(writes):
+                await nothing_more_recorded(conn)  # the batch's record is journalled while its log rows are written
+            events, written = await log_rows
+        except BaseException:
+            log_rows.cancel()
+            raise
+        await self.event_log.record(conn, events, now, written)
         await write_profile_data(self.gateway, conn, writes.profile_changes)
         await end_sessions(self.gateway, conn, writes.suspended)
         deleting = writes.deleting
@@ -637,13 +645,18 @@ class UsersOperation(Operation):
         changed = updates.filter(hashed & pl.col(CHANGES).list.contains("password") & (auth == "manual"))
         return new, changed[USERID].to_list()
 
-    async def _log(
+    async def _log_rows(
         self, conn: AsyncConnection, writes: _Writes, created: dict[int, int], contexts: dict[int, Context], now: int
-    ) -> None:
-        """Moodle's standard log rows of the accounts created and changed (users/log_events.py)."""
+    ) -> tuple[list[Event], WrittenInsert | None]:
+        """Moodle's standard log rows of the accounts created and changed (users/log_events.py): their events, and
+        their statements written now (while the batch's statements before them run)."""
+        events = self._log_events(writes, created, contexts)
+        return events, await self.event_log.written(conn, events, now)
+
+    def _log_events(self, writes: _Writes, created: dict[int, int], contexts: dict[int, Context]) -> list[Event]:
         creates, updates = writes.creates, writes.updates
         if not self.event_log.active or (creates.is_empty() and updates.is_empty()):
-            return
+            return []
         hashed = pl.col(NEW_PASSWORD).is_not_null() & ~pl.col(NEW_PASSWORD).is_in(LITERAL_PASSWORDS)
         internal = list(INTERNAL_PASSWORD_AUTHS)
         given = pl.col("auth") if "auth" in creates.columns else pl.lit("")
@@ -658,7 +671,7 @@ class UsersOperation(Operation):
         known.update(writes.contexts)
         written = [(line, created[line], True, bool(pw)) for line, pw in new.iter_rows() if line in created]
         written += [(line, uid, False, bool(pw)) for line, uid, pw in changed.iter_rows()]
-        await self.event_log.record(conn, account_events(written, known), now)
+        return account_events(written, known)
 
     def _update_rows(self, updates: pl.DataFrame, now: int) -> list[dict[str, Any]]:
         records = []
