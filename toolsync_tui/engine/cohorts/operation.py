@@ -102,7 +102,6 @@ class _MemberAdds:
     where the database takes none: the write then builds them)."""
 
     now: int
-    cohorts: set[int]
     rows: list[dict[str, Any]]
     written: WrittenInsert | None
     events: list[Event]
@@ -463,19 +462,18 @@ class CohortsOperation(Operation):
         now = int(time.time())
         pairs = added.sort("cohortid", "userid").rows()
         rows = [{"cohortid": c, "userid": u, "timeadded": now} for c, u in pairs]
-        events = collecting(self.event_log)
-        if events is not None and pairs:
+        events: list[Event] = []
+        if self.event_log.active and pairs:  # a run that logs nothing skips the contexts' read
             # CohortContexts.events() inlined: one event per new member, thousands per batch.
             await self.contexts.read(conn, contexts.values())
             known, kind = self.contexts.known, kinds.COHORT_MEMBER_ADDED
-            events += [Event(kind, c, contexts[c], *known[contexts[c]], 0, u) for c, u in pairs]
+            events = [Event(kind, c, contexts[c], *known[contexts[c]], 0, u) for c, u in pairs]
         return _MemberAdds(
             now=now,
-            cohorts={c for c, _ in pairs},
             rows=rows,
             written=await self.gateway.written_insert(conn, self.schema.cohort_members, rows),
-            events=events or [],
-            log=await self.event_log.written(conn, events or [], now),
+            events=events,
+            log=await self.event_log.written(conn, events, now),
         )
 
     async def _write_adds(self, conn: AsyncConnection, adds: _MemberAdds) -> None:
@@ -483,7 +481,7 @@ class CohortsOperation(Operation):
             return
         await self.gateway.insert_many(conn, self.schema.cohort_members, adds.rows, adds.written)
         await recording.nothing_more_recorded(conn)
-        self.changed_cohorts.update(adds.cohorts)
+        self.changed_cohorts.update(row["cohortid"] for row in adds.rows)
         await self.event_log.record(conn, adds.events, adds.now, adds.log)
 
     async def _create(self, conn: AsyncConnection, new: list[_Cohort], now: int) -> None:
