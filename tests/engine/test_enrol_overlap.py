@@ -128,3 +128,79 @@ async def test_overlapped_enrolment_batches_give_the_serial_result(
     assert len(serial[1]["log"]) > 20
     assert len(replans) == 2, "each run overlaps its writes"
     assert all(r.replanned > 0 for r in replans), [r.replanned for r in replans]
+
+
+@pytest.mark.parametrize("refused", [False, True], ids=["committed", "refused"])
+async def test_groups_the_write_in_flight_creates_are_taken_as_created_unless_it_fails(
+    db_server: Server,
+    server_kind: str,
+    project_db_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    replans: list[OverlappedWrites],
+    refused: bool,
+) -> None:
+    """A file that creates its groups as it goes (gaddcreate, each group named again by the next rows, each pair
+    once): a batch planned while the one before is written takes the groups that write creates as created, and is
+    not planned again. When that write fails (a trigger refuses one of its memberships), the batch is planned again
+    and creates the group itself. Either way the result is the serial one."""
+    gateway = MoodleGateway.for_url(project_db_url, "mdl_")
+    try:
+        [course] = await add_enrolment_courses(gateway)
+        users = await add_users(gateway, 6)
+    finally:
+        await gateway.close()
+    c, u = course.id, users
+    # Batches of 2 rows: {1, 2} creates both groups, {3, 4} is planned while it is written, {5, 6} while {3, 4} is.
+    content = "cid;uid;rolename;enrol;gcmd;g1\n" + (
+        f"{c};{u[0]};student;manual;gaddcreate;Alpha\n"
+        f"{c};{u[1]};student;manual;gaddcreate;Beta\n"  # refused: its batch writes nothing, its groups included
+        f"{c};{u[2]};student;manual;gaddcreate;Beta\n"
+        f"{c};{u[3]};student;manual;gaddcreate;Alpha\n"
+        f"{c};{u[4]};student;manual;gaddcreate;Beta\n"
+        f"{c};{u[5]};student;manual;gadd;Alpha\n"
+    )
+    trigger = unique("refuse_")
+    condition = f"NEW.userid = {u[1]}"
+    if server_kind == "postgresql":
+        created = [
+            f"CREATE FUNCTION {trigger}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN IF {condition} THEN "
+            "RAISE EXCEPTION 'refused by test'; END IF; RETURN NEW; END $$",
+            f"CREATE TRIGGER {trigger} BEFORE INSERT ON mdl_groups_members FOR EACH ROW EXECUTE FUNCTION {trigger}()",
+        ]
+    else:
+        created = [
+            f"CREATE TRIGGER {trigger} BEFORE INSERT ON mdl_groups_members FOR EACH ROW IF {condition} THEN "
+            "SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'refused by test'; END IF"
+        ]
+    source = make_url(project_db_url).database
+    assert source is not None
+    results: dict[str, Any] = {}
+    for mode in ("0", "1"):
+        monkeypatch.setenv(overlap.OFF_SWITCH, mode)
+        url = copy_database(db_server, source, unique(f"{source[:30]}_g{mode}_"))
+        config = database_config(tmp_path / f"g{mode}", url)
+        config.set("run.batch_size", 2)
+        for name in ("course_identifier", "user_identifier"):
+            config.set(f"operations.enrols.{name}", "id")
+        gateway = MoodleGateway.for_url(url, "mdl_")
+        try:
+            if refused:
+                async with gateway.transaction() as conn:
+                    for statement in created:
+                        await conn.exec_driver_sql(statement)
+            run = await run_file(config, gateway, "enrols", content)
+            results[mode] = (report_rows(run), await state(gateway, [c], users))
+        finally:
+            await gateway.close()
+    serial, overlapped = results["0"], results["1"]
+    assert overlapped == serial
+    rows = [(o["line"], o["outcome"], o["part"]) for o in serial[0]]
+    if refused:
+        assert rows[:2] == [("2", "failed", ""), ("3", "failed", "")], rows  # the first batch, not written
+        assert sorted(m["userid"] for m in serial[1]["groups_members"]) == u[2:]
+    else:
+        assert sorted(m["userid"] for m in serial[1]["groups_members"]) == u
+    assert sorted(g["name"] for g in serial[1]["groups"]) == ["Alpha", "Beta"]
+    [run] = replans
+    assert run.replanned == (1 if refused else 0)

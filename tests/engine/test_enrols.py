@@ -607,7 +607,8 @@ async def test_groups_a_rolled_back_batch_created_are_not_taken_as_existing_by_t
     def rows(*names: str) -> pl.DataFrame:
         groups = {column: [names[n] if n < len(names) else ""] for n, column in enumerate(GROUP_COLUMNS)}
         return pl.DataFrame(
-            {"__row": [0], LINE: [2], "userid": [ann], "courseid": [course.id], "cid": [str(course.id)]}
+            {"__row": [0], LINE: [2], "userid": [ann], "courseid": [course.id], "contextid": [course.contextid]}
+            | {"cid": [str(course.id)]}
             | {"group_command": ["gaddcreate"], **groups, "enrolled_after": [True]}
         )
 

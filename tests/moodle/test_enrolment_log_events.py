@@ -32,6 +32,8 @@ from tests.support.log_rows import log_mark, log_since, set_log_store
 from tests.support.operation_files import header, identifiers_by_id, report_of, run_file
 from tests.support.tables import rows_of
 from toolsync_tui.config import Config
+from toolsync_tui.engine.moodle.event_log import Event, EventLog, EventsAhead
+from toolsync_tui.engine.moodle.events import USER_ENROLMENT_CREATED
 from toolsync_tui.engine.moodle.gateway import MoodleGateway
 
 Site = tuple[Config, MoodleGateway]
@@ -256,3 +258,28 @@ async def test_a_dry_run_and_a_site_without_the_standard_log_write_no_log_row(si
     assert dry.counts == {"created": 1}, report_of(dry)
     assert real.counts == {"created": 1}, report_of(real)
     assert await log_since(gateway, mark) == []
+
+
+async def test_events_gathered_ahead_are_logged_once_each_in_the_order_they_came(site: Site) -> None:
+    """EventLog.ahead(): each part added is written as statements while the write goes on; record() sends them all,
+    in the order the events came (parts added with +=, extend() and append())."""
+    config, gateway = site
+    [course] = await add_enrolment_courses(gateway)
+    mark = await log_mark(gateway)
+
+    def enrolled(number: int) -> Event:
+        return Event(USER_ENROLMENT_CREATED, number, course.contextid, 50, course.id, course.id, 2, {"enrol": "x"})
+
+    async with gateway.transaction() as conn:
+        log = await EventLog.load(gateway, conn, config.settings.events)
+        gathered = log.ahead(conn, 1_700_000_000)
+        assert gathered is not None
+        assert isinstance(gathered, EventsAhead) == (gateway.kind == "mariadb")  # elsewhere, a plain list
+        gathered += [enrolled(1), enrolled(2)]
+        gathered.append(enrolled(3))
+        gathered.extend(enrolled(n) for n in (4, 5))
+        gathered += []
+        gathered += [enrolled(6)]
+        await log.record(conn, gathered, 1_700_000_000)
+    rows = await log_since(gateway, mark)
+    assert [(r["objectid"], r["other"]) for r in rows] == [(n, '{"enrol":"x"}') for n in range(1, 7)]

@@ -46,6 +46,7 @@ from toolsync_tui.engine.run.operation import SetupProblem
 
 ACTION = "group"
 KNOWN_SCHEMA: dict[str, type[pl.DataType]] = {"courseid": pl.Int64, "key": pl.String, "groupid": pl.Int64}
+NAMED_SCHEMA: dict[str, type[pl.DataType]] = {"courseid": pl.Int64, "name": pl.String, "key": pl.String}
 
 
 @dataclass(frozen=True)
@@ -56,10 +57,14 @@ class GroupPlan:
     effects: EnrolmentEffects
     to_create: pl.DataFrame  # courseid, name, key of the groups to create
     gone: pl.DataFrame  # groupid, userid of the memberships to remove
-    joining: pl.DataFrame  # groupid (null: a group to create), userid, courseid, key of the memberships to add
+    # groupid (null: a group to create), userid, courseid, contextid (the course's), key of the memberships to add
+    joining: pl.DataFrame
     # ("pair", courseid, userid) and ("group", courseid, key) the plan read, and those the write changes
     reads: frozenset[Hashable]
     writes: frozenset[Hashable]
+    # ("group", courseid, key) of the groups the write before creates, taken as created (plan(coming=...))
+    assumes: frozenset[Hashable] = frozenset()
+    coming: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=NAMED_SCHEMA))  # courseid, name, key
 
 
 @dataclass(frozen=True)
@@ -123,34 +128,59 @@ class GroupSteps:
         events: list[Event] | None = None,
         cache: bool = False,
     ) -> tuple[pl.DataFrame, EnrolmentEffects]:
-        """rows: LINE, userid, courseid, cid, group_command, g1..g9, `enrolled_after` (Boolean: what the row's command
-        left, null when the database says). Detail outcomes (part g<n> or "group <name>") and what went stale; the log
-        events of the writes (group_created, group_member_removed, group_member_added) go to `events`. plan() then
-        (unless dry_run) write()."""
+        """rows: LINE, userid, courseid, contextid (the course's), cid, group_command, g1..g9, `enrolled_after`
+        (Boolean: what the row's command left, null when the database says). Detail outcomes (part g<n> or "group
+        <name>") and what went stale; the log events of the writes (group_created, group_member_removed,
+        group_member_added) go to `events`. plan() then (unless dry_run) write()."""
         planned = await self.plan(conn, rows, dry_run=dry_run, cache=cache)
         if not dry_run:
             await self.write(conn, planned, now=now, events=events)
         return planned.outcomes, planned.effects
 
-    async def plan(self, conn: AsyncConnection, rows: pl.DataFrame, *, dry_run: bool, cache: bool) -> GroupPlan:
+    async def plan(
+        self,
+        conn: AsyncConnection,
+        rows: pl.DataFrame,
+        *,
+        dry_run: bool,
+        cache: bool,
+        coming: frozenset[Hashable] = frozenset(),
+    ) -> GroupPlan:
         """The reads and decisions of apply(), nothing written. `cache`: nothing of this transaction is written yet,
         so the groups found are committed ones, kept for the run's later batches (the file deletes and renames
-        none); groups created are found again by the next batch that names them."""
+        none); groups created are found again by the next batch that names them. `coming`: what the write in flight
+        changes (PreviousWrite.writes); the groups it creates are taken as existing, their ids read by write()."""
         named = self._named(rows)
         unknown = named.join(self.known, on=["courseid", "key"], how="anti")
+        created_before = _group_keys(coming)
+        promised = (
+            unknown.join(created_before, on=["courseid", "key"], how="semi")
+            .select(list(NAMED_SCHEMA))
+            .unique(["courseid", "key"], keep="first", maintain_order=True)
+        )
+        unknown = unknown.join(promised, on=["courseid", "key"], how="anti")
         found = _keyed(await find_groups(self.gateway, conn, unknown.select("courseid", "name")), self._names())
         if cache:
             self._remember(found)
         known = pl.concat([self.known, found]).unique(["courseid", "key"], keep="first", maintain_order=True)
-        named = named.join(known, on=["courseid", "key"], how="left", maintain_order="left")
-        creating = pl.col("group_command").str.ends_with("create") & pl.col("groupid").is_null()
+        named = named.join(known, on=["courseid", "key"], how="left", maintain_order="left").join(
+            promised.select("courseid", "key", pl.lit(True).alias("coming")),
+            on=["courseid", "key"],
+            how="left",
+            maintain_order="left",
+        )
+        coming_group = pl.col("coming").fill_null(False)
+        creating = pl.col("group_command").str.ends_with("create") & pl.col("groupid").is_null() & ~coming_group
         # A group still to create has no id: write() gives it its new one (its rows find it by courseid and key).
         named = named.with_columns(creating.alias("created"))
         to_create = named.filter(creating).select("courseid", "name", "key")
-        # The batch's other rows naming a group it creates find it (`made`), as once it is written.
+        # The batch's other rows naming a group it creates, or the write before creates, find it (`made`), as once it
+        # is written.
         made = to_create.select("courseid", "key", pl.lit(True).alias("made")).unique(["courseid", "key"])
-        named = named.join(made, on=["courseid", "key"], how="left", maintain_order="left").with_columns(
-            pl.col("made").fill_null(False)
+        named = (
+            named.join(made, on=["courseid", "key"], how="left", maintain_order="left")
+            .with_columns((pl.col("made").fill_null(False) | coming_group).alias("made"))
+            .drop("coming")
         )
         # Every membership of the user in the course only for greplace and gdel (which remove by component); the
         # other rows' named groups are checked pair by pair.
@@ -227,14 +257,15 @@ class GroupSteps:
                 *(("group", c, k) for c, k in to_create.select("courseid", "key").unique().iter_rows()),
             ]
         )
+        assumes = frozenset(("group", c, k) for c, k in promised.select("courseid", "key").iter_rows())
         reads = frozenset(
             [
                 *(("pair", c, u) for c, u in rows.select("courseid", "userid").unique().iter_rows()),
                 *(("group", c, k) for c, k in named.select("courseid", "key").unique().iter_rows()),
             ]
         )
-        joining = to_join.select("groupid", "userid", "courseid", "key")
-        return GroupPlan(outcomes, effects, to_create, gone, joining, reads, writes)
+        joining = to_join.select("groupid", "userid", "courseid", "contextid", "key")
+        return GroupPlan(outcomes, effects, to_create, gone, joining, reads - assumes, writes, assumes, promised)
 
     async def write(
         self, conn: AsyncConnection, planned: GroupPlan, *, now: int, events: list[Event] | None = None
@@ -248,14 +279,18 @@ class GroupSteps:
                 ),
                 self._names(),
             )
-            joining = joining.join(
-                made.rename({"groupid": "new"}), on=["courseid", "key"], how="left", maintain_order="left"
-            ).with_columns(pl.coalesce("groupid", "new").alias("groupid"))
+            joining = _given_ids(joining, made)
+        if planned.coming.height:  # created by the write before, committed since (else this plan was made again)
+            coming = await find_groups(self.gateway, conn, planned.coming.select("courseid", "name"))
+            found = _keyed(coming, self._names())
+            self._remember(found)
+            joining = _given_ids(joining, found)
         gone = planned.gone
         await remove_members(self.gateway, conn, gone, now=now, events=events)
         joined = joining.select("groupid", "userid")
         # absent: plan() read, in this transaction, that none of them is a member.
-        await add_members(self.gateway, conn, joined, now=now, events=events, absent=True)
+        courses = joining.select("groupid", "courseid", "contextid")
+        await add_members(self.gateway, conn, joined, now=now, events=events, absent=True, courses=courses)
         if self.protected is not None:
             self.protected.forget(gone)
             if self.protect:
@@ -263,13 +298,15 @@ class GroupSteps:
                 self.protected.record(made_members.rename({"id": "memberid"}), "enrols")
 
     def _named(self, rows: pl.DataFrame) -> pl.DataFrame:
-        """One row per non-empty g<n> of a row: __row, LINE, userid, courseid, cid, group_command, part, name, key."""
+        """One row per non-empty g<n> of a row: __row, LINE, userid, courseid, contextid, cid, group_command, part,
+        name, key."""
         frames = [
             rows.filter(pl.col(column) != "").select(
                 "__row",
                 LINE,
                 "userid",
                 "courseid",
+                "contextid",
                 "cid",
                 "group_command",
                 pl.lit(column).alias("part"),
@@ -400,6 +437,19 @@ def _keyed(groups: pl.DataFrame, names: TextMatch) -> pl.DataFrame:
         names.given(pl.col("name")).alias("key"),
         pl.col("groupid").cast(pl.Int64),
     )
+
+
+def _given_ids(joining: pl.DataFrame, groups: pl.DataFrame) -> pl.DataFrame:
+    """joining's null group ids given from groups (courseid, key, groupid)."""
+    return joining.join(
+        groups.rename({"groupid": "new"}), on=["courseid", "key"], how="left", maintain_order="left"
+    ).select(pl.coalesce("groupid", "new").alias("groupid"), pl.exclude("groupid", "new"))
+
+
+def _group_keys(keys: frozenset[Hashable]) -> pl.DataFrame:
+    """courseid, key of the ("group", courseid, key) among keys (BatchPlan.writes)."""
+    groups = [key[1:] for key in keys if isinstance(key, tuple) and key[0] == "group"]
+    return pl.DataFrame(groups, schema={"courseid": pl.Int64, "key": pl.String}, orient="row")
 
 
 def _steps(rows: pl.DataFrame, rules: list[Rule]) -> pl.DataFrame:

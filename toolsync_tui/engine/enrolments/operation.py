@@ -44,8 +44,8 @@ from toolsync_tui.engine.moodle.recording import nothing_more_recorded
 from toolsync_tui.engine.moodle.site_settings import UserSite, site_timezone
 from toolsync_tui.engine.moodle.staleness import (
     EnrolmentEffects,
+    FlaggedUsers,
     mark_contexts_dirty,
-    mark_users_dirty,
     purge_after_run,
 )
 from toolsync_tui.engine.moodle.unenrol import stored_enrolments, unenrol
@@ -82,6 +82,8 @@ class EnrolsOperation(Operation):
         # for that write, which shares self.instances and the group steps' state with it.
         self.in_turn = False
         self.events: list[Event] | None = None  # the log events of the batch being written (None: none gathered)
+        self.flagged = FlaggedUsers()  # the users given a dirty flag by this run's batches
+        self.batch_flagged: set[int] = set()  # those the batch being written flags
 
     def may_destroy(self, columns: Sequence[str]) -> bool:
         return "cmd" in columns or "gcmd" in columns or self.options.default_cmd not in ("add", "enable")
@@ -134,21 +136,31 @@ class EnrolsOperation(Operation):
     async def after_commit(self, outcomes: pl.DataFrame) -> pl.DataFrame:
         # protect_groups: the memberships the batch made are recorded as protected once they are stored.
         self.groups.committed()
+        self.flagged.written(self.batch_flagged)
+        self.batch_flagged = set()
         return outcomes
+
+    async def _mark_users_dirty(self, conn: AsyncConnection, effects: EnrolmentEffects, now: int) -> None:
+        """A dirty flag per user and run (staleness.FlaggedUsers): the users of the batch not flagged yet."""
+        self.batch_flagged = await self.flagged.mark(
+            self.gateway, conn, effects.dirty_users, now, self.site.session_timeout
+        )
 
     # -- one batch ------------------------------------------------------------------------------
 
     async def apply(self, conn: AsyncConnection, rows: pl.DataFrame, dry_run: bool) -> pl.DataFrame:
-        return await (await self._planned(conn, rows, dry_run)).apply(conn, dry_run)
+        return await (await self._planned(conn, rows, dry_run, nothing_in_flight)).apply(conn, dry_run)
 
     async def plan_batch(
         self, conn: AsyncConnection, rows: pl.DataFrame, previous: PreviousWrite = nothing_in_flight
     ) -> BatchPlan:
         if self.in_turn:  # a batch applied generation by generation is being written: it uses the batch's state
             await previous()
-        return await self._planned(conn, rows, False)
+        return await self._planned(conn, rows, False, previous)
 
-    async def _planned(self, conn: AsyncConnection, rows: pl.DataFrame, dry_run: bool) -> BatchPlan:
+    async def _planned(
+        self, conn: AsyncConnection, rows: pl.DataFrame, dry_run: bool, previous: PreviousWrite
+    ) -> BatchPlan:
         """A batch of adds through an enrol method (gadd, gaddcreate), each user and course once: planned whole, its
         write later (_plan_adds). Any other batch (shift, unenrol, enable, role mode, greplace, gdel, a pair named
         twice) applies generation by generation, each planned on the writes of the one before: all of it in the
@@ -156,7 +168,7 @@ class EnrolsOperation(Operation):
         now = int(time.time())
         req = normalised(rows, default_cmd=self.options.default_cmd, timezone=self.timezone)
         if _adds_only(req):
-            return await self._plan_adds(conn, req, now, dry_run)
+            return await self._plan_adds(conn, req, now, dry_run, previous)
         if dry_run:
             return BatchPlan(await self._apply_batch(conn, rows, dry_run=True), _nothing)
 
@@ -190,10 +202,13 @@ class EnrolsOperation(Operation):
         self.instances = instances
         return req.with_columns(pl.coalesce("problem", instance_problem(self.options.enable_on_disabled)))
 
-    async def _plan_adds(self, conn: AsyncConnection, req: pl.DataFrame, now: int, dry_run: bool) -> BatchPlan:
+    async def _plan_adds(
+        self, conn: AsyncConnection, req: pl.DataFrame, now: int, dry_run: bool, previous: PreviousWrite
+    ) -> BatchPlan:
         """Reads and decisions of a batch of adds (_adds_only); its write does the writes, log events and dirty flags
         and queues the welcome messages. The plan names the pairs, groups and instances it read and those its write
-        changes (PlannedEnrolments, GroupPlan)."""
+        changes (PlannedEnrolments, GroupPlan); the groups the write in flight creates it takes as created (a file
+        that creates groups names them again in the next batches)."""
         if self.groups.protect:  # (protect_groups runs its batches in turn: prepare())
             self.groups.begin_batch()
         req = await self._resolved(conn, req)
@@ -206,7 +221,11 @@ class EnrolsOperation(Operation):
         grouped = valid.filter(pl.col("gcmd") != "").join(
             own.filter(pl.col("outcome") != Outcome.FAILED.value).select(ROW, "enrolled_after"), on=ROW
         )
-        grouping = await self.groups.plan(conn, grouped, dry_run=dry_run, cache=True) if grouped.height else None
+        grouping = (
+            await self.groups.plan(conn, grouped, dry_run=dry_run, cache=True, coming=previous.writes)
+            if grouped.height
+            else None
+        )
         effects = EnrolmentEffects()
         effects.update(enrolling.effects)
         if grouping is not None:
@@ -222,19 +241,20 @@ class EnrolsOperation(Operation):
         outcomes = outcomes.sort("line", "part", nulls_last=False, maintain_order=True)
 
         async def write(conn: AsyncConnection) -> None:
-            events = collecting(self.event_log)
+            events = self.event_log.ahead(conn, now)
             await self.enrolments.write(conn, enrolling, now=now, events=events)
             if grouping is not None:
                 await self.groups.write(conn, grouping, now=now, events=events)
             await nothing_more_recorded(conn)  # journalled while the dirty flags and log rows go in (never recorded)
-            await mark_users_dirty(self.gateway, conn, effects.dirty_users, now, self.site.session_timeout)
+            await self._mark_users_dirty(conn, effects, now)
             await mark_contexts_dirty(self.gateway, conn, effects.enabled_contexts, now, self.site.session_timeout)
             self.effects.update(effects)
             await self.event_log.record(conn, events or [], now)
 
         reads = EVERYTHING | enrolling.reads | (grouping.reads if grouping is not None else frozenset())
         writes = enrolling.writes | (grouping.writes if grouping is not None else frozenset())
-        return BatchPlan(outcomes, write, reads, writes)
+        assumes = grouping.assumes if grouping is not None else frozenset()
+        return BatchPlan(outcomes, write, reads, writes, assumes)
 
     async def _apply_batch(self, conn: AsyncConnection, rows: pl.DataFrame, *, dry_run: bool) -> pl.DataFrame:
         """A batch generation by generation (a generation holds each user and course once), each planned then
@@ -260,7 +280,7 @@ class EnrolsOperation(Operation):
             if dry_run and generation != generations[-1]:
                 await self._write_for_later(conn, batch, now)
         if not dry_run:  # (a dry run's groups are forgotten by the next batch's begin_batch())
-            await mark_users_dirty(self.gateway, conn, effects.dirty_users, now, self.site.session_timeout)
+            await self._mark_users_dirty(conn, effects, now)
             await mark_contexts_dirty(self.gateway, conn, effects.enabled_contexts, now, self.site.session_timeout)
             self.effects.update(effects)
             await self.event_log.record(conn, self.events or [], now)

@@ -20,7 +20,10 @@ caller's transaction, as a CLI script run by the acting user would:
   (engine/run/pipeline.py); families call `await self.event_log.record(conn, events, now)` where they write, and may
   skip building events (and the reads they need) when `log.active` is false. `log.actor_id`: the acting user's id.
   A family that plans a batch while the one before is written may write the rows' statements then:
-  `written = await log.written(conn, events, now)`, and `record(conn, events, now, written)` in the write.
+  `written = await log.written(conn, events, now)`, and `record(conn, events, now, written)` in the write. A write
+  whose events come a part at a time, each after a statement that gives their ids, may gather them in
+  `log.ahead(conn, now)` instead of collecting(): each part's statements are written while the write's next statement
+  is at the server, not all after its last one; record() sends them.
 
 The row: userid the acting user, anonymous 0, origin 'cli', ip NULL, realuserid NULL, timecreated `now`; `other`
 json_encode()d (flags none: '/' escaped, non-ASCII as \\uXXXX, 'null' for no other) when logstore_standard's
@@ -32,11 +35,12 @@ json_encode()d (flags none: '/' escaped, non-ASCII as \\uXXXX, 'null' for no oth
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, Self
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -176,6 +180,13 @@ class EventLog:
         table = self.gateway.schema.logstore_standard_log
         return await self.gateway.written_insert(conn, table, self._rows(events, now))
 
+    def ahead(self, conn: AsyncConnection, now: int) -> list[Event] | None:
+        """A list to gather a write's events in, as course_events.collecting() gives: on MariaDB with the standard log
+        store, one that writes each part's log rows as it is added (EventsAhead), for record(conn, events, now)."""
+        if self.trigger or not self.enabled or self.gateway is None or self.gateway.kind != "mariadb":
+            return [] if self.active else None
+        return EventsAhead(self, conn, now)
+
     async def record(
         self, conn: AsyncConnection, events: Sequence[Event], now: int, written: WrittenInsert | None = None
     ) -> None:
@@ -189,7 +200,10 @@ class EventLog:
         if not self.enabled or self.gateway is None:
             return
         table = self.gateway.schema.logstore_standard_log
-        if written is not None:
+        if isinstance(events, EventsAhead):
+            for part in await events.parts():
+                await self.gateway.insert_written(conn, table, part)
+        elif written is not None:
             await self.gateway.insert_written(conn, table, written)
         else:
             await self.gateway.insert_many(conn, table, self._rows(events, now))
@@ -227,6 +241,38 @@ class EventLog:
         """With trigger: the events recorded since the last call, for the bridge to trigger; forgotten here."""
         pending, self._pending = self._pending, []
         return pending
+
+
+class EventsAhead(list[Event]):
+    """A write's events (EventLog.ahead()), each part added with += or extend() written as INSERT statements by a task
+    of its own: the task runs while the write waits for its next statement, so that the log rows cost the write
+    nothing but their sending."""
+
+    def __init__(self, log: EventLog, conn: AsyncConnection, now: int) -> None:
+        super().__init__()
+        self._log, self._conn, self._now = log, conn, now
+        self._parts: list[asyncio.Future[WrittenInsert | None]] = []
+        self._taken = 0
+
+    def __iadd__(self, events: Iterable[Event]) -> Self:  # type: ignore[override,misc]
+        self.extend(events)
+        return self
+
+    def extend(self, events: Iterable[Event]) -> None:
+        super().extend(events)
+        self._take()
+
+    def _take(self) -> None:
+        part = self[self._taken :]
+        if part:
+            self._taken = len(self)
+            self._parts.append(asyncio.ensure_future(self._log.written(self._conn, part, self._now)))
+
+    async def parts(self) -> list[WrittenInsert]:
+        """The statements of every part, in the order the events came."""
+        self._take()
+        written = [await part for part in self._parts]
+        return [part for part in written if part is not None]
 
 
 async def acting_user_id(gateway: MoodleGateway, conn: AsyncConnection, username: str) -> int:

@@ -424,7 +424,15 @@ class MoodleGateway:
             # the rest of the statement's building.
             if set(map(type, column)) <= _DIGITS:
                 return ["NULL" if value is None else value for value in column]
-            return [escaped(value) for value in column]
+            try:
+                distinct = set(column)
+            except TypeError:  # a value that is not hashable
+                return [escaped(value) for value in column]
+            if 2 * len(distinct) > len(column):
+                return [escaped(value) for value in column]
+            # Few values, many rows (a batch's log rows: their event names, `other` ...): each escaped once.
+            text = {value: escaped(value) for value in distinct}
+            return [text[value] for value in column]
 
         def cell(name: str) -> str:
             return "{}" if name in varying else escaped(first[name]).replace("{", "{{").replace("}", "}}")

@@ -219,9 +219,12 @@ async def add_members(
     itemid: int = 0,
     absent: bool = False,
     events: list[Event] | None = None,
+    courses: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     """groups_add_member() for each distinct (groupid, userid) of `rows` not a member yet (whatever the component of
-    an existing membership: Moodle keeps the first one). Returns the distinct pairs, in first-seen order, with
+    an existing membership: Moodle keeps the first one). `courses`: groupid, courseid, contextid (the course's) of
+    the groups, when the caller knows them, for the log events (else read). Returns the distinct pairs, in first-seen
+    order, with
     `added` (Boolean). Enrolment is the caller's to check (enrolled()). `absent`: the caller has read, in this
     transaction, that none of the pairs is a member (stored_members()): not read again.
 
@@ -258,7 +261,16 @@ async def add_members(
     )
     await touch_groups(gateway, conn, _distinct(new, "groupid"), now)
     if events is not None:
-        events += course_events.members_added(await _in_courses(gateway, conn, new), component, itemid)
+        in_courses = (
+            await _in_courses(gateway, conn, new)
+            if courses is None
+            else new.select("groupid", "userid").join(
+                courses.select("groupid", "courseid", "contextid").unique("groupid"),
+                on="groupid",
+                maintain_order="left",
+            )
+        )
+        events += course_events.members_added(in_courses, component, itemid)
     return result
 
 

@@ -20,14 +20,32 @@ from toolsync_tui.engine.moodle.welcome_messages import WelcomeQueue
 from toolsync_tui.engine.run.command_file import ColumnSpec, CommandFile
 from toolsync_tui.engine.run.value_limits import StoredColumns, ValueLimits
 
-PreviousWrite = Callable[[], Awaitable[None]]
+
+class PreviousWrite(Protocol):
+    """The write in flight while a batch is planned (run/overlap.py). Awaited, it returns once that write has ended;
+    `writes` names what it changes once committed (its BatchPlan.writes): a plan may take those as written and say so
+    (BatchPlan.assumes) instead of waiting."""
+
+    @property
+    def writes(self) -> frozenset[Hashable]: ...
+
+    def __call__(self) -> Awaitable[None]: ...
+
+
 # A planned batch's writes, on the connection whose transaction they run in; the batch's final outcomes when the
 # writing changes them (a part planned only once ids exist, a deletion Moodle refused ...), else None.
 BatchWrite = Callable[[AsyncConnection], Awaitable[pl.DataFrame | None]]
 
 
-async def nothing_in_flight() -> None:
-    return None
+@dataclass(frozen=True)
+class _NothingInFlight:
+    writes: frozenset[Hashable] = frozenset()
+
+    async def __call__(self) -> None:
+        return None
+
+
+nothing_in_flight: PreviousWrite = _NothingInFlight()
 
 
 @dataclass
@@ -37,12 +55,15 @@ class BatchPlan:
     `reads` and `writes` name what the plan relied on and what the write changes, as hashable keys the operation
     chooses (("user", "jdupont"), ("group", courseid, name) ...). With overlapping writes, the next batch is planned
     while this one's write runs: when that plan's `reads` meet this write's `writes`, it may have read the state
-    before the write, and it is planned again once the write has ended (run/overlap.py)."""
+    before the write, and it is planned again once the write has ended (run/overlap.py). `assumes`: the keys of that
+    write's `writes` (PreviousWrite.writes) the plan took as written; it is planned again if that write does not
+    commit."""
 
     outcomes: pl.DataFrame
     write: BatchWrite
     reads: frozenset[Hashable] = field(default_factory=frozenset)
     writes: frozenset[Hashable] = field(default_factory=frozenset)
+    assumes: frozenset[Hashable] = field(default_factory=frozenset)
 
     async def apply(self, conn: AsyncConnection, dry_run: bool) -> pl.DataFrame:
         """The batch written on `conn` unless dry_run, in the caller's transaction; its outcomes."""

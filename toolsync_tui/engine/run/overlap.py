@@ -9,7 +9,8 @@ does the writing while Python plans, on two cores instead of one after the other
 A write that meets a deadlock or a lock wait timeout is run again on its own, not overlapped (Retry); the next batch,
 planned while that write was in flight, is then planned again, after it. So is a next batch whose plan read what the
 write in flight changes (BatchPlan.reads meeting its writes: the same user, a group that write creates ...); an
-operation may instead wait for that write before such reads (`previous`).
+operation may instead wait for that write before such reads (`previous`), or take what it writes as written
+(BatchPlan.assumes: planned again only if that write does not commit).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -30,7 +31,7 @@ from toolsync_tui.engine.moodle.gateway import MoodleGateway
 from toolsync_tui.engine.moodle.recording import Session
 from toolsync_tui.engine.registry import Operation
 from toolsync_tui.engine.rows import OUTCOME_SCHEMA, PROBLEM, Outcome, outcome_rows
-from toolsync_tui.engine.run.operation import BatchPlan
+from toolsync_tui.engine.run.operation import BatchPlan, nothing_in_flight
 
 OFF_SWITCH = "TOOLSYNC_OVERLAP"  # "0": every batch planned and written in turn (only to measure what overlap gains)
 
@@ -85,6 +86,7 @@ class OverlappedWrites:
         self.retry = retry
         self.retried = False  # the write drained last was run again: what was planned meanwhile is planned again
         self.written: frozenset[object] = frozenset()  # what the write drained last changed (BatchPlan.writes)
+        self.landed = False  # the write drained last committed
         self.replanned = 0  # batches planned again after the write before them
         self.check = check
         self.in_flight: _Batch | None = None
@@ -105,8 +107,9 @@ class OverlappedWrites:
             if pending is not None:  # the run stops: this batch is not written
                 await pending.discard()
             raise
-        if self.retried or not self.written.isdisjoint(plan.reads):
-            # This plan read the database before that batch's write ended: what it read may have changed since.
+        if self.retried or not self.written.isdisjoint(plan.reads) or (plan.assumes and not self.landed):
+            # This plan read the database before that batch's write ended: what it read may have changed since, or
+            # what it took as written was not.
             if pending is not None:
                 await pending.discard()
             plan, pending = await self._plan(rows)
@@ -119,6 +122,7 @@ class OverlappedWrites:
     async def drain(self) -> list[Settled]:
         """Wait for the write in flight; the batch it settles (none when nothing is in flight)."""
         done, self.in_flight, self.retried, self.written = self.in_flight, None, False, frozenset()
+        self.landed = False
         if done is None:
             return []
         planned = done.plan.outcomes
@@ -137,14 +141,11 @@ class OverlappedWrites:
                 else:
                     committing = done.pending is not None and done.pending.committing
                     planned = self.failure(done.rows, exc, committing=committing)
+            self.landed = committed
             if committed:  # the operation's own work after a commit, before the next write starts (as in turn)
                 planned = await self.operation.after_commit(planned)
         outcomes = pl.concat([self._unread(done.unread), planned])
         return [(done.batch, done.number, outcomes.sort("line", "part", nulls_last=False, maintain_order=True))]
-
-    async def _previous(self) -> None:
-        if self.in_flight is not None and self.in_flight.write is not None:
-            await asyncio.wait([self.in_flight.write])
 
     async def _plan(self, rows: pl.DataFrame) -> tuple[BatchPlan, _Pending | None]:
         """The rows' plan, and its write, not started, holding the planning connection and its transaction."""
@@ -154,7 +155,13 @@ class OverlappedWrites:
         try:
             conn = await conn.execution_options(isolation_level="READ COMMITTED")
             transaction = await conn.begin()
-            plan = await self.operation.plan_batch(conn, rows, self._previous)
+            flight = self.in_flight
+            previous = (
+                _WriteInFlight(flight.write, flight.plan.writes)
+                if flight is not None and flight.write is not None
+                else nothing_in_flight
+            )
+            plan = await self.operation.plan_batch(conn, rows, previous)
             self.check(rows, plan.outcomes)
         except SQLAlchemyError as exc:
             await _close(conn)
@@ -167,6 +174,17 @@ class OverlappedWrites:
     @staticmethod
     def _unread(rows: pl.DataFrame) -> pl.DataFrame:
         return outcome_rows(rows, Outcome.FAILED, "read", pl.lit(""), pl.col(PROBLEM))
+
+
+@dataclass(frozen=True)
+class _WriteInFlight:
+    """The write in flight, as the next batch's plan sees it (PreviousWrite)."""
+
+    task: asyncio.Task[pl.DataFrame | None]
+    writes: frozenset[Hashable]
+
+    async def __call__(self) -> None:
+        await asyncio.wait([self.task])
 
 
 @dataclass
