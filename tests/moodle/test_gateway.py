@@ -48,6 +48,28 @@ async def test_bulk_insert_fetch_update_delete_across_chunks(site: Site) -> None
         assert removed == count
 
 
+async def test_update_many_of_the_same_values_changes_exactly_its_keys(site: Site) -> None:
+    """Rows given the same values (a batch's groups touched at `now`) go as a plain UPDATE of their keys; a value of
+    another type (True is not 1) or a row that lacks a column keeps the joined form: both leave the same rows."""
+    _, gateway = site
+    flags = gateway.schema.cache_flags
+    kind = unique("same/")
+    count = CHUNK + 3
+    async with gateway.transaction() as conn:
+        await gateway.insert_many(
+            conn,
+            flags,
+            [{"flagtype": kind, "name": f"n{i}", "value": "1", "expiry": i, "timemodified": 0} for i in range(count)],
+        )
+        ids = (await gateway.fetch_in(conn, flags, "flagtype", [kind], ["id"]))["id"].sort().to_list()
+        await gateway.update_many(conn, flags, "id", [{"id": i, "timemodified": 5, "value": "%s"} for i in ids[:-2]])
+        await gateway.update_many(conn, flags, "id", [{"id": ids[-2], "timemodified": 6}, {"id": ids[-1]}])
+        found = await conn.execute(
+            select(flags.c.timemodified, flags.c.value).where(flags.c.flagtype == kind).order_by(flags.c.id)
+        )
+        assert [tuple(r) for r in found] == [(5, "%s")] * (count - 2) + [(6, "1"), (0, "1")]
+
+
 async def test_insert_many_keeps_percent_and_braces_and_integers_exact(site: Site) -> None:
     """Shared values go into the statement's text, integers as digits: text with % and braces must arrive as is."""
     _, gateway = site

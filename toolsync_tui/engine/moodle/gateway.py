@@ -528,6 +528,15 @@ class MoodleGateway:
             await conn.exec_driver_sql(sql, (*(row[name] for name in columns), row[key]))
             return
         partial = [name for name in columns if any(name not in row for row in rows)]
+        first = rows[0]
+        if not partial and all(_all_same([row[name] for row in rows]) for name in columns):
+            # The same values for every key (the groups' timemodified of a batch of members): a plain UPDATE of the
+            # keys, no derived table for the server to build and join.
+            assignments = ", ".join(f"{quote(name)} = {mark}" for name in columns)
+            keys = ", ".join([mark] * len(rows))
+            sql = f"UPDATE {quote(table.name)} SET {assignments} WHERE {quote(key)} IN ({keys})"
+            await conn.exec_driver_sql(sql, (*(first[name] for name in columns), *(row[key] for row in rows)))
+            return
         fields = [key, *columns, *(f"{name}__given" for name in partial)]
         params: list[Any] = []
         for row in rows:
@@ -552,10 +561,10 @@ class MoodleGateway:
                 f"WHERE {target}.{quote(key)} = {alias}.{quote(key)}"
             )
         else:
-            first = "SELECT " + ", ".join(f"{mark} AS {quote(name)}" for name in fields)
+            head = "SELECT " + ", ".join(f"{mark} AS {quote(name)}" for name in fields)
             others = " UNION ALL SELECT " + ", ".join([mark] * len(fields))
             sql = (
-                f"UPDATE {target} JOIN ({first}{others * (len(rows) - 1)}) AS {alias} "
+                f"UPDATE {target} JOIN ({head}{others * (len(rows) - 1)}) AS {alias} "
                 f"ON {target}.{quote(key)} = {alias}.{quote(key)} SET "
                 + ", ".join(f"{target}.{quote(name)} = {value(name)}" for name in columns)
             )
