@@ -51,7 +51,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from toolsync_tui.engine.moodle import course_events
 from toolsync_tui.engine.moodle.contexts import ContextLevel, course_contexts
 from toolsync_tui.engine.moodle.event_log import Event
-from toolsync_tui.engine.moodle.gateway import MoodleGateway
+from toolsync_tui.engine.moodle.gateway import MoodleGateway, WrittenInsert
 from toolsync_tui.engine.moodle.groups import add_members, create_groups, find_groups, stored_members
 from toolsync_tui.engine.moodle.lookup import KeyLookup
 from toolsync_tui.engine.moodle.pairs import fetch_tuples
@@ -99,6 +99,17 @@ class EnrolmentSite:
 
 
 @dataclass(frozen=True)
+class InsertsAhead:
+    """A plan's new user enrolments and role assignments, the rows of their INSERTs and (MariaDB) the statements,
+    written while the plan is made: the write only sends them."""
+
+    enrolments: list[dict[str, Any]]
+    roles: list[dict[str, Any]]
+    enrolments_written: WrittenInsert | None
+    roles_written: WrittenInsert | None
+
+
+@dataclass(frozen=True)
 class PlannedEnrolments:
     """A batch of requests planned, not written (CourseEnrolments.plan()); write() writes it."""
 
@@ -108,6 +119,7 @@ class PlannedEnrolments:
     # ("pair", courseid, userid), ("instance", courseid, plugin), ("group", courseid, the name's key) of the
     # requests: the stored state the plan relied on (run/overlap.py)
     reads: frozenset[Hashable]
+    ahead: InsertsAhead | None = None  # what write() inserts that needs nothing of it (None: a dry run's plan)
 
     @property
     def writes(self) -> frozenset[Hashable]:
@@ -237,7 +249,38 @@ class CourseEnrolments:
         plan = await self._plan(conn, req.filter(pl.col("problem").is_null()), now, replacing)
         outcomes = pl.concat([_failed_outcomes(failed), _success_outcomes(plan, dry_run)])
         reads = _read_keys(req, self.group_match)
-        return PlannedEnrolments(outcomes.sort(REQ).drop(REQ), plan, self._effects(plan), reads)
+        ahead = None if dry_run else await self._inserts_ahead(conn, plan, now)
+        return PlannedEnrolments(outcomes.sort(REQ).drop(REQ), plan, self._effects(plan), reads, ahead)
+
+    async def _inserts_ahead(self, conn: AsyncConnection, plan: pl.DataFrame, now: int) -> InsertsAhead:
+        enrolments = _net_enrolments(plan)[0].select(
+            pl.lit(ACTIVE).alias("status"),
+            "enrolid",
+            "userid",
+            pl.col("eff_start").alias("timestart"),
+            pl.col("eff_end").alias("timeend"),
+            pl.lit(self.actor_id).alias("modifierid"),
+            pl.lit(now).alias("timecreated"),
+            pl.lit(now).alias("timemodified"),
+        )
+        roles = plan.filter(pl.col("role_new")).select(
+            "roleid",
+            "contextid",
+            "userid",
+            pl.lit(now).alias("timemodified"),
+            pl.lit(self.actor_id).alias("modifierid"),
+            pl.lit("").alias("component"),
+            pl.lit(0).alias("itemid"),
+            pl.lit(0).alias("sortorder"),
+        )
+        written = self.gateway.written_insert
+        ue, ra = enrolments.to_dicts(), roles.to_dicts()
+        return InsertsAhead(
+            ue,
+            ra,
+            await written(conn, self.schema.user_enrolments, ue) if ue else None,
+            await written(conn, self.schema.role_assignments, ra) if ra else None,
+        )
 
     def queue_welcome(self, planned: PlannedEnrolments) -> None:
         """The planned requests' welcome messages, queued (write() does it; a dry run counts them)."""
@@ -249,7 +292,8 @@ class CourseEnrolments:
     ) -> None:
         """What plan() decided, written in bulk on `conn`; its welcome messages queued (they follow the commit)."""
         if planned.plan.height:
-            await self._write(conn, planned.plan, now, events)
+            ahead = planned.ahead or await self._inserts_ahead(conn, planned.plan, now)
+            await self._write(conn, planned.plan, now, events, ahead)
         self.queue_welcome(planned)
 
     async def _resolve_courses(self, conn: AsyncConnection, req: pl.DataFrame) -> pl.DataFrame:
@@ -370,9 +414,9 @@ class CourseEnrolments:
     # -- writing ------------------------------------------------------------------------------------
 
     async def _write(
-        self, conn: AsyncConnection, plan: pl.DataFrame, now: int, events: list[Event] | None
+        self, conn: AsyncConnection, plan: pl.DataFrame, now: int, events: list[Event] | None, ahead: InsertsAhead
     ) -> pl.DataFrame:
-        """Write the plan in bulk; returns it with the ids of the groups it created."""
+        """Write the plan in bulk (its inserts `ahead`); returns it with the ids of the groups it created."""
         plan = await self._create_groups(conn, plan, now, events)
         enabling = _enabling(plan).unique("enrolid", maintain_order=True)
         await self.gateway.update_many(
@@ -383,22 +427,9 @@ class CourseEnrolments:
         )
         if events is not None:  # update_status()
             events += course_events.instances_updated(enabling.sort("enrolid"))
-        await self._write_enrolments(conn, plan, now, events)
+        await self._write_enrolments(conn, plan, now, events, ahead)
         new_roles = plan.filter(pl.col("role_new"))
-        ra_ids = await self.gateway.insert_many(
-            conn,
-            self.schema.role_assignments,
-            new_roles.select(
-                "roleid",
-                "contextid",
-                "userid",
-                pl.lit(now).alias("timemodified"),
-                pl.lit(self.actor_id).alias("modifierid"),
-                pl.lit("").alias("component"),
-                pl.lit(0).alias("itemid"),
-                pl.lit(0).alias("sortorder"),
-            ).to_dicts(),
-        )
+        ra_ids = await self.gateway.insert_many(conn, self.schema.role_assignments, ahead.roles, ahead.roles_written)
         if events is not None and new_roles.height:
             if ra_ids is not None:  # the server gave them (MoodleGateway.insert_many): no read-back
                 assigned = new_roles.select(*RA_KEY, "courseid", pl.Series("ra_id", ra_ids, dtype=pl.Int64))
@@ -442,25 +473,12 @@ class CourseEnrolments:
         ).select(pl.exclude("new_groupid", "groupid"), pl.coalesce("groupid", "new_groupid").alias("groupid"))
 
     async def _write_enrolments(
-        self, conn: AsyncConnection, plan: pl.DataFrame, now: int, events: list[Event] | None
+        self, conn: AsyncConnection, plan: pl.DataFrame, now: int, events: list[Event] | None, ahead: InsertsAhead
     ) -> None:
-        """The last state of each (instance, user) of the batch: inserted, or updated where it differs."""
+        """The last state of each (instance, user) of the batch: inserted (`ahead`), or updated where it differs."""
         new, changed = _net_enrolments(plan)
         table = self.schema.user_enrolments
-        ue_ids = await self.gateway.insert_many(
-            conn,
-            table,
-            new.select(
-                pl.lit(ACTIVE).alias("status"),
-                "enrolid",
-                "userid",
-                pl.col("eff_start").alias("timestart"),
-                pl.col("eff_end").alias("timeend"),
-                pl.lit(self.actor_id).alias("modifierid"),
-                pl.lit(now).alias("timecreated"),
-                pl.lit(now).alias("timemodified"),
-            ).to_dicts(),
-        )
+        ue_ids = await self.gateway.insert_many(conn, table, ahead.enrolments, ahead.enrolments_written)
         await self.gateway.update_many(
             conn,
             table,
