@@ -49,7 +49,7 @@ from toolsync_tui.engine.moodle.staleness import (
     purge_after_run,
 )
 from toolsync_tui.engine.moodle.unenrol import stored_enrolments, unenrol
-from toolsync_tui.engine.parts.course_enrolments import CourseEnrolments, first_instances
+from toolsync_tui.engine.parts.course_enrolments import INSTANCE_SCHEMA, CourseEnrolments, first_instances
 from toolsync_tui.engine.rows import LINE, OUTCOME_SCHEMA, Outcome, Rule, first_match, outcome_rows, shown
 from toolsync_tui.engine.run.operation import BatchPlan, Operation, PreviousWrite, nothing_in_flight
 from toolsync_tui.engine.run.value_limits import StoredColumns
@@ -82,6 +82,8 @@ class EnrolsOperation(Operation):
         # for that write, which shares self.instances and the group steps' state with it.
         self.in_turn = False
         self.events: list[Event] | None = None  # the log events of the batch being written (None: none gathered)
+        self.known_instances = KnownInstances()
+        self.enabled_instances = False  # the batch being written enables an instance
         self.flagged = FlaggedUsers()  # the users given a dirty flag by this run's batches
         self.batch_flagged: set[int] = set()  # those the batch being written flags
 
@@ -138,6 +140,9 @@ class EnrolsOperation(Operation):
         self.groups.committed()
         self.flagged.written(self.batch_flagged)
         self.batch_flagged = set()
+        if self.enabled_instances:  # what plans read while the batch was written is forgotten too
+            self.known_instances.forget()
+            self.enabled_instances = False
         return outcomes
 
     async def _mark_users_dirty(self, conn: AsyncConnection, effects: EnrolmentEffects, now: int) -> None:
@@ -183,8 +188,10 @@ class EnrolsOperation(Operation):
         pending = outcome_rows(rows, Outcome.FAILED, "write", pl.lit(""), "not written")  # write() gives the outcomes
         return BatchPlan(pending, write, EVERYTHING, EVERYTHING)
 
-    async def _resolved(self, conn: AsyncConnection, req: pl.DataFrame) -> pl.DataFrame:
-        """normalised() rows with ROW, their users, courses, roles and enrol instances; `problem` (null: valid)."""
+    async def _resolved(self, conn: AsyncConnection, req: pl.DataFrame, *, keep: bool = False) -> pl.DataFrame:
+        """normalised() rows with ROW, their users, courses, roles and enrol instances; `problem` (null: valid).
+        `keep`: nothing of this transaction is written yet (a plan of adds): the instances read are committed ones,
+        kept for the run's later plans (KnownInstances)."""
         req = req.with_columns(pl.int_range(pl.len(), dtype=pl.Int64).alias(ROW), value_problem().alias("problem"))
         site = self.enrolments.site
         req = await self.resolver.resolve(conn, req, site.roles)
@@ -194,8 +201,11 @@ class EnrolsOperation(Operation):
             )
         )
         courses = sorted(req["courseid"].drop_nulls().unique().to_list())
-        instances = await first_instances(
-            self.gateway, conn, courses, enable_on_disabled=self.options.enable_on_disabled
+        enabling = self.options.enable_on_disabled
+        instances = (
+            await self.known_instances.of(self.gateway, conn, courses, enable_on_disabled=enabling)
+            if keep
+            else await first_instances(self.gateway, conn, courses, enable_on_disabled=enabling)
         )
         req = choose_instances(req, instances)
         # CourseEnrolments reuses them until one of its writes enables an instance (_add).
@@ -211,7 +221,7 @@ class EnrolsOperation(Operation):
         that creates groups names them again in the next batches)."""
         if self.groups.protect:  # (protect_groups runs its batches in turn: prepare())
             self.groups.begin_batch()
-        req = await self._resolved(conn, req)
+        req = await self._resolved(conn, req, keep=not dry_run)
         failed = req.filter(pl.col("problem").is_not_null())
         valid = req.filter(pl.col("problem").is_null())
         enrolling = await self.enrolments.plan(
@@ -242,6 +252,9 @@ class EnrolsOperation(Operation):
 
         async def write(conn: AsyncConnection) -> None:
             events = self.event_log.ahead(conn, now)
+            if effects.enabled_contexts:  # an instance enabled: the run's plans read them again, once it commits
+                self.known_instances.forget()
+                self.enabled_instances = True
             await self.enrolments.write(conn, enrolling, now=now, events=events)
             if grouping is not None:
                 await self.groups.write(conn, grouping, now=now, events=events)
@@ -365,6 +378,7 @@ class EnrolsOperation(Operation):
         )
         if batch_effects.enabled_contexts and not dry_run:
             self.instances = None  # stale: CourseEnrolments reads them again
+            self.known_instances.forget()
         effects.update(batch_effects)
         return self._added(rows, done)
 
@@ -667,6 +681,33 @@ class EnrolsOperation(Operation):
 
 
 _COLUMNS = [ROW, LINE, "line", "part", "outcome", "action", "key", "message", "enrolled_after"]
+
+
+class KnownInstances:
+    """first_instances() of the courses the run's plans of adds have read, for its later plans (as its users, courses
+    and groups): forgotten when a write enables an instance, and a read begun before that is not kept."""
+
+    def __init__(self) -> None:
+        self.found = pl.DataFrame(schema=INSTANCE_SCHEMA)
+        self.courses: set[int] = set()
+        self.generation = 0  # forget()s so far
+
+    def forget(self) -> None:
+        self.found, self.courses, self.generation = self.found.clear(), set(), self.generation + 1
+
+    async def of(
+        self, gateway: MoodleGateway, conn: AsyncConnection, courses: Sequence[int], *, enable_on_disabled: bool
+    ) -> pl.DataFrame:
+        missing = [c for c in courses if c not in self.courses]
+        generation = self.generation
+        if not missing:
+            return self.found.filter(pl.col("courseid").is_in(courses))
+        read = await first_instances(gateway, conn, missing, enable_on_disabled=enable_on_disabled)
+        if generation != self.generation:  # forgotten meanwhile: this read is the plan's alone, all of it
+            return await first_instances(gateway, conn, courses, enable_on_disabled=enable_on_disabled)
+        self.found = pl.concat([self.found, read])
+        self.courses.update(missing)
+        return self.found.filter(pl.col("courseid").is_in(courses))
 
 
 def _own(outcomes: pl.DataFrame, rows: pl.DataFrame, *, enrolled: bool | None = None) -> pl.DataFrame:

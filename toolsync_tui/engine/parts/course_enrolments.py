@@ -858,6 +858,16 @@ def _success_outcomes(plan: pl.DataFrame, dry_run: bool) -> pl.DataFrame:
 # -- small helpers ---------------------------------------------------------------------------------------
 
 
+# first_instances()' columns
+INSTANCE_SCHEMA: dict[str, type[pl.DataType]] = {
+    "courseid": pl.Int64,
+    "plugin": pl.String,
+    "enrolid": pl.Int64,
+    "instance_roleid": pl.Int64,
+    "instance_status": pl.Int64,
+}
+
+
 async def first_instances(
     gateway: MoodleGateway, conn: AsyncConnection, courses: Sequence[int], *, enable_on_disabled: bool
 ) -> pl.DataFrame:
