@@ -105,7 +105,7 @@ class BatchCapture:
     new: dict[str, set[int]] = field(default_factory=dict)  # ids created in this transaction, per table
     new_columns: dict[str, set[str]] = field(default_factory=dict)  # columns then updated on such rows, per table
     # id(entry) -> the values its rows were inserted with, id first, when the server stores them as written: their
-    # digests are then known without reading the rows back (written_digest).
+    # digests are then known without reading the rows back (written_digests).
     written: dict[int, list[list[Any]]] = field(default_factory=dict)
     closed: bool = False  # sealed: the transaction records nothing more
     on_sealed: Callable[[], None] | None = None  # told when the writes seal it before the commit (sealed())
@@ -289,7 +289,8 @@ class BatchCapture:
                 continue
             written = self.written.get(id(entry))
             if written is not None and entry.table not in self.new_columns:  # none of its rows changed since
-                entry.rows[:] = [[row[0], written_digest(row, self.gateway.kind)] for row in written]
+                digests = written_digests(written, self.gateway.kind)
+                entry.rows[:] = [[row[0], found] for row, found in zip(written, digests, strict=True)]
                 continue
             later = sorted(self.new_columns.get(entry.table, set()) - set(entry.columns))
             entry.columns.extend(later)
@@ -360,7 +361,7 @@ def _digest_select(kind: str, table_: str, columns: tuple[str, ...]) -> str:
 
 
 def _stored_as_written(table_: Table, name: str, values: Sequence[Any]) -> bool:
-    """Whether the server gives back these values of the column as written, so that written_digest() is the digest it
+    """Whether the server gives back these values of the column as written, so that written_digests() is the digest it
     computes of them: integers in an integer column (their text is their digits), plain text in a text column
     (printable ASCII without a backslash: the same bytes in any character set, whatever the server's escaping), NULL.
     A string written to an integer column (or any other value) is read back instead."""
@@ -376,12 +377,21 @@ def _stored_as_written(table_: Table, name: str, values: Sequence[Any]) -> bool:
     return False
 
 
-def written_digest(values: Sequence[Any], kind: str) -> str:
-    """The digest _digest_select() reads on a `kind` server of a row whose values are these (_stored_as_written()), in
-    its columns' order. PostgreSQL's concat() skips a NULL: there a NULL reads 'v', as an empty text does."""
+def written_digests(rows: Sequence[Sequence[Any]], kind: str) -> list[str]:
+    """The digests _digest_select() reads on a `kind` server of rows whose values are these (_stored_as_written()), in
+    their columns' order. PostgreSQL's concat() skips a NULL: there a NULL reads 'v', as an empty text does. Column by
+    column: a value every row shares (a time, a status) is written once."""
     null = "v" if kind == "postgresql" else "n"
-    text = "\x1f".join(null if value is None else f"v{value}" for value in values)
-    return hashlib.md5(text.encode(), usedforsecurity=False).hexdigest()[:12]
+
+    def cells(column: tuple[Any, ...]) -> Sequence[str]:
+        first = column[0]
+        if column.count(first) == len(column) and all(type(value) is type(first) for value in column):
+            return [null if first is None else f"v{first}"] * len(column)
+        return [null if value is None else f"v{value}" for value in column]
+
+    md5 = hashlib.md5
+    texts = map("\x1f".join, zip(*(cells(column) for column in zip(*rows, strict=True)), strict=True))
+    return [md5(text.encode(), usedforsecurity=False).hexdigest()[:12] for text in texts]
 
 
 def digest(row: Sequence[Any]) -> str:

@@ -40,7 +40,7 @@ import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, Self
+from typing import Any, NamedTuple, Protocol, Self
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -90,9 +90,9 @@ class EventKind:
         return cls(eventname, component, action, target, crud, edulevel, objecttable)
 
 
-@dataclass(frozen=True)
-class Event:
-    """One occurrence of an event: one log row."""
+class Event(NamedTuple):
+    """One occurrence of an event: one log row (a tuple: a batch makes thousands, each made in a third of the time a
+    frozen dataclass takes)."""
 
     kind: EventKind
     objectid: int | None
