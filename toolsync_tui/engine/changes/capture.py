@@ -49,7 +49,7 @@ from toolsync_tui.engine.moodle.recording import NOT_RECORDED_COLUMNS, NOT_RECOR
 from toolsync_tui.engine.run.log import Journal
 from toolsync_tui.engine.run.operation import Operation
 
-WRITTEN_DIGEST_COLUMNS = 10  # rows of at most so many columns (memberships, enrolments) are digested as written
+WRITTEN_DIGEST_COLUMNS = 20  # rows of at most so many columns (memberships, enrolments, groups) are digested as written
 DIGEST_CHUNK = 10_000  # ids a digest query covers (a range, mostly: the statement stays small)
 OFF_SWITCH = "TOOLSYNC_RECORD_CHANGES"  # "0": runs record nothing (only to measure what recording costs)
 # Operations whose writes are Moodle's own PHP (through the bridge) or a user's deletion: never undoable.
@@ -204,11 +204,41 @@ class BatchCapture:
         self.new_columns.setdefault(name, set()).update(columns)
         return False
 
+    @staticmethod
+    def _rewritten(
+        table_: Table, key: str, row: Mapping[str, Any], known: dict[int, tuple[list[Any], list[str]]]
+    ) -> bool:
+        """Whether `row` (an update's values) updates a row this transaction created whose values are `known`
+        (_written_rows()): they are then updated there, its digest still known without a read (the groups a batch
+        creates then touches)."""
+        found = known.get(int(row[key])) if key == "id" else None
+        if found is None:
+            return False
+        values, columns = found
+        given = [c for c in row if c != key]
+        if not all(c in columns and _stored_as_written(table_, c, [row[c]]) for c in given):
+            return False
+        for c in given:
+            values[columns.index(c)] = row[c]
+        return True
+
+    def _written_rows(self, name: str) -> dict[int, tuple[list[Any], list[str]]]:
+        """The rows of `name` this transaction created with known values (`written`): id -> (values, columns)."""
+        found: dict[int, tuple[list[Any], list[str]]] = {}
+        for entry in self.entries:
+            written = self.written.get(id(entry))
+            if entry.kind == INSERT and entry.table == name and written is not None:
+                found.update((int(values[0]), (values, entry.columns)) for values in written)
+        return found
+
     async def updating(
         self, conn: AsyncConnection, table_: Table, key: str, columns: Sequence[str], rows: Sequence[Mapping[str, Any]]
     ) -> None:
         name = self._name(table_)
         kept = [c for c in columns if c not in NOT_RECORDED_COLUMNS]
+        if name is not None and name in self.new and name not in self.new_columns:
+            known = self._written_rows(name)
+            rows = [row for row in rows if not self._rewritten(table_, key, row, known)]
         rows = [row for row in rows if name is not None and self._old(name, key, row[key], columns)]
         if name is None or not kept or not rows:
             return
