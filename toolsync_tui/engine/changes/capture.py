@@ -204,31 +204,36 @@ class BatchCapture:
         self.new_columns.setdefault(name, set()).update(columns)
         return False
 
-    @staticmethod
-    def _rewritten(
-        table_: Table, key: str, row: Mapping[str, Any], known: dict[int, tuple[list[Any], list[str]]]
-    ) -> bool:
-        """Whether `row` (an update's values) updates a row this transaction created whose values are `known`
-        (_written_rows()): they are then updated there, its digest still known without a read (the groups a batch
-        creates then touches)."""
-        found = known.get(int(row[key])) if key == "id" else None
-        if found is None:
-            return False
-        values, columns = found
-        given = [c for c in row if c != key]
-        if not all(c in columns and _stored_as_written(table_, c, [row[c]]) for c in given):
-            return False
-        for c in given:
-            values[columns.index(c)] = row[c]
-        return True
+    def _rewritten(self, table_: Table, name: str, key: str, rows: Sequence[Mapping[str, Any]]) -> set[int]:
+        """The ids of `rows` (an update's values, by `key`) that update rows this transaction created with known values
+        (`written`), every value given one the server stores as written: their values are updated there, their digests
+        still known without a read (a batch's new groups touched as members join, new contexts given their paths)."""
+        known = self._written_rows(name) if key == "id" and name not in self.new_columns else {}
+        given = {c for row in rows for c in row if c != key}
+        if not known or not all(_stored_as_written(table_, c, [row[c] for row in rows if c in row]) for c in given):
+            return set()
+        done: set[int] = set()
+        for row in rows:
+            found = known.get(int(row[key]))
+            if found is None:
+                continue
+            values, places = found
+            if all(c in places for c in row if c != key):
+                for c, value in row.items():
+                    if c != key:
+                        values[places[c]] = value
+                done.add(int(row[key]))
+        return done
 
-    def _written_rows(self, name: str) -> dict[int, tuple[list[Any], list[str]]]:
-        """The rows of `name` this transaction created with known values (`written`): id -> (values, columns)."""
-        found: dict[int, tuple[list[Any], list[str]]] = {}
+    def _written_rows(self, name: str) -> dict[int, tuple[list[Any], dict[str, int]]]:
+        """The rows of `name` this transaction created with known values (`written`): id -> (values, each column's
+        place in them)."""
+        found: dict[int, tuple[list[Any], dict[str, int]]] = {}
         for entry in self.entries:
             written = self.written.get(id(entry))
             if entry.kind == INSERT and entry.table == name and written is not None:
-                found.update((int(values[0]), (values, entry.columns)) for values in written)
+                places = {c: place for place, c in enumerate(entry.columns)}
+                found.update((int(values[0]), (values, places)) for values in written)
         return found
 
     async def updating(
@@ -236,9 +241,9 @@ class BatchCapture:
     ) -> None:
         name = self._name(table_)
         kept = [c for c in columns if c not in NOT_RECORDED_COLUMNS]
-        if name is not None and name in self.new and name not in self.new_columns:
-            known = self._written_rows(name)
-            rows = [row for row in rows if not self._rewritten(table_, key, row, known)]
+        if name is not None and name in self.new:
+            rewritten = self._rewritten(table_, name, key, rows)
+            rows = [row for row in rows if int(row[key]) not in rewritten] if rewritten else rows
         rows = [row for row in rows if name is not None and self._old(name, key, row[key], columns)]
         if name is None or not kept or not rows:
             return
@@ -259,7 +264,12 @@ class BatchCapture:
             self.entries.append(Entry(UPDATE, name, key, [key, *kept], recorded))
 
     async def updating_where(
-        self, conn: AsyncConnection, table_: Table, where: ColumnElement[bool], columns: Sequence[str]
+        self,
+        conn: AsyncConnection,
+        table_: Table,
+        where: ColumnElement[bool],
+        columns: Sequence[str],
+        known: Sequence[Mapping[str, Any]] = (),
     ) -> object:
         name = self._name(table_)
         kept = [c for c in columns if c not in NOT_RECORDED_COLUMNS]
@@ -270,6 +280,9 @@ class BatchCapture:
         if listed is None:
             matched: Select[Any] = select(literal_column("id")).select_from(table_).where(where)
             listed = [int(i) for (i,) in await conn.execute(matched)]
+        if known and name in self.new:
+            rewritten = self._rewritten(table_, name, "id", known)
+            listed = [i for i in listed if i not in rewritten] if rewritten else listed
         old = [i for i in listed if self._old(name, "id", i, kept)]
         target = table(table_.name, column("id"), *(column(c) for c in kept))
         before: list[list[Any]] = []

@@ -93,10 +93,11 @@ async def create_contexts(
         path = literal(f"{parent}/", String) + cast(table.c.id, String)
         # Ids in one unbroken run (as a multi-row INSERT hands them out) are a range: one UPDATE, one index sweep.
         contiguous = max(ids) - min(ids) + 1 == len(ids) == len(set(ids))
-        for where in (
-            [table.c.id.between(min(ids), max(ids))] if contiguous else [table.c.id.in_(p) for p in chunks(ids)]
-        ):
-            async with recording.updating(conn, table, where, ["path", "depth"]):
+        for part in [ids] if contiguous else chunks(ids):
+            where = table.c.id.between(min(part), max(part)) if contiguous else table.c.id.in_(part)
+            # What the server computes, told to the record: new rows' digests then come from their values.
+            known = [{"id": i, "path": child_path(parent, i), "depth": depth_of(parent) + 1} for i in part]
+            async with recording.updating(conn, table, where, ["path", "depth"], known):
                 await conn.execute(update(table).where(where).values(path=path, depth=depth_of(parent) + 1))
     return result
 

@@ -54,9 +54,15 @@ class Recorder(Protocol):
         """Before an UPDATE of `columns` to the values of `rows` (a row lacking a column keeps it), by `key`."""
 
     async def updating_where(
-        self, conn: AsyncConnection, table: Table, where: ColumnElement[bool], columns: Sequence[str]
+        self,
+        conn: AsyncConnection,
+        table: Table,
+        where: ColumnElement[bool],
+        columns: Sequence[str],
+        known: Sequence[Mapping[str, Any]] = (),
     ) -> object:
-        """Before an UPDATE of `columns` by a condition (values computed by the server); a token for updated()."""
+        """Before an UPDATE of `columns` by a condition (values computed by the server); a token for updated().
+        `known`: rows (id and those columns) whose values after it the caller knows, such as new rows' paths."""
 
     async def updated(self, conn: AsyncConnection, token: object) -> None:
         """After that UPDATE: its values read back."""
@@ -109,11 +115,16 @@ async def deleting(conn: AsyncConnection, table: Table, where: ColumnElement[boo
 
 @asynccontextmanager
 async def updating(
-    conn: AsyncConnection, table: Table, where: ColumnElement[bool], columns: Sequence[str]
+    conn: AsyncConnection,
+    table: Table,
+    where: ColumnElement[bool],
+    columns: Sequence[str],
+    known: Sequence[Mapping[str, Any]] = (),
 ) -> AsyncIterator[None]:
-    """Around an UPDATE not made through gateway.update_many (its values computed by the server)."""
+    """Around an UPDATE not made through gateway.update_many (its values computed by the server); `known`: rows (id
+    and `columns`) whose values after it the caller knows (Recorder.updating_where)."""
     recorder = recorder_of(conn)
-    token = await recorder.updating_where(conn, table, where, columns) if recorder is not None else None
+    token = await recorder.updating_where(conn, table, where, columns, known) if recorder is not None else None
     yield
     if recorder is not None:
         await recorder.updated(conn, token)
