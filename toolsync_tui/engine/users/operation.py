@@ -27,7 +27,6 @@ from toolsync_tui.engine.moodle.contexts import (
     instance_contexts,
     system_context,
 )
-from toolsync_tui.engine.moodle.course_events import collecting
 from toolsync_tui.engine.moodle.event_log import Event
 from toolsync_tui.engine.moodle.gateway import MoodleGateway, WrittenInsert
 from toolsync_tui.engine.moodle.passwords import (
@@ -771,7 +770,7 @@ class UsersOperation(Operation):
         new_id = pl.col(LINE).replace_strict(created, default=None, return_dtype=pl.Int64)
         live = live.with_columns(pl.coalesce(USERID, new_id, stand_in if dry_run else None).alias(USERID))
         results: list[pl.DataFrame] = []
-        events = None if dry_run else collecting(self.event_log)
+        events = None if dry_run else self.event_log.ahead(conn, now)
         if "cohort" in planned.columns:
             requests = live.filter(pl.col("cohort") != "").select(
                 LINE,
