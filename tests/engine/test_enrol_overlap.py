@@ -51,6 +51,44 @@ async def state(gateway: MoodleGateway, courses: list[int], users: list[int]) ->
     return found
 
 
+async def serial_and_overlapped(
+    db_server: Server,
+    project_db_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    files: list[str],
+    courses: list[int],
+    users: list[int],
+    *,
+    settings: dict[str, Any] | None = None,
+    setup: list[str] | None = None,
+) -> dict[str, tuple[list[list[dict[str, str]]], dict[str, Any]]]:
+    """The files run one after the other, batches of 2 rows, on a copy of the database (after the `setup` statements)
+    with overlap off ("0") and on ("1"): each run's report, then the state()."""
+    source = make_url(project_db_url).database
+    assert source is not None
+    results = {}
+    for mode in ("0", "1"):
+        monkeypatch.setenv(overlap.OFF_SWITCH, mode)
+        url = copy_database(db_server, source, unique(f"{source[:30]}_e{mode}_"))
+        config = database_config(tmp_path / unique(f"e{mode}"), url)
+        config.set("run.batch_size", 2)
+        for name in ("course_identifier", "user_identifier"):
+            config.set(f"operations.enrols.{name}", "id")
+        for name, value in (settings or {}).items():
+            config.set(f"operations.enrols.{name}", value)
+        gateway = MoodleGateway.for_url(url, "mdl_")
+        try:
+            async with gateway.transaction() as conn:
+                for statement in setup or []:
+                    await conn.exec_driver_sql(statement)
+            runs = [await run_file(config, gateway, "enrols", content) for content in files]
+            results[mode] = ([report_rows(r) for r in runs], await state(gateway, courses, users))
+        finally:
+            await gateway.close()
+    return results
+
+
 async def test_overlapped_enrolment_batches_give_the_serial_result(
     db_server: Server,
     server_kind: str,
@@ -94,26 +132,16 @@ async def test_overlapped_enrolment_batches_give_the_serial_result(
         f"{c};{u1};student;manual;add;gaddcreate;Zeta\n"  # batch 2: batch 1's pair and group
         f"{c};{u3};student;manual;add;gaddcreate;Zeta\n"
     )
-    source = make_url(project_db_url).database
-    assert source is not None
-    results: dict[str, Any] = {}
-    for mode in ("0", "1"):
-        monkeypatch.setenv(overlap.OFF_SWITCH, mode)
-        url = copy_database(db_server, source, unique(f"{source[:30]}_e{mode}_"))
-        config = database_config(tmp_path / f"e{mode}", url)
-        config.set("run.batch_size", 2)
-        for name in ("course_identifier", "user_identifier"):
-            config.set(f"operations.enrols.{name}", "id")
-        config.set("operations.enrols.enable_on_disabled", True)
-        gateway = MoodleGateway.for_url(url, "mdl_")
-        try:
-            runs = [
-                await run_file(config, gateway, "enrols", content),
-                await run_file(config, gateway, "enrols", unenrol),
-            ]
-            results[mode] = ([report_rows(r) for r in runs], await state(gateway, [c, d], users))
-        finally:
-            await gateway.close()
+    results = await serial_and_overlapped(
+        db_server,
+        project_db_url,
+        tmp_path,
+        monkeypatch,
+        [content, unenrol],
+        [c, d],
+        users,
+        settings={"enable_on_disabled": True},
+    )
     serial, overlapped = results["0"], results["1"]
     assert overlapped[0] == serial[0]
     assert overlapped[1] == serial[1]
@@ -173,29 +201,12 @@ async def test_groups_the_write_in_flight_creates_are_taken_as_created_unless_it
             f"CREATE TRIGGER {trigger} BEFORE INSERT ON mdl_groups_members FOR EACH ROW IF {condition} THEN "
             "SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'refused by test'; END IF"
         ]
-    source = make_url(project_db_url).database
-    assert source is not None
-    results: dict[str, Any] = {}
-    for mode in ("0", "1"):
-        monkeypatch.setenv(overlap.OFF_SWITCH, mode)
-        url = copy_database(db_server, source, unique(f"{source[:30]}_g{mode}_"))
-        config = database_config(tmp_path / f"g{mode}", url)
-        config.set("run.batch_size", 2)
-        for name in ("course_identifier", "user_identifier"):
-            config.set(f"operations.enrols.{name}", "id")
-        gateway = MoodleGateway.for_url(url, "mdl_")
-        try:
-            if refused:
-                async with gateway.transaction() as conn:
-                    for statement in created:
-                        await conn.exec_driver_sql(statement)
-            run = await run_file(config, gateway, "enrols", content)
-            results[mode] = (report_rows(run), await state(gateway, [c], users))
-        finally:
-            await gateway.close()
+    results = await serial_and_overlapped(
+        db_server, project_db_url, tmp_path, monkeypatch, [content], [c], u, setup=created if refused else None
+    )
     serial, overlapped = results["0"], results["1"]
     assert overlapped == serial
-    rows = [(o["line"], o["outcome"], o["part"]) for o in serial[0]]
+    rows = [(o["line"], o["outcome"], o["part"]) for o in serial[0][0]]
     if refused:
         assert rows[:2] == [("2", "failed", ""), ("3", "failed", "")], rows  # the first batch, not written
         assert sorted(m["userid"] for m in serial[1]["groups_members"]) == u[2:]

@@ -13,7 +13,7 @@ import pytest
 from textual.app import App
 from textual.command import Command, CommandList, CommandPalette
 from textual.pilot import Pilot
-from textual.widgets import DataTable
+from textual.widgets import DataTable, Input
 
 from tests.support.files_ui import cursor_line, highlight, open_files, users_file
 from tests.support.snapshots import FILE_TIME, NOW, SnapCompare, site_loaded, then
@@ -98,7 +98,11 @@ async def at_the_end(pilot: Pilot[Any]) -> None:
 
 
 async def go_to_line_typed(pilot: Pilot[Any]) -> None:
-    await pilot.press("g", *"1234")
+    field = files_screen(pilot).query_one("#goto", Input)
+    await pilot.press("g")
+    await wait_until(lambda: field.has_focus)  # (a loaded machine: the keys after it went to the preview)
+    await pilot.press(*"1234")
+    await wait_until(lambda: field.value == "1234")
     await pilot.pause()
 
 
