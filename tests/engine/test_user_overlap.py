@@ -154,6 +154,53 @@ async def test_overlapped_user_batches_give_the_serial_result(
     assert blind[1]["user"] != serial[1]["user"]
 
 
+async def test_course_columns_of_existing_users_planned_with_their_batch_give_the_serial_result(
+    db_server: Server,
+    project_db_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    replans: list[OverlappedWrites],
+) -> None:
+    """A batch that creates no account plans its course columns with its accounts, while the batch before is written:
+    one that names a group that write creates is planned again, after it (the group made once)."""
+    gateway = MoodleGateway.for_url(project_db_url, "mdl_")
+    try:
+        [course] = await add_enrolment_courses(gateway)
+        names = [unique(n) for n in ("amy", "ben", "cal", "dot", "eve", "fay")]
+        ids = [await add_user(gateway, username=n, idnumber=f"I{n}", email=f"{n}@example.edu") for n in names]
+    finally:
+        await gateway.close()
+    blue = unique("Blue ")
+    groups = [blue, "", blue, "", "", ""]  # batch 1 creates the group, batch 2 names it, batch 3 not
+    content = header("username", "firstname", "lastname", "course1", "role1", "group1") + "".join(
+        f"{name};F;L;{course.shortname};student;{group}\n" for name, group in zip(names, groups, strict=True)
+    )
+    source = make_url(project_db_url).database
+    assert source is not None
+    results: dict[str, Any] = {}
+    for mode in ("0", "1"):
+        monkeypatch.setenv(overlap.OFF_SWITCH, mode)
+        url = copy_database(db_server, source, unique(f"{source[:30]}_c{mode}_"))
+        config = database_config(tmp_path / f"c{mode}", url)
+        config.set("run.batch_size", 2)
+        gateway = MoodleGateway.for_url(url, "mdl_")
+        try:
+            result = await run_file(config, gateway, "users", content)
+            async with gateway.reading() as conn:
+                made = await conn.execute(text("SELECT name FROM mdl_groups WHERE courseid = :c"), {"c": course.id})
+                found = sorted(name for (name,) in made)
+            results[mode] = (report_rows(result), await state(gateway, min(ids)), found, report_of(result))
+        finally:
+            await gateway.close()
+    serial, overlapped = results["0"], results["1"]
+    assert overlapped[:3] == serial[:3]
+    said = {(o["line"], o["part"], o["outcome"]) for o in serial[0]}
+    assert {(str(line), "course1", "created") for line in range(2, 8)} <= said, serial[3]
+    assert serial[2] == [blue]
+    [run] = replans
+    assert run.replanned == 1, run.replanned  # batch 2 only
+
+
 @pytest.mark.parametrize("ids", ["returned", "read back"])
 async def test_new_accounts_and_their_contexts_take_the_ids_their_inserts_give(
     project_db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ids: str

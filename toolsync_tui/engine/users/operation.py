@@ -40,7 +40,7 @@ from toolsync_tui.engine.moodle.recording import nothing_more_recorded
 from toolsync_tui.engine.moodle.site_settings import UserSite, protected_accounts, site_timezone
 from toolsync_tui.engine.moodle.staleness import EnrolmentEffects, FlaggedUsers, end_sessions, purge_after_run
 from toolsync_tui.engine.parts.cohort_memberships import CohortMemberships
-from toolsync_tui.engine.parts.course_enrolments import CourseEnrolments
+from toolsync_tui.engine.parts.course_enrolments import CourseEnrolments, PlannedEnrolments
 from toolsync_tui.engine.rows import LINE, Outcome, Rule, first_match, outcome_rows, shown
 from toolsync_tui.engine.run.command_file import FileProblem
 from toolsync_tui.engine.run.operation import BatchPlan, Operation, PreviousWrite, nothing_in_flight
@@ -236,6 +236,8 @@ class UsersOperation(Operation):
             parts = await self._parts(conn, planned, {}, now, dry_run=True)
             return BatchPlan(_sorted([failed, self._outcomes(planned, {}, dry_run=True), *parts]), _never_written)
         writes = await self._writes(conn, planned, profile_changes, now)
+        # A batch that creates no account knows every user of its course columns: those are planned now too.
+        courses = None if writes.creates.height else await self._plan_courses(conn, planned, now)
 
         async def write(conn: AsyncConnection) -> pl.DataFrame:
             ids, failures = await self._write(conn, writes, now)
@@ -250,22 +252,38 @@ class UsersOperation(Operation):
                     pl.when(pl.col(PROBLEM).is_not_null()).then(pl.lit("failed")).otherwise(ACTION).alias(ACTION)
                 )
             self.batch_flagged = set()
-            parts = await self._parts(conn, done, ids, now, dry_run=False)
+            parts = await self._parts(conn, done, ids, now, dry_run=False, courses=courses)
             self.flagged.written(self.batch_flagged)  # the write went through: its flags stand if it commits
             return _sorted([failed, self._outcomes(done, ids, dry_run=False), *parts])
 
+        keys = write_keys(writes.creates, writes.updates, writes.deleting.height, writes.profile_changes, self.fields)
         return BatchPlan(
             _sorted([failed, self._outcomes(planned, {}, dry_run=False)]),
             write,
-            reads=read_keys(good, self.fields),
-            writes=write_keys(
-                writes.creates,
-                writes.updates,
-                writes.deleting.height,
-                writes.profile_changes,
-                self.fields,
-            ),
+            reads=read_keys(good, self.fields) | (courses.reads if courses is not None else frozenset()),
+            writes=keys | (courses.writes if courses is not None else frozenset()),
         )
+
+    async def _plan_courses(self, conn: AsyncConnection, planned: pl.DataFrame, now: int) -> PlannedEnrolments | None:
+        """The course columns' enrolments of a batch whose users all exist, planned with the batch (None: no course
+        column, or none to enrol here)."""
+        if not self.course_indexes:
+            return None
+        requests = course_requests(self._live(planned, {}, dry_run=False), self.course_indexes, USERID)
+        requests = requests.filter(pl.col("wwwroot") == "").drop("wwwroot")
+        if requests.is_empty():
+            return None
+        return await self.enrolments.plan(conn, requests, now=now)
+
+    def _live(self, planned: pl.DataFrame, created: dict[int, int], dry_run: bool) -> pl.DataFrame:
+        """The rows whose account exists (or, in a dry run, would), with its id."""
+        live = planned.filter(
+            pl.col(ACTION).is_in(["create", "update", "rename", "suspend", "reactivate", "revive", "none"])
+        )
+        # In a dry run an account still to create has no id: a negative stand-in, never written.
+        stand_in = -pl.col(LINE)
+        new_id = pl.col(LINE).replace_strict(created, default=None, return_dtype=pl.Int64)
+        return live.with_columns(pl.coalesce(USERID, new_id, stand_in if dry_run else None).alias(USERID))
 
     def _checked(self, rows: pl.DataFrame) -> pl.DataFrame:
         validated = validate_user_rows(rows, self.rules, self.seen)
@@ -757,18 +775,19 @@ class UsersOperation(Operation):
         return first_match(planned, rules, _key())[0]
 
     async def _parts(
-        self, conn: AsyncConnection, planned: pl.DataFrame, created: dict[int, int], now: int, dry_run: bool
+        self,
+        conn: AsyncConnection,
+        planned: pl.DataFrame,
+        created: dict[int, int],
+        now: int,
+        dry_run: bool,
+        courses: PlannedEnrolments | None = None,
     ) -> list[pl.DataFrame]:
-        """Cohort and course outcomes of the rows whose account exists (or, in a dry run, would)."""
+        """Cohort and course outcomes of the rows whose account exists (or, in a dry run, would); `courses`: the
+        course enrolments planned with the batch (_plan_courses()), written here."""
         if "cohort" not in planned.columns and not self.course_indexes:
             return []
-        live = planned.filter(
-            pl.col(ACTION).is_in(["create", "update", "rename", "suspend", "reactivate", "revive", "none"])
-        )
-        # In a dry run an account still to create has no id: a negative stand-in, never written.
-        stand_in = -pl.col(LINE)
-        new_id = pl.col(LINE).replace_strict(created, default=None, return_dtype=pl.Int64)
-        live = live.with_columns(pl.coalesce(USERID, new_id, stand_in if dry_run else None).alias(USERID))
+        live = self._live(planned, created, dry_run)
         results: list[pl.DataFrame] = []
         events = None if dry_run else self.event_log.ahead(conn, now)
         if "cohort" in planned.columns:
@@ -796,8 +815,14 @@ class UsersOperation(Operation):
                 )
             )
             requests = requests.filter(~remote).drop("wwwroot")
-            if not requests.is_empty():
-                details, effects = await self.enrolments.apply(conn, requests, now=now, dry_run=dry_run, events=events)
+            if courses is not None or not requests.is_empty():
+                if courses is not None:  # planned with the batch
+                    await self.enrolments.write(conn, courses, now=now, events=events)
+                    details, effects = courses.outcomes, courses.effects
+                else:
+                    details, effects = await self.enrolments.apply(
+                        conn, requests, now=now, dry_run=dry_run, events=events
+                    )
                 results.append(details)
                 if not dry_run:  # a dirty flag per user and run (staleness.FlaggedUsers)
                     flagged = await self.flagged.mark(
