@@ -22,7 +22,7 @@ from typing import TypeVar
 
 import polars as pl
 import pytest
-from sqlalchemy import Column, Integer, MetaData, Table
+from sqlalchemy import Column, Integer, MetaData, Table, select
 from sqlalchemy import Index as SqlIndex
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
@@ -35,6 +35,7 @@ from tests.support.mariadb_server import ThrowawayMariaDB
 from toolsync_tui.engine.moodle import pairs
 from toolsync_tui.engine.moodle.gateway import MoodleGateway
 from toolsync_tui.engine.moodle.mariadb_plans import leading_index
+from toolsync_tui.engine.moodle.staleness import mark_users_dirty
 
 T = TypeVar("T")
 
@@ -308,3 +309,40 @@ def test_leading_index_takes_in_the_columns_of_the_reads_other_conditions() -> N
     assert leading_index(user, ["username"], every) is None
     assert leading_index(user, ["username"], every, ["mnethostid"]) == "mdl_user_mneuse_uix"
     assert leading_index(user, ["email"], every, ["deleted", "mnethostid"]) == "mdl_user_ema_ix"
+
+
+@ON_MARIADB
+async def test_dirty_flags_replaced_read_only_their_own_rows_on_stale_statistics(
+    mariadb: ThrowawayMariaDB, site_copy: str
+) -> None:
+    """mark_users_dirty() replaces the flags of its users: found through the name index (their ids, then deleted by
+    id), not through the flagtype index, which holds nearly every flag of a site (every dirty user)."""
+    fill_stale(
+        mariadb,
+        site_copy,
+        "mdl_cache_flags",
+        "INSERT INTO mdl_cache_flags (flagtype, name, value, expiry, timemodified) "
+        f"SELECT 'accesslib/dirtyusers', seq, '1', 0, 0 FROM seq_1_to_{USERS}",
+    )
+    marked = list(range(USERS - 499, USERS + 501))  # 500 flagged already, 500 not
+    gateway = await opened(mariadb, site_copy)
+    flags = gateway.schema.cache_flags
+    try:
+        async with gateway.engine.connect() as conn:
+
+            async def mark() -> int:
+                return await mark_users_dirty(gateway, conn, marked, 1_800_000_000, 7200)
+
+            counted, _ = await reads(conn, mark)
+            rows = await conn.execute(
+                select(flags.c.name, flags.c.timemodified).where(flags.c.flagtype == "accesslib/dirtyusers")
+            )
+            stored = {int(name): int(time) for name, time in rows}
+            await conn.rollback()
+    finally:
+        await gateway.close()
+    print(f"\nflags of {len(marked)} users replaced among {USERS}: {counted}")
+    assert len(stored) == USERS + 500
+    assert {name for name, time in stored.items() if time == 1_800_000_000} == set(marked)
+    assert counted.scanned < NO_SCAN
+    assert counted.walked <= 3 * len(marked)  # the name index walked past each name, the deleted rows read again

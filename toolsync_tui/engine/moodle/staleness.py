@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from sqlalchemy import ARRAY, Select, Table, Text, bindparam, delete, func, select, true
+from sqlalchemy import ARRAY, ColumnElement, Select, Table, Text, bindparam, delete, func, select, true
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from toolsync_tui.engine.moodle import recording
@@ -93,11 +93,18 @@ async def _drop_flags(gateway: MoodleGateway, conn: AsyncConnection, flagtype: s
     leaves the same row but for its id. No read of them first: one DELETE per chunk of names finds them."""
     flags = gateway.schema.cache_flags
     for part in chunks(list(names)):
-        where = (
-            flags.c.id.in_(_flag_ids(flags, flagtype, part))
-            if gateway.kind == "postgresql"
-            else (flags.c.flagtype == flagtype) & flags.c.name.in_(part)
-        )
+        where: ColumnElement[bool]
+        if gateway.kind == "postgresql":
+            where = flags.c.id.in_(_flag_ids(flags, flagtype, part))
+        elif gateway.kind == "mariadb":
+            # The ids first, through the name index (fetch_in forces it): MariaDB, asked by flagtype and name,
+            # went through the flagtype index, every dirty-user flag of the site for each chunk.
+            found = await gateway.fetch_in(conn, flags, "name", part, ["id"], where=flags.c.flagtype == flagtype)
+            if found.is_empty():
+                continue
+            where = flags.c.id.in_(found["id"].to_list())
+        else:
+            where = (flags.c.flagtype == flagtype) & flags.c.name.in_(part)
         await recording.deleting(conn, flags, where)  # the rows, for an undo of the run (when it records)
         await conn.execute(delete(flags).where(where))
 
