@@ -62,7 +62,7 @@ class GroupPlan:
     # ("pair", courseid, userid) and ("group", courseid, key) the plan read, and those the write changes
     reads: frozenset[Hashable]
     writes: frozenset[Hashable]
-    # ("group", courseid, key) of the groups the write before creates, taken as created (plan(coming=...))
+    # ("group", courseid, key) of the groups the write before creates, taken as created (plan(in_flight=...))
     assumes: frozenset[Hashable] = frozenset()
     coming: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=NAMED_SCHEMA))  # courseid, name, key
 
@@ -144,27 +144,27 @@ class GroupSteps:
         *,
         dry_run: bool,
         cache: bool,
-        coming: frozenset[Hashable] = frozenset(),
+        in_flight: frozenset[Hashable] = frozenset(),
     ) -> GroupPlan:
         """The reads and decisions of apply(), nothing written. `cache`: nothing of this transaction is written yet,
         so the groups found are committed ones, kept for the run's later batches (the file deletes and renames
-        none); groups created are found again by the next batch that names them. `coming`: what the write in flight
-        changes (PreviousWrite.writes); the groups it creates are taken as existing, their ids read by write()."""
+        none); groups created are found again by the next batch that names them. `in_flight`: what the write in
+        flight changes (PreviousWrite.writes); the groups it creates are taken as existing, their ids read by
+        write()."""
         named = self._named(rows)
         unknown = named.join(self.known, on=["courseid", "key"], how="anti")
-        created_before = _group_keys(coming)
-        promised = (
-            unknown.join(created_before, on=["courseid", "key"], how="semi")
+        coming = (  # the named groups the write in flight creates
+            unknown.join(_group_keys(in_flight), on=["courseid", "key"], how="semi")
             .select(list(NAMED_SCHEMA))
             .unique(["courseid", "key"], keep="first", maintain_order=True)
         )
-        unknown = unknown.join(promised, on=["courseid", "key"], how="anti")
+        unknown = unknown.join(coming, on=["courseid", "key"], how="anti")
         found = _keyed(await find_groups(self.gateway, conn, unknown.select("courseid", "name")), self._names())
         if cache:
             self._remember(found)
         known = pl.concat([self.known, found]).unique(["courseid", "key"], keep="first", maintain_order=True)
         named = named.join(known, on=["courseid", "key"], how="left", maintain_order="left").join(
-            promised.select("courseid", "key", pl.lit(True).alias("coming")),
+            coming.select("courseid", "key", pl.lit(True).alias("coming")),
             on=["courseid", "key"],
             how="left",
             maintain_order="left",
@@ -257,7 +257,7 @@ class GroupSteps:
                 *(("group", c, k) for c, k in to_create.select("courseid", "key").unique().iter_rows()),
             ]
         )
-        assumes = frozenset(("group", c, k) for c, k in promised.select("courseid", "key").iter_rows())
+        assumes = frozenset(("group", c, k) for c, k in coming.select("courseid", "key").iter_rows())
         reads = frozenset(
             [
                 *(("pair", c, u) for c, u in rows.select("courseid", "userid").unique().iter_rows()),
@@ -265,7 +265,7 @@ class GroupSteps:
             ]
         )
         joining = to_join.select("groupid", "userid", "courseid", "contextid", "key")
-        return GroupPlan(outcomes, effects, to_create, gone, joining, reads - assumes, writes, assumes, promised)
+        return GroupPlan(outcomes, effects, to_create, gone, joining, reads - assumes, writes, assumes, coming)
 
     async def write(
         self, conn: AsyncConnection, planned: GroupPlan, *, now: int, events: list[Event] | None = None

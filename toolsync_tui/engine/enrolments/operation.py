@@ -232,7 +232,7 @@ class EnrolsOperation(Operation):
             own.filter(pl.col("outcome") != Outcome.FAILED.value).select(ROW, "enrolled_after"), on=ROW
         )
         grouping = (
-            await self.groups.plan(conn, grouped, dry_run=dry_run, cache=True, coming=previous.writes)
+            await self.groups.plan(conn, grouped, dry_run=dry_run, cache=True, in_flight=previous.writes)
             if grouped.height
             else None
         )
