@@ -11,15 +11,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Table, make_url, select, text
+from sqlalchemy import Table, select, text
 
-from tests.conftest import Server, database_config
+from tests.conftest import Server
 from tests.support.course_factories import add_enrolment_courses, add_users
-from tests.support.database_copies import copy_database
 from tests.support.factories import unique
 from tests.support.operation_files import report_rows, run_file
+from tests.support.overlap_runs import serial_and_overlapped
+from toolsync_tui.config import Config
 from toolsync_tui.engine.moodle.gateway import MoodleGateway
-from toolsync_tui.engine.run import overlap
 from toolsync_tui.engine.run.overlap import OverlappedWrites
 
 TIMES = {"timecreated", "timemodified", "timeadded", "timestart"}
@@ -51,7 +51,7 @@ async def state(gateway: MoodleGateway, courses: list[int], users: list[int]) ->
     return found
 
 
-async def serial_and_overlapped(
+async def both_ways(
     db_server: Server,
     project_db_url: str,
     tmp_path: Path,
@@ -63,30 +63,23 @@ async def serial_and_overlapped(
     settings: dict[str, Any] | None = None,
     setup: list[str] | None = None,
 ) -> dict[str, tuple[list[list[dict[str, str]]], dict[str, Any]]]:
-    """The files run one after the other, batches of 2 rows, on a copy of the database (after the `setup` statements)
-    with overlap off ("0") and on ("1"): each run's report, then the state()."""
-    source = make_url(project_db_url).database
-    assert source is not None
-    results = {}
-    for mode in ("0", "1"):
-        monkeypatch.setenv(overlap.OFF_SWITCH, mode)
-        url = copy_database(db_server, source, unique(f"{source[:30]}_e{mode}_"))
-        config = database_config(tmp_path / unique(f"e{mode}"), url)
-        config.set("run.batch_size", 2)
+    """The enrolments files run one after the other (after the `setup` statements), by ids, serial ("0") and
+    overlapped ("1"): each run's report, then the state()."""
+
+    def configure(config: Config) -> None:
         for name in ("course_identifier", "user_identifier"):
             config.set(f"operations.enrols.{name}", "id")
         for name, value in (settings or {}).items():
             config.set(f"operations.enrols.{name}", value)
-        gateway = MoodleGateway.for_url(url, "mdl_")
-        try:
-            async with gateway.transaction() as conn:
-                for statement in setup or []:
-                    await conn.exec_driver_sql(statement)
-            runs = [await run_file(config, gateway, "enrols", content) for content in files]
-            results[mode] = ([report_rows(r) for r in runs], await state(gateway, courses, users))
-        finally:
-            await gateway.close()
-    return results
+
+    async def run(config: Config, gateway: MoodleGateway) -> tuple[list[list[dict[str, str]]], dict[str, Any]]:
+        async with gateway.transaction() as conn:
+            for statement in setup or []:
+                await conn.exec_driver_sql(statement)
+        runs = [await run_file(config, gateway, "enrols", content) for content in files]
+        return [report_rows(r) for r in runs], await state(gateway, courses, users)
+
+    return await serial_and_overlapped(db_server, project_db_url, tmp_path, monkeypatch, run, configure)
 
 
 async def test_overlapped_enrolment_batches_give_the_serial_result(
@@ -132,7 +125,7 @@ async def test_overlapped_enrolment_batches_give_the_serial_result(
         f"{c};{u1};student;manual;add;gaddcreate;Zeta\n"  # batch 2: batch 1's pair and group
         f"{c};{u3};student;manual;add;gaddcreate;Zeta\n"
     )
-    results = await serial_and_overlapped(
+    results = await both_ways(
         db_server,
         project_db_url,
         tmp_path,
@@ -201,7 +194,7 @@ async def test_groups_the_write_in_flight_creates_are_taken_as_created_unless_it
             f"CREATE TRIGGER {trigger} BEFORE INSERT ON mdl_groups_members FOR EACH ROW IF {condition} THEN "
             "SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'refused by test'; END IF"
         ]
-    results = await serial_and_overlapped(
+    results = await both_ways(
         db_server, project_db_url, tmp_path, monkeypatch, [content], [c], u, setup=created if refused else None
     )
     serial, overlapped = results["0"], results["1"]

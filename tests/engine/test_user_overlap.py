@@ -19,7 +19,9 @@ from tests.support.course_factories import add_enrolment_courses
 from tests.support.database_copies import copy_database
 from tests.support.factories import unique
 from tests.support.operation_files import header, report_of, report_rows, run_file
+from tests.support.overlap_runs import serial_and_overlapped
 from tests.support.user_factories import add_fields
+from toolsync_tui.config import Config
 from toolsync_tui.engine.moodle.contexts import ContextLevel, instance_contexts
 from toolsync_tui.engine.moodle.gateway import MoodleGateway
 from toolsync_tui.engine.run import overlap
@@ -175,30 +177,22 @@ async def test_course_columns_of_existing_users_planned_with_their_batch_give_th
     content = header("username", "firstname", "lastname", "course1", "role1", "group1") + "".join(
         f"{name};F;L;{course.shortname};student;{group}\n" for name, group in zip(names, groups, strict=True)
     )
-    source = make_url(project_db_url).database
-    assert source is not None
-    results: dict[str, Any] = {}
-    for mode in ("0", "1"):
-        monkeypatch.setenv(overlap.OFF_SWITCH, mode)
-        url = copy_database(db_server, source, unique(f"{source[:30]}_c{mode}_"))
-        config = database_config(tmp_path / f"c{mode}", url)
-        config.set("run.batch_size", 2)
-        gateway = MoodleGateway.for_url(url, "mdl_")
-        try:
-            result = await run_file(config, gateway, "users", content)
-            async with gateway.reading() as conn:
-                made = await conn.execute(text("SELECT name FROM mdl_groups WHERE courseid = :c"), {"c": course.id})
-                found = sorted(name for (name,) in made)
-            results[mode] = (report_rows(result), await state(gateway, min(ids)), found, report_of(result))
-        finally:
-            await gateway.close()
+
+    async def run(config: Config, gateway: MoodleGateway) -> tuple[Any, ...]:
+        result = await run_file(config, gateway, "users", content)
+        async with gateway.reading() as conn:
+            made = await conn.execute(text("SELECT name FROM mdl_groups WHERE courseid = :c"), {"c": course.id})
+            found = sorted(name for (name,) in made)
+        return report_rows(result), await state(gateway, min(ids)), found, report_of(result)
+
+    results = await serial_and_overlapped(db_server, project_db_url, tmp_path, monkeypatch, run)
     serial, overlapped = results["0"], results["1"]
     assert overlapped[:3] == serial[:3]
     said = {(o["line"], o["part"], o["outcome"]) for o in serial[0]}
     assert {(str(line), "course1", "created") for line in range(2, 8)} <= said, serial[3]
     assert serial[2] == [blue]
-    [run] = replans
-    assert run.replanned == 1, run.replanned  # batch 2 only
+    [overlapped_run] = replans
+    assert overlapped_run.replanned == 1, overlapped_run.replanned  # batch 2 only
 
 
 @pytest.mark.parametrize("ids", ["returned", "read back"])
