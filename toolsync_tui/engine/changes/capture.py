@@ -44,8 +44,9 @@ from toolsync_tui.engine.changes.journal import (
     journal_path,
 )
 from toolsync_tui.engine.datadir.ledger import TABLE_KINDS, Ledger, LedgerProblem, ledger_for_site
-from toolsync_tui.engine.moodle.gateway import MoodleGateway, chunks
+from toolsync_tui.engine.moodle.gateway import MoodleGateway, all_same, chunks
 from toolsync_tui.engine.moodle.recording import NOT_RECORDED_COLUMNS, NOT_RECORDED_TABLES, attach, detach
+from toolsync_tui.engine.moodle.tasks import retrieved
 from toolsync_tui.engine.run.log import Journal
 from toolsync_tui.engine.run.operation import Operation
 
@@ -427,9 +428,8 @@ def written_digests(rows: Sequence[Sequence[Any]], kind: str) -> list[str]:
     null = "v" if kind == "postgresql" else "n"
 
     def cells(column: tuple[Any, ...]) -> Sequence[str]:
-        first = column[0]
-        if column.count(first) == len(column) and all(type(value) is type(first) for value in column):
-            return [null if first is None else f"v{first}"] * len(column)
+        if all_same(column):
+            return [null if column[0] is None else f"v{column[0]}"] * len(column)
         return [null if value is None else f"v{value}" for value in column]
 
     md5 = hashlib.md5
@@ -526,7 +526,7 @@ class RunChanges:
         detach(conn)
         early = self.early.pop(id(conn), None)
         if early is not None:  # the write failed before ahead(): whatever the journalling met, the run has its error
-            early.add_done_callback(lambda task: task.cancelled() or task.exception())
+            retrieved(early)
         _, number = self.open_batches.pop(id(conn), (None, None))
         if committed and number is not None:
             with contextlib.suppress(JournalProblem):  # unmarked, the batch is resolved at undo (undo.py)

@@ -46,6 +46,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from toolsync_tui.engine.moodle.gateway import MoodleGateway, WrittenInsert
+from toolsync_tui.engine.moodle.tasks import retrieved
 
 STANDARD_STORE = "logstore_standard"
 ORIGIN = "cli"
@@ -266,21 +267,14 @@ class EventsAhead(list[Event]):
         part = self[self._taken :]
         if part:
             self._taken = len(self)
-            task = asyncio.ensure_future(self._log.written(self._conn, part, self._now))
-            task.add_done_callback(_retrieved)  # a write that fails before record() leaves it unawaited
-            self._parts.append(task)
+            # retrieved(): a write that fails before record() leaves it unawaited
+            self._parts.append(retrieved(asyncio.ensure_future(self._log.written(self._conn, part, self._now))))
 
     async def parts(self) -> list[WrittenInsert]:
         """The statements of every part, in the order the events came."""
         self._take()
         written = [await part for part in self._parts]
         return [part for part in written if part is not None]
-
-
-def _retrieved(task: asyncio.Future[WrittenInsert | None]) -> None:
-    """Mark the task's exception as seen: record() raises it again when it awaits the task."""
-    if not task.cancelled():
-        task.exception()
 
 
 async def acting_user_id(gateway: MoodleGateway, conn: AsyncConnection, username: str) -> int:

@@ -224,9 +224,8 @@ async def add_members(
     """groups_add_member() for each distinct (groupid, userid) of `rows` not a member yet (whatever the component of
     an existing membership: Moodle keeps the first one). `courses`: groupid, courseid, contextid (the course's) of
     the groups, when the caller knows them, for the log events (else read). Returns the distinct pairs, in first-seen
-    order, with
-    `added` (Boolean). Enrolment is the caller's to check (enrolled()). `absent`: the caller has read, in this
-    transaction, that none of the pairs is a member (stored_members()): not read again.
+    order, with `added` (Boolean). Enrolment is the caller's to check (enrolled()). `absent`: the caller has read, in
+    this transaction, that none of the pairs is a member (stored_members()): not read again.
 
     As groups_add_member(), a component must be an installed plugin (or core subsystem) and an itemid needs a component:
     ValueError otherwise, before anything is written."""

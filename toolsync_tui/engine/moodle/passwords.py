@@ -21,9 +21,10 @@ import re
 import secrets
 from collections.abc import Awaitable, Callable, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Final, Self, TypeVar
+from typing import TYPE_CHECKING, Final, Self
 
 from toolsync_tui.engine.moodle.lifeline import Lifeline, hold
+from toolsync_tui.engine.moodle.tasks import retrieved
 
 if TYPE_CHECKING:
     from multiprocessing.connection import Connection
@@ -267,7 +268,7 @@ class PasswordHasher:
         Needs a running event loop; the first submit() or hash_many() waits for the start, if it is not over."""
         if self._started or self._starting is not None or self._closed:
             return
-        self._starting = _retrieved(asyncio.ensure_future(asyncio.to_thread(self._start_workers)))
+        self._starting = retrieved(asyncio.ensure_future(asyncio.to_thread(self._start_workers)))
 
     async def start(self) -> None:
         """Start every worker process now, in a thread, so the first hash_many() does not stall the event loop."""
@@ -290,7 +291,7 @@ class PasswordHasher:
         stored: list[str | None] = list(current) if current is not None else [None] * len(passwords)
         if len(stored) != len(passwords):
             raise ValueError("current must have one entry per password")
-        return _retrieved(asyncio.ensure_future(self._hash(list(passwords), stored, on_progress)))
+        return retrieved(asyncio.ensure_future(self._hash(list(passwords), stored, on_progress)))
 
     async def hash_many(
         self,
@@ -359,16 +360,6 @@ class PasswordHasher:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self.aclose()
-
-
-T = TypeVar("T")
-
-
-def _retrieved(future: asyncio.Future[T]) -> asyncio.Future[T]:
-    """`future`, its error marked as seen once it ends: work a stopping run never awaits (closed under it, or
-    cancelled) logs no "exception was never retrieved"; whoever awaits it still gets the error."""
-    future.add_done_callback(lambda done: done.cancelled() or done.exception())
-    return future
 
 
 def _report_progress(on_progress: Callable[[int], None], count: int, future: asyncio.Future[object]) -> None:

@@ -121,8 +121,7 @@ class OverlappedWrites:
 
     async def drain(self) -> list[Settled]:
         """Wait for the write in flight; the batch it settles (none when nothing is in flight)."""
-        done, self.in_flight, self.retried, self.written = self.in_flight, None, False, frozenset()
-        self.landed = False
+        done, self.in_flight, self.retried, self.written, self.landed = self.in_flight, None, False, frozenset(), False
         if done is None:
             return []
         planned = done.plan.outcomes
