@@ -9,15 +9,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Table, make_url, select, text
+from sqlalchemy import Table, select, text
 
-from tests.conftest import Server, database_config
+from tests.conftest import Server
 from tests.support.course_factories import add_cohort, add_enrolment_courses
-from tests.support.database_copies import copy_database
 from tests.support.factories import unique
 from tests.support.operation_files import report_rows, run_file
+from tests.support.overlap_runs import serial_and_overlapped
+from toolsync_tui.config import Config
 from toolsync_tui.engine.moodle.gateway import MoodleGateway
-from toolsync_tui.engine.run import overlap
 from toolsync_tui.engine.run.overlap import OverlappedWrites
 
 TIMES = {"timecreated", "timemodified"}
@@ -74,26 +74,20 @@ async def test_overlapped_binding_batches_give_the_serial_result(
         f"{ca};{cb};add\n"  # batch 3: again, after batch 2's deletion
         f"{ca};{cc};add\n"  # batch 1's: unchanged
     )
-    source = make_url(project_db_url).database
-    assert source is not None
-    results: dict[str, Any] = {}
-    for mode in ("0", "1"):
-        monkeypatch.setenv(overlap.OFF_SWITCH, mode)
-        url = copy_database(db_server, source, unique(f"{source[:30]}_b{mode}_"))
-        config = database_config(tmp_path / f"o{mode}", url)
-        config.set("run.batch_size", 2)
+
+    def configure(config: Config) -> None:
         config.set("operations.cohortscourses.cohort_identifier", "idnumber")
         config.set("operations.cohortscourses.course_identifier", "idnumber")
         config.set("operations.metacourses.identifier", "idnumber")
-        gateway = MoodleGateway.for_url(url, "mdl_")
-        try:
-            runs = [
-                await run_file(config, gateway, "cohortscourses", bindings),
-                await run_file(config, gateway, "metacourses", metas),
-            ]
-            results[mode] = ([report_rows(r) for r in runs], await state(gateway, [a.id, b.id, c.id]))
-        finally:
-            await gateway.close()
+
+    async def run(config: Config, gateway: MoodleGateway) -> tuple[Any, ...]:
+        runs = [
+            await run_file(config, gateway, "cohortscourses", bindings),
+            await run_file(config, gateway, "metacourses", metas),
+        ]
+        return [report_rows(r) for r in runs], await state(gateway, [a.id, b.id, c.id])
+
+    results = await serial_and_overlapped(db_server, project_db_url, tmp_path, monkeypatch, run, configure)
     serial, overlapped = results["0"], results["1"]
     assert overlapped[0] == serial[0]
     for name, rows in serial[1].items():

@@ -10,14 +10,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Table, make_url, select, text
+from sqlalchemy import Table, select, text
 
-from tests.conftest import Server, database_config
-from tests.support.database_copies import copy_database
-from tests.support.factories import unique
+from tests.conftest import Server
 from tests.support.operation_files import report_rows, run_file
+from tests.support.overlap_runs import serial_and_overlapped
+from toolsync_tui.config import Config
 from toolsync_tui.engine.moodle.gateway import MoodleGateway
-from toolsync_tui.engine.run import overlap
 from toolsync_tui.engine.run.overlap import OverlappedWrites
 
 TIMES = {"timecreated", "timemodified", "cacherev", "added"}
@@ -60,21 +59,13 @@ async def test_overlapped_course_batches_give_the_serial_result(
     monkeypatch: pytest.MonkeyPatch,
     replans: list[OverlappedWrites],
 ) -> None:
-    source = make_url(project_db_url).database
-    assert source is not None
-    results: dict[str, Any] = {}
-    for mode in ("0", "1"):
-        monkeypatch.setenv(overlap.OFF_SWITCH, mode)
-        url = copy_database(db_server, source, unique(f"{source[:30]}_c{mode}_"))
-        config = database_config(tmp_path / f"o{mode}", url)
-        config.set("run.batch_size", 2)
+    def configure(config: Config) -> None:
         config.set("operations.courses.forceupdate", True)
-        gateway = MoodleGateway.for_url(url, "mdl_")
-        try:
-            run = await run_file(config, gateway, "courses", COURSES)
-            results[mode] = (report_rows(run), await state(gateway))
-        finally:
-            await gateway.close()
+
+    async def run(config: Config, gateway: MoodleGateway) -> tuple[Any, ...]:
+        return report_rows(await run_file(config, gateway, "courses", COURSES)), await state(gateway)
+
+    results = await serial_and_overlapped(db_server, project_db_url, tmp_path, monkeypatch, run, configure)
     serial, overlapped = results["0"], results["1"]
     assert overlapped[0] == serial[0]
     for name, rows in serial[1].items():

@@ -9,17 +9,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Table, make_url, select, text
+from sqlalchemy import Table, select, text
 
-from tests.conftest import Server, database_config
+from tests.conftest import Server
 from tests.support.course_factories import TestCourse, add_enrolment_courses, add_users
-from tests.support.database_copies import copy_database
-from tests.support.factories import unique
 from tests.support.operation_files import report_rows, run_file
+from tests.support.overlap_runs import serial_and_overlapped
 from toolsync_tui.config import Config
 from toolsync_tui.engine.datadir.protected_groups import for_site
 from toolsync_tui.engine.moodle.gateway import MoodleGateway
-from toolsync_tui.engine.run import overlap
 from toolsync_tui.engine.run.overlap import OverlappedWrites
 
 TIMES = {"timecreated", "timemodified", "timeadded"}
@@ -101,42 +99,36 @@ async def test_overlapped_batches_give_the_serial_result(
         f"Delta;{u3};{c};del\n"
         f"Delta;{u4};{c};\n"  # batch 5: not enrolled
     )
-    source = make_url(project_db_url).database
-    assert source is not None
-    results: dict[str, Any] = {}
-    for mode in ("0", "1"):
-        monkeypatch.setenv(overlap.OFF_SWITCH, mode)
-        url = copy_database(db_server, source, unique(f"{source[:30]}_o{mode}_"))
-        config = database_config(tmp_path / f"o{mode}", url)
-        config.set("run.batch_size", 2)
+
+    def configure(config: Config) -> None:
         for name in ("course_identifier", "group_identifier", "grouping_identifier"):
             config.set(f"operations.groups.{name}", "id")
         config.set("operations.groups.group_identifier", "idnumber")
         for name in ("course_identifier", "user_identifier"):
             config.set(f"operations.groupmembers.{name}", "id")
         config.set("operations.groupmembers.group_identifier", "name")
-        gateway = MoodleGateway.for_url(url, "mdl_")
-        try:
-            runs = [
-                await run_file(config, gateway, "groups", groups),
-                await run_file(config, gateway, "groups", renames),
-                await run_file(config, gateway, "groupmembers", members),
-            ]
-            # By id, a group the batch before creates: its id is the next one (the copies number alike).
-            config.set("operations.groups.group_identifier", "id")
-            async with gateway.reading() as conn:
-                following = int((await conn.execute(text("SELECT MAX(id) + 1 FROM mdl_groups"))).scalar_one())
-            by_id = (
-                "courseid;name;type;idnumber;updateid\n"
-                f"{c};Theta;;;\n"  # batch 1: a new group
-                f"{c};Iota;;;\n"
-                f"{c};Theta2;;;{following}\n"  # batch 2: batch 1's group, renamed
-                f"{c};Kappa;;;\n"
-            )
-            runs.append(await run_file(config, gateway, "groups", by_id))
-            results[mode] = ([report_rows(r) for r in runs], await state(config, gateway, c))
-        finally:
-            await gateway.close()
+
+    async def run(config: Config, gateway: MoodleGateway) -> tuple[Any, ...]:
+        runs = [
+            await run_file(config, gateway, "groups", groups),
+            await run_file(config, gateway, "groups", renames),
+            await run_file(config, gateway, "groupmembers", members),
+        ]
+        # By id, a group the batch before creates: its id is the next one (the copies number alike).
+        config.set("operations.groups.group_identifier", "id")
+        async with gateway.reading() as conn:
+            following = int((await conn.execute(text("SELECT MAX(id) + 1 FROM mdl_groups"))).scalar_one())
+        by_id = (
+            "courseid;name;type;idnumber;updateid\n"
+            f"{c};Theta;;;\n"  # batch 1: a new group
+            f"{c};Iota;;;\n"
+            f"{c};Theta2;;;{following}\n"  # batch 2: batch 1's group, renamed
+            f"{c};Kappa;;;\n"
+        )
+        runs.append(await run_file(config, gateway, "groups", by_id))
+        return [report_rows(r) for r in runs], await state(config, gateway, c)
+
+    results = await serial_and_overlapped(db_server, project_db_url, tmp_path, monkeypatch, run, configure)
     serial, overlapped = results["0"], results["1"]
     assert overlapped[0] == serial[0]
     assert overlapped[1] == serial[1]
