@@ -301,3 +301,77 @@ async def test_an_unreachable_server_is_a_clear_error(kind: str) -> None:
             await gateway.site_info()
     finally:
         await gateway.close()
+
+
+async def test_columns_every_row_gives_moodles_default_are_left_out_of_an_insert_and_stored_the_same(
+    dump_db_url: str,
+) -> None:
+    """MariaDB: a column every row of an INSERT gives the site's default, which is Moodle's own, is left out of the
+    statement (fewer bytes for the server to parse) and the rows stored are the ones given. A column whose default
+    the site changed, or given its default as another type, is written. PostgreSQL's inserts name every column."""
+    gateway = MoodleGateway.for_url(dump_db_url, "mdl_")
+    user = gateway.schema.user
+    base = unique("defaults")
+
+    def person(i: int, **given: object) -> dict[str, object]:
+        return {"username": f"{base}-{i}", "firstname": "Zoé", "lastname": "Ünal", "email": f"{base}-{i}@example.org",
+                "auth": "manual", "confirmed": 1, "mnethostid": 1, "lang": "en", "phone1": "", "description": None,
+                "policyagreed": 0, "timecreated": 1_700_000_000 + i, **given}  # fmt: skip
+
+    async def insert(rows: list[dict[str, object]]) -> set[str]:
+        """The columns the statement names (MariaDB), none elsewhere."""
+        async with gateway.reading() as planning:
+            written = await gateway.written_insert(planning, user, rows)
+        async with gateway.transaction() as conn:
+            await gateway.insert_many(conn, user, rows, written)
+        if written is None:
+            return set()
+        head = written.statements[0][0].split(" VALUES ")[0]
+        return set(head[head.index("(") + 1 : -1].split(", "))
+
+    async def stored(rows: list[dict[str, object]]) -> list[dict[str, object]]:
+        names = list(rows[0])
+        async with gateway.reading() as conn:
+            found = await conn.execute(
+                select(*(user.c[n] for n in names)).where(user.c.username.in_([r["username"] for r in rows]))
+            )
+            return sorted((dict(zip(names, r, strict=True)) for r in found), key=lambda r: str(r["username"]))
+
+    try:
+        await gateway.site_info()
+        mariadb = gateway.kind == "mariadb"
+        defaults = gateway.defaults.get("mdl_user", {})
+        if mariadb:
+            assert (defaults["auth"], defaults["lang"], defaults["phone1"], defaults["confirmed"]) == (
+                "manual",
+                "en",
+                "",
+                0,
+            )
+            assert defaults["description"] is None
+            assert "id" not in defaults
+        else:
+            assert gateway.defaults == {}
+        rows = [person(i) for i in range(3)]
+        columns = await insert(rows)
+        if mariadb:
+            assert columns.isdisjoint({"auth", "lang", "phone1", "description", "policyagreed"})
+            assert {"username", "confirmed", "mnethostid"} <= columns  # confirmed 1, not the default 0
+        assert await stored(rows) == rows
+        # Text given to an integer column is written, whatever its value.
+        typed = [person(i, policyagreed="0") for i in range(3, 5)]
+        assert ("policyagreed" in await insert(typed)) == mariadb
+        assert await stored(typed) == [{**r, "policyagreed": 0} for r in typed]
+        # A site whose default differs from Moodle's gets the value written.
+        async with gateway.transaction() as conn:
+            await conn.exec_driver_sql("ALTER TABLE mdl_user ALTER COLUMN lang SET DEFAULT 'fr'")
+        await gateway.site_info()
+        assert "lang" not in gateway.defaults.get("mdl_user", {})
+        english = [person(i) for i in range(5, 7)]
+        assert ("lang" in await insert(english)) == mariadb
+        assert await stored(english) == english
+    finally:
+        async with gateway.transaction() as conn:
+            await conn.exec_driver_sql("ALTER TABLE mdl_user ALTER COLUMN lang SET DEFAULT 'en'")
+            await conn.execute(user.delete().where(user.c.username.like(f"{base}-%")))
+        await gateway.close()

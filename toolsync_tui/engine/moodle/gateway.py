@@ -25,6 +25,7 @@ from toolsync_tui.engine.moodle.postgres_bulk import insert_returning, update_fr
 from toolsync_tui.engine.moodle.postgres_lookup import named_columns, probe_select, probed
 from toolsync_tui.engine.moodle.recording import RUN_SESSION, recorder_of
 from toolsync_tui.engine.moodle.schema import MoodleSchema
+from toolsync_tui.engine.moodle.site_defaults import SiteDefaults, left_out, site_defaults
 from toolsync_tui.engine.moodle.timed_connection import timed_creator
 
 # Keys per IN (...) list and rows per multi-row statement; well under MariaDB's packet limit.
@@ -110,6 +111,7 @@ class MoodleGateway:
         self.packet = DEFAULT_PACKET
         self._id_step: int | None = None  # id_step(), once read
         self.indexes: frozenset[tuple[str, str]] = frozenset()  # MariaDB: the site's (table, index), read at the start
+        self.defaults: SiteDefaults = {}  # MariaDB: Moodle's column defaults the site has, read at the start
         self._id_step_read = False
 
     @classmethod
@@ -250,16 +252,18 @@ class MoodleGateway:
                 schema = "current_schema()" if self.kind == "postgresql" else "DATABASE()"
                 rows = await conn.execute(
                     text(
-                        "SELECT table_name, column_name FROM information_schema.columns "
+                        "SELECT table_name, column_name, column_default, is_nullable FROM information_schema.columns "
                         f"WHERE table_schema = {schema} AND table_name IN :names"
                     ).bindparams(bindparam("names", expanding=True)),
                     {"names": sorted(self.schema.metadata.tables)},
                 )
+                columns = [tuple(row) for row in rows]
                 present = {}
-                for table_name, column_name in rows:
+                for table_name, column_name, *_ in columns:
                     present.setdefault(table_name, set()).add(column_name)
                 if self.kind == "mariadb":
                     self.indexes = await _site_indexes(conn, self.schema)
+                    self.defaults = site_defaults(self.schema, columns)
         missing: list[str] = []
         for table in self.schema.metadata.tables.values():
             if table.name not in present:
@@ -414,6 +418,8 @@ class MoodleGateway:
         # Column by column (a batch's log rows: 5,000 rows of 20 columns, 4 of them varying, in ~8 ms, not ~35).
         values = {name: [row[name] for row in rows] for name in names}
         varying = [name for name in names if not all_same(values[name])]
+        shared = {name: first[name] for name in names if name not in varying}
+        names = [name for name in names if name not in left_out(self.defaults.get(table.name, {}), shared)] or names
 
         def escaped(value: Any) -> str:
             # The text is formatted by str.format (the template's own braces doubled), then by the driver (% doubled).
