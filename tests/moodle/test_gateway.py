@@ -261,6 +261,31 @@ async def test_a_sandbox_from_an_older_version_gets_the_tables_declared_since(sa
         await gateway.close()
 
 
+async def test_a_sandbox_never_gives_an_id_twice(sandbox: Config) -> None:
+    """As on MariaDB, the id of a deleted row is not given again (SQLite's tables are AUTOINCREMENT, also those it
+    creates for a sandbox made by an older version)."""
+    gateway = open_gateway(sandbox)
+    flags = gateway.schema.cache_flags
+    try:
+        async with gateway.transaction() as conn:
+            await conn.run_sync(gateway.schema.course_modules.drop)
+        await gateway.site_info()
+        for table in (flags, gateway.schema.course_modules):
+            async with gateway.reading() as conn:
+                created = await conn.exec_driver_sql(f"SELECT sql FROM sqlite_master WHERE name = '{table.name}'")
+                assert "AUTOINCREMENT" in created.scalar_one()
+        row = {"flagtype": unique("ids"), "name": "n", "value": "v", "expiry": 0, "timemodified": 0}
+        async with gateway.transaction() as conn:
+            await gateway.insert_many(conn, flags, [row])
+            [first] = (await conn.execute(select(flags.c.id).where(flags.c.flagtype == row["flagtype"]))).scalars()
+            await conn.execute(flags.delete().where(flags.c.id >= first))
+            await gateway.insert_many(conn, flags, [row])
+            [second] = (await conn.execute(select(flags.c.id).where(flags.c.flagtype == row["flagtype"]))).scalars()
+        assert second > first
+    finally:
+        await gateway.close()
+
+
 async def test_site_info_on_the_real_dump(dump_db_url: str) -> None:
     gateway = MoodleGateway.for_url(dump_db_url, "mdl_")
     try:

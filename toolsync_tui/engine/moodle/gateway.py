@@ -106,6 +106,8 @@ class MoodleGateway:
         self.engine = engine
         self.schema = schema
         self.kind = kind
+        if kind == "sqlite":
+            schema.never_reuse_ids()
         self.label = label
         # The most bytes a statement may take (the server's max_allowed_packet), read by site_info() at a run's start.
         self.packet = DEFAULT_PACKET

@@ -1270,7 +1270,10 @@ class MoodleSchema:
             Index(f"{prefix}userprivkey_scrval_ix", "script", "value"),
             Index(f"{prefix}userprivkey_use_ix", "userid"),
         )
-        # As on MariaDB, an id is never given twice (SQLite would reuse the highest after a delete):
-        # Moodle relies on it: user.picture, the id of a new f1 row, is a revision busting browser caches.
-        for table in m.tables.values():
+
+    def never_reuse_ids(self) -> None:
+        """SQLite: tables created AUTOINCREMENT. As on MariaDB, an id is never given twice (SQLite would reuse the
+        highest after a delete); Moodle relies on it: user.picture, the id of a new f1 row, is a revision busting
+        browser caches. Set for a SQLite site only: the option loads SQLAlchemy's SQLite dialect."""
+        for table in self.metadata.tables.values():
             table.dialect_options["sqlite"]["autoincrement"] = True
