@@ -47,6 +47,12 @@ READ_COLUMNS = (
     "city, country"
 )
 USER_LEVEL = 30  # CONTEXT_USER
+# The columns of seeded_user_row a toolsync create writes: the others (auth, password, lang ...) every row gives the
+# column's default, and toolsync leaves those out of its INSERTs (moodle/site_defaults.py).
+USER_COLUMNS = (
+    "username", "firstname", "lastname", "email", "idnumber", "institution", "department", "city", "country",
+    "confirmed", "mnethostid", "timecreated", "timemodified",
+)  # fmt: skip
 
 
 def mariadbd_cpu_seconds(server: ThrowawayMariaDB) -> float:
@@ -112,15 +118,15 @@ def shuffled(users: int, seed: int) -> list[int]:
 
 
 def user_insert(conn: aiomysql.Connection, part: Sequence[int], now: int) -> str:
-    columns = list(seeded_user_row(0, now))
-    rows = [tuple(seeded_user_row(i, now).values()) for i in part]
-    values = ", ".join("(" + ", ".join(conn.escape(v) for v in row) + ")" for row in rows)
-    return f"INSERT INTO mdl_user ({', '.join(columns)}) VALUES {values}"
+    rows = [seeded_user_row(i, now) for i in part]
+    values = ", ".join("(" + ", ".join(conn.escape(row[c]) for c in USER_COLUMNS) + ")" for row in rows)
+    return f"INSERT INTO mdl_user ({', '.join(USER_COLUMNS)}) VALUES {values}"
 
 
 def context_insert(first_user: int, count: int) -> str:
-    return "INSERT INTO mdl_context (contextlevel, instanceid, depth, path, locked) VALUES " + ", ".join(
-        f"({USER_LEVEL}, {i}, 0, NULL, 0)" for i in range(first_user, first_user + count)
+    # depth 0, path NULL and locked 0 are the columns' defaults: left out, as toolsync leaves them out.
+    return "INSERT INTO mdl_context (contextlevel, instanceid) VALUES " + ", ".join(
+        f"({USER_LEVEL}, {i})" for i in range(first_user, first_user + count)
     )
 
 

@@ -4,23 +4,23 @@
     python -m benchmarks.floor_enrols --rows 100000
     python -m benchmarks.floor_enrols --row-format dynamic   # the tables written converted to DYNAMIC first
 
-The site of the enrols cases (20,000 users, 2,000 courses with their contexts and enrol instances) and the groups
-the pairs name are seeded first, untimed (an enrols-add run creates those ~20,000 groups itself; they are a
-handful of statements). Then, with no toolsync at all, the statements an enrols add cannot do without, built
-before the clock starts and sent through the bare driver (aiomysql), one transaction per 5,000 rows in the file's
-order, as toolsync's batches:
+The site of the enrols cases (20,000 users, 2,000 courses with their contexts and enrol instances) is seeded first,
+untimed, with (for the write and read floors) the groups the pairs name. Then, with no toolsync at all, the
+statements an enrols add cannot do without, built before the clock starts and sent through the bare driver
+(aiomysql), one transaction per 5,000 rows in the file's order, as toolsync's batches:
 
 - write: a multi-row INSERT of the user enrolments, one of the student role assignments and one of the group
   memberships (the ids known beforehand: no lookups);
 - read: per 5,000 rows, one SELECT each of the stored enrolments, role assignments and memberships of exactly those
   pairs (a row-constructor IN list, which MariaDB turns into a semi-join on the unique/compound index; role
   assignments with FORCE INDEX, see RA_INDEX): what an unchanged run must read to find nothing to do;
-- write with Moodle's log rows: the write's statements plus, in the same transactions, the multi-row INSERTs of the
-  standard log rows toolsync writes for them, three a row as Moodle's APIs log them (user_enrolment_created from
-  enrol_user(), role_assigned from role_assign(), group_member_added from groups_add_member(), with their `other`:
-  benchmarks/floor_log.py), on a second server seeded alike after the first is stopped, so that neither floor's
-  pages, purge or flushing disturb the other's and both get the same ids. The groups' group_created rows (one a
-  group, not a row) are left out with the groups. The statements are spooled to a temporary file before the clock
+- write with Moodle's log rows: what an enrols-add run writes. In each transaction, the groups the file names
+  first there (as its gaddcreate creates them: ~20,000 at 100,000 rows), the write's statements, and the multi-row
+  INSERTs of the standard log rows toolsync writes for them: a group_created a group, then three a row as Moodle's
+  APIs log them (user_enrolment_created from enrol_user(), role_assigned from role_assign(), group_member_added
+  from groups_add_member(), with their `other`: benchmarks/floor_log.py). On a second server seeded alike, without
+  the groups, after the first is stopped, so that neither floor's pages, purge or flushing disturb the other's and
+  both get the same ids. The statements are spooled to a temporary file before the clock
   (3,000,000 log rows do not belong in memory); the time to read them back is printed.
 
 It prints mariadbd's CPU time and InnoDB's page compressions (the dump's tables are ROW_FORMAT=COMPRESSED). toolsync
@@ -64,7 +64,7 @@ from benchmarks.floor_log import (
     spooled,
 )
 from tests.support.mariadb_server import ThrowawayMariaDB
-from toolsync_tui.engine.moodle.events import GROUP_MEMBER_ADDED, ROLE_ASSIGNED, USER_ENROLMENT_CREATED
+from toolsync_tui.engine.moodle.events import GROUP_CREATED, GROUP_MEMBER_ADDED, ROLE_ASSIGNED, USER_ENROLMENT_CREATED
 
 DATABASE = "moodle"
 PREFIX = "mdl_"
@@ -89,9 +89,24 @@ async def group_ids_of(cursor: aiomysql.Cursor, site: EnrolSite) -> dict[tuple[i
 
 def chunks(site: EnrolSite, group_ids: dict[tuple[int, str], int], pairs: Sequence[int]) -> Iterator[list[Row]]:
     """The pairs, CHUNK at a time, as ids."""
+    return (rows for rows, _ in creating_chunks(site, group_ids, pairs, 0))
+
+
+def creating_chunks(
+    site: EnrolSite, group_ids: dict[tuple[int, str], int], pairs: Sequence[int], next_group: int
+) -> Iterator[tuple[list[Row], list[tuple[int, str]]]]:
+    """The pairs, CHUNK at a time, as ids, with the groups (course id, name) the chunk names first: those not in
+    `group_ids` get ids from `next_group` on, in the order named (the groups' AUTO_INCREMENT on a fresh table)."""
     users = site.users
     for start in range(0, len(pairs), CHUNK):
-        yield [
+        new: list[tuple[int, str]] = []
+        for u, c in ((p % users, p // users) for p in pairs[start : start + CHUNK]):
+            key = (site.course_ids[c], group_name(group_number(u, c)))
+            if key not in group_ids:
+                group_ids[key] = next_group + len(new)
+                new.append(key)
+        next_group += len(new)
+        rows = [
             (
                 site.user_ids[u],
                 site.course_ids[c],
@@ -101,16 +116,24 @@ def chunks(site: EnrolSite, group_ids: dict[tuple[int, str], int], pairs: Sequen
             )
             for u, c in ((p % users, p // users) for p in pairs[start : start + CHUNK])
         ]
+        yield rows, new
+
+
+# The columns a toolsync run writes: every row gives the others their default (status 0, component '', itemid 0,
+# sortorder 0), which toolsync leaves out of its INSERTs (moodle/site_defaults.py).
+UE_WRITTEN = tuple(c for c in UE_COLUMNS if c != "status")
+RA_WRITTEN = tuple(c for c in RA_COLUMNS if c not in ("component", "itemid", "sortorder"))
+GM_WRITTEN = tuple(c for c in GM_COLUMNS if c not in ("component", "itemid"))
 
 
 def write_statements(rows: Sequence[Row], now: int) -> list[str]:
     return [
-        f"INSERT INTO {PREFIX}user_enrolments ({', '.join(UE_COLUMNS)}) VALUES "
-        + ", ".join(f"(0, {e}, {u}, {now}, 0, {ADMIN_ID}, {now}, {now})" for u, _, _, e, _ in rows),
-        f"INSERT INTO {PREFIX}role_assignments ({', '.join(RA_COLUMNS)}) VALUES "
-        + ", ".join(f"({STUDENT_ROLE_ID}, {x}, {u}, {now}, {ADMIN_ID}, '', 0, 0)" for u, _, x, _, _ in rows),
-        f"INSERT INTO {PREFIX}groups_members ({', '.join(GM_COLUMNS)}) VALUES "
-        + ", ".join(f"({g}, {u}, {now}, '', 0)" for u, _, _, _, g in rows),
+        f"INSERT INTO {PREFIX}user_enrolments ({', '.join(UE_WRITTEN)}) VALUES "
+        + ", ".join(f"({e}, {u}, {now}, 0, {ADMIN_ID}, {now}, {now})" for u, _, _, e, _ in rows),
+        f"INSERT INTO {PREFIX}role_assignments ({', '.join(RA_WRITTEN)}) VALUES "
+        + ", ".join(f"({STUDENT_ROLE_ID}, {x}, {u}, {now}, {ADMIN_ID})" for u, _, x, _, _ in rows),
+        f"INSERT INTO {PREFIX}groups_members ({', '.join(GM_WRITTEN)}) VALUES "
+        + ", ".join(f"({g}, {u}, {now})" for u, _, _, _, g in rows),
     ]
 
 
@@ -158,12 +181,13 @@ async def floor(server: ThrowawayMariaDB, site: EnrolSite, pairs: Sequence[int])
 
 
 async def log_floor(server: ThrowawayMariaDB, site: EnrolSite, pairs: Sequence[int]) -> None:
-    """The write floor's statements and, in each transaction, their log rows, in toolsync's order (the batch's
-    user_enrolment_created rows, then role_assigned, then group_member_added); ids computed beforehand from the
-    fresh tables' AUTO_INCREMENT, checked as the INSERTs run."""
+    """The groups each transaction names first, the write floor's statements and their log rows, in toolsync's order
+    (the batch's group_created rows, then user_enrolment_created, role_assigned, group_member_added); ids computed
+    beforehand from the fresh tables' AUTO_INCREMENT, checked as the INSERTs run."""
     conn = await bare_connection(server)
     cursor = await conn.cursor()
-    group_ids = await group_ids_of(cursor, site)
+    group_ids = await group_ids_of(cursor, site)  # none: the groups are the floor's to create
+    contexts = dict(zip(site.course_ids, site.course_contexts, strict=True))
     now = int(time.time())
     actor, json_format = await log_settings(cursor)
     log = LogRows(conn.escape, actor, now, json_format)
@@ -172,22 +196,30 @@ async def log_floor(server: ThrowawayMariaDB, site: EnrolSite, pairs: Sequence[i
     enrolled = log.template(USER_ENROLMENT_CREATED, COURSE_LEVEL, {"enrol": "manual"})
     assigned = log.template(ROLE_ASSIGNED, COURSE_LEVEL, {"id": MARK, "component": "", "itemid": 0})
     added = log.template(GROUP_MEMBER_ADDED, COURSE_LEVEL, {"component": "", "itemid": 0})
+    created = log.template(GROUP_CREATED, COURSE_LEVEL)
     ue, ra = await next_id(cursor, f"{PREFIX}user_enrolments"), await next_id(cursor, f"{PREFIX}role_assignments")
+    groups = await next_id(cursor, f"{PREFIX}groups")
     with spooled() as spool:
-        for rows in chunks(site, group_ids, pairs):
+        for rows, new in creating_chunks(site, group_ids, pairs, groups):
+            made = [(group_ids[course, name], course, contexts[course]) for course, name in new]
             values = chain(
+                (created.format(g, x, c, c, "NULL") for g, c, x in made),
                 (enrolled.format(ue + k, x, c, c, u) for k, (u, c, x, _, _) in enumerate(rows)),
                 (assigned.format(STUDENT_ROLE_ID, x, c, c, u, ra + k) for k, (u, c, x, _, _) in enumerate(rows)),
                 (added.format(g, x, c, c, u) for u, c, x, _, g in rows),
             )
             enrol, assign, member = write_statements(rows, now)
-            spool.add([(enrol, ue), (assign, ra), (member, None), *((sql, None) for sql in log_inserts(values))])
+            made_groups = [(group_insert(conn, new, now), groups)] if new else []
+            spool.add(
+                [*made_groups, (enrol, ue), (assign, ra), (member, None), *((sql, None) for sql in log_inserts(values))]
+            )
+            groups += len(new)
             ue, ra = ue + len(rows), ra + len(rows)
         await measured(
             server,
             cursor,
-            "write floor with Moodle's log rows (the same + user_enrolment_created, role_assigned, "
-            "group_member_added a row)",
+            "write floor with Moodle's log rows (the groups the file names, with a group_created each; the same + "
+            "user_enrolment_created, role_assigned, group_member_added a row)",
             len(pairs),
             lambda: run_spooled(conn, cursor, spool),
         )
@@ -212,20 +244,38 @@ async def log_floor(server: ThrowawayMariaDB, site: EnrolSite, pairs: Sequence[i
         3 * len(pairs),
         "log rows, each naming its enrolment, role assignment or membership",
     )
+    await checked_count(
+        cursor,
+        f"SELECT COUNT(*) FROM {PREFIX}logstore_standard_log l JOIN {PREFIX}groups g ON g.id = l.objectid "
+        f"AND g.courseid = l.courseid WHERE l.eventname = {conn.escape(GROUP_CREATED.eventname)}",
+        len(group_ids),
+        "group_created rows, each naming its group and its course",
+    )
     conn.close()
 
 
+def group_insert(conn: aiomysql.Connection, groups: Sequence[tuple[int, str]], now: int) -> str:
+    """The groups (course id, name), as toolsync creates them: the other columns take their defaults."""
+    return f"INSERT INTO {PREFIX}groups (courseid, name, timecreated, timemodified) VALUES " + ", ".join(
+        f"({course}, {conn.escape(name)}, {now}, {now})" for course, name in groups
+    )
+
+
 def seeded(args: argparse.Namespace, log_table: bool) -> tuple[ThrowawayMariaDB, EnrolSite, list[int]]:
-    """A fresh server with the site and the groups the pairs name; the pairs."""
+    """A fresh server with the site and, unless for the floor with log rows (it creates them), the groups the pairs
+    name; the pairs."""
     clock = time.monotonic()
-    tables = [f"{PREFIX}{t}" for t in (*TABLES, *(("logstore_standard_log",) if log_table else ()))]
+    tables = [f"{PREFIX}{t}" for t in (*TABLES, *(("logstore_standard_log", "groups") if log_table else ()))]
     server = fresh_server(args.row_format, tables)
     try:
         site, _ = asyncio.run(seed_enrol_site(server.url(DATABASE), PREFIX, args.users, args.courses))
         pairs = enrolment_pairs(args.rows, args.users, args.courses, args.seed)
-        asyncio.run(
-            seed_enrolments(server.url(DATABASE), PREFIX, site, pairs, groups="named", members=False, enrolments=False)
-        )
+        if not log_table:  # the floor with log rows creates its groups
+            asyncio.run(
+                seed_enrolments(
+                    server.url(DATABASE), PREFIX, site, pairs, groups="named", members=False, enrolments=False
+                )
+            )
     except BaseException:
         server.stop()
         raise

@@ -34,6 +34,10 @@ from toolsync_tui.engine.moodle.gateway import MAX_STATEMENT
 LOG_TABLE = "mdl_logstore_standard_log"
 MARK = 918273645546372819  # stands in `other` for a number of the row's own (a role assignment's id), then {5}
 
+# Every log row toolsync writes gives these their defaults (0, NULL, NULL): its INSERTs leave them out
+# (moodle/site_defaults.py), and so does the floor.
+LOG_WRITTEN = tuple(c for c in LOG_COLUMNS if c not in ("anonymous", "ip", "realuserid"))
+
 # A transaction's statement: its text and the first id its INSERT must get (None: not checked).
 Statement = tuple[str, int | None]
 
@@ -75,19 +79,16 @@ class LogRows:
             str(self.actor),
             "{3}",
             "{4}",
-            "0",  # anonymous
             fixed(encoded).replace(str(MARK), "{5}"),
             str(self.now),
             fixed(ORIGIN),
-            "NULL",  # ip: none from the command line
-            "NULL",  # realuserid: no "log in as"
-        ]
+        ]  # anonymous 0, ip NULL (none from the command line), realuserid NULL (no "log in as"): their defaults
         return "(" + ", ".join(cells) + ")"
 
 
 def log_inserts(values: Iterable[str], budget: int = MAX_STATEMENT) -> list[str]:
     """Multi-row INSERTs of the VALUES tuples, each at most `budget` bytes, as the gateway splits toolsync's."""
-    head = f"INSERT INTO {LOG_TABLE} ({', '.join(LOG_COLUMNS)}) VALUES "
+    head = f"INSERT INTO {LOG_TABLE} ({', '.join(LOG_WRITTEN)}) VALUES "
     statements: list[str] = []
     part: list[str] = []
     size = len(head)
