@@ -43,7 +43,8 @@ def _agreed_default(column: Column[Any], shown: str | None, nullable: bool) -> t
     if not isinstance(text, str) or shown is None:
         return False, None
     if isinstance(column.type, Integer):
-        return shown == text and text.lstrip("-").isdigit(), int(text) if text.lstrip("-").isdigit() else None
+        number = text.lstrip("-").isdigit()
+        return number and shown == text, int(text) if number else None
     if isinstance(column.type, String):
         # MariaDB quotes a text default ('en'), MySQL does not (en); a quote inside is never taken as agreeing.
         return "'" not in text and shown in (f"'{text}'", text), text
