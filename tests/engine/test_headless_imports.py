@@ -78,7 +78,6 @@ def test_a_users_run_with_passwords_loads_the_hashing_pool(sandbox: Config, tmp_
     assert families(modules) == {"users"}
 
 
-
 def test_a_run_on_mariadb_loads_no_sqlite_dialect(mariadb_project_db: str, tmp_path: Path) -> None:
     """SQLAlchemy's SQLite dialect is the sandbox's: a run on a MariaDB site does not load it (~7 ms)."""
     config = database_config(tmp_path, mariadb_project_db)
@@ -87,6 +86,7 @@ def test_a_run_on_mariadb_loads_no_sqlite_dialect(mariadb_project_db: str, tmp_p
     assert code == 0
     assert loaded(modules, "sqlalchemy.dialects.mysql")
     assert not loaded(modules, "sqlalchemy.dialects.sqlite")
+
 
 def test_a_pictures_run_imports_pillow(sandbox: Config, tmp_path: Path) -> None:
     archive = shutil.copy(SAMPLES / "userpictures_sample.zip", tmp_path / "userpictures_sample.zip")
