@@ -9,6 +9,7 @@ import json
 import os
 import re
 import subprocess
+import sys
 import traceback
 from collections.abc import Iterator
 
@@ -420,3 +421,25 @@ async def test_closed_hasher_refuses_work() -> None:
         assert len(await short_lived.hash_many(["a", "b"])) == 2
     with pytest.raises(RuntimeError, match="closed"):
         await short_lived.hash_many(["c"])
+
+
+def test_the_pool_starts_under_the_interfaces_captured_stderr() -> None:
+    """Under the interface sys.stderr is Textual's capture, whose fileno() is -1: multiprocessing's resource tracker,
+    spawned with it, refused it, and a run with a password column failed ("bad value(s) in fds_to_keep") unless the
+    tracker had been started before. In a fresh interpreter, so that no earlier test has started it."""
+    probe = (
+        "import asyncio, io, sys\n"
+        "class Captured(io.StringIO):\n"
+        "    def fileno(self) -> int:\n"
+        "        return -1  # as textual.app._PrintCapture\n"
+        "sys.stderr = Captured()\n"
+        "from toolsync_tui.engine.moodle.passwords import FAST_ROUNDS, PasswordHasher\n"
+        "async def main():\n"
+        "    async with PasswordHasher(FAST_ROUNDS, workers=1) as hasher:\n"
+        "        [hashed] = await hasher.hash_many(['Secret-1'])\n"
+        "    print(hashed[:15])\n"
+        "asyncio.run(main())\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "$6$rounds=5000$"

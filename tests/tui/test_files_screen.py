@@ -177,6 +177,24 @@ async def test_a_large_file_shows_one_page_only(sandbox: Config) -> None:
         assert rows[0][0].plain == "52"
 
 
+async def test_a_page_is_shown_with_its_columns_sized(sandbox: Config) -> None:
+    """A page's columns are as wide as their widest cell the moment it is shown: DataTable measures columns only once
+    its queue runs dry, and a page painted before that (a loaded machine) kept its columns cut to their headers."""
+    users_file(sandbox, "paged.csv", 120)
+    app = ToolsyncApp(sandbox)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_files(app, pilot)
+        await highlight(screen, pilot, "paged.csv")
+        assert screen.page is not None
+        table = screen.query_one("#preview", DataTable)
+        screen._show_page(screen.page)  # shown again, no turn of the event loop after it
+        widths = {
+            column.label.plain: column.get_render_width(table) - 2 * table.cell_padding
+            for column in table.ordered_columns
+        }
+        assert widths == {"line": 4, "username": 8, "firstname": 9, "lastname": 8, "email": len("u10@example.edu")}
+
+
 async def test_a_bad_header_shows_the_error_text(sandbox: Config) -> None:
     (inbox(sandbox) / "colours.csv").write_text("username;firstname;colour\njdoe;John;blue\n")
     app = ToolsyncApp(sandbox)

@@ -391,14 +391,23 @@ class FilesScreen(Screen[None]):
         self._show_file_problem(None)
         table = self.query_one("#preview", DataTable)
         table.clear(columns=True)
-        table.add_column("line", key="line")
-        for name in self.preview.columns:
-            table.add_column(name)
         problem_style = f"bold {self.app.current_theme.error or 'red'}"
+        rows: list[list[Text]] = []
         for row in page.rows:
             style = problem_style if row.problem else ""
             line = f"! {row.line}" if row.problem else str(row.line)  # the mark reads without colour too
-            table.add_row(Text(line, style), *(Text(_cell(value), style) for value in row.values))
+            rows.append([Text(line, style), *(Text(_cell(value), style) for value in row.values)])
+        # Each column as wide as its widest cell, given: DataTable measures them only once its queue runs dry, and a
+        # page painted before that (a loaded machine) kept its columns cut to their headers until the cursor moved.
+        headers = [Text("line"), *(Text(name) for name in self.preview.columns)]
+        widths = [
+            max([header.cell_len, *(row[i].cell_len for row in rows if i < len(row))])
+            for i, header in enumerate(headers)
+        ]
+        table.add_column("line", key="line", width=widths[0])
+        for name, width in zip(self.preview.columns, widths[1:], strict=True):
+            table.add_column(name, width=width)
+        table.add_rows(rows)
         if page.rows:
             table.move_cursor(row=cursor % len(page.rows))
         self._show_preview_title()

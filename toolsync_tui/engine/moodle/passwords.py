@@ -16,9 +16,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import functools
+import io
 import os
 import re
 import secrets
+import sys
 from collections.abc import Awaitable, Callable, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Final, Self
@@ -182,12 +184,33 @@ def usable_cpus() -> int:
     return os.cpu_count() or 1
 
 
+def _start_resource_tracker() -> None:
+    """multiprocessing's resource tracker (the pool's locks register with it), started without Textual's stderr.
+    The tracker hands sys.stderr's descriptor to the process it spawns; under the interface sys.stderr is Textual's
+    capture, whose descriptor is -1, and the spawn refuses it ("bad value(s) in fds_to_keep"): a run with a password
+    column failed there, unless something had started the tracker before. Given a stream without a descriptor, the
+    tracker goes without one (its warnings would land on the interface's screen)."""
+    from multiprocessing import resource_tracker
+
+    try:
+        if sys.stderr is None or sys.stderr.fileno() >= 0:
+            return  # a real descriptor, or none at all: the tracker copes
+    except (OSError, ValueError):
+        return
+    captured, sys.stderr = sys.stderr, io.StringIO()
+    try:
+        resource_tracker.ensure_running()
+    finally:
+        sys.stderr = captured
+
+
 def _pool_context() -> BaseContext:
     # Not fork: the parent runs Textual's threads and an event loop, and forking a threaded process can copy a lock
     # some other thread holds (Python 3.12+ warns about exactly this). forkserver forks workers from a clean,
     # single-threaded server instead; spawn where forkserver does not exist.
     import multiprocessing
 
+    _start_resource_tracker()
     if "forkserver" not in multiprocessing.get_all_start_methods():
         return multiprocessing.get_context("spawn")
     context = multiprocessing.get_context("forkserver")
