@@ -334,6 +334,30 @@ async def test_group_commands_and_greplace_reports_each_group_left(site: Site) -
     assert await members(gateway, [bob]) == []
 
 
+async def test_groups_are_found_by_course_and_name_as_the_site_compares_names(site: Site) -> None:
+    """Each row's group is its own course's group of that name (another case of it where the site ignores case),
+    never the same-named group of another course of the batch, and no group is created for it."""
+    config, gateway = site
+    first, second = await add_enrolment_courses(gateway, 2)
+    ann, bob = await add_users(gateway, 2)
+    red, blue = unique("Red"), unique("Blue")
+    ids = {(c.id, n): await add_group(gateway, c.id, n) for c in (first, second) for n in (red, blue)}
+    head = "rolename;cid;uid;enrol;gcmd;g1\n"
+    content = (
+        head
+        + f"student;{first.id};{ann};manual;gaddcreate;{cased(gateway, red.upper(), red)}\n"
+        + f"student;{second.id};{bob};manual;gaddcreate;{cased(gateway, blue.lower(), blue)}\n"
+    )
+
+    result = await run(config, gateway, content)
+
+    assert [(p, o) for p, o, _, _ in outcomes(result)] == [("", "created"), ("g1", "created")] * 2
+    expected = [(ids[first.id, red], ann, ""), (ids[second.id, blue], bob, "")]
+    assert await members(gateway, [ann, bob]) == sorted(expected)
+    for course in (first, second):
+        assert len(await rows_of(gateway, gateway.schema.groups, courseid=course.id)) == 2  # none created
+
+
 async def test_group_membership_needs_an_enrolment(site: Site) -> None:
     config, gateway = site
     course, (ann,) = await course_and_users(gateway, 1)

@@ -8,10 +8,12 @@ import polars as pl
 import pytest
 from sqlalchemy import select
 
+from tests.support.case_rules import cased
 from tests.support.factories import unique
 from toolsync_tui.config import Config
 from toolsync_tui.engine.moodle import pairs
 from toolsync_tui.engine.moodle.gateway import MoodleGateway
+from toolsync_tui.engine.moodle.groups import find_groups
 from toolsync_tui.engine.moodle.staleness import DIRTY_USERS, mark_users_dirty
 
 Site = tuple[Config, MoodleGateway]
@@ -108,3 +110,44 @@ async def test_dirty_flags_replace_those_of_the_users_and_leave_other_flags(site
             (other, str(base + 1), 5),  # another flag type of the same name: kept
         ]
     )
+
+
+async def test_find_groups_gives_each_pair_its_own_courses_group_of_that_name(site: Site) -> None:
+    """The (courseid, name) pairs asked for, each with the lowest id of its course's groups of that name (another case
+    of it where the site ignores case), or null: never the same-named group of another course asked about."""
+    _, gateway = site
+    base = 7_000_000 + int(unique("")) * 10  # course ids no other test uses
+    red, blue = unique("Red"), unique("Blue")
+    stored = [(base + 1, red), (base + 1, red), (base + 2, blue), (base + 2, red), (base + 3, blue)]
+    async with gateway.transaction() as conn:
+        await gateway.insert_many(
+            conn,
+            gateway.schema.groups,
+            [
+                {"courseid": course, "name": name, "idnumber": "", "timecreated": 0, "timemodified": 0}
+                for course, name in stored
+            ],
+        )
+        ids = {
+            (int(c), n, int(i))
+            for i, c, n in await conn.execute(
+                select(
+                    gateway.schema.groups.c.id, gateway.schema.groups.c.courseid, gateway.schema.groups.c.name
+                ).where(gateway.schema.groups.c.courseid.between(base, base + 9))
+            )
+        }
+        asked = pl.DataFrame(
+            {
+                "courseid": [base + 1, base + 2, base + 1, base + 4],
+                "name": [cased(gateway, red.upper(), red), blue, blue, red],
+            }
+        )
+        found = await find_groups(gateway, conn, asked)
+    first_red = min(i for c, n, i in ids if (c, n) == (base + 1, red))
+    [blue_of_two] = [i for c, n, i in ids if (c, n) == (base + 2, blue)]
+    assert found.rows() == [
+        (base + 1, cased(gateway, red.upper(), red), first_red),
+        (base + 2, blue, blue_of_two),
+        (base + 1, blue, None),  # course 1 has no Blue; course 2's and 3's are not its
+        (base + 4, red, None),
+    ]

@@ -35,7 +35,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import polars as pl
-from sqlalchemy import Table, and_, case, select, update
+from sqlalchemy import Table, and_, case, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from toolsync_tui.engine.moodle import course_events, recording
@@ -70,33 +70,47 @@ def _wanted_pairs(wanted: pl.DataFrame, match: TextMatch) -> pl.DataFrame:
     )
 
 
-async def _groups_named(
-    gateway: MoodleGateway, conn: AsyncConnection, courses: Sequence[int], names: Sequence[str]
-) -> pl.DataFrame:
-    """id, courseid, KEY of the groups of `courses` whose name is one of `names` (as the site compares names)."""
+async def _groups_named(gateway: MoodleGateway, conn: AsyncConnection, pairs: pl.DataFrame) -> pl.DataFrame:
+    """id, courseid, KEY of the groups named as the (courseid, name) pairs say (as the site compares names).
+
+    On MariaDB exactly those pairs, `(courseid, name) IN (...)` through the course index. Elsewhere the groups of the
+    pairs' courses whose name is one of theirs: the cross product of the two, which the callers' join on the key
+    narrows (an enrolments batch touching 2,000 courses and their 10 group names then reads 20,000 groups for its
+    5,000 pairs, each row parsed by the driver)."""
     schema = {"id": pl.Int64, "courseid": pl.Int64, "name": pl.String}
-    if not courses or not names:
+    pairs = pairs.select(pl.col("courseid").cast(pl.Int64), pl.col("name").cast(pl.String)).drop_nulls().unique()
+    if pairs.is_empty():
         return pl.DataFrame(schema=schema).with_columns(pl.lit(None, dtype=pl.String).alias(KEY))
     groups = gateway.schema.groups
     match = TextMatch(gateway.kind)
-    found = pl.concat(
-        [
-            await gateway.fetch_in(
-                conn, groups, "name", names, list(schema), where=groups.c.courseid.in_(part), casefold=match.casefold
+    if gateway.kind == "mariadb":
+        parts = []
+        for part in chunks(list(pairs.sort("courseid", "name").iter_rows())):
+            query = select(groups.c.id, groups.c.courseid, groups.c.name).where(
+                tuple_(groups.c.courseid, groups.c.name).in_(part)
             )
-            for part in chunks(list(courses))
-        ],
-        how="diagonal_relaxed",
-    )
-    if found.is_empty():
-        found = pl.DataFrame(schema=schema)
+            if index := gateway.forced_index(groups, ["courseid"]):  # mariadb_plans.py: why
+                query = query.with_hint(groups, f"FORCE INDEX ({gateway.quote(index)})")
+            parts.append(pl.DataFrame([tuple(r) for r in await conn.execute(query)], schema=schema, orient="row"))
+        found = pl.concat(parts)
+    else:
+        names, casefold = _distinct(pairs, "name"), match.casefold
+        found = pl.concat(
+            [
+                await gateway.fetch_in(conn, groups, "name", names, list(schema), groups.c.courseid.in_(part), casefold)
+                for part in chunks(_distinct(pairs, "courseid"))
+            ],
+            how="diagonal_relaxed",
+        )
+        if found.is_empty():
+            found = pl.DataFrame(schema=schema)
     return found.cast(dict(schema)).with_columns(match.stored(pl.col("name")).alias(KEY))  # type: ignore[arg-type]
 
 
 async def find_groups(gateway: MoodleGateway, conn: AsyncConnection, wanted: pl.DataFrame) -> pl.DataFrame:
     """wanted's distinct (courseid, name) pairs and `groupid` (null when the course has no group of that name)."""
     pairs = _wanted_pairs(wanted, TextMatch(gateway.kind))
-    found = await _groups_named(gateway, conn, _distinct(pairs, "courseid"), _distinct(pairs, "name"))
+    found = await _groups_named(gateway, conn, pairs)
     first = (
         found.sort("id")
         .unique(["courseid", KEY], keep="first", maintain_order=True)
@@ -152,7 +166,7 @@ async def create_groups(
     if ids is not None:  # the server gave them (MoodleGateway.insert_many): no read-back
         created = rows.select("courseid", "name", pl.Series("groupid", ids, dtype=pl.Int64))
     else:
-        found = await _groups_named(gateway, conn, _distinct(rows, "courseid"), _distinct(rows, "name"))
+        found = await _groups_named(gateway, conn, rows)
         # The new rows have the highest ids of their name: autoincrement.
         newest = (
             found.sort("id", descending=True)

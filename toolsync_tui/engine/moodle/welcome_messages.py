@@ -99,27 +99,45 @@ class WelcomeQueue:
         )
 
 
+@dataclass
+class WelcomeOptions:
+    """The welcome option of each enrol instance a run's batches name, read once a run: instance id -> (courseid,
+    option). A run never changes an instance's option: toolsync creates instances with their plugin's defaults (new
+    ids) and edits none."""
+
+    known: dict[int, tuple[int, int]] = field(default_factory=dict)
+
+    async def of(self, gateway: MoodleGateway, conn: AsyncConnection, ids: set[int]) -> dict[int, tuple[int, int]]:
+        """The options of `ids` (an instance that no longer exists is left out)."""
+        missing = sorted(ids - self.known.keys())
+        if missing:
+            columns = ["id", "enrol", "courseid", "customint1", "customint4"]
+            found = await gateway.fetch_in(conn, gateway.schema.enrol, "id", missing, columns)
+            for row in found.iter_rows(named=True):
+                option = row[OPTION_FIELDS[row["enrol"]]] if row["enrol"] in OPTION_FIELDS else None  # others send none
+                self.known[int(row["id"])] = (int(row["courseid"]), int(option or NO_MESSAGE))
+        return self.known
+
+
 async def sendable(
-    gateway: MoodleGateway, conn: AsyncConnection, batch: WelcomeBatch, contact_courses: set[int] | None = None
+    gateway: MoodleGateway,
+    conn: AsyncConnection,
+    batch: WelcomeBatch,
+    options: WelcomeOptions,
+    contact_courses: set[int] | None = None,
 ) -> int:
     """How many of the batch's messages Moodle would send, the batch's own rows written or not: its enrolments
     through a method whose option sends one, and, from the course contact, only where one exists at that moment (a
     course-contact role in the course's context or above it, the batch's own roles counted from their first_seen).
     A key holder's message counts as sent (whether anyone holds enrol/self:holdkey is not checked).
 
-    `contact_courses`: courses given a contact by earlier batches whose rows are not written (a dry run's); the
-    batch's are added to it."""
+    `options`: the run's instance options, read here as new instances come up; `contact_courses`: courses given a
+    contact by earlier batches whose rows are not written (a dry run's); the batch's are added to it."""
     if not batch.enrolments:
         return 0
-    enrol = gateway.schema.enrol
-    columns = ["id", "enrol", "courseid", "customint1", "customint4"]
-    instances = await gateway.fetch_in(conn, enrol, "id", sorted({e for e, _ in batch.enrolments}), columns)
-    options = {
-        int(row["id"]): (int(row["courseid"]), int(row[OPTION_FIELDS[row["enrol"]]] or NO_MESSAGE))
-        for row in instances.iter_rows(named=True)
-        if row["enrol"] in OPTION_FIELDS
-    }
-    courses = {course for course, option in options.values() if option == FROM_COURSE_CONTACT}
+    used = {e for e, _ in batch.enrolments}
+    instances = await options.of(gateway, conn, used)
+    courses = {instances[e][0] for e in used if instances.get(e, (0, NO_MESSAGE))[1] == FROM_COURSE_CONTACT}
     staffed = await _courses_with_contacts(gateway, conn, sorted(courses), batch.roles)
     earlier = contact_courses if contact_courses is not None else set()
     first_role: dict[int, int] = {}  # course -> the item from which the batch's own roles give it a contact
@@ -127,7 +145,7 @@ async def sendable(
         first_role[role.courseid] = min(role.first_seen, first_role.get(role.courseid, role.first_seen))
     count = 0
     for item, (enrolid, _) in enumerate(batch.enrolments, start=1):
-        course, option = options.get(enrolid, (0, NO_MESSAGE))
+        course, option = instances.get(enrolid, (0, NO_MESSAGE))
         if option == FROM_COURSE_CONTACT:
             new = first_role.get(course, item + 1) <= item
             count += course in staffed or course in earlier or new

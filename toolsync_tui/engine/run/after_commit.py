@@ -22,7 +22,7 @@ from toolsync_tui.engine.moodle.bridge.client import BridgeError, Welcome, welco
 from toolsync_tui.engine.moodle.event_log import Event
 from toolsync_tui.engine.moodle.event_trigger import TriggerTally, trigger_batch
 from toolsync_tui.engine.moodle.gateway import MoodleGateway
-from toolsync_tui.engine.moodle.welcome_messages import WelcomeBatch, sendable
+from toolsync_tui.engine.moodle.welcome_messages import WelcomeBatch, WelcomeOptions, sendable
 from toolsync_tui.engine.run.operation import Operation, SetupProblem
 
 REASONS_KEPT = 3  # distinct failure reasons quoted in a note
@@ -64,6 +64,7 @@ class AfterCommit:
         self.welcomes = WelcomeTally()
         self.events = TriggerTally()
         self.dry_contacts: set[int] = set()  # courses a dry run's earlier batches would have given a contact
+        self.options = WelcomeOptions()  # the instances' welcome options, read once a run
 
     def check(self) -> None:
         """`[events] trigger` needs a working bridge: without one, the run stops before any write (SetupProblem)."""
@@ -91,7 +92,7 @@ class AfterCommit:
     async def count_dry(self, conn: AsyncConnection) -> None:
         """A dry-run batch, in its transaction: the messages its enrolments would have."""
         welcome = self.operation.welcome.take()
-        self.welcomes.would += await sendable(self.gateway, conn, welcome, self.dry_contacts)
+        self.welcomes.would += await sendable(self.gateway, conn, welcome, self.options, self.dry_contacts)
 
     async def flush(self) -> None:
         """Send and trigger what the committed batches left, in their order."""
@@ -107,7 +108,7 @@ class AfterCommit:
         if not self.settings.welcome_messages or bridge is None:
             try:
                 async with self.gateway.reading() as conn:
-                    count = await sendable(self.gateway, conn, batch)
+                    count = await sendable(self.gateway, conn, batch, self.options)
             except SQLAlchemyError:  # only the count is lost: the report then counts the enrolments
                 count = len(batch.enrolments)
             why = self.link.problem or UNCONFIGURED if self.settings.welcome_messages else WELCOME_OFF
