@@ -155,6 +155,46 @@ async def test_insert_many_gives_the_new_ids_without_reading_them_back_where_the
         assert ids == [by_expiry[i] for i in range(5)]
 
 
+HOSTILE = [
+    "it's",
+    'say "hi"',
+    "back\\slash\\",
+    "nul\0byte",
+    "line\nbreak\r",
+    "ctrl-z\x1a",
+    "100% {0} %s",
+    "é日本😀",
+    "",
+]
+
+
+@pytest.mark.parametrize("mode", ["", "NO_BACKSLASH_ESCAPES"])
+async def test_insert_many_stores_any_text_as_given_whatever_the_servers_escaping(site: Site, mode: str) -> None:
+    """Text the SQL syntax gives meaning to (quotes, backslashes, NUL, line breaks, Ctrl-Z, % and braces, letters
+    beyond ASCII), in columns that vary and in a column every row shares, arrives byte for byte; also on a MariaDB
+    session in NO_BACKSLASH_ESCAPES mode, where a backslash is plain text and only quotes are doubled."""
+    _, gateway = site
+    if mode and gateway.kind != "mariadb":
+        pytest.skip("an SQL mode of MariaDB's")
+    flags = gateway.schema.cache_flags
+    kind = unique("hostile {'\\/")
+    texts = [t for t in HOSTILE if gateway.kind != "postgresql" or "\0" not in t]  # PostgreSQL's text holds no NUL
+    rows = [
+        {"flagtype": kind, "name": f"{text} {i}", "value": text, "expiry": i, "timemodified": 0}
+        for i, text in enumerate(texts)
+    ]
+    async with gateway.transaction() as conn:
+        if mode:
+            await conn.exec_driver_sql(f"SET SESSION sql_mode = CONCAT(@@sql_mode, ',{mode}')")
+        await gateway.insert_many(conn, flags, rows)
+        stored = await conn.execute(
+            select(flags.c.flagtype, flags.c.name, flags.c.value)
+            .where(flags.c.flagtype == kind)
+            .order_by(flags.c.expiry)
+        )
+        assert [tuple(r) for r in stored] == [(kind, f"{text} {i}", text) for i, text in enumerate(texts)]
+
+
 async def test_an_insert_written_while_planning_runs_later_in_another_transaction(site: Site) -> None:
     """MariaDB: the statements written on the planning connection (its escape() only) insert the rows, with their
     ids, in the write transaction; elsewhere, or for rows of differing columns, there is nothing to write ahead and
