@@ -41,7 +41,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from toolsync_tui.engine.moodle import course_events, recording
 from toolsync_tui.engine.moodle.contexts import ContextLevel
 from toolsync_tui.engine.moodle.event_log import Event
-from toolsync_tui.engine.moodle.gateway import CHUNK, MoodleGateway, chunks
+from toolsync_tui.engine.moodle.gateway import CHUNK, MoodleGateway, chunks, rows_frame
 from toolsync_tui.engine.moodle.text_match import TextMatch
 
 # What tool_sync, and earlier versions of toolsync, wrote on the memberships they protected. Not a plugin of the site:
@@ -84,15 +84,13 @@ async def _groups_named(gateway: MoodleGateway, conn: AsyncConnection, pairs: pl
     groups = gateway.schema.groups
     match = TextMatch(gateway.kind)
     if gateway.kind == "mariadb":
-        parts = []
+        rows: list[Any] = []
         for part in chunks(list(pairs.sort("courseid", "name").iter_rows())):
             query = select(groups.c.id, groups.c.courseid, groups.c.name).where(
                 tuple_(groups.c.courseid, groups.c.name).in_(part)
             )
-            if index := gateway.forced_index(groups, ["courseid"]):  # mariadb_plans.py: why
-                query = query.with_hint(groups, f"FORCE INDEX ({gateway.quote(index)})")
-            parts.append(pl.DataFrame([tuple(r) for r in await conn.execute(query)], schema=schema, orient="row"))
-        found = pl.concat(parts)
+            rows.extend(await conn.execute(gateway.force_index(query, groups, ["courseid"])))
+        found = rows_frame(rows, schema)
     else:
         names, casefold = _distinct(pairs, "name"), match.casefold
         found = pl.concat(

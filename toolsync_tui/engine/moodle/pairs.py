@@ -24,7 +24,7 @@ import polars as pl
 from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from toolsync_tui.engine.moodle.gateway import MoodleGateway
+from toolsync_tui.engine.moodle.gateway import MoodleGateway, rows_frame
 
 TUPLES = 5000  # key tuples a statement
 
@@ -66,11 +66,7 @@ async def fetch_tuples(
         member = f"{row_key} IN ({tuples})" if mariadb else f"{row_key} IN (VALUES {tuples})"
         sql = f"{head} WHERE {' AND '.join([*conditions, member])}"
         found.extend(await conn.exec_driver_sql(sql))
-    if not found:
-        return pl.DataFrame(schema=schema)
-    # Column by column: faster than polars' row orientation for thousands of rows.
-    data = dict(zip(columns, map(list, zip(*found, strict=True)), strict=True))
-    return pl.DataFrame(data, schema=schema)
+    return rows_frame(found, schema)
 
 
 async def _fetch_lateral(
@@ -100,10 +96,7 @@ async def _fetch_lateral(
     for start in range(0, keys.height, TUPLES):
         chunk = keys.slice(start, TUPLES)
         found.extend(await conn.exec_driver_sql(sql, tuple(chunk[c].to_list() for c in keys.columns)))
-    if not found:
-        return pl.DataFrame(schema=schema)
-    data = dict(zip(columns, map(list, zip(*found, strict=True)), strict=True))
-    return pl.DataFrame(data, schema=schema)
+    return rows_frame(found, schema)
 
 
 def _literal(value: int | str) -> str:
