@@ -9,14 +9,20 @@ run's CPU. Frozen once loaded (gc.freeze), they are skipped by the run's collect
 import gc
 import sys
 
+from toolsync_tui import headstart
+
 
 def main() -> int:
     gc.disable()
-    from toolsync_tui.cli import main as command_line  # imported with the collector off
+    headstart.begin(sys.argv[1:])  # a users run's passwords start hashing while the rest loads
+    try:
+        from toolsync_tui.cli import main as command_line  # imported with the collector off
 
-    gc.freeze()
-    gc.enable()
-    code = command_line()
+        gc.freeze()
+        gc.enable()
+        code = command_line()
+    finally:
+        headstart.end()
     gc.freeze()  # what the run leaves is freed as the interpreter ends, without a last walk over it all
     return code
 

@@ -6,34 +6,64 @@ libxcrypt (through `crypt-r`) writes that text byte for byte, `rounds=5000$` inc
 
 Hashing is CPU-bound and holds the GIL, so `PasswordHasher` runs it in a process pool, in chunks, off the event
 loop. Its workers start as soon as a run knows it will hash (`begin`), while the file is still being read, and a
-batch's passwords are handed to them as soon as they are known (`submit`), its other work going on meanwhile. The
-pool's imports (multiprocessing, libxcrypt) are made on use: a run without a password column never pays for them.
+batch's passwords are handed to them as soon as they are known (`submit`), its other work going on meanwhile. A
+headless run may have started them before its imports, on its file's passwords (headstart.py): the hasher then takes
+those workers and the hashes they made ahead, where they fit (password_pool.py). The pool's imports
+(multiprocessing, libxcrypt) are made on use: a run without a password column never pays for them.
 Nothing here puts a password (or the pepper) into an exception, a log line or a repr.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import functools
-import io
-import os
 import re
-import secrets
-import sys
+from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Final, Self
 
-from toolsync_tui.engine.moodle.lifeline import Lifeline, hold
+from toolsync_tui.engine.moodle import password_worker
+from toolsync_tui.engine.moodle.password_pool import (
+    DEFAULT_CHUNK_SIZE,
+    ChunkResult,
+    HashesAhead,
+    WorkerPool,
+    take_ahead,
+    usable_cpus,
+)
+from toolsync_tui.engine.moodle.password_worker import (
+    FAST_ROUNDS,
+    MAX_PASSWORD_BYTES,
+    PasswordHashingError,
+    PasswordRejected,
+    hash_or_reject,
+    make_salt,
+    password_problem,
+)
 from toolsync_tui.engine.moodle.tasks import retrieved
 
 if TYPE_CHECKING:
-    from multiprocessing.connection import Connection
-    from multiprocessing.context import BaseContext
+    from concurrent.futures import Future
 
-MAX_PASSWORD_BYTES: Final = 128  # Moodle's MAX_PASSWORD_CHARACTERS, compared with PHP strlen(), i.e. UTF-8 bytes
-FAST_ROUNDS: Final = 5000  # hash_internal_user_password($pw, true): what tool_uploaduser stores
+__all__ = [
+    "CREATE_PASSWORD_PREFERENCE",
+    "DEFAULT_CHUNK_SIZE",
+    "DEFAULT_ROUNDS",
+    "FAST_ROUNDS",
+    "MAX_PASSWORD_BYTES",
+    "NOPASS",
+    "NOT_CACHED",
+    "TO_BE_GENERATED",
+    "PasswordHasher",
+    "PasswordHashingError",
+    "PasswordRejected",
+    "hash_password",
+    "make_salt",
+    "password_problem",
+    "usable_cpus",
+]
+
 DEFAULT_ROUNDS: Final = 10000  # hash_internal_user_password($pw): interactive password changes
 
 NOPASS: Final = "*NOPASS*"  # stored literally: an account nobody can log in to with a password
@@ -47,39 +77,6 @@ _MAX_ROUNDS: Final = 999_999_999
 # libxcrypt refuses passphrases of CRYPT_MAX_PASSPHRASE_SIZE (512, NUL included) or more; the pepper gets the rest.
 _MAX_PEPPER_BYTES: Final = 511 - MAX_PASSWORD_BYTES
 _SALT_RE: Final = re.compile(r"[A-Za-z0-9./]{16}")
-_HASH_CHARS: Final = 86
-_REUSABLE_RE: Final = re.compile(r"\$6\$rounds=\d+\$[A-Za-z0-9./]{16}\$[A-Za-z0-9./]{86}")
-# ~40 ms of work per task at 5000 rounds: cheap IPC, smooth progress, and the workers finish a batch together (the
-# last task of one is not a long wait for the others).
-DEFAULT_CHUNK_SIZE: Final = 16
-
-
-class PasswordRejected(ValueError):
-    """A password Moodle would not store. The message says why and never contains the password."""
-
-
-class PasswordHashingError(RuntimeError):
-    """libxcrypt did not produce a SHA-512 crypt hash (should not happen for validated input)."""
-
-
-def password_problem(password: str) -> str | None:
-    """Why Moodle would refuse to store this password, or None. Cheap: usable to pre-check a file without hashing."""
-    if "\0" in password:
-        # PHP's crypt() stops at NUL, so Moodle would silently keep only the text before it.
-        return "password contains a NUL character"
-    try:
-        size = len(password.encode("utf-8"))
-    except UnicodeEncodeError:
-        # Returned, not raised from here: the UnicodeEncodeError quotes the offending text and would ride along.
-        return "password is not valid Unicode text (it contains a lone surrogate)"
-    if size > MAX_PASSWORD_BYTES:
-        return f"password is longer than Moodle's limit of {MAX_PASSWORD_BYTES} bytes (UTF-8)"
-    return None
-
-
-def make_salt() -> str:
-    """A salt made as Moodle makes it: 16 random bytes, base64, '+' -> '.', first 16 characters."""
-    return base64.b64encode(secrets.token_bytes(16)).decode("ascii").replace("+", ".")[:16]
 
 
 def check_rounds(rounds: int) -> None:
@@ -105,32 +102,6 @@ def check_pepper(pepper: str) -> None:
         raise ValueError(problem)
 
 
-def _crypt(secret: str, setting: str) -> str:
-    import crypt_r  # type: ignore[import-untyped]  # no py.typed; one function used, typed here. Cached after once.
-
-    failure: str | None = None
-    try:
-        result: object = crypt_r.crypt(secret, setting)
-    except (OSError, ValueError) as exc:
-        # Kept to the class name and raised outside this block, so no exception carrying the input is chained.
-        failure, result = type(exc).__name__, None
-    if not isinstance(result, str) or not result.startswith(setting) or len(result) != len(setting) + _HASH_CHARS:
-        # libxcrypt signals failure with a "*0"/"*1" token or an error; neither says anything about the input.
-        raise PasswordHashingError(f"libxcrypt could not make a SHA-512 crypt hash ({failure or 'failure token'})")
-    return result
-
-
-def _hash_or_reject(password: str, rounds: int, pepper: str, salt: str | None) -> str | PasswordRejected:
-    # Returns the rejection instead of raising it: a raised exception's traceback keeps this frame, and with it the
-    # password, alive for as long as the exception object lives (in a result list, possibly for the whole run).
-    problem = password_problem(password)
-    if problem is not None:
-        return PasswordRejected(problem)
-    # Appended before hashing, as Moodle's update_internal_user_password() does; the pepper is not limited by the
-    # 128 bytes (hash_internal_user_password's $pepperlength allowance; validate() checks the plain password only).
-    return _crypt(password + pepper, f"$6$rounds={rounds}${make_salt() if salt is None else salt}$")
-
-
 def hash_password(password: str, rounds: int, pepper: str = "", *, salt: str | None = None) -> str:
     """The `mdl_user.password` value for `password`, peppered with the site's latest pepper ("" for none).
 
@@ -141,83 +112,10 @@ def hash_password(password: str, rounds: int, pepper: str = "", *, salt: str | N
     check_pepper(pepper)
     if salt is not None and not _SALT_RE.fullmatch(salt):
         raise ValueError("salt must be 16 characters from [A-Za-z0-9./], as Moodle makes it")
-    result = _hash_or_reject(password, rounds, pepper, salt)
+    result = hash_or_reject(password, rounds, pepper, salt)
     if isinstance(result, PasswordRejected):
         raise result
     return result
-
-
-# --- worker side: the pool's processes run these ------------------------------------------------------------------
-
-_worker_rounds: int = FAST_ROUNDS
-_worker_pepper: str = ""
-
-
-def _init_worker(rounds: int, pepper: str, lifeline: Connection) -> None:
-    # Rounds and pepper are fixed per run: sent once per process, not pickled into every task.
-    global _worker_rounds, _worker_pepper
-    _worker_rounds, _worker_pepper = rounds, pepper
-    hold(lifeline)  # a worker holding passwords never outlives the run (lifeline.py)
-
-
-def _worker_pid() -> int:
-    return os.getpid()
-
-
-def _hash_chunk(passwords: list[str], current: list[str | None]) -> tuple[int, list[str | PasswordRejected]]:
-    return os.getpid(), [_keep_or_hash(p, c) for p, c in zip(passwords, current, strict=True)]
-
-
-def _keep_or_hash(password: str, current: str | None) -> str | PasswordRejected:
-    # The stored hash when the password still matches it (same cost as hashing anew): a re-run stays "unchanged".
-    if current is not None and _REUSABLE_RE.fullmatch(current) and password_problem(password) is None:
-        setting = current[: current.rindex("$") + 1]
-        if _crypt(password + _worker_pepper, setting) == current:
-            return current
-    return _hash_or_reject(password, _worker_rounds, _worker_pepper, None)
-
-
-def usable_cpus() -> int:
-    """CPUs this process may run on: os.cpu_count(), narrowed by affinity masks / cpusets where the OS has them."""
-    if hasattr(os, "sched_getaffinity"):
-        return max(1, len(os.sched_getaffinity(0)))
-    return os.cpu_count() or 1
-
-
-def _start_resource_tracker() -> None:
-    """multiprocessing's resource tracker (the pool's locks register with it), started without Textual's stderr.
-    The tracker hands sys.stderr's descriptor to the process it spawns; under the interface sys.stderr is Textual's
-    capture, whose descriptor is -1, and the spawn refuses it ("bad value(s) in fds_to_keep"): a run with a password
-    column failed there, unless something had started the tracker before. Given a stream without a descriptor, the
-    tracker goes without one (its warnings would land on the interface's screen)."""
-    from multiprocessing import resource_tracker
-
-    try:
-        if sys.stderr is None or sys.stderr.fileno() >= 0:
-            return  # a real descriptor, or none at all: the tracker copes
-    except (OSError, ValueError):
-        return
-    captured, sys.stderr = sys.stderr, io.StringIO()
-    try:
-        resource_tracker.ensure_running()
-    finally:
-        sys.stderr = captured
-
-
-def _pool_context() -> BaseContext:
-    # Not fork: the parent runs Textual's threads and an event loop, and forking a threaded process can copy a lock
-    # some other thread holds (Python 3.12+ warns about exactly this). forkserver forks workers from a clean,
-    # single-threaded server instead; spawn where forkserver does not exist.
-    import multiprocessing
-
-    _start_resource_tracker()
-    if "forkserver" not in multiprocessing.get_all_start_methods():
-        return multiprocessing.get_context("spawn")
-    context = multiprocessing.get_context("forkserver")
-    # This module and libxcrypt imported once, in the server, before it forks: each worker starts with them (when the
-    # server is already running, for an earlier pool, its preloads stay as they were: the workers import on use).
-    context.set_forkserver_preload(["crypt_r", __name__])
-    return context
 
 
 class PasswordHasher:
@@ -250,20 +148,15 @@ class PasswordHasher:
         if chunk_size < 1:
             raise ValueError("chunk_size must be at least 1")
         self.rounds = rounds
-        self.workers = workers or usable_cpus()
         self.chunk_size = chunk_size
         self._peppered = bool(pepper)
-        from concurrent.futures import ProcessPoolExecutor  # on use: it imports multiprocessing
-
-        context = _pool_context()
-        self._lifeline = Lifeline(context)
-        self._pool = ProcessPoolExecutor(
-            max_workers=self.workers,
-            mp_context=context,
-            initializer=_init_worker,
-            initargs=(rounds, pepper, self._lifeline.reader),
+        # The workers a head start began, with the hashes they made ahead, when they hash as this hasher would.
+        self._ahead: HashesAhead | None = take_ahead(rounds, pepper) if workers is None else None
+        self._pool = (
+            self._ahead.pool if self._ahead is not None else WorkerPool(rounds, pepper, workers or usable_cpus())
         )
-        self._started = False
+        self.workers = self._pool.workers
+        self._started = self._ahead is not None  # running already, perhaps busy: a ping would wait behind its work
         self._starting: asyncio.Future[None] | None = None  # begin()'s start of the workers, in a thread
         self._closed = False
         self._worker_pids: set[int] = set()
@@ -280,7 +173,7 @@ class PasswordHasher:
     def _start_workers(self) -> None:
         # The pool spawns a process per submit while none is idle: submitting one ping per worker before any can
         # answer starts them all. Blocking (forkserver start-up, imports), hence run off the loop by start().
-        pings = [self._pool.submit(_worker_pid) for _ in range(self.workers)]
+        pings = [self._pool.executor.submit(password_worker.worker_pid) for _ in range(self.workers)]
         for ping in pings:
             ping.result()
         self._started = True
@@ -314,7 +207,8 @@ class PasswordHasher:
         stored: list[str | None] = list(current) if current is not None else [None] * len(passwords)
         if len(stored) != len(passwords):
             raise ValueError("current must have one entry per password")
-        return retrieved(asyncio.ensure_future(self._hash(list(passwords), stored, on_progress)))
+        ahead = self._take_ahead(list(passwords), stored)  # now, in the order of the calls
+        return retrieved(asyncio.ensure_future(self._hash(list(passwords), stored, ahead, on_progress)))
 
     async def hash_many(
         self,
@@ -332,7 +226,11 @@ class PasswordHasher:
         return await self.submit(passwords, on_progress, current=current)
 
     async def _hash(
-        self, passwords: list[str], stored: list[str | None], on_progress: Callable[[int], None] | None
+        self,
+        passwords: list[str],
+        stored: list[str | None],
+        ahead: dict[int, tuple[Future[ChunkResult], int]],
+        on_progress: Callable[[int], None] | None,
     ) -> list[str | PasswordRejected]:
         if not passwords:
             return []
@@ -340,25 +238,47 @@ class PasswordHasher:
         if self._closed:  # closed while the workers started
             raise RuntimeError("this PasswordHasher is closed")
         loop = asyncio.get_running_loop()
-        size = self.chunk_size
-        futures = []
-        for start in range(0, len(passwords), size):
-            chunk = list(passwords[start : start + size])
-            future = loop.run_in_executor(self._pool, _hash_chunk, chunk, stored[start : start + size])
-            if on_progress is not None:
-                future.add_done_callback(functools.partial(_report_progress, on_progress, len(chunk)))
-            futures.append(future)
-        results: list[str | PasswordRejected] = []
-        for pid, chunk_results in await asyncio.gather(*futures):
-            self._worker_pids.add(pid)
-            results.extend(chunk_results)
-        return results
+        to_hash = [i for i in range(len(passwords)) if i not in ahead]
+        tasks: list[asyncio.Future[ChunkResult]] = []
+        places: list[tuple[int, int, int]] = []  # each password's result: (password, task, position in the task)
+        for start in range(0, len(to_hash), self.chunk_size):
+            indexes = to_hash[start : start + self.chunk_size]
+            places += [(i, len(tasks), position) for position, i in enumerate(indexes)]
+            chunk, current = [passwords[i] for i in indexes], [stored[i] for i in indexes]
+            tasks.append(loop.run_in_executor(self._pool.executor, password_worker.hash_chunk, chunk, current))
+        awaited: dict[Future[ChunkResult], int] = {}  # each chunk made ahead: its task, awaited once
+        for i, (made, position) in ahead.items():
+            if made not in awaited:
+                awaited[made] = len(tasks)
+                tasks.append(asyncio.wrap_future(made))
+            places.append((i, awaited[made], position))
+        if on_progress is not None:
+            counts = Counter(task for _, task, _ in places)
+            for index, task in enumerate(tasks):
+                task.add_done_callback(functools.partial(_report_progress, on_progress, counts[index]))
+        done = await asyncio.gather(*tasks)
+        self._worker_pids.update(pid for pid, _ in done)
+        results = {i: done[task][1][position] for i, task, position in places}
+        return [results[i] for i in range(len(passwords))]
+
+    def _take_ahead(self, passwords: list[str], stored: list[str | None]) -> dict[int, tuple[Future[ChunkResult], int]]:
+        """The hashes made ahead that fit these passwords: fresh ones, for those with no stored hash to check. The
+        first call drops the rest of the work ahead, which nobody took and has not started."""
+        if self._ahead is None:
+            return {}
+        taken = {}
+        for i, (password, current) in enumerate(zip(passwords, stored, strict=True)):
+            if current is None or not password_worker.reusable(current):
+                made = self._ahead.take(password)
+                if made is not None:
+                    taken[i] = made
+        self._ahead.drop_untaken()
+        return taken
 
     def close(self) -> None:
         """Stop the workers (waits for them); queued work that has not started is dropped."""
         self._closed = True
-        self._pool.shutdown(wait=True, cancel_futures=True)
-        self._lifeline.close()
+        self._pool.close()
 
     async def aclose(self) -> None:
         await asyncio.to_thread(self.close)
