@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -15,7 +16,7 @@ from tests.support.operation_files import header, inbox_file, report_of
 from tests.support.user_factories import add_fields
 from toolsync_tui.config import Config
 from toolsync_tui.engine.moodle.gateway import MoodleGateway
-from toolsync_tui.engine.moodle.passwords import NOPASS, TO_BE_GENERATED
+from toolsync_tui.engine.moodle.passwords import NOPASS, TO_BE_GENERATED, PasswordHasher, hash_password
 from toolsync_tui.engine.run.pipeline import RunResult, SafetyStop, run_operation
 
 Site = tuple[Config, MoodleGateway]
@@ -304,6 +305,42 @@ async def test_dry_run_reports_and_writes_nothing(site: Site) -> None:
     assert "User account would be added" in report_of(result)
     assert await user_rows(gateway, [name]) == {}
     assert (await user_by_id(gateway, existing_id))["deleted"] == 0
+
+
+async def test_a_dry_run_with_passwords_hashes_only_what_it_checks_and_predicts_the_run(
+    site: Site, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A new hash decides nothing (it differs from anything stored): a dry run makes none, and checks the passwords
+    of existing accounts against their stored hashes, as the run does."""
+    config, gateway = site
+    new, same, changed = unique("dry"), unique("dry"), unique("dry")
+    content = header("username", "firstname", "lastname", "password")
+    content += "".join(f"{name};F;L;Pass-{name}!\n" for name in (same, changed))
+    await run(config, gateway, content)
+    content = header("username", "firstname", "lastname", "password")
+    content += f"{new};F;L;Pass-{new}!\n{same};F;L;Pass-{same}!\n{changed};F;L;Other-{changed}!\n"
+    handed: list[str] = []
+    submit = PasswordHasher.submit
+
+    def counted(hasher: PasswordHasher, passwords: Sequence[str], *args: Any, **kwargs: Any) -> Any:
+        handed.extend(passwords)
+        return submit(hasher, passwords, *args, **kwargs)
+
+    monkeypatch.setattr(PasswordHasher, "submit", counted)
+    predicted = await run(config, gateway, content, dry_run=True)
+    assert sorted(handed) == sorted([f"Pass-{same}!", f"Other-{changed}!"])
+    assert (await user_rows(gateway, [new])) == {}
+    handed.clear()
+    done = await run(config, gateway, content)
+    assert sorted(handed) == sorted([f"Pass-{new}!", f"Pass-{same}!", f"Other-{changed}!"])
+
+    assert predicted.counts == done.counts == {"created": 1, "unchanged": 1, "updated": 1}, report_of(predicted)
+    stored = await user_rows(gateway, [new, changed])
+    assert stored[new]["password"].startswith("$6$rounds=5000$")
+    assert (
+        hash_password(f"Other-{changed}!", 5000, salt=stored[changed]["password"].split("$")[3])
+        == (stored[changed]["password"])
+    )
 
 
 @pytest.mark.parametrize("operation", ["users", "deleteusers", "suspendusers"])

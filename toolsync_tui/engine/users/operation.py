@@ -29,6 +29,7 @@ from toolsync_tui.engine.moodle.contexts import (
 )
 from toolsync_tui.engine.moodle.event_log import Event
 from toolsync_tui.engine.moodle.gateway import MoodleGateway, WrittenInsert
+from toolsync_tui.engine.moodle.password_worker import REUSABLE_HASH
 from toolsync_tui.engine.moodle.passwords import (
     CREATE_PASSWORD_PREFERENCE,
     NOPASS,
@@ -76,6 +77,8 @@ from toolsync_tui.engine.users.validation import PROBLEM, SeenUsernames, UserRul
 
 ACTION = "__action"
 NEW_PASSWORD = "__password"
+# A dry run's NEW_PASSWORD where the real run stores a new hash; never a stored value (NUL is refused there).
+NOT_HASHED = "\0not hashed"
 FORCE_CHANGE_PREFERENCE = "auth_forcepasswordchange"
 # The stored columns every row is planned with (cur_<column>), besides the USER_COLUMNS of the file.
 CURRENT_FIELDS = (
@@ -214,7 +217,7 @@ class UsersOperation(Operation):
         good = good.join(found, on=LINE, how="left")
         good = await self._with_current(conn, good, stored)
         # The passwords hash on the workers while the batch's other reads go on (moodle/passwords.py).
-        hashed = asyncio.ensure_future(self._with_passwords(good))
+        hashed = asyncio.ensure_future(self._with_passwords(good, dry_run))
         try:
             problems = pl.coalesce(
                 pl.col(ACCOUNT_PROBLEM),
@@ -372,10 +375,11 @@ class UsersOperation(Operation):
         )
         return problems["problem"].alias(PROBLEM)
 
-    async def _with_passwords(self, rows: pl.DataFrame) -> pl.DataFrame:
+    async def _with_passwords(self, rows: pl.DataFrame, dry_run: bool) -> pl.DataFrame:
         """NEW_PASSWORD: the value to store (a hash, *NOPASS*, 'to be generated'), null to leave the password alone.
 
-        A password that still matches the stored hash keeps it: re-running a file changes nothing."""
+        A password that still matches the stored hash keeps it: re-running a file changes nothing. A dry run checks
+        those, but makes no new hash, which decides nothing (it differs from anything stored): NOT_HASHED instead."""
         creating = pl.col(USERID).is_null()
         generate = self.options.create_passwords
         if "password" not in rows.columns:
@@ -389,10 +393,14 @@ class UsersOperation(Operation):
             .then(pl.lit(TO_BE_GENERATED if generate else ""))
         )
         rows = rows.with_columns(literal.alias(NEW_PASSWORD))
-        to_hash = rows.select(
-            pl.arange(0, pl.len()).alias("__i"),
-            (pl.col(PROBLEM).is_null() & (password != "") & (password != NOPASS)).alias("__hash"),
-        )
+        hashing = pl.col(PROBLEM).is_null() & (password != "") & (password != NOPASS)
+        if dry_run:
+            checking = pl.col(CURRENT + "password").str.contains(f"^{REUSABLE_HASH}$").fill_null(False)
+            rows = rows.with_columns(
+                pl.when(hashing).then(pl.lit(NOT_HASHED)).otherwise(NEW_PASSWORD).alias(NEW_PASSWORD)
+            )
+            hashing = hashing & checking
+        to_hash = rows.select(pl.arange(0, pl.len()).alias("__i"), hashing.alias("__hash"))
         positions = to_hash.filter("__hash")["__i"].to_list()
         if not positions:
             return rows
