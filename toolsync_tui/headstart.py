@@ -1,6 +1,6 @@
 """What a headless run can begin before its own imports: hashing its users file's passwords.
 
-`toolsync run users FILE` spends its first second importing (polars, SQLAlchemy, the engine) on one core, while
+`toolsync run users [FILE]` spends its first second importing (polars, SQLAlchemy, the engine) on one core, while
 the other cores idle; password hashing, which holds a 1,000-row run's wall time, has to wait for it. So, before
 those imports, this reads the file's password column with the standard library alone and starts the hashing
 workers on it (engine/moodle/password_pool.py). The run's hasher takes those hashes when its rows turn out to need
