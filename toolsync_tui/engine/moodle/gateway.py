@@ -62,12 +62,14 @@ class SiteInfo:
         return self.kind == "sqlite"
 
 
-def rows_frame(rows: Sequence[Sequence[Any]], schema: Mapping[str, type[pl.DataType]]) -> pl.DataFrame:
-    """Rows read from the database as a frame of `schema`, built column by column: several times faster than
-    polars' row orientation for thousands of rows."""
+def rows_frame(rows: Sequence[Sequence[Any]], schema: Mapping[str, type[pl.DataType]] | Sequence[str]) -> pl.DataFrame:
+    """Rows read from the database as a frame, built column by column: several times faster than polars' row
+    orientation for thousands of rows. `schema`: the columns' types, or their names only (types as the rows give)."""
+    typed = isinstance(schema, Mapping)
     if not rows:
-        return pl.DataFrame(schema=schema)
-    return pl.DataFrame(dict(zip(schema, map(list, zip(*rows, strict=True)), strict=True)), schema=schema)
+        return pl.DataFrame(schema=schema if typed else list(schema))
+    data = dict(zip(schema, map(list, zip(*rows, strict=True)), strict=True))
+    return pl.DataFrame(data, schema=schema) if typed else pl.DataFrame(data, strict=False)
 
 
 def all_same(column: Sequence[Any]) -> bool:
@@ -322,10 +324,7 @@ class MoodleGateway:
                     query = query.where(where)
                 query = self.force_index(query, table, [key], named_columns(where, table))
             found.extend(await conn.execute(query))
-        if not found:
-            return pl.DataFrame(schema=list(columns))
-        # Column by column: several times faster than polars' row orientation for thousands of rows.
-        return pl.DataFrame(dict(zip(columns, map(list, zip(*found, strict=True)), strict=True)), strict=False)
+        return rows_frame(found, columns)
 
     def force_index(
         self, query: Select[Any], table: Table, key: Sequence[str], also: Collection[str] = ()
