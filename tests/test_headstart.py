@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from tests.conftest import database_config
+from tests.support.hashes_ahead import made_ahead
 from toolsync_tui import headstart
 from toolsync_tui.cli import main as command_line
 from toolsync_tui.config import FileSettings, RunSettings, UsersSettings
@@ -122,12 +123,6 @@ def stored_passwords(url: str, usernames: list[str]) -> dict[str, str]:
         connection.close()
 
 
-def made(ahead: password_pool.HashesAhead) -> set[str]:
-    """Every hash the work ahead finished."""
-    finished = [c for c in ahead._chunks if c.done() and not c.cancelled() and c.exception() is None]
-    return {result for chunk in finished for result in chunk.result()[1] if isinstance(result, str)}
-
-
 def test_a_run_stores_the_hashes_made_ahead_and_a_rerun_keeps_what_is_stored(
     mariadb_project_db: str, tmp_path: Path
 ) -> None:
@@ -147,7 +142,7 @@ def test_a_run_stores_the_hashes_made_ahead_and_a_rerun_keeps_what_is_stored(
     for name in names:
         salt = stored[name].split("$")[3]
         assert hash_password(f"Pass-{name}!", FAST_ROUNDS, salt=salt) == stored[name]
-    assert made(ahead) == set(stored.values())  # every one made ahead
+    assert made_ahead(ahead) == set(stored.values())  # every one made ahead
 
     # Run again: the accounts keep their hashes (unchanged), whatever the head start made this time.
     users_file(file, rows)  # the run archived it
@@ -156,4 +151,4 @@ def test_a_run_stores_the_hashes_made_ahead_and_a_rerun_keeps_what_is_stored(
     assert again is not None
     assert command_line(argv) == 0
     assert stored_passwords(mariadb_project_db, names) == stored
-    assert not made(again) & set(stored.values())
+    assert not made_ahead(again) & set(stored.values())

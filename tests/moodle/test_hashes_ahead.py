@@ -9,6 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.support.hashes_ahead import made_ahead
 from toolsync_tui.engine.moodle import password_pool
 from toolsync_tui.engine.moodle.password_pool import HashesAhead, hash_ahead
 from toolsync_tui.engine.moodle.password_worker import WORKER_NICENESS
@@ -17,12 +18,6 @@ from toolsync_tui.engine.moodle.passwords import DEFAULT_ROUNDS, FAST_ROUNDS, Pa
 
 def salt_of(stored: str) -> str:
     return stored.split("$")[3]
-
-
-def made_ahead(ahead: HashesAhead) -> set[str]:
-    """Every hash the work ahead finished."""
-    done = [chunk for chunk in ahead._chunks if chunk.done() and not chunk.cancelled() and not chunk.exception()]
-    return {result for chunk in done for result in chunk.result()[1] if isinstance(result, str)}
 
 
 @pytest.fixture(autouse=True)
