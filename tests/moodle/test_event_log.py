@@ -75,3 +75,39 @@ def test_the_logged_columns_are_every_column_of_the_standard_log_but_its_id() ->
     table = MoodleSchema("mdl_").logstore_standard_log
     assert sorted(LOG_COLUMNS) == sorted(c.name for c in table.columns if c.name != "id")
     assert len(set(LOG_COLUMNS)) == len(LOG_COLUMNS)
+
+
+def test_log_rows_column_by_column_are_each_events_row() -> None:
+    """A part of several kinds, an `other` several events share, one unique, none: each row as the event says it."""
+    from toolsync_tui.engine.moodle.event_log import LOG_COLUMNS, Event, EventLog
+
+    enrol = {"enrol": "manual"}  # one dict for every enrolment of the plugin, as course_events shares it
+    given = [
+        Event(events.USER_ENROLMENT_CREATED, 11, 21, 50, 31, 31, 41, enrol),
+        Event(events.ROLE_ASSIGNED, 5, 21, 50, 31, 31, 41, {"id": 9, "component": "", "itemid": 0}),
+        Event(events.USER_ENROLMENT_CREATED, 12, 22, 50, 32, 32, 42, enrol),
+        Event(events.USER_CREATED, 42, 23, 30, 42, 0, 42),
+    ]
+
+    def row(kind: EventKind, objectid: int, context: int, level: int, instance: int, course: int, user: int,
+            other: str) -> dict[str, object]:  # fmt: skip
+        return {
+            "eventname": kind.eventname, "component": "core", "action": kind.action, "target": kind.target,
+            "objecttable": kind.objecttable, "objectid": objectid, "crud": "c", "edulevel": 0,
+            "contextid": context, "contextlevel": level, "contextinstanceid": instance, "userid": 2,
+            "courseid": course, "relateduserid": user, "anonymous": 0, "other": other, "timecreated": 1_700_000_000,
+            "origin": "cli", "ip": None, "realuserid": None,
+        }  # fmt: skip
+
+    expected = [
+        row(events.USER_ENROLMENT_CREATED, 11, 21, 50, 31, 31, 41, '{"enrol":"manual"}'),
+        row(events.ROLE_ASSIGNED, 5, 21, 50, 31, 31, 41, '{"id":9,"component":"","itemid":0}'),
+        row(events.USER_ENROLMENT_CREATED, 12, 22, 50, 32, 32, 42, '{"enrol":"manual"}'),
+        row(events.USER_CREATED, 42, 23, 30, 42, 0, 42, "null"),
+    ]
+    rows = EventLog(enabled=True, actor_id=2)._rows(given, 1_700_000_000)
+    assert [list(r.items()) for r in rows] == [list(r.items()) for r in expected]  # LOG_COLUMNS' order too
+    assert list(rows[0]) == list(LOG_COLUMNS)
+    alone = EventLog(enabled=True, actor_id=2, json_format=False)._rows(given[:1] + given[2:3], 1_700_000_000)
+    assert alone.shared["eventname"] == events.USER_ENROLMENT_CREATED.eventname  # one kind: its columns shared
+    assert alone.column("other") == ['a:1:{s:5:"enrol";s:6:"manual";}'] * 2

@@ -9,6 +9,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from tests.support.factories import unique
 from toolsync_tui.config import Config
 from toolsync_tui.engine.connect import open_gateway
+from toolsync_tui.engine.moodle.column_rows import ColumnRows
 from toolsync_tui.engine.moodle.contexts import ContextLevel, create_contexts
 from toolsync_tui.engine.moodle.db_errors import Fault, classify
 from toolsync_tui.engine.moodle.gateway import CHUNK, DatabaseError, MoodleGateway
@@ -128,6 +129,35 @@ async def test_insert_many_writes_identical_rows_and_integer_columns_with_nulls_
             select(log.c.objectid, log.c.relateduserid).where(log.c.eventname == marker).order_by(log.c.id)
         )
         assert [tuple(r) for r in stored] == [(None, 1), (7, 1), (None, 1)]
+
+
+async def test_rows_given_column_by_column_are_written_as_the_same_rows_given_as_dicts(site: Site) -> None:
+    """ColumnRows (a batch's log rows) through insert_many, and on MariaDB written ahead then run: each row stored as
+    its dict would be, a shared value (the flag type) in every row, '%' and quotes exact."""
+    _, gateway = site
+    flags = gateway.schema.cache_flags
+    names = ("flagtype", "name", "value", "expiry", "timemodified")
+    for ahead in (False, True):
+        kind = unique(f"columns {ahead} %'/")
+        rows = ColumnRows(
+            names,
+            {"name": ["a", "b%s", "c'"], "value": ["1", "2", "3"], "expiry": [5, 6, 7]},
+            {"flagtype": kind, "timemodified": 9},
+            3,
+        )
+        async with gateway.transaction() as conn:
+            written = await gateway.written_insert(conn, flags, rows) if ahead else None
+            if ahead and gateway.kind != "mariadb":
+                assert written is None  # written ahead on MariaDB only
+                continue
+            if written is not None:
+                await gateway.insert_written(conn, flags, written)
+            else:
+                await gateway.insert_many(conn, flags, rows)
+            stored = await conn.execute(
+                select(*(flags.c[n] for n in names)).where(flags.c.flagtype == kind).order_by(flags.c.name)
+            )
+            assert [dict(zip(names, r, strict=True)) for r in stored] == list(rows)
 
 
 async def test_insert_many_gives_the_new_ids_without_reading_them_back_where_the_server_guarantees_them(

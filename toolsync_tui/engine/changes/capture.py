@@ -44,6 +44,7 @@ from toolsync_tui.engine.changes.journal import (
     journal_path,
 )
 from toolsync_tui.engine.datadir.ledger import TABLE_KINDS, Ledger, LedgerProblem, ledger_for_site
+from toolsync_tui.engine.moodle.column_rows import ColumnRows
 from toolsync_tui.engine.moodle.gateway import MoodleGateway, all_same, chunks
 from toolsync_tui.engine.moodle.recording import NOT_RECORDED_COLUMNS, NOT_RECORDED_TABLES, attach, detach
 from toolsync_tui.engine.moodle.tasks import retrieved
@@ -128,9 +129,11 @@ class BatchCapture:
         self.entries.append(entry)
         # SQLite's digests are of the rows as its driver reads them; a wide row's digest costs the client more than
         # the server's read of it (a 100,000-user run: 0.6 s more of the client's CPU, 4 % slower).
-        narrow = self.gateway.kind != "sqlite" and len(columns) <= WRITTEN_DIGEST_COLUMNS
-        if narrow and all(_stored_as_written(table_, c, [row[c] for row in rows]) for c in columns[1:]):
-            self.written[id(entry)] = [[i, *(row[c] for c in columns[1:])] for i, row in zip(ids, rows, strict=True)]
+        if self.gateway.kind == "sqlite" or len(columns) > WRITTEN_DIGEST_COLUMNS:
+            return
+        values = [rows.column(c) if isinstance(rows, ColumnRows) else [row[c] for row in rows] for c in columns[1:]]
+        if all(_stored_as_written(table_, c, column) for c, column in zip(columns[1:], values, strict=True)):
+            self.written[id(entry)] = [list(row) for row in zip(ids, *values, strict=True)]
 
     async def inserted(
         self, conn: AsyncConnection, table_: Table, first_id: int, count: int, rows: Sequence[Mapping[str, Any]]

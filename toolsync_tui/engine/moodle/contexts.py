@@ -15,6 +15,7 @@ from sqlalchemy import String, cast, func, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from toolsync_tui.engine.moodle import recording
+from toolsync_tui.engine.moodle.column_rows import ColumnRows
 from toolsync_tui.engine.moodle.gateway import DatabaseError, MoodleGateway, chunks
 
 SITE_COURSE = 1  # the front page course, whose context hangs under the system context
@@ -59,14 +60,10 @@ async def create_contexts(
     table = gateway.schema.context
     parents = dict(children)
     instances = list(parents)
-    ids = await gateway.insert_many(
-        conn,
-        table,
-        [
-            {"contextlevel": int(level), "instanceid": instance, "depth": 0, "path": None, "locked": 0}
-            for instance in instances
-        ],
-    )
+    # Column by column: the instance is the one value that varies (a batch creates thousands of contexts).
+    shared = {"contextlevel": int(level), "depth": 0, "path": None, "locked": 0}
+    names = ("contextlevel", "instanceid", "depth", "path", "locked")
+    ids = await gateway.insert_many(conn, table, ColumnRows(names, {"instanceid": instances}, shared, len(instances)))
     if ids is not None:
         created = dict(zip(instances, ids, strict=True))
     else:

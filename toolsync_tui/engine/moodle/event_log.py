@@ -45,6 +45,7 @@ from typing import Any, NamedTuple, Protocol, Self
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from toolsync_tui.engine.moodle.column_rows import ColumnRows
 from toolsync_tui.engine.moodle.gateway import MoodleGateway, WrittenInsert
 from toolsync_tui.engine.moodle.tasks import retrieved
 
@@ -105,6 +106,7 @@ class Event(NamedTuple):
     other: Mapping[str, Any] | None = None
 
 
+KIND_COLUMNS = ("eventname", "component", "action", "target", "objecttable", "crud", "edulevel")  # EventKind's
 # The columns of mdl_logstore_standard_log that EventLog.record() writes, in its order (its rows' keys).
 LOG_COLUMNS = (
     "eventname",
@@ -209,34 +211,42 @@ class EventLog:
         else:
             await self.gateway.insert_many(conn, table, self._rows(events, now))
 
-    def _rows(self, events: Sequence[Event], now: int) -> list[dict[str, Any]]:
+    def _rows(self, events: Sequence[Event], now: int) -> ColumnRows:
+        """The log rows of `events`, column by column: a batch's events are of a few kinds, by one user, at one time."""
         encode = php_json if self.json_format else php_serialize
-        none = encode(None)  # most events have no `other`: encoded once
-        return [
-            {
-                "eventname": event.kind.eventname,
-                "component": event.kind.component,
-                "action": event.kind.action,
-                "target": event.kind.target,
-                "objecttable": event.kind.objecttable,
-                "objectid": event.objectid,
-                "crud": event.kind.crud,
-                "edulevel": event.kind.edulevel,
-                "contextid": event.contextid,
-                "contextlevel": event.contextlevel,
-                "contextinstanceid": event.contextinstanceid,
-                "userid": self.actor_id,
-                "courseid": event.courseid,
-                "relateduserid": event.relateduserid,
-                "anonymous": 0,
-                "other": none if event.other is None else encode(event.other),
-                "timecreated": now,
-                "origin": ORIGIN,
-                "ip": None,
-                "realuserid": None,
-            }
-            for event in events
-        ]
+        # Each `other` encoded once: most events have none, and a family shares one dict among rows whose `other` is
+        # the same (one {"enrol": plugin} a plugin); an object's id stands for it while the events hold it.
+        encoded: dict[int, str] = {id(None): encode(None)}
+        kinds, objectids, contextids, levels, instances, courses, related, others = zip(*events, strict=True)
+        first = kinds[0]
+        if all(kind is first for kind in kinds):
+            by_kind: dict[str, Any] = {name: getattr(first, name) for name in KIND_COLUMNS}
+            kind_varying: dict[str, Sequence[Any]] = {}
+        else:  # each kind's values read once
+            distinct = {id(kind): kind for kind in kinds}
+            fields = {key: [getattr(kind, name) for name in KIND_COLUMNS] for key, kind in distinct.items()}
+            by_kind = {}
+            kind_varying = dict(zip(KIND_COLUMNS, zip(*(fields[id(kind)] for kind in kinds), strict=True), strict=True))
+        varying = {
+            **kind_varying,
+            "objectid": objectids,
+            "contextid": contextids,
+            "contextlevel": levels,
+            "contextinstanceid": instances,
+            "courseid": courses,
+            "relateduserid": related,
+            "other": [encoded.get(id(other)) or encoded.setdefault(id(other), encode(other)) for other in others],
+        }
+        shared = {
+            **by_kind,
+            "userid": self.actor_id,
+            "anonymous": 0,
+            "timecreated": now,
+            "origin": ORIGIN,
+            "ip": None,
+            "realuserid": None,
+        }
+        return ColumnRows(LOG_COLUMNS, varying, shared, len(events))
 
     def take_pending(self) -> list[Event]:
         """With trigger: the events recorded since the last call, for the bridge to trigger; forgotten here."""

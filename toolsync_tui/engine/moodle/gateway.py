@@ -19,6 +19,7 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from toolsync_tui.engine.moodle.column_limits import DEFAULT_PACKET, read_packet
+from toolsync_tui.engine.moodle.column_rows import ColumnRows
 from toolsync_tui.engine.moodle.db_errors import describe
 from toolsync_tui.engine.moodle.mariadb_plans import keep_in_lists, leading_index
 from toolsync_tui.engine.moodle.postgres_bulk import insert_returning, update_from_arrays
@@ -360,29 +361,28 @@ class MoodleGateway:
         builds no parameter set per row. Otherwise (SQLite, rows with differing columns) SQLAlchemy's executemany.
         `written`: those statements, written ahead by written_insert() for these rows.
         """
-        rows = list(rows)
+        rows = rows if isinstance(rows, ColumnRows) else list(rows)
         if not rows:
             return []
         if self.kind == "postgresql":
             return await self._insert_returning(conn, table, rows)
         names = list(rows[0])
         writable = self.kind == "mariadb" and set(names) <= set(table.c.keys())
+        same = written is not None or _same_keys(rows)  # rows written ahead were found so by written_insert()
         recorder = recorder_of(conn)
-        if writable and recorder is not None and any(row.keys() != rows[0].keys() for row in rows):
+        if writable and recorder is not None and not same:
             # A run that records its writes needs each statement's ids: rows of the same columns together.
-            for same in _same_columns(rows):
-                await self.insert_many(conn, table, same)
+            for part in _same_columns(rows):
+                await self.insert_many(conn, table, part)
             return None
-        if not writable or any(row.keys() != rows[0].keys() for row in rows):
+        if not writable or not same:
             mark = await recorder.insert_mark(conn, table) if recorder is not None else 0
             for part in chunks(rows, CHUNK, self.max_statement):
                 await conn.execute(insert(table), list(part))
             if recorder is not None:
                 await recorder.inserted_since(conn, table, mark, rows)
             return None
-        written = written or await self.written_insert(conn, table, rows)
-        assert written is not None  # MariaDB, rows of the same columns
-        return await self.insert_written(conn, table, written)
+        return await self.insert_written(conn, table, written or await self._written(conn, table, rows))
 
     async def insert_written(self, conn: AsyncConnection, table: Table, written: WrittenInsert) -> list[int] | None:
         """Run INSERT statements written ahead (written_insert()); the new rows' ids as insert_many() gives them."""
@@ -398,15 +398,19 @@ class MoodleGateway:
         """On MariaDB, the multi-row INSERT statements of `rows` written now, for insert_many to run later in another
         transaction: a family writes them while it plans a batch (when the batch before is being written), not in its
         write. `conn` lends its escape() only (toolsync's connections share their character set). None elsewhere, or
-        when the rows differ in their columns or name one the table lacks: insert_many then does without."""
-        rows = list(rows)
+        when the rows differ in their columns or name one the table lacks: insert_many then does without. Rows given
+        as ColumnRows are taken as they are, column by column."""
+        rows = rows if isinstance(rows, ColumnRows) else list(rows)
         names = list(rows[0]) if rows else []
-        if self.kind != "mariadb" or not rows or not set(names) <= set(table.c.keys()):
+        if self.kind != "mariadb" or not rows or not set(names) <= set(table.c.keys()) or not _same_keys(rows):
             return None
-        if any(row.keys() != rows[0].keys() for row in rows):
-            return None
+        return await self._written(conn, table, rows)
+
+    async def _written(self, conn: AsyncConnection, table: Table, rows: Sequence[Mapping[str, Any]]) -> WrittenInsert:
+        """written_insert() of rows it would take (MariaDB, the same columns, all of them the table's)."""
+        columns = rows if isinstance(rows, ColumnRows) else ColumnRows.of(rows)
         driver = (await conn.get_raw_connection()).driver_connection
-        return WrittenInsert(self._insert_statements(table, names, rows, driver.escape))  # type: ignore[union-attr]
+        return WrittenInsert(self._insert_statements(table, columns, rows, driver.escape))  # type: ignore[union-attr]
 
     async def _insert_returning(
         self, conn: AsyncConnection, table: Table, rows: Sequence[Mapping[str, Any]]
@@ -424,28 +428,33 @@ class MoodleGateway:
         return ids
 
     def _insert_statements(
-        self, table: Table, names: list[str], rows: Sequence[Mapping[str, Any]], escape: Callable[[Any], str]
+        self,
+        table: Table,
+        columns: ColumnRows,
+        rows: Sequence[Mapping[str, Any]],
+        escape: Callable[[Any], str],
     ) -> list[tuple[str, Sequence[Mapping[str, Any]]]]:
-        """The statements' text and rows: every value in the text, as the driver's own escape() writes it (a
-        statement written ahead costs its write nothing but the sending); as few statements as MAX_STATEMENT allows
-        (the server then works through a batch's rows while the event loop is free for other work)."""
-        first = rows[0]
-        # Column by column: a value every row shares is written once (a batch's log rows: 20 columns, 4 varying).
-        values = {name: [row[name] for row in rows] for name in names}
-        varying = [name for name in names if not all_same(values[name])]
-        shared = {name: first[name] for name in names if name not in varying}
-        names = [name for name in names if name not in left_out(self.defaults.get(table.name, {}), shared)] or names
+        """The statements' text and rows (`columns`, as the caller gave them): every value in the text, as the
+        driver's own escape() writes it (a statement written ahead costs its write nothing but the sending); as few
+        statements as MAX_STATEMENT allows (the server then works through a batch's rows while the event loop is free
+        for other work)."""
+        # Column by column: a value every row shares is written once (a batch's log rows: 20 columns, 5 varying).
+        values = columns.varying
+        varying = [name for name in values if not all_same(values[name])]
+        shared = {**columns.shared, **{name: values[name][0] for name in values if name not in varying}}
+        omitted = left_out(self.defaults.get(table.name, {}), shared)
+        names = [name for name in columns.names if name not in omitted] or list(columns.names)
         literals = ColumnLiterals(escape)
         if varying:
             cells = pl.DataFrame([literals.column(values[name]).alias(name) for name in varying])
-            cell = [pl.col(name) if name in varying else pl.lit(literals.one(first[name])) for name in names]
+            cell = [pl.col(name) if name in varying else pl.lit(literals.one(shared[name])) for name in names]
             row_texts = cells.select(
                 pl.concat_str(pl.lit("("), pl.concat_str(cell, separator=", "), pl.lit(")"))
             ).to_series()
             sizes = (row_texts.str.len_bytes() + 2).to_list()  # bytes, with the ", " between rows
             texts: list[str] = row_texts.to_list()
         else:  # every row the same
-            same = "(" + ", ".join(literals.one(first[name]) for name in names) + ")"
+            same = "(" + ", ".join(literals.one(shared[name]) for name in names) + ")"
             texts, sizes = [same] * len(rows), [len(same.encode()) + 2] * len(rows)
         quote = self.quote
         head = f"INSERT INTO {quote(table.name)} ({', '.join(quote(n) for n in names)}) VALUES "
@@ -581,6 +590,11 @@ class MoodleGateway:
             result = await conn.execute(delete(table).where(table.c[key].in_(part)))
             removed += result.rowcount or 0
         return removed
+
+
+def _same_keys(rows: Sequence[Mapping[str, Any]]) -> bool:
+    """Every row of the same columns (ColumnRows are, by their making)."""
+    return isinstance(rows, ColumnRows) or all(row.keys() == rows[0].keys() for row in rows)
 
 
 def _same_columns(rows: Sequence[Mapping[str, Any]]) -> Iterable[Sequence[Mapping[str, Any]]]:
