@@ -234,14 +234,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="mdl_user and mdl_context (and the log table, for the floor with log rows) as the dump makes them "
         "(COMPRESSED), or converted to DYNAMIC first",
     )
+    parser.add_argument(
+        "--log-rows-only", action="store_true", help="only the floor with log rows (the one a run is compared with)"
+    )
     args = parser.parse_args(argv)
     tables = ["mdl_user", "mdl_context"]
-    server = fresh_server(args.row_format, tables)
-    try:
-        print(f"{args.users:,} users, {CHUNK:,} a statement, tables {args.row_format}", flush=True)
-        asyncio.run(floor(server, args.users, args.seed))
-    finally:
-        server.stop()
+    print(f"{args.users:,} users, {CHUNK:,} a statement, tables {args.row_format}", flush=True)
+    if not args.log_rows_only:
+        server = fresh_server(args.row_format, tables)
+        try:
+            asyncio.run(floor(server, args.users, args.seed))
+        finally:
+            server.stop()
     clock = time.monotonic()
     server = fresh_server(args.row_format, [*tables, "mdl_logstore_standard_log"])
     try:
