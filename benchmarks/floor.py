@@ -35,7 +35,16 @@ from pathlib import Path
 
 import aiomysql
 
-from benchmarks.floor_log import LogRows, checked_count, log_inserts, log_settings, next_id, run_spooled, spooled
+from benchmarks.floor_log import (
+    LogRows,
+    add_log_rows_only,
+    checked_count,
+    log_inserts,
+    log_settings,
+    next_id,
+    run_spooled,
+    spooled,
+)
 from benchmarks.generate import seeded_user_row, user_row
 from tests.support.mariadb_server import ThrowawayMariaDB
 from toolsync_tui.engine.moodle.events import USER_CREATED
@@ -234,9 +243,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="mdl_user and mdl_context (and the log table, for the floor with log rows) as the dump makes them "
         "(COMPRESSED), or converted to DYNAMIC first",
     )
-    parser.add_argument(
-        "--log-rows-only", action="store_true", help="only the floor with log rows (the one a run is compared with)"
-    )
+    add_log_rows_only(parser)
     args = parser.parse_args(argv)
     tables = ["mdl_user", "mdl_context"]
     print(f"{args.users:,} users, {CHUNK:,} a statement, tables {args.row_format}", flush=True)

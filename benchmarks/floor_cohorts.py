@@ -24,7 +24,16 @@ import aiomysql
 
 from benchmarks.cohorts import membership_pairs
 from benchmarks.floor import bare_connection, fresh_server, measured
-from benchmarks.floor_log import LogRows, checked_count, count, log_inserts, log_settings, run_spooled, spooled
+from benchmarks.floor_log import (
+    LogRows,
+    add_log_rows_only,
+    checked_count,
+    count,
+    log_inserts,
+    log_settings,
+    run_spooled,
+    spooled,
+)
 from tests.support.mariadb_server import ThrowawayMariaDB
 from toolsync_tui.engine.moodle.events import COHORT_MEMBER_ADDED
 
@@ -114,9 +123,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--users", type=int, default=20_000, help="users they are drawn from (20,000)")
     parser.add_argument("--cohorts", type=int, default=500, help="cohorts they are drawn from (500)")
     parser.add_argument("--seed", type=int, default=42, help="random seed of the pairs (42)")
-    parser.add_argument(
-        "--log-rows-only", action="store_true", help="only the floor with log rows (the one a run is compared with)"
-    )
+    add_log_rows_only(parser)
     args = parser.parse_args(argv)
     print(f"{args.rows:,} memberships of {args.users:,} users in {args.cohorts:,} cohorts, {BATCH:,} a transaction")
     for with_log in (True,) if args.log_rows_only else (False, True):

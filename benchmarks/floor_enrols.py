@@ -56,6 +56,7 @@ from benchmarks.floor import bare_connection, fresh_server, measured
 from benchmarks.floor_log import (
     MARK,
     LogRows,
+    add_log_rows_only,
     checked_count,
     log_inserts,
     log_settings,
@@ -301,9 +302,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="user_enrolments, role_assignments, groups_members (and the log table, for the floor with log rows) as "
         "the dump makes them (COMPRESSED), or DYNAMIC",
     )
-    parser.add_argument(
-        "--log-rows-only", action="store_true", help="only the floor with log rows (the one a run is compared with)"
-    )
+    add_log_rows_only(parser)
     args = parser.parse_args(argv)
     for with_log in (True,) if args.log_rows_only else (False, True):
         server, site, pairs = seeded(args, log_table=with_log)

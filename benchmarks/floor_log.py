@@ -18,6 +18,7 @@ statements plus multi-row INSERTs of the rows toolsync writes for them. What is 
 
 from __future__ import annotations
 
+import argparse
 import pickle
 import tempfile
 import time
@@ -189,3 +190,8 @@ async def checked_count(cursor: aiomysql.Cursor, sql: str, wanted: int, what: st
     if found != wanted:
         raise RuntimeError(f"{found:,} log rows found of {wanted:,}: {what}")
     print(f"  checked: {found:,} {what}", flush=True)
+
+
+def add_log_rows_only(parser: argparse.ArgumentParser) -> None:
+    """A floor's `--log-rows-only`: only its floor with log rows, the one a run is compared with (benchmarks.share)."""
+    parser.add_argument("--log-rows-only", action="store_true", help="only the floor with log rows")

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-FLOOR_LINE = re.compile(r"floor with Moodle's log rows .*? = ([\d,]+) rows/s")
+FLOOR_LINE = re.compile(r"with Moodle's log rows .*? = ([\d,]+) rows/s")  # each floor's line with the log rows
 
 
 @dataclass(frozen=True)
