@@ -8,7 +8,7 @@ import os
 import re
 import time
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import datetime, tzinfo
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -161,9 +161,18 @@ async def test_expired_files_are_removed_never_pending_ones(sandbox: Config) -> 
     assert (store.inbox / "userimport.csv").exists()
 
 
+class _StoppedClock(datetime):
+    """The wall clock held at one minute: the command's two calls must not straddle a minute's turn."""
+
+    @classmethod
+    def now(cls, tz: tzinfo | None = None) -> _StoppedClock:
+        return cls.fromisoformat("2026-11-25T10:00:30+01:00").astimezone(tz)
+
+
 def test_the_command_prints_a_line_per_operation_and_exits_with_the_worst_code(
-    sandbox: Config, capsys: pytest.CaptureFixture[str]
+    sandbox: Config, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr("toolsync_tui.engine.unattended.cron.datetime", _StoppedClock)
     schedule(sandbox, check="* * * * *")
     # First seen this minute: due at once. The sample names courses the sandbox lacks: rows failed, exit 1.
     assert main(["--config", str(sandbox.path), "cron"]) == 1
