@@ -7,11 +7,12 @@ context goes through `system_context` and `instance_contexts`: read from the dat
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any, NamedTuple
 
 import polars as pl
-from sqlalchemy import String, cast, func, literal, select, update
+from sqlalchemy import String, Table, cast, func, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from toolsync_tui.engine.moodle import recording
@@ -46,18 +47,34 @@ def depth_of(path: str) -> int:
     return path.count("/")
 
 
+@dataclass(frozen=True)
+class NewContexts:
+    """Contexts inserted with depth 0 and no path, as the API first writes them; set_context_paths() sets both."""
+
+    made: dict[int, Context]  # instance id -> (context id, the path it gets)
+    table: Table
+    parents: dict[str, list[int]]  # parent path -> the new contexts' ids under it
+
+
 async def create_contexts(
     gateway: MoodleGateway, conn: AsyncConnection, level: ContextLevel, children: Sequence[tuple[int, str]]
 ) -> dict[int, Context]:
-    """Create the contexts of `children` = (instance id, parent context path) pairs, one per instance.
+    """Create the contexts of `children` = (instance id, parent context path) pairs, one per instance: inserted, then
+    their paths set (a caller with work that needs only their ids does it between the two, while the server sets them).
+    Returns instance id -> (context id, path)."""
+    new = await insert_contexts(gateway, conn, level, children)
+    await set_context_paths(gateway, conn, new)
+    return new.made
 
-    Like the API: insert with depth 0 and no path, then set both once the ids are known: those insert_many() gives
-    when the server guarantees them, else read back.
-    Returns instance id -> (context id, path).
-    """
-    if not children:
-        return {}
+
+async def insert_contexts(
+    gateway: MoodleGateway, conn: AsyncConnection, level: ContextLevel, children: Sequence[tuple[int, str]]
+) -> NewContexts:
+    """Like the API: insert with depth 0 and no path (set once the ids are known, by set_context_paths): the ids
+    insert_many() gives when the server guarantees them, else read back."""
     table = gateway.schema.context
+    if not children:
+        return NewContexts({}, table, {})
     parents = dict(children)
     instances = list(parents)
     # Column by column: the instance is the one value that varies (a batch creates thousands of contexts).
@@ -71,22 +88,28 @@ async def create_contexts(
             instance: context.id
             for instance, context in (await instance_contexts(gateway, conn, level, instances)).items()
         }
-    result: dict[int, Context] = {}
+    made: dict[int, Context] = {}
     siblings: dict[str, list[int]] = {}
     for instance, context_id in created.items():
-        result[instance] = Context(context_id, child_path(parents[instance], context_id))
+        made[instance] = Context(context_id, child_path(parents[instance], context_id))
         siblings.setdefault(parents[instance], []).append(context_id)
-    if len(siblings) > SET_BASED_PARENTS:
+    return NewContexts(made, table, siblings)
+
+
+async def set_context_paths(gateway: MoodleGateway, conn: AsyncConnection, new: NewContexts) -> None:
+    """The depth and path of contexts insert_contexts() inserted."""
+    table = new.table
+    if len(new.parents) > SET_BASED_PARENTS:
         await gateway.update_many(
             conn,
             table,
             "id",
-            [{"id": context_id, "path": path, "depth": depth_of(path)} for context_id, path in result.values()],
+            [{"id": context_id, "path": path, "depth": depth_of(path)} for context_id, path in new.made.values()],
         )
-        return result
+        return
     # Few parents (every user context is under the system context): path = parent/id computed by the server, one
     # UPDATE per parent and chunk of ids, the same values without sending a path per row.
-    for parent, ids in siblings.items():
+    for parent, ids in new.parents.items():
         path = literal(f"{parent}/", String) + cast(table.c.id, String)
         # Ids in one unbroken run (as a multi-row INSERT hands them out) are a range: one UPDATE, one index sweep.
         contiguous = max(ids) - min(ids) + 1 == len(ids) == len(set(ids))
@@ -96,7 +119,6 @@ async def create_contexts(
             known = [{"id": i, "path": child_path(parent, i), "depth": depth_of(parent) + 1} for i in part]
             async with recording.updating(conn, table, where, ["path", "depth"], known):
                 await conn.execute(update(table).where(where).values(path=path, depth=depth_of(parent) + 1))
-    return result
 
 
 async def system_context(gateway: MoodleGateway, conn: AsyncConnection) -> Context:

@@ -20,11 +20,14 @@ import polars as pl
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from toolsync_tui.config import Config
+from toolsync_tui.engine.moodle.column_rows import ColumnRows
 from toolsync_tui.engine.moodle.contexts import (
     Context,
     ContextLevel,
-    create_contexts,
+    NewContexts,
+    insert_contexts,
     instance_contexts,
+    set_context_paths,
     system_context,
 )
 from toolsync_tui.engine.moodle.event_log import Event
@@ -527,10 +530,12 @@ class UsersOperation(Operation):
 
     async def _write(self, conn: AsyncConnection, writes: _Writes, now: int) -> tuple[dict[int, int], dict[int, str]]:
         """Write the plan; returns line -> id of the accounts created, and id -> why for deletions that failed."""
-        created, contexts = await self._create(conn, writes, now)
-        # The log rows are built while the statements before them run (the batch's digests are read meanwhile).
-        log_rows = asyncio.ensure_future(self._log_rows(conn, writes, created, contexts, now))
+        created, contexts = await self._insert_accounts(conn, writes)
+        # The log rows are built while the statements before them run (the new contexts' paths, the batch's digests
+        # are read meanwhile): they need only the new ids.
+        log_rows = asyncio.ensure_future(self._log_rows(conn, writes, created, contexts.made, now))
         try:
+            await self._complete_accounts(conn, writes, created, contexts, now)
             await self.gateway.update_many(conn, self.schema.user, "id", writes.changes)
             ids = [created[line] for line in writes.new_times] + writes.changed_times
             await set_user_preferences(
@@ -586,35 +591,30 @@ class UsersOperation(Operation):
             pl.when(failed).then(reason).otherwise("message").alias("message"),
         )
 
-    def _create_records(self, creates: pl.DataFrame, now: int) -> list[dict[str, Any]]:
-        """The mdl_user rows of the new accounts, in the order of `creates`."""
-        if creates.is_empty():
-            return []
+    def _create_records(self, creates: pl.DataFrame, now: int) -> ColumnRows:
+        """The mdl_user rows of the new accounts, in the order of `creates`, held column by column: the file's columns
+        vary, the site's defaults are one value for every row (a batch's 5,000 rows make no 40-key dict each)."""
         defaults = self.site.new_user_defaults(now)
         present = [f for f in USER_COLUMNS if f in creates.columns]
-        records: list[dict[str, Any]] = []
         user = self.schema.user
         # An empty cell leaves the column as an absent one would: the default, else the table's own (NULL or '');
-        # every record gets every key, as one multi-row INSERT needs.
+        # every row gets every column, as one multi-row INSERT needs.
         unset = {name: (None if user.c[name].nullable else "") for name in present if name not in defaults}
-        for row in creates.select(*present, NEW_PASSWORD).iter_rows(named=True):
-            record = defaults | unset
-            for name in present:
-                value = row[name]
-                if value != "":
-                    record[name] = int(value) if name in NUMERIC_FIELDS else value
-            record["password"] = row[NEW_PASSWORD] or ""
-            records.append(record)
-        return records
+        fallback = defaults | unset
+        varying: dict[str, list[Any]] = {}
+        for name in present:
+            empty, numeric = fallback[name], name in NUMERIC_FIELDS
+            varying[name] = [empty if v == "" else int(v) if numeric else v for v in creates[name].to_list()]
+        varying["password"] = [p or "" for p in creates[NEW_PASSWORD].to_list()]
+        shared = {name: value for name, value in fallback.items() if name not in varying}
+        return ColumnRows(list(fallback), varying, shared, creates.height)
 
-    async def _create(
-        self, conn: AsyncConnection, writes: _Writes, now: int
-    ) -> tuple[dict[int, int], dict[int, Context]]:
-        """The new accounts: line -> id, and id -> its user context. Their ids are those the INSERT gives when the
-        server guarantees them (gateway.insert_many), else read back by username."""
+    async def _insert_accounts(self, conn: AsyncConnection, writes: _Writes) -> tuple[dict[int, int], NewContexts]:
+        """The new accounts and their contexts, inserted: line -> id, and the contexts (paths not yet set). Their ids
+        are those the INSERT gives when the server guarantees them (gateway.insert_many), else read back by username."""
         creates = writes.creates
         if creates.is_empty():
-            return {}, {}
+            return {}, await insert_contexts(self.gateway, conn, ContextLevel.USER, [])
         user = self.schema.user
         new_ids = await self.gateway.insert_many(conn, user, writes.records, writes.written)
         lines = creates[LINE].to_list()
@@ -631,11 +631,20 @@ class UsersOperation(Operation):
             )
             by_name = dict(zip(made["username"].to_list(), made["id"].to_list(), strict=True))
             ids = {line: by_name[name] for line, name in zip(lines, creates["username"].to_list(), strict=True)}
-        contexts = await create_contexts(
+        contexts = await insert_contexts(
             self.gateway, conn, ContextLevel.USER, [(i, self.system.path) for i in ids.values()]
         )
+        return ids, contexts
+
+    async def _complete_accounts(
+        self, conn: AsyncConnection, writes: _Writes, ids: dict[int, int], contexts: NewContexts, now: int
+    ) -> None:
+        """What the new accounts get once inserted: their contexts' paths, profile data and preferences."""
+        if not ids:
+            return
+        await set_context_paths(self.gateway, conn, contexts)
         if self.profile_columns:
-            with_ids = creates.with_columns(pl.Series(USERID, list(ids.values()), dtype=pl.Int64))
+            with_ids = writes.creates.with_columns(pl.Series(USERID, list(ids.values()), dtype=pl.Int64))
             await write_profile_data(
                 self.gateway,
                 conn,
@@ -653,7 +662,6 @@ class UsersOperation(Operation):
             self.site.session_timeout,
             new_users=ids.values(),
         )
-        return ids, contexts
 
     def _password_times(self, creates: pl.DataFrame, updates: pl.DataFrame) -> tuple[list[int], list[int]]:
         """The accounts whose preference auth_manual_passwordupdatetime becomes now, because they get a new password
@@ -865,7 +873,7 @@ class _Writes:
     """A batch's writes as planned (UsersOperation._writes)."""
 
     creates: pl.DataFrame  # the planned rows that create an account
-    records: list[dict[str, Any]]  # their mdl_user rows, in the same order
+    records: ColumnRows  # their mdl_user rows, in the same order
     written: WrittenInsert | None  # the INSERT of those rows, written while the batch is planned (MariaDB)
     generated: list[int]  # lines of the creates whose password Moodle's cron generates
     updates: pl.DataFrame  # the planned rows that change an account
