@@ -35,7 +35,7 @@ from toolsync_tui.engine.datadir.ledger import ledger_for_site
 from toolsync_tui.engine.datadir.retention import DAY, remove_expired
 from toolsync_tui.engine.datadir.store import DataStore
 from toolsync_tui.engine.moodle.gateway import MoodleGateway
-from toolsync_tui.engine.moodle.recording import nothing_more_recorded
+from toolsync_tui.engine.moodle.recording import RUN_SESSION, nothing_more_recorded
 from toolsync_tui.engine.run.exits import EXIT_CANNOT_RUN
 from toolsync_tui.engine.run.log import RunLog, RunRecord
 from toolsync_tui.engine.run.pipeline import RunProblem, RunResult, run_operation
@@ -429,6 +429,42 @@ async def test_a_write_recorded_after_its_transaction_said_it_records_nothing_mo
     async with gateway.reading() as conn:
         found = await conn.execute(select(members.c.userid).where(members.c.cohortid == cohort))
         assert found.all() == []
+
+
+async def test_digests_read_aside_while_the_log_rows_are_written_are_those_the_batch_commits(
+    site: tuple[Config, MoodleGateway], tmp_path: Path
+) -> None:
+    """A batch sealed before its log rows (nothing_more_recorded): on MariaDB its new rows' digests are read on another
+    connection, uncommitted, while the log rows are written on its own; elsewhere in the transaction at once. Either
+    way the journal gets the digests of the rows as the batch commits them, the ones undo compares with."""
+    _, gateway = site
+    changes = await RunChanges.start(tmp_path, gateway, "a" * 32, "cohorts")
+    cohort, log = gateway.schema.cohort, gateway.schema.logstore_standard_log
+    stamp = int(time.time() * 1000) % 1_000_000
+    rows = [{"contextid": 1, "name": f"Ünïcode {n}", "idnumber": f"aside-{stamp}-{n}", "description": "",
+             "descriptionformat": 1, "visible": 1, "component": "", "timecreated": 0,
+             "timemodified": 1_700_000_000} for n in range(3)]  # fmt: skip
+    logged = {"eventname": unique("e"), "component": "core", "action": "a", "target": "t", "crud": "c", "edulevel": 0,
+              "contextid": 1, "contextlevel": 10, "contextinstanceid": 0, "userid": 0, "anonymous": 0,
+              "timecreated": 0}  # fmt: skip
+
+    session = RUN_SESSION.set(changes)
+    try:
+        async with gateway.transaction() as conn:  # the run's: journalled ahead of the commit
+            capture, _ = changes.open_batches[id(conn)]
+            await gateway.insert_many(conn, cohort, rows)
+            await nothing_more_recorded(conn)
+            assert capture.digested is (gateway.kind != "mariadb")  # MariaDB: read aside, not yet
+            await gateway.insert_many(conn, log, [logged])  # meanwhile, on the batch's own connection
+            [entry] = capture.entries
+            ids = [int(r[0]) for r in entry.rows]
+            committed = await row_digests(gateway, conn, entry.table, entry.columns, ids)
+    finally:
+        RUN_SESSION.reset(session)
+    assert len(committed) == 3
+    [batch] = ChangeJournal(journal_path(tmp_path, "a" * 32)).batches()
+    assert batch.committed
+    assert {int(i): d for i, d in batch.entries[0].rows} == committed
 
 
 async def test_rows_stored_as_written_are_digested_from_their_values_as_the_server_digests_them(

@@ -110,6 +110,7 @@ class BatchCapture:
     # digests are then known without reading the rows back (written_digests).
     written: dict[int, list[list[Any]]] = field(default_factory=dict)
     closed: bool = False  # sealed: the transaction records nothing more
+    digested: bool = False  # its created rows' digests taken (digests())
     on_sealed: Callable[[], None] | None = None  # told when the writes seal it before the commit (sealed())
 
     def _name(self, target: Table) -> str | None:
@@ -319,8 +320,11 @@ class BatchCapture:
             self.entries.append(Entry(DELETE, name, "id", columns, rows))
 
     async def sealed(self, conn: AsyncConnection) -> None:
-        """The writes record nothing more (moodle/recording.nothing_more_recorded): sealed now, the run told."""
-        await self.seal(conn)
+        """The writes record nothing more (moodle/recording.nothing_more_recorded): closed now, the run told, which
+        takes the digests meanwhile (RunChanges) where it can; else they are taken now."""
+        if self.on_sealed is None or self.gateway.kind != "mariadb":
+            await self.seal(conn)
+        self.closed = True
         if self.on_sealed is not None:
             self.on_sealed()
 
@@ -331,6 +335,12 @@ class BatchCapture:
         if self.closed:
             return
         self.closed = True
+        await self.digests(conn)
+
+    async def digests(self, conn: AsyncConnection) -> None:
+        """seal()'s digests, read through `conn`: the transaction's own, or one that reads what it has not committed
+        yet (RunChanges reads them aside while the writes go on)."""
+        self.digested = True
         for entry in self.entries:
             if entry.kind != INSERT:
                 continue
@@ -495,7 +505,17 @@ class RunChanges:
 
     def _journal_early(self, key: int, capture: BatchCapture) -> None:
         """Sealed by the writes before the commit: journalled at once, while they write what is not recorded."""
-        self.early[key] = asyncio.ensure_future(self._journal(capture))
+        self.early[key] = asyncio.ensure_future(self._journal_sealed(capture))
+
+    async def _journal_sealed(self, capture: BatchCapture) -> int | None:
+        """A batch sealed early, journalled. On MariaDB its digests are read first on another connection, READ
+        UNCOMMITTED, while its writes go on (its log rows: a connection runs one statement at a time). What that reads
+        is what the batch commits: the rows are its own, locked by it until then, and nothing it writes after the seal
+        is recorded."""
+        if not capture.digested:
+            async with self.gateway.engine.connect() as aside:
+                await capture.digests(await aside.execution_options(isolation_level="READ UNCOMMITTED"))
+        return await self._journal(capture)
 
     async def _journal(self, capture: BatchCapture) -> int | None:
         """A sealed batch's changes in the journal and its new records in the ledger; its journal batch number (None:
@@ -529,7 +549,7 @@ class RunChanges:
         detach(conn)
         early = self.early.pop(id(conn), None)
         if early is not None:  # the write failed before ahead(): whatever the journalling met, the run has its error
-            retrieved(early)
+            retrieved(early).cancel()  # rolled back: a digest still being read aside is of rows that never were
         _, number = self.open_batches.pop(id(conn), (None, None))
         if committed and number is not None:
             with contextlib.suppress(JournalProblem):  # unmarked, the batch is resolved at undo (undo.py)

@@ -153,7 +153,8 @@ class MoodleGateway:
             database=database,
             query=query if mariadb or not socket else {"host": socket},
         )
-        pool = {"pool_size": 2, "max_overflow": 2, "pool_recycle": 3600}
+        # Kept open: an overlapped run's two (planning, writing) and the one that reads a batch's digests aside.
+        pool = {"pool_size": 3, "max_overflow": 2, "pool_recycle": 3600}
         if mariadb:
             engine = _mariadb_engine(url, statement_timeout, **pool)
         else:
