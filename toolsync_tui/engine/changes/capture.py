@@ -322,11 +322,18 @@ class BatchCapture:
     async def sealed(self, conn: AsyncConnection) -> None:
         """The writes record nothing more (moodle/recording.nothing_more_recorded): closed now, the run told, which
         takes the digests meanwhile (RunChanges) where it can; else they are taken now."""
-        if self.on_sealed is None or self.gateway.kind != "mariadb":
+        if self.on_sealed is None or self.gateway.kind != "mariadb" or not self._reads_digests():
             await self.seal(conn)
         self.closed = True
         if self.on_sealed is not None:
             self.on_sealed()
+
+    def _reads_digests(self) -> bool:
+        """Whether some created row's digest is read from the database (not known from the values written)."""
+        return any(
+            entry.kind == INSERT and (id(entry) not in self.written or entry.table in self.new_columns)
+            for entry in self.entries
+        )
 
     async def seal(self, conn: AsyncConnection) -> None:
         """At the commit, or before it when the writes say they record nothing more: each created row's digest, of
