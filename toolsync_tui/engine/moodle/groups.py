@@ -39,6 +39,7 @@ from sqlalchemy import Table, and_, case, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from toolsync_tui.engine.moodle import course_events, recording
+from toolsync_tui.engine.moodle.column_rows import ColumnRows
 from toolsync_tui.engine.moodle.contexts import ContextLevel
 from toolsync_tui.engine.moodle.event_log import Event
 from toolsync_tui.engine.moodle.gateway import CHUNK, MoodleGateway, chunks, rows_frame
@@ -262,13 +263,11 @@ async def add_members(
         maintain_order="left",
     ).with_columns(pl.col("added").fill_null(True))
     new = result.filter("added")
+    # Column by column: only the pair varies (a batch adds thousands of members, on the write's critical path).
+    shared = {"timeadded": now, "component": component, "itemid": itemid}
+    pairs = {"groupid": new["groupid"].to_list(), "userid": new["userid"].to_list()}
     await gateway.insert_many(
-        conn,
-        gateway.schema.groups_members,
-        [
-            {"groupid": g, "userid": u, "timeadded": now, "component": component, "itemid": itemid}
-            for g, u in new.select("groupid", "userid").iter_rows()
-        ],
+        conn, gateway.schema.groups_members, ColumnRows((*pairs, *shared), pairs, shared, new.height)
     )
     await touch_groups(gateway, conn, _distinct(new, "groupid"), now)
     if events is not None:
