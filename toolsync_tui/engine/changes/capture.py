@@ -320,15 +320,15 @@ class BatchCapture:
             self.entries.append(Entry(DELETE, name, "id", columns, rows))
 
     async def sealed(self, conn: AsyncConnection) -> None:
-        """The writes record nothing more (moodle/recording.nothing_more_recorded): closed now, the run told, which
-        takes the digests meanwhile (RunChanges) where it can; else they are taken now."""
-        if self.on_sealed is None or self.gateway.kind != "mariadb" or not self._reads_digests():
+        """The writes record nothing more (moodle/recording.nothing_more_recorded): closed now, the run told. On MariaDB
+        the run takes the digests meanwhile, while the writes go on (RunChanges); elsewhere they are taken now."""
+        if self.on_sealed is None or self.gateway.kind != "mariadb":
             await self.seal(conn)
         self.closed = True
         if self.on_sealed is not None:
             self.on_sealed()
 
-    def _reads_digests(self) -> bool:
+    def reads_digests(self) -> bool:
         """Whether some created row's digest is read from the database (not known from the values written)."""
         return any(
             entry.kind == INSERT and (id(entry) not in self.written or entry.table in self.new_columns)
@@ -344,9 +344,10 @@ class BatchCapture:
         self.closed = True
         await self.digests(conn)
 
-    async def digests(self, conn: AsyncConnection) -> None:
-        """seal()'s digests, read through `conn`: the transaction's own, or one that reads what it has not committed
-        yet (RunChanges reads them aside while the writes go on)."""
+    async def digests(self, conn: AsyncConnection | None) -> None:
+        """seal()'s digests: those known from the values written computed, the others read through `conn` (the
+        transaction's own, or one that reads what it has not committed yet: RunChanges reads them aside while the
+        writes go on); None when there are none to read (reads_digests())."""
         self.digested = True
         for entry in self.entries:
             if entry.kind != INSERT:
@@ -359,6 +360,8 @@ class BatchCapture:
             later = sorted(self.new_columns.get(entry.table, set()) - set(entry.columns))
             entry.columns.extend(later)
             ids = [int(row[0]) for row in entry.rows]
+            if conn is None:
+                raise RuntimeError(f"digests of {entry.table} to read, and no connection to read them")
             found = await row_digests(self.gateway, conn, entry.table, entry.columns, ids)
             entry.rows[:] = [[i, found[i]] for i in ids if i in found]
         self.entries = [e for e in self.entries if e.rows]
@@ -515,13 +518,15 @@ class RunChanges:
         self.early[key] = asyncio.ensure_future(self._journal_sealed(capture))
 
     async def _journal_sealed(self, capture: BatchCapture) -> int | None:
-        """A batch sealed early, journalled. On MariaDB its digests are read first on another connection, READ
-        UNCOMMITTED, while its writes go on (its log rows: a connection runs one statement at a time). What that reads
-        is what the batch commits: the rows are its own, locked by it until then, and nothing it writes after the seal
-        is recorded."""
-        if not capture.digested:
+        """A batch sealed early, journalled. On MariaDB its digests are taken first, here, while its writes go on (its
+        log rows): those known from the values written computed, the others read on another connection, READ
+        UNCOMMITTED (a connection runs one statement at a time). What that reads is what the batch commits: the rows
+        are its own, locked by it until then, and nothing it writes after the seal is recorded."""
+        if not capture.digested and capture.reads_digests():
             async with self.gateway.engine.connect() as aside:
                 await capture.digests(await aside.execution_options(isolation_level="READ UNCOMMITTED"))
+        elif not capture.digested:
+            await capture.digests(None)
         return await self._journal(capture)
 
     async def _journal(self, capture: BatchCapture) -> int | None:
