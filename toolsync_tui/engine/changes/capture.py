@@ -330,40 +330,45 @@ class BatchCapture:
 
     def reads_digests(self) -> bool:
         """Whether some created row's digest is read from the database (not known from the values written)."""
-        return any(
-            entry.kind == INSERT and (id(entry) not in self.written or entry.table in self.new_columns)
+        return bool(self._read_entries())
+
+    def _read_entries(self) -> list[Entry]:
+        return [
+            entry
             for entry in self.entries
-        )
+            if entry.kind == INSERT and (id(entry) not in self.written or entry.table in self.new_columns)
+        ]
 
     async def seal(self, conn: AsyncConnection) -> None:
         """At the commit, or before it when the writes say they record nothing more: each created row's digest, of
-        the columns written to it, as committed (one SELECT per chunk); a row created and removed in this transaction
-        is left out."""
+        the columns written to it, as committed."""
         if self.closed:
             return
         self.closed = True
-        await self.digests(conn)
+        await self.read_digests(conn)
+        self.known_digests()
 
-    async def digests(self, conn: AsyncConnection | None) -> None:
-        """seal()'s digests: those known from the values written computed, the others read through `conn` (the
-        transaction's own, or one that reads what it has not committed yet: RunChanges reads them aside while the
-        writes go on); None when there are none to read (reads_digests())."""
-        self.digested = True
-        for entry in self.entries:
-            if entry.kind != INSERT:
-                continue
-            written = self.written.get(id(entry))
-            if written is not None and entry.table not in self.new_columns:  # none of its rows changed since
-                digests = written_digests(written, self.gateway.kind)
-                entry.rows[:] = [[row[0], found] for row, found in zip(written, digests, strict=True)]
-                continue
-            later = sorted(self.new_columns.get(entry.table, set()) - set(entry.columns))
-            entry.columns.extend(later)
+    async def read_digests(self, conn: AsyncConnection) -> None:
+        """The created rows' digests not known from their values, read through `conn` (one SELECT per chunk): the
+        transaction's own, or one that reads what it has not committed yet (RunChanges reads them aside while the
+        writes go on). A row created and removed in this transaction is left out."""
+        for entry in self._read_entries():
+            entry.columns.extend(sorted(self.new_columns.get(entry.table, set()) - set(entry.columns)))
             ids = [int(row[0]) for row in entry.rows]
-            if conn is None:
-                raise RuntimeError(f"digests of {entry.table} to read, and no connection to read them")
             found = await row_digests(self.gateway, conn, entry.table, entry.columns, ids)
             entry.rows[:] = [[i, found[i]] for i in ids if i in found]
+
+    def known_digests(self) -> None:
+        """Then the others, known from the values written (none changed since), computed as the server computes them
+        (RunChanges: in its thread, as the journal is written); the record is then complete."""
+        if self.digested:
+            return
+        self.digested = True
+        for entry in self.entries:
+            written = self.written.get(id(entry))
+            if entry.kind == INSERT and written is not None and entry.table not in self.new_columns:
+                digests = written_digests(written, self.gateway.kind)
+                entry.rows[:] = [[row[0], found] for row, found in zip(written, digests, strict=True)]
         self.entries = [e for e in self.entries if e.rows]
 
     def created(self) -> dict[str, list[int]]:
@@ -518,15 +523,14 @@ class RunChanges:
         self.early[key] = asyncio.ensure_future(self._journal_sealed(capture))
 
     async def _journal_sealed(self, capture: BatchCapture) -> int | None:
-        """A batch sealed early, journalled. On MariaDB its digests are taken first, here, while its writes go on (its
-        log rows): those known from the values written computed, the others read on another connection, READ
-        UNCOMMITTED (a connection runs one statement at a time). What that reads is what the batch commits: the rows
-        are its own, locked by it until then, and nothing it writes after the seal is recorded."""
+        """A batch sealed early, journalled. On MariaDB its digests are taken here, while its writes go on (its log
+        rows): those read from the database on another connection, READ UNCOMMITTED (a connection runs one statement
+        at a time), then those known from the values written in the journal's thread. What that connection reads is
+        what the batch commits: the rows are its own, locked by it until then, and nothing it writes after the seal is
+        recorded."""
         if not capture.digested and capture.reads_digests():
             async with self.gateway.engine.connect() as aside:
-                await capture.digests(await aside.execution_options(isolation_level="READ UNCOMMITTED"))
-        elif not capture.digested:
-            await capture.digests(None)
+                await capture.read_digests(await aside.execution_options(isolation_level="READ UNCOMMITTED"))
         return await self._journal(capture)
 
     async def _journal(self, capture: BatchCapture) -> int | None:
@@ -548,6 +552,7 @@ class RunChanges:
         return number
 
     def _write_ahead(self, capture: BatchCapture, number: int, meta: dict[str, str]) -> None:
+        capture.known_digests()  # here, in the thread: thousands of rows hashed, off the event loop
         self.journal.write_batch(number, capture.entries, meta)
         for name, ids in capture.created().items():
             if name in TABLE_KINDS:
