@@ -33,6 +33,7 @@ from toolsync_tui.engine.moodle.timed_connection import timed_creator
 # Keys per IN (...) list and rows per multi-row statement; well under MariaDB's packet limit.
 CHUNK = 1000
 SQLITE_MAX_PARAMETERS = 32_766
+UNIFORM_CHUNK = 10 * CHUNK  # keys of an UPDATE giving them all the same values (MariaDB, PostgreSQL)
 MAX_STATEMENT = 2_000_000  # bytes of a multi-row INSERT written here (MariaDB's max_allowed_packet: 16 MB by default)
 CONNECT_TIMEOUT = 10  # seconds
 STATEMENT_TIMEOUT = 300  # seconds the server has to answer each call (the default of [database] statement_timeout)
@@ -492,7 +493,7 @@ class MoodleGateway:
         """
         if not rows:
             return
-        for part in chunks(list(rows), self._update_chunk(rows), self.max_statement):
+        for part in chunks(list(rows), self._update_chunk(rows, key), self.max_statement):
             merged: dict[Any, dict[str, Any]] = {}
             for row in part:
                 known = merged.setdefault(row[key], {})
@@ -519,9 +520,11 @@ class MoodleGateway:
         """Bytes of the values of a multi-row statement: MAX_STATEMENT, less on a server with a small packet."""
         return min(MAX_STATEMENT, self.packet // 4)
 
-    def _update_chunk(self, rows: Sequence[Mapping[str, Any]]) -> int:
+    def _update_chunk(self, rows: Sequence[Mapping[str, Any]], key: str) -> int:
         if self.kind != "sqlite":
-            return CHUNK
+            # The same values for every key (a batch's groups touched as members join, thousands of them): one plain
+            # UPDATE of a long key list, and one read of their values before (the run's record), not one a thousand.
+            return UNIFORM_CHUNK if _uniform(rows, key) else CHUNK
         # SQLite takes at most 32,766 parameters a statement: a value and a presence flag per column.
         width = 1 + 2 * len({name for row in rows for name in row})
         return max(1, min(CHUNK, SQLITE_MAX_PARAMETERS // width))
@@ -591,6 +594,14 @@ class MoodleGateway:
             result = await conn.execute(delete(table).where(table.c[key].in_(part)))
             removed += result.rowcount or 0
         return removed
+
+
+def _uniform(rows: Sequence[Mapping[str, Any]], key: str) -> bool:
+    """Every row of the same columns, with the same values but for its integer key (update_many's plain UPDATE)."""
+    return _same_keys(rows) and all(
+        all(type(row[key]) is int for row in rows) if name == key else all_same([row[name] for row in rows])
+        for name in rows[0]
+    )
 
 
 def _same_keys(rows: Sequence[Mapping[str, Any]]) -> bool:
