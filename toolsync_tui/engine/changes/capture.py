@@ -110,7 +110,7 @@ class BatchCapture:
     # digests are then known without reading the rows back (written_digests).
     written: dict[int, list[list[Any]]] = field(default_factory=dict)
     closed: bool = False  # sealed: the transaction records nothing more
-    digested: bool = False  # its created rows' digests taken (digests())
+    digested: bool = False  # every created row's digest taken (known_digests(), after read_digests())
     on_sealed: Callable[[], None] | None = None  # told when the writes seal it before the commit (sealed())
 
     def _name(self, target: Table) -> str | None:
