@@ -45,7 +45,7 @@ from toolsync_tui.engine.changes.journal import (
 )
 from toolsync_tui.engine.datadir.ledger import TABLE_KINDS, Ledger, LedgerProblem, ledger_for_site
 from toolsync_tui.engine.moodle.column_rows import ColumnRows
-from toolsync_tui.engine.moodle.gateway import CHUNK, UNIFORM_CHUNK, MoodleGateway, all_same, chunks
+from toolsync_tui.engine.moodle.gateway import MoodleGateway, all_same, chunks
 from toolsync_tui.engine.moodle.recording import NOT_RECORDED_COLUMNS, NOT_RECORDED_TABLES, attach, detach
 from toolsync_tui.engine.moodle.tasks import retrieved
 from toolsync_tui.engine.run.log import Journal
@@ -254,9 +254,10 @@ class BatchCapture:
             return
         target = table(table_.name, column(key), *(column(c) for c in kept))
         before: dict[Any, tuple[Any, ...]] = {}
-        # As many keys as the UPDATE has (update_many: a thousand, or all of a batch's that get the same values).
-        size = UNIFORM_CHUNK if self.gateway.kind != "sqlite" else CHUNK
-        for part in chunks([row[key] for row in rows], size):
+        # One read for the keys of the UPDATE (update_many chunks them: a thousand, or all of a batch's that get the
+        # same values), unless their text is too long for one statement.
+        keys = [row[key] for row in rows]
+        for part in chunks(keys, len(keys)):
             query = select(target.c[key], *(target.c[c] for c in kept)).where(target.c[key].in_(list(part)))
             for found_key, *values in await conn.execute(query):
                 before[norm(found_key)] = (found_key, *values)

@@ -542,9 +542,8 @@ class MoodleGateway:
             sql = f"UPDATE {quote(table.name)} SET {assignments} WHERE {quote(key)} = {mark}"
             await conn.exec_driver_sql(sql, (*(row[name] for name in columns), row[key]))
             return
-        partial = [name for name in columns if any(name not in row for row in rows)]
         first = rows[0]
-        if not partial and all(all_same([row[name] for row in rows]) for name in columns):
+        if _uniform(rows, key):
             # The same values for every key (the groups' timemodified of a batch of members): a plain UPDATE of the
             # keys, no derived table for the server to build and join.
             assignments = ", ".join(f"{quote(name)} = {mark}" for name in columns)
@@ -552,6 +551,7 @@ class MoodleGateway:
             sql = f"UPDATE {quote(table.name)} SET {assignments} WHERE {quote(key)} IN ({keys})"
             await conn.exec_driver_sql(sql, (*(first[name] for name in columns), *(row[key] for row in rows)))
             return
+        partial = [name for name in columns if any(name not in row for row in rows)]
         fields = [key, *columns, *(f"{name}__given" for name in partial)]
         params: list[Any] = []
         for row in rows:
@@ -597,11 +597,8 @@ class MoodleGateway:
 
 
 def _uniform(rows: Sequence[Mapping[str, Any]], key: str) -> bool:
-    """Every row of the same columns, with the same values but for its integer key (update_many's plain UPDATE)."""
-    return _same_keys(rows) and all(
-        all(type(row[key]) is int for row in rows) if name == key else all_same([row[name] for row in rows])
-        for name in rows[0]
-    )
+    """Every row of the same columns, with the same values but for its key (update_many's plain UPDATE)."""
+    return _same_keys(rows) and all(all_same([row[name] for row in rows]) for name in rows[0] if name != key)
 
 
 def _same_keys(rows: Sequence[Mapping[str, Any]]) -> bool:
