@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from toolsync_tui.engine import registry
 from toolsync_tui.engine.datadir.store import DataStore
 from toolsync_tui.engine.moodle.gateway import MoodleGateway
 from toolsync_tui.engine.rows import LINE, Outcome, outcome_rows
+from toolsync_tui.engine.run.gil import RUN_SWITCH_INTERVAL
 from toolsync_tui.engine.run.lock import RunLock
 from toolsync_tui.engine.run.pipeline import Progress, RunProblem, SafetyStop, run_inputs, run_operation
 
@@ -160,6 +162,27 @@ async def test_progress_events_count_up_to_the_whole_file(site: Site) -> None:
     assert events[-1].counts == {"failed": 25_000} == result.counts
     assert len(events[-1].recent) == 50
     assert events[-1].recent[-1] == "line 25000: failed (not found) Course with shortname 'C24999' not found"
+
+
+async def test_a_run_passes_the_gil_between_its_threads_every_half_millisecond(site: Site) -> None:
+    """The journal's and the reader's threads give the run's event loop its turn after 0.5 ms, not Python's 5 ms:
+    set from the run's start (its progress sees it) and kept; a host's shorter interval is left as it is."""
+    config, gateway = site
+    before = sys.getswitchinterval()
+    try:
+        sys.setswitchinterval(0.005)
+        inbox_file(config, "courses.csv", "C1\nC2\n")
+        seen: list[float] = []
+        await run_operation(config, gateway, "check", on_progress=lambda _: seen.append(sys.getswitchinterval()))
+        assert seen
+        assert set(seen) == {RUN_SWITCH_INTERVAL}
+        assert sys.getswitchinterval() == RUN_SWITCH_INTERVAL
+        sys.setswitchinterval(0.0001)
+        inbox_file(config, "courses.csv", "C1\n")
+        await run_operation(config, gateway, "check")
+        assert sys.getswitchinterval() == pytest.approx(0.0001)
+    finally:
+        sys.setswitchinterval(before)
 
 
 async def test_cancel_finishes_the_batch_in_flight_and_reports_the_rest(site: Site) -> None:

@@ -57,6 +57,7 @@ from toolsync_tui.engine.run.exits import (
     EXIT_ROWS_FAILED,
     EXIT_SAFETY,
 )
+from toolsync_tui.engine.run.gil import switch_often
 from toolsync_tui.engine.run.guards import SourceGuard
 from toolsync_tui.engine.run.holding import Holding
 from toolsync_tui.engine.run.interrupt import INTERRUPTION, Interruption, Stop, interrupted_words
@@ -267,6 +268,7 @@ async def run_operation(
 ) -> RunResult:
     """`full`: with the operation's diff on, every row is resolved and the digests saved anew (diff.py). `hold`: a
     threshold or a source guard holds the run for approval rather than stop it (holding.py; never a dry run)."""
+    switch_often()
     operation = make_operation(name, config, gateway)
     store = DataStore(config.data_dir)
     path = source or operation_inputs(config, name)[0]
