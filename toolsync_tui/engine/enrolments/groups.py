@@ -55,7 +55,7 @@ class GroupPlan:
 
     outcomes: pl.DataFrame  # the detail outcomes, as write() makes them true
     effects: EnrolmentEffects
-    to_create: pl.DataFrame  # courseid, name, key of the groups to create
+    to_create: pl.DataFrame  # courseid, name, key, contextid (the course's) of the groups to create
     gone: pl.DataFrame  # groupid, userid of the memberships to remove
     # groupid (null: a group to create), userid, courseid, contextid (the course's), key of the memberships to add
     joining: pl.DataFrame
@@ -173,7 +173,7 @@ class GroupSteps:
         creating = pl.col("group_command").str.ends_with("create") & pl.col("groupid").is_null() & ~coming_group
         # A group still to create has no id: write() gives it its new one (its rows find it by courseid and key).
         named = named.with_columns(creating.alias("created"))
-        to_create = named.filter(creating).select("courseid", "name", "key")
+        to_create = named.filter(creating).select("courseid", "name", "key", "contextid")
         # The batch's other rows naming a group it creates, or the write before creates, find it (`made`), as once it
         # is written.
         made = to_create.select("courseid", "key", pl.lit(True).alias("made")).unique(["courseid", "key"])
@@ -275,7 +275,7 @@ class GroupSteps:
         if planned.to_create.height:
             made = _keyed(
                 await create_groups(
-                    self.gateway, conn, planned.to_create.select("courseid", "name"), now, events=events
+                    self.gateway, conn, planned.to_create.select("courseid", "name", "contextid"), now, events=events
                 ),
                 self._names(),
             )

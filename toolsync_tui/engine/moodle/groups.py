@@ -127,7 +127,8 @@ async def create_groups(
     returns courseid, name (as given first), groupid of the new groups.
 
     Optional columns of `wanted`, taken from the first row of each pair: `idnumber` and `description` (null or
-    absent: '' and NULL). The caller checks beforehand that no group of that name or idnumber exists.
+    absent: '' and NULL), and `contextid`, the course's context, for the log events (absent: read). The caller checks
+    beforehand that no group of that name or idnumber exists.
     """
     extra = [c for c in ("idnumber", "description") if c in wanted.columns]
     rows = (
@@ -176,7 +177,12 @@ async def create_groups(
             "courseid", "name", "groupid"
         )
     if events is not None:
-        events += course_events.groups_created(await group_courses(gateway, conn, _distinct(created, "groupid")))
+        in_courses = (
+            created.select("groupid", "courseid", rows["contextid"].cast(pl.Int64)).drop_nulls().sort("groupid")
+            if "contextid" in rows.columns
+            else await group_courses(gateway, conn, _distinct(created, "groupid"))
+        )
+        events += course_events.groups_created(in_courses)
     return created
 
 
