@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import polars as pl
 import pytest
 
 from toolsync_tui.engine.moodle.column_rows import ColumnRows
@@ -39,6 +40,14 @@ def test_of_dict_rows_and_empty() -> None:
     assert rows.varying == {"a": [1, 2], "b": ["p", "q"]}
     assert not rows.shared
     assert len(ColumnRows.of([])) == 0
+
+
+def test_of_a_frame_are_its_rows_as_to_dicts_gives_them() -> None:
+    frame = pl.DataFrame({"id": [3, 1], "name": ["é", None], "at": [7, 7]})
+    rows = ColumnRows.of_frame(frame)
+    assert list(rows) == frame.to_dicts()
+    assert rows.names == ("id", "name", "at")
+    assert len(ColumnRows.of_frame(frame.clear())) == 0
 
 
 def test_columns_must_be_each_named_once_and_full() -> None:

@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, overload
 
+import polars as pl
+
 
 class ColumnRows(Sequence[Mapping[str, Any]]):
     """`size` rows of the columns `names`: those in `varying` give each row's value in a sequence, the others one
@@ -30,6 +32,11 @@ class ColumnRows(Sequence[Mapping[str, Any]]):
         """Rows of the same columns (those of the first), each column read out of them."""
         names = list(rows[0]) if rows else []
         return cls(names, {name: [row[name] for row in rows] for name in names}, {}, len(rows))
+
+    @classmethod
+    def of_frame(cls, frame: pl.DataFrame) -> ColumnRows:
+        """A frame's rows, each column read out of it at once (no dict of each row made)."""
+        return cls(frame.columns, {name: frame[name].to_list() for name in frame.columns}, {}, frame.height)
 
     def column(self, name: str) -> Sequence[Any]:
         """Each row's value of the column."""

@@ -49,6 +49,7 @@ from sqlalchemy import ColumnElement, Table, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from toolsync_tui.engine.moodle import course_events
+from toolsync_tui.engine.moodle.column_rows import ColumnRows
 from toolsync_tui.engine.moodle.contexts import ContextLevel, course_contexts
 from toolsync_tui.engine.moodle.event_log import Event
 from toolsync_tui.engine.moodle.gateway import MoodleGateway, WrittenInsert
@@ -103,8 +104,8 @@ class InsertsAhead:
     """A plan's new user enrolments and role assignments, the rows of their INSERTs and (MariaDB) the statements,
     written while the plan is made: the write only sends them."""
 
-    enrolments: list[dict[str, Any]]
-    roles: list[dict[str, Any]]
+    enrolments: ColumnRows
+    roles: ColumnRows
     enrolments_written: WrittenInsert | None
     roles_written: WrittenInsert | None
 
@@ -274,7 +275,7 @@ class CourseEnrolments:
             pl.lit(0).alias("sortorder"),
         )
         written = self.gateway.written_insert
-        ue, ra = enrolments.to_dicts(), roles.to_dicts()
+        ue, ra = ColumnRows.of_frame(enrolments), ColumnRows.of_frame(roles)
         return InsertsAhead(
             ue,
             ra,
