@@ -12,7 +12,7 @@ from toolsync_tui.engine.connect import open_gateway
 from toolsync_tui.engine.moodle.column_rows import ColumnRows
 from toolsync_tui.engine.moodle.contexts import ContextLevel, create_contexts
 from toolsync_tui.engine.moodle.db_errors import Fault, classify
-from toolsync_tui.engine.moodle.gateway import CHUNK, UNIFORM_CHUNK, DatabaseError, MoodleGateway
+from toolsync_tui.engine.moodle.gateway import CHUNK, UNIFORM_CHUNK, DatabaseError, MoodleGateway, in_list
 
 Site = tuple[Config, MoodleGateway]
 
@@ -61,7 +61,10 @@ async def test_update_many_of_the_same_values_changes_exactly_its_keys(site: Sit
         await gateway.insert_many(
             conn,
             flags,
-            [{"flagtype": kind, "name": f"n{i}", "value": "1", "expiry": i, "timemodified": 0} for i in range(count)],
+            [
+                {"flagtype": kind, "name": f"{kind}{i}", "value": "1", "expiry": i, "timemodified": 0}
+                for i in range(count)
+            ],
         )
         ids = (await gateway.fetch_in(conn, flags, "flagtype", [kind], ["id"]))["id"].sort().to_list()
         await gateway.update_many(conn, flags, "id", [{"id": i, "timemodified": 5, "value": "%s"} for i in ids[:-2]])
@@ -70,6 +73,17 @@ async def test_update_many_of_the_same_values_changes_exactly_its_keys(site: Sit
             select(flags.c.timemodified, flags.c.value).where(flags.c.flagtype == kind).order_by(flags.c.id)
         )
         assert [tuple(r) for r in found] == [(5, "%s")] * (count - 2) + [(6, "1"), (0, "1")]
+        # Text keys of the same values (parameters, not digits in the text), one of them given twice.
+        names = [f"{kind}{i}" for i in (0, 1, 1, 2)]
+        await gateway.update_many(conn, flags, "name", [{"name": n, "expiry": -1} for n in names])
+        expiries = await conn.execute(select(flags.c.expiry).where(flags.c.flagtype == kind).order_by(flags.c.id))
+        assert [e for (e,) in expiries] == [-1, -1, -1, *range(3, count)]
+
+
+def test_in_list_writes_integers_into_the_text_and_passes_other_keys() -> None:
+    assert in_list([3, 1, 2]) == ("3, 1, 2", ())
+    assert in_list(["a", 1]) == ("%s, %s", ("a", 1))
+    assert in_list([True, 1]) == ("%s, %s", (True, 1))  # a bool is no key's digits
 
 
 async def test_insert_many_keeps_percent_and_braces_and_integers_exact(site: Site) -> None:

@@ -22,7 +22,7 @@ import errno
 import functools
 import hashlib
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -31,7 +31,7 @@ from typing import Any
 import polars as pl
 from sqlalchemy import ColumnElement, Integer, Select, String, Table, column, func, literal_column, select, table
 from sqlalchemy.ext.asyncio import AsyncConnection
-from sqlalchemy.sql import operators
+from sqlalchemy.sql import TableClause, operators
 from sqlalchemy.sql.elements import BinaryExpression, BindParameter, ExpressionClauseList
 
 from toolsync_tui.engine.changes.journal import (
@@ -45,7 +45,7 @@ from toolsync_tui.engine.changes.journal import (
 )
 from toolsync_tui.engine.datadir.ledger import TABLE_KINDS, Ledger, LedgerProblem, ledger_for_site
 from toolsync_tui.engine.moodle.column_rows import ColumnRows
-from toolsync_tui.engine.moodle.gateway import MoodleGateway, all_same, chunks
+from toolsync_tui.engine.moodle.gateway import MoodleGateway, all_same, chunks, in_list
 from toolsync_tui.engine.moodle.recording import NOT_RECORDED_COLUMNS, NOT_RECORDED_TABLES, attach, detach
 from toolsync_tui.engine.moodle.tasks import retrieved
 from toolsync_tui.engine.run.log import Journal
@@ -106,8 +106,8 @@ class BatchCapture:
     entries: list[Entry] = field(default_factory=list)
     new: dict[str, set[int]] = field(default_factory=dict)  # ids created in this transaction, per table
     new_columns: dict[str, set[str]] = field(default_factory=dict)  # columns then updated on such rows, per table
-    # id(entry) -> the values its rows were inserted with, id first, when the server stores them as written: their
-    # digests are then known without reading the rows back (written_digests).
+    # id(entry) -> the values its rows were inserted with, column by column, the ids first, when the server stores them
+    # as written: their digests are then known without reading the rows back (written_digests).
     written: dict[int, list[list[Any]]] = field(default_factory=dict)
     closed: bool = False  # sealed: the transaction records nothing more
     digested: bool = False  # every created row's digest taken (known_digests(), after read_digests())
@@ -134,7 +134,7 @@ class BatchCapture:
             return
         values = [rows.column(c) if isinstance(rows, ColumnRows) else [row[c] for row in rows] for c in columns[1:]]
         if all(_stored_as_written(table_, c, column) for c, column in zip(columns[1:], values, strict=True)):
-            self.written[id(entry)] = [list(row) for row in zip(ids, *values, strict=True)]
+            self.written[id(entry)] = [list(ids), *map(list, values)]  # copies: _rewritten() changes them
 
     async def inserted(
         self, conn: AsyncConnection, table_: Table, first_id: int, count: int, rows: Sequence[Mapping[str, Any]]
@@ -222,23 +222,23 @@ class BatchCapture:
             found = known.get(int(row[key]))
             if found is None:
                 continue
-            values, places = found
+            columns, at, places = found
             if all(c in places for c in row if c != key):
                 for c, value in row.items():
                     if c != key:
-                        values[places[c]] = value
+                        columns[places[c]][at] = value
                 done.add(int(row[key]))
         return done
 
-    def _written_rows(self, name: str) -> dict[int, tuple[list[Any], dict[str, int]]]:
-        """The rows of `name` this transaction created with known values (`written`): id -> (values, each column's
-        place in them)."""
-        found: dict[int, tuple[list[Any], dict[str, int]]] = {}
+    def _written_rows(self, name: str) -> dict[int, tuple[list[list[Any]], int, dict[str, int]]]:
+        """The rows of `name` this transaction created with known values (`written`): id -> (their columns, the row's
+        place in them, each column's place)."""
+        found: dict[int, tuple[list[list[Any]], int, dict[str, int]]] = {}
         for entry in self.entries:
             written = self.written.get(id(entry))
             if entry.kind == INSERT and entry.table == name and written is not None:
                 places = {c: place for place, c in enumerate(entry.columns)}
-                found.update((int(values[0]), (values, places)) for values in written)
+                found.update((int(i), (written, at, places)) for at, i in enumerate(written[0]))
         return found
 
     async def updating(
@@ -258,8 +258,7 @@ class BatchCapture:
         # same values), unless their text is too long for one statement.
         keys = [row[key] for row in rows]
         for part in chunks(keys, len(keys)):
-            query = select(target.c[key], *(target.c[c] for c in kept)).where(target.c[key].in_(list(part)))
-            for found_key, *values in await conn.execute(query):
+            for found_key, *values in await self._values_before(conn, target, key, kept, part):
                 before[norm(found_key)] = (found_key, *values)
         recorded = []
         for row in rows:
@@ -270,6 +269,21 @@ class BatchCapture:
             recorded.append([old[0], *old[1:], *after])
         if recorded:
             self.entries.append(Entry(UPDATE, name, key, [key, *kept], recorded))
+
+    async def _values_before(
+        self, conn: AsyncConnection, target: TableClause, key: str, kept: Sequence[str], keys: Sequence[Any]
+    ) -> Iterable[Sequence[Any]]:
+        """The key and `kept` columns of the rows of these keys, as stored; on MariaDB, integer keys written into the
+        text (the thousands of groups a batch touches: no statement for SQLAlchemy to compile, no parameters to
+        escape)."""
+        if self.gateway.kind != "mariadb":
+            query = select(target.c[key], *(target.c[c] for c in kept)).where(target.c[key].in_(list(keys)))
+            return await conn.execute(query)
+        quote = self.gateway.quote
+        listed, params = in_list(keys)
+        columns = ", ".join(quote(c) for c in (key, *kept))
+        sql = f"SELECT {columns} FROM {quote(target.name)} WHERE {quote(key)} IN ({listed})"
+        return await conn.exec_driver_sql(sql, params)
 
     async def updating_where(
         self,
@@ -371,7 +385,7 @@ class BatchCapture:
             written = self.written.get(id(entry))
             if entry.kind == INSERT and written is not None and entry.table not in self.new_columns:
                 digests = written_digests(written, self.gateway.kind)
-                entry.rows[:] = [[row[0], found] for row, found in zip(written, digests, strict=True)]
+                entry.rows[:] = [[i, found] for i, found in zip(written[0], digests, strict=True)]
         self.entries = [e for e in self.entries if e.rows]
 
     def created(self) -> dict[str, list[int]]:
@@ -452,19 +466,19 @@ def _stored_as_written(table_: Table, name: str, values: Sequence[Any]) -> bool:
     return False
 
 
-def written_digests(rows: Sequence[Sequence[Any]], kind: str) -> list[str]:
-    """The digests _digest_select() reads on a `kind` server of rows whose values are these (_stored_as_written()), in
-    their columns' order. PostgreSQL's concat() skips a NULL: there a NULL reads 'v', as an empty text does. Column by
-    column: a value every row shares (a time, a status) is written once."""
+def written_digests(columns: Sequence[Sequence[Any]], kind: str) -> list[str]:
+    """The digests _digest_select() reads on a `kind` server of rows whose values are in these columns, in their order
+    (_stored_as_written()). PostgreSQL's concat() skips a NULL: there a NULL reads 'v', as an empty text does. Column
+    by column: a value every row shares (a time, a status) is written once."""
     null = "v" if kind == "postgresql" else "n"
 
-    def cells(column: tuple[Any, ...]) -> Sequence[str]:
+    def cells(column: Sequence[Any]) -> Sequence[str]:
         if all_same(column):
             return [null if column[0] is None else f"v{column[0]}"] * len(column)
         return [null if value is None else f"v{value}" for value in column]
 
     md5 = hashlib.md5
-    texts = map("\x1f".join, zip(*(cells(column) for column in zip(*rows, strict=True)), strict=True))
+    texts = map("\x1f".join, zip(*map(cells, columns), strict=True))
     return [md5(text.encode(), usedforsecurity=False).hexdigest()[:12] for text in texts]
 
 

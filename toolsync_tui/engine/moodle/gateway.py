@@ -493,7 +493,11 @@ class MoodleGateway:
         """
         if not rows:
             return
-        for part in chunks(list(rows), self._update_chunk(rows, key), self.max_statement):
+        if self.kind != "sqlite" and _uniform(rows, key):
+            values = {name: value for name, value in rows[0].items() if name != key}
+            await self._update_keys(conn, table, key, list(dict.fromkeys(row[key] for row in rows)), values)
+            return
+        for part in chunks(list(rows), self._update_chunk(rows), self.max_statement):
             merged: dict[Any, dict[str, Any]] = {}
             for row in part:
                 known = merged.setdefault(row[key], {})
@@ -520,14 +524,33 @@ class MoodleGateway:
         """Bytes of the values of a multi-row statement: MAX_STATEMENT, less on a server with a small packet."""
         return min(MAX_STATEMENT, self.packet // 4)
 
-    def _update_chunk(self, rows: Sequence[Mapping[str, Any]], key: str) -> int:
+    def _update_chunk(self, rows: Sequence[Mapping[str, Any]]) -> int:
         if self.kind != "sqlite":
-            # The same values for every key (a batch's groups touched as members join, thousands of them): one plain
-            # UPDATE of a long key list, and one read of their values before (the run's record), not one a thousand.
-            return UNIFORM_CHUNK if _uniform(rows, key) else CHUNK
+            return CHUNK
         # SQLite takes at most 32,766 parameters a statement: a value and a presence flag per column.
         width = 1 + 2 * len({name for row in rows for name in row})
         return max(1, min(CHUNK, SQLITE_MAX_PARAMETERS // width))
+
+    async def _update_keys(
+        self, conn: AsyncConnection, table: Table, key: str, keys: list[Any], values: Mapping[str, Any]
+    ) -> None:
+        """The same `values` given to the rows of these (distinct) keys, MariaDB or PostgreSQL: a batch's groups touched
+        as members join, thousands of them. One plain UPDATE of a long key list, and one read of their values before
+        (the run's record), not one of each a thousand keys; integer keys are written into the text (no parameters
+        for the driver to escape one by one)."""
+        columns = sorted(values)
+        for part in chunks(keys, UNIFORM_CHUNK, self.max_statement):
+            rows = [{key: value, **values} for value in part]
+            recorder = recorder_of(conn)
+            if recorder is not None:  # the values before, read in this transaction, for an undo of the run
+                await recorder.updating(conn, table, key, columns, rows)
+            if self.kind == "postgresql":
+                await update_from_arrays(conn, self._declared(table), key, columns, rows, self.quote)
+                continue
+            assignments = ", ".join(f"{self.quote(name)} = %s" for name in columns)
+            listed, params = in_list(part)
+            sql = f"UPDATE {self.quote(table.name)} SET {assignments} WHERE {self.quote(key)} IN ({listed})"
+            await conn.exec_driver_sql(sql, (*(values[name] for name in columns), *params))
 
     async def _update_joined(
         self, conn: AsyncConnection, table: Table, key: str, columns: list[str], rows: list[dict[str, Any]]
@@ -541,15 +564,6 @@ class MoodleGateway:
             assignments = ", ".join(f"{quote(name)} = {mark}" for name in columns)
             sql = f"UPDATE {quote(table.name)} SET {assignments} WHERE {quote(key)} = {mark}"
             await conn.exec_driver_sql(sql, (*(row[name] for name in columns), row[key]))
-            return
-        first = rows[0]
-        if _uniform(rows, key):
-            # The same values for every key (the groups' timemodified of a batch of members): a plain UPDATE of the
-            # keys, no derived table for the server to build and join.
-            assignments = ", ".join(f"{quote(name)} = {mark}" for name in columns)
-            keys = ", ".join([mark] * len(rows))
-            sql = f"UPDATE {quote(table.name)} SET {assignments} WHERE {quote(key)} IN ({keys})"
-            await conn.exec_driver_sql(sql, (*(first[name] for name in columns), *(row[key] for row in rows)))
             return
         partial = [name for name in columns if any(name not in row for row in rows)]
         fields = [key, *columns, *(f"{name}__given" for name in partial)]
@@ -594,6 +608,14 @@ class MoodleGateway:
             result = await conn.execute(delete(table).where(table.c[key].in_(part)))
             removed += result.rowcount or 0
         return removed
+
+
+def in_list(keys: Sequence[Any]) -> tuple[str, tuple[Any, ...]]:
+    """The text of an `IN (...)` list of these keys on MariaDB (`%s` marks) and its parameters: integers written into
+    the text (their digits, nothing to escape), other keys as parameters."""
+    if all(type(value) is int for value in keys):
+        return ", ".join(map(str, keys)), ()
+    return ", ".join(["%s"] * len(keys)), tuple(keys)
 
 
 def _uniform(rows: Sequence[Mapping[str, Any]], key: str) -> bool:
