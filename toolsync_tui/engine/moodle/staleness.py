@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from toolsync_tui.engine.moodle import recording
 from toolsync_tui.engine.moodle.bridge.client import BridgeError, MoodleBridge
+from toolsync_tui.engine.moodle.column_rows import ColumnRows
 from toolsync_tui.engine.moodle.gateway import MoodleGateway, chunks
 
 DIRTY_USERS = "accesslib/dirtyusers"
@@ -42,20 +43,11 @@ async def mark_users_dirty(
     flags = gateway.schema.cache_flags
     fresh = set(new_users)
     await _drop_flags(gateway, conn, DIRTY_USERS, [str(i) for i in ids if i not in fresh])
-    await gateway.insert_many(
-        conn,
-        flags,
-        [
-            {
-                "flagtype": DIRTY_USERS,
-                "name": str(i),
-                "value": "1",
-                "expiry": now + session_timeout,
-                "timemodified": now,
-            }
-            for i in ids
-        ],
-    )
+    # Column by column: only the name varies (a batch flags thousands of users, on the write's critical path).
+    names = {"name": [str(i) for i in ids]}
+    shared = {"flagtype": DIRTY_USERS, "value": "1", "expiry": now + session_timeout, "timemodified": now}
+    rows = ColumnRows(("flagtype", "name", "value", "expiry", "timemodified"), names, shared, len(ids))
+    await gateway.insert_many(conn, flags, rows)
     return len(ids)
 
 
