@@ -17,6 +17,7 @@ memberships there too, as the original tagged them.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Hashable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -209,6 +210,7 @@ class GroupSteps:
         rows = rows.join(enrolled_now, on=["courseid", "userid"], how="left", maintain_order="left").with_columns(
             pl.coalesce("enrolled_after", "in_db", pl.lit(False)).alias("is_enrolled")
         )
+        await asyncio.sleep(0)  # TRY
         removals = self._removals(rows, named, current)
         named = (
             named.join(rows.select("__row", "is_enrolled"), on="__row", how="left")

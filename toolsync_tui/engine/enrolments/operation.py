@@ -23,6 +23,7 @@ again); its dry run, as before. A dry run of adds is the plan alone, the very pl
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Hashable, Sequence
 from typing import ClassVar
@@ -227,6 +228,7 @@ class EnrolsOperation(Operation):
         enrolling = await self.enrolments.plan(
             conn, self._requests(valid), now=now, dry_run=dry_run, instances=self.instances
         )
+        await asyncio.sleep(0)  # TRY
         own = self._added(valid, enrolling.outcomes)
         grouped = valid.filter(pl.col("gcmd") != "").join(
             own.filter(pl.col("outcome") != Outcome.FAILED.value).select(ROW, "enrolled_after"), on=ROW

@@ -40,6 +40,7 @@ user_enrolment_created / _updated, role_assigned, group_member_added; the caller
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -250,6 +251,7 @@ class CourseEnrolments:
         plan = await self._plan(conn, req.filter(pl.col("problem").is_null()), now, replacing)
         outcomes = pl.concat([_failed_outcomes(failed), _success_outcomes(plan, dry_run)])
         reads = _read_keys(req, self.group_match)
+        await asyncio.sleep(0)  # TRY
         ahead = None if dry_run else await self._inserts_ahead(conn, plan, now)
         return PlannedEnrolments(outcomes.sort(REQ).drop(REQ), plan, self._effects(plan), reads, ahead)
 
