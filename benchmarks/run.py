@@ -82,6 +82,7 @@ from benchmarks.pictures import (
     write_pictures_archive,
 )
 from benchmarks.servers import SERVER_KINDS, Server, server_cpu_seconds, server_kind, server_program, start_server
+from benchmarks.timeline import child_timeline, report
 from toolsync_tui.engine.moodle.passwords import hash_password, usable_cpus
 
 REPO = Path(__file__).resolve().parents[1]
@@ -855,6 +856,9 @@ def child_env() -> dict[str, str]:
     return env
 
 
+PROFILE_LABELS = {"cprofile": " under cProfile", "py-spy": " under py-spy", "timeline": " timed statement by statement"}
+
+
 def run_child(
     command: Sequence[str],
     workdir: Path,
@@ -862,12 +866,16 @@ def run_child(
     py_spy_out: Path | None = None,
     track_cpu: bool = False,
     track_tree: bool = False,
+    timeline: Path | None = None,
 ) -> Measurement:
     """Run to completion through benchmarks/measure.py: wall time from spawn to reaping, and the
     command's own peak RSS (see measure.py for why it is not started from this process)."""
     out_path, err_path = workdir / f"{tag}.stdout", workdir / f"{tag}.stderr"
     result_path, pid_path = workdir / f"{tag}.json", workdir / f"{tag}.json.pid"
     env = child_env()
+    if timeline is not None:  # benchmarks/timeline_hook/sitecustomize.py times the child's statements and loop steps
+        env["PYTHONPATH"] += os.pathsep + str(REPO / "benchmarks" / "timeline_hook")
+        env["TOOLSYNC_TIMELINE"] = str(timeline)
     launcher = [sys.executable, str(MEASURE), str(result_path), "--", *command]
     samples: list[tuple[float, float]] = []
     cpu_samples: list[CpuSample] = []
@@ -1047,6 +1055,7 @@ def _measure(
             prepared = reset()
         profile = workdir / f"{case.name}-{attempt}.prof" if args.profile == "cprofile" else None
         sampled = workdir / f"{case.name}-{attempt}.py-spy.txt" if args.profile == "py-spy" else None
+        timed = workdir / f"{case.name}-{attempt}.timeline" if args.profile == "timeline" else None
         prefix = [sys.executable, *(["-m", "cProfile", "-o", str(profile)] if profile else [])]
         server_cpu = server_cpu_seconds(server) if server is not None else 0.0
         scans = table_scans(server) if server is not None else {}
@@ -1057,6 +1066,7 @@ def _measure(
             py_spy_out=sampled,
             track_cpu=case.track_cpu,
             track_tree=case.track_tree,
+            timeline=timed,
         )
         server_cpu = server_cpu_seconds(server) - server_cpu if server is not None else 0.0
         summary = parse_summary(measured.stdout, case.operation)
@@ -1071,7 +1081,7 @@ def _measure(
             rates.append(rate)
             worst_rss = max(worst_rss, measured.peak_rss_mb)
             missed_own |= analysis is not None and not analysis.met
-        label = {"cprofile": " under cProfile", "py-spy": " under py-spy"}.get(args.profile or "", "")
+        label = PROFILE_LABELS.get(args.profile or "", "")
         unit = case.unit
         wanted = f">= {case.targets.min_rate:,.0f} {unit}/s, " if case.targets.min_rate else ""
         wanted += f"< {case.targets.max_rss_mb:,.0f} MB" + (", see below" if case.analyse else "")
@@ -1106,6 +1116,9 @@ def _measure(
             _print_profile(profile, args.profile_top)
         if sampled is not None:
             _print_py_spy(sampled, args.profile_top)
+        if timed is not None:
+            written = child_timeline(timed)
+            print("\n".join(f"  {line}" for line in (report(written) if written else ["the child wrote no timeline"])))
     if args.repeat > 1 and rates:
         print(
             f"{case.name}: {args.repeat} runs, median {_rate(statistics.median(rates))} {case.unit}/s, best "
@@ -1212,9 +1225,10 @@ def build_parser() -> argparse.ArgumentParser:
             "--profile",
             nargs="?",
             const="cprofile",
-            choices=["cprofile", "py-spy"],
+            choices=["cprofile", "py-spy", "timeline"],
             help="profile the child and print its hotspots: cProfile (the default; main "
-            "thread only, slows the run ~2x) or py-spy (sampling, all threads)",
+            "thread only, slows the run ~2x), py-spy (sampling, all threads) or timeline (every statement and "
+            "event-loop step timed: where the writer waits, benchmarks/timeline.py)",
         )
         sub.add_argument("--profile-top", type=int, default=30, help="functions shown per profile listing")
         sub.add_argument("--keep", action="store_true", help="keep the work folder (file, config, reports)")
