@@ -210,7 +210,7 @@ class GroupSteps:
         rows = rows.join(enrolled_now, on=["courseid", "userid"], how="left", maintain_order="left").with_columns(
             pl.coalesce("enrolled_after", "in_db", pl.lit(False)).alias("is_enrolled")
         )
-        await asyncio.sleep(0)  # TRY
+        await asyncio.sleep(0)  # the write in flight takes its answers before the outcomes are decided
         removals = self._removals(rows, named, current)
         named = (
             named.join(rows.select("__row", "is_enrolled"), on="__row", how="left")

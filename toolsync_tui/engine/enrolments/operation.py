@@ -228,7 +228,7 @@ class EnrolsOperation(Operation):
         enrolling = await self.enrolments.plan(
             conn, self._requests(valid), now=now, dry_run=dry_run, instances=self.instances
         )
-        await asyncio.sleep(0)  # TRY
+        await asyncio.sleep(0)  # the write in flight takes its answers before the groups are planned (overlap.py)
         own = self._added(valid, enrolling.outcomes)
         grouped = valid.filter(pl.col("gcmd") != "").join(
             own.filter(pl.col("outcome") != Outcome.FAILED.value).select(ROW, "enrolled_after"), on=ROW

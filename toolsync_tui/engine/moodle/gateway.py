@@ -505,14 +505,12 @@ class MoodleGateway:
                     known.setdefault(name, value)
             columns = sorted({name for row in merged.values() for name in row if name != key})
             if columns:
-                recorder = recorder_of(conn)
-                if recorder is not None:  # the values before, read in this transaction, for an undo of the run
-                    await recorder.updating(conn, table, key, columns, list(merged.values()))
+                given = list(merged.values())
+                await self._record_update(conn, table, key, columns, given)
                 if self.kind == "postgresql":
-                    quote = self.engine.dialect.identifier_preparer.quote
-                    await update_from_arrays(conn, self._declared(table), key, columns, list(merged.values()), quote)
+                    await update_from_arrays(conn, self._declared(table), key, columns, given, self.quote)
                 else:
-                    await self._update_joined(conn, table, key, columns, list(merged.values()))
+                    await self._update_joined(conn, table, key, columns, given)
 
     def _declared(self, target: Table) -> Table:
         """The declared table of that name, whose columns have their types (PostgreSQL's arrays are typed by them),
@@ -537,20 +535,31 @@ class MoodleGateway:
         """The same `values` given to the rows of these (distinct) keys, MariaDB or PostgreSQL: a batch's groups touched
         as members join, thousands of them. One plain UPDATE of a long key list, and one read of their values before
         (the run's record), not one of each a thousand keys; integer keys are written into the text (no parameters
-        for the driver to escape one by one)."""
+        for the driver to escape one by one). MariaDB's statement carries the values once, its keys taking the rest
+        of the byte budget; PostgreSQL's arrays carry them a row each, so its rows are what the budget counts."""
         columns = sorted(values)
-        for part in chunks(keys, UNIFORM_CHUNK, self.max_statement):
-            rows = [{key: value, **values} for value in part]
-            recorder = recorder_of(conn)
-            if recorder is not None:  # the values before, read in this transaction, for an undo of the run
-                await recorder.updating(conn, table, key, columns, rows)
-            if self.kind == "postgresql":
-                await update_from_arrays(conn, self._declared(table), key, columns, rows, self.quote)
-                continue
-            assignments = ", ".join(f"{self.quote(name)} = %s" for name in columns)
+        rows = [{key: value, **values} for value in keys]
+        if self.kind == "postgresql":
+            for part in chunks(rows, UNIFORM_CHUNK, self.max_statement):
+                await self._record_update(conn, table, key, columns, part)
+                await update_from_arrays(conn, self._declared(table), key, columns, part, self.quote)
+            return
+        assignments = ", ".join(f"{self.quote(name)} = %s" for name in columns)
+        budget = max(self.max_statement - _text_size(list(values.values())), 1)
+        count = min(UNIFORM_CHUNK, max(1, budget // _text_size(0)))  # integer keys go by count (chunks())
+        for start, part in _offsets(chunks(keys, count, budget)):
+            await self._record_update(conn, table, key, columns, rows[start : start + len(part)])
             listed, params = in_list(part)
             sql = f"UPDATE {self.quote(table.name)} SET {assignments} WHERE {self.quote(key)} IN ({listed})"
             await conn.exec_driver_sql(sql, (*(values[name] for name in columns), *params))
+
+    @staticmethod
+    async def _record_update(
+        conn: AsyncConnection, table: Table, key: str, columns: list[str], rows: Sequence[Mapping[str, Any]]
+    ) -> None:
+        recorder = recorder_of(conn)
+        if recorder is not None:  # the values before, read in this transaction, for an undo of the run
+            await recorder.updating(conn, table, key, columns, rows)
 
     async def _update_joined(
         self, conn: AsyncConnection, table: Table, key: str, columns: list[str], rows: list[dict[str, Any]]
@@ -608,6 +617,14 @@ class MoodleGateway:
             result = await conn.execute(delete(table).where(table.c[key].in_(part)))
             removed += result.rowcount or 0
         return removed
+
+
+def _offsets(parts: Iterable[Sequence[Any]]) -> Iterable[tuple[int, Sequence[Any]]]:
+    """Each slice that chunks() yields, with where it starts."""
+    start = 0
+    for part in parts:
+        yield start, part
+        start += len(part)
 
 
 def in_list(keys: Sequence[Any]) -> tuple[str, tuple[Any, ...]]:

@@ -251,7 +251,7 @@ class CourseEnrolments:
         plan = await self._plan(conn, req.filter(pl.col("problem").is_null()), now, replacing)
         outcomes = pl.concat([_failed_outcomes(failed), _success_outcomes(plan, dry_run)])
         reads = _read_keys(req, self.group_match)
-        await asyncio.sleep(0)  # TRY
+        await asyncio.sleep(0)  # the write in flight takes its answers before the INSERTs are written
         ahead = None if dry_run else await self._inserts_ahead(conn, plan, now)
         return PlannedEnrolments(outcomes.sort(REQ).drop(REQ), plan, self._effects(plan), reads, ahead)
 
