@@ -260,9 +260,11 @@ class EnrolsOperation(Operation):
             await self.enrolments.write(conn, enrolling, now=now, events=events)
             if grouping is not None:
                 await self.groups.write(conn, grouping, now=now, events=events)
-            await nothing_more_recorded(conn)  # journalled while the dirty flags and log rows go in (never recorded)
             await self._mark_users_dirty(conn, effects, now)
             await mark_contexts_dirty(self.gateway, conn, effects.enabled_contexts, now, self.site.session_timeout)
+            # Journalled while the log rows go in (never recorded, as the dirty flags): after the flags, whose writing
+            # is the loop's own work, so that the journal's thread takes the GIL while the server writes the log rows.
+            await nothing_more_recorded(conn)
             self.effects.update(effects)
             await self.event_log.record(conn, events or [], now)
 
