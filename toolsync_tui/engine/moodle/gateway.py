@@ -494,8 +494,7 @@ class MoodleGateway:
         if not rows:
             return
         if self.kind != "sqlite" and _uniform(rows, key):
-            values = {name: value for name, value in rows[0].items() if name != key}
-            await self._update_keys(conn, table, key, list(dict.fromkeys(row[key] for row in rows)), values)
+            await self._update_keys(conn, table, key, list({row[key]: row for row in rows}.values()))  # a row a key
             return
         for part in chunks(list(rows), self._update_chunk(rows), self.max_statement):
             merged: dict[Any, dict[str, Any]] = {}
@@ -530,15 +529,15 @@ class MoodleGateway:
         return max(1, min(CHUNK, SQLITE_MAX_PARAMETERS // width))
 
     async def _update_keys(
-        self, conn: AsyncConnection, table: Table, key: str, keys: list[Any], values: Mapping[str, Any]
+        self, conn: AsyncConnection, table: Table, key: str, rows: Sequence[Mapping[str, Any]]
     ) -> None:
-        """The same `values` given to the rows of these (distinct) keys, MariaDB or PostgreSQL: a batch's groups touched
-        as members join, thousands of them. One plain UPDATE of a long key list, and one read of their values before
+        """`rows` of distinct keys and the same values (_uniform), MariaDB or PostgreSQL: a batch's groups touched as
+        members join, thousands of them. One plain UPDATE of a long key list, and one read of their values before
         (the run's record), not one of each a thousand keys; integer keys are written into the text (no parameters
         for the driver to escape one by one). MariaDB's statement carries the values once, its keys taking the rest
         of the byte budget; PostgreSQL's arrays carry them a row each, so its rows are what the budget counts."""
+        values = {name: value for name, value in rows[0].items() if name != key}
         columns = sorted(values)
-        rows = [{key: value, **values} for value in keys]
         if self.kind == "postgresql":
             for part in chunks(rows, UNIFORM_CHUNK, self.max_statement):
                 await self._record_update(conn, table, key, columns, part)
@@ -547,7 +546,7 @@ class MoodleGateway:
         assignments = ", ".join(f"{self.quote(name)} = %s" for name in columns)
         budget = max(self.max_statement - _text_size(list(values.values())), 1)
         count = min(UNIFORM_CHUNK, max(1, budget // _text_size(0)))  # integer keys go by count (chunks())
-        for start, part in _offsets(chunks(keys, count, budget)):
+        for start, part in _offsets(chunks([row[key] for row in rows], count, budget)):
             await self._record_update(conn, table, key, columns, rows[start : start + len(part)])
             listed, params = in_list(part)
             sql = f"UPDATE {self.quote(table.name)} SET {assignments} WHERE {self.quote(key)} IN ({listed})"

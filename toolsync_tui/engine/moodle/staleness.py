@@ -43,12 +43,15 @@ async def mark_users_dirty(
     flags = gateway.schema.cache_flags
     fresh = set(new_users)
     await _drop_flags(gateway, conn, DIRTY_USERS, [str(i) for i in ids if i not in fresh])
-    # Column by column: only the name varies (a batch flags thousands of users, on the write's critical path).
-    names = {"name": [str(i) for i in ids]}
-    shared = {"flagtype": DIRTY_USERS, "value": "1", "expiry": now + session_timeout, "timemodified": now}
-    rows = ColumnRows(("flagtype", "name", "value", "expiry", "timemodified"), names, shared, len(ids))
-    await gateway.insert_many(conn, flags, rows)
+    await gateway.insert_many(conn, flags, _flag_rows(DIRTY_USERS, [str(i) for i in ids], now, session_timeout))
     return len(ids)
+
+
+def _flag_rows(flagtype: str, names: list[str], now: int, session_timeout: int) -> ColumnRows:
+    """One flag a name, value 1, expiring after a session. Column by column: only the name varies (a batch flags
+    thousands of users, on the write's critical path)."""
+    shared = {"flagtype": flagtype, "value": "1", "expiry": now + session_timeout, "timemodified": now}
+    return ColumnRows(("flagtype", "name", "value", "expiry", "timemodified"), {"name": names}, shared, len(names))
 
 
 async def end_sessions(gateway: MoodleGateway, conn: AsyncConnection, user_ids: Iterable[int]) -> int:
@@ -70,14 +73,7 @@ async def mark_contexts_dirty(
     paths = [str(p) for p in (await gateway.fetch_in(conn, schema.context, "id", ids, ["path"]))["path"].to_list()]
     flags = schema.cache_flags
     await _drop_flags(gateway, conn, DIRTY_CONTEXTS, paths)
-    await gateway.insert_many(
-        conn,
-        flags,
-        [
-            {"flagtype": DIRTY_CONTEXTS, "name": p, "value": "1", "expiry": now + session_timeout, "timemodified": now}
-            for p in paths
-        ],
-    )
+    await gateway.insert_many(conn, flags, _flag_rows(DIRTY_CONTEXTS, paths, now, session_timeout))
 
 
 async def _drop_flags(gateway: MoodleGateway, conn: AsyncConnection, flagtype: str, names: Sequence[str]) -> None:
